@@ -1,0 +1,319 @@
+//! Postroom's one configuration file. Every setting has a default that
+//! serves: without a file Postroom runs as a trial instance on 127.0.0.1 and
+//! unprivileged ports. `postroom config example` prints [`EXAMPLE`], the
+//! production configuration with every setting documented.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use postroom_core::{Domain, IpNetList};
+use serde::Deserialize;
+
+/// The production example, every setting commented. A test checks that it
+/// parses and validates, so it cannot drift from the code.
+pub const EXAMPLE: &str = include_str!("example.toml");
+
+/// Trial ports (no config file): the same whatever the uid.
+pub const TRIAL_SMTP_PORT: u16 = 10025;
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub smtp: SmtpConfig,
+    pub tls: TlsConfig,
+    pub dns: DnsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub hostname: String,
+    pub data_dir: Option<PathBuf>,
+    pub run_as: Option<String>,
+    pub postmaster: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            hostname: system_hostname(),
+            data_dir: None,
+            run_as: None,
+            postmaster: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    pub listen: Vec<String>,
+    pub proxy_protocol: bool,
+    pub max_message_size: u64,
+    pub max_recipients: usize,
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    pub connection_limit_exempt: Vec<String>,
+    pub idle_timeout_secs: u64,
+    pub max_line_length: usize,
+    pub soft_error_limit: u32,
+    pub hard_error_limit: u32,
+    pub error_sleep_ms: u64,
+    pub strict_line_endings: bool,
+    pub trusted_networks: Vec<String>,
+    pub relay_denied_code: u16,
+    pub reject_disabled_accounts: bool,
+    pub max_received_headers: usize,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            listen: vec![format!("127.0.0.1:{TRIAL_SMTP_PORT}")],
+            proxy_protocol: false,
+            max_message_size: 45_000_000,
+            max_recipients: 100,
+            max_connections: 1000,
+            max_connections_per_client: 10,
+            connection_limit_exempt: Vec::new(),
+            idle_timeout_secs: 180,
+            max_line_length: 2048,
+            soft_error_limit: 10,
+            hard_error_limit: 20,
+            error_sleep_ms: 1000,
+            strict_line_endings: false,
+            trusted_networks: Vec::new(),
+            relay_denied_code: 554,
+            reject_disabled_accounts: false,
+            max_received_headers: 100,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    pub enabled: bool,
+    pub resolvers: Vec<String>,
+    pub timeout_secs: u64,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            enabled: true,
+            resolvers: Vec::new(),
+            timeout_secs: 5,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: "info".into() }
+    }
+}
+
+/// A configuration error: which key, and what is wrong with it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Parses and validates a file's text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+        Config::parse(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |key: &str, what: String| Err(ConfigError(format!("{key}: {what}")));
+        if let Err(e) = Domain::parse(&self.server.hostname) {
+            return err(
+                "server.hostname",
+                format!("`{}` is not a host name ({e})", self.server.hostname),
+            );
+        }
+        for addr in &self.smtp.listen {
+            if addr.parse::<SocketAddr>().is_err() {
+                return err(
+                    "smtp.listen",
+                    format!("`{addr}` is not an address:port (IPv6 as [::1]:25)"),
+                );
+            }
+        }
+        if let Err(e) = IpNetList::parse(&self.smtp.trusted_networks) {
+            return err("smtp.trusted_networks", e);
+        }
+        if let Err(e) = IpNetList::parse(&self.smtp.connection_limit_exempt) {
+            return err("smtp.connection_limit_exempt", e);
+        }
+        if ![550, 554].contains(&self.smtp.relay_denied_code) {
+            return err("smtp.relay_denied_code", "must be 550 or 554".into());
+        }
+        let positive = [
+            ("smtp.max_message_size", self.smtp.max_message_size),
+            ("smtp.max_recipients", self.smtp.max_recipients as u64),
+            ("smtp.max_connections", self.smtp.max_connections as u64),
+            (
+                "smtp.max_connections_per_client",
+                self.smtp.max_connections_per_client as u64,
+            ),
+            ("smtp.idle_timeout_secs", self.smtp.idle_timeout_secs),
+            ("smtp.hard_error_limit", self.smtp.hard_error_limit as u64),
+            ("smtp.max_received_headers", self.smtp.max_received_headers as u64),
+            ("dns.timeout_secs", self.dns.timeout_secs),
+        ];
+        for (key, v) in positive {
+            if v == 0 {
+                return err(key, "must be greater than 0".into());
+            }
+        }
+        if self.smtp.max_line_length < 512 {
+            // RFC 5321 4.5.3.1.4: command lines of 512 octets must be accepted.
+            return err(
+                "smtp.max_line_length",
+                "must be at least 512 (RFC 5321 4.5.3.1.4)".into(),
+            );
+        }
+        for r in &self.dns.resolvers {
+            let ok = r.parse::<SocketAddr>().is_ok() || r.parse::<std::net::IpAddr>().is_ok();
+            if !ok {
+                return err(
+                    "dns.resolvers",
+                    format!("`{r}` is not an IP address or address:port"),
+                );
+            }
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return err("tls", "cert and key are set together".into());
+        }
+        if !["error", "warn", "info", "debug", "trace"].contains(&self.log.level.as_str()) {
+            return err("log.level", "one of error, warn, info, debug, trace".into());
+        }
+        Ok(())
+    }
+
+    /// Warnings worth printing at start (the server still runs).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if let Ok(d) = Domain::parse(&self.server.hostname) {
+            if !d.is_fully_qualified() {
+                w.push(format!(
+                    "server.hostname `{}` is not a fully qualified public name: other servers will \
+                     distrust our HELO (set it to the name the MX's IP address resolves to)",
+                    self.server.hostname
+                ));
+            }
+        }
+        w
+    }
+
+    /// The data folder: the configured one, or `/var/lib/postroom` for root,
+    /// else `$XDG_DATA_HOME/postroom` (`~/.local/share/postroom`).
+    pub fn data_dir(&self) -> PathBuf {
+        if let Some(d) = &self.server.data_dir {
+            return d.clone();
+        }
+        default_data_dir()
+    }
+}
+
+pub fn default_data_dir() -> PathBuf {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/var/lib/postroom");
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("postroom");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
+    PathBuf::from(home).join(".local/share/postroom")
+}
+
+fn system_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
+    // or truncates within it.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let name = if rc == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        String::new()
+    };
+    if Domain::parse(&name).is_ok() {
+        name
+    } else {
+        "localhost".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_is_valid() {
+        let cfg = Config::parse(EXAMPLE).unwrap();
+        assert!(cfg.smtp.listen.iter().any(|l| l.ends_with(":25")));
+        assert!(cfg.smtp.listen.iter().any(|l| l.starts_with('[')));
+    }
+
+    #[test]
+    fn defaults_are_the_trial() {
+        let cfg = Config::parse("").unwrap();
+        assert_eq!(cfg.smtp.listen, ["127.0.0.1:10025"]);
+        assert_eq!(cfg.smtp.max_message_size, 45_000_000);
+        assert!(cfg.smtp.trusted_networks.is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let e = Config::parse("[smtp]\nmax_recipient = 5\n").unwrap_err();
+        assert!(e.0.contains("max_recipient"), "{e}");
+        let e = Config::parse("[smtp]\nlisten = [\"nowhere\"]\n").unwrap_err();
+        assert!(e.0.starts_with("smtp.listen"), "{e}");
+        let e = Config::parse("[smtp]\ntrusted_networks = [\"10.0.0.0/99\"]\n").unwrap_err();
+        assert!(e.0.starts_with("smtp.trusted_networks"), "{e}");
+        let e = Config::parse("[smtp]\nmax_message_size = \"big\"\n").unwrap_err();
+        assert!(e.0.contains("max_message_size"), "{e}");
+    }
+
+    #[test]
+    fn internal_hostnames_warn() {
+        let cfg = Config::parse("[server]\nhostname = \"server1.local\"\n").unwrap();
+        assert_eq!(cfg.warnings().len(), 1);
+        let cfg = Config::parse("[server]\nhostname = \"mail.example.com\"\n").unwrap();
+        assert!(cfg.warnings().is_empty());
+    }
+}

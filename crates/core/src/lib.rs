@@ -1,0 +1,12 @@
+//! Shared types of Postroom: addresses in their canonical form, queue ids,
+//! network helpers and secrets that never print themselves.
+
+pub mod address;
+pub mod ids;
+pub mod net;
+pub mod secret;
+
+pub use address::{Address, AddressError, Domain};
+pub use ids::QueueId;
+pub use net::{ClientKey, IpNetList};
+pub use secret::Secret;

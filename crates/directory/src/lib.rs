@@ -1,0 +1,10 @@
+//! The directory: which domains are hosted, which addresses exist, and where
+//! mail to an address goes (mailboxes, aliases, lists, catch-alls,
+//! subaddresses, outside addresses). Also password hashing and the import of
+//! Postfix virtual maps.
+
+pub mod import;
+pub mod password;
+pub mod resolve;
+
+pub use resolve::{Directory, Lookup, Resolution, Route};

@@ -1,0 +1,304 @@
+//! Where mail to an address goes. Lookup order (per domain): exact mailbox,
+//! alias, the address with its subaddress (`+tag`) stripped, postmaster@ and
+//! abuse@ to the domain's admins, then the catch-all.
+
+use std::collections::HashSet;
+
+use postroom_core::Address;
+use postroom_store::directory::{AccountRow, DomainRow};
+use postroom_store::{Db, Result};
+
+/// Alias expansion depth limit.
+pub const MAX_DEPTH: usize = 10;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// A hosted mailbox; `address` is its canonical address (for
+    /// Delivered-To).
+    Local {
+        account_id: i64,
+        address: String,
+        enabled: bool,
+    },
+    /// An outside address (forwarding, list member, relay).
+    Remote { address: String },
+    /// Kept in the queue for the administrator, never dropped.
+    Held { address: String, reason: String },
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Resolution {
+    pub routes: Vec<Route>,
+    /// The address named an account directly (not through an alias).
+    pub direct_account: Option<AccountRow>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// The domain is not hosted here.
+    NotHosted,
+    /// Hosted domain, no such address.
+    Unknown,
+    Found(Resolution),
+    /// The aliases form a cycle or nest deeper than [`MAX_DEPTH`].
+    Loop(String),
+}
+
+#[derive(Clone)]
+pub struct Directory {
+    db: Db,
+    /// The provider's postmaster (config `server.postmaster`).
+    postmaster: Option<Address>,
+}
+
+struct Expansion {
+    routes: Vec<Route>,
+    accounts: HashSet<i64>,
+    remotes: HashSet<String>,
+    /// Aliases being expanded (domain id, local) — a repeat is a cycle.
+    chain: Vec<(i64, String)>,
+}
+
+enum Step {
+    Found,
+    NotFound,
+}
+
+#[derive(Debug)]
+enum ExpandError {
+    Store(postroom_store::StoreError),
+    Loop(String),
+}
+
+impl From<postroom_store::StoreError> for ExpandError {
+    fn from(e: postroom_store::StoreError) -> Self {
+        ExpandError::Store(e)
+    }
+}
+
+impl Directory {
+    pub fn new(db: Db, postmaster: Option<Address>) -> Self {
+        Directory { db, postmaster }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The hosted domain an address belongs to, following domain aliases.
+    pub fn hosted_domain(&self, domain: &str) -> Result<Option<DomainRow>> {
+        let Some(d) = self.db.domain(domain)? else {
+            return Ok(None);
+        };
+        match d.alias_of {
+            Some(target) => self.db.domain_by_id(target),
+            None => Ok(Some(d)),
+        }
+    }
+
+    pub fn resolve(&self, addr: &Address) -> Result<Lookup> {
+        let Some(domain) = self.hosted_domain(addr.domain().canonical())? else {
+            return Ok(Lookup::NotHosted);
+        };
+        let direct = self.db.account(domain.id, addr.local_canonical())?;
+        let mut x = Expansion {
+            routes: Vec::new(),
+            accounts: HashSet::new(),
+            remotes: HashSet::new(),
+            chain: Vec::new(),
+        };
+        match self.lookup(&domain, addr.local_canonical(), 0, &mut x) {
+            Ok(Step::Found) => Ok(Lookup::Found(Resolution {
+                routes: x.routes,
+                direct_account: direct,
+            })),
+            Ok(Step::NotFound) => Ok(Lookup::Unknown),
+            Err(ExpandError::Loop(why)) => Ok(Lookup::Loop(why)),
+            Err(ExpandError::Store(e)) => Err(e),
+        }
+    }
+
+    /// The bare `<Postmaster>` recipient (RFC 5321 4.1.1.3).
+    pub fn resolve_postmaster(&self) -> Result<Resolution> {
+        if let Some(pm) = &self.postmaster {
+            match self.resolve(pm)? {
+                Lookup::Found(r) => return Ok(r),
+                Lookup::NotHosted => {
+                    return Ok(Resolution {
+                        routes: vec![Route::Remote {
+                            address: pm.canonical(),
+                        }],
+                        direct_account: None,
+                    })
+                }
+                Lookup::Unknown | Lookup::Loop(_) => {}
+            }
+        }
+        Ok(Resolution {
+            routes: vec![Route::Held {
+                address: "postmaster".into(),
+                reason: "no postmaster address configured (server.postmaster)".into(),
+            }],
+            direct_account: None,
+        })
+    }
+
+    /// Checks that an alias with these targets would expand without a cycle
+    /// (used before saving it).
+    pub fn check_alias(&self, domain: &DomainRow, local: &str, targets: &[String]) -> Result<Option<String>> {
+        let mut x = Expansion {
+            routes: Vec::new(),
+            accounts: HashSet::new(),
+            remotes: HashSet::new(),
+            chain: vec![(domain.id, local.to_string())],
+        };
+        match self.expand_targets(targets, 1, &mut x) {
+            Ok(()) => Ok(None),
+            Err(ExpandError::Loop(why)) => Ok(Some(why)),
+            Err(ExpandError::Store(e)) => Err(e),
+        }
+    }
+
+    fn lookup(
+        &self,
+        domain: &DomainRow,
+        local: &str,
+        depth: usize,
+        x: &mut Expansion,
+    ) -> std::result::Result<Step, ExpandError> {
+        if let Some(acct) = self.db.account(domain.id, local)? {
+            push_account(x, &acct, domain);
+            return Ok(Step::Found);
+        }
+        if self.expand_alias(domain, local, depth, x)? {
+            return Ok(Step::Found);
+        }
+        let sep = domain.subaddress_separator.as_str();
+        if !sep.is_empty() {
+            if let Some((base, _tag)) = local.split_once(sep) {
+                if !base.is_empty() {
+                    if let Some(acct) = self.db.account(domain.id, base)? {
+                        push_account(x, &acct, domain);
+                        return Ok(Step::Found);
+                    }
+                    if self.expand_alias(domain, base, depth, x)? {
+                        return Ok(Step::Found);
+                    }
+                }
+            }
+        }
+        // RFC 5321 4.5.1 (postmaster) and RFC 2142 (abuse): always accepted,
+        // to the domain's admins when nothing more specific exists.
+        if local == "postmaster" || local == "abuse" {
+            let admins: Vec<AccountRow> = self
+                .db
+                .accounts(Some(domain.id))?
+                .into_iter()
+                .filter(|a| a.domain_admin)
+                .collect();
+            if !admins.is_empty() {
+                for a in &admins {
+                    push_account(x, a, domain);
+                }
+                return Ok(Step::Found);
+            }
+            if let Some(pm) = self.postmaster.clone() {
+                let is_self = pm.domain().canonical() == domain.name && pm.local_canonical() == local;
+                if !is_self {
+                    self.expand_targets(&[pm.canonical()], depth + 1, x)?;
+                    return Ok(Step::Found);
+                }
+            }
+            x.routes.push(Route::Held {
+                address: format!("{local}@{}", domain.name),
+                reason: "the domain has no admin and server.postmaster is not set".into(),
+            });
+            return Ok(Step::Found);
+        }
+        if self.expand_alias(domain, "", depth, x)? {
+            return Ok(Step::Found);
+        }
+        Ok(Step::NotFound)
+    }
+
+    /// Expands the alias `local` of `domain` if it exists.
+    fn expand_alias(
+        &self,
+        domain: &DomainRow,
+        local: &str,
+        depth: usize,
+        x: &mut Expansion,
+    ) -> std::result::Result<bool, ExpandError> {
+        let key = (domain.id, local.to_string());
+        let name = if local.is_empty() {
+            format!("@{}", domain.name)
+        } else {
+            format!("{local}@{}", domain.name)
+        };
+        // Checked before the lookup, so an alias about to be saved (see
+        // `check_alias`) counts too.
+        if x.chain.contains(&key) {
+            return Err(ExpandError::Loop(format!("alias {name} refers back to itself")));
+        }
+        let Some(alias) = self.db.alias(domain.id, local)? else {
+            return Ok(false);
+        };
+        if depth >= MAX_DEPTH {
+            return Err(ExpandError::Loop(format!(
+                "aliases nest deeper than {MAX_DEPTH} at {name}"
+            )));
+        }
+        x.chain.push(key);
+        let r = self.expand_targets(&alias.targets, depth + 1, x);
+        x.chain.pop();
+        r.map(|()| true)
+    }
+
+    fn expand_targets(
+        &self,
+        targets: &[String],
+        depth: usize,
+        x: &mut Expansion,
+    ) -> std::result::Result<(), ExpandError> {
+        for t in targets {
+            let Ok(addr) = Address::parse(t, true) else {
+                x.routes.push(Route::Held {
+                    address: t.clone(),
+                    reason: "alias target is not a valid address".into(),
+                });
+                continue;
+            };
+            match self.hosted_domain(addr.domain().canonical())? {
+                None => {
+                    let canonical = addr.to_string();
+                    if x.remotes.insert(addr.canonical()) {
+                        x.routes.push(Route::Remote { address: canonical });
+                    }
+                }
+                Some(domain) => {
+                    if let Step::NotFound = self.lookup(&domain, addr.local_canonical(), depth, x)? {
+                        x.routes.push(Route::Held {
+                            address: addr.canonical(),
+                            reason: "alias target does not exist".into(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn push_account(x: &mut Expansion, acct: &AccountRow, domain: &DomainRow) {
+    // The same mailbox reached twice gets one copy.
+    if x.accounts.insert(acct.id) {
+        x.routes.push(Route::Local {
+            account_id: acct.id,
+            address: format!("{}@{}", acct.local, domain.name),
+            enabled: acct.enabled,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,139 @@
+use super::*;
+use postroom_store::Store;
+
+fn setup() -> (tempfile::TempDir, Directory) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let db = store.db.clone();
+    let d = db.add_domain("abc.com", "abc.com", None).unwrap();
+    db.add_domain("abc.net", "abc.net", Some("abc.com")).unwrap();
+    for user in ["dbrooks", "kent", "catchall"] {
+        db.add_account(d.id, user, user, None, None).unwrap();
+    }
+    (dir, Directory::new(db, None))
+}
+
+fn addr(s: &str) -> Address {
+    Address::parse(s, true).unwrap()
+}
+
+fn locals(l: &Lookup) -> Vec<String> {
+    match l {
+        Lookup::Found(r) => r
+            .routes
+            .iter()
+            .map(|r| match r {
+                Route::Local { address, .. } => address.clone(),
+                Route::Remote { address } => format!("remote:{address}"),
+                Route::Held { address, .. } => format!("held:{address}"),
+            })
+            .collect(),
+        other => vec![format!("{other:?}")],
+    }
+}
+
+#[test]
+fn mailbox_subaddress_domain_alias() {
+    let (_t, d) = setup();
+    assert_eq!(
+        locals(&d.resolve(&addr("DBrooks@ABC.com")).unwrap()),
+        ["dbrooks@abc.com"]
+    );
+    assert_eq!(
+        locals(&d.resolve(&addr("dbrooks+news@abc.com")).unwrap()),
+        ["dbrooks@abc.com"]
+    );
+    assert_eq!(
+        locals(&d.resolve(&addr("kent@abc.net")).unwrap()),
+        ["kent@abc.com"]
+    );
+    assert_eq!(d.resolve(&addr("nobody@abc.com")).unwrap(), Lookup::Unknown);
+    assert_eq!(
+        d.resolve(&addr("x@elsewhere.example")).unwrap(),
+        Lookup::NotHosted
+    );
+}
+
+#[test]
+fn lists_with_outside_members_and_dedup() {
+    let (_t, d) = setup();
+    let db = d.db().clone();
+    let dom = db.domain("abc.com").unwrap().unwrap();
+    let targets: Vec<String> = [
+        "dbrooks@abc.com",
+        "testman@example.com",
+        "kent@abc.com",
+        "team@abc.com",
+    ]
+    .map(String::from)
+    .to_vec();
+    db.add_alias_targets(dom.id, "dev", "dev", &targets).unwrap();
+    db.add_alias_targets(
+        dom.id,
+        "team",
+        "team",
+        &["kent@abc.com".into(), "dbrooks+x@abc.com".into()],
+    )
+    .unwrap();
+    assert_eq!(
+        locals(&d.resolve(&addr("dev@abc.com")).unwrap()),
+        ["dbrooks@abc.com", "remote:testman@example.com", "kent@abc.com"]
+    );
+}
+
+#[test]
+fn catch_all_comes_last_and_postmaster_reaches_admins() {
+    let (_t, d) = setup();
+    let db = d.db().clone();
+    let dom = db.domain("abc.com").unwrap().unwrap();
+    db.add_alias_targets(dom.id, "", "", &["catchall@abc.com".into()])
+        .unwrap();
+    assert_eq!(
+        locals(&d.resolve(&addr("anything@abc.com")).unwrap()),
+        ["catchall@abc.com"]
+    );
+    assert_eq!(
+        locals(&d.resolve(&addr("kent@abc.com")).unwrap()),
+        ["kent@abc.com"]
+    );
+    // No admin yet: held for the provider.
+    assert_eq!(
+        locals(&d.resolve(&addr("postmaster@abc.com")).unwrap()),
+        ["held:postmaster@abc.com"]
+    );
+    let kent = db.account(dom.id, "kent").unwrap().unwrap();
+    db.set_domain_admin(kent.id, true).unwrap();
+    assert_eq!(
+        locals(&d.resolve(&addr("Postmaster@abc.com")).unwrap()),
+        ["kent@abc.com"]
+    );
+    assert_eq!(
+        locals(&d.resolve(&addr("abuse@abc.com")).unwrap()),
+        ["kent@abc.com"]
+    );
+}
+
+#[test]
+fn cycles_and_depth_are_refused() {
+    let (_t, d) = setup();
+    let db = d.db().clone();
+    let dom = db.domain("abc.com").unwrap().unwrap();
+    db.add_alias_targets(dom.id, "a", "a", &["b@abc.com".into()])
+        .unwrap();
+    assert!(d.check_alias(&dom, "b", &["a@abc.com".into()]).unwrap().is_some());
+    assert!(d
+        .check_alias(&dom, "b", &["kent@abc.com".into()])
+        .unwrap()
+        .is_none());
+    db.add_alias_targets(dom.id, "b", "b", &["a@abc.com".into()])
+        .unwrap();
+    assert!(matches!(d.resolve(&addr("a@abc.com")).unwrap(), Lookup::Loop(_)));
+    for i in 0..12 {
+        db.add_alias_targets(dom.id, &format!("n{i}"), "n", &[format!("n{}@abc.com", i + 1)])
+            .unwrap();
+    }
+    db.add_alias_targets(dom.id, "n12", "n", &["kent@abc.com".into()])
+        .unwrap();
+    assert!(matches!(d.resolve(&addr("n0@abc.com")).unwrap(), Lookup::Loop(_)));
+    assert_eq!(locals(&d.resolve(&addr("n5@abc.com")).unwrap()), ["kent@abc.com"]);
+}

@@ -1,0 +1,144 @@
+//! The header lines Postroom writes for each delivery, and the loop checks
+//! that read the message's own headers.
+
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+/// RFC 5322 3.3 date-time in UTC.
+pub fn rfc5322_date(t: SystemTime) -> String {
+    // httpdate gives `Sun, 06 Nov 1994 08:49:37 GMT`; RFC 5322 prefers a
+    // numeric zone.
+    let s = httpdate::fmt_http_date(t);
+    match s.strip_suffix(" GMT") {
+        Some(base) => format!("{base} +0000"),
+        None => s,
+    }
+}
+
+pub struct ReceivedInfo<'a> {
+    pub helo: &'a str,
+    pub peer: IpAddr,
+    pub hostname: &'a str,
+    /// RFC 3848 / RFC 6531 protocol name: SMTP, ESMTP, ESMTPS, UTF8SMTPS...
+    pub protocol: &'a str,
+    pub queue_id: &'a str,
+    pub date: &'a str,
+}
+
+/// Return-Path (RFC 5321 4.4), Delivered-To, and the Received trace line
+/// (RFC 5321 4.4) naming the queue id, for one recipient.
+pub fn delivery_prefix(
+    info: &ReceivedInfo<'_>,
+    return_path: &str,
+    rcpt: &str,
+    delivered_to: &str,
+) -> Vec<u8> {
+    let helo = sanitize(info.helo);
+    let rcpt = sanitize(rcpt);
+    format!(
+        "Return-Path: <{}>\r\nDelivered-To: {}\r\nReceived: from {} ([{}])\r\n\tby {} (Postroom) with {} id {}\r\n\tfor <{}>; {}\r\n",
+        sanitize(return_path),
+        sanitize(delivered_to),
+        helo,
+        info.peer,
+        info.hostname,
+        info.protocol,
+        info.queue_id,
+        rcpt,
+        info.date
+    )
+    .into_bytes()
+}
+
+/// Received line for queued (outbound) copies: no Return-Path or
+/// Delivered-To, which belong to final delivery.
+pub fn received_line(info: &ReceivedInfo<'_>, rcpt: &str) -> Vec<u8> {
+    format!(
+        "Received: from {} ([{}])\r\n\tby {} (Postroom) with {} id {}\r\n\tfor <{}>; {}\r\n",
+        sanitize(info.helo),
+        info.peer,
+        info.hostname,
+        info.protocol,
+        info.queue_id,
+        sanitize(rcpt),
+        info.date
+    )
+    .into_bytes()
+}
+
+/// Peer-supplied text in a header: no line breaks, no control characters.
+fn sanitize(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
+/// What the loop checks need from the message's header section.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct TraceHeaders {
+    pub received: usize,
+    /// Delivered-To values, lower-cased.
+    pub delivered_to: Vec<String>,
+}
+
+pub fn trace_headers(message: &[u8]) -> TraceHeaders {
+    let mut t = TraceHeaders::default();
+    for line in message.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break; // end of the header section
+        }
+        if line[0] == b' ' || line[0] == b'\t' {
+            continue; // folded continuation
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let name = &line[..colon];
+        if name.eq_ignore_ascii_case(b"received") {
+            t.received += 1;
+        } else if name.eq_ignore_ascii_case(b"delivered-to") {
+            let value = String::from_utf8_lossy(&line[colon + 1..]).trim().to_lowercase();
+            t.delivered_to.push(value);
+        }
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_counts_stop_at_the_body() {
+        let m =
+            b"Received: a\r\n\tb\r\nDelivered-To: Kent@ABC.com\r\nreceived: c\r\n\r\nReceived: in body\r\n";
+        let t = trace_headers(m);
+        assert_eq!(t.received, 2);
+        assert_eq!(t.delivered_to, ["kent@abc.com"]);
+    }
+
+    #[test]
+    fn prefix_names_the_queue_id() {
+        let info = ReceivedInfo {
+            helo: "client.example\r\nX-Injected: 1",
+            peer: "192.0.2.1".parse().unwrap(),
+            hostname: "mx.example",
+            protocol: "ESMTP",
+            queue_id: "QID123",
+            date: "Thu, 01 Jan 1970 00:00:00 +0000",
+        };
+        let p = String::from_utf8(delivery_prefix(
+            &info,
+            "a@b.example",
+            "u@x.example",
+            "u@x.example",
+        ))
+        .unwrap();
+        assert!(p.starts_with("Return-Path: <a@b.example>\r\nDelivered-To: u@x.example\r\nReceived: from client.example??X-Injected: 1 ([192.0.2.1])"));
+        assert!(p.contains("id QID123"));
+        assert!(p.ends_with("+0000\r\n"));
+        assert_eq!(
+            rfc5322_date(std::time::UNIX_EPOCH),
+            "Thu, 01 Jan 1970 00:00:00 +0000"
+        );
+    }
+}

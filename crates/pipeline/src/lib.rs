@@ -1,0 +1,14 @@
+//! One pipeline for every message: policy at RCPT time (relay? valid
+//! recipient? limits?), then at the end of data the filter stage (a verdict
+//! per recipient), the router (mailboxes, outside addresses, held items) and
+//! one durable commit, before the `250`.
+
+pub mod filter;
+pub mod headers;
+pub mod mx;
+pub mod policy;
+pub mod router;
+
+pub use filter::{Filter, FilterInput, NoFilter, Verdict};
+pub use mx::MxPipeline;
+pub use policy::RelayPolicy;

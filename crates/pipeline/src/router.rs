@@ -1,0 +1,181 @@
+//! The router: accepted recipients and filter verdicts in, the rows of one
+//! durable commit out. Pure.
+
+use std::collections::HashSet;
+
+use postroom_directory::Route;
+use postroom_store::{LocalDelivery, OutboundItem};
+
+use crate::filter::Verdict;
+use crate::headers::{delivery_prefix, received_line, ReceivedInfo, TraceHeaders};
+use crate::policy::AcceptedRcpt;
+
+#[derive(Debug, Default)]
+pub struct Routed {
+    pub local: Vec<LocalDelivery>,
+    pub outbound: Vec<OutboundItem>,
+    /// Mailboxes skipped because the message was already delivered to them
+    /// (a `Delivered-To:` naming them: a forwarding loop).
+    pub looped: Vec<String>,
+}
+
+/// `sender` is the reverse-path ('' for `<>`).
+pub fn route(
+    recipients: &[AcceptedRcpt],
+    verdicts: &[Verdict],
+    trace: &TraceHeaders,
+    info: &ReceivedInfo<'_>,
+    sender: &str,
+) -> Routed {
+    let mut out = Routed::default();
+    let mut accounts = HashSet::new();
+    let mut remotes = HashSet::new();
+    for (i, rcpt) in recipients.iter().enumerate() {
+        let verdict = verdicts.get(i).cloned().unwrap_or(Verdict::Deliver);
+        let folder = match &verdict {
+            Verdict::Reject(_) => continue,
+            Verdict::Junk => "Junk",
+            _ => "INBOX",
+        };
+        for r in &rcpt.routes {
+            match r {
+                Route::Local {
+                    account_id, address, ..
+                } => {
+                    if trace.delivered_to.iter().any(|d| d == address) {
+                        out.looped.push(address.clone());
+                        continue;
+                    }
+                    if let Verdict::Quarantine(reason) = &verdict {
+                        out.outbound.push(OutboundItem {
+                            sender: sender.to_string(),
+                            recipient: address.clone(),
+                            prefix: delivery_prefix(info, sender, &rcpt.rcpt, address),
+                            held: Some(format!("quarantine: {reason}")),
+                        });
+                        continue;
+                    }
+                    if accounts.insert(*account_id) {
+                        out.local.push(LocalDelivery {
+                            account_id: *account_id,
+                            folder: folder.to_string(),
+                            prefix: delivery_prefix(info, sender, &rcpt.rcpt, address),
+                            flags: 0,
+                        });
+                    }
+                }
+                Route::Remote { address } => {
+                    // Spam is never forwarded; quarantined mail is held.
+                    if matches!(verdict, Verdict::Junk) {
+                        continue;
+                    }
+                    if remotes.insert(address.to_lowercase()) {
+                        out.outbound.push(OutboundItem {
+                            sender: sender.to_string(),
+                            recipient: address.clone(),
+                            prefix: received_line(info, &rcpt.rcpt),
+                            held: match &verdict {
+                                Verdict::Quarantine(reason) => Some(format!("quarantine: {reason}")),
+                                _ => None,
+                            },
+                        });
+                    }
+                }
+                Route::Held { address, reason } => out.outbound.push(OutboundItem {
+                    sender: sender.to_string(),
+                    recipient: address.clone(),
+                    prefix: received_line(info, &rcpt.rcpt),
+                    held: Some(reason.clone()),
+                }),
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> ReceivedInfo<'static> {
+        ReceivedInfo {
+            helo: "c.example",
+            peer: "192.0.2.1".parse().unwrap(),
+            hostname: "mx.example",
+            protocol: "ESMTP",
+            queue_id: "Q",
+            date: "d",
+        }
+    }
+
+    fn local(id: i64, a: &str) -> Route {
+        Route::Local {
+            account_id: id,
+            address: a.into(),
+            enabled: true,
+        }
+    }
+
+    #[test]
+    fn one_copy_per_mailbox_and_loops_skipped() {
+        let rcpts = vec![
+            AcceptedRcpt {
+                rcpt: "a@x.example".into(),
+                routes: vec![local(1, "a@x.example")],
+            },
+            AcceptedRcpt {
+                rcpt: "list@x.example".into(),
+                routes: vec![
+                    local(1, "a@x.example"),
+                    local(2, "b@x.example"),
+                    Route::Remote {
+                        address: "o@out.example".into(),
+                    },
+                ],
+            },
+        ];
+        let trace = TraceHeaders {
+            received: 1,
+            delivered_to: vec!["b@x.example".into()],
+        };
+        let r = route(
+            &rcpts,
+            &[Verdict::Deliver, Verdict::Deliver],
+            &trace,
+            &info(),
+            "s@y.example",
+        );
+        assert_eq!(r.local.len(), 1);
+        assert_eq!(r.looped, ["b@x.example"]);
+        assert_eq!(r.outbound.len(), 1);
+        assert!(r.outbound[0].held.is_none());
+    }
+
+    #[test]
+    fn verdicts_per_recipient() {
+        let rcpts = vec![
+            AcceptedRcpt {
+                rcpt: "a@x.example".into(),
+                routes: vec![local(1, "a@x.example")],
+            },
+            AcceptedRcpt {
+                rcpt: "b@x.example".into(),
+                routes: vec![local(2, "b@x.example")],
+            },
+            AcceptedRcpt {
+                rcpt: "c@x.example".into(),
+                routes: vec![local(3, "c@x.example")],
+            },
+        ];
+        let v = [
+            Verdict::Junk,
+            Verdict::Reject("spam".into()),
+            Verdict::Quarantine("virus".into()),
+        ];
+        let r = route(&rcpts, &v, &TraceHeaders::default(), &info(), "");
+        assert_eq!(r.local.len(), 1);
+        assert_eq!(r.local[0].folder, "Junk");
+        assert_eq!(r.outbound.len(), 1);
+        assert_eq!(r.outbound[0].held.as_deref(), Some("quarantine: virus"));
+    }
+}

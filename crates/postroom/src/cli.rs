@@ -1,0 +1,164 @@
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Postroom: inbound MX, mailboxes and administration in one program.
+#[derive(Parser, Debug)]
+#[command(name = "postroom", version, propagate_version = true)]
+pub struct Cli {
+    /// The configuration file (default: none, the embedded trial defaults).
+    #[arg(long, global = true, env = "POSTROOM_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The data folder (overrides server.data_dir).
+    #[arg(long, global = true, env = "POSTROOM_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server.
+    Serve,
+    /// Print or check configuration.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Hosted domains.
+    #[command(subcommand)]
+    Domain(DomainCmd),
+    /// Mailboxes.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Aliases, mailing lists and catch-alls.
+    #[command(subcommand)]
+    Alias(AliasCmd),
+    /// Import from other mail servers.
+    #[command(subcommand)]
+    Import(ImportCmd),
+    /// Messages in a mailbox.
+    #[command(subcommand)]
+    Mail(MailCmd),
+    /// The outbound queue.
+    #[command(subcommand)]
+    Queue(QueueCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCmd {
+    /// Print a production configuration with every setting documented.
+    Example,
+    /// Validate a configuration file (default: the one given by --config).
+    Check { file: Option<PathBuf> },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DomainCmd {
+    /// Host a domain.
+    Add {
+        domain: String,
+        /// Make this domain an alias of a hosted one (user@this reaches
+        /// user@that).
+        #[arg(long)]
+        alias_of: Option<String>,
+    },
+    /// List hosted domains.
+    List,
+}
+
+#[derive(Args, Debug)]
+pub struct PasswordArgs {
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Store an existing hash ({SHA512-CRYPT}$6$..., $argon2id$..., ...).
+    #[arg(long, conflicts_with = "password_stdin")]
+    pub password_hash: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// Create a mailbox.
+    Add {
+        address: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+        /// Quota: bytes, or with K, M, G or T (powers of 1024).
+        #[arg(long)]
+        quota: Option<String>,
+        /// The user administers the domain (and receives postmaster@ and
+        /// abuse@ unless those exist).
+        #[arg(long)]
+        domain_admin: bool,
+    },
+    /// Set a new password.
+    Passwd {
+        address: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Disable: the mailbox keeps its mail (and by default keeps receiving)
+    /// but cannot log in.
+    Disable { address: String },
+    /// Enable a disabled mailbox.
+    Enable { address: String },
+    /// Make a user a domain admin, or (--off) no longer one.
+    Admin {
+        address: String,
+        #[arg(long)]
+        off: bool,
+    },
+    /// List mailboxes (of one domain, or all).
+    List { domain: Option<String> },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AliasCmd {
+    /// Add targets to an alias (created if new). `@domain` is the catch-all.
+    Add {
+        alias: String,
+        /// Comma-separated addresses; a bare name means name@the alias's
+        /// domain.
+        targets: String,
+    },
+    /// Remove an alias.
+    Remove { alias: String },
+    /// List aliases (of one domain, or all).
+    List { domain: Option<String> },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImportCmd {
+    /// A Postfix virtual alias map (`address targets` per line).
+    Virtual {
+        file: PathBuf,
+        /// Domain for bare names (Postfix's myorigin).
+        #[arg(long)]
+        origin: Option<String>,
+        /// Show what would change without changing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MailCmd {
+    /// One line per message: uid, date, from, subject, size.
+    List {
+        address: String,
+        #[arg(long, default_value = "INBOX")]
+        folder: String,
+    },
+    /// Print one message as stored (with its Received: trace).
+    Show {
+        address: String,
+        uid: i64,
+        #[arg(long, default_value = "INBOX")]
+        folder: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QueueCmd {
+    /// The queued and held outbound items.
+    List,
+}

@@ -1,0 +1,367 @@
+use std::io::BufRead;
+
+use postroom_core::{Address, Domain, Secret};
+use postroom_directory::import::{parse_virtual, VirtualEntry};
+use postroom_directory::{password, Directory};
+use postroom_store::directory::DomainRow;
+use postroom_store::{Db, Store};
+
+use super::{parse_address, CmdResult, Context};
+use crate::cli::{AliasCmd, DomainCmd, ImportCmd, PasswordArgs, UserCmd};
+
+fn hosted(db: &Db, domain: &Domain) -> Result<DomainRow, String> {
+    db.domain(domain.canonical())
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("domain {domain} is not hosted here (postroom domain add {domain})"))
+}
+
+/// The local domain an address lives in; mailboxes and aliases live in the
+/// target of an alias domain.
+fn home_domain(db: &Db, domain: &Domain) -> Result<DomainRow, String> {
+    let d = hosted(db, domain)?;
+    if let Some(target) = d.alias_of {
+        let t = db
+            .domain_by_id(target)
+            .map_err(|e| e.to_string())?
+            .ok_or("dangling alias domain")?;
+        return Err(format!(
+            "{} is an alias of {}: add it there",
+            d.display, t.display
+        ));
+    }
+    Ok(d)
+}
+
+fn find_account(db: &Db, addr: &Address) -> Result<postroom_store::directory::AccountRow, String> {
+    let d = home_domain(db, addr.domain())?;
+    db.account(d.id, addr.local_canonical())
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no mailbox {addr}"))
+}
+
+pub fn domain(ctx: &Context, cmd: DomainCmd) -> CmdResult {
+    let store = ctx.store()?;
+    match cmd {
+        DomainCmd::Add { domain, alias_of } => {
+            let d = Domain::parse(&domain).map_err(|e| format!("`{domain}`: {e}"))?;
+            let target = match &alias_of {
+                Some(t) => Some(Domain::parse(t).map_err(|e| format!("`{t}`: {e}"))?),
+                None => None,
+            };
+            store
+                .db
+                .add_domain(d.canonical(), d.display(), target.as_ref().map(Domain::canonical))
+                .map_err(|e| e.to_string())?;
+            match target {
+                Some(t) => println!("added {d} (alias of {t})"),
+                None => println!("added {d}"),
+            }
+        }
+        DomainCmd::List => {
+            let all = store.db.domains().map_err(|e| e.to_string())?;
+            for d in &all {
+                match d.alias_of.and_then(|id| all.iter().find(|x| x.id == id)) {
+                    Some(t) => println!("{}\talias of {}", d.display, t.display),
+                    None => println!("{}\tlocal", d.display),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_password(args: &PasswordArgs) -> Result<Option<String>, String> {
+    if let Some(h) = &args.password_hash {
+        if !password::is_supported(h) {
+            return Err(
+                "unsupported hash: use {SHA512-CRYPT}, {SHA256-CRYPT}, {BLF-CRYPT}, {PLAIN} or $argon2id$"
+                    .into(),
+            );
+        }
+        return Ok(Some(h.clone()));
+    }
+    if !args.password_stdin {
+        return Ok(None);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let pw = line.trim_end_matches(['\r', '\n']).to_string();
+    if pw.is_empty() {
+        return Err("empty password on standard input".into());
+    }
+    Ok(Some(password::hash(&Secret::new(pw))))
+}
+
+/// `2G`, `500M`, `100K`, `1T` (powers of 1024) or bytes.
+pub fn parse_size(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&s[..s.len() - 1], 1i64 << 10),
+        Some('M') => (&s[..s.len() - 1], 1 << 20),
+        Some('G') => (&s[..s.len() - 1], 1 << 30),
+        Some('T') => (&s[..s.len() - 1], 1 << 40),
+        _ => (s, 1),
+    };
+    num.trim()
+        .parse::<i64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("`{s}` is not a size (e.g. 2G, 500M)"))
+}
+
+pub fn user(ctx: &Context, cmd: UserCmd) -> CmdResult {
+    let store = ctx.store()?;
+    let db = &store.db;
+    match cmd {
+        UserCmd::Add {
+            address,
+            password,
+            quota,
+            domain_admin,
+        } => {
+            let addr = parse_address(&address)?;
+            let d = home_domain(db, addr.domain())?;
+            let hash = read_password(&password)?;
+            let quota = quota.as_deref().map(parse_size).transpose()?;
+            let a = db
+                .add_account(
+                    d.id,
+                    addr.local_canonical(),
+                    addr.local_display(),
+                    hash.as_deref(),
+                    quota,
+                )
+                .map_err(|e| e.to_string())?;
+            if domain_admin {
+                db.set_domain_admin(a.id, true).map_err(|e| e.to_string())?;
+            }
+            println!("added {}@{}", a.display, d.display);
+        }
+        UserCmd::Passwd { address, password } => {
+            let a = find_account(db, &parse_address(&address)?)?;
+            let hash = read_password(&password)?.ok_or("give --password-stdin or --password-hash")?;
+            db.set_password_hash(a.id, &hash).map_err(|e| e.to_string())?;
+            println!("password changed");
+        }
+        UserCmd::Disable { address } => {
+            let a = find_account(db, &parse_address(&address)?)?;
+            db.set_enabled(a.id, false).map_err(|e| e.to_string())?;
+            println!("disabled {address} (its mail is kept)");
+        }
+        UserCmd::Enable { address } => {
+            let a = find_account(db, &parse_address(&address)?)?;
+            db.set_enabled(a.id, true).map_err(|e| e.to_string())?;
+            println!("enabled {address}");
+        }
+        UserCmd::Admin { address, off } => {
+            let a = find_account(db, &parse_address(&address)?)?;
+            db.set_domain_admin(a.id, !off).map_err(|e| e.to_string())?;
+            println!(
+                "{address} is {}a domain admin",
+                if off { "no longer " } else { "" }
+            );
+        }
+        UserCmd::List { domain } => list_users(&store, domain.as_deref())?,
+    }
+    Ok(())
+}
+
+fn list_users(store: &Store, domain: Option<&str>) -> CmdResult {
+    let db = &store.db;
+    let filter = match domain {
+        Some(d) => Some(hosted(db, &Domain::parse(d).map_err(|e| e.to_string())?)?.id),
+        None => None,
+    };
+    let domains = db.domains().map_err(|e| e.to_string())?;
+    for a in db.accounts(filter).map_err(|e| e.to_string())? {
+        let dname = domains
+            .iter()
+            .find(|d| d.id == a.domain_id)
+            .map(|d| d.display.as_str())
+            .unwrap_or("?");
+        let usage = db.usage(a.id).map_err(|e| e.to_string())?;
+        let quota = a.quota.map(|q| q.to_string()).unwrap_or_else(|| "-".into());
+        let mut flags = Vec::new();
+        if !a.enabled {
+            flags.push("disabled");
+        }
+        if a.domain_admin {
+            flags.push("domain-admin");
+        }
+        println!(
+            "{}@{}\tused {}\tquota {}\t{}",
+            a.display,
+            dname,
+            usage,
+            quota,
+            flags.join(",")
+        );
+    }
+    Ok(())
+}
+
+/// `@domain` (catch-all) or `local@domain`: (domain, canonical local, display).
+fn parse_alias_name(s: &str) -> Result<(Domain, String, String), String> {
+    if let Some(d) = s.strip_prefix('@') {
+        return Ok((
+            Domain::parse(d).map_err(|e| format!("`{s}`: {e}"))?,
+            String::new(),
+            String::new(),
+        ));
+    }
+    let a = parse_address(s)?;
+    Ok((
+        a.domain().clone(),
+        a.local_canonical().to_string(),
+        a.local_display().to_string(),
+    ))
+}
+
+fn qualify_targets(list: &str, domain: &Domain) -> Result<Vec<String>, String> {
+    list.split([',', ' '])
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| {
+            let t = t.trim();
+            let full = if t.contains('@') {
+                t.to_string()
+            } else {
+                format!("{t}@{}", domain.canonical())
+            };
+            parse_address(&full).map(|a| a.to_string())
+        })
+        .collect()
+}
+
+fn add_alias(store: &Store, name: &str, targets: Vec<String>) -> Result<(), String> {
+    let (domain, local, display) = parse_alias_name(name)?;
+    let d = home_domain(&store.db, &domain)?;
+    let dir = Directory::new(store.db.clone(), None);
+    let mut all = store
+        .db
+        .alias(d.id, &local)
+        .map_err(|e| e.to_string())?
+        .map(|a| a.targets)
+        .unwrap_or_default();
+    all.extend(targets.iter().cloned());
+    if let Some(why) = dir.check_alias(&d, &local, &all).map_err(|e| e.to_string())? {
+        return Err(format!("refused: {why}"));
+    }
+    if local.is_empty()
+        && targets
+            .iter()
+            .any(|t| !t.to_lowercase().ends_with(&format!("@{}", d.name)))
+    {
+        eprintln!(
+            "warning: a catch-all that forwards outside sends every spam for {} onward, and gets this \
+             server blocklisted",
+            d.display
+        );
+    }
+    store
+        .db
+        .add_alias_targets(d.id, &local, &display, &targets)
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+pub fn alias(ctx: &Context, cmd: AliasCmd) -> CmdResult {
+    let store = ctx.store()?;
+    match cmd {
+        AliasCmd::Add { alias, targets } => {
+            let (domain, _, _) = parse_alias_name(&alias)?;
+            let targets = qualify_targets(&targets, &domain)?;
+            if targets.is_empty() {
+                return Err("no targets".into());
+            }
+            add_alias(&store, &alias, targets.clone())?;
+            println!("{alias} -> {}", targets.join(","));
+        }
+        AliasCmd::Remove { alias } => {
+            let (domain, local, _) = parse_alias_name(&alias)?;
+            let d = home_domain(&store.db, &domain)?;
+            store.db.remove_alias(d.id, &local).map_err(|e| e.to_string())?;
+            println!("removed {alias}");
+        }
+        AliasCmd::List { domain } => {
+            let db = &store.db;
+            let filter = match domain {
+                Some(d) => Some(hosted(db, &Domain::parse(&d).map_err(|e| e.to_string())?)?.id),
+                None => None,
+            };
+            let domains = db.domains().map_err(|e| e.to_string())?;
+            for a in db.aliases(filter).map_err(|e| e.to_string())? {
+                let dname = domains
+                    .iter()
+                    .find(|d| d.id == a.domain_id)
+                    .map(|d| d.display.as_str())
+                    .unwrap_or("?");
+                println!("{}@{}\t{}", a.display, dname, a.targets.join(","));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn import(ctx: &Context, cmd: ImportCmd) -> CmdResult {
+    let ImportCmd::Virtual {
+        file,
+        origin,
+        dry_run,
+    } = cmd;
+    let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let entries = parse_virtual(&text, origin.as_deref())
+        .map_err(|e| format!("{}:{}: {}", file.display(), e.line, e.message))?;
+    let store = ctx.store()?;
+    let (mut domains, mut aliases) = (0, 0);
+    for entry in entries {
+        match entry {
+            VirtualEntry::Domain(d) => {
+                let dom = Domain::parse(&d).map_err(|e| format!("`{d}`: {e}"))?;
+                if store
+                    .db
+                    .domain(dom.canonical())
+                    .map_err(|e| e.to_string())?
+                    .is_some()
+                {
+                    continue;
+                }
+                println!("domain {dom}");
+                domains += 1;
+                if !dry_run {
+                    store
+                        .db
+                        .add_domain(dom.canonical(), dom.display(), None)
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            VirtualEntry::Alias { pattern, targets } => {
+                let (domain, _, _) = parse_alias_name(&pattern)?;
+                let targets = qualify_targets(&targets.join(","), &domain)?;
+                println!("alias {pattern} -> {}", targets.join(","));
+                aliases += 1;
+                if !dry_run {
+                    if store
+                        .db
+                        .domain(domain.canonical())
+                        .map_err(|e| e.to_string())?
+                        .is_none()
+                    {
+                        store
+                            .db
+                            .add_domain(domain.canonical(), domain.display(), None)
+                            .map_err(|e| e.to_string())?;
+                        domains += 1;
+                    }
+                    add_alias(&store, &pattern, targets)?;
+                }
+            }
+        }
+    }
+    let verb = if dry_run { "would import" } else { "imported" };
+    println!("{verb} {domains} domains, {aliases} aliases");
+    Ok(())
+}

@@ -1,0 +1,92 @@
+use std::io::Write;
+
+use mail_parser::MessageParser;
+use postroom_store::mailbox::FolderRow;
+use postroom_store::Store;
+
+use super::{parse_address, CmdResult, Context};
+use crate::cli::{MailCmd, QueueCmd};
+
+fn folder_of(store: &Store, address: &str, folder: &str) -> Result<FolderRow, String> {
+    let addr = parse_address(address)?;
+    let db = &store.db;
+    let d = db
+        .domain(addr.domain().canonical())
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("domain {} is not hosted here", addr.domain()))?;
+    let d = match d.alias_of {
+        Some(t) => db
+            .domain_by_id(t)
+            .map_err(|e| e.to_string())?
+            .ok_or("dangling alias domain")?,
+        None => d,
+    };
+    let acct = db
+        .account(d.id, addr.local_canonical())
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no mailbox {addr}"))?;
+    let f = db
+        .folder(acct.id, &folder)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no folder {folder}"))?;
+    Ok(f)
+}
+
+pub fn mail(ctx: &Context, cmd: MailCmd) -> CmdResult {
+    let store = ctx.store()?;
+    let (address, folder) = match cmd {
+        MailCmd::List { address, folder } => (address, folder),
+        MailCmd::Show { address, uid, folder } => {
+            let f = folder_of(&store, &address, &folder)?;
+            let m = store
+                .db
+                .messages(f.id)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .find(|m| m.uid == uid)
+                .ok_or_else(|| format!("no message with uid {uid} in {folder}"))?;
+            let bytes = store.message_bytes(&m).map_err(|e| e.to_string())?;
+            std::io::stdout().write_all(&bytes).map_err(|e| e.to_string())?;
+            return Ok(());
+        }
+    };
+    let f = folder_of(&store, &address, &folder)?;
+    let db = &store.db;
+    for m in db.messages(f.id).map_err(|e| e.to_string())? {
+        let bytes = store.message_bytes(&m).map_err(|e| e.to_string())?;
+        let parsed = MessageParser::default().parse_headers(&bytes[..]);
+        let (from, subject) = match &parsed {
+            Some(p) => (
+                p.from()
+                    .and_then(|a| a.first())
+                    .and_then(|a| a.address())
+                    .unwrap_or("")
+                    .to_string(),
+                p.subject().unwrap_or("").to_string(),
+            ),
+            None => (String::new(), String::new()),
+        };
+        let date = postroom_pipeline::headers::rfc5322_date(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(m.internal_date.max(0) as u64),
+        );
+        println!("{}\t{}\t{}\t{}\t{}", m.uid, date, from, subject, m.size);
+    }
+    Ok(())
+}
+
+pub fn queue(ctx: &Context, cmd: QueueCmd) -> CmdResult {
+    let QueueCmd::List = cmd;
+    let store = ctx.store()?;
+    for q in store.db.outbound().map_err(|e| e.to_string())? {
+        let sender = if q.sender.is_empty() {
+            "<>"
+        } else {
+            q.sender.as_str()
+        };
+        println!(
+            "{}\t{}\t{}\t{}\t{}",
+            q.queue_id, q.state, sender, q.recipient, q.reason
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! The administration commands. They open the store directly: a running
+//! server sees their changes at once (it keeps no directory cache).
+
+mod directory;
+mod mail;
+
+use std::path::PathBuf;
+
+use postroom_config::Config;
+use postroom_core::Address;
+use postroom_store::Store;
+
+use crate::cli::{Cli, Command, ConfigCmd};
+
+pub type CmdResult = Result<(), String>;
+
+pub fn run(args: Cli) -> CmdResult {
+    let ctx = Context {
+        config_path: args.config.clone(),
+        data_dir: args.data_dir.clone(),
+    };
+    match args.command {
+        Command::Serve => {
+            let cfg = ctx.config()?;
+            let dir = ctx.data_dir_for(&cfg);
+            crate::serve::run(cfg, dir, ctx.cli_flags())
+        }
+        Command::Config(ConfigCmd::Example) => {
+            print!("{}", postroom_config::EXAMPLE);
+            Ok(())
+        }
+        Command::Config(ConfigCmd::Check { file }) => {
+            let path = file
+                .or(ctx.config_path.clone())
+                .ok_or("config check needs a FILE or --config")?;
+            let cfg = Config::load(&path).map_err(|e| e.to_string())?;
+            for w in cfg.warnings() {
+                println!("warning: {w}");
+            }
+            println!("{}: ok", path.display());
+            Ok(())
+        }
+        Command::Domain(c) => directory::domain(&ctx, c),
+        Command::User(c) => directory::user(&ctx, c),
+        Command::Alias(c) => directory::alias(&ctx, c),
+        Command::Import(c) => directory::import(&ctx, c),
+        Command::Mail(c) => mail::mail(&ctx, c),
+        Command::Queue(c) => mail::queue(&ctx, c),
+    }
+}
+
+pub struct Context {
+    config_path: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+}
+
+impl Context {
+    pub fn config(&self) -> Result<Config, String> {
+        match &self.config_path {
+            Some(p) => Config::load(p).map_err(|e| e.to_string()),
+            None => Ok(Config::default()),
+        }
+    }
+
+    /// The global flags a user must repeat to reach the same instance.
+    fn cli_flags(&self) -> String {
+        let mut s = String::new();
+        if let Some(c) = &self.config_path {
+            s.push_str(&format!(" --config {}", c.display()));
+        }
+        if let Some(d) = &self.data_dir {
+            s.push_str(&format!(" --data-dir {}", d.display()));
+        }
+        s
+    }
+
+    fn data_dir_for(&self, cfg: &Config) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| cfg.data_dir())
+    }
+
+    pub fn store(&self) -> Result<Store, String> {
+        let cfg = self.config()?;
+        let dir = self.data_dir_for(&cfg);
+        Store::open(&dir).map_err(|e| format!("{}: {e}", dir.display()))
+    }
+}
+
+pub fn parse_address(s: &str) -> Result<Address, String> {
+    Address::parse(s.trim(), true).map_err(|e| format!("`{s}`: {e}"))
+}

@@ -1,0 +1,326 @@
+//! `postroom serve`: binds the listeners, drops privileges, opens the store
+//! and runs until SIGTERM or SIGINT (then stops accepting, lets sessions
+//! finish what is in flight, and exits).
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use postroom_config::Config;
+use postroom_core::{Address, IpNetList};
+use postroom_directory::Directory;
+use postroom_net::shutdown::ShutdownTrigger;
+use postroom_net::{ConnectionLimiter, MaybeTls, Shutdown};
+use postroom_pipeline::{MxPipeline, NoFilter, RelayPolicy};
+use postroom_smtp::service::{serve_connection, write_reply, ConnectionSettings};
+use postroom_smtp::{Reply, SessionConfig};
+use postroom_store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+/// How long shutdown waits for sessions to finish their transactions.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+pub fn run(cfg: Config, data_dir: PathBuf, cli_flags: String) -> Result<(), String> {
+    init_logging(&cfg.log.level);
+    for w in cfg.warnings() {
+        tracing::warn!("{w}");
+    }
+    // Bind first: low ports need root, which is dropped right after.
+    let mut listeners = Vec::new();
+    for addr in &cfg.smtp.listen {
+        let sa: SocketAddr = addr
+            .parse()
+            .map_err(|_| format!("smtp.listen: bad address {addr}"))?;
+        let l = StdListener::bind(sa).map_err(|e| format!("cannot listen on {sa}: {e}"))?;
+        l.set_nonblocking(true).map_err(|e| e.to_string())?;
+        listeners.push(l);
+    }
+    raise_open_files_limit();
+    std::fs::create_dir_all(&data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    if let Some(user) = &cfg.server.run_as {
+        drop_privileges(user, &data_dir)?;
+    }
+    let store = Store::open(&data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(serve(cfg, data_dir, store, listeners, cli_flags))
+}
+
+async fn serve(
+    cfg: Config,
+    data_dir: PathBuf,
+    store: Store,
+    listeners: Vec<StdListener>,
+    cli_flags: String,
+) -> Result<(), String> {
+    let tls = match (&cfg.tls.cert, &cfg.tls.key) {
+        (Some(c), Some(k)) => Some(postroom_net::tls::acceptor_from_pem(c, k)?),
+        _ => None,
+    };
+    let postmaster = match &cfg.server.postmaster {
+        Some(p) => Some(Address::parse(p, true).map_err(|e| format!("server.postmaster: {e}"))?),
+        None => None,
+    };
+    let smtp = &cfg.smtp;
+    let session_cfg = Arc::new(SessionConfig {
+        hostname: cfg.server.hostname.clone(),
+        max_message_size: smtp.max_message_size,
+        max_recipients: smtp.max_recipients,
+        max_line_length: smtp.max_line_length,
+        soft_error_limit: smtp.soft_error_limit,
+        hard_error_limit: smtp.hard_error_limit,
+        error_sleep: Duration::from_millis(smtp.error_sleep_ms),
+        strict_line_endings: smtp.strict_line_endings,
+        starttls: tls.is_some(),
+    });
+    let settings = Arc::new(ConnectionSettings {
+        idle_timeout: Duration::from_secs(smtp.idle_timeout_secs),
+        tls,
+    });
+    let pipeline = Arc::new(MxPipeline {
+        hostname: cfg.server.hostname.clone(),
+        max_received_headers: smtp.max_received_headers,
+        policy: RelayPolicy {
+            trusted_networks: IpNetList::parse(&smtp.trusted_networks)?,
+            relay_denied_code: smtp.relay_denied_code,
+            reject_disabled_accounts: smtp.reject_disabled_accounts,
+        },
+        directory: Directory::new(store.db.clone(), postmaster),
+        store: store.clone(),
+        filter: Arc::new(NoFilter),
+    });
+    let limiter = ConnectionLimiter::new(
+        smtp.max_connections_per_client,
+        smtp.max_connections,
+        IpNetList::parse(&smtp.connection_limit_exempt)?,
+    );
+    let (trigger, shutdown) = Shutdown::new();
+    // Every connection task holds a clone; when all are dropped, they are done.
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+
+    let mut bound = Vec::new();
+    for l in listeners {
+        let listener = TcpListener::from_std(l).map_err(|e| e.to_string())?;
+        bound.push(listener.local_addr().map_err(|e| e.to_string())?);
+        let acceptor = Acceptor {
+            listener,
+            proxy_protocol: smtp.proxy_protocol,
+            limiter: Arc::clone(&limiter),
+            session_cfg: Arc::clone(&session_cfg),
+            settings: Arc::clone(&settings),
+            pipeline: Arc::clone(&pipeline),
+            shutdown: shutdown.clone(),
+            done: done_tx.clone(),
+            hostname: cfg.server.hostname.clone(),
+        };
+        tokio::spawn(acceptor.run());
+    }
+    drop(done_tx);
+    print_banner(&cfg, &data_dir, &bound, &cli_flags);
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: no new connections, finishing transactions in flight");
+    trigger_and_wait(trigger, &mut done_rx).await;
+    Ok(())
+}
+
+async fn trigger_and_wait(trigger: ShutdownTrigger, done: &mut mpsc::Receiver<()>) {
+    trigger.trigger();
+    if tokio::time::timeout(SHUTDOWN_GRACE, done.recv()).await.is_err() {
+        tracing::warn!("sessions still open after {}s; exiting", SHUTDOWN_GRACE.as_secs());
+    }
+}
+
+struct Acceptor {
+    listener: TcpListener,
+    proxy_protocol: bool,
+    limiter: Arc<ConnectionLimiter>,
+    session_cfg: Arc<SessionConfig>,
+    settings: Arc<ConnectionSettings>,
+    pipeline: Arc<MxPipeline>,
+    shutdown: Shutdown,
+    done: mpsc::Sender<()>,
+    hostname: String,
+}
+
+impl Acceptor {
+    async fn run(mut self) {
+        loop {
+            let accepted = tokio::select! {
+                r = self.listener.accept() => r,
+                _ = self.shutdown.recv() => return,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let limiter = Arc::clone(&self.limiter);
+            let session_cfg = Arc::clone(&self.session_cfg);
+            let settings = Arc::clone(&self.settings);
+            let pipeline = Arc::clone(&self.pipeline);
+            let shutdown = self.shutdown.clone();
+            let done = self.done.clone();
+            let proxy = self.proxy_protocol;
+            let hostname = self.hostname.clone();
+            tokio::spawn(async move {
+                let _done = done;
+                let mut tcp = tcp;
+                let mut ip = postroom_core::net::normalize_ip(peer.ip());
+                if proxy {
+                    let header = tokio::time::timeout(
+                        Duration::from_secs(10),
+                        postroom_net::proxy::read_header(&mut tcp),
+                    )
+                    .await;
+                    match header {
+                        Ok(Ok(postroom_net::proxy::ProxyHeader::Client(real))) => {
+                            ip = postroom_core::net::normalize_ip(real.ip())
+                        }
+                        Ok(Ok(postroom_net::proxy::ProxyHeader::Local)) => {}
+                        _ => {
+                            tracing::info!(client = %ip, "bad or missing PROXY header");
+                            return;
+                        }
+                    }
+                }
+                let mut stream = MaybeTls::Plain(tcp);
+                let _permit = match limiter.try_acquire(ip) {
+                    Ok(p) => p,
+                    Err(_) => {
+                        tracing::info!(target: "smtp", client = %ip, "NOQUEUE: reject: too many connections");
+                        let reply = Reply::new(
+                            421,
+                            "4.7.0",
+                            format!("{hostname} Error: too many connections from {ip}"),
+                        );
+                        let _ = write_reply(&mut stream, reply).await;
+                        return;
+                    }
+                };
+                serve_connection(stream, ip, session_cfg, settings, pipeline, shutdown).await;
+            });
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        // Without signal handlers the only way out is being killed.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+fn print_banner(cfg: &Config, data_dir: &std::path::Path, bound: &[SocketAddr], cfg_flag: &str) {
+    let smtp: Vec<String> = bound.iter().map(ToString::to_string).collect();
+    println!(
+        "Postroom {} is running as {}",
+        env!("CARGO_PKG_VERSION"),
+        cfg.server.hostname
+    );
+    println!("  SMTP (MX, inbound mail): {}", smtp.join(", "));
+    println!("  data folder:             {}", data_dir.display());
+    println!();
+    println!("Next steps (in another terminal):");
+    println!("  postroom{cfg_flag} domain add example.com");
+    println!("  echo 'a-password' | postroom{cfg_flag} user add you@example.com --password-stdin");
+    println!(
+        "  swaks --server {} --to you@example.com   # deliver a test message",
+        smtp.first().map(String::as_str).unwrap_or("127.0.0.1:10025")
+    );
+    println!("  postroom{cfg_flag} mail list you@example.com");
+    println!("Mailbox login (IMAP/POP3) is your full address and password, once those listeners exist.");
+    println!("Stop with Ctrl-C (graceful).");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// Many idle IMAP connections need many descriptors: take the hard limit.
+fn raise_open_files_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a valid, owned struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// As root with `server.run_as` set: hand the data folder to that user and
+/// become it. Anyone else: nothing to drop.
+fn drop_privileges(user: &str, data_dir: &std::path::Path) -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    let name = std::ffi::CString::new(user).map_err(|_| "server.run_as: bad user name".to_string())?;
+    // SAFETY: getpwnam returns a pointer into static storage or null; we copy
+    // what we need at once, before any other call that could overwrite it.
+    let (uid, gid) = unsafe {
+        let pw = libc::getpwnam(name.as_ptr());
+        if pw.is_null() {
+            return Err(format!(
+                "server.run_as: user `{user}` does not exist (create it: useradd --system {user})"
+            ));
+        }
+        ((*pw).pw_uid, (*pw).pw_gid)
+    };
+    chown_tree(data_dir, uid, gid)?;
+    // SAFETY: plain syscalls; order matters (groups, gid, then uid).
+    unsafe {
+        if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
+            return Err(format!(
+                "cannot switch to user `{user}`: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    tracing::info!(user, "dropped root privileges");
+    Ok(())
+}
+
+fn chown_tree(path: &std::path::Path, uid: u32, gid: u32) -> Result<(), String> {
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(|e| format!("{}: {e}", path.display()))?;
+    if path.is_dir() {
+        let entries = std::fs::read_dir(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        for entry in entries.flatten() {
+            let p = entry.path();
+            if p.is_symlink() {
+                continue;
+            }
+            chown_tree(&p, uid, gid)?;
+        }
+    }
+    Ok(())
+}

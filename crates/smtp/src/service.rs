@@ -1,0 +1,167 @@
+//! The tokio glue around [`Session`]: reads from the connection, feeds the
+//! session, performs its actions, writes its replies. Everything the glue
+//! decides (timeouts, TLS, shutdown) is here; everything SMTP is in the core.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use postroom_net::{MaybeTls, Shutdown};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::TlsAcceptor;
+
+use crate::command::RcptTarget;
+use crate::reply::Reply;
+use crate::session::{Action, DeliveryOutcome, Envelope, RcptVerdict, Session, SessionConfig};
+
+/// What the session knows about its peer, passed to every handler call.
+#[derive(Clone, Debug)]
+pub struct PeerContext {
+    pub ip: IpAddr,
+    pub helo: Option<String>,
+    pub tls: bool,
+}
+
+/// The policy and delivery side of an SMTP listener (the pipeline).
+pub trait SmtpHandler: Send + Sync + 'static {
+    type Recipient: Send + 'static;
+
+    fn check_recipient(
+        &self,
+        peer: &PeerContext,
+        target: RcptTarget,
+    ) -> impl Future<Output = RcptVerdict<Self::Recipient>> + Send;
+
+    fn deliver(
+        &self,
+        peer: &PeerContext,
+        envelope: Envelope<Self::Recipient>,
+    ) -> impl Future<Output = DeliveryOutcome> + Send;
+}
+
+#[derive(Clone)]
+pub struct ConnectionSettings {
+    /// RFC 5321 4.5.3.2 suggests 5 minutes; the seed (Postfix
+    /// smtpd_timeout = 180s) uses 180 s, which is the default.
+    pub idle_timeout: Duration,
+    pub tls: Option<TlsAcceptor>,
+}
+
+/// Serves one connection to the end.
+pub async fn serve_connection<H: SmtpHandler>(
+    mut stream: MaybeTls,
+    peer_ip: IpAddr,
+    cfg: Arc<SessionConfig>,
+    settings: Arc<ConnectionSettings>,
+    handler: Arc<H>,
+    mut shutdown: Shutdown,
+) {
+    let mut session: Session<H::Recipient> = Session::new(cfg, peer_ip, stream.is_tls());
+    let mut ctx = PeerContext {
+        ip: peer_ip,
+        helo: None,
+        tls: stream.is_tls(),
+    };
+    let mut out = session.greeting().to_bytes();
+    let mut buf = vec![0u8; 8192];
+    loop {
+        while let Some(action) = session.poll() {
+            match action {
+                Action::Send(reply) => reply.write_to(&mut out),
+                Action::Delay(d) => {
+                    if flush(&mut stream, &mut out).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(d).await;
+                }
+                Action::Refused { command, reply } => {
+                    tracing::info!(
+                        target: "smtp",
+                        client = %peer_ip,
+                        helo = session.helo_name().unwrap_or(""),
+                        command = %command,
+                        reply = %reply.summary(),
+                        "NOQUEUE: reject"
+                    );
+                }
+                Action::CheckRecipient(target) => {
+                    ctx.helo = session.helo_name().map(str::to_string);
+                    let verdict = handler.check_recipient(&ctx, target).await;
+                    session.recipient_verdict(verdict);
+                }
+                Action::Deliver(envelope) => {
+                    ctx.helo = session.helo_name().map(str::to_string);
+                    let outcome = handler.deliver(&ctx, *envelope).await;
+                    session.delivery_outcome(outcome);
+                }
+                Action::StartTls => {
+                    if flush(&mut stream, &mut out).await.is_err() {
+                        return;
+                    }
+                    let Some(acceptor) = settings.tls.as_ref() else {
+                        return;
+                    };
+                    let handshake = tokio::time::timeout(settings.idle_timeout, stream.upgrade(acceptor));
+                    match handshake.await {
+                        Ok(Ok(())) => {
+                            session.tls_established();
+                            ctx.tls = true;
+                        }
+                        // The peer may reconnect and go on in plaintext;
+                        // nothing is remembered against it.
+                        _ => {
+                            tracing::info!(target: "smtp", client = %peer_ip, "TLS handshake failed");
+                            return;
+                        }
+                    }
+                }
+                Action::Close => {
+                    let _ = flush(&mut stream, &mut out).await;
+                    let _ = stream.shutdown().await;
+                    return;
+                }
+            }
+        }
+        if flush(&mut stream, &mut out).await.is_err() {
+            return;
+        }
+        if shutdown.is_shutdown() && !session.in_transaction() {
+            let _ = write_reply(&mut stream, session.shutting_down()).await;
+            return;
+        }
+        let read = tokio::select! {
+            r = tokio::time::timeout(settings.idle_timeout, stream.read(&mut buf)) => r,
+            _ = shutdown.recv(), if !shutdown.is_shutdown() => continue,
+        };
+        match read {
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(n)) => session.receive(&buf[..n]),
+            Err(_) => {
+                let _ = write_reply(&mut stream, session.timed_out()).await;
+                return;
+            }
+        }
+    }
+}
+
+async fn flush(stream: &mut MaybeTls, out: &mut Vec<u8>) -> std::io::Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    let r = tokio::time::timeout(Duration::from_secs(180), stream.write_all(out)).await;
+    out.clear();
+    match r {
+        Ok(r) => {
+            r?;
+            stream.flush().await
+        }
+        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "write timeout")),
+    }
+}
+
+/// Writes a reply to a peer that is about to be dropped (limits, timeouts).
+pub async fn write_reply(stream: &mut MaybeTls, reply: Reply) -> std::io::Result<()> {
+    let mut out = reply.to_bytes();
+    flush(stream, &mut out).await
+}

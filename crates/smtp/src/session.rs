@@ -1,0 +1,670 @@
+//! The SMTP server session state machine (RFC 5321 4.1.4 command order).
+//!
+//! The caller feeds bytes with [`Session::receive`] and takes [`Action`]s from
+//! [`Session::poll`] until it returns `None` (more input needed). Some actions
+//! ask a question the session cannot answer itself (is this recipient ours?
+//! is the message stored?); the session then waits, and `poll` returns `None`
+//! until the answer comes through [`Session::recipient_verdict`] or
+//! [`Session::delivery_outcome`].
+
+use std::mem;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use postroom_core::Address;
+
+use crate::command::{parse_command, BodyParam, Command, CommandError, MailParams, RcptTarget};
+use crate::data::{ChunkCollector, DataDecoder, DecodedBody};
+use crate::reply::Reply;
+
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// The name in the banner and EHLO reply: the configured FQDN.
+    pub hostname: String,
+    pub max_message_size: u64,
+    pub max_recipients: usize,
+    /// Longest command line, CRLF included.
+    pub max_line_length: usize,
+    /// After this many errors each reply is delayed by `error_sleep`.
+    pub soft_error_limit: u32,
+    /// After this many errors the session ends with 421 4.7.0.
+    pub hard_error_limit: u32,
+    pub error_sleep: Duration,
+    /// Refuse messages with bare CR or LF line ends (550 5.5.2).
+    pub strict_line_endings: bool,
+    /// Offer STARTTLS (a certificate is configured and TLS is not yet on).
+    pub starttls: bool,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            hostname: "localhost".into(),
+            max_message_size: 45_000_000,
+            max_recipients: 100,
+            max_line_length: 2048,
+            soft_error_limit: 10,
+            hard_error_limit: 20,
+            error_sleep: Duration::from_secs(1),
+            strict_line_endings: false,
+            starttls: false,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyType {
+    SevenBit,
+    EightBitMime,
+}
+
+/// The answer to [`Action::CheckRecipient`]. `R` is whatever the caller
+/// resolved the recipient to; the session hands it back in the envelope.
+#[derive(Debug)]
+pub enum RcptVerdict<R> {
+    Accept(R),
+    Reject(Reply),
+}
+
+/// The answer to [`Action::Deliver`].
+#[derive(Debug)]
+pub enum DeliveryOutcome {
+    /// Durably stored; the queue id goes into the 250 reply.
+    Accepted {
+        queue_id: String,
+    },
+    Rejected(Reply),
+}
+
+/// One complete transaction, handed over at the end of DATA or BDAT LAST.
+#[derive(Debug)]
+pub struct Envelope<R> {
+    pub helo: String,
+    pub esmtp: bool,
+    pub tls: bool,
+    pub peer: IpAddr,
+    /// `None` for the null reverse-path `<>`.
+    pub mail_from: Option<Address>,
+    pub recipients: Vec<(RcptTarget, R)>,
+    pub body_type: BodyType,
+    pub smtputf8: bool,
+    pub chunking: bool,
+    /// CRLF-normalised message content.
+    pub body: Vec<u8>,
+    pub has_8bit: bool,
+    pub bare_line_ends: u64,
+}
+
+#[derive(Debug)]
+pub enum Action<R> {
+    /// Wait this long before sending the next reply (the error sleep; the
+    /// caller uses a timer, nothing blocks).
+    Delay(Duration),
+    Send(Reply),
+    /// Log line for a refused command (a NOQUEUE-style reject).
+    Refused {
+        command: String,
+        reply: Reply,
+    },
+    /// Answer with [`Session::recipient_verdict`].
+    CheckRecipient(RcptTarget),
+    /// Answer with [`Session::delivery_outcome`].
+    Deliver(Box<Envelope<R>>),
+    /// Send nothing more in plaintext: start the TLS handshake, then call
+    /// [`Session::tls_established`].
+    StartTls,
+    /// Flush what was sent and close the connection.
+    Close,
+}
+
+#[derive(Debug)]
+struct Transaction<R> {
+    mail_from: Option<Address>,
+    params: MailParams,
+    recipients: Vec<(RcptTarget, R)>,
+    chunks: Option<ChunkCollector>,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Commands,
+    /// Discarding a command line that is too long, up to its LF.
+    LongLine,
+    Data(DataDecoder),
+    /// Reading `remaining` octets of a BDAT chunk; `keep` is false when the
+    /// chunk is being skipped after an error.
+    Chunk {
+        remaining: u64,
+        last: bool,
+        keep: bool,
+    },
+    AwaitRecipient(RcptTarget),
+    AwaitDelivery,
+    AwaitTls,
+    Closed,
+}
+
+#[derive(Debug)]
+pub struct Session<R> {
+    cfg: Arc<SessionConfig>,
+    peer: IpAddr,
+    input: Vec<u8>,
+    phase: Phase,
+    helo: Option<(String, bool)>,
+    tls: bool,
+    tx: Option<Transaction<R>>,
+    errors: u32,
+    out: std::collections::VecDeque<Action<R>>,
+    /// The reply to a chunk that was skipped (sent when its octets are in).
+    chunk_error: Option<Reply>,
+}
+
+impl<R> Session<R> {
+    pub fn new(cfg: Arc<SessionConfig>, peer: IpAddr, tls: bool) -> Self {
+        Session {
+            cfg,
+            peer,
+            input: Vec::new(),
+            phase: Phase::Commands,
+            helo: None,
+            tls,
+            tx: None,
+            errors: 0,
+            out: Default::default(),
+            chunk_error: None,
+        }
+    }
+
+    pub fn greeting(&self) -> Reply {
+        Reply::multi(220, vec![format!("{} ESMTP Postroom", self.cfg.hostname)])
+    }
+
+    pub fn helo_name(&self) -> Option<&str> {
+        self.helo.as_ref().map(|(name, _)| name.as_str())
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// True between MAIL and the end of the transaction, and while a line
+    /// has arrived only in part: shutdown waits for these.
+    pub fn in_transaction(&self) -> bool {
+        self.tx.is_some() || !self.input.is_empty()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed)
+    }
+
+    /// True while a command or chunk has been read only in part; the
+    /// caller's idle timeout applies either way.
+    pub fn buffered(&self) -> usize {
+        self.input.len()
+    }
+
+    /// Bytes from the peer.
+    pub fn receive(&mut self, bytes: &[u8]) {
+        if !self.is_closed() {
+            self.input.extend_from_slice(bytes);
+        }
+    }
+
+    /// The idle timeout ran out (RFC 5321 4.5.3.2).
+    pub fn timed_out(&mut self) -> Reply {
+        self.phase = Phase::Closed;
+        Reply::new(
+            421,
+            "4.4.2",
+            format!("{} Error: timeout exceeded", self.cfg.hostname),
+        )
+    }
+
+    /// The server is shutting down.
+    pub fn shutting_down(&mut self) -> Reply {
+        self.phase = Phase::Closed;
+        Reply::new(
+            421,
+            "4.3.2",
+            format!("{} Service shutting down", self.cfg.hostname),
+        )
+    }
+
+    pub fn recipient_verdict(&mut self, verdict: RcptVerdict<R>) {
+        let Phase::AwaitRecipient(target) = mem::replace(&mut self.phase, Phase::Commands) else {
+            return;
+        };
+        match verdict {
+            RcptVerdict::Accept(resolved) => {
+                if let Some(tx) = self.tx.as_mut() {
+                    tx.recipients.push((target, resolved));
+                }
+                self.reply(Reply::new(250, "2.1.5", "Ok"));
+            }
+            RcptVerdict::Reject(reply) => self.refuse("RCPT", reply),
+        }
+    }
+
+    pub fn delivery_outcome(&mut self, outcome: DeliveryOutcome) {
+        if !matches!(self.phase, Phase::AwaitDelivery) {
+            return;
+        }
+        self.phase = Phase::Commands;
+        self.tx = None;
+        match outcome {
+            DeliveryOutcome::Accepted { queue_id } => {
+                self.reply(Reply::new(250, "2.0.0", format!("Ok: queued as {queue_id}")))
+            }
+            DeliveryOutcome::Rejected(reply) => self.refuse("DATA", reply),
+        }
+    }
+
+    /// The TLS handshake after STARTTLS succeeded: the session starts over
+    /// (RFC 3207 4.2), and the client must greet again.
+    pub fn tls_established(&mut self) {
+        if matches!(self.phase, Phase::AwaitTls) {
+            self.phase = Phase::Commands;
+            self.tls = true;
+            self.helo = None;
+            self.tx = None;
+            self.input.clear();
+        }
+    }
+
+    /// The next thing to do, or `None` when more input (or an answer) is
+    /// needed.
+    pub fn poll(&mut self) -> Option<Action<R>> {
+        loop {
+            if let Some(action) = self.out.pop_front() {
+                return Some(action);
+            }
+            if !self.step() {
+                return self.out.pop_front();
+            }
+        }
+    }
+
+    /// Advances by one unit of work; false when nothing can be done now.
+    fn step(&mut self) -> bool {
+        match &mut self.phase {
+            Phase::Closed | Phase::AwaitRecipient(_) | Phase::AwaitDelivery | Phase::AwaitTls => false,
+            Phase::LongLine => match memchr::memchr(b'\n', &self.input) {
+                Some(i) => {
+                    self.input.drain(..=i);
+                    self.phase = Phase::Commands;
+                    self.refuse("(long line)", Reply::new(500, "5.5.2", "Error: line too long"));
+                    true
+                }
+                None => {
+                    self.input.clear();
+                    false
+                }
+            },
+            Phase::Data(decoder) => {
+                if self.input.is_empty() {
+                    return false;
+                }
+                let (used, done) = decoder.feed(&self.input);
+                self.input.drain(..used);
+                if done {
+                    let Phase::Data(decoder) = mem::replace(&mut self.phase, Phase::Commands) else {
+                        return false;
+                    };
+                    self.end_of_message(decoder.finish(), false);
+                }
+                true
+            }
+            Phase::Chunk {
+                remaining,
+                last,
+                keep,
+            } => {
+                if *remaining > 0 && self.input.is_empty() {
+                    return false;
+                }
+                let n = (*remaining).min(self.input.len() as u64) as usize;
+                *remaining -= n as u64;
+                let (last, keep, done) = (*last, *keep, *remaining == 0);
+                if keep {
+                    if let Some(chunks) = self.tx.as_mut().and_then(|t| t.chunks.as_mut()) {
+                        chunks.push(&self.input[..n]);
+                    }
+                }
+                self.input.drain(..n);
+                if done {
+                    self.phase = Phase::Commands;
+                    self.chunk_done(last, keep);
+                }
+                true
+            }
+            Phase::Commands => {
+                let limit = self.cfg.max_line_length;
+                match memchr::memchr(b'\n', &self.input) {
+                    Some(i) if i < limit => {
+                        let mut line: Vec<u8> = self.input.drain(..=i).collect();
+                        line.pop();
+                        if line.last() == Some(&b'\r') {
+                            line.pop();
+                        }
+                        self.command(&line);
+                        true
+                    }
+                    Some(_) => {
+                        self.phase = Phase::LongLine;
+                        true
+                    }
+                    None if self.input.len() >= limit => {
+                        self.phase = Phase::LongLine;
+                        true
+                    }
+                    None => false,
+                }
+            }
+        }
+    }
+
+    fn reply(&mut self, reply: Reply) {
+        if self.errors > self.cfg.soft_error_limit {
+            self.out.push_back(Action::Delay(self.cfg.error_sleep));
+        }
+        self.out.push_back(Action::Send(reply));
+    }
+
+    /// An error reply: counted, logged, and the session ends at the hard
+    /// limit (as Postfix's smtpd_hard_error_limit).
+    fn refuse(&mut self, command: &str, reply: Reply) {
+        self.errors += 1;
+        self.out.push_back(Action::Refused {
+            command: command.to_string(),
+            reply: reply.clone(),
+        });
+        self.reply(reply);
+        if self.errors >= self.cfg.hard_error_limit {
+            self.close_with(Reply::new(
+                421,
+                "4.7.0",
+                format!("{} Error: too many errors", self.cfg.hostname),
+            ));
+        }
+    }
+
+    fn close_with(&mut self, reply: Reply) {
+        self.out.push_back(Action::Send(reply));
+        self.out.push_back(Action::Close);
+        self.phase = Phase::Closed;
+        self.input.clear();
+    }
+
+    fn command(&mut self, line: &[u8]) {
+        let ehlo = matches!(self.helo, Some((_, true)));
+        let utf8 = self.tx.as_ref().is_some_and(|t| t.params.smtputf8);
+        let verb = command_name(line);
+        let cmd = match parse_command(line, ehlo, utf8) {
+            Ok(cmd) => cmd,
+            Err(CommandError::BadChunkSize) => {
+                // The chunk's length is unknown, so its octets cannot be
+                // skipped: the connection cannot go on (RFC 3030 2).
+                self.errors += 1;
+                self.out.push_back(Action::Refused {
+                    command: verb,
+                    reply: CommandError::BadChunkSize.reply(),
+                });
+                self.close_with(CommandError::BadChunkSize.reply());
+                return;
+            }
+            Err(e) => {
+                self.refuse(&verb, e.reply());
+                return;
+            }
+        };
+        match cmd {
+            Command::Quit => self.close_with(Reply::new(221, "2.0.0", "Bye")),
+            Command::Noop => self.reply(Reply::new(250, "2.0.0", "Ok")),
+            Command::Help => self.reply(Reply::new(214, "2.0.0", "See RFC 5321")),
+            Command::Rset => {
+                self.tx = None;
+                self.reply(Reply::new(250, "2.0.0", "Ok"));
+            }
+            // Disabled as in the seed (Postfix disable_vrfy_command = yes):
+            // neither reveals which addresses exist.
+            Command::Vrfy => self.refuse(&verb, Reply::new(502, "5.5.1", "VRFY command is disabled")),
+            Command::Expn => self.refuse(&verb, Reply::new(502, "5.5.1", "EXPN command is disabled")),
+            Command::Auth => self.refuse(&verb, Reply::new(502, "5.5.1", "Authentication not enabled")),
+            Command::Helo(name) => self.greet(name, false),
+            Command::Ehlo(name) => self.greet(name, true),
+            Command::StartTls => self.starttls(),
+            _ if self.helo.is_none() => {
+                self.refuse(&verb, Reply::new(503, "5.5.1", "Error: send HELO/EHLO first"))
+            }
+            Command::Mail(from, params) => self.mail(from, params),
+            Command::Rcpt(target) => self.rcpt(target),
+            Command::Data => self.data(),
+            Command::Bdat { size, last } => self.bdat(size, last),
+        }
+    }
+
+    fn greet(&mut self, name: String, esmtp: bool) {
+        self.tx = None;
+        self.helo = Some((name, esmtp));
+        if !esmtp {
+            self.reply(Reply::multi(250, vec![self.cfg.hostname.clone()]));
+            return;
+        }
+        let mut lines = vec![
+            self.cfg.hostname.clone(),
+            "PIPELINING".into(),
+            format!("SIZE {}", self.cfg.max_message_size),
+        ];
+        if self.cfg.starttls && !self.tls {
+            lines.push("STARTTLS".into());
+        }
+        lines.extend(["ENHANCEDSTATUSCODES", "8BITMIME", "SMTPUTF8", "CHUNKING"].map(String::from));
+        self.reply(Reply::multi(250, lines));
+    }
+
+    fn starttls(&mut self) {
+        if !self.cfg.starttls || self.tls {
+            self.refuse("STARTTLS", Reply::new(502, "5.5.1", "STARTTLS not available"));
+            return;
+        }
+        if self.helo.is_none() {
+            self.refuse("STARTTLS", Reply::new(503, "5.5.1", "Error: send EHLO first"));
+            return;
+        }
+        // RFC 3207 5: anything the client pipelined after STARTTLS arrived in
+        // plaintext and must not be acted on after the handshake.
+        self.input.clear();
+        self.out
+            .push_back(Action::Send(Reply::new(220, "2.0.0", "Ready to start TLS")));
+        self.out.push_back(Action::StartTls);
+        self.phase = Phase::AwaitTls;
+    }
+
+    fn mail(&mut self, from: Option<Address>, params: MailParams) {
+        if self.tx.is_some() {
+            self.refuse("MAIL", Reply::new(503, "5.5.1", "Error: nested MAIL command"));
+            return;
+        }
+        if params.size.is_some_and(|s| s > self.cfg.max_message_size) {
+            self.refuse(
+                "MAIL",
+                Reply::new(552, "5.3.4", "Message size exceeds fixed limit"),
+            );
+            return;
+        }
+        self.tx = Some(Transaction {
+            mail_from: from,
+            params,
+            recipients: Vec::new(),
+            chunks: None,
+        });
+        self.reply(Reply::new(250, "2.1.0", "Ok"));
+    }
+
+    fn rcpt(&mut self, target: RcptTarget) {
+        let Some(tx) = self.tx.as_ref() else {
+            self.refuse("RCPT", Reply::new(503, "5.5.1", "Error: need MAIL command"));
+            return;
+        };
+        if tx.chunks.is_some() {
+            self.refuse("RCPT", Reply::new(503, "5.5.1", "Error: RCPT after BDAT"));
+            return;
+        }
+        if tx.recipients.len() >= self.cfg.max_recipients {
+            // RFC 5321 4.5.3.1.10: 452 for too many recipients.
+            self.refuse("RCPT", Reply::new(452, "4.5.3", "Error: too many recipients"));
+            return;
+        }
+        self.out.push_back(Action::CheckRecipient(target.clone()));
+        self.phase = Phase::AwaitRecipient(target);
+    }
+
+    /// Checks that DATA or BDAT may start; replies and returns false if not.
+    fn transaction_ready(&mut self, verb: &str) -> bool {
+        match self.tx.as_ref() {
+            None => {
+                self.refuse(verb, Reply::new(503, "5.5.1", "Error: need MAIL command"));
+                false
+            }
+            Some(tx) if tx.recipients.is_empty() => {
+                self.refuse(verb, Reply::new(554, "5.5.1", "Error: no valid recipients"));
+                false
+            }
+            Some(_) => true,
+        }
+    }
+
+    fn data(&mut self) {
+        if self.tx.as_ref().is_some_and(|t| t.chunks.is_some()) {
+            self.refuse("DATA", Reply::new(503, "5.5.1", "Error: DATA after BDAT"));
+            return;
+        }
+        if !self.transaction_ready("DATA") {
+            return;
+        }
+        self.reply(Reply::new(354, "", "End data with <CR><LF>.<CR><LF>"));
+        self.phase = Phase::Data(DataDecoder::new(self.cfg.max_message_size));
+    }
+
+    fn bdat(&mut self, size: u64, last: bool) {
+        let in_progress = self.tx.as_ref().is_some_and(|t| t.chunks.is_some());
+        let keep = in_progress || self.transaction_ready("BDAT");
+        // When refused, the refusal is already queued and the chunk's octets
+        // are skipped.
+        if !keep && self.is_closed() {
+            return;
+        }
+        if keep {
+            if let Some(tx) = self.tx.as_mut() {
+                tx.chunks
+                    .get_or_insert_with(|| ChunkCollector::new(self.cfg.max_message_size));
+            }
+        } else {
+            // The reply was sent before the octets: take it back and send it
+            // once they are consumed, so replies stay in order.
+            self.chunk_error = self.take_last_reply();
+        }
+        self.phase = Phase::Chunk {
+            remaining: size,
+            last,
+            keep,
+        };
+    }
+
+    fn take_last_reply(&mut self) -> Option<Reply> {
+        match self.out.pop_back() {
+            Some(Action::Send(r)) => Some(r),
+            Some(other) => {
+                self.out.push_back(other);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn chunk_done(&mut self, last: bool, keep: bool) {
+        if !keep {
+            if let Some(reply) = self.chunk_error.take() {
+                self.reply(reply);
+            }
+            return;
+        }
+        let too_big = self
+            .tx
+            .as_ref()
+            .and_then(|t| t.chunks.as_ref())
+            .is_some_and(ChunkCollector::too_big);
+        if too_big {
+            self.tx = None;
+            self.refuse(
+                "BDAT",
+                Reply::new(552, "5.3.4", "Message size exceeds fixed limit"),
+            );
+            return;
+        }
+        if !last {
+            self.reply(Reply::new(250, "2.0.0", "Ok: chunk received"));
+            return;
+        }
+        if let Some(chunks) = self.tx.as_mut().and_then(|t| t.chunks.take()) {
+            self.end_of_message(chunks.finish(), true);
+        }
+    }
+
+    fn end_of_message(&mut self, body: DecodedBody, chunking: bool) {
+        let verb = if chunking { "BDAT" } else { "DATA" };
+        let Some(tx) = self.tx.take() else {
+            return;
+        };
+        if body.too_big {
+            self.refuse(verb, Reply::new(552, "5.3.4", "Message size exceeds fixed limit"));
+            return;
+        }
+        if self.cfg.strict_line_endings && body.bare_line_ends > 0 {
+            self.refuse(
+                verb,
+                Reply::new(550, "5.5.2", "Message contains bare CR or LF line endings"),
+            );
+            return;
+        }
+        let (helo, esmtp) = self.helo.clone().unwrap_or_default();
+        let envelope = Envelope {
+            helo,
+            esmtp,
+            tls: self.tls,
+            peer: self.peer,
+            mail_from: tx.mail_from,
+            recipients: tx.recipients,
+            body_type: match tx.params.body {
+                Some(BodyParam::EightBitMime) => BodyType::EightBitMime,
+                _ => BodyType::SevenBit,
+            },
+            smtputf8: tx.params.smtputf8,
+            chunking,
+            body: body.body,
+            has_8bit: body.has_8bit,
+            bare_line_ends: body.bare_line_ends,
+        };
+        self.out.push_back(Action::Deliver(Box::new(envelope)));
+        self.phase = Phase::AwaitDelivery;
+    }
+}
+
+/// The verb of a line, for logs: printable ASCII only, at most 16 chars.
+fn command_name(line: &[u8]) -> String {
+    line.iter()
+        .take_while(|b| **b != b' ')
+        .take(16)
+        .map(|&b| {
+            if b.is_ascii_graphic() {
+                (b as char).to_ascii_uppercase()
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,266 @@
+use super::*;
+
+/// Drives a session like a peer would: sends bytes, answers questions with a
+/// fixed directory (`user@example.com` exists), collects the reply text.
+struct Harness {
+    s: Session<String>,
+    delivered: Vec<Envelope<String>>,
+    delays: usize,
+    closed: bool,
+    tls_requested: bool,
+}
+
+impl Harness {
+    fn new() -> Self {
+        Self::with(SessionConfig::default())
+    }
+
+    fn with(cfg: SessionConfig) -> Self {
+        Harness {
+            s: Session::new(Arc::new(cfg), "192.0.2.1".parse().unwrap(), false),
+            delivered: Vec::new(),
+            delays: 0,
+            closed: false,
+            tls_requested: false,
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> String {
+        self.s.receive(bytes);
+        let mut out = Vec::new();
+        while let Some(action) = self.s.poll() {
+            match action {
+                Action::Send(r) => r.write_to(&mut out),
+                Action::Delay(_) => self.delays += 1,
+                Action::Refused { .. } => {}
+                Action::CheckRecipient(RcptTarget::Postmaster) => {
+                    self.s.recipient_verdict(RcptVerdict::Accept("postmaster".into()))
+                }
+                Action::CheckRecipient(RcptTarget::Mailbox(a)) => {
+                    let v = if a.canonical() == "user@example.com" {
+                        RcptVerdict::Accept(a.canonical())
+                    } else {
+                        RcptVerdict::Reject(Reply::new(550, "5.1.1", "User unknown"))
+                    };
+                    self.s.recipient_verdict(v)
+                }
+                Action::Deliver(env) => {
+                    self.delivered.push(*env);
+                    self.s.delivery_outcome(DeliveryOutcome::Accepted {
+                        queue_id: "QID".into(),
+                    })
+                }
+                Action::StartTls => self.tls_requested = true,
+                Action::Close => self.closed = true,
+            }
+        }
+        String::from_utf8(out).unwrap()
+    }
+}
+
+fn codes(replies: &str) -> Vec<String> {
+    replies
+        .lines()
+        .filter(|l| l.as_bytes().get(3) == Some(&b' '))
+        .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+#[test]
+fn a_full_pipelined_transaction() {
+    let mut h = Harness::new();
+    let r = h.send(
+        b"EHLO client.example\r\nMAIL FROM:<a@remote.example>\r\nRCPT TO:<user@example.com>\r\nRCPT TO:<nobody@example.com>\r\nDATA\r\nSubject: hi\r\n\r\nbody\r\n.\r\nQUIT\r\n",
+    );
+    assert!(r.contains("250-PIPELINING"));
+    assert!(r.contains("250-CHUNKING") || r.contains("250 CHUNKING"));
+    assert_eq!(
+        codes(&r)[1..],
+        [
+            "250 2.1.0",
+            "250 2.1.5",
+            "550 5.1.1",
+            "354 End",
+            "250 2.0.0",
+            "221 2.0.0"
+        ]
+    );
+    assert!(r.contains("queued as QID"));
+    assert!(h.closed);
+    let env = &h.delivered[0];
+    assert_eq!(env.body, b"Subject: hi\r\n\r\nbody\r\n");
+    assert_eq!(env.recipients.len(), 1);
+}
+
+#[test]
+fn strict_order_and_syntax() {
+    let mut h = Harness::new();
+    assert_eq!(codes(&h.send(b"MAIL FROM:<a@b.example>\r\n")), ["503 5.5.1"]);
+    assert_eq!(codes(&h.send(b"HELO\r\n")), ["501 5.5.4"]);
+    assert_eq!(
+        codes(&h.send(b"HELO client.example\r\n")),
+        ["250 client.example"[..3].to_string() + " localhost"]
+    );
+    assert_eq!(codes(&h.send(b"MAIL FROM: test@test.net\r\n")), ["501 5.5.4"]);
+    assert_eq!(
+        codes(&h.send(b"MAIL FROM:<a@b.example> SIZE=5\r\n")),
+        ["555 5.5.4"]
+    );
+    assert_eq!(codes(&h.send(b"RCPT TO:<user@example.com>\r\n")), ["503 5.5.1"]);
+    assert_eq!(codes(&h.send(b"MAIL FROM:<>\r\n")), ["250 2.1.0"]);
+    assert_eq!(codes(&h.send(b"MAIL FROM:<>\r\n")), ["503 5.5.1"]);
+    assert_eq!(codes(&h.send(b"DATA\r\n")), ["554 5.5.1"]);
+    assert_eq!(codes(&h.send(b"VRFY user\r\n")), ["502 5.5.1"]);
+    assert_eq!(codes(&h.send(b"EXPN list\r\n")), ["502 5.5.1"]);
+    assert_eq!(codes(&h.send(b"WHAT\r\n")), ["500 5.5.2"]);
+    assert_eq!(codes(&h.send(b"RCPT TO:<Postmaster>\r\n")), ["250 2.1.5"]);
+}
+
+#[test]
+fn long_lines_are_refused_and_skipped() {
+    let mut h = Harness::new();
+    let mut line = b"EHLO ".to_vec();
+    line.extend(std::iter::repeat_n(b'a', 5000));
+    line.extend_from_slice(b"\r\nNOOP\r\n");
+    assert_eq!(codes(&h.send(&line)), ["500 5.5.2", "250 2.0.0"]);
+    // Split across reads, too.
+    let mut h = Harness::new();
+    assert_eq!(h.send(&[b'x'; 3000]), "");
+    assert_eq!(h.send(&[b'x'; 3000]), "");
+    assert_eq!(codes(&h.send(b"\r\nNOOP\r\n")), ["500 5.5.2", "250 2.0.0"]);
+}
+
+#[test]
+fn size_limits() {
+    let mut h = Harness::with(SessionConfig {
+        max_message_size: 100,
+        ..Default::default()
+    });
+    h.send(b"EHLO c.example\r\n");
+    assert_eq!(
+        codes(&h.send(b"MAIL FROM:<a@b.example> SIZE=101\r\n")),
+        ["552 5.3.4"]
+    );
+    h.send(b"MAIL FROM:<a@b.example> SIZE=50\r\nRCPT TO:<user@example.com>\r\nDATA\r\n");
+    let mut body = vec![b'x'; 200];
+    body.extend_from_slice(b"\r\n.\r\n");
+    assert_eq!(codes(&h.send(&body)), ["552 5.3.4"]);
+    assert!(h.delivered.is_empty());
+    // The session goes on.
+    assert_eq!(codes(&h.send(b"NOOP\r\n")), ["250 2.0.0"]);
+}
+
+#[test]
+fn recipient_limit() {
+    let mut h = Harness::with(SessionConfig {
+        max_recipients: 2,
+        ..Default::default()
+    });
+    h.send(b"EHLO c.example\r\nMAIL FROM:<>\r\n");
+    let r =
+        h.send(b"RCPT TO:<user@example.com>\r\nRCPT TO:<user@example.com>\r\nRCPT TO:<user@example.com>\r\n");
+    assert_eq!(codes(&r), ["250 2.1.5", "250 2.1.5", "452 4.5.3"]);
+}
+
+#[test]
+fn bdat_chunks() {
+    let mut h = Harness::new();
+    h.send(b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<user@example.com>\r\n");
+    let r = h.send(b"BDAT 5\r\nab\r\ncBDAT 9 LAST\r\n\r\n.\r\nxy\r\nNOOP\r\n");
+    assert_eq!(codes(&r), ["250 2.0.0", "250 2.0.0", "250 2.0.0"]);
+    assert_eq!(h.delivered[0].body, b"ab\r\nc\r\n.\r\nxy\r\n");
+    assert!(h.delivered[0].chunking);
+    // BDAT without a transaction: refused, but its octets are skipped.
+    let r = h.send(b"BDAT 6 LAST\r\nQUIT\r\nNOOP\r\n");
+    assert_eq!(codes(&r), ["503 5.5.1", "250 2.0.0"]);
+    // A size that cannot be parsed ends the session.
+    let r = h.send(b"BDAT lots\r\n");
+    assert_eq!(codes(&r), ["501 5.5.4"]);
+    assert!(h.closed);
+}
+
+#[test]
+fn bdat_smuggling_is_just_data() {
+    let mut h = Harness::new();
+    h.send(b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<user@example.com>\r\n");
+    let payload = b"x\n.\nMAIL FROM:<evil@example.com>\r\n";
+    let mut cmd = format!("BDAT {} LAST\r\n", payload.len()).into_bytes();
+    cmd.extend_from_slice(payload);
+    let r = h.send(&cmd);
+    assert_eq!(codes(&r), ["250 2.0.0"]);
+    assert_eq!(h.delivered.len(), 1);
+    assert_eq!(h.delivered[0].body, b"x\r\n.\r\nMAIL FROM:<evil@example.com>\r\n");
+    assert_eq!(h.delivered[0].bare_line_ends, 2);
+}
+
+#[test]
+fn strict_line_endings_refuse_at_end_of_data() {
+    let mut h = Harness::with(SessionConfig {
+        strict_line_endings: true,
+        ..Default::default()
+    });
+    h.send(b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<user@example.com>\r\nDATA\r\n");
+    let r = h.send(b"a\nb\r\n.\r\n");
+    assert_eq!(codes(&r), ["550 5.5.2"]);
+    assert!(h.delivered.is_empty());
+}
+
+#[test]
+fn errors_slow_down_then_end_the_session() {
+    let mut h = Harness::new();
+    for _ in 0..10 {
+        h.send(b"BOGUS\r\n");
+    }
+    assert_eq!(h.delays, 0);
+    h.send(b"BOGUS\r\n");
+    assert!(h.delays >= 1);
+    for _ in 0..8 {
+        h.send(b"BOGUS\r\n");
+    }
+    assert!(!h.closed);
+    let r = h.send(b"BOGUS\r\n");
+    assert!(r.contains("421 4.7.0"));
+    assert!(h.closed);
+}
+
+#[test]
+fn starttls_discards_pipelined_plaintext() {
+    let mut h = Harness::with(SessionConfig {
+        starttls: true,
+        ..Default::default()
+    });
+    let r = h.send(b"EHLO c.example\r\n");
+    assert!(r.contains("STARTTLS"));
+    let r = h.send(b"STARTTLS\r\nMAIL FROM:<injected@example.com>\r\n");
+    assert_eq!(codes(&r), ["220 2.0.0"]);
+    assert!(h.tls_requested);
+    h.s.tls_established();
+    // The injected MAIL was dropped, and a new EHLO is required.
+    assert_eq!(codes(&h.send(b"MAIL FROM:<a@b.example>\r\n")), ["503 5.5.1"]);
+    let r = h.send(b"EHLO c.example\r\n");
+    assert!(!r.contains("STARTTLS"));
+}
+
+#[test]
+fn utf8_addresses_need_smtputf8() {
+    let mut h = Harness::new();
+    h.send(b"EHLO c.example\r\n");
+    assert_eq!(
+        codes(&h.send("MAIL FROM:<jösé@b.example>\r\n".as_bytes())),
+        ["553 5.6.7"]
+    );
+    assert_eq!(
+        codes(&h.send("MAIL FROM:<jösé@b.example> SMTPUTF8\r\n".as_bytes())),
+        ["250 2.1.0"]
+    );
+    assert_eq!(
+        codes(&h.send("RCPT TO:<üser@example.com>\r\n".as_bytes())),
+        ["550 5.1.1"]
+    );
+}
+
+#[test]
+fn invalid_utf8_is_a_syntax_error() {
+    let mut h = Harness::new();
+    assert_eq!(codes(&h.send(b"EHLO \xff\xfe\r\n")), ["501 5.5.4"]);
+}

@@ -1,0 +1,85 @@
+//! Message bodies. One blob per accepted message, shared by all its local
+//! recipients and queue entries; the per-delivery header lines live in the
+//! metadata, not here.
+
+use std::collections::HashSet;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::fs::DurableFs;
+
+pub trait BlobStore: Send + Sync {
+    /// Stores a blob; it is durable (content and name) when this returns.
+    fn put(&self, id: &str, data: &[u8]) -> io::Result<()>;
+    fn get(&self, id: &str) -> io::Result<Vec<u8>>;
+    fn delete(&self, id: &str) -> io::Result<()>;
+}
+
+/// Blobs as files under `blobs/<shard>/<id>`. The shard is the first six
+/// characters of the id (ids begin with their time), so one directory holds
+/// about 18 minutes of mail and concurrent deliveries fsync the same few
+/// directories.
+pub struct FsBlobStore {
+    root: PathBuf,
+    fs: Arc<dyn DurableFs>,
+    /// Shards whose directory entry is known to be durable.
+    durable_shards: Mutex<HashSet<String>>,
+}
+
+fn valid_id(id: &str) -> bool {
+    id.len() >= 8 && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+impl FsBlobStore {
+    pub fn new(root: PathBuf, fs: Arc<dyn DurableFs>) -> io::Result<Self> {
+        fs.create_dir_all(&root)?;
+        if let Some(parent) = root.parent() {
+            fs.sync_dir(parent)?;
+        }
+        Ok(FsBlobStore {
+            root,
+            fs,
+            durable_shards: Mutex::new(HashSet::new()),
+        })
+    }
+
+    fn path(&self, id: &str) -> io::Result<(PathBuf, PathBuf)> {
+        if !valid_id(id) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad blob id"));
+        }
+        let shard = self.root.join(&id[..6]);
+        Ok((shard.join(id), shard))
+    }
+
+    fn ensure_shard(&self, shard: &Path) -> io::Result<()> {
+        let name = shard.to_string_lossy().into_owned();
+        let mut known = self.durable_shards.lock().unwrap_or_else(|e| e.into_inner());
+        if known.contains(&name) {
+            return Ok(());
+        }
+        self.fs.create_dir_all(shard)?;
+        self.fs.sync_dir(&self.root)?;
+        known.insert(name);
+        Ok(())
+    }
+}
+
+impl BlobStore for FsBlobStore {
+    fn put(&self, id: &str, data: &[u8]) -> io::Result<()> {
+        let (path, shard) = self.path(id)?;
+        self.ensure_shard(&shard)?;
+        self.fs.write_new(&path, data, true)?;
+        self.fs.sync_dir(&shard)
+    }
+
+    fn get(&self, id: &str) -> io::Result<Vec<u8>> {
+        let (path, _) = self.path(id)?;
+        self.fs.read(&path)
+    }
+
+    fn delete(&self, id: &str) -> io::Result<()> {
+        let (path, _) = self.path(id)?;
+        self.fs.remove(&path)
+    }
+}

@@ -1,0 +1,187 @@
+//! Group commit: one thread owns a write connection and commits every
+//! delivery that arrived while the previous commit was running in a single
+//! SQLite transaction, so concurrent sessions share one fsync.
+
+use std::sync::mpsc;
+
+use rusqlite::{params, Connection, Transaction};
+use tokio::sync::oneshot;
+
+use crate::{Result, StoreError};
+
+/// Most deliveries in one transaction.
+const MAX_BATCH: usize = 512;
+
+/// One accepted message: where it goes. Its blob is already durable.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub queue_id: String,
+    pub blob_id: String,
+    pub blob_size: u64,
+    /// Unix seconds.
+    pub received_at: i64,
+    pub local: Vec<LocalDelivery>,
+    pub outbound: Vec<OutboundItem>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LocalDelivery {
+    pub account_id: i64,
+    pub folder: String,
+    /// Header lines written for this recipient only (Return-Path,
+    /// Delivered-To, Received), CRLF-terminated.
+    pub prefix: Vec<u8>,
+    pub flags: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutboundItem {
+    pub sender: String,
+    pub recipient: String,
+    pub prefix: Vec<u8>,
+    /// `None`: queued for delivery. `Some(reason)`: held for the admin.
+    pub held: Option<String>,
+}
+
+type Request = (Delivery, oneshot::Sender<Result<()>>);
+
+pub(crate) struct Committer {
+    tx: mpsc::Sender<Request>,
+}
+
+impl Committer {
+    pub(crate) fn start(conn: Connection) -> Result<Committer> {
+        let (tx, rx) = mpsc::channel::<Request>();
+        std::thread::Builder::new()
+            .name("postroom-commit".into())
+            .spawn(move || run(conn, rx))?;
+        Ok(Committer { tx })
+    }
+
+    pub(crate) async fn commit(&self, delivery: Delivery) -> Result<()> {
+        let (reply, wait) = oneshot::channel();
+        self.tx
+            .send((delivery, reply))
+            .map_err(|_| StoreError::Unavailable)?;
+        wait.await.map_err(|_| StoreError::Unavailable)?
+    }
+}
+
+fn run(mut conn: Connection, rx: mpsc::Receiver<Request>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let results = commit_batch(&mut conn, &batch);
+        for ((_, reply), result) in batch.into_iter().zip(results) {
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// Applies each delivery in its own savepoint (one bad delivery does not
+/// fail the others), then commits once.
+fn commit_batch(conn: &mut Connection, batch: &[Request]) -> Vec<Result<()>> {
+    let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => return batch.iter().map(|_| Err(commit_failed(&e))).collect(),
+    };
+    let mut results: Vec<Result<()>> = Vec::with_capacity(batch.len());
+    for (delivery, _) in batch {
+        results.push(apply_one(&tx, delivery));
+    }
+    if let Err(e) = tx.commit() {
+        return batch.iter().map(|_| Err(commit_failed(&e))).collect();
+    }
+    results
+}
+
+fn commit_failed(e: &rusqlite::Error) -> StoreError {
+    StoreError::Invalid(format!("commit failed: {e}"))
+}
+
+fn apply_one(tx: &Transaction<'_>, d: &Delivery) -> Result<()> {
+    tx.execute_batch("SAVEPOINT delivery")?;
+    match apply(tx, d) {
+        Ok(()) => {
+            tx.execute_batch("RELEASE delivery")?;
+            Ok(())
+        }
+        Err(e) => {
+            tx.execute_batch("ROLLBACK TO delivery; RELEASE delivery")?;
+            Err(e)
+        }
+    }
+}
+
+fn apply(tx: &Transaction<'_>, d: &Delivery) -> Result<()> {
+    let mut next_uid = tx.prepare_cached(
+        "UPDATE folders SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1
+         WHERE account_id = ?1 AND name = ?2
+         RETURNING id, uidnext - 1, highestmodseq, uidvalidity",
+    )?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO messages (folder_id, uid, modseq, flags, internal_date, size, pop3_uidl, blob_id, prefix, queue_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    for local in &d.local {
+        let row = next_uid
+            .query_row(params![local.account_id, local.folder], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })
+            .map_err(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => StoreError::Invalid(format!(
+                    "account {} has no folder {}",
+                    local.account_id, local.folder
+                )),
+                e => e.into(),
+            })?;
+        let (folder_id, uid, modseq, uidvalidity) = row;
+        // Dovecot's default UIDL form (%08Xv%08Xu), so imported UIDLs and
+        // ours look alike.
+        let uidl = format!("{uidvalidity:08X}{uid:08X}");
+        let size = local.prefix.len() as u64 + d.blob_size;
+        insert.execute(params![
+            folder_id,
+            uid,
+            modseq,
+            local.flags,
+            d.received_at,
+            size as i64,
+            uidl,
+            d.blob_id,
+            local.prefix,
+            d.queue_id
+        ])?;
+    }
+    let mut queue = tx.prepare_cached(
+        "INSERT INTO outbound (queue_id, blob_id, prefix, sender, recipient, state, reason, next_attempt, created)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+    )?;
+    for item in &d.outbound {
+        let (state, reason) = match &item.held {
+            None => ("queued", ""),
+            Some(r) => ("held", r.as_str()),
+        };
+        queue.execute(params![
+            d.queue_id,
+            d.blob_id,
+            item.prefix,
+            item.sender,
+            item.recipient,
+            state,
+            reason,
+            d.received_at
+        ])?;
+    }
+    Ok(())
+}

@@ -1,0 +1,100 @@
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+use crate::committer::{Committer, Delivery};
+use crate::{schema, Result, StoreError};
+
+/// The metadata database: a pool of connections for reads and short writes
+/// (the CLI, the console), and the group committer for deliveries. The CLI
+/// and a running server use it at once: WAL mode, busy timeouts, no caches.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<DbInner>,
+}
+
+struct DbInner {
+    path: PathBuf,
+    pool: Mutex<Vec<Connection>>,
+    committer: OnceLock<Committer>,
+}
+
+/// Every connection: WAL with `synchronous=FULL` (a commit is on disk when
+/// it returns, which `NORMAL` does not promise in WAL mode).
+pub(crate) fn connect(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+impl Db {
+    pub fn open(path: &Path) -> Result<Db> {
+        let mut conn = connect(path)?;
+        schema::migrate(&mut conn, path)?;
+        Ok(Db {
+            inner: Arc::new(DbInner {
+                path: path.to_path_buf(),
+                pool: Mutex::new(vec![conn]),
+                committer: OnceLock::new(),
+            }),
+        })
+    }
+
+    fn take(&self) -> Result<Connection> {
+        let pooled = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match pooled {
+            Some(c) => Ok(c),
+            None => connect(&self.inner.path),
+        }
+    }
+
+    fn give_back(&self, conn: Connection) {
+        let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < 16 {
+            pool.push(conn);
+        }
+    }
+
+    /// Runs `f` on a pooled connection (reads).
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = self.take()?;
+        let r = f(&conn);
+        self.give_back(conn);
+        r
+    }
+
+    /// Runs `f` in an immediate (write-locked) transaction and commits.
+    pub fn write<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.take()?;
+        let r = (|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let v = f(&tx)?;
+            tx.commit()?;
+            Ok(v)
+        })();
+        self.give_back(conn);
+        r
+    }
+
+    /// Commits a delivery's metadata; it shares its fsync with concurrent
+    /// deliveries. The blob must already be durable.
+    pub async fn commit_delivery(&self, delivery: Delivery) -> Result<()> {
+        let committer = match self.inner.committer.get() {
+            Some(c) => c,
+            None => {
+                let c = Committer::start(connect(&self.inner.path)?)?;
+                let _ = self.inner.committer.set(c);
+                self.inner.committer.get().ok_or(StoreError::Unavailable)?
+            }
+        };
+        committer.commit(delivery).await
+    }
+}

@@ -1,0 +1,353 @@
+//! Directory rows: domains, accounts, aliases. Names are stored canonical
+//! (the caller canonicalises through `postroom_core::Address`), with the
+//! display form beside them.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use crate::{Db, Result, StoreError};
+
+/// The folders every new mailbox gets, with their RFC 6154 special use.
+pub const DEFAULT_FOLDERS: [(&str, Option<&str>); 6] = [
+    ("INBOX", None),
+    ("Sent", Some("\\Sent")),
+    ("Drafts", Some("\\Drafts")),
+    ("Junk", Some("\\Junk")),
+    ("Trash", Some("\\Trash")),
+    ("Archive", Some("\\Archive")),
+];
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DomainRow {
+    pub id: i64,
+    pub name: String,
+    pub display: String,
+    pub alias_of: Option<i64>,
+    pub subaddress_separator: String,
+    pub default_quota: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountRow {
+    pub id: i64,
+    pub domain_id: i64,
+    pub local: String,
+    pub display: String,
+    pub password_hash: Option<String>,
+    pub quota: Option<i64>,
+    pub enabled: bool,
+    pub domain_admin: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AliasRow {
+    pub id: i64,
+    pub domain_id: i64,
+    /// Canonical local part; empty for the catch-all.
+    pub local: String,
+    pub display: String,
+    pub targets: Vec<String>,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+const DOMAIN_COLS: &str = "id, name, display, alias_of, subaddress_separator, default_quota";
+const ACCOUNT_COLS: &str = "id, domain_id, local, display, password_hash, quota, enabled, domain_admin";
+
+fn domain_row(r: &Row<'_>) -> rusqlite::Result<DomainRow> {
+    Ok(DomainRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        display: r.get(2)?,
+        alias_of: r.get(3)?,
+        subaddress_separator: r.get(4)?,
+        default_quota: r.get(5)?,
+    })
+}
+
+fn account_row(r: &Row<'_>) -> rusqlite::Result<AccountRow> {
+    Ok(AccountRow {
+        id: r.get(0)?,
+        domain_id: r.get(1)?,
+        local: r.get(2)?,
+        display: r.get(3)?,
+        password_hash: r.get(4)?,
+        quota: r.get(5)?,
+        enabled: r.get::<_, i64>(6)? != 0,
+        domain_admin: r.get::<_, i64>(7)? != 0,
+    })
+}
+
+fn alias_row(r: &Row<'_>) -> rusqlite::Result<AliasRow> {
+    let targets: String = r.get(4)?;
+    Ok(AliasRow {
+        id: r.get(0)?,
+        domain_id: r.get(1)?,
+        local: r.get(2)?,
+        display: r.get(3)?,
+        targets: targets
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(String::from)
+            .collect(),
+    })
+}
+
+fn find_domain(c: &Connection, name: &str) -> Result<Option<DomainRow>> {
+    Ok(c.query_row(
+        &format!("SELECT {DOMAIN_COLS} FROM domains WHERE name = ?1"),
+        [name],
+        domain_row,
+    )
+    .optional()?)
+}
+
+impl Db {
+    pub fn add_domain(&self, name: &str, display: &str, alias_of: Option<&str>) -> Result<DomainRow> {
+        self.write(|tx| {
+            if find_domain(tx, name)?.is_some() {
+                return Err(StoreError::Invalid(format!("domain {display} exists already")));
+            }
+            let target = match alias_of {
+                None => None,
+                Some(t) => {
+                    let row = find_domain(tx, t)?
+                        .ok_or_else(|| StoreError::Invalid(format!("domain {t} does not exist")))?;
+                    if row.alias_of.is_some() {
+                        return Err(StoreError::Invalid(format!("{t} is itself an alias domain")));
+                    }
+                    Some(row.id)
+                }
+            };
+            tx.execute(
+                "INSERT INTO domains (name, display, alias_of, created) VALUES (?1, ?2, ?3, ?4)",
+                params![name, display, target, now()],
+            )?;
+            find_domain(tx, name)?.ok_or_else(|| StoreError::Invalid("domain vanished".into()))
+        })
+    }
+
+    pub fn domain(&self, name: &str) -> Result<Option<DomainRow>> {
+        self.read(|c| find_domain(c, name))
+    }
+
+    pub fn domain_by_id(&self, id: i64) -> Result<Option<DomainRow>> {
+        self.read(|c| {
+            Ok(c.query_row(
+                &format!("SELECT {DOMAIN_COLS} FROM domains WHERE id = ?1"),
+                [id],
+                domain_row,
+            )
+            .optional()?)
+        })
+    }
+
+    pub fn domains(&self) -> Result<Vec<DomainRow>> {
+        self.read(|c| {
+            let mut st = c.prepare(&format!("SELECT {DOMAIN_COLS} FROM domains ORDER BY name"))?;
+            let rows = st
+                .query_map([], domain_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    /// Creates a mailbox with its default folders.
+    pub fn add_account(
+        &self,
+        domain_id: i64,
+        local: &str,
+        display: &str,
+        password_hash: Option<&str>,
+        quota: Option<i64>,
+    ) -> Result<AccountRow> {
+        self.write(|tx| {
+            let exists: bool = tx.query_row(
+                "SELECT EXISTS(SELECT 1 FROM accounts WHERE domain_id = ?1 AND local = ?2)",
+                params![domain_id, local],
+                |r| r.get(0),
+            )?;
+            if exists {
+                return Err(StoreError::Invalid(format!("mailbox {display} exists already")));
+            }
+            tx.execute(
+                "INSERT INTO accounts (domain_id, local, display, password_hash, quota, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![domain_id, local, display, password_hash, quota, now()],
+            )?;
+            let id = tx.last_insert_rowid();
+            for (name, special) in DEFAULT_FOLDERS {
+                tx.execute(
+                    "INSERT INTO folders (account_id, name, special_use, uidvalidity) VALUES (?1, ?2, ?3, 0)",
+                    params![id, name, special],
+                )?;
+                // The folder's row id never repeats, so it is a UIDVALIDITY
+                // that changes whenever a folder of the same name is re-made.
+                tx.execute(
+                    "UPDATE folders SET uidvalidity = id WHERE id = ?1",
+                    [tx.last_insert_rowid()],
+                )?;
+            }
+            Ok(tx.query_row(
+                &format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE id = ?1"),
+                [id],
+                account_row,
+            )?)
+        })
+    }
+
+    pub fn account(&self, domain_id: i64, local: &str) -> Result<Option<AccountRow>> {
+        self.read(|c| {
+            Ok(c.query_row(
+                &format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE domain_id = ?1 AND local = ?2"),
+                params![domain_id, local],
+                account_row,
+            )
+            .optional()?)
+        })
+    }
+
+    pub fn account_by_id(&self, id: i64) -> Result<Option<AccountRow>> {
+        self.read(|c| {
+            Ok(c.query_row(
+                &format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE id = ?1"),
+                [id],
+                account_row,
+            )
+            .optional()?)
+        })
+    }
+
+    /// Accounts of one domain, or of all, oldest first.
+    pub fn accounts(&self, domain_id: Option<i64>) -> Result<Vec<AccountRow>> {
+        self.read(|c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {ACCOUNT_COLS} FROM accounts WHERE ?1 IS NULL OR domain_id = ?1 ORDER BY domain_id, id"
+            ))?;
+            let rows = st.query_map([domain_id], account_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn update_account(&self, id: i64, sql: &str, value: rusqlite::types::Value) -> Result<()> {
+        self.write(|tx| {
+            let n = tx.execute(sql, params![value, id])?;
+            if n == 0 {
+                return Err(StoreError::Invalid("no such mailbox".into()));
+            }
+            Ok(())
+        })
+    }
+
+    pub fn set_password_hash(&self, id: i64, hash: &str) -> Result<()> {
+        self.update_account(
+            id,
+            "UPDATE accounts SET password_hash = ?1 WHERE id = ?2",
+            hash.to_string().into(),
+        )
+    }
+
+    pub fn set_enabled(&self, id: i64, enabled: bool) -> Result<()> {
+        self.update_account(
+            id,
+            "UPDATE accounts SET enabled = ?1 WHERE id = ?2",
+            (enabled as i64).into(),
+        )
+    }
+
+    pub fn set_domain_admin(&self, id: i64, admin: bool) -> Result<()> {
+        self.update_account(
+            id,
+            "UPDATE accounts SET domain_admin = ?1 WHERE id = ?2",
+            (admin as i64).into(),
+        )
+    }
+
+    pub fn set_quota(&self, id: i64, quota: Option<i64>) -> Result<()> {
+        let v = quota.map_or(rusqlite::types::Value::Null, Into::into);
+        self.update_account(id, "UPDATE accounts SET quota = ?1 WHERE id = ?2", v)
+    }
+
+    /// Adds targets to an alias, creating it if needed.
+    pub fn add_alias_targets(
+        &self,
+        domain_id: i64,
+        local: &str,
+        display: &str,
+        targets: &[String],
+    ) -> Result<AliasRow> {
+        self.write(|tx| {
+            let existing = tx
+                .query_row(
+                    "SELECT id, domain_id, local, display, targets FROM aliases WHERE domain_id = ?1 AND local = ?2",
+                    params![domain_id, local],
+                    alias_row,
+                )
+                .optional()?;
+            let mut all = existing.as_ref().map(|a| a.targets.clone()).unwrap_or_default();
+            for t in targets {
+                if !all.iter().any(|x| x.eq_ignore_ascii_case(t)) {
+                    all.push(t.clone());
+                }
+            }
+            let joined = all.join(",");
+            match existing {
+                Some(a) => {
+                    tx.execute("UPDATE aliases SET targets = ?1 WHERE id = ?2", params![joined, a.id])?;
+                }
+                None => {
+                    tx.execute(
+                        "INSERT INTO aliases (domain_id, local, display, targets, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![domain_id, local, display, joined, now()],
+                    )?;
+                }
+            }
+            Ok(tx.query_row(
+                "SELECT id, domain_id, local, display, targets FROM aliases WHERE domain_id = ?1 AND local = ?2",
+                params![domain_id, local],
+                alias_row,
+            )?)
+        })
+    }
+
+    pub fn alias(&self, domain_id: i64, local: &str) -> Result<Option<AliasRow>> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT id, domain_id, local, display, targets FROM aliases WHERE domain_id = ?1 AND local = ?2",
+                params![domain_id, local],
+                alias_row,
+            )
+            .optional()?)
+        })
+    }
+
+    pub fn aliases(&self, domain_id: Option<i64>) -> Result<Vec<AliasRow>> {
+        self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT id, domain_id, local, display, targets FROM aliases
+                 WHERE ?1 IS NULL OR domain_id = ?1 ORDER BY domain_id, local",
+            )?;
+            let rows = st
+                .query_map([domain_id], alias_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    pub fn remove_alias(&self, domain_id: i64, local: &str) -> Result<()> {
+        self.write(|tx| {
+            let n = tx.execute(
+                "DELETE FROM aliases WHERE domain_id = ?1 AND local = ?2",
+                params![domain_id, local],
+            )?;
+            if n == 0 {
+                return Err(StoreError::Invalid("no such alias".into()));
+            }
+            Ok(())
+        })
+    }
+}

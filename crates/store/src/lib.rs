@@ -1,0 +1,104 @@
+//! The store: metadata in SQLite (domains, accounts, aliases, folders,
+//! messages, the outbound queue), message bodies in a [`BlobStore`].
+//!
+//! Durability: a delivery is acknowledged only after its blob is fsynced (file
+//! and directory, through [`DurableFs`]) and its metadata committed by the
+//! [`committer`] (SQLite WAL with `synchronous=FULL`). Concurrent deliveries
+//! share one SQLite commit (group commit).
+
+pub mod blob;
+pub mod committer;
+pub mod db;
+pub mod directory;
+pub mod fs;
+pub mod mailbox;
+pub mod queue;
+pub mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use blob::{BlobStore, FsBlobStore};
+pub use committer::{Delivery, LocalDelivery, OutboundItem};
+pub use db::Db;
+pub use fs::{DurableFs, RealFs, SimulatedFs};
+
+#[derive(Debug)]
+pub enum StoreError {
+    Db(rusqlite::Error),
+    Io(std::io::Error),
+    /// A request the data does not allow (duplicate, missing, cycle...).
+    Invalid(String),
+    /// The data folder was written by a newer Postroom.
+    TooNew {
+        found: i64,
+        supported: i64,
+    },
+    /// The committer is gone (shutting down).
+    Unavailable,
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Db(e) => write!(f, "database: {e}"),
+            StoreError::Io(e) => write!(f, "i/o: {e}"),
+            StoreError::Invalid(s) => f.write_str(s),
+            StoreError::TooNew { found, supported } => write!(
+                f,
+                "the data folder has schema version {found}, newer than this binary supports ({supported}): \
+                 run a newer Postroom"
+            ),
+            StoreError::Unavailable => f.write_str("store is shutting down"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Db(e)
+    }
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        StoreError::Io(e)
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Everything the server and the CLI need from the data folder.
+#[derive(Clone)]
+pub struct Store {
+    pub db: Db,
+    pub blobs: Arc<dyn BlobStore>,
+    data_dir: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating and migrating) the store in `data_dir` on the real
+    /// file system.
+    pub fn open(data_dir: &Path) -> Result<Store> {
+        Store::open_with(data_dir, Arc::new(RealFs))
+    }
+
+    /// Opens the store with blob files written through `fs` (tests pass a
+    /// [`SimulatedFs`] to simulate power cuts).
+    pub fn open_with(data_dir: &Path, fs: Arc<dyn DurableFs>) -> Result<Store> {
+        std::fs::create_dir_all(data_dir)?;
+        let db = Db::open(&data_dir.join("postroom.sqlite"))?;
+        let blobs = Arc::new(FsBlobStore::new(data_dir.join("blobs"), fs)?);
+        Ok(Store {
+            db,
+            blobs,
+            data_dir: data_dir.to_path_buf(),
+        })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}

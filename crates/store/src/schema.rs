@@ -1,0 +1,129 @@
+//! Schema versions and forward-only migrations. `PRAGMA user_version` holds
+//! the version; a binary refuses a data folder newer than itself, and backs
+//! the metadata up before it migrates an older one.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use crate::{Result, StoreError};
+
+/// Version 1: the foundation. Every later change appends a migration.
+const V1: &str = r#"
+CREATE TABLE domains (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,            -- canonical: lower-case IDNA ASCII
+    display TEXT NOT NULL,
+    alias_of INTEGER REFERENCES domains(id),
+    subaddress_separator TEXT NOT NULL DEFAULT '+',
+    default_quota INTEGER,                -- bytes; NULL = unlimited
+    created INTEGER NOT NULL
+);
+CREATE TABLE accounts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, -- immutable: addresses may change
+    domain_id INTEGER NOT NULL REFERENCES domains(id),
+    local TEXT NOT NULL,                  -- canonical local part
+    display TEXT NOT NULL,                -- local part as entered
+    password_hash TEXT,
+    quota INTEGER,                        -- bytes; NULL = the domain default
+    enabled INTEGER NOT NULL DEFAULT 1,
+    domain_admin INTEGER NOT NULL DEFAULT 0,
+    created INTEGER NOT NULL,
+    UNIQUE (domain_id, local)
+);
+CREATE TABLE aliases (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    domain_id INTEGER NOT NULL REFERENCES domains(id),
+    local TEXT NOT NULL,                  -- canonical; '' is the catch-all
+    display TEXT NOT NULL,
+    targets TEXT NOT NULL,                -- comma-separated addresses
+    created INTEGER NOT NULL,
+    UNIQUE (domain_id, local)
+);
+CREATE TABLE folders (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, -- also the UIDVALIDITY: never reused
+    account_id INTEGER NOT NULL REFERENCES accounts(id),
+    name TEXT NOT NULL,
+    special_use TEXT,
+    uidvalidity INTEGER NOT NULL,
+    uidnext INTEGER NOT NULL DEFAULT 1,
+    highestmodseq INTEGER NOT NULL DEFAULT 1,
+    subscribed INTEGER NOT NULL DEFAULT 1,
+    UNIQUE (account_id, name)
+);
+CREATE TABLE messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    folder_id INTEGER NOT NULL REFERENCES folders(id),
+    uid INTEGER NOT NULL,
+    modseq INTEGER NOT NULL,
+    flags INTEGER NOT NULL DEFAULT 0,     -- bit set of the system flags
+    keywords TEXT NOT NULL DEFAULT '',    -- space-separated
+    internal_date INTEGER NOT NULL,       -- unix seconds
+    size INTEGER NOT NULL,                -- exact: prefix + blob
+    pop3_uidl TEXT NOT NULL,
+    blob_id TEXT NOT NULL,
+    prefix BLOB NOT NULL,                 -- Return-Path, Delivered-To, Received
+    queue_id TEXT,
+    UNIQUE (folder_id, uid)
+);
+CREATE INDEX messages_blob ON messages(blob_id);
+CREATE TABLE expunged (                   -- tombstones for QRESYNC
+    folder_id INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    modseq INTEGER NOT NULL,
+    PRIMARY KEY (folder_id, uid)
+);
+CREATE TABLE outbound (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue_id TEXT NOT NULL,
+    blob_id TEXT NOT NULL,
+    prefix BLOB NOT NULL,
+    sender TEXT NOT NULL,                 -- '' is the null sender
+    recipient TEXT NOT NULL,
+    state TEXT NOT NULL,                  -- queued | held | deferred | sent | bounced
+    reason TEXT NOT NULL DEFAULT '',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt INTEGER NOT NULL,
+    created INTEGER NOT NULL
+);
+CREATE INDEX outbound_state ON outbound(state, next_attempt);
+"#;
+
+const MIGRATIONS: &[&str] = &[V1];
+
+/// The schema version this binary writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub fn version(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+}
+
+/// Brings the database to [`SCHEMA_VERSION`].
+pub fn migrate(conn: &mut Connection, db_path: &Path) -> Result<()> {
+    let found = version(conn)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if found == SCHEMA_VERSION {
+        return Ok(());
+    }
+    if found > 0 {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let backup = db_path.with_extension(format!("sqlite.backup-v{found}-{secs}"));
+        conn.execute("VACUUM INTO ?1", [backup.to_string_lossy()])?;
+        tracing::info!(backup = %backup.display(), from = found, to = SCHEMA_VERSION, "migrating the store");
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,201 @@
+"""End-to-end fixtures: a real Postroom server on a loopback port with its own
+data folder, driven by clients we did not write (smtplib, swaks, raw
+sockets). Nothing here talks to any address outside 127.0.0.0/8."""
+
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+BIN = os.environ.get("POSTROOM_BIN") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "target", "debug", "postroom"
+)
+
+HOSTNAME = "mx.test.example"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """One Postroom instance: its config, data folder, process and CLI."""
+
+    def __init__(self, tmp, extra_smtp="", extra_toml=""):
+        self.tmp = tmp
+        self.port = free_port()
+        self.data = os.path.join(tmp, "data")
+        self.config = os.path.join(tmp, "postroom.toml")
+        with open(self.config, "w") as f:
+            f.write(
+                f"""
+[server]
+hostname = "{HOSTNAME}"
+data_dir = "{self.data}"
+
+[smtp]
+listen = ["127.0.0.1:{self.port}"]
+error_sleep_ms = 10
+{extra_smtp}
+
+[dns]
+enabled = false
+{extra_toml}
+"""
+            )
+        self.proc = None
+        self.log = os.path.join(tmp, "server.log")
+
+    def cli(self, *args, input=None, check=True):
+        r = subprocess.run(
+            [BIN, "--config", self.config, *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if check and r.returncode != 0:
+            raise AssertionError(f"postroom {' '.join(args)} failed: {r.stderr}")
+        return r
+
+    def start(self):
+        logf = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            [BIN, "--config", self.config, "serve"],
+            stdout=logf,
+            stderr=logf,
+        )
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                # Connecting is enough: the listener is bound before the
+                # store opens, and a PROXY listener would wait for a header.
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    pass
+                return self
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise AssertionError("server exited: " + open(self.log).read())
+                time.sleep(0.05)
+        raise AssertionError("server did not start")
+
+    def stop(self, sig=signal.SIGTERM, timeout=40):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode if self.proc else None
+
+    def kill(self):
+        self.stop(signal.SIGKILL)
+
+    def read_log(self):
+        with open(self.log) as f:
+            return f.read()
+
+    def messages(self, address, folder="INBOX"):
+        out = self.cli("mail", "list", address, "--folder", folder).stdout
+        return [line.split("\t") for line in out.splitlines() if line]
+
+    def show(self, address, uid, folder="INBOX"):
+        """The stored message, byte-exact (CRLF kept)."""
+        r = subprocess.run(
+            [BIN, "--config", self.config, "mail", "show", address, str(uid), "--folder", folder],
+            capture_output=True,
+            timeout=60,
+        )
+        assert r.returncode == 0, r.stderr
+        return r.stdout.decode()
+
+    def queue(self):
+        out = self.cli("queue", "list").stdout
+        return [line.split("\t") for line in out.splitlines() if line]
+
+
+def make_server(extra_smtp="", extra_toml="", populate=True):
+    tmp = tempfile.mkdtemp(prefix="postroom-e2e-")
+    s = Server(tmp, extra_smtp, extra_toml)
+    if populate:
+        s.cli("domain", "add", "esoomllub.com")
+        s.cli("domain", "add", "esoomllub.net", "--alias-of", "esoomllub.com")
+        s.cli("user", "add", "customseo@esoomllub.com", "--password-stdin", input="99test99\n")
+        s.cli("user", "add", "dbrooks@esoomllub.com")
+        s.cli("user", "add", "kent@esoomllub.com", "--domain-admin")
+        s.cli("alias", "add", "dev@esoomllub.com", "dbrooks,testman@example.com,kent")
+    return s
+
+
+@pytest.fixture
+def server():
+    s = make_server().start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def server_factory():
+    started = []
+
+    def factory(extra_smtp="", extra_toml="", populate=True):
+        s = make_server(extra_smtp, extra_toml, populate)
+        started.append(s)
+        return s
+
+    yield factory
+    for s in started:
+        s.stop()
+
+
+class Raw:
+    """A raw SMTP connection for what clients libraries refuse to send."""
+
+    def __init__(self, port, timeout=10):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buf = b""
+        self.banner = self.reply()
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def line(self):
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError(self.buf)
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line.decode()
+
+    def reply(self):
+        """One whole (possibly multi-line) reply, as its last line."""
+        lines = []
+        while True:
+            line = self.line()
+            lines.append(line)
+            if len(line) < 4 or line[3] != "-":
+                return "\n".join(lines)
+
+    def cmd(self, data):
+        self.send(data if data.endswith("\r\n") else data + "\r\n")
+        return self.reply()
+
+    def closed(self):
+        try:
+            self.sock.settimeout(5)
+            return self.sock.recv(1) == b""
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+
+    def close(self):
+        self.sock.close()

@@ -1,0 +1,94 @@
+"""The administration CLI and configuration handling."""
+
+import os
+import subprocess
+
+from conftest import BIN, make_server
+
+
+def run(*args, input=None, env=None):
+    return subprocess.run([BIN, *args], input=input, capture_output=True, text=True, timeout=60, env=env)
+
+
+def test_config_example_is_valid(tmp_path):
+    r = run("config", "example")
+    assert r.returncode == 0
+    assert 'listen = ["0.0.0.0:25", "[::]:25"]' in r.stdout
+    p = tmp_path / "prod.toml"
+    p.write_text(r.stdout)
+    r = run("config", "check", str(p))
+    assert r.returncode == 0, r.stderr
+
+
+def test_config_errors_name_the_key(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text("[smtp]\nmax_recipeints = 5\n")
+    r = run("config", "check", str(p))
+    assert r.returncode != 0 and "max_recipeints" in r.stderr
+    p.write_text("[smtp]\nlisten = [\"localhost\"]\n")
+    r = run("--config", str(p), "serve")
+    assert r.returncode != 0 and "smtp.listen" in r.stderr
+
+
+def test_internal_hostname_warns(tmp_path):
+    p = tmp_path / "w.toml"
+    p.write_text('[server]\nhostname = "server1.local"\n')
+    r = run("config", "check", str(p))
+    assert r.returncode == 0 and "warning" in r.stdout and "server1.local" in r.stdout
+
+
+def test_import_virtual(tmp_path):
+    s = make_server(populate=False)
+    s.cli("domain", "add", "abc.com")
+    s.cli("user", "add", "dbrooks@abc.com")
+    s.cli("user", "add", "kent@abc.com")
+    m = tmp_path / "addresses"
+    m.write_text("# postfix virtual\ndev@abc.com dbrooks,testman@example.com,kent\nsales@abc.com kent\n")
+    r = s.cli("import", "virtual", str(m), "--origin", "abc.com", "--dry-run")
+    assert "would import 0 domains, 2 aliases" in r.stdout
+    assert s.cli("alias", "list").stdout == ""
+    s.cli("import", "virtual", str(m), "--origin", "abc.com")
+    listing = s.cli("alias", "list").stdout
+    assert "dev@abc.com\tdbrooks@abc.com,testman@example.com,kent@abc.com" in listing
+
+
+def test_users_passwords_quota(tmp_path):
+    s = make_server(populate=False)
+    s.cli("domain", "add", "abc.com")
+    s.cli("user", "add", "a@abc.com", "--password-stdin", "--quota", "2G", input="pw\n")
+    s.cli("user", "add", "b@abc.com", "--password-hash", "{PLAIN}secret")
+    r = s.cli("user", "add", "c@abc.com", "--password-hash", "{MD5}x", check=False)
+    assert r.returncode != 0
+    r = s.cli("user", "add", "a@ABC.com", check=False)
+    assert r.returncode != 0 and "exists" in r.stderr
+    s.cli("user", "disable", "b@abc.com")
+    out = s.cli("user", "list").stdout
+    assert "a@abc.com\tused 0\tquota 2147483648" in out
+    assert "b@abc.com" in out and "disabled" in out
+    r = s.cli("user", "add", "x@nothosted.example", check=False)
+    assert r.returncode != 0 and "not hosted" in r.stderr
+
+
+def test_default_data_dir_follows_xdg(tmp_path):
+    env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "xdg"))
+    env.pop("POSTROOM_CONFIG", None)
+    if os.geteuid() == 0:
+        # root uses /var/lib/postroom; only check that the flag overrides it.
+        r = run("--data-dir", str(tmp_path / "d"), "domain", "add", "x.example", env=env)
+        assert r.returncode == 0 and (tmp_path / "d" / "postroom.sqlite").exists()
+    else:
+        r = run("domain", "add", "x.example", env=env)
+        assert r.returncode == 0 and (tmp_path / "xdg" / "postroom" / "postroom.sqlite").exists()
+
+
+def test_trial_server_prints_ports(tmp_path):
+    # The embedded default: no config file at all.
+    p = subprocess.Popen([BIN, "--data-dir", str(tmp_path / "trial"), "serve"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = [p.stdout.readline() for _ in range(3)]
+        text = "".join(first)
+        assert "127.0.0.1:10025" in text or "Address already in use" in text
+    finally:
+        p.terminate()
+        p.wait(timeout=30)

@@ -1,0 +1,380 @@
+"""The MX as the issue describes it, driven by swaks, smtplib and raw
+sockets."""
+
+import re
+import smtplib
+import subprocess
+import time
+
+import pytest
+
+from conftest import HOSTNAME, Raw
+
+
+def swaks(port, *args):
+    r = subprocess.run(
+        ["swaks", "--server", f"127.0.0.1:{port}", "--helo", "client.example.org", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return r.returncode, r.stdout + r.stderr
+
+
+def test_seed_swaks_session(server):
+    # The seed's C5: relaying is refused, a valid recipient is accepted.
+    code, out = swaks(server.port, "-f", "jlarsen@richweb.com", "-t", "jlarsen@richweb.com")
+    assert code != 0
+    assert "<** 554 5.7.1" in out
+    code, out = swaks(server.port, "-f", "jlarsen@richweb.com", "-t", "customseo@esoomllub.com")
+    assert code == 0, out
+    m = re.search(r"<- {2}250 2\.0\.0 Ok: queued as (\S+)", out)
+    assert m, out
+    qid = m.group(1)
+    msgs = server.messages("customseo@esoomllub.com")
+    assert len(msgs) == 1
+    stored = server.show("customseo@esoomllub.com", msgs[0][0])
+    assert stored.startswith("Return-Path: <jlarsen@richweb.com>\r\nDelivered-To: customseo@esoomllub.com\r\n")
+    received = stored.split("\r\n\r\n")[0]
+    assert f"by {HOSTNAME} (Postroom) with ESMTP id {qid}" in received
+    assert "for <customseo@esoomllub.com>" in received
+    assert "transaction" in server.read_log() and qid in server.read_log()
+
+
+def test_unknown_user_and_relay_with_smtplib(server):
+    with smtplib.SMTP("127.0.0.1", server.port) as s:
+        s.ehlo("client.example.org")
+        s.mail("a@remote.example")
+        assert s.rcpt("nobody@esoomllub.com")[0] == 550
+        code, msg = s.rcpt("x@gmail.com")
+        assert (code, msg[:5]) == (554, b"5.7.1")
+        assert s.rcpt("CustomSEO@ESOOMLLUB.com")[0] == 250
+        assert s.rcpt("customseo+news@esoomllub.net")[0] == 250
+        code, msg = s.data(b"Subject: hi\r\n\r\nhello\r\n")
+        assert code == 250
+    # Both RCPTs reach the same mailbox: one copy.
+    assert len(server.messages("customseo@esoomllub.com")) == 1
+    assert "NOQUEUE: reject" in server.read_log()
+
+
+def test_strict_syntax(server):
+    c = Raw(server.port)
+    assert c.banner.startswith(f"220 {HOSTNAME} ESMTP")
+    assert c.cmd("MAIL FROM:<a@b.example>").startswith("503 5.5.1")
+    assert c.cmd("HELO").startswith("501 5.5.4")
+    assert c.cmd("HELO client.example.org").startswith("250")
+    assert c.cmd("MAIL FROM: test@test.net").startswith("501 5.5.4")
+    assert c.cmd("VRFY customseo").startswith("502 5.5.1")
+    assert c.cmd("EXPN dev").startswith("502 5.5.1")
+    assert c.cmd("FROB").startswith("500 5.5.2")
+    assert c.cmd("NOOP " + "x" * 3000).startswith("500 5.5.2")
+    assert c.cmd("MAIL FROM:<>").startswith("250")
+    assert c.cmd("RCPT TO:<Postmaster>").startswith("250")
+    assert c.cmd("RCPT TO:<postmaster@esoomllub.com>").startswith("250")
+    assert c.cmd("DATA").startswith("354")
+    # Lines over 998 octets are accepted: only the size counts.
+    long_line = "x" * 5000
+    assert c.cmd(f"Subject: long\r\n\r\n{long_line}\r\n.").startswith("250 2.0.0")
+    assert c.cmd("QUIT").startswith("221")
+    # postmaster@ reached the domain admin (kent), the bare Postmaster is held.
+    kent = server.messages("kent@esoomllub.com")
+    assert len(kent) == 1
+    assert long_line in server.show("kent@esoomllub.com", kent[0][0])
+    assert any(q[1] == "held" and q[3] == "postmaster" for q in server.queue())
+
+
+def test_ehlo_extensions(server):
+    with smtplib.SMTP("127.0.0.1", server.port) as s:
+        s.ehlo("client.example.org")
+        for ext in ["pipelining", "size", "8bitmime", "smtputf8", "enhancedstatuscodes", "chunking"]:
+            assert s.has_extn(ext), ext
+        assert s.esmtp_features["size"] == "45000000"
+        assert not s.has_extn("starttls")  # no certificate configured
+
+
+def test_size_limits(server_factory):
+    server = server_factory(extra_smtp="max_message_size = 10000").start()
+    with smtplib.SMTP("127.0.0.1", server.port) as s:
+        s.ehlo("client.example.org")
+        code, msg = s.mail("a@remote.example", ["SIZE=20000"])
+        assert (code, msg[:5]) == (552, b"5.3.4")
+        s.mail("a@remote.example", ["SIZE=5000"])
+        s.rcpt("customseo@esoomllub.com")
+        code, msg = s.data(b"Subject: big\r\n\r\n" + b"y" * 20000 + b"\r\n")
+        assert (code, msg[:5]) == (552, b"5.3.4")
+        assert s.noop()[0] == 250
+    assert server.messages("customseo@esoomllub.com") == []
+
+
+def test_recipient_limit(server):
+    c = Raw(server.port)
+    c.cmd("EHLO client.example.org")
+    c.cmd("MAIL FROM:<a@remote.example>")
+    # Pipelined: 101 RCPTs in one write.
+    c.send("".join(f"RCPT TO:<customseo+{i}@esoomllub.com>\r\n" for i in range(101)))
+    replies = [c.reply() for _ in range(101)]
+    assert all(r.startswith("250") for r in replies[:100])
+    assert replies[100].startswith("452 4.5.3")
+    assert c.cmd("DATA").startswith("354")
+    assert c.cmd("Subject: many\r\n\r\nx\r\n.").startswith("250")
+    # 100 RCPTs naming one mailbox: one copy.
+    assert len(server.messages("customseo@esoomllub.com")) == 1
+
+
+def test_connection_limit_per_client(server):
+    conns = [Raw(server.port) for _ in range(10)]
+    extra = Raw.__new__(Raw)
+    import socket
+
+    extra.sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    extra.buf = b""
+    assert extra.reply().startswith("421 4.7.0")
+    for c in conns:
+        c.close()
+    time.sleep(0.3)
+    c = Raw(server.port)
+    assert c.banner.startswith("220")
+
+
+def test_connection_limit_exempt(server_factory):
+    server = server_factory(extra_smtp='connection_limit_exempt = ["127.0.0.0/8"]').start()
+    conns = [Raw(server.port) for _ in range(15)]
+    assert all(c.banner.startswith("220") for c in conns)
+
+
+def test_idle_timeout(server_factory):
+    server = server_factory(extra_smtp="idle_timeout_secs = 1").start()
+    c = Raw(server.port)
+    time.sleep(1.5)
+    assert c.reply().startswith("421 4.4.2")
+    assert c.closed()
+
+
+def test_error_limits(server):
+    c = Raw(server.port)
+    replies = [c.cmd("BOGUS") for _ in range(19)]
+    assert all(r.startswith("500 5.5.2") for r in replies)
+    c.send("BOGUS\r\n")
+    assert c.reply().startswith("500")
+    assert c.reply().startswith("421 4.7.0")
+    assert c.closed()
+
+
+SMUGGLING = [b"\n.\n", b"\n.\r\n", b"\r.\r", b"\r\n.\n", b"\r.\r\n", b"\n.\r", b"\r\n.\r"]
+
+
+@pytest.mark.parametrize("seq", SMUGGLING, ids=[repr(s) for s in SMUGGLING])
+def test_smuggling_via_data(server, seq):
+    c = Raw(server.port)
+    c.cmd("EHLO client.example.org")
+    c.cmd("MAIL FROM:<a@remote.example>")
+    c.cmd("RCPT TO:<customseo@esoomllub.com>")
+    assert c.cmd("DATA").startswith("354")
+    smuggled = b"MAIL FROM:<evil@remote.example>\r\nRCPT TO:<dbrooks@esoomllub.com>\r\nDATA\r\nSubject: smuggled\r\n\r\nx\r\n"
+    c.send(b"Subject: outer\r\n\r\nbody" + seq + smuggled + b"\r\n.\r\n")
+    assert c.reply().startswith("250 2.0.0")
+    assert c.cmd("QUIT").startswith("221")
+    assert len(server.messages("customseo@esoomllub.com")) == 1
+    assert server.messages("dbrooks@esoomllub.com") == []
+    stored = server.show("customseo@esoomllub.com", 1).encode()
+    # Stored with CRLF only.
+    assert re.search(rb"[^\r]\n", stored) is None
+    assert re.search(rb"\r[^\n]", stored) is None
+
+
+@pytest.mark.parametrize("seq", SMUGGLING, ids=[repr(s) for s in SMUGGLING])
+def test_smuggling_via_bdat(server, seq):
+    c = Raw(server.port)
+    c.cmd("EHLO client.example.org")
+    c.cmd("MAIL FROM:<a@remote.example>")
+    c.cmd("RCPT TO:<customseo@esoomllub.com>")
+    payload = b"Subject: outer\r\n\r\nbody" + seq + b"MAIL FROM:<evil@remote.example>\r\n"
+    c.send(f"BDAT {len(payload)} LAST\r\n".encode() + payload)
+    assert c.reply().startswith("250 2.0.0")
+    assert c.cmd("NOOP").startswith("250")
+    assert len(server.messages("customseo@esoomllub.com")) == 1
+
+
+def test_strict_line_endings(server_factory):
+    server = server_factory(extra_smtp="strict_line_endings = true").start()
+    c = Raw(server.port)
+    c.cmd("EHLO client.example.org")
+    c.cmd("MAIL FROM:<a@remote.example>")
+    c.cmd("RCPT TO:<customseo@esoomllub.com>")
+    c.cmd("DATA")
+    assert c.cmd("Subject: x\r\n\r\nbare\nlf\r\n.").startswith("550 5.5.2")
+    assert server.messages("customseo@esoomllub.com") == []
+
+
+def test_bdat_chunks_and_dot_unstuffing(server):
+    c = Raw(server.port)
+    c.cmd("EHLO client.example.org")
+    c.cmd("MAIL FROM:<a@remote.example> BODY=8BITMIME")
+    c.cmd("RCPT TO:<customseo@esoomllub.com>")
+    part1 = "Subject: chunks\r\n\r\nfirst ".encode()
+    part2 = "ünïcödé\r\n.leading dot kept\r\n".encode()
+    c.send(f"BDAT {len(part1)}\r\n".encode() + part1)
+    assert c.reply().startswith("250")
+    c.send(f"BDAT {len(part2)} LAST\r\n".encode() + part2)
+    assert c.reply().startswith("250 2.0.0")
+    c.cmd("MAIL FROM:<a@remote.example>")
+    c.cmd("RCPT TO:<customseo@esoomllub.com>")
+    c.cmd("DATA")
+    assert c.cmd("Subject: dots\r\n\r\n..stuffed\r\n...two\r\n.").startswith("250")
+    stored1 = server.show("customseo@esoomllub.com", 1)
+    assert "first ünïcödé\r\n.leading dot kept\r\n" in stored1
+    stored2 = server.show("customseo@esoomllub.com", 2)
+    assert stored2.endswith("\r\n\r\n.stuffed\r\n..two\r\n")
+
+
+def test_smtputf8(server):
+    server.cli("user", "add", "jösé@esoomllub.com")
+    with smtplib.SMTP("127.0.0.1", server.port) as s:
+        s.ehlo("client.example.org")
+        msg = "From: Ünï <sënder@rëmote.example>\r\nSubject: ñ\r\n\r\nhéllo\r\n".encode()
+        s.sendmail("sënder@rëmote.example", ["JÖSÉ@esoomllub.com"], msg, mail_options=["SMTPUTF8", "BODY=8BITMIME"])
+    msgs = server.messages("jösé@esoomllub.com")
+    assert len(msgs) == 1
+    stored = server.show("jösé@esoomllub.com", 1)
+    assert "with UTF8SMTP" in stored
+    assert "héllo" in stored
+
+
+def test_utf8_without_smtputf8_is_refused(server):
+    c = Raw(server.port)
+    c.cmd("EHLO client.example.org")
+    assert c.cmd("MAIL FROM:<sënder@remote.example>").startswith("553 5.6.7")
+
+
+def test_aliases_lists_catch_all(server):
+    server.cli("user", "add", "catchall@esoomllub.com")
+    server.cli("alias", "add", "@esoomllub.com", "catchall@esoomllub.com")
+    with smtplib.SMTP("127.0.0.1", server.port) as s:
+        s.sendmail("a@remote.example", ["dev@esoomllub.com", "whoever@esoomllub.com", "kent@esoomllub.com"],
+                   b"Subject: list\r\n\r\nhi\r\n")
+    assert len(server.messages("dbrooks@esoomllub.com")) == 1
+    assert len(server.messages("kent@esoomllub.com")) == 1  # once, though named twice
+    assert len(server.messages("catchall@esoomllub.com")) == 1
+    queued = [q for q in server.queue() if q[1] == "queued"]
+    assert [q[3] for q in queued] == ["testman@example.com"]
+
+
+def test_alias_cycles_refused_by_cli(server):
+    server.cli("alias", "add", "a@esoomllub.com", "b@esoomllub.com")
+    r = server.cli("alias", "add", "b@esoomllub.com", "a@esoomllub.com", check=False)
+    assert r.returncode != 0 and "refers back" in r.stderr
+
+
+def test_loops(server):
+    with smtplib.SMTP("127.0.0.1", server.port) as s:
+        s.ehlo("client.example.org")
+        try:
+            s.sendmail("a@remote.example", ["customseo@esoomllub.com"],
+                       b"Delivered-To: customseo@esoomllub.com\r\nSubject: loop\r\n\r\nx\r\n")
+            raise AssertionError("accepted a loop")
+        except smtplib.SMTPDataError as e:
+            assert (e.smtp_code, e.smtp_error[:5]) == (554, b"5.4.6")
+        hops = b"".join(b"Received: from hop%d\r\n" % i for i in range(101))
+        try:
+            s.sendmail("a@remote.example", ["customseo@esoomllub.com"], hops + b"Subject: hops\r\n\r\nx\r\n")
+            raise AssertionError("accepted a loop")
+        except smtplib.SMTPDataError as e:
+            assert (e.smtp_code, e.smtp_error[:5]) == (554, b"5.4.6")
+    assert server.messages("customseo@esoomllub.com") == []
+
+
+def test_disabled_accounts(server_factory):
+    server = server_factory().start()
+    server.cli("user", "disable", "dbrooks@esoomllub.com")
+    with smtplib.SMTP("127.0.0.1", server.port) as s:
+        s.sendmail("a@remote.example", ["dbrooks@esoomllub.com"], b"Subject: kept\r\n\r\nx\r\n")
+    assert len(server.messages("dbrooks@esoomllub.com")) == 1
+    strict = server_factory(extra_smtp="reject_disabled_accounts = true").start()
+    strict.cli("user", "disable", "dbrooks@esoomllub.com")
+    with smtplib.SMTP("127.0.0.1", strict.port) as s:
+        s.ehlo("client.example.org")
+        s.mail("a@remote.example")
+        code, msg = s.rcpt("dbrooks@esoomllub.com")
+        assert (code, msg[:5]) == (550, b"5.2.1")
+
+
+def test_cli_changes_are_seen_at_once(server):
+    with smtplib.SMTP("127.0.0.1", server.port) as s:
+        s.ehlo("client.example.org")
+        s.mail("a@remote.example")
+        assert s.rcpt("newbie@esoomllub.com")[0] == 550
+        server.cli("user", "add", "newbie@esoomllub.com")
+        assert s.rcpt("newbie@esoomllub.com")[0] == 250
+        server.cli("domain", "add", "fresh.example")
+        server.cli("user", "add", "x@fresh.example")
+        assert s.rcpt("x@fresh.example")[0] == 250
+
+
+def test_trusted_networks_may_relay(server_factory):
+    server = server_factory(extra_smtp='trusted_networks = ["127.0.0.0/8"]').start()
+    with smtplib.SMTP("127.0.0.1", server.port) as s:
+        s.sendmail("printer@esoomllub.com", ["someone@elsewhere.example"], b"Subject: scan\r\n\r\nx\r\n")
+    assert [q[3] for q in server.queue()] == ["someone@elsewhere.example"]
+
+
+def test_relay_code_is_a_setting(server_factory):
+    server = server_factory(extra_smtp="relay_denied_code = 550").start()
+    with smtplib.SMTP("127.0.0.1", server.port) as s:
+        s.ehlo("client.example.org")
+        s.mail("a@remote.example")
+        code, msg = s.rcpt("x@gmail.com")
+        assert (code, msg[:5]) == (550, b"5.7.1")
+
+
+def test_proxy_protocol(server_factory):
+    server = server_factory(extra_smtp="proxy_protocol = true")
+    server.start()
+    import socket
+
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    sock.sendall(b"PROXY TCP4 198.51.100.7 127.0.0.1 40000 25\r\n")
+    c = Raw.__new__(Raw)
+    c.sock, c.buf = sock, b""
+    assert c.reply().startswith("220")
+    c.cmd("EHLO client.example.org")
+    c.cmd("MAIL FROM:<a@remote.example>")
+    c.cmd("RCPT TO:<customseo@esoomllub.com>")
+    c.cmd("DATA")
+    assert c.cmd("Subject: proxied\r\n\r\nx\r\n.").startswith("250")
+    assert "[198.51.100.7]" in server.show("customseo@esoomllub.com", 1)
+
+
+def test_graceful_shutdown_finishes_the_transaction(server):
+    c = Raw(server.port)
+    c.cmd("EHLO client.example.org")
+    c.cmd("MAIL FROM:<a@remote.example>")
+    c.cmd("RCPT TO:<customseo@esoomllub.com>")
+    c.cmd("DATA")
+    c.send("Subject: in flight\r\n\r\npart one\r\n")
+    import signal
+
+    server.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    # New connections are no longer accepted...
+    with pytest.raises(OSError):
+        Raw(server.port, timeout=2)
+    # ...but the transaction in flight completes.
+    assert c.cmd("part two\r\n.").startswith("250 2.0.0")
+    assert c.reply().startswith("421 4.3.2")
+    assert server.proc.wait(timeout=20) == 0
+    assert len(server.messages("customseo@esoomllub.com")) == 1
+
+
+def test_starttls_with_configured_certificate(server_factory, tmp_path):
+    key, crt = tmp_path / "k.pem", tmp_path / "c.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(crt),
+         "-days", "2", "-subj", f"/CN={HOSTNAME}"],
+        check=True, capture_output=True,
+    )
+    server = server_factory(extra_toml=f'[tls]\ncert = "{crt}"\nkey = "{key}"\n').start()
+    code, out = swaks(server.port, "-tls", "-f", "a@remote.example", "-t", "customseo@esoomllub.com")
+    assert code == 0, out
+    assert "TLS started" in out
+    stored = server.show("customseo@esoomllub.com", 1)
+    assert "with ESMTPS" in stored

@@ -64,6 +64,8 @@ struct SimFile {
 }
 
 /// An in-memory file system that models what survives a power cut.
+/// Directories and files written through it that were not made durable
+/// are gone after [`SimulatedFs::power_cut`].
 #[derive(Debug, Default)]
 pub struct SimulatedFs {
     state: Mutex<SimState>,
@@ -71,14 +73,30 @@ pub struct SimulatedFs {
 
 #[derive(Debug, Default)]
 struct SimState {
+    /// After the cut: the machine is off, nothing more gets written.
+    dead: bool,
     files: BTreeMap<PathBuf, SimFile>,
     /// Directory -> whether its own entry (in its parent) is durable.
     dirs: BTreeMap<PathBuf, bool>,
 }
 
 impl SimulatedFs {
-    pub fn new() -> Self {
-        Self::default()
+    /// An empty disk on which `root` and its ancestors exist durably (the
+    /// data folder an administrator created).
+    pub fn new_at(root: &Path) -> Self {
+        let fs = Self::default();
+        {
+            let mut s = fs.lock();
+            let mut cur = Some(root);
+            while let Some(p) = cur {
+                if p.as_os_str().is_empty() {
+                    break;
+                }
+                s.dirs.insert(p.to_path_buf(), true);
+                cur = p.parent();
+            }
+        }
+        fs
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SimState> {
@@ -108,6 +126,16 @@ impl SimulatedFs {
             .retain(|p, f| f.name_durable && f.content_durable && p.parent().is_none_or(dir_survives));
     }
 
+    /// Every later write fails, as on a machine that has lost power.
+    pub fn fail_writes(&self) {
+        self.lock().dead = true;
+    }
+
+    /// The reboot: writes work again.
+    pub fn restore(&self) {
+        self.lock().dead = false;
+    }
+
     pub fn file_count(&self) -> usize {
         self.lock().files.len()
     }
@@ -116,6 +144,9 @@ impl SimulatedFs {
 impl DurableFs for SimulatedFs {
     fn write_new(&self, path: &Path, data: &[u8], fsync: bool) -> io::Result<()> {
         let mut s = self.lock();
+        if s.dead {
+            return Err(io::Error::other("power is off"));
+        }
         if s.files.contains_key(path) {
             return Err(io::Error::new(io::ErrorKind::AlreadyExists, "exists"));
         }
@@ -137,6 +168,9 @@ impl DurableFs for SimulatedFs {
 
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         let mut s = self.lock();
+        if s.dead {
+            return Err(io::Error::other("power is off"));
+        }
         let mut cur = Some(path);
         while let Some(p) = cur {
             if p.as_os_str().is_empty() || s.dirs.contains_key(p) {
@@ -150,6 +184,9 @@ impl DurableFs for SimulatedFs {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut s = self.lock();
+        if s.dead {
+            return Err(io::Error::other("power is off"));
+        }
         for (p, f) in s.files.iter_mut() {
             if p.parent() == Some(dir) {
                 f.name_durable = true;
@@ -186,8 +223,8 @@ mod tests {
 
     #[test]
     fn power_cut_keeps_only_durable_writes() {
-        let fs = SimulatedFs::new();
         let root = Path::new("/d");
+        let fs = SimulatedFs::new_at(root);
         fs.create_dir_all(&root.join("a")).unwrap();
         fs.sync_dir(root).unwrap();
         fs.write_new(&root.join("a/synced"), b"1", true).unwrap();

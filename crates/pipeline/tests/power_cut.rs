@@ -1,0 +1,212 @@
+//! A simulated power cut: SIGKILL keeps the kernel's page cache, so a kill
+//! test alone passes even without fsync. Here blob files go through
+//! `SimulatedFs`, which forgets every write not made durable; the metadata is
+//! SQLite with synchronous=FULL. Every delivery acknowledged before the cut
+//! must be readable afterwards, byte for byte.
+
+use std::io;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use postroom_core::Address;
+use postroom_directory::{Directory, Route};
+use postroom_pipeline::policy::AcceptedRcpt;
+use postroom_pipeline::{MxPipeline, NoFilter, RelayPolicy};
+use postroom_smtp::service::{PeerContext, SmtpHandler};
+use postroom_smtp::{BodyType, DeliveryOutcome, Envelope, RcptTarget};
+use postroom_store::{BlobStore, DurableFs, SimulatedFs, Store};
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    fs: Arc<SimulatedFs>,
+    pipeline: Arc<MxPipeline>,
+    account_id: i64,
+}
+
+fn setup(careless: bool) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_path_buf();
+    let fs = Arc::new(SimulatedFs::new_at(&data));
+    let mut store = Store::open_with(&data, fs.clone()).unwrap();
+    if careless {
+        store.blobs = Arc::new(CarelessBlobs {
+            root: data.join("blobs"),
+            fs: fs.clone(),
+        });
+    }
+    let d = store.db.add_domain("example.com", "example.com", None).unwrap();
+    let acct = store.db.add_account(d.id, "user", "user", None, None).unwrap();
+    let pipeline = Arc::new(MxPipeline {
+        hostname: "mx.example.com".into(),
+        max_received_headers: 100,
+        policy: RelayPolicy {
+            trusted_networks: Default::default(),
+            relay_denied_code: 554,
+            reject_disabled_accounts: false,
+        },
+        directory: Directory::new(store.db.clone(), None),
+        store,
+        filter: Arc::new(NoFilter),
+    });
+    Setup {
+        _dir: dir,
+        data,
+        fs,
+        pipeline,
+        account_id: acct.id,
+    }
+}
+
+/// A blob store with the bug the test must catch: no fsync at all.
+struct CarelessBlobs {
+    root: PathBuf,
+    fs: Arc<SimulatedFs>,
+}
+
+impl BlobStore for CarelessBlobs {
+    fn put(&self, id: &str, data: &[u8]) -> io::Result<()> {
+        let shard = self.root.join(&id[..6]);
+        self.fs.create_dir_all(&shard)?;
+        self.fs.write_new(&shard.join(id), data, false)
+    }
+    fn get(&self, id: &str) -> io::Result<Vec<u8>> {
+        self.fs.read(&self.root.join(&id[..6]).join(id))
+    }
+    fn delete(&self, _: &str) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn envelope(n: usize) -> (Envelope<AcceptedRcpt>, Vec<u8>) {
+    let body = format!(
+        "Subject: message {n}\r\nMessage-ID: <{n}@test>\r\n\r\n{}\r\n",
+        "x".repeat(n % 3000)
+    )
+    .into_bytes();
+    let rcpt = AcceptedRcpt {
+        rcpt: "user@example.com".into(),
+        routes: vec![Route::Local {
+            account_id: 0,
+            address: "user@example.com".into(),
+            enabled: true,
+        }],
+    };
+    let env = Envelope {
+        helo: "client.example".into(),
+        esmtp: true,
+        tls: false,
+        peer: "192.0.2.1".parse::<IpAddr>().unwrap(),
+        mail_from: Some(Address::parse("a@remote.example", false).unwrap()),
+        recipients: vec![(
+            RcptTarget::Mailbox(Address::parse("user@example.com", false).unwrap()),
+            rcpt,
+        )],
+        body_type: BodyType::SevenBit,
+        smtputf8: false,
+        chunking: false,
+        body: body.clone(),
+        has_8bit: false,
+        bare_line_ends: 0,
+    };
+    (env, body)
+}
+
+struct Outcome {
+    acked: usize,
+    lost: usize,
+}
+
+/// Runs concurrent deliveries, cuts the power after `cut_after` acks, and
+/// counts acknowledged messages that did not survive.
+async fn run(careless: bool, cut_after: usize) -> Outcome {
+    let s = setup(careless);
+    let account_id = s.account_id;
+    let acked: Arc<Mutex<(bool, Vec<(usize, Vec<u8>)>)>> = Arc::new(Mutex::new((false, Vec::new())));
+    let mut tasks = Vec::new();
+    for worker in 0..8 {
+        let pipeline = s.pipeline.clone();
+        let acked = acked.clone();
+        let fs = s.fs.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..40 {
+                let n = worker * 1000 + i;
+                let (mut env, body) = envelope(n);
+                if let Route::Local { account_id: id, .. } = &mut env.recipients[0].1.routes[0] {
+                    *id = account_id;
+                }
+                let peer = PeerContext {
+                    ip: env.peer,
+                    helo: None,
+                    tls: false,
+                };
+                let outcome = pipeline.deliver(&peer, env).await;
+                let mut a = acked.lock().unwrap();
+                if a.0 {
+                    return;
+                }
+                if let DeliveryOutcome::Accepted { .. } = outcome {
+                    a.1.push((n, body));
+                    if a.1.len() == cut_after {
+                        fs.power_cut();
+                        fs.fail_writes();
+                        a.0 = true;
+                        return;
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let acked = std::mem::take(&mut acked.lock().unwrap().1);
+    // "Reboot": reopen the metadata; blobs come from what survived.
+    s.fs.restore();
+    let mut store = Store::open_with(&s.data, s.fs.clone()).unwrap();
+    if careless {
+        store.blobs = Arc::new(CarelessBlobs {
+            root: s.data.join("blobs"),
+            fs: s.fs.clone(),
+        });
+    }
+    let inbox = store.db.folder(account_id, "INBOX").unwrap().unwrap();
+    let rows = store.db.messages(inbox.id).unwrap();
+    let mut lost = 0;
+    for (n, body) in &acked {
+        let needle = format!("Message-ID: <{n}@test>");
+        let found = rows.iter().filter(|m| {
+            store
+                .message_bytes(m)
+                .map(|b| b.ends_with(body) && String::from_utf8_lossy(&b).contains(&needle))
+                .unwrap_or(false)
+        });
+        if found.count() != 1 {
+            lost += 1;
+        }
+    }
+    Outcome {
+        acked: acked.len(),
+        lost,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_messages_survive_a_power_cut() {
+    for cut_after in [1, 17, 60, 150] {
+        let o = run(false, cut_after).await;
+        assert_eq!(o.acked, cut_after);
+        assert_eq!(o.lost, 0, "lost {} of {} acknowledged messages", o.lost, o.acked);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_test_catches_a_store_that_skips_fsync() {
+    let o = run(true, 30).await;
+    assert_eq!(o.acked, 30);
+    assert!(
+        o.lost > 0,
+        "a store without fsync lost nothing: the simulation has no teeth"
+    );
+}

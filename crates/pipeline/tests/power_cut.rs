@@ -113,6 +113,13 @@ fn envelope(n: usize) -> (Envelope<AcceptedRcpt>, Vec<u8>) {
     (env, body)
 }
 
+/// Whether the power is already off, and the deliveries acknowledged before.
+#[derive(Default)]
+struct Acks {
+    cut: bool,
+    acked: Vec<(usize, Vec<u8>)>,
+}
+
 struct Outcome {
     acked: usize,
     lost: usize,
@@ -123,7 +130,7 @@ struct Outcome {
 async fn run(careless: bool, cut_after: usize) -> Outcome {
     let s = setup(careless);
     let account_id = s.account_id;
-    let acked: Arc<Mutex<(bool, Vec<(usize, Vec<u8>)>)>> = Arc::new(Mutex::new((false, Vec::new())));
+    let acked = Arc::new(Mutex::new(Acks::default()));
     let mut tasks = Vec::new();
     for worker in 0..8 {
         let pipeline = s.pipeline.clone();
@@ -143,15 +150,15 @@ async fn run(careless: bool, cut_after: usize) -> Outcome {
                 };
                 let outcome = pipeline.deliver(&peer, env).await;
                 let mut a = acked.lock().unwrap();
-                if a.0 {
+                if a.cut {
                     return;
                 }
                 if let DeliveryOutcome::Accepted { .. } = outcome {
-                    a.1.push((n, body));
-                    if a.1.len() == cut_after {
+                    a.acked.push((n, body));
+                    if a.acked.len() == cut_after {
                         fs.power_cut();
                         fs.fail_writes();
-                        a.0 = true;
+                        a.cut = true;
                         return;
                     }
                 }
@@ -161,7 +168,7 @@ async fn run(careless: bool, cut_after: usize) -> Outcome {
     for t in tasks {
         t.await.unwrap();
     }
-    let acked = std::mem::take(&mut acked.lock().unwrap().1);
+    let acked = std::mem::take(&mut acked.lock().unwrap().acked);
     // "Reboot": reopen the metadata; blobs come from what survived.
     s.fs.restore();
     let mut store = Store::open_with(&s.data, s.fs.clone()).unwrap();

@@ -26,7 +26,7 @@ fn folder_of(store: &Store, address: &str, folder: &str) -> Result<FolderRow, St
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no mailbox {addr}"))?;
     let f = db
-        .folder(acct.id, &folder)
+        .folder(acct.id, folder)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no folder {folder}"))?;
     Ok(f)

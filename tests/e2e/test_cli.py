@@ -92,3 +92,66 @@ def test_trial_server_prints_ports(tmp_path):
     finally:
         p.terminate()
         p.wait(timeout=30)
+
+
+def test_root_drops_to_run_as_user(tmp_path):
+    import pwd
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    try:
+        pwd.getpwnam("postroom")
+    except KeyError:
+        r = subprocess.run(["useradd", "--system", "--no-create-home", "postroom"], capture_output=True)
+        if r.returncode != 0:
+            pytest.skip("cannot create the postroom user")
+    s = make_server(extra_toml="", populate=False)
+    os.chmod(s.tmp, 0o755)
+    with open(s.config) as f:
+        cfg = f.read().replace("[server]\n", '[server]\nrun_as = "postroom"\n', 1)
+    with open(s.config, "w") as f:
+        f.write(cfg)
+    s.start()
+    try:
+        uid = pwd.getpwnam("postroom").pw_uid
+        status = open(f"/proc/{s.proc.pid}/status").read()
+        uids = next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1:]
+        assert all(int(u) == uid for u in uids), status
+        assert os.stat(os.path.join(s.data, "postroom.sqlite")).st_uid == uid
+        # The root CLI works on the running server's data as that user.
+        s.cli("domain", "add", "dropped.example")
+        s.cli("user", "add", "u@dropped.example")
+        import smtplib
+
+        with smtplib.SMTP("127.0.0.1", s.port) as c:
+            c.sendmail("a@remote.example", ["u@dropped.example"], b"Subject: x\r\n\r\ny\r\n")
+        assert len(s.messages("u@dropped.example")) == 1
+        for name in os.listdir(s.data):
+            assert os.stat(os.path.join(s.data, name)).st_uid == uid, name
+    finally:
+        s.stop()
+
+
+def test_listens_on_ipv6_loopback(tmp_path):
+    import socket
+
+    import pytest
+
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+            port = probe.getsockname()[1]
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    s = make_server(populate=False)
+    with open(s.config) as f:
+        cfg = f.read().replace(f'listen = ["127.0.0.1:{s.port}"]', f'listen = ["127.0.0.1:{s.port}", "[::1]:{port}"]')
+    with open(s.config, "w") as f:
+        f.write(cfg)
+    s.start()
+    try:
+        with socket.create_connection(("::1", port), timeout=5) as c:
+            assert c.recv(100).startswith(b"220 ")
+    finally:
+        s.stop()

@@ -10,6 +10,7 @@ use std::time::Duration;
 use postroom_config::Config;
 use postroom_core::{Address, IpNetList};
 use postroom_directory::Directory;
+use postroom_net::limit::LimitExceeded;
 use postroom_net::shutdown::ShutdownTrigger;
 use postroom_net::{ConnectionLimiter, MaybeTls, Shutdown};
 use postroom_pipeline::{MxPipeline, NoFilter, RelayPolicy};
@@ -197,13 +198,20 @@ impl Acceptor {
                 let mut stream = MaybeTls::Plain(tcp);
                 let _permit = match limiter.try_acquire(ip) {
                     Ok(p) => p,
-                    Err(_) => {
-                        tracing::info!(target: "smtp", client = %ip, "NOQUEUE: reject: too many connections");
-                        let reply = Reply::new(
-                            421,
-                            "4.7.0",
-                            format!("{hostname} Error: too many connections from {ip}"),
-                        );
+                    Err(limit) => {
+                        tracing::info!(target: "smtp", client = %ip, ?limit, "NOQUEUE: reject: too many connections");
+                        let reply = match limit {
+                            LimitExceeded::Client => Reply::new(
+                                421,
+                                "4.7.0",
+                                format!("{hostname} Error: too many connections from {ip}"),
+                            ),
+                            LimitExceeded::Total => Reply::new(
+                                421,
+                                "4.3.2",
+                                format!("{hostname} Error: too many connections, try again later"),
+                            ),
+                        };
                         let _ = write_reply(&mut stream, reply).await;
                         return;
                     }

@@ -81,10 +81,43 @@ impl Context {
     pub fn store(&self) -> Result<Store, String> {
         let cfg = self.config()?;
         let dir = self.data_dir_for(&cfg);
+        become_data_owner(&dir)?;
         Store::open(&dir).map_err(|e| format!("{}: {e}", dir.display()))
     }
 }
 
 pub fn parse_address(s: &str) -> Result<Address, String> {
     Address::parse(s.trim(), true).map_err(|e| format!("`{s}`: {e}"))
+}
+
+/// Run as root against a data folder that belongs to the server's user, the
+/// CLI becomes that user first, so the files it creates (SQLite's WAL) stay
+/// readable by the server.
+fn become_data_owner(dir: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    let Ok(meta) = std::fs::metadata(dir) else {
+        return Ok(());
+    };
+    if meta.uid() == 0 {
+        return Ok(());
+    }
+    // SAFETY: plain syscalls; groups and gid before uid.
+    let ok = unsafe {
+        libc::setgroups(0, std::ptr::null()) == 0
+            && libc::setgid(meta.gid()) == 0
+            && libc::setuid(meta.uid()) == 0
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "cannot switch to the owner of {}: {}",
+            dir.display(),
+            std::io::Error::last_os_error()
+        ))
+    }
 }

@@ -155,3 +155,23 @@ def test_listens_on_ipv6_loopback(tmp_path):
             assert c.recv(100).startswith(b"220 ")
     finally:
         s.stop()
+
+
+def test_domain_settings(tmp_path):
+    s = make_server(populate=False)
+    s.cli("domain", "add", "abc.com")
+    s.cli("domain", "set", "abc.com", "--subaddress-separator", "-", "--default-quota", "1G")
+    s.cli("user", "add", "kent@abc.com")
+    assert "quota 1073741824" in s.cli("user", "list").stdout
+    assert "separator '-'" in s.cli("domain", "list").stdout
+    s.start()
+    try:
+        import smtplib
+
+        with smtplib.SMTP("127.0.0.1", s.port) as c:
+            c.ehlo("client.example.org")
+            c.mail("a@remote.example")
+            assert c.rcpt("kent-news@abc.com")[0] == 250
+            assert c.rcpt("kent+news@abc.com")[0] == 550
+    finally:
+        s.stop()

@@ -61,6 +61,17 @@ pub enum DomainCmd {
         #[arg(long)]
         alias_of: Option<String>,
     },
+    /// Change a domain's settings.
+    Set {
+        domain: String,
+        /// The subaddress separator (`+` by default; `-` for qmail-style,
+        /// empty to turn subaddressing off).
+        #[arg(long)]
+        subaddress_separator: Option<String>,
+        /// Quota for new mailboxes without their own (`none` removes it).
+        #[arg(long)]
+        default_quota: Option<String>,
+    },
     /// List hosted domains.
     List,
 }

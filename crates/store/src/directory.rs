@@ -97,13 +97,13 @@ fn alias_row(r: &Row<'_>) -> rusqlite::Result<AliasRow> {
     })
 }
 
+// The lookups on every RCPT use cached statements.
 fn find_domain(c: &Connection, name: &str) -> Result<Option<DomainRow>> {
-    Ok(c.query_row(
-        &format!("SELECT {DOMAIN_COLS} FROM domains WHERE name = ?1"),
-        [name],
-        domain_row,
+    Ok(
+        c.prepare_cached(&format!("SELECT {DOMAIN_COLS} FROM domains WHERE name = ?1"))?
+            .query_row([name], domain_row)
+            .optional()?,
     )
-    .optional()?)
 }
 
 impl Db {
@@ -128,6 +128,31 @@ impl Db {
                 params![name, display, target, now()],
             )?;
             find_domain(tx, name)?.ok_or_else(|| StoreError::Invalid("domain vanished".into()))
+        })
+    }
+
+    /// Changes a domain's subaddress separator ('' turns subaddressing off)
+    /// and default quota (`Some(None)` removes it).
+    pub fn update_domain(
+        &self,
+        id: i64,
+        separator: Option<&str>,
+        default_quota: Option<Option<i64>>,
+    ) -> Result<()> {
+        self.write(|tx| {
+            if let Some(sep) = separator {
+                tx.execute(
+                    "UPDATE domains SET subaddress_separator = ?1 WHERE id = ?2",
+                    params![sep, id],
+                )?;
+            }
+            if let Some(q) = default_quota {
+                tx.execute(
+                    "UPDATE domains SET default_quota = ?1 WHERE id = ?2",
+                    params![q, id],
+                )?;
+            }
+            Ok(())
         })
     }
 
@@ -202,11 +227,10 @@ impl Db {
 
     pub fn account(&self, domain_id: i64, local: &str) -> Result<Option<AccountRow>> {
         self.read(|c| {
-            Ok(c.query_row(
-                &format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE domain_id = ?1 AND local = ?2"),
-                params![domain_id, local],
-                account_row,
-            )
+            Ok(c.prepare_cached(&format!(
+                "SELECT {ACCOUNT_COLS} FROM accounts WHERE domain_id = ?1 AND local = ?2"
+            ))?
+            .query_row(params![domain_id, local], account_row)
             .optional()?)
         })
     }
@@ -316,11 +340,10 @@ impl Db {
 
     pub fn alias(&self, domain_id: i64, local: &str) -> Result<Option<AliasRow>> {
         self.read(|c| {
-            Ok(c.query_row(
+            Ok(c.prepare_cached(
                 "SELECT id, domain_id, local, display, targets FROM aliases WHERE domain_id = ?1 AND local = ?2",
-                params![domain_id, local],
-                alias_row,
-            )
+            )?
+            .query_row(params![domain_id, local], alias_row)
             .optional()?)
         })
     }

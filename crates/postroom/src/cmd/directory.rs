@@ -57,12 +57,42 @@ pub fn domain(ctx: &Context, cmd: DomainCmd) -> CmdResult {
                 None => println!("added {d}"),
             }
         }
+        DomainCmd::Set {
+            domain,
+            subaddress_separator,
+            default_quota,
+        } => {
+            let d = home_domain(
+                &store.db,
+                &Domain::parse(&domain).map_err(|e| format!("`{domain}`: {e}"))?,
+            )?;
+            if let Some(sep) = &subaddress_separator {
+                if sep.chars().count() > 1 || sep.contains(['@', ' ', '"']) {
+                    return Err("the separator is one character (or empty)".into());
+                }
+            }
+            let quota = match default_quota.as_deref() {
+                None => None,
+                Some("none") => Some(None),
+                Some(q) => Some(Some(parse_size(q)?)),
+            };
+            store
+                .db
+                .update_domain(d.id, subaddress_separator.as_deref(), quota)
+                .map_err(|e| e.to_string())?;
+            println!("updated {}", d.display);
+        }
         DomainCmd::List => {
             let all = store.db.domains().map_err(|e| e.to_string())?;
             for d in &all {
                 match d.alias_of.and_then(|id| all.iter().find(|x| x.id == id)) {
                     Some(t) => println!("{}\talias of {}", d.display, t.display),
-                    None => println!("{}\tlocal", d.display),
+                    None => println!(
+                        "{}\tlocal\tsubaddress separator '{}'\tdefault quota {}",
+                        d.display,
+                        d.subaddress_separator,
+                        d.default_quota.map_or("-".to_string(), |q| q.to_string())
+                    ),
                 }
             }
         }
@@ -126,7 +156,7 @@ pub fn user(ctx: &Context, cmd: UserCmd) -> CmdResult {
             let addr = parse_address(&address)?;
             let d = home_domain(db, addr.domain())?;
             let hash = read_password(&password)?;
-            let quota = quota.as_deref().map(parse_size).transpose()?;
+            let quota = quota.as_deref().map(parse_size).transpose()?.or(d.default_quota);
             let a = db
                 .add_account(
                     d.id,

@@ -80,6 +80,7 @@ pub async fn serve_connection<H: SmtpHandler>(
                         target: "smtp",
                         client = %peer_ip,
                         helo = session.helo_name().unwrap_or(""),
+                        from = %session.sender(),
                         command = %command,
                         reply = %reply.summary(),
                         "NOQUEUE: reject"

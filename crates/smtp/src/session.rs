@@ -184,6 +184,15 @@ impl<R> Session<R> {
         self.helo.as_ref().map(|(name, _)| name.as_str())
     }
 
+    /// The current transaction's reverse-path, for log lines (`<>` for the
+    /// null sender, empty outside a transaction).
+    pub fn sender(&self) -> String {
+        match &self.tx {
+            Some(tx) => tx.mail_from.as_ref().map_or_else(|| "<>".to_string(), |a| a.to_string()),
+            None => String::new(),
+        }
+    }
+
     pub fn is_tls(&self) -> bool {
         self.tls
     }

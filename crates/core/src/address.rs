@@ -68,6 +68,11 @@ impl Domain {
         if canonical.is_empty() || canonical.len() > MAX_DOMAIN_LEN {
             return Err(AddressError::BadDomain);
         }
+        // RFC 1035 2.3.4: 63 octets a label, counted in the ASCII (A-label)
+        // form, which is what goes on the wire.
+        if canonical.split('.').any(|l| l.is_empty() || l.len() > 63) {
+            return Err(AddressError::BadDomain);
+        }
         Ok(Domain {
             display: s.to_string(),
             canonical,
@@ -129,7 +134,7 @@ impl fmt::Display for Domain {
 fn valid_label(label: &str) -> bool {
     // RFC 5321 sub-domain = Let-dig [Ldh-str]; RFC 6531 allows U-labels,
     // which IDNA conversion checks further.
-    if label.is_empty() || label.len() > 63 && label.is_ascii() {
+    if label.is_empty() {
         return false;
     }
     let ok_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || (!c.is_ascii() && !c.is_control());
@@ -141,11 +146,13 @@ fn parse_address_literal(s: &str) -> Result<Domain, AddressError> {
         .strip_prefix('[')
         .and_then(|r| r.strip_suffix(']'))
         .ok_or(AddressError::BadDomain)?;
-    let valid = if let Some(v6) = inner
-        .strip_prefix("IPv6:")
-        .or_else(|| inner.strip_prefix("ipv6:"))
-    {
-        v6.parse::<std::net::Ipv6Addr>().is_ok()
+    // RFC 5321 4.1.3: the `IPv6:` tag is case-insensitive (RFC 5234 2.3).
+    let tag = inner
+        .as_bytes()
+        .get(..5)
+        .is_some_and(|t| t.eq_ignore_ascii_case(b"IPv6:"));
+    let valid = if tag {
+        inner[5..].parse::<std::net::Ipv6Addr>().is_ok()
     } else {
         inner.parse::<std::net::Ipv4Addr>().is_ok()
     };

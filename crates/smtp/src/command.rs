@@ -183,7 +183,12 @@ fn strip_source_route(path: &str) -> Result<&str, CommandError> {
 
 fn expect_keyword<'a>(rest: &'a str, keyword: &str) -> Result<&'a str, CommandError> {
     let rest = rest.trim_start_matches(' ');
-    if rest.len() >= keyword.len() && rest[..keyword.len()].eq_ignore_ascii_case(keyword) {
+    // Compared as bytes: the line may hold UTF-8 where the keyword ends.
+    if rest
+        .as_bytes()
+        .get(..keyword.len())
+        .is_some_and(|k| k.eq_ignore_ascii_case(keyword.as_bytes()))
+    {
         Ok(&rest[keyword.len()..])
     } else if keyword.starts_with('F') {
         Err(CommandError::Syntax("expected MAIL FROM:<address>"))

@@ -89,7 +89,7 @@ def test_ehlo_extensions(server):
         for ext in ["pipelining", "size", "8bitmime", "smtputf8", "enhancedstatuscodes", "chunking"]:
             assert s.has_extn(ext), ext
         assert s.esmtp_features["size"] == "45000000"
-        assert not s.has_extn("starttls")  # no certificate configured
+        assert s.has_extn("starttls")  # a self-signed certificate by default
 
 
 def test_size_limits(server_factory):

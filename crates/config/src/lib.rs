@@ -92,11 +92,48 @@ impl Default for SmtpConfig {
     }
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// More certificates, chosen by SNI.
+    pub certificates: Vec<CertPair>,
+    /// Without any certificate: make a self-signed one for the host name.
+    pub self_signed: bool,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert: None,
+            key: None,
+            certificates: Vec::new(),
+            self_signed: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertPair {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TlsConfig {
+    /// Every configured pair, the default (`cert`/`key`) first.
+    pub fn pairs(&self) -> Vec<CertPair> {
+        let mut v = Vec::new();
+        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+            v.push(CertPair {
+                cert: cert.clone(),
+                key: key.clone(),
+            });
+        }
+        v.extend(self.certificates.iter().cloned());
+        v
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]

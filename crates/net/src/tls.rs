@@ -1,31 +1,207 @@
-use std::io::BufReader;
-use std::path::Path;
-use std::sync::Arc;
+//! TLS for every listener: rustls (ring), TLS 1.2 and 1.3 only. Certificates
+//! come from PEM files, several host names by SNI; [`TlsSettings::reload`]
+//! re-reads them (on SIGHUP) without touching connections already up. When
+//! none is configured, a self-signed certificate for the host name is made
+//! once and kept in the data folder.
 
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use tokio_rustls::rustls::crypto::ring as ring_provider;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
+use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 
-/// Builds a TLS acceptor (TLS 1.2 and 1.3 only, rustls with ring) from PEM
-/// files.
-pub fn acceptor_from_pem(cert_path: &Path, key_path: &Path) -> Result<TlsAcceptor, String> {
-    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-    let cert_pem = read(cert_path)?;
-    let key_pem = read(key_path)?;
-    let certs = rustls_pemfile::certs(&mut BufReader::new(&cert_pem[..]))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", cert_path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no certificate found", cert_path.display()));
+/// A certificate chain and its key, as files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+struct Loaded {
+    key: Arc<CertifiedKey>,
+    /// The leaf, kept to check SNI names against it.
+    leaf: CertificateDer<'static>,
+}
+
+/// Picks the certificate whose names match the client's SNI; the first one
+/// when nothing matches or no SNI was sent.
+struct CertResolver {
+    certs: RwLock<Vec<Loaded>>,
+}
+
+impl std::fmt::Debug for CertResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CertResolver")
     }
-    let key = rustls_pemfile::private_key(&mut BufReader::new(&key_pem[..]))
-        .map_err(|e| format!("{}: {e}", key_path.display()))?
-        .ok_or_else(|| format!("{}: no private key found", key_path.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("{}: {e}", cert_path.display()))?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let certs = self.certs.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(sni) = hello.server_name() {
+            if let Ok(name) = ServerName::try_from(sni) {
+                for c in certs.iter() {
+                    let matches = webpki::EndEntityCert::try_from(&c.leaf)
+                        .is_ok_and(|ee| ee.verify_is_valid_for_subject_name(&name).is_ok());
+                    if matches {
+                        return Some(Arc::clone(&c.key));
+                    }
+                }
+            }
+        }
+        certs.first().map(|c| Arc::clone(&c.key))
+    }
+}
+
+/// The TLS acceptor every listener shares, and what it was loaded from.
+#[derive(Clone)]
+pub struct TlsSettings {
+    pub acceptor: TlsAcceptor,
+    resolver: Arc<CertResolver>,
+    files: Arc<Vec<CertFiles>>,
+}
+
+impl std::fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSettings").field("files", &self.files).finish()
+    }
+}
+
+fn load_pair(files: &CertFiles) -> Result<Loaded, String> {
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let cert_pem = read(&files.cert)?;
+    let key_pem = read(&files.key)?;
+    let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut BufReader::new(&cert_pem[..]))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: {e}", files.cert.display()))?;
+    let leaf = chain
+        .first()
+        .cloned()
+        .ok_or_else(|| format!("{}: no certificate found", files.cert.display()))?;
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut BufReader::new(&key_pem[..]))
+        .map_err(|e| format!("{}: {e}", files.key.display()))?
+        .ok_or_else(|| format!("{}: no private key found", files.key.display()))?;
+    let signing_key =
+        ring_provider::sign::any_supported_type(&key).map_err(|e| format!("{}: {e}", files.key.display()))?;
+    let certified = CertifiedKey::new(chain, signing_key);
+    certified.keys_match().map_err(|e| {
+        format!(
+            "{} and {} do not belong together: {e}",
+            files.cert.display(),
+            files.key.display()
+        )
+    })?;
+    Ok(Loaded {
+        key: Arc::new(certified),
+        leaf,
+    })
+}
+
+impl TlsSettings {
+    /// Loads the certificates (the first is the default).
+    pub fn load(files: Vec<CertFiles>) -> Result<TlsSettings, String> {
+        if files.is_empty() {
+            return Err("no certificate configured".into());
+        }
+        let loaded = files.iter().map(load_pair).collect::<Result<Vec<_>, _>>()?;
+        let resolver = Arc::new(CertResolver {
+            certs: RwLock::new(loaded),
+        });
+        let provider = Arc::new(ring_provider::default_provider());
+        let config = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_cert_resolver(resolver.clone());
+        Ok(TlsSettings {
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+            resolver,
+            files: Arc::new(files),
+        })
+    }
+
+    /// Re-reads every certificate; on any error the old ones stay in use.
+    pub fn reload(&self) -> Result<(), String> {
+        let loaded = self.files.iter().map(load_pair).collect::<Result<Vec<_>, _>>()?;
+        *self.resolver.certs.write().unwrap_or_else(|e| e.into_inner()) = loaded;
+        Ok(())
+    }
+}
+
+/// Writes a self-signed certificate and key for `host` into `dir`
+/// (`HOST.crt`, `HOST.key`, the key readable by its owner only) and returns
+/// their paths. Existing files are kept.
+pub fn self_signed(host: &str, dir: &Path) -> Result<CertFiles, String> {
+    let files = CertFiles {
+        cert: dir.join(format!("{host}.crt")),
+        key: dir.join(format!("{host}.key")),
+    };
+    if files.cert.exists() && files.key.exists() {
+        return Ok(files);
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut names = vec![host.to_string()];
+    if host != "localhost" {
+        names.push("localhost".into());
+    }
+    let mut params = rcgen::CertificateParams::new(names).map_err(|e| e.to_string())?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(rcgen::DnType::CommonName, host);
+    let key_pair = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+    let cert = params.self_signed(&key_pair).map_err(|e| e.to_string())?;
+    let write = |path: &Path, data: &str, mode: u32| -> Result<(), String> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let tmp = path.with_extension("tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(|e| format!("{}: {e}", tmp.display()))?;
+        f.write_all(data.as_bytes())
+            .and_then(|_| f.sync_all())
+            .map_err(|e| format!("{}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    write(&files.key, &key_pair.serialize_pem(), 0o600)?;
+    write(&files.cert, &cert.pem(), 0o644)?;
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_signed_loads_and_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = self_signed("mx.example.com", dir.path()).unwrap();
+        let first = std::fs::read(&a.cert).unwrap();
+        let b = self_signed("mx.example.com", dir.path()).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(first, std::fs::read(&b.cert).unwrap());
+        let tls = TlsSettings::load(vec![a]).unwrap();
+        tls.reload().unwrap();
+    }
+
+    #[test]
+    fn mismatched_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = self_signed("a.example.com", dir.path()).unwrap();
+        let b = self_signed("b.example.com", dir.path()).unwrap();
+        let err = TlsSettings::load(vec![CertFiles {
+            cert: a.cert,
+            key: b.key,
+        }])
+        .err()
+        .unwrap();
+        assert!(err.contains("do not belong together"), "{err}");
+    }
 }

@@ -41,6 +41,20 @@ pub enum Command {
     /// The outbound queue.
     #[command(subcommand)]
     Queue(QueueCmd),
+    /// TLS certificates.
+    #[command(subcommand)]
+    Tls(TlsCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TlsCmd {
+    /// Make a self-signed certificate and key for HOST (kept if they exist).
+    SelfSigned {
+        host: String,
+        /// Where to write HOST.crt and HOST.key (default: DATA_DIR/tls).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

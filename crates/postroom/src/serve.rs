@@ -12,6 +12,7 @@ use postroom_core::{Address, IpNetList};
 use postroom_directory::Directory;
 use postroom_net::limit::LimitExceeded;
 use postroom_net::shutdown::ShutdownTrigger;
+use postroom_net::tls::{CertFiles, TlsSettings};
 use postroom_net::{ConnectionLimiter, MaybeTls, Shutdown};
 use postroom_pipeline::{MxPipeline, NoFilter, RelayPolicy};
 use postroom_smtp::service::{serve_connection, write_reply, ConnectionSettings};
@@ -59,10 +60,7 @@ async fn serve(
     listeners: Vec<StdListener>,
     cli_flags: String,
 ) -> Result<(), String> {
-    let tls = match (&cfg.tls.cert, &cfg.tls.key) {
-        (Some(c), Some(k)) => Some(postroom_net::tls::acceptor_from_pem(c, k)?),
-        _ => None,
-    };
+    let tls = tls_settings(&cfg, &data_dir)?;
     let postmaster = match &cfg.server.postmaster {
         Some(p) => Some(Address::parse(p, true).map_err(|e| format!("server.postmaster: {e}"))?),
         None => None,
@@ -81,7 +79,7 @@ async fn serve(
     });
     let settings = Arc::new(ConnectionSettings {
         idle_timeout: Duration::from_secs(smtp.idle_timeout_secs),
-        tls,
+        tls: tls.as_ref().map(|t| t.acceptor.clone()),
     });
     let pipeline = Arc::new(MxPipeline {
         hostname: cfg.server.hostname.clone(),
@@ -124,7 +122,7 @@ async fn serve(
     drop(done_tx);
     print_banner(&cfg, &data_dir, &bound, &cli_flags);
 
-    wait_for_signal().await;
+    wait_for_signal(tls).await;
     tracing::info!("shutting down: no new connections, finishing transactions in flight");
     trigger_and_wait(trigger, &mut done_rx).await;
     Ok(())
@@ -222,18 +220,55 @@ impl Acceptor {
     }
 }
 
-async fn wait_for_signal() {
+/// Runs until SIGTERM or SIGINT; SIGHUP re-reads the TLS certificates.
+async fn wait_for_signal(tls: Option<TlsSettings>) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
         // Without signal handlers the only way out is being killed.
         std::future::pending::<()>().await;
         return;
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = hup.recv() => match tls.as_ref().map(TlsSettings::reload) {
+                Some(Ok(())) => tracing::info!("SIGHUP: TLS certificates reloaded"),
+                Some(Err(e)) => tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the old certificates"),
+                None => tracing::info!("SIGHUP: nothing to reload"),
+            },
+        }
     }
+}
+
+/// The configured certificates, or a self-signed one for the host name
+/// (made once, kept in DATA_DIR/tls), or none when that is turned off.
+fn tls_settings(cfg: &Config, data_dir: &std::path::Path) -> Result<Option<TlsSettings>, String> {
+    let mut files: Vec<CertFiles> = cfg
+        .tls
+        .pairs()
+        .into_iter()
+        .map(|p| CertFiles {
+            cert: p.cert,
+            key: p.key,
+        })
+        .collect();
+    if files.is_empty() {
+        if !cfg.tls.self_signed {
+            return Ok(None);
+        }
+        let made = postroom_net::tls::self_signed(&cfg.server.hostname, &data_dir.join("tls"))?;
+        tracing::warn!(
+            cert = %made.cert.display(),
+            "no TLS certificate configured: using a self-signed one (clients will warn)"
+        );
+        files.push(made);
+    }
+    TlsSettings::load(files).map(Some)
 }
 
 fn print_banner(cfg: &Config, data_dir: &std::path::Path, bound: &[SocketAddr], cfg_flag: &str) {

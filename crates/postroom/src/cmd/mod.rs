@@ -10,7 +10,7 @@ use postroom_config::Config;
 use postroom_core::Address;
 use postroom_store::Store;
 
-use crate::cli::{Cli, Command, ConfigCmd};
+use crate::cli::{Cli, Command, ConfigCmd, TlsCmd};
 
 pub type CmdResult = Result<(), String>;
 
@@ -46,6 +46,16 @@ pub fn run(args: Cli) -> CmdResult {
         Command::Import(c) => directory::import(&ctx, c),
         Command::Mail(c) => mail::mail(&ctx, c),
         Command::Queue(c) => mail::queue(&ctx, c),
+        Command::Tls(TlsCmd::SelfSigned { host, dir }) => {
+            postroom_core::Domain::parse(&host).map_err(|e| format!("`{host}`: {e}"))?;
+            let cfg = ctx.config()?;
+            let dir = dir.unwrap_or_else(|| ctx.data_dir_for(&cfg).join("tls"));
+            let files = postroom_net::tls::self_signed(&host, &dir)?;
+            println!("certificate: {}", files.cert.display());
+            println!("key:         {}", files.key.display());
+            println!("Use them in [tls] cert/key, or leave [tls] empty to use the one in the data folder.");
+            Ok(())
+        }
     }
 }
 

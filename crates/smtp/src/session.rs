@@ -188,7 +188,10 @@ impl<R> Session<R> {
     /// null sender, empty outside a transaction).
     pub fn sender(&self) -> String {
         match &self.tx {
-            Some(tx) => tx.mail_from.as_ref().map_or_else(|| "<>".to_string(), |a| a.to_string()),
+            Some(tx) => tx
+                .mail_from
+                .as_ref()
+                .map_or_else(|| "<>".to_string(), |a| a.to_string()),
             None => String::new(),
         }
     }

@@ -27,9 +27,11 @@ def free_port():
 class Server:
     """One Postroom instance: its config, data folder, process and CLI."""
 
-    def __init__(self, tmp, extra_smtp="", extra_toml=""):
+    def __init__(self, tmp, extra_smtp="", extra_toml="", extra_pop3=""):
         self.tmp = tmp
         self.port = free_port()
+        self.pop3_port = free_port()
+        self.pop3s_port = free_port()
         self.data = os.path.join(tmp, "data")
         self.config = os.path.join(tmp, "postroom.toml")
         with open(self.config, "w") as f:
@@ -43,6 +45,11 @@ data_dir = "{self.data}"
 listen = ["127.0.0.1:{self.port}"]
 error_sleep_ms = 10
 {extra_smtp}
+
+[pop3]
+listen = ["127.0.0.1:{self.pop3_port}"]
+tls_listen = ["127.0.0.1:{self.pop3s_port}"]
+{extra_pop3}
 
 [dns]
 enabled = false
@@ -121,9 +128,9 @@ enabled = false
         return [line.split("\t") for line in out.splitlines() if line]
 
 
-def make_server(extra_smtp="", extra_toml="", populate=True):
+def make_server(extra_smtp="", extra_toml="", populate=True, extra_pop3=""):
     tmp = tempfile.mkdtemp(prefix="postroom-e2e-")
-    s = Server(tmp, extra_smtp, extra_toml)
+    s = Server(tmp, extra_smtp, extra_toml, extra_pop3)
     if populate:
         s.cli("domain", "add", "esoomllub.com")
         s.cli("domain", "add", "esoomllub.net", "--alias-of", "esoomllub.com")
@@ -145,8 +152,8 @@ def server():
 def server_factory():
     started = []
 
-    def factory(extra_smtp="", extra_toml="", populate=True):
-        s = make_server(extra_smtp, extra_toml, populate)
+    def factory(extra_smtp="", extra_toml="", populate=True, extra_pop3=""):
+        s = make_server(extra_smtp, extra_toml, populate, extra_pop3)
         started.append(s)
         return s
 
@@ -199,3 +206,4 @@ class Raw:
 
     def close(self):
         self.sock.close()
+

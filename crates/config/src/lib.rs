@@ -15,12 +15,16 @@ pub const EXAMPLE: &str = include_str!("example.toml");
 
 /// Trial ports (no config file): the same whatever the uid.
 pub const TRIAL_SMTP_PORT: u16 = 10025;
+pub const TRIAL_POP3_PORT: u16 = 10110;
+pub const TRIAL_POP3S_PORT: u16 = 10995;
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
     pub smtp: SmtpConfig,
+    pub pop3: Pop3Config,
+    pub auth: AuthConfig,
     pub tls: TlsConfig,
     pub dns: DnsConfig,
     pub log: LogConfig,
@@ -88,6 +92,58 @@ impl Default for SmtpConfig {
             relay_denied_code: 554,
             reject_disabled_accounts: false,
             max_received_headers: 100,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pop3Config {
+    /// Plain listeners (STLS before login).
+    pub listen: Vec<String>,
+    /// Implicit TLS listeners (995).
+    pub tls_listen: Vec<String>,
+    pub proxy_protocol: bool,
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for Pop3Config {
+    fn default() -> Self {
+        Pop3Config {
+            listen: vec![format!("127.0.0.1:{TRIAL_POP3_PORT}")],
+            tls_listen: vec![format!("127.0.0.1:{TRIAL_POP3S_PORT}")],
+            proxy_protocol: false,
+            max_connections: 1000,
+            max_connections_per_client: 20,
+            idle_timeout_secs: 600,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Lets old clients log in with the local part alone.
+    pub default_domain: Option<String>,
+    /// Networks where a password may be sent without TLS.
+    pub plaintext_networks: Vec<String>,
+    pub failures_before_delay: u32,
+    pub failure_window_secs: u64,
+    pub max_delay_secs: u64,
+    pub block_after: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            default_domain: None,
+            plaintext_networks: Vec::new(),
+            failures_before_delay: 5,
+            failure_window_secs: 300,
+            max_delay_secs: 15,
+            block_after: 30,
         }
     }
 }
@@ -208,6 +264,27 @@ impl Config {
                 );
             }
         }
+        for (key, list) in [
+            ("pop3.listen", &self.pop3.listen),
+            ("pop3.tls_listen", &self.pop3.tls_listen),
+        ] {
+            for addr in list {
+                if addr.parse::<SocketAddr>().is_err() {
+                    return err(
+                        key,
+                        format!("`{addr}` is not an address:port (IPv6 as [::1]:110)"),
+                    );
+                }
+            }
+        }
+        if let Err(e) = IpNetList::parse(&self.auth.plaintext_networks) {
+            return err("auth.plaintext_networks", e);
+        }
+        if let Some(d) = &self.auth.default_domain {
+            if Domain::parse(d).is_err() {
+                return err("auth.default_domain", format!("`{d}` is not a domain"));
+            }
+        }
         if let Err(e) = IpNetList::parse(&self.smtp.trusted_networks) {
             return err("smtp.trusted_networks", e);
         }
@@ -229,6 +306,14 @@ impl Config {
             ("smtp.hard_error_limit", self.smtp.hard_error_limit as u64),
             ("smtp.max_received_headers", self.smtp.max_received_headers as u64),
             ("dns.timeout_secs", self.dns.timeout_secs),
+            ("pop3.max_connections", self.pop3.max_connections as u64),
+            (
+                "pop3.max_connections_per_client",
+                self.pop3.max_connections_per_client as u64,
+            ),
+            ("pop3.idle_timeout_secs", self.pop3.idle_timeout_secs),
+            ("auth.failure_window_secs", self.auth.failure_window_secs),
+            ("auth.block_after", self.auth.block_after as u64),
         ];
         for (key, v) in positive {
             if v == 0 {

@@ -3,6 +3,7 @@
 //! subaddresses, outside addresses). Also password hashing and the import of
 //! Postfix virtual maps.
 
+pub mod auth;
 pub mod import;
 pub mod password;
 pub mod resolve;

@@ -2,24 +2,30 @@
 //! and runs until SIGTERM or SIGINT (then stops accepting, lets sessions
 //! finish what is in flight, and exits).
 
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::{IpAddr, SocketAddr, TcpListener as StdListener};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use postroom_config::Config;
+use postroom_core::net::normalize_ip;
 use postroom_core::{Address, IpNetList};
+use postroom_directory::auth::{Authenticator, LoginPolicy};
 use postroom_directory::Directory;
 use postroom_net::limit::LimitExceeded;
+use postroom_net::proxy::{read_header, ProxyHeader};
 use postroom_net::shutdown::ShutdownTrigger;
 use postroom_net::tls::{CertFiles, TlsSettings};
 use postroom_net::{ConnectionLimiter, MaybeTls, Shutdown};
 use postroom_pipeline::{MxPipeline, NoFilter, RelayPolicy};
-use postroom_smtp::service::{serve_connection, write_reply, ConnectionSettings};
+use postroom_pop3::service::Pop3Service;
+use postroom_smtp::service::{serve_connection, ConnectionSettings};
 use postroom_smtp::{Reply, SessionConfig};
 use postroom_store::Store;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
 
 /// How long shutdown waits for sessions to finish their transactions.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -30,15 +36,21 @@ pub fn run(cfg: Config, data_dir: PathBuf, cli_flags: String) -> Result<(), Stri
         tracing::warn!("{w}");
     }
     // Bind first: low ports need root, which is dropped right after.
-    let mut listeners = Vec::new();
-    for addr in &cfg.smtp.listen {
-        let sa: SocketAddr = addr
-            .parse()
-            .map_err(|_| format!("smtp.listen: bad address {addr}"))?;
-        let l = StdListener::bind(sa).map_err(|e| format!("cannot listen on {sa}: {e}"))?;
-        l.set_nonblocking(true).map_err(|e| e.to_string())?;
-        listeners.push(l);
-    }
+    let bind = |key: &str, list: &[String]| -> Result<Vec<StdListener>, String> {
+        list.iter()
+            .map(|addr| {
+                let sa: SocketAddr = addr.parse().map_err(|_| format!("{key}: bad address {addr}"))?;
+                let l = StdListener::bind(sa).map_err(|e| format!("cannot listen on {sa} ({key}): {e}"))?;
+                l.set_nonblocking(true).map_err(|e| e.to_string())?;
+                Ok(l)
+            })
+            .collect()
+    };
+    let sockets = Sockets {
+        smtp: bind("smtp.listen", &cfg.smtp.listen)?,
+        pop3: bind("pop3.listen", &cfg.pop3.listen)?,
+        pop3s: bind("pop3.tls_listen", &cfg.pop3.tls_listen)?,
+    };
     raise_open_files_limit();
     std::fs::create_dir_all(&data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
     if let Some(user) = &cfg.server.run_as {
@@ -50,74 +62,198 @@ pub fn run(cfg: Config, data_dir: PathBuf, cli_flags: String) -> Result<(), Stri
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    runtime.block_on(serve(cfg, data_dir, store, listeners, cli_flags))
+    runtime.block_on(serve(cfg, data_dir, store, sockets, cli_flags))
+}
+
+/// The bound listening sockets, by protocol.
+struct Sockets {
+    smtp: Vec<StdListener>,
+    pop3: Vec<StdListener>,
+    pop3s: Vec<StdListener>,
+}
+
+/// What a connection is handed to once accepted.
+#[derive(Clone)]
+enum Protocol {
+    Smtp {
+        session: Arc<SessionConfig>,
+        settings: Arc<ConnectionSettings>,
+        pipeline: Arc<MxPipeline>,
+    },
+    Pop3(Arc<Pop3Service>),
+}
+
+impl Protocol {
+    fn name(&self) -> &'static str {
+        match self {
+            Protocol::Smtp { .. } => "smtp",
+            Protocol::Pop3(_) => "pop3",
+        }
+    }
+
+    /// The protocol's way of saying "too many connections".
+    fn refusal(&self, hostname: &str, ip: IpAddr, limit: LimitExceeded) -> Vec<u8> {
+        match (self, limit) {
+            (Protocol::Smtp { .. }, LimitExceeded::Client) => Reply::new(
+                421,
+                "4.7.0",
+                format!("{hostname} Error: too many connections from {ip}"),
+            )
+            .to_bytes(),
+            (Protocol::Smtp { .. }, LimitExceeded::Total) => Reply::new(
+                421,
+                "4.3.2",
+                format!("{hostname} Error: too many connections, try again later"),
+            )
+            .to_bytes(),
+            (Protocol::Pop3(_), _) => b"-ERR [SYS/TEMP] Too many connections, try again later\r\n".to_vec(),
+        }
+    }
+
+    async fn serve(self, stream: MaybeTls, ip: IpAddr, shutdown: Shutdown) {
+        match self {
+            Protocol::Smtp {
+                session,
+                settings,
+                pipeline,
+            } => serve_connection(stream, ip, session, settings, pipeline, shutdown).await,
+            Protocol::Pop3(service) => service.serve(stream, ip, shutdown).await,
+        }
+    }
 }
 
 async fn serve(
     cfg: Config,
     data_dir: PathBuf,
     store: Store,
-    listeners: Vec<StdListener>,
+    sockets: Sockets,
     cli_flags: String,
 ) -> Result<(), String> {
     let tls = tls_settings(&cfg, &data_dir)?;
+    let acceptor = tls.as_ref().map(|t| t.acceptor.clone());
     let postmaster = match &cfg.server.postmaster {
         Some(p) => Some(Address::parse(p, true).map_err(|e| format!("server.postmaster: {e}"))?),
         None => None,
     };
     let smtp = &cfg.smtp;
-    let session_cfg = Arc::new(SessionConfig {
-        hostname: cfg.server.hostname.clone(),
-        max_message_size: smtp.max_message_size,
-        max_recipients: smtp.max_recipients,
-        max_line_length: smtp.max_line_length,
-        soft_error_limit: smtp.soft_error_limit,
-        hard_error_limit: smtp.hard_error_limit,
-        error_sleep: Duration::from_millis(smtp.error_sleep_ms),
-        strict_line_endings: smtp.strict_line_endings,
-        starttls: tls.is_some(),
-    });
-    let settings = Arc::new(ConnectionSettings {
-        idle_timeout: Duration::from_secs(smtp.idle_timeout_secs),
-        tls: tls.as_ref().map(|t| t.acceptor.clone()),
-    });
-    let pipeline = Arc::new(MxPipeline {
-        hostname: cfg.server.hostname.clone(),
-        max_received_headers: smtp.max_received_headers,
-        policy: RelayPolicy {
-            trusted_networks: IpNetList::parse(&smtp.trusted_networks)?,
-            relay_denied_code: smtp.relay_denied_code,
-            reject_disabled_accounts: smtp.reject_disabled_accounts,
+    let smtp_protocol = Protocol::Smtp {
+        session: Arc::new(SessionConfig {
+            hostname: cfg.server.hostname.clone(),
+            max_message_size: smtp.max_message_size,
+            max_recipients: smtp.max_recipients,
+            max_line_length: smtp.max_line_length,
+            soft_error_limit: smtp.soft_error_limit,
+            hard_error_limit: smtp.hard_error_limit,
+            error_sleep: Duration::from_millis(smtp.error_sleep_ms),
+            strict_line_endings: smtp.strict_line_endings,
+            starttls: tls.is_some(),
+        }),
+        settings: Arc::new(ConnectionSettings {
+            idle_timeout: Duration::from_secs(smtp.idle_timeout_secs),
+            tls: acceptor.clone(),
+        }),
+        pipeline: Arc::new(MxPipeline {
+            hostname: cfg.server.hostname.clone(),
+            max_received_headers: smtp.max_received_headers,
+            policy: RelayPolicy {
+                trusted_networks: IpNetList::parse(&smtp.trusted_networks)?,
+                relay_denied_code: smtp.relay_denied_code,
+                reject_disabled_accounts: smtp.reject_disabled_accounts,
+            },
+            directory: Directory::new(store.db.clone(), postmaster),
+            store: store.clone(),
+            filter: Arc::new(NoFilter),
+        }),
+    };
+    let a = &cfg.auth;
+    let auth = Arc::new(Authenticator::new(
+        store.db.clone(),
+        a.default_domain.clone(),
+        LoginPolicy {
+            failures_before_delay: a.failures_before_delay,
+            window: Duration::from_secs(a.failure_window_secs),
+            max_delay: Duration::from_secs(a.max_delay_secs),
+            block_after: a.block_after,
         },
-        directory: Directory::new(store.db.clone(), postmaster),
+    ));
+    let plaintext_networks = IpNetList::parse(&a.plaintext_networks)?;
+    let pop3_protocol = Protocol::Pop3(Arc::new(Pop3Service {
         store: store.clone(),
-        filter: Arc::new(NoFilter),
-    });
-    let limiter = ConnectionLimiter::new(
+        auth: Arc::clone(&auth),
+        hostname: cfg.server.hostname.clone(),
+        tls: acceptor.clone(),
+        plaintext_networks: plaintext_networks.clone(),
+        idle_timeout: Duration::from_secs(cfg.pop3.idle_timeout_secs),
+    }));
+
+    let (trigger, shutdown) = Shutdown::new();
+    // Every connection task holds a clone; when all are dropped, they are done.
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let smtp_limiter = ConnectionLimiter::new(
         smtp.max_connections_per_client,
         smtp.max_connections,
         IpNetList::parse(&smtp.connection_limit_exempt)?,
     );
-    let (trigger, shutdown) = Shutdown::new();
-    // Every connection task holds a clone; when all are dropped, they are done.
-    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-
-    let mut bound = Vec::new();
-    for l in listeners {
-        let listener = TcpListener::from_std(l).map_err(|e| e.to_string())?;
-        bound.push(listener.local_addr().map_err(|e| e.to_string())?);
-        let acceptor = Acceptor {
-            listener,
-            proxy_protocol: smtp.proxy_protocol,
-            limiter: Arc::clone(&limiter),
-            session_cfg: Arc::clone(&session_cfg),
-            settings: Arc::clone(&settings),
-            pipeline: Arc::clone(&pipeline),
-            shutdown: shutdown.clone(),
-            done: done_tx.clone(),
-            hostname: cfg.server.hostname.clone(),
-        };
-        tokio::spawn(acceptor.run());
+    let pop3_limiter = ConnectionLimiter::new(
+        cfg.pop3.max_connections_per_client,
+        cfg.pop3.max_connections,
+        IpNetList::parse(&smtp.connection_limit_exempt)?,
+    );
+    // (banner name, sockets, protocol, PROXY header, implicit TLS, limiter)
+    let groups = [
+        (
+            "smtp",
+            sockets.smtp,
+            smtp_protocol,
+            smtp.proxy_protocol,
+            None,
+            smtp_limiter,
+        ),
+        (
+            "pop3",
+            sockets.pop3,
+            pop3_protocol.clone(),
+            cfg.pop3.proxy_protocol,
+            None,
+            Arc::clone(&pop3_limiter),
+        ),
+        (
+            "pop3s",
+            sockets.pop3s,
+            pop3_protocol,
+            cfg.pop3.proxy_protocol,
+            acceptor.clone(),
+            pop3_limiter,
+        ),
+    ];
+    let mut bound: Vec<(&'static str, SocketAddr)> = Vec::new();
+    for (name, socks, protocol, proxy, implicit_tls, limiter) in groups {
+        // Implicit-TLS listeners (their names end in 's') need a certificate.
+        if name.ends_with('s') && implicit_tls.is_none() {
+            if !socks.is_empty() {
+                tracing::warn!(
+                    listener = name,
+                    "no TLS certificate (tls.self_signed = false): not listening"
+                );
+            }
+            continue;
+        }
+        for l in socks {
+            let listener = TcpListener::from_std(l).map_err(|e| e.to_string())?;
+            let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            bound.push((name, addr));
+            let acceptor = Acceptor {
+                listener,
+                proxy_protocol: proxy,
+                implicit_tls: implicit_tls.clone(),
+                limiter: Arc::clone(&limiter),
+                protocol: protocol.clone(),
+                shutdown: shutdown.clone(),
+                done: done_tx.clone(),
+                hostname: cfg.server.hostname.clone(),
+            };
+            tokio::spawn(acceptor.run());
+        }
     }
     drop(done_tx);
     print_banner(&cfg, &data_dir, &bound, &cli_flags);
@@ -135,13 +271,15 @@ async fn trigger_and_wait(trigger: ShutdownTrigger, done: &mut mpsc::Receiver<()
     }
 }
 
+/// One listening socket: accepts, reads a PROXY header when configured,
+/// applies the connection limits, runs the implicit-TLS handshake, and hands
+/// the connection to its protocol.
 struct Acceptor {
     listener: TcpListener,
     proxy_protocol: bool,
+    implicit_tls: Option<TlsAcceptor>,
     limiter: Arc<ConnectionLimiter>,
-    session_cfg: Arc<SessionConfig>,
-    settings: Arc<ConnectionSettings>,
-    pipeline: Arc<MxPipeline>,
+    protocol: Protocol,
     shutdown: Shutdown,
     done: mpsc::Sender<()>,
     hostname: String,
@@ -165,28 +303,21 @@ impl Acceptor {
             };
             let _ = tcp.set_nodelay(true);
             let limiter = Arc::clone(&self.limiter);
-            let session_cfg = Arc::clone(&self.session_cfg);
-            let settings = Arc::clone(&self.settings);
-            let pipeline = Arc::clone(&self.pipeline);
+            let protocol = self.protocol.clone();
             let shutdown = self.shutdown.clone();
             let done = self.done.clone();
             let proxy = self.proxy_protocol;
+            let implicit_tls = self.implicit_tls.clone();
             let hostname = self.hostname.clone();
             tokio::spawn(async move {
                 let _done = done;
                 let mut tcp = tcp;
-                let mut ip = postroom_core::net::normalize_ip(peer.ip());
+                let mut ip = normalize_ip(peer.ip());
                 if proxy {
-                    let header = tokio::time::timeout(
-                        Duration::from_secs(10),
-                        postroom_net::proxy::read_header(&mut tcp),
-                    )
-                    .await;
+                    let header = tokio::time::timeout(Duration::from_secs(10), read_header(&mut tcp)).await;
                     match header {
-                        Ok(Ok(postroom_net::proxy::ProxyHeader::Client(real))) => {
-                            ip = postroom_core::net::normalize_ip(real.ip())
-                        }
-                        Ok(Ok(postroom_net::proxy::ProxyHeader::Local)) => {}
+                        Ok(Ok(ProxyHeader::Client(real))) => ip = normalize_ip(real.ip()),
+                        Ok(Ok(ProxyHeader::Local)) => {}
                         _ => {
                             tracing::info!(client = %ip, "bad or missing PROXY header");
                             return;
@@ -197,24 +328,24 @@ impl Acceptor {
                 let _permit = match limiter.try_acquire(ip) {
                     Ok(p) => p,
                     Err(limit) => {
-                        tracing::info!(target: "smtp", client = %ip, ?limit, "NOQUEUE: reject: too many connections");
-                        let reply = match limit {
-                            LimitExceeded::Client => Reply::new(
-                                421,
-                                "4.7.0",
-                                format!("{hostname} Error: too many connections from {ip}"),
-                            ),
-                            LimitExceeded::Total => Reply::new(
-                                421,
-                                "4.3.2",
-                                format!("{hostname} Error: too many connections, try again later"),
-                            ),
-                        };
-                        let _ = write_reply(&mut stream, reply).await;
+                        tracing::info!(target: "net", protocol = protocol.name(), client = %ip, ?limit,
+                            "connection refused: too many connections");
+                        if implicit_tls.is_none() {
+                            let _ = stream.write_all(&protocol.refusal(&hostname, ip, limit)).await;
+                        }
                         return;
                     }
                 };
-                serve_connection(stream, ip, session_cfg, settings, pipeline, shutdown).await;
+                if let Some(tls) = implicit_tls {
+                    match tokio::time::timeout(Duration::from_secs(60), stream.upgrade(&tls)).await {
+                        Ok(Ok(())) => {}
+                        _ => {
+                            tracing::debug!(client = %ip, "TLS handshake failed");
+                            return;
+                        }
+                    }
+                }
+                protocol.serve(stream, ip, shutdown).await;
             });
         }
     }
@@ -271,25 +402,42 @@ fn tls_settings(cfg: &Config, data_dir: &std::path::Path) -> Result<Option<TlsSe
     TlsSettings::load(files).map(Some)
 }
 
-fn print_banner(cfg: &Config, data_dir: &std::path::Path, bound: &[SocketAddr], cfg_flag: &str) {
-    let smtp: Vec<String> = bound.iter().map(ToString::to_string).collect();
+fn print_banner(cfg: &Config, data_dir: &std::path::Path, bound: &[(&str, SocketAddr)], cfg_flag: &str) {
+    let list = |name: &str| -> String {
+        let v: Vec<String> = bound
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, a)| a.to_string())
+            .collect();
+        if v.is_empty() {
+            "(off)".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    let smtp = bound
+        .iter()
+        .find(|(n, _)| *n == "smtp")
+        .map(|(_, a)| a.to_string());
     println!(
         "Postroom {} is running as {}",
         env!("CARGO_PKG_VERSION"),
         cfg.server.hostname
     );
-    println!("  SMTP (MX, inbound mail): {}", smtp.join(", "));
-    println!("  data folder:             {}", data_dir.display());
+    println!("  SMTP (MX, inbound mail):  {}", list("smtp"));
+    println!("  POP3 (STLS):              {}", list("pop3"));
+    println!("  POP3S (implicit TLS):     {}", list("pop3s"));
+    println!("  data folder:              {}", data_dir.display());
     println!();
     println!("Next steps (in another terminal):");
     println!("  postroom{cfg_flag} domain add example.com");
     println!("  echo 'a-password' | postroom{cfg_flag} user add you@example.com --password-stdin");
     println!(
         "  swaks --server {} --to you@example.com   # deliver a test message",
-        smtp.first().map(String::as_str).unwrap_or("127.0.0.1:10025")
+        smtp.as_deref().unwrap_or("127.0.0.1:10025")
     );
     println!("  postroom{cfg_flag} mail list you@example.com");
-    println!("Mailbox login (IMAP/POP3) is your full address and password, once those listeners exist.");
+    println!("Mail clients log in with the full address and its password, over TLS (POP3S) or after STLS.");
     println!("Stop with Ctrl-C (graceful).");
     use std::io::Write;
     let _ = std::io::stdout().flush();

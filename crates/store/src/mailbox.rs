@@ -30,6 +30,22 @@ pub struct MessageRow {
     pub queue_id: Option<String>,
 }
 
+fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
+    Ok(MessageRow {
+        id: r.get(0)?,
+        folder_id: r.get(1)?,
+        uid: r.get(2)?,
+        modseq: r.get(3)?,
+        flags: r.get(4)?,
+        internal_date: r.get(5)?,
+        size: r.get(6)?,
+        pop3_uidl: r.get(7)?,
+        blob_id: r.get(8)?,
+        prefix: r.get(9)?,
+        queue_id: r.get(10)?,
+    })
+}
+
 impl Db {
     pub fn folders(&self, account_id: i64) -> Result<Vec<FolderRow>> {
         self.read(|c| {
@@ -64,24 +80,19 @@ impl Db {
                 "SELECT id, folder_id, uid, modseq, flags, internal_date, size, pop3_uidl, blob_id, prefix, queue_id
                  FROM messages WHERE folder_id = ?1 ORDER BY uid",
             )?;
-            let rows = st
-                .query_map([folder_id], |r| {
-                    Ok(MessageRow {
-                        id: r.get(0)?,
-                        folder_id: r.get(1)?,
-                        uid: r.get(2)?,
-                        modseq: r.get(3)?,
-                        flags: r.get(4)?,
-                        internal_date: r.get(5)?,
-                        size: r.get(6)?,
-                        pop3_uidl: r.get(7)?,
-                        blob_id: r.get(8)?,
-                        prefix: r.get(9)?,
-                        queue_id: r.get(10)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let rows = st.query_map([folder_id], message_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
+        })
+    }
+
+    pub fn message(&self, folder_id: i64, uid: i64) -> Result<Option<MessageRow>> {
+        self.read(|c| {
+            Ok(c.prepare_cached(
+                "SELECT id, folder_id, uid, modseq, flags, internal_date, size, pop3_uidl, blob_id, prefix, queue_id
+                 FROM messages WHERE folder_id = ?1 AND uid = ?2",
+            )?
+            .query_row(params![folder_id, uid], message_row)
+            .optional()?)
         })
     }
 
@@ -119,5 +130,62 @@ impl Store {
         out.extend_from_slice(&m.prefix);
         out.extend_from_slice(&body);
         Ok(out)
+    }
+}
+
+impl Store {
+    /// Removes messages from a folder: each leaves a tombstone with a new
+    /// MODSEQ (for QRESYNC), and a body no longer referenced anywhere is
+    /// deleted after the commit. Returns how many were removed (ones already
+    /// gone are skipped: another session may have removed them first).
+    pub fn expunge(&self, folder_id: i64, uids: &[i64]) -> Result<usize> {
+        let (removed, blobs) = self.db.write(|tx| {
+            let modseq: i64 = tx.query_row(
+                "UPDATE folders SET highestmodseq = highestmodseq + 1 WHERE id = ?1 RETURNING highestmodseq",
+                [folder_id],
+                |r| r.get(0),
+            )?;
+            let mut removed = 0;
+            let mut blobs = Vec::new();
+            for uid in uids {
+                let blob: Option<String> = tx
+                    .query_row(
+                        "DELETE FROM messages WHERE folder_id = ?1 AND uid = ?2 RETURNING blob_id",
+                        params![folder_id, uid],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if let Some(b) = blob {
+                    removed += 1;
+                    tx.execute(
+                        "INSERT OR REPLACE INTO expunged (folder_id, uid, modseq) VALUES (?1, ?2, ?3)",
+                        params![folder_id, uid, modseq],
+                    )?;
+                    blobs.push(b);
+                }
+            }
+            blobs.sort();
+            blobs.dedup();
+            let mut unreferenced = Vec::new();
+            for b in blobs {
+                let used: bool = tx.query_row(
+                    "SELECT EXISTS(SELECT 1 FROM messages WHERE blob_id = ?1)
+                         OR EXISTS(SELECT 1 FROM outbound WHERE blob_id = ?1)",
+                    [&b],
+                    |r| r.get(0),
+                )?;
+                if !used {
+                    unreferenced.push(b);
+                }
+            }
+            Ok((removed, unreferenced))
+        })?;
+        for b in blobs {
+            // A leftover file costs space, not correctness: log and go on.
+            if let Err(e) = self.blobs.delete(&b) {
+                tracing::warn!(blob = %b, error = %e, "could not delete an unreferenced message body");
+            }
+        }
+        Ok(removed)
     }
 }

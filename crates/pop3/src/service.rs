@@ -1,0 +1,176 @@
+//! The tokio glue around the POP3 [`Session`], and the store behind it.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use postroom_directory::auth::{Authenticator, LoginError};
+use postroom_net::{MaybeTls, Shutdown};
+use postroom_store::Store;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::TlsAcceptor;
+
+use crate::session::{Action, LoginFailure, MaildropEntry, Session, SessionConfig};
+
+/// What a POP3 listener needs from the rest of Postroom.
+pub struct Pop3Service {
+    pub store: Store,
+    pub auth: Arc<Authenticator>,
+    pub hostname: String,
+    pub tls: Option<TlsAcceptor>,
+    /// Networks where USER/PASS work without TLS (empty by default).
+    pub plaintext_networks: postroom_core::IpNetList,
+    /// RFC 1939 3: at least 10 minutes.
+    pub idle_timeout: Duration,
+}
+
+impl Pop3Service {
+    fn maildrop(&self, account_id: i64) -> Option<(i64, Vec<MaildropEntry>)> {
+        let inbox = self.store.db.folder(account_id, "INBOX").ok()??;
+        let rows = self.store.db.messages(inbox.id).ok()?;
+        let entries = rows
+            .into_iter()
+            .map(|m| MaildropEntry {
+                uid: m.uid,
+                size: m.size as u64,
+                uidl: m.pop3_uidl,
+            })
+            .collect();
+        Some((inbox.id, entries))
+    }
+
+    fn message(&self, folder_id: i64, uid: i64) -> Option<Vec<u8>> {
+        let row = self.store.db.message(folder_id, uid).ok()??;
+        self.store.message_bytes(&row).ok()
+    }
+
+    pub async fn serve(self: Arc<Self>, mut stream: MaybeTls, ip: IpAddr, mut shutdown: Shutdown) {
+        let login_allowed = stream.is_tls() || self.plaintext_networks.contains(ip);
+        let cfg = SessionConfig {
+            hostname: self.hostname.clone(),
+            starttls: self.tls.is_some() && !stream.is_tls(),
+            login_allowed,
+            ..SessionConfig::default()
+        };
+        let mut session = Session::new(cfg, stream.is_tls());
+        let mut out = session.greeting();
+        let mut account: Option<(i64, String)> = None;
+        let mut folder_id = 0;
+        let mut buf = vec![0u8; 4096];
+        loop {
+            while let Some(action) = session.poll() {
+                match action {
+                    Action::Send(bytes) => {
+                        out.extend_from_slice(&bytes);
+                        if out.len() > 64 * 1024 && write(&mut stream, &mut out).await.is_err() {
+                            return;
+                        }
+                    }
+                    Action::Delay(d) => {
+                        if write(&mut stream, &mut out).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(d).await;
+                    }
+                    Action::Authenticate { user, password } => {
+                        let result = match self.auth.login(ip, &user, &password).await {
+                            Ok(a) => {
+                                tracing::info!(target: "pop3", client = %ip, user = %a.address, "login");
+                                account = Some((a.account_id, a.address));
+                                Ok(())
+                            }
+                            Err(e) => {
+                                tracing::info!(target: "pop3", client = %ip, user = %user, error = ?e, "login failed");
+                                Err(match e {
+                                    LoginError::Failed => LoginFailure::Failed,
+                                    LoginError::Refused => LoginFailure::Refused,
+                                    LoginError::Unavailable => LoginFailure::Unavailable,
+                                })
+                            }
+                        };
+                        session.login_result(result);
+                    }
+                    Action::LoadMaildrop => {
+                        let loaded = account.as_ref().and_then(|(id, _)| self.maildrop(*id));
+                        session.maildrop_loaded(loaded.map(|(f, entries)| {
+                            folder_id = f;
+                            entries
+                        }));
+                    }
+                    Action::Retrieve { uid, .. } => {
+                        let msg = self.message(folder_id, uid);
+                        session.message(msg.as_deref());
+                    }
+                    Action::Commit { deleted } => {
+                        let ok = match self.store.expunge(folder_id, &deleted) {
+                            Ok(n) => {
+                                tracing::info!(target: "pop3", client = %ip, deleted = n, "expunged at QUIT");
+                                true
+                            }
+                            Err(e) => {
+                                tracing::error!(target: "pop3", error = %e, "expunge failed");
+                                false
+                            }
+                        };
+                        session.committed(ok);
+                    }
+                    Action::StartTls => {
+                        if write(&mut stream, &mut out).await.is_err() {
+                            return;
+                        }
+                        let Some(acceptor) = self.tls.as_ref() else {
+                            return;
+                        };
+                        match tokio::time::timeout(Duration::from_secs(60), stream.upgrade(acceptor)).await {
+                            Ok(Ok(())) => session.tls_established(),
+                            _ => return,
+                        }
+                    }
+                    Action::Close => {
+                        let _ = write(&mut stream, &mut out).await;
+                        let _ = stream.shutdown().await;
+                        return;
+                    }
+                }
+            }
+            if write(&mut stream, &mut out).await.is_err() {
+                return;
+            }
+            if buf.is_empty() {
+                buf = vec![0u8; 4096];
+            }
+            let read = tokio::select! {
+                r = tokio::time::timeout(self.idle_timeout, stream.read(&mut buf)) => r,
+                _ = shutdown.recv(), if !shutdown.is_shutdown() => {
+                    // Between commands nothing is in flight: say goodbye.
+                    let _ = stream.write_all(b"-ERR Server shutting down\r\n").await;
+                    return;
+                }
+            };
+            match read {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                Ok(Ok(n)) => session.receive(&buf[..n]),
+                Err(_) => {
+                    let bye = session.timed_out();
+                    let _ = stream.write_all(&bye).await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn write(stream: &mut MaybeTls, out: &mut Vec<u8>) -> std::io::Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    let r = tokio::time::timeout(Duration::from_secs(600), stream.write_all(out)).await;
+    out.clear();
+    match r {
+        Ok(r) => {
+            r?;
+            stream.flush().await
+        }
+        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "write timeout")),
+    }
+}

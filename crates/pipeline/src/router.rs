@@ -61,6 +61,8 @@ pub fn route(
                             folder: folder.to_string(),
                             prefix: delivery_prefix(info, sender, &rcpt.rcpt, address),
                             flags: 0,
+                            keywords: String::new(),
+                            internal_date: None,
                         });
                     }
                 }

@@ -32,6 +32,10 @@ pub struct LocalDelivery {
     /// Delivered-To, Received), CRLF-terminated.
     pub prefix: Vec<u8>,
     pub flags: i64,
+    /// Space-separated IMAP keywords (APPEND may set them).
+    pub keywords: String,
+    /// INTERNALDATE when not the arrival time (APPEND with a date).
+    pub internal_date: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -125,8 +129,8 @@ fn apply(tx: &Transaction<'_>, d: &Delivery) -> Result<()> {
          RETURNING id, uidnext - 1, highestmodseq, uidvalidity",
     )?;
     let mut insert = tx.prepare_cached(
-        "INSERT INTO messages (folder_id, uid, modseq, flags, internal_date, size, pop3_uidl, blob_id, prefix, queue_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO messages (folder_id, uid, modseq, flags, keywords, internal_date, size, pop3_uidl, blob_id, prefix, queue_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?;
     for local in &d.local {
         let row = next_uid
@@ -155,7 +159,8 @@ fn apply(tx: &Transaction<'_>, d: &Delivery) -> Result<()> {
             uid,
             modseq,
             local.flags,
-            d.received_at,
+            local.keywords,
+            local.internal_date.unwrap_or(d.received_at),
             size as i64,
             uidl,
             d.blob_id,

@@ -10,6 +10,7 @@ pub mod blob;
 pub mod committer;
 pub mod db;
 pub mod directory;
+pub mod folders;
 pub mod fs;
 pub mod mailbox;
 pub mod queue;

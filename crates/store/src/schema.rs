@@ -89,7 +89,13 @@ CREATE TABLE outbound (
 CREATE INDEX outbound_state ON outbound(state, next_attempt);
 "#;
 
-const MIGRATIONS: &[&str] = &[V1];
+/// Version 2 (IMAP): the highest UID some session has seen as \Recent
+/// (RFC 3501 2.3.2), and keywords on queued copies are not needed.
+const V2: &str = r#"
+ALTER TABLE folders ADD COLUMN recent_uid INTEGER NOT NULL DEFAULT 0;
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -100,6 +106,11 @@ pub fn version(conn: &Connection) -> Result<i64> {
 
 /// Brings the database to [`SCHEMA_VERSION`].
 pub fn migrate(conn: &mut Connection, db_path: &Path) -> Result<()> {
+    migrate_to(conn, db_path, SCHEMA_VERSION)
+}
+
+/// Brings the database to `target` (tests make older data folders with it).
+pub fn migrate_to(conn: &mut Connection, db_path: &Path, target: i64) -> Result<()> {
     let found = version(conn)?;
     if found > SCHEMA_VERSION {
         return Err(StoreError::TooNew {
@@ -107,7 +118,7 @@ pub fn migrate(conn: &mut Connection, db_path: &Path) -> Result<()> {
             supported: SCHEMA_VERSION,
         });
     }
-    if found == SCHEMA_VERSION {
+    if found >= target {
         return Ok(());
     }
     if found > 0 {
@@ -117,9 +128,14 @@ pub fn migrate(conn: &mut Connection, db_path: &Path) -> Result<()> {
             .unwrap_or(0);
         let backup = db_path.with_extension(format!("sqlite.backup-v{found}-{secs}"));
         conn.execute("VACUUM INTO ?1", [backup.to_string_lossy()])?;
-        tracing::info!(backup = %backup.display(), from = found, to = SCHEMA_VERSION, "migrating the store");
+        tracing::info!(backup = %backup.display(), from = found, to = target, "migrating the store");
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+    for (i, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .take(target as usize)
+        .skip(found as usize)
+    {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;

@@ -42,3 +42,42 @@ fn reopening_keeps_everything() {
         .collect();
     assert_eq!(folders, ["INBOX", "Sent", "Drafts", "Junk", "Trash", "Archive"]);
 }
+
+/// A data folder made by release 1 (schema v1, before IMAP) opens with its
+/// mail intact, after a backup of the metadata.
+#[test]
+fn upgrades_a_v1_data_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("postroom.sqlite");
+    {
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        postroom_store::schema::migrate_to(&mut conn, &path, 1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO domains (name, display, created) VALUES ('example.com', 'example.com', 0);
+             INSERT INTO accounts (domain_id, local, display, created) VALUES (1, 'u', 'u', 0);
+             INSERT INTO folders (account_id, name, uidvalidity, uidnext) VALUES (1, 'INBOX', 1, 2);
+             INSERT INTO messages (folder_id, uid, modseq, internal_date, size, pop3_uidl, blob_id, prefix)
+                 VALUES (1, 1, 1, 0, 10, '0000000100000001', 'BLOBID0001', x'');",
+        )
+        .unwrap();
+        assert_eq!(postroom_store::schema::version(&conn).unwrap(), 1);
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        store.db.read(|c| postroom_store::schema::version(c)).unwrap(),
+        SCHEMA_VERSION
+    );
+    let inbox = store.db.find_folder(1, "inbox").unwrap().unwrap();
+    assert_eq!(
+        store.db.messages(inbox.id).unwrap()[0].pop3_uidl,
+        "0000000100000001"
+    );
+    assert_eq!(store.db.claim_recent(inbox.id).unwrap(), 0);
+    assert_eq!(store.db.claim_recent(inbox.id).unwrap(), 1);
+    let backups: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("backup-v1"))
+        .collect();
+    assert_eq!(backups.len(), 1);
+}

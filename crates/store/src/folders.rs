@@ -1,0 +1,381 @@
+//! What IMAP does to folders and messages: create, rename, delete, flags,
+//! copy, \Recent. Every change to a message takes a new MODSEQ from its
+//! folder (RFC 7162), so other sessions can find what changed since.
+
+use rusqlite::{params, OptionalExtension, Transaction};
+
+use crate::mailbox::FolderRow;
+use crate::{Db, Result, Store, StoreError};
+
+/// The per-message state a selected IMAP mailbox keeps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageMeta {
+    pub uid: i64,
+    pub flags: i64,
+    pub keywords: String,
+    pub modseq: i64,
+    pub size: i64,
+    pub internal_date: i64,
+}
+
+/// How STORE changes flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlagOp {
+    Replace,
+    Add,
+    Remove,
+}
+
+fn folder_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FolderRow> {
+    Ok(FolderRow {
+        id: r.get(0)?,
+        account_id: r.get(1)?,
+        name: r.get(2)?,
+        special_use: r.get(3)?,
+        uidvalidity: r.get(4)?,
+        uidnext: r.get(5)?,
+        highestmodseq: r.get(6)?,
+    })
+}
+
+const FOLDER_COLS: &str = "id, account_id, name, special_use, uidvalidity, uidnext, highestmodseq";
+
+fn bump_modseq(tx: &Transaction<'_>, folder_id: i64) -> Result<i64> {
+    Ok(tx.query_row(
+        "UPDATE folders SET highestmodseq = highestmodseq + 1 WHERE id = ?1 RETURNING highestmodseq",
+        [folder_id],
+        |r| r.get(0),
+    )?)
+}
+
+fn merge_keywords(current: &str, given: &[String], op: FlagOp) -> String {
+    let mut set: Vec<String> = match op {
+        FlagOp::Replace => Vec::new(),
+        _ => current
+            .split(' ')
+            .filter(|k| !k.is_empty())
+            .map(String::from)
+            .collect(),
+    };
+    for k in given {
+        let present = set.iter().position(|x| x.eq_ignore_ascii_case(k));
+        match (op, present) {
+            (FlagOp::Remove, Some(i)) => {
+                set.remove(i);
+            }
+            (FlagOp::Add | FlagOp::Replace, None) => set.push(k.clone()),
+            _ => {}
+        }
+    }
+    set.join(" ")
+}
+
+impl Db {
+    pub fn folder_by_id(&self, id: i64) -> Result<Option<FolderRow>> {
+        self.read(|c| {
+            Ok(
+                c.prepare_cached(&format!("SELECT {FOLDER_COLS} FROM folders WHERE id = ?1"))?
+                    .query_row([id], folder_row)
+                    .optional()?,
+            )
+        })
+    }
+
+    /// Folder names compare exactly, except INBOX, which is
+    /// case-insensitive (RFC 3501 5.1).
+    pub fn find_folder(&self, account_id: i64, name: &str) -> Result<Option<FolderRow>> {
+        let name = if name.eq_ignore_ascii_case("INBOX") {
+            "INBOX"
+        } else {
+            name
+        };
+        self.read(|c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {FOLDER_COLS} FROM folders WHERE account_id = ?1 AND name = ?2"
+            ))?
+            .query_row(params![account_id, name], folder_row)
+            .optional()?)
+        })
+    }
+
+    pub fn create_folder(&self, account_id: i64, name: &str, special_use: Option<&str>) -> Result<FolderRow> {
+        self.write(|tx| {
+            let exists: bool = tx.query_row(
+                "SELECT EXISTS(SELECT 1 FROM folders WHERE account_id = ?1 AND name = ?2)",
+                params![account_id, name],
+                |r| r.get(0),
+            )?;
+            if exists {
+                return Err(StoreError::Invalid("mailbox exists already".into()));
+            }
+            tx.execute(
+                "INSERT INTO folders (account_id, name, special_use, uidvalidity) VALUES (?1, ?2, ?3, 0)",
+                params![account_id, name, special_use],
+            )?;
+            let id = tx.last_insert_rowid();
+            tx.execute("UPDATE folders SET uidvalidity = id WHERE id = ?1", [id])?;
+            Ok(tx.query_row(
+                &format!("SELECT {FOLDER_COLS} FROM folders WHERE id = ?1"),
+                [id],
+                folder_row,
+            )?)
+        })
+    }
+
+    /// Renames a folder and its children (`a` and `a/...`).
+    pub fn rename_folder(&self, account_id: i64, from: &str, to: &str) -> Result<()> {
+        self.write(|tx| {
+            let taken: bool = tx.query_row(
+                "SELECT EXISTS(SELECT 1 FROM folders WHERE account_id = ?1 AND name = ?2)",
+                params![account_id, to],
+                |r| r.get(0),
+            )?;
+            if taken {
+                return Err(StoreError::Invalid("target mailbox exists already".into()));
+            }
+            let n = tx.execute(
+                "UPDATE folders SET name = ?3 WHERE account_id = ?1 AND name = ?2",
+                params![account_id, from, to],
+            )?;
+            if n == 0 {
+                return Err(StoreError::Invalid("no such mailbox".into()));
+            }
+            let prefix = format!("{from}/");
+            let mut st = tx
+                .prepare("SELECT id, name FROM folders WHERE account_id = ?1 AND substr(name, 1, ?3) = ?2")?;
+            let children: Vec<(i64, String)> = st
+                .query_map(params![account_id, prefix, prefix.len() as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            for (id, name) in children {
+                let renamed = format!("{to}/{}", &name[prefix.len()..]);
+                tx.execute("UPDATE folders SET name = ?2 WHERE id = ?1", params![id, renamed])?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn set_subscribed(&self, account_id: i64, name: &str, subscribed: bool) -> Result<bool> {
+        self.write(|tx| {
+            Ok(tx.execute(
+                "UPDATE folders SET subscribed = ?3 WHERE account_id = ?1 AND name = ?2",
+                params![account_id, name, subscribed as i64],
+            )? > 0)
+        })
+    }
+
+    /// (name, special use, subscribed) of every folder, by name.
+    pub fn folder_list(&self, account_id: i64) -> Result<Vec<(String, Option<String>, bool)>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT name, special_use, subscribed FROM folders WHERE account_id = ?1 ORDER BY name",
+            )?;
+            let rows = st
+                .query_map([account_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? != 0))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    /// Every message's IMAP state, by UID.
+    pub fn message_meta(&self, folder_id: i64) -> Result<Vec<MessageMeta>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT uid, flags, keywords, modseq, size, internal_date FROM messages WHERE folder_id = ?1 ORDER BY uid",
+            )?;
+            let rows = st
+                .query_map([folder_id], |r| {
+                    Ok(MessageMeta {
+                        uid: r.get(0)?,
+                        flags: r.get(1)?,
+                        keywords: r.get(2)?,
+                        modseq: r.get(3)?,
+                        size: r.get(4)?,
+                        internal_date: r.get(5)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    /// Messages of a folder expunged after `modseq` (QRESYNC VANISHED).
+    pub fn expunged_since(&self, folder_id: i64, modseq: i64) -> Result<Vec<i64>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT uid FROM expunged WHERE folder_id = ?1 AND modseq > ?2 ORDER BY uid",
+            )?;
+            let rows = st
+                .query_map(params![folder_id, modseq], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+    }
+
+    /// Changes flags on `uids`; returns the messages whose flags changed,
+    /// with their new state. With `unchanged_since` (CONDSTORE), a message
+    /// modified after it is left alone and reported in the second list.
+    pub fn store_flags(
+        &self,
+        folder_id: i64,
+        uids: &[i64],
+        op: FlagOp,
+        flags: i64,
+        keywords: &[String],
+        unchanged_since: Option<i64>,
+    ) -> Result<(Vec<MessageMeta>, Vec<i64>)> {
+        self.write(|tx| {
+            let mut changed = Vec::new();
+            let mut refused = Vec::new();
+            let mut modseq = None;
+            let mut get = tx.prepare_cached(
+                "SELECT flags, keywords, modseq, size, internal_date FROM messages WHERE folder_id = ?1 AND uid = ?2",
+            )?;
+            let mut set = tx.prepare_cached(
+                "UPDATE messages SET flags = ?3, keywords = ?4, modseq = ?5 WHERE folder_id = ?1 AND uid = ?2",
+            )?;
+            for &uid in uids {
+                let Some((old_flags, old_kw, old_modseq, size, date)) = get
+                    .query_row(params![folder_id, uid], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, i64>(2)?,
+                            r.get::<_, i64>(3)?,
+                            r.get::<_, i64>(4)?,
+                        ))
+                    })
+                    .optional()?
+                else {
+                    continue;
+                };
+                if unchanged_since.is_some_and(|u| old_modseq > u) {
+                    refused.push(uid);
+                    continue;
+                }
+                let new_flags = match op {
+                    FlagOp::Replace => flags,
+                    FlagOp::Add => old_flags | flags,
+                    FlagOp::Remove => old_flags & !flags,
+                };
+                let new_kw = merge_keywords(&old_kw, keywords, op);
+                if new_flags == old_flags && new_kw == old_kw {
+                    continue;
+                }
+                let m = match modseq {
+                    Some(m) => m,
+                    None => {
+                        let m = bump_modseq(tx, folder_id)?;
+                        modseq = Some(m);
+                        m
+                    }
+                };
+                set.execute(params![folder_id, uid, new_flags, new_kw, m])?;
+                changed.push(MessageMeta {
+                    uid,
+                    flags: new_flags,
+                    keywords: new_kw,
+                    modseq: m,
+                    size,
+                    internal_date: date,
+                });
+            }
+            Ok((changed, refused))
+        })
+    }
+
+    /// Copies messages (sharing their bodies) into another folder; returns
+    /// (source uid, new uid) pairs and the target's UIDVALIDITY (UIDPLUS).
+    pub fn copy_messages(&self, from: i64, uids: &[i64], to: i64) -> Result<(i64, Vec<(i64, i64)>)> {
+        self.write(|tx| {
+            let mut pairs = Vec::new();
+            let uidvalidity: i64 = tx.query_row("SELECT uidvalidity FROM folders WHERE id = ?1", [to], |r| r.get(0))?;
+            let mut get = tx.prepare_cached(
+                "SELECT flags, keywords, internal_date, size, blob_id, prefix FROM messages WHERE folder_id = ?1 AND uid = ?2",
+            )?;
+            let mut next = tx.prepare_cached(
+                "UPDATE folders SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 WHERE id = ?1
+                 RETURNING uidnext - 1, highestmodseq",
+            )?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO messages (folder_id, uid, modseq, flags, keywords, internal_date, size, pop3_uidl, blob_id, prefix)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?;
+            for &uid in uids {
+                let Some((flags, kw, date, size, blob, prefix)) = get
+                    .query_row(params![from, uid], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, i64>(2)?,
+                            r.get::<_, i64>(3)?,
+                            r.get::<_, String>(4)?,
+                            r.get::<_, Vec<u8>>(5)?,
+                        ))
+                    })
+                    .optional()?
+                else {
+                    continue;
+                };
+                let (new_uid, modseq): (i64, i64) = next.query_row([to], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                let uidl = format!("{uidvalidity:08X}{new_uid:08X}");
+                insert.execute(params![to, new_uid, modseq, flags, kw, date, size, uidl, blob, prefix])?;
+                pairs.push((uid, new_uid));
+            }
+            Ok((uidvalidity, pairs))
+        })
+    }
+
+    /// Marks everything up to UIDNEXT as seen by a session and returns the
+    /// previous mark: UIDs above it are \Recent for the caller alone.
+    pub fn claim_recent(&self, folder_id: i64) -> Result<i64> {
+        self.write(|tx| {
+            let previous: i64 =
+                tx.query_row("SELECT recent_uid FROM folders WHERE id = ?1", [folder_id], |r| {
+                    r.get(0)
+                })?;
+            tx.execute(
+                "UPDATE folders SET recent_uid = uidnext - 1 WHERE id = ?1",
+                [folder_id],
+            )?;
+            Ok(previous)
+        })
+    }
+}
+
+impl Store {
+    /// Deletes a folder and its messages (not INBOX).
+    pub fn delete_folder(&self, folder: &FolderRow) -> Result<()> {
+        if folder.name == "INBOX" {
+            return Err(StoreError::Invalid("INBOX cannot be deleted".into()));
+        }
+        let uids: Vec<i64> = self
+            .db
+            .message_meta(folder.id)?
+            .into_iter()
+            .map(|m| m.uid)
+            .collect();
+        self.expunge(folder.id, &uids)?;
+        self.db.write(|tx| {
+            tx.execute("DELETE FROM expunged WHERE folder_id = ?1", [folder.id])?;
+            tx.execute("DELETE FROM folders WHERE id = ?1", [folder.id])?;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keywords_merge() {
+        let k = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(merge_keywords("a b", &k(&["c", "A"]), FlagOp::Add), "a b c");
+        assert_eq!(merge_keywords("a b", &k(&["A"]), FlagOp::Remove), "b");
+        assert_eq!(merge_keywords("a b", &k(&["x"]), FlagOp::Replace), "x");
+    }
+}

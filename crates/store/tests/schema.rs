@@ -64,7 +64,7 @@ fn upgrades_a_v1_data_folder() {
     }
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(
-        store.db.read(|c| postroom_store::schema::version(c)).unwrap(),
+        store.db.read(postroom_store::schema::version).unwrap(),
         SCHEMA_VERSION
     );
     let inbox = store.db.find_folder(1, "inbox").unwrap().unwrap();

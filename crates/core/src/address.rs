@@ -70,7 +70,18 @@ impl Domain {
         }
         // RFC 1035 2.3.4: 63 octets a label, counted in the ASCII (A-label)
         // form, which is what goes on the wire.
-        if canonical.split('.').any(|l| l.is_empty() || l.len() > 63) {
+        // IDNA mapping can turn look-alikes (fullwidth `＠`, NBSP, soft
+        // hyphens) into other ASCII: the result must still be a host name,
+        // letters, digits and inner hyphens only (RFC 5321 4.1.2 Ldh-str).
+        let ldh = |l: &str| {
+            l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        if canonical
+            .split('.')
+            .any(|l| l.is_empty() || l.len() > 63 || !ldh(l))
+        {
             return Err(AddressError::BadDomain);
         }
         Ok(Domain {
@@ -262,7 +273,9 @@ impl fmt::Display for Address {
 /// case-sensitive in theory (RFC 5321 2.4) but no hosted mailbox system
 /// treats them so, and users expect `John@` to reach `john@`.
 pub fn canonical_local(content: &str) -> String {
-    content.nfc().flat_map(char::to_lowercase).collect()
+    // Lower-case first, then normalise: lower-casing can produce combining
+    // marks (`İ` → `i` + U+0307) that NFC must then order and compose.
+    content.chars().flat_map(char::to_lowercase).nfc().collect()
 }
 
 fn is_atext(c: char) -> bool {

@@ -41,8 +41,14 @@ pub fn parse(buf: &[u8]) -> Result<Option<(usize, ProxyHeader)>, ProxyError> {
             Err(ProxyError::Invalid("no PROXY header"))
         };
     }
-    let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else {
-        return if buf.len() > 107 {
+    let end = buf.windows(2).position(|w| w == b"\r\n");
+    // The spec's limit: 107 bytes, CRLF included.
+    if end.is_some_and(|e| e + 2 > 107) {
+        return Err(ProxyError::Invalid("v1 header too long"));
+    }
+    let Some(end) = end else {
+        // 107 bytes without a CRLF can no longer end within the limit.
+        return if buf.len() >= 107 {
             Err(ProxyError::Invalid("v1 header too long"))
         } else {
             Ok(None)

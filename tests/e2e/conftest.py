@@ -32,6 +32,8 @@ class Server:
         self.port = free_port()
         self.pop3_port = free_port()
         self.pop3s_port = free_port()
+        self.imap_port = free_port()
+        self.imaps_port = free_port()
         self.data = os.path.join(tmp, "data")
         self.config = os.path.join(tmp, "postroom.toml")
         with open(self.config, "w") as f:
@@ -50,6 +52,10 @@ error_sleep_ms = 10
 listen = ["127.0.0.1:{self.pop3_port}"]
 tls_listen = ["127.0.0.1:{self.pop3s_port}"]
 {extra_pop3}
+
+[imap]
+listen = ["127.0.0.1:{self.imap_port}"]
+tls_listen = ["127.0.0.1:{self.imaps_port}"]
 
 [dns]
 enabled = false

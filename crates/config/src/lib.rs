@@ -17,6 +17,8 @@ pub const EXAMPLE: &str = include_str!("example.toml");
 pub const TRIAL_SMTP_PORT: u16 = 10025;
 pub const TRIAL_POP3_PORT: u16 = 10110;
 pub const TRIAL_POP3S_PORT: u16 = 10995;
+pub const TRIAL_IMAP_PORT: u16 = 10143;
+pub const TRIAL_IMAPS_PORT: u16 = 10993;
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -24,6 +26,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub smtp: SmtpConfig,
     pub pop3: Pop3Config,
+    pub imap: ImapConfig,
     pub auth: AuthConfig,
     pub tls: TlsConfig,
     pub dns: DnsConfig,
@@ -118,6 +121,35 @@ impl Default for Pop3Config {
             max_connections: 1000,
             max_connections_per_client: 20,
             idle_timeout_secs: 600,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImapConfig {
+    /// Plain listeners (STARTTLS before login).
+    pub listen: Vec<String>,
+    /// Implicit TLS listeners (993).
+    pub tls_listen: Vec<String>,
+    pub proxy_protocol: bool,
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    pub idle_timeout_secs: u64,
+    /// The largest APPEND (advertised as APPENDLIMIT).
+    pub max_append: u32,
+}
+
+impl Default for ImapConfig {
+    fn default() -> Self {
+        ImapConfig {
+            listen: vec![format!("127.0.0.1:{TRIAL_IMAP_PORT}")],
+            tls_listen: vec![format!("127.0.0.1:{TRIAL_IMAPS_PORT}")],
+            proxy_protocol: false,
+            max_connections: 5000,
+            max_connections_per_client: 50,
+            idle_timeout_secs: 1800,
+            max_append: 50_000_000,
         }
     }
 }
@@ -312,6 +344,13 @@ impl Config {
                 self.pop3.max_connections_per_client as u64,
             ),
             ("pop3.idle_timeout_secs", self.pop3.idle_timeout_secs),
+            ("imap.max_connections", self.imap.max_connections as u64),
+            (
+                "imap.max_connections_per_client",
+                self.imap.max_connections_per_client as u64,
+            ),
+            ("imap.idle_timeout_secs", self.imap.idle_timeout_secs),
+            ("imap.max_append", u64::from(self.imap.max_append)),
             ("auth.failure_window_secs", self.auth.failure_window_secs),
             ("auth.block_after", self.auth.block_after as u64),
         ];

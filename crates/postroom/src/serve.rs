@@ -12,6 +12,7 @@ use postroom_core::net::normalize_ip;
 use postroom_core::{Address, IpNetList};
 use postroom_directory::auth::{Authenticator, LoginPolicy};
 use postroom_directory::Directory;
+use postroom_imap::service::ImapService;
 use postroom_net::limit::LimitExceeded;
 use postroom_net::proxy::{read_header, ProxyHeader};
 use postroom_net::shutdown::ShutdownTrigger;
@@ -50,6 +51,8 @@ pub fn run(cfg: Config, data_dir: PathBuf, cli_flags: String) -> Result<(), Stri
         smtp: bind("smtp.listen", &cfg.smtp.listen)?,
         pop3: bind("pop3.listen", &cfg.pop3.listen)?,
         pop3s: bind("pop3.tls_listen", &cfg.pop3.tls_listen)?,
+        imap: bind("imap.listen", &cfg.imap.listen)?,
+        imaps: bind("imap.tls_listen", &cfg.imap.tls_listen)?,
     };
     raise_open_files_limit();
     std::fs::create_dir_all(&data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
@@ -70,6 +73,8 @@ struct Sockets {
     smtp: Vec<StdListener>,
     pop3: Vec<StdListener>,
     pop3s: Vec<StdListener>,
+    imap: Vec<StdListener>,
+    imaps: Vec<StdListener>,
 }
 
 /// What a connection is handed to once accepted.
@@ -81,6 +86,7 @@ enum Protocol {
         pipeline: Arc<MxPipeline>,
     },
     Pop3(Arc<Pop3Service>),
+    Imap(Arc<ImapService>),
 }
 
 impl Protocol {
@@ -88,6 +94,7 @@ impl Protocol {
         match self {
             Protocol::Smtp { .. } => "smtp",
             Protocol::Pop3(_) => "pop3",
+            Protocol::Imap(_) => "imap",
         }
     }
 
@@ -107,6 +114,9 @@ impl Protocol {
             )
             .to_bytes(),
             (Protocol::Pop3(_), _) => b"-ERR [SYS/TEMP] Too many connections, try again later\r\n".to_vec(),
+            (Protocol::Imap(_), _) => {
+                b"* BYE [UNAVAILABLE] Too many connections, try again later\r\n".to_vec()
+            }
         }
     }
 
@@ -118,6 +128,7 @@ impl Protocol {
                 pipeline,
             } => serve_connection(stream, ip, session, settings, pipeline, shutdown).await,
             Protocol::Pop3(service) => service.serve(stream, ip, shutdown).await,
+            Protocol::Imap(service) => service.serve(stream, ip, shutdown).await,
         }
     }
 }
@@ -186,6 +197,21 @@ async fn serve(
         idle_timeout: Duration::from_secs(cfg.pop3.idle_timeout_secs),
     }));
 
+    let imap_protocol = Protocol::Imap(Arc::new(ImapService {
+        store: store.clone(),
+        auth: Arc::clone(&auth),
+        hostname: cfg.server.hostname.clone(),
+        tls: acceptor.clone(),
+        plaintext_networks: plaintext_networks.clone(),
+        idle_timeout: Duration::from_secs(cfg.imap.idle_timeout_secs),
+        max_append: cfg.imap.max_append,
+    }));
+    let imap_limiter = ConnectionLimiter::new(
+        cfg.imap.max_connections_per_client,
+        cfg.imap.max_connections,
+        IpNetList::parse(&smtp.connection_limit_exempt)?,
+    );
+
     let (trigger, shutdown) = Shutdown::new();
     // Every connection task holds a clone; when all are dropped, they are done.
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
@@ -224,6 +250,22 @@ async fn serve(
             cfg.pop3.proxy_protocol,
             acceptor.clone(),
             pop3_limiter,
+        ),
+        (
+            "imap",
+            sockets.imap,
+            imap_protocol.clone(),
+            cfg.imap.proxy_protocol,
+            None,
+            Arc::clone(&imap_limiter),
+        ),
+        (
+            "imaps",
+            sockets.imaps,
+            imap_protocol,
+            cfg.imap.proxy_protocol,
+            acceptor.clone(),
+            imap_limiter,
         ),
     ];
     let mut bound: Vec<(&'static str, SocketAddr)> = Vec::new();
@@ -427,6 +469,8 @@ fn print_banner(cfg: &Config, data_dir: &std::path::Path, bound: &[(&str, Socket
     println!("  SMTP (MX, inbound mail):  {}", list("smtp"));
     println!("  POP3 (STLS):              {}", list("pop3"));
     println!("  POP3S (implicit TLS):     {}", list("pop3s"));
+    println!("  IMAP (STARTTLS):          {}", list("imap"));
+    println!("  IMAPS (implicit TLS):     {}", list("imaps"));
     println!("  data folder:              {}", data_dir.display());
     println!();
     println!("Next steps (in another terminal):");
@@ -437,7 +481,7 @@ fn print_banner(cfg: &Config, data_dir: &std::path::Path, bound: &[(&str, Socket
         smtp.as_deref().unwrap_or("127.0.0.1:10025")
     );
     println!("  postroom{cfg_flag} mail list you@example.com");
-    println!("Mail clients log in with the full address and its password, over TLS (POP3S) or after STLS.");
+    println!("Mail clients log in with the full address and its password, over TLS (IMAPS, POP3S) or after STARTTLS.");
     println!("Stop with Ctrl-C (graceful).");
     use std::io::Write;
     let _ = std::io::stdout().flush();

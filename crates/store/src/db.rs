@@ -19,6 +19,9 @@ struct DbInner {
     path: PathBuf,
     pool: Mutex<Vec<Connection>>,
     committer: OnceLock<Committer>,
+    /// Bumped after every commit made through this handle, so IMAP IDLE
+    /// wakes at once for changes made in this process.
+    changed: tokio::sync::watch::Sender<u64>,
 }
 
 /// Every connection: WAL with `synchronous=FULL` (a commit is on disk when
@@ -44,6 +47,7 @@ impl Db {
                 path: path.to_path_buf(),
                 pool: Mutex::new(vec![conn]),
                 committer: OnceLock::new(),
+                changed: tokio::sync::watch::Sender::new(0),
             }),
         })
     }
@@ -81,7 +85,19 @@ impl Db {
             Ok(v)
         })();
         self.give_back(conn);
+        if r.is_ok() {
+            self.notify();
+        }
         r
+    }
+
+    fn notify(&self) {
+        self.inner.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// A receiver that sees a new value after each commit in this process.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.changed.subscribe()
     }
 
     /// Commits a delivery's metadata; it shares its fsync with concurrent
@@ -95,6 +111,10 @@ impl Db {
                 self.inner.committer.get().ok_or(StoreError::Unavailable)?
             }
         };
-        committer.commit(delivery).await
+        let r = committer.commit(delivery).await;
+        if r.is_ok() {
+            self.notify();
+        }
+        r
     }
 }

@@ -379,3 +379,108 @@ mod tests {
         assert_eq!(merge_keywords("a b", &k(&["x"]), FlagOp::Replace), "x");
     }
 }
+
+/// What changed in a folder since a MODSEQ, read in one snapshot.
+#[derive(Debug, Default)]
+pub struct FolderChanges {
+    pub highestmodseq: i64,
+    pub uidnext: i64,
+    /// New or changed messages, by UID.
+    pub changed: Vec<MessageMeta>,
+    /// UIDs expunged since.
+    pub expunged: Vec<i64>,
+}
+
+impl Db {
+    pub fn folder_changes(&self, folder_id: i64, since: i64) -> Result<Option<FolderChanges>> {
+        self.read(|c| {
+            c.execute_batch("BEGIN")?;
+            let r = (|| -> Result<Option<FolderChanges>> {
+                let Some((highestmodseq, uidnext)) = c
+                    .prepare_cached("SELECT highestmodseq, uidnext FROM folders WHERE id = ?1")?
+                    .query_row([folder_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?
+                else {
+                    return Ok(None);
+                };
+                let mut changes = FolderChanges {
+                    highestmodseq,
+                    uidnext,
+                    ..Default::default()
+                };
+                if highestmodseq <= since {
+                    return Ok(Some(changes));
+                }
+                let mut st = c.prepare_cached(
+                    "SELECT uid, flags, keywords, modseq, size, internal_date FROM messages
+                     WHERE folder_id = ?1 AND modseq > ?2 ORDER BY uid",
+                )?;
+                changes.changed = st
+                    .query_map(params![folder_id, since], |r| {
+                        Ok(MessageMeta {
+                            uid: r.get(0)?,
+                            flags: r.get(1)?,
+                            keywords: r.get(2)?,
+                            modseq: r.get(3)?,
+                            size: r.get(4)?,
+                            internal_date: r.get(5)?,
+                        })
+                    })?
+                    .collect::<rusqlite::Result<_>>()?;
+                let mut st = c.prepare_cached(
+                    "SELECT uid FROM expunged WHERE folder_id = ?1 AND modseq > ?2 ORDER BY uid",
+                )?;
+                changes.expunged = st
+                    .query_map(params![folder_id, since], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                Ok(Some(changes))
+            })();
+            c.execute_batch("COMMIT")?;
+            r
+        })
+    }
+}
+
+impl Store {
+    /// IMAP APPEND: stores a message in a folder, durably (body fsynced,
+    /// metadata committed) before it returns its UID.
+    pub fn append(
+        &self,
+        folder: &FolderRow,
+        message: &[u8],
+        flags: i64,
+        keywords: &str,
+        internal_date: Option<i64>,
+    ) -> Result<i64> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let blob_id = postroom_core::QueueId::generate(now.as_micros() as u64).to_string();
+        self.blobs.put(&blob_id, message)?;
+        let date = internal_date.unwrap_or(now.as_secs() as i64);
+        self.db.write(|tx| {
+            let (uid, modseq, uidvalidity): (i64, i64, i64) = tx.query_row(
+                "UPDATE folders SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 WHERE id = ?1
+                 RETURNING uidnext - 1, highestmodseq, uidvalidity",
+                [folder.id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            tx.execute(
+                "INSERT INTO messages (folder_id, uid, modseq, flags, keywords, internal_date, size, pop3_uidl, blob_id, prefix)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, x'')",
+                params![
+                    folder.id,
+                    uid,
+                    modseq,
+                    flags,
+                    keywords,
+                    date,
+                    message.len() as i64,
+                    format!("{uidvalidity:08X}{uid:08X}"),
+                    blob_id
+                ],
+            )?;
+            Ok(uid)
+        })
+    }
+}

@@ -99,6 +99,11 @@ impl Store {
         })
     }
 
+    /// See [`Db::changes`].
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.db.changes()
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }

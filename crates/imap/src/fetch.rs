@@ -1,0 +1,314 @@
+//! FETCH (RFC 9051 6.4.5): the data items of each message, in the order
+//! asked, reading the message only when an item needs its contents.
+
+use std::fmt::Write as _;
+use std::num::NonZeroU32;
+
+use imap_codec::encode::Encoder;
+use imap_codec::imap_types::core::Vec1;
+use imap_codec::imap_types::fetch::{
+    MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Part, Section,
+};
+use imap_codec::imap_types::response::{Data, Response};
+use imap_codec::imap_types::IntoStatic;
+use imap_codec::ResponseCodec;
+use postroom_store::folders::FlagOp;
+use postroom_store::Store;
+
+use crate::format::{flag_list, internal_date, literal, Lossless, SEEN};
+use crate::selected::Selected;
+
+pub struct FetchContext<'a> {
+    pub store: &'a Store,
+    /// 8-bit strings may be quoted (UTF8=ACCEPT / IMAP4rev2).
+    pub utf8: bool,
+    pub rev2: bool,
+}
+
+#[derive(Debug)]
+pub enum FetchError {
+    UnknownCte,
+    Store,
+}
+
+/// Encodes one ENVELOPE / BODYSTRUCTURE item with imap-codec (which knows
+/// the quoting and literal rules) and returns the item's text.
+fn encode_item(item: MessageDataItem<'static>) -> Vec<u8> {
+    let resp = Response::Data(Data::Fetch {
+        seq: NonZeroU32::MIN,
+        items: Vec1::from(item),
+    });
+    let bytes = ResponseCodec::default().encode(&resp).dump();
+    let start = b"* 1 FETCH (".len();
+    let end = bytes.len().saturating_sub(b")\r\n".len());
+    bytes.get(start..end).map(<[u8]>::to_vec).unwrap_or_default()
+}
+
+fn part_text(p: &Part) -> String {
+    p.0.as_ref()
+        .iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// The section as the response names it (RFC 9051 7.5.2: as requested).
+fn section_text(s: &Option<Section<'_>>) -> String {
+    let prefixed = |p: &Option<Part>, what: &str| match p {
+        Some(p) => format!("{}.{what}", part_text(p)),
+        None => what.to_string(),
+    };
+    let names = |v: &Vec1<imap_codec::imap_types::core::AString<'_>>| {
+        v.as_ref()
+            .iter()
+            .map(|a| {
+                let s = String::from_utf8_lossy(a.as_ref()).into_owned();
+                if s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                    s
+                } else {
+                    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    match s {
+        None => String::new(),
+        Some(Section::Part(p)) => part_text(p),
+        Some(Section::Header(p)) => prefixed(p, "HEADER"),
+        Some(Section::HeaderFields(p, v)) => format!("{} ({})", prefixed(p, "HEADER.FIELDS"), names(v)),
+        Some(Section::HeaderFieldsNot(p, v)) => {
+            format!("{} ({})", prefixed(p, "HEADER.FIELDS.NOT"), names(v))
+        }
+        Some(Section::Text(p)) => prefixed(p, "TEXT"),
+        Some(Section::Mime(p)) => format!("{}.MIME", part_text(p)),
+    }
+}
+
+fn partial_slice(data: &[u8], partial: Option<(u32, NonZeroU32)>) -> &[u8] {
+    match partial {
+        None => data,
+        Some((start, len)) => {
+            let start = (start as usize).min(data.len());
+            let end = start.saturating_add(len.get() as usize).min(data.len());
+            &data[start..end]
+        }
+    }
+}
+
+fn expand(items: MacroOrMessageDataItemNames<'_>) -> Vec<MessageDataItemName<'_>> {
+    match items {
+        // ALL, FAST, FULL (RFC 9051 6.4.5).
+        MacroOrMessageDataItemNames::Macro(m) => {
+            m.expand().into_iter().map(IntoStatic::into_static).collect()
+        }
+        MacroOrMessageDataItemNames::MessageDataItemNames(v) => v,
+    }
+}
+
+fn needs_content(item: &MessageDataItemName<'_>) -> bool {
+    !matches!(
+        item,
+        MessageDataItemName::Flags
+            | MessageDataItemName::InternalDate
+            | MessageDataItemName::Rfc822Size
+            | MessageDataItemName::Uid
+            | MessageDataItemName::ModSeq
+    )
+}
+
+/// Whether fetching the item sets \Seen (RFC 9051 6.4.5: BODY[...] and
+/// BINARY[...] without .PEEK, RFC822 and RFC822.TEXT).
+fn sets_seen(item: &MessageDataItemName<'_>) -> bool {
+    match item {
+        MessageDataItemName::BodyExt { peek, .. } | MessageDataItemName::Binary { peek, .. } => !peek,
+        MessageDataItemName::Rfc822 | MessageDataItemName::Rfc822Text => true,
+        _ => false,
+    }
+}
+
+pub fn run(
+    ctx: &mut FetchContext<'_>,
+    sel: &mut Selected,
+    targets: &[usize],
+    items: MacroOrMessageDataItemNames<'_>,
+    uid: bool,
+    changed_since: Option<i64>,
+    out: &mut Vec<u8>,
+) -> Result<(), FetchError> {
+    let mut items = expand(items);
+    if uid && !items.iter().any(|i| matches!(i, MessageDataItemName::Uid)) {
+        items.insert(0, MessageDataItemName::Uid);
+    }
+    if (changed_since.is_some() || sel.condstore)
+        && !items.iter().any(|i| matches!(i, MessageDataItemName::ModSeq))
+    {
+        // RFC 7162 3.1.4.1: with CHANGEDSINCE the MODSEQ is always returned.
+        if changed_since.is_some() {
+            items.push(MessageDataItemName::ModSeq);
+        }
+    }
+    let content = items.iter().any(needs_content);
+    let marks_seen = !sel.read_only && items.iter().any(sets_seen);
+    for &idx in targets {
+        if changed_since.is_some_and(|cs| sel.msgs[idx].modseq <= cs) {
+            continue;
+        }
+        let raw = if content {
+            let m = &sel.msgs[idx];
+            let row = ctx
+                .store
+                .db
+                .message(sel.folder_id, m.uid)
+                .map_err(|_| FetchError::Store)?;
+            match row {
+                // Expunged by another session meanwhile: skip it.
+                None => continue,
+                Some(row) => Some(ctx.store.message_bytes(&row).map_err(|_| FetchError::Store)?),
+            }
+        } else {
+            None
+        };
+        let mut flags_changed = false;
+        if marks_seen && sel.msgs[idx].flags & SEEN == 0 {
+            let uid = sel.msgs[idx].uid;
+            if let Ok((changed, _)) =
+                ctx.store
+                    .db
+                    .store_flags(sel.folder_id, &[uid], FlagOp::Add, SEEN, &[], None)
+            {
+                if let Some(c) = changed.first() {
+                    let m = &mut sel.msgs[idx];
+                    m.flags = c.flags;
+                    m.modseq = c.modseq;
+                    sel.highestmodseq = sel.highestmodseq.max(c.modseq);
+                    flags_changed = true;
+                }
+            }
+        }
+        let m = sel.msgs[idx].clone();
+        let raw = raw.as_deref().unwrap_or(&[]);
+        let mut parts: Vec<Vec<u8>> = Vec::with_capacity(items.len() + 1);
+        let mut has_flags = false;
+        for item in &items {
+            let mut v = Vec::new();
+            match item {
+                MessageDataItemName::Uid => {
+                    let _ = write!(Lossless(&mut v), "UID {}", m.uid);
+                }
+                MessageDataItemName::Flags => {
+                    has_flags = true;
+                    let _ = write!(
+                        Lossless(&mut v),
+                        "FLAGS {}",
+                        flag_list(m.flags, &m.keywords, sel.show_recent && m.recent)
+                    );
+                }
+                MessageDataItemName::InternalDate => {
+                    let _ = write!(
+                        Lossless(&mut v),
+                        "INTERNALDATE {}",
+                        internal_date(m.internal_date)
+                    );
+                }
+                MessageDataItemName::Rfc822Size => {
+                    let _ = write!(Lossless(&mut v), "RFC822.SIZE {}", m.size);
+                }
+                MessageDataItemName::ModSeq => {
+                    let _ = write!(Lossless(&mut v), "MODSEQ ({})", m.modseq);
+                }
+                MessageDataItemName::Envelope => {
+                    v = encode_item(MessageDataItem::Envelope(crate::mime::envelope(raw)));
+                }
+                MessageDataItemName::BodyStructure => {
+                    v = encode_item(MessageDataItem::BodyStructure(crate::mime::body_structure(
+                        raw, true,
+                    )));
+                }
+                MessageDataItemName::Body => {
+                    v = encode_item(MessageDataItem::Body(crate::mime::body_structure(raw, false)));
+                }
+                MessageDataItemName::BodyExt { section, partial, .. } => {
+                    let data = crate::mime::section(raw, section.as_ref()).unwrap_or_default();
+                    let _ = write!(Lossless(&mut v), "BODY[{}]", section_text(section));
+                    if let Some((start, _)) = partial {
+                        let _ = write!(Lossless(&mut v), "<{start}>");
+                    }
+                    v.push(b' ');
+                    literal(&mut v, partial_slice(&data, *partial));
+                }
+                MessageDataItemName::Rfc822 => {
+                    v.extend_from_slice(b"RFC822 ");
+                    literal(&mut v, raw);
+                }
+                MessageDataItemName::Rfc822Header => {
+                    let data = crate::mime::section(raw, Some(&Section::Header(None))).unwrap_or_default();
+                    v.extend_from_slice(b"RFC822.HEADER ");
+                    literal(&mut v, &data);
+                }
+                MessageDataItemName::Rfc822Text => {
+                    let data = crate::mime::section(raw, Some(&Section::Text(None))).unwrap_or_default();
+                    v.extend_from_slice(b"RFC822.TEXT ");
+                    literal(&mut v, &data);
+                }
+                MessageDataItemName::Binary { section, partial, .. } => {
+                    let data = crate::mime::binary(raw, section).map_err(|_| FetchError::UnknownCte)?;
+                    let name: Vec<String> = section.iter().map(|n| n.to_string()).collect();
+                    let _ = write!(Lossless(&mut v), "BINARY[{}]", name.join("."));
+                    if let Some((start, _)) = partial {
+                        let _ = write!(Lossless(&mut v), "<{start}>");
+                    }
+                    v.push(b' ');
+                    match data {
+                        None => v.extend_from_slice(b"NIL"),
+                        Some(d) => {
+                            let d = partial_slice(&d, *partial);
+                            if d.contains(&0) {
+                                // RFC 3516 4.2: binary data as literal8.
+                                let _ = write!(Lossless(&mut v), "~{{{}}}\r\n", d.len());
+                                v.extend_from_slice(d);
+                            } else {
+                                literal(&mut v, d);
+                            }
+                        }
+                    }
+                }
+                MessageDataItemName::BinarySize { section } => {
+                    let size = crate::mime::binary_size(raw, section).map_err(|_| FetchError::UnknownCte)?;
+                    let name: Vec<String> = section.iter().map(|n| n.to_string()).collect();
+                    let _ = write!(
+                        Lossless(&mut v),
+                        "BINARY.SIZE[{}] {}",
+                        name.join("."),
+                        size.unwrap_or(0)
+                    );
+                }
+            }
+            parts.push(v);
+        }
+        if flags_changed && !has_flags {
+            // RFC 9051 6.4.5: the \Seen change is reported in the response.
+            let mut v = Vec::new();
+            let _ = write!(
+                Lossless(&mut v),
+                "FLAGS {}",
+                flag_list(m.flags, &m.keywords, sel.show_recent && m.recent)
+            );
+            parts.push(v);
+            if sel.condstore && !items.iter().any(|i| matches!(i, MessageDataItemName::ModSeq)) {
+                parts.push(format!("MODSEQ ({})", m.modseq).into_bytes());
+            }
+        }
+        let _ = write!(Lossless(out), "* {} FETCH (", idx + 1);
+        for (i, p) in parts.iter().enumerate() {
+            if i > 0 {
+                out.push(b' ');
+            }
+            out.extend_from_slice(p);
+        }
+        out.extend_from_slice(b")\r\n");
+    }
+    let _ = ctx.utf8;
+    let _ = ctx.rev2;
+    Ok(())
+}

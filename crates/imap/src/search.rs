@@ -1,0 +1,139 @@
+//! SEARCH (RFC 9051 6.4.4): every key, evaluated against a selected
+//! mailbox. Header and text keys read the message (once, and only when a
+//! key needs it); string matching is case-insensitive on Unicode text.
+
+use imap_codec::imap_types::search::SearchKey;
+use imap_codec::imap_types::sequence::SequenceSet;
+
+use crate::format::{days_from_civil, ANSWERED, DELETED, DRAFT, FLAGGED, SEEN};
+use crate::selected::{Msg, Selected};
+use crate::sequence::{resolve_seq, resolve_uid};
+
+/// Loads a message's bytes by UID.
+pub type Loader<'a> = dyn Fn(i64) -> Option<Vec<u8>> + 'a;
+
+/// Unix day number of an IMAP date (time zone disregarded, RFC 9051 6.4.4).
+fn day(d: &imap_codec::imap_types::datetime::NaiveDate) -> i64 {
+    use chrono::Datelike;
+    let d = d.as_ref();
+    days_from_civil(i64::from(d.year()), d.month(), d.day())
+}
+
+fn contains(haystack: &str, needle: &[u8]) -> bool {
+    let needle = String::from_utf8_lossy(needle).to_lowercase();
+    needle.is_empty() || haystack.to_lowercase().contains(&needle)
+}
+
+/// Whether a message matches: `idx` is its index in `sel.msgs`.
+pub fn matches(
+    key: &SearchKey<'_>,
+    sel: &Selected,
+    idx: usize,
+    load: &Loader<'_>,
+    raw: &mut Option<Option<Vec<u8>>>,
+) -> bool {
+    let m: &Msg = &sel.msgs[idx];
+    let seq = idx as i64 + 1;
+    let body = |raw: &mut Option<Option<Vec<u8>>>| -> Option<Vec<u8>> {
+        raw.get_or_insert_with(|| load(m.uid)).clone()
+    };
+    let header_has = |name: &str, needle: &[u8], raw: &mut Option<Option<Vec<u8>>>| -> bool {
+        let Some(bytes) = raw.get_or_insert_with(|| load(m.uid)).as_ref() else {
+            return false;
+        };
+        crate::mime::header_values(bytes, name)
+            .iter()
+            .any(|v| contains(v, needle))
+    };
+    match key {
+        SearchKey::All => true,
+        SearchKey::And(keys) => keys.as_ref().iter().all(|k| matches(k, sel, idx, load, raw)),
+        SearchKey::Or(a, b) => matches(a, sel, idx, load, raw) || matches(b, sel, idx, load, raw),
+        SearchKey::Not(k) => !matches(k, sel, idx, load, raw),
+        SearchKey::SequenceSet(set) => in_seq(set, seq, sel),
+        SearchKey::Uid(set) => in_uid(set, m.uid, sel),
+        SearchKey::Answered => m.flags & ANSWERED != 0,
+        SearchKey::Unanswered => m.flags & ANSWERED == 0,
+        SearchKey::Deleted => m.flags & DELETED != 0,
+        SearchKey::Undeleted => m.flags & DELETED == 0,
+        SearchKey::Draft => m.flags & DRAFT != 0,
+        SearchKey::Undraft => m.flags & DRAFT == 0,
+        SearchKey::Flagged => m.flags & FLAGGED != 0,
+        SearchKey::Unflagged => m.flags & FLAGGED == 0,
+        SearchKey::Seen => m.flags & SEEN != 0,
+        SearchKey::Unseen => m.flags & SEEN == 0,
+        SearchKey::Recent => m.recent,
+        SearchKey::Old => !m.recent,
+        SearchKey::New => m.recent && m.flags & SEEN == 0,
+        SearchKey::Keyword(k) => m.keywords.split(' ').any(|x| x.eq_ignore_ascii_case(k.as_ref())),
+        SearchKey::Unkeyword(k) => !m.keywords.split(' ').any(|x| x.eq_ignore_ascii_case(k.as_ref())),
+        SearchKey::Larger(n) => m.size > i64::from(*n),
+        SearchKey::Smaller(n) => m.size < i64::from(*n),
+        SearchKey::Before(d) => m.internal_date.div_euclid(86_400) < day(d),
+        SearchKey::On(d) => m.internal_date.div_euclid(86_400) == day(d),
+        SearchKey::Since(d) => m.internal_date.div_euclid(86_400) >= day(d),
+        SearchKey::SentBefore(d) | SearchKey::SentOn(d) | SearchKey::SentSince(d) => {
+            let sent = body(raw)
+                .and_then(|b| crate::mime::sent_date(&b))
+                .unwrap_or(m.internal_date);
+            let sent_day = sent.div_euclid(86_400);
+            match key {
+                SearchKey::SentBefore(_) => sent_day < day(d),
+                SearchKey::SentOn(_) => sent_day == day(d),
+                _ => sent_day >= day(d),
+            }
+        }
+        SearchKey::From(s) => header_has("From", s.as_ref(), raw),
+        SearchKey::To(s) => header_has("To", s.as_ref(), raw),
+        SearchKey::Cc(s) => header_has("Cc", s.as_ref(), raw),
+        SearchKey::Bcc(s) => header_has("Bcc", s.as_ref(), raw),
+        SearchKey::Subject(s) => header_has("Subject", s.as_ref(), raw),
+        SearchKey::Header(name, s) => {
+            let name = String::from_utf8_lossy(name.as_ref()).into_owned();
+            let Some(bytes) = body(raw) else {
+                return false;
+            };
+            let values = crate::mime::header_values(&bytes, &name);
+            // An empty string matches every message that has the header.
+            !values.is_empty() && values.iter().any(|v| contains(v, s.as_ref()))
+        }
+        SearchKey::Body(s) => body(raw).is_some_and(|b| contains(&crate::mime::body_text(&b), s.as_ref())),
+        SearchKey::Text(s) => body(raw).is_some_and(|b| {
+            let head_end = memchr::memmem::find(&b, b"\r\n\r\n").map_or(b.len(), |i| i + 2);
+            contains(&String::from_utf8_lossy(&b[..head_end]), s.as_ref())
+                || contains(&crate::mime::body_text(&b), s.as_ref())
+        }),
+        SearchKey::ModSequence { modseq, .. } => m.modseq >= *modseq as i64,
+    }
+}
+
+fn in_seq(set: &SequenceSet, seq: i64, sel: &Selected) -> bool {
+    resolve_seq(set, sel.msgs.len())
+        .map(|v| v.contains(&((seq - 1) as usize)))
+        .unwrap_or(false)
+}
+
+fn in_uid(set: &SequenceSet, uid: i64, sel: &Selected) -> bool {
+    resolve_uid(set, sel).contains(&uid)
+}
+
+/// Whether a search needs message contents (to read them only when so).
+pub fn needs_content(key: &SearchKey<'_>) -> bool {
+    match key {
+        SearchKey::And(keys) => keys.as_ref().iter().any(needs_content),
+        SearchKey::Or(a, b) => needs_content(a) || needs_content(b),
+        SearchKey::Not(k) => needs_content(k),
+        SearchKey::From(_)
+        | SearchKey::To(_)
+        | SearchKey::Cc(_)
+        | SearchKey::Bcc(_)
+        | SearchKey::Subject(_)
+        | SearchKey::Header(..)
+        | SearchKey::Body(_)
+        | SearchKey::Text(_)
+        | SearchKey::SentBefore(_)
+        | SearchKey::SentOn(_)
+        | SearchKey::SentSince(_) => true,
+        _ => false,
+    }
+}

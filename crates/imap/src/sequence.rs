@@ -1,0 +1,67 @@
+//! Sequence sets (RFC 9051 9, sequence-set) resolved against a selected
+//! mailbox: message numbers to indices, UID sets to the UIDs present.
+
+use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
+
+use crate::selected::Selected;
+
+/// Message numbers to indices (0-based, ascending, no duplicates). `None`
+/// if a number is beyond the mailbox (the caller answers BAD, RFC 9051
+/// 7.1.3).
+pub fn resolve_seq(set: &SequenceSet, count: usize) -> Option<Vec<usize>> {
+    let value = |s: &SeqOrUid| -> Option<usize> {
+        match s {
+            SeqOrUid::Asterisk => (count > 0).then_some(count),
+            SeqOrUid::Value(n) => {
+                let n = n.get() as usize;
+                (n <= count).then_some(n)
+            }
+        }
+    };
+    let mut out = Vec::new();
+    for seq in set.0.as_ref() {
+        match seq {
+            Sequence::Single(s) => out.push(value(s)? - 1),
+            Sequence::Range(a, b) => {
+                let (a, b) = (value(a)?, value(b)?);
+                let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+                out.extend((lo..=hi).map(|n| n - 1));
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Some(out)
+}
+
+/// UIDs of the set that exist in the mailbox, ascending. `*` is the highest
+/// UID present; a range is taken in either order (RFC 9051 9).
+pub fn resolve_uid(set: &SequenceSet, sel: &Selected) -> Vec<i64> {
+    let max = sel.msgs.last().map_or(0, |m| m.uid);
+    let value = |s: &SeqOrUid| -> i64 {
+        match s {
+            SeqOrUid::Asterisk => max,
+            SeqOrUid::Value(n) => i64::from(n.get()),
+        }
+    };
+    let mut out = Vec::new();
+    for seq in set.0.as_ref() {
+        let (lo, hi) = match seq {
+            Sequence::Single(s) => (value(s), value(s)),
+            Sequence::Range(a, b) => {
+                let (a, b) = (value(a), value(b));
+                (a.min(b), a.max(b))
+            }
+        };
+        let start = sel.msgs.partition_point(|m| m.uid < lo);
+        out.extend(
+            sel.msgs[start..]
+                .iter()
+                .take_while(|m| m.uid <= hi)
+                .map(|m| m.uid),
+        );
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}

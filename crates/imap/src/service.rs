@@ -1,0 +1,157 @@
+//! The tokio glue around the IMAP [`Session`]. Store calls run inside
+//! `block_in_place` (SQLite is synchronous); logins wait on the
+//! authenticator; IDLE wakes on the store's change notices and at least
+//! once a second.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use postroom_directory::auth::{Authenticator, LoginError};
+use postroom_net::{MaybeTls, Shutdown};
+use postroom_store::Store;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::TlsAcceptor;
+
+use crate::session::{Action, LoginFailure, Session, SessionConfig};
+
+pub struct ImapService {
+    pub store: Store,
+    pub auth: Arc<Authenticator>,
+    pub hostname: String,
+    pub tls: Option<TlsAcceptor>,
+    pub plaintext_networks: postroom_core::IpNetList,
+    /// RFC 9051 5.4: at least 30 minutes.
+    pub idle_timeout: Duration,
+    pub max_append: u32,
+}
+
+/// Read buffer while a command is arriving; released between commands so
+/// idle connections hold little memory.
+const READ_BUF: usize = 16 * 1024;
+
+impl ImapService {
+    pub async fn serve(self: Arc<Self>, mut stream: MaybeTls, ip: IpAddr, mut shutdown: Shutdown) {
+        let login_allowed = stream.is_tls() || self.plaintext_networks.contains(ip);
+        let cfg = SessionConfig {
+            hostname: self.hostname.clone(),
+            starttls: self.tls.is_some() && !stream.is_tls(),
+            login_allowed,
+            max_append: self.max_append,
+            max_errors: 50,
+        };
+        let mut session = Session::new(cfg, self.store.clone(), stream.is_tls());
+        let mut out = session.greeting();
+        let mut buf: Vec<u8> = Vec::new();
+        let mut changes = self.store.changes();
+        loop {
+            // Store work is synchronous; keep it off the async scheduler's back.
+            let actions = tokio::task::block_in_place(|| {
+                let mut v = Vec::new();
+                while let Some(a) = session.poll() {
+                    let stop = matches!(a, Action::Authenticate { .. } | Action::StartTls | Action::Close);
+                    v.push(a);
+                    if stop {
+                        break;
+                    }
+                }
+                v
+            });
+            let mut progressed = !actions.is_empty();
+            for action in actions {
+                match action {
+                    Action::Send(bytes) => out.extend_from_slice(&bytes),
+                    Action::Idle => {}
+                    Action::Authenticate { user, password } => {
+                        let result = match self.auth.login(ip, &user, &password).await {
+                            Ok(a) => {
+                                tracing::info!(target: "imap", client = %ip, user = %a.address, "login");
+                                Ok((a.account_id, a.address))
+                            }
+                            Err(e) => {
+                                tracing::info!(target: "imap", client = %ip, user = %user, error = ?e, "login failed");
+                                Err(match e {
+                                    LoginError::Failed => LoginFailure::Failed,
+                                    LoginError::Refused => LoginFailure::Refused,
+                                    LoginError::Unavailable => LoginFailure::Unavailable,
+                                })
+                            }
+                        };
+                        session.login_result(result);
+                    }
+                    Action::StartTls => {
+                        if write(&mut stream, &mut out).await.is_err() {
+                            return;
+                        }
+                        let Some(acceptor) = self.tls.as_ref() else {
+                            return;
+                        };
+                        match tokio::time::timeout(Duration::from_secs(60), stream.upgrade(acceptor)).await {
+                            Ok(Ok(())) => session.tls_established(),
+                            _ => return,
+                        }
+                    }
+                    Action::Close => {
+                        let _ = write(&mut stream, &mut out).await;
+                        let _ = stream.shutdown().await;
+                        return;
+                    }
+                }
+            }
+            if write(&mut stream, &mut out).await.is_err() {
+                return;
+            }
+            if progressed {
+                continue;
+            }
+            progressed = false;
+            let _ = progressed;
+            if buf.capacity() == 0 {
+                buf = vec![0u8; READ_BUF];
+            }
+            let idle_tick = Duration::from_secs(1);
+            let idling = session.is_idling();
+            let read = tokio::select! {
+                r = tokio::time::timeout(self.idle_timeout, stream.read(&mut buf)) => Some(r),
+                _ = changes.changed(), if idling => None,
+                _ = tokio::time::sleep(idle_tick), if idling => None,
+                _ = shutdown.recv(), if !shutdown.is_shutdown() => {
+                    let bye = session.shutting_down();
+                    let _ = stream.write_all(&bye).await;
+                    return;
+                }
+            };
+            match read {
+                None => tokio::task::block_in_place(|| session.idle_check()),
+                Some(Ok(Ok(0))) | Some(Ok(Err(_))) => return,
+                Some(Ok(Ok(n))) => {
+                    session.receive(&buf[..n]);
+                    if n < buf.len() {
+                        // Nothing more waiting: give the buffer back.
+                        buf = Vec::new();
+                    }
+                }
+                Some(Err(_)) => {
+                    let bye = session.timed_out();
+                    let _ = stream.write_all(&bye).await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn write(stream: &mut MaybeTls, out: &mut Vec<u8>) -> std::io::Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    let r = tokio::time::timeout(Duration::from_secs(600), stream.write_all(out)).await;
+    *out = Vec::new();
+    match r {
+        Ok(r) => {
+            r?;
+            stream.flush().await
+        }
+        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "write timeout")),
+    }
+}

@@ -18,6 +18,10 @@ BIN = os.environ.get("POSTROOM_BIN") or os.path.join(
 HOSTNAME = "mx.test.example"
 
 
+class PortTaken(Exception):
+    pass
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -77,7 +81,29 @@ enabled = false
             raise AssertionError(f"postroom {' '.join(args)} failed: {r.stderr}")
         return r
 
-    def start(self):
+    def start(self, attempts=3):
+        """Starts the server; if a port was taken meanwhile (the ports are
+        picked free but not held), picks new ones and tries again."""
+        for attempt in range(attempts):
+            try:
+                return self._start()
+            except PortTaken:
+                if attempt + 1 == attempts:
+                    raise
+                self._new_ports()
+
+    def _new_ports(self):
+        with open(self.config) as f:
+            cfg = f.read()
+        for attr in ("port", "pop3_port", "pop3s_port", "imap_port", "imaps_port"):
+            old = getattr(self, attr)
+            new = free_port()
+            cfg = cfg.replace(f"127.0.0.1:{old}\"", f"127.0.0.1:{new}\"")
+            setattr(self, attr, new)
+        with open(self.config, "w") as f:
+            f.write(cfg)
+
+    def _start(self):
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen(
             [BIN, "--config", self.config, "serve"],
@@ -94,7 +120,10 @@ enabled = false
                 return self
             except OSError:
                 if self.proc.poll() is not None:
-                    raise AssertionError("server exited: " + open(self.log).read())
+                    log = open(self.log).read()
+                    if "Address already in use" in log.splitlines()[-1]:
+                        raise PortTaken()
+                    raise AssertionError("server exited: " + log)
                 time.sleep(0.05)
         raise AssertionError("server did not start")
 

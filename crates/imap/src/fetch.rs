@@ -85,6 +85,17 @@ fn section_text(s: &Option<Section<'_>>) -> String {
     }
 }
 
+/// A literal of message text. IMAP literals cannot carry NUL (RFC 9051 4.3):
+/// like Dovecot, send 0x80 in its place.
+fn body_literal(out: &mut Vec<u8>, data: &[u8]) {
+    if data.contains(&0) {
+        let cleaned: Vec<u8> = data.iter().map(|&b| if b == 0 { 0x80 } else { b }).collect();
+        literal(out, &cleaned);
+    } else {
+        literal(out, data);
+    }
+}
+
 fn partial_slice(data: &[u8], partial: Option<(u32, NonZeroU32)>) -> &[u8] {
     match partial {
         None => data,
@@ -229,27 +240,31 @@ pub fn run(
                     v = encode_item(MessageDataItem::Body(crate::mime::body_structure(raw, false)));
                 }
                 MessageDataItemName::BodyExt { section, partial, .. } => {
-                    let data = crate::mime::section(raw, section.as_ref()).unwrap_or_default();
+                    let data = crate::mime::section(raw, section.as_ref());
                     let _ = write!(Lossless(&mut v), "BODY[{}]", section_text(section));
                     if let Some((start, _)) = partial {
                         let _ = write!(Lossless(&mut v), "<{start}>");
                     }
                     v.push(b' ');
-                    literal(&mut v, partial_slice(&data, *partial));
+                    match data {
+                        // A part that does not exist (as Dovecot and Cyrus answer).
+                        None => v.extend_from_slice(b"NIL"),
+                        Some(d) => body_literal(&mut v, partial_slice(&d, *partial)),
+                    }
                 }
                 MessageDataItemName::Rfc822 => {
                     v.extend_from_slice(b"RFC822 ");
-                    literal(&mut v, raw);
+                    body_literal(&mut v, raw);
                 }
                 MessageDataItemName::Rfc822Header => {
                     let data = crate::mime::section(raw, Some(&Section::Header(None))).unwrap_or_default();
                     v.extend_from_slice(b"RFC822.HEADER ");
-                    literal(&mut v, &data);
+                    body_literal(&mut v, &data);
                 }
                 MessageDataItemName::Rfc822Text => {
                     let data = crate::mime::section(raw, Some(&Section::Text(None))).unwrap_or_default();
                     v.extend_from_slice(b"RFC822.TEXT ");
-                    literal(&mut v, &data);
+                    body_literal(&mut v, &data);
                 }
                 MessageDataItemName::Binary { section, partial, .. } => {
                     let data = crate::mime::binary(raw, section).map_err(|_| FetchError::UnknownCte)?;
@@ -263,7 +278,7 @@ pub fn run(
                         None => v.extend_from_slice(b"NIL"),
                         Some(d) => {
                             let d = partial_slice(&d, *partial);
-                            if d.contains(&0) {
+                            if crate::mime::needs_literal8(d) {
                                 // RFC 3516 4.2: binary data as literal8.
                                 let _ = write!(Lossless(&mut v), "~{{{}}}\r\n", d.len());
                                 v.extend_from_slice(d);

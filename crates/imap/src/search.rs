@@ -73,10 +73,11 @@ pub fn matches(
         SearchKey::On(d) => m.internal_date.div_euclid(86_400) == day(d),
         SearchKey::Since(d) => m.internal_date.div_euclid(86_400) >= day(d),
         SearchKey::SentBefore(d) | SearchKey::SentOn(d) | SearchKey::SentSince(d) => {
-            let sent = body(raw)
-                .and_then(|b| crate::mime::sent_date(&b))
-                .unwrap_or(m.internal_date);
-            let sent_day = sent.div_euclid(86_400);
+            // The calendar day written in the Date: header (as Dovecot does),
+            // else the internal date's.
+            let sent_day = body(raw)
+                .and_then(|b| crate::mime::sent_day(&b))
+                .unwrap_or(m.internal_date.div_euclid(86_400));
             match key {
                 SearchKey::SentBefore(_) => sent_day < day(d),
                 SearchKey::SentOn(_) => sent_day == day(d),

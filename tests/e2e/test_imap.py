@@ -295,3 +295,40 @@ def test_bad_input_gets_bad_not_a_crash(server):
     t.close()
     # The server is still there.
     imaps(server).logout()
+
+
+def test_esearch_and_list_extended(server):
+    deliver(server, 5)
+    m = imaps(server)
+    m.select("INBOX")
+    m.store("2", "+FLAGS", "(\\Seen)")
+    typ, data = m._simple_command("UID", "SEARCH", "RETURN", "(MIN MAX COUNT)", "UNSEEN")
+    assert typ == "OK"
+    assert m.untagged_responses["ESEARCH"][-1].endswith(b"UID MIN 1 MAX 5 COUNT 4")
+    typ, data = m._simple_command("SEARCH", "RETURN", "()", "ALL")
+    assert m.untagged_responses["ESEARCH"][-1].endswith(b"ALL 1:5")
+    typ, data = m._simple_command("LIST", "(SPECIAL-USE)", '""', "*", "RETURN", "(STATUS (MESSAGES UNSEEN))")
+    assert typ == "OK"
+    listed = b" ".join(m.untagged_responses.pop("LIST"))
+    assert b"\\Sent" in listed and b"INBOX" not in listed
+    statuses = m.untagged_responses.pop("STATUS")
+    assert any(s.startswith(b"Sent (MESSAGES 0 UNSEEN 0)") for s in statuses)
+    m.unsubscribe("Junk")
+    typ, data = m._simple_command("LIST", "(SUBSCRIBED)", '""', "*")
+    listed = b" ".join(m.untagged_responses.pop("LIST"))
+    assert b"\\Subscribed" in listed and b"Junk" not in listed
+    m.logout()
+
+
+def test_imap4rev2_enable(server):
+    deliver(server, 2)
+    m = imaps(server)
+    typ, data = m._simple_command("ENABLE", "IMAP4rev2")
+    assert m.untagged_responses["ENABLED"] == [b"IMAP4rev2"]
+    m.select("INBOX")
+    assert "RECENT" not in m.untagged_responses or m.untagged_responses["RECENT"] == []
+    typ, data = m._simple_command("SEARCH", "ALL")
+    assert m.untagged_responses["ESEARCH"][-1].endswith(b") ALL 1:2")
+    typ, data = m.fetch("1", "(FLAGS)")
+    assert b"\\Recent" not in data[0]
+    m.logout()

@@ -5,12 +5,15 @@
 //! literal over the limit is refused and skipped (RFC 7888, RFC 9051 7.1
 //! TOOBIG).
 
+use imap_codec::decode::Decoder;
 use imap_codec::fragmentizer::{FragmentInfo, Fragmentizer, LiteralAnnouncement};
 use imap_codec::imap_types::auth::AuthenticateData;
 use imap_codec::imap_types::command::Command;
 use imap_codec::imap_types::core::LiteralMode;
 use imap_codec::imap_types::IntoStatic;
 use imap_codec::{AuthenticateDataCodec, CommandCodec, IdleDoneCodec};
+
+use crate::extensions::{lift, Extras};
 
 /// What the framer expects next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,7 +27,7 @@ pub enum Expect {
 
 #[derive(Debug)]
 pub enum Frame {
-    Command(Command<'static>),
+    Command(Command<'static>, Extras),
     /// A SASL response; `None` means the client cancelled with `*`.
     AuthData(Option<Vec<u8>>),
     IdleDone,
@@ -96,22 +99,22 @@ impl Framer {
                 continue;
             }
             let frame = match self.expect {
-                Expect::Command => match self.frag.decode_message(&CommandCodec::default()) {
-                    Ok(cmd) => Frame::Command(cmd.into_static()),
-                    Err(_) => {
-                        if self.frag.is_message_poisoned() {
-                            // Already answered with TOOBIG.
-                            continue;
-                        }
-                        let tag = self.tag();
-                        let text = if self.frag.is_max_message_size_exceeded() {
-                            "[TOOBIG] Command too long"
-                        } else {
-                            "Command syntax error"
-                        };
-                        Frame::Reply(format!("{tag} BAD {text}\r\n").into_bytes())
+                Expect::Command => {
+                    if self.frag.is_message_poisoned() {
+                        // Already answered with TOOBIG.
+                        continue;
                     }
-                },
+                    let tag = self.tag();
+                    if self.frag.is_max_message_size_exceeded() {
+                        Frame::Reply(format!("{tag} BAD [TOOBIG] Command too long\r\n").into_bytes())
+                    } else {
+                        let (message, extras) = lift(self.frag.message_bytes());
+                        match CommandCodec::default().decode(&message) {
+                            Ok((rest, cmd)) if rest.is_empty() => Frame::Command(cmd.into_static(), extras),
+                            _ => Frame::Reply(format!("{tag} BAD Command syntax error\r\n").into_bytes()),
+                        }
+                    }
+                }
                 Expect::AuthData => match self.frag.decode_message(&AuthenticateDataCodec::default()) {
                     Ok(AuthenticateData::Continue(data)) => Frame::AuthData(Some(data.declassify().to_vec())),
                     Ok(AuthenticateData::Cancel) => Frame::AuthData(None),
@@ -136,7 +139,7 @@ mod tests {
         let mut v = Vec::new();
         while let Some(frame) = f.next_frame() {
             v.push(match frame {
-                Frame::Command(c) => format!("cmd {} {}", c.tag.as_ref(), c.body.name()),
+                Frame::Command(c, _) => format!("cmd {} {}", c.tag.as_ref(), c.body.name()),
                 Frame::Reply(r) => format!("reply {}", String::from_utf8_lossy(&r).trim_end()),
                 Frame::AuthData(d) => format!("auth {d:?}"),
                 Frame::IdleDone => "done".into(),

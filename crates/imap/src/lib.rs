@@ -7,6 +7,7 @@
 //! sessions and deliveries change it; [`mime`] turns stored messages into
 //! ENVELOPE, BODYSTRUCTURE and BODY[section]; [`service`] is the tokio glue.
 
+pub mod extensions;
 pub mod fetch;
 pub mod format;
 pub mod framing;

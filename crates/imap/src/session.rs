@@ -18,6 +18,7 @@ use postroom_core::Secret;
 use postroom_store::folders::FlagOp;
 use postroom_store::Store;
 
+use crate::extensions::Extras;
 use crate::fetch;
 use crate::format::{flag_list, mailbox as write_mailbox, uid_list, uid_set, Lossless, SYSTEM_FLAGS};
 use crate::framing::{Expect, Frame, Framer};
@@ -208,6 +209,9 @@ impl Session {
                 "UNSELECT",
                 "CHILDREN",
                 "SPECIAL-USE",
+                "ESEARCH",
+                "LIST-EXTENDED",
+                "LIST-STATUS",
                 "CONDSTORE",
                 "QRESYNC",
                 "QUOTA",
@@ -267,7 +271,7 @@ impl Session {
                     self.send(bytes);
                 }
             }
-            Frame::Command(cmd) => self.command(cmd),
+            Frame::Command(cmd, extras) => self.command(cmd, extras),
             Frame::AuthData(data) => {
                 self.framer.expect(Expect::Command);
                 let tag = self.pending_tag.take().unwrap_or_else(|| "*".into());
@@ -341,7 +345,7 @@ impl Session {
         self.account.as_ref().map_or(0, |a| a.0)
     }
 
-    fn command(&mut self, cmd: Command<'static>) {
+    fn command(&mut self, cmd: Command<'static>, extras: Extras) {
         let tag = cmd.tag.as_ref().to_string();
         let authed = matches!(self.state, State::Authenticated | State::Selected(_));
         let selected = matches!(self.state, State::Selected(_));
@@ -436,11 +440,11 @@ impl Session {
             CommandBody::List {
                 reference,
                 mailbox_wildcard,
-            } => self.list(&tag, &reference, &mailbox_wildcard, false),
+            } => self.list(&tag, &reference, &mailbox_wildcard, false, &extras),
             CommandBody::Lsub {
                 reference,
                 mailbox_wildcard,
-            } => self.list(&tag, &reference, &mailbox_wildcard, true),
+            } => self.list(&tag, &reference, &mailbox_wildcard, true, &extras),
             CommandBody::Status { mailbox, item_names } => self.status(&tag, &mailbox, &item_names),
             CommandBody::Append {
                 mailbox,
@@ -496,7 +500,9 @@ impl Session {
             }
             CommandBody::Expunge => self.expunge(&tag, None),
             CommandBody::ExpungeUid { sequence_set } => self.expunge(&tag, Some(sequence_set)),
-            CommandBody::Search { criteria, uid, .. } => self.search(&tag, criteria.as_ref(), uid),
+            CommandBody::Search { criteria, uid, .. } => {
+                self.search(&tag, criteria.as_ref(), uid, extras.search_return.as_deref())
+            }
             CommandBody::Fetch {
                 sequence_set,
                 macro_or_item_names,
@@ -832,7 +838,17 @@ impl Session {
         }
     }
 
-    fn list(&mut self, tag: &str, reference: &Mailbox<'_>, pattern: &ListMailbox<'_>, lsub: bool) {
+    fn list(
+        &mut self,
+        tag: &str,
+        reference: &Mailbox<'_>,
+        pattern: &ListMailbox<'_>,
+        lsub: bool,
+        extras: &Extras,
+    ) {
+        let select_subscribed = extras.list_select.iter().any(|o| o == "SUBSCRIBED");
+        let select_special = extras.list_select.iter().any(|o| o == "SPECIAL-USE");
+        let return_subscribed = select_subscribed || extras.list_return.iter().any(|o| o == "SUBSCRIBED");
         let reference = match reference {
             Mailbox::Inbox => "INBOX".to_string(),
             Mailbox::Other(o) => String::from_utf8_lossy(o.as_ref()).into_owned(),
@@ -852,8 +868,12 @@ impl Session {
         }
         let full = format!("{reference}{pattern}");
         let folders = self.store.db.folder_list(self.account_id()).unwrap_or_default();
+        let mut status_for = Vec::new();
         for (name, special, subscribed) in &folders {
-            if lsub && !subscribed {
+            if (lsub || select_subscribed) && !subscribed {
+                continue;
+            }
+            if select_special && special.is_none() {
                 continue;
             }
             let matched = if name == "INBOX" {
@@ -875,12 +895,21 @@ impl Session {
                     attrs.push(s.as_str());
                 }
             }
-            if *subscribed && !lsub && self.rev2 {
+            if *subscribed && !lsub && (self.rev2 || return_subscribed) {
                 attrs.push("\\Subscribed");
             }
             let _ = write!(Lossless(&mut out), "* {verb} ({}) \"/\" ", attrs.join(" "));
             write_mailbox(&mut out, name, self.utf8);
             out.extend_from_slice(b"\r\n");
+            status_for.push(name.clone());
+        }
+        // LIST-STATUS (RFC 5819): a STATUS response after each mailbox.
+        if let Some(items) = &extras.list_status {
+            for name in status_for {
+                if let Some(line) = self.status_line(&name, items) {
+                    out.extend_from_slice(&line);
+                }
+            }
         }
         let _ = write!(Lossless(&mut out), "{tag} OK {verb} completed\r\n");
         self.send(out);
@@ -888,67 +917,75 @@ impl Session {
 
     fn status(&mut self, tag: &str, mailbox: &Mailbox<'_>, items: &[StatusDataItemName]) {
         let name = mailbox_name(mailbox);
-        let Some(f) = self.folder(&name) else {
-            self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox");
-            return;
-        };
+        let names: Vec<String> = items
+            .iter()
+            .map(|i| {
+                match i {
+                    StatusDataItemName::Messages => "MESSAGES",
+                    StatusDataItemName::Recent => "RECENT",
+                    StatusDataItemName::UidNext => "UIDNEXT",
+                    StatusDataItemName::UidValidity => "UIDVALIDITY",
+                    StatusDataItemName::Unseen => "UNSEEN",
+                    StatusDataItemName::Deleted => "DELETED",
+                    StatusDataItemName::Size => "SIZE",
+                    StatusDataItemName::HighestModSeq => "HIGHESTMODSEQ",
+                    StatusDataItemName::DeletedStorage => "DELETED-STORAGE",
+                }
+                .to_string()
+            })
+            .collect();
+        match self.status_line(&name, &names) {
+            Some(mut line) => {
+                let _ = write!(Lossless(&mut line), "{tag} OK STATUS completed\r\n");
+                self.send(line);
+            }
+            None => self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox"),
+        }
+    }
+
+    /// `* STATUS name (ITEM value ...)` for the named items.
+    fn status_line(&self, name: &str, items: &[String]) -> Option<Vec<u8>> {
+        let f = self.folder(name)?;
         let metas = self.store.db.message_meta(f.id).unwrap_or_default();
-        let recent_mark = self.store.db.read(|c| {
-            Ok(
-                c.query_row("SELECT recent_uid FROM folders WHERE id = ?1", [f.id], |r| {
-                    r.get::<_, i64>(0)
-                })?,
-            )
-        });
-        let recent_mark = recent_mark.unwrap_or(0);
+        let recent_mark = self
+            .store
+            .db
+            .read(|c| {
+                Ok(
+                    c.query_row("SELECT recent_uid FROM folders WHERE id = ?1", [f.id], |r| {
+                        r.get::<_, i64>(0)
+                    })?,
+                )
+            })
+            .unwrap_or(0);
+        let count = |pred: &dyn Fn(&postroom_store::folders::MessageMeta) -> bool| {
+            metas.iter().filter(|m| pred(m)).count()
+        };
         let mut parts = Vec::new();
         for item in items {
-            let v = match item {
-                StatusDataItemName::Messages => format!("MESSAGES {}", metas.len()),
-                StatusDataItemName::Recent => {
-                    format!("RECENT {}", metas.iter().filter(|m| m.uid > recent_mark).count())
-                }
-                StatusDataItemName::UidNext => format!("UIDNEXT {}", f.uidnext),
-                StatusDataItemName::UidValidity => format!("UIDVALIDITY {}", f.uidvalidity),
-                StatusDataItemName::Unseen => {
-                    format!(
-                        "UNSEEN {}",
-                        metas
-                            .iter()
-                            .filter(|m| m.flags & crate::format::SEEN == 0)
-                            .count()
-                    )
-                }
-                StatusDataItemName::Deleted => {
-                    format!(
-                        "DELETED {}",
-                        metas
-                            .iter()
-                            .filter(|m| m.flags & crate::format::DELETED != 0)
-                            .count()
-                    )
-                }
-                StatusDataItemName::Size => format!("SIZE {}", metas.iter().map(|m| m.size).sum::<i64>()),
-                StatusDataItemName::HighestModSeq => format!("HIGHESTMODSEQ {}", f.highestmodseq),
-                StatusDataItemName::DeletedStorage => format!(
-                    "DELETED-STORAGE {}",
-                    metas
-                        .iter()
-                        .filter(|m| m.flags & crate::format::DELETED != 0)
-                        .map(|m| m.size)
-                        .sum::<i64>()
-                ),
+            let v = match item.as_str() {
+                "MESSAGES" => metas.len().to_string(),
+                "RECENT" => count(&|m| m.uid > recent_mark).to_string(),
+                "UIDNEXT" => f.uidnext.to_string(),
+                "UIDVALIDITY" => f.uidvalidity.to_string(),
+                "UNSEEN" => count(&|m| m.flags & crate::format::SEEN == 0).to_string(),
+                "DELETED" => count(&|m| m.flags & crate::format::DELETED != 0).to_string(),
+                "SIZE" => metas.iter().map(|m| m.size).sum::<i64>().to_string(),
+                "HIGHESTMODSEQ" => f.highestmodseq.to_string(),
+                "DELETED-STORAGE" => metas
+                    .iter()
+                    .filter(|m| m.flags & crate::format::DELETED != 0)
+                    .map(|m| m.size)
+                    .sum::<i64>()
+                    .to_string(),
+                _ => continue,
             };
-            parts.push(v);
+            parts.push(format!("{item} {v}"));
         }
         let mut out = b"* STATUS ".to_vec();
         write_mailbox(&mut out, &f.name, self.utf8);
-        let _ = write!(
-            Lossless(&mut out),
-            " ({})\r\n{tag} OK STATUS completed\r\n",
-            parts.join(" ")
-        );
-        self.send(out);
+        let _ = write!(Lossless(&mut out), " ({})\r\n", parts.join(" "));
+        Some(out)
     }
 
     /// The account's quota as a QUOTA response, or nothing without a quota.
@@ -1096,7 +1133,13 @@ impl Session {
         self.send(out);
     }
 
-    fn search(&mut self, tag: &str, criteria: &[imap_codec::imap_types::search::SearchKey<'_>], uid: bool) {
+    fn search(
+        &mut self,
+        tag: &str,
+        criteria: &[imap_codec::imap_types::search::SearchKey<'_>],
+        uid: bool,
+        return_opts: Option<&[String]>,
+    ) {
         let mut out = Vec::new();
         self.refresh(uid, &mut out);
         let State::Selected(sel) = &self.state else {
@@ -1123,13 +1166,25 @@ impl Session {
             }
         }
         let w = &mut Lossless(&mut out);
-        if self.rev2 {
-            // RFC 9051 7.3.4: IMAP4rev2 answers with ESEARCH.
+        if self.rev2 || return_opts.is_some() {
+            // RFC 4731 / RFC 9051 7.3.4: ESEARCH, with the asked-for parts
+            // (RETURN () means ALL).
+            let opts = return_opts.unwrap_or(&[]);
+            let want = |o: &str| opts.iter().any(|x| x == o) || (opts.is_empty() && o == "ALL");
             let _ = write!(w, "* ESEARCH (TAG \"{tag}\")");
             if uid {
                 let _ = write!(w, " UID");
             }
-            if !hits.is_empty() {
+            if let (true, Some(min)) = (want("MIN"), hits.iter().min()) {
+                let _ = write!(w, " MIN {min}");
+            }
+            if let (true, Some(max)) = (want("MAX"), hits.iter().max()) {
+                let _ = write!(w, " MAX {max}");
+            }
+            if want("COUNT") {
+                let _ = write!(w, " COUNT {}", hits.len());
+            }
+            if want("ALL") && !hits.is_empty() {
                 let _ = write!(w, " ALL {}", uid_set(&hits));
             }
             if uses_modseq && !hits.is_empty() {

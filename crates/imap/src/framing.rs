@@ -27,7 +27,7 @@ pub enum Expect {
 
 #[derive(Debug)]
 pub enum Frame {
-    Command(Command<'static>, Extras),
+    Command(Box<Command<'static>>, Extras),
     /// A SASL response; `None` means the client cancelled with `*`.
     AuthData(Option<Vec<u8>>),
     IdleDone,
@@ -110,7 +110,7 @@ impl Framer {
                     } else {
                         let (message, extras) = lift(self.frag.message_bytes());
                         match CommandCodec::default().decode(&message) {
-                            Ok((rest, cmd)) if rest.is_empty() => Frame::Command(cmd.into_static(), extras),
+                            Ok((b"", cmd)) => Frame::Command(Box::new(cmd.into_static()), extras),
                             _ => Frame::Reply(format!("{tag} BAD Command syntax error\r\n").into_bytes()),
                         }
                     }

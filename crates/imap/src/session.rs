@@ -271,7 +271,7 @@ impl Session {
                     self.send(bytes);
                 }
             }
-            Frame::Command(cmd, extras) => self.command(cmd, extras),
+            Frame::Command(cmd, extras) => self.command(*cmd, extras),
             Frame::AuthData(data) => {
                 self.framer.expect(Expect::Command);
                 let tag = self.pending_tag.take().unwrap_or_else(|| "*".into());

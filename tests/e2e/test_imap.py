@@ -332,3 +332,21 @@ def test_imap4rev2_enable(server):
     typ, data = m.fetch("1", "(FLAGS)")
     assert b"\\Recent" not in data[0]
     m.logout()
+
+
+def test_sessions_per_account_are_limited(server_factory):
+    server = server_factory(extra_toml="").start()
+    with open(server.config) as f:
+        cfg = f.read().replace("[imap]\n", "[imap]\nmax_connections_per_user = 2\n", 1)
+    with open(server.config, "w") as f:
+        f.write(cfg)
+    server.stop()
+    server.start()
+    a, b = imaps(server), imaps(server)
+    with pytest.raises(imaplib.IMAP4.error, match="LIMIT"):
+        imaps(server)
+    a.logout()
+    time = __import__("time")
+    time.sleep(0.2)
+    imaps(server).logout()
+    b.logout()

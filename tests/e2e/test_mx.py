@@ -378,3 +378,30 @@ def test_starttls_with_configured_certificate(server_factory, tmp_path):
     assert "TLS started" in out
     stored = server.show("customseo@esoomllub.com", 1)
     assert "with ESMTPS" in stored
+
+
+def test_quota_at_rcpt(server_factory):
+    server = server_factory().start()
+    server.cli("user", "add", "small@esoomllub.com", "--quota", "1K")
+    with smtplib.SMTP("127.0.0.1", server.port) as s:
+        s.ehlo("client.example.org")
+        # Declared SIZE beyond the quota: refused before any data is sent.
+        s.mail("a@remote.example", ["SIZE=2000"])
+        code, msg = s.rcpt("small@esoomllub.com")
+        assert (code, msg[:5]) == (452, b"4.2.2")
+        s.rset()
+        # A message that crosses the quota after RCPT is still delivered.
+        s.mail("a@remote.example", ["SIZE=100"])
+        assert s.rcpt("small@esoomllub.com")[0] == 250
+        s.data(b"Subject: big\r\n\r\n" + b"x" * 2000 + b"\r\n")
+        # Now the mailbox is full: refused whatever the size.
+        s.mail("a@remote.example")
+        assert s.rcpt("small@esoomllub.com")[0] == 452
+    assert len(server.messages("small@esoomllub.com")) == 1
+    strict = server_factory(extra_smtp="quota_exceeded_code = 552").start()
+    strict.cli("user", "add", "small@esoomllub.com", "--quota", "1K")
+    with smtplib.SMTP("127.0.0.1", strict.port) as s:
+        s.ehlo("client.example.org")
+        s.mail("a@remote.example", ["SIZE=5000"])
+        code, msg = s.rcpt("small@esoomllub.com")
+        assert (code, msg[:5]) == (552, b"5.2.2")

@@ -73,6 +73,7 @@ pub struct SmtpConfig {
     pub relay_denied_code: u16,
     pub reject_disabled_accounts: bool,
     pub max_received_headers: usize,
+    pub quota_exceeded_code: u16,
 }
 
 impl Default for SmtpConfig {
@@ -95,6 +96,7 @@ impl Default for SmtpConfig {
             relay_denied_code: 554,
             reject_disabled_accounts: false,
             max_received_headers: 100,
+            quota_exceeded_code: 452,
         }
     }
 }
@@ -109,6 +111,7 @@ pub struct Pop3Config {
     pub proxy_protocol: bool,
     pub max_connections: usize,
     pub max_connections_per_client: usize,
+    pub max_connections_per_user: usize,
     pub idle_timeout_secs: u64,
 }
 
@@ -120,6 +123,7 @@ impl Default for Pop3Config {
             proxy_protocol: false,
             max_connections: 1000,
             max_connections_per_client: 20,
+            max_connections_per_user: 10,
             idle_timeout_secs: 600,
         }
     }
@@ -135,6 +139,7 @@ pub struct ImapConfig {
     pub proxy_protocol: bool,
     pub max_connections: usize,
     pub max_connections_per_client: usize,
+    pub max_connections_per_user: usize,
     pub idle_timeout_secs: u64,
     /// The largest APPEND (advertised as APPENDLIMIT).
     pub max_append: u32,
@@ -148,6 +153,7 @@ impl Default for ImapConfig {
             proxy_protocol: false,
             max_connections: 5000,
             max_connections_per_client: 50,
+            max_connections_per_user: 50,
             idle_timeout_secs: 1800,
             max_append: 50_000_000,
         }
@@ -323,6 +329,9 @@ impl Config {
         if let Err(e) = IpNetList::parse(&self.smtp.connection_limit_exempt) {
             return err("smtp.connection_limit_exempt", e);
         }
+        if ![452, 552].contains(&self.smtp.quota_exceeded_code) {
+            return err("smtp.quota_exceeded_code", "must be 452 or 552".into());
+        }
         if ![550, 554].contains(&self.smtp.relay_denied_code) {
             return err("smtp.relay_denied_code", "must be 550 or 554".into());
         }
@@ -350,6 +359,14 @@ impl Config {
                 self.imap.max_connections_per_client as u64,
             ),
             ("imap.idle_timeout_secs", self.imap.idle_timeout_secs),
+            (
+                "imap.max_connections_per_user",
+                self.imap.max_connections_per_user as u64,
+            ),
+            (
+                "pop3.max_connections_per_user",
+                self.pop3.max_connections_per_user as u64,
+            ),
             ("imap.max_append", u64::from(self.imap.max_append)),
             ("auth.failure_window_secs", self.auth.failure_window_secs),
             ("auth.block_after", self.auth.block_after as u64),

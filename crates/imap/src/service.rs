@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postroom_directory::auth::{Authenticator, LoginError};
+use postroom_net::limit::AccountLimiter;
 use postroom_net::{MaybeTls, Shutdown};
 use postroom_store::Store;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,6 +25,8 @@ pub struct ImapService {
     /// RFC 9051 5.4: at least 30 minutes.
     pub idle_timeout: Duration,
     pub max_append: u32,
+    /// Sessions per account.
+    pub per_account: Arc<AccountLimiter>,
 }
 
 /// Read buffer while a command is arriving; released between commands so
@@ -44,6 +47,7 @@ impl ImapService {
         let mut out = session.greeting();
         let mut buf: Vec<u8> = Vec::new();
         let mut changes = self.store.changes();
+        let mut _account_permit = None;
         loop {
             // Store work is synchronous; keep it off the async scheduler's back.
             let actions = tokio::task::block_in_place(|| {
@@ -64,10 +68,17 @@ impl ImapService {
                     Action::Idle => {}
                     Action::Authenticate { user, password } => {
                         let result = match self.auth.login(ip, &user, &password).await {
-                            Ok(a) => {
-                                tracing::info!(target: "imap", client = %ip, user = %a.address, "login");
-                                Ok((a.account_id, a.address))
-                            }
+                            Ok(a) => match self.per_account.try_acquire(a.account_id) {
+                                Some(permit) => {
+                                    tracing::info!(target: "imap", client = %ip, user = %a.address, "login");
+                                    _account_permit = Some(permit);
+                                    Ok((a.account_id, a.address))
+                                }
+                                None => {
+                                    tracing::info!(target: "imap", client = %ip, user = %a.address, "login refused: too many sessions");
+                                    Err(LoginFailure::TooManySessions)
+                                }
+                            },
                             Err(e) => {
                                 tracing::info!(target: "imap", client = %ip, user = %user, error = ?e, "login failed");
                                 Err(match e {

@@ -62,6 +62,8 @@ pub enum LoginFailure {
     Failed,
     Refused,
     Unavailable,
+    /// The account has as many sessions open as it may.
+    TooManySessions,
 }
 
 #[derive(Debug)]
@@ -316,6 +318,9 @@ impl Session {
             ),
             Err(LoginFailure::Unavailable) => {
                 self.tagged(&tag, "NO", "[UNAVAILABLE] Authentication unavailable")
+            }
+            Err(LoginFailure::TooManySessions) => {
+                self.tagged(&tag, "NO", "[LIMIT] Too many connections for this account")
             }
         }
     }

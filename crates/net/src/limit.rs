@@ -101,3 +101,68 @@ mod tests {
         assert_eq!(held.len(), 10);
     }
 }
+
+/// Counts open sessions per logged-in account (IMAP and POP3 connections
+/// per user), so one account cannot take every connection slot.
+#[derive(Debug)]
+pub struct AccountLimiter {
+    max: usize,
+    counts: Mutex<HashMap<i64, usize>>,
+}
+
+/// Held while a session is logged in; dropping it frees the slot.
+#[derive(Debug)]
+pub struct AccountPermit {
+    limiter: Arc<AccountLimiter>,
+    account: i64,
+}
+
+impl AccountLimiter {
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(AccountLimiter {
+            max,
+            counts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn try_acquire(self: &Arc<Self>, account: i64) -> Option<AccountPermit> {
+        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let n = c.entry(account).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(AccountPermit {
+            limiter: Arc::clone(self),
+            account,
+        })
+    }
+}
+
+impl Drop for AccountPermit {
+    fn drop(&mut self) {
+        let mut c = self.limiter.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = c.get_mut(&self.account) {
+            *n -= 1;
+            if *n == 0 {
+                c.remove(&self.account);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod account_tests {
+    use super::*;
+
+    #[test]
+    fn per_account() {
+        let l = AccountLimiter::new(2);
+        let a = l.try_acquire(7).unwrap();
+        let _b = l.try_acquire(7).unwrap();
+        assert!(l.try_acquire(7).is_none());
+        assert!(l.try_acquire(8).is_some());
+        drop(a);
+        assert!(l.try_acquire(7).is_some());
+    }
+}

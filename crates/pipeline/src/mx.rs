@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use postroom_core::{Address, QueueId};
-use postroom_directory::Directory;
+use postroom_directory::{Directory, Lookup};
 use postroom_smtp::service::{PeerContext, SmtpHandler};
 use postroom_smtp::{DeliveryOutcome, Envelope, RcptTarget, RcptVerdict, Reply};
 use postroom_store::{Delivery, Store};
 
 use crate::filter::{Filter, FilterInput, Verdict};
 use crate::headers::{rfc5322_date, trace_headers, ReceivedInfo};
-use crate::policy::{AcceptedRcpt, RelayPolicy};
+use crate::policy::{AcceptedRcpt, QuotaState, RelayPolicy};
 use crate::router::route;
 
 pub struct MxPipeline {
@@ -37,10 +37,22 @@ impl MxPipeline {
                     routes: r.routes,
                 })
             }),
-            RcptTarget::Mailbox(addr) => self
-                .directory
-                .resolve(addr)
-                .map(|l| self.policy.decide(peer.ip, addr.to_string(), l)),
+            RcptTarget::Mailbox(addr) => self.directory.resolve(addr).and_then(|l| {
+                let quota = match &l {
+                    Lookup::Found(r) => match &r.direct_account {
+                        Some(a) => Some((
+                            QuotaState {
+                                used: self.store.db.usage(a.id)?,
+                                limit: a.quota,
+                            },
+                            peer.declared_size,
+                        )),
+                        None => None,
+                    },
+                    _ => None,
+                };
+                Ok(self.policy.decide(peer.ip, addr.to_string(), l, quota))
+            }),
         };
         result.unwrap_or_else(|e| {
             tracing::error!(error = %e, "recipient lookup failed");

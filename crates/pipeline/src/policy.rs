@@ -22,10 +22,42 @@ pub struct RelayPolicy {
     /// 554 as the seed's Postfix, or 550 as RFC 5321 lists for RCPT.
     pub relay_denied_code: u16,
     pub reject_disabled_accounts: bool,
+    /// The reply code for a full mailbox at RCPT: 452 (4.2.2, try later,
+    /// the default) or 552 (5.2.2).
+    pub quota_code: u16,
+}
+
+/// A mailbox's quota state at RCPT time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuotaState {
+    pub used: i64,
+    pub limit: Option<i64>,
+}
+
+impl QuotaState {
+    /// At or over quota, or over it with the declared size.
+    pub fn refuses(&self, declared: Option<u64>) -> bool {
+        match self.limit {
+            None => false,
+            Some(limit) => {
+                self.used >= limit || self.used.saturating_add(declared.unwrap_or(0) as i64) > limit
+            }
+        }
+    }
 }
 
 impl RelayPolicy {
-    pub fn decide(&self, peer: IpAddr, rcpt: String, lookup: Lookup) -> RcptVerdict<AcceptedRcpt> {
+    /// `quota`: the directly named mailbox's quota state, with the SIZE the
+    /// client declared. Only a mailbox named directly is refused for its
+    /// quota; list members are never refused for one full mailbox, and a
+    /// mailbox that fills up after RCPT still gets the message.
+    pub fn decide(
+        &self,
+        peer: IpAddr,
+        rcpt: String,
+        lookup: Lookup,
+        quota: Option<(QuotaState, Option<u64>)>,
+    ) -> RcptVerdict<AcceptedRcpt> {
         match lookup {
             Lookup::NotHosted => {
                 if self.trusted_networks.contains(peer) {
@@ -62,6 +94,20 @@ impl RelayPolicy {
                         format!("<{rcpt}>: Mailbox disabled"),
                     ));
                 }
+                if let Some((q, declared)) = quota {
+                    if q.refuses(declared) {
+                        let (code, enhanced) = if self.quota_code == 552 {
+                            (552, "5.2.2")
+                        } else {
+                            (452, "4.2.2")
+                        };
+                        return RcptVerdict::Reject(Reply::new(
+                            code,
+                            enhanced,
+                            format!("<{rcpt}>: Mailbox is full"),
+                        ));
+                    }
+                }
                 RcptVerdict::Accept(AcceptedRcpt { rcpt, routes })
             }
         }
@@ -72,11 +118,33 @@ impl RelayPolicy {
 mod tests {
     use super::*;
 
+    #[test]
+    fn quota_at_rcpt() {
+        let q = QuotaState {
+            used: 900,
+            limit: Some(1000),
+        };
+        assert!(!q.refuses(None));
+        assert!(!q.refuses(Some(100)));
+        assert!(q.refuses(Some(101)));
+        assert!(QuotaState {
+            used: 1000,
+            limit: Some(1000)
+        }
+        .refuses(None));
+        assert!(!QuotaState {
+            used: 10_000,
+            limit: None
+        }
+        .refuses(Some(1)));
+    }
+
     fn policy(trusted: &[&str]) -> RelayPolicy {
         RelayPolicy {
             trusted_networks: IpNetList::parse(trusted).unwrap(),
             relay_denied_code: 554,
             reject_disabled_accounts: false,
+            quota_code: 452,
         }
     }
 
@@ -86,6 +154,7 @@ mod tests {
             "127.0.0.1".parse().unwrap(),
             "x@elsewhere.example".into(),
             Lookup::NotHosted,
+            None,
         );
         match v {
             RcptVerdict::Reject(r) => assert_eq!(
@@ -98,6 +167,7 @@ mod tests {
             "::ffff:192.168.1.9".parse().unwrap(),
             "x@elsewhere.example".into(),
             Lookup::NotHosted,
+            None,
         );
         assert!(matches!(v, RcptVerdict::Accept(_)));
     }

@@ -45,6 +45,7 @@ fn setup(careless: bool) -> Setup {
             trusted_networks: Default::default(),
             relay_denied_code: 554,
             reject_disabled_accounts: false,
+            quota_code: 452,
         },
         directory: Directory::new(store.db.clone(), None),
         store,
@@ -147,6 +148,7 @@ async fn run(careless: bool, cut_after: usize) -> Outcome {
                     ip: env.peer,
                     helo: None,
                     tls: false,
+                    declared_size: None,
                 };
                 let outcome = pipeline.deliver(&peer, env).await;
                 let mut a = acked.lock().unwrap();

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postroom_directory::auth::{Authenticator, LoginError};
+use postroom_net::limit::AccountLimiter;
 use postroom_net::{MaybeTls, Shutdown};
 use postroom_store::Store;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -22,6 +23,8 @@ pub struct Pop3Service {
     pub plaintext_networks: postroom_core::IpNetList,
     /// RFC 1939 3: at least 10 minutes.
     pub idle_timeout: Duration,
+    /// Sessions per account.
+    pub per_account: Arc<AccountLimiter>,
 }
 
 impl Pop3Service {
@@ -55,6 +58,7 @@ impl Pop3Service {
         let mut session = Session::new(cfg, stream.is_tls());
         let mut out = session.greeting();
         let mut account: Option<(i64, String)> = None;
+        let mut _account_permit = None;
         let mut folder_id = 0;
         let mut buf = vec![0u8; 4096];
         loop {
@@ -74,11 +78,15 @@ impl Pop3Service {
                     }
                     Action::Authenticate { user, password } => {
                         let result = match self.auth.login(ip, &user, &password).await {
-                            Ok(a) => {
-                                tracing::info!(target: "pop3", client = %ip, user = %a.address, "login");
-                                account = Some((a.account_id, a.address));
-                                Ok(())
-                            }
+                            Ok(a) => match self.per_account.try_acquire(a.account_id) {
+                                Some(permit) => {
+                                    tracing::info!(target: "pop3", client = %ip, user = %a.address, "login");
+                                    _account_permit = Some(permit);
+                                    account = Some((a.account_id, a.address));
+                                    Ok(())
+                                }
+                                None => Err(LoginFailure::TooManySessions),
+                            },
                             Err(e) => {
                                 tracing::info!(target: "pop3", client = %ip, user = %user, error = ?e, "login failed");
                                 Err(match e {

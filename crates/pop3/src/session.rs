@@ -174,6 +174,10 @@ impl Session {
                 self.state = State::Authorization { user: None };
                 self.error("[SYS/TEMP] Authentication is unavailable, try again later");
             }
+            Err(LoginFailure::TooManySessions) => {
+                self.state = State::Authorization { user: None };
+                self.error("[IN-USE] Too many connections for this account");
+            }
         }
     }
 
@@ -561,6 +565,8 @@ pub enum LoginFailure {
     Failed,
     Refused,
     Unavailable,
+    /// The account has as many sessions open as it may.
+    TooManySessions,
 }
 
 /// Byte-stuffs a message for RETR/TOP (RFC 1939 3) and ends it with

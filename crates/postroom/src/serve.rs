@@ -13,7 +13,7 @@ use postroom_core::{Address, IpNetList};
 use postroom_directory::auth::{Authenticator, LoginPolicy};
 use postroom_directory::Directory;
 use postroom_imap::service::ImapService;
-use postroom_net::limit::LimitExceeded;
+use postroom_net::limit::{AccountLimiter, LimitExceeded};
 use postroom_net::proxy::{read_header, ProxyHeader};
 use postroom_net::shutdown::ShutdownTrigger;
 use postroom_net::tls::{CertFiles, TlsSettings};
@@ -170,6 +170,7 @@ async fn serve(
                 trusted_networks: IpNetList::parse(&smtp.trusted_networks)?,
                 relay_denied_code: smtp.relay_denied_code,
                 reject_disabled_accounts: smtp.reject_disabled_accounts,
+                quota_code: smtp.quota_exceeded_code,
             },
             directory: Directory::new(store.db.clone(), postmaster),
             store: store.clone(),
@@ -195,6 +196,7 @@ async fn serve(
         tls: acceptor.clone(),
         plaintext_networks: plaintext_networks.clone(),
         idle_timeout: Duration::from_secs(cfg.pop3.idle_timeout_secs),
+        per_account: AccountLimiter::new(cfg.pop3.max_connections_per_user),
     }));
 
     let imap_protocol = Protocol::Imap(Arc::new(ImapService {
@@ -205,6 +207,7 @@ async fn serve(
         plaintext_networks: plaintext_networks.clone(),
         idle_timeout: Duration::from_secs(cfg.imap.idle_timeout_secs),
         max_append: cfg.imap.max_append,
+        per_account: AccountLimiter::new(cfg.imap.max_connections_per_user),
     }));
     let imap_limiter = ConnectionLimiter::new(
         cfg.imap.max_connections_per_client,

@@ -21,6 +21,8 @@ pub struct PeerContext {
     pub ip: IpAddr,
     pub helo: Option<String>,
     pub tls: bool,
+    /// SIZE declared on MAIL FROM, during RCPT checks.
+    pub declared_size: Option<u64>,
 }
 
 /// The policy and delivery side of an SMTP listener (the pipeline).
@@ -62,6 +64,7 @@ pub async fn serve_connection<H: SmtpHandler>(
         ip: peer_ip,
         helo: None,
         tls: stream.is_tls(),
+        declared_size: None,
     };
     let mut out = session.greeting().to_bytes();
     let mut buf = vec![0u8; 8192];
@@ -88,6 +91,7 @@ pub async fn serve_connection<H: SmtpHandler>(
                 }
                 Action::CheckRecipient(target) => {
                     ctx.helo = session.helo_name().map(str::to_string);
+                    ctx.declared_size = session.declared_size();
                     let verdict = handler.check_recipient(&ctx, target).await;
                     session.recipient_verdict(verdict);
                 }

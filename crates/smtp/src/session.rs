@@ -184,6 +184,12 @@ impl<R> Session<R> {
         self.helo.as_ref().map(|(name, _)| name.as_str())
     }
 
+    /// The SIZE the client declared for the current transaction (for quota
+    /// checks at RCPT time).
+    pub fn declared_size(&self) -> Option<u64> {
+        self.tx.as_ref().and_then(|t| t.params.size)
+    }
+
     /// The current transaction's reverse-path, for log lines (`<>` for the
     /// null sender, empty outside a transaction).
     pub fn sender(&self) -> String {

@@ -187,6 +187,8 @@ pub fn session_config(flags: u8) -> SessionConfig {
         error_sleep: Duration::from_millis(1),
         strict_line_endings: flags & 0x01 != 0,
         starttls: flags & 0x02 != 0,
+        auth: flags & 0x40 != 0,
+        submission: flags & 0x80 != 0,
     }
 }
 
@@ -246,6 +248,11 @@ impl Driver {
                     };
                     self.session.recipient_verdict(verdict);
                 }
+                Action::Authenticate { user, password } => {
+                    let ok = password.expose() == "pw";
+                    self.session.auth_result(if ok { Ok(user) } else { Err(postroom_smtp::AuthFailure::Failed) });
+                }
+                Action::CheckSender(_) => self.session.sender_verdict(Ok(())),
                 Action::Deliver(env) => {
                     assert!(self.session.poll().is_none(), "poll went on before the outcome");
                     self.check_envelope(&env);

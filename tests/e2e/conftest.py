@@ -38,6 +38,8 @@ class Server:
         self.pop3s_port = free_port()
         self.imap_port = free_port()
         self.imaps_port = free_port()
+        self.submission_port = free_port()
+        self.submissions_port = free_port()
         self.data = os.path.join(tmp, "data")
         self.config = os.path.join(tmp, "postroom.toml")
         with open(self.config, "w") as f:
@@ -51,6 +53,10 @@ data_dir = "{self.data}"
 listen = ["127.0.0.1:{self.port}"]
 error_sleep_ms = 10
 {extra_smtp}
+
+[submission]
+listen = ["127.0.0.1:{self.submission_port}"]
+tls_listen = ["127.0.0.1:{self.submissions_port}"]
 
 [pop3]
 listen = ["127.0.0.1:{self.pop3_port}"]
@@ -95,7 +101,8 @@ enabled = false
     def _new_ports(self):
         with open(self.config) as f:
             cfg = f.read()
-        for attr in ("port", "pop3_port", "pop3s_port", "imap_port", "imaps_port"):
+        for attr in ("port", "pop3_port", "pop3s_port", "imap_port", "imaps_port", "submission_port",
+                     "submissions_port"):
             old = getattr(self, attr)
             new = free_port()
             cfg = cfg.replace(f"127.0.0.1:{old}\"", f"127.0.0.1:{new}\"")

@@ -17,6 +17,8 @@ pub const EXAMPLE: &str = include_str!("example.toml");
 pub const TRIAL_SMTP_PORT: u16 = 10025;
 pub const TRIAL_POP3_PORT: u16 = 10110;
 pub const TRIAL_POP3S_PORT: u16 = 10995;
+pub const TRIAL_SUBMISSION_PORT: u16 = 10587;
+pub const TRIAL_SUBMISSIONS_PORT: u16 = 10465;
 pub const TRIAL_IMAP_PORT: u16 = 10143;
 pub const TRIAL_IMAPS_PORT: u16 = 10993;
 
@@ -25,6 +27,7 @@ pub const TRIAL_IMAPS_PORT: u16 = 10993;
 pub struct Config {
     pub server: ServerConfig,
     pub smtp: SmtpConfig,
+    pub submission: SubmissionConfig,
     pub pop3: Pop3Config,
     pub imap: ImapConfig,
     pub auth: AuthConfig,
@@ -97,6 +100,31 @@ impl Default for SmtpConfig {
             reject_disabled_accounts: false,
             max_received_headers: 100,
             quota_exceeded_code: 452,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SubmissionConfig {
+    /// STARTTLS listeners (587, and 2525 where 587 is blocked).
+    pub listen: Vec<String>,
+    /// Implicit TLS listeners (465).
+    pub tls_listen: Vec<String>,
+    pub proxy_protocol: bool,
+    pub max_recipients: usize,
+    /// Write the client's IP address into Received: headers.
+    pub expose_client_ip: bool,
+}
+
+impl Default for SubmissionConfig {
+    fn default() -> Self {
+        SubmissionConfig {
+            listen: vec![format!("127.0.0.1:{TRIAL_SUBMISSION_PORT}")],
+            tls_listen: vec![format!("127.0.0.1:{TRIAL_SUBMISSIONS_PORT}")],
+            proxy_protocol: false,
+            max_recipients: 1000,
+            expose_client_ip: false,
         }
     }
 }
@@ -303,6 +331,8 @@ impl Config {
             }
         }
         for (key, list) in [
+            ("submission.listen", &self.submission.listen),
+            ("submission.tls_listen", &self.submission.tls_listen),
             ("pop3.listen", &self.pop3.listen),
             ("pop3.tls_listen", &self.pop3.tls_listen),
         ] {
@@ -347,6 +377,7 @@ impl Config {
             ("smtp.hard_error_limit", self.smtp.hard_error_limit as u64),
             ("smtp.max_received_headers", self.smtp.max_received_headers as u64),
             ("dns.timeout_secs", self.dns.timeout_secs),
+            ("submission.max_recipients", self.submission.max_recipients as u64),
             ("pop3.max_connections", self.pop3.max_connections as u64),
             (
                 "pop3.max_connections_per_client",

@@ -118,6 +118,44 @@ impl Directory {
         }
     }
 
+    /// Whether the account `account_id` may send as `addr`: its own address
+    /// (in any of its domain's aliases, with any subaddress), or an alias
+    /// whose only target is the account. Catch-alls and lists with several
+    /// members do not count (a domain admin grants those).
+    pub fn may_send_as(&self, account_id: i64, addr: &Address) -> Result<bool> {
+        let Some(domain) = self.hosted_domain(addr.domain().canonical())? else {
+            return Ok(false);
+        };
+        let local = addr.local_canonical();
+        let mut candidates = vec![local.to_string()];
+        let sep = domain.subaddress_separator.as_str();
+        if !sep.is_empty() {
+            if let Some((base, _)) = local.split_once(sep) {
+                if !base.is_empty() {
+                    candidates.push(base.to_string());
+                }
+            }
+        }
+        for name in candidates {
+            if let Some(a) = self.db.account(domain.id, &name)? {
+                return Ok(a.id == account_id);
+            }
+            if let Some(alias) = self.db.alias(domain.id, &name)? {
+                if let [only] = alias.targets.as_slice() {
+                    if let Ok(target) = Address::parse(only, true) {
+                        if let Some(d) = self.hosted_domain(target.domain().canonical())? {
+                            if let Some(a) = self.db.account(d.id, target.local_canonical())? {
+                                return Ok(a.id == account_id);
+                            }
+                        }
+                    }
+                }
+                return Ok(false);
+            }
+        }
+        Ok(false)
+    }
+
     /// The bare `<Postmaster>` recipient (RFC 5321 4.1.1.3).
     pub fn resolve_postmaster(&self) -> Result<Resolution> {
         if let Some(pm) = &self.postmaster {

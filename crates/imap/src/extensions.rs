@@ -102,7 +102,10 @@ pub fn lift(message: &[u8]) -> (Vec<u8>, Extras) {
                 rest_start = end + usize::from(message.get(end) == Some(&b' '));
             }
         }
-        let line_end = memchr::memmem::find(message, b"\r\n").unwrap_or(message.len());
+        let rest_start = rest_start.min(message.len());
+        // The end of the line the options are on (not an earlier CRLF).
+        let line_end =
+            memchr::memmem::find(&message[rest_start..], b"\r\n").map_or(message.len(), |i| rest_start + i);
         let line = &message[rest_start..line_end];
         let upper = line.to_ascii_uppercase();
         if let Some(r) = memchr::memmem::rfind(&upper, b" RETURN (") {

@@ -17,7 +17,8 @@ pub fn rfc5322_date(t: SystemTime) -> String {
 
 pub struct ReceivedInfo<'a> {
     pub helo: &'a str,
-    pub peer: IpAddr,
+    /// `None`: leave the client's address out (authenticated submission).
+    pub peer: Option<IpAddr>,
     pub hostname: &'a str,
     /// RFC 3848 / RFC 6531 protocol name: SMTP, ESMTP, ESMTPS, UTF8SMTPS...
     pub protocol: &'a str,
@@ -35,33 +36,32 @@ pub fn delivery_prefix(
 ) -> Vec<u8> {
     let helo = sanitize(info.helo);
     let rcpt = sanitize(rcpt);
-    format!(
-        "Return-Path: <{}>\r\nDelivered-To: {}\r\nReceived: from {} ([{}])\r\n\tby {} (Postroom) with {} id {}\r\n\tfor <{}>; {}\r\n",
+    let mut out = format!(
+        "Return-Path: <{}>\r\nDelivered-To: {}\r\n",
         sanitize(return_path),
-        sanitize(delivered_to),
-        helo,
-        info.peer,
-        info.hostname,
-        info.protocol,
-        info.queue_id,
-        rcpt,
-        info.date
+        sanitize(delivered_to)
     )
-    .into_bytes()
+    .into_bytes();
+    out.extend_from_slice(&received_line_for(info, &helo, &rcpt));
+    out
 }
 
 /// Received line for queued (outbound) copies: no Return-Path or
 /// Delivered-To, which belong to final delivery.
 pub fn received_line(info: &ReceivedInfo<'_>, rcpt: &str) -> Vec<u8> {
+    received_line_for(info, &sanitize(info.helo), &sanitize(rcpt))
+}
+
+/// RFC 5321 4.4 trace line; without the client part when its address is
+/// kept private.
+fn received_line_for(info: &ReceivedInfo<'_>, helo: &str, rcpt: &str) -> Vec<u8> {
+    let from = match info.peer {
+        Some(ip) => format!("from {helo} ([{ip}])\r\n\t"),
+        None => String::new(),
+    };
     format!(
-        "Received: from {} ([{}])\r\n\tby {} (Postroom) with {} id {}\r\n\tfor <{}>; {}\r\n",
-        sanitize(info.helo),
-        info.peer,
-        info.hostname,
-        info.protocol,
-        info.queue_id,
-        sanitize(rcpt),
-        info.date
+        "Received: {from}by {} (Postroom) with {} id {}\r\n\tfor <{rcpt}>; {}\r\n",
+        info.hostname, info.protocol, info.queue_id, info.date
     )
     .into_bytes()
 }
@@ -120,7 +120,7 @@ mod tests {
     fn prefix_names_the_queue_id() {
         let info = ReceivedInfo {
             helo: "client.example\r\nX-Injected: 1",
-            peer: "192.0.2.1".parse().unwrap(),
+            peer: Some("192.0.2.1".parse().unwrap()),
             hostname: "mx.example",
             protocol: "ESMTP",
             queue_id: "QID123",

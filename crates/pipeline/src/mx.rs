@@ -4,10 +4,12 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use postroom_core::Secret;
 use postroom_core::{Address, QueueId};
+use postroom_directory::auth::{Authenticator, LoginError};
 use postroom_directory::{Directory, Lookup};
 use postroom_smtp::service::{PeerContext, SmtpHandler};
-use postroom_smtp::{DeliveryOutcome, Envelope, RcptTarget, RcptVerdict, Reply};
+use postroom_smtp::{AuthFailure, DeliveryOutcome, Envelope, RcptTarget, RcptVerdict, Reply};
 use postroom_store::{Delivery, Store};
 
 use crate::filter::{Filter, FilterInput, Verdict};
@@ -16,6 +18,11 @@ use crate::policy::{AcceptedRcpt, QuotaState, RelayPolicy};
 use crate::router::route;
 
 pub struct MxPipeline {
+    /// Checks SMTP AUTH logins (the same accounts as IMAP and POP3).
+    pub auth: Option<Arc<Authenticator>>,
+    /// Write the client's IP into the Received: header of authenticated
+    /// submissions (off by default: it tells the world where users are).
+    pub expose_client_ip: bool,
     pub hostname: String,
     pub max_received_headers: usize,
     pub policy: RelayPolicy,
@@ -51,7 +58,9 @@ impl MxPipeline {
                     },
                     _ => None,
                 };
-                Ok(self.policy.decide(peer.ip, addr.to_string(), l, quota))
+                Ok(self
+                    .policy
+                    .decide(peer.ip, addr.to_string(), l, quota, peer.auth.is_some()))
             }),
         };
         result.unwrap_or_else(|e| {
@@ -70,6 +79,9 @@ impl MxPipeline {
             ));
         }
         let sender = env.mail_from.as_ref().map(Address::to_string).unwrap_or_default();
+        if let Some(user) = &env.auth {
+            self.check_header_senders(user, &env.body)?;
+        }
         let rcpts: Vec<AcceptedRcpt> = env.recipients.into_iter().map(|(_, r)| r).collect();
         let rcpt_names: Vec<String> = rcpts.iter().map(|r| r.rcpt.clone()).collect();
         let mut body = env.body;
@@ -98,16 +110,40 @@ impl MxPipeline {
         let queue_id = QueueId::generate(micros);
         let date = rfc5322_date(now);
         // RFC 3848 and RFC 6531 3.7.3 protocol names.
-        let protocol = match (env.smtputf8, env.esmtp, peer.tls) {
-            (true, _, true) => "UTF8SMTPS",
-            (true, _, false) => "UTF8SMTP",
-            (false, true, true) => "ESMTPS",
-            (false, true, false) => "ESMTP",
-            (false, false, _) => "SMTP",
+        // RFC 3848 and RFC 6531 3.7.3 protocol names.
+        let protocol = match (env.smtputf8, env.esmtp, peer.tls, env.auth.is_some()) {
+            (true, _, true, true) => "UTF8SMTPSA",
+            (true, _, true, false) => "UTF8SMTPS",
+            (true, _, false, true) => "UTF8SMTPA",
+            (true, _, false, false) => "UTF8SMTP",
+            (false, true, true, true) => "ESMTPSA",
+            (false, true, true, false) => "ESMTPS",
+            (false, true, false, true) => "ESMTPA",
+            (false, true, false, false) => "ESMTP",
+            (false, false, _, _) => "SMTP",
         };
+        if env.auth.is_some() {
+            // RFC 6409 8.3, 8.4: a submission server adds what is missing.
+            let mut fixes = Vec::new();
+            let head = header_section(&body);
+            if !has_header(head, b"message-id") {
+                fixes.extend_from_slice(format!("Message-ID: <{queue_id}@{}>\r\n", self.hostname).as_bytes());
+            }
+            if !has_header(head, b"date") {
+                fixes.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
+            }
+            if !fixes.is_empty() {
+                fixes.extend_from_slice(&body);
+                body = fixes;
+            }
+        }
         let info = ReceivedInfo {
             helo: &env.helo,
-            peer: peer.ip,
+            peer: if env.auth.is_some() && !self.expose_client_ip {
+                None
+            } else {
+                Some(peer.ip)
+            },
             hostname: &self.hostname,
             protocol,
             queue_id: queue_id.as_str(),
@@ -170,8 +206,110 @@ impl MxPipeline {
     }
 }
 
+fn header_section(message: &[u8]) -> &[u8] {
+    match memchr::memmem::find(message, b"\r\n\r\n") {
+        Some(i) => &message[..i + 2],
+        None => message,
+    }
+}
+
+fn has_header(head: &[u8], name: &[u8]) -> bool {
+    head.split(|&b| b == b'\n').any(|line| {
+        line.len() > name.len() && line[..name.len()].eq_ignore_ascii_case(name) && line[name.len()] == b':'
+    })
+}
+
+impl MxPipeline {
+    /// The account behind an authenticated identity (its canonical address).
+    fn account_of(&self, identity: &str) -> Option<i64> {
+        let addr = Address::parse(identity, true).ok()?;
+        let d = self.directory.hosted_domain(addr.domain().canonical()).ok()??;
+        Some(self.store.db.account(d.id, addr.local_canonical()).ok()??.id)
+    }
+
+    /// RFC 6409 8.1-style check: every address in From: (and Sender:) must
+    /// be one the user may send as.
+    fn check_header_senders(&self, user: &str, body: &[u8]) -> Result<(), Reply> {
+        let Some(account) = self.account_of(user) else {
+            return Err(Reply::new(
+                550,
+                "5.7.1",
+                "Sender address not owned by the authenticated user",
+            ));
+        };
+        let Some(parsed) = mail_parser::MessageParser::default().parse_headers(body) else {
+            return Ok(());
+        };
+        let mut addresses = Vec::new();
+        for header in [parsed.from(), parsed.sender()].into_iter().flatten() {
+            for a in header.iter() {
+                if let Some(addr) = a.address() {
+                    addresses.push(addr.to_string());
+                }
+            }
+        }
+        for a in addresses {
+            let owned = Address::parse(&a, true)
+                .ok()
+                .map(|parsed| self.directory.may_send_as(account, &parsed).unwrap_or(false))
+                .unwrap_or(false);
+            if !owned {
+                return Err(Reply::new(
+                    550,
+                    "5.7.1",
+                    format!("From: <{a}> is not an address of the authenticated user"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl SmtpHandler for MxPipeline {
     type Recipient = AcceptedRcpt;
+
+    async fn authenticate(
+        &self,
+        peer: &PeerContext,
+        user: String,
+        password: Secret<String>,
+    ) -> Result<String, AuthFailure> {
+        let Some(auth) = &self.auth else {
+            return Err(AuthFailure::Unavailable);
+        };
+        match auth.login(peer.ip, &user, &password).await {
+            Ok(a) => {
+                tracing::info!(target: "smtp", client = %peer.ip, user = %a.address, "AUTH login");
+                Ok(a.address)
+            }
+            Err(e) => {
+                tracing::info!(target: "smtp", client = %peer.ip, user = %user, error = ?e, "AUTH failed");
+                Err(match e {
+                    LoginError::Failed => AuthFailure::Failed,
+                    LoginError::Refused | LoginError::Unavailable => AuthFailure::Unavailable,
+                })
+            }
+        }
+    }
+
+    async fn check_sender(&self, peer: &PeerContext, sender: Option<Address>) -> Result<(), Reply> {
+        let (Some(user), Some(sender)) = (&peer.auth, sender) else {
+            // <> is allowed after AUTH (read receipts, RFC 6409 6.1).
+            return Ok(());
+        };
+        let owned = self
+            .account_of(user)
+            .is_some_and(|acct| self.directory.may_send_as(acct, &sender).unwrap_or(false));
+        if owned {
+            Ok(())
+        } else {
+            Err(Reply::new(
+                553,
+                "5.7.1",
+                format!("<{sender}>: Sender address not owned by user {user}"),
+            ))
+        }
+    }
 
     async fn check_recipient(&self, peer: &PeerContext, target: RcptTarget) -> RcptVerdict<AcceptedRcpt> {
         self.lookup(peer, target)

@@ -57,10 +57,12 @@ impl RelayPolicy {
         rcpt: String,
         lookup: Lookup,
         quota: Option<(QuotaState, Option<u64>)>,
+        authenticated: bool,
     ) -> RcptVerdict<AcceptedRcpt> {
         match lookup {
             Lookup::NotHosted => {
-                if self.trusted_networks.contains(peer) {
+                // Relay only for authenticated users and trusted networks.
+                if authenticated || self.trusted_networks.contains(peer) {
                     RcptVerdict::Accept(AcceptedRcpt {
                         routes: vec![Route::Remote {
                             address: rcpt.clone(),
@@ -155,6 +157,7 @@ mod tests {
             "x@elsewhere.example".into(),
             Lookup::NotHosted,
             None,
+            false,
         );
         match v {
             RcptVerdict::Reject(r) => assert_eq!(
@@ -168,7 +171,19 @@ mod tests {
             "x@elsewhere.example".into(),
             Lookup::NotHosted,
             None,
+            false,
         );
         assert!(matches!(v, RcptVerdict::Accept(_)));
+        let v = policy(&[]).decide(
+            "192.0.2.7".parse().unwrap(),
+            "x@elsewhere.example".into(),
+            Lookup::NotHosted,
+            None,
+            true,
+        );
+        assert!(
+            matches!(v, RcptVerdict::Accept(_)),
+            "an authenticated user relays"
+        );
     }
 }

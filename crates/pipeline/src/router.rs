@@ -102,7 +102,7 @@ mod tests {
     fn info() -> ReceivedInfo<'static> {
         ReceivedInfo {
             helo: "c.example",
-            peer: "192.0.2.1".parse().unwrap(),
+            peer: Some("192.0.2.1".parse().unwrap()),
             hostname: "mx.example",
             protocol: "ESMTP",
             queue_id: "Q",

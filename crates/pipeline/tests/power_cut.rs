@@ -39,6 +39,8 @@ fn setup(careless: bool) -> Setup {
     let d = store.db.add_domain("example.com", "example.com", None).unwrap();
     let acct = store.db.add_account(d.id, "user", "user", None, None).unwrap();
     let pipeline = Arc::new(MxPipeline {
+        auth: None,
+        expose_client_ip: false,
         hostname: "mx.example.com".into(),
         max_received_headers: 100,
         policy: RelayPolicy {
@@ -110,6 +112,7 @@ fn envelope(n: usize) -> (Envelope<AcceptedRcpt>, Vec<u8>) {
         body: body.clone(),
         has_8bit: false,
         bare_line_ends: 0,
+        auth: None,
     };
     (env, body)
 }
@@ -149,6 +152,7 @@ async fn run(careless: bool, cut_after: usize) -> Outcome {
                     helo: None,
                     tls: false,
                     declared_size: None,
+                    auth: None,
                 };
                 let outcome = pipeline.deliver(&peer, env).await;
                 let mut a = acked.lock().unwrap();

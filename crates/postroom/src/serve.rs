@@ -49,6 +49,8 @@ pub fn run(cfg: Config, data_dir: PathBuf, cli_flags: String) -> Result<(), Stri
     };
     let sockets = Sockets {
         smtp: bind("smtp.listen", &cfg.smtp.listen)?,
+        submission: bind("submission.listen", &cfg.submission.listen)?,
+        submissions: bind("submission.tls_listen", &cfg.submission.tls_listen)?,
         pop3: bind("pop3.listen", &cfg.pop3.listen)?,
         pop3s: bind("pop3.tls_listen", &cfg.pop3.tls_listen)?,
         imap: bind("imap.listen", &cfg.imap.listen)?,
@@ -71,6 +73,8 @@ pub fn run(cfg: Config, data_dir: PathBuf, cli_flags: String) -> Result<(), Stri
 /// The bound listening sockets, by protocol.
 struct Sockets {
     smtp: Vec<StdListener>,
+    submission: Vec<StdListener>,
+    submissions: Vec<StdListener>,
     pop3: Vec<StdListener>,
     pop3s: Vec<StdListener>,
     imap: Vec<StdListener>,
@@ -147,36 +151,6 @@ async fn serve(
         None => None,
     };
     let smtp = &cfg.smtp;
-    let smtp_protocol = Protocol::Smtp {
-        session: Arc::new(SessionConfig {
-            hostname: cfg.server.hostname.clone(),
-            max_message_size: smtp.max_message_size,
-            max_recipients: smtp.max_recipients,
-            max_line_length: smtp.max_line_length,
-            soft_error_limit: smtp.soft_error_limit,
-            hard_error_limit: smtp.hard_error_limit,
-            error_sleep: Duration::from_millis(smtp.error_sleep_ms),
-            strict_line_endings: smtp.strict_line_endings,
-            starttls: tls.is_some(),
-        }),
-        settings: Arc::new(ConnectionSettings {
-            idle_timeout: Duration::from_secs(smtp.idle_timeout_secs),
-            tls: acceptor.clone(),
-        }),
-        pipeline: Arc::new(MxPipeline {
-            hostname: cfg.server.hostname.clone(),
-            max_received_headers: smtp.max_received_headers,
-            policy: RelayPolicy {
-                trusted_networks: IpNetList::parse(&smtp.trusted_networks)?,
-                relay_denied_code: smtp.relay_denied_code,
-                reject_disabled_accounts: smtp.reject_disabled_accounts,
-                quota_code: smtp.quota_exceeded_code,
-            },
-            directory: Directory::new(store.db.clone(), postmaster),
-            store: store.clone(),
-            filter: Arc::new(NoFilter),
-        }),
-    };
     let a = &cfg.auth;
     let auth = Arc::new(Authenticator::new(
         store.db.clone(),
@@ -188,6 +162,55 @@ async fn serve(
             block_after: a.block_after,
         },
     ));
+    // One pipeline for the MX and submission: authenticated sessions may
+    // relay and are held to their own sender addresses.
+    let pipeline = Arc::new(MxPipeline {
+        auth: Some(Arc::clone(&auth)),
+        expose_client_ip: cfg.submission.expose_client_ip,
+        hostname: cfg.server.hostname.clone(),
+        max_received_headers: smtp.max_received_headers,
+        policy: RelayPolicy {
+            trusted_networks: IpNetList::parse(&smtp.trusted_networks)?,
+            relay_denied_code: smtp.relay_denied_code,
+            reject_disabled_accounts: smtp.reject_disabled_accounts,
+            quota_code: smtp.quota_exceeded_code,
+        },
+        directory: Directory::new(store.db.clone(), postmaster),
+        store: store.clone(),
+        filter: Arc::new(NoFilter),
+    });
+    let smtp_session = SessionConfig {
+        hostname: cfg.server.hostname.clone(),
+        max_message_size: smtp.max_message_size,
+        max_recipients: smtp.max_recipients,
+        max_line_length: smtp.max_line_length,
+        soft_error_limit: smtp.soft_error_limit,
+        hard_error_limit: smtp.hard_error_limit,
+        error_sleep: Duration::from_millis(smtp.error_sleep_ms),
+        strict_line_endings: smtp.strict_line_endings,
+        starttls: tls.is_some(),
+        auth: true,
+        submission: false,
+    };
+    let smtp_settings = Arc::new(ConnectionSettings {
+        idle_timeout: Duration::from_secs(smtp.idle_timeout_secs),
+        tls: acceptor.clone(),
+        plaintext_auth: IpNetList::parse(&a.plaintext_networks)?,
+    });
+    let smtp_protocol = Protocol::Smtp {
+        session: Arc::new(smtp_session.clone()),
+        settings: Arc::clone(&smtp_settings),
+        pipeline: Arc::clone(&pipeline),
+    };
+    let submission_protocol = Protocol::Smtp {
+        session: Arc::new(SessionConfig {
+            max_recipients: cfg.submission.max_recipients,
+            submission: true,
+            ..smtp_session
+        }),
+        settings: smtp_settings,
+        pipeline,
+    };
     let plaintext_networks = IpNetList::parse(&a.plaintext_networks)?;
     let pop3_protocol = Protocol::Pop3(Arc::new(Pop3Service {
         store: store.clone(),
@@ -236,6 +259,22 @@ async fn serve(
             smtp_protocol,
             smtp.proxy_protocol,
             None,
+            Arc::clone(&smtp_limiter),
+        ),
+        (
+            "submission",
+            sockets.submission,
+            submission_protocol.clone(),
+            cfg.submission.proxy_protocol,
+            None,
+            Arc::clone(&smtp_limiter),
+        ),
+        (
+            "submissions",
+            sockets.submissions,
+            submission_protocol,
+            cfg.submission.proxy_protocol,
+            acceptor.clone(),
             smtp_limiter,
         ),
         (
@@ -470,6 +509,8 @@ fn print_banner(cfg: &Config, data_dir: &std::path::Path, bound: &[(&str, Socket
         cfg.server.hostname
     );
     println!("  SMTP (MX, inbound mail):  {}", list("smtp"));
+    println!("  Submission (STARTTLS):    {}", list("submission"));
+    println!("  Submission (TLS):         {}", list("submissions"));
     println!("  POP3 (STLS):              {}", list("pop3"));
     println!("  POP3S (implicit TLS):     {}", list("pop3s"));
     println!("  IMAP (STARTTLS):          {}", list("imap"));

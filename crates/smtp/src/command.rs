@@ -44,7 +44,11 @@ pub enum Command {
     Expn,
     Help,
     StartTls,
-    Auth,
+    /// `AUTH mechanism [initial-response]` (RFC 4954 4).
+    Auth {
+        mechanism: String,
+        initial: Option<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,7 +119,20 @@ pub fn parse_command(line: &[u8], ehlo: bool, utf8_session: bool) -> Result<Comm
         "VRFY" => Ok(Command::Vrfy),
         "EXPN" => Ok(Command::Expn),
         "STARTTLS" => no_args(Command::StartTls),
-        "AUTH" => Ok(Command::Auth),
+        "AUTH" => {
+            let mut words = rest.split(' ').filter(|w| !w.is_empty());
+            let mechanism = words
+                .next()
+                .ok_or(CommandError::Syntax("AUTH needs a mechanism"))?;
+            let initial = words.next().map(str::to_string);
+            if words.next().is_some() {
+                return Err(CommandError::Syntax("too many AUTH arguments"));
+            }
+            Ok(Command::Auth {
+                mechanism: mechanism.to_ascii_uppercase(),
+                initial,
+            })
+        }
         _ => Err(CommandError::Unknown),
     }
 }

@@ -15,4 +15,6 @@ pub mod session;
 
 pub use command::{Command, CommandError, MailParams, RcptTarget};
 pub use reply::Reply;
-pub use session::{Action, BodyType, DeliveryOutcome, Envelope, RcptVerdict, Session, SessionConfig};
+pub use session::{
+    Action, AuthFailure, BodyType, DeliveryOutcome, Envelope, RcptVerdict, Session, SessionConfig,
+};

@@ -13,12 +13,14 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::command::RcptTarget;
 use crate::reply::Reply;
-use crate::session::{Action, DeliveryOutcome, Envelope, RcptVerdict, Session, SessionConfig};
+use crate::session::{Action, AuthFailure, DeliveryOutcome, Envelope, RcptVerdict, Session, SessionConfig};
 
 /// What the session knows about its peer, passed to every handler call.
 #[derive(Clone, Debug)]
 pub struct PeerContext {
     pub ip: IpAddr,
+    /// The user authenticated with SMTP AUTH.
+    pub auth: Option<String>,
     pub helo: Option<String>,
     pub tls: bool,
     /// SIZE declared on MAIL FROM, during RCPT checks.
@@ -40,6 +42,21 @@ pub trait SmtpHandler: Send + Sync + 'static {
         peer: &PeerContext,
         envelope: Envelope<Self::Recipient>,
     ) -> impl Future<Output = DeliveryOutcome> + Send;
+
+    /// Checks a login (SMTP AUTH); the identity on success.
+    fn authenticate(
+        &self,
+        peer: &PeerContext,
+        user: String,
+        password: postroom_core::Secret<String>,
+    ) -> impl Future<Output = Result<String, AuthFailure>> + Send;
+
+    /// May the authenticated `peer.auth` send as this envelope sender?
+    fn check_sender(
+        &self,
+        peer: &PeerContext,
+        sender: Option<postroom_core::Address>,
+    ) -> impl Future<Output = Result<(), Reply>> + Send;
 }
 
 #[derive(Clone)]
@@ -48,6 +65,8 @@ pub struct ConnectionSettings {
     /// smtpd_timeout = 180s) uses 180 s, which is the default.
     pub idle_timeout: Duration,
     pub tls: Option<TlsAcceptor>,
+    /// Networks whose clients may AUTH without TLS.
+    pub plaintext_auth: postroom_core::IpNetList,
 }
 
 /// Serves one connection to the end.
@@ -60,8 +79,10 @@ pub async fn serve_connection<H: SmtpHandler>(
     mut shutdown: Shutdown,
 ) {
     let mut session: Session<H::Recipient> = Session::new(cfg, peer_ip, stream.is_tls());
+    session.allow_plaintext_auth(settings.plaintext_auth.contains(peer_ip));
     let mut ctx = PeerContext {
         ip: peer_ip,
+        auth: None,
         helo: None,
         tls: stream.is_tls(),
         declared_size: None,
@@ -94,6 +115,17 @@ pub async fn serve_connection<H: SmtpHandler>(
                     ctx.declared_size = session.declared_size();
                     let verdict = handler.check_recipient(&ctx, target).await;
                     session.recipient_verdict(verdict);
+                }
+                Action::Authenticate { user, password } => {
+                    let result = handler.authenticate(&ctx, user, password).await;
+                    if let Ok(identity) = &result {
+                        ctx.auth = Some(identity.clone());
+                    }
+                    session.auth_result(result);
+                }
+                Action::CheckSender(sender) => {
+                    let verdict = handler.check_sender(&ctx, sender).await;
+                    session.sender_verdict(verdict);
                 }
                 Action::Deliver(envelope) => {
                     ctx.helo = session.helo_name().map(str::to_string);

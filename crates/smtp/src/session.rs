@@ -35,6 +35,13 @@ pub struct SessionConfig {
     pub strict_line_endings: bool,
     /// Offer STARTTLS (a certificate is configured and TLS is not yet on).
     pub starttls: bool,
+    /// Offer AUTH (RFC 4954), once the connection is encrypted (or the
+    /// client may send passwords in plaintext, see
+    /// [`Session::allow_plaintext_auth`]).
+    pub auth: bool,
+    /// A submission listener (RFC 6409): MAIL needs TLS first (530 5.7.0)
+    /// and AUTH (530 5.7.0).
+    pub submission: bool,
 }
 
 impl Default for SessionConfig {
@@ -49,6 +56,8 @@ impl Default for SessionConfig {
             error_sleep: Duration::from_secs(1),
             strict_line_endings: false,
             starttls: false,
+            auth: false,
+            submission: false,
         }
     }
 }
@@ -65,6 +74,16 @@ pub enum BodyType {
 pub enum RcptVerdict<R> {
     Accept(R),
     Reject(Reply),
+}
+
+/// Why a login failed, as the caller learned it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// Wrong user or password: 535 5.7.8.
+    Failed,
+    /// Too many failures from this client, or the password store is
+    /// unavailable: 454 4.7.0.
+    Unavailable,
 }
 
 /// The answer to [`Action::Deliver`].
@@ -94,6 +113,8 @@ pub struct Envelope<R> {
     pub body: Vec<u8>,
     pub has_8bit: bool,
     pub bare_line_ends: u64,
+    /// The authenticated user (SMTP AUTH), if any.
+    pub auth: Option<String>,
 }
 
 #[derive(Debug)]
@@ -109,6 +130,15 @@ pub enum Action<R> {
     },
     /// Answer with [`Session::recipient_verdict`].
     CheckRecipient(RcptTarget),
+    /// An authenticated client's MAIL FROM: may it send as this address?
+    /// Answer with [`Session::sender_verdict`].
+    CheckSender(Option<Address>),
+    /// Check a login; answer with [`Session::auth_result`]. The password
+    /// is a [`postroom_core::Secret`]: it never reaches a log.
+    Authenticate {
+        user: String,
+        password: postroom_core::Secret<String>,
+    },
     /// Answer with [`Session::delivery_outcome`].
     Deliver(Box<Envelope<R>>),
     /// Send nothing more in plaintext: start the TLS handshake, then call
@@ -140,6 +170,14 @@ enum Phase {
         keep: bool,
     },
     AwaitRecipient(RcptTarget),
+    AwaitSender,
+    /// AUTH PLAIN sent without an initial response: the next line is it.
+    AuthPlain,
+    /// AUTH LOGIN: the next line is the user name.
+    AuthLoginUser,
+    /// AUTH LOGIN: the next line is the password for this user.
+    AuthLoginPassword(String),
+    AwaitAuth,
     AwaitDelivery,
     AwaitTls,
     Closed,
@@ -158,6 +196,12 @@ pub struct Session<R> {
     out: std::collections::VecDeque<Action<R>>,
     /// The reply to a chunk that was skipped (sent when its octets are in).
     chunk_error: Option<Reply>,
+    /// The authenticated user.
+    auth: Option<String>,
+    /// Passwords may cross this connection unencrypted.
+    plaintext_auth: bool,
+    /// MAIL FROM waiting for [`Session::sender_verdict`].
+    pending_mail: Option<(Option<Address>, MailParams)>,
 }
 
 impl<R> Session<R> {
@@ -173,6 +217,59 @@ impl<R> Session<R> {
             errors: 0,
             out: Default::default(),
             chunk_error: None,
+            auth: None,
+            plaintext_auth: false,
+            pending_mail: None,
+        }
+    }
+
+    /// Lets this connection send passwords without TLS (the client is in a
+    /// network configured for it).
+    pub fn allow_plaintext_auth(&mut self, allow: bool) {
+        self.plaintext_auth = allow;
+    }
+
+    pub fn authenticated(&self) -> Option<&str> {
+        self.auth.as_deref()
+    }
+
+    fn auth_offered(&self) -> bool {
+        self.cfg.auth && (self.tls || self.plaintext_auth)
+    }
+
+    /// The caller's answer to [`Action::Authenticate`].
+    pub fn auth_result(&mut self, result: Result<String, AuthFailure>) {
+        if !matches!(self.phase, Phase::AwaitAuth) {
+            return;
+        }
+        self.phase = Phase::Commands;
+        match result {
+            Ok(user) => {
+                self.auth = Some(user);
+                self.reply(Reply::new(235, "2.7.0", "Authentication successful"));
+            }
+            Err(AuthFailure::Failed) => {
+                self.refuse("AUTH", Reply::new(535, "5.7.8", "Error: authentication failed"))
+            }
+            Err(AuthFailure::Unavailable) => self.refuse(
+                "AUTH",
+                Reply::new(454, "4.7.0", "Temporary authentication failure, try again later"),
+            ),
+        }
+    }
+
+    /// The caller's answer to [`Action::CheckSender`].
+    pub fn sender_verdict(&mut self, verdict: Result<(), Reply>) {
+        if !matches!(self.phase, Phase::AwaitSender) {
+            return;
+        }
+        self.phase = Phase::Commands;
+        let Some((from, params)) = self.pending_mail.take() else {
+            return;
+        };
+        match verdict {
+            Ok(()) => self.start_transaction(from, params),
+            Err(reply) => self.refuse("MAIL", reply),
         }
     }
 
@@ -278,6 +375,11 @@ impl<R> Session<R> {
         }
     }
 
+    #[cfg(test)]
+    pub(crate) fn tls_established_for_tests(&mut self) {
+        self.tls = true;
+    }
+
     /// The TLS handshake after STARTTLS succeeded: the session starts over
     /// (RFC 3207 4.2), and the client must greet again.
     pub fn tls_established(&mut self) {
@@ -306,7 +408,33 @@ impl<R> Session<R> {
     /// Advances by one unit of work; false when nothing can be done now.
     fn step(&mut self) -> bool {
         match &mut self.phase {
-            Phase::Closed | Phase::AwaitRecipient(_) | Phase::AwaitDelivery | Phase::AwaitTls => false,
+            Phase::Closed
+            | Phase::AwaitRecipient(_)
+            | Phase::AwaitSender
+            | Phase::AwaitAuth
+            | Phase::AwaitDelivery
+            | Phase::AwaitTls => false,
+            Phase::AuthPlain | Phase::AuthLoginUser | Phase::AuthLoginPassword(_) => {
+                let Some(i) = memchr::memchr(b'\n', &self.input) else {
+                    if self.input.len() > 12 * 1024 {
+                        self.input.clear();
+                        self.phase = Phase::Commands;
+                        self.refuse(
+                            "AUTH",
+                            Reply::new(500, "5.5.6", "Authentication exchange line too long"),
+                        );
+                    }
+                    return false;
+                };
+                let mut line: Vec<u8> = self.input.drain(..=i).collect();
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                let line = String::from_utf8_lossy(&line).into_owned();
+                self.auth_line(line.trim());
+                true
+            }
             Phase::LongLine => match memchr::memchr(b'\n', &self.input) {
                 Some(i) => {
                     self.input.drain(..=i);
@@ -448,7 +576,7 @@ impl<R> Session<R> {
             // neither reveals which addresses exist.
             Command::Vrfy => self.refuse(&verb, Reply::new(502, "5.5.1", "VRFY command is disabled")),
             Command::Expn => self.refuse(&verb, Reply::new(502, "5.5.1", "EXPN command is disabled")),
-            Command::Auth => self.refuse(&verb, Reply::new(502, "5.5.1", "Authentication not enabled")),
+            Command::Auth { mechanism, initial } => self.auth_command(&mechanism, initial),
             Command::Helo(name) => self.greet(name, false),
             Command::Ehlo(name) => self.greet(name, true),
             Command::StartTls => self.starttls(),
@@ -477,6 +605,9 @@ impl<R> Session<R> {
         if self.cfg.starttls && !self.tls {
             lines.push("STARTTLS".into());
         }
+        if self.auth_offered() && self.auth.is_none() {
+            lines.push("AUTH PLAIN LOGIN".into());
+        }
         lines.extend(["ENHANCEDSTATUSCODES", "8BITMIME", "SMTPUTF8", "CHUNKING"].map(String::from));
         self.reply(Reply::multi(250, lines));
     }
@@ -504,6 +635,16 @@ impl<R> Session<R> {
             self.refuse("MAIL", Reply::new(503, "5.5.1", "Error: nested MAIL command"));
             return;
         }
+        if self.cfg.submission && self.auth.is_none() {
+            // RFC 3207 4 / RFC 4954 6: 530 5.7.0 for both.
+            let text = if !self.tls && !self.plaintext_auth {
+                "Must issue a STARTTLS command first"
+            } else {
+                "Authentication required"
+            };
+            self.refuse("MAIL", Reply::new(530, "5.7.0", text));
+            return;
+        }
         if params.size.is_some_and(|s| s > self.cfg.max_message_size) {
             self.refuse(
                 "MAIL",
@@ -511,6 +652,17 @@ impl<R> Session<R> {
             );
             return;
         }
+        if self.auth.is_some() {
+            // An authenticated client may send only as its own addresses.
+            self.out.push_back(Action::CheckSender(from.clone()));
+            self.pending_mail = Some((from, params));
+            self.phase = Phase::AwaitSender;
+            return;
+        }
+        self.start_transaction(from, params);
+    }
+
+    fn start_transaction(&mut self, from: Option<Address>, params: MailParams) {
         self.tx = Some(Transaction {
             mail_from: from,
             params,
@@ -518,6 +670,120 @@ impl<R> Session<R> {
             chunks: None,
         });
         self.reply(Reply::new(250, "2.1.0", "Ok"));
+    }
+
+    fn auth_command(&mut self, mechanism: &str, initial: Option<String>) {
+        if !self.cfg.auth {
+            self.refuse("AUTH", Reply::new(502, "5.5.1", "Authentication not enabled"));
+            return;
+        }
+        if self.helo.is_none() {
+            self.refuse("AUTH", Reply::new(503, "5.5.1", "Error: send EHLO first"));
+            return;
+        }
+        if self.auth.is_some() {
+            // RFC 4954 4: no second AUTH in a session.
+            self.refuse("AUTH", Reply::new(503, "5.5.1", "Error: already authenticated"));
+            return;
+        }
+        if self.tx.is_some() {
+            self.refuse(
+                "AUTH",
+                Reply::new(503, "5.5.1", "Error: AUTH not allowed during a transaction"),
+            );
+            return;
+        }
+        if !self.tls && !self.plaintext_auth {
+            // RFC 4954 6: no password over an unencrypted connection.
+            self.refuse(
+                "AUTH",
+                Reply::new(
+                    538,
+                    "5.7.11",
+                    "Encryption required for requested authentication mechanism",
+                ),
+            );
+            return;
+        }
+        match (mechanism, initial) {
+            ("PLAIN", Some(resp)) => self.auth_plain(&resp),
+            ("PLAIN", None) => {
+                self.phase = Phase::AuthPlain;
+                self.reply(Reply::new(334, "", ""));
+            }
+            ("LOGIN", Some(user)) => match decode_b64(&user) {
+                Some(u) => {
+                    self.phase = Phase::AuthLoginPassword(u);
+                    self.reply(Reply::new(334, "", "UGFzc3dvcmQ6"));
+                }
+                None => self.refuse("AUTH", Reply::new(501, "5.5.2", "Invalid base64 data")),
+            },
+            ("LOGIN", None) => {
+                self.phase = Phase::AuthLoginUser;
+                self.reply(Reply::new(334, "", "VXNlcm5hbWU6"));
+            }
+            _ => self.refuse(
+                "AUTH",
+                Reply::new(504, "5.5.4", "Unrecognized authentication mechanism"),
+            ),
+        }
+    }
+
+    fn auth_line(&mut self, line: &str) {
+        let phase = std::mem::replace(&mut self.phase, Phase::Commands);
+        if line == "*" {
+            self.refuse("AUTH", Reply::new(501, "5.0.0", "Authentication cancelled"));
+            return;
+        }
+        match phase {
+            Phase::AuthPlain => self.auth_plain(line),
+            Phase::AuthLoginUser => match decode_b64(line) {
+                Some(u) => {
+                    self.phase = Phase::AuthLoginPassword(u);
+                    self.reply(Reply::new(334, "", "UGFzc3dvcmQ6"));
+                }
+                None => self.refuse("AUTH", Reply::new(501, "5.5.2", "Invalid base64 data")),
+            },
+            Phase::AuthLoginPassword(user) => match decode_b64(line) {
+                Some(password) => self.begin_auth(user, password),
+                None => self.refuse("AUTH", Reply::new(501, "5.5.2", "Invalid base64 data")),
+            },
+            other => self.phase = other,
+        }
+    }
+
+    /// RFC 4616: authzid NUL authcid NUL password, base64 (`=` is empty).
+    fn auth_plain(&mut self, b64: &str) {
+        let decoded = if b64 == "=" {
+            Some(String::new())
+        } else {
+            decode_b64(b64)
+        };
+        let Some(decoded) = decoded else {
+            self.refuse("AUTH", Reply::new(501, "5.5.2", "Invalid base64 data"));
+            return;
+        };
+        let parts: Vec<&str> = decoded.split('\0').collect();
+        let [authz, user, pass] = parts.as_slice() else {
+            self.refuse("AUTH", Reply::new(535, "5.7.8", "Error: authentication failed"));
+            return;
+        };
+        if !authz.is_empty() && !authz.eq_ignore_ascii_case(user) {
+            self.refuse(
+                "AUTH",
+                Reply::new(535, "5.7.8", "Error: authorization identity not allowed"),
+            );
+            return;
+        }
+        self.begin_auth(user.to_string(), pass.to_string());
+    }
+
+    fn begin_auth(&mut self, user: String, password: String) {
+        self.phase = Phase::AwaitAuth;
+        self.out.push_back(Action::Authenticate {
+            user,
+            password: postroom_core::Secret::new(password),
+        });
     }
 
     fn rcpt(&mut self, target: RcptTarget) {
@@ -663,10 +929,18 @@ impl<R> Session<R> {
             body: body.body,
             has_8bit: body.has_8bit,
             bare_line_ends: body.bare_line_ends,
+            auth: self.auth.clone(),
         };
         self.out.push_back(Action::Deliver(Box::new(envelope)));
         self.phase = Phase::AwaitDelivery;
     }
+}
+
+/// Base64 to UTF-8 text (SASL payloads); `None` if either is invalid.
+fn decode_b64(s: &str) -> Option<String> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(s.trim()).ok()?;
+    String::from_utf8(bytes).ok()
 }
 
 /// The verb of a line, for logs: printable ASCII only, at most 16 chars.

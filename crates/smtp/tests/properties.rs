@@ -657,6 +657,15 @@ impl Driver {
                     };
                     self.s.recipient_verdict(verdict);
                 }
+                Action::Authenticate { user, password } => {
+                    let ok = password.expose() == "pw";
+                    self.s.auth_result(if ok {
+                        Ok(user)
+                    } else {
+                        Err(postroom_smtp::AuthFailure::Failed)
+                    });
+                }
+                Action::CheckSender(_) => self.s.sender_verdict(Ok(())),
                 Action::Deliver(env) => {
                     prop_assert!(self.s.poll().is_none(), "poll went on before the outcome");
                     self.check_envelope(&env)?;
@@ -729,6 +738,8 @@ fn session_config() -> impl Strategy<Value = SessionConfig> {
                     error_sleep: Duration::from_millis(1),
                     strict_line_endings: strict,
                     starttls,
+                    auth: starttls,
+                    submission: false,
                 }
             },
         )

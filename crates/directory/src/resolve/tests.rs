@@ -137,3 +137,31 @@ fn cycles_and_depth_are_refused() {
     assert!(matches!(d.resolve(&addr("n0@abc.com")).unwrap(), Lookup::Loop(_)));
     assert_eq!(locals(&d.resolve(&addr("n5@abc.com")).unwrap()), ["kent@abc.com"]);
 }
+
+#[test]
+fn who_may_send_as_what() {
+    let (_t, d) = setup();
+    let db = d.db().clone();
+    let dom = db.domain("abc.com").unwrap().unwrap();
+    let kent = db.account(dom.id, "kent").unwrap().unwrap();
+    db.add_alias_targets(dom.id, "sales", "sales", &["kent@abc.com".into()])
+        .unwrap();
+    db.add_alias_targets(
+        dom.id,
+        "team",
+        "team",
+        &["kent@abc.com".into(), "dbrooks@abc.com".into()],
+    )
+    .unwrap();
+    db.add_alias_targets(dom.id, "", "", &["kent@abc.com".into()])
+        .unwrap();
+    let may = |a: &str| d.may_send_as(kent.id, &addr(a)).unwrap();
+    assert!(may("kent@abc.com"));
+    assert!(may("Kent+news@ABC.com"));
+    assert!(may("kent@abc.net"));
+    assert!(may("sales@abc.com"));
+    assert!(!may("team@abc.com"));
+    assert!(!may("dbrooks@abc.com"));
+    assert!(!may("random@abc.com")); // the catch-all does not make it theirs
+    assert!(!may("kent@elsewhere.example"));
+}

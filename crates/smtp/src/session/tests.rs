@@ -50,6 +50,19 @@ impl Harness {
                         queue_id: "QID".into(),
                     })
                 }
+                Action::Authenticate { user, password } => {
+                    let ok = user == "u@example.com" && password.expose() == "pw";
+                    self.s
+                        .auth_result(if ok { Ok(user) } else { Err(AuthFailure::Failed) })
+                }
+                Action::CheckSender(from) => {
+                    let ok = from.as_ref().is_none_or(|a| a.canonical() == "u@example.com");
+                    self.s.sender_verdict(if ok {
+                        Ok(())
+                    } else {
+                        Err(Reply::new(553, "5.7.1", "not yours"))
+                    })
+                }
                 Action::StartTls => self.tls_requested = true,
                 Action::Close => self.closed = true,
             }
@@ -263,4 +276,63 @@ fn utf8_addresses_need_smtputf8() {
 fn invalid_utf8_is_a_syntax_error() {
     let mut h = Harness::new();
     assert_eq!(codes(&h.send(b"EHLO \xff\xfe\r\n")), ["501 5.5.4"]);
+}
+
+fn submission() -> Harness {
+    let mut h = Harness::with(SessionConfig {
+        auth: true,
+        submission: true,
+        starttls: true,
+        ..Default::default()
+    });
+    h.s.tls_established_for_tests();
+    h
+}
+
+#[test]
+fn auth_plain_and_login() {
+    let mut h = submission();
+    let r = h.send(b"EHLO c.example\r\n");
+    assert!(r.contains("AUTH PLAIN LOGIN"));
+    assert_eq!(codes(&h.send(b"MAIL FROM:<u@example.com>\r\n")), ["530 5.7.0"]);
+    // \0u@example.com\0wrong
+    assert_eq!(
+        codes(&h.send(b"AUTH PLAIN AHVAZXhhbXBsZS5jb20Ad3Jvbmc=\r\n")),
+        ["535 5.7.8"]
+    );
+    assert_eq!(h.send(b"AUTH LOGIN\r\n"), "334 VXNlcm5hbWU6\r\n");
+    assert_eq!(h.send(b"dUBleGFtcGxlLmNvbQ==\r\n"), "334 UGFzc3dvcmQ6\r\n");
+    assert_eq!(codes(&h.send(b"cHc=\r\n")), ["235 2.7.0"]);
+    assert_eq!(
+        codes(&h.send(b"AUTH PLAIN AHVAZXhhbXBsZS5jb20AcHc=\r\n")),
+        ["503 5.5.1"]
+    );
+    assert_eq!(
+        codes(&h.send(b"MAIL FROM:<other@example.com>\r\n")),
+        ["553 5.7.1"]
+    );
+    assert_eq!(codes(&h.send(b"MAIL FROM:<u@example.com>\r\n")), ["250 2.1.0"]);
+    h.send(b"RCPT TO:<user@example.com>\r\nDATA\r\nx\r\n.\r\n");
+    assert_eq!(h.delivered[0].auth.as_deref(), Some("u@example.com"));
+}
+
+#[test]
+fn auth_needs_tls_and_can_be_cancelled() {
+    let mut h = Harness::with(SessionConfig {
+        auth: true,
+        starttls: true,
+        ..Default::default()
+    });
+    let r = h.send(b"EHLO c.example\r\n");
+    assert!(!r.contains("AUTH"));
+    assert_eq!(
+        codes(&h.send(b"AUTH PLAIN AHVAZXhhbXBsZS5jb20AcHc=\r\n")),
+        ["538 5.7.11"]
+    );
+    let mut h = submission();
+    h.send(b"EHLO c.example\r\n");
+    assert_eq!(h.send(b"AUTH PLAIN\r\n"), "334 \r\n");
+    assert_eq!(codes(&h.send(b"*\r\n")), ["501 5.0.0"]);
+    assert_eq!(codes(&h.send(b"AUTH CRAM-MD5\r\n")), ["504 5.5.4"]);
+    assert_eq!(codes(&h.send(b"AUTH LOGIN !!!\r\n")), ["501 5.5.2"]);
 }

@@ -1,0 +1,117 @@
+"""Submission as Outlook, Thunderbird or a phone uses it (587/2525 with
+STARTTLS, 465 with implicit TLS, AUTH PLAIN and LOGIN with the mailbox
+login), and the seed's section C5 swaks transcript adapted to Postroom's
+secure defaults."""
+
+import re
+import smtplib
+import ssl
+import subprocess
+
+from conftest import HOSTNAME
+
+
+def insecure():
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def swaks(*args):
+    r = subprocess.run(["swaks", "--helo", "client.example.org", *args], capture_output=True, text=True, timeout=60)
+    return r.returncode, r.stdout + r.stderr
+
+
+def test_seed_c5_transcript(server):
+    host = ["-s", "127.0.0.1"]
+    code, out = swaks(*host, "-p", str(server.port), "-f", "jlarsen@richweb.example", "-t", "jlarsen@richweb.example")
+    assert "<** 554 5.7.1" in out
+    code, out = swaks(*host, "-p", str(server.port), "-f", "jlarsen@richweb.example", "-t", "customseo@esoomllub.com")
+    assert re.search(r"<- +250 2\.0\.0 Ok: queued as \S+", out), out
+    code, out = swaks(*host, "-p", str(server.submission_port), "-tls", "-f", "customseo@esoomllub.com",
+                      "-t", "jlarsen@richweb.example", "-au", "customseo@esoomllub.com", "-ap", "99test99")
+    assert code == 0, out
+    assert re.search(r"<~ +250 2\.0\.0 Ok: queued as \S+", out), out
+    code, out = swaks(*host, "-p", str(server.submission_port), "-tls", "-f", "customseo@esoomllub.com",
+                      "-t", "jlarsen@richweb.example", "-au", "customseo@esoomllub.com", "-ap", "99test9XX")
+    assert code != 0
+    assert "<~* 535 5.7.8" in out
+    # The relayed message waits in the outbound queue.
+    assert [q[3] for q in server.queue() if q[1] == "queued"] == ["jlarsen@richweb.example"]
+
+
+def test_auth_login_over_implicit_tls_and_fixes(server):
+    with smtplib.SMTP_SSL("127.0.0.1", server.submissions_port, context=insecure()) as s:
+        s.ehlo("laptop.example")
+        assert "PLAIN" in s.esmtp_features["auth"] and "LOGIN" in s.esmtp_features["auth"]
+        s.login("customseo@esoomllub.com", "99test99", initial_response_ok=False)
+        s.sendmail("customseo@esoomllub.com", ["dbrooks@esoomllub.com"],
+                   b"From: SEO <customseo@esoomllub.com>\r\nSubject: hi\r\n\r\nno date, no message-id\r\n")
+        code, msg = s.docmd("AUTH PLAIN AGN1c3RvbXNlb0Blc29vbWxsdWIuY29tADk5dGVzdDk5")
+        assert (code, msg[:5]) == (503, b"5.5.1")
+    stored = server.show("dbrooks@esoomllub.com", 1)
+    head = stored.split("\r\n\r\n")[0].replace("\r\n", "\n")
+    assert re.search(r"^Message-ID: <\S+@" + re.escape(HOSTNAME) + ">$", head, re.M)
+    assert re.search(r"^Date: ", head, re.M)
+    assert "with ESMTPSA" in head
+    assert "127.0.0.1" not in head  # the client's address stays private
+
+
+def test_starttls_and_auth_are_required(server):
+    with smtplib.SMTP("127.0.0.1", server.submission_port) as s:
+        s.ehlo("laptop.example")
+        assert "auth" not in s.esmtp_features and s.has_extn("starttls")
+        code, msg = s.docmd("MAIL FROM:<customseo@esoomllub.com>")
+        assert (code, msg) == (530, b"5.7.0 Must issue a STARTTLS command first")
+        code, msg = s.docmd("AUTH PLAIN AGN1c3RvbXNlb0Blc29vbWxsdWIuY29tADk5dGVzdDk5")
+        assert (code, msg[:6]) == (538, b"5.7.11")
+        s.starttls(context=insecure())
+        s.ehlo("laptop.example")
+        code, msg = s.docmd("MAIL FROM:<customseo@esoomllub.com>")
+        assert (code, msg[:5]) == (530, b"5.7.0")
+
+
+def test_senders_must_be_the_users_own(server):
+    server.cli("alias", "add", "sales@esoomllub.com", "customseo@esoomllub.com")
+    server.cli("alias", "add", "team@esoomllub.com", "customseo,dbrooks")
+    with smtplib.SMTP("127.0.0.1", server.submission_port) as s:
+        s.starttls(context=insecure())
+        s.login("customseo@esoomllub.com", "99test99")
+        for ok in ["customseo@esoomllub.com", "customseo+shop@esoomllub.net", "sales@esoomllub.com", ""]:
+            code, _ = s.mail(ok) if ok else s.docmd("MAIL FROM:<>")
+            assert code == 250, ok
+            s.rset()
+        for bad in ["dbrooks@esoomllub.com", "team@esoomllub.com", "ceo@bigbank.example"]:
+            code, msg = s.mail(bad)
+            assert (code, msg[:5]) == (553, b"5.7.1"), bad
+            s.rset()
+        s.mail("customseo@esoomllub.com")
+        s.rcpt("someone@elsewhere.example")
+        code, msg = s.data(b"From: The CEO <ceo@bigbank.example>\r\nSubject: wire money\r\n\r\nnow\r\n")
+        assert (code, msg[:5]) == (550, b"5.7.1")
+
+
+def test_mx_port_offers_auth_after_starttls(server):
+    with smtplib.SMTP("127.0.0.1", server.port) as s:
+        s.ehlo("laptop.example")
+        assert "auth" not in s.esmtp_features
+        s.starttls(context=insecure())
+        s.ehlo("laptop.example")
+        assert "auth" in s.esmtp_features
+        s.login("customseo@esoomllub.com", "99test99")
+        s.sendmail("customseo@esoomllub.com", ["friend@elsewhere.example"], b"Subject: via mx\r\n\r\nx\r\n")
+    assert "friend@elsewhere.example" in [q[3] for q in server.queue()]
+
+
+def test_submission_takes_a_thousand_recipients(server):
+    with smtplib.SMTP("127.0.0.1", server.submission_port) as s:
+        s.starttls(context=insecure())
+        s.login("customseo@esoomllub.com", "99test99")
+        s.mail("customseo@esoomllub.com")
+        for i in range(1000):
+            assert s.rcpt(f"r{i}@elsewhere.example")[0] == 250
+        code, msg = s.rcpt("r1000@elsewhere.example")
+        assert (code, msg[:5]) == (452, b"4.5.3")
+        assert s.data(b"Subject: newsletter\r\n\r\nx\r\n")[0] == 250
+    assert len([q for q in server.queue() if q[1] == "queued"]) == 1000

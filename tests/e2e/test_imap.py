@@ -350,3 +350,16 @@ def test_sessions_per_account_are_limited(server_factory):
     time.sleep(0.2)
     imaps(server).logout()
     b.logout()
+
+
+def test_modified_utf7_names_for_rev1_and_utf8_for_others(server):
+    m = imaps(server)
+    assert m.create("Entw&APw-rfe")[0] == "OK"
+    typ, data = m.list('""', "Entw*")
+    assert data == [b'(\\HasNoChildren) "/" Entw&APw-rfe']
+    m.logout()
+    u = imaps(server)
+    u._simple_command("ENABLE", "UTF8=ACCEPT")
+    typ, data = u.list('""', "Entw*")
+    assert "Entwürfe".encode() in b"".join(x if isinstance(x, bytes) else b"".join(x) for x in data)
+    u.logout()

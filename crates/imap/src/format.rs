@@ -67,8 +67,16 @@ pub fn nstring(out: &mut Vec<u8>, s: Option<&[u8]>, utf8: bool) {
     }
 }
 
-/// A mailbox name: an atom when it is one, else a string.
+/// A mailbox name (stored in UTF-8): an atom when it is one, else a
+/// string; in modified UTF-7 for clients without UTF8=ACCEPT.
 pub fn mailbox(out: &mut Vec<u8>, name: &str, utf8: bool) {
+    let encoded;
+    let name = if utf8 || name.is_ascii() && !name.contains('&') {
+        name
+    } else {
+        encoded = crate::mutf7::encode(name);
+        encoded.as_str()
+    };
     let atom = !name.is_empty()
         && name
             .bytes()

@@ -12,6 +12,7 @@ pub mod fetch;
 pub mod format;
 pub mod framing;
 pub mod mime;
+pub mod mutf7;
 pub mod search;
 pub mod selected;
 pub mod sequence;

@@ -95,11 +95,14 @@ pub struct Session {
     errors: u32,
 }
 
-fn mailbox_name(m: &Mailbox<'_>) -> String {
-    match m {
-        Mailbox::Inbox => "INBOX".to_string(),
-        Mailbox::Other(o) => String::from_utf8_lossy(o.as_ref()).into_owned(),
+/// A mailbox name as stored (UTF-8): IMAP4rev1 clients without
+/// UTF8=ACCEPT send modified UTF-7 (RFC 3501 5.1.3).
+fn decode_name(raw: &[u8], utf8: bool) -> String {
+    let s = String::from_utf8_lossy(raw).into_owned();
+    if utf8 || !s.contains('&') {
+        return s;
     }
+    crate::mutf7::decode(&s).unwrap_or(s)
 }
 
 /// Flags from a command: the system-flag bits and the keywords.
@@ -608,6 +611,13 @@ impl Session {
         self.tagged(tag, "OK", "ENABLE completed");
     }
 
+    fn mailbox_name(&self, m: &Mailbox<'_>) -> String {
+        match m {
+            Mailbox::Inbox => "INBOX".to_string(),
+            Mailbox::Other(o) => decode_name(o.as_ref(), self.utf8 || self.rev2),
+        }
+    }
+
     fn folder(&self, name: &str) -> Option<postroom_store::mailbox::FolderRow> {
         self.store.db.find_folder(self.account_id(), name).ok().flatten()
     }
@@ -615,7 +625,7 @@ impl Session {
     fn select(&mut self, tag: &str, mailbox: &Mailbox<'_>, read_only: bool, params: Vec<SelectParameter>) {
         // Selecting a mailbox closes the one selected (without expunge).
         self.state = State::Authenticated;
-        let name = mailbox_name(mailbox);
+        let name = self.mailbox_name(mailbox);
         let Some(f) = self.folder(&name) else {
             self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox");
             return;
@@ -695,7 +705,7 @@ impl Session {
         }
         if self.rev2 {
             out.extend_from_slice(b"* LIST () \"/\" ");
-            write_mailbox(&mut out, &f.name, self.utf8);
+            write_mailbox(&mut out, &f.name, self.utf8 || self.rev2);
             out.extend_from_slice(b"\r\n");
         }
         if let Some(since) = qresync_from {
@@ -735,7 +745,7 @@ impl Session {
     }
 
     fn create(&mut self, tag: &str, mailbox: &Mailbox<'_>) {
-        let name = mailbox_name(mailbox);
+        let name = self.mailbox_name(mailbox);
         let name = name.trim_end_matches('/').to_string();
         if !Self::valid_new_name(&name) {
             self.tagged(tag, "NO", "[CANNOT] Invalid mailbox name");
@@ -760,7 +770,7 @@ impl Session {
     }
 
     fn delete(&mut self, tag: &str, mailbox: &Mailbox<'_>) {
-        let name = mailbox_name(mailbox);
+        let name = self.mailbox_name(mailbox);
         if name == "INBOX" {
             self.tagged(tag, "NO", "[CANNOT] INBOX cannot be deleted");
             return;
@@ -791,7 +801,7 @@ impl Session {
     }
 
     fn rename(&mut self, tag: &str, from: &Mailbox<'_>, to: &Mailbox<'_>) {
-        let (from, to) = (mailbox_name(from), mailbox_name(to));
+        let (from, to) = (self.mailbox_name(from), self.mailbox_name(to));
         if !Self::valid_new_name(&to) {
             self.tagged(tag, "NO", "[CANNOT] Invalid mailbox name");
             return;
@@ -835,7 +845,7 @@ impl Session {
     }
 
     fn subscribe(&mut self, tag: &str, mailbox: &Mailbox<'_>, on: bool) {
-        let name = mailbox_name(mailbox);
+        let name = self.mailbox_name(mailbox);
         match self.store.db.set_subscribed(self.account_id(), &name, on) {
             Ok(true) => self.tagged(tag, "OK", "Completed"),
             Ok(false) if !on => self.tagged(tag, "OK", "Completed"),
@@ -854,13 +864,11 @@ impl Session {
         let select_subscribed = extras.list_select.iter().any(|o| o == "SUBSCRIBED");
         let select_special = extras.list_select.iter().any(|o| o == "SPECIAL-USE");
         let return_subscribed = select_subscribed || extras.list_return.iter().any(|o| o == "SUBSCRIBED");
-        let reference = match reference {
-            Mailbox::Inbox => "INBOX".to_string(),
-            Mailbox::Other(o) => String::from_utf8_lossy(o.as_ref()).into_owned(),
-        };
+        let utf8 = self.utf8 || self.rev2;
+        let reference = self.mailbox_name(reference);
         let pattern = match pattern {
-            ListMailbox::Token(t) => String::from_utf8_lossy(t.as_ref()).into_owned(),
-            ListMailbox::String(s) => String::from_utf8_lossy(s.as_ref()).into_owned(),
+            ListMailbox::Token(t) => decode_name(t.as_ref(), utf8),
+            ListMailbox::String(s) => decode_name(s.as_ref(), utf8),
         };
         let verb = if lsub { "LSUB" } else { "LIST" };
         let mut out = Vec::new();
@@ -904,7 +912,7 @@ impl Session {
                 attrs.push("\\Subscribed");
             }
             let _ = write!(Lossless(&mut out), "* {verb} ({}) \"/\" ", attrs.join(" "));
-            write_mailbox(&mut out, name, self.utf8);
+            write_mailbox(&mut out, name, self.utf8 || self.rev2);
             out.extend_from_slice(b"\r\n");
             status_for.push(name.clone());
         }
@@ -921,7 +929,7 @@ impl Session {
     }
 
     fn status(&mut self, tag: &str, mailbox: &Mailbox<'_>, items: &[StatusDataItemName]) {
-        let name = mailbox_name(mailbox);
+        let name = self.mailbox_name(mailbox);
         let names: Vec<String> = items
             .iter()
             .map(|i| {
@@ -988,7 +996,7 @@ impl Session {
             parts.push(format!("{item} {v}"));
         }
         let mut out = b"* STATUS ".to_vec();
-        write_mailbox(&mut out, &f.name, self.utf8);
+        write_mailbox(&mut out, &f.name, self.utf8 || self.rev2);
         let _ = write!(Lossless(&mut out), " ({})\r\n", parts.join(" "));
         Some(out)
     }
@@ -1012,14 +1020,14 @@ impl Session {
     }
 
     fn quota_root(&mut self, tag: &str, mailbox: &Mailbox<'_>) {
-        let name = mailbox_name(mailbox);
+        let name = self.mailbox_name(mailbox);
         if self.folder(&name).is_none() {
             self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox");
             return;
         }
         let quota = self.quota_line();
         let mut out = b"* QUOTAROOT ".to_vec();
-        write_mailbox(&mut out, &name, self.utf8);
+        write_mailbox(&mut out, &name, self.utf8 || self.rev2);
         // Without a quota the mailbox has no quota root (RFC 9208 4.3.3).
         if !quota.is_empty() {
             out.extend_from_slice(b" \"\"");
@@ -1038,7 +1046,7 @@ impl Session {
         date: Option<i64>,
         data: Vec<u8>,
     ) {
-        let name = mailbox_name(mailbox);
+        let name = self.mailbox_name(mailbox);
         let Some(f) = self.folder(&name) else {
             self.tagged(tag, "NO", "[TRYCREATE] No such mailbox");
             return;
@@ -1397,7 +1405,7 @@ impl Session {
         let Some(targets) = self.targets(tag, set, uid) else {
             return;
         };
-        let name = mailbox_name(mailbox);
+        let name = self.mailbox_name(mailbox);
         let Some(dst) = self.folder(&name) else {
             self.tagged(tag, "NO", "[TRYCREATE] No such mailbox");
             return;

@@ -30,6 +30,7 @@ pub struct Config {
     pub submission: SubmissionConfig,
     pub pop3: Pop3Config,
     pub imap: ImapConfig,
+    pub queue: QueueConfig,
     pub auth: AuthConfig,
     pub tls: TlsConfig,
     pub dns: DnsConfig,
@@ -184,6 +185,39 @@ impl Default for ImapConfig {
             max_connections_per_user: 50,
             idle_timeout_secs: 1800,
             max_append: 50_000_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// The port remote servers are reached on (25; tests use others).
+    pub remote_port: u16,
+    /// Connections to one destination domain at once (the seed's 2).
+    pub per_destination_concurrency: usize,
+    pub max_outbound_connections: usize,
+    /// First retry after this, doubling up to `retry_max_secs`.
+    pub retry_min_secs: u64,
+    pub retry_max_secs: u64,
+    /// Bounce what could not be delivered after this long (5 days).
+    pub lifetime_secs: u64,
+    pub timeout_secs: u64,
+    /// STARTTLS to remote servers whenever they offer it.
+    pub opportunistic_tls: bool,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            remote_port: 25,
+            per_destination_concurrency: 2,
+            max_outbound_connections: 50,
+            retry_min_secs: 300,
+            retry_max_secs: 3600,
+            lifetime_secs: 5 * 24 * 3600,
+            timeout_secs: 300,
+            opportunistic_tls: true,
         }
     }
 }
@@ -378,6 +412,18 @@ impl Config {
             ("smtp.max_received_headers", self.smtp.max_received_headers as u64),
             ("dns.timeout_secs", self.dns.timeout_secs),
             ("submission.max_recipients", self.submission.max_recipients as u64),
+            ("queue.remote_port", u64::from(self.queue.remote_port)),
+            (
+                "queue.per_destination_concurrency",
+                self.queue.per_destination_concurrency as u64,
+            ),
+            (
+                "queue.max_outbound_connections",
+                self.queue.max_outbound_connections as u64,
+            ),
+            ("queue.retry_min_secs", self.queue.retry_min_secs),
+            ("queue.lifetime_secs", self.queue.lifetime_secs),
+            ("queue.timeout_secs", self.queue.timeout_secs),
             ("pop3.max_connections", self.pop3.max_connections as u64),
             (
                 "pop3.max_connections_per_client",

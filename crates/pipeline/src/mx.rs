@@ -265,6 +265,42 @@ impl MxPipeline {
     }
 }
 
+impl MxPipeline {
+    /// Puts a message Postroom generated (a bounce) through the same
+    /// pipeline as received mail, from the null sender.
+    pub async fn inject(&self, recipient: &str, message: Vec<u8>) -> Result<String, String> {
+        let rcpt = Address::parse(recipient, true).map_err(|e| format!("<{recipient}>: {e}"))?;
+        let ctx = PeerContext {
+            ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            // Generated mail may go anywhere, like an authenticated user's.
+            auth: Some("MAILER-DAEMON".into()),
+            helo: Some(self.hostname.clone()),
+            tls: false,
+            declared_size: None,
+        };
+        let accepted = match self.lookup(&ctx, RcptTarget::Mailbox(rcpt.clone())) {
+            RcptVerdict::Accept(a) => a,
+            RcptVerdict::Reject(r) => return Err(r.summary()),
+        };
+        let envelope = Envelope {
+            helo: self.hostname.clone(),
+            esmtp: true,
+            tls: false,
+            peer: ctx.ip,
+            mail_from: None,
+            recipients: vec![(RcptTarget::Mailbox(rcpt), accepted)],
+            body_type: postroom_smtp::BodyType::EightBitMime,
+            smtputf8: false,
+            chunking: false,
+            has_8bit: message.iter().any(|b| *b >= 0x80),
+            body: message,
+            bare_line_ends: 0,
+            auth: None,
+        };
+        self.accept(&ctx, envelope).await.map_err(|r| r.summary())
+    }
+}
+
 impl SmtpHandler for MxPipeline {
     type Recipient = AcceptedRcpt;
 

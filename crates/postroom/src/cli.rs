@@ -184,6 +184,16 @@ pub enum MailCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum QueueCmd {
-    /// The queued and held outbound items.
+    /// The waiting outbound items: queue id, state, sender, recipient, reason.
     List,
+    /// Every item of one message (or one item by its number).
+    Show { id: String },
+    /// Try again now.
+    Retry { id: String },
+    /// Keep from delivery until released.
+    Hold { id: String },
+    /// Let held items go.
+    Release { id: String },
+    /// Drop items without a bounce.
+    Delete { id: String },
 }

@@ -20,6 +20,8 @@ use postroom_net::tls::{CertFiles, TlsSettings};
 use postroom_net::{ConnectionLimiter, MaybeTls, Shutdown};
 use postroom_pipeline::{MxPipeline, NoFilter, RelayPolicy};
 use postroom_pop3::service::Pop3Service;
+use postroom_queue::dns::MxResolver;
+use postroom_queue::{DeliveryQueue, Injector, QueueSettings};
 use postroom_smtp::service::{serve_connection, ConnectionSettings};
 use postroom_smtp::{Reply, SessionConfig};
 use postroom_store::Store;
@@ -209,8 +211,32 @@ async fn serve(
             ..smtp_session
         }),
         settings: smtp_settings,
-        pipeline,
+        pipeline: Arc::clone(&pipeline),
     };
+    let q = &cfg.queue;
+    let resolver = MxResolver::new(
+        cfg.dns.enabled,
+        &cfg.dns.resolvers,
+        Duration::from_secs(cfg.dns.timeout_secs),
+    )?;
+    let helo_ok = postroom_core::Domain::parse(&cfg.server.hostname).is_ok_and(|d| d.is_fully_qualified());
+    let delivery = DeliveryQueue::new(
+        store.clone(),
+        resolver,
+        QueueSettings {
+            hostname: cfg.server.hostname.clone(),
+            helo_ok,
+            remote_port: q.remote_port,
+            per_destination: q.per_destination_concurrency,
+            max_connections: q.max_outbound_connections,
+            retry_min: Duration::from_secs(q.retry_min_secs),
+            retry_max: Duration::from_secs(q.retry_max_secs.max(q.retry_min_secs)),
+            lifetime: Duration::from_secs(q.lifetime_secs),
+            timeout: Duration::from_secs(q.timeout_secs),
+            opportunistic_tls: q.opportunistic_tls,
+        },
+        Arc::new(PipelineInjector(pipeline)),
+    );
     let plaintext_networks = IpNetList::parse(&a.plaintext_networks)?;
     let pop3_protocol = Protocol::Pop3(Arc::new(Pop3Service {
         store: store.clone(),
@@ -339,13 +365,29 @@ async fn serve(
             tokio::spawn(acceptor.run());
         }
     }
+    let mut queue_stop = shutdown.clone();
+    let queue_task = tokio::spawn(delivery.run(async move { queue_stop.recv().await }));
     drop(done_tx);
     print_banner(&cfg, &data_dir, &bound, &cli_flags);
 
     wait_for_signal(tls).await;
     tracing::info!("shutting down: no new connections, finishing transactions in flight");
     trigger_and_wait(trigger, &mut done_rx).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), queue_task).await;
     Ok(())
+}
+
+/// Bounces go through the same pipeline as received mail.
+struct PipelineInjector(Arc<MxPipeline>);
+
+impl Injector for PipelineInjector {
+    fn inject(
+        &self,
+        recipient: String,
+        message: Vec<u8>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + '_>> {
+        Box::pin(async move { self.0.inject(&recipient, message).await })
+    }
 }
 
 async fn trigger_and_wait(trigger: ShutdownTrigger, done: &mut mpsc::Receiver<()>) {

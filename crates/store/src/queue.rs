@@ -1,40 +1,163 @@
-//! The outbound queue rows (delivery itself comes with the outbound queue).
+//! The outbound queue: one row per remote recipient of an accepted message,
+//! durable from the `250` on. The delivery worker (crates/queue) takes due
+//! rows, and marks each sent, deferred (with the next attempt) or bounced.
 
-use crate::{Db, Result};
+use rusqlite::{params, OptionalExtension};
+
+use crate::{Db, Result, Store, StoreError};
 
 #[derive(Clone, Debug)]
 pub struct OutboundRow {
     pub id: i64,
     pub queue_id: String,
+    pub blob_id: String,
+    pub prefix: Vec<u8>,
     pub sender: String,
     pub recipient: String,
     pub state: String,
     pub reason: String,
     pub attempts: i64,
+    pub next_attempt: i64,
     pub created: i64,
+}
+
+const COLS: &str =
+    "id, queue_id, blob_id, prefix, sender, recipient, state, reason, attempts, next_attempt, created";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboundRow> {
+    Ok(OutboundRow {
+        id: r.get(0)?,
+        queue_id: r.get(1)?,
+        blob_id: r.get(2)?,
+        prefix: r.get(3)?,
+        sender: r.get(4)?,
+        recipient: r.get(5)?,
+        state: r.get(6)?,
+        reason: r.get(7)?,
+        attempts: r.get(8)?,
+        next_attempt: r.get(9)?,
+        created: r.get(10)?,
+    })
 }
 
 impl Db {
     pub fn outbound(&self) -> Result<Vec<OutboundRow>> {
         self.read(|c| {
-            let mut st = c.prepare(
-                "SELECT id, queue_id, sender, recipient, state, reason, attempts, created FROM outbound ORDER BY id",
-            )?;
+            let mut st = c.prepare(&format!("SELECT {COLS} FROM outbound ORDER BY id"))?;
+            let rows = st.query_map([], row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    /// Rows due for an attempt (queued or deferred, next attempt passed).
+    pub fn due_outbound(&self, now: i64, limit: usize) -> Result<Vec<OutboundRow>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {COLS} FROM outbound WHERE state IN ('queued', 'deferred') AND next_attempt <= ?1
+                 ORDER BY next_attempt, id LIMIT ?2"
+            ))?;
             let rows = st
-                .query_map([], |r| {
-                    Ok(OutboundRow {
-                        id: r.get(0)?,
-                        queue_id: r.get(1)?,
-                        sender: r.get(2)?,
-                        recipient: r.get(3)?,
-                        state: r.get(4)?,
-                        reason: r.get(5)?,
-                        attempts: r.get(6)?,
-                        created: r.get(7)?,
-                    })
-                })?
+                .query_map(params![now, limit as i64], row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
         })
+    }
+
+    /// The earliest next attempt of a waiting row, to sleep until then.
+    pub fn next_outbound_attempt(&self) -> Result<Option<i64>> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT MIN(next_attempt) FROM outbound WHERE state IN ('queued', 'deferred')",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
+        })
+    }
+
+    pub fn defer_outbound(&self, id: i64, reason: &str, next_attempt: i64) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE outbound SET state = 'deferred', reason = ?2, attempts = attempts + 1, next_attempt = ?3
+                 WHERE id = ?1",
+                params![id, reason, next_attempt],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// `held` / `queued` (release) / `deferred` with now (retry).
+    pub fn set_outbound_state(&self, queue_id_or_row: &str, state: &str, now: i64) -> Result<usize> {
+        self.write(|tx| {
+            let n = tx.execute(
+                "UPDATE outbound SET state = ?2, next_attempt = ?3
+                 WHERE (queue_id = ?1 OR CAST(id AS TEXT) = ?1) AND state IN ('queued', 'deferred', 'held')",
+                params![queue_id_or_row, state, now],
+            )?;
+            if n == 0 {
+                return Err(StoreError::Invalid(format!(
+                    "no waiting queue item {queue_id_or_row}"
+                )));
+            }
+            Ok(n)
+        })
+    }
+}
+
+impl Store {
+    /// Removes finished rows (delivered, or bounced with the bounce queued)
+    /// and frees bodies nothing refers to any more.
+    pub fn finish_outbound(&self, ids: &[i64]) -> Result<()> {
+        let blobs = self.db.write(|tx| {
+            let mut blobs = Vec::new();
+            for id in ids {
+                let blob: Option<String> = tx
+                    .query_row(
+                        "DELETE FROM outbound WHERE id = ?1 RETURNING blob_id",
+                        [id],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                blobs.extend(blob);
+            }
+            blobs.sort();
+            blobs.dedup();
+            let mut unused = Vec::new();
+            for b in blobs {
+                let used: bool = tx.query_row(
+                    "SELECT EXISTS(SELECT 1 FROM messages WHERE blob_id = ?1)
+                         OR EXISTS(SELECT 1 FROM outbound WHERE blob_id = ?1)",
+                    [&b],
+                    |r| r.get(0),
+                )?;
+                if !used {
+                    unused.push(b);
+                }
+            }
+            Ok(unused)
+        })?;
+        for b in blobs {
+            if let Err(e) = self.blobs.delete(&b) {
+                tracing::warn!(blob = %b, error = %e, "could not delete an unreferenced message body");
+            }
+        }
+        Ok(())
+    }
+
+    /// `postroom queue delete`: drops waiting items without a bounce.
+    pub fn delete_outbound(&self, queue_id_or_row: &str) -> Result<usize> {
+        let ids: Vec<i64> = self
+            .db
+            .outbound()?
+            .into_iter()
+            .filter(|r| r.queue_id == queue_id_or_row || r.id.to_string() == queue_id_or_row)
+            .map(|r| r.id)
+            .collect();
+        if ids.is_empty() {
+            return Err(StoreError::Invalid(format!("no queue item {queue_id_or_row}")));
+        }
+        self.finish_outbound(&ids)?;
+        Ok(ids.len())
     }
 }

@@ -1,0 +1,126 @@
+//! Where mail for a domain goes (RFC 5321 5.1): MX hosts by preference
+//! (equal preferences in random order), A/AAAA only when the domain has no
+//! MX at all (not on SERVFAIL or a timeout, which defer), and null MX
+//! (RFC 7505) means the domain accepts no mail.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
+use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::proto::xfer::Protocol;
+use hickory_resolver::TokioResolver;
+use rand::seq::SliceRandom;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Hosts to try in order, each with its addresses.
+    Hosts(Vec<(String, Vec<IpAddr>)>),
+    /// RFC 7505 null MX: bounce at once (556 5.1.10).
+    NullMx,
+    /// The domain does not exist: bounce (550 5.1.2).
+    NoSuchDomain,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TempDnsError(pub String);
+
+pub struct MxResolver {
+    resolver: Option<TokioResolver>,
+}
+
+impl MxResolver {
+    /// `servers`: resolvers as IP or IP:port (53 by default); empty: the
+    /// system's. `enabled = false`: no lookups at all (every remote
+    /// delivery defers).
+    pub fn new(enabled: bool, servers: &[String], timeout: Duration) -> Result<Self, String> {
+        if !enabled {
+            return Ok(MxResolver { resolver: None });
+        }
+        let mut opts = ResolverOpts::default();
+        opts.timeout = timeout;
+        opts.attempts = 2;
+        opts.use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
+        let builder = if servers.is_empty() {
+            TokioResolver::builder_tokio().map_err(|e| format!("dns: {e}"))?
+        } else {
+            let mut cfg = ResolverConfig::new();
+            for s in servers {
+                let addr: SocketAddr = s
+                    .parse()
+                    .or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                    .map_err(|_| format!("dns.resolvers: `{s}` is not an address"))?;
+                cfg.add_name_server(NameServerConfig::new(addr, Protocol::Udp));
+                cfg.add_name_server(NameServerConfig::new(addr, Protocol::Tcp));
+            }
+            TokioResolver::builder_with_config(cfg, TokioConnectionProvider::default())
+        };
+        Ok(MxResolver {
+            resolver: Some(builder.with_options(opts).build()),
+        })
+    }
+
+    pub async fn route(&self, domain: &str) -> Result<Route, TempDnsError> {
+        let Some(r) = &self.resolver else {
+            return Err(TempDnsError(
+                "DNS lookups are turned off (dns.enabled = false)".into(),
+            ));
+        };
+        // Address literals need no lookup.
+        if let Some(lit) = domain.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {
+            let ip = lit
+                .strip_prefix("ipv6:")
+                .or_else(|| lit.strip_prefix("IPv6:"))
+                .unwrap_or(lit);
+            return match ip.parse::<IpAddr>() {
+                Ok(ip) => Ok(Route::Hosts(vec![(domain.to_string(), vec![ip])])),
+                Err(_) => Ok(Route::NoSuchDomain),
+            };
+        }
+        let fqdn = format!("{domain}.");
+        let mut mx: Vec<(u16, String)> = match r.mx_lookup(fqdn.as_str()).await {
+            Ok(l) => l
+                .iter()
+                .map(|m| {
+                    (
+                        m.preference(),
+                        m.exchange().to_ascii().trim_end_matches('.').to_lowercase(),
+                    )
+                })
+                .collect(),
+            Err(e) if e.is_nx_domain() => return Ok(Route::NoSuchDomain),
+            Err(e) if e.is_no_records_found() => Vec::new(),
+            Err(e) => return Err(TempDnsError(format!("MX lookup for {domain} failed: {e}"))),
+        };
+        if mx.len() == 1 && mx[0].1.is_empty() {
+            return Ok(Route::NullMx);
+        }
+        mx.retain(|(_, h)| !h.is_empty());
+        if mx.is_empty() {
+            // RFC 5321 5.1: the domain itself is the implicit MX.
+            mx.push((0, domain.to_string()));
+        }
+        // Sort by preference, shuffling equal ones.
+        mx.shuffle(&mut rand::thread_rng());
+        mx.sort_by_key(|(p, _)| *p);
+        let mut hosts = Vec::new();
+        let mut last_err = None;
+        for (_, host) in mx {
+            match r.lookup_ip(format!("{host}.").as_str()).await {
+                Ok(ips) => {
+                    let ips: Vec<IpAddr> = ips.iter().collect();
+                    if !ips.is_empty() {
+                        hosts.push((host, ips));
+                    }
+                }
+                Err(e) => last_err = Some(e.to_string()),
+            }
+        }
+        if hosts.is_empty() {
+            return Err(TempDnsError(
+                last_err.unwrap_or_else(|| format!("no address for the MX hosts of {domain}")),
+            ));
+        }
+        Ok(Route::Hosts(hosts))
+    }
+}

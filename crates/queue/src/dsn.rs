@@ -1,0 +1,134 @@
+//! Delivery status notifications (RFC 3464, multipart/report per RFC 6522):
+//! the bounce a sender gets when a recipient failed for good.
+
+use std::time::SystemTime;
+
+pub struct Failure<'a> {
+    pub recipient: &'a str,
+    /// The remote server's reply, or our own reason.
+    pub diagnostic: &'a str,
+    /// RFC 3463 status, e.g. `5.1.1`.
+    pub status: &'a str,
+    /// The host that said it, if a remote server did.
+    pub remote_mta: Option<&'a str>,
+}
+
+fn date(t: SystemTime) -> String {
+    let s = httpdate::fmt_http_date(t);
+    s.strip_suffix(" GMT").map_or(s.clone(), |b| format!("{b} +0000"))
+}
+
+/// The status code inside a reply text (`550 5.1.1 ...` → `5.1.1`), or a
+/// generic one for its class.
+pub fn status_of(code: u16, text: &str) -> String {
+    let first = text.split_whitespace().next().unwrap_or("");
+    let looks = first.split('.').count() == 3
+        && first
+            .split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if looks {
+        first.to_string()
+    } else if code >= 500 {
+        "5.0.0".into()
+    } else {
+        "4.0.0".into()
+    }
+}
+
+/// The bounce for `original` (its header section is attached).
+pub fn bounce(
+    hostname: &str,
+    queue_id: &str,
+    sender: &str,
+    original: &[u8],
+    failures: &[Failure<'_>],
+) -> Vec<u8> {
+    let now = SystemTime::now();
+    let boundary = format!("{queue_id}/{hostname}");
+    let head_end = original
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(original.len(), |i| i + 2);
+    let mut m = String::new();
+    m.push_str(&format!(
+        "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n"
+    ));
+    m.push_str(&format!("To: <{sender}>\r\n"));
+    m.push_str("Subject: Undelivered Mail Returned to Sender\r\n");
+    m.push_str(&format!("Date: {}\r\n", date(now)));
+    m.push_str(&format!("Message-ID: <{queue_id}.bounce@{hostname}>\r\n"));
+    // RFC 3834: never answered by autoresponders.
+    m.push_str("Auto-Submitted: auto-replied\r\n");
+    m.push_str("MIME-Version: 1.0\r\n");
+    m.push_str(&format!(
+        "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\"\r\n\r\n"
+    ));
+    m.push_str("This is a MIME-encapsulated message.\r\n\r\n");
+    m.push_str(&format!(
+        "--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+    ));
+    m.push_str(&format!(
+        "This is the mail system at {hostname}.\r\n\r\nYour message could not be delivered to one or more \
+         recipients. It is attached below.\r\n\r\n"
+    ));
+    for f in failures {
+        m.push_str(&format!(
+            "<{}>: {}\r\n",
+            f.recipient,
+            f.diagnostic.replace(['\r', '\n'], " ")
+        ));
+    }
+    m.push_str(&format!(
+        "\r\n--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n"
+    ));
+    m.push_str(&format!(
+        "Reporting-MTA: dns; {hostname}\r\nX-Postroom-Queue-ID: {queue_id}\r\n"
+    ));
+    for f in failures {
+        m.push_str(&format!(
+            "\r\nFinal-Recipient: rfc822; {}\r\nAction: failed\r\nStatus: {}\r\n",
+            f.recipient, f.status
+        ));
+        if let Some(mta) = f.remote_mta {
+            m.push_str(&format!("Remote-MTA: dns; {mta}\r\n"));
+            m.push_str(&format!(
+                "Diagnostic-Code: smtp; {}\r\n",
+                f.diagnostic.replace(['\r', '\n'], " ")
+            ));
+        }
+    }
+    m.push_str(&format!(
+        "\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+    ));
+    let mut out = m.into_bytes();
+    out.extend_from_slice(&original[..head_end]);
+    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bounce_names_recipient_status_and_headers() {
+        let b = bounce(
+            "mx.example",
+            "Q1",
+            "a@example.com",
+            b"Subject: hi\r\nFrom: a@example.com\r\n\r\nbody\r\n",
+            &[Failure {
+                recipient: "x@remote.example",
+                diagnostic: "550 5.1.1 no such user",
+                status: &status_of(550, "5.1.1 no such user"),
+                remote_mta: Some("mx.remote.example"),
+            }],
+        );
+        let s = String::from_utf8(b).unwrap();
+        assert!(s.contains("report-type=delivery-status"));
+        assert!(s.contains("Final-Recipient: rfc822; x@remote.example\r\nAction: failed\r\nStatus: 5.1.1"));
+        assert!(s.contains("Subject: hi\r\nFrom: a@example.com\r\n"));
+        assert!(!s.contains("body\r\n"));
+        assert_eq!(status_of(451, "try later"), "4.0.0");
+    }
+}

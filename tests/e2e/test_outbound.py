@@ -1,0 +1,172 @@
+"""Outbound delivery to a real SMTP server on loopback (aiosmtpd), with MX
+and A records from a DNS server the test runs on 127.0.0.1 (dnsmasq):
+delivery, a retry after 451, a bounce after 550, delivery after the
+receiver comes back, A-record fallback."""
+
+import shutil
+import smtplib
+import ssl
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import free_port, make_server
+
+
+def insecure():
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class Receiver:
+    """An aiosmtpd server that keeps what it receives and refuses some
+    recipients as told."""
+
+    def __init__(self, port):
+        from aiosmtpd.controller import Controller
+
+        self.messages = []
+        self.seen_451 = set()
+        outer = self
+
+        class Handler:
+            async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+                if address.startswith("nobody@"):
+                    return "550 5.1.1 <%s>: no such user here" % address
+                if address.startswith("later@") and address not in outer.seen_451:
+                    outer.seen_451.add(address)
+                    return "451 4.3.0 try again later"
+                envelope.rcpt_tos.append(address)
+                return "250 OK"
+
+            async def handle_DATA(self, server, session, envelope):
+                outer.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+                return "250 2.0.0 Ok: stored"
+
+        self.handler = Handler()
+        self.port = port
+        self.controller = None
+        self.make = lambda: Controller(self.handler, hostname="127.0.0.1", port=self.port)
+
+    def start(self):
+        # A controller cannot be restarted: each start is a new one.
+        self.controller = self.make()
+        self.controller.start()
+        return self
+
+    def stop(self):
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+
+@pytest.fixture
+def dns_and_receiver():
+    dnsmasq = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
+    if not shutil.os.path.exists(dnsmasq):
+        pytest.skip("dnsmasq not installed")
+    pytest.importorskip("aiosmtpd")
+    dns_port, smtp_port = free_port(), free_port()
+    dns = subprocess.Popen(
+        [dnsmasq, "--no-daemon", "--keep-in-foreground", f"--port={dns_port}", "--listen-address=127.0.0.1",
+         "--bind-interfaces", "--no-resolv", "--no-hosts", "--conf-file=/dev/null",
+         "--mx-host=remote.example,mx.remote.example,10",
+         "--address=/mx.remote.example/127.0.0.1",
+         "--address=/aonly.example/127.0.0.1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    time.sleep(0.3)
+    receiver = Receiver(smtp_port).start()
+    yield dns_port, smtp_port, receiver
+    receiver.stop()
+    dns.terminate()
+    dns.wait()
+
+
+def outbound_server(dns_port, smtp_port):
+    s = make_server(extra_toml=f"""
+[queue]
+remote_port = {smtp_port}
+retry_min_secs = 1
+retry_max_secs = 2
+""")
+    with open(s.config) as f:
+        cfg = f.read().replace("[dns]\nenabled = false", f'[dns]\nenabled = true\nresolvers = ["127.0.0.1:{dns_port}"]')
+    with open(s.config, "w") as f:
+        f.write(cfg)
+    return s.start()
+
+
+def submit(server, to, subject="hello"):
+    with smtplib.SMTP("127.0.0.1", server.submission_port) as s:
+        s.starttls(context=insecure())
+        s.login("customseo@esoomllub.com", "99test99")
+        s.sendmail("customseo@esoomllub.com", to if isinstance(to, list) else [to],
+                   f"From: customseo@esoomllub.com\r\nSubject: {subject}\r\n\r\nbody\r\n".encode())
+
+
+def wait_for(pred, seconds=15):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if pred():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_delivery_retry_bounce_and_fallback(dns_and_receiver):
+    dns_port, smtp_port, receiver = dns_and_receiver
+    server = outbound_server(dns_port, smtp_port)
+    try:
+        submit(server, ["friend@remote.example", "other@aonly.example"], "to the world")
+        assert wait_for(lambda: len(receiver.messages) >= 2), server.read_log()[-3000:]
+        got = {tuple(m[1]) for m in receiver.messages}
+        assert ("friend@remote.example",) in got and ("other@aonly.example",) in got
+        mail_from, _, content = receiver.messages[0]
+        assert mail_from == "customseo@esoomllub.com"
+        assert b"Subject: to the world" in content
+        assert wait_for(lambda: server.queue() == [])
+
+        # 451 first: retried and delivered.
+        submit(server, "later@remote.example", "patience")
+        assert wait_for(lambda: any("later@remote.example" in m[1] for m in receiver.messages), 20)
+
+        # 550: the sender gets a bounce in their mailbox.
+        submit(server, "nobody@remote.example", "into the void")
+        assert wait_for(lambda: len(server.messages("customseo@esoomllub.com")) == 1)
+        dsn = server.show("customseo@esoomllub.com", 1)
+        assert "Undelivered Mail Returned to Sender" in dsn
+        assert "Final-Recipient: rfc822; nobody@remote.example" in dsn
+        assert "Status: 5.1.1" in dsn
+        assert "Subject: into the void" in dsn
+        assert "Return-Path: <>" in dsn
+        assert server.queue() == []
+    finally:
+        server.stop()
+
+
+def test_delivery_after_the_receiver_comes_back(dns_and_receiver):
+    dns_port, smtp_port, receiver = dns_and_receiver
+    receiver.stop()
+    server = outbound_server(dns_port, smtp_port)
+    try:
+        submit(server, "friend@remote.example", "eventually")
+        assert wait_for(lambda: any(q[1] == "deferred" for q in server.queue()))
+        receiver.start()
+        assert wait_for(lambda: len(receiver.messages) == 1, 20), server.read_log()[-2000:]
+        assert wait_for(lambda: server.queue() == [])
+        # Restarted server with nothing lost: the queue is durable (a
+        # second message deferred, server restarted, then delivered).
+        receiver.stop()
+        submit(server, "friend@remote.example", "after restart")
+        assert wait_for(lambda: any(q[1] == "deferred" for q in server.queue()))
+        server.kill()
+        server.start()
+        receiver.start()
+        assert wait_for(lambda: len(receiver.messages) == 2, 20)
+    finally:
+        server.stop()

@@ -170,3 +170,39 @@ def test_delivery_after_the_receiver_comes_back(dns_and_receiver):
         assert wait_for(lambda: len(receiver.messages) == 2, 20)
     finally:
         server.stop()
+
+
+def test_sendmail_from_a_script(dns_and_receiver, tmp_path):
+    import os
+
+    from conftest import BIN
+
+    dns_port, smtp_port, receiver = dns_and_receiver
+    server = outbound_server(dns_port, smtp_port)
+    try:
+        # A website's PHP mail() runs `sendmail -t -i`; some scripts call
+        # /usr/sbin/sendmail directly, which can be a link to postroom.
+        link = tmp_path / "sendmail"
+        os.symlink(BIN, link)
+        msg = ("To: friend@remote.example\nCc: customseo@esoomllub.com\nBcc: kent@esoomllub.com\n"
+               "Subject: from cron\n\n.a line starting with a dot\n")
+        # As /usr/sbin/sendmail it takes its configuration from POSTROOM_CONFIG.
+        r = subprocess.run([str(link), "-t", "-i", "-f", "www-data@esoomllub.com"], input=msg,
+                           capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, POSTROOM_CONFIG=server.config))
+        assert r.returncode == 0, r.stderr
+        assert wait_for(lambda: len(receiver.messages) == 1, 20), server.read_log()[-2000:]
+        mail_from, rcpts, content = receiver.messages[0]
+        assert mail_from == "www-data@esoomllub.com" and rcpts == ["friend@remote.example"]
+        assert b"Bcc:" not in content and b"\r\n.a line starting with a dot" in content
+        assert b"Message-ID: <" in content and b"Date: " in content
+        assert len(server.messages("customseo@esoomllub.com")) == 1
+        assert len(server.messages("kent@esoomllub.com")) == 1
+        # Without -t: recipients from the arguments; a lone dot ends input.
+        r = subprocess.run([BIN, "--config", server.config, "sendmail", "dbrooks@esoomllub.com"],
+                           input="Subject: x\n\nfirst\n.\nnever read\n", capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        stored = server.show("dbrooks@esoomllub.com", 1)
+        assert "first" in stored and "never read" not in stored
+    finally:
+        server.stop()

@@ -122,7 +122,7 @@ impl MxPipeline {
             (false, true, false, false) => "ESMTP",
             (false, false, _, _) => "SMTP",
         };
-        if env.auth.is_some() {
+        if env.auth.is_some() || peer.auth.is_some() {
             // RFC 6409 8.3, 8.4: a submission server adds what is missing.
             let mut fixes = Vec::new();
             let head = header_section(&body);
@@ -269,28 +269,47 @@ impl MxPipeline {
     /// Puts a message Postroom generated (a bounce) through the same
     /// pipeline as received mail, from the null sender.
     pub async fn inject(&self, recipient: &str, message: Vec<u8>) -> Result<String, String> {
-        let rcpt = Address::parse(recipient, true).map_err(|e| format!("<{recipient}>: {e}"))?;
+        self.submit_local(None, &[recipient.to_string()], message).await
+    }
+
+    /// Mail from this machine (a bounce, `postroom sendmail`): the same
+    /// pipeline as received mail, allowed to relay like an authenticated
+    /// user. Fails whole if any recipient is refused.
+    pub async fn submit_local(
+        &self,
+        sender: Option<Address>,
+        recipients: &[String],
+        message: Vec<u8>,
+    ) -> Result<String, String> {
         let ctx = PeerContext {
             ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-            // Generated mail may go anywhere, like an authenticated user's.
             auth: Some("MAILER-DAEMON".into()),
             helo: Some(self.hostname.clone()),
             tls: false,
             declared_size: None,
         };
-        let accepted = match self.lookup(&ctx, RcptTarget::Mailbox(rcpt.clone())) {
-            RcptVerdict::Accept(a) => a,
-            RcptVerdict::Reject(r) => return Err(r.summary()),
-        };
+        let mut accepted = Vec::new();
+        for r in recipients {
+            let rcpt = Address::parse(r, true).map_err(|e| format!("<{r}>: {e}"))?;
+            match self.lookup(&ctx, RcptTarget::Mailbox(rcpt.clone())) {
+                RcptVerdict::Accept(a) => accepted.push((RcptTarget::Mailbox(rcpt), a)),
+                RcptVerdict::Reject(reply) => return Err(reply.summary()),
+            }
+        }
+        if accepted.is_empty() {
+            return Err("no recipients".into());
+        }
+        let smtputf8 =
+            sender.as_ref().is_some_and(|s| !s.is_ascii()) || recipients.iter().any(|r| !r.is_ascii());
         let envelope = Envelope {
             helo: self.hostname.clone(),
             esmtp: true,
             tls: false,
             peer: ctx.ip,
-            mail_from: None,
-            recipients: vec![(RcptTarget::Mailbox(rcpt), accepted)],
+            mail_from: sender,
+            recipients: accepted,
             body_type: postroom_smtp::BodyType::EightBitMime,
-            smtputf8: false,
+            smtputf8,
             chunking: false,
             has_8bit: message.iter().any(|b| *b >= 0x80),
             body: message,

@@ -44,6 +44,13 @@ pub enum Command {
     /// TLS certificates.
     #[command(subcommand)]
     Tls(TlsCmd),
+    /// Send a message from standard input, like /usr/sbin/sendmail
+    /// (-t, -i, -oi, -f, -F; recipients as arguments). Postroom can be
+    /// linked as /usr/sbin/sendmail.
+    Sendmail {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

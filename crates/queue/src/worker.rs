@@ -94,8 +94,10 @@ impl DeliveryQueue {
         loop {
             self.start_due_jobs();
             let wait = match self.store.db.next_outbound_attempt() {
-                Ok(Some(t)) => Duration::from_secs((t - now()).clamp(1, 30) as u64),
-                _ => Duration::from_secs(30),
+                // Short enough that rows added by another process (the CLI's
+                // sendmail) are picked up soon without a notification.
+                Ok(Some(t)) => Duration::from_secs((t - now()).clamp(1, 5) as u64),
+                _ => Duration::from_secs(5),
             };
             tokio::select! {
                 _ = &mut stop => return,

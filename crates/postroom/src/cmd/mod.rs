@@ -3,6 +3,7 @@
 
 mod directory;
 mod mail;
+pub mod sendmail;
 
 use std::path::PathBuf;
 
@@ -46,6 +47,7 @@ pub fn run(args: Cli) -> CmdResult {
         Command::Import(c) => directory::import(&ctx, c),
         Command::Mail(c) => mail::mail(&ctx, c),
         Command::Queue(c) => mail::queue(&ctx, c),
+        Command::Sendmail { args } => sendmail::run(&ctx, &args),
         Command::Tls(TlsCmd::SelfSigned { host, dir }) => {
             postroom_core::Domain::parse(&host).map_err(|e| format!("`{host}`: {e}"))?;
             let cfg = ctx.config()?;

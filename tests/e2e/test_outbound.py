@@ -76,7 +76,9 @@ def dns_and_receiver():
          "--bind-interfaces", "--no-resolv", "--no-hosts", "--conf-file=/dev/null",
          "--mx-host=remote.example,mx.remote.example,10",
          "--address=/mx.remote.example/127.0.0.1",
-         "--address=/aonly.example/127.0.0.1"],
+         "--address=/aonly.example/127.0.0.1",
+         # Authoritative for the test names: NODATA/NXDOMAIN, not REFUSED.
+         "--local=/remote.example/", "--local=/aonly.example/"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     time.sleep(0.3)

@@ -6,9 +6,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
-use hickory_resolver::name_server::TokioConnectionProvider;
-use hickory_resolver::proto::xfer::Protocol;
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::RData;
 use hickory_resolver::TokioResolver;
 use rand::seq::SliceRandom;
 
@@ -44,19 +44,28 @@ impl MxResolver {
         let builder = if servers.is_empty() {
             TokioResolver::builder_tokio().map_err(|e| format!("dns: {e}"))?
         } else {
-            let mut cfg = ResolverConfig::new();
+            let mut name_servers = Vec::new();
             for s in servers {
                 let addr: SocketAddr = s
                     .parse()
                     .or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
                     .map_err(|_| format!("dns.resolvers: `{s}` is not an address"))?;
-                cfg.add_name_server(NameServerConfig::new(addr, Protocol::Udp));
-                cfg.add_name_server(NameServerConfig::new(addr, Protocol::Tcp));
+                let mut udp = ConnectionConfig::udp();
+                udp.port = addr.port();
+                let mut tcp = ConnectionConfig::tcp();
+                tcp.port = addr.port();
+                name_servers.push(NameServerConfig::new(addr.ip(), true, vec![udp, tcp]));
             }
-            TokioResolver::builder_with_config(cfg, TokioConnectionProvider::default())
+            let cfg = ResolverConfig::from_name_servers(name_servers);
+            TokioResolver::builder_with_config(cfg, TokioRuntimeProvider::default())
         };
         Ok(MxResolver {
-            resolver: Some(builder.with_options(opts).build()),
+            resolver: Some(
+                builder
+                    .with_options(opts)
+                    .build()
+                    .map_err(|e| format!("dns: {e}"))?,
+            ),
         })
     }
 
@@ -80,12 +89,14 @@ impl MxResolver {
         let fqdn = format!("{domain}.");
         let mut mx: Vec<(u16, String)> = match r.mx_lookup(fqdn.as_str()).await {
             Ok(l) => l
+                .answers()
                 .iter()
-                .map(|m| {
-                    (
-                        m.preference(),
-                        m.exchange().to_ascii().trim_end_matches('.').to_lowercase(),
-                    )
+                .filter_map(|r| match &r.data {
+                    RData::MX(m) => Some((
+                        m.preference,
+                        m.exchange.to_ascii().trim_end_matches('.').to_lowercase(),
+                    )),
+                    _ => None,
                 })
                 .collect(),
             Err(e) if e.is_nx_domain() => return Ok(Route::NoSuchDomain),

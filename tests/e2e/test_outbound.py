@@ -208,3 +208,68 @@ def test_sendmail_from_a_script(dns_and_receiver, tmp_path):
         assert "first" in stored and "never read" not in stored
     finally:
         server.stop()
+
+
+def test_dkim_signatures_verify_with_dkimpy(tmp_path):
+    """Mail leaving for another server carries RSA and Ed25519 DKIM
+    signatures that dkimpy verifies, its DNS lookups answered by the test's
+    own DNS server."""
+    dkim = pytest.importorskip("dkim")
+    resolver_mod = pytest.importorskip("dns.resolver")
+    pytest.importorskip("nacl")
+    pytest.importorskip("aiosmtpd")
+    dnsmasq = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
+    dns_port, smtp_port = free_port(), free_port()
+    server = make_server(extra_toml=f"\n[queue]\nremote_port = {smtp_port}\nretry_min_secs = 1\n")
+    out = server.cli("dkim", "generate", "esoomllub.com").stdout
+    records = [l for l in out.splitlines() if "._domainkey." in l]
+    assert len(records) == 2 and any("k=ed25519" in r for r in records) and any("k=rsa" in r for r in records)
+    txt_args = []
+    for r in records:
+        name, _, value = r.partition(". IN TXT ")
+        txt_args.append(f"--txt-record={name}," + ",".join(re_strings(value)))
+    dns = subprocess.Popen(
+        [dnsmasq, "--no-daemon", "--keep-in-foreground", f"--port={dns_port}", "--listen-address=127.0.0.1",
+         "--bind-interfaces", "--no-resolv", "--no-hosts", "--conf-file=/dev/null",
+         "--mx-host=remote.example,mx.remote.example,10", "--address=/mx.remote.example/127.0.0.1",
+         "--local=/remote.example/", "--local=/esoomllub.com/", *txt_args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    receiver = Receiver(smtp_port).start()
+    with open(server.config) as f:
+        cfg = f.read().replace("[dns]\nenabled = false", f'[dns]\nenabled = true\nresolvers = ["127.0.0.1:{dns_port}"]')
+    with open(server.config, "w") as f:
+        f.write(cfg)
+    server.start()
+    try:
+        submit(server, "friend@remote.example", "signed")
+        assert wait_for(lambda: len(receiver.messages) == 1, 20), server.read_log()[-2000:]
+        content = receiver.messages[0][2]
+        assert content.count(b"DKIM-Signature:") == 2
+
+        def dnsfunc(name, timeout=5):
+            r = resolver_mod.Resolver(configure=False)
+            r.nameservers = ["127.0.0.1"]
+            r.port = dns_port
+            answer = r.resolve(name.decode().rstrip("."), "TXT")
+            return b"".join(b"".join(rdata.strings) for rdata in answer)
+
+        d = dkim.DKIM(content)
+        for i in range(2):
+            assert d.verify(idx=i, dnsfunc=dnsfunc), f"signature {i} does not verify"
+        # A changed From: breaks them (From is oversigned).
+        tampered = content.replace(b"From: customseo@esoomllub.com", b"From: ceo@esoomllub.com", 1)
+        assert not dkim.DKIM(tampered).verify(idx=0, dnsfunc=dnsfunc)
+    finally:
+        receiver.stop()
+        server.stop()
+        dns.terminate()
+        dns.wait()
+
+
+def re_strings(value):
+    """The strings of a TXT record line; dnsmasq takes them unquoted,
+    separated by commas (on its command line quotes would be kept)."""
+    import re
+
+    return re.findall(r'"([^"]*)"', value)

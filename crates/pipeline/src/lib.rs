@@ -3,6 +3,7 @@
 //! per recipient), the router (mailboxes, outside addresses, held items) and
 //! one durable commit, before the `250`.
 
+pub mod dkim;
 pub mod filter;
 pub mod headers;
 pub mod mx;

@@ -136,6 +136,12 @@ impl MxPipeline {
                 fixes.extend_from_slice(&body);
                 body = fixes;
             }
+            // Sign last, over the message as it leaves.
+            let mut signed = crate::dkim::sign(&self.directory, &body);
+            if !signed.is_empty() {
+                signed.extend_from_slice(&body);
+                body = signed;
+            }
         }
         let info = ReceivedInfo {
             helo: &env.helo,

@@ -44,6 +44,9 @@ pub enum Command {
     /// TLS certificates.
     #[command(subcommand)]
     Tls(TlsCmd),
+    /// DKIM signing keys.
+    #[command(subcommand)]
+    Dkim(DkimCmd),
     /// Send a message from standard input, like /usr/sbin/sendmail
     /// (-t, -i, -oi, -f, -F; recipients as arguments). Postroom can be
     /// linked as /usr/sbin/sendmail.
@@ -51,6 +54,15 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DkimCmd {
+    /// Make an RSA-2048 and an Ed25519 key for DOMAIN (selectors named by
+    /// date) and print the DNS TXT records to publish.
+    Generate { domain: String },
+    /// Print the TXT records of a domain's keys.
+    Show { domain: String },
 }
 
 #[derive(Subcommand, Debug)]

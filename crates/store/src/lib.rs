@@ -10,6 +10,7 @@ pub mod blob;
 pub mod committer;
 pub mod db;
 pub mod directory;
+pub mod dkim;
 pub mod folders;
 pub mod fs;
 pub mod mailbox;
@@ -89,7 +90,12 @@ impl Store {
     /// Opens the store with blob files written through `fs` (tests pass a
     /// [`SimulatedFs`] to simulate power cuts).
     pub fn open_with(data_dir: &Path, fs: Arc<dyn DurableFs>) -> Result<Store> {
-        std::fs::create_dir_all(data_dir)?;
+        if !data_dir.exists() {
+            std::fs::create_dir_all(data_dir)?;
+            // Mail and keys: the owner alone may read them.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))?;
+        }
         let db = Db::open(&data_dir.join("postroom.sqlite"))?;
         let blobs = Arc::new(FsBlobStore::new(data_dir.join("blobs"), fs)?);
         Ok(Store {

@@ -95,7 +95,22 @@ const V2: &str = r#"
 ALTER TABLE folders ADD COLUMN recent_uid INTEGER NOT NULL DEFAULT 0;
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2];
+/// Version 3 (outbound): DKIM signing keys per domain.
+const V3: &str = r#"
+CREATE TABLE dkim_keys (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    domain_id INTEGER NOT NULL REFERENCES domains(id),
+    selector TEXT NOT NULL,
+    algorithm TEXT NOT NULL,              -- rsa-sha256 | ed25519-sha256
+    private_key BLOB NOT NULL,            -- PKCS#8 DER
+    public_key TEXT NOT NULL,             -- base64, as published in DNS
+    created INTEGER NOT NULL,
+    active INTEGER NOT NULL DEFAULT 1,
+    UNIQUE (domain_id, selector)
+);
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -2,6 +2,7 @@
 //! server sees their changes at once (it keeps no directory cache).
 
 mod directory;
+mod dkim;
 mod mail;
 pub mod sendmail;
 
@@ -48,6 +49,7 @@ pub fn run(args: Cli) -> CmdResult {
         Command::Mail(c) => mail::mail(&ctx, c),
         Command::Queue(c) => mail::queue(&ctx, c),
         Command::Sendmail { args } => sendmail::run(&ctx, &args),
+        Command::Dkim(c) => dkim::dkim(&ctx, c),
         Command::Tls(TlsCmd::SelfSigned { host, dir }) => {
             postroom_core::Domain::parse(&host).map_err(|e| format!("`{host}`: {e}"))?;
             let cfg = ctx.config()?;

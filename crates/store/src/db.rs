@@ -40,8 +40,13 @@ pub(crate) fn connect(path: &Path) -> Result<Connection> {
 
 impl Db {
     pub fn open(path: &Path) -> Result<Db> {
+        // The server and the CLI may open a new or old data folder at the
+        // same moment: creating it, switching it to WAL and migrating happen
+        // under one exclusive lock (flock on a file beside the database).
+        let lock = MigrationLock::take(&path.with_extension("lock"))?;
         let mut conn = connect(path)?;
         schema::migrate(&mut conn, path)?;
+        drop(lock);
         Ok(Db {
             inner: Arc::new(DbInner {
                 path: path.to_path_buf(),
@@ -116,5 +121,33 @@ impl Db {
             self.notify();
         }
         r
+    }
+}
+
+/// An exclusive `flock` held while the database is set up.
+struct MigrationLock(std::fs::File);
+
+impl MigrationLock {
+    fn take(path: &Path) -> Result<MigrationLock> {
+        use std::os::unix::io::AsRawFd;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
+        // SAFETY: flock on a descriptor we own; blocks until the lock is ours.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        Ok(MigrationLock(f))
+    }
+}
+
+impl Drop for MigrationLock {
+    fn drop(&mut self) {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: unlocking our own descriptor (closing it would too).
+        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
     }
 }

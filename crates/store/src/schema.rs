@@ -145,16 +145,24 @@ pub fn migrate_to(conn: &mut Connection, db_path: &Path, target: i64) -> Result<
         conn.execute("VACUUM INTO ?1", [backup.to_string_lossy()])?;
         tracing::info!(backup = %backup.display(), from = found, to = target, "migrating the store");
     }
-    for (i, sql) in MIGRATIONS
-        .iter()
-        .enumerate()
-        .take(target as usize)
-        .skip(found as usize)
-    {
-        let tx = conn.transaction()?;
+    // One step at a time, each under the write lock with the version read
+    // inside it: the server and the CLI may start migrating at once, and
+    // only one may apply a step.
+    loop {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if now >= target {
+            tx.commit()?;
+            return Ok(());
+        }
+        let Some(sql) = MIGRATIONS.get(now as usize) else {
+            return Err(StoreError::TooNew {
+                found: now,
+                supported: SCHEMA_VERSION,
+            });
+        };
         tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.pragma_update(None, "user_version", now + 1)?;
         tx.commit()?;
     }
-    Ok(())
 }

@@ -81,3 +81,22 @@ fn upgrades_a_v1_data_folder() {
         .collect();
     assert_eq!(backups.len(), 1);
 }
+
+/// The server and the CLI may open a new data folder at the same moment:
+/// the migrations must run once, whoever gets there first.
+#[test]
+fn concurrent_opens_migrate_once() {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let p = path.clone();
+                std::thread::spawn(move || Store::open(&p).map(|_| ()).map_err(|e| e.to_string()))
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap(), Ok(()));
+        }
+    }
+}

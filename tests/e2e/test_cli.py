@@ -181,3 +181,19 @@ def test_domain_settings(tmp_path):
             assert c.rcpt("kent+news@abc.com")[0] == 550
     finally:
         s.stop()
+
+
+def test_check_smtp(tmp_path):
+    from conftest import free_port
+
+    s = make_server(populate=False).start()
+    try:
+        r = s.cli("check", "smtp", f"127.0.0.1:{s.port}")
+        assert "banner:   220 mx.test.example ESMTP Postroom" in r.stdout
+        assert "STARTTLS: yes" in r.stdout and "certificate SHA-256:" in r.stdout
+        assert "EHLO:     PIPELINING" in r.stdout
+        closed = free_port()
+        r = s.cli("check", "smtp", f"127.0.0.1:{closed}", check=False)
+        assert r.returncode != 0 and "connection refused" in r.stdout
+    finally:
+        s.stop()

@@ -47,6 +47,10 @@ pub enum Command {
     /// DKIM signing keys.
     #[command(subcommand)]
     Dkim(DkimCmd),
+    /// Checks: `check smtp HOST[:PORT]` tests a mail server as we would
+    /// reach it (banner, EHLO, STARTTLS, certificate).
+    #[command(subcommand)]
+    Check(CheckCmd),
     /// Send a message from standard input, like /usr/sbin/sendmail
     /// (-t, -i, -oi, -f, -F; recipients as arguments). Postroom can be
     /// linked as /usr/sbin/sendmail.
@@ -54,6 +58,12 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CheckCmd {
+    /// Connect to HOST (port 25 unless given) and report what happens.
+    Smtp { target: String },
 }
 
 #[derive(Subcommand, Debug)]

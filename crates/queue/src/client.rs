@@ -320,3 +320,81 @@ mod tests {
         assert_eq!(dot_stuff(b".x"), b"..x\r\n.\r\n");
     }
 }
+
+/// What `postroom check smtp` learns from a server.
+#[derive(Debug, Default)]
+pub struct Probe {
+    pub banner: String,
+    pub ehlo: Vec<String>,
+    /// TLS version, certificate SHA-256, whether it names the host.
+    pub tls: Option<(String, String, bool)>,
+    pub tls_error: Option<String>,
+}
+
+/// Connects, reads the banner, says EHLO and tries STARTTLS: the seed's
+/// "SMTP connection test".
+pub async fn probe(addr: SocketAddr, helo: &str, host: &str, timeout: Duration) -> Result<Probe, String> {
+    let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| "timeout".to_string())?
+        .map_err(|e| e.to_string())?;
+    let mut conn = Conn {
+        io: BufReader::new(Box::new(tcp)),
+        timeout,
+    };
+    let mut p = Probe {
+        banner: conn.reply().await?.to_string(),
+        ..Probe::default()
+    };
+    let ehlo = conn.command(&format!("EHLO {helo}")).await?;
+    p.ehlo = ehlo.text.split(" / ").map(str::to_string).collect();
+    if !p.ehlo.iter().any(|l| l.eq_ignore_ascii_case("STARTTLS")) {
+        let _ = conn.command("QUIT").await;
+        return Ok(p);
+    }
+    let r = conn.command("STARTTLS").await?;
+    if r.code != 220 {
+        p.tls_error = Some(format!("STARTTLS refused: {r}"));
+        return Ok(p);
+    }
+    let name = ServerName::try_from(host.to_string()).unwrap_or(ServerName::IpAddress(addr.ip().into()));
+    match tokio::time::timeout(
+        timeout,
+        opportunistic_tls().connect(name.clone(), conn.io.into_inner()),
+    )
+    .await
+    {
+        Ok(Ok(tls)) => {
+            let (_, session) = tls.get_ref();
+            let version = session
+                .protocol_version()
+                .map_or("?".to_string(), |v| format!("{v:?}"));
+            let (fingerprint, names_host) = match session.peer_certificates().and_then(|c| c.first()) {
+                Some(cert) => {
+                    let digest = ring_digest(cert.as_ref());
+                    let ok = webpki_names_host(cert, &name);
+                    (digest, ok)
+                }
+                None => ("(none)".into(), false),
+            };
+            p.tls = Some((version, fingerprint, names_host));
+        }
+        Ok(Err(e)) => p.tls_error = Some(format!("TLS handshake failed: {e}")),
+        Err(_) => p.tls_error = Some("TLS handshake timed out".into()),
+    }
+    Ok(p)
+}
+
+/// `AB:CD:...`: the SHA-256 fingerprint of a certificate.
+fn ring_digest(data: &[u8]) -> String {
+    let hash = ring::digest::digest(&ring::digest::SHA256, data);
+    hash.as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn webpki_names_host(cert: &CertificateDer<'_>, name: &ServerName<'_>) -> bool {
+    webpki::EndEntityCert::try_from(cert).is_ok_and(|ee| ee.verify_is_valid_for_subject_name(name).is_ok())
+}

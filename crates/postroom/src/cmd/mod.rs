@@ -1,6 +1,7 @@
 //! The administration commands. They open the store directly: a running
 //! server sees their changes at once (it keeps no directory cache).
 
+mod check;
 mod directory;
 mod dkim;
 mod mail;
@@ -50,6 +51,7 @@ pub fn run(args: Cli) -> CmdResult {
         Command::Queue(c) => mail::queue(&ctx, c),
         Command::Sendmail { args } => sendmail::run(&ctx, &args),
         Command::Dkim(c) => dkim::dkim(&ctx, c),
+        Command::Check(crate::cli::CheckCmd::Smtp { target }) => check::smtp(&ctx, &target),
         Command::Tls(TlsCmd::SelfSigned { host, dir }) => {
             postroom_core::Domain::parse(&host).map_err(|e| format!("`{host}`: {e}"))?;
             let cfg = ctx.config()?;

@@ -273,3 +273,33 @@ def re_strings(value):
     import re
 
     return re.findall(r'"([^"]*)"', value)
+
+
+def test_forwarding_rewrites_the_sender_with_srs(dns_and_receiver):
+    dns_port, smtp_port, receiver = dns_and_receiver
+    server = outbound_server(dns_port, smtp_port)
+    try:
+        server.cli("alias", "add", "forward@esoomllub.com", "friend@remote.example,customseo@esoomllub.com")
+        with smtplib.SMTP("127.0.0.1", server.port) as s:
+            s.sendmail("alice@sender.example", ["forward@esoomllub.com"],
+                       b"From: alice@sender.example\r\nSubject: fwd\r\n\r\nunchanged body\r\n")
+        assert wait_for(lambda: len(receiver.messages) == 1, 20), server.read_log()[-2000:]
+        mail_from, rcpts, content = receiver.messages[0]
+        assert mail_from.startswith("SRS0=") and mail_from.endswith("=sender.example=alice@mx.test.example"), mail_from
+        assert content.endswith(b"Subject: fwd\r\n\r\nunchanged body\r\n")
+        # The local copy keeps the real sender.
+        assert "Return-Path: <alice@sender.example>" in server.show("customseo@esoomllub.com", 1)
+        # A bounce to the SRS address goes back to the original sender...
+        with smtplib.SMTP("127.0.0.1", server.port) as s:
+            s.ehlo("remote.example")
+            s.mail("")
+            assert s.rcpt(mail_from)[0] == 250
+            s.data(b"Subject: Undelivered\r\n\r\nbounce\r\n")
+            # ...and a forged one is refused like a relay attempt.
+            s.mail("")
+            forged = mail_from.replace("=alice@", "=mallory@")
+            code, msg = s.rcpt(forged)
+            assert (code, msg[:5]) == (554, b"5.7.1")
+        assert wait_for(lambda: any(q[3] == "alice@sender.example" for q in server.queue()), 10)
+    finally:
+        server.stop()

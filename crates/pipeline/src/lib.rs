@@ -9,6 +9,7 @@ pub mod headers;
 pub mod mx;
 pub mod policy;
 pub mod router;
+pub mod srs;
 
 pub use filter::{Filter, FilterInput, NoFilter, Verdict};
 pub use mx::MxPipeline;

@@ -42,8 +42,10 @@ impl MxPipeline {
                 RcptVerdict::Accept(AcceptedRcpt {
                     rcpt: "Postmaster".into(),
                     routes: r.routes,
+                    forwarded: true,
                 })
             }),
+            RcptTarget::Mailbox(addr) if self.is_srs_bounce(addr) => Ok(self.srs_bounce(addr)),
             RcptTarget::Mailbox(addr) => self.directory.resolve(addr).and_then(|l| {
                 let quota = match &l {
                     Lookup::Found(r) => match &r.direct_account {
@@ -155,7 +157,15 @@ impl MxPipeline {
             queue_id: queue_id.as_str(),
             date: &date,
         };
-        let routed = route(&rcpts, &verdicts, &trace, &info, &sender);
+        let forward_sender = self.forward_sender(&sender, &rcpts);
+        let routed = route(
+            &rcpts,
+            &verdicts,
+            &trace,
+            &info,
+            &sender,
+            forward_sender.as_deref(),
+        );
         if routed.local.is_empty() && routed.outbound.is_empty() {
             return Err(Reply::new(
                 554,
@@ -226,6 +236,93 @@ fn has_header(head: &[u8], name: &[u8]) -> bool {
 }
 
 impl MxPipeline {
+    fn today() -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+            / 86_400
+    }
+
+    /// The SRS secrets, current first (made on first use, kept in the store).
+    fn srs_secrets(&self) -> Vec<String> {
+        let db = self.store.db.clone();
+        let current = db
+            .setting_or_init("srs_secret", || {
+                use rand::RngCore;
+                let mut b = [0u8; 24];
+                rand::thread_rng().fill_bytes(&mut b);
+                b.iter().map(|x| format!("{x:02x}")).collect()
+            })
+            .unwrap_or_default();
+        let mut v = vec![current];
+        if let Ok(Some(old)) = db.setting("srs_secret_old") {
+            v.push(old);
+        }
+        v.retain(|s| !s.is_empty());
+        v
+    }
+
+    /// A bounce addressed to one of our SRS addresses.
+    fn is_srs_bounce(&self, addr: &Address) -> bool {
+        let l = addr.local_canonical();
+        (l.starts_with("srs0=") || l.starts_with("srs1="))
+            && addr.domain().canonical() == self.hostname.to_lowercase()
+    }
+
+    /// Checks the hash and age of an SRS address and sends the bounce back
+    /// to where the forwarded mail came from; a forged one is refused like
+    /// any relay attempt.
+    fn srs_bounce(&self, addr: &Address) -> RcptVerdict<AcceptedRcpt> {
+        match crate::srs::reverse(addr.local_display(), &self.srs_secrets(), Self::today()) {
+            Ok(original) => RcptVerdict::Accept(AcceptedRcpt {
+                rcpt: addr.to_string(),
+                routes: vec![postroom_directory::Route::Remote { address: original }],
+                forwarded: false,
+            }),
+            Err(e) => {
+                tracing::info!(target: "smtp", rcpt = %addr, error = ?e, "refused SRS address");
+                RcptVerdict::Reject(Reply::new(
+                    self.policy.relay_denied_code,
+                    "5.7.1",
+                    format!("<{addr}>: Relay access denied"),
+                ))
+            }
+        }
+    }
+
+    /// The envelope sender of forwarded copies: SRS-rewritten unless the
+    /// sender is ours (or null).
+    fn forward_sender(&self, sender: &str, rcpts: &[AcceptedRcpt]) -> Option<String> {
+        let forwards = rcpts.iter().any(|r| {
+            r.forwarded
+                && r.routes
+                    .iter()
+                    .any(|x| matches!(x, postroom_directory::Route::Remote { .. }))
+        });
+        if !forwards || sender.is_empty() {
+            return None;
+        }
+        let local = Address::parse(sender, true)
+            .ok()
+            .and_then(|a| {
+                self.directory
+                    .hosted_domain(a.domain().canonical())
+                    .ok()
+                    .flatten()
+            })
+            .is_some();
+        if local {
+            return None;
+        }
+        let secret = self.srs_secrets().into_iter().next()?;
+        Some(crate::srs::forward(
+            sender,
+            &secret,
+            &self.hostname,
+            Self::today(),
+        ))
+    }
+
     /// The account behind an authenticated identity (its canonical address).
     fn account_of(&self, identity: &str) -> Option<i64> {
         let addr = Address::parse(identity, true).ok()?;

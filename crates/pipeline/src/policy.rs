@@ -13,6 +13,9 @@ pub struct AcceptedRcpt {
     /// The RCPT address as the client wrote it.
     pub rcpt: String,
     pub routes: Vec<Route>,
+    /// A hosted address whose outside targets are forwards (their envelope
+    /// sender is rewritten with SRS), rather than a relay.
+    pub forwarded: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -68,6 +71,7 @@ impl RelayPolicy {
                             address: rcpt.clone(),
                         }],
                         rcpt,
+                        forwarded: false,
                     })
                 } else {
                     // Never an open relay.
@@ -110,7 +114,11 @@ impl RelayPolicy {
                         ));
                     }
                 }
-                RcptVerdict::Accept(AcceptedRcpt { rcpt, routes })
+                RcptVerdict::Accept(AcceptedRcpt {
+                    rcpt,
+                    routes,
+                    forwarded: true,
+                })
             }
         }
     }

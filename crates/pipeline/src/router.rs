@@ -19,13 +19,15 @@ pub struct Routed {
     pub looped: Vec<String>,
 }
 
-/// `sender` is the reverse-path ('' for `<>`).
+/// `sender` is the reverse-path ('' for `<>`); `forward_sender` the one
+/// forwarded copies carry (SRS-rewritten), when it differs.
 pub fn route(
     recipients: &[AcceptedRcpt],
     verdicts: &[Verdict],
     trace: &TraceHeaders,
     info: &ReceivedInfo<'_>,
     sender: &str,
+    forward_sender: Option<&str>,
 ) -> Routed {
     let mut out = Routed::default();
     let mut accounts = HashSet::new();
@@ -72,6 +74,10 @@ pub fn route(
                         continue;
                     }
                     if remotes.insert(address.to_lowercase()) {
+                        let sender = match (rcpt.forwarded, forward_sender) {
+                            (true, Some(rewritten)) => rewritten,
+                            _ => sender,
+                        };
                         out.outbound.push(OutboundItem {
                             sender: sender.to_string(),
                             recipient: address.clone(),
@@ -122,10 +128,12 @@ mod tests {
     fn one_copy_per_mailbox_and_loops_skipped() {
         let rcpts = vec![
             AcceptedRcpt {
+                forwarded: false,
                 rcpt: "a@x.example".into(),
                 routes: vec![local(1, "a@x.example")],
             },
             AcceptedRcpt {
+                forwarded: false,
                 rcpt: "list@x.example".into(),
                 routes: vec![
                     local(1, "a@x.example"),
@@ -146,6 +154,7 @@ mod tests {
             &trace,
             &info(),
             "s@y.example",
+            None,
         );
         assert_eq!(r.local.len(), 1);
         assert_eq!(r.looped, ["b@x.example"]);
@@ -157,14 +166,17 @@ mod tests {
     fn verdicts_per_recipient() {
         let rcpts = vec![
             AcceptedRcpt {
+                forwarded: false,
                 rcpt: "a@x.example".into(),
                 routes: vec![local(1, "a@x.example")],
             },
             AcceptedRcpt {
+                forwarded: false,
                 rcpt: "b@x.example".into(),
                 routes: vec![local(2, "b@x.example")],
             },
             AcceptedRcpt {
+                forwarded: false,
                 rcpt: "c@x.example".into(),
                 routes: vec![local(3, "c@x.example")],
             },
@@ -174,7 +186,7 @@ mod tests {
             Verdict::Reject("spam".into()),
             Verdict::Quarantine("virus".into()),
         ];
-        let r = route(&rcpts, &v, &TraceHeaders::default(), &info(), "");
+        let r = route(&rcpts, &v, &TraceHeaders::default(), &info(), "", None);
         assert_eq!(r.local.len(), 1);
         assert_eq!(r.local[0].folder, "Junk");
         assert_eq!(r.outbound.len(), 1);

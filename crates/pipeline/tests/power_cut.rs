@@ -89,6 +89,7 @@ fn envelope(n: usize) -> (Envelope<AcceptedRcpt>, Vec<u8>) {
     )
     .into_bytes();
     let rcpt = AcceptedRcpt {
+        forwarded: false,
         rcpt: "user@example.com".into(),
         routes: vec![Route::Local {
             account_id: 0,

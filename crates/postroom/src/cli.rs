@@ -47,6 +47,10 @@ pub enum Command {
     /// DKIM signing keys.
     #[command(subcommand)]
     Dkim(DkimCmd),
+    /// SRS (forwarding): `srs rotate` makes a new secret; bounces for mail
+    /// forwarded under the previous one are still accepted.
+    #[command(subcommand)]
+    Srs(SrsCmd),
     /// Checks: `check smtp HOST[:PORT]` tests a mail server as we would
     /// reach it (banner, EHLO, STARTTLS, certificate).
     #[command(subcommand)]
@@ -58,6 +62,12 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SrsCmd {
+    /// Replace the SRS secret, keeping the previous one for verification.
+    Rotate,
 }
 
 #[derive(Subcommand, Debug)]

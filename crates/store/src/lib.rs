@@ -16,6 +16,7 @@ pub mod fs;
 pub mod mailbox;
 pub mod queue;
 pub mod schema;
+pub mod settings;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -110,7 +110,16 @@ CREATE TABLE dkim_keys (
 );
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+/// Version 4 (forwarding): server-wide settings kept in the store, such
+/// as the SRS secrets.
+const V4: &str = r#"
+CREATE TABLE settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

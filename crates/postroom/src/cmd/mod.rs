@@ -51,6 +51,22 @@ pub fn run(args: Cli) -> CmdResult {
         Command::Queue(c) => mail::queue(&ctx, c),
         Command::Sendmail { args } => sendmail::run(&ctx, &args),
         Command::Dkim(c) => dkim::dkim(&ctx, c),
+        Command::Srs(crate::cli::SrsCmd::Rotate) => {
+            let store = ctx.store()?;
+            let db = &store.db;
+            if let Some(old) = db.setting("srs_secret").map_err(|e| e.to_string())? {
+                db.set_setting("srs_secret_old", &old)
+                    .map_err(|e| e.to_string())?;
+            }
+            let mut b = [0u8; 24];
+            rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut b);
+            let new: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            db.set_setting("srs_secret", &new).map_err(|e| e.to_string())?;
+            println!(
+                "SRS secret rotated; bounces for mail forwarded under the previous one are still accepted"
+            );
+            Ok(())
+        }
         Command::Check(crate::cli::CheckCmd::Smtp { target }) => check::smtp(&ctx, &target),
         Command::Tls(TlsCmd::SelfSigned { host, dir }) => {
             postroom_core::Domain::parse(&host).map_err(|e| format!("`{host}`: {e}"))?;

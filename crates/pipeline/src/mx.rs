@@ -200,7 +200,7 @@ impl MxPipeline {
             local: routed.local,
             outbound: routed.outbound,
         };
-        if let Err(e) = self.store.db.commit_delivery(delivery).await {
+        if let Err(e) = self.store.commit_delivery(delivery).await {
             tracing::error!(queue_id = %queue_id, error = %e, "committing the delivery failed");
             return Err(temp_failure("storage"));
         }

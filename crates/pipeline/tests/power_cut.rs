@@ -25,15 +25,16 @@ struct Setup {
     account_id: i64,
 }
 
-fn setup(careless: bool) -> Setup {
+fn setup(careless: Option<bool>) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_path_buf();
     let fs = Arc::new(SimulatedFs::new_at(&data));
     let mut store = Store::open_with(&data, fs.clone()).unwrap();
-    if careless {
+    if let Some(fsync_content) = careless {
         store.blobs = Arc::new(CarelessBlobs {
             root: data.join("blobs"),
             fs: fs.clone(),
+            fsync_content,
         });
     }
     let d = store.db.add_domain("example.com", "example.com", None).unwrap();
@@ -62,17 +63,22 @@ fn setup(careless: bool) -> Setup {
     }
 }
 
-/// A blob store with the bug the test must catch: no fsync at all.
+/// A blob store with the bugs the test must catch: no fsync at all, or
+/// the file fsynced but never its directory entry.
 struct CarelessBlobs {
     root: PathBuf,
     fs: Arc<SimulatedFs>,
+    fsync_content: bool,
 }
 
 impl BlobStore for CarelessBlobs {
     fn put(&self, id: &str, data: &[u8]) -> io::Result<()> {
         let shard = self.root.join(&id[..6]);
         self.fs.create_dir_all(&shard)?;
-        self.fs.write_new(&shard.join(id), data, false)
+        self.fs.write_new(&shard.join(id), data, self.fsync_content)
+    }
+    fn sync(&self) -> io::Result<()> {
+        Ok(())
     }
     fn get(&self, id: &str) -> io::Result<Vec<u8>> {
         self.fs.read(&self.root.join(&id[..6]).join(id))
@@ -132,7 +138,7 @@ struct Outcome {
 
 /// Runs concurrent deliveries, cuts the power after `cut_after` acks, and
 /// counts acknowledged messages that did not survive.
-async fn run(careless: bool, cut_after: usize) -> Outcome {
+async fn run(careless: Option<bool>, cut_after: usize) -> Outcome {
     let s = setup(careless);
     let account_id = s.account_id;
     let acked = Arc::new(Mutex::new(Acks::default()));
@@ -179,10 +185,11 @@ async fn run(careless: bool, cut_after: usize) -> Outcome {
     // "Reboot": reopen the metadata; blobs come from what survived.
     s.fs.restore();
     let mut store = Store::open_with(&s.data, s.fs.clone()).unwrap();
-    if careless {
+    if let Some(fsync_content) = careless {
         store.blobs = Arc::new(CarelessBlobs {
             root: s.data.join("blobs"),
             fs: s.fs.clone(),
+            fsync_content,
         });
     }
     let inbox = store.db.folder(account_id, "INBOX").unwrap().unwrap();
@@ -209,7 +216,7 @@ async fn run(careless: bool, cut_after: usize) -> Outcome {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_messages_survive_a_power_cut() {
     for cut_after in [1, 17, 60, 150] {
-        let o = run(false, cut_after).await;
+        let o = run(None, cut_after).await;
         assert_eq!(o.acked, cut_after);
         assert_eq!(o.lost, 0, "lost {} of {} acknowledged messages", o.lost, o.acked);
     }
@@ -217,10 +224,13 @@ async fn acknowledged_messages_survive_a_power_cut() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_test_catches_a_store_that_skips_fsync() {
-    let o = run(true, 30).await;
-    assert_eq!(o.acked, 30);
-    assert!(
-        o.lost > 0,
-        "a store without fsync lost nothing: the simulation has no teeth"
-    );
+    // No fsync at all, and the file fsynced without its directory entry.
+    for fsync_content in [false, true] {
+        let o = run(Some(fsync_content), 30).await;
+        assert_eq!(o.acked, 30);
+        assert!(
+            o.lost > 0,
+            "a store that skips an fsync lost nothing: the simulation has no teeth"
+        );
+    }
 }

@@ -10,8 +10,12 @@ use std::sync::{Arc, Mutex};
 use crate::fs::DurableFs;
 
 pub trait BlobStore: Send + Sync {
-    /// Stores a blob; it is durable (content and name) when this returns.
+    /// Stores a blob: its content is durable when this returns, its name
+    /// once [`BlobStore::sync`] has run. Concurrent deliveries put their
+    /// blobs, then one `sync` (in the group commit) serves them all.
     fn put(&self, id: &str, data: &[u8]) -> io::Result<()>;
+    /// Makes the names of every blob put so far durable.
+    fn sync(&self) -> io::Result<()>;
     fn get(&self, id: &str) -> io::Result<Vec<u8>>;
     fn delete(&self, id: &str) -> io::Result<()>;
 }
@@ -25,6 +29,8 @@ pub struct FsBlobStore {
     fs: Arc<dyn DurableFs>,
     /// Shards whose directory entry is known to be durable.
     durable_shards: Mutex<HashSet<String>>,
+    /// Shards with blobs whose names are not yet durable.
+    dirty: Mutex<HashSet<PathBuf>>,
 }
 
 fn valid_id(id: &str) -> bool {
@@ -41,6 +47,7 @@ impl FsBlobStore {
             root,
             fs,
             durable_shards: Mutex::new(HashSet::new()),
+            dirty: Mutex::new(HashSet::new()),
         })
     }
 
@@ -70,7 +77,26 @@ impl BlobStore for FsBlobStore {
         let (path, shard) = self.path(id)?;
         self.ensure_shard(&shard)?;
         self.fs.write_new(&path, data, true)?;
-        self.fs.sync_dir(&shard)
+        self.dirty.lock().unwrap_or_else(|e| e.into_inner()).insert(shard);
+        Ok(())
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        let dirs: Vec<PathBuf> = self
+            .dirty
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .collect();
+        for (i, d) in dirs.iter().enumerate() {
+            if let Err(e) = self.fs.sync_dir(d) {
+                // Keep what was not synced for the next attempt.
+                let mut dirty = self.dirty.lock().unwrap_or_else(|e| e.into_inner());
+                dirty.extend(dirs[i..].iter().cloned());
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     fn get(&self, id: &str) -> io::Result<Vec<u8>> {

@@ -2,7 +2,9 @@
 //! delivery that arrived while the previous commit was running in a single
 //! SQLite transaction, so concurrent sessions share one fsync.
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
+
+use crate::blob::BlobStore;
 
 use rusqlite::{params, Connection, Transaction};
 use tokio::sync::oneshot;
@@ -54,11 +56,11 @@ pub(crate) struct Committer {
 }
 
 impl Committer {
-    pub(crate) fn start(conn: Connection) -> Result<Committer> {
+    pub(crate) fn start(conn: Connection, blobs: Arc<dyn BlobStore>) -> Result<Committer> {
         let (tx, rx) = mpsc::channel::<Request>();
         std::thread::Builder::new()
             .name("postroom-commit".into())
-            .spawn(move || run(conn, rx))?;
+            .spawn(move || run(conn, blobs, rx))?;
         Ok(Committer { tx })
     }
 
@@ -71,7 +73,7 @@ impl Committer {
     }
 }
 
-fn run(mut conn: Connection, rx: mpsc::Receiver<Request>) {
+fn run(mut conn: Connection, blobs: Arc<dyn BlobStore>, rx: mpsc::Receiver<Request>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -79,6 +81,15 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Request>) {
                 Ok(r) => batch.push(r),
                 Err(_) => break,
             }
+        }
+        // Every blob of the batch was put before its request was sent:
+        // one directory fsync makes all their names durable, before the
+        // metadata that names them is committed.
+        if let Err(e) = blobs.sync() {
+            for (_, reply) in batch {
+                let _ = reply.send(Err(StoreError::Io(std::io::Error::new(e.kind(), e.to_string()))));
+            }
+            continue;
         }
         let results = commit_batch(&mut conn, &batch);
         for ((_, reply), result) in batch.into_iter().zip(results) {

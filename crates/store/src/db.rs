@@ -105,13 +105,14 @@ impl Db {
         self.inner.changed.subscribe()
     }
 
-    /// Commits a delivery's metadata; it shares its fsync with concurrent
-    /// deliveries. The blob must already be durable.
-    pub async fn commit_delivery(&self, delivery: Delivery) -> Result<()> {
+    /// Commits a delivery's metadata; it shares its fsyncs (the blob
+    /// directory's and SQLite's) with concurrent deliveries. The blob must
+    /// have been put in `blobs`.
+    pub async fn commit_delivery(&self, delivery: Delivery, blobs: &Arc<dyn crate::BlobStore>) -> Result<()> {
         let committer = match self.inner.committer.get() {
             Some(c) => c,
             None => {
-                let c = Committer::start(connect(&self.inner.path)?)?;
+                let c = Committer::start(connect(&self.inner.path)?, Arc::clone(blobs))?;
                 let _ = self.inner.committer.set(c);
                 self.inner.committer.get().ok_or(StoreError::Unavailable)?
             }

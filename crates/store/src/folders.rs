@@ -457,6 +457,7 @@ impl Store {
             .unwrap_or_default();
         let blob_id = postroom_core::QueueId::generate(now.as_micros() as u64).to_string();
         self.blobs.put(&blob_id, message)?;
+        self.blobs.sync()?;
         let date = internal_date.unwrap_or(now.as_secs() as i64);
         self.db.write(|tx| {
             let (uid, modseq, uidvalidity): (i64, i64, i64) = tx.query_row(

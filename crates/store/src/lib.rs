@@ -106,6 +106,11 @@ impl Store {
         })
     }
 
+    /// Commits a delivery whose blob was put in this store's blobs.
+    pub async fn commit_delivery(&self, delivery: Delivery) -> Result<()> {
+        self.db.commit_delivery(delivery, &self.blobs).await
+    }
+
     /// See [`Db::changes`].
     pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.db.changes()

@@ -115,3 +115,35 @@ def test_submission_takes_a_thousand_recipients(server):
         assert (code, msg[:5]) == (452, b"4.5.3")
         assert s.data(b"Subject: newsletter\r\n\r\nx\r\n")[0] == 250
     assert len([q for q in server.queue() if q[1] in ("queued", "deferred")]) == 1000
+
+
+def test_sending_limits_refuse_then_hold(server_factory):
+    server = server_factory(extra_toml="").start()
+    with open(server.config) as f:
+        cfg = f.read().replace("[submission]\n", "[submission]\nmax_messages_per_user_per_hour = 2\nhold_after_caps = 1\n", 1)
+    with open(server.config, "w") as f:
+        f.write(cfg)
+    server.stop()
+    server.start()
+    with smtplib.SMTP("127.0.0.1", server.submission_port) as s:
+        s.starttls(context=insecure())
+        s.login("customseo@esoomllub.com", "99test99")
+        for i in range(2):
+            s.sendmail("customseo@esoomllub.com", ["x@elsewhere.example"], b"Subject: ok\r\n\r\nx\r\n")
+        code, msg = s.mail("customseo@esoomllub.com")
+        assert (code, msg[:5]) == (451, b"4.7.1")
+        s.rset()
+    # Far past the cap: the next message flags the account, and what it
+    # queued is held for the admin.
+    with smtplib.SMTP("127.0.0.1", server.submission_port) as s:
+        s.starttls(context=insecure())
+        s.login("customseo@esoomllub.com", "99test99")
+        s.mail("customseo@esoomllub.com")
+        s.rset()
+        try:
+            s.sendmail("customseo@esoomllub.com", ["y@elsewhere.example"], b"Subject: more\r\n\r\nx\r\n")
+        except smtplib.SMTPException:
+            pass
+    assert "sending limit" in server.read_log()
+    states = {q[1] for q in server.queue() if q[2] == "customseo@esoomllub.com"}
+    assert states == {"held"}, server.queue()

@@ -116,6 +116,11 @@ pub struct SubmissionConfig {
     pub max_recipients: usize,
     /// Write the client's IP address into Received: headers.
     pub expose_client_ip: bool,
+    pub max_messages_per_user_per_hour: u32,
+    pub max_recipients_per_user_per_hour: u32,
+    pub max_messages_per_domain_per_hour: u32,
+    /// Refused attempts worth this many hourly caps hold the user's mail.
+    pub hold_after_caps: u32,
 }
 
 impl Default for SubmissionConfig {
@@ -126,6 +131,10 @@ impl Default for SubmissionConfig {
             proxy_protocol: false,
             max_recipients: 1000,
             expose_client_ip: false,
+            max_messages_per_user_per_hour: 500,
+            max_recipients_per_user_per_hour: 2500,
+            max_messages_per_domain_per_hour: 10000,
+            hold_after_caps: 3,
         }
     }
 }
@@ -412,6 +421,22 @@ impl Config {
             ("smtp.max_received_headers", self.smtp.max_received_headers as u64),
             ("dns.timeout_secs", self.dns.timeout_secs),
             ("submission.max_recipients", self.submission.max_recipients as u64),
+            (
+                "submission.max_messages_per_user_per_hour",
+                u64::from(self.submission.max_messages_per_user_per_hour),
+            ),
+            (
+                "submission.max_recipients_per_user_per_hour",
+                u64::from(self.submission.max_recipients_per_user_per_hour),
+            ),
+            (
+                "submission.max_messages_per_domain_per_hour",
+                u64::from(self.submission.max_messages_per_domain_per_hour),
+            ),
+            (
+                "submission.hold_after_caps",
+                u64::from(self.submission.hold_after_caps),
+            ),
             ("queue.remote_port", u64::from(self.queue.remote_port)),
             (
                 "queue.per_destination_concurrency",

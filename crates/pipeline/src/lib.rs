@@ -6,6 +6,7 @@
 pub mod dkim;
 pub mod filter;
 pub mod headers;
+pub mod limits;
 pub mod mx;
 pub mod policy;
 pub mod router;

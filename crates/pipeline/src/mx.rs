@@ -2,7 +2,7 @@
 //! durable commit at the end of data.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use postroom_core::Secret;
 use postroom_core::{Address, QueueId};
@@ -14,10 +14,13 @@ use postroom_store::{Delivery, Store};
 
 use crate::filter::{Filter, FilterInput, Verdict};
 use crate::headers::{rfc5322_date, trace_headers, ReceivedInfo};
+use crate::limits::{LimitVerdict, SendLimits};
 use crate::policy::{AcceptedRcpt, QuotaState, RelayPolicy};
 use crate::router::route;
 
 pub struct MxPipeline {
+    /// Hourly caps on what authenticated users send.
+    pub limits: Option<Arc<SendLimits>>,
     /// Checks SMTP AUTH logins (the same accounts as IMAP and POP3).
     pub auth: Option<Arc<Authenticator>>,
     /// Write the client's IP into the Received: header of authenticated
@@ -83,7 +86,9 @@ impl MxPipeline {
         let sender = env.mail_from.as_ref().map(Address::to_string).unwrap_or_default();
         if let Some(user) = &env.auth {
             self.check_header_senders(user, &env.body)?;
+            self.check_limits(user, env.recipients.len() as u32)?;
         }
+        let hold_reason = env.auth.as_deref().and_then(|user| self.held_sender(user));
         let rcpts: Vec<AcceptedRcpt> = env.recipients.into_iter().map(|(_, r)| r).collect();
         let rcpt_names: Vec<String> = rcpts.iter().map(|r| r.rcpt.clone()).collect();
         let mut body = env.body;
@@ -166,6 +171,12 @@ impl MxPipeline {
             &sender,
             forward_sender.as_deref(),
         );
+        let mut routed = routed;
+        if let Some(reason) = &hold_reason {
+            for item in routed.outbound.iter_mut() {
+                item.held.get_or_insert_with(|| reason.clone());
+            }
+        }
         if routed.local.is_empty() && routed.outbound.is_empty() {
             return Err(Reply::new(
                 554,
@@ -218,7 +229,57 @@ impl MxPipeline {
             verdict = "accepted",
             "transaction"
         );
+        if let (Some(limits), Some(user)) = (&self.limits, &env.auth) {
+            limits.record(
+                user,
+                user.rsplit_once('@').map_or("", |(_, d)| d),
+                rcpt_names.len() as u32,
+                Instant::now(),
+            );
+        }
         Ok(queue_id.to_string())
+    }
+
+    /// 451 4.7.1 past a user's or a domain's hourly cap.
+    fn check_limits(&self, user: &str, recipients: u32) -> Result<(), Reply> {
+        let Some(limits) = &self.limits else {
+            return Ok(());
+        };
+        let domain = user.rsplit_once('@').map_or("", |(_, d)| d);
+        match limits.check(user, domain, recipients, Instant::now()) {
+            LimitVerdict::Allow => Ok(()),
+            LimitVerdict::Refuse(why) => {
+                tracing::warn!(target: "smtp", user, reason = %why, "sending limit reached");
+                // Far past it: hold what the account queued, and what it sends.
+                let _ = self.held_sender(user);
+                Err(Reply::new(
+                    451,
+                    "4.7.1",
+                    format!("Sending limit reached: {why}; try again later"),
+                ))
+            }
+        }
+    }
+
+    /// Why this user's outbound mail is held, if it is (far past the caps:
+    /// a stolen password is the usual cause). The admin is told once.
+    fn held_sender(&self, user: &str) -> Option<String> {
+        let first = self.limits.as_ref()?.hold(user, Instant::now())?;
+        let reason =
+            format!("held: {user} went far past the sending limits (release with 'postroom queue release')");
+        if first {
+            // What it queued before is held too.
+            if let Err(e) = self.store.db.hold_sender(user, &reason) {
+                tracing::error!(error = %e, "could not hold queued mail");
+            }
+            tracing::error!(
+                target: "smtp",
+                user,
+                "far past the sending limits: outbound mail of this user is held ('postroom queue list'); \
+                 check the account (a stolen password?) and release or delete it"
+            );
+        }
+        Some(reason)
     }
 }
 
@@ -451,6 +512,9 @@ impl SmtpHandler for MxPipeline {
     }
 
     async fn check_sender(&self, peer: &PeerContext, sender: Option<Address>) -> Result<(), Reply> {
+        if let Some(user) = &peer.auth {
+            self.check_limits(user, 0)?;
+        }
         let (Some(user), Some(sender)) = (&peer.auth, sender) else {
             // <> is allowed after AUTH (read receipts, RFC 6409 6.1).
             return Ok(());

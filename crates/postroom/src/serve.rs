@@ -18,6 +18,7 @@ use postroom_net::proxy::{read_header, ProxyHeader};
 use postroom_net::shutdown::ShutdownTrigger;
 use postroom_net::tls::{CertFiles, TlsSettings};
 use postroom_net::{ConnectionLimiter, MaybeTls, Shutdown};
+use postroom_pipeline::limits::{LimitSettings, SendLimits};
 use postroom_pipeline::{MxPipeline, NoFilter, RelayPolicy};
 use postroom_pop3::service::Pop3Service;
 use postroom_queue::dns::MxResolver;
@@ -166,7 +167,14 @@ async fn serve(
     ));
     // One pipeline for the MX and submission: authenticated sessions may
     // relay and are held to their own sender addresses.
+    let sub = &cfg.submission;
     let pipeline = Arc::new(MxPipeline {
+        limits: Some(Arc::new(SendLimits::new(LimitSettings {
+            user_messages: sub.max_messages_per_user_per_hour,
+            user_recipients: sub.max_recipients_per_user_per_hour,
+            domain_messages: sub.max_messages_per_domain_per_hour,
+            hold_after_caps: sub.hold_after_caps,
+        }))),
         auth: Some(Arc::clone(&auth)),
         expose_client_ip: cfg.submission.expose_client_ip,
         hostname: cfg.server.hostname.clone(),

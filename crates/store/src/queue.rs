@@ -87,6 +87,16 @@ impl Db {
         })
     }
 
+    /// Holds every waiting item sent by `sender` (a suspected abuser).
+    pub fn hold_sender(&self, sender: &str, reason: &str) -> Result<usize> {
+        self.write(|tx| {
+            Ok(tx.execute(
+                "UPDATE outbound SET state = 'held', reason = ?2 WHERE sender = ?1 AND state IN ('queued', 'deferred')",
+                params![sender, reason],
+            )?)
+        })
+    }
+
     /// `held` / `queued` (release) / `deferred` with now (retry).
     pub fn set_outbound_state(&self, queue_id_or_row: &str, state: &str, now: i64) -> Result<usize> {
         self.write(|tx| {

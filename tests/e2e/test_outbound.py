@@ -77,6 +77,7 @@ def dns_and_receiver():
          "--mx-host=remote.example,mx.remote.example,10",
          "--address=/mx.remote.example/127.0.0.1",
          "--address=/aonly.example/127.0.0.1",
+         "--mx-host=nullmx.example,.,0", "--local=/nullmx.example/",
          # Authoritative for the test names: NODATA/NXDOMAIN, not REFUSED.
          "--local=/remote.example/", "--local=/aonly.example/"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -301,5 +302,23 @@ def test_forwarding_rewrites_the_sender_with_srs(dns_and_receiver):
             code, msg = s.rcpt(forged)
             assert (code, msg[:5]) == (554, b"5.7.1")
         assert wait_for(lambda: any(q[3] == "alice@sender.example" for q in server.queue()), 10)
+    finally:
+        server.stop()
+
+
+def test_null_mx_domains(dns_and_receiver):
+    """RFC 7505: mail to a null-MX domain bounces at once (556 5.1.10), and
+    a null-MX domain may not send to us (550 5.7.27)."""
+    dns_port, smtp_port, receiver = dns_and_receiver
+    server = outbound_server(dns_port, smtp_port)
+    try:
+        with smtplib.SMTP("127.0.0.1", server.port) as s:
+            s.ehlo("client.example.org")
+            code, msg = s.mail("someone@nullmx.example")
+            assert (code, msg[:6]) == (550, b"5.7.27")
+        submit(server, "nobody@nullmx.example", "to a null MX")
+        assert wait_for(lambda: len(server.messages("customseo@esoomllub.com")) == 1)
+        dsn = server.show("customseo@esoomllub.com", 1)
+        assert "Status: 5.1.10" in dsn and "null MX" in dsn
     finally:
         server.stop()

@@ -19,6 +19,8 @@ use crate::policy::{AcceptedRcpt, QuotaState, RelayPolicy};
 use crate::router::route;
 
 pub struct MxPipeline {
+    /// DNS for checks on senders (null MX); `None`: no such checks.
+    pub sender_dns: Option<Arc<postroom_queue::dns::MxResolver>>,
     /// Hourly caps on what authenticated users send.
     pub limits: Option<Arc<SendLimits>>,
     /// Checks SMTP AUTH logins (the same accounts as IMAP and POP3).
@@ -514,6 +516,24 @@ impl SmtpHandler for MxPipeline {
     async fn check_sender(&self, peer: &PeerContext, sender: Option<Address>) -> Result<(), Reply> {
         if let Some(user) = &peer.auth {
             self.check_limits(user, 0)?;
+        } else if let (Some(dns), Some(from)) = (&self.sender_dns, &sender) {
+            // RFC 7505 4.2: a domain with a null MX sends no mail either.
+            let hosted = self
+                .directory
+                .hosted_domain(from.domain().canonical())
+                .ok()
+                .flatten()
+                .is_some();
+            if !hosted {
+                if let Ok(postroom_queue::dns::Route::NullMx) = dns.route(from.domain().canonical()).await {
+                    return Err(Reply::new(
+                        550,
+                        "5.7.27",
+                        format!("<{from}>: Sender address rejected: its domain accepts no mail (null MX)"),
+                    ));
+                }
+            }
+            return Ok(());
         }
         let (Some(user), Some(sender)) = (&peer.auth, sender) else {
             // <> is allowed after AUTH (read receipts, RFC 6409 6.1).

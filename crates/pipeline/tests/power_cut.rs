@@ -40,6 +40,7 @@ fn setup(careless: Option<bool>) -> Setup {
     let d = store.db.add_domain("example.com", "example.com", None).unwrap();
     let acct = store.db.add_account(d.id, "user", "user", None, None).unwrap();
     let pipeline = Arc::new(MxPipeline {
+        sender_dns: None,
         limits: None,
         auth: None,
         expose_client_ip: false,

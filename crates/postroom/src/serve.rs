@@ -168,7 +168,17 @@ async fn serve(
     // One pipeline for the MX and submission: authenticated sessions may
     // relay and are held to their own sender addresses.
     let sub = &cfg.submission;
+    let sender_dns = if cfg.dns.enabled {
+        Some(Arc::new(MxResolver::new(
+            true,
+            &cfg.dns.resolvers,
+            Duration::from_secs(cfg.dns.timeout_secs),
+        )?))
+    } else {
+        None
+    };
     let pipeline = Arc::new(MxPipeline {
+        sender_dns,
         limits: Some(Arc::new(SendLimits::new(LimitSettings {
             user_messages: sub.max_messages_per_user_per_hour,
             user_recipients: sub.max_recipients_per_user_per_hour,

@@ -652,8 +652,10 @@ impl<R> Session<R> {
             );
             return;
         }
-        if self.auth.is_some() {
-            // An authenticated client may send only as its own addresses.
+        if self.auth.is_some() || from.is_some() {
+            // The handler checks every sender: an authenticated client may
+            // send only as its own addresses, and a domain that accepts no
+            // mail (null MX) may not send any (RFC 7505 4.2).
             self.out.push_back(Action::CheckSender(from.clone()));
             self.pending_mail = Some((from, params));
             self.phase = Phase::AwaitSender;

@@ -178,6 +178,7 @@ pub fn run(ctx: &Context, args: &[String]) -> CmdResult {
     }
     let store = ctx.store()?;
     let pipeline = MxPipeline {
+        sender_dns: None,
         limits: None,
         auth: None,
         expose_client_ip: false,

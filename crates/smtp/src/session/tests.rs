@@ -56,7 +56,8 @@ impl Harness {
                         .auth_result(if ok { Ok(user) } else { Err(AuthFailure::Failed) })
                 }
                 Action::CheckSender(from) => {
-                    let ok = from.as_ref().is_none_or(|a| a.canonical() == "u@example.com");
+                    let ok = self.s.authenticated().is_none()
+                        || from.as_ref().is_none_or(|a| a.canonical() == "u@example.com");
                     self.s.sender_verdict(if ok {
                         Ok(())
                     } else {

@@ -26,7 +26,7 @@ class Receiver:
     """An aiosmtpd server that keeps what it receives and refuses some
     recipients as told."""
 
-    def __init__(self, port):
+    def __init__(self, port, smtputf8=True):
         from aiosmtpd.controller import Controller
 
         self.messages = []
@@ -50,7 +50,7 @@ class Receiver:
         self.handler = Handler()
         self.port = port
         self.controller = None
-        self.make = lambda: Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        self.make = lambda: Controller(self.handler, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=smtputf8)
 
     def start(self):
         # A controller cannot be restarted: each start is a new one.
@@ -321,4 +321,26 @@ def test_null_mx_domains(dns_and_receiver):
         dsn = server.show("customseo@esoomllub.com", 1)
         assert "Status: 5.1.10" in dsn and "null MX" in dsn
     finally:
+        server.stop()
+
+
+def test_utf8_addresses_to_a_server_without_smtputf8_bounce(dns_and_receiver):
+    """A receiver that does not offer SMTPUTF8: a UTF-8 recipient bounces
+    with 5.6.7 (RFC 6531 3.2) instead of being sent mangled."""
+    dns_port, smtp_port, receiver = dns_and_receiver
+    receiver.stop()
+    receiver = Receiver(smtp_port, smtputf8=False).start()
+    server = outbound_server(dns_port, smtp_port)
+    try:
+        with smtplib.SMTP("127.0.0.1", server.submission_port) as s:
+            s.starttls(context=insecure())
+            s.login("customseo@esoomllub.com", "99test99")
+            s.ehlo("laptop.example")
+            s.sendmail("customseo@esoomllub.com", ["jösé@remote.example"],
+                       b"From: customseo@esoomllub.com\r\nSubject: utf8\r\n\r\nx\r\n", mail_options=["SMTPUTF8"])
+        assert wait_for(lambda: len(server.messages("customseo@esoomllub.com")) == 1)
+        assert "Status: 5.6.7" in server.show("customseo@esoomllub.com", 1)
+        assert receiver.messages == []
+    finally:
+        receiver.stop()
         server.stop()

@@ -233,7 +233,22 @@ pub async fn deliver(
             }
         }
     }
+    // RFC 6531 3.2: UTF-8 addresses need SMTPUTF8 at the other end too;
+    // without it the message cannot be delivered there (5.6.7).
+    let needs_utf8 = !tx.sender.is_ascii() || tx.recipients.iter().any(|r| !r.is_ascii());
+    let offers_utf8 = offers(&ehlo, "SMTPUTF8");
+    if needs_utf8 && !offers_utf8 {
+        let _ = conn.command("QUIT").await;
+        let reply = RemoteReply {
+            code: 553,
+            text: "5.6.7 the receiving server does not support SMTPUTF8, which these addresses need".into(),
+        };
+        return Ok(vec![RcptOutcome::Failed(reply); tx.recipients.len()]);
+    }
     let mut mail = format!("MAIL FROM:<{}>", tx.sender);
+    if needs_utf8 {
+        mail.push_str(" SMTPUTF8");
+    }
     if offers(&ehlo, "SIZE") {
         mail.push_str(&format!(" SIZE={}", tx.message.len()));
     }

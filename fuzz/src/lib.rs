@@ -1,7 +1,11 @@
 //! What the fuzz targets share: splitting input into pieces, reference
-//! models of the decoders, and a session driver that checks the
-//! `Session` contract. Every check panics, which libFuzzer reports as a
-//! crash with the input saved under `fuzz/artifacts/<target>/`.
+//! models of the decoders, and session drivers that check the `Session`
+//! contracts (SMTP here, IMAP in [`imap`], POP3 in [`pop3`]). Every check
+//! panics, which libFuzzer reports as a crash with the input saved under
+//! `fuzz/artifacts/<target>/`.
+
+pub mod imap;
+pub mod pop3;
 
 use std::net::IpAddr;
 use std::sync::Arc;

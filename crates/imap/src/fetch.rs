@@ -52,36 +52,43 @@ fn part_text(p: &Part) -> String {
         .join(".")
 }
 
-/// The section as the response names it (RFC 9051 7.5.2: as requested).
-fn section_text(s: &Option<Section<'_>>) -> String {
+/// The section as the response names it (RFC 9051 7.5.2: as requested),
+/// header-field names as atoms, quoted strings or literals — whatever keeps
+/// the response well-formed.
+fn section_text(s: &Option<Section<'_>>, utf8: bool) -> Vec<u8> {
     let prefixed = |p: &Option<Part>, what: &str| match p {
         Some(p) => format!("{}.{what}", part_text(p)),
         None => what.to_string(),
     };
     let names = |v: &Vec1<imap_codec::imap_types::core::AString<'_>>| {
-        v.as_ref()
-            .iter()
-            .map(|a| {
-                let s = String::from_utf8_lossy(a.as_ref()).into_owned();
-                if s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-                    s
-                } else {
-                    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
+        let mut out = Vec::new();
+        for (i, a) in v.as_ref().iter().enumerate() {
+            if i > 0 {
+                out.push(b' ');
+            }
+            let name: &[u8] = a.as_ref();
+            if !name.is_empty() && name.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-') {
+                out.extend_from_slice(name);
+            } else {
+                crate::format::string(&mut out, name, utf8);
+            }
+        }
+        out
+    };
+    let with_names = |head: String, v: &Vec1<imap_codec::imap_types::core::AString<'_>>| {
+        let mut out = format!("{head} (").into_bytes();
+        out.extend_from_slice(&names(v));
+        out.push(b')');
+        out
     };
     match s {
-        None => String::new(),
-        Some(Section::Part(p)) => part_text(p),
-        Some(Section::Header(p)) => prefixed(p, "HEADER"),
-        Some(Section::HeaderFields(p, v)) => format!("{} ({})", prefixed(p, "HEADER.FIELDS"), names(v)),
-        Some(Section::HeaderFieldsNot(p, v)) => {
-            format!("{} ({})", prefixed(p, "HEADER.FIELDS.NOT"), names(v))
-        }
-        Some(Section::Text(p)) => prefixed(p, "TEXT"),
-        Some(Section::Mime(p)) => format!("{}.MIME", part_text(p)),
+        None => Vec::new(),
+        Some(Section::Part(p)) => part_text(p).into_bytes(),
+        Some(Section::Header(p)) => prefixed(p, "HEADER").into_bytes(),
+        Some(Section::HeaderFields(p, v)) => with_names(prefixed(p, "HEADER.FIELDS"), v),
+        Some(Section::HeaderFieldsNot(p, v)) => with_names(prefixed(p, "HEADER.FIELDS.NOT"), v),
+        Some(Section::Text(p)) => prefixed(p, "TEXT").into_bytes(),
+        Some(Section::Mime(p)) => format!("{}.MIME", part_text(p)).into_bytes(),
     }
 }
 
@@ -241,7 +248,9 @@ pub fn run(
                 }
                 MessageDataItemName::BodyExt { section, partial, .. } => {
                     let data = crate::mime::section(raw, section.as_ref());
-                    let _ = write!(Lossless(&mut v), "BODY[{}]", section_text(section));
+                    v.extend_from_slice(b"BODY[");
+                    v.extend_from_slice(&section_text(section, ctx.utf8));
+                    v.push(b']');
                     if let Some((start, _)) = partial {
                         let _ = write!(Lossless(&mut v), "<{start}>");
                     }

@@ -93,6 +93,9 @@ pub struct Session {
     qresync: bool,
     utf8: bool,
     errors: u32,
+    /// A BYE was written (the selected mailbox vanished): close once the
+    /// current response is out.
+    closing: bool,
 }
 
 /// A mailbox name as stored (UTF-8): IMAP4rev1 clients without
@@ -143,6 +146,7 @@ impl Session {
             qresync: false,
             utf8: false,
             errors: 0,
+            closing: false,
         }
     }
 
@@ -243,6 +247,14 @@ impl Session {
             }
             let frame = self.framer.next_frame()?;
             self.frame(frame);
+            self.close_if_bye();
+        }
+    }
+
+    fn close_if_bye(&mut self) {
+        if std::mem::take(&mut self.closing) {
+            self.state = State::Logout;
+            self.out.push_back(Action::Close);
         }
     }
 
@@ -347,6 +359,7 @@ impl Session {
         let mut out = Vec::new();
         self.refresh(true, &mut out);
         self.send(out);
+        self.close_if_bye();
     }
 
     fn account_id(&self) -> i64 {
@@ -1108,10 +1121,10 @@ impl Session {
                 sel.apply(changes, allow_expunge, mark, out);
             }
             Ok(None) => {
-                // The mailbox was deleted under us.
+                // The mailbox was deleted under us: BYE, sent with the
+                // current response, then the connection closes.
                 out.extend_from_slice(b"* BYE Selected mailbox was deleted\r\n");
-                self.state = State::Logout;
-                self.out.push_back(Action::Close);
+                self.closing = true;
             }
             Err(_) => {}
         }
@@ -1469,26 +1482,44 @@ fn has_modseq(k: &imap_codec::imap_types::search::SearchKey<'_>) -> bool {
 }
 
 /// LIST wildcards (RFC 9051 6.3.9): `*` matches anything, `%` anything but
-/// the hierarchy delimiter.
+/// the hierarchy delimiter. Dynamic programming over (pattern, name)
+/// positions: linear in their product, whatever the pattern (backtracking
+/// was exponential in the number of wildcards).
 pub fn wildmatch(pattern: &str, name: &str) -> bool {
-    fn go(p: &[char], n: &[char]) -> bool {
-        match p.first() {
-            None => n.is_empty(),
-            Some('*') => (0..=n.len()).any(|i| go(&p[1..], &n[i..])),
-            Some('%') => {
-                let limit = n.iter().position(|c| *c == '/').unwrap_or(n.len());
-                (0..=limit).any(|i| go(&p[1..], &n[i..]))
-            }
-            Some(c) => n.first() == Some(c) && go(&p[1..], &n[1..]),
-        }
-    }
     let p: Vec<char> = pattern.chars().collect();
     let n: Vec<char> = name.chars().collect();
-    // Bound the backtracking on hostile patterns.
-    if p.iter().filter(|c| **c == '*' || **c == '%').count() > 8 {
-        return false;
+    // reach[j]: the first i pattern chars can match the first j name chars.
+    let mut reach = vec![false; n.len() + 1];
+    reach[0] = true;
+    for &c in &p {
+        let mut next = vec![false; n.len() + 1];
+        match c {
+            '*' => {
+                let mut any = false;
+                for j in 0..=n.len() {
+                    any |= reach[j];
+                    next[j] = any;
+                }
+            }
+            '%' => {
+                let mut any = false;
+                for j in 0..=n.len() {
+                    if j > 0 && n[j - 1] == '/' {
+                        any = false;
+                    }
+                    any |= reach[j];
+                    next[j] = any;
+                }
+            }
+            c => {
+                for j in 1..=n.len() {
+                    next[j] = reach[j - 1] && n[j - 1] == c;
+                }
+            }
+        }
+        reach = next;
     }
-    go(&p, &n)
+    reach[n.len()]
 }
 
 #[allow(dead_code)]

@@ -109,3 +109,39 @@ impl BlobStore for FsBlobStore {
         self.fs.remove(&path)
     }
 }
+
+/// Of these blob ids (just unreferenced by a deleted row), the ones nothing
+/// refers to any more — no message, no queue row. Called inside the
+/// transaction that deleted the rows.
+pub(crate) fn unreferenced(
+    tx: &rusqlite::Transaction<'_>,
+    mut ids: Vec<String>,
+) -> rusqlite::Result<Vec<String>> {
+    ids.sort();
+    ids.dedup();
+    let mut unused = Vec::new();
+    for b in ids {
+        let used: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM messages WHERE blob_id = ?1)
+                 OR EXISTS(SELECT 1 FROM outbound WHERE blob_id = ?1)",
+            [&b],
+            |r| r.get(0),
+        )?;
+        if !used {
+            unused.push(b);
+        }
+    }
+    Ok(unused)
+}
+
+impl crate::Store {
+    /// Deletes bodies after the commit that left them unreferenced. A
+    /// leftover file costs space, not correctness: log and go on.
+    pub(crate) fn delete_blobs(&self, ids: Vec<String>) {
+        for b in ids {
+            if let Err(e) = self.blobs.delete(&b) {
+                tracing::warn!(blob = %b, error = %e, "could not delete an unreferenced message body");
+            }
+        }
+    }
+}

@@ -164,28 +164,9 @@ impl Store {
                     blobs.push(b);
                 }
             }
-            blobs.sort();
-            blobs.dedup();
-            let mut unreferenced = Vec::new();
-            for b in blobs {
-                let used: bool = tx.query_row(
-                    "SELECT EXISTS(SELECT 1 FROM messages WHERE blob_id = ?1)
-                         OR EXISTS(SELECT 1 FROM outbound WHERE blob_id = ?1)",
-                    [&b],
-                    |r| r.get(0),
-                )?;
-                if !used {
-                    unreferenced.push(b);
-                }
-            }
-            Ok((removed, unreferenced))
+            Ok((removed, crate::blob::unreferenced(tx, blobs)?))
         })?;
-        for b in blobs {
-            // A leftover file costs space, not correctness: log and go on.
-            if let Err(e) = self.blobs.delete(&b) {
-                tracing::warn!(blob = %b, error = %e, "could not delete an unreferenced message body");
-            }
-        }
+        self.delete_blobs(blobs);
         Ok(removed)
     }
 }

@@ -131,27 +131,9 @@ impl Store {
                     .optional()?;
                 blobs.extend(blob);
             }
-            blobs.sort();
-            blobs.dedup();
-            let mut unused = Vec::new();
-            for b in blobs {
-                let used: bool = tx.query_row(
-                    "SELECT EXISTS(SELECT 1 FROM messages WHERE blob_id = ?1)
-                         OR EXISTS(SELECT 1 FROM outbound WHERE blob_id = ?1)",
-                    [&b],
-                    |r| r.get(0),
-                )?;
-                if !used {
-                    unused.push(b);
-                }
-            }
-            Ok(unused)
+            Ok(crate::blob::unreferenced(tx, blobs)?)
         })?;
-        for b in blobs {
-            if let Err(e) = self.blobs.delete(&b) {
-                tracing::warn!(blob = %b, error = %e, "could not delete an unreferenced message body");
-            }
-        }
+        self.delete_blobs(blobs);
         Ok(())
     }
 

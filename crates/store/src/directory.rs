@@ -24,6 +24,12 @@ pub struct DomainRow {
     pub alias_of: Option<i64>,
     pub subaddress_separator: String,
     pub default_quota: Option<i64>,
+    /// Gateway mode: the customer's own server (`host:port`) this domain's
+    /// mail is relayed to, by its A/AAAA records, never by MX.
+    pub relay_to: Option<String>,
+    /// Gateway mode: recipients not in the list are checked by a callout
+    /// to `relay_to` (cached) instead of refused.
+    pub relay_verify: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +42,12 @@ pub struct AccountRow {
     pub quota: Option<i64>,
     pub enabled: bool,
     pub domain_admin: bool,
+    /// Outside (or other) addresses every delivery is forwarded to.
+    pub forward_to: Vec<String>,
+    /// With `forward_to`: keep a copy in the mailbox too.
+    pub forward_keep: bool,
+    /// Submitted mail is also saved in the account's Sent folder.
+    pub sent_copy: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,8 +67,10 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
-const DOMAIN_COLS: &str = "id, name, display, alias_of, subaddress_separator, default_quota";
-const ACCOUNT_COLS: &str = "id, domain_id, local, display, password_hash, quota, enabled, domain_admin";
+const DOMAIN_COLS: &str =
+    "id, name, display, alias_of, subaddress_separator, default_quota, relay_to, relay_verify";
+const ACCOUNT_COLS: &str = "id, domain_id, local, display, password_hash, quota, enabled, domain_admin, \
+                            forward_to, forward_keep, sent_copy";
 
 fn domain_row(r: &Row<'_>) -> rusqlite::Result<DomainRow> {
     Ok(DomainRow {
@@ -66,6 +80,8 @@ fn domain_row(r: &Row<'_>) -> rusqlite::Result<DomainRow> {
         alias_of: r.get(3)?,
         subaddress_separator: r.get(4)?,
         default_quota: r.get(5)?,
+        relay_to: r.get(6)?,
+        relay_verify: r.get::<_, i64>(7)? != 0,
     })
 }
 
@@ -79,21 +95,23 @@ fn account_row(r: &Row<'_>) -> rusqlite::Result<AccountRow> {
         quota: r.get(5)?,
         enabled: r.get::<_, i64>(6)? != 0,
         domain_admin: r.get::<_, i64>(7)? != 0,
+        forward_to: split_list(&r.get::<_, String>(8)?),
+        forward_keep: r.get::<_, i64>(9)? != 0,
+        sent_copy: r.get::<_, i64>(10)? != 0,
     })
 }
 
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',').filter(|t| !t.is_empty()).map(String::from).collect()
+}
+
 fn alias_row(r: &Row<'_>) -> rusqlite::Result<AliasRow> {
-    let targets: String = r.get(4)?;
     Ok(AliasRow {
         id: r.get(0)?,
         domain_id: r.get(1)?,
         local: r.get(2)?,
         display: r.get(3)?,
-        targets: targets
-            .split(',')
-            .filter(|t| !t.is_empty())
-            .map(String::from)
-            .collect(),
+        targets: split_list(&r.get::<_, String>(4)?),
     })
 }
 
@@ -294,6 +312,129 @@ impl Db {
     pub fn set_quota(&self, id: i64, quota: Option<i64>) -> Result<()> {
         let v = quota.map_or(rusqlite::types::Value::Null, Into::into);
         self.update_account(id, "UPDATE accounts SET quota = ?1 WHERE id = ?2", v)
+    }
+
+    /// Forwarding of a mailbox: every delivery goes to `targets` too (none
+    /// turns it off); `keep` keeps a copy in the mailbox.
+    pub fn set_forwarding(&self, id: i64, targets: &[String], keep: bool) -> Result<()> {
+        self.write(|tx| {
+            let n = tx.execute(
+                "UPDATE accounts SET forward_to = ?1, forward_keep = ?2 WHERE id = ?3",
+                params![targets.join(","), keep as i64, id],
+            )?;
+            if n == 0 {
+                return Err(StoreError::Invalid("no such mailbox".into()));
+            }
+            Ok(())
+        })
+    }
+
+    pub fn set_sent_copy(&self, id: i64, on: bool) -> Result<()> {
+        self.update_account(
+            id,
+            "UPDATE accounts SET sent_copy = ?1 WHERE id = ?2",
+            (on as i64).into(),
+        )
+    }
+
+    /// Gateway mode: relay this domain's mail to `host:port` (None: host
+    /// it here again); `verify` checks unknown recipients by callout.
+    pub fn set_domain_relay(&self, id: i64, relay_to: Option<&str>, verify: bool) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE domains SET relay_to = ?1, relay_verify = ?2 WHERE id = ?3",
+                params![relay_to, verify as i64, id],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The `host:port` a gateway domain's mail goes to (following domain
+    /// aliases), or None for a domain delivered here or not hosted.
+    pub fn relay_host(&self, domain: &str) -> Result<Option<String>> {
+        self.read(|c| {
+            let Some(d) = find_domain(c, domain)? else {
+                return Ok(None);
+            };
+            if d.relay_to.is_some() {
+                return Ok(d.relay_to);
+            }
+            match d.alias_of {
+                Some(target) => Ok(c
+                    .prepare_cached("SELECT relay_to FROM domains WHERE id = ?1")?
+                    .query_row([target], |r| r.get::<_, Option<String>>(0))
+                    .optional()?
+                    .flatten()),
+                None => Ok(None),
+            }
+        })
+    }
+
+    pub fn add_relay_recipients(&self, domain_id: i64, locals: &[String]) -> Result<usize> {
+        self.write(|tx| {
+            let mut n = 0;
+            for l in locals {
+                n += tx.execute(
+                    "INSERT OR IGNORE INTO relay_recipients (domain_id, local) VALUES (?1, ?2)",
+                    params![domain_id, l],
+                )?;
+            }
+            Ok(n)
+        })
+    }
+
+    pub fn remove_relay_recipient(&self, domain_id: i64, local: &str) -> Result<bool> {
+        self.write(|tx| {
+            Ok(tx.execute(
+                "DELETE FROM relay_recipients WHERE domain_id = ?1 AND local = ?2",
+                params![domain_id, local],
+            )? > 0)
+        })
+    }
+
+    pub fn is_relay_recipient(&self, domain_id: i64, local: &str) -> Result<bool> {
+        self.read(|c| {
+            Ok(
+                c.prepare_cached("SELECT 1 FROM relay_recipients WHERE domain_id = ?1 AND local = ?2")?
+                    .query_row(params![domain_id, local], |_| Ok(()))
+                    .optional()?
+                    .is_some(),
+            )
+        })
+    }
+
+    pub fn relay_recipients(&self, domain_id: i64) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut st =
+                c.prepare("SELECT local FROM relay_recipients WHERE domain_id = ?1 ORDER BY local")?;
+            let rows = st
+                .query_map([domain_id], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(rows)
+        })
+    }
+
+    /// A callout answer younger than `max_age` seconds: (accepted, reply).
+    pub fn cached_callout(&self, address: &str, max_age: i64) -> Result<Option<(bool, String)>> {
+        self.read(|c| {
+            Ok(c.prepare_cached(
+                "SELECT accepted, reply FROM callout_cache WHERE address = ?1 AND checked >= ?2",
+            )?
+            .query_row(params![address, now() - max_age], |r| {
+                Ok((r.get::<_, i64>(0)? != 0, r.get(1)?))
+            })
+            .optional()?)
+        })
+    }
+
+    pub fn remember_callout(&self, address: &str, accepted: bool, reply: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT OR REPLACE INTO callout_cache (address, accepted, reply, checked) VALUES (?1, ?2, ?3, ?4)",
+                params![address, accepted as i64, reply, now()],
+            )?;
+            Ok(())
+        })
     }
 
     /// Adds targets to an alias, creating it if needed.

@@ -19,10 +19,12 @@ pub struct OutboundRow {
     pub attempts: i64,
     pub next_attempt: i64,
     pub created: i64,
+    /// A delay warning (RFC 3464 `delayed`) went to the sender already.
+    pub warned: bool,
 }
 
 const COLS: &str =
-    "id, queue_id, blob_id, prefix, sender, recipient, state, reason, attempts, next_attempt, created";
+    "id, queue_id, blob_id, prefix, sender, recipient, state, reason, attempts, next_attempt, created, warned";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboundRow> {
     Ok(OutboundRow {
@@ -37,6 +39,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboundRow> {
         attempts: r.get(8)?,
         next_attempt: r.get(9)?,
         created: r.get(10)?,
+        warned: r.get::<_, i64>(11)? != 0,
     })
 }
 
@@ -73,6 +76,17 @@ impl Db {
             )
             .optional()?
             .flatten())
+        })
+    }
+
+    /// Records that the delay warning for these rows was sent.
+    pub fn mark_outbound_warned(&self, ids: &[i64]) -> Result<()> {
+        self.write(|tx| {
+            let mut st = tx.prepare_cached("UPDATE outbound SET warned = 1 WHERE id = ?1")?;
+            for id in ids {
+                st.execute([id])?;
+            }
+            Ok(())
         })
     }
 

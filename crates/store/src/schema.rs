@@ -119,7 +119,40 @@ CREATE TABLE settings (
 );
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+/// Version 5 (sending): mailbox forwarding and the server-side Sent copy
+/// per account; gateway domains whose mail is relayed to the customer's own
+/// server, with their accepted recipients and a callout cache; the delay
+/// warning already sent for a queue item; the Sent copies made at
+/// submission, so a client's own APPEND of the same message is not stored
+/// twice.
+const V5: &str = r#"
+ALTER TABLE accounts ADD COLUMN forward_to TEXT NOT NULL DEFAULT '';   -- comma-separated
+ALTER TABLE accounts ADD COLUMN forward_keep INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE accounts ADD COLUMN sent_copy INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE domains ADD COLUMN relay_to TEXT;                  -- host:port; NULL = not a gateway domain
+ALTER TABLE domains ADD COLUMN relay_verify INTEGER NOT NULL DEFAULT 0;  -- callout to relay_to
+CREATE TABLE relay_recipients (
+    domain_id INTEGER NOT NULL REFERENCES domains(id),
+    local TEXT NOT NULL,                  -- canonical local part
+    PRIMARY KEY (domain_id, local)
+);
+CREATE TABLE callout_cache (
+    address TEXT PRIMARY KEY,             -- canonical recipient
+    accepted INTEGER NOT NULL,
+    reply TEXT NOT NULL,
+    checked INTEGER NOT NULL              -- unix seconds
+);
+ALTER TABLE outbound ADD COLUMN warned INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE sent_copies (
+    folder_id INTEGER NOT NULL,
+    message_id TEXT NOT NULL,
+    uid INTEGER NOT NULL,
+    created INTEGER NOT NULL
+);
+CREATE INDEX sent_copies_by_id ON sent_copies(folder_id, message_id);
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -100,3 +100,37 @@ fn concurrent_opens_migrate_once() {
         }
     }
 }
+
+/// A data folder made by the release before sending (schema v4) gains
+/// forwarding, gateway and delay-warning columns with their defaults.
+#[test]
+fn upgrades_a_v4_data_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("postroom.sqlite");
+    {
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        postroom_store::schema::migrate_to(&mut conn, &path, 4).unwrap();
+        conn.execute_batch(
+            "INSERT INTO domains (name, display, created) VALUES ('example.com', 'example.com', 0);
+             INSERT INTO accounts (domain_id, local, display, created) VALUES (1, 'u', 'u', 0);
+             INSERT INTO outbound (queue_id, blob_id, prefix, sender, recipient, state, next_attempt, created)
+                 VALUES ('Q1', 'B1', x'', 'u@example.com', 'x@example.net', 'deferred', 0, 0);",
+        )
+        .unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let d = store.db.domain("example.com").unwrap().unwrap();
+    assert_eq!((d.relay_to, d.relay_verify), (None, false));
+    let a = store.db.account(d.id, "u").unwrap().unwrap();
+    assert!(a.forward_to.is_empty() && a.forward_keep && !a.sent_copy);
+    let q = store.db.outbound().unwrap();
+    assert_eq!((q.len(), q[0].warned), (1, false));
+    store
+        .db
+        .set_domain_relay(d.id, Some("mx.customer.example:25"), false)
+        .unwrap();
+    assert_eq!(
+        store.db.relay_host("example.com").unwrap().as_deref(),
+        Some("mx.customer.example:25")
+    );
+}

@@ -2,6 +2,7 @@
 //! network helpers and secrets that never print themselves.
 
 pub mod address;
+pub mod header;
 pub mod ids;
 pub mod net;
 pub mod secret;

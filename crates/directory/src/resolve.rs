@@ -1,6 +1,10 @@
 //! Where mail to an address goes. Lookup order (per domain): exact mailbox,
 //! alias, the address with its subaddress (`+tag`) stripped, postmaster@ and
-//! abuse@ to the domain's admins, then the catch-all.
+//! abuse@ to the domain's admins, then the catch-all. A mailbox with
+//! forwarding adds its targets (and keeps its own copy unless told not to).
+//! A gateway domain (`relay_to`) hosts no mailboxes: its listed recipients
+//! are relayed to the customer's own server, others checked by a callout
+//! there when the domain asks for it.
 
 use std::collections::HashSet;
 
@@ -31,6 +35,9 @@ pub struct Resolution {
     pub routes: Vec<Route>,
     /// The address named an account directly (not through an alias).
     pub direct_account: Option<AccountRow>,
+    /// A gateway domain's recipient: relayed as it is (no SRS; the
+    /// customer's server is the final destination).
+    pub gateway: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -42,6 +49,11 @@ pub enum Lookup {
     Found(Resolution),
     /// The aliases form a cycle or nest deeper than [`MAX_DEPTH`].
     Loop(String),
+    /// A gateway domain's address that is not on its recipient list, and
+    /// the domain verifies such addresses at its server (`relay_to`).
+    Callout {
+        relay_to: String,
+    },
 }
 
 #[derive(Clone)]
@@ -100,6 +112,9 @@ impl Directory {
         let Some(domain) = self.hosted_domain(addr.domain().canonical())? else {
             return Ok(Lookup::NotHosted);
         };
+        if let Some(relay_to) = &domain.relay_to {
+            return self.resolve_gateway(&domain, relay_to, addr);
+        }
         let direct = self.db.account(domain.id, addr.local_canonical())?;
         let mut x = Expansion {
             routes: Vec::new(),
@@ -111,11 +126,43 @@ impl Directory {
             Ok(Step::Found) => Ok(Lookup::Found(Resolution {
                 routes: x.routes,
                 direct_account: direct,
+                gateway: false,
             })),
             Ok(Step::NotFound) => Ok(Lookup::Unknown),
             Err(ExpandError::Loop(why)) => Ok(Lookup::Loop(why)),
             Err(ExpandError::Store(e)) => Err(e),
         }
+    }
+
+    /// A gateway domain: the recipient list decides, with postmaster@ and
+    /// abuse@ always accepted (RFC 5321 4.5.1, RFC 2142); what the list
+    /// does not name is unknown, or verified by a callout.
+    fn resolve_gateway(&self, domain: &DomainRow, relay_to: &str, addr: &Address) -> Result<Lookup> {
+        let local = addr.local_canonical();
+        let sep = domain.subaddress_separator.as_str();
+        let base = match local.split_once(sep) {
+            Some((b, _)) if !sep.is_empty() && !b.is_empty() => b,
+            _ => local,
+        };
+        let listed = local == "postmaster"
+            || local == "abuse"
+            || self.db.is_relay_recipient(domain.id, local)?
+            || self.db.is_relay_recipient(domain.id, base)?;
+        if listed {
+            return Ok(Lookup::Found(Resolution {
+                routes: vec![Route::Remote {
+                    address: addr.to_string(),
+                }],
+                direct_account: None,
+                gateway: true,
+            }));
+        }
+        if domain.relay_verify {
+            return Ok(Lookup::Callout {
+                relay_to: relay_to.to_string(),
+            });
+        }
+        Ok(Lookup::Unknown)
     }
 
     /// Whether the account `account_id` may send as `addr`: its own address
@@ -167,9 +214,10 @@ impl Directory {
                             address: pm.canonical(),
                         }],
                         direct_account: None,
+                        gateway: false,
                     })
                 }
-                Lookup::Unknown | Lookup::Loop(_) => {}
+                Lookup::Unknown | Lookup::Loop(_) | Lookup::Callout { .. } => {}
             }
         }
         Ok(Resolution {
@@ -178,6 +226,7 @@ impl Directory {
                 reason: "no postmaster address configured (server.postmaster)".into(),
             }],
             direct_account: None,
+            gateway: false,
         })
     }
 
@@ -205,7 +254,7 @@ impl Directory {
         x: &mut Expansion,
     ) -> std::result::Result<Step, ExpandError> {
         if let Some(acct) = self.db.account(domain.id, local)? {
-            push_account(x, &acct, domain);
+            self.push_account(x, &acct, domain, depth)?;
             return Ok(Step::Found);
         }
         if self.expand_alias(domain, local, depth, x)? {
@@ -216,7 +265,7 @@ impl Directory {
             if let Some((base, _tag)) = local.split_once(sep) {
                 if !base.is_empty() {
                     if let Some(acct) = self.db.account(domain.id, base)? {
-                        push_account(x, &acct, domain);
+                        self.push_account(x, &acct, domain, depth)?;
                         return Ok(Step::Found);
                     }
                     if self.expand_alias(domain, base, depth, x)? {
@@ -236,7 +285,7 @@ impl Directory {
                 .collect();
             if !admins.is_empty() {
                 for a in &admins {
-                    push_account(x, a, domain);
+                    self.push_account(x, a, domain, depth)?;
                 }
                 return Ok(Step::Found);
             }
@@ -292,6 +341,39 @@ impl Directory {
         r.map(|()| true)
     }
 
+    /// A mailbox reached: its own copy unless it forwards without keeping
+    /// one, and its forwarding targets.
+    fn push_account(
+        &self,
+        x: &mut Expansion,
+        acct: &AccountRow,
+        domain: &DomainRow,
+        depth: usize,
+    ) -> std::result::Result<(), ExpandError> {
+        // The same mailbox reached twice gets one copy (and this also ends
+        // forwarding cycles between mailboxes).
+        if !x.accounts.insert(acct.id) {
+            return Ok(());
+        }
+        if acct.forward_to.is_empty() || acct.forward_keep {
+            x.routes.push(Route::Local {
+                account_id: acct.id,
+                address: format!("{}@{}", acct.local, domain.name),
+                enabled: acct.enabled,
+            });
+        }
+        if !acct.forward_to.is_empty() {
+            if depth >= MAX_DEPTH {
+                return Err(ExpandError::Loop(format!(
+                    "forwarding nests deeper than {MAX_DEPTH} at {}@{}",
+                    acct.local, domain.name
+                )));
+            }
+            self.expand_targets(&acct.forward_to, depth + 1, x)?;
+        }
+        Ok(())
+    }
+
     fn expand_targets(
         &self,
         targets: &[String],
@@ -324,17 +406,6 @@ impl Directory {
             }
         }
         Ok(())
-    }
-}
-
-fn push_account(x: &mut Expansion, acct: &AccountRow, domain: &DomainRow) {
-    // The same mailbox reached twice gets one copy.
-    if x.accounts.insert(acct.id) {
-        x.routes.push(Route::Local {
-            account_id: acct.id,
-            address: format!("{}@{}", acct.local, domain.name),
-            enabled: acct.enabled,
-        });
     }
 }
 

@@ -1068,6 +1068,22 @@ impl Session {
             self.tagged(tag, "NO", "Empty message");
             return;
         }
+        if let Some(uid) = self.server_sent_copy(&f, &data) {
+            // The server saved this message at submission already; the
+            // client's copy would be a duplicate (the issue's "move a copy to
+            // Sent" done once). Its UID is the APPENDUID (RFC 4315 3).
+            let mut out = Vec::new();
+            if matches!(&self.state, State::Selected(s) if s.folder_id == f.id) {
+                self.refresh(false, &mut out);
+            }
+            let _ = write!(
+                Lossless(&mut out),
+                "{tag} OK [APPENDUID {} {uid}] APPEND completed\r\n",
+                f.uidvalidity
+            );
+            self.send(out);
+            return;
+        }
         let id = self.account_id();
         if let Some(quota) = self
             .store
@@ -1102,6 +1118,20 @@ impl Session {
                 self.tagged(tag, "NO", "[SERVERBUG] APPEND failed");
             }
         }
+    }
+
+    /// The server-side Sent copy of this message, when `folder` is the
+    /// \Sent folder and one was made in the last few minutes.
+    fn server_sent_copy(&self, folder: &postroom_store::mailbox::FolderRow, data: &[u8]) -> Option<i64> {
+        if folder.special_use.as_deref() != Some("\\Sent") {
+            return None;
+        }
+        let message_id = postroom_core::header::header_value(data, "message-id")?;
+        self.store
+            .db
+            .recent_sent_copy(folder.id, &message_id)
+            .ok()
+            .flatten()
     }
 
     /// Folds in changes made elsewhere; `allow_expunge`: EXPUNGE may be sent.

@@ -5,6 +5,7 @@
 
 pub mod dkim;
 pub mod filter;
+mod gateway;
 pub mod headers;
 pub mod limits;
 pub mod mx;

@@ -10,7 +10,7 @@ use postroom_directory::auth::{Authenticator, LoginError};
 use postroom_directory::{Directory, Lookup};
 use postroom_smtp::service::{PeerContext, SmtpHandler};
 use postroom_smtp::{AuthFailure, DeliveryOutcome, Envelope, RcptTarget, RcptVerdict, Reply};
-use postroom_store::{Delivery, Store};
+use postroom_store::{Delivery, LocalDelivery, Store};
 
 use crate::filter::{Filter, FilterInput, Verdict};
 use crate::headers::{rfc5322_date, trace_headers, ReceivedInfo};
@@ -36,40 +36,57 @@ pub struct MxPipeline {
     pub filter: Arc<dyn Filter>,
 }
 
+/// The store's bit for `\Seen` (the IMAP crate's `format::SEEN`).
+const SEEN: i64 = 1;
+
 fn temp_failure(what: &str) -> Reply {
     Reply::new(451, "4.3.0", format!("Temporary {what} failure, try again later"))
 }
 
 impl MxPipeline {
-    fn lookup(&self, peer: &PeerContext, target: RcptTarget) -> RcptVerdict<AcceptedRcpt> {
-        let result = match &target {
-            RcptTarget::Postmaster => self.directory.resolve_postmaster().map(|r| {
-                RcptVerdict::Accept(AcceptedRcpt {
-                    rcpt: "Postmaster".into(),
-                    routes: r.routes,
-                    forwarded: true,
-                })
-            }),
-            RcptTarget::Mailbox(addr) if self.is_srs_bounce(addr) => Ok(self.srs_bounce(addr)),
-            RcptTarget::Mailbox(addr) => self.directory.resolve(addr).and_then(|l| {
-                let quota = match &l {
-                    Lookup::Found(r) => match &r.direct_account {
-                        Some(a) => Some((
-                            QuotaState {
-                                used: self.store.db.usage(a.id)?,
-                                limit: a.quota,
-                            },
-                            peer.declared_size,
-                        )),
-                        None => None,
-                    },
-                    _ => None,
+    async fn lookup(&self, peer: &PeerContext, target: RcptTarget) -> RcptVerdict<AcceptedRcpt> {
+        let addr = match target {
+            RcptTarget::Postmaster => {
+                return match self.directory.resolve_postmaster() {
+                    Ok(r) => RcptVerdict::Accept(AcceptedRcpt {
+                        rcpt: "Postmaster".into(),
+                        routes: r.routes,
+                        forwarded: true,
+                    }),
+                    Err(e) => {
+                        tracing::error!(error = %e, "recipient lookup failed");
+                        RcptVerdict::Reject(temp_failure("lookup"))
+                    }
                 };
-                Ok(self
-                    .policy
-                    .decide(peer.ip, addr.to_string(), l, quota, peer.auth.is_some()))
-            }),
+            }
+            RcptTarget::Mailbox(addr) if self.is_srs_bounce(&addr) => return self.srs_bounce(&addr),
+            RcptTarget::Mailbox(addr) => addr,
         };
+        let lookup = match self.directory.resolve(&addr) {
+            Ok(Lookup::Callout { relay_to }) => match self.verify_gateway_recipient(&addr, &relay_to).await {
+                Ok(l) => Ok(l),
+                Err(reply) => return RcptVerdict::Reject(reply),
+            },
+            other => other,
+        };
+        let result = lookup.and_then(|l| {
+            let quota = match &l {
+                Lookup::Found(r) => match &r.direct_account {
+                    Some(a) => Some((
+                        QuotaState {
+                            used: self.store.db.usage(a.id)?,
+                            limit: a.quota,
+                        },
+                        peer.declared_size,
+                    )),
+                    None => None,
+                },
+                _ => None,
+            };
+            Ok(self
+                .policy
+                .decide(peer.ip, addr.to_string(), l, quota, peer.auth.is_some()))
+        });
         result.unwrap_or_else(|e| {
             tracing::error!(error = %e, "recipient lookup failed");
             RcptVerdict::Reject(temp_failure("lookup"))
@@ -174,6 +191,11 @@ impl MxPipeline {
             forward_sender.as_deref(),
         );
         let mut routed = routed;
+        if let Some(user) = &env.auth {
+            if let Some(copy) = self.sent_copy(user, &body) {
+                routed.local.push(copy);
+            }
+        }
         if let Some(reason) = &hold_reason {
             for item in routed.outbound.iter_mut() {
                 item.held.get_or_insert_with(|| reason.clone());
@@ -393,6 +415,29 @@ impl MxPipeline {
         Some(self.store.db.account(d.id, addr.local_canonical()).ok()??.id)
     }
 
+    /// The copy for the sender's Sent folder, when the account asks for one
+    /// (`postroom user sent-copy`). It has every recipient, Bcc included,
+    /// since it is the message as submitted; already \Seen.
+    fn sent_copy(&self, user: &str, body: &[u8]) -> Option<LocalDelivery> {
+        let account = self.account_of(user)?;
+        if !self.store.db.account_by_id(account).ok()??.sent_copy {
+            return None;
+        }
+        let folders = self.store.db.folders(account).ok()?;
+        let sent = folders
+            .into_iter()
+            .find(|f| f.special_use.as_deref() == Some("\\Sent"))?;
+        Some(LocalDelivery {
+            account_id: account,
+            folder: sent.name,
+            prefix: Vec::new(),
+            flags: SEEN,
+            keywords: String::new(),
+            internal_date: None,
+            sent_copy_of: postroom_core::header::header_value(body, "message-id"),
+        })
+    }
+
     /// RFC 6409 8.1-style check: every address in From: (and Sender:) must
     /// be one the user may send as.
     fn check_header_senders(&self, user: &str, body: &[u8]) -> Result<(), Reply> {
@@ -457,7 +502,7 @@ impl MxPipeline {
         let mut accepted = Vec::new();
         for r in recipients {
             let rcpt = Address::parse(r, true).map_err(|e| format!("<{r}>: {e}"))?;
-            match self.lookup(&ctx, RcptTarget::Mailbox(rcpt.clone())) {
+            match self.lookup(&ctx, RcptTarget::Mailbox(rcpt.clone())).await {
                 RcptVerdict::Accept(a) => accepted.push((RcptTarget::Mailbox(rcpt), a)),
                 RcptVerdict::Reject(reply) => return Err(reply.summary()),
             }
@@ -554,7 +599,7 @@ impl SmtpHandler for MxPipeline {
     }
 
     async fn check_recipient(&self, peer: &PeerContext, target: RcptTarget) -> RcptVerdict<AcceptedRcpt> {
-        self.lookup(peer, target)
+        self.lookup(peer, target).await
     }
 
     async fn deliver(&self, peer: &PeerContext, envelope: Envelope<AcceptedRcpt>) -> DeliveryOutcome {

@@ -88,9 +88,17 @@ impl RelayPolicy {
                 format!("<{rcpt}>: Recipient address rejected: User unknown"),
             )),
             Lookup::Loop(why) => RcptVerdict::Reject(Reply::new(554, "5.4.6", format!("<{rcpt}>: {why}"))),
+            // The pipeline asks the customer's server first; reaching here
+            // means it could not.
+            Lookup::Callout { .. } => RcptVerdict::Reject(Reply::new(
+                451,
+                "4.4.3",
+                format!("<{rcpt}>: Recipient verification unavailable, try again later"),
+            )),
             Lookup::Found(Resolution {
                 routes,
                 direct_account,
+                gateway,
             }) => {
                 let disabled = direct_account.as_ref().is_some_and(|a| !a.enabled);
                 if disabled && self.reject_disabled_accounts {
@@ -117,7 +125,9 @@ impl RelayPolicy {
                 RcptVerdict::Accept(AcceptedRcpt {
                     rcpt,
                     routes,
-                    forwarded: true,
+                    // A gateway domain's mail is relayed as it came: the
+                    // customer's server is its destination, not a forward.
+                    forwarded: !gateway,
                 })
             }
         }

@@ -65,6 +65,7 @@ pub fn route(
                             flags: 0,
                             keywords: String::new(),
                             internal_date: None,
+                            sent_copy_of: None,
                         });
                     }
                 }

@@ -111,8 +111,18 @@ pub enum DomainCmd {
         domain: String,
         /// Make this domain an alias of a hosted one (user@this reaches
         /// user@that).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "relay_to")]
         alias_of: Option<String>,
+        /// Gateway mode: accept this domain's mail (for the recipients
+        /// given with `domain recipients`, or verified with --verify) and
+        /// relay it to the customer's own server, HOST:PORT (its A/AAAA
+        /// records, no MX lookup).
+        #[arg(long, value_name = "HOST:PORT")]
+        relay_to: Option<String>,
+        /// Gateway mode: accept recipients not on the list when the
+        /// customer's server accepts them (a callout, cached).
+        #[arg(long, requires = "relay_to")]
+        verify: bool,
     },
     /// Change a domain's settings.
     Set {
@@ -124,6 +134,24 @@ pub enum DomainCmd {
         /// Quota for new mailboxes without their own (`none` removes it).
         #[arg(long)]
         default_quota: Option<String>,
+        /// Gateway mode on (HOST:PORT) or off (`none`).
+        #[arg(long, value_name = "HOST:PORT")]
+        relay_to: Option<String>,
+        /// Gateway mode: verify unlisted recipients by callout (or not,
+        /// with --verify=false).
+        #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+        verify: Option<bool>,
+    },
+    /// A gateway domain's accepted recipients: add or remove some, then
+    /// print the list.
+    Recipients {
+        domain: String,
+        /// Comma-separated local parts (or addresses) to accept.
+        #[arg(long)]
+        add: Option<String>,
+        /// Comma-separated local parts (or addresses) to remove.
+        #[arg(long)]
+        remove: Option<String>,
     },
     /// List hosted domains.
     List,
@@ -167,6 +195,25 @@ pub enum UserCmd {
     Enable { address: String },
     /// Make a user a domain admin, or (--off) no longer one.
     Admin {
+        address: String,
+        #[arg(long)]
+        off: bool,
+    },
+    /// Forward a mailbox's mail to other addresses (comma-separated),
+    /// keeping a copy unless --no-copy; --off stops forwarding. Outside
+    /// addresses get it with an SRS envelope sender.
+    Forward {
+        address: String,
+        targets: Option<String>,
+        #[arg(long)]
+        no_copy: bool,
+        #[arg(long, conflicts_with_all = ["targets", "no_copy"])]
+        off: bool,
+    },
+    /// Save a copy of every message the user submits (Bcc recipients
+    /// included) in their Sent folder, or (--off) stop. A client that also
+    /// saves it there within 10 minutes gets the existing copy.
+    SentCopy {
         address: String,
         #[arg(long)]
         off: bool,

@@ -120,16 +120,16 @@ pub enum RcptOutcome {
     Failed(RemoteReply),
 }
 
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
-struct Conn {
-    io: BufReader<Box<dyn Stream>>,
-    timeout: Duration,
+pub(crate) struct Conn {
+    pub(crate) io: BufReader<Box<dyn Stream>>,
+    pub(crate) timeout: Duration,
 }
 
 impl Conn {
-    async fn reply(&mut self) -> Result<RemoteReply, String> {
+    pub(crate) async fn reply(&mut self) -> Result<RemoteReply, String> {
         let mut lines = Vec::new();
         loop {
             let mut line = String::new();
@@ -161,7 +161,7 @@ impl Conn {
         .map_err(|e| e.to_string())
     }
 
-    async fn command(&mut self, line: &str) -> Result<RemoteReply, String> {
+    pub(crate) async fn command(&mut self, line: &str) -> Result<RemoteReply, String> {
         self.send(format!("{line}\r\n").as_bytes()).await?;
         self.reply().await
     }

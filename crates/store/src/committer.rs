@@ -38,6 +38,10 @@ pub struct LocalDelivery {
     pub keywords: String,
     /// INTERNALDATE when not the arrival time (APPEND with a date).
     pub internal_date: Option<i64>,
+    /// A copy a submitting user's Sent folder gets, with the message's
+    /// Message-ID: remembered so the client's own APPEND of the same
+    /// message is not stored twice.
+    pub sent_copy_of: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -178,6 +182,14 @@ fn apply(tx: &Transaction<'_>, d: &Delivery) -> Result<()> {
             local.prefix,
             d.queue_id
         ])?;
+        if let Some(message_id) = &local.sent_copy_of {
+            tx.prepare_cached("DELETE FROM sent_copies WHERE created < ?1")?
+                .execute([d.received_at - crate::SENT_COPY_WINDOW_SECS])?;
+            tx.prepare_cached(
+                "INSERT INTO sent_copies (folder_id, message_id, uid, created) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![folder_id, message_id, uid, d.received_at])?;
+        }
     }
     let mut queue = tx.prepare_cached(
         "INSERT INTO outbound (queue_id, blob_id, prefix, sender, recipient, state, reason, next_attempt, created)

@@ -16,6 +16,7 @@ pub mod fs;
 pub mod mailbox;
 pub mod queue;
 pub mod schema;
+pub mod sent;
 pub mod settings;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ pub use blob::{BlobStore, FsBlobStore};
 pub use committer::{Delivery, LocalDelivery, OutboundItem};
 pub use db::Db;
 pub use fs::{DurableFs, RealFs, SimulatedFs};
+pub use sent::SENT_COPY_WINDOW_SECS;
 
 #[derive(Debug)]
 pub enum StoreError {

@@ -165,3 +165,76 @@ fn who_may_send_as_what() {
     assert!(!may("random@abc.com")); // the catch-all does not make it theirs
     assert!(!may("kent@elsewhere.example"));
 }
+
+#[test]
+fn mailbox_forwarding_with_and_without_a_copy() {
+    let (_t, d) = setup();
+    let db = d.db().clone();
+    let dom = db.domain("abc.com").unwrap().unwrap();
+    let kent = db.account(dom.id, "kent").unwrap().unwrap();
+    db.set_forwarding(kent.id, &["kent@home.example".into()], true)
+        .unwrap();
+    assert_eq!(
+        locals(&d.resolve(&addr("kent@abc.com")).unwrap()),
+        ["kent@abc.com", "remote:kent@home.example"]
+    );
+    db.set_forwarding(
+        kent.id,
+        &["kent@home.example".into(), "dbrooks@abc.com".into()],
+        false,
+    )
+    .unwrap();
+    assert_eq!(
+        locals(&d.resolve(&addr("kent+x@abc.net")).unwrap()),
+        ["remote:kent@home.example", "dbrooks@abc.com"]
+    );
+    // Two mailboxes forwarding to each other without copies: nothing
+    // loops forever, and nobody gets a copy (the MX refuses it as a loop).
+    let db_ = db.account(dom.id, "dbrooks").unwrap().unwrap();
+    db.set_forwarding(db_.id, &["kent@abc.com".into()], false)
+        .unwrap();
+    assert_eq!(
+        locals(&d.resolve(&addr("kent@abc.com")).unwrap()),
+        ["remote:kent@home.example"]
+    );
+    db.set_forwarding(kent.id, &[], true).unwrap();
+    assert_eq!(
+        locals(&d.resolve(&addr("dbrooks@abc.com")).unwrap()),
+        ["kent@abc.com"]
+    );
+}
+
+#[test]
+fn gateway_domains_relay_listed_recipients() {
+    let (_t, d) = setup();
+    let db = d.db().clone();
+    let gw = db.add_domain("gw.example", "gw.example", None).unwrap();
+    db.set_domain_relay(gw.id, Some("mail.gw.example:2525"), false)
+        .unwrap();
+    db.add_relay_recipients(gw.id, &["sales".into()]).unwrap();
+    match d.resolve(&addr("Sales+x@GW.example")).unwrap() {
+        Lookup::Found(r) => {
+            assert!(r.gateway);
+            assert_eq!(
+                r.routes,
+                [Route::Remote {
+                    address: "Sales+x@GW.example".into()
+                }]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        d.resolve(&addr("postmaster@gw.example")).unwrap(),
+        Lookup::Found(_)
+    ));
+    assert_eq!(d.resolve(&addr("nobody@gw.example")).unwrap(), Lookup::Unknown);
+    db.set_domain_relay(gw.id, Some("mail.gw.example:2525"), true)
+        .unwrap();
+    assert_eq!(
+        d.resolve(&addr("nobody@gw.example")).unwrap(),
+        Lookup::Callout {
+            relay_to: "mail.gw.example:2525".into()
+        }
+    );
+}

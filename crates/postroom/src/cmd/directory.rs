@@ -42,25 +42,78 @@ fn find_account(db: &Db, addr: &Address) -> Result<postroom_store::directory::Ac
 pub fn domain(ctx: &Context, cmd: DomainCmd) -> CmdResult {
     let store = ctx.store()?;
     match cmd {
-        DomainCmd::Add { domain, alias_of } => {
+        DomainCmd::Add {
+            domain,
+            alias_of,
+            relay_to,
+            verify,
+        } => {
             let d = Domain::parse(&domain).map_err(|e| format!("`{domain}`: {e}"))?;
             let target = match &alias_of {
                 Some(t) => Some(Domain::parse(t).map_err(|e| format!("`{t}`: {e}"))?),
                 None => None,
             };
-            store
+            let relay_to = relay_to.as_deref().map(check_next_hop).transpose()?;
+            let row = store
                 .db
                 .add_domain(d.canonical(), d.display(), target.as_ref().map(Domain::canonical))
                 .map_err(|e| e.to_string())?;
-            match target {
-                Some(t) => println!("added {d} (alias of {t})"),
-                None => println!("added {d}"),
+            if let Some(hop) = &relay_to {
+                store
+                    .db
+                    .set_domain_relay(row.id, Some(hop), verify)
+                    .map_err(|e| e.to_string())?;
+            }
+            match (target, relay_to) {
+                (Some(t), _) => println!("added {d} (alias of {t})"),
+                (None, Some(hop)) => {
+                    println!("added {d} (gateway: relayed to {hop})");
+                    if !verify {
+                        println!("list its recipients: postroom domain recipients {d} --add sales,info");
+                    }
+                }
+                (None, None) => println!("added {d}"),
+            }
+        }
+        DomainCmd::Recipients { domain, add, remove } => {
+            let d = home_domain(
+                &store.db,
+                &Domain::parse(&domain).map_err(|e| format!("`{domain}`: {e}"))?,
+            )?;
+            if d.relay_to.is_none() {
+                eprintln!(
+                    "note: {} is not a gateway domain (postroom domain set {} --relay-to HOST:PORT)",
+                    d.display, d.display
+                );
+            }
+            if let Some(list) = &add {
+                let locals = relay_locals(list, &d)?;
+                store
+                    .db
+                    .add_relay_recipients(d.id, &locals)
+                    .map_err(|e| e.to_string())?;
+            }
+            if let Some(list) = &remove {
+                for l in relay_locals(list, &d)? {
+                    if !store
+                        .db
+                        .remove_relay_recipient(d.id, &l)
+                        .map_err(|e| e.to_string())?
+                    {
+                        eprintln!("{l}@{} was not listed", d.display);
+                    }
+                }
+            }
+            for l in store.db.relay_recipients(d.id).map_err(|e| e.to_string())? {
+                println!("{l}@{}", d.display);
             }
         }
         DomainCmd::Set {
             domain,
             subaddress_separator,
             default_quota,
+            relay_to,
+            verify,
         } => {
             let d = home_domain(
                 &store.db,
@@ -80,6 +133,20 @@ pub fn domain(ctx: &Context, cmd: DomainCmd) -> CmdResult {
                 .db
                 .update_domain(d.id, subaddress_separator.as_deref(), quota)
                 .map_err(|e| e.to_string())?;
+            if relay_to.is_some() || verify.is_some() {
+                let hop = match relay_to.as_deref() {
+                    Some("none") => None,
+                    Some(h) => Some(check_next_hop(h)?),
+                    None => d.relay_to.clone(),
+                };
+                if hop.is_none() && verify == Some(true) {
+                    return Err("--verify needs a gateway domain (--relay-to HOST:PORT)".into());
+                }
+                store
+                    .db
+                    .set_domain_relay(d.id, hop.as_deref(), verify.unwrap_or(d.relay_verify))
+                    .map_err(|e| e.to_string())?;
+            }
             println!("updated {}", d.display);
         }
         DomainCmd::List => {
@@ -87,6 +154,16 @@ pub fn domain(ctx: &Context, cmd: DomainCmd) -> CmdResult {
             for d in &all {
                 match d.alias_of.and_then(|id| all.iter().find(|x| x.id == id)) {
                     Some(t) => println!("{}\talias of {}", d.display, t.display),
+                    None if d.relay_to.is_some() => println!(
+                        "{}\tgateway to {}\t{}",
+                        d.display,
+                        d.relay_to.as_deref().unwrap_or(""),
+                        if d.relay_verify {
+                            "listed or verified recipients"
+                        } else {
+                            "listed recipients"
+                        }
+                    ),
                     None => println!(
                         "{}\tlocal\tsubaddress separator '{}'\tdefault quota {}",
                         d.display,
@@ -98,6 +175,31 @@ pub fn domain(ctx: &Context, cmd: DomainCmd) -> CmdResult {
         }
     }
     Ok(())
+}
+
+/// `host:port` as given, when it is one.
+fn check_next_hop(hop: &str) -> Result<String, String> {
+    match postroom_queue::dns::split_host_port(hop) {
+        Some(_) => Ok(hop.to_string()),
+        None => Err(format!(
+            "`{hop}` is not HOST:PORT (e.g. mail.customer.example:25)"
+        )),
+    }
+}
+
+/// Canonical local parts from `sales,info` or `sales@domain,...`.
+fn relay_locals(list: &str, d: &DomainRow) -> Result<Vec<String>, String> {
+    let domain = Domain::parse(&d.name).map_err(|e| e.to_string())?;
+    qualify_targets(list, &domain)?
+        .iter()
+        .map(|t| {
+            let a = parse_address(t)?;
+            if a.domain().canonical() != d.name {
+                return Err(format!("{t} is not in {}", d.display));
+            }
+            Ok(a.local_canonical().to_string())
+        })
+        .collect()
 }
 
 fn read_password(args: &PasswordArgs) -> Result<Option<String>, String> {
@@ -195,6 +297,56 @@ pub fn user(ctx: &Context, cmd: UserCmd) -> CmdResult {
                 if off { "no longer " } else { "" }
             );
         }
+        UserCmd::Forward {
+            address,
+            targets,
+            no_copy,
+            off,
+        } => {
+            let addr = parse_address(&address)?;
+            let a = find_account(db, &addr)?;
+            if off {
+                db.set_forwarding(a.id, &[], true).map_err(|e| e.to_string())?;
+                println!("{address}: no forwarding");
+                return Ok(());
+            }
+            let list = targets.ok_or("give the addresses to forward to (or --off)")?;
+            let targets = qualify_targets(&list, addr.domain())?;
+            if targets.is_empty() {
+                return Err("give the addresses to forward to (or --off)".into());
+            }
+            let before = (a.forward_to.clone(), a.forward_keep);
+            db.set_forwarding(a.id, &targets, !no_copy)
+                .map_err(|e| e.to_string())?;
+            // Refuse a forwarding that makes a cycle through aliases.
+            let dir = Directory::new(db.clone(), None);
+            if let postroom_directory::Lookup::Loop(why) = dir.resolve(&addr).map_err(|e| e.to_string())? {
+                db.set_forwarding(a.id, &before.0, before.1)
+                    .map_err(|e| e.to_string())?;
+                return Err(format!("refused: {why}"));
+            }
+            println!(
+                "{address} forwards to {}{}",
+                targets.join(", "),
+                if no_copy {
+                    " (no copy kept)"
+                } else {
+                    " (and keeps a copy)"
+                }
+            );
+        }
+        UserCmd::SentCopy { address, off } => {
+            let a = find_account(db, &parse_address(&address)?)?;
+            db.set_sent_copy(a.id, !off).map_err(|e| e.to_string())?;
+            println!(
+                "{address}: {}",
+                if off {
+                    "submitted mail is not copied to Sent"
+                } else {
+                    "submitted mail is copied to Sent"
+                }
+            );
+        }
         UserCmd::List { domain } => list_users(&store, domain.as_deref())?,
     }
     Ok(())
@@ -221,6 +373,21 @@ fn list_users(store: &Store, domain: Option<&str>) -> CmdResult {
         }
         if a.domain_admin {
             flags.push("domain-admin");
+        }
+        if a.sent_copy {
+            flags.push("sent-copy");
+        }
+        let forwards = if a.forward_to.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "forward:{}{}",
+                a.forward_to.join(","),
+                if a.forward_keep { "" } else { "(no copy)" }
+            )
+        };
+        if !forwards.is_empty() {
+            flags.push(&forwards);
         }
         println!(
             "{}@{}\tused {}\tquota {}\t{}",

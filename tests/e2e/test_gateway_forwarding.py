@@ -131,6 +131,9 @@ def test_sent_copy_and_the_clients_own_append(server):
     assert len(server.messages("kent@esoomllub.com")) == 1
     sent = server.messages("customseo@esoomllub.com", folder="Sent")
     assert len(sent) == 1 and "with a Bcc" in sent[0][3], sent
+    # The copy names the Bcc recipient, as a mail client's own copy does.
+    copy = server.show("customseo@esoomllub.com", sent[0][0], folder="Sent")
+    assert copy.startswith("Bcc: kent@esoomllub.com\r\n"), copy[:200]
 
     m = imaps(server)
     try:

@@ -192,7 +192,7 @@ impl MxPipeline {
         );
         let mut routed = routed;
         if let Some(user) = &env.auth {
-            if let Some(copy) = self.sent_copy(user, &body) {
+            if let Some(copy) = self.sent_copy(user, &body, &rcpt_names) {
                 routed.local.push(copy);
             }
         }
@@ -416,9 +416,11 @@ impl MxPipeline {
     }
 
     /// The copy for the sender's Sent folder, when the account asks for one
-    /// (`postroom user sent-copy`). It has every recipient, Bcc included,
-    /// since it is the message as submitted; already \Seen.
-    fn sent_copy(&self, user: &str, body: &[u8]) -> Option<LocalDelivery> {
+    /// (`postroom user sent-copy`), already \Seen. Recipients that neither
+    /// To: nor Cc: names were Bcc recipients: the copy lists them in a
+    /// `Bcc:` field of its own (RFC 5322 3.6.3), as a mail client's copy
+    /// does, so the sender can see who got it.
+    fn sent_copy(&self, user: &str, body: &[u8], recipients: &[String]) -> Option<LocalDelivery> {
         let account = self.account_of(user)?;
         if !self.store.db.account_by_id(account).ok()??.sent_copy {
             return None;
@@ -427,10 +429,26 @@ impl MxPipeline {
         let sent = folders
             .into_iter()
             .find(|f| f.special_use.as_deref() == Some("\\Sent"))?;
+        let visible = ["to", "cc"]
+            .iter()
+            .filter_map(|h| postroom_core::header::header_value(body, h))
+            .collect::<Vec<_>>()
+            .join(",")
+            .to_lowercase();
+        let bcc: Vec<&str> = recipients
+            .iter()
+            .filter(|r| !visible.contains(&r.to_lowercase()))
+            .map(String::as_str)
+            .collect();
+        let prefix = if bcc.is_empty() {
+            Vec::new()
+        } else {
+            format!("Bcc: {}\r\n", bcc.join(", ")).into_bytes()
+        };
         Some(LocalDelivery {
             account_id: account,
             folder: sent.name,
-            prefix: Vec::new(),
+            prefix,
             flags: SEEN,
             keywords: String::new(),
             internal_date: None,

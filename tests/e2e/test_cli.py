@@ -189,11 +189,30 @@ def test_check_smtp(tmp_path):
     s = make_server(populate=False).start()
     try:
         r = s.cli("check", "smtp", f"127.0.0.1:{s.port}")
+        assert "our HELO name: mx.test.example\n" in r.stdout
         assert "banner:   220 mx.test.example ESMTP Postroom" in r.stdout
         assert "STARTTLS: yes" in r.stdout and "certificate SHA-256:" in r.stdout
         assert "EHLO:     PIPELINING" in r.stdout
         closed = free_port()
         r = s.cli("check", "smtp", f"127.0.0.1:{closed}", check=False)
         assert r.returncode != 0 and "connection refused" in r.stdout
+        # A name needs DNS, and only the configured resolvers are asked.
+        r = s.cli("check", "smtp", "mail.customer.example", check=False)
+        assert r.returncode != 0 and "DNS lookups are turned off" in r.stderr
+    finally:
+        s.stop()
+
+
+def test_check_smtp_names_an_unqualified_helo(tmp_path):
+    s = make_server(populate=False)
+    with open(s.config) as f:
+        cfg = f.read().replace('hostname = "mx.test.example"', 'hostname = "server1.local"')
+    with open(s.config, "w") as f:
+        f.write(cfg)
+    s.start()
+    try:
+        r = s.cli("check", "smtp", f"127.0.0.1:{s.port}")
+        assert "our HELO name: server1.local -- NOT a fully qualified public name: remote delivery is held" \
+            in r.stdout
     finally:
         s.stop()

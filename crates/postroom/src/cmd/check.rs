@@ -24,15 +24,36 @@ fn split_target(target: &str) -> (String, u16) {
 pub fn smtp(ctx: &Context, target: &str) -> CmdResult {
     let cfg = ctx.config()?;
     let (host, port) = split_target(target);
+    // Our side first: the name we greet with decides whether the queue
+    // delivers at all.
+    let helo = &cfg.server.hostname;
+    if postroom_core::Domain::parse(helo).is_ok_and(|d| d.is_fully_qualified()) {
+        println!("our HELO name: {helo}");
+    } else {
+        println!(
+            "our HELO name: {helo} -- NOT a fully qualified public name: remote delivery is held \
+             (local delivery, IMAP and POP3 go on) until server.hostname is the name this server's \
+             IP address resolves to"
+        );
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
     rt.block_on(async {
-        let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((host.as_str(), port)).await {
-            Ok(a) => a.collect(),
+        // The configured resolvers, as the queue uses them (an address needs none).
+        let resolver = postroom_queue::dns::MxResolver::new(
+            cfg.dns.enabled,
+            &cfg.dns.resolvers,
+            Duration::from_secs(cfg.dns.timeout_secs),
+        )?;
+        let addrs: Vec<SocketAddr> = match resolver.host_addrs(&host).await {
+            Ok(ips) => ips.into_iter().map(|ip| SocketAddr::new(ip, port)).collect(),
             Err(e) => {
-                return Err(format!("{host} does not resolve to an address ({e}): check the name and its DNS records"))
+                return Err(format!(
+                    "{host} does not resolve to an address ({}): check the name and its DNS records",
+                    e.0
+                ))
             }
         };
         let mut last = String::new();

@@ -521,8 +521,21 @@ impl Session {
             }
             CommandBody::Expunge => self.expunge(&tag, None),
             CommandBody::ExpungeUid { sequence_set } => self.expunge(&tag, Some(sequence_set)),
-            CommandBody::Search { criteria, uid, .. } => {
-                self.search(&tag, criteria.as_ref(), uid, extras.search_return.as_deref())
+            CommandBody::Search {
+                charset,
+                criteria,
+                uid,
+            } => {
+                // RFC 3501 6.4.4 / RFC 9051 6.4.4: US-ASCII and UTF-8 are
+                // what we search in; anything else is NO [BADCHARSET].
+                let known = charset.as_ref().is_none_or(|c| {
+                    c.as_ref().eq_ignore_ascii_case("UTF-8") || c.as_ref().eq_ignore_ascii_case("US-ASCII")
+                });
+                if known {
+                    self.search(&tag, criteria.as_ref(), uid, extras.search_return.as_deref())
+                } else {
+                    self.tagged(&tag, "NO", "[BADCHARSET (US-ASCII UTF-8)] Unsupported charset");
+                }
             }
             CommandBody::Fetch {
                 sequence_set,
@@ -801,7 +814,8 @@ impl Session {
             .any(|(n, _, _)| n.starts_with(&format!("{name}/")));
         if has_children {
             // RFC 9051 6.3.5: a mailbox with inferiors is not removed here.
-            self.tagged(tag, "NO", "[INUSE] Mailbox has children; delete them first");
+            // RFC 9051 6.3.4 and 7.1: refusing is allowed, with HASCHILDREN.
+            self.tagged(tag, "NO", "[HASCHILDREN] Mailbox has children; delete them first");
             return;
         }
         if matches!(&self.state, State::Selected(s) if s.folder_id == f.id) {

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod dns;
 pub mod dsn;
+pub mod sevenbit;
 pub mod worker;
 
 pub use worker::{DeliveryQueue, Injector, QueueSettings};

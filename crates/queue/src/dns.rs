@@ -134,4 +134,67 @@ impl MxResolver {
         }
         Ok(Route::Hosts(hosts))
     }
+
+    /// The addresses of one host (a gateway domain's `relay_to`): A/AAAA
+    /// only, never MX; an IP address needs no lookup.
+    pub async fn host_addrs(&self, host: &str) -> Result<Vec<IpAddr>, TempDnsError> {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            return Ok(vec![ip]);
+        }
+        let Some(r) = &self.resolver else {
+            return Err(TempDnsError(
+                "DNS lookups are turned off (dns.enabled = false)".into(),
+            ));
+        };
+        match r.lookup_ip(format!("{host}.").as_str()).await {
+            Ok(ips) => {
+                let ips: Vec<IpAddr> = ips.iter().collect();
+                if ips.is_empty() {
+                    Err(TempDnsError(format!("{host} has no address")))
+                } else {
+                    Ok(ips)
+                }
+            }
+            Err(e) => Err(TempDnsError(format!("address lookup for {host} failed: {e}"))),
+        }
+    }
+}
+
+/// Splits `host:port` (`[v6]:port` for IPv6); the port defaults to 25.
+pub fn split_host_port(next_hop: &str) -> Option<(String, u16)> {
+    let (host, port) = if let Some(rest) = next_hop.strip_prefix('[') {
+        let (h, after) = rest.split_once(']')?;
+        match after.strip_prefix(':') {
+            Some(p) => (h.to_string(), p.parse().ok()?),
+            None if after.is_empty() => (h.to_string(), 25),
+            None => return None,
+        }
+    } else {
+        match next_hop.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h.to_string(), p.parse().ok()?),
+            Some(_) => return None,
+            None => (next_hop.to_string(), 25),
+        }
+    };
+    (!host.is_empty()).then_some((host, port))
+}
+
+#[cfg(test)]
+mod next_hop_tests {
+    use super::split_host_port;
+
+    #[test]
+    fn host_and_port() {
+        assert_eq!(
+            split_host_port("mx.example:2525"),
+            Some(("mx.example".into(), 2525))
+        );
+        assert_eq!(split_host_port("mx.example"), Some(("mx.example".into(), 25)));
+        assert_eq!(split_host_port("[::1]:2525"), Some(("::1".into(), 2525)));
+        assert_eq!(split_host_port("127.0.0.1:26"), Some(("127.0.0.1".into(), 26)));
+        assert_eq!(split_host_port("::1:25"), None);
+        assert_eq!(split_host_port(":25"), None);
+        assert_eq!(split_host_port("mx.example:x"), None);
+    }
 }

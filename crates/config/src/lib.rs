@@ -214,6 +214,12 @@ pub struct QueueConfig {
     pub timeout_secs: u64,
     /// STARTTLS to remote servers whenever they offer it.
     pub opportunistic_tls: bool,
+    /// A still-undelivered recipient's sender gets one delay warning (an
+    /// RFC 3464 `delayed` DSN) after this long; 0 turns it off.
+    pub delay_warning_secs: u64,
+    /// An SMTP connection to a destination stays open this long, idle, for
+    /// more mail to it (0: QUIT after each message).
+    pub connection_idle_secs: u64,
 }
 
 impl Default for QueueConfig {
@@ -227,6 +233,8 @@ impl Default for QueueConfig {
             lifetime_secs: 5 * 24 * 3600,
             timeout_secs: 300,
             opportunistic_tls: true,
+            delay_warning_secs: 4 * 3600,
+            connection_idle_secs: 5,
         }
     }
 }

@@ -162,8 +162,23 @@ impl MxPipeline {
                 fixes.extend_from_slice(&body);
                 body = fixes;
             }
-            // Sign last, over the message as it leaves.
-            let mut signed = crate::dkim::sign(&self.directory, &body);
+            // Sign last, over the message as it leaves. 8-bit content is
+            // made 7-bit (quoted-printable / base64) before it is signed,
+            // as RFC 6376 5.3 advises: the queue must convert it for any
+            // server without 8BITMIME (RFC 6152), and converting signed
+            // content afterwards would break the signature. Converted here,
+            // the queue finds nothing to change. Mail that is not signed
+            // (no key for its From: domain) stays as it came.
+            let mut signed = if postroom_queue::sevenbit::is_8bit(&body) {
+                let converted = postroom_queue::sevenbit::to_7bit(&body);
+                let signatures = crate::dkim::sign(&self.directory, &converted);
+                if !signatures.is_empty() {
+                    body = converted;
+                }
+                signatures
+            } else {
+                crate::dkim::sign(&self.directory, &body)
+            };
             if !signed.is_empty() {
                 signed.extend_from_slice(&body);
                 body = signed;

@@ -253,6 +253,8 @@ async fn serve(
             lifetime: Duration::from_secs(q.lifetime_secs),
             timeout: Duration::from_secs(q.timeout_secs),
             opportunistic_tls: q.opportunistic_tls,
+            delay_warning: (q.delay_warning_secs > 0).then(|| Duration::from_secs(q.delay_warning_secs)),
+            idle_timeout: Duration::from_secs(q.connection_idle_secs),
         },
         Arc::new(PipelineInjector(pipeline)),
     );

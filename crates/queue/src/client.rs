@@ -1,5 +1,6 @@
-//! The SMTP client side of delivery: one connection, one transaction (or
-//! several on the same connection), opportunistic STARTTLS.
+//! The SMTP client side of delivery: a `Session` is one connection that
+//! carries one transaction after another (PIPELINING when offered),
+//! with opportunistic STARTTLS.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -118,6 +119,9 @@ pub enum RcptOutcome {
     Deferred(String),
     /// Give up and bounce (5xx).
     Failed(RemoteReply),
+    /// RCPT got 452: too many recipients for this transaction; the
+    /// recipient goes in the next one (RFC 5321 4.5.3.1.10).
+    TooMany(RemoteReply),
 }
 
 pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -170,20 +174,83 @@ impl Conn {
 pub struct Transaction<'a> {
     pub sender: &'a str,
     pub recipients: &'a [String],
-    /// The message, CRLF line ends.
+    /// The message as it goes on the wire (already converted to 7 bit when
+    /// the server lacks 8BITMIME), CRLF line ends, not yet dot-stuffed.
     pub message: &'a [u8],
+    /// MAIL FROM gets SMTPUTF8 (RFC 6531 3.4).
+    pub smtputf8: bool,
 }
 
-/// Delivers one transaction to one server address. `Err` means the
-/// connection failed before any recipient was decided (try the next MX).
-pub async fn deliver(
+/// What the server offered in its EHLO reply (RFC 5321 4.1.1.1).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extensions {
+    /// RFC 2920.
+    pub pipelining: bool,
+    /// RFC 6152.
+    pub eightbitmime: bool,
+    /// RFC 6531.
+    pub smtputf8: bool,
+    /// RFC 1870.
+    pub size: bool,
+}
+
+impl Extensions {
+    fn from_ehlo(r: &RemoteReply) -> Self {
+        // The first line is the greeting, the others keywords.
+        let has = |ext: &str| {
+            r.text.split(" / ").skip(1).any(|l| {
+                l.split_whitespace()
+                    .next()
+                    .is_some_and(|k| k.eq_ignore_ascii_case(ext))
+            })
+        };
+        Extensions {
+            pipelining: has("PIPELINING"),
+            eightbitmime: has("8BITMIME"),
+            smtputf8: has("SMTPUTF8"),
+            size: has("SIZE"),
+        }
+    }
+}
+
+/// Why a transaction did not complete.
+#[derive(Debug, Clone)]
+pub enum TxError {
+    /// The connection failed before anything was decided: the transaction
+    /// may go to another connection or MX host at once.
+    Retry(String),
+    /// The connection failed after the message was sent and before the
+    /// final reply: the server may have it. The recipients are deferred,
+    /// never retried at once (RFC 5321 6.1 accepts the possible duplicate
+    /// of a later retry; sending at once would make it likely).
+    Unknown(String),
+}
+
+/// One open SMTP connection, greeted and EHLO'd (with STARTTLS when
+/// offered), that carries one transaction after another (RFC 5321 3.3:
+/// after a transaction ends, MAIL may begin the next).
+pub struct Session {
+    conn: Conn,
+    pub ext: Extensions,
+    pub addr: SocketAddr,
+    /// The MX host name (or the gateway's relay host) this connection reaches.
+    pub host: String,
+    pub tls: bool,
+    /// Transactions that reached DATA on this connection.
+    pub transactions: u32,
+    /// The connection is in an unknown state: do not reuse it.
+    broken: bool,
+}
+
+/// Connects, reads the greeting, says EHLO (HELO if refused), and upgrades
+/// with STARTTLS when the server offers it and `tls` is given.
+pub async fn connect(
     addr: SocketAddr,
     helo: &str,
     tls: Option<&TlsConnector>,
-    tls_name: &str,
+    host: &str,
     timeout: Duration,
-    tx: &Transaction<'_>,
-) -> Result<Vec<RcptOutcome>, String> {
+) -> Result<Session, String> {
     let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| format!("connection to {addr} timed out"))?
@@ -198,109 +265,214 @@ pub async fn deliver(
         return Err(format!("greeting: {greeting}"));
     }
     let mut ehlo = conn.command(&format!("EHLO {helo}")).await?;
+    let mut esmtp = true;
     if !ehlo.is_positive() {
         ehlo = conn.command(&format!("HELO {helo}")).await?;
+        esmtp = false;
         if !ehlo.is_positive() {
             return Err(format!("HELO refused: {ehlo}"));
         }
     }
-    let offers = |r: &RemoteReply, ext: &str| {
-        r.text
+    let offers_tls = esmtp
+        && ehlo
+            .text
             .split(" / ")
-            .any(|l| l.to_ascii_uppercase().starts_with(ext))
-    };
-    if let Some(connector) = tls {
-        if offers(&ehlo, "STARTTLS") {
-            let r = conn.command("STARTTLS").await?;
-            if r.code == 220 {
-                let plain = conn.io.into_inner();
-                let name = ServerName::try_from(tls_name.to_string()).unwrap_or_else(|_| {
-                    ServerName::try_from("localhost".to_string())
-                        .unwrap_or(ServerName::IpAddress(addr.ip().into()))
-                });
-                let tls_stream = tokio::time::timeout(timeout, connector.connect(name, plain))
-                    .await
-                    .map_err(|_| "TLS handshake timed out".to_string())?
-                    .map_err(|e| format!("TLS handshake failed: {e}"))?;
-                conn = Conn {
-                    io: BufReader::new(Box::new(tls_stream)),
-                    timeout,
-                };
-                ehlo = conn.command(&format!("EHLO {helo}")).await?;
-                if !ehlo.is_positive() {
-                    return Err(format!("EHLO after STARTTLS refused: {ehlo}"));
+            .skip(1)
+            .any(|l| l.eq_ignore_ascii_case("STARTTLS"));
+    let mut encrypted = false;
+    if let (Some(connector), true) = (tls, offers_tls) {
+        let r = conn.command("STARTTLS").await?;
+        if r.code == 220 {
+            let plain = conn.io.into_inner();
+            let name = ServerName::try_from(host.to_string()).unwrap_or_else(|_| {
+                ServerName::try_from("localhost".to_string())
+                    .unwrap_or(ServerName::IpAddress(addr.ip().into()))
+            });
+            let tls_stream = tokio::time::timeout(timeout, connector.connect(name, plain))
+                .await
+                .map_err(|_| "TLS handshake timed out".to_string())?
+                .map_err(|e| format!("TLS handshake failed: {e}"))?;
+            conn = Conn {
+                io: BufReader::new(Box::new(tls_stream)),
+                timeout,
+            };
+            // RFC 3207 4.2: forget what was learnt before; EHLO again.
+            ehlo = conn.command(&format!("EHLO {helo}")).await?;
+            if !ehlo.is_positive() {
+                return Err(format!("EHLO after STARTTLS refused: {ehlo}"));
+            }
+            encrypted = true;
+        }
+    }
+    Ok(Session {
+        conn,
+        ext: if esmtp {
+            Extensions::from_ehlo(&ehlo)
+        } else {
+            Extensions::default()
+        },
+        addr,
+        host: host.to_string(),
+        tls: encrypted,
+        transactions: 0,
+        broken: false,
+    })
+}
+
+fn outcome_of(r: &RemoteReply) -> RcptOutcome {
+    if r.is_positive() {
+        RcptOutcome::Delivered(r.clone())
+    } else if r.is_permanent() {
+        RcptOutcome::Failed(r.clone())
+    } else {
+        RcptOutcome::Deferred(r.to_string())
+    }
+}
+
+impl Session {
+    /// False once the connection is in an unknown state.
+    pub fn reusable(&self) -> bool {
+        !self.broken
+    }
+
+    /// One mail transaction: MAIL, a RCPT per recipient, DATA. With
+    /// PIPELINING (RFC 2920 3.1) MAIL, the RCPTs and DATA go in one write
+    /// and their replies are read in order. Returns one outcome per
+    /// recipient; a recipient refused with 452 comes back as `TooMany`
+    /// (RFC 5321 4.5.3.1.10: send it in another transaction).
+    pub async fn transaction(&mut self, tx: &Transaction<'_>) -> Result<Vec<RcptOutcome>, TxError> {
+        let r = self.transaction_inner(tx).await;
+        if r.is_err() {
+            self.broken = true;
+        }
+        r
+    }
+
+    async fn transaction_inner(&mut self, tx: &Transaction<'_>) -> Result<Vec<RcptOutcome>, TxError> {
+        let retry = TxError::Retry;
+        let mut mail = format!("MAIL FROM:<{}>", tx.sender);
+        if tx.smtputf8 {
+            mail.push_str(" SMTPUTF8");
+        }
+        if self.ext.size {
+            mail.push_str(&format!(" SIZE={}", tx.message.len()));
+        }
+        if self.ext.eightbitmime && crate::sevenbit::is_8bit(tx.message) {
+            mail.push_str(" BODY=8BITMIME");
+        }
+        let (mail_r, rcpt_r, data_r) = if self.ext.pipelining {
+            let mut batch = String::with_capacity(64 + 48 * tx.recipients.len());
+            batch.push_str(&mail);
+            batch.push_str("\r\n");
+            for rcpt in tx.recipients {
+                batch.push_str(&format!("RCPT TO:<{rcpt}>\r\n"));
+            }
+            // RFC 2920 3.1: DATA may end the group; its reply says whether
+            // to send the body.
+            batch.push_str("DATA\r\n");
+            self.conn.send(batch.as_bytes()).await.map_err(retry)?;
+            let mail_r = self.conn.reply().await.map_err(retry)?;
+            let mut rcpt_r = Vec::with_capacity(tx.recipients.len());
+            for _ in tx.recipients {
+                rcpt_r.push(self.conn.reply().await.map_err(retry)?);
+            }
+            let data_r = self.conn.reply().await.map_err(retry)?;
+            (mail_r, rcpt_r, Some(data_r))
+        } else {
+            let mail_r = self.conn.command(&mail).await.map_err(retry)?;
+            let mut rcpt_r = Vec::with_capacity(tx.recipients.len());
+            if mail_r.is_positive() {
+                for rcpt in tx.recipients {
+                    rcpt_r.push(
+                        self.conn
+                            .command(&format!("RCPT TO:<{rcpt}>"))
+                            .await
+                            .map_err(retry)?,
+                    );
                 }
             }
+            let data_r = if rcpt_r.iter().any(RemoteReply::is_positive) {
+                Some(self.conn.command("DATA").await.map_err(retry)?)
+            } else {
+                None
+            };
+            (mail_r, rcpt_r, data_r)
+        };
+        if !mail_r.is_positive() {
+            // Every RCPT (and DATA) was answered 503 if pipelined.
+            if data_r.as_ref().is_some_and(|d| d.code == 354) {
+                self.end_empty_data().await?;
+            }
+            self.rset().await;
+            return Ok(vec![outcome_of(&mail_r); tx.recipients.len()]);
+        }
+        let mut outcomes: Vec<Option<RcptOutcome>> = rcpt_r
+            .iter()
+            .map(|r| {
+                if r.is_positive() {
+                    None
+                } else if r.code == 452 {
+                    Some(RcptOutcome::TooMany(r.clone()))
+                } else {
+                    Some(outcome_of(r))
+                }
+            })
+            .collect();
+        let accepted = outcomes.iter().filter(|o| o.is_none()).count();
+        let final_r = match data_r {
+            Some(d) if d.code == 354 && accepted == 0 => {
+                // RFC 2920 3.1: DATA accepted though no recipient was: end
+                // it with an empty body, which the server must refuse.
+                self.end_empty_data().await?;
+                None
+            }
+            Some(d) if d.code == 354 => {
+                self.conn
+                    .send(&dot_stuff(tx.message))
+                    .await
+                    .map_err(TxError::Unknown)?;
+                self.transactions += 1;
+                Some(self.conn.reply().await.map_err(TxError::Unknown)?)
+            }
+            Some(d) => {
+                self.rset().await;
+                Some(d)
+            }
+            None => {
+                self.rset().await;
+                None
+            }
+        };
+        Ok(outcomes
+            .iter_mut()
+            .map(|o| match (o.take(), &final_r) {
+                (Some(o), _) => o,
+                (None, Some(f)) => outcome_of(f),
+                (None, None) => RcptOutcome::Deferred("no reply to DATA".into()),
+            })
+            .collect())
+    }
+
+    async fn end_empty_data(&mut self) -> Result<(), TxError> {
+        self.conn.send(b".\r\n").await.map_err(TxError::Unknown)?;
+        self.conn.reply().await.map_err(TxError::Unknown)?;
+        Ok(())
+    }
+
+    /// RFC 5321 4.1.1.5: ends an unfinished transaction so the connection
+    /// can carry the next one.
+    async fn rset(&mut self) {
+        match self.conn.command("RSET").await {
+            Ok(r) if r.code == 250 => {}
+            _ => self.broken = true,
         }
     }
-    // RFC 6531 3.2: UTF-8 addresses need SMTPUTF8 at the other end too;
-    // without it the message cannot be delivered there (5.6.7).
-    let needs_utf8 = !tx.sender.is_ascii() || tx.recipients.iter().any(|r| !r.is_ascii());
-    let offers_utf8 = offers(&ehlo, "SMTPUTF8");
-    if needs_utf8 && !offers_utf8 {
-        let _ = conn.command("QUIT").await;
-        let reply = RemoteReply {
-            code: 553,
-            text: "5.6.7 the receiving server does not support SMTPUTF8, which these addresses need".into(),
-        };
-        return Ok(vec![RcptOutcome::Failed(reply); tx.recipients.len()]);
+
+    /// Ends the session politely (RFC 5321 4.1.1.10), not waiting long.
+    pub async fn quit(mut self) {
+        self.conn.timeout = self.conn.timeout.min(Duration::from_secs(5));
+        let _ = self.conn.command("QUIT").await;
     }
-    let mut mail = format!("MAIL FROM:<{}>", tx.sender);
-    if needs_utf8 {
-        mail.push_str(" SMTPUTF8");
-    }
-    if offers(&ehlo, "SIZE") {
-        mail.push_str(&format!(" SIZE={}", tx.message.len()));
-    }
-    if offers(&ehlo, "8BITMIME") && tx.message.iter().any(|b| *b >= 0x80) {
-        mail.push_str(" BODY=8BITMIME");
-    }
-    let r = conn.command(&mail).await?;
-    if !r.is_positive() {
-        let outcome = if r.is_permanent() {
-            RcptOutcome::Failed(r)
-        } else {
-            RcptOutcome::Deferred(r.to_string())
-        };
-        return Ok(vec![outcome; tx.recipients.len()]);
-    }
-    let mut outcomes: Vec<Option<RcptOutcome>> = Vec::with_capacity(tx.recipients.len());
-    let mut accepted = 0;
-    for rcpt in tx.recipients {
-        let r = conn.command(&format!("RCPT TO:<{rcpt}>")).await?;
-        if r.is_positive() {
-            accepted += 1;
-            outcomes.push(None);
-        } else if r.is_permanent() {
-            outcomes.push(Some(RcptOutcome::Failed(r)));
-        } else {
-            outcomes.push(Some(RcptOutcome::Deferred(r.to_string())));
-        }
-    }
-    if accepted == 0 {
-        let _ = conn.command("QUIT").await;
-        return Ok(outcomes
-            .into_iter()
-            .map(|o| o.unwrap_or(RcptOutcome::Deferred(String::new())))
-            .collect());
-    }
-    let r = conn.command("DATA").await?;
-    let final_reply = if r.code == 354 {
-        conn.send(&dot_stuff(tx.message)).await?;
-        conn.reply().await?
-    } else {
-        r
-    };
-    let _ = conn.command("QUIT").await;
-    Ok(outcomes
-        .into_iter()
-        .map(|o| match o {
-            Some(o) => o,
-            None if final_reply.is_positive() => RcptOutcome::Delivered(final_reply.clone()),
-            None if final_reply.is_permanent() => RcptOutcome::Failed(final_reply.clone()),
-            None => RcptOutcome::Deferred(final_reply.to_string()),
-        })
-        .collect())
 }
 
 /// RFC 5321 4.5.2: a leading dot gets another; the data ends with CRLF.CRLF.

@@ -43,8 +43,37 @@ pub fn bounce(
     original: &[u8],
     failures: &[Failure<'_>],
 ) -> Vec<u8> {
+    report(hostname, queue_id, sender, original, failures, None)
+}
+
+/// The delay warning (RFC 3464 2.3.3 `Action: delayed`): the message has
+/// not been delivered to these recipients yet and is still being tried
+/// until `retry_until`. `failures` carry the last temporary reply (4.x.x).
+pub fn delayed(
+    hostname: &str,
+    queue_id: &str,
+    sender: &str,
+    original: &[u8],
+    waiting: &[Failure<'_>],
+    retry_until: SystemTime,
+) -> Vec<u8> {
+    report(hostname, queue_id, sender, original, waiting, Some(retry_until))
+}
+
+fn report(
+    hostname: &str,
+    queue_id: &str,
+    sender: &str,
+    original: &[u8],
+    failures: &[Failure<'_>],
+    delayed_until: Option<SystemTime>,
+) -> Vec<u8> {
     let now = SystemTime::now();
-    let boundary = format!("{queue_id}/{hostname}");
+    let (kind, subject, action) = match delayed_until {
+        None => ("bounce", "Undelivered Mail Returned to Sender", "failed"),
+        Some(_) => ("delay", "Delayed Mail (still being retried)", "delayed"),
+    };
+    let boundary = format!("{queue_id}/{hostname}/{kind}");
     let head_end = original
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -54,9 +83,9 @@ pub fn bounce(
         "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n"
     ));
     m.push_str(&format!("To: <{sender}>\r\n"));
-    m.push_str("Subject: Undelivered Mail Returned to Sender\r\n");
+    m.push_str(&format!("Subject: {subject}\r\n"));
     m.push_str(&format!("Date: {}\r\n", date(now)));
-    m.push_str(&format!("Message-ID: <{queue_id}.bounce@{hostname}>\r\n"));
+    m.push_str(&format!("Message-ID: <{queue_id}.{kind}@{hostname}>\r\n"));
     // RFC 3834: never answered by autoresponders.
     m.push_str("Auto-Submitted: auto-replied\r\n");
     m.push_str("MIME-Version: 1.0\r\n");
@@ -67,10 +96,18 @@ pub fn bounce(
     m.push_str(&format!(
         "--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
     ));
-    m.push_str(&format!(
-        "This is the mail system at {hostname}.\r\n\r\nYour message could not be delivered to one or more \
-         recipients. It is attached below.\r\n\r\n"
-    ));
+    match delayed_until {
+        None => m.push_str(&format!(
+            "This is the mail system at {hostname}.\r\n\r\nYour message could not be delivered to one or more \
+             recipients. It is attached below.\r\n\r\n"
+        )),
+        Some(until) => m.push_str(&format!(
+            "This is the mail system at {hostname}.\r\n\r\nYour message could not be delivered yet to the \
+             recipients below. This is only a warning: you do not need to send it again. Delivery will be \
+             tried until {}; you will be told if it fails.\r\n\r\n",
+            date(until)
+        )),
+    }
     for f in failures {
         m.push_str(&format!(
             "<{}>: {}\r\n",
@@ -86,13 +123,23 @@ pub fn bounce(
     ));
     for f in failures {
         m.push_str(&format!(
-            "\r\nFinal-Recipient: rfc822; {}\r\nAction: failed\r\nStatus: {}\r\n",
+            "\r\nFinal-Recipient: rfc822; {}\r\nAction: {action}\r\nStatus: {}\r\n",
             f.recipient, f.status
         ));
+        if let Some(until) = delayed_until {
+            m.push_str(&format!("Will-Retry-Until: {}\r\n", date(until)));
+        }
         if let Some(mta) = f.remote_mta {
             m.push_str(&format!("Remote-MTA: dns; {mta}\r\n"));
             m.push_str(&format!(
                 "Diagnostic-Code: smtp; {}\r\n",
+                f.diagnostic.replace(['\r', '\n'], " ")
+            ));
+        } else if delayed_until.is_some() {
+            // Our own reason (a connection that failed, a DNS error): still
+            // what the sender wants to know (RFC 3464 2.3.6).
+            m.push_str(&format!(
+                "Diagnostic-Code: X-Postroom; {}\r\n",
                 f.diagnostic.replace(['\r', '\n'], " ")
             ));
         }
@@ -130,5 +177,32 @@ mod tests {
         assert!(s.contains("Subject: hi\r\nFrom: a@example.com\r\n"));
         assert!(!s.contains("body\r\n"));
         assert_eq!(status_of(451, "try later"), "4.0.0");
+    }
+
+    #[test]
+    fn a_delay_warning_says_delayed() {
+        let until = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        let d = delayed(
+            "mx.example",
+            "Q2",
+            "a@example.com",
+            b"Subject: slow\r\n\r\nbody\r\n",
+            &[Failure {
+                recipient: "x@remote.example",
+                diagnostic: "451 4.3.0 try again later",
+                status: &status_of(451, "4.3.0 try again later"),
+                remote_mta: Some("mx.remote.example"),
+            }],
+            until,
+        );
+        let s = String::from_utf8(d).unwrap();
+        assert!(s.contains("multipart/report; report-type=delivery-status"));
+        assert!(
+            s.contains("Action: delayed\r\nStatus: 4.3.0\r\nWill-Retry-Until: "),
+            "{s}"
+        );
+        assert!(s.contains("Diagnostic-Code: smtp; 451 4.3.0 try again later"));
+        assert!(s.contains("Subject: Delayed Mail"));
+        assert!(s.contains("Subject: slow\r\n"));
     }
 }

@@ -5,6 +5,7 @@ pub mod callout;
 pub mod client;
 pub mod dns;
 pub mod dsn;
+pub mod sevenbit;
 pub mod worker;
 
 pub use worker::{DeliveryQueue, Injector, QueueSettings};

@@ -17,6 +17,11 @@ pub trait BlobStore: Send + Sync {
     /// Makes the names of every blob put so far durable.
     fn sync(&self) -> io::Result<()>;
     fn get(&self, id: &str) -> io::Result<Vec<u8>>;
+    /// The blob's beginning, up to at least its header's blank line (all of
+    /// it when it has none): what header-only reads need.
+    fn get_head(&self, id: &str) -> io::Result<Vec<u8>> {
+        self.get(id)
+    }
     fn delete(&self, id: &str) -> io::Result<()>;
 }
 
@@ -102,6 +107,12 @@ impl BlobStore for FsBlobStore {
     fn get(&self, id: &str) -> io::Result<Vec<u8>> {
         let (path, _) = self.path(id)?;
         self.fs.read(&path)
+    }
+
+    fn get_head(&self, id: &str) -> io::Result<Vec<u8>> {
+        let (path, _) = self.path(id)?;
+        self.fs
+            .read_head(&path, &|b: &[u8]| crate::cache::header_len(b).is_some())
     }
 
     fn delete(&self, id: &str) -> io::Result<()> {

@@ -96,6 +96,20 @@ impl Db {
         })
     }
 
+    /// (uid, size, POP3 UIDL) of every message in a folder, by UID: a POP3
+    /// maildrop, without the columns it does not need.
+    pub fn maildrop(&self, folder_id: i64) -> Result<Vec<(i64, i64, String)>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT uid, size, pop3_uidl FROM messages WHERE folder_id = ?1 ORDER BY uid",
+            )?;
+            let rows = st
+                .query_map([folder_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
     pub fn message_count(&self, account_id: i64) -> Result<i64> {
         self.read(|c| {
             Ok(c.query_row(
@@ -126,6 +140,10 @@ impl Store {
     /// the shared body.
     pub fn message_bytes(&self, m: &MessageRow) -> Result<Vec<u8>> {
         let body = self.blobs.get(&m.blob_id).map_err(StoreError::Io)?;
+        // APPENDed messages have no prefix: the body is the message.
+        if m.prefix.is_empty() {
+            return Ok(body);
+        }
         let mut out = Vec::with_capacity(m.prefix.len() + body.len());
         out.extend_from_slice(&m.prefix);
         out.extend_from_slice(&body);
@@ -139,7 +157,20 @@ impl Store {
     /// deleted after the commit. Returns how many were removed (ones already
     /// gone are skipped: another session may have removed them first).
     pub fn expunge(&self, folder_id: i64, uids: &[i64]) -> Result<usize> {
-        let (removed, blobs) = self.db.write(|tx| {
+        let (removed, blobs) = self.expunge_rows(folder_id, uids)?;
+        self.delete_blobs(blobs);
+        Ok(removed)
+    }
+
+    /// [`Store::expunge`] without deleting the bodies: the removal is
+    /// committed when this returns, and the caller passes the returned
+    /// bodies to [`Store::delete_bodies`] when it suits it (POP3 answers
+    /// QUIT first: a body left behind costs space, never correctness).
+    pub fn expunge_rows(&self, folder_id: i64, uids: &[i64]) -> Result<(usize, Vec<String>)> {
+        if uids.is_empty() {
+            return Ok((0, Vec::new()));
+        }
+        self.db.write(|tx| {
             let modseq: i64 = tx.query_row(
                 "UPDATE folders SET highestmodseq = highestmodseq + 1 WHERE id = ?1 RETURNING highestmodseq",
                 [folder_id],
@@ -147,27 +178,28 @@ impl Store {
             )?;
             let mut removed = 0;
             let mut blobs = Vec::new();
+            let mut delete = tx
+                .prepare_cached("DELETE FROM messages WHERE folder_id = ?1 AND uid = ?2 RETURNING blob_id")?;
+            let mut tombstone = tx.prepare_cached(
+                "INSERT OR REPLACE INTO expunged (folder_id, uid, modseq) VALUES (?1, ?2, ?3)",
+            )?;
             for uid in uids {
-                let blob: Option<String> = tx
-                    .query_row(
-                        "DELETE FROM messages WHERE folder_id = ?1 AND uid = ?2 RETURNING blob_id",
-                        params![folder_id, uid],
-                        |r| r.get(0),
-                    )
+                let blob: Option<String> = delete
+                    .query_row(params![folder_id, uid], |r| r.get(0))
                     .optional()?;
                 if let Some(b) = blob {
                     removed += 1;
-                    tx.execute(
-                        "INSERT OR REPLACE INTO expunged (folder_id, uid, modseq) VALUES (?1, ?2, ?3)",
-                        params![folder_id, uid, modseq],
-                    )?;
+                    tombstone.execute(params![folder_id, uid, modseq])?;
                     blobs.push(b);
                 }
             }
             Ok((removed, crate::blob::unreferenced(tx, blobs)?))
-        })?;
+        })
+    }
+
+    /// Deletes bodies [`Store::expunge_rows`] left unreferenced.
+    pub fn delete_bodies(&self, blobs: Vec<String>) {
         self.delete_blobs(blobs);
-        Ok(removed)
     }
 }
 

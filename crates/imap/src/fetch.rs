@@ -124,6 +124,20 @@ fn expand(items: MacroOrMessageDataItemNames<'_>) -> Vec<MessageDataItemName<'_>
     }
 }
 
+/// Whether the item depends only on the message header (which then
+/// suffices as the message: every such item looks no further than the
+/// first blank line, RFC 5322 2.1).
+fn header_only(item: &MessageDataItemName<'_>) -> bool {
+    match item {
+        MessageDataItemName::Envelope | MessageDataItemName::Rfc822Header => true,
+        MessageDataItemName::BodyExt { section, .. } => matches!(
+            section,
+            Some(Section::Header(None) | Section::HeaderFields(None, _) | Section::HeaderFieldsNot(None, _))
+        ),
+        _ => false,
+    }
+}
+
 fn needs_content(item: &MessageDataItemName<'_>) -> bool {
     !matches!(
         item,
@@ -168,12 +182,35 @@ pub fn run(
     }
     let content = items.iter().any(needs_content);
     let marks_seen = !sel.read_only && items.iter().any(sets_seen);
-    for &idx in targets {
-        if changed_since.is_some_and(|cs| sel.msgs[idx].modseq <= cs) {
-            continue;
-        }
-        let raw = if content {
-            let m = &sel.msgs[idx];
+    let wanted: Vec<usize> = targets
+        .iter()
+        .copied()
+        .filter(|&idx| changed_since.is_none_or(|cs| sel.msgs()[idx].modseq > cs))
+        .collect();
+    // Header-only items (the common "list the messages" FETCH) read only
+    // each message's header block, for all targets at once and mostly from
+    // the server-wide cache.
+    let heads = if content && items.iter().all(|i| !needs_content(i) || header_only(i)) {
+        let uids: Vec<i64> = wanted.iter().map(|&idx| sel.msgs()[idx].uid).collect();
+        Some(
+            ctx.store
+                .header_blocks(sel.folder_id, &uids)
+                .map_err(|_| FetchError::Store)?,
+        )
+    } else {
+        None
+    };
+    for (n, &idx) in wanted.iter().enumerate() {
+        let head: Option<std::sync::Arc<[u8]>> = match &heads {
+            Some(heads) => match heads.get(n).cloned().flatten() {
+                // Expunged by another session meanwhile: skip it.
+                None => continue,
+                Some(h) => Some(h),
+            },
+            None => None,
+        };
+        let full: Option<Vec<u8>> = if content && head.is_none() {
+            let m = &sel.msgs()[idx];
             let row = ctx
                 .store
                 .db
@@ -188,15 +225,15 @@ pub fn run(
             None
         };
         let mut flags_changed = false;
-        if marks_seen && sel.msgs[idx].flags & SEEN == 0 {
-            let uid = sel.msgs[idx].uid;
+        if marks_seen && sel.msgs()[idx].flags & SEEN == 0 {
+            let uid = sel.msgs()[idx].uid;
             if let Ok((changed, _)) =
                 ctx.store
                     .db
                     .store_flags(sel.folder_id, &[uid], FlagOp::Add, SEEN, &[], None)
             {
                 if let Some(c) = changed.first() {
-                    let m = &mut sel.msgs[idx];
+                    let m = &mut sel.msgs_mut()[idx];
                     m.flags = c.flags;
                     m.modseq = c.modseq;
                     sel.highestmodseq = sel.highestmodseq.max(c.modseq);
@@ -204,8 +241,9 @@ pub fn run(
                 }
             }
         }
-        let m = sel.msgs[idx].clone();
-        let raw = raw.as_deref().unwrap_or(&[]);
+        let m = sel.msgs()[idx].clone();
+        let recent = sel.show_recent && sel.is_recent(m.uid);
+        let raw: &[u8] = head.as_deref().or(full.as_deref()).unwrap_or(&[]);
         let mut parts: Vec<Vec<u8>> = Vec::with_capacity(items.len() + 1);
         let mut has_flags = false;
         for item in &items {
@@ -219,7 +257,7 @@ pub fn run(
                     let _ = write!(
                         Lossless(&mut v),
                         "FLAGS {}",
-                        flag_list(m.flags, &m.keywords, sel.show_recent && m.recent)
+                        flag_list(m.flags, &m.keywords, recent)
                     );
                 }
                 MessageDataItemName::InternalDate => {
@@ -316,7 +354,7 @@ pub fn run(
             let _ = write!(
                 Lossless(&mut v),
                 "FLAGS {}",
-                flag_list(m.flags, &m.keywords, sel.show_recent && m.recent)
+                flag_list(m.flags, &m.keywords, recent)
             );
             parts.push(v);
             if sel.condstore && !items.iter().any(|i| matches!(i, MessageDataItemName::ModSeq)) {

@@ -2,6 +2,8 @@
 //! mailbox. Header and text keys read the message (once, and only when a
 //! key needs it); string matching is case-insensitive on Unicode text.
 
+use std::sync::Arc;
+
 use imap_codec::imap_types::search::SearchKey;
 use imap_codec::imap_types::sequence::SequenceSet;
 
@@ -9,8 +11,9 @@ use crate::format::{days_from_civil, ANSWERED, DELETED, DRAFT, FLAGGED, SEEN};
 use crate::selected::{Msg, Selected};
 use crate::sequence::{resolve_seq, resolve_uid};
 
-/// Loads a message's bytes by UID.
-pub type Loader<'a> = dyn Fn(i64) -> Option<Vec<u8>> + 'a;
+/// Loads a message by its index in the selected list: the whole message, or
+/// only its header block when no key looks further ([`needs_body`]).
+pub type Loader<'a> = dyn Fn(usize) -> Option<Arc<[u8]>> + 'a;
 
 /// Unix day number of an IMAP date (time zone disregarded, RFC 9051 6.4.4).
 fn day(d: &imap_codec::imap_types::datetime::NaiveDate) -> i64 {
@@ -20,8 +23,17 @@ fn day(d: &imap_codec::imap_types::datetime::NaiveDate) -> i64 {
 }
 
 fn contains(haystack: &str, needle: &[u8]) -> bool {
+    if needle.is_empty() {
+        return true;
+    }
+    // ASCII needle and haystack (the common case): compare without
+    // allocating. Otherwise Unicode lowercase of both.
+    if needle.is_ascii() && haystack.is_ascii() {
+        let h = haystack.as_bytes();
+        return h.len() >= needle.len() && h.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle));
+    }
     let needle = String::from_utf8_lossy(needle).to_lowercase();
-    needle.is_empty() || haystack.to_lowercase().contains(&needle)
+    haystack.to_lowercase().contains(&needle)
 }
 
 /// Whether a message matches: `idx` is its index in `sel.msgs`.
@@ -30,15 +42,15 @@ pub fn matches(
     sel: &Selected,
     idx: usize,
     load: &Loader<'_>,
-    raw: &mut Option<Option<Vec<u8>>>,
+    raw: &mut Option<Option<Arc<[u8]>>>,
 ) -> bool {
-    let m: &Msg = &sel.msgs[idx];
+    let m: &Msg = &sel.msgs()[idx];
     let seq = idx as i64 + 1;
-    let body = |raw: &mut Option<Option<Vec<u8>>>| -> Option<Vec<u8>> {
-        raw.get_or_insert_with(|| load(m.uid)).clone()
+    let body = |raw: &mut Option<Option<Arc<[u8]>>>| -> Option<Arc<[u8]>> {
+        raw.get_or_insert_with(|| load(idx)).clone()
     };
-    let header_has = |name: &str, needle: &[u8], raw: &mut Option<Option<Vec<u8>>>| -> bool {
-        let Some(bytes) = raw.get_or_insert_with(|| load(m.uid)).as_ref() else {
+    let header_has = |name: &str, needle: &[u8], raw: &mut Option<Option<Arc<[u8]>>>| -> bool {
+        let Some(bytes) = raw.get_or_insert_with(|| load(idx)).as_ref() else {
             return false;
         };
         crate::mime::header_values(bytes, name)
@@ -62,9 +74,9 @@ pub fn matches(
         SearchKey::Unflagged => m.flags & FLAGGED == 0,
         SearchKey::Seen => m.flags & SEEN != 0,
         SearchKey::Unseen => m.flags & SEEN == 0,
-        SearchKey::Recent => m.recent,
-        SearchKey::Old => !m.recent,
-        SearchKey::New => m.recent && m.flags & SEEN == 0,
+        SearchKey::Recent => sel.is_recent(m.uid),
+        SearchKey::Old => !sel.is_recent(m.uid),
+        SearchKey::New => sel.is_recent(m.uid) && m.flags & SEEN == 0,
         SearchKey::Keyword(k) => m.keywords.split(' ').any(|x| x.eq_ignore_ascii_case(k.as_ref())),
         SearchKey::Unkeyword(k) => !m.keywords.split(' ').any(|x| x.eq_ignore_ascii_case(k.as_ref())),
         SearchKey::Larger(n) => m.size > i64::from(*n),
@@ -109,13 +121,25 @@ pub fn matches(
 }
 
 fn in_seq(set: &SequenceSet, seq: i64, sel: &Selected) -> bool {
-    resolve_seq(set, sel.msgs.len())
+    resolve_seq(set, sel.msgs().len())
         .map(|v| v.contains(&((seq - 1) as usize)))
         .unwrap_or(false)
 }
 
 fn in_uid(set: &SequenceSet, uid: i64, sel: &Selected) -> bool {
     resolve_uid(set, sel).contains(&uid)
+}
+
+/// Whether a search looks past the header (BODY, TEXT): else the header
+/// block of each message is all it reads.
+pub fn needs_body(key: &SearchKey<'_>) -> bool {
+    match key {
+        SearchKey::And(keys) => keys.as_ref().iter().any(needs_body),
+        SearchKey::Or(a, b) => needs_body(a) || needs_body(b),
+        SearchKey::Not(k) => needs_body(k),
+        SearchKey::Body(_) | SearchKey::Text(_) => true,
+        _ => false,
+    }
 }
 
 /// Whether a search needs message contents (to read them only when so).

@@ -5,35 +5,17 @@
 //! them — EXPUNGE only where RFC 9051 7.5.1 allows it.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
-use postroom_store::folders::{FolderChanges, MessageMeta};
+use postroom_store::cache::FolderSnapshot;
+use postroom_store::folders::MessageMeta;
 
 use crate::format::flag_list;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Msg {
-    pub uid: i64,
-    pub flags: i64,
-    pub keywords: String,
-    pub modseq: i64,
-    pub size: i64,
-    pub internal_date: i64,
-    pub recent: bool,
-}
-
-impl Msg {
-    pub fn from_meta(m: MessageMeta, recent: bool) -> Self {
-        Msg {
-            uid: m.uid,
-            flags: m.flags,
-            keywords: m.keywords,
-            modseq: m.modseq,
-            size: m.size,
-            internal_date: m.internal_date,
-            recent,
-        }
-    }
-}
+/// One message as a selected mailbox shows it. Whether it is \Recent is the
+/// session's own business ([`Selected::is_recent`]), so the list itself can
+/// be shared.
+pub type Msg = MessageMeta;
 
 #[derive(Debug)]
 pub struct Selected {
@@ -43,7 +25,16 @@ pub struct Selected {
     pub uidvalidity: i64,
     pub uidnext: i64,
     pub highestmodseq: i64,
-    pub msgs: Vec<Msg>,
+    /// By UID. Shared with the server-wide folder cache (and so with every
+    /// other session on the folder) until this session changes it: a
+    /// selected 10,000-message mailbox costs a session a pointer, not
+    /// 640 KB.
+    msgs: Arc<Vec<Msg>>,
+    /// The folder MODSEQ `msgs` was last brought up to date with (changes
+    /// this session made itself may be in it already).
+    synced_modseq: i64,
+    /// UIDs that are \Recent to this session, ascending.
+    recent: Vec<i64>,
     /// UIDs expunged elsewhere but not yet announced (no EXPUNGE may be sent
     /// during FETCH, STORE and SEARCH).
     pending_expunge: Vec<i64>,
@@ -56,25 +47,29 @@ pub struct Selected {
 }
 
 impl Selected {
-    #[allow(clippy::too_many_arguments)]
+    /// The folder as `snap` has it; messages above `recent_above` are
+    /// \Recent to this session (RFC 3501 2.3.2).
     pub fn new(
-        folder_id: i64,
         name: String,
         read_only: bool,
-        uidvalidity: i64,
-        uidnext: i64,
-        highestmodseq: i64,
-        msgs: Vec<Msg>,
+        snap: &FolderSnapshot,
+        recent_above: i64,
         show_recent: bool,
     ) -> Self {
+        let recent = match snap.msgs.partition_point(|m| m.uid <= recent_above) {
+            i if i < snap.msgs.len() => snap.msgs[i..].iter().map(|m| m.uid).collect(),
+            _ => Vec::new(),
+        };
         Selected {
-            folder_id,
+            folder_id: snap.folder_id,
             name,
             read_only,
-            uidvalidity,
-            uidnext,
-            highestmodseq,
-            msgs,
+            uidvalidity: snap.uidvalidity,
+            uidnext: snap.uidnext,
+            highestmodseq: snap.highestmodseq,
+            msgs: Arc::clone(&snap.msgs),
+            synced_modseq: snap.highestmodseq,
+            recent,
             pending_expunge: Vec::new(),
             show_recent,
             condstore: false,
@@ -82,13 +77,29 @@ impl Selected {
         }
     }
 
+    pub fn msgs(&self) -> &[Msg] {
+        &self.msgs
+    }
+
+    /// The list for changing: copied first if it is shared.
+    pub fn msgs_mut(&mut self) -> &mut Vec<Msg> {
+        Arc::make_mut(&mut self.msgs)
+    }
+
     /// The index of a UID, if present.
     pub fn index_of(&self, uid: i64) -> Option<usize> {
         self.msgs.binary_search_by_key(&uid, |m| m.uid).ok()
     }
 
+    pub fn is_recent(&self, uid: i64) -> bool {
+        self.recent.binary_search(&uid).is_ok()
+    }
+
     pub fn recent_count(&self) -> usize {
-        self.msgs.iter().filter(|m| m.recent).count()
+        self.recent
+            .iter()
+            .filter(|&&u| self.index_of(u).is_some())
+            .count()
     }
 
     pub fn flags_response(&self, seq: usize, m: &Msg, uid: bool) -> String {
@@ -99,7 +110,7 @@ impl Selected {
         let _ = write!(
             s,
             "FLAGS {}",
-            flag_list(m.flags, &m.keywords, self.show_recent && m.recent)
+            flag_list(m.flags, &m.keywords, self.show_recent && self.is_recent(m.uid))
         );
         if self.condstore {
             let _ = write!(s, " MODSEQ ({})", m.modseq);
@@ -108,80 +119,154 @@ impl Selected {
         s
     }
 
-    /// Folds in what changed. `allow_expunge`: EXPUNGE responses may be sent
-    /// now. `new_recent`: UIDs above this are \Recent to this session.
-    pub fn apply(&mut self, changes: FolderChanges, allow_expunge: bool, new_recent: i64, out: &mut Vec<u8>) {
-        let mut grew = false;
-        for c in changes.changed {
-            match self.index_of(c.uid) {
-                Some(i) => {
-                    let m = &mut self.msgs[i];
-                    let same = m.flags == c.flags && m.keywords == c.keywords;
-                    m.modseq = c.modseq;
-                    if !same {
-                        m.flags = c.flags;
-                        m.keywords = c.keywords;
-                        let m = self.msgs[i].clone();
-                        out.extend_from_slice(self.flags_response(i + 1, &m, true).as_bytes());
+    /// Brings the list up to date with `snap` (the folder now) and writes
+    /// what changed: FETCH for changed flags, then EXPUNGE/VANISHED when
+    /// `allow_expunge` (RFC 9051 7.5.1), then EXISTS (and RECENT) for new
+    /// messages. New messages above `new_recent` are \Recent to this
+    /// session. When everything has been announced the list is the
+    /// snapshot's again (shared, not copied).
+    pub fn sync(
+        &mut self,
+        snap: &Arc<FolderSnapshot>,
+        allow_expunge: bool,
+        new_recent: i64,
+        out: &mut Vec<u8>,
+    ) {
+        self.uidnext = self.uidnext.max(snap.uidnext);
+        self.highestmodseq = self.highestmodseq.max(snap.highestmodseq);
+        let unchanged = snap.highestmodseq == self.synced_modseq || Arc::ptr_eq(&snap.msgs, &self.msgs);
+        if unchanged && (self.pending_expunge.is_empty() || !allow_expunge) {
+            return;
+        }
+        self.synced_modseq = snap.highestmodseq;
+        let (old, new) = (&self.msgs, &snap.msgs);
+        let last_uid = old.last().map_or(0, |m| m.uid);
+        let mut gone: Vec<i64> = Vec::new();
+        let mut added = 0usize;
+        // A UID below our highest that we do not have (never had, or
+        // expunged here already): left out of the list.
+        let mut left_out = false;
+        let (mut i, mut j) = (0, 0);
+        while i < old.len() || j < new.len() {
+            match (old.get(i), new.get(j)) {
+                (Some(a), Some(b)) if a.uid == b.uid => {
+                    if a.flags != b.flags || a.keywords != b.keywords {
+                        out.extend_from_slice(self.flags_response(i + 1, b, true).as_bytes());
                     }
+                    i += 1;
+                    j += 1;
                 }
-                None if c.uid >= self.uidnext || self.msgs.last().is_none_or(|l| c.uid > l.uid) => {
-                    let recent = c.uid > new_recent;
-                    self.msgs.push(Msg::from_meta(c, recent));
-                    grew = true;
+                (Some(a), b) if b.is_none_or(|b| a.uid < b.uid) => {
+                    gone.push(a.uid);
+                    i += 1;
                 }
-                // Expunged here already, or a UID we never had: ignore.
-                None => {}
+                (_, Some(b)) => {
+                    if b.uid > last_uid {
+                        added += 1;
+                    } else {
+                        left_out = true;
+                    }
+                    j += 1;
+                }
+                _ => break,
             }
         }
-        for uid in changes.expunged {
-            if self.index_of(uid).is_some() && !self.pending_expunge.contains(&uid) {
-                self.pending_expunge.push(uid);
+        let fresh: Vec<i64> = new[new.len() - added..]
+            .iter()
+            .map(|m| m.uid)
+            .filter(|&u| u > new_recent)
+            .collect();
+        if gone.is_empty() || allow_expunge {
+            self.announce_expunges(&gone, out);
+            self.msgs = if left_out {
+                let keep: Vec<Msg> = new
+                    .iter()
+                    .filter(|m| m.uid > last_uid || old.binary_search_by_key(&m.uid, |o| o.uid).is_ok())
+                    .cloned()
+                    .collect();
+                Arc::new(keep)
+            } else {
+                Arc::clone(new)
+            };
+            self.pending_expunge.clear();
+            if !gone.is_empty() {
+                let msgs = &self.msgs;
+                self.recent
+                    .retain(|u| msgs.binary_search_by_key(u, |m| m.uid).is_ok());
             }
+        } else {
+            // Keep the expunged messages (as last seen) until they may be
+            // announced: message numbers must not move before then.
+            let mut merged: Vec<Msg> = Vec::with_capacity(new.len() + gone.len());
+            let mut g = gone.iter().peekable();
+            let mut k = 0;
+            for m in new.iter() {
+                if m.uid <= last_uid && old.binary_search_by_key(&m.uid, |o| o.uid).is_err() {
+                    continue;
+                }
+                while let Some(&&u) = g.peek() {
+                    if u > m.uid {
+                        break;
+                    }
+                    while old[k].uid < u {
+                        k += 1;
+                    }
+                    merged.push(old[k].clone());
+                    g.next();
+                }
+                merged.push(m.clone());
+            }
+            for &u in g {
+                while old[k].uid < u {
+                    k += 1;
+                }
+                merged.push(old[k].clone());
+            }
+            self.msgs = Arc::new(merged);
+            self.pending_expunge = gone;
         }
-        if allow_expunge {
-            self.flush_expunges(out);
-        }
-        if grew {
+        self.recent.extend(fresh);
+        if added > 0 {
             let _ = write!(Lossy(out), "* {} EXISTS\r\n", self.msgs.len());
             if self.show_recent {
                 let _ = write!(Lossy(out), "* {} RECENT\r\n", self.recent_count());
             }
         }
-        self.uidnext = self.uidnext.max(changes.uidnext);
-        self.highestmodseq = self.highestmodseq.max(changes.highestmodseq);
     }
 
-    /// Announces and removes messages expunged by others.
-    pub fn flush_expunges(&mut self, out: &mut Vec<u8>) {
-        let uids = std::mem::take(&mut self.pending_expunge);
-        self.remove(&uids, out);
-    }
-
-    /// Removes messages this session expunged, announcing each.
-    pub fn remove(&mut self, uids: &[i64], out: &mut Vec<u8>) {
+    /// EXPUNGE (highest first, so each number is valid when it is sent) or
+    /// VANISHED for these UIDs of the current list.
+    fn announce_expunges(&self, uids: &[i64], out: &mut Vec<u8>) {
         if uids.is_empty() {
             return;
         }
         if self.qresync {
-            let present: Vec<i64> = uids
-                .iter()
-                .copied()
-                .filter(|u| self.index_of(*u).is_some())
-                .collect();
-            self.msgs.retain(|m| !present.contains(&m.uid));
-            if !present.is_empty() {
-                let _ = write!(Lossy(out), "* VANISHED {}\r\n", crate::format::uid_set(&present));
-            }
+            let _ = write!(Lossy(out), "* VANISHED {}\r\n", crate::format::uid_set(uids));
             return;
         }
-        // Highest first, so each number is valid when it is sent.
         let mut idx: Vec<usize> = uids.iter().filter_map(|u| self.index_of(*u)).collect();
         idx.sort_unstable_by(|a, b| b.cmp(a));
         for i in idx {
-            self.msgs.remove(i);
             let _ = write!(Lossy(out), "* {} EXPUNGE\r\n", i + 1);
         }
+    }
+
+    /// Removes messages this session expunged, announcing each.
+    pub fn remove(&mut self, uids: &[i64], out: &mut Vec<u8>) {
+        let present: Vec<i64> = uids
+            .iter()
+            .copied()
+            .filter(|u| self.index_of(*u).is_some())
+            .collect();
+        if present.is_empty() {
+            return;
+        }
+        self.announce_expunges(&present, out);
+        let mut sorted = present;
+        sorted.sort_unstable();
+        self.msgs_mut().retain(|m| sorted.binary_search(&m.uid).is_err());
+        self.pending_expunge.retain(|u| sorted.binary_search(u).is_err());
+        self.recent.retain(|u| sorted.binary_search(u).is_err());
     }
 }
 
@@ -209,26 +294,50 @@ mod tests {
         }
     }
 
+    fn snap(msgs: Vec<MessageMeta>, uidnext: i64, hms: i64) -> Arc<FolderSnapshot> {
+        Arc::new(FolderSnapshot {
+            folder_id: 1,
+            uidvalidity: 1,
+            uidnext,
+            highestmodseq: hms,
+            msgs: Arc::new(msgs),
+        })
+    }
+
     #[test]
     fn expunges_wait_until_allowed_then_count_down() {
-        let msgs = (1..=4).map(|u| Msg::from_meta(meta(u, 0, 1), false)).collect();
-        let mut s = Selected::new(1, "INBOX".into(), false, 1, 5, 1, msgs, false);
+        let first = snap((1..=4).map(|u| meta(u, 0, 1)).collect(), 5, 1);
+        let mut s = Selected::new("INBOX".into(), false, &first, i64::MAX, false);
         let mut out = Vec::new();
-        let changes = FolderChanges {
-            highestmodseq: 3,
-            uidnext: 6,
-            changed: vec![meta(3, 1, 2), meta(5, 0, 3)],
-            expunged: vec![2, 4],
-        };
-        s.apply(changes, false, 4, &mut out);
+        let later = snap(vec![meta(1, 0, 1), meta(3, 1, 2), meta(5, 0, 3)], 6, 3);
+        s.sync(&later, false, 4, &mut out);
         assert_eq!(
             String::from_utf8(out.clone()).unwrap(),
             "* 3 FETCH (UID 3 FLAGS (\\Seen))\r\n* 5 EXISTS\r\n"
         );
-        assert_eq!(s.msgs.len(), 5);
+        assert_eq!(s.msgs().len(), 5);
+        assert!(s.is_recent(5) && !s.is_recent(4));
         out.clear();
-        s.flush_expunges(&mut out);
+        s.sync(&later, true, 4, &mut out);
         assert_eq!(String::from_utf8(out).unwrap(), "* 4 EXPUNGE\r\n* 2 EXPUNGE\r\n");
-        assert_eq!(s.msgs.iter().map(|m| m.uid).collect::<Vec<_>>(), [1, 3, 5]);
+        assert_eq!(s.msgs().iter().map(|m| m.uid).collect::<Vec<_>>(), [1, 3, 5]);
+        // Everything announced: the list is the snapshot's again.
+        assert!(Arc::ptr_eq(&s.msgs, &later.msgs));
+    }
+
+    #[test]
+    fn own_changes_are_not_announced_again() {
+        let first = snap((1..=3).map(|u| meta(u, 0, 1)).collect(), 4, 1);
+        let mut s = Selected::new("INBOX".into(), false, &first, 0, true);
+        assert_eq!(s.recent_count(), 3);
+        s.msgs_mut()[1].flags = 1;
+        s.msgs_mut()[1].modseq = 2;
+        let later = snap(vec![meta(1, 0, 1), meta(2, 1, 2), meta(3, 4, 3)], 4, 3);
+        let mut out = Vec::new();
+        s.sync(&later, true, i64::MAX, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "* 3 FETCH (UID 3 FLAGS (\\Flagged \\Recent))\r\n"
+        );
     }
 }

@@ -37,7 +37,7 @@ pub fn resolve_seq(set: &SequenceSet, count: usize) -> Option<Vec<usize>> {
 /// UIDs of the set that exist in the mailbox, ascending. `*` is the highest
 /// UID present; a range is taken in either order (RFC 9051 9).
 pub fn resolve_uid(set: &SequenceSet, sel: &Selected) -> Vec<i64> {
-    let max = sel.msgs.last().map_or(0, |m| m.uid);
+    let max = sel.msgs().last().map_or(0, |m| m.uid);
     let value = |s: &SeqOrUid| -> i64 {
         match s {
             SeqOrUid::Asterisk => max,
@@ -53,9 +53,9 @@ pub fn resolve_uid(set: &SequenceSet, sel: &Selected) -> Vec<i64> {
                 (a.min(b), a.max(b))
             }
         };
-        let start = sel.msgs.partition_point(|m| m.uid < lo);
+        let start = sel.msgs().partition_point(|m| m.uid < lo);
         out.extend(
-            sel.msgs[start..]
+            sel.msgs()[start..]
                 .iter()
                 .take_while(|m| m.uid <= hi)
                 .map(|m| m.uid),

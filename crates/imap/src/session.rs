@@ -23,7 +23,7 @@ use crate::fetch;
 use crate::format::{flag_list, mailbox as write_mailbox, uid_list, uid_set, Lossless, SYSTEM_FLAGS};
 use crate::framing::{Expect, Frame, Framer};
 use crate::search;
-use crate::selected::{Msg, Selected};
+use crate::selected::Selected;
 use crate::sequence::{resolve_seq, resolve_uid};
 
 #[derive(Clone, Debug)]
@@ -683,43 +683,37 @@ impl Session {
         } else {
             self.store.db.claim_recent(f.id).unwrap_or(i64::MAX)
         };
-        let msgs: Vec<Msg> = match self.store.db.message_meta(f.id) {
-            Ok(m) => m
-                .into_iter()
-                .map(|m| {
-                    let r = m.uid > recent_above;
-                    Msg::from_meta(m, r)
-                })
-                .collect(),
+        // The message list from the server-wide cache: no message rows are
+        // read when the folder has not changed since it was last built.
+        let snap = match self
+            .store
+            .folder_snapshot(f.id, Some((f.highestmodseq, f.uidnext)))
+        {
+            Ok(Some(snap)) => snap,
+            Ok(None) => {
+                self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox");
+                return;
+            }
             Err(_) => {
                 self.tagged(tag, "NO", "[UNAVAILABLE] Mailbox unavailable");
                 return;
             }
         };
-        let mut sel = Selected::new(
-            f.id,
-            f.name.clone(),
-            read_only,
-            f.uidvalidity,
-            f.uidnext,
-            f.highestmodseq,
-            msgs,
-            !self.rev2,
-        );
+        let mut sel = Selected::new(f.name.clone(), read_only, &snap, recent_above, !self.rev2);
         sel.condstore = condstore;
         sel.qresync = self.qresync;
         self.condstore |= condstore;
         let mut out = Vec::new();
         let w = &mut Lossless(&mut out);
-        let _ = write!(w, "* {} EXISTS\r\n", sel.msgs.len());
+        let _ = write!(w, "* {} EXISTS\r\n", sel.msgs().len());
         if !self.rev2 {
             let _ = write!(w, "* {} RECENT\r\n", sel.recent_count());
-            if let Some(i) = sel.msgs.iter().position(|m| m.flags & crate::format::SEEN == 0) {
+            if let Some(i) = sel.msgs().iter().position(|m| m.flags & crate::format::SEEN == 0) {
                 let _ = write!(w, "* OK [UNSEEN {}] First unseen\r\n", i + 1);
             }
         }
-        let _ = write!(w, "* OK [UIDVALIDITY {}] UIDs valid\r\n", f.uidvalidity);
-        let _ = write!(w, "* OK [UIDNEXT {}] Predicted next UID\r\n", f.uidnext);
+        let _ = write!(w, "* OK [UIDVALIDITY {}] UIDs valid\r\n", sel.uidvalidity);
+        let _ = write!(w, "* OK [UIDNEXT {}] Predicted next UID\r\n", sel.uidnext);
         let _ = write!(w, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n");
         if read_only {
             let _ = write!(w, "* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
@@ -727,7 +721,7 @@ impl Session {
             let _ = write!(w, "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted\r\n");
         }
         if condstore {
-            let _ = write!(w, "* OK [HIGHESTMODSEQ {}] Highest\r\n", f.highestmodseq);
+            let _ = write!(w, "* OK [HIGHESTMODSEQ {}] Highest\r\n", sel.highestmodseq);
         }
         if self.rev2 {
             out.extend_from_slice(b"* LIST () \"/\" ");
@@ -744,7 +738,7 @@ impl Session {
                     );
                 }
             }
-            for (i, m) in sel.msgs.iter().enumerate() {
+            for (i, m) in sel.msgs().iter().enumerate() {
                 if m.modseq > since {
                     out.extend_from_slice(sel.flags_response(i + 1, m, true).as_bytes());
                 }
@@ -986,7 +980,12 @@ impl Session {
     /// `* STATUS name (ITEM value ...)` for the named items.
     fn status_line(&self, name: &str, items: &[String]) -> Option<Vec<u8>> {
         let f = self.folder(name)?;
-        let metas = self.store.db.message_meta(f.id).unwrap_or_default();
+        let snap = self
+            .store
+            .folder_snapshot(f.id, Some((f.highestmodseq, f.uidnext)))
+            .ok()
+            .flatten();
+        let metas: &[postroom_store::folders::MessageMeta] = snap.as_ref().map_or(&[], |s| &s.msgs[..]);
         let recent_mark = self
             .store
             .db
@@ -1153,16 +1152,16 @@ impl Session {
         let State::Selected(sel) = &mut self.state else {
             return;
         };
-        match self.store.db.folder_changes(sel.folder_id, sel.highestmodseq) {
-            Ok(Some(changes)) => {
-                let grew = changes.uidnext > sel.uidnext;
+        match self.store.folder_snapshot(sel.folder_id, None) {
+            Ok(Some(snap)) => {
+                let grew = snap.uidnext > sel.uidnext;
                 // New messages become \Recent for the first session that sees them.
                 let mark = if grew && !sel.read_only {
                     self.store.db.claim_recent(sel.folder_id).unwrap_or(i64::MAX)
                 } else {
                     i64::MAX
                 };
-                sel.apply(changes, allow_expunge, mark, out);
+                sel.sync(&snap, allow_expunge, mark, out);
             }
             Ok(None) => {
                 // The mailbox was deleted under us: BYE, sent with the
@@ -1217,20 +1216,34 @@ impl Session {
         };
         let store = self.store.clone();
         let folder_id = sel.folder_id;
-        let load = move |u: i64| -> Option<Vec<u8>> {
-            let row = store.db.message(folder_id, u).ok()??;
-            store.message_bytes(&row).ok()
+        let content = criteria.iter().any(search::needs_content);
+        let body = criteria.iter().any(search::needs_body);
+        // Header keys only: every message's header block at once, mostly
+        // from the server-wide cache, instead of each whole message.
+        let heads: Vec<Option<std::sync::Arc<[u8]>>> = if content && !body {
+            let uids: Vec<i64> = sel.msgs().iter().map(|m| m.uid).collect();
+            store.header_blocks(folder_id, &uids).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let msgs = sel.msgs();
+        let load = |i: usize| -> Option<std::sync::Arc<[u8]>> {
+            if !body {
+                return heads.get(i).cloned().flatten();
+            }
+            let row = store.db.message(folder_id, msgs.get(i)?.uid).ok()??;
+            store.message_bytes(&row).ok().map(Into::into)
         };
         let mut hits = Vec::new();
         let mut max_modseq = 0;
         let uses_modseq = criteria.iter().any(has_modseq);
-        for i in 0..sel.msgs.len() {
+        for i in 0..sel.msgs().len() {
             let mut raw = None;
             if criteria
                 .iter()
                 .all(|k| search::matches(k, sel, i, &load, &mut raw))
             {
-                let m = &sel.msgs[i];
+                let m = &sel.msgs()[i];
                 max_modseq = max_modseq.max(m.modseq);
                 hits.push(if uid { m.uid } else { i as i64 + 1 });
             }
@@ -1288,7 +1301,7 @@ impl Session {
             let uids = resolve_uid(set, sel);
             Some(uids.iter().filter_map(|u| sel.index_of(*u)).collect())
         } else {
-            match resolve_seq(set, sel.msgs.len()) {
+            match resolve_seq(set, sel.msgs().len()) {
                 Some(v) => Some(v),
                 None => {
                     self.bad(tag, "Invalid message sequence number");
@@ -1383,7 +1396,7 @@ impl Session {
             StoreType::Add => FlagOp::Add,
             StoreType::Remove => FlagOp::Remove,
         };
-        let uids: Vec<i64> = targets.iter().map(|i| sel.msgs[*i].uid).collect();
+        let uids: Vec<i64> = targets.iter().map(|i| sel.msgs()[*i].uid).collect();
         let (changed, refused) =
             match self
                 .store
@@ -1398,7 +1411,7 @@ impl Session {
             };
         for c in &changed {
             if let Some(i) = sel.index_of(c.uid) {
-                let m = &mut sel.msgs[i];
+                let m = &mut sel.msgs_mut()[i];
                 m.flags = c.flags;
                 m.keywords = c.keywords.clone();
                 m.modseq = c.modseq;
@@ -1407,7 +1420,7 @@ impl Session {
         // Report every target's flags (unless .SILENT); with CONDSTORE, a
         // silent STORE still reports MODSEQ (RFC 7162 3.1.3).
         for &i in &targets {
-            let m = &sel.msgs[i];
+            let m = &sel.msgs()[i];
             if refused.contains(&m.uid) {
                 continue;
             }
@@ -1474,7 +1487,7 @@ impl Session {
             self.tagged(tag, "NO", "[READ-ONLY] Mailbox is read-only");
             return;
         }
-        let uids: Vec<i64> = targets.iter().map(|i| sel.msgs[*i].uid).collect();
+        let uids: Vec<i64> = targets.iter().map(|i| sel.msgs()[*i].uid).collect();
         let (uidvalidity, pairs) = match self.store.db.copy_messages(sel.folder_id, &uids, dst.id) {
             Ok(r) => r,
             Err(_) => {
@@ -1507,7 +1520,7 @@ impl Session {
 }
 
 fn deleted_uids(sel: &Selected) -> Vec<i64> {
-    sel.msgs
+    sel.msgs()
         .iter()
         .filter(|m| m.flags & crate::format::DELETED != 0)
         .map(|m| m.uid)

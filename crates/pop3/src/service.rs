@@ -29,14 +29,14 @@ pub struct Pop3Service {
 
 impl Pop3Service {
     fn maildrop(&self, account_id: i64) -> Option<(i64, Vec<MaildropEntry>)> {
-        let inbox = self.store.db.folder(account_id, "INBOX").ok()??;
-        let rows = self.store.db.messages(inbox.id).ok()?;
+        let inbox = self.store.db.find_folder(account_id, "INBOX").ok()??;
+        let rows = self.store.db.maildrop(inbox.id).ok()?;
         let entries = rows
             .into_iter()
-            .map(|m| MaildropEntry {
-                uid: m.uid,
-                size: m.size as u64,
-                uidl: m.pop3_uidl,
+            .map(|(uid, size, uidl)| MaildropEntry {
+                uid,
+                size: size as u64,
+                uidl,
             })
             .collect();
         Some((inbox.id, entries))
@@ -60,6 +60,13 @@ impl Pop3Service {
         let mut account: Option<(i64, String)> = None;
         let mut _account_permit = None;
         let mut folder_id = 0;
+        // Bodies a committed QUIT left unreferenced: deleted after the
+        // answer is out (the expunge is durable before +OK; the files are
+        // only space).
+        let mut orphans = Orphans {
+            store: self.store.clone(),
+            bodies: Vec::new(),
+        };
         let mut buf = vec![0u8; 4096];
         loop {
             while let Some(action) = session.poll() {
@@ -99,20 +106,29 @@ impl Pop3Service {
                         session.login_result(result);
                     }
                     Action::LoadMaildrop => {
-                        let loaded = account.as_ref().and_then(|(id, _)| self.maildrop(*id));
+                        let loaded = tokio::task::block_in_place(|| {
+                            account.as_ref().and_then(|(id, _)| self.maildrop(*id))
+                        });
                         session.maildrop_loaded(loaded.map(|(f, entries)| {
                             folder_id = f;
                             entries
                         }));
                     }
                     Action::Retrieve { uid, .. } => {
-                        let msg = self.message(folder_id, uid);
+                        // Store work is synchronous: keep it off the
+                        // scheduler's back (as IMAP does).
+                        let msg = tokio::task::block_in_place(|| self.message(folder_id, uid));
                         session.message(msg.as_deref());
                     }
                     Action::Commit { deleted } => {
-                        let ok = match self.store.expunge(folder_id, &deleted) {
-                            Ok(n) => {
+                        // RFC 1939 6: the deletions are committed (one
+                        // transaction) before +OK.
+                        let ok = match tokio::task::block_in_place(|| {
+                            self.store.expunge_rows(folder_id, &deleted)
+                        }) {
+                            Ok((n, bodies)) => {
                                 tracing::info!(target: "pop3", client = %ip, deleted = n, "expunged at QUIT");
+                                orphans.bodies = bodies;
                                 true
                             }
                             Err(e) => {
@@ -164,6 +180,27 @@ impl Pop3Service {
                     return;
                 }
             }
+        }
+    }
+}
+
+/// Message bodies to delete once the session is over, however it ends.
+struct Orphans {
+    store: Store,
+    bodies: Vec<String>,
+}
+
+impl Drop for Orphans {
+    fn drop(&mut self) {
+        if self.bodies.is_empty() {
+            return;
+        }
+        let (store, bodies) = (self.store.clone(), std::mem::take(&mut self.bodies));
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                h.spawn_blocking(move || store.delete_bodies(bodies));
+            }
+            Err(_) => store.delete_bodies(bodies),
         }
     }
 }

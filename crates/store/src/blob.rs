@@ -17,6 +17,11 @@ pub trait BlobStore: Send + Sync {
     /// Makes the names of every blob put so far durable.
     fn sync(&self) -> io::Result<()>;
     fn get(&self, id: &str) -> io::Result<Vec<u8>>;
+    /// The blob's beginning, up to at least its header's blank line (all of
+    /// it when it has none): what header-only reads need.
+    fn get_head(&self, id: &str) -> io::Result<Vec<u8>> {
+        self.get(id)
+    }
     fn delete(&self, id: &str) -> io::Result<()>;
 }
 
@@ -104,6 +109,12 @@ impl BlobStore for FsBlobStore {
         self.fs.read(&path)
     }
 
+    fn get_head(&self, id: &str) -> io::Result<Vec<u8>> {
+        let (path, _) = self.path(id)?;
+        self.fs
+            .read_head(&path, &|b: &[u8]| crate::cache::header_len(b).is_some())
+    }
+
     fn delete(&self, id: &str) -> io::Result<()> {
         let (path, _) = self.path(id)?;
         self.fs.remove(&path)
@@ -119,14 +130,27 @@ pub(crate) fn unreferenced(
 ) -> rusqlite::Result<Vec<String>> {
     ids.sort();
     ids.dedup();
+    if ids.is_empty() {
+        return Ok(ids);
+    }
+    // outbound has no index on blob_id: for many bodies (an expunge), one
+    // scan of the queue's bodies beats one scan per body; for a few, each
+    // scan stops at its first match.
+    let queued: Option<HashSet<String>> = if ids.len() > 8 {
+        let mut st = tx.prepare_cached("SELECT DISTINCT blob_id FROM outbound")?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        Some(rows.collect::<rusqlite::Result<_>>()?)
+    } else {
+        None
+    };
+    let mut in_messages = tx.prepare_cached("SELECT EXISTS(SELECT 1 FROM messages WHERE blob_id = ?1)")?;
+    let mut in_queue = tx.prepare_cached("SELECT EXISTS(SELECT 1 FROM outbound WHERE blob_id = ?1)")?;
     let mut unused = Vec::new();
     for b in ids {
-        let used: bool = tx.query_row(
-            "SELECT EXISTS(SELECT 1 FROM messages WHERE blob_id = ?1)
-                 OR EXISTS(SELECT 1 FROM outbound WHERE blob_id = ?1)",
-            [&b],
-            |r| r.get(0),
-        )?;
+        let used = match &queued {
+            Some(q) => q.contains(&b),
+            None => in_queue.query_row([&b], |r| r.get(0))?,
+        } || in_messages.query_row([&b], |r| r.get(0))?;
         if !used {
             unused.push(b);
         }

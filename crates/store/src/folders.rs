@@ -70,6 +70,32 @@ fn merge_keywords(current: &str, given: &[String], op: FlagOp) -> String {
     set.join(" ")
 }
 
+/// Every message's IMAP state in a folder, by UID.
+pub(crate) fn read_meta(c: &rusqlite::Connection, folder_id: i64) -> Result<Vec<MessageMeta>> {
+    let mut st = c.prepare_cached(
+        "SELECT uid, flags, keywords, modseq, size, internal_date FROM messages WHERE folder_id = ?1 ORDER BY uid",
+    )?;
+    let mut rows = st.query([folder_id])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        // Most messages have no keywords: read the text without allocating
+        // for them.
+        let keywords = match r.get_ref(2)? {
+            rusqlite::types::ValueRef::Text(t) if !t.is_empty() => String::from_utf8_lossy(t).into_owned(),
+            _ => String::new(),
+        };
+        out.push(MessageMeta {
+            uid: r.get(0)?,
+            flags: r.get(1)?,
+            keywords,
+            modseq: r.get(3)?,
+            size: r.get(4)?,
+            internal_date: r.get(5)?,
+        });
+    }
+    Ok(out)
+}
+
 impl Db {
     pub fn folder_by_id(&self, id: i64) -> Result<Option<FolderRow>> {
         self.read(|c| {
@@ -182,24 +208,7 @@ impl Db {
 
     /// Every message's IMAP state, by UID.
     pub fn message_meta(&self, folder_id: i64) -> Result<Vec<MessageMeta>> {
-        self.read(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT uid, flags, keywords, modseq, size, internal_date FROM messages WHERE folder_id = ?1 ORDER BY uid",
-            )?;
-            let rows = st
-                .query_map([folder_id], |r| {
-                    Ok(MessageMeta {
-                        uid: r.get(0)?,
-                        flags: r.get(1)?,
-                        keywords: r.get(2)?,
-                        modseq: r.get(3)?,
-                        size: r.get(4)?,
-                        internal_date: r.get(5)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
-        })
+        self.read(|c| read_meta(c, folder_id))
     }
 
     /// Messages of a folder expunged after `modseq` (QRESYNC VANISHED).

@@ -19,6 +19,13 @@ pub trait DurableFs: Send + Sync {
     /// Makes the entries of `dir` durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// The beginning of a file: at least until `enough` says so of what
+    /// was read, else all of it (IMAP reads only a message's header for
+    /// header-only FETCH items and SEARCH keys).
+    fn read_head(&self, path: &Path, enough: &dyn Fn(&[u8]) -> bool) -> io::Result<Vec<u8>> {
+        let _ = enough;
+        self.read(path)
+    }
     fn remove(&self, path: &Path) -> io::Result<()>;
 }
 
@@ -49,6 +56,29 @@ impl DurableFs for RealFs {
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         std::fs::read(path)
+    }
+
+    fn read_head(&self, path: &Path, enough: &dyn Fn(&[u8]) -> bool) -> io::Result<Vec<u8>> {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path)?;
+        // Most headers fit in the first 4 KiB; grow by doubling after that.
+        let mut buf = vec![0u8; 4096];
+        let mut len = 0;
+        loop {
+            if len == buf.len() {
+                buf.resize(buf.len() * 2, 0);
+            }
+            let n = match f.read(&mut buf[len..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            len += n;
+            if n == 0 || enough(&buf[..len]) {
+                buf.truncate(len);
+                return Ok(buf);
+            }
+        }
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {

@@ -7,6 +7,7 @@
 //! share one SQLite commit (group commit).
 
 pub mod blob;
+pub mod cache;
 pub mod committer;
 pub mod db;
 pub mod directory;
@@ -81,6 +82,9 @@ pub struct Store {
     pub db: Db,
     pub blobs: Arc<dyn BlobStore>,
     data_dir: PathBuf,
+    /// Server-wide read caches for IMAP and POP3 (see cache.rs).
+    pub(crate) folder_cache: Arc<cache::FolderCache>,
+    pub(crate) header_cache: Arc<cache::HeaderCache>,
 }
 
 impl Store {
@@ -105,6 +109,8 @@ impl Store {
             db,
             blobs,
             data_dir: data_dir.to_path_buf(),
+            folder_cache: Arc::new(cache::FolderCache::new(cache::FOLDER_CACHE_MESSAGES)),
+            header_cache: Arc::new(cache::HeaderCache::new(cache::HEADER_CACHE_BYTES)),
         })
     }
 

@@ -96,6 +96,20 @@ impl Db {
         })
     }
 
+    /// (uid, size, POP3 UIDL) of every message in a folder, by UID: a POP3
+    /// maildrop, without the columns it does not need.
+    pub fn maildrop(&self, folder_id: i64) -> Result<Vec<(i64, i64, String)>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT uid, size, pop3_uidl FROM messages WHERE folder_id = ?1 ORDER BY uid",
+            )?;
+            let rows = st
+                .query_map([folder_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
     pub fn message_count(&self, account_id: i64) -> Result<i64> {
         self.read(|c| {
             Ok(c.query_row(
@@ -126,6 +140,10 @@ impl Store {
     /// the shared body.
     pub fn message_bytes(&self, m: &MessageRow) -> Result<Vec<u8>> {
         let body = self.blobs.get(&m.blob_id).map_err(StoreError::Io)?;
+        // APPENDed messages have no prefix: the body is the message.
+        if m.prefix.is_empty() {
+            return Ok(body);
+        }
         let mut out = Vec::with_capacity(m.prefix.len() + body.len());
         out.extend_from_slice(&m.prefix);
         out.extend_from_slice(&body);
@@ -139,7 +157,20 @@ impl Store {
     /// deleted after the commit. Returns how many were removed (ones already
     /// gone are skipped: another session may have removed them first).
     pub fn expunge(&self, folder_id: i64, uids: &[i64]) -> Result<usize> {
-        let (removed, blobs) = self.db.write(|tx| {
+        let (removed, blobs) = self.expunge_rows(folder_id, uids)?;
+        self.delete_blobs(blobs);
+        Ok(removed)
+    }
+
+    /// [`Store::expunge`] without deleting the bodies: the removal is
+    /// committed when this returns, and the caller passes the returned
+    /// bodies to [`Store::delete_bodies`] when it suits it (POP3 answers
+    /// QUIT first: a body left behind costs space, never correctness).
+    pub fn expunge_rows(&self, folder_id: i64, uids: &[i64]) -> Result<(usize, Vec<String>)> {
+        if uids.is_empty() {
+            return Ok((0, Vec::new()));
+        }
+        self.db.write(|tx| {
             let modseq: i64 = tx.query_row(
                 "UPDATE folders SET highestmodseq = highestmodseq + 1 WHERE id = ?1 RETURNING highestmodseq",
                 [folder_id],
@@ -147,26 +178,208 @@ impl Store {
             )?;
             let mut removed = 0;
             let mut blobs = Vec::new();
+            let mut delete = tx
+                .prepare_cached("DELETE FROM messages WHERE folder_id = ?1 AND uid = ?2 RETURNING blob_id")?;
+            let mut tombstone = tx.prepare_cached(
+                "INSERT OR REPLACE INTO expunged (folder_id, uid, modseq) VALUES (?1, ?2, ?3)",
+            )?;
             for uid in uids {
-                let blob: Option<String> = tx
-                    .query_row(
-                        "DELETE FROM messages WHERE folder_id = ?1 AND uid = ?2 RETURNING blob_id",
-                        params![folder_id, uid],
-                        |r| r.get(0),
-                    )
+                let blob: Option<String> = delete
+                    .query_row(params![folder_id, uid], |r| r.get(0))
                     .optional()?;
                 if let Some(b) = blob {
                     removed += 1;
-                    tx.execute(
-                        "INSERT OR REPLACE INTO expunged (folder_id, uid, modseq) VALUES (?1, ?2, ?3)",
-                        params![folder_id, uid, modseq],
-                    )?;
+                    tombstone.execute(params![folder_id, uid, modseq])?;
                     blobs.push(b);
                 }
             }
             Ok((removed, crate::blob::unreferenced(tx, blobs)?))
-        })?;
+        })
+    }
+
+    /// Deletes bodies [`Store::expunge_rows`] left unreferenced.
+    pub fn delete_bodies(&self, blobs: Vec<String>) {
         self.delete_blobs(blobs);
-        Ok(removed)
+    }
+}
+
+impl Db {
+    /// A folder's whole message list with its UIDNEXT and HIGHESTMODSEQ,
+    /// read in one transaction so they agree.
+    pub fn folder_state(&self, folder_id: i64) -> Result<Option<crate::cache::FolderSnapshot>> {
+        self.read(|c| {
+            c.execute_batch("BEGIN")?;
+            let r = (|| -> Result<Option<crate::cache::FolderSnapshot>> {
+                let Some((uidvalidity, uidnext, highestmodseq)) = c
+                    .prepare_cached("SELECT uidvalidity, uidnext, highestmodseq FROM folders WHERE id = ?1")?
+                    .query_row([folder_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()?
+                else {
+                    return Ok(None);
+                };
+                let msgs = crate::folders::read_meta(c, folder_id)?;
+                Ok(Some(crate::cache::FolderSnapshot {
+                    folder_id,
+                    uidvalidity,
+                    uidnext,
+                    highestmodseq,
+                    msgs: std::sync::Arc::new(msgs),
+                }))
+            })();
+            c.execute_batch("COMMIT")?;
+            r
+        })
+    }
+
+    /// (uid, blob id, prefix) of these messages (`uids` ascending), in one
+    /// query: a range scan when they are dense, else one lookup each.
+    pub fn message_sources(&self, folder_id: i64, uids: &[i64]) -> Result<Vec<(i64, String, Vec<u8>)>> {
+        let (Some(&lo), Some(&hi)) = (uids.first(), uids.last()) else {
+            return Ok(Vec::new());
+        };
+        self.read(|c| {
+            let mut out = Vec::with_capacity(uids.len());
+            let row = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, String, Vec<u8>)> {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            };
+            if (hi - lo) as u64 <= 4 * uids.len() as u64 {
+                let mut st = c.prepare_cached(
+                    "SELECT uid, blob_id, prefix FROM messages WHERE folder_id = ?1 AND uid BETWEEN ?2 AND ?3
+                     ORDER BY uid",
+                )?;
+                let mut want = uids.iter().copied().peekable();
+                for r in st.query_map(params![folder_id, lo, hi], row)? {
+                    let r = r?;
+                    while want.peek().is_some_and(|&u| u < r.0) {
+                        want.next();
+                    }
+                    if want.peek() == Some(&r.0) {
+                        out.push(r);
+                    }
+                }
+            } else {
+                let mut st = c.prepare_cached(
+                    "SELECT uid, blob_id, prefix FROM messages WHERE folder_id = ?1 AND uid = ?2",
+                )?;
+                for &u in uids {
+                    if let Some(r) = st.query_row(params![folder_id, u], row).optional()? {
+                        out.push(r);
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+}
+
+impl Store {
+    /// The folder's message list, from the server-wide cache when it is
+    /// current. `known`: (HIGHESTMODSEQ, UIDNEXT) just read from the folder
+    /// row, which saves reading them again. `None`: no such folder.
+    pub fn folder_snapshot(
+        &self,
+        folder_id: i64,
+        known: Option<(i64, i64)>,
+    ) -> Result<Option<std::sync::Arc<crate::cache::FolderSnapshot>>> {
+        use std::sync::Arc;
+        let cached = self.folder_cache.get(folder_id);
+        let (hms, uidnext) = match known {
+            Some(k) => k,
+            None => {
+                let Some(k) = self.db.read(|c| {
+                    Ok(
+                        c.prepare_cached("SELECT highestmodseq, uidnext FROM folders WHERE id = ?1")?
+                            .query_row([folder_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                            .optional()?,
+                    )
+                })?
+                else {
+                    self.folder_cache.forget(folder_id);
+                    return Ok(None);
+                };
+                k
+            }
+        };
+        if let Some(s) = &cached {
+            if s.highestmodseq == hms && s.uidnext == uidnext {
+                return Ok(cached);
+            }
+        }
+        let fresh = match cached {
+            // Behind: fold in what changed since (all of it bears a higher
+            // MODSEQ, expunges included), read in one transaction.
+            Some(s) if s.highestmodseq < hms => match self.db.folder_changes(folder_id, s.highestmodseq)? {
+                None => None,
+                Some(ch) => Some(s.advanced(ch.uidnext, ch.highestmodseq, ch.changed, &ch.expunged)),
+            },
+            _ => self.db.folder_state(folder_id)?,
+        };
+        let Some(fresh) = fresh else {
+            self.folder_cache.forget(folder_id);
+            return Ok(None);
+        };
+        let fresh = Arc::new(fresh);
+        self.folder_cache.put(Arc::clone(&fresh));
+        Ok(Some(fresh))
+    }
+
+    /// The header blocks (per-delivery prefix, then the blob's header up to
+    /// and including its blank line) of these messages, `uids` ascending;
+    /// `None` for one that is gone. Reads only the beginning of each message
+    /// file, and only for messages not in the server-wide cache.
+    pub fn header_blocks(&self, folder_id: i64, uids: &[i64]) -> Result<Vec<Option<std::sync::Arc<[u8]>>>> {
+        let mut out: Vec<Option<std::sync::Arc<[u8]>>> = uids
+            .iter()
+            .map(|&u| self.header_cache.get(folder_id, u))
+            .collect();
+        let missing: Vec<i64> = uids
+            .iter()
+            .zip(&out)
+            .filter(|(_, h)| h.is_none())
+            .map(|(&u, _)| u)
+            .collect();
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let rows = self.db.message_sources(folder_id, &missing)?;
+        let mut rows = rows.into_iter().peekable();
+        for (i, &u) in uids.iter().enumerate() {
+            if out[i].is_some() {
+                continue;
+            }
+            while rows.peek().is_some_and(|r| r.0 < u) {
+                rows.next();
+            }
+            let Some((_, blob_id, prefix)) = rows.next_if(|r| r.0 == u) else {
+                continue;
+            };
+            let head = match self.head_of(&blob_id, prefix) {
+                Ok(h) => h,
+                // Removed by an expunge between the query and the read.
+                Err(StoreError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let head: std::sync::Arc<[u8]> = head.into();
+            self.header_cache.put(folder_id, u, std::sync::Arc::clone(&head));
+            out[i] = Some(head);
+        }
+        Ok(out)
+    }
+
+    fn head_of(&self, blob_id: &str, mut prefix: Vec<u8>) -> Result<Vec<u8>> {
+        use crate::cache::header_len;
+        // The prefix is whole header lines; when it ends a line and holds
+        // no blank line, the header ends where the blob's does.
+        let body = if prefix.is_empty() || (prefix.ends_with(b"\n") && header_len(&prefix).is_none()) {
+            self.blobs.get_head(blob_id)?
+        } else {
+            self.blobs.get(blob_id)?
+        };
+        prefix.extend_from_slice(&body);
+        if let Some(n) = header_len(&prefix) {
+            prefix.truncate(n);
+        }
+        prefix.shrink_to_fit();
+        Ok(prefix)
     }
 }

@@ -29,3 +29,33 @@ def test_deleting_a_parent_says_haschildren(server):
         assert m.delete("Work")[0] == "OK"
     finally:
         m.logout()
+
+
+def test_keywords_are_announced_in_flags_before_a_fetch_shows_them(server):
+    """RFC 3501 7.2.6: FLAGS lists the flags a mailbox uses; a client (or a
+    checker) refuses a FETCH that shows a keyword FLAGS never named."""
+    deliver(server, 2)
+    a, b = imaps(server), imaps(server)
+    try:
+        a.select("INBOX")
+        b.select("INBOX")
+        typ, data = a.store("1", "+FLAGS", "($Label1)")
+        assert typ == "OK"
+        flags = a.untagged_responses.get("FLAGS", [])
+        assert flags and b"$Label1" in flags[-1], a.untagged_responses
+        assert any(b"$Label1 \\*" in r for r in a.untagged_responses.get("OK", [])), a.untagged_responses
+        # The other session learns of it when the change reaches it, FLAGS
+        # first.
+        typ, data = b.noop()
+        assert b"$Label1" in b.untagged_responses.get("FLAGS", [b""])[-1], b.untagged_responses
+        b.logout()
+        # A new session sees it in SELECT's FLAGS and PERMANENTFLAGS.
+        b = imaps(server)
+        b.select("INBOX")
+        assert b.untagged_responses["FLAGS"][-1] == (
+            b"(\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1)")
+        b.select("INBOX", readonly=True)
+        assert any(b"PERMANENTFLAGS ()" in r for r in b.untagged_responses.get("OK", []))
+    finally:
+        a.logout()
+        b.logout()

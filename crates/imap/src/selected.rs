@@ -4,6 +4,7 @@
 //! [`Selected::refresh`], which writes the untagged responses that announce
 //! them — EXPUNGE only where RFC 9051 7.5.1 allows it.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -44,6 +45,10 @@ pub struct Selected {
     pub condstore: bool,
     /// QRESYNC enabled: VANISHED instead of EXPUNGE.
     pub qresync: bool,
+    /// Keywords this session was told of in FLAGS and PERMANENTFLAGS
+    /// (RFC 3501 7.2.6, RFC 9051 7.3.5): a client learns the flags a mailbox
+    /// uses from FLAGS, so a keyword is announced before any FETCH shows it.
+    keywords: BTreeSet<String>,
 }
 
 impl Selected {
@@ -74,6 +79,7 @@ impl Selected {
             show_recent,
             condstore: false,
             qresync: false,
+            keywords: keywords_in(&snap.msgs, &BTreeSet::new()),
         }
     }
 
@@ -100,6 +106,40 @@ impl Selected {
             .iter()
             .filter(|&&u| self.index_of(u).is_some())
             .count()
+    }
+
+    /// `* FLAGS` with the system flags and the keywords in use, and the
+    /// PERMANENTFLAGS that may be stored (`\*`: new keywords too).
+    pub fn announce_flags(&self, out: &mut Vec<u8>) {
+        let mut list = String::from("\\Answered \\Flagged \\Deleted \\Seen \\Draft");
+        for k in &self.keywords {
+            list.push(' ');
+            list.push_str(k);
+        }
+        let _ = write!(Lossy(&mut *out), "* FLAGS ({list})\r\n");
+        if self.read_only {
+            out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
+        } else {
+            let _ = write!(
+                Lossy(&mut *out),
+                "* OK [PERMANENTFLAGS ({list} \\*)] Flags permitted\r\n"
+            );
+        }
+    }
+
+    /// Announces keywords the session has not been told of yet (before
+    /// the FETCH responses that show them).
+    pub fn learn_keywords<'a>(&mut self, keywords: impl IntoIterator<Item = &'a str>, out: &mut Vec<u8>) {
+        let mut new = false;
+        for k in keywords {
+            if !k.is_empty() && !self.keywords.contains(k) {
+                self.keywords.insert(k.to_string());
+                new = true;
+            }
+        }
+        if new {
+            self.announce_flags(out);
+        }
     }
 
     pub fn flags_response(&self, seq: usize, m: &Msg, uid: bool) -> String {
@@ -139,6 +179,8 @@ impl Selected {
             return;
         }
         self.synced_modseq = snap.highestmodseq;
+        let unknown = keywords_in(&snap.msgs, &self.keywords);
+        self.learn_keywords(unknown.iter().map(String::as_str), out);
         let (old, new) = (&self.msgs, &snap.msgs);
         let last_uid = old.last().map_or(0, |m| m.uid);
         let mut gone: Vec<i64> = Vec::new();
@@ -277,6 +319,16 @@ impl std::fmt::Write for Lossy<'_> {
         self.0.extend_from_slice(s.as_bytes());
         Ok(())
     }
+}
+
+/// The keywords set on any of `msgs` that `known` lacks.
+fn keywords_in(msgs: &[Msg], known: &BTreeSet<String>) -> BTreeSet<String> {
+    msgs.iter()
+        .filter(|m| !m.keywords.is_empty())
+        .flat_map(|m| m.keywords.split(' '))
+        .filter(|k| !k.is_empty() && !known.contains(*k))
+        .map(str::to_string)
+        .collect()
 }
 
 #[cfg(test)]

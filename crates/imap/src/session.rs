@@ -714,12 +714,7 @@ impl Session {
         }
         let _ = write!(w, "* OK [UIDVALIDITY {}] UIDs valid\r\n", sel.uidvalidity);
         let _ = write!(w, "* OK [UIDNEXT {}] Predicted next UID\r\n", sel.uidnext);
-        let _ = write!(w, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n");
-        if read_only {
-            let _ = write!(w, "* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
-        } else {
-            let _ = write!(w, "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted\r\n");
-        }
+        sel.announce_flags(w.0);
         if condstore {
             let _ = write!(w, "* OK [HIGHESTMODSEQ {}] Highest\r\n", sel.highestmodseq);
         }
@@ -1416,6 +1411,9 @@ impl Session {
                 m.keywords = c.keywords.clone();
                 m.modseq = c.modseq;
             }
+        }
+        if op != FlagOp::Remove {
+            sel.learn_keywords(keywords.iter().map(String::as_str), &mut out);
         }
         // Report every target's flags (unless .SILENT); with CONDSTORE, a
         // silent STORE still reports MODSEQ (RFC 7162 3.1.3).

@@ -85,7 +85,14 @@ fn report(
     m.push_str(&format!("To: <{sender}>\r\n"));
     m.push_str(&format!("Subject: {subject}\r\n"));
     m.push_str(&format!("Date: {}\r\n", date(now)));
-    m.push_str(&format!("Message-ID: <{queue_id}.{kind}@{hostname}>\r\n"));
+    // One message may get several reports (a warning, then a bounce; one
+    // per destination domain): each needs its own Message-ID (RFC 5322 3.6.4).
+    let unique = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    m.push_str(&format!(
+        "Message-ID: <{queue_id}.{kind}.{unique}@{hostname}>\r\n"
+    ));
     // RFC 3834: never answered by autoresponders.
     m.push_str("Auto-Submitted: auto-replied\r\n");
     m.push_str("MIME-Version: 1.0\r\n");

@@ -191,18 +191,23 @@ impl DeliveryQueue {
     }
 
     fn start_due_jobs(self: &Arc<Self>) {
-        let rows = match self.store.db.due_outbound(now(), 2000) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "reading the queue failed");
-                return;
-            }
-        };
         // (queue id, domain) in the order the rows came (oldest first).
         let mut order: Vec<(String, String)> = Vec::new();
         let mut groups: HashMap<(String, String), Vec<OutboundRow>> = HashMap::new();
         {
+            // The rows are read with in_flight locked: the finisher releases
+            // an id only after its removal is committed, so a row is either
+            // still in flight here or already gone from what this read
+            // sees. Reading first and locking after could take back a row
+            // delivered in between, and send it again.
             let mut busy = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            let rows = match self.store.db.due_outbound(now(), 2000) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading the queue failed");
+                    return;
+                }
+            };
             for r in rows {
                 if busy.insert(r.id) {
                     let key = (r.queue_id.clone(), domain_of(&r.recipient));

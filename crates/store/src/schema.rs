@@ -124,7 +124,7 @@ CREATE TABLE settings (
 /// server, with their accepted recipients and a callout cache; the delay
 /// warning already sent for a queue item; the Sent copies made at
 /// submission, so a client's own APPEND of the same message is not stored
-/// twice.
+/// twice. Rows the v4 queue parked as expired are made due, so they bounce.
 const V5: &str = r#"
 ALTER TABLE accounts ADD COLUMN forward_to TEXT NOT NULL DEFAULT '';   -- comma-separated
 ALTER TABLE accounts ADD COLUMN forward_keep INTEGER NOT NULL DEFAULT 1;
@@ -143,6 +143,10 @@ CREATE TABLE callout_cache (
     checked INTEGER NOT NULL              -- unix seconds
 );
 ALTER TABLE outbound ADD COLUMN warned INTEGER NOT NULL DEFAULT 0;
+-- Version 4 put rows past their lifetime off to a far future instead of
+-- bouncing them; due now, they bounce (4.4.7) on the next pass.
+UPDATE outbound SET next_attempt = 0
+    WHERE state = 'deferred' AND reason LIKE 'expired:%' AND next_attempt > 4000000000;
 CREATE TABLE sent_copies (
     folder_id INTEGER NOT NULL,
     message_id TEXT NOT NULL,

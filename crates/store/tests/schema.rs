@@ -114,7 +114,10 @@ fn upgrades_a_v4_data_folder() {
             "INSERT INTO domains (name, display, created) VALUES ('example.com', 'example.com', 0);
              INSERT INTO accounts (domain_id, local, display, created) VALUES (1, 'u', 'u', 0);
              INSERT INTO outbound (queue_id, blob_id, prefix, sender, recipient, state, next_attempt, created)
-                 VALUES ('Q1', 'B1', x'', 'u@example.com', 'x@example.net', 'deferred', 0, 0);",
+                 VALUES ('Q1', 'B1', x'', 'u@example.com', 'x@example.net', 'deferred', 0, 0);
+             INSERT INTO outbound (queue_id, blob_id, prefix, sender, recipient, state, reason, next_attempt, created)
+                 VALUES ('Q2', 'B2', x'', 'u@example.com', 'y@example.net', 'deferred', 'expired: 451 later',
+                         4611686018427387903, 0);",
         )
         .unwrap();
     }
@@ -124,7 +127,9 @@ fn upgrades_a_v4_data_folder() {
     let a = store.db.account(d.id, "u").unwrap().unwrap();
     assert!(a.forward_to.is_empty() && a.forward_keep && !a.sent_copy);
     let q = store.db.outbound().unwrap();
-    assert_eq!((q.len(), q[0].warned), (1, false));
+    assert_eq!((q.len(), q[0].warned), (2, false));
+    // The v4 queue parked expired rows far in the future: now due, to bounce.
+    assert_eq!(q[1].next_attempt, 0);
     store
         .db
         .set_domain_relay(d.id, Some("mx.customer.example:25"), false)

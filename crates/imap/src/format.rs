@@ -20,16 +20,33 @@ pub const SYSTEM_FLAGS: [(i64, &str); 5] = [
 
 /// `(\Seen \Flagged $Junk)`; `recent` adds `\Recent` (IMAP4rev1 only).
 pub fn flag_list(flags: i64, keywords: &str, recent: bool) -> String {
-    let mut parts: Vec<&str> = SYSTEM_FLAGS
-        .iter()
-        .filter(|(b, _)| flags & b != 0)
-        .map(|(_, n)| *n)
-        .collect();
-    if recent {
-        parts.push("\\Recent");
+    let mut out = Vec::new();
+    write_flag_list(&mut out, flags, keywords, recent);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`flag_list`], appended to `out` (FETCH writes thousands of them).
+pub fn write_flag_list(out: &mut Vec<u8>, flags: i64, keywords: &str, recent: bool) {
+    out.push(b'(');
+    let mut first = true;
+    let mut add = |out: &mut Vec<u8>, s: &str| {
+        if !std::mem::take(&mut first) {
+            out.push(b' ');
+        }
+        out.extend_from_slice(s.as_bytes());
+    };
+    for (b, name) in SYSTEM_FLAGS {
+        if flags & b != 0 {
+            add(out, name);
+        }
     }
-    parts.extend(keywords.split(' ').filter(|k| !k.is_empty()));
-    format!("({})", parts.join(" "))
+    if recent {
+        add(out, "\\Recent");
+    }
+    for k in keywords.split(' ').filter(|k| !k.is_empty()) {
+        add(out, k);
+    }
+    out.push(b')');
 }
 
 /// A string as `quoted` when it can be, else as a literal (`{n}` CRLF bytes).

@@ -305,6 +305,13 @@ impl Store {
                 return Ok(cached);
             }
         }
+        // One session builds, the others (all woken by the same change)
+        // wait for it and share the result.
+        let _building = self.folder_cache.building();
+        let cached = match self.folder_cache.get(folder_id) {
+            Some(s) if s.highestmodseq >= hms && s.uidnext >= uidnext => return Ok(Some(s)),
+            c => c,
+        };
         let fresh = match cached {
             // Behind: fold in what changed since (all of it bears a higher
             // MODSEQ, expunges included), read in one transaction.
@@ -328,10 +335,7 @@ impl Store {
     /// `None` for one that is gone. Reads only the beginning of each message
     /// file, and only for messages not in the server-wide cache.
     pub fn header_blocks(&self, folder_id: i64, uids: &[i64]) -> Result<Vec<Option<std::sync::Arc<[u8]>>>> {
-        let mut out: Vec<Option<std::sync::Arc<[u8]>>> = uids
-            .iter()
-            .map(|&u| self.header_cache.get(folder_id, u))
-            .collect();
+        let mut out = self.header_cache.get_many(folder_id, uids);
         let missing: Vec<i64> = uids
             .iter()
             .zip(&out)

@@ -15,7 +15,7 @@ use imap_codec::ResponseCodec;
 use postroom_store::folders::FlagOp;
 use postroom_store::Store;
 
-use crate::format::{internal_date, literal, write_flag_list, Lossless, SEEN};
+use crate::format::{internal_date, literal, push_num, write_flag_list, Lossless, SEEN};
 use crate::selected::Selected;
 
 pub struct FetchContext<'a> {
@@ -237,6 +237,9 @@ pub fn run(
             }
         }
     }
+    // Room for the typical line, so the buffer is not regrown (and its pages
+    // faulted in) over and over for 10,000 messages.
+    out.reserve(wanted.len() * if content { 256 } else { 48 });
     for (n, &idx) in wanted.iter().enumerate() {
         let head: Option<std::sync::Arc<[u8]>> = match &heads {
             Some(heads) => match heads.get(n).cloned().flatten() {
@@ -267,7 +270,9 @@ pub fn run(
         let raw: &[u8] = head.as_deref().or(full.as_deref()).unwrap_or(&[]);
         // Written straight into `out`; a failure takes the partial line back.
         let line_start = out.len();
-        let _ = write!(Lossless(out), "* {} FETCH (", idx + 1);
+        out.extend_from_slice(b"* ");
+        push_num(out, idx as i64 + 1);
+        out.extend_from_slice(b" FETCH (");
         let mut has_flags = false;
         for (n, item) in items.iter().enumerate() {
             if n > 0 {
@@ -276,7 +281,8 @@ pub fn run(
             let v: &mut Vec<u8> = out;
             match item {
                 MessageDataItemName::Uid => {
-                    let _ = write!(Lossless(v), "UID {}", m.uid);
+                    v.extend_from_slice(b"UID ");
+                    push_num(v, m.uid);
                 }
                 MessageDataItemName::Flags => {
                     has_flags = true;
@@ -287,10 +293,13 @@ pub fn run(
                     let _ = write!(Lossless(v), "INTERNALDATE {}", internal_date(m.internal_date));
                 }
                 MessageDataItemName::Rfc822Size => {
-                    let _ = write!(Lossless(v), "RFC822.SIZE {}", m.size);
+                    v.extend_from_slice(b"RFC822.SIZE ");
+                    push_num(v, m.size);
                 }
                 MessageDataItemName::ModSeq => {
-                    let _ = write!(Lossless(v), "MODSEQ ({})", m.modseq);
+                    v.extend_from_slice(b"MODSEQ (");
+                    push_num(v, m.modseq);
+                    v.push(b')');
                 }
                 MessageDataItemName::Envelope => {
                     v.extend_from_slice(&encode_item(MessageDataItem::Envelope(crate::mime::envelope(

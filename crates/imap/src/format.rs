@@ -18,6 +18,26 @@ pub const SYSTEM_FLAGS: [(i64, &str); 5] = [
     (DRAFT, "\\Draft"),
 ];
 
+/// Appends a number in decimal (FETCH writes tens of thousands of them;
+/// `write!` costs several times more).
+pub fn push_num(out: &mut Vec<u8>, n: i64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut v = n.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
 /// `(\Seen \Flagged $Junk)`; `recent` adds `\Recent` (IMAP4rev1 only).
 pub fn flag_list(flags: i64, keywords: &str, recent: bool) -> String {
     let mut out = Vec::new();
@@ -215,6 +235,20 @@ pub fn uid_list(uids: &[i64]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_like_display() {
+        for n in [0, 7, 10, 99, 4_294_967_295, -12, i64::MAX, i64::MIN] {
+            let mut v = Vec::new();
+            push_num(&mut v, n);
+            assert_eq!(String::from_utf8(v).unwrap(), n.to_string());
+        }
+        assert_eq!(
+            flag_list(SEEN | FLAGGED, "$Junk a", true),
+            "(\\Seen \\Flagged \\Recent $Junk a)"
+        );
+        assert_eq!(flag_list(0, "", false), "()");
+    }
 
     #[test]
     fn dates() {

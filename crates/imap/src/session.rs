@@ -1254,8 +1254,7 @@ impl Session {
             return None;
         };
         if uid {
-            let uids = resolve_uid(set, sel);
-            Some(uids.iter().filter_map(|u| sel.index_of(*u)).collect())
+            Some(crate::sequence::resolve_uid_indices(set, sel))
         } else {
             match resolve_seq(set, sel.msgs().len()) {
                 Some(v) => Some(v),

@@ -224,8 +224,12 @@ pub fn run(
                     .db
                     .store_flags(sel.folder_id, &unseen, FlagOp::Add, SEEN, &[], None)
             {
+                let adopted = ctx
+                    .store
+                    .note_flag_changes(sel.folder_id, &changed)
+                    .is_some_and(|(old, new)| sel.adopt(&old, &new));
                 for c in &changed {
-                    if let Some(i) = sel.index_of(c.uid) {
+                    if let Some(i) = sel.index_of(c.uid).filter(|_| !adopted) {
                         let m = &mut sel.msgs_mut()[i];
                         m.flags = c.flags;
                         m.modseq = c.modseq;

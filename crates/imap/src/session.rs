@@ -1364,7 +1364,11 @@ impl Session {
                     return;
                 }
             };
-        for c in &changed {
+        let adopted = self
+            .store
+            .note_flag_changes(sel.folder_id, &changed)
+            .is_some_and(|(old, new)| sel.adopt(&old, &new));
+        for c in changed.iter().filter(|_| !adopted) {
             if let Some(i) = sel.index_of(c.uid) {
                 let m = &mut sel.msgs_mut()[i];
                 m.flags = c.flags;

@@ -330,6 +330,36 @@ impl Store {
         Ok(Some(fresh))
     }
 
+    /// Folds flag changes this process has just committed (one transaction:
+    /// all with the same new MODSEQ, `changed` by UID) into the cached
+    /// snapshot, when that snapshot was current right before the change, so
+    /// the sessions of the folder need not read the changes back (the
+    /// MODSEQ column has no index: that read scans the folder). Returns
+    /// (the snapshot before, the one after) when it did.
+    pub fn note_flag_changes(
+        &self,
+        folder_id: i64,
+        changed: &[crate::folders::MessageMeta],
+    ) -> Option<(
+        std::sync::Arc<crate::cache::FolderSnapshot>,
+        std::sync::Arc<crate::cache::FolderSnapshot>,
+    )> {
+        let m = changed.first()?.modseq;
+        if changed.iter().any(|c| c.modseq != m) || !changed.windows(2).all(|w| w[0].uid < w[1].uid) {
+            return None;
+        }
+        let _building = self.folder_cache.building();
+        let old = self.folder_cache.get(folder_id)?;
+        // The transaction took MODSEQ m = the folder's previous + 1: the
+        // snapshot at m - 1 plus these rows is the folder at m.
+        if old.highestmodseq != m - 1 {
+            return None;
+        }
+        let new = std::sync::Arc::new(old.advanced(old.uidnext, m, changed.to_vec(), &[]));
+        self.folder_cache.put(std::sync::Arc::clone(&new));
+        Some((old, new))
+    }
+
     /// The header blocks (per-delivery prefix, then the blob's header up to
     /// and including its blank line) of these messages, `uids` ascending;
     /// `None` for one that is gone. Reads only the beginning of each message

@@ -15,7 +15,7 @@ use imap_codec::ResponseCodec;
 use postroom_store::folders::FlagOp;
 use postroom_store::Store;
 
-use crate::format::{flag_list, internal_date, literal, Lossless, SEEN};
+use crate::format::{internal_date, literal, push_num, write_flag_list, Lossless, SEEN};
 use crate::selected::Selected;
 
 pub struct FetchContext<'a> {
@@ -180,6 +180,14 @@ pub fn run(
             items.push(MessageDataItemName::ModSeq);
         }
     }
+    // The section names as the responses repeat them, worked out once.
+    let section_texts: Vec<Vec<u8>> = items
+        .iter()
+        .map(|i| match i {
+            MessageDataItemName::BodyExt { section, .. } => section_text(section, ctx.utf8),
+            _ => Vec::new(),
+        })
+        .collect();
     let content = items.iter().any(needs_content);
     let marks_seen = !sel.read_only && items.iter().any(sets_seen);
     let wanted: Vec<usize> = targets
@@ -200,6 +208,42 @@ pub fn run(
     } else {
         None
     };
+    // Setting \Seen (RFC 9051 6.4.5): one transaction for all the targets,
+    // not one commit (and fsync) per message.
+    let mut seen_now: Vec<i64> = Vec::new();
+    if marks_seen {
+        let unseen: Vec<i64> = wanted
+            .iter()
+            .map(|&idx| &sel.msgs()[idx])
+            .filter(|m| m.flags & SEEN == 0)
+            .map(|m| m.uid)
+            .collect();
+        if !unseen.is_empty() {
+            if let Ok((changed, _)) =
+                ctx.store
+                    .db
+                    .store_flags(sel.folder_id, &unseen, FlagOp::Add, SEEN, &[], None)
+            {
+                let adopted = ctx
+                    .store
+                    .note_flag_changes(sel.folder_id, &changed)
+                    .is_some_and(|(old, new)| sel.adopt(&old, &new));
+                for c in &changed {
+                    if let Some(i) = sel.index_of(c.uid).filter(|_| !adopted) {
+                        let m = &mut sel.msgs_mut()[i];
+                        m.flags = c.flags;
+                        m.modseq = c.modseq;
+                    }
+                    sel.highestmodseq = sel.highestmodseq.max(c.modseq);
+                    seen_now.push(c.uid);
+                }
+                seen_now.sort_unstable();
+            }
+        }
+    }
+    // Room for the typical line, so the buffer is not regrown (and its pages
+    // faulted in) over and over for 10,000 messages.
+    out.reserve(wanted.len() * if content { 256 } else { 48 });
     for (n, &idx) in wanted.iter().enumerate() {
         let head: Option<std::sync::Arc<[u8]>> = match &heads {
             Some(heads) => match heads.get(n).cloned().flatten() {
@@ -224,101 +268,96 @@ pub fn run(
         } else {
             None
         };
-        let mut flags_changed = false;
-        if marks_seen && sel.msgs()[idx].flags & SEEN == 0 {
-            let uid = sel.msgs()[idx].uid;
-            if let Ok((changed, _)) =
-                ctx.store
-                    .db
-                    .store_flags(sel.folder_id, &[uid], FlagOp::Add, SEEN, &[], None)
-            {
-                if let Some(c) = changed.first() {
-                    let m = &mut sel.msgs_mut()[idx];
-                    m.flags = c.flags;
-                    m.modseq = c.modseq;
-                    sel.highestmodseq = sel.highestmodseq.max(c.modseq);
-                    flags_changed = true;
-                }
-            }
-        }
-        let m = sel.msgs()[idx].clone();
+        let flags_changed = seen_now.binary_search(&sel.msgs()[idx].uid).is_ok();
+        let m = &sel.msgs()[idx];
         let recent = sel.show_recent && sel.is_recent(m.uid);
         let raw: &[u8] = head.as_deref().or(full.as_deref()).unwrap_or(&[]);
-        let mut parts: Vec<Vec<u8>> = Vec::with_capacity(items.len() + 1);
+        // Written straight into `out`; a failure takes the partial line back.
+        let line_start = out.len();
+        out.extend_from_slice(b"* ");
+        push_num(out, idx as i64 + 1);
+        out.extend_from_slice(b" FETCH (");
         let mut has_flags = false;
-        for item in &items {
-            let mut v = Vec::new();
+        for (n, item) in items.iter().enumerate() {
+            if n > 0 {
+                out.push(b' ');
+            }
+            let v: &mut Vec<u8> = out;
             match item {
                 MessageDataItemName::Uid => {
-                    let _ = write!(Lossless(&mut v), "UID {}", m.uid);
+                    v.extend_from_slice(b"UID ");
+                    push_num(v, m.uid);
                 }
                 MessageDataItemName::Flags => {
                     has_flags = true;
-                    let _ = write!(
-                        Lossless(&mut v),
-                        "FLAGS {}",
-                        flag_list(m.flags, &m.keywords, recent)
-                    );
+                    v.extend_from_slice(b"FLAGS ");
+                    write_flag_list(v, m.flags, &m.keywords, recent);
                 }
                 MessageDataItemName::InternalDate => {
-                    let _ = write!(
-                        Lossless(&mut v),
-                        "INTERNALDATE {}",
-                        internal_date(m.internal_date)
-                    );
+                    let _ = write!(Lossless(v), "INTERNALDATE {}", internal_date(m.internal_date));
                 }
                 MessageDataItemName::Rfc822Size => {
-                    let _ = write!(Lossless(&mut v), "RFC822.SIZE {}", m.size);
+                    v.extend_from_slice(b"RFC822.SIZE ");
+                    push_num(v, m.size);
                 }
                 MessageDataItemName::ModSeq => {
-                    let _ = write!(Lossless(&mut v), "MODSEQ ({})", m.modseq);
+                    v.extend_from_slice(b"MODSEQ (");
+                    push_num(v, m.modseq);
+                    v.push(b')');
                 }
                 MessageDataItemName::Envelope => {
-                    v = encode_item(MessageDataItem::Envelope(crate::mime::envelope(raw)));
+                    v.extend_from_slice(&encode_item(MessageDataItem::Envelope(crate::mime::envelope(
+                        raw,
+                    ))));
                 }
                 MessageDataItemName::BodyStructure => {
-                    v = encode_item(MessageDataItem::BodyStructure(crate::mime::body_structure(
-                        raw, true,
+                    v.extend_from_slice(&encode_item(MessageDataItem::BodyStructure(
+                        crate::mime::body_structure(raw, true),
                     )));
                 }
                 MessageDataItemName::Body => {
-                    v = encode_item(MessageDataItem::Body(crate::mime::body_structure(raw, false)));
+                    v.extend_from_slice(&encode_item(MessageDataItem::Body(crate::mime::body_structure(
+                        raw, false,
+                    ))));
                 }
                 MessageDataItemName::BodyExt { section, partial, .. } => {
                     let data = crate::mime::section(raw, section.as_ref());
                     v.extend_from_slice(b"BODY[");
-                    v.extend_from_slice(&section_text(section, ctx.utf8));
+                    v.extend_from_slice(&section_texts[n]);
                     v.push(b']');
                     if let Some((start, _)) = partial {
-                        let _ = write!(Lossless(&mut v), "<{start}>");
+                        let _ = write!(Lossless(v), "<{start}>");
                     }
                     v.push(b' ');
                     match data {
                         // A part that does not exist (as Dovecot and Cyrus answer).
                         None => v.extend_from_slice(b"NIL"),
-                        Some(d) => body_literal(&mut v, partial_slice(&d, *partial)),
+                        Some(d) => body_literal(v, partial_slice(&d, *partial)),
                     }
                 }
                 MessageDataItemName::Rfc822 => {
                     v.extend_from_slice(b"RFC822 ");
-                    body_literal(&mut v, raw);
+                    body_literal(v, raw);
                 }
                 MessageDataItemName::Rfc822Header => {
                     let data = crate::mime::section(raw, Some(&Section::Header(None))).unwrap_or_default();
                     v.extend_from_slice(b"RFC822.HEADER ");
-                    body_literal(&mut v, &data);
+                    body_literal(v, &data);
                 }
                 MessageDataItemName::Rfc822Text => {
                     let data = crate::mime::section(raw, Some(&Section::Text(None))).unwrap_or_default();
                     v.extend_from_slice(b"RFC822.TEXT ");
-                    body_literal(&mut v, &data);
+                    body_literal(v, &data);
                 }
                 MessageDataItemName::Binary { section, partial, .. } => {
-                    let data = crate::mime::binary(raw, section).map_err(|_| FetchError::UnknownCte)?;
+                    let Ok(data) = crate::mime::binary(raw, section) else {
+                        out.truncate(line_start);
+                        return Err(FetchError::UnknownCte);
+                    };
                     let name: Vec<String> = section.iter().map(|n| n.to_string()).collect();
-                    let _ = write!(Lossless(&mut v), "BINARY[{}]", name.join("."));
+                    let _ = write!(Lossless(v), "BINARY[{}]", name.join("."));
                     if let Some((start, _)) = partial {
-                        let _ = write!(Lossless(&mut v), "<{start}>");
+                        let _ = write!(Lossless(v), "<{start}>");
                     }
                     v.push(b' ');
                     match data {
@@ -327,46 +366,39 @@ pub fn run(
                             let d = partial_slice(&d, *partial);
                             if crate::mime::needs_literal8(d) {
                                 // RFC 3516 4.2: binary data as literal8.
-                                let _ = write!(Lossless(&mut v), "~{{{}}}\r\n", d.len());
+                                let _ = write!(Lossless(v), "~{{{}}}\r\n", d.len());
                                 v.extend_from_slice(d);
                             } else {
-                                literal(&mut v, d);
+                                literal(v, d);
                             }
                         }
                     }
                 }
                 MessageDataItemName::BinarySize { section } => {
-                    let size = crate::mime::binary_size(raw, section).map_err(|_| FetchError::UnknownCte)?;
+                    let Ok(size) = crate::mime::binary_size(raw, section) else {
+                        out.truncate(line_start);
+                        return Err(FetchError::UnknownCte);
+                    };
                     let name: Vec<String> = section.iter().map(|n| n.to_string()).collect();
                     let _ = write!(
-                        Lossless(&mut v),
+                        Lossless(v),
                         "BINARY.SIZE[{}] {}",
                         name.join("."),
                         size.unwrap_or(0)
                     );
                 }
             }
-            parts.push(v);
         }
         if flags_changed && !has_flags {
             // RFC 9051 6.4.5: the \Seen change is reported in the response.
-            let mut v = Vec::new();
-            let _ = write!(
-                Lossless(&mut v),
-                "FLAGS {}",
-                flag_list(m.flags, &m.keywords, recent)
-            );
-            parts.push(v);
-            if sel.condstore && !items.iter().any(|i| matches!(i, MessageDataItemName::ModSeq)) {
-                parts.push(format!("MODSEQ ({})", m.modseq).into_bytes());
-            }
-        }
-        let _ = write!(Lossless(out), "* {} FETCH (", idx + 1);
-        for (i, p) in parts.iter().enumerate() {
-            if i > 0 {
+            if !items.is_empty() {
                 out.push(b' ');
             }
-            out.extend_from_slice(p);
+            out.extend_from_slice(b"FLAGS ");
+            write_flag_list(out, m.flags, &m.keywords, recent);
+            if sel.condstore && !items.iter().any(|i| matches!(i, MessageDataItemName::ModSeq)) {
+                let _ = write!(Lossless(out), " MODSEQ ({})", m.modseq);
+            }
         }
         out.extend_from_slice(b")\r\n");
     }

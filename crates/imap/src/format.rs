@@ -18,18 +18,55 @@ pub const SYSTEM_FLAGS: [(i64, &str); 5] = [
     (DRAFT, "\\Draft"),
 ];
 
+/// Appends a number in decimal (FETCH writes tens of thousands of them;
+/// `write!` costs several times more).
+pub fn push_num(out: &mut Vec<u8>, n: i64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut v = n.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
 /// `(\Seen \Flagged $Junk)`; `recent` adds `\Recent` (IMAP4rev1 only).
 pub fn flag_list(flags: i64, keywords: &str, recent: bool) -> String {
-    let mut parts: Vec<&str> = SYSTEM_FLAGS
-        .iter()
-        .filter(|(b, _)| flags & b != 0)
-        .map(|(_, n)| *n)
-        .collect();
-    if recent {
-        parts.push("\\Recent");
+    let mut out = Vec::new();
+    write_flag_list(&mut out, flags, keywords, recent);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`flag_list`], appended to `out` (FETCH writes thousands of them).
+pub fn write_flag_list(out: &mut Vec<u8>, flags: i64, keywords: &str, recent: bool) {
+    out.push(b'(');
+    let mut first = true;
+    let mut add = |out: &mut Vec<u8>, s: &str| {
+        if !std::mem::take(&mut first) {
+            out.push(b' ');
+        }
+        out.extend_from_slice(s.as_bytes());
+    };
+    for (b, name) in SYSTEM_FLAGS {
+        if flags & b != 0 {
+            add(out, name);
+        }
     }
-    parts.extend(keywords.split(' ').filter(|k| !k.is_empty()));
-    format!("({})", parts.join(" "))
+    if recent {
+        add(out, "\\Recent");
+    }
+    for k in keywords.split(' ').filter(|k| !k.is_empty()) {
+        add(out, k);
+    }
+    out.push(b')');
 }
 
 /// A string as `quoted` when it can be, else as a literal (`{n}` CRLF bytes).
@@ -198,6 +235,20 @@ pub fn uid_list(uids: &[i64]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_like_display() {
+        for n in [0, 7, 10, 99, 4_294_967_295, -12, i64::MAX, i64::MIN] {
+            let mut v = Vec::new();
+            push_num(&mut v, n);
+            assert_eq!(String::from_utf8(v).unwrap(), n.to_string());
+        }
+        assert_eq!(
+            flag_list(SEEN | FLAGGED, "$Junk a", true),
+            "(\\Seen \\Flagged \\Recent $Junk a)"
+        );
+        assert_eq!(flag_list(0, "", false), "()");
+    }
 
     #[test]
     fn dates() {

@@ -102,9 +102,6 @@ pub fn section(raw: &[u8], section: Option<&Section<'_>>) -> Option<Vec<u8>> {
     let Some(section) = section else {
         return Some(raw.to_vec());
     };
-    let names = |names: &Vec1<AString<'_>>| -> Vec<Vec<u8>> {
-        names.as_ref().iter().map(|n| n.as_ref().to_vec()).collect()
-    };
     match section {
         Section::Part(Part(path)) => {
             let tree = Tree::parse(raw);
@@ -117,10 +114,10 @@ pub fn section(raw: &[u8], section: Option<&Section<'_>>) -> Option<Vec<u8>> {
         Section::Header(part) => message_span(raw, part.as_ref()).map(|(s, h, _)| raw[s..h].to_vec()),
         Section::Text(part) => message_span(raw, part.as_ref()).map(|(_, h, e)| raw[h..e].to_vec()),
         Section::HeaderFields(part, list) => {
-            message_span(raw, part.as_ref()).map(|(s, h, _)| header_subset(&raw[s..h], &names(list), true))
+            message_span(raw, part.as_ref()).map(|(s, h, _)| header_subset(&raw[s..h], list, true))
         }
         Section::HeaderFieldsNot(part, list) => {
-            message_span(raw, part.as_ref()).map(|(s, h, _)| header_subset(&raw[s..h], &names(list), false))
+            message_span(raw, part.as_ref()).map(|(s, h, _)| header_subset(&raw[s..h], list, false))
         }
     }
 }
@@ -158,15 +155,23 @@ pub fn needs_literal8(data: &[u8]) -> bool {
     })
 }
 
+/// The message's header: up to and including its first blank line (all of
+/// it when there is none).
+pub fn header_block(raw: &[u8]) -> &[u8] {
+    &raw[..header_end(raw)]
+}
+
 /// The values of every top-level header field named `name` (case-insensitive),
 /// unfolded, trimmed and RFC 2047 decoded, in message order. Empty when
 /// there is no such field; a field present but empty gives `""`.
 pub fn header_values(raw: &[u8], name: &str) -> Vec<String> {
-    fields(&raw[..header_end(raw)])
-        .into_iter()
-        .filter(|f| f.name.is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes())))
-        .map(|f| decode_rfc2047(&unfold(f.value)))
-        .collect()
+    FieldIter {
+        header: &raw[..header_end(raw)],
+        pos: 0,
+    }
+    .filter(|f| f.name.is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes())))
+    .map(|f| decode_rfc2047(&unfold(f.value)))
+    .collect()
 }
 
 /// The text of the message body for SEARCH BODY/TEXT: every text/* part
@@ -258,48 +263,60 @@ fn header_end(raw: &[u8]) -> usize {
 
 /// The fields of a header section (which may end with its blank line).
 fn fields(header: &[u8]) -> Vec<Field<'_>> {
-    // (start, colon, end)
-    let mut spans: Vec<(usize, Option<usize>, usize)> = Vec::new();
-    let mut pos = 0;
-    while pos < header.len() {
-        let end = line_end(header, pos);
-        let line = &header[pos..end];
-        if is_blank_line(line) {
-            break;
+    FieldIter { header, pos: 0 }.collect()
+}
+
+/// [`fields`] one at a time, without collecting them (FETCH of header
+/// fields and SEARCH on headers look at every message's header).
+struct FieldIter<'a> {
+    header: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Iterator for FieldIter<'a> {
+    type Item = Field<'a>;
+
+    fn next(&mut self) -> Option<Field<'a>> {
+        let header = self.header;
+        let start = self.pos;
+        if start >= header.len() {
+            return None;
         }
-        match spans.last_mut() {
-            Some(last) if is_wsp(line[0]) => last.2 = end,
-            _ => spans.push((pos, memchr::memchr(b':', line).map(|i| pos + i), end)),
+        let mut end = line_end(header, start);
+        let first = &header[start..end];
+        if is_blank_line(first) {
+            self.pos = header.len();
+            return None;
         }
-        pos = end;
-    }
-    spans
-        .into_iter()
-        .map(|(start, colon, end)| {
-            let raw = &header[start..end];
-            match colon {
-                Some(colon) => {
-                    let mut name = &header[start..colon];
-                    while let [rest @ .., last] = name {
-                        if !is_wsp(*last) {
-                            break;
-                        }
-                        name = rest;
+        let colon = memchr::memchr(b':', first).map(|i| start + i);
+        // Continuation lines (starting with white space) belong to this field.
+        while end < header.len() && is_wsp(header[end]) {
+            end = line_end(header, end);
+        }
+        self.pos = end;
+        let raw = &header[start..end];
+        Some(match colon {
+            Some(colon) => {
+                let mut name = &header[start..colon];
+                while let [rest @ .., last] = name {
+                    if !is_wsp(*last) {
+                        break;
                     }
-                    Field {
-                        name: Some(name),
-                        value: strip_eol(&header[colon + 1..end]),
-                        raw,
-                    }
+                    name = rest;
                 }
-                None => Field {
-                    name: None,
-                    value: b"",
+                Field {
+                    name: Some(name),
+                    value: strip_eol(&header[colon + 1..end]),
                     raw,
-                },
+                }
             }
+            None => Field {
+                name: None,
+                value: b"",
+                raw,
+            },
         })
-        .collect()
+    }
 }
 
 /// The value of the first field named `name` (lowercase).
@@ -340,12 +357,15 @@ fn trim(v: &[u8]) -> &[u8] {
 
 /// HEADER.FIELDS (`keep = true`) or HEADER.FIELDS.NOT: the fields as
 /// written, then the blank line.
-fn header_subset(header: &[u8], names: &[Vec<u8>], keep: bool) -> Vec<u8> {
-    let mut out = Vec::new();
-    for field in fields(header) {
-        let listed = field
-            .name
-            .is_some_and(|n| names.iter().any(|want| want.eq_ignore_ascii_case(n)));
+fn header_subset(header: &[u8], names: &Vec1<AString<'_>>, keep: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(header.len());
+    for field in (FieldIter { header, pos: 0 }) {
+        let listed = field.name.is_some_and(|n| {
+            names
+                .as_ref()
+                .iter()
+                .any(|want| <AString<'_> as AsRef<[u8]>>::as_ref(want).eq_ignore_ascii_case(n))
+        });
         if listed == keep {
             out.extend_from_slice(field.raw);
             if !field.raw.ends_with(b"\n") {

@@ -36,6 +36,30 @@ fn contains(haystack: &str, needle: &[u8]) -> bool {
     haystack.to_lowercase().contains(&needle)
 }
 
+/// Whether some header value could contain `needle`: false only when it
+/// certainly cannot, which a plain scan of the raw header tells when
+/// nothing in it changes in decoding: the header is ASCII (no Unicode
+/// lowercasing that yields ASCII, like U+212A KELVIN SIGN), has no RFC 2047
+/// encoded word (`=?`) and no CR outside CRLF (unfolding drops stray CRs),
+/// and the needle has no white space (unfolding turns a line break and its
+/// white space into one space, RFC 5322 2.2.3).
+fn may_contain(head: &[u8], needle: &[u8]) -> bool {
+    if needle.is_empty()
+        || !needle.is_ascii()
+        || needle.iter().any(u8::is_ascii_whitespace)
+        || !head.is_ascii()
+        || memchr::memmem::find(head, b"=?").is_some()
+        || memchr::memchr_iter(b'\r', head).any(|i| head.get(i + 1) != Some(&b'\n'))
+    {
+        return true;
+    }
+    let (lo, up) = (needle[0].to_ascii_lowercase(), needle[0].to_ascii_uppercase());
+    memchr::memchr2_iter(lo, up, head).any(|i| {
+        head.get(i..i + needle.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(needle))
+    })
+}
+
 /// Whether a message matches: `idx` is its index in `sel.msgs`.
 pub fn matches(
     key: &SearchKey<'_>,
@@ -53,6 +77,9 @@ pub fn matches(
         let Some(bytes) = raw.get_or_insert_with(|| load(idx)).as_ref() else {
             return false;
         };
+        if !may_contain(crate::mime::header_block(bytes), needle) {
+            return false;
+        }
         crate::mime::header_values(bytes, name)
             .iter()
             .any(|v| contains(v, needle))
@@ -160,5 +187,46 @@ pub fn needs_content(key: &SearchKey<'_>) -> bool {
         | SearchKey::SentOn(_)
         | SearchKey::SentSince(_) => true,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The raw-header prefilter never rejects a message the full decoding
+    /// would match.
+    #[test]
+    fn prefilter_has_no_false_negatives() {
+        let headers: [&[u8]; 9] = [
+            b"Subject: Quarterly invoice\r\n\r\n",
+            b"Subject: inv\roice\r\n\r\n",
+            b"Subject: =?UTF-8?Q?invoice?=\r\n\r\n",
+            b"Subject: =?UTF-8?B?aW52b2ljZQ==?=\r\n\r\n",
+            b"Subject: foo\r\n bar\r\n\r\n",
+            b"Subject: \xe2\x84\xaaelvin\r\n\r\n",
+            b"Subject: INVOICE\n\n",
+            b"From: x\r\nSubject:invoice\r\n",
+            b"Subject: nothing here\r\n\r\n",
+        ];
+        let needles: [&[u8]; 7] = [
+            b"invoice", b"INVOICE", b"foo bar", b"kelvin", b"", b"here", b"zzz",
+        ];
+        for h in headers {
+            for n in needles {
+                let full = crate::mime::header_values(h, "Subject")
+                    .iter()
+                    .any(|v| contains(v, n));
+                if full {
+                    assert!(
+                        may_contain(crate::mime::header_block(h), n),
+                        "{:?} / {:?}",
+                        String::from_utf8_lossy(h),
+                        String::from_utf8_lossy(n)
+                    );
+                }
+            }
+        }
+        assert!(!may_contain(b"Subject: nothing here\r\n\r\n", b"invoice"));
     }
 }

@@ -34,6 +34,37 @@ pub fn resolve_seq(set: &SequenceSet, count: usize) -> Option<Vec<usize>> {
     Some(out)
 }
 
+/// Indices (in the selected list) of the messages whose UIDs are in the
+/// set, ascending: [`resolve_uid`] without looking each UID up again.
+pub fn resolve_uid_indices(set: &SequenceSet, sel: &Selected) -> Vec<usize> {
+    let msgs = sel.msgs();
+    let max = msgs.last().map_or(0, |m| m.uid);
+    let value = |s: &SeqOrUid| -> i64 {
+        match s {
+            SeqOrUid::Asterisk => max,
+            SeqOrUid::Value(n) => i64::from(n.get()),
+        }
+    };
+    let mut out = Vec::new();
+    for seq in set.0.as_ref() {
+        let (lo, hi) = match seq {
+            Sequence::Single(s) => (value(s), value(s)),
+            Sequence::Range(a, b) => {
+                let (a, b) = (value(a), value(b));
+                (a.min(b), a.max(b))
+            }
+        };
+        let start = msgs.partition_point(|m| m.uid < lo);
+        let end = msgs.partition_point(|m| m.uid <= hi);
+        out.extend(start..end.max(start));
+    }
+    if set.0.as_ref().len() > 1 {
+        out.sort_unstable();
+        out.dedup();
+    }
+    out
+}
+
 /// UIDs of the set that exist in the mailbox, ascending. `*` is the highest
 /// UID present; a range is taken in either order (RFC 9051 9).
 pub fn resolve_uid(set: &SequenceSet, sel: &Selected) -> Vec<i64> {

@@ -1293,8 +1293,7 @@ impl Session {
             return None;
         };
         if uid {
-            let uids = resolve_uid(set, sel);
-            Some(uids.iter().filter_map(|u| sel.index_of(*u)).collect())
+            Some(crate::sequence::resolve_uid_indices(set, sel))
         } else {
             match resolve_seq(set, sel.msgs().len()) {
                 Some(v) => Some(v),
@@ -1404,7 +1403,11 @@ impl Session {
                     return;
                 }
             };
-        for c in &changed {
+        let adopted = self
+            .store
+            .note_flag_changes(sel.folder_id, &changed)
+            .is_some_and(|(old, new)| sel.adopt(&old, &new));
+        for c in changed.iter().filter(|_| !adopted) {
             if let Some(i) = sel.index_of(c.uid) {
                 let m = &mut sel.msgs_mut()[i];
                 m.flags = c.flags;

@@ -305,6 +305,13 @@ impl Store {
                 return Ok(cached);
             }
         }
+        // One session builds, the others (all woken by the same change)
+        // wait for it and share the result.
+        let _building = self.folder_cache.building();
+        let cached = match self.folder_cache.get(folder_id) {
+            Some(s) if s.highestmodseq >= hms && s.uidnext >= uidnext => return Ok(Some(s)),
+            c => c,
+        };
         let fresh = match cached {
             // Behind: fold in what changed since (all of it bears a higher
             // MODSEQ, expunges included), read in one transaction.
@@ -323,15 +330,42 @@ impl Store {
         Ok(Some(fresh))
     }
 
+    /// Folds flag changes this process has just committed (one transaction:
+    /// all with the same new MODSEQ, `changed` by UID) into the cached
+    /// snapshot, when that snapshot was current right before the change, so
+    /// the sessions of the folder need not read the changes back (the
+    /// MODSEQ column has no index: that read scans the folder). Returns
+    /// (the snapshot before, the one after) when it did.
+    pub fn note_flag_changes(
+        &self,
+        folder_id: i64,
+        changed: &[crate::folders::MessageMeta],
+    ) -> Option<(
+        std::sync::Arc<crate::cache::FolderSnapshot>,
+        std::sync::Arc<crate::cache::FolderSnapshot>,
+    )> {
+        let m = changed.first()?.modseq;
+        if changed.iter().any(|c| c.modseq != m) || !changed.windows(2).all(|w| w[0].uid < w[1].uid) {
+            return None;
+        }
+        let _building = self.folder_cache.building();
+        let old = self.folder_cache.get(folder_id)?;
+        // The transaction took MODSEQ m = the folder's previous + 1: the
+        // snapshot at m - 1 plus these rows is the folder at m.
+        if old.highestmodseq != m - 1 {
+            return None;
+        }
+        let new = std::sync::Arc::new(old.advanced(old.uidnext, m, changed.to_vec(), &[]));
+        self.folder_cache.put(std::sync::Arc::clone(&new));
+        Some((old, new))
+    }
+
     /// The header blocks (per-delivery prefix, then the blob's header up to
     /// and including its blank line) of these messages, `uids` ascending;
     /// `None` for one that is gone. Reads only the beginning of each message
     /// file, and only for messages not in the server-wide cache.
     pub fn header_blocks(&self, folder_id: i64, uids: &[i64]) -> Result<Vec<Option<std::sync::Arc<[u8]>>>> {
-        let mut out: Vec<Option<std::sync::Arc<[u8]>>> = uids
-            .iter()
-            .map(|&u| self.header_cache.get(folder_id, u))
-            .collect();
+        let mut out = self.header_cache.get_many(folder_id, uids);
         let missing: Vec<i64> = uids
             .iter()
             .zip(&out)

@@ -48,10 +48,14 @@ fn snapshots_follow_every_change() {
             2 => {
                 let u = pick(&mut rng);
                 let op = [FlagOp::Add, FlagOp::Remove, FlagOp::Replace][rng.next(3) as usize];
-                store
+                let (changed, _) = store
                     .db
                     .store_flags(inbox.id, &u, op, rng.next(32) as i64, &["$x".to_string()], None)
                     .unwrap();
+                // As IMAP does after its own STORE: fold them into the cache.
+                if rng.next(2) == 0 {
+                    store.note_flag_changes(inbox.id, &changed);
+                }
             }
             3 => {
                 let u = pick(&mut rng);

@@ -29,11 +29,23 @@ fn contains(haystack: &str, needle: &[u8]) -> bool {
     // ASCII needle and haystack (the common case): compare without
     // allocating. Otherwise Unicode lowercase of both.
     if needle.is_ascii() && haystack.is_ascii() {
-        let h = haystack.as_bytes();
-        return h.len() >= needle.len() && h.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle));
+        return contains_ascii_ci(haystack.as_bytes(), needle);
     }
     let needle = String::from_utf8_lossy(needle).to_lowercase();
     haystack.to_lowercase().contains(&needle)
+}
+
+/// ASCII case-insensitive substring search: candidates by the first byte
+/// (either case, memchr2), then a comparison; bodies are kilobytes long.
+fn contains_ascii_ci(h: &[u8], needle: &[u8]) -> bool {
+    let Some(&first) = needle.first() else {
+        return true;
+    };
+    let (lo, up) = (first.to_ascii_lowercase(), first.to_ascii_uppercase());
+    memchr::memchr2_iter(lo, up, h).any(|i| {
+        h.get(i..i + needle.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(needle))
+    })
 }
 
 /// Whether some header value could contain `needle`: false only when it
@@ -53,11 +65,7 @@ fn may_contain(head: &[u8], needle: &[u8]) -> bool {
     {
         return true;
     }
-    let (lo, up) = (needle[0].to_ascii_lowercase(), needle[0].to_ascii_uppercase());
-    memchr::memchr2_iter(lo, up, head).any(|i| {
-        head.get(i..i + needle.len())
-            .is_some_and(|w| w.eq_ignore_ascii_case(needle))
-    })
+    contains_ascii_ci(head, needle)
 }
 
 /// Whether a message matches: `idx` is its index in `sel.msgs`.
@@ -209,6 +217,8 @@ mod tests {
             b"From: x\r\nSubject:invoice\r\n",
             b"Subject: nothing here\r\n\r\n",
         ];
+        assert!(contains("Quarterly INVOICE", b"invoice") && !contains("Quarterly", b"invoices"));
+        assert!(contains("abc", b"") && contains("aab", b"ab") && !contains("", b"a"));
         let needles: [&[u8]; 7] = [
             b"invoice", b"INVOICE", b"foo bar", b"kelvin", b"", b"here", b"zzz",
         ];

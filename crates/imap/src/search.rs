@@ -9,7 +9,7 @@ use imap_codec::imap_types::sequence::SequenceSet;
 
 use crate::format::{days_from_civil, ANSWERED, DELETED, DRAFT, FLAGGED, SEEN};
 use crate::selected::{Msg, Selected};
-use crate::sequence::{resolve_seq, resolve_uid};
+use crate::sequence::{set_contains, set_within};
 
 /// Loads a message by its index in the selected list: the whole message, or
 /// only its header block when no key looks further ([`needs_body`]).
@@ -155,14 +155,16 @@ pub fn matches(
     }
 }
 
+// Asked once per message: membership is tested against the set's ranges,
+// never by expanding the set (which made `SEARCH 1:* UID 1:*` quadratic).
 fn in_seq(set: &SequenceSet, seq: i64, sel: &Selected) -> bool {
-    resolve_seq(set, sel.msgs().len())
-        .map(|v| v.contains(&((seq - 1) as usize)))
-        .unwrap_or(false)
+    let count = sel.msgs().len() as i64;
+    // A number past the last message makes the set invalid, as in FETCH.
+    set_within(set, count) && set_contains(set, seq, count)
 }
 
 fn in_uid(set: &SequenceSet, uid: i64, sel: &Selected) -> bool {
-    resolve_uid(set, sel).contains(&uid)
+    set_contains(set, uid, sel.msgs().last().map_or(0, |m| m.uid))
 }
 
 /// Whether a search looks past the header (BODY, TEXT): else the header

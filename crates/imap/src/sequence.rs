@@ -8,6 +8,35 @@ use crate::selected::Selected;
 /// Message numbers to indices (0-based, ascending, no duplicates). `None`
 /// if a number is beyond the mailbox (the caller answers BAD, RFC 9051
 /// 7.1.3).
+/// Whether `n` is in `set`, `*` standing for `max` (RFC 9051 9: `*` is the
+/// largest number in use, and `a:b` is the same range as `b:a`).
+pub fn set_contains(set: &SequenceSet, n: i64, max: i64) -> bool {
+    let value = |s: &SeqOrUid| match s {
+        SeqOrUid::Asterisk => max,
+        SeqOrUid::Value(v) => i64::from(v.get()),
+    };
+    set.0.as_ref().iter().any(|seq| match seq {
+        Sequence::Single(s) => value(s) == n,
+        Sequence::Range(a, b) => {
+            let (a, b) = (value(a), value(b));
+            a.min(b) <= n && n <= a.max(b)
+        }
+    })
+}
+
+/// Whether every number of a message-number set names a message (`count`
+/// of them; `*` needs at least one).
+pub fn set_within(set: &SequenceSet, count: i64) -> bool {
+    let ok = |s: &SeqOrUid| match s {
+        SeqOrUid::Asterisk => count > 0,
+        SeqOrUid::Value(v) => i64::from(v.get()) <= count,
+    };
+    set.0.as_ref().iter().all(|seq| match seq {
+        Sequence::Single(s) => ok(s),
+        Sequence::Range(a, b) => ok(a) && ok(b),
+    })
+}
+
 pub fn resolve_seq(set: &SequenceSet, count: usize) -> Option<Vec<usize>> {
     let value = |s: &SeqOrUid| -> Option<usize> {
         match s {
@@ -95,4 +124,25 @@ pub fn resolve_uid(set: &SequenceSet, sel: &Selected) -> Vec<i64> {
     out.sort_unstable();
     out.dedup();
     out
+}
+
+#[cfg(test)]
+mod membership_tests {
+    use super::*;
+
+    /// Membership without expanding agrees with the expanded set.
+    #[test]
+    fn set_contains_agrees_with_resolve_seq() {
+        for text in ["1", "*", "1:*", "*:2", "2,4:6,9:*", "3:1,7", "5:5,1"] {
+            let set = SequenceSet::try_from(text).unwrap();
+            for count in 0..12usize {
+                let expanded = resolve_seq(&set, count);
+                for n in 1..=count as i64 {
+                    let by_ranges = set_within(&set, count as i64) && set_contains(&set, n, count as i64);
+                    let by_list = expanded.as_ref().is_some_and(|v| v.contains(&((n - 1) as usize)));
+                    assert_eq!(by_ranges, by_list, "{text} count {count} n {n}");
+                }
+            }
+        }
+    }
 }

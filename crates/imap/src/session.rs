@@ -1420,12 +1420,15 @@ impl Session {
         }
         // Report every target's flags (unless .SILENT); with CONDSTORE, a
         // silent STORE still reports MODSEQ (RFC 7162 3.1.3).
+        // Sets, not scans: `STORE 1:* ...` on a large mailbox stays linear.
+        let refused_set: std::collections::HashSet<i64> = refused.iter().copied().collect();
+        let changed_set: std::collections::HashSet<i64> = changed.iter().map(|c| c.uid).collect();
         for &i in &targets {
             let m = &sel.msgs()[i];
-            if refused.contains(&m.uid) {
+            if refused_set.contains(&m.uid) {
                 continue;
             }
-            let was_changed = changed.iter().any(|c| c.uid == m.uid);
+            let was_changed = changed_set.contains(&m.uid);
             match response {
                 StoreResponse::Answer => out.extend_from_slice(sel.flags_response(i + 1, m, uid).as_bytes()),
                 StoreResponse::Silent if sel.condstore && was_changed => {

@@ -11,15 +11,21 @@ use crate::selected::Selected;
 /// Whether `n` is in `set`, `*` standing for `max` (RFC 9051 9: `*` is the
 /// largest number in use, and `a:b` is the same range as `b:a`).
 pub fn set_contains(set: &SequenceSet, n: i64, max: i64) -> bool {
-    let value = |s: &SeqOrUid| match s {
+    ranges(set, max).any(|(lo, hi)| lo <= n && n <= hi)
+}
+
+/// The set's ranges as (low, high), `*` standing for `max`; a range is
+/// taken in either order (RFC 9051 9).
+fn ranges(set: &SequenceSet, max: i64) -> impl Iterator<Item = (i64, i64)> + '_ {
+    let value = move |s: &SeqOrUid| match s {
         SeqOrUid::Asterisk => max,
         SeqOrUid::Value(v) => i64::from(v.get()),
     };
-    set.0.as_ref().iter().any(|seq| match seq {
-        Sequence::Single(s) => value(s) == n,
+    set.0.as_ref().iter().map(move |seq| match seq {
+        Sequence::Single(s) => (value(s), value(s)),
         Sequence::Range(a, b) => {
             let (a, b) = (value(a), value(b));
-            a.min(b) <= n && n <= a.max(b)
+            (a.min(b), a.max(b))
         }
     })
 }
@@ -68,21 +74,8 @@ pub fn resolve_seq(set: &SequenceSet, count: usize) -> Option<Vec<usize>> {
 pub fn resolve_uid_indices(set: &SequenceSet, sel: &Selected) -> Vec<usize> {
     let msgs = sel.msgs();
     let max = msgs.last().map_or(0, |m| m.uid);
-    let value = |s: &SeqOrUid| -> i64 {
-        match s {
-            SeqOrUid::Asterisk => max,
-            SeqOrUid::Value(n) => i64::from(n.get()),
-        }
-    };
     let mut out = Vec::new();
-    for seq in set.0.as_ref() {
-        let (lo, hi) = match seq {
-            Sequence::Single(s) => (value(s), value(s)),
-            Sequence::Range(a, b) => {
-                let (a, b) = (value(a), value(b));
-                (a.min(b), a.max(b))
-            }
-        };
+    for (lo, hi) in ranges(set, max) {
         let start = msgs.partition_point(|m| m.uid < lo);
         let end = msgs.partition_point(|m| m.uid <= hi);
         out.extend(start..end.max(start));
@@ -98,21 +91,8 @@ pub fn resolve_uid_indices(set: &SequenceSet, sel: &Selected) -> Vec<usize> {
 /// UID present; a range is taken in either order (RFC 9051 9).
 pub fn resolve_uid(set: &SequenceSet, sel: &Selected) -> Vec<i64> {
     let max = sel.msgs().last().map_or(0, |m| m.uid);
-    let value = |s: &SeqOrUid| -> i64 {
-        match s {
-            SeqOrUid::Asterisk => max,
-            SeqOrUid::Value(n) => i64::from(n.get()),
-        }
-    };
     let mut out = Vec::new();
-    for seq in set.0.as_ref() {
-        let (lo, hi) = match seq {
-            Sequence::Single(s) => (value(s), value(s)),
-            Sequence::Range(a, b) => {
-                let (a, b) = (value(a), value(b));
-                (a.min(b), a.max(b))
-            }
-        };
+    for (lo, hi) in ranges(set, max) {
         let start = sel.msgs().partition_point(|m| m.uid < lo);
         out.extend(
             sel.msgs()[start..]

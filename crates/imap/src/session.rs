@@ -1080,16 +1080,7 @@ impl Session {
             // The server saved this message at submission already; the
             // client's copy would be a duplicate (the issue's "move a copy to
             // Sent" done once). Its UID is the APPENDUID (RFC 4315 3).
-            let mut out = Vec::new();
-            if matches!(&self.state, State::Selected(s) if s.folder_id == f.id) {
-                self.refresh(false, &mut out);
-            }
-            let _ = write!(
-                Lossless(&mut out),
-                "{tag} OK [APPENDUID {} {uid}] APPEND completed\r\n",
-                f.uidvalidity
-            );
-            self.send(out);
+            self.appended(tag, &f, uid);
             return;
         }
         let id = self.account_id();
@@ -1109,23 +1100,27 @@ impl Session {
         }
         let (bits, keywords) = flag_bits(flags);
         match self.store.append(&f, &data, bits, &keywords.join(" "), date) {
-            Ok(uid) => {
-                let mut out = Vec::new();
-                if matches!(&self.state, State::Selected(s) if s.folder_id == f.id) {
-                    self.refresh(false, &mut out);
-                }
-                let _ = write!(
-                    Lossless(&mut out),
-                    "{tag} OK [APPENDUID {} {uid}] APPEND completed\r\n",
-                    f.uidvalidity
-                );
-                self.send(out);
-            }
+            Ok(uid) => self.appended(tag, &f, uid),
             Err(e) => {
                 tracing::error!(error = %e, "APPEND failed");
                 self.tagged(tag, "NO", "[SERVERBUG] APPEND failed");
             }
         }
+    }
+
+    /// APPEND's OK with APPENDUID (RFC 4315 3), after announcing the new
+    /// message when it went to the selected mailbox.
+    fn appended(&mut self, tag: &str, f: &postroom_store::mailbox::FolderRow, uid: i64) {
+        let mut out = Vec::new();
+        if matches!(&self.state, State::Selected(s) if s.folder_id == f.id) {
+            self.refresh(false, &mut out);
+        }
+        let _ = write!(
+            Lossless(&mut out),
+            "{tag} OK [APPENDUID {} {uid}] APPEND completed\r\n",
+            f.uidvalidity
+        );
+        self.send(out);
     }
 
     /// The server-side Sent copy of this message, when `folder` is the

@@ -5,10 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::BufReader;
-use tokio::net::TcpStream;
-
-use crate::client::{Conn, RemoteReply};
+use crate::client::{connect, RemoteReply};
 
 /// What the customer's server said about a recipient.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,48 +17,20 @@ pub enum CalloutAnswer {
     Unavailable(String),
 }
 
-/// EHLO, `MAIL FROM:<>` (so nothing the server sends back can loop),
-/// `RCPT TO`, then QUIT before DATA (RFC 5321 4.1.1.10: nothing is
-/// delivered).
+/// Connects (no TLS: only an address is asked), EHLO, then
+/// `Session::verify_recipient` and QUIT: nothing is delivered (RFC 5321
+/// 4.1.1.10).
 pub async fn callout(addr: SocketAddr, helo: &str, recipient: &str, timeout: Duration) -> CalloutAnswer {
-    match ask(addr, helo, recipient, timeout).await {
+    let mut session = match connect(addr, helo, None, &addr.ip().to_string(), timeout).await {
+        Ok(s) => s,
+        Err(e) => return CalloutAnswer::Unavailable(e),
+    };
+    let answer = session.verify_recipient(recipient).await;
+    session.quit().await;
+    match answer {
         Ok(r) if r.is_positive() => CalloutAnswer::Accepted,
         Ok(r) if r.is_permanent() => CalloutAnswer::Refused(r),
         Ok(r) => CalloutAnswer::Unavailable(r.to_string()),
         Err(e) => CalloutAnswer::Unavailable(e),
     }
-}
-
-async fn ask(
-    addr: SocketAddr,
-    helo: &str,
-    recipient: &str,
-    timeout: Duration,
-) -> Result<RemoteReply, String> {
-    let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
-        .await
-        .map_err(|_| format!("connection to {addr} timed out"))?
-        .map_err(|e| format!("connection to {addr} failed: {e}"))?;
-    let mut conn = Conn {
-        io: BufReader::new(Box::new(tcp)),
-        timeout,
-    };
-    let greeting = conn.reply().await?;
-    if greeting.code != 220 {
-        return Err(format!("greeting: {greeting}"));
-    }
-    let mut hello = conn.command(&format!("EHLO {helo}")).await?;
-    if !hello.is_positive() {
-        hello = conn.command(&format!("HELO {helo}")).await?;
-    }
-    if !hello.is_positive() {
-        return Err(format!("HELO refused: {hello}"));
-    }
-    let mail = conn.command("MAIL FROM:<>").await?;
-    if !mail.is_positive() {
-        return Err(format!("MAIL FROM:<> refused: {mail}"));
-    }
-    let rcpt = conn.command(&format!("RCPT TO:<{recipient}>")).await?;
-    let _ = conn.command("QUIT").await;
-    Ok(rcpt)
 }

@@ -468,6 +468,19 @@ impl Session {
         }
     }
 
+    /// Asks whether the server would take `recipient`, delivering nothing:
+    /// `MAIL FROM:<>` (so no answer can loop), `RCPT TO`, then RSET. The
+    /// RCPT reply, or an error for a refused MAIL or a lost connection.
+    pub async fn verify_recipient(&mut self, recipient: &str) -> Result<RemoteReply, String> {
+        let mail = self.conn.command("MAIL FROM:<>").await?;
+        if !mail.is_positive() {
+            return Err(format!("MAIL FROM:<> refused: {mail}"));
+        }
+        let rcpt = self.conn.command(&format!("RCPT TO:<{recipient}>")).await?;
+        let _ = self.conn.command("RSET").await;
+        Ok(rcpt)
+    }
+
     /// Ends the session politely (RFC 5321 4.1.1.10), not waiting long.
     pub async fn quit(mut self) {
         self.conn.timeout = self.conn.timeout.min(Duration::from_secs(5));

@@ -151,7 +151,7 @@ impl Directory {
         if listed {
             return Ok(Lookup::Found(Resolution {
                 routes: vec![Route::Remote {
-                    address: addr.to_string(),
+                    address: gateway_address(addr),
                 }],
                 direct_account: None,
                 gateway: true,
@@ -407,6 +407,13 @@ impl Directory {
         }
         Ok(())
     }
+}
+
+/// A gateway recipient as it is relayed: the local part as written (the
+/// customer's server decides what it means), the domain in its canonical
+/// form, which is how the queue finds the domain's `relay_to`.
+pub fn gateway_address(addr: &Address) -> String {
+    format!("{}@{}", addr.local_display(), addr.domain().canonical())
 }
 
 #[cfg(test)]

@@ -43,7 +43,7 @@ impl MxPipeline {
         let found = || {
             Lookup::Found(Resolution {
                 routes: vec![Route::Remote {
-                    address: addr.to_string(),
+                    address: postroom_directory::resolve::gateway_address(addr),
                 }],
                 direct_account: None,
                 gateway: true,

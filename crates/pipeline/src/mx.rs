@@ -444,12 +444,18 @@ impl MxPipeline {
         let sent = folders
             .into_iter()
             .find(|f| f.special_use.as_deref() == Some("\\Sent"))?;
-        let visible = ["to", "cc"]
+        // The addresses To: and Cc: name, as tokens: `bob@x` is not named by
+        // `jimbob@x`.
+        let visible: std::collections::HashSet<String> = ["to", "cc"]
             .iter()
             .filter_map(|h| postroom_core::header::header_value(body, h))
-            .collect::<Vec<_>>()
-            .join(",")
-            .to_lowercase();
+            .flat_map(|v| {
+                v.split([',', ';', '<', '>', ' ', '\t', '"', '(', ')'])
+                    .filter(|t| t.contains('@'))
+                    .map(str::to_lowercase)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
         let bcc: Vec<&str> = recipients
             .iter()
             .filter(|r| !visible.contains(&r.to_lowercase()))

@@ -218,7 +218,7 @@ fn gateway_domains_relay_listed_recipients() {
             assert_eq!(
                 r.routes,
                 [Route::Remote {
-                    address: "Sales+x@GW.example".into()
+                    address: "Sales+x@gw.example".into()
                 }]
             );
         }

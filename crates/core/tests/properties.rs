@@ -1,10 +1,14 @@
 //! Property tests for address parsing: no input panics, accepted addresses
-//! respect the RFC 5321 limits, and the canonical form is stable.
+//! respect the RFC 5321 limits, and the canonical form is stable. And for
+//! reading one header field from a raw message (the Sent copy's
+//! Message-ID and Bcc list): no input panics, and a field written into the
+//! header section is found again, unfolded.
 //!
 //! Fixed seed (see [`config`]); `PROPTEST_CASES=N` and `PROPTEST_RNG_SEED=S`
 //! override the case count and the seed.
 
 use postroom_core::address::{MAX_DOMAIN_LEN, MAX_LOCAL_LEN};
+use postroom_core::header::{header_section, header_value};
 use postroom_core::{Address, Domain};
 use proptest::prelude::*;
 use proptest::test_runner::{RngAlgorithm, RngSeed};
@@ -331,4 +335,54 @@ fn canonical_local_part_is_nfc() {
     let b = Address::parse("i\u{321}\u{307}@example.com", true).unwrap();
     assert_eq!(a.local_canonical(), b.local_canonical());
     assert_eq!(a, b);
+}
+
+/// Header-ish bytes: field names, colons, folds, CR/LF in any order.
+fn messy_message() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(
+        prop_oneof![
+            Just(b"\r\n".to_vec()),
+            Just(b"\r\n ".to_vec()),
+            Just(b"\n".to_vec()),
+            Just(b"\r".to_vec()),
+            Just(b":".to_vec()),
+            Just(b"Message-ID".to_vec()),
+            Just(b"\r\n\r\n".to_vec()),
+            prop::collection::vec(any::<u8>(), 0..8),
+        ],
+        0..40,
+    )
+    .prop_map(|parts| parts.concat())
+}
+
+proptest! {
+    #![proptest_config(config(2000))]
+
+    #[test]
+    fn never_panics(m in messy_message(), name in "[A-Za-z-]{0,12}") {
+        let head = header_section(&m);
+        prop_assert!(head.len() <= m.len());
+        if let Some(v) = header_value(&m, &name) {
+            prop_assert_eq!(v.trim(), v.as_str());
+        }
+    }
+
+    #[test]
+    fn finds_a_written_field(
+        before in prop::collection::vec("[A-Z][a-z]{1,8}: [ -~]{0,20}", 0..5),
+        value in "<[a-z0-9.]{1,20}@[a-z.]{1,12}>",
+        fold in any::<bool>(),
+        body in "[ -~\r\n]{0,40}",
+    ) {
+        prop_assume!(!before.iter().any(|l| l.to_ascii_lowercase().starts_with("message-id:")));
+        let mut m = before.join("\r\n");
+        if !m.is_empty() {
+            m.push_str("\r\n");
+        }
+        m.push_str(if fold { "message-id:\r\n " } else { "Message-ID: " });
+        m.push_str(&value);
+        m.push_str("\r\n\r\n");
+        m.push_str(&body);
+        prop_assert_eq!(header_value(m.as_bytes(), "Message-ID"), Some(value));
+    }
 }

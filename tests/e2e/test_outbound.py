@@ -216,19 +216,14 @@ def test_dkim_signatures_verify_with_dkimpy(tmp_path):
     signatures that dkimpy verifies, its DNS lookups answered by the test's
     own DNS server."""
     dkim = pytest.importorskip("dkim")
-    resolver_mod = pytest.importorskip("dns.resolver")
+    pytest.importorskip("dns.resolver")
     pytest.importorskip("nacl")
     pytest.importorskip("aiosmtpd")
     dnsmasq = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
     dns_port, smtp_port = free_port(), free_port()
     server = make_server(extra_toml=f"\n[queue]\nremote_port = {smtp_port}\nretry_min_secs = 1\n")
-    out = server.cli("dkim", "generate", "esoomllub.com").stdout
-    records = [l for l in out.splitlines() if "._domainkey." in l]
+    records, txt_args = dkim_keys(server)
     assert len(records) == 2 and any("k=ed25519" in r for r in records) and any("k=rsa" in r for r in records)
-    txt_args = []
-    for r in records:
-        name, _, value = r.partition(". IN TXT ")
-        txt_args.append(f"--txt-record={name}," + ",".join(re_strings(value)))
     dns = subprocess.Popen(
         [dnsmasq, "--no-daemon", "--keep-in-foreground", f"--port={dns_port}", "--listen-address=127.0.0.1",
          "--bind-interfaces", "--no-resolv", "--no-hosts", "--conf-file=/dev/null",
@@ -248,13 +243,7 @@ def test_dkim_signatures_verify_with_dkimpy(tmp_path):
         content = receiver.messages[0][2]
         assert content.count(b"DKIM-Signature:") == 2
 
-        def dnsfunc(name, timeout=5):
-            r = resolver_mod.Resolver(configure=False)
-            r.nameservers = ["127.0.0.1"]
-            r.port = dns_port
-            answer = r.resolve(name.decode().rstrip("."), "TXT")
-            return b"".join(b"".join(rdata.strings) for rdata in answer)
-
+        dnsfunc = dkim_dnsfunc(dns_port)
         d = dkim.DKIM(content)
         for i in range(2):
             assert d.verify(idx=i, dnsfunc=dnsfunc), f"signature {i} does not verify"
@@ -266,6 +255,32 @@ def test_dkim_signatures_verify_with_dkimpy(tmp_path):
         server.stop()
         dns.terminate()
         dns.wait()
+
+
+def dkim_keys(server):
+    """Makes esoomllub.com's DKIM keys: the TXT record lines the CLI prints,
+    and dnsmasq arguments that publish them."""
+    out = server.cli("dkim", "generate", "esoomllub.com").stdout
+    records = [l for l in out.splitlines() if "._domainkey." in l]
+    txt_args = []
+    for r in records:
+        name, _, value = r.partition(". IN TXT ")
+        txt_args.append(f"--txt-record={name}," + ",".join(re_strings(value)))
+    return records, txt_args
+
+
+def dkim_dnsfunc(dns_port):
+    """A dkimpy dnsfunc that asks only the test's DNS server on 127.0.0.1."""
+    import dns.resolver
+
+    def dnsfunc(name, timeout=5):
+        r = dns.resolver.Resolver(configure=False)
+        r.nameservers = ["127.0.0.1"]
+        r.port = dns_port
+        answer = r.resolve(name.decode().rstrip("."), "TXT")
+        return b"".join(b"".join(rdata.strings) for rdata in answer)
+
+    return dnsfunc
 
 
 def re_strings(value):
@@ -647,16 +662,11 @@ def test_dkim_signed_8bit_mail_to_a_7bit_server_verifies(tmp_path):
     import email.policy
 
     dkim = pytest.importorskip("dkim")
-    resolver_mod = pytest.importorskip("dns.resolver")
+    pytest.importorskip("dns.resolver")
     pytest.importorskip("nacl")
     receiver = TinyReceiver().start()
     server = make_server(extra_toml=f"\n[queue]\nremote_port = {receiver.port}\nretry_min_secs = 1\n")
-    out = server.cli("dkim", "generate", "esoomllub.com").stdout
-    records = [l for l in out.splitlines() if "._domainkey." in l]
-    txt_args = []
-    for r in records:
-        name, _, value = r.partition(". IN TXT ")
-        txt_args.append(f"--txt-record={name}," + ",".join(re_strings(value)))
+    records, txt_args = dkim_keys(server)
     dns_port, dns = start_dns("--local=/esoomllub.com/", *txt_args)
     with open(server.config) as f:
         cfg = f.read().replace("[dns]\nenabled = false", f'[dns]\nenabled = true\nresolvers = ["127.0.0.1:{dns_port}"]')
@@ -677,13 +687,7 @@ def test_dkim_signed_8bit_mail_to_a_7bit_server_verifies(tmp_path):
         assert all(b < 0x80 for b in content)
         assert content.count(b"DKIM-Signature:") == 2
 
-        def dnsfunc(name, timeout=5):
-            r = resolver_mod.Resolver(configure=False)
-            r.nameservers = ["127.0.0.1"]
-            r.port = dns_port
-            answer = r.resolve(name.decode().rstrip("."), "TXT")
-            return b"".join(b"".join(rdata.strings) for rdata in answer)
-
+        dnsfunc = dkim_dnsfunc(dns_port)
         d = dkim.DKIM(content)
         for i in range(2):
             assert d.verify(idx=i, dnsfunc=dnsfunc), f"signature {i} does not verify"

@@ -1,0 +1,51 @@
+//! Expunge removes exactly the UIDs asked for — runs, gaps, duplicates and
+//! UIDs already gone alike — leaves one tombstone per removed message at one
+//! new MODSEQ, and reports the bodies nothing refers to any more.
+
+use postroom_store::Store;
+
+fn message(i: i64) -> Vec<u8> {
+    format!("From: a{i}@example.com\r\nSubject: message {i}\r\n\r\nbody {i}\r\n").into_bytes()
+}
+
+#[test]
+fn expunge_removes_exactly_the_given_uids() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let domain = store.db.add_domain("example.com", "example.com", None).unwrap();
+    let a = store.db.add_account(domain.id, "u", "u", None, None).unwrap();
+    let inbox = store.db.find_folder(a.id, "INBOX").unwrap().unwrap();
+    for i in 1..=20 {
+        store.append(&inbox, &message(i), 0, "", None).unwrap();
+    }
+    let uids = |store: &Store| -> Vec<i64> {
+        store
+            .db
+            .message_meta(inbox.id)
+            .unwrap()
+            .iter()
+            .map(|m| m.uid)
+            .collect()
+    };
+    assert_eq!(uids(&store), (1..=20).collect::<Vec<_>>());
+    let before = store.db.folder_state(inbox.id).unwrap().unwrap().highestmodseq;
+
+    // Unsorted, with a duplicate, two runs, a single and a UID that never existed.
+    let (removed, bodies) = store
+        .expunge_rows(inbox.id, &[9, 3, 4, 5, 4, 12, 10, 11, 99])
+        .unwrap();
+    assert_eq!(removed, 7);
+    assert_eq!(bodies.len(), 7);
+    let expect: Vec<i64> = (1..=20)
+        .filter(|u| ![3, 4, 5, 9, 10, 11, 12].contains(u))
+        .collect();
+    assert_eq!(uids(&store), expect);
+    let tombstones = store.db.expunged_since(inbox.id, before).unwrap();
+    assert_eq!(tombstones, vec![3, 4, 5, 9, 10, 11, 12]);
+
+    // Removed already (by another session): skipped, not counted.
+    let (removed, _) = store.expunge_rows(inbox.id, &[3, 4, 13]).unwrap();
+    assert_eq!(removed, 1);
+    assert_eq!(uids(&store).len(), 12);
+    store.delete_bodies(bodies);
+}

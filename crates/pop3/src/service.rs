@@ -60,13 +60,6 @@ impl Pop3Service {
         let mut account: Option<(i64, String)> = None;
         let mut _account_permit = None;
         let mut folder_id = 0;
-        // Bodies a committed QUIT left unreferenced: deleted after the
-        // answer is out (the expunge is durable before +OK; the files are
-        // only space).
-        let mut orphans = Orphans {
-            store: self.store.clone(),
-            bodies: Vec::new(),
-        };
         let mut buf = vec![0u8; 4096];
         loop {
             while let Some(action) = session.poll() {
@@ -123,12 +116,10 @@ impl Pop3Service {
                     Action::Commit { deleted } => {
                         // RFC 1939 6: the deletions are committed (one
                         // transaction) before +OK.
-                        let ok = match tokio::task::block_in_place(|| {
-                            self.store.expunge_rows(folder_id, &deleted)
-                        }) {
-                            Ok((n, bodies)) => {
+                        let ok = match tokio::task::block_in_place(|| self.store.expunge(folder_id, &deleted))
+                        {
+                            Ok(n) => {
                                 tracing::info!(target: "pop3", client = %ip, deleted = n, "expunged at QUIT");
-                                orphans.bodies = bodies;
                                 true
                             }
                             Err(e) => {
@@ -180,27 +171,6 @@ impl Pop3Service {
                     return;
                 }
             }
-        }
-    }
-}
-
-/// Message bodies to delete once the session is over, however it ends.
-struct Orphans {
-    store: Store,
-    bodies: Vec<String>,
-}
-
-impl Drop for Orphans {
-    fn drop(&mut self) {
-        if self.bodies.is_empty() {
-            return;
-        }
-        let (store, bodies) = (self.store.clone(), std::mem::take(&mut self.bodies));
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) => {
-                h.spawn_blocking(move || store.delete_bodies(bodies));
-            }
-            Err(_) => store.delete_bodies(bodies),
         }
     }
 }

@@ -159,13 +159,9 @@ pub(crate) fn unreferenced(
 }
 
 impl crate::Store {
-    /// Deletes bodies after the commit that left them unreferenced. A
-    /// leftover file costs space, not correctness: log and go on.
+    /// Deletes bodies after the commit that left them unreferenced: queued
+    /// for the purge thread (see purge.rs).
     pub(crate) fn delete_blobs(&self, ids: Vec<String>) {
-        for b in ids {
-            if let Err(e) = self.blobs.delete(&b) {
-                tracing::warn!(blob = %b, error = %e, "could not delete an unreferenced message body");
-            }
-        }
+        self.purger.release(self.blobs.clone(), ids);
     }
 }

@@ -15,6 +15,7 @@ pub mod dkim;
 pub mod folders;
 pub mod fs;
 pub mod mailbox;
+mod purge;
 pub mod queue;
 pub mod schema;
 pub mod sent;
@@ -85,6 +86,7 @@ pub struct Store {
     /// Server-wide read caches for IMAP and POP3 (see cache.rs).
     pub(crate) folder_cache: Arc<cache::FolderCache>,
     pub(crate) header_cache: Arc<cache::HeaderCache>,
+    purger: Arc<purge::BodyPurger>,
 }
 
 impl Store {
@@ -111,6 +113,7 @@ impl Store {
             data_dir: data_dir.to_path_buf(),
             folder_cache: Arc::new(cache::FolderCache::new(cache::FOLDER_CACHE_MESSAGES)),
             header_cache: Arc::new(cache::HeaderCache::new(cache::HEADER_CACHE_BYTES)),
+            purger: Arc::default(),
         })
     }
 

@@ -152,21 +152,18 @@ impl Store {
 }
 
 impl Store {
-    /// Removes messages from a folder: each leaves a tombstone with a new
-    /// MODSEQ (for QRESYNC), and a body no longer referenced anywhere is
-    /// deleted after the commit. Returns how many were removed (ones already
-    /// gone are skipped: another session may have removed them first).
+    /// Removes messages from a folder in one transaction, committed when
+    /// this returns: each leaves a tombstone with a new MODSEQ (for
+    /// QRESYNC), and a body no longer referenced anywhere goes to the purge
+    /// thread. Returns how many were removed (ones already gone are
+    /// skipped: another session may have removed them first).
     pub fn expunge(&self, folder_id: i64, uids: &[i64]) -> Result<usize> {
         let (removed, blobs) = self.expunge_rows(folder_id, uids)?;
         self.delete_blobs(blobs);
         Ok(removed)
     }
 
-    /// [`Store::expunge`] without deleting the bodies: the removal is
-    /// committed when this returns, and the caller passes the returned
-    /// bodies to [`Store::delete_bodies`] when it suits it (POP3 answers
-    /// QUIT first: a body left behind costs space, never correctness).
-    pub fn expunge_rows(&self, folder_id: i64, uids: &[i64]) -> Result<(usize, Vec<String>)> {
+    fn expunge_rows(&self, folder_id: i64, uids: &[i64]) -> Result<(usize, Vec<String>)> {
         if uids.is_empty() {
             return Ok((0, Vec::new()));
         }
@@ -199,11 +196,6 @@ impl Store {
             let removed = blobs.len();
             Ok((removed, crate::blob::unreferenced(tx, blobs)?))
         })
-    }
-
-    /// Deletes bodies [`Store::expunge_rows`] left unreferenced.
-    pub fn delete_bodies(&self, blobs: Vec<String>) {
-        self.delete_blobs(blobs);
     }
 }
 

@@ -4,6 +4,7 @@ and STLS (110), curl, fetchmail --keep."""
 import os
 import poplib
 import smtplib
+import socket
 import ssl
 import subprocess
 import time
@@ -186,3 +187,59 @@ def test_fetchmail_keep_twice_gets_no_duplicates(server, tmp_path):
         assert r.returncode in (0, 1), r.stderr  # 1: no new mail
     assert mbox.read_text().count("Subject: msg") == 3
     assert len(server.messages("customseo@esoomllub.com")) == 3
+
+
+def test_pipelined_commands_are_answered_in_order_and_bodies_purged(server):
+    """A client that pipelines RETR, TOP, DELE and LIST (RFC 2449 PIPELINING)
+    gets every answer in order, byte-stuffed, across more output than one
+    batch of retrievals holds; after QUIT the messages are gone and so,
+    shortly after, are their bodies on disk."""
+    big = "Subject: big\r\n\r\n" + "".join(f".{i:06d} {'x' * 90}\r\n" for i in range(4000))
+    with smtplib.SMTP("127.0.0.1", server.port) as s:
+        for i in range(30):
+            body = big if i == 7 else f"Subject: msg {i}\r\n\r\n.line {i}\r\nend\r\n"
+            s.sendmail("a@remote.example", ["customseo@esoomllub.com"], body.encode())
+    blobs = os.path.join(server.data, "blobs")
+
+    def count_blobs():
+        return sum(len(files) for _, _, files in os.walk(blobs))
+
+    assert count_blobs() == 30
+    raw = insecure().wrap_socket(
+        socket.create_connection(("127.0.0.1", server.pop3s_port), timeout=10))
+    f = raw.makefile("rb")
+    assert f.readline().startswith(b"+OK")
+    cmds = b"USER customseo@esoomllub.com\r\nPASS 99test99\r\n"
+    for i in range(1, 31):
+        cmds += f"RETR {i}\r\nTOP {i} 0\r\nLIST {i}\r\nDELE {i}\r\n".encode()
+    raw.sendall(cmds + b"STAT\r\nQUIT\r\n")
+
+    def multiline():
+        lines = []
+        while (line := f.readline()) != b".\r\n":
+            assert line, "connection closed inside a multi-line answer"
+            lines.append(line)
+        return lines
+
+    assert f.readline().startswith(b"+OK") and f.readline().startswith(b"+OK")
+    for i in range(1, 31):
+        assert f.readline().startswith(b"+OK"), f"RETR {i}"
+        text = b"".join(multiline())
+        if i == 8:
+            assert b"\r\n..000000 " in text and b"\r\n..003999 " in text and len(text) > 380_000
+        else:
+            assert f"Subject: msg {i - 1}\r\n".encode() in text and f"\r\n..line {i - 1}\r\n".encode() in text
+        assert f.readline().startswith(b"+OK"), f"TOP {i}"
+        top = b"".join(multiline())
+        assert b"Subject:" in top and b"..line" not in top and b"..000000" not in top
+        assert f.readline().startswith(f"+OK {i} ".encode()), f"LIST {i}"
+        assert f.readline().startswith(b"+OK"), f"DELE {i}"
+    assert f.readline().startswith(b"+OK 0 0")
+    assert f.readline().startswith(b"+OK")
+    assert f.readline() == b""
+    raw.close()
+    assert login_pop3s(server).stat()[0] == 0
+    deadline = time.time() + 15
+    while count_blobs() and time.time() < deadline:
+        time.sleep(0.2)
+    assert count_blobs() == 0

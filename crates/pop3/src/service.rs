@@ -13,6 +13,10 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::session::{Action, LoginFailure, MaildropEntry, Session, SessionConfig};
 
+/// How much a batch of pipelined retrievals may put in the output buffer
+/// before it is written.
+const RETRIEVE_BATCH_BYTES: usize = 256 * 1024;
+
 /// What a POP3 listener needs from the rest of Postroom.
 pub struct Pop3Service {
     pub store: Store,
@@ -61,8 +65,10 @@ impl Pop3Service {
         let mut _account_permit = None;
         let mut folder_id = 0;
         let mut buf = vec![0u8; 4096];
+        // An action a batch of retrievals stopped at, handled next.
+        let mut pending: Option<Action> = None;
         loop {
-            while let Some(action) = session.poll() {
+            while let Some(action) = pending.take().or_else(|| session.poll()) {
                 match action {
                     Action::Send(bytes) => {
                         out.extend_from_slice(&bytes);
@@ -108,10 +114,32 @@ impl Pop3Service {
                         }));
                     }
                     Action::Retrieve { uid, .. } => {
+                        if out.len() > 64 * 1024 && write(&mut stream, &mut out).await.is_err() {
+                            return;
+                        }
                         // Store work is synchronous: keep it off the
-                        // scheduler's back (as IMAP does).
-                        let msg = tokio::task::block_in_place(|| self.message(folder_id, uid));
-                        session.message(msg.as_deref());
+                        // scheduler's back (as IMAP does), with one hand-off
+                        // for all the RETR/TOP/DELE a client pipelined rather
+                        // than one per message.
+                        pending = tokio::task::block_in_place(|| {
+                            let mut uid = uid;
+                            loop {
+                                let msg = self.message(folder_id, uid);
+                                session.message(msg.as_deref());
+                                loop {
+                                    match session.poll() {
+                                        Some(Action::Send(bytes)) => out.extend_from_slice(&bytes),
+                                        Some(Action::Retrieve { uid: next, .. })
+                                            if out.len() < RETRIEVE_BATCH_BYTES =>
+                                        {
+                                            uid = next;
+                                            break;
+                                        }
+                                        other => return other,
+                                    }
+                                }
+                            }
+                        });
                     }
                     Action::Commit { deleted } => {
                         // RFC 1939 6: the deletions are committed (one

@@ -1,7 +1,7 @@
 //! Deleting message bodies that nothing refers to any more, off the request
 //! path. Unlinking a file costs a file system more than writing one (ext4
-//! frees its blocks and, mounted with `discard`, trims them, all inside the
-//! journal that every delivery's fsync waits on), and an expunge releases a
+//! frees its blocks and, mounted with `discard`, trims them), it contends
+//! with the fsyncs of deliveries and commits, and an expunge releases a
 //! whole mailbox's bodies at once. One background thread deletes them a
 //! moment after the burst that released them, so that QUITs, EXPUNGEs and
 //! deliveries running at the same time do not wait behind the unlinks.

@@ -13,6 +13,10 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::session::{Action, LoginFailure, MaildropEntry, Session, SessionConfig};
 
+/// Output is written once this much has gathered (and at every pause in
+/// the client's commands).
+const WRITE_AT_BYTES: usize = 64 * 1024;
+
 /// How much a batch of pipelined retrievals may put in the output buffer
 /// before it is written.
 const RETRIEVE_BATCH_BYTES: usize = 256 * 1024;
@@ -72,7 +76,7 @@ impl Pop3Service {
                 match action {
                     Action::Send(bytes) => {
                         out.extend_from_slice(&bytes);
-                        if out.len() > 64 * 1024 && write(&mut stream, &mut out).await.is_err() {
+                        if out.len() > WRITE_AT_BYTES && write(&mut stream, &mut out).await.is_err() {
                             return;
                         }
                     }
@@ -114,7 +118,7 @@ impl Pop3Service {
                         }));
                     }
                     Action::Retrieve { uid, .. } => {
-                        if out.len() > 64 * 1024 && write(&mut stream, &mut out).await.is_err() {
+                        if out.len() > WRITE_AT_BYTES && write(&mut stream, &mut out).await.is_err() {
                             return;
                         }
                         // Store work is synchronous: keep it off the

@@ -158,16 +158,10 @@ impl Store {
     /// thread. Returns how many were removed (ones already gone are
     /// skipped: another session may have removed them first).
     pub fn expunge(&self, folder_id: i64, uids: &[i64]) -> Result<usize> {
-        let (removed, blobs) = self.expunge_rows(folder_id, uids)?;
-        self.delete_blobs(blobs);
-        Ok(removed)
-    }
-
-    fn expunge_rows(&self, folder_id: i64, uids: &[i64]) -> Result<(usize, Vec<String>)> {
         if uids.is_empty() {
-            return Ok((0, Vec::new()));
+            return Ok(0);
         }
-        self.db.write(|tx| {
+        let (removed, blobs) = self.db.write(|tx| {
             let modseq: i64 = tx.query_row(
                 "UPDATE folders SET highestmodseq = highestmodseq + 1 WHERE id = ?1 RETURNING highestmodseq",
                 [folder_id],
@@ -195,7 +189,9 @@ impl Store {
             }
             let removed = blobs.len();
             Ok((removed, crate::blob::unreferenced(tx, blobs)?))
-        })
+        })?;
+        self.delete_blobs(blobs);
+        Ok(removed)
     }
 }
 

@@ -3,6 +3,7 @@ data folder, driven by clients we did not write (smtplib, swaks, raw
 sockets). Nothing here talks to any address outside 127.0.0.0/8."""
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -22,10 +23,38 @@ class PortTaken(Exception):
     pass
 
 
+# Every port handed out in this test run: the kernel may offer a port again
+# once its probe socket is closed, and two listeners (or a server and the DNS
+# server a test starts next to it) must never be given the same one.
+_handed_out = set()
+
+
+def free_ports(n):
+    """n distinct loopback ports that were free a moment ago and were never
+    handed out before in this run. All probes stay bound until all are
+    picked, so the kernel cannot offer one port twice."""
+    probes, ports = [], []
+    try:
+        while len(ports) < n:
+            s = socket.socket()
+            probes.append(s)
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            if port not in _handed_out:
+                _handed_out.add(port)
+                ports.append(port)
+    finally:
+        for s in probes:
+            s.close()
+    return ports
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+PORT_ATTRS = ("port", "pop3_port", "pop3s_port", "imap_port", "imaps_port", "submission_port",
+              "submissions_port")
 
 
 class Server:
@@ -33,13 +62,8 @@ class Server:
 
     def __init__(self, tmp, extra_smtp="", extra_toml="", extra_pop3=""):
         self.tmp = tmp
-        self.port = free_port()
-        self.pop3_port = free_port()
-        self.pop3s_port = free_port()
-        self.imap_port = free_port()
-        self.imaps_port = free_port()
-        self.submission_port = free_port()
-        self.submissions_port = free_port()
+        for attr, port in zip(PORT_ATTRS, free_ports(len(PORT_ATTRS))):
+            setattr(self, attr, port)
         self.data = os.path.join(tmp, "data")
         self.config = os.path.join(tmp, "postroom.toml")
         with open(self.config, "w") as f:
@@ -101,12 +125,13 @@ enabled = false
     def _new_ports(self):
         with open(self.config) as f:
             cfg = f.read()
-        for attr in ("port", "pop3_port", "pop3s_port", "imap_port", "imaps_port", "submission_port",
-                     "submissions_port"):
-            old = getattr(self, attr)
-            new = free_port()
-            cfg = cfg.replace(f"127.0.0.1:{old}\"", f"127.0.0.1:{new}\"")
+        # One pass over the file: replacing port by port could turn a new
+        # port that equals another listener's old one into a duplicate.
+        renumber = {}
+        for attr, new in zip(PORT_ATTRS, free_ports(len(PORT_ATTRS))):
+            renumber[getattr(self, attr)] = new
             setattr(self, attr, new)
+        cfg = re.sub(r'127\.0\.0\.1:(\d+)"', lambda m: f'127.0.0.1:{renumber.get(int(m[1]), int(m[1]))}"', cfg)
         with open(self.config, "w") as f:
             f.write(cfg)
 

@@ -88,6 +88,9 @@ impl BlobStore for CarelessBlobs {
     fn delete(&self, _: &str) -> io::Result<()> {
         Ok(())
     }
+    fn ids_before(&self, _: &str) -> io::Result<Vec<String>> {
+        Ok(Vec::new())
+    }
 }
 
 fn envelope(n: usize) -> (Envelope<AcceptedRcpt>, Vec<u8>) {

@@ -266,6 +266,14 @@ pub enum MailCmd {
         #[arg(long, default_value = "INBOX")]
         folder: String,
     },
+    /// Delete stored message bodies that no message or queue entry refers
+    /// to (left behind by a crash; the server also does this 10 minutes
+    /// after it starts and daily). Only bodies stored more than --min-age
+    /// minutes ago are considered, so mail being delivered is never touched.
+    Sweep {
+        #[arg(long, default_value_t = 10)]
+        min_age: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]

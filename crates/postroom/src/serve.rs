@@ -34,6 +34,16 @@ use tokio_rustls::TlsAcceptor;
 /// How long shutdown waits for sessions to finish their transactions.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
+/// Bodies left behind by a crash or a failed commit are found by a sweep
+/// (see postroom_store's sweep.rs): the first a while after start, when any
+/// transaction a previous process or a CLI command had open is long over,
+/// then daily.
+const BODY_SWEEP_FIRST: Duration = Duration::from_secs(10 * 60);
+const BODY_SWEEP_EVERY: Duration = Duration::from_secs(24 * 3600);
+/// Far beyond the time any transaction takes (SQLite's busy timeout is
+/// 10 s), so a body whose row is about to be committed is never taken.
+const BODY_SWEEP_MIN_AGE: Duration = Duration::from_secs(10 * 60);
+
 pub fn run(cfg: Config, data_dir: PathBuf, cli_flags: String) -> Result<(), String> {
     init_logging(&cfg.log.level);
     pin_mmap_threshold();
@@ -388,6 +398,7 @@ async fn serve(
     }
     let mut queue_stop = shutdown.clone();
     let queue_task = tokio::spawn(delivery.run(async move { queue_stop.recv().await }));
+    tokio::spawn(sweep_bodies_periodically(store.clone()));
     drop(done_tx);
     print_banner(&cfg, &data_dir, &bound, &cli_flags);
 
@@ -396,6 +407,26 @@ async fn serve(
     trigger_and_wait(trigger, &mut done_rx).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), queue_task).await;
     Ok(())
+}
+
+async fn sweep_bodies_periodically(store: Store) {
+    tokio::time::sleep(BODY_SWEEP_FIRST).await;
+    loop {
+        let sweeper = store.clone();
+        let started = std::time::Instant::now();
+        match tokio::task::spawn_blocking(move || sweeper.sweep_unreferenced_bodies(BODY_SWEEP_MIN_AGE)).await
+        {
+            Ok(Ok(r)) => tracing::info!(
+                examined = r.examined,
+                deleted = r.deleted,
+                ms = started.elapsed().as_millis() as u64,
+                "swept unreferenced message bodies"
+            ),
+            Ok(Err(e)) => tracing::warn!(error = %e, "sweeping unreferenced message bodies failed"),
+            Err(e) => tracing::warn!(error = %e, "sweeping unreferenced message bodies failed"),
+        }
+        tokio::time::sleep(BODY_SWEEP_EVERY).await;
+    }
 }
 
 /// Bounces go through the same pipeline as received mail.

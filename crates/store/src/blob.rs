@@ -23,6 +23,10 @@ pub trait BlobStore: Send + Sync {
         self.get(id)
     }
     fn delete(&self, id: &str) -> io::Result<()>;
+    /// The ids of the stored blobs that sort before `bound`. Ids begin with
+    /// their time, so with a time prefix as the bound: the blobs put before
+    /// that moment.
+    fn ids_before(&self, bound: &str) -> io::Result<Vec<String>>;
 }
 
 /// Blobs as files under `blobs/<shard>/<id>`. The shard is the first six
@@ -118,6 +122,28 @@ impl BlobStore for FsBlobStore {
     fn delete(&self, id: &str) -> io::Result<()> {
         let (path, _) = self.path(id)?;
         self.fs.remove(&path)
+    }
+
+    fn ids_before(&self, bound: &str) -> io::Result<Vec<String>> {
+        let shard_bound = bound.get(..6).unwrap_or(bound);
+        let mut ids = Vec::new();
+        for shard in self.fs.list_dir(&self.root)? {
+            // A shard holds the ids that begin with its name.
+            if shard.len() != 6 || shard.as_str() > shard_bound {
+                continue;
+            }
+            let names = match self.fs.list_dir(&self.root.join(&shard)) {
+                Ok(names) => names,
+                Err(e) if e.kind() == io::ErrorKind::NotADirectory => continue,
+                Err(e) => return Err(e),
+            };
+            ids.extend(
+                names
+                    .into_iter()
+                    .filter(|id| valid_id(id) && id.starts_with(&shard) && id.as_str() < bound),
+            );
+        }
+        Ok(ids)
     }
 }
 

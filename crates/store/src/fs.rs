@@ -27,6 +27,8 @@ pub trait DurableFs: Send + Sync {
         self.read(path)
     }
     fn remove(&self, path: &Path) -> io::Result<()>;
+    /// The names of the entries (files and directories) in `dir`.
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
 }
 
 /// The real file system.
@@ -83,6 +85,12 @@ impl DurableFs for RealFs {
 
     fn remove(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)
+    }
+
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+        std::fs::read_dir(dir)?
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect()
     }
 }
 
@@ -244,6 +252,21 @@ impl DurableFs for SimulatedFs {
             .remove(path)
             .map(|_| ())
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such file"))
+    }
+
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let s = self.lock();
+        if !s.dirs.contains_key(dir) {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "no such directory"));
+        }
+        let files = s.files.keys();
+        let dirs = s.dirs.keys();
+        Ok(files
+            .chain(dirs)
+            .filter(|p| p.parent() == Some(dir))
+            .filter_map(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect())
     }
 }
 

@@ -20,6 +20,7 @@ pub mod queue;
 pub mod schema;
 pub mod sent;
 pub mod settings;
+mod sweep;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub use committer::{Delivery, LocalDelivery, OutboundItem};
 pub use db::Db;
 pub use fs::{DurableFs, RealFs, SimulatedFs};
 pub use sent::SENT_COPY_WINDOW_SECS;
+pub use sweep::SweepReport;
 
 #[derive(Debug)]
 pub enum StoreError {

@@ -2,6 +2,8 @@
 //! UIDs already gone alike — leaves one tombstone per removed message at one
 //! new MODSEQ, and deletes the bodies nothing refers to any more.
 
+mod common;
+
 use postroom_store::Store;
 
 fn message(i: i64) -> Vec<u8> {
@@ -48,20 +50,6 @@ fn expunge_removes_exactly_the_given_uids() {
     // The bodies of the removed messages go once the store is closed at the
     // latest (the purge thread finishes its queue); the others stay.
     drop(store);
-    let bodies = walk(&dir.path().join("blobs"));
+    let bodies = common::count_files(&dir.path().join("blobs"));
     assert_eq!(bodies, 12, "one body per message left");
-}
-
-fn walk(dir: &std::path::Path) -> usize {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(&p)
-            } else {
-                1
-            }
-        })
-        .sum()
 }

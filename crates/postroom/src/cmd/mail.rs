@@ -49,6 +49,16 @@ pub fn mail(ctx: &Context, cmd: MailCmd) -> CmdResult {
             std::io::stdout().write_all(&bytes).map_err(|e| e.to_string())?;
             return Ok(());
         }
+        MailCmd::Sweep { min_age } => {
+            let r = store
+                .sweep_unreferenced_bodies(std::time::Duration::from_secs(min_age.saturating_mul(60)))
+                .map_err(|e| e.to_string())?;
+            println!(
+                "{} bodies stored more than {min_age} minutes ago; {} referred to by nothing: deleted",
+                r.examined, r.deleted
+            );
+            return Ok(());
+        }
     };
     let f = folder_of(&store, &address, &folder)?;
     let db = &store.db;

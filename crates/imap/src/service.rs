@@ -46,7 +46,8 @@ impl ImapService {
         let mut session = Session::new(cfg, self.store.clone(), stream.is_tls());
         let mut out = session.greeting();
         let mut buf: Vec<u8> = Vec::new();
-        let mut changes = self.store.changes();
+        // The selected folder's changes, for IDLE.
+        let mut watched: Option<(i64, tokio::sync::watch::Receiver<()>)> = None;
         let mut _account_permit = None;
         loop {
             // Store work is synchronous; keep it off the async scheduler's back.
@@ -61,7 +62,7 @@ impl ImapService {
                 }
                 v
             });
-            let mut progressed = !actions.is_empty();
+            let progressed = !actions.is_empty();
             for action in actions {
                 match action {
                     Action::Send(bytes) => out.extend_from_slice(&bytes),
@@ -115,16 +116,20 @@ impl ImapService {
             if progressed {
                 continue;
             }
-            progressed = false;
-            let _ = progressed;
             if buf.capacity() == 0 {
                 buf = vec![0u8; READ_BUF];
             }
+            let folder = session.selected_folder();
+            if watched.as_ref().map(|(id, _)| *id) != folder {
+                watched = folder.map(|id| (id, self.store.watch_folder(id)));
+            }
+            // Changes made by another process (a CLI command) are not
+            // signalled: look for them once a second.
             let idle_tick = Duration::from_secs(1);
             let idling = session.is_idling();
             let read = tokio::select! {
                 r = tokio::time::timeout(self.idle_timeout, stream.read(&mut buf)) => Some(r),
-                _ = changes.changed(), if idling => None,
+                _ = folder_changed(&mut watched), if idling => None,
                 _ = tokio::time::sleep(idle_tick), if idling => None,
                 _ = shutdown.recv(), if !shutdown.is_shutdown() => {
                     let bye = session.shutting_down();
@@ -152,6 +157,21 @@ impl ImapService {
                 }
             }
         }
+    }
+}
+
+/// Resolves when the watched folder has changed since this was last
+/// called; never when no folder is selected.
+async fn folder_changed(watched: &mut Option<(i64, tokio::sync::watch::Receiver<()>)>) {
+    match watched {
+        Some((_, rx)) => {
+            if rx.changed().await.is_err() {
+                // The signal is kept while anyone holds a receiver: cannot
+                // happen, but must not spin.
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -9,6 +9,7 @@ use crate::blob::BlobStore;
 use rusqlite::{params, Connection, Transaction};
 use tokio::sync::oneshot;
 
+use crate::watch::{FolderWatch, Touched};
 use crate::{Result, StoreError};
 
 /// Most deliveries in one transaction.
@@ -60,11 +61,19 @@ pub(crate) struct Committer {
 }
 
 impl Committer {
-    pub(crate) fn start(conn: Connection, blobs: Arc<dyn BlobStore>) -> Result<Committer> {
+    /// `touched` records the folders changed on `conn` (see watch.rs);
+    /// they are published to `folders` after each commit.
+    pub(crate) fn start(
+        conn: Connection,
+        touched: Touched,
+        folders: Arc<FolderWatch>,
+        blobs: Arc<dyn BlobStore>,
+    ) -> Result<Committer> {
         let (tx, rx) = mpsc::channel::<Request>();
+        let committed = Committed { touched, folders };
         std::thread::Builder::new()
             .name("postroom-commit".into())
-            .spawn(move || run(conn, blobs, rx))?;
+            .spawn(move || run(conn, blobs, committed, rx))?;
         Ok(Committer { tx })
     }
 
@@ -77,7 +86,13 @@ impl Committer {
     }
 }
 
-fn run(mut conn: Connection, blobs: Arc<dyn BlobStore>, rx: mpsc::Receiver<Request>) {
+/// Where the folders a batch changed go once it has committed.
+struct Committed {
+    touched: Touched,
+    folders: Arc<FolderWatch>,
+}
+
+fn run(mut conn: Connection, blobs: Arc<dyn BlobStore>, committed: Committed, rx: mpsc::Receiver<Request>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -96,6 +111,7 @@ fn run(mut conn: Connection, blobs: Arc<dyn BlobStore>, rx: mpsc::Receiver<Reque
             continue;
         }
         let results = commit_batch(&mut conn, &batch);
+        committed.folders.publish(&committed.touched);
         for ((_, reply), result) in batch.into_iter().zip(results) {
             let _ = reply.send(result);
         }

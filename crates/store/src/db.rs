@@ -5,6 +5,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::committer::{Committer, Delivery};
+use crate::watch::{record_folder_changes, FolderWatch, Touched};
 use crate::{schema, Result, StoreError};
 
 /// The metadata database: a pool of connections for reads and short writes
@@ -17,11 +18,14 @@ pub struct Db {
 
 struct DbInner {
     path: PathBuf,
-    pool: Mutex<Vec<Connection>>,
+    /// Each connection with the folders its current transaction changed.
+    pool: Mutex<Vec<(Connection, Touched)>>,
     committer: OnceLock<Committer>,
-    /// Bumped after every commit made through this handle, so IMAP IDLE
-    /// wakes at once for changes made in this process.
+    /// Bumped after every commit made through this handle, so the queue
+    /// looks for new work at once.
     changed: tokio::sync::watch::Sender<u64>,
+    /// Per folder, for IMAP IDLE (see watch.rs).
+    folders: Arc<FolderWatch>,
 }
 
 /// Every connection: WAL with `synchronous=FULL` (a commit is on disk when
@@ -47,53 +51,68 @@ impl Db {
         let mut conn = connect(path)?;
         schema::migrate(&mut conn, path)?;
         drop(lock);
+        let touched = record_folder_changes(&conn);
         Ok(Db {
             inner: Arc::new(DbInner {
                 path: path.to_path_buf(),
-                pool: Mutex::new(vec![conn]),
+                pool: Mutex::new(vec![(conn, touched)]),
                 committer: OnceLock::new(),
                 changed: tokio::sync::watch::Sender::new(0),
+                folders: Arc::default(),
             }),
         })
     }
 
-    fn take(&self) -> Result<Connection> {
+    fn take(&self) -> Result<(Connection, Touched)> {
         let pooled = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
         match pooled {
             Some(c) => Ok(c),
-            None => connect(&self.inner.path),
+            None => {
+                let conn = connect(&self.inner.path)?;
+                let touched = record_folder_changes(&conn);
+                Ok((conn, touched))
+            }
         }
     }
 
-    fn give_back(&self, conn: Connection) {
+    /// Returns a connection whose work is over (committed, or rolled back
+    /// when it failed): the sessions waiting on the folders it changed can
+    /// look now.
+    fn give_back(&self, conn: Connection, touched: Touched) {
+        self.inner.folders.publish(&touched);
         let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
         if pool.len() < 16 {
-            pool.push(conn);
+            pool.push((conn, touched));
         }
     }
 
     /// Runs `f` on a pooled connection (reads).
     pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let conn = self.take()?;
+        let (conn, touched) = self.take()?;
         let r = f(&conn);
-        self.give_back(conn);
+        self.give_back(conn, touched);
         r
     }
 
     /// Runs `f` in an immediate (write-locked) transaction and commits.
     pub fn write<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
-        let mut conn = self.take()?;
+        let (mut conn, touched) = self.take()?;
         let r = (|| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let v = f(&tx)?;
             tx.commit()?;
             Ok(v)
         })();
-        self.give_back(conn);
+        self.give_back(conn, touched);
         if r.is_ok() {
             self.notify();
         }
         r
+    }
+
+    /// Changes to one folder (see watch.rs).
+    pub fn watch_folder(&self, folder_id: i64) -> tokio::sync::watch::Receiver<()> {
+        self.inner.folders.subscribe(folder_id)
     }
 
     fn notify(&self) {
@@ -112,7 +131,10 @@ impl Db {
         let committer = match self.inner.committer.get() {
             Some(c) => c,
             None => {
-                let c = Committer::start(connect(&self.inner.path)?, Arc::clone(blobs))?;
+                let conn = connect(&self.inner.path)?;
+                let touched = record_folder_changes(&conn);
+                let folders = Arc::clone(&self.inner.folders);
+                let c = Committer::start(conn, touched, folders, Arc::clone(blobs))?;
                 let _ = self.inner.committer.set(c);
                 self.inner.committer.get().ok_or(StoreError::Unavailable)?
             }

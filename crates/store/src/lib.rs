@@ -21,6 +21,7 @@ pub mod schema;
 pub mod sent;
 pub mod settings;
 mod sweep;
+mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -122,6 +123,11 @@ impl Store {
     /// Commits a delivery whose blob was put in this store's blobs.
     pub async fn commit_delivery(&self, delivery: Delivery) -> Result<()> {
         self.db.commit_delivery(delivery, &self.blobs).await
+    }
+
+    /// See [`Db::watch_folder`].
+    pub fn watch_folder(&self, folder_id: i64) -> tokio::sync::watch::Receiver<()> {
+        self.db.watch_folder(folder_id)
     }
 
     /// See [`Db::changes`].

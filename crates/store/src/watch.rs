@@ -1,0 +1,87 @@
+//! Which folders a commit changed, for the IMAP sessions waiting on them in
+//! IDLE. Every change a session must report (a new message, a flag change,
+//! an expunge, the folder's deletion) updates the folder's row (its
+//! HIGHESTMODSEQ or UIDNEXT, or deletes it), so an update hook on the
+//! `folders` table of each connection records the folder ids, and the ids
+//! are published once that connection's transaction has committed. A
+//! session is woken by its own folder's changes only: with one process-wide
+//! signal, each delivery woke every IDLE session of the server (1,000 of
+//! them cost 60% of a core at 18 commits a second).
+//!
+//! Changes made by another process (a CLI command) are not seen here; the
+//! IDLE loop still looks once a second for those.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+use tokio::sync::watch;
+
+/// The folders with waiting sessions, each with the signal they wait on.
+#[derive(Default)]
+pub struct FolderWatch {
+    inner: Mutex<Watched>,
+}
+
+#[derive(Default)]
+struct Watched {
+    folders: HashMap<i64, watch::Sender<()>>,
+    /// When the map reaches this size, folders nobody waits on any more
+    /// are forgotten (a map of every folder ever selected would only grow).
+    prune_at: usize,
+}
+
+/// Folder ids a connection's current transaction has changed.
+pub(crate) type Touched = Arc<Mutex<Vec<i64>>>;
+
+impl FolderWatch {
+    /// A receiver that sees a change after each commit (in this process)
+    /// that changed the folder.
+    pub fn subscribe(&self, folder_id: i64) -> watch::Receiver<()> {
+        let mut w = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = w.folders.get(&folder_id) {
+            return tx.subscribe();
+        }
+        if w.folders.len() >= w.prune_at {
+            w.folders.retain(|_, tx| tx.receiver_count() > 0);
+            w.prune_at = (w.folders.len() * 2).max(64);
+        }
+        let (tx, rx) = watch::channel(());
+        w.folders.insert(folder_id, tx);
+        rx
+    }
+
+    /// Wakes the sessions waiting on the folders `touched` records, and
+    /// empties it. Call after the transaction committed: a woken session
+    /// must find the change.
+    pub(crate) fn publish(&self, touched: &Touched) {
+        let mut ids = std::mem::take(&mut *touched.lock().unwrap_or_else(|e| e.into_inner()));
+        if ids.is_empty() {
+            return;
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        let w = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        for id in ids {
+            if let Some(tx) = w.folders.get(&id) {
+                tx.send_replace(());
+            }
+        }
+    }
+}
+
+/// Records in `touched` the folders that statements on `conn` change.
+/// Changes later rolled back are recorded too: a session woken for nothing
+/// finds nothing new, which is harmless.
+pub(crate) fn record_folder_changes(conn: &Connection) -> Touched {
+    let touched = Touched::default();
+    let sink = Arc::clone(&touched);
+    conn.update_hook(Some(
+        move |_: rusqlite::hooks::Action, _: &str, table: &str, rowid: i64| {
+            if table == "folders" {
+                sink.lock().unwrap_or_else(|e| e.into_inner()).push(rowid);
+            }
+        },
+    ));
+    touched
+}

@@ -1,0 +1,96 @@
+//! A folder's watchers are woken by every change an IMAP session must
+//! report — APPEND, delivery, flag change, COPY, expunge, deletion — and
+//! only by changes to their own folder.
+
+use postroom_store::folders::FlagOp;
+use postroom_store::{Delivery, LocalDelivery, Store};
+use tokio::sync::watch::Receiver;
+
+fn message(i: i64) -> Vec<u8> {
+    format!("Subject: message {i}\r\n\r\nbody {i}\r\n").into_bytes()
+}
+
+/// Whether `rx` saw a change since the last call, which it marks seen.
+fn woken(rx: &mut Receiver<()>) -> bool {
+    let changed = rx.has_changed().unwrap();
+    rx.mark_unchanged();
+    changed
+}
+
+#[test]
+fn each_change_wakes_the_watchers_of_its_folder_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let domain = store.db.add_domain("example.com", "example.com", None).unwrap();
+    let a = store.db.add_account(domain.id, "a", "a", None, None).unwrap();
+    let b = store.db.add_account(domain.id, "b", "b", None, None).unwrap();
+    let inbox_a = store.db.find_folder(a.id, "INBOX").unwrap().unwrap();
+    let inbox_b = store.db.find_folder(b.id, "INBOX").unwrap().unwrap();
+    let work = store.db.create_folder(a.id, "Work", None).unwrap();
+
+    let mut watch_a = store.watch_folder(inbox_a.id);
+    let mut watch_a2 = store.watch_folder(inbox_a.id);
+    let mut watch_b = store.watch_folder(inbox_b.id);
+    let mut watch_work = store.watch_folder(work.id);
+    assert!(!woken(&mut watch_a));
+
+    // APPEND.
+    store.append(&inbox_a, &message(1), 0, "", None).unwrap();
+    assert!(
+        woken(&mut watch_a) && woken(&mut watch_a2),
+        "every watcher of the folder"
+    );
+    assert!(
+        !woken(&mut watch_b) && !woken(&mut watch_work),
+        "no other folder's"
+    );
+
+    // A delivery through the group committer.
+    let blob_id = postroom_core::QueueId::generate(1).to_string();
+    store.blobs.put(&blob_id, &message(2)).unwrap();
+    let delivery = Delivery {
+        queue_id: blob_id.clone(),
+        blob_id,
+        blob_size: message(2).len() as u64,
+        received_at: 0,
+        local: vec![LocalDelivery {
+            account_id: b.id,
+            folder: "INBOX".into(),
+            prefix: Vec::new(),
+            flags: 0,
+            keywords: String::new(),
+            internal_date: None,
+            sent_copy_of: None,
+        }],
+        outbound: vec![],
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    rt.block_on(store.commit_delivery(delivery)).unwrap();
+    assert!(woken(&mut watch_b));
+    assert!(!woken(&mut watch_a));
+
+    // A flag change.
+    store
+        .db
+        .store_flags(inbox_a.id, &[1], FlagOp::Add, 1, &[], None)
+        .unwrap();
+    assert!(woken(&mut watch_a));
+
+    // COPY wakes the target.
+    store.db.copy_messages(inbox_a.id, &[1], work.id).unwrap();
+    assert!(woken(&mut watch_work));
+
+    // Expunge.
+    store.expunge(inbox_a.id, &[1]).unwrap();
+    assert!(woken(&mut watch_a));
+    assert!(!woken(&mut watch_b));
+
+    // Deleting the folder: its sessions must learn it is gone.
+    store.delete_folder(&work).unwrap();
+    assert!(woken(&mut watch_work));
+    assert!(!woken(&mut watch_a));
+
+    // A failed write publishes nothing it did not change.
+    assert!(store.db.create_folder(a.id, "INBOX", None).is_err());
+    assert!(!woken(&mut watch_a) && !woken(&mut watch_b));
+}

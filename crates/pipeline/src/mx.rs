@@ -609,7 +609,7 @@ impl SmtpHandler for MxPipeline {
                 .flatten()
                 .is_some();
             if !hosted {
-                if let Ok(postroom_queue::dns::Route::NullMx) = dns.route(from.domain().canonical()).await {
+                if let Ok(true) = dns.is_null_mx(from.domain().canonical()).await {
                     return Err(Reply::new(
                         550,
                         "5.7.27",

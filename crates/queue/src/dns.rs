@@ -25,6 +25,40 @@ pub enum Route {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TempDnsError(pub String);
 
+enum MxAnswer {
+    /// (preference, host), without empty host names; none when the domain
+    /// has no MX records.
+    Records(Vec<(u16, String)>),
+    NullMx,
+    NoSuchDomain,
+}
+
+async fn mx_records(r: &TokioResolver, domain: &str) -> Result<MxAnswer, TempDnsError> {
+    let fqdn = format!("{domain}.");
+    let mut mx: Vec<(u16, String)> = match r.mx_lookup(fqdn.as_str()).await {
+        Ok(l) => l
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::MX(m) => Some((
+                    m.preference,
+                    m.exchange.to_ascii().trim_end_matches('.').to_lowercase(),
+                )),
+                _ => None,
+            })
+            .collect(),
+        Err(e) if e.is_nx_domain() => return Ok(MxAnswer::NoSuchDomain),
+        Err(e) if e.is_no_records_found() => Vec::new(),
+        Err(e) => return Err(TempDnsError(format!("MX lookup for {domain} failed: {e}"))),
+    };
+    // RFC 7505 3: a single MX record with the root as its exchange.
+    if mx.len() == 1 && mx[0].1.is_empty() {
+        return Ok(MxAnswer::NullMx);
+    }
+    mx.retain(|(_, h)| !h.is_empty());
+    Ok(MxAnswer::Records(mx))
+}
+
 pub struct MxResolver {
     resolver: Option<TokioResolver>,
 }
@@ -86,27 +120,11 @@ impl MxResolver {
                 Err(_) => Ok(Route::NoSuchDomain),
             };
         }
-        let fqdn = format!("{domain}.");
-        let mut mx: Vec<(u16, String)> = match r.mx_lookup(fqdn.as_str()).await {
-            Ok(l) => l
-                .answers()
-                .iter()
-                .filter_map(|r| match &r.data {
-                    RData::MX(m) => Some((
-                        m.preference,
-                        m.exchange.to_ascii().trim_end_matches('.').to_lowercase(),
-                    )),
-                    _ => None,
-                })
-                .collect(),
-            Err(e) if e.is_nx_domain() => return Ok(Route::NoSuchDomain),
-            Err(e) if e.is_no_records_found() => Vec::new(),
-            Err(e) => return Err(TempDnsError(format!("MX lookup for {domain} failed: {e}"))),
+        let mut mx = match mx_records(r, domain).await? {
+            MxAnswer::Records(mx) => mx,
+            MxAnswer::NullMx => return Ok(Route::NullMx),
+            MxAnswer::NoSuchDomain => return Ok(Route::NoSuchDomain),
         };
-        if mx.len() == 1 && mx[0].1.is_empty() {
-            return Ok(Route::NullMx);
-        }
-        mx.retain(|(_, h)| !h.is_empty());
         if mx.is_empty() {
             // RFC 5321 5.1: the domain itself is the implicit MX.
             mx.push((0, domain.to_string()));
@@ -133,6 +151,20 @@ impl MxResolver {
             ));
         }
         Ok(Route::Hosts(hosts))
+    }
+
+    /// Whether the domain publishes a null MX (RFC 7505): the MX lookup
+    /// alone, without the address lookups a delivery needs.
+    pub async fn is_null_mx(&self, domain: &str) -> Result<bool, TempDnsError> {
+        let Some(r) = &self.resolver else {
+            return Err(TempDnsError(
+                "DNS lookups are turned off (dns.enabled = false)".into(),
+            ));
+        };
+        if domain.starts_with('[') {
+            return Ok(false);
+        }
+        Ok(matches!(mx_records(r, domain).await?, MxAnswer::NullMx))
     }
 
     /// The addresses of one host (a gateway domain's `relay_to`): A/AAAA

@@ -176,6 +176,27 @@ def test_idle_sees_delivery_flags_and_expunge_within_a_second(server):
     watcher.logout()
 
 
+def test_idle_sees_mail_delivered_by_another_process(server):
+    """`postroom sendmail` delivers from its own process, which wakes no
+    session directly: the server looks for such changes once a second."""
+    watcher = imaps(server)
+    watcher.select("INBOX")
+    tag = watcher._new_tag().decode()
+    watcher.send(f"{tag} IDLE\r\n".encode())
+    assert watcher.readline().startswith(b"+")
+    server.cli("sendmail", "-i", "customseo@esoomllub.com",
+               input="From: cron@esoomllub.com\nSubject: from cron\n\nnightly report\n")
+    # Generous: the look is once a second, the machine may be busy.
+    watcher.sock.settimeout(10)
+    assert watcher.readline() == b"* 1 EXISTS\r\n"
+    watcher.send(b"DONE\r\n")
+    line = watcher.readline()
+    while not line.startswith(tag.encode()):
+        line = watcher.readline()
+    assert line.startswith(tag.encode() + b" OK")
+    watcher.logout()
+
+
 def test_recent_is_for_the_first_session_only(server):
     deliver(server, 1)
     a = imaps(server)

@@ -123,14 +123,12 @@ impl ImapService {
             if watched.as_ref().map(|(id, _)| *id) != folder {
                 watched = folder.map(|id| (id, self.store.watch_folder(id)));
             }
-            // Changes made by another process (a CLI command) are not
-            // signalled: look for them once a second.
-            let idle_tick = Duration::from_secs(1);
+            // Woken by any change to the folder, this process's or (looked
+            // for once a second by the server) another's.
             let idling = session.is_idling();
             let read = tokio::select! {
                 r = tokio::time::timeout(self.idle_timeout, stream.read(&mut buf)) => Some(r),
                 _ = folder_changed(&mut watched), if idling => None,
-                _ = tokio::time::sleep(idle_tick), if idling => None,
                 _ = shutdown.recv(), if !shutdown.is_shutdown() => {
                     let bye = session.shutting_down();
                     let _ = stream.write_all(&bye).await;

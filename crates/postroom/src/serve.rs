@@ -25,7 +25,7 @@ use postroom_queue::dns::MxResolver;
 use postroom_queue::{DeliveryQueue, Injector, QueueSettings};
 use postroom_smtp::service::{serve_connection, ConnectionSettings};
 use postroom_smtp::{Reply, SessionConfig};
-use postroom_store::Store;
+use postroom_store::{ForeignChanges, Store};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -33,6 +33,11 @@ use tokio_rustls::TlsAcceptor;
 
 /// How long shutdown waits for sessions to finish their transactions.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// How often changes made by other processes to the folders IMAP sessions
+/// wait on are looked for: IDLE reports them within this time (RFC 9051
+/// leaves it to the server; a second is what clients are used to).
+const FOREIGN_CHANGES_EVERY: Duration = Duration::from_secs(1);
 
 /// Bodies left behind by a crash or a failed commit are found by a sweep
 /// (see postroom_store's sweep.rs): the first a while after start, when any
@@ -399,6 +404,7 @@ async fn serve(
     let mut queue_stop = shutdown.clone();
     let queue_task = tokio::spawn(delivery.run(async move { queue_stop.recv().await }));
     tokio::spawn(sweep_bodies_periodically(store.clone()));
+    tokio::spawn(look_for_foreign_changes(store.clone()));
     drop(done_tx);
     print_banner(&cfg, &data_dir, &bound, &cli_flags);
 
@@ -407,6 +413,36 @@ async fn serve(
     trigger_and_wait(trigger, &mut done_rx).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), queue_task).await;
     Ok(())
+}
+
+/// Wakes IDLE sessions for changes other processes made to their folders
+/// (in-process commits wake them at once; see postroom_store's watch.rs).
+async fn look_for_foreign_changes(store: Store) {
+    let mut state = ForeignChanges::default();
+    let mut tick = tokio::time::interval(FOREIGN_CHANGES_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let db = store.db.clone();
+        let looked = tokio::task::spawn_blocking(move || {
+            let r = db.look_for_foreign_changes(&mut state);
+            (state, r)
+        })
+        .await;
+        match looked {
+            Ok((s, r)) => {
+                state = s;
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "looking for changes to watched folders failed");
+                }
+            }
+            // The state went with the task: start again from nothing.
+            Err(e) => {
+                tracing::warn!(error = %e, "looking for changes to watched folders failed");
+                state = ForeignChanges::default();
+            }
+        }
+    }
 }
 
 async fn sweep_bodies_periodically(store: Store) {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::committer::{Committer, Delivery};
-use crate::watch::{record_folder_changes, FolderWatch, Touched};
+use crate::watch::{record_folder_changes, FolderWatch, ForeignChanges, Touched};
 use crate::{schema, Result, StoreError};
 
 /// The metadata database: a pool of connections for reads and short writes
@@ -113,6 +113,13 @@ impl Db {
     /// Changes to one folder (see watch.rs).
     pub fn watch_folder(&self, folder_id: i64) -> tokio::sync::watch::Receiver<()> {
         self.inner.folders.subscribe(folder_id)
+    }
+
+    /// Looks for changes other processes made to watched folders and wakes
+    /// their waiters; returns how many folders moved. The server calls this
+    /// once a second (see watch.rs).
+    pub fn look_for_foreign_changes(&self, state: &mut ForeignChanges) -> Result<usize> {
+        self.read(|c| Ok(state.look(c, &self.inner.folders)?))
     }
 
     fn notify(&self) {

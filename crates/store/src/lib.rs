@@ -32,6 +32,7 @@ pub use db::Db;
 pub use fs::{DurableFs, RealFs, SimulatedFs};
 pub use sent::SENT_COPY_WINDOW_SECS;
 pub use sweep::SweepReport;
+pub use watch::ForeignChanges;
 
 #[derive(Debug)]
 pub enum StoreError {

@@ -94,3 +94,51 @@ fn each_change_wakes_the_watchers_of_its_folder_only() {
     assert!(store.db.create_folder(a.id, "INBOX", None).is_err());
     assert!(!woken(&mut watch_a) && !woken(&mut watch_b));
 }
+
+#[test]
+fn changes_made_by_another_process_are_found_by_looking() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two opens of one data folder: two processes as far as hooks go.
+    let server = Store::open(dir.path()).unwrap();
+    let cli = Store::open(dir.path()).unwrap();
+    let domain = cli.db.add_domain("example.com", "example.com", None).unwrap();
+    let a = cli.db.add_account(domain.id, "a", "a", None, None).unwrap();
+    let b = cli.db.add_account(domain.id, "b", "b", None, None).unwrap();
+    let inbox_a = cli.db.find_folder(a.id, "INBOX").unwrap().unwrap();
+    let inbox_b = cli.db.find_folder(b.id, "INBOX").unwrap().unwrap();
+    let work = cli.db.create_folder(a.id, "Work", None).unwrap();
+
+    let mut state = postroom_store::ForeignChanges::default();
+    let mut watch_a = server.watch_folder(inbox_a.id);
+    let mut watch_b = server.watch_folder(inbox_b.id);
+    let mut watch_work = server.watch_folder(work.id);
+    // The first look wakes every newly watched folder once.
+    assert_eq!(server.db.look_for_foreign_changes(&mut state).unwrap(), 3);
+    assert!(woken(&mut watch_a) && woken(&mut watch_b) && woken(&mut watch_work));
+    assert_eq!(server.db.look_for_foreign_changes(&mut state).unwrap(), 0);
+
+    cli.append(&inbox_a, &message(1), 0, "", None).unwrap();
+    assert!(!woken(&mut watch_a), "no hook crosses processes");
+    assert_eq!(server.db.look_for_foreign_changes(&mut state).unwrap(), 1);
+    assert!(woken(&mut watch_a));
+    assert!(!woken(&mut watch_b) && !woken(&mut watch_work));
+
+    cli.db
+        .store_flags(inbox_a.id, &[1], FlagOp::Add, 1, &[], None)
+        .unwrap();
+    server.db.look_for_foreign_changes(&mut state).unwrap();
+    assert!(woken(&mut watch_a));
+
+    cli.delete_folder(&work).unwrap();
+    server.db.look_for_foreign_changes(&mut state).unwrap();
+    assert!(woken(&mut watch_work), "a deleted folder wakes its sessions");
+
+    // Folders nobody waits on any more are not looked at.
+    drop(watch_b);
+    cli.append(&inbox_b, &message(2), 0, "", None).unwrap();
+    assert_eq!(
+        server.db.look_for_foreign_changes(&mut state).unwrap(),
+        1,
+        "only Work, still gone"
+    );
+}

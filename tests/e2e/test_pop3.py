@@ -65,6 +65,18 @@ def test_bodies_left_by_a_crash_are_swept(server):
     p.quit()
 
 
+def test_bodies_released_just_before_a_shutdown_are_deleted(server):
+    """SIGTERM within the purge thread's 2 s: the server finishes its queue
+    of bodies to delete before it exits."""
+    deliver(server, 4)
+    p = login_pop3s(server)
+    for i in (1, 2, 3):
+        p.dele(i)
+    p.quit()
+    assert server.stop() == 0
+    assert count_blobs(server) == 1
+
+
 def test_pop3s_retrieve_and_leave_on_server(server):
     deliver(server, 3)
     p = login_pop3s(server)

@@ -121,7 +121,14 @@ impl ImapService {
             }
             let folder = session.selected_folder();
             if watched.as_ref().map(|(id, _)| *id) != folder {
-                watched = folder.map(|id| (id, self.store.watch_folder(id)));
+                watched = folder.map(|id| {
+                    let mut rx = self.store.watch_folder(id);
+                    // The session read the folder (SELECT) before this
+                    // subscription: a change committed in between signalled
+                    // nobody. One look when IDLE starts catches it.
+                    rx.mark_changed();
+                    (id, rx)
+                });
             }
             // Woken by any change to the folder, this process's or (looked
             // for once a second by the server) another's.

@@ -269,7 +269,8 @@ pub enum MailCmd {
     /// Delete stored message bodies that no message or queue entry refers
     /// to (left behind by a crash; the server also does this 10 minutes
     /// after it starts and daily). Only bodies stored more than --min-age
-    /// minutes ago are considered, so mail being delivered is never touched.
+    /// minutes ago are considered, so mail being delivered is never touched
+    /// (--min-age 0 only while no server or other command is running).
     Sweep {
         #[arg(long, default_value_t = 10)]
         min_age: u64,

@@ -6,7 +6,7 @@
 //! are published once that connection's transaction has committed. A
 //! session is woken by its own folder's changes only: with one process-wide
 //! signal, each delivery woke every IDLE session of the server (1,000 of
-//! them cost 60% of a core at 18 commits a second).
+//! them cost 57% of a core at 17 commits a second; bench/RESULTS.md).
 //!
 //! Changes made by another process (the CLI's `sendmail`, a command) fire
 //! no hook here: [`ForeignChanges`] reads the watched folders' rows once a
@@ -37,8 +37,9 @@ struct Watched {
 pub(crate) type Touched = Arc<Mutex<Vec<i64>>>;
 
 impl FolderWatch {
-    /// A receiver that sees a change after each commit (in this process)
-    /// that changed the folder.
+    /// A receiver that sees a change after each commit that changed the
+    /// folder: at once for this process's commits, at the next look
+    /// ([`ForeignChanges`]) for another process's.
     pub fn subscribe(&self, folder_id: i64) -> watch::Receiver<()> {
         let mut w = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(tx) = w.folders.get(&folder_id) {

@@ -272,6 +272,7 @@ pub enum MailCmd {
     /// minutes ago are considered, so mail being delivered is never touched
     /// (--min-age 0 only while no server or other command is running).
     Sweep {
+        /// Minutes since a body was stored before it is considered.
         #[arg(long, default_value_t = 10)]
         min_age: u64,
     },

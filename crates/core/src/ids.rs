@@ -16,17 +16,25 @@ impl QueueId {
     pub fn generate(unix_micros: u64) -> Self {
         let mut rng = rand::thread_rng();
         let mut s = String::with_capacity(20);
+        s.push_str(&Self::time_prefix(unix_micros));
+        for _ in 0..8 {
+            s.push(ALPHABET[rng.gen_range(0..32)] as char);
+        }
+        QueueId(s)
+    }
+
+    /// The twelve time characters every id generated at `unix_micros`
+    /// begins with. The alphabet is in ASCII order, so an id generated
+    /// earlier sorts before this prefix and one generated then or later
+    /// after it.
+    pub fn time_prefix(unix_micros: u64) -> String {
         let mut t = unix_micros;
         let mut time_part = [0u8; 12];
         for slot in time_part.iter_mut().rev() {
             *slot = ALPHABET[(t & 31) as usize];
             t >>= 5;
         }
-        s.extend(time_part.iter().map(|&b| b as char));
-        for _ in 0..8 {
-            s.push(ALPHABET[rng.gen_range(0..32)] as char);
-        }
-        QueueId(s)
+        time_part.iter().map(|&b| b as char).collect()
     }
 
     /// Accepts only strings this type could have generated, so an id read
@@ -67,5 +75,16 @@ mod tests {
         assert!(a < b);
         assert_eq!(QueueId::parse(a.as_str()), Some(a));
         assert!(QueueId::parse("../etc/passwd00000000").is_none());
+    }
+
+    #[test]
+    fn time_prefix_separates_earlier_ids_from_later_ones() {
+        let bound = QueueId::time_prefix(1_700_000_000_000_000);
+        let earlier = QueueId::generate(1_699_999_999_999_999);
+        let same = QueueId::generate(1_700_000_000_000_000);
+        let later = QueueId::generate(1_700_000_000_000_001);
+        assert!(earlier.as_str() < bound.as_str());
+        assert!(same.as_str().starts_with(&bound) && same.as_str() > bound.as_str());
+        assert!(later.as_str() > bound.as_str());
     }
 }

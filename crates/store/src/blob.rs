@@ -42,6 +42,9 @@ pub struct FsBlobStore {
     dirty: Mutex<HashSet<PathBuf>>,
 }
 
+/// A shard directory's name: the first characters of its blobs' ids.
+const SHARD_CHARS: usize = 6;
+
 fn valid_id(id: &str) -> bool {
     id.len() >= 8 && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
@@ -64,7 +67,7 @@ impl FsBlobStore {
         if !valid_id(id) {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad blob id"));
         }
-        let shard = self.root.join(&id[..6]);
+        let shard = self.root.join(&id[..SHARD_CHARS]);
         Ok((shard.join(id), shard))
     }
 
@@ -125,11 +128,11 @@ impl BlobStore for FsBlobStore {
     }
 
     fn ids_before(&self, bound: &str) -> io::Result<Vec<String>> {
-        let shard_bound = bound.get(..6).unwrap_or(bound);
+        let shard_bound = bound.get(..SHARD_CHARS).unwrap_or(bound);
         let mut ids = Vec::new();
         for shard in self.fs.list_dir(&self.root)? {
             // A shard holds the ids that begin with its name.
-            if shard.len() != 6 || shard.as_str() > shard_bound {
+            if shard.len() != SHARD_CHARS || shard.as_str() > shard_bound {
                 continue;
             }
             let names = match self.fs.list_dir(&self.root.join(&shard)) {
@@ -147,13 +150,10 @@ impl BlobStore for FsBlobStore {
     }
 }
 
-/// Of these blob ids (just unreferenced by a deleted row), the ones nothing
-/// refers to any more — no message, no queue row. Called inside the
-/// transaction that deleted the rows.
-pub(crate) fn unreferenced(
-    tx: &rusqlite::Transaction<'_>,
-    mut ids: Vec<String>,
-) -> rusqlite::Result<Vec<String>> {
+/// Of these blob ids, the ones nothing refers to any more — no message, no
+/// queue row. Called inside the transaction that deleted rows naming them,
+/// and by the sweep (sweep.rs) for bodies found on disk.
+pub(crate) fn unreferenced(tx: &rusqlite::Connection, mut ids: Vec<String>) -> rusqlite::Result<Vec<String>> {
     ids.sort();
     ids.dedup();
     if ids.is_empty() {

@@ -9,15 +9,12 @@
 //! bodies older than any transaction can be are considered: ids begin with
 //! their time, and the caller says how old is old enough.
 
-use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use postroom_core::QueueId;
 
 use crate::{Result, Store};
 
-/// The length of an id's time part (see `QueueId::generate`).
-const ID_TIME_CHARS: usize = 12;
 /// Candidates checked per read of the database, so a large store does not
 /// hold one read transaction (and the WAL) for the whole sweep.
 const CHECK_CHUNK: usize = 1000;
@@ -38,37 +35,18 @@ impl Store {
             .checked_sub(min_age)
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .unwrap_or_default();
-        let bound = QueueId::generate(before.as_micros() as u64).to_string();
-        let bound = bound.get(..ID_TIME_CHARS).unwrap_or(&bound);
-        let candidates = self.blobs.ids_before(bound)?;
+        let bound = QueueId::time_prefix(before.as_micros() as u64);
+        let candidates = self.blobs.ids_before(&bound)?;
         let mut report = SweepReport {
             examined: candidates.len(),
             deleted: 0,
         };
-        if candidates.is_empty() {
-            return Ok(report);
-        }
-        // The queue is short-lived and small next to the mailboxes (and has
-        // no index on its bodies): one scan.
-        let queued: HashSet<String> = self.db.read(|c| {
-            let mut st = c.prepare("SELECT DISTINCT blob_id FROM outbound")?;
-            let rows = st.query_map([], |r| r.get::<_, String>(0))?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
-        })?;
         for chunk in candidates.chunks(CHECK_CHUNK) {
-            let unused: Vec<&String> = self.db.read(|c| {
-                let mut in_messages =
-                    c.prepare_cached("SELECT EXISTS(SELECT 1 FROM messages WHERE blob_id = ?1)")?;
-                let mut unused = Vec::new();
-                for id in chunk.iter().filter(|id| !queued.contains(*id)) {
-                    if !in_messages.query_row([id], |r| r.get::<_, bool>(0))? {
-                        unused.push(id);
-                    }
-                }
-                Ok(unused)
-            })?;
+            let unused = self
+                .db
+                .read(|c| Ok(crate::blob::unreferenced(c, chunk.to_vec())?))?;
             for id in unused {
-                match self.blobs.delete(id) {
+                match self.blobs.delete(&id) {
                     Ok(()) => report.deleted += 1,
                     // The purge thread got there first.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

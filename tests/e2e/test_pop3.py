@@ -242,12 +242,7 @@ def test_pipelined_commands_are_answered_in_order_and_bodies_purged(server):
         for i in range(30):
             body = big if i == 7 else f"Subject: msg {i}\r\n\r\n.line {i}\r\nend\r\n"
             s.sendmail("a@remote.example", ["customseo@esoomllub.com"], body.encode())
-    blobs = os.path.join(server.data, "blobs")
-
-    def count_blobs():
-        return sum(len(files) for _, _, files in os.walk(blobs))
-
-    assert count_blobs() == 30
+    assert count_blobs(server) == 30
     raw = insecure().wrap_socket(
         socket.create_connection(("127.0.0.1", server.pop3s_port), timeout=10))
     f = raw.makefile("rb")
@@ -283,6 +278,6 @@ def test_pipelined_commands_are_answered_in_order_and_bodies_purged(server):
     raw.close()
     assert login_pop3s(server).stat()[0] == 0
     deadline = time.time() + 15
-    while count_blobs() and time.time() < deadline:
+    while count_blobs(server) and time.time() < deadline:
         time.sleep(0.2)
-    assert count_blobs() == 0
+    assert count_blobs(server) == 0

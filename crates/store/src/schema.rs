@@ -156,7 +156,35 @@ CREATE TABLE sent_copies (
 CREATE INDEX sent_copies_by_id ON sent_copies(folder_id, message_id);
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+/// Version 6 (storage): the bytes each account stores, kept as a running
+/// total. Summing the account's messages at every RCPT made each delivery
+/// pay for every message already stored: ingest into one mailbox fell from
+/// 417 to 80 messages/s as it grew from 0 to 40,000 messages. Triggers keep
+/// the total right for every path that inserts or deletes a message
+/// (delivery, APPEND, COPY, MOVE, expunge, the CLI); the migration fills it
+/// in once.
+const V6: &str = r#"
+ALTER TABLE accounts ADD COLUMN used_bytes INTEGER NOT NULL DEFAULT 0;
+UPDATE accounts SET used_bytes = COALESCE((
+    SELECT SUM(m.size) FROM messages m JOIN folders f ON m.folder_id = f.id
+    WHERE f.account_id = accounts.id), 0);
+CREATE TRIGGER messages_usage_insert AFTER INSERT ON messages BEGIN
+    UPDATE accounts SET used_bytes = used_bytes + NEW.size
+        WHERE id = (SELECT account_id FROM folders WHERE id = NEW.folder_id);
+END;
+CREATE TRIGGER messages_usage_delete AFTER DELETE ON messages BEGIN
+    UPDATE accounts SET used_bytes = used_bytes - OLD.size
+        WHERE id = (SELECT account_id FROM folders WHERE id = OLD.folder_id);
+END;
+CREATE TRIGGER messages_usage_update AFTER UPDATE OF size, folder_id ON messages BEGIN
+    UPDATE accounts SET used_bytes = used_bytes - OLD.size
+        WHERE id = (SELECT account_id FROM folders WHERE id = OLD.folder_id);
+    UPDATE accounts SET used_bytes = used_bytes + NEW.size
+        WHERE id = (SELECT account_id FROM folders WHERE id = NEW.folder_id);
+END;
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

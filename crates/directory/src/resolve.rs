@@ -49,6 +49,11 @@ pub enum Lookup {
     Found(Resolution),
     /// The aliases form a cycle or nest deeper than [`MAX_DEPTH`].
     Loop(String),
+    /// Hosted, but nothing in the expansion can take the mail: every
+    /// target is missing or invalid, or postmaster@ has nobody to go to.
+    /// Refused at RCPT (`550 5.1.1`) rather than held for ever, so that
+    /// strangers cannot fill the queue with it.
+    Unresolvable(String),
     /// A gateway domain's address that is not on its recipient list, and
     /// the domain verifies such addresses at its server (`relay_to`).
     Callout {
@@ -67,8 +72,44 @@ struct Expansion {
     routes: Vec<Route>,
     accounts: HashSet<i64>,
     remotes: HashSet<String>,
-    /// Aliases being expanded (domain id, local) — a repeat is a cycle.
-    chain: Vec<(i64, String)>,
+    /// Aliases (and, when `strict`, forwarding mailboxes) being expanded —
+    /// a repeat is a cycle.
+    chain: Vec<Node>,
+    /// Checking a change before it is saved: a mailbox whose forwarding
+    /// leads back to itself is a cycle too. Resolving mail, such a cycle
+    /// (made before this check existed) is ended by giving each mailbox
+    /// one copy instead.
+    strict: bool,
+}
+
+impl Expansion {
+    fn new(chain: Vec<Node>, strict: bool) -> Self {
+        Expansion {
+            routes: Vec::new(),
+            accounts: HashSet::new(),
+            remotes: HashSet::new(),
+            chain,
+            strict,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Node {
+    /// An alias: (domain id, local part; empty for the catch-all).
+    Alias(i64, String),
+    /// A mailbox's forwarding.
+    Forward(i64),
+}
+
+/// What a set of targets is about to be saved for, in
+/// [`Directory::check_targets`].
+#[derive(Clone, Copy, Debug)]
+pub enum Origin<'a> {
+    /// The alias `local` of `domain` (empty `local`: the catch-all).
+    Alias { domain: &'a DomainRow, local: &'a str },
+    /// The forwarding of the mailbox `account`.
+    Forward { account: &'a AccountRow },
 }
 
 enum Step {
@@ -116,18 +157,20 @@ impl Directory {
             return self.resolve_gateway(&domain, relay_to, addr);
         }
         let direct = self.db.account(domain.id, addr.local_canonical())?;
-        let mut x = Expansion {
-            routes: Vec::new(),
-            accounts: HashSet::new(),
-            remotes: HashSet::new(),
-            chain: Vec::new(),
-        };
+        let mut x = Expansion::new(Vec::new(), false);
         match self.lookup(&domain, addr.local_canonical(), 0, &mut x) {
-            Ok(Step::Found) => Ok(Lookup::Found(Resolution {
-                routes: x.routes,
-                direct_account: direct,
-                gateway: false,
-            })),
+            Ok(Step::Found) => {
+                // Held routes wait for the administrator; when nothing else
+                // is left, nothing would ever deliver the message.
+                if let Some(why) = unresolvable(&x.routes) {
+                    return Ok(Lookup::Unresolvable(why));
+                }
+                Ok(Lookup::Found(Resolution {
+                    routes: x.routes,
+                    direct_account: direct,
+                    gateway: false,
+                }))
+            }
             Ok(Step::NotFound) => Ok(Lookup::Unknown),
             Err(ExpandError::Loop(why)) => Ok(Lookup::Loop(why)),
             Err(ExpandError::Store(e)) => Err(e),
@@ -217,7 +260,7 @@ impl Directory {
                         gateway: false,
                     })
                 }
-                Lookup::Unknown | Lookup::Loop(_) | Lookup::Callout { .. } => {}
+                Lookup::Unknown | Lookup::Loop(_) | Lookup::Unresolvable(_) | Lookup::Callout { .. } => {}
             }
         }
         Ok(Resolution {
@@ -233,12 +276,19 @@ impl Directory {
     /// Checks that an alias with these targets would expand without a cycle
     /// (used before saving it).
     pub fn check_alias(&self, domain: &DomainRow, local: &str, targets: &[String]) -> Result<Option<String>> {
-        let mut x = Expansion {
-            routes: Vec::new(),
-            accounts: HashSet::new(),
-            remotes: HashSet::new(),
-            chain: vec![(domain.id, local.to_string())],
+        self.check_targets(Origin::Alias { domain, local }, targets)
+    }
+
+    /// The one cycle check for a change about to be saved, an alias's
+    /// targets or a mailbox's forwarding: `Some(why)` when the targets lead
+    /// back to `origin` through aliases or forwarding, or nest deeper than
+    /// [`MAX_DEPTH`].
+    pub fn check_targets(&self, origin: Origin<'_>, targets: &[String]) -> Result<Option<String>> {
+        let start = match origin {
+            Origin::Alias { domain, local } => Node::Alias(domain.id, local.to_string()),
+            Origin::Forward { account } => Node::Forward(account.id),
         };
+        let mut x = Expansion::new(vec![start], true);
         match self.expand_targets(targets, 1, &mut x) {
             Ok(()) => Ok(None),
             Err(ExpandError::Loop(why)) => Ok(Some(why)),
@@ -316,7 +366,7 @@ impl Directory {
         depth: usize,
         x: &mut Expansion,
     ) -> std::result::Result<bool, ExpandError> {
-        let key = (domain.id, local.to_string());
+        let key = Node::Alias(domain.id, local.to_string());
         let name = if local.is_empty() {
             format!("@{}", domain.name)
         } else {
@@ -350,8 +400,14 @@ impl Directory {
         domain: &DomainRow,
         depth: usize,
     ) -> std::result::Result<(), ExpandError> {
+        if x.strict && x.chain.contains(&Node::Forward(acct.id)) {
+            return Err(ExpandError::Loop(format!(
+                "forwarding of {}@{} leads back to itself",
+                acct.local, domain.name
+            )));
+        }
         // The same mailbox reached twice gets one copy (and this also ends
-        // forwarding cycles between mailboxes).
+        // forwarding cycles between mailboxes made before they were checked).
         if !x.accounts.insert(acct.id) {
             return Ok(());
         }
@@ -369,7 +425,14 @@ impl Directory {
                     acct.local, domain.name
                 )));
             }
-            self.expand_targets(&acct.forward_to, depth + 1, x)?;
+            if x.strict {
+                x.chain.push(Node::Forward(acct.id));
+            }
+            let r = self.expand_targets(&acct.forward_to, depth + 1, x);
+            if x.strict {
+                x.chain.pop();
+            }
+            r?;
         }
         Ok(())
     }
@@ -407,6 +470,22 @@ impl Directory {
         }
         Ok(())
     }
+}
+
+/// Why nothing can deliver to these routes: none at all (mailboxes that
+/// forward to each other without keeping copies), or only held ones.
+fn unresolvable(routes: &[Route]) -> Option<String> {
+    if routes.is_empty() {
+        return Some("forwarding goes round in a circle without keeping a copy".into());
+    }
+    let mut held = Vec::new();
+    for r in routes {
+        match r {
+            Route::Held { reason, .. } => held.push(reason.as_str()),
+            Route::Local { .. } | Route::Remote { .. } => return None,
+        }
+    }
+    held.first().map(|r| r.to_string())
 }
 
 /// A gateway recipient as it is relayed: the local part as written (the

@@ -2,7 +2,7 @@ use std::io::BufRead;
 
 use postroom_core::{Address, Domain, Secret};
 use postroom_directory::import::{parse_virtual, VirtualEntry};
-use postroom_directory::{password, Directory};
+use postroom_directory::{password, Directory, Origin};
 use postroom_store::directory::DomainRow;
 use postroom_store::{Db, Store};
 
@@ -315,16 +315,17 @@ pub fn user(ctx: &Context, cmd: UserCmd) -> CmdResult {
             if targets.is_empty() {
                 return Err("give the addresses to forward to (or --off)".into());
             }
-            let before = (a.forward_to.clone(), a.forward_keep);
-            db.set_forwarding(a.id, &targets, !no_copy)
-                .map_err(|e| e.to_string())?;
-            // Refuse a forwarding that makes a cycle through aliases.
+            // The same cycle check as `alias add`: f1 -> f2 -> f1 is refused
+            // whether the way back runs through forwarding or aliases.
             let dir = Directory::new(db.clone(), None);
-            if let postroom_directory::Lookup::Loop(why) = dir.resolve(&addr).map_err(|e| e.to_string())? {
-                db.set_forwarding(a.id, &before.0, before.1)
-                    .map_err(|e| e.to_string())?;
+            if let Some(why) = dir
+                .check_targets(Origin::Forward { account: &a }, &targets)
+                .map_err(|e| e.to_string())?
+            {
                 return Err(format!("refused: {why}"));
             }
+            db.set_forwarding(a.id, &targets, !no_copy)
+                .map_err(|e| e.to_string())?;
             println!(
                 "{address} forwards to {}{}",
                 targets.join(", "),

@@ -216,3 +216,49 @@ def test_check_smtp_names_an_unqualified_helo(tmp_path):
             in r.stdout
     finally:
         s.stop()
+
+
+def test_domain_add_refuses_names_that_cannot_be_hosted(tmp_path):
+    s = make_server(populate=False)
+    for name, why in [
+        ("127.0.0.1", "IP address"),
+        ("[127.0.0.1]", "IP address"),
+        ("localhost", "localhost"),
+        ("mail.localhost", "localhost"),
+        ("intranet", "single label"),
+        ("mx.test.example", "own host name"),
+        ("MX.Test.Example", "own host name"),
+        ("dot.test.", "trailing dot"),
+        ("p\u0430ypal.example", "mixes Latin and Cyrillic"),
+        ("g\u03bf\u03bfgle.example", "mixes Latin and Greek"),
+        ("\u2603.example", "IDNA2008"),
+        ("ab--cd.example", "IDNA2008"),
+    ]:
+        r = s.cli("domain", "add", name, check=False)
+        assert r.returncode != 0 and why in r.stderr, (name, r.stderr)
+        # Not as a domain alias nor as a gateway either.
+        r = s.cli("domain", "add", name, "--relay-to", "127.0.0.1:25", check=False)
+        assert r.returncode != 0, name
+    assert s.cli("domain", "list").stdout == ""
+    s.cli("domain", "add", "bücher.example")
+    s.cli("domain", "add", "пример.example")
+    s.cli("domain", "add", "dot.test")
+    r = s.cli("domain", "add", "dot2.test.", "--alias-of", "dot.test", check=False)
+    assert r.returncode != 0 and "trailing dot" in r.stderr
+    s.cli("user", "add", "u@dot.test")
+    assert "u@dot.test\t" in s.cli("user", "list").stdout
+
+
+def test_alias_targets_are_addresses(tmp_path):
+    s = make_server(populate=False)
+    s.cli("domain", "add", "abc.com")
+    s.cli("user", "add", "kent@abc.com")
+    r = s.cli("alias", "add", "x@abc.com", "not an address", check=False)
+    assert r.returncode != 0 and "`not an address`" in r.stderr, r.stderr
+    r = s.cli("alias", "add", "x@abc.com", "kent, a b@remote.example", check=False)
+    assert r.returncode != 0 and "`a b@remote.example`" in r.stderr, r.stderr
+    assert s.cli("alias", "list").stdout == ""
+    r = s.cli("user", "forward", "kent@abc.com", "friend @remote.example", check=False)
+    assert r.returncode != 0 and "not an address" in r.stderr, r.stderr
+    s.cli("alias", "add", "x@abc.com", "kent, friend@remote.example")
+    assert "x@abc.com\tkent@abc.com,friend@remote.example" in s.cli("alias", "list").stdout

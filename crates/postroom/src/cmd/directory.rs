@@ -9,6 +9,13 @@ use postroom_store::{Db, Store};
 use super::{parse_address, CmdResult, Context};
 use crate::cli::{AliasCmd, DomainCmd, ImportCmd, PasswordArgs, UserCmd};
 
+/// A name `domain add` (and `import virtual`) may host: the one check,
+/// `Domain::parse_hosted`, against this configuration's host name.
+fn hosted_name(ctx: &Context, name: &str) -> Result<Domain, String> {
+    let own = ctx.config()?.server.hostname;
+    Domain::parse_hosted(name, &own).map_err(|e| format!("`{name}` {e}"))
+}
+
 fn hosted(db: &Db, domain: &Domain) -> Result<DomainRow, String> {
     db.domain(domain.canonical())
         .map_err(|e| e.to_string())?
@@ -48,7 +55,7 @@ pub fn domain(ctx: &Context, cmd: DomainCmd) -> CmdResult {
             relay_to,
             verify,
         } => {
-            let d = Domain::parse(&domain).map_err(|e| format!("`{domain}`: {e}"))?;
+            let d = hosted_name(ctx, &domain)?;
             let target = match &alias_of {
                 Some(t) => Some(Domain::parse(t).map_err(|e| format!("`{t}`: {e}"))?),
                 None => None,
@@ -419,17 +426,23 @@ fn parse_alias_name(s: &str) -> Result<(Domain, String, String), String> {
     ))
 }
 
+/// The targets of an alias, forward or recipient list: separated by commas
+/// (spaces around them are ignored), each one address or a local part of
+/// `domain`. A target with a space inside is refused, not split into
+/// several local targets.
 fn qualify_targets(list: &str, domain: &Domain) -> Result<Vec<String>, String> {
-    list.split([',', ' '])
-        .filter(|t| !t.trim().is_empty())
+    list.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
         .map(|t| {
-            let t = t.trim();
             let full = if t.contains('@') {
                 t.to_string()
             } else {
                 format!("{t}@{}", domain.canonical())
             };
-            parse_address(&full).map(|a| a.to_string())
+            Address::parse(&full, true)
+                .map(|a| a.to_string())
+                .map_err(|e| format!("target `{t}` is not an address ({e})"))
         })
         .collect()
 }

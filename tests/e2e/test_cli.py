@@ -55,7 +55,7 @@ def test_import_virtual(tmp_path):
 def test_users_passwords_quota(tmp_path):
     s = make_server(populate=False)
     s.cli("domain", "add", "abc.com")
-    s.cli("user", "add", "a@abc.com", "--password-stdin", "--quota", "2G", input="pw\n")
+    s.cli("user", "add", "a@abc.com", "--password-stdin", "--quota", "2G", input="pw-long-enough\n")
     s.cli("user", "add", "b@abc.com", "--password-hash", "{PLAIN}secret")
     r = s.cli("user", "add", "c@abc.com", "--password-hash", "{MD5}x", check=False)
     assert r.returncode != 0
@@ -262,3 +262,21 @@ def test_alias_targets_are_addresses(tmp_path):
     assert r.returncode != 0 and "not an address" in r.stderr, r.stderr
     s.cli("alias", "add", "x@abc.com", "kent, friend@remote.example")
     assert "x@abc.com\tkent@abc.com,friend@remote.example" in s.cli("alias", "list").stdout
+
+
+def test_passwords_have_a_minimum_length(tmp_path):
+    s = make_server(populate=False)
+    s.cli("domain", "add", "abc.com")
+    for pw in ("x", "        ", "seven77"):
+        r = s.cli("user", "add", "a@abc.com", "--password-stdin", input=pw + "\n", check=False)
+        assert r.returncode != 0 and ("at least 8" in r.stderr or "white space" in r.stderr), (pw, r.stderr)
+    assert s.cli("user", "list").stdout == ""
+    s.cli("user", "add", "a@abc.com", "--password-stdin", input="eight888\n")
+    r = s.cli("user", "passwd", "a@abc.com", "--password-stdin", input="short\n", check=False)
+    assert r.returncode != 0 and "at least 8" in r.stderr
+    # The minimum is a setting.
+    with open(s.config, "a") as f:
+        f.write("\n[auth]\nmin_password_length = 12\n")
+    r = s.cli("user", "passwd", "a@abc.com", "--password-stdin", input="eleven11111\n", check=False)
+    assert r.returncode != 0 and "at least 12" in r.stderr
+    s.cli("user", "passwd", "a@abc.com", "--password-stdin", input="twelve121212\n")

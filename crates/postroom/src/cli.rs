@@ -159,7 +159,8 @@ pub enum DomainCmd {
 
 #[derive(Args, Debug)]
 pub struct PasswordArgs {
-    /// Read the password from the first line of standard input.
+    /// Read the password from the first line of standard input (at least
+    /// auth.min_password_length characters, 8 by default).
     #[arg(long)]
     pub password_stdin: bool,
     /// Store an existing hash ({SHA512-CRYPT}$6$..., $argon2id$..., ...).

@@ -209,7 +209,7 @@ fn relay_locals(list: &str, d: &DomainRow) -> Result<Vec<String>, String> {
         .collect()
 }
 
-fn read_password(args: &PasswordArgs) -> Result<Option<String>, String> {
+fn read_password(args: &PasswordArgs, min_len: usize) -> Result<Option<String>, String> {
     if let Some(h) = &args.password_hash {
         if !password::is_supported(h) {
             return Err(
@@ -222,15 +222,19 @@ fn read_password(args: &PasswordArgs) -> Result<Option<String>, String> {
     if !args.password_stdin {
         return Ok(None);
     }
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
+    // One line, read with a cap: a password has no business being longer
+    // than 4 KiB, and stdin may be a file or a device that never ends.
+    const MAX_LINE: u64 = 4096;
+    let mut raw = Vec::new();
+    std::io::Read::take(std::io::stdin().lock(), MAX_LINE + 1)
+        .read_until(b'\n', &mut raw)
         .map_err(|e| e.to_string())?;
-    let pw = line.trim_end_matches(['\r', '\n']).to_string();
-    if pw.is_empty() {
-        return Err("empty password on standard input".into());
+    if raw.len() as u64 > MAX_LINE {
+        return Err(format!("password on standard input longer than {MAX_LINE} bytes"));
     }
+    let line = String::from_utf8(raw).map_err(|_| "the password on standard input is not UTF-8")?;
+    let pw = line.trim_end_matches(['\r', '\n']).to_string();
+    password::check_new(&pw, min_len)?;
     Ok(Some(password::hash(&Secret::new(pw))))
 }
 
@@ -253,6 +257,7 @@ pub fn parse_size(s: &str) -> Result<i64, String> {
 }
 
 pub fn user(ctx: &Context, cmd: UserCmd) -> CmdResult {
+    let min_password = ctx.config()?.auth.min_password_length;
     let store = ctx.store()?;
     let db = &store.db;
     match cmd {
@@ -264,7 +269,7 @@ pub fn user(ctx: &Context, cmd: UserCmd) -> CmdResult {
         } => {
             let addr = parse_address(&address)?;
             let d = home_domain(db, addr.domain())?;
-            let hash = read_password(&password)?;
+            let hash = read_password(&password, min_password)?;
             let quota = quota.as_deref().map(parse_size).transpose()?.or(d.default_quota);
             let a = db
                 .add_account(
@@ -282,7 +287,8 @@ pub fn user(ctx: &Context, cmd: UserCmd) -> CmdResult {
         }
         UserCmd::Passwd { address, password } => {
             let a = find_account(db, &parse_address(&address)?)?;
-            let hash = read_password(&password)?.ok_or("give --password-stdin or --password-hash")?;
+            let hash =
+                read_password(&password, min_password)?.ok_or("give --password-stdin or --password-hash")?;
             db.set_password_hash(a.id, &hash).map_err(|e| e.to_string())?;
             println!("password changed");
         }

@@ -280,3 +280,34 @@ def test_passwords_have_a_minimum_length(tmp_path):
     r = s.cli("user", "passwd", "a@abc.com", "--password-stdin", input="eleven11111\n", check=False)
     assert r.returncode != 0 and "at least 12" in r.stderr
     s.cli("user", "passwd", "a@abc.com", "--password-stdin", input="twelve121212\n")
+
+
+def test_import_virtual_is_all_or_nothing_and_names_the_line(tmp_path):
+    s = make_server(populate=False)
+    s.cli("domain", "add", "abc.com")
+    s.cli("user", "add", "kent@abc.com")
+    m = tmp_path / "addresses"
+    bad = [
+        ("sales@abc.com kent\nbad..local@abc.com kent\n", ":2:", "bad local part"),
+        ("sales@abc.com kent\nx@bad_domain.example kent\n", ":2:", "bad domain"),
+        ("sales@abc.com kent\nx@localhost kent\n", ":2:", "localhost"),
+        ("sales@abc.com kent\nx@abc.com a b@@c\n", ":2:", "target"),
+        ("sales@abc.com kent\nloop1@abc.com loop2\nloop2@abc.com loop1\n", ":", "refers back"),
+    ]
+    for text, where, why in bad:
+        m.write_text(text)
+        r = s.cli("import", "virtual", str(m), "--origin", "abc.com", check=False)
+        assert r.returncode != 0 and f"{m}{where}" in r.stderr and why in r.stderr, (text, r.stderr)
+        # Line 1 was fine, and is not imported either.
+        assert s.cli("alias", "list").stdout == "", text
+    m.write_bytes(b"sales@abc.com kent\nx@abc.com caf\xe9\n")
+    r = s.cli("import", "virtual", str(m), "--origin", "abc.com", check=False)
+    assert r.returncode != 0 and f"{m}:2: not UTF-8" in r.stderr, r.stderr
+    assert s.cli("alias", "list").stdout == ""
+    # An endless input is refused at once, not read for ever.
+    r = s.cli("import", "virtual", "/dev/zero", "--origin", "abc.com", check=False)
+    assert r.returncode != 0 and "/dev/zero:1: line longer than" in r.stderr, r.stderr
+    m.write_text("sales@abc.com kent\nnew.example anything\ninfo@new.example kent@abc.com\n")
+    s.cli("import", "virtual", str(m), "--origin", "abc.com")
+    listing = s.cli("alias", "list").stdout
+    assert "sales@abc.com\tkent@abc.com" in listing and "info@new.example\tkent@abc.com" in listing

@@ -6,7 +6,8 @@
 //! are relayed to the customer's own server, others checked by a callout
 //! there when the domain asks for it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use postroom_core::Address;
 use postroom_store::directory::{AccountRow, DomainRow};
@@ -66,6 +67,53 @@ pub struct Directory {
     db: Db,
     /// The provider's postmaster (config `server.postmaster`).
     postmaster: Option<Address>,
+    /// Changes about to be saved, seen by lookups as if they were.
+    pending: Option<Arc<Pending>>,
+}
+
+/// Domains and alias targets not saved yet, which lookups see as if they
+/// were: `import virtual` checks every alias of a file for cycles against
+/// the state the whole file would make, before its one transaction.
+#[derive(Clone, Debug, Default)]
+pub struct Pending {
+    /// New domains, by canonical name; their ids are negative, so no
+    /// stored row (account, alias) can belong to them.
+    domains: HashMap<String, DomainRow>,
+    /// Targets added to an alias (domain id, canonical local part).
+    aliases: HashMap<(i64, String), Vec<String>>,
+}
+
+impl Pending {
+    /// Records a new domain (not an alias domain, not a gateway).
+    pub fn add_domain(&mut self, name: &str, display: &str) -> DomainRow {
+        let next = -(self.domains.len() as i64) - 1;
+        self.domains
+            .entry(name.to_string())
+            .or_insert_with(|| DomainRow {
+                id: next,
+                name: name.to_string(),
+                display: display.to_string(),
+                alias_of: None,
+                subaddress_separator: "+".into(),
+                default_quota: None,
+                relay_to: None,
+                relay_verify: false,
+            })
+            .clone()
+    }
+
+    pub fn domain(&self, name: &str) -> Option<&DomainRow> {
+        self.domains.get(name)
+    }
+
+    pub fn add_alias_targets(&mut self, domain_id: i64, local: &str, targets: &[String]) {
+        let all = self.aliases.entry((domain_id, local.to_string())).or_default();
+        for t in targets {
+            if !all.iter().any(|x| x.eq_ignore_ascii_case(t)) {
+                all.push(t.clone());
+            }
+        }
+    }
 }
 
 struct Expansion {
@@ -131,7 +179,46 @@ impl From<postroom_store::StoreError> for ExpandError {
 
 impl Directory {
     pub fn new(db: Db, postmaster: Option<Address>) -> Self {
-        Directory { db, postmaster }
+        Directory {
+            db,
+            postmaster,
+            pending: None,
+        }
+    }
+
+    /// This directory as it will be once `pending` is saved.
+    pub fn with_pending(&self, pending: Pending) -> Self {
+        Directory {
+            pending: Some(Arc::new(pending)),
+            ..self.clone()
+        }
+    }
+
+    /// A domain row by canonical name, pending ones included.
+    pub fn domain(&self, name: &str) -> Result<Option<DomainRow>> {
+        if let Some(d) = self.pending.as_ref().and_then(|p| p.domain(name)) {
+            return Ok(Some(d.clone()));
+        }
+        self.db.domain(name)
+    }
+
+    /// An alias's targets, stored and pending; `None` when there is no
+    /// such alias.
+    pub fn alias_targets(&self, domain_id: i64, local: &str) -> Result<Option<Vec<String>>> {
+        let mut targets = self.db.alias(domain_id, local)?.map(|a| a.targets);
+        if let Some(more) = self
+            .pending
+            .as_ref()
+            .and_then(|p| p.aliases.get(&(domain_id, local.to_string())))
+        {
+            let all = targets.get_or_insert_with(Vec::new);
+            for t in more {
+                if !all.iter().any(|x| x.eq_ignore_ascii_case(t)) {
+                    all.push(t.clone());
+                }
+            }
+        }
+        Ok(targets)
     }
 
     pub fn db(&self) -> &Db {
@@ -140,7 +227,7 @@ impl Directory {
 
     /// The hosted domain an address belongs to, following domain aliases.
     pub fn hosted_domain(&self, domain: &str) -> Result<Option<DomainRow>> {
-        let Some(d) = self.db.domain(domain)? else {
+        let Some(d) = self.domain(domain)? else {
             return Ok(None);
         };
         match d.alias_of {
@@ -230,8 +317,8 @@ impl Directory {
             if let Some(a) = self.db.account(domain.id, &name)? {
                 return Ok(a.id == account_id);
             }
-            if let Some(alias) = self.db.alias(domain.id, &name)? {
-                if let [only] = alias.targets.as_slice() {
+            if let Some(targets) = self.alias_targets(domain.id, &name)? {
+                if let [only] = targets.as_slice() {
                     if let Ok(target) = Address::parse(only, true) {
                         if let Some(d) = self.hosted_domain(target.domain().canonical())? {
                             if let Some(a) = self.db.account(d.id, target.local_canonical())? {
@@ -377,7 +464,7 @@ impl Directory {
         if x.chain.contains(&key) {
             return Err(ExpandError::Loop(format!("alias {name} refers back to itself")));
         }
-        let Some(alias) = self.db.alias(domain.id, local)? else {
+        let Some(targets) = self.alias_targets(domain.id, local)? else {
             return Ok(false);
         };
         if depth >= MAX_DEPTH {
@@ -386,7 +473,7 @@ impl Directory {
             )));
         }
         x.chain.push(key);
-        let r = self.expand_targets(&alias.targets, depth + 1, x);
+        let r = self.expand_targets(&targets, depth + 1, x);
         x.chain.pop();
         r.map(|()| true)
     }

@@ -1,7 +1,7 @@
 use std::io::BufRead;
 
 use postroom_core::{Address, Domain, Secret};
-use postroom_directory::import::{parse_virtual, VirtualEntry};
+use postroom_directory::import::{parse_virtual_lines, plan_import, read_virtual};
 use postroom_directory::{password, Directory, Origin};
 use postroom_store::directory::DomainRow;
 use postroom_store::{Db, Store};
@@ -529,56 +529,37 @@ pub fn import(ctx: &Context, cmd: ImportCmd) -> CmdResult {
         origin,
         dry_run,
     } = cmd;
-    let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let entries = parse_virtual(&text, origin.as_deref())
-        .map_err(|e| format!("{}:{}: {}", file.display(), e.line, e.message))?;
+    let at =
+        |e: postroom_directory::import::ParseError| format!("{}:{}: {}", file.display(), e.line, e.message);
+    let input = std::fs::File::open(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let text = read_virtual(input).map_err(at)?;
+    let entries = parse_virtual_lines(&text, origin.as_deref()).map_err(at)?;
+    let own = ctx.config()?.server.hostname;
     let store = ctx.store()?;
-    let (mut domains, mut aliases) = (0, 0);
-    for entry in entries {
-        match entry {
-            VirtualEntry::Domain(d) => {
-                let dom = Domain::parse(&d).map_err(|e| format!("`{d}`: {e}"))?;
-                if store
-                    .db
-                    .domain(dom.canonical())
-                    .map_err(|e| e.to_string())?
-                    .is_some()
-                {
-                    continue;
-                }
-                println!("domain {dom}");
-                domains += 1;
-                if !dry_run {
-                    store
-                        .db
-                        .add_domain(dom.canonical(), dom.display(), None)
-                        .map_err(|e| e.to_string())?;
-                }
-            }
-            VirtualEntry::Alias { pattern, targets } => {
-                let (domain, _, _) = parse_alias_name(&pattern)?;
-                let targets = qualify_targets(&targets.join(","), &domain)?;
-                println!("alias {pattern} -> {}", targets.join(","));
-                aliases += 1;
-                if !dry_run {
-                    if store
-                        .db
-                        .domain(domain.canonical())
-                        .map_err(|e| e.to_string())?
-                        .is_none()
-                    {
-                        store
-                            .db
-                            .add_domain(domain.canonical(), domain.display(), None)
-                            .map_err(|e| e.to_string())?;
-                        domains += 1;
-                    }
-                    add_alias(&store, &pattern, targets)?;
-                }
-            }
-        }
+    let dir = Directory::new(store.db.clone(), None);
+    // Everything is checked before anything is written, and written in one
+    // transaction: a bad line leaves the directory as it was.
+    let plan = plan_import(&dir, &entries, &own).map_err(at)?;
+    for (_, display) in &plan.domains {
+        println!("domain {display}");
+    }
+    for line in &plan.lines {
+        println!("{line}");
+    }
+    for (n, w) in &plan.warnings {
+        eprintln!("warning: {}:{n}: {w}", file.display());
+    }
+    if !dry_run {
+        store
+            .db
+            .import_aliases(&plan.domains, &plan.aliases)
+            .map_err(|e| format!("{}: nothing imported: {e}", file.display()))?;
     }
     let verb = if dry_run { "would import" } else { "imported" };
-    println!("{verb} {domains} domains, {aliases} aliases");
+    println!(
+        "{verb} {} domains, {} aliases",
+        plan.domains.len(),
+        plan.aliases.len()
+    );
     Ok(())
 }

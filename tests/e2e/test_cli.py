@@ -233,6 +233,7 @@ def test_domain_add_refuses_names_that_cannot_be_hosted(tmp_path):
         ("g\u03bf\u03bfgle.example", "mixes Latin and Greek"),
         ("\u2603.example", "IDNA2008"),
         ("ab--cd.example", "IDNA2008"),
+        ("ex\u00adample.com", "IDNA2008"),
     ]:
         r = s.cli("domain", "add", name, check=False)
         assert r.returncode != 0 and why in r.stderr, (name, r.stderr)

@@ -130,6 +130,17 @@ fn check_idna2008(given: &str, canonical: &str) -> Result<(), HostedDomainError>
     if checked.is_err() {
         return Err(HostedDomainError::NotIdna2008("a label does not decode".into()));
     }
+    // IDNA2008 has no mapping step (RFC 5891 5.2): a name must be given in
+    // the form it is, apart from upper case. UTS #46 would quietly map
+    // fullwidth letters to ASCII and drop soft hyphens, so that
+    // `ex\u{AD}ample.com` became a second, invisible spelling of
+    // example.com, kept as its display form.
+    let lower = given.to_lowercase();
+    if lower != canonical && lower != unicode {
+        return Err(HostedDomainError::NotIdna2008(format!(
+            "it holds characters that stand for others (write it as {unicode})"
+        )));
+    }
     let categories = CodePointMapData::<GeneralCategory>::new();
     let scripts = CodePointMapData::<Script>::new();
     let names = PropertyNamesLong::<Script>::new();
@@ -256,6 +267,8 @@ mod tests {
             "xn--a.example",      // not Punycode of anything valid
             "a\u{200d}b.example", // joiner outside its context (RFC 5892 A.2)
             "\u{301}a.example",   // leading combining mark (RFC 5891 4.2.3.2)
+            "ｅｘａｍｐｌｅ.com", // fullwidth letters, mapped by UTS #46
+            "ex\u{AD}ample.com",  // soft hyphen, dropped by UTS #46
         ] {
             assert!(
                 matches!(

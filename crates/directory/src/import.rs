@@ -387,6 +387,38 @@ mod tests {
         assert!(e.message.contains("NUL"), "{}", e.message);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 256,
+            rng_algorithm: proptest::test_runner::RngAlgorithm::ChaCha,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x5669_7274),
+            ..Default::default()
+        })]
+
+        /// No input panics, and an error always names a line of the input.
+        #[test]
+        fn any_bytes_are_read_and_parsed_without_panic(
+            bytes in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(b"@.,# \t\nabcx-_\\\"".to_vec()),
+                    proptest::num::u8::ANY,
+                ],
+                0..400,
+            ),
+            origin in proptest::option::of(proptest::sample::select(vec!["abc.com", "b\u{fc}cher.example"])),
+        ) {
+            let lines = bytes.split(|b| *b == b'\n').count();
+            match read_virtual(&bytes[..]) {
+                Err(e) => proptest::prop_assert!(e.line >= 1 && e.line <= lines, "{:?}", e),
+                Ok(text) => {
+                    if let Err(e) = parse_virtual_lines(&text, origin) {
+                        proptest::prop_assert!(e.line >= 1 && e.line <= lines, "{:?}", e);
+                    }
+                }
+            }
+        }
+    }
+
     mod plan {
         use super::super::*;
         use postroom_store::Store;

@@ -55,7 +55,7 @@ def test_import_virtual(tmp_path):
 def test_users_passwords_quota(tmp_path):
     s = make_server(populate=False)
     s.cli("domain", "add", "abc.com")
-    s.cli("user", "add", "a@abc.com", "--password-stdin", "--quota", "2G", input="pw\n")
+    s.cli("user", "add", "a@abc.com", "--password-stdin", "--quota", "2G", input="pw-long-enough\n")
     s.cli("user", "add", "b@abc.com", "--password-hash", "{PLAIN}secret")
     r = s.cli("user", "add", "c@abc.com", "--password-hash", "{MD5}x", check=False)
     assert r.returncode != 0
@@ -216,3 +216,99 @@ def test_check_smtp_names_an_unqualified_helo(tmp_path):
             in r.stdout
     finally:
         s.stop()
+
+
+def test_domain_add_refuses_names_that_cannot_be_hosted(tmp_path):
+    s = make_server(populate=False)
+    for name, why in [
+        ("127.0.0.1", "IP address"),
+        ("[127.0.0.1]", "IP address"),
+        ("localhost", "localhost"),
+        ("mail.localhost", "localhost"),
+        ("intranet", "single label"),
+        ("mx.test.example", "own host name"),
+        ("MX.Test.Example", "own host name"),
+        ("dot.test.", "trailing dot"),
+        ("p\u0430ypal.example", "mixes Latin and Cyrillic"),
+        ("g\u03bf\u03bfgle.example", "mixes Latin and Greek"),
+        ("\u2603.example", "IDNA2008"),
+        ("ab--cd.example", "IDNA2008"),
+        ("ex\u00adample.com", "IDNA2008"),
+    ]:
+        r = s.cli("domain", "add", name, check=False)
+        assert r.returncode != 0 and why in r.stderr, (name, r.stderr)
+        # Not as a domain alias nor as a gateway either.
+        r = s.cli("domain", "add", name, "--relay-to", "127.0.0.1:25", check=False)
+        assert r.returncode != 0, name
+    assert s.cli("domain", "list").stdout == ""
+    s.cli("domain", "add", "bücher.example")
+    s.cli("domain", "add", "пример.example")
+    s.cli("domain", "add", "dot.test")
+    r = s.cli("domain", "add", "dot2.test.", "--alias-of", "dot.test", check=False)
+    assert r.returncode != 0 and "trailing dot" in r.stderr
+    s.cli("user", "add", "u@dot.test")
+    assert "u@dot.test\t" in s.cli("user", "list").stdout
+
+
+def test_alias_targets_are_addresses(tmp_path):
+    s = make_server(populate=False)
+    s.cli("domain", "add", "abc.com")
+    s.cli("user", "add", "kent@abc.com")
+    r = s.cli("alias", "add", "x@abc.com", "not an address", check=False)
+    assert r.returncode != 0 and "`not an address`" in r.stderr, r.stderr
+    r = s.cli("alias", "add", "x@abc.com", "kent, a b@remote.example", check=False)
+    assert r.returncode != 0 and "`a b@remote.example`" in r.stderr, r.stderr
+    assert s.cli("alias", "list").stdout == ""
+    r = s.cli("user", "forward", "kent@abc.com", "friend @remote.example", check=False)
+    assert r.returncode != 0 and "not an address" in r.stderr, r.stderr
+    s.cli("alias", "add", "x@abc.com", "kent, friend@remote.example")
+    assert "x@abc.com\tkent@abc.com,friend@remote.example" in s.cli("alias", "list").stdout
+
+
+def test_passwords_have_a_minimum_length(tmp_path):
+    s = make_server(populate=False)
+    s.cli("domain", "add", "abc.com")
+    for pw in ("x", "        ", "seven77"):
+        r = s.cli("user", "add", "a@abc.com", "--password-stdin", input=pw + "\n", check=False)
+        assert r.returncode != 0 and ("at least 8" in r.stderr or "white space" in r.stderr), (pw, r.stderr)
+    assert s.cli("user", "list").stdout == ""
+    s.cli("user", "add", "a@abc.com", "--password-stdin", input="eight888\n")
+    r = s.cli("user", "passwd", "a@abc.com", "--password-stdin", input="short\n", check=False)
+    assert r.returncode != 0 and "at least 8" in r.stderr
+    # The minimum is a setting.
+    with open(s.config, "a") as f:
+        f.write("\n[auth]\nmin_password_length = 12\n")
+    r = s.cli("user", "passwd", "a@abc.com", "--password-stdin", input="eleven11111\n", check=False)
+    assert r.returncode != 0 and "at least 12" in r.stderr
+    s.cli("user", "passwd", "a@abc.com", "--password-stdin", input="twelve121212\n")
+
+
+def test_import_virtual_is_all_or_nothing_and_names_the_line(tmp_path):
+    s = make_server(populate=False)
+    s.cli("domain", "add", "abc.com")
+    s.cli("user", "add", "kent@abc.com")
+    m = tmp_path / "addresses"
+    bad = [
+        ("sales@abc.com kent\nbad..local@abc.com kent\n", ":2:", "bad local part"),
+        ("sales@abc.com kent\nx@bad_domain.example kent\n", ":2:", "bad domain"),
+        ("sales@abc.com kent\nx@localhost kent\n", ":2:", "localhost"),
+        ("sales@abc.com kent\nx@abc.com a b@@c\n", ":2:", "target"),
+        ("sales@abc.com kent\nloop1@abc.com loop2\nloop2@abc.com loop1\n", ":", "refers back"),
+    ]
+    for text, where, why in bad:
+        m.write_text(text)
+        r = s.cli("import", "virtual", str(m), "--origin", "abc.com", check=False)
+        assert r.returncode != 0 and f"{m}{where}" in r.stderr and why in r.stderr, (text, r.stderr)
+        # Line 1 was fine, and is not imported either.
+        assert s.cli("alias", "list").stdout == "", text
+    m.write_bytes(b"sales@abc.com kent\nx@abc.com caf\xe9\n")
+    r = s.cli("import", "virtual", str(m), "--origin", "abc.com", check=False)
+    assert r.returncode != 0 and f"{m}:2: not UTF-8" in r.stderr, r.stderr
+    assert s.cli("alias", "list").stdout == ""
+    # An endless input is refused at once, not read for ever.
+    r = s.cli("import", "virtual", "/dev/zero", "--origin", "abc.com", check=False)
+    assert r.returncode != 0 and "/dev/zero:1: line longer than" in r.stderr, r.stderr
+    m.write_text("sales@abc.com kent\nnew.example anything\ninfo@new.example kent@abc.com\n")
+    s.cli("import", "virtual", str(m), "--origin", "abc.com")
+    listing = s.cli("alias", "list").stdout
+    assert "sales@abc.com\tkent@abc.com" in listing and "info@new.example\tkent@abc.com" in listing

@@ -257,8 +257,8 @@ def test_pop3_and_imap_stay_consistent(server):
 
 
 def test_append_over_quota(server):
-    server.cli("user", "add", "small@esoomllub.com", "--password-stdin", "--quota", "1K", input="pw\n")
-    m = imaps(server, user="small@esoomllub.com", password="pw")
+    server.cli("user", "add", "small@esoomllub.com", "--password-stdin", "--quota", "1K", input="small-pw\n")
+    m = imaps(server, user="small@esoomllub.com", password="small-pw")
     typ, data = m.append("INBOX", None, None, b"Subject: big\r\n\r\n" + b"x" * 2000 + b"\r\n")
     assert typ == "NO" and b"OVERQUOTA" in data[0]
     typ, data = m.getquotaroot("INBOX")

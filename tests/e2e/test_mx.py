@@ -265,6 +265,45 @@ def test_alias_cycles_refused_by_cli(server):
     assert r.returncode != 0 and "refers back" in r.stderr
 
 
+def test_unresolvable_recipients_refused_at_rcpt(server):
+    """An alias whose only target does not exist, or postmaster@ of a domain
+    with no admin (and no server.postmaster), is refused at RCPT instead of
+    being accepted and held in the queue for ever."""
+    server.cli("alias", "add", "ghost@esoomllub.com", "nobody@esoomllub.com")
+    server.cli("alias", "add", "half@esoomllub.com", "nobody@esoomllub.com,friend@remote.example")
+    server.cli("domain", "add", "noadmin.example")
+    server.cli("user", "add", "u@noadmin.example")
+    with smtplib.SMTP("127.0.0.1", server.port) as s:
+        s.ehlo("client.example.org")
+        s.mail("a@remote.example")
+        for rcpt in ("ghost@esoomllub.com", "postmaster@noadmin.example", "abuse@noadmin.example"):
+            code, msg = s.rcpt(rcpt)
+            assert (code, msg[:5]) == (550, b"5.1.1"), (rcpt, code, msg)
+        # What can be delivered still is: postmaster@ with an admin, a list
+        # with outside members, a list with one missing member of two.
+        for rcpt in ("postmaster@esoomllub.com", "dev@esoomllub.com", "half@esoomllub.com"):
+            assert s.rcpt(rcpt)[0] == 250, rcpt
+        s.rset()
+    assert not any(q[1] == "held" for q in server.queue())
+    # Once the domain has an admin, its postmaster@ is accepted.
+    server.cli("user", "admin", "u@noadmin.example")
+    with smtplib.SMTP("127.0.0.1", server.port) as s:
+        s.sendmail("a@remote.example", ["postmaster@noadmin.example"], b"Subject: pm\r\n\r\nx\r\n")
+    assert len(server.messages("u@noadmin.example")) == 1
+
+
+def test_forwarding_cycles_refused_by_cli(server):
+    server.cli("user", "forward", "kent@esoomllub.com", "dbrooks@esoomllub.com")
+    r = server.cli("user", "forward", "dbrooks@esoomllub.com", "kent@esoomllub.com", "--no-copy", check=False)
+    assert r.returncode != 0 and "leads back" in r.stderr, r.stderr
+    # Through an alias as well: team -> kent -> dbrooks -> team.
+    server.cli("alias", "add", "team@esoomllub.com", "kent")
+    r = server.cli("user", "forward", "dbrooks@esoomllub.com", "team@esoomllub.com", check=False)
+    assert r.returncode != 0 and "refused" in r.stderr, r.stderr
+    assert "forward:" not in [line for line in server.cli("user", "list").stdout.splitlines()
+                              if line.startswith("dbrooks@")][0]
+
+
 def test_loops(server):
     with smtplib.SMTP("127.0.0.1", server.port) as s:
         s.ehlo("client.example.org")

@@ -339,6 +339,27 @@ def test_null_mx_domains(dns_and_receiver):
         server.stop()
 
 
+def test_bounce_to_an_unresolvable_local_sender_is_held(dns_and_receiver):
+    """RCPT refuses postmaster@ of a domain with no admin; a bounce to that
+    address (here for a script's mail to a null-MX domain) is held for the
+    administrator instead, not refused and generated again at every pass."""
+    from conftest import BIN
+
+    dns_port, smtp_port, receiver = dns_and_receiver
+    server = outbound_server(dns_port, smtp_port)
+    try:
+        server.cli("domain", "add", "noadmin.example")
+        r = subprocess.run([BIN, "--config", server.config, "sendmail", "-f", "postmaster@noadmin.example",
+                            "nobody@nullmx.example"], input="Subject: x\n\nbody\n", capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert wait_for(lambda: [(q[1], q[3]) for q in server.queue()] == [("held", "postmaster@noadmin.example")]), \
+            (server.queue(), server.read_log()[-2000:])
+        assert "could not queue the bounce" not in server.read_log()
+    finally:
+        server.stop()
+
+
 def test_utf8_addresses_to_a_server_without_smtputf8_bounce(dns_and_receiver):
     """A receiver that does not offer SMTPUTF8: a UTF-8 recipient bounces
     with 5.6.7 (RFC 6531 3.2) instead of being sent mangled."""

@@ -250,6 +250,8 @@ pub struct AuthConfig {
     pub failure_window_secs: u64,
     pub max_delay_secs: u64,
     pub block_after: u32,
+    /// The fewest characters a password set through the CLI may have.
+    pub min_password_length: usize,
 }
 
 impl Default for AuthConfig {
@@ -261,6 +263,9 @@ impl Default for AuthConfig {
             failure_window_secs: 300,
             max_delay_secs: 15,
             block_after: 30,
+            // NIST SP 800-63B 5.1.1.1: at least 8 characters for a secret
+            // the user chose.
+            min_password_length: 8,
         }
     }
 }
@@ -480,6 +485,7 @@ impl Config {
             ("imap.max_append", u64::from(self.imap.max_append)),
             ("auth.failure_window_secs", self.auth.failure_window_secs),
             ("auth.block_after", self.auth.block_after as u64),
+            ("auth.min_password_length", self.auth.min_password_length as u64),
         ];
         for (key, v) in positive {
             if v == 0 {
@@ -595,6 +601,15 @@ mod tests {
         assert!(e.0.starts_with("smtp.trusted_networks"), "{e}");
         let e = Config::parse("[smtp]\nmax_message_size = \"big\"\n").unwrap_err();
         assert!(e.0.contains("max_message_size"), "{e}");
+    }
+
+    #[test]
+    fn min_password_length_defaults_to_8() {
+        assert_eq!(Config::parse("").unwrap().auth.min_password_length, 8);
+        let cfg = Config::parse("[auth]\nmin_password_length = 12\n").unwrap();
+        assert_eq!(cfg.auth.min_password_length, 12);
+        let e = Config::parse("[auth]\nmin_password_length = 0\n").unwrap_err();
+        assert!(e.0.starts_with("auth.min_password_length"), "{e}");
     }
 
     #[test]

@@ -3,11 +3,13 @@
 
 pub mod address;
 pub mod header;
+pub mod hosted;
 pub mod ids;
 pub mod net;
 pub mod secret;
 
 pub use address::{Address, AddressError, Domain};
+pub use hosted::HostedDomainError;
 pub use ids::QueueId;
 pub use net::{ClientKey, IpNetList};
 pub use secret::Secret;

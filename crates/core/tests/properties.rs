@@ -386,3 +386,31 @@ proptest! {
         prop_assert_eq!(header_value(m.as_bytes(), "Message-ID"), Some(value));
     }
 }
+
+// ---------------------------------------------------------------------------
+// Hosted domain names (`domain add`, `import virtual`).
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    /// No input panics; whatever is accepted is a name with two labels or
+    /// more, no trailing dot, not an IP address or localhost, not the
+    /// server's name, and its canonical form is accepted again as itself
+    /// (so the A-label form is no second way in).
+    #[test]
+    fn parse_hosted_accepts_only_public_names(
+        s in prop::collection::vec(token(), 0..12).prop_map(|t| t.concat()),
+    ) {
+        let own = "mx.example.com";
+        if let Ok(d) = Domain::parse_hosted(&s, own) {
+            let c = d.canonical();
+            prop_assert!(!s.ends_with('.'), "{:?}", s);
+            prop_assert!(c.contains('.') && !c.ends_with('.'), "{:?} -> {}", s, c);
+            prop_assert!(c.parse::<std::net::IpAddr>().is_err() && !c.starts_with('['), "{:?}", s);
+            prop_assert!(c != "localhost" && !c.ends_with(".localhost"), "{:?}", s);
+            prop_assert!(c != own, "{:?}", s);
+            let again = Domain::parse_hosted(c, own);
+            prop_assert!(again.as_ref().is_ok_and(|a| a == &d), "{:?} -> {} -> {:?}", s, c, again);
+        }
+    }
+}

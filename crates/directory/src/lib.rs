@@ -8,4 +8,4 @@ pub mod import;
 pub mod password;
 pub mod resolve;
 
-pub use resolve::{Directory, Lookup, Resolution, Route};
+pub use resolve::{Directory, Lookup, Origin, Pending, Resolution, Route};

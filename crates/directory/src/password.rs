@@ -133,6 +133,25 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Whether a password may be set: at least `min_len` characters (config
+/// `auth.min_password_length`, 8 by default) and not only white space. The
+/// one check for every place a password is chosen.
+pub fn check_new(pw: &str, min_len: usize) -> Result<(), String> {
+    if pw.is_empty() {
+        return Err("empty password".into());
+    }
+    if pw.trim().is_empty() {
+        return Err("the password is only white space".into());
+    }
+    let n = pw.chars().count();
+    if n < min_len {
+        return Err(format!(
+            "the password has {n} characters; at least {min_len} are needed (auth.min_password_length)"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +216,18 @@ mod tests {
         assert!(needs_rehash("{PLAIN}secret"));
         assert!(!verify("garbage", &s("")));
         assert!(!is_supported("{MD5}abc"));
+    }
+
+    #[test]
+    fn new_passwords_have_a_minimum_length() {
+        assert!(check_new("", 8).is_err());
+        assert!(check_new("x", 8).is_err());
+        assert!(check_new("        ", 8).unwrap_err().contains("white space"));
+        assert!(check_new(" \t  \t  ", 1).is_err());
+        assert!(check_new("seven77", 8).unwrap_err().contains("at least 8"));
+        assert!(check_new("eight888", 8).is_ok());
+        // Characters, not bytes: four letters of two bytes each are four.
+        assert!(check_new("äöüß", 8).is_err());
+        assert!(check_new("x", 1).is_ok());
     }
 }

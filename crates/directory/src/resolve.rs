@@ -6,7 +6,8 @@
 //! are relayed to the customer's own server, others checked by a callout
 //! there when the domain asks for it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use postroom_core::Address;
 use postroom_store::directory::{AccountRow, DomainRow};
@@ -49,6 +50,11 @@ pub enum Lookup {
     Found(Resolution),
     /// The aliases form a cycle or nest deeper than [`MAX_DEPTH`].
     Loop(String),
+    /// Hosted, but nothing in the expansion can take the mail: every
+    /// target is missing or invalid, or postmaster@ has nobody to go to.
+    /// Refused at RCPT (`550 5.1.1`) rather than held for ever, so that
+    /// strangers cannot fill the queue with it.
+    Unresolvable(String),
     /// A gateway domain's address that is not on its recipient list, and
     /// the domain verifies such addresses at its server (`relay_to`).
     Callout {
@@ -61,14 +67,97 @@ pub struct Directory {
     db: Db,
     /// The provider's postmaster (config `server.postmaster`).
     postmaster: Option<Address>,
+    /// Changes about to be saved, seen by lookups as if they were.
+    pending: Option<Arc<Pending>>,
+}
+
+/// Domains and alias targets not saved yet, which lookups see as if they
+/// were: `import virtual` checks every alias of a file for cycles against
+/// the state the whole file would make, before its one transaction.
+#[derive(Clone, Debug, Default)]
+pub struct Pending {
+    /// New domains, by canonical name; their ids are negative, so no
+    /// stored row (account, alias) can belong to them.
+    domains: HashMap<String, DomainRow>,
+    /// Targets added to an alias (domain id, canonical local part).
+    aliases: HashMap<(i64, String), Vec<String>>,
+}
+
+impl Pending {
+    /// Records a new domain (not an alias domain, not a gateway).
+    pub fn add_domain(&mut self, name: &str, display: &str) -> DomainRow {
+        let next = -(self.domains.len() as i64) - 1;
+        self.domains
+            .entry(name.to_string())
+            .or_insert_with(|| DomainRow {
+                id: next,
+                name: name.to_string(),
+                display: display.to_string(),
+                alias_of: None,
+                subaddress_separator: "+".into(),
+                default_quota: None,
+                relay_to: None,
+                relay_verify: false,
+            })
+            .clone()
+    }
+
+    pub fn domain(&self, name: &str) -> Option<&DomainRow> {
+        self.domains.get(name)
+    }
+
+    pub fn add_alias_targets(&mut self, domain_id: i64, local: &str, targets: &[String]) {
+        let all = self.aliases.entry((domain_id, local.to_string())).or_default();
+        for t in targets {
+            if !all.iter().any(|x| x.eq_ignore_ascii_case(t)) {
+                all.push(t.clone());
+            }
+        }
+    }
 }
 
 struct Expansion {
     routes: Vec<Route>,
     accounts: HashSet<i64>,
     remotes: HashSet<String>,
-    /// Aliases being expanded (domain id, local) — a repeat is a cycle.
-    chain: Vec<(i64, String)>,
+    /// Aliases (and, when `strict`, forwarding mailboxes) being expanded —
+    /// a repeat is a cycle.
+    chain: Vec<Node>,
+    /// Checking a change before it is saved: a mailbox whose forwarding
+    /// leads back to itself is a cycle too. Resolving mail, such a cycle
+    /// (made before this check existed) is ended by giving each mailbox
+    /// one copy instead.
+    strict: bool,
+}
+
+impl Expansion {
+    fn new(chain: Vec<Node>, strict: bool) -> Self {
+        Expansion {
+            routes: Vec::new(),
+            accounts: HashSet::new(),
+            remotes: HashSet::new(),
+            chain,
+            strict,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Node {
+    /// An alias: (domain id, local part; empty for the catch-all).
+    Alias(i64, String),
+    /// A mailbox's forwarding.
+    Forward(i64),
+}
+
+/// What a set of targets is about to be saved for, in
+/// [`Directory::check_targets`].
+#[derive(Clone, Copy, Debug)]
+pub enum Origin<'a> {
+    /// The alias `local` of `domain` (empty `local`: the catch-all).
+    Alias { domain: &'a DomainRow, local: &'a str },
+    /// The forwarding of the mailbox `account`.
+    Forward { account: &'a AccountRow },
 }
 
 enum Step {
@@ -90,7 +179,46 @@ impl From<postroom_store::StoreError> for ExpandError {
 
 impl Directory {
     pub fn new(db: Db, postmaster: Option<Address>) -> Self {
-        Directory { db, postmaster }
+        Directory {
+            db,
+            postmaster,
+            pending: None,
+        }
+    }
+
+    /// This directory as it will be once `pending` is saved.
+    pub fn with_pending(&self, pending: Pending) -> Self {
+        Directory {
+            pending: Some(Arc::new(pending)),
+            ..self.clone()
+        }
+    }
+
+    /// A domain row by canonical name, pending ones included.
+    pub fn domain(&self, name: &str) -> Result<Option<DomainRow>> {
+        if let Some(d) = self.pending.as_ref().and_then(|p| p.domain(name)) {
+            return Ok(Some(d.clone()));
+        }
+        self.db.domain(name)
+    }
+
+    /// An alias's targets, stored and pending; `None` when there is no
+    /// such alias.
+    pub fn alias_targets(&self, domain_id: i64, local: &str) -> Result<Option<Vec<String>>> {
+        let mut targets = self.db.alias(domain_id, local)?.map(|a| a.targets);
+        if let Some(more) = self
+            .pending
+            .as_ref()
+            .and_then(|p| p.aliases.get(&(domain_id, local.to_string())))
+        {
+            let all = targets.get_or_insert_with(Vec::new);
+            for t in more {
+                if !all.iter().any(|x| x.eq_ignore_ascii_case(t)) {
+                    all.push(t.clone());
+                }
+            }
+        }
+        Ok(targets)
     }
 
     pub fn db(&self) -> &Db {
@@ -99,7 +227,7 @@ impl Directory {
 
     /// The hosted domain an address belongs to, following domain aliases.
     pub fn hosted_domain(&self, domain: &str) -> Result<Option<DomainRow>> {
-        let Some(d) = self.db.domain(domain)? else {
+        let Some(d) = self.domain(domain)? else {
             return Ok(None);
         };
         match d.alias_of {
@@ -116,18 +244,20 @@ impl Directory {
             return self.resolve_gateway(&domain, relay_to, addr);
         }
         let direct = self.db.account(domain.id, addr.local_canonical())?;
-        let mut x = Expansion {
-            routes: Vec::new(),
-            accounts: HashSet::new(),
-            remotes: HashSet::new(),
-            chain: Vec::new(),
-        };
+        let mut x = Expansion::new(Vec::new(), false);
         match self.lookup(&domain, addr.local_canonical(), 0, &mut x) {
-            Ok(Step::Found) => Ok(Lookup::Found(Resolution {
-                routes: x.routes,
-                direct_account: direct,
-                gateway: false,
-            })),
+            Ok(Step::Found) => {
+                // Held routes wait for the administrator; when nothing else
+                // is left, nothing would ever deliver the message.
+                if let Some(why) = unresolvable(&x.routes) {
+                    return Ok(Lookup::Unresolvable(why));
+                }
+                Ok(Lookup::Found(Resolution {
+                    routes: x.routes,
+                    direct_account: direct,
+                    gateway: false,
+                }))
+            }
             Ok(Step::NotFound) => Ok(Lookup::Unknown),
             Err(ExpandError::Loop(why)) => Ok(Lookup::Loop(why)),
             Err(ExpandError::Store(e)) => Err(e),
@@ -187,8 +317,8 @@ impl Directory {
             if let Some(a) = self.db.account(domain.id, &name)? {
                 return Ok(a.id == account_id);
             }
-            if let Some(alias) = self.db.alias(domain.id, &name)? {
-                if let [only] = alias.targets.as_slice() {
+            if let Some(targets) = self.alias_targets(domain.id, &name)? {
+                if let [only] = targets.as_slice() {
                     if let Ok(target) = Address::parse(only, true) {
                         if let Some(d) = self.hosted_domain(target.domain().canonical())? {
                             if let Some(a) = self.db.account(d.id, target.local_canonical())? {
@@ -217,7 +347,7 @@ impl Directory {
                         gateway: false,
                     })
                 }
-                Lookup::Unknown | Lookup::Loop(_) | Lookup::Callout { .. } => {}
+                Lookup::Unknown | Lookup::Loop(_) | Lookup::Unresolvable(_) | Lookup::Callout { .. } => {}
             }
         }
         Ok(Resolution {
@@ -233,12 +363,19 @@ impl Directory {
     /// Checks that an alias with these targets would expand without a cycle
     /// (used before saving it).
     pub fn check_alias(&self, domain: &DomainRow, local: &str, targets: &[String]) -> Result<Option<String>> {
-        let mut x = Expansion {
-            routes: Vec::new(),
-            accounts: HashSet::new(),
-            remotes: HashSet::new(),
-            chain: vec![(domain.id, local.to_string())],
+        self.check_targets(Origin::Alias { domain, local }, targets)
+    }
+
+    /// The one cycle check for a change about to be saved, an alias's
+    /// targets or a mailbox's forwarding: `Some(why)` when the targets lead
+    /// back to `origin` through aliases or forwarding, or nest deeper than
+    /// [`MAX_DEPTH`].
+    pub fn check_targets(&self, origin: Origin<'_>, targets: &[String]) -> Result<Option<String>> {
+        let start = match origin {
+            Origin::Alias { domain, local } => Node::Alias(domain.id, local.to_string()),
+            Origin::Forward { account } => Node::Forward(account.id),
         };
+        let mut x = Expansion::new(vec![start], true);
         match self.expand_targets(targets, 1, &mut x) {
             Ok(()) => Ok(None),
             Err(ExpandError::Loop(why)) => Ok(Some(why)),
@@ -316,7 +453,7 @@ impl Directory {
         depth: usize,
         x: &mut Expansion,
     ) -> std::result::Result<bool, ExpandError> {
-        let key = (domain.id, local.to_string());
+        let key = Node::Alias(domain.id, local.to_string());
         let name = if local.is_empty() {
             format!("@{}", domain.name)
         } else {
@@ -327,7 +464,7 @@ impl Directory {
         if x.chain.contains(&key) {
             return Err(ExpandError::Loop(format!("alias {name} refers back to itself")));
         }
-        let Some(alias) = self.db.alias(domain.id, local)? else {
+        let Some(targets) = self.alias_targets(domain.id, local)? else {
             return Ok(false);
         };
         if depth >= MAX_DEPTH {
@@ -336,7 +473,7 @@ impl Directory {
             )));
         }
         x.chain.push(key);
-        let r = self.expand_targets(&alias.targets, depth + 1, x);
+        let r = self.expand_targets(&targets, depth + 1, x);
         x.chain.pop();
         r.map(|()| true)
     }
@@ -350,8 +487,14 @@ impl Directory {
         domain: &DomainRow,
         depth: usize,
     ) -> std::result::Result<(), ExpandError> {
+        if x.strict && x.chain.contains(&Node::Forward(acct.id)) {
+            return Err(ExpandError::Loop(format!(
+                "forwarding of {}@{} leads back to itself",
+                acct.local, domain.name
+            )));
+        }
         // The same mailbox reached twice gets one copy (and this also ends
-        // forwarding cycles between mailboxes).
+        // forwarding cycles between mailboxes made before they were checked).
         if !x.accounts.insert(acct.id) {
             return Ok(());
         }
@@ -369,7 +512,14 @@ impl Directory {
                     acct.local, domain.name
                 )));
             }
-            self.expand_targets(&acct.forward_to, depth + 1, x)?;
+            if x.strict {
+                x.chain.push(Node::Forward(acct.id));
+            }
+            let r = self.expand_targets(&acct.forward_to, depth + 1, x);
+            if x.strict {
+                x.chain.pop();
+            }
+            r?;
         }
         Ok(())
     }
@@ -407,6 +557,22 @@ impl Directory {
         }
         Ok(())
     }
+}
+
+/// Why nothing can deliver to these routes: none at all (mailboxes that
+/// forward to each other without keeping copies), or only held ones.
+fn unresolvable(routes: &[Route]) -> Option<String> {
+    if routes.is_empty() {
+        return Some("forwarding goes round in a circle without keeping a copy".into());
+    }
+    let mut held = Vec::new();
+    for r in routes {
+        match r {
+            Route::Held { reason, .. } => held.push(reason.as_str()),
+            Route::Local { .. } | Route::Remote { .. } => return None,
+        }
+    }
+    held.first().map(|r| r.to_string())
 }
 
 /// A gateway recipient as it is relayed: the local part as written (the

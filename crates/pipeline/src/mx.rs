@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use postroom_core::Secret;
 use postroom_core::{Address, QueueId};
 use postroom_directory::auth::{Authenticator, LoginError};
-use postroom_directory::{Directory, Lookup};
+use postroom_directory::{Directory, Lookup, Route};
 use postroom_smtp::service::{PeerContext, SmtpHandler};
 use postroom_smtp::{AuthFailure, DeliveryOutcome, Envelope, RcptTarget, RcptVerdict, Reply};
 use postroom_store::{Delivery, LocalDelivery, Store};
@@ -518,8 +518,14 @@ impl MxPipeline {
 impl MxPipeline {
     /// Puts a message Postroom generated (a bounce) through the same
     /// pipeline as received mail, from the null sender.
+    ///
+    /// A bounce to a hosted address that nothing delivers to (an alias of
+    /// missing targets, postmaster@ with nobody behind it) is held for the
+    /// administrator: RCPT refuses such an address to strangers, but a
+    /// refused bounce would stay in the queue and be generated again at
+    /// every pass.
     pub async fn inject(&self, recipient: &str, message: Vec<u8>) -> Result<String, String> {
-        self.submit_local(None, &[recipient.to_string()], message).await
+        self.submit(None, &[recipient.to_string()], message, true).await
     }
 
     /// Mail from this machine (a bounce, `postroom sendmail`): the same
@@ -531,6 +537,16 @@ impl MxPipeline {
         recipients: &[String],
         message: Vec<u8>,
     ) -> Result<String, String> {
+        self.submit(sender, recipients, message, false).await
+    }
+
+    async fn submit(
+        &self,
+        sender: Option<Address>,
+        recipients: &[String],
+        message: Vec<u8>,
+        hold_unresolvable: bool,
+    ) -> Result<String, String> {
         let ctx = PeerContext {
             ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             auth: Some("MAILER-DAEMON".into()),
@@ -541,6 +557,20 @@ impl MxPipeline {
         let mut accepted = Vec::new();
         for r in recipients {
             let rcpt = Address::parse(r, true).map_err(|e| format!("<{r}>: {e}"))?;
+            if hold_unresolvable {
+                if let Ok(Lookup::Unresolvable(why)) = self.directory.resolve(&rcpt) {
+                    let held = AcceptedRcpt {
+                        rcpt: rcpt.to_string(),
+                        routes: vec![Route::Held {
+                            address: rcpt.canonical(),
+                            reason: format!("a bounce to an address nothing delivers to: {why}"),
+                        }],
+                        forwarded: false,
+                    };
+                    accepted.push((RcptTarget::Mailbox(rcpt), held));
+                    continue;
+                }
+            }
             match self.lookup(&ctx, RcptTarget::Mailbox(rcpt.clone())).await {
                 RcptVerdict::Accept(a) => accepted.push((RcptTarget::Mailbox(rcpt), a)),
                 RcptVerdict::Reject(reply) => return Err(reply.summary()),

@@ -87,6 +87,14 @@ impl RelayPolicy {
                 "5.1.1",
                 format!("<{rcpt}>: Recipient address rejected: User unknown"),
             )),
+            // Nothing in the expansion can take the mail (missing alias
+            // targets, postmaster@ with nobody behind it): accepting it would
+            // only hold it in the queue for ever.
+            Lookup::Unresolvable(why) => RcptVerdict::Reject(Reply::new(
+                550,
+                "5.1.1",
+                format!("<{rcpt}>: Recipient address rejected: {why}"),
+            )),
             Lookup::Loop(why) => RcptVerdict::Reject(Reply::new(554, "5.4.6", format!("<{rcpt}>: {why}"))),
             // The pipeline asks the customer's server first; reaching here
             // means it could not.
@@ -203,5 +211,24 @@ mod tests {
             matches!(v, RcptVerdict::Accept(_)),
             "an authenticated user relays"
         );
+    }
+
+    #[test]
+    fn unresolvable_expansions_are_refused_at_rcpt() {
+        let v = policy(&[]).decide(
+            "192.0.2.7".parse().unwrap(),
+            "postmaster@abc.example".into(),
+            Lookup::Unresolvable("the domain has no admin and server.postmaster is not set".into()),
+            None,
+            false,
+        );
+        match v {
+            RcptVerdict::Reject(r) => assert_eq!(
+                r.summary(),
+                "550 5.1.1 <postmaster@abc.example>: Recipient address rejected: the domain has no admin \
+                 and server.postmaster is not set"
+            ),
+            _ => panic!("accepted an unresolvable recipient"),
+        }
     }
 }

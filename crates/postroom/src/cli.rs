@@ -108,6 +108,9 @@ pub enum ConfigCmd {
 pub enum DomainCmd {
     /// Host a domain.
     Add {
+        /// A public domain name: at least two labels, no trailing dot, not an
+        /// IP address, localhost or this server's host name, valid under
+        /// IDNA2008, each label in one script.
         domain: String,
         /// Make this domain an alias of a hosted one (user@this reaches
         /// user@that).
@@ -159,7 +162,8 @@ pub enum DomainCmd {
 
 #[derive(Args, Debug)]
 pub struct PasswordArgs {
-    /// Read the password from the first line of standard input.
+    /// Read the password from the first line of standard input (at least
+    /// auth.min_password_length characters, 8 by default).
     #[arg(long)]
     pub password_stdin: bool,
     /// Store an existing hash ({SHA512-CRYPT}$6$..., $argon2id$..., ...).
@@ -228,7 +232,7 @@ pub enum AliasCmd {
     Add {
         alias: String,
         /// Comma-separated addresses; a bare name means name@the alias's
-        /// domain.
+        /// domain. A target with a space inside is refused.
         targets: String,
     },
     /// Remove an alias.

@@ -124,29 +124,84 @@ fn find_domain(c: &Connection, name: &str) -> Result<Option<DomainRow>> {
     )
 }
 
+/// An alias `import virtual` adds to (or creates in) its domain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportedAlias {
+    /// Canonical domain name.
+    pub domain: String,
+    /// Canonical local part; empty for the catch-all.
+    pub local: String,
+    pub display: String,
+    pub targets: Vec<String>,
+}
+
+fn insert_domain(tx: &Connection, name: &str, display: &str, alias_of: Option<&str>) -> Result<DomainRow> {
+    if find_domain(tx, name)?.is_some() {
+        return Err(StoreError::Invalid(format!("domain {display} exists already")));
+    }
+    let target = match alias_of {
+        None => None,
+        Some(t) => {
+            let row = find_domain(tx, t)?
+                .ok_or_else(|| StoreError::Invalid(format!("domain {t} does not exist")))?;
+            if row.alias_of.is_some() {
+                return Err(StoreError::Invalid(format!("{t} is itself an alias domain")));
+            }
+            Some(row.id)
+        }
+    };
+    tx.execute(
+        "INSERT INTO domains (name, display, alias_of, created) VALUES (?1, ?2, ?3, ?4)",
+        params![name, display, target, now()],
+    )?;
+    find_domain(tx, name)?.ok_or_else(|| StoreError::Invalid("domain vanished".into()))
+}
+
+fn merge_alias_targets(
+    tx: &Connection,
+    domain_id: i64,
+    local: &str,
+    display: &str,
+    targets: &[String],
+) -> Result<AliasRow> {
+    let existing = tx
+        .query_row(
+            "SELECT id, domain_id, local, display, targets FROM aliases WHERE domain_id = ?1 AND local = ?2",
+            params![domain_id, local],
+            alias_row,
+        )
+        .optional()?;
+    let mut all = existing.as_ref().map(|a| a.targets.clone()).unwrap_or_default();
+    for t in targets {
+        if !all.iter().any(|x| x.eq_ignore_ascii_case(t)) {
+            all.push(t.clone());
+        }
+    }
+    let joined = all.join(",");
+    match existing {
+        Some(a) => {
+            tx.execute(
+                "UPDATE aliases SET targets = ?1 WHERE id = ?2",
+                params![joined, a.id],
+            )?;
+        }
+        None => {
+            tx.execute(
+                "INSERT INTO aliases (domain_id, local, display, targets, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![domain_id, local, display, joined, now()],
+            )?;
+        }
+    }
+    Ok(tx.query_row(
+        "SELECT id, domain_id, local, display, targets FROM aliases WHERE domain_id = ?1 AND local = ?2",
+        params![domain_id, local],
+        alias_row,
+    )?)
+}
+
 impl Db {
     pub fn add_domain(&self, name: &str, display: &str, alias_of: Option<&str>) -> Result<DomainRow> {
-        self.write(|tx| {
-            if find_domain(tx, name)?.is_some() {
-                return Err(StoreError::Invalid(format!("domain {display} exists already")));
-            }
-            let target = match alias_of {
-                None => None,
-                Some(t) => {
-                    let row = find_domain(tx, t)?
-                        .ok_or_else(|| StoreError::Invalid(format!("domain {t} does not exist")))?;
-                    if row.alias_of.is_some() {
-                        return Err(StoreError::Invalid(format!("{t} is itself an alias domain")));
-                    }
-                    Some(row.id)
-                }
-            };
-            tx.execute(
-                "INSERT INTO domains (name, display, alias_of, created) VALUES (?1, ?2, ?3, ?4)",
-                params![name, display, target, now()],
-            )?;
-            find_domain(tx, name)?.ok_or_else(|| StoreError::Invalid("domain vanished".into()))
-        })
+        self.write(|tx| insert_domain(tx, name, display, alias_of))
     }
 
     /// Changes a domain's subaddress separator ('' turns subaddressing off)
@@ -445,37 +500,23 @@ impl Db {
         display: &str,
         targets: &[String],
     ) -> Result<AliasRow> {
+        self.write(|tx| merge_alias_targets(tx, domain_id, local, display, targets))
+    }
+
+    /// `import virtual`: new domains and alias targets, all in one
+    /// transaction, so a failure anywhere leaves nothing imported. Aliases
+    /// name their domain (canonical), which may be one of `domains`.
+    pub fn import_aliases(&self, domains: &[(String, String)], aliases: &[ImportedAlias]) -> Result<()> {
         self.write(|tx| {
-            let existing = tx
-                .query_row(
-                    "SELECT id, domain_id, local, display, targets FROM aliases WHERE domain_id = ?1 AND local = ?2",
-                    params![domain_id, local],
-                    alias_row,
-                )
-                .optional()?;
-            let mut all = existing.as_ref().map(|a| a.targets.clone()).unwrap_or_default();
-            for t in targets {
-                if !all.iter().any(|x| x.eq_ignore_ascii_case(t)) {
-                    all.push(t.clone());
-                }
+            for (name, display) in domains {
+                insert_domain(tx, name, display, None)?;
             }
-            let joined = all.join(",");
-            match existing {
-                Some(a) => {
-                    tx.execute("UPDATE aliases SET targets = ?1 WHERE id = ?2", params![joined, a.id])?;
-                }
-                None => {
-                    tx.execute(
-                        "INSERT INTO aliases (domain_id, local, display, targets, created) VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![domain_id, local, display, joined, now()],
-                    )?;
-                }
+            for a in aliases {
+                let d = find_domain(tx, &a.domain)?
+                    .ok_or_else(|| StoreError::Invalid(format!("domain {} does not exist", a.domain)))?;
+                merge_alias_targets(tx, d.id, &a.local, &a.display, &a.targets)?;
             }
-            Ok(tx.query_row(
-                "SELECT id, domain_id, local, display, targets FROM aliases WHERE domain_id = ?1 AND local = ?2",
-                params![domain_id, local],
-                alias_row,
-            )?)
+            Ok(())
         })
     }
 
@@ -513,5 +554,54 @@ impl Db {
             }
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Store;
+
+    fn alias(domain: &str, local: &str, targets: &[&str]) -> ImportedAlias {
+        ImportedAlias {
+            domain: domain.into(),
+            local: local.into(),
+            display: local.into(),
+            targets: targets.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn an_import_is_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Store::open(dir.path()).unwrap().db;
+        db.add_domain("abc.com", "abc.com", None).unwrap();
+        // The second alias names a domain that does not exist: the new
+        // domain and the first alias must not stay behind.
+        let r = db.import_aliases(
+            &[("new.example".into(), "new.example".into())],
+            &[
+                alias("abc.com", "dev", &["kent@abc.com"]),
+                alias("missing.example", "x", &["kent@abc.com"]),
+            ],
+        );
+        assert!(r.is_err());
+        assert!(db.aliases(None).unwrap().is_empty());
+        assert!(db.domain("new.example").unwrap().is_none());
+        db.import_aliases(
+            &[("new.example".into(), "new.example".into())],
+            &[
+                alias("abc.com", "dev", &["kent@abc.com"]),
+                alias("new.example", "", &["kent@abc.com"]),
+                alias("abc.com", "dev", &["dbrooks@abc.com", "KENT@abc.com"]),
+            ],
+        )
+        .unwrap();
+        let abc = db.domain("abc.com").unwrap().unwrap();
+        assert_eq!(
+            db.alias(abc.id, "dev").unwrap().unwrap().targets,
+            ["kent@abc.com", "dbrooks@abc.com"]
+        );
+        assert_eq!(db.aliases(None).unwrap().len(), 2);
     }
 }

@@ -96,11 +96,12 @@ fn catch_all_comes_last_and_postmaster_reaches_admins() {
         locals(&d.resolve(&addr("kent@abc.com")).unwrap()),
         ["kent@abc.com"]
     );
-    // No admin yet: held for the provider.
-    assert_eq!(
-        locals(&d.resolve(&addr("postmaster@abc.com")).unwrap()),
-        ["held:postmaster@abc.com"]
-    );
+    // No admin and no server.postmaster: nobody would ever read it, so it is
+    // refused rather than held for ever.
+    assert!(matches!(
+        d.resolve(&addr("postmaster@abc.com")).unwrap(),
+        Lookup::Unresolvable(_)
+    ));
     let kent = db.account(dom.id, "kent").unwrap().unwrap();
     db.set_domain_admin(kent.id, true).unwrap();
     assert_eq!(
@@ -110,6 +111,114 @@ fn catch_all_comes_last_and_postmaster_reaches_admins() {
     assert_eq!(
         locals(&d.resolve(&addr("abuse@abc.com")).unwrap()),
         ["kent@abc.com"]
+    );
+}
+
+#[test]
+fn expansions_with_nothing_deliverable_are_unresolvable() {
+    let (_t, d) = setup();
+    let db = d.db().clone();
+    let dom = db.domain("abc.com").unwrap().unwrap();
+    db.add_alias_targets(dom.id, "ghost", "ghost", &["nobody@abc.com".into()])
+        .unwrap();
+    db.add_alias_targets(dom.id, "bad", "bad", &["not an address".into()])
+        .unwrap();
+    assert_eq!(
+        d.resolve(&addr("ghost@abc.com")).unwrap(),
+        Lookup::Unresolvable("alias target does not exist".into())
+    );
+    assert!(matches!(
+        d.resolve(&addr("bad@abc.com")).unwrap(),
+        Lookup::Unresolvable(_)
+    ));
+    // One deliverable target is enough: the missing one is held.
+    db.add_alias_targets(
+        dom.id,
+        "half",
+        "half",
+        &["nobody@abc.com".into(), "friend@elsewhere.example".into()],
+    )
+    .unwrap();
+    assert_eq!(
+        locals(&d.resolve(&addr("half@abc.com")).unwrap()),
+        ["held:nobody@abc.com", "remote:friend@elsewhere.example"]
+    );
+    // Mailboxes forwarding to each other without copies deliver nowhere.
+    let kent = db.account(dom.id, "kent").unwrap().unwrap();
+    let dbrooks = db.account(dom.id, "dbrooks").unwrap().unwrap();
+    db.set_forwarding(kent.id, &["dbrooks@abc.com".into()], false)
+        .unwrap();
+    db.set_forwarding(dbrooks.id, &["kent@abc.com".into()], false)
+        .unwrap();
+    assert!(matches!(
+        d.resolve(&addr("kent@abc.com")).unwrap(),
+        Lookup::Unresolvable(_)
+    ));
+}
+
+#[test]
+fn postmaster_goes_to_server_postmaster_without_admins() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let db = store.db.clone();
+    let d = db.add_domain("abc.com", "abc.com", None).unwrap();
+    db.add_domain("provider.example", "provider.example", None)
+        .unwrap();
+    let p = db.domain("provider.example").unwrap().unwrap();
+    db.add_account(p.id, "hostmaster", "hostmaster", None, None)
+        .unwrap();
+    let _ = d;
+    let with_pm = Directory::new(db.clone(), Some(addr("hostmaster@provider.example")));
+    assert_eq!(
+        locals(&with_pm.resolve(&addr("postmaster@abc.com")).unwrap()),
+        ["hostmaster@provider.example"]
+    );
+    // server.postmaster names a hosted address that does not exist.
+    let dangling = Directory::new(db, Some(addr("nobody@provider.example")));
+    assert!(matches!(
+        dangling.resolve(&addr("abuse@abc.com")).unwrap(),
+        Lookup::Unresolvable(_)
+    ));
+}
+
+#[test]
+fn forwarding_cycles_are_refused_before_saving() {
+    let (_t, d) = setup();
+    let db = d.db().clone();
+    let dom = db.domain("abc.com").unwrap().unwrap();
+    let kent = db.account(dom.id, "kent").unwrap().unwrap();
+    let dbrooks = db.account(dom.id, "dbrooks").unwrap().unwrap();
+    // f1 -> f2 is fine; f2 -> f1 then closes the circle, with or without
+    // copies kept.
+    assert_eq!(
+        d.check_targets(Origin::Forward { account: &kent }, &["dbrooks@abc.com".into()])
+            .unwrap(),
+        None
+    );
+    db.set_forwarding(kent.id, &["dbrooks@abc.com".into()], true)
+        .unwrap();
+    let why = d
+        .check_targets(Origin::Forward { account: &dbrooks }, &["kent@abc.com".into()])
+        .unwrap();
+    assert!(why.is_some_and(|w| w.contains("leads back")));
+    // Through an alias: team -> dbrooks, kent forwards to team.
+    db.set_forwarding(kent.id, &[], true).unwrap();
+    db.add_alias_targets(dom.id, "team", "team", &["kent@abc.com".into()])
+        .unwrap();
+    assert!(d
+        .check_targets(Origin::Forward { account: &kent }, &["team@abc.com".into()])
+        .unwrap()
+        .is_some());
+    // A mailbox reached twice on different branches is not a cycle.
+    db.set_forwarding(dbrooks.id, &["catchall@abc.com".into()], true)
+        .unwrap();
+    assert_eq!(
+        d.check_targets(
+            Origin::Forward { account: &kent },
+            &["dbrooks@abc.com".into(), "catchall@abc.com".into()]
+        )
+        .unwrap(),
+        None
     );
 }
 

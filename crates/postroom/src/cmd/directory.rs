@@ -1,13 +1,20 @@
 use std::io::BufRead;
 
 use postroom_core::{Address, Domain, Secret};
-use postroom_directory::import::{parse_virtual, VirtualEntry};
-use postroom_directory::{password, Directory};
+use postroom_directory::import::{parse_virtual_lines, plan_import, read_virtual};
+use postroom_directory::{password, Directory, Origin};
 use postroom_store::directory::DomainRow;
 use postroom_store::{Db, Store};
 
 use super::{parse_address, CmdResult, Context};
 use crate::cli::{AliasCmd, DomainCmd, ImportCmd, PasswordArgs, UserCmd};
+
+/// A name `domain add` (and `import virtual`) may host: the one check,
+/// `Domain::parse_hosted`, against this configuration's host name.
+fn hosted_name(ctx: &Context, name: &str) -> Result<Domain, String> {
+    let own = ctx.config()?.server.hostname;
+    Domain::parse_hosted(name, &own).map_err(|e| format!("`{name}` {e}"))
+}
 
 fn hosted(db: &Db, domain: &Domain) -> Result<DomainRow, String> {
     db.domain(domain.canonical())
@@ -48,7 +55,7 @@ pub fn domain(ctx: &Context, cmd: DomainCmd) -> CmdResult {
             relay_to,
             verify,
         } => {
-            let d = Domain::parse(&domain).map_err(|e| format!("`{domain}`: {e}"))?;
+            let d = hosted_name(ctx, &domain)?;
             let target = match &alias_of {
                 Some(t) => Some(Domain::parse(t).map_err(|e| format!("`{t}`: {e}"))?),
                 None => None,
@@ -202,7 +209,7 @@ fn relay_locals(list: &str, d: &DomainRow) -> Result<Vec<String>, String> {
         .collect()
 }
 
-fn read_password(args: &PasswordArgs) -> Result<Option<String>, String> {
+fn read_password(args: &PasswordArgs, min_len: usize) -> Result<Option<String>, String> {
     if let Some(h) = &args.password_hash {
         if !password::is_supported(h) {
             return Err(
@@ -215,15 +222,19 @@ fn read_password(args: &PasswordArgs) -> Result<Option<String>, String> {
     if !args.password_stdin {
         return Ok(None);
     }
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
+    // One line, read with a cap: a password has no business being longer
+    // than 4 KiB, and stdin may be a file or a device that never ends.
+    const MAX_LINE: u64 = 4096;
+    let mut raw = Vec::new();
+    std::io::Read::take(std::io::stdin().lock(), MAX_LINE + 1)
+        .read_until(b'\n', &mut raw)
         .map_err(|e| e.to_string())?;
-    let pw = line.trim_end_matches(['\r', '\n']).to_string();
-    if pw.is_empty() {
-        return Err("empty password on standard input".into());
+    if raw.len() as u64 > MAX_LINE {
+        return Err(format!("password on standard input longer than {MAX_LINE} bytes"));
     }
+    let line = String::from_utf8(raw).map_err(|_| "the password on standard input is not UTF-8")?;
+    let pw = line.trim_end_matches(['\r', '\n']).to_string();
+    password::check_new(&pw, min_len)?;
     Ok(Some(password::hash(&Secret::new(pw))))
 }
 
@@ -246,6 +257,7 @@ pub fn parse_size(s: &str) -> Result<i64, String> {
 }
 
 pub fn user(ctx: &Context, cmd: UserCmd) -> CmdResult {
+    let min_password = ctx.config()?.auth.min_password_length;
     let store = ctx.store()?;
     let db = &store.db;
     match cmd {
@@ -257,7 +269,7 @@ pub fn user(ctx: &Context, cmd: UserCmd) -> CmdResult {
         } => {
             let addr = parse_address(&address)?;
             let d = home_domain(db, addr.domain())?;
-            let hash = read_password(&password)?;
+            let hash = read_password(&password, min_password)?;
             let quota = quota.as_deref().map(parse_size).transpose()?.or(d.default_quota);
             let a = db
                 .add_account(
@@ -275,7 +287,8 @@ pub fn user(ctx: &Context, cmd: UserCmd) -> CmdResult {
         }
         UserCmd::Passwd { address, password } => {
             let a = find_account(db, &parse_address(&address)?)?;
-            let hash = read_password(&password)?.ok_or("give --password-stdin or --password-hash")?;
+            let hash =
+                read_password(&password, min_password)?.ok_or("give --password-stdin or --password-hash")?;
             db.set_password_hash(a.id, &hash).map_err(|e| e.to_string())?;
             println!("password changed");
         }
@@ -315,16 +328,17 @@ pub fn user(ctx: &Context, cmd: UserCmd) -> CmdResult {
             if targets.is_empty() {
                 return Err("give the addresses to forward to (or --off)".into());
             }
-            let before = (a.forward_to.clone(), a.forward_keep);
-            db.set_forwarding(a.id, &targets, !no_copy)
-                .map_err(|e| e.to_string())?;
-            // Refuse a forwarding that makes a cycle through aliases.
+            // The same cycle check as `alias add`: f1 -> f2 -> f1 is refused
+            // whether the way back runs through forwarding or aliases.
             let dir = Directory::new(db.clone(), None);
-            if let postroom_directory::Lookup::Loop(why) = dir.resolve(&addr).map_err(|e| e.to_string())? {
-                db.set_forwarding(a.id, &before.0, before.1)
-                    .map_err(|e| e.to_string())?;
+            if let Some(why) = dir
+                .check_targets(Origin::Forward { account: &a }, &targets)
+                .map_err(|e| e.to_string())?
+            {
                 return Err(format!("refused: {why}"));
             }
+            db.set_forwarding(a.id, &targets, !no_copy)
+                .map_err(|e| e.to_string())?;
             println!(
                 "{address} forwards to {}{}",
                 targets.join(", "),
@@ -418,17 +432,23 @@ fn parse_alias_name(s: &str) -> Result<(Domain, String, String), String> {
     ))
 }
 
+/// The targets of an alias, forward or recipient list: separated by commas
+/// (spaces around them are ignored), each one address or a local part of
+/// `domain`. A target with a space inside is refused, not split into
+/// several local targets.
 fn qualify_targets(list: &str, domain: &Domain) -> Result<Vec<String>, String> {
-    list.split([',', ' '])
-        .filter(|t| !t.trim().is_empty())
+    list.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
         .map(|t| {
-            let t = t.trim();
             let full = if t.contains('@') {
                 t.to_string()
             } else {
                 format!("{t}@{}", domain.canonical())
             };
-            parse_address(&full).map(|a| a.to_string())
+            Address::parse(&full, true)
+                .map(|a| a.to_string())
+                .map_err(|e| format!("target `{t}` is not an address ({e})"))
         })
         .collect()
 }
@@ -509,56 +529,37 @@ pub fn import(ctx: &Context, cmd: ImportCmd) -> CmdResult {
         origin,
         dry_run,
     } = cmd;
-    let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let entries = parse_virtual(&text, origin.as_deref())
-        .map_err(|e| format!("{}:{}: {}", file.display(), e.line, e.message))?;
+    let at =
+        |e: postroom_directory::import::ParseError| format!("{}:{}: {}", file.display(), e.line, e.message);
+    let input = std::fs::File::open(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let text = read_virtual(input).map_err(at)?;
+    let entries = parse_virtual_lines(&text, origin.as_deref()).map_err(at)?;
+    let own = ctx.config()?.server.hostname;
     let store = ctx.store()?;
-    let (mut domains, mut aliases) = (0, 0);
-    for entry in entries {
-        match entry {
-            VirtualEntry::Domain(d) => {
-                let dom = Domain::parse(&d).map_err(|e| format!("`{d}`: {e}"))?;
-                if store
-                    .db
-                    .domain(dom.canonical())
-                    .map_err(|e| e.to_string())?
-                    .is_some()
-                {
-                    continue;
-                }
-                println!("domain {dom}");
-                domains += 1;
-                if !dry_run {
-                    store
-                        .db
-                        .add_domain(dom.canonical(), dom.display(), None)
-                        .map_err(|e| e.to_string())?;
-                }
-            }
-            VirtualEntry::Alias { pattern, targets } => {
-                let (domain, _, _) = parse_alias_name(&pattern)?;
-                let targets = qualify_targets(&targets.join(","), &domain)?;
-                println!("alias {pattern} -> {}", targets.join(","));
-                aliases += 1;
-                if !dry_run {
-                    if store
-                        .db
-                        .domain(domain.canonical())
-                        .map_err(|e| e.to_string())?
-                        .is_none()
-                    {
-                        store
-                            .db
-                            .add_domain(domain.canonical(), domain.display(), None)
-                            .map_err(|e| e.to_string())?;
-                        domains += 1;
-                    }
-                    add_alias(&store, &pattern, targets)?;
-                }
-            }
-        }
+    let dir = Directory::new(store.db.clone(), None);
+    // Everything is checked before anything is written, and written in one
+    // transaction: a bad line leaves the directory as it was.
+    let plan = plan_import(&dir, &entries, &own).map_err(at)?;
+    for (_, display) in &plan.domains {
+        println!("domain {display}");
+    }
+    for line in &plan.lines {
+        println!("{line}");
+    }
+    for (n, w) in &plan.warnings {
+        eprintln!("warning: {}:{n}: {w}", file.display());
+    }
+    if !dry_run {
+        store
+            .db
+            .import_aliases(&plan.domains, &plan.aliases)
+            .map_err(|e| format!("{}: nothing imported: {e}", file.display()))?;
     }
     let verb = if dry_run { "would import" } else { "imported" };
-    println!("{verb} {domains} domains, {aliases} aliases");
+    println!(
+        "{verb} {} domains, {} aliases",
+        plan.domains.len(),
+        plan.aliases.len()
+    );
     Ok(())
 }

@@ -81,6 +81,13 @@ pub fn run(cfg: Config, data_dir: PathBuf, cli_flags: String) -> Result<(), Stri
         drop_privileges(user, &data_dir)?;
     }
     let store = Store::open(&data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    // Bodies that were arriving when the server last stopped: no session
+    // writes one yet, and none was acknowledged.
+    match store.blobs.clear_spools() {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(files = n, "removed unfinished message spool files"),
+        Err(e) => tracing::warn!(error = %e, "removing unfinished message spool files failed"),
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -214,6 +221,7 @@ async fn serve(
         directory: Directory::new(store.db.clone(), postmaster),
         store: store.clone(),
         filter: Arc::new(NoFilter),
+        memory: postroom_pipeline::MemoryBudget::new(smtp.max_in_memory_bytes),
     });
     let smtp_session = SessionConfig {
         hostname: cfg.server.hostname.clone(),

@@ -27,9 +27,21 @@ pub struct PeerContext {
     pub declared_size: Option<u64>,
 }
 
+/// Where a message body goes while it arrives (a file in the store), so
+/// that no connection holds a whole message in memory.
+pub trait BodySpool: Send + 'static {
+    /// Appends a piece of the body. Called on tokio's blocking pool.
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()>;
+}
+
 /// The policy and delivery side of an SMTP listener (the pipeline).
 pub trait SmtpHandler: Send + Sync + 'static {
     type Recipient: Send + 'static;
+    type Spool: BodySpool;
+
+    /// A new, empty spool for one message body. Called on tokio's
+    /// blocking pool; dropping the spool discards it.
+    fn open_spool(&self) -> std::io::Result<Self::Spool>;
 
     fn check_recipient(
         &self,
@@ -37,10 +49,12 @@ pub trait SmtpHandler: Send + Sync + 'static {
         target: RcptTarget,
     ) -> impl Future<Output = RcptVerdict<Self::Recipient>> + Send;
 
+    /// Stores the message whose body is in `body` (`envelope.size` bytes).
     fn deliver(
         &self,
         peer: &PeerContext,
         envelope: Envelope<Self::Recipient>,
+        body: Self::Spool,
     ) -> impl Future<Output = DeliveryOutcome> + Send;
 
     /// Checks a login (SMTP AUTH); the identity on success.
@@ -89,9 +103,24 @@ pub async fn serve_connection<H: SmtpHandler>(
     };
     let mut out = session.greeting().to_bytes();
     let mut buf = vec![0u8; 8192];
+    // The body being received: `None` until its first chunk, `Err` after
+    // a write failed (the rest of the body is read and dropped, and the
+    // message answered with 451 4.3.0).
+    let mut spool: Option<std::io::Result<H::Spool>> = None;
     loop {
         while let Some(action) = session.poll() {
             match action {
+                Action::BodyStart => spool = None,
+                Action::BodyChunk(chunk) => {
+                    spool = Some(match spool.take() {
+                        Some(Err(e)) => Err(e),
+                        Some(Ok(s)) => spool_write(&handler, Some(s), chunk).await,
+                        None => spool_write(&handler, None, chunk).await,
+                    });
+                    if let Some(Err(e)) = &spool {
+                        tracing::error!(target: "smtp", client = %peer_ip, error = %e, "writing the message body failed");
+                    }
+                }
                 Action::Send(reply) => reply.write_to(&mut out),
                 Action::Delay(d) => {
                     if flush(&mut stream, &mut out).await.is_err() {
@@ -129,7 +158,20 @@ pub async fn serve_connection<H: SmtpHandler>(
                 }
                 Action::Deliver(envelope) => {
                     ctx.helo = session.helo_name().map(str::to_string);
-                    let outcome = handler.deliver(&ctx, *envelope).await;
+                    let body = match spool.take() {
+                        Some(body) => body,
+                        // An empty body: no chunk came.
+                        None => spool_write(&handler, None, Vec::new()).await,
+                    };
+                    let outcome = match body {
+                        Ok(body) => handler.deliver(&ctx, *envelope, body).await,
+                        // RFC 5321 4.2.2: 451, local error in processing.
+                        Err(_) => DeliveryOutcome::Rejected(Reply::new(
+                            451,
+                            "4.3.0",
+                            "Temporary storage failure, try again later",
+                        )),
+                    };
                     session.delivery_outcome(outcome);
                 }
                 Action::StartTls => {
@@ -160,6 +202,10 @@ pub async fn serve_connection<H: SmtpHandler>(
                 }
             }
         }
+        if !session.body_open() {
+            // Refused, too big, reset: the spool file goes.
+            spool = None;
+        }
         if flush(&mut stream, &mut out).await.is_err() {
             return;
         }
@@ -180,6 +226,27 @@ pub async fn serve_connection<H: SmtpHandler>(
             }
         }
     }
+}
+
+/// Appends a piece of the body to the spool (opening one first when
+/// `None`), on the blocking pool: a 64 KiB write to the page cache is
+/// quick, but a slow disk must not stall the runtime's threads.
+async fn spool_write<H: SmtpHandler>(
+    handler: &Arc<H>,
+    spool: Option<H::Spool>,
+    chunk: Vec<u8>,
+) -> std::io::Result<H::Spool> {
+    let handler = Arc::clone(handler);
+    let written = tokio::task::spawn_blocking(move || {
+        let mut s = match spool {
+            Some(s) => s,
+            None => handler.open_spool()?,
+        };
+        s.write(&chunk)?;
+        Ok(s)
+    })
+    .await;
+    written.unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }
 
 async fn flush(stream: &mut MaybeTls, out: &mut Vec<u8>) -> std::io::Result<()> {

@@ -519,3 +519,63 @@ def test_a_spool_write_failure_is_a_temporary_error(server_factory):
         assert s.noop()[0] == 250
     assert server.messages("customseo@esoomllub.com") == []
     assert "panicked" not in server.read_log()
+
+
+def drip(conn, pieces, every=0.25, limit=12.0):
+    """Sends the pieces one by one, `every` seconds apart, until the server
+    answers; returns (its reply, seconds taken), or (None, ...) when it
+    kept listening for `limit` seconds."""
+    import select
+
+    start = time.monotonic()
+    for piece in pieces:
+        if time.monotonic() - start > limit:
+            break
+        try:
+            conn.send(piece)
+        except OSError:
+            break
+        readable, _, _ = select.select([conn.sock], [], [], every)
+        if readable:
+            return conn.reply(), time.monotonic() - start
+    return None, time.monotonic() - start
+
+
+def test_a_dripping_client_is_cut_off_at_the_command_deadline(server_factory):
+    # Issue #8: the idle timeout restarts with every read, so one byte every
+    # 20 s held a connection for 420 s without a command ever completing.
+    server = server_factory(extra_smtp="idle_timeout_secs = 60\ncommand_timeout_secs = 2").start()
+    c = Raw(server.port, timeout=30)
+    assert c.cmd("EHLO c.example").startswith("250")
+    line = b"MAIL FROM:<dripping.slowly.one.byte.at.a.time@remote.example>\r\n"
+    reply, took = drip(c, [bytes([b]) for b in line])
+    assert reply is not None and reply.startswith("421 4.4.2"), reply
+    assert took < 30  # the command deadline, far before the idle timeout
+    assert c.closed()
+
+
+def test_a_session_ends_at_its_deadline(server_factory):
+    server = server_factory(extra_smtp="idle_timeout_secs = 60\nsession_timeout_secs = 2").start()
+    c = Raw(server.port, timeout=30)
+    assert c.cmd("EHLO c.example").startswith("250")
+    replies = []
+    for _ in range(60):
+        replies.append(c.cmd("NOOP"))
+        if not replies[-1].startswith("250"):
+            break
+        time.sleep(0.25)
+    assert replies[-1].startswith("421 4.4.2"), replies[-3:]
+    assert c.closed()
+
+
+def test_message_content_has_its_own_deadline(server_factory):
+    server = server_factory(extra_smtp="idle_timeout_secs = 60\ndata_timeout_secs = 2").start()
+    c = Raw(server.port, timeout=30)
+    c.cmd("EHLO c.example")
+    c.cmd("MAIL FROM:<a@remote.example>")
+    c.cmd("RCPT TO:<customseo@esoomllub.com>")
+    assert c.cmd("DATA").startswith("354")
+    reply, took = drip(c, [b"line %d\r\n" % i for i in range(100)])
+    assert reply is not None and reply.startswith("421 4.4.2"), reply
+    assert c.closed()
+    assert server.messages("customseo@esoomllub.com") == []

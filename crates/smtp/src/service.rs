@@ -7,7 +7,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use postroom_net::{MaybeTls, Shutdown};
+use tokio::time::Instant;
+
+use postroom_net::{ConnectionLimiter, ConnectionPermit, MaybeTls, Shutdown};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::TlsAcceptor;
 
@@ -78,12 +80,28 @@ pub struct ConnectionSettings {
     /// RFC 5321 4.5.3.2 suggests 5 minutes; the seed (Postfix
     /// smtpd_timeout = 180s) uses 180 s, which is the default.
     pub idle_timeout: Duration,
+    /// A command line must be complete this long after its first byte
+    /// (180 s, as Postfix's smtpd_timeout): the idle timeout alone let a
+    /// client dripping a byte every 20 s hold a connection for 420 s
+    /// without completing a command (issue #8).
+    pub command_timeout: Duration,
+    /// A message's content (DATA to the final dot, or all its BDAT chunks)
+    /// must arrive within this (900 s: 45 MB at 0.5 Mbit/s takes 720 s).
+    pub data_timeout: Duration,
+    /// The whole connection, the time spent receiving message content not
+    /// counted (1800 s).
+    pub session_timeout: Duration,
+    /// Where an authenticated connection's slot moves (submission: its
+    /// own pool, see [`postroom_net::ConnectionPermit::move_to`]).
+    pub authenticated_limiter: Option<Arc<ConnectionLimiter>>,
     pub tls: Option<TlsAcceptor>,
     /// Networks whose clients may AUTH without TLS.
     pub plaintext_auth: postroom_core::IpNetList,
 }
 
-/// Serves one connection to the end.
+/// Serves one connection to the end. `permit` is the connection's slot in
+/// its listener's limiter, moved to `settings.authenticated_limiter` after
+/// AUTH.
 pub async fn serve_connection<H: SmtpHandler>(
     mut stream: MaybeTls,
     peer_ip: IpAddr,
@@ -91,7 +109,9 @@ pub async fn serve_connection<H: SmtpHandler>(
     settings: Arc<ConnectionSettings>,
     handler: Arc<H>,
     mut shutdown: Shutdown,
+    mut permit: Option<ConnectionPermit>,
 ) {
+    let mut clock = Deadlines::new(Instant::now());
     let mut session: Session<H::Recipient> = Session::new(cfg, peer_ip, stream.is_tls());
     session.allow_plaintext_auth(settings.plaintext_auth.contains(peer_ip));
     let mut ctx = PeerContext {
@@ -149,6 +169,14 @@ pub async fn serve_connection<H: SmtpHandler>(
                     let result = handler.authenticate(&ctx, user, password).await;
                     if let Ok(identity) = &result {
                         ctx.auth = Some(identity.clone());
+                        if let (Some(p), Some(pool)) = (permit.as_mut(), &settings.authenticated_limiter) {
+                            if let Err(limit) = p.move_to(pool, peer_ip) {
+                                // The login stands; the connection keeps
+                                // its unauthenticated slot.
+                                tracing::info!(target: "smtp", client = %peer_ip, ?limit,
+                                    "authenticated pool full; connection stays in the unauthenticated one");
+                            }
+                        }
                     }
                     session.auth_result(result);
                 }
@@ -213,18 +241,78 @@ pub async fn serve_connection<H: SmtpHandler>(
             let _ = write_reply(&mut stream, session.shutting_down()).await;
             return;
         }
+        let (deadline, which) = clock.next(&session, &settings, Instant::now());
         let read = tokio::select! {
-            r = tokio::time::timeout(settings.idle_timeout, stream.read(&mut buf)) => r,
+            r = tokio::time::timeout_at(deadline, stream.read(&mut buf)) => r,
             _ = shutdown.recv(), if !shutdown.is_shutdown() => continue,
         };
         match read {
             Ok(Ok(0)) | Ok(Err(_)) => return,
             Ok(Ok(n)) => session.receive(&buf[..n]),
             Err(_) => {
+                // RFC 5321 4.5.3.2: the server may close after a timeout,
+                // with 421 (4.4.2: connection dropped, RFC 3463).
+                tracing::info!(target: "smtp", client = %peer_ip, timeout = which, "timeout: connection closed");
                 let _ = write_reply(&mut stream, session.timed_out()).await;
                 return;
             }
         }
+    }
+}
+
+/// The clocks of one connection (see [`ConnectionSettings`]).
+struct Deadlines {
+    started: Instant,
+    /// When the command line now arriving began.
+    command: Option<Instant>,
+    /// When the message content now arriving began.
+    body: Option<Instant>,
+    /// Time spent receiving message content, which the session deadline
+    /// does not count (each message has the data deadline).
+    body_time: Duration,
+}
+
+impl Deadlines {
+    fn new(now: Instant) -> Self {
+        Deadlines {
+            started: now,
+            command: None,
+            body: None,
+            body_time: Duration::ZERO,
+        }
+    }
+
+    /// When the next read times out, and which limit that is (for the log).
+    fn next<R>(
+        &mut self,
+        session: &Session<R>,
+        s: &ConnectionSettings,
+        now: Instant,
+    ) -> (Instant, &'static str) {
+        if session.body_open() {
+            self.body.get_or_insert(now);
+        } else if let Some(began) = self.body.take() {
+            self.body_time += now.saturating_duration_since(began);
+        }
+        if session.mid_command() {
+            self.command.get_or_insert(now);
+        } else {
+            self.command = None;
+        }
+        let mut next = (now + s.idle_timeout, "idle");
+        let mut earlier = |at: Instant, which: &'static str| {
+            if at < next.0 {
+                next = (at, which);
+            }
+        };
+        if let Some(began) = self.command {
+            earlier(began + s.command_timeout, "command");
+        }
+        match self.body {
+            Some(began) => earlier(began + s.data_timeout, "data"),
+            None => earlier(self.started + self.body_time + s.session_timeout, "session"),
+        }
+        next
     }
 }
 

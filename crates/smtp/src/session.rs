@@ -337,6 +337,14 @@ impl<R> Session<R> {
         self.reading_body() || self.tx.as_ref().is_some_and(|t| t.chunks.is_some())
     }
 
+    /// True while a command line (or an AUTH response) has arrived only in
+    /// part, or an overlong one is being skipped: the caller's command
+    /// deadline runs, which a client sending a byte at a time cannot
+    /// stretch (the idle timeout restarts with every byte).
+    pub fn mid_command(&self) -> bool {
+        !self.reading_body() && (!self.input.is_empty() || matches!(self.phase, Phase::LongLine))
+    }
+
     /// True while a command or chunk has been read only in part; the
     /// caller's idle timeout applies either way.
     pub fn buffered(&self) -> usize {

@@ -410,3 +410,22 @@ fn bdat_bodies_leave_in_chunks_and_a_refused_one_is_not_delivered() {
     assert!(h.delivered.is_empty());
     assert!(!h.s.body_open());
 }
+
+#[test]
+fn a_partial_command_is_mid_command_a_body_is_not() {
+    let mut h = Harness::new();
+    assert!(!h.s.mid_command());
+    h.send(b"EH");
+    assert!(h.s.mid_command());
+    h.send(b"LO c.example\r\n");
+    assert!(!h.s.mid_command());
+    // An overlong line is skipped without being kept: still one command.
+    h.send(&[b'x'; 3000]);
+    assert!(h.s.mid_command() && h.s.buffered() == 0);
+    assert_eq!(codes(&h.send(b"\r\n")), ["500 5.5.2"]);
+    assert!(!h.s.mid_command());
+    h.send(b"MAIL FROM:<a@remote.example>\r\nRCPT TO:<user@example.com>\r\nDATA\r\nSubj");
+    assert!(h.s.reading_body() && !h.s.mid_command());
+    h.send(b"ect: x\r\n\r\n.\r\nNO");
+    assert!(!h.s.reading_body() && h.s.mid_command());
+}

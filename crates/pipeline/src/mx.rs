@@ -156,7 +156,10 @@ impl MxPipeline {
         // blob as it is.
         let whole = submitted || self.filter.reads_body();
         let _budget = if whole {
-            Some(self.memory.take(env.size).await)
+            // The message and one changed copy of it (with Message-ID and
+            // Date prepended, converted to 7 bit, or signed) are held at
+            // once, never more.
+            Some(self.memory.take(env.size.saturating_mul(2)).await)
         } else {
             None
         };
@@ -785,5 +788,26 @@ impl SmtpHandler for MxPipeline {
                 DeliveryOutcome::Rejected(reply)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MemoryBudget;
+
+    #[tokio::test]
+    async fn the_memory_budget_makes_whole_messages_wait_their_turn() {
+        let budget = MemoryBudget::new(100);
+        let a = budget.take(60).await;
+        assert!(a.is_some());
+        // 60 + 60 > 100: the second waits until the first is done.
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), budget.take(60)).await;
+        assert!(waiting.is_err());
+        drop(a);
+        assert!(budget.take(60).await.is_some());
+        // Larger than the whole budget: takes all of it, never waits forever.
+        let all = budget.take(10_000).await;
+        assert!(all.is_some());
+        assert!(budget.bytes.try_acquire().is_err());
     }
 }

@@ -229,7 +229,7 @@ impl DataDecoder {
     }
 
     fn emit(&mut self, bytes: &[u8]) {
-        if !self.has_8bit && bytes.iter().any(|b| *b >= 0x80) {
+        if !self.has_8bit && !bytes.is_ascii() {
             self.has_8bit = true;
         }
         self.endings.push(bytes, &mut self.sink);
@@ -271,7 +271,7 @@ impl ChunkCollector {
     }
 
     pub fn push(&mut self, bytes: &[u8]) {
-        if !self.has_8bit && bytes.iter().any(|b| *b >= 0x80) {
+        if !self.has_8bit && !bytes.is_ascii() {
             self.has_8bit = true;
         }
         self.endings.push(bytes, &mut self.sink);

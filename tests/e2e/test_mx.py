@@ -514,11 +514,14 @@ def test_a_spool_write_failure_is_a_temporary_error(server_factory):
         s.ehlo("client.example.org")
         s.mail("a@remote.example")
         s.rcpt("customseo@esoomllub.com")
-        code, msg = s.data(b"Subject: lost\r\n\r\nbody\r\n")
+        code, msg = s.data(b"Subject: lost\r\n\r\n" + (b"b" * 998 + b"\r\n") * 300)
         assert (code, msg[:5]) == (451, b"4.3.0")
         assert s.noop()[0] == 250
     assert server.messages("customseo@esoomllub.com") == []
-    assert "panicked" not in server.read_log()
+    log = server.read_log()
+    assert "panicked" not in log
+    # Logged once, not once per 64 KiB chunk.
+    assert log.count("writing the message body failed") == 1
 
 
 def drip(conn, pieces, every=0.25, limit=12.0):

@@ -132,14 +132,18 @@ pub async fn serve_connection<H: SmtpHandler>(
             match action {
                 Action::BodyStart => spool = None,
                 Action::BodyChunk(chunk) => {
-                    spool = Some(match spool.take() {
-                        Some(Err(e)) => Err(e),
-                        Some(Ok(s)) => spool_write(&handler, Some(s), chunk).await,
-                        None => spool_write(&handler, None, chunk).await,
-                    });
-                    if let Some(Err(e)) = &spool {
-                        tracing::error!(target: "smtp", client = %peer_ip, error = %e, "writing the message body failed");
-                    }
+                    spool = match spool.take() {
+                        // Failed before: the rest of this body is dropped.
+                        Some(Err(e)) => Some(Err(e)),
+                        open => {
+                            let written = spool_write(&handler, open.and_then(Result::ok), chunk).await;
+                            if let Err(e) = &written {
+                                tracing::error!(target: "smtp", client = %peer_ip, error = %e,
+                                    "writing the message body failed");
+                            }
+                            Some(written)
+                        }
+                    };
                 }
                 Action::Send(reply) => reply.write_to(&mut out),
                 Action::Delay(d) => {

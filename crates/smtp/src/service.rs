@@ -361,3 +361,64 @@ pub async fn write_reply(stream: &mut MaybeTls, reply: Reply) -> std::io::Result
     let mut out = reply.to_bytes();
     flush(stream, &mut out).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> ConnectionSettings {
+        ConnectionSettings {
+            idle_timeout: Duration::from_secs(180),
+            command_timeout: Duration::from_secs(10),
+            data_timeout: Duration::from_secs(100),
+            session_timeout: Duration::from_secs(50),
+            authenticated_limiter: None,
+            tls: None,
+            plaintext_auth: Default::default(),
+        }
+    }
+
+    fn drain(s: &mut Session<()>) {
+        while let Some(a) = s.poll() {
+            match a {
+                Action::CheckRecipient(_) => s.recipient_verdict(RcptVerdict::Accept(())),
+                Action::CheckSender(_) => s.sender_verdict(Ok(())),
+                Action::Deliver(_) => s.delivery_outcome(DeliveryOutcome::Accepted { queue_id: "Q".into() }),
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn the_nearest_deadline_wins_and_content_time_is_not_counted() {
+        let s = settings();
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        let mut session: Session<()> = Session::new(
+            Arc::new(SessionConfig::default()),
+            "192.0.2.1".parse().unwrap(),
+            false,
+        );
+        let mut clock = Deadlines::new(t0);
+        assert_eq!(clock.next(&session, &s, at(0)), (at(50), "session"));
+        // A command line begun at 1 s must end by 11 s, however it drips.
+        session.receive(b"EH");
+        drain(&mut session);
+        assert_eq!(clock.next(&session, &s, at(1)), (at(11), "command"));
+        session.receive(b"L");
+        drain(&mut session);
+        assert_eq!(clock.next(&session, &s, at(5)), (at(11), "command"));
+        session.receive(b"O c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n");
+        drain(&mut session);
+        // Content from 6 s: the data deadline, and no session deadline.
+        assert!(session.reading_body());
+        assert_eq!(clock.next(&session, &s, at(6)), (at(106), "data"));
+        assert_eq!(clock.next(&session, &s, at(40)), (at(106), "data"));
+        // The content took 60 s; the session deadline moves by as much.
+        session.receive(b"x\r\n.\r\n");
+        drain(&mut session);
+        assert_eq!(clock.next(&session, &s, at(66)), (at(110), "session"));
+        // Near the end of the session, the idle timeout is not what ends it.
+        assert_eq!(clock.next(&session, &s, at(100)), (at(110), "session"));
+    }
+}

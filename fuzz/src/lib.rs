@@ -206,6 +206,8 @@ pub struct Driver {
     pub log: Vec<String>,
     pub delivered: usize,
     pub closed: bool,
+    /// The body since the last BodyStart, from its chunks.
+    body: Option<Vec<u8>>,
 }
 
 impl Driver {
@@ -217,6 +219,7 @@ impl Driver {
             log: Vec::new(),
             delivered: 0,
             closed: false,
+            body: None,
         }
     }
 
@@ -257,12 +260,19 @@ impl Driver {
                     self.session.auth_result(if ok { Ok(user) } else { Err(postroom_smtp::AuthFailure::Failed) });
                 }
                 Action::CheckSender(_) => self.session.sender_verdict(Ok(())),
+                Action::BodyStart => self.body = Some(Vec::new()),
+                Action::BodyChunk(chunk) => {
+                    assert!(!chunk.is_empty(), "empty chunk");
+                    self.body.as_mut().expect("a chunk before BodyStart").extend_from_slice(&chunk);
+                }
                 Action::Deliver(env) => {
                     assert!(self.session.poll().is_none(), "poll went on before the outcome");
-                    self.check_envelope(&env);
-                    self.log.push(format!("deliver {env:?}"));
+                    let body = self.body.take().unwrap_or_default();
+                    assert_eq!(env.size, body.len() as u64);
+                    self.check_envelope(&env, &body);
+                    self.log.push(format!("deliver {env:?} {body:?}"));
                     self.delivered += 1;
-                    let outcome = if env.body.windows(6).any(|w| w == b"REJECT") {
+                    let outcome = if body.windows(6).any(|w| w == b"REJECT") {
                         DeliveryOutcome::Rejected(Reply::new(554, "5.7.1", "Rejected"))
                     } else {
                         DeliveryOutcome::Accepted {
@@ -286,16 +296,16 @@ impl Driver {
         }
     }
 
-    fn check_envelope(&self, env: &Envelope<u32>) {
-        assert!(!has_bare_line_end(&env.body), "bare CR/LF delivered");
-        assert!(env.body.len() as u64 <= self.cfg.max_message_size);
+    fn check_envelope(&self, env: &Envelope<u32>, body: &[u8]) {
+        assert!(!has_bare_line_end(body), "bare CR/LF delivered");
+        assert!(body.len() as u64 <= self.cfg.max_message_size);
         assert!(!env.recipients.is_empty());
         assert!(env.recipients.len() <= self.cfg.max_recipients);
         if self.cfg.strict_line_endings {
             assert_eq!(env.bare_line_ends, 0);
         }
-        if !env.body.is_empty() && !env.chunking {
-            assert!(env.body.ends_with(b"\r\n"));
+        if !body.is_empty() && !env.chunking {
+            assert!(body.ends_with(b"\r\n"));
         }
     }
 }

@@ -1,6 +1,7 @@
 """The MX as the issue describes it, driven by swaks, smtplib and raw
 sockets."""
 
+import os
 import re
 import smtplib
 import subprocess
@@ -444,3 +445,179 @@ def test_quota_at_rcpt(server_factory):
         s.mail("a@remote.example", ["SIZE=5000"])
         code, msg = s.rcpt("small@esoomllub.com")
         assert (code, msg[:5]) == (552, b"5.2.2")
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def spool_files(server):
+    spool = os.path.join(server.data, "blobs", "spool")
+    return os.listdir(spool) if os.path.isdir(spool) else []
+
+
+def test_message_bodies_are_not_held_in_memory(server_factory):
+    # Issue #8: every connection collected its body in memory, and 40
+    # connections sending 44 MB each took the server from 58 MB to 1.78 GB.
+    # Bodies now go to a spool file as they arrive.
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = server_factory(extra_smtp="max_connections_per_client = 50").start()
+    pid = server.proc.pid
+    # One message first, so that what any delivery allocates once (the
+    # store's caches, the blocking pool) is in the idle level.
+    with smtplib.SMTP("127.0.0.1", server.port) as s:
+        s.sendmail("a@remote.example", ["postmaster@esoomllub.com"], b"Subject: warm\r\n\r\nx\r\n")
+    idle = rss_kib(pid)
+    line = b"x" * 998 + b"\r\n"
+    body = b"Subject: big\r\n\r\n" + line * 44_000
+    assert len(body) > 44_000_000
+    peak = [idle]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_kib(pid))
+            time.sleep(0.02)
+
+    def send_body(i):
+        c = Raw(server.port, timeout=120)
+        c.cmd("EHLO c%d.example" % i)
+        assert c.cmd("MAIL FROM:<a@remote.example>").startswith("250")
+        assert c.cmd("RCPT TO:<postmaster@esoomllub.com>").startswith("250")
+        assert c.cmd("DATA").startswith("354")
+        c.send(body)
+        return c
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        with ThreadPoolExecutor(40) as pool:
+            conns = list(pool.map(send_body, range(40)))
+        # Every body is in the server's hands; all end together.
+        for c in conns:
+            c.send(".\r\n")
+        for c in conns:
+            assert c.reply().startswith("250 2.0.0")
+        for c in conns:
+            c.close()
+    finally:
+        done.set()
+        sampler.join()
+    grown = peak[0] - idle
+    print(f"RSS idle {idle} KiB, grew by {grown} KiB")
+    assert grown < 100 * 1024, f"RSS grew by {grown} KiB (idle {idle} KiB)"
+    stored = server.messages("kent@esoomllub.com")
+    assert len(stored) == 41
+    shown = server.show("kent@esoomllub.com", stored[-1][0])
+    assert shown.replace("\r\n", "\n").endswith(body.decode().replace("\r\n", "\n"))
+    time.sleep(0.2)
+    assert spool_files(server) == []
+
+
+def test_refused_and_abandoned_bodies_leave_no_spool_file(server_factory):
+    server = server_factory(extra_smtp="max_message_size = 100000").start()
+    with smtplib.SMTP("127.0.0.1", server.port) as s:
+        s.ehlo("client.example.org")
+        s.mail("a@remote.example")
+        s.rcpt("customseo@esoomllub.com")
+        code, msg = s.data(b"Subject: big\r\n\r\n" + (b"y" * 998 + b"\r\n") * 200)
+        assert (code, msg[:5]) == (552, b"5.3.4")
+    c = Raw(server.port)
+    c.cmd("EHLO c.example")
+    c.cmd("MAIL FROM:<a@remote.example>")
+    c.cmd("RCPT TO:<customseo@esoomllub.com>")
+    assert c.cmd("DATA").startswith("354")
+    c.send(b"Subject: half\r\n\r\n" + b"z" * 90000)
+    c.close()
+    time.sleep(0.5)
+    assert spool_files(server) == []
+    assert server.messages("customseo@esoomllub.com") == []
+
+
+def test_a_spool_write_failure_is_a_temporary_error(server_factory):
+    server = server_factory().start()
+    # The spool directory replaced by a file: no spool file can be made
+    # (root included), as on a full or broken disk.
+    spool = os.path.join(server.data, "blobs", "spool")
+    if os.path.isdir(spool):
+        os.rmdir(spool)
+    with open(spool, "w") as f:
+        f.write("not a directory")
+    with smtplib.SMTP("127.0.0.1", server.port) as s:
+        s.ehlo("client.example.org")
+        s.mail("a@remote.example")
+        s.rcpt("customseo@esoomllub.com")
+        code, msg = s.data(b"Subject: lost\r\n\r\n" + (b"b" * 998 + b"\r\n") * 300)
+        assert (code, msg[:5]) == (451, b"4.3.0")
+        assert s.noop()[0] == 250
+    assert server.messages("customseo@esoomllub.com") == []
+    log = server.read_log()
+    assert "panicked" not in log
+    # Logged once, not once per 64 KiB chunk.
+    assert log.count("writing the message body failed") == 1
+
+
+def drip(conn, pieces, every=0.25, limit=12.0):
+    """Sends the pieces one by one, `every` seconds apart, until the server
+    answers; returns (its reply, seconds taken), or (None, ...) when it
+    kept listening for `limit` seconds."""
+    import select
+
+    start = time.monotonic()
+    for piece in pieces:
+        if time.monotonic() - start > limit:
+            break
+        try:
+            conn.send(piece)
+        except OSError:
+            break
+        readable, _, _ = select.select([conn.sock], [], [], every)
+        if readable:
+            return conn.reply(), time.monotonic() - start
+    return None, time.monotonic() - start
+
+
+def test_a_dripping_client_is_cut_off_at_the_command_deadline(server_factory):
+    # Issue #8: the idle timeout restarts with every read, so one byte every
+    # 20 s held a connection for 420 s without a command ever completing.
+    server = server_factory(extra_smtp="idle_timeout_secs = 60\ncommand_timeout_secs = 2").start()
+    c = Raw(server.port, timeout=30)
+    assert c.cmd("EHLO c.example").startswith("250")
+    line = b"MAIL FROM:<dripping.slowly.one.byte.at.a.time@remote.example>\r\n"
+    reply, took = drip(c, [bytes([b]) for b in line])
+    assert reply is not None and reply.startswith("421 4.4.2"), reply
+    assert took < 30  # the command deadline, far before the idle timeout
+    assert c.closed()
+
+
+def test_a_session_ends_at_its_deadline(server_factory):
+    server = server_factory(extra_smtp="idle_timeout_secs = 60\nsession_timeout_secs = 2").start()
+    c = Raw(server.port, timeout=30)
+    assert c.cmd("EHLO c.example").startswith("250")
+    replies = []
+    for _ in range(60):
+        replies.append(c.cmd("NOOP"))
+        if not replies[-1].startswith("250"):
+            break
+        time.sleep(0.25)
+    assert replies[-1].startswith("421 4.4.2"), replies[-3:]
+    assert c.closed()
+
+
+def test_message_content_has_its_own_deadline(server_factory):
+    server = server_factory(extra_smtp="idle_timeout_secs = 60\ndata_timeout_secs = 2").start()
+    c = Raw(server.port, timeout=30)
+    c.cmd("EHLO c.example")
+    c.cmd("MAIL FROM:<a@remote.example>")
+    c.cmd("RCPT TO:<customseo@esoomllub.com>")
+    assert c.cmd("DATA").startswith("354")
+    reply, took = drip(c, [b"line %d\r\n" % i for i in range(100)])
+    assert reply is not None and reply.startswith("421 4.4.2"), reply
+    assert c.closed()
+    assert server.messages("customseo@esoomllub.com") == []

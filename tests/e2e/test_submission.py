@@ -5,6 +5,7 @@ secure defaults."""
 
 import re
 import smtplib
+import socket
 import ssl
 import subprocess
 
@@ -147,3 +148,58 @@ def test_sending_limits_refuse_then_hold(server_factory):
     assert "sending limit" in server.read_log()
     states = {q[1] for q in server.queue() if q[2] == "customseo@esoomllub.com"}
     assert states == {"held"}, server.queue()
+
+
+def submission_settings(server, settings):
+    """Adds settings to the [submission] table of a server not yet started."""
+    with open(server.config) as f:
+        cfg = f.read()
+    cfg = cfg.replace("[submission]\n", "[submission]\n" + settings + "\n", 1)
+    with open(server.config, "w") as f:
+        f.write(cfg)
+
+
+def raw_banner(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        return s.recv(512).decode()
+
+
+def test_submission_is_served_while_the_mx_is_full(server_factory):
+    # Issue #8: ports 25, 587 and 465 shared one limiter, so idle MX
+    # connections (from anyone, or from an office's own NAT address) made
+    # submission answer every user 421.
+    server = server_factory(extra_smtp="max_connections_per_client = 3").start()
+    mx = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(3)]
+    assert all(c.recv(512).startswith(b"220") for c in mx)
+    assert raw_banner(server.port).startswith("421 4.7.0")
+    with smtplib.SMTP_SSL("127.0.0.1", server.submissions_port, context=insecure()) as s:
+        s.login("customseo@esoomllub.com", "99test99")
+        s.sendmail("customseo@esoomllub.com", ["dbrooks@esoomllub.com"], b"Subject: still here\r\n\r\nx\r\n")
+    with smtplib.SMTP("127.0.0.1", server.submission_port) as s:
+        s.starttls(context=insecure())
+        s.login("customseo@esoomllub.com", "99test99")
+    for c in mx:
+        c.close()
+    assert len(server.messages("dbrooks@esoomllub.com")) == 1
+
+
+def test_logged_in_connections_have_a_pool_of_their_own(server_factory):
+    server = server_factory()
+    submission_settings(server, "max_connections_per_client = 2\nmax_authenticated_connections_per_client = 5")
+    server.start()
+    users = []
+    for _ in range(3):
+        s = smtplib.SMTP_SSL("127.0.0.1", server.submissions_port, context=insecure())
+        s.login("customseo@esoomllub.com", "99test99")
+        users.append(s)
+    # Three logged in, yet two unauthenticated connections still fit...
+    waiting = [socket.create_connection(("127.0.0.1", server.submission_port), timeout=10) for _ in range(2)]
+    assert all(c.recv(512).startswith(b"220") for c in waiting)
+    # ...and no more: those cannot push logged-in users out.
+    assert raw_banner(server.submission_port).startswith("421 4.7.0")
+    for s in users:
+        s.sendmail("customseo@esoomllub.com", ["dbrooks@esoomllub.com"], b"Subject: in\r\n\r\nx\r\n")
+        s.quit()
+    for c in waiting:
+        c.close()
+    assert len(server.messages("dbrooks@esoomllub.com")) == 3

@@ -68,6 +68,15 @@ pub struct SmtpConfig {
     pub max_connections_per_client: usize,
     pub connection_limit_exempt: Vec<String>,
     pub idle_timeout_secs: u64,
+    /// A command line must be complete this long after its first byte.
+    pub command_timeout_secs: u64,
+    /// A message's content (DATA to the final dot, or all its BDAT
+    /// chunks) must arrive within this.
+    pub data_timeout_secs: u64,
+    /// A connection's whole life, message content not counted.
+    pub session_timeout_secs: u64,
+    /// Message bytes held whole in memory at once, over all connections.
+    pub max_in_memory_bytes: u64,
     pub max_line_length: usize,
     pub soft_error_limit: u32,
     pub hard_error_limit: u32,
@@ -91,6 +100,10 @@ impl Default for SmtpConfig {
             max_connections_per_client: 10,
             connection_limit_exempt: Vec::new(),
             idle_timeout_secs: 180,
+            command_timeout_secs: 180,
+            data_timeout_secs: 900,
+            session_timeout_secs: 1800,
+            max_in_memory_bytes: 200_000_000,
             max_line_length: 2048,
             soft_error_limit: 10,
             hard_error_limit: 20,
@@ -113,6 +126,13 @@ pub struct SubmissionConfig {
     /// Implicit TLS listeners (465).
     pub tls_listen: Vec<String>,
     pub proxy_protocol: bool,
+    /// Connections not (yet) authenticated, overall and per client.
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    /// Authenticated connections, overall and per client: a pool of their
+    /// own, so a flood of unauthenticated ones cannot starve users.
+    pub max_authenticated_connections: usize,
+    pub max_authenticated_connections_per_client: usize,
     pub max_recipients: usize,
     /// Write the client's IP address into Received: headers.
     pub expose_client_ip: bool,
@@ -129,6 +149,10 @@ impl Default for SubmissionConfig {
             listen: vec![format!("127.0.0.1:{TRIAL_SUBMISSION_PORT}")],
             tls_listen: vec![format!("127.0.0.1:{TRIAL_SUBMISSIONS_PORT}")],
             proxy_protocol: false,
+            max_connections: 1000,
+            max_connections_per_client: 10,
+            max_authenticated_connections: 1000,
+            max_authenticated_connections_per_client: 50,
             max_recipients: 1000,
             expose_client_ip: false,
             max_messages_per_user_per_hour: 500,
@@ -430,6 +454,26 @@ impl Config {
                 self.smtp.max_connections_per_client as u64,
             ),
             ("smtp.idle_timeout_secs", self.smtp.idle_timeout_secs),
+            ("smtp.command_timeout_secs", self.smtp.command_timeout_secs),
+            ("smtp.data_timeout_secs", self.smtp.data_timeout_secs),
+            ("smtp.session_timeout_secs", self.smtp.session_timeout_secs),
+            ("smtp.max_in_memory_bytes", self.smtp.max_in_memory_bytes),
+            (
+                "submission.max_connections",
+                self.submission.max_connections as u64,
+            ),
+            (
+                "submission.max_connections_per_client",
+                self.submission.max_connections_per_client as u64,
+            ),
+            (
+                "submission.max_authenticated_connections",
+                self.submission.max_authenticated_connections as u64,
+            ),
+            (
+                "submission.max_authenticated_connections_per_client",
+                self.submission.max_authenticated_connections_per_client as u64,
+            ),
             ("smtp.hard_error_limit", self.smtp.hard_error_limit as u64),
             ("smtp.max_received_headers", self.smtp.max_received_headers as u64),
             ("dns.timeout_secs", self.dns.timeout_secs),

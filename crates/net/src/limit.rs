@@ -68,6 +68,21 @@ impl ConnectionLimiter {
     }
 }
 
+impl ConnectionPermit {
+    /// Moves the connection to another limiter's pool, if that has room
+    /// for `ip`; the slot held so far is freed. A submission connection
+    /// moves from the unauthenticated pool to the authenticated one after
+    /// AUTH, so unauthenticated connections cannot take logged-in users'
+    /// slots. Without room, the permit stays as it was.
+    pub fn move_to(&mut self, to: &Arc<ConnectionLimiter>, ip: IpAddr) -> Result<(), LimitExceeded> {
+        if Arc::ptr_eq(&self.limiter, to) {
+            return Ok(());
+        }
+        *self = to.try_acquire(ip)?;
+        Ok(())
+    }
+}
+
 impl Drop for ConnectionPermit {
     fn drop(&mut self) {
         let mut s = self.limiter.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -86,6 +101,25 @@ impl Drop for ConnectionPermit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_permit_moves_to_another_pool() {
+        let unauth = ConnectionLimiter::new(2, 100, IpNetList::default());
+        let auth = ConnectionLimiter::new(1, 100, IpNetList::default());
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let mut a = unauth.try_acquire(ip).unwrap();
+        let mut b = unauth.try_acquire(ip).unwrap();
+        assert_eq!(unauth.try_acquire(ip).unwrap_err(), LimitExceeded::Client);
+        a.move_to(&auth, ip).unwrap();
+        // The unauthenticated slot is free again.
+        let _c = unauth.try_acquire(ip).unwrap();
+        // No room in the authenticated pool: b keeps its slot.
+        assert_eq!(b.move_to(&auth, ip).unwrap_err(), LimitExceeded::Client);
+        assert_eq!(unauth.try_acquire(ip).unwrap_err(), LimitExceeded::Client);
+        drop(a);
+        b.move_to(&auth, ip).unwrap();
+        assert!(unauth.try_acquire(ip).is_ok());
+    }
 
     #[test]
     fn per_client_and_exempt() {

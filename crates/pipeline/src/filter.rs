@@ -33,6 +33,13 @@ pub type FilterFuture<'a> = Pin<Box<dyn Future<Output = Vec<Verdict>> + Send + '
 
 pub trait Filter: Send + Sync {
     fn check<'a>(&'a self, input: FilterInput<'a>) -> FilterFuture<'a>;
+    /// Whether the filter reads (or rewrites) the body. Bodies are spooled
+    /// to disk as they arrive; one that a filter reads is loaded whole,
+    /// within the pipeline's memory budget. A filter that says `false` is
+    /// given only the header section, and must not change it.
+    fn reads_body(&self) -> bool {
+        true
+    }
 }
 
 /// The filter until the content filter exists: every recipient gets the
@@ -43,5 +50,9 @@ impl Filter for NoFilter {
     fn check<'a>(&'a self, input: FilterInput<'a>) -> FilterFuture<'a> {
         let n = input.recipients.len();
         Box::pin(async move { vec![Verdict::Deliver; n] })
+    }
+
+    fn reads_body(&self) -> bool {
+        false
     }
 }

@@ -14,5 +14,5 @@ pub mod router;
 pub mod srs;
 
 pub use filter::{Filter, FilterInput, NoFilter, Verdict};
-pub use mx::MxPipeline;
+pub use mx::{MemoryBudget, MessageSpool, MxPipeline};
 pub use policy::RelayPolicy;

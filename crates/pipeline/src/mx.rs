@@ -8,9 +8,9 @@ use postroom_core::Secret;
 use postroom_core::{Address, QueueId};
 use postroom_directory::auth::{Authenticator, LoginError};
 use postroom_directory::{Directory, Lookup, Route};
-use postroom_smtp::service::{PeerContext, SmtpHandler};
+use postroom_smtp::service::{BodySpool, PeerContext, SmtpHandler};
 use postroom_smtp::{AuthFailure, DeliveryOutcome, Envelope, RcptTarget, RcptVerdict, Reply};
-use postroom_store::{Delivery, LocalDelivery, Store};
+use postroom_store::{Delivery, LocalDelivery, Store, TempFile};
 
 use crate::filter::{Filter, FilterInput, Verdict};
 use crate::headers::{rfc5322_date, trace_headers, ReceivedInfo};
@@ -34,7 +34,56 @@ pub struct MxPipeline {
     pub directory: Directory,
     pub store: Store,
     pub filter: Arc<dyn Filter>,
+    /// The cap on message bytes held whole in memory at once (see
+    /// [`MemoryBudget`]).
+    pub memory: Arc<MemoryBudget>,
 }
+
+/// A message body as it arrives: a spool file in the blob store
+/// ([`postroom_store::BlobStore::spool`]), which becomes the blob itself.
+pub struct MessageSpool(Box<dyn TempFile>);
+
+impl BodySpool for MessageSpool {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.0.write_all(bytes)
+    }
+}
+
+/// The global cap on message bytes that are held whole in memory: bodies
+/// are spooled to disk as they arrive, but DKIM signing and 8-bit to
+/// 7-bit conversion of submitted mail, and a filter that reads the body,
+/// need all of it. Each such message takes its size from this budget
+/// first and waits while the budget is spent, so 40 concurrent 45 MB
+/// submissions cannot take 1.8 GB (issue #8).
+pub struct MemoryBudget {
+    bytes: tokio::sync::Semaphore,
+    cap: u32,
+}
+
+impl MemoryBudget {
+    /// A budget of `cap` bytes (at most 4 GiB - 1: a semaphore counts in
+    /// u32 here).
+    pub fn new(cap: u64) -> Arc<Self> {
+        let cap = u32::try_from(cap).unwrap_or(u32::MAX).max(1);
+        Arc::new(MemoryBudget {
+            bytes: tokio::sync::Semaphore::new(cap as usize),
+            cap,
+        })
+    }
+
+    /// Waits until `size` bytes (or the whole budget, for a message larger
+    /// than it) are free, and holds them until the permit is dropped.
+    pub async fn take(&self, size: u64) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        let n = u32::try_from(size).unwrap_or(u32::MAX).clamp(1, self.cap);
+        self.bytes.acquire_many(n).await.ok()
+    }
+}
+
+/// How much of a spooled message is read for its header section when the
+/// rest is not needed: the loop checks count `Received:` lines (100 of
+/// them are about 20 KB), and a header section larger than this is not
+/// mail (Postfix's header_size_limit is 100 KiB).
+const MAX_HEAD: usize = 256 * 1024;
 
 /// The store's bit for `\Seen` (the IMAP crate's `format::SEEN`).
 const SEEN: i64 = 1;
@@ -93,8 +142,51 @@ impl MxPipeline {
         })
     }
 
-    async fn accept(&self, peer: &PeerContext, env: Envelope<AcceptedRcpt>) -> Result<String, Reply> {
-        let trace = trace_headers(&env.body);
+    async fn accept(
+        &self,
+        peer: &PeerContext,
+        env: Envelope<AcceptedRcpt>,
+        spool: MessageSpool,
+    ) -> Result<String, Reply> {
+        let submitted = env.auth.is_some() || peer.auth.is_some();
+        // Submitted mail is changed before it is stored (Message-ID, Date,
+        // DKIM, 7-bit), and a filter may read and rewrite it: those read
+        // the whole message, within the memory budget. Other mail is only
+        // looked at in its header section, and the spool file becomes the
+        // blob as it is.
+        let whole = submitted || self.filter.reads_body();
+        let _budget = if whole {
+            // The message and one changed copy of it (with Message-ID and
+            // Date prepended, converted to 7 bit, or signed) are held at
+            // once, never more.
+            Some(self.memory.take(env.size.saturating_mul(2)).await)
+        } else {
+            None
+        };
+        let read = tokio::task::spawn_blocking(move || {
+            let read = if whole {
+                spool.0.read_all()
+            } else {
+                spool.0.read_head(MAX_HEAD, &|b: &[u8]| {
+                    b.starts_with(b"\r\n") || memchr::memmem::find(b, b"\r\n\r\n").is_some()
+                })
+            };
+            read.map(|body| (spool, body))
+        })
+        .await;
+        let (spool, mut body) = match read {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "reading the spooled message failed");
+                return Err(temp_failure("storage"));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reading the spooled message failed");
+                return Err(temp_failure("storage"));
+            }
+        };
+        // `body` is the whole message when `whole`, else its header section.
+        let trace = trace_headers(&body);
         if trace.received > self.max_received_headers {
             return Err(Reply::new(
                 554,
@@ -104,13 +196,12 @@ impl MxPipeline {
         }
         let sender = env.mail_from.as_ref().map(Address::to_string).unwrap_or_default();
         if let Some(user) = &env.auth {
-            self.check_header_senders(user, &env.body)?;
+            self.check_header_senders(user, &body)?;
             self.check_limits(user, env.recipients.len() as u32)?;
         }
         let hold_reason = env.auth.as_deref().and_then(|user| self.held_sender(user));
         let rcpts: Vec<AcceptedRcpt> = env.recipients.into_iter().map(|(_, r)| r).collect();
         let rcpt_names: Vec<String> = rcpts.iter().map(|r| r.rcpt.clone()).collect();
-        let mut body = env.body;
         let verdicts = self
             .filter
             .check(FilterInput {
@@ -148,7 +239,7 @@ impl MxPipeline {
             (false, true, false, false) => "ESMTP",
             (false, false, _, _) => "SMTP",
         };
-        if env.auth.is_some() || peer.auth.is_some() {
+        if submitted {
             // RFC 6409 8.3, 8.4: a submission server adds what is missing.
             let mut fixes = Vec::new();
             let head = header_section(&body);
@@ -226,10 +317,20 @@ impl MxPipeline {
         for looped in &routed.looped {
             tracing::warn!(queue_id = %queue_id, mailbox = %looped, "skipped: Delivered-To loop");
         }
-        let size = body.len();
+        let size = if whole { body.len() as u64 } else { env.size };
         let blobs = Arc::clone(&self.store.blobs);
         let blob_id = queue_id.to_string();
-        let put = tokio::task::spawn_blocking(move || blobs.put(&blob_id, &body)).await;
+        let put = tokio::task::spawn_blocking(move || {
+            if whole {
+                // Changed in memory: written anew; the spool file goes.
+                drop(spool);
+                blobs.put(&blob_id, &body)
+            } else {
+                // Fsynced and linked into place: written once.
+                blobs.put_spool(&blob_id, spool.0)
+            }
+        })
+        .await;
         match put {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
@@ -245,7 +346,7 @@ impl MxPipeline {
         let delivery = Delivery {
             queue_id: queue_id.to_string(),
             blob_id: queue_id.to_string(),
-            blob_size: size as u64,
+            blob_size: size,
             received_at: micros as i64 / 1_000_000,
             local: routed.local,
             outbound: routed.outbound,
@@ -581,6 +682,17 @@ impl MxPipeline {
         }
         let smtputf8 =
             sender.as_ref().is_some_and(|s| !s.is_ascii()) || recipients.iter().any(|r| !r.is_ascii());
+        let has_8bit = message.iter().any(|b| *b >= 0x80);
+        let size = message.len() as u64;
+        let blobs = Arc::clone(&self.store.blobs);
+        let spool = tokio::task::spawn_blocking(move || {
+            let mut spool = blobs.spool()?;
+            spool.write_all(&message)?;
+            Ok::<_, std::io::Error>(MessageSpool(spool))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("spooling the message: {e}"))?;
         let envelope = Envelope {
             helo: self.hostname.clone(),
             esmtp: true,
@@ -591,17 +703,22 @@ impl MxPipeline {
             body_type: postroom_smtp::BodyType::EightBitMime,
             smtputf8,
             chunking: false,
-            has_8bit: message.iter().any(|b| *b >= 0x80),
-            body: message,
+            has_8bit,
+            size,
             bare_line_ends: 0,
             auth: None,
         };
-        self.accept(&ctx, envelope).await.map_err(|r| r.summary())
+        self.accept(&ctx, envelope, spool).await.map_err(|r| r.summary())
     }
 }
 
 impl SmtpHandler for MxPipeline {
     type Recipient = AcceptedRcpt;
+    type Spool = MessageSpool;
+
+    fn open_spool(&self) -> std::io::Result<MessageSpool> {
+        self.store.blobs.spool().map(MessageSpool)
+    }
 
     async fn authenticate(
         &self,
@@ -671,15 +788,20 @@ impl SmtpHandler for MxPipeline {
         self.lookup(peer, target).await
     }
 
-    async fn deliver(&self, peer: &PeerContext, envelope: Envelope<AcceptedRcpt>) -> DeliveryOutcome {
+    async fn deliver(
+        &self,
+        peer: &PeerContext,
+        envelope: Envelope<AcceptedRcpt>,
+        body: MessageSpool,
+    ) -> DeliveryOutcome {
         let sender = envelope
             .mail_from
             .as_ref()
             .map(Address::to_string)
             .unwrap_or_default();
         let rcpts: Vec<String> = envelope.recipients.iter().map(|(_, r)| r.rcpt.clone()).collect();
-        let size = envelope.body.len();
-        match self.accept(peer, envelope).await {
+        let size = envelope.size;
+        match self.accept(peer, envelope, body).await {
             Ok(queue_id) => DeliveryOutcome::Accepted { queue_id },
             Err(reply) => {
                 tracing::info!(
@@ -696,5 +818,26 @@ impl SmtpHandler for MxPipeline {
                 DeliveryOutcome::Rejected(reply)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MemoryBudget;
+
+    #[tokio::test]
+    async fn the_memory_budget_makes_whole_messages_wait_their_turn() {
+        let budget = MemoryBudget::new(100);
+        let a = budget.take(60).await;
+        assert!(a.is_some());
+        // 60 + 60 > 100: the second waits until the first is done.
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), budget.take(60)).await;
+        assert!(waiting.is_err());
+        drop(a);
+        assert!(budget.take(60).await.is_some());
+        // Larger than the whole budget: takes all of it, never waits forever.
+        let all = budget.take(10_000).await;
+        assert!(all.is_some());
+        assert!(budget.bytes.try_acquire().is_err());
     }
 }

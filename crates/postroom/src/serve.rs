@@ -17,7 +17,7 @@ use postroom_net::limit::{AccountLimiter, LimitExceeded};
 use postroom_net::proxy::{read_header, ProxyHeader};
 use postroom_net::shutdown::ShutdownTrigger;
 use postroom_net::tls::{CertFiles, TlsSettings};
-use postroom_net::{ConnectionLimiter, MaybeTls, Shutdown};
+use postroom_net::{ConnectionLimiter, ConnectionPermit, MaybeTls, Shutdown};
 use postroom_pipeline::limits::{LimitSettings, SendLimits};
 use postroom_pipeline::{MxPipeline, NoFilter, RelayPolicy};
 use postroom_pop3::service::Pop3Service;
@@ -81,6 +81,13 @@ pub fn run(cfg: Config, data_dir: PathBuf, cli_flags: String) -> Result<(), Stri
         drop_privileges(user, &data_dir)?;
     }
     let store = Store::open(&data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    // Bodies that were arriving when the server last stopped: no session
+    // writes one yet, and none was acknowledged.
+    match store.blobs.clear_spools() {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(files = n, "removed unfinished message spool files"),
+        Err(e) => tracing::warn!(error = %e, "removing unfinished message spool files failed"),
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -143,15 +150,23 @@ impl Protocol {
         }
     }
 
-    async fn serve(self, stream: MaybeTls, ip: IpAddr, shutdown: Shutdown) {
+    /// Serves the connection, holding its slot in the limiter (`permit`)
+    /// until it ends; SMTP may move the slot to another pool after AUTH.
+    async fn serve(self, stream: MaybeTls, ip: IpAddr, shutdown: Shutdown, permit: ConnectionPermit) {
         match self {
             Protocol::Smtp {
                 session,
                 settings,
                 pipeline,
-            } => serve_connection(stream, ip, session, settings, pipeline, shutdown).await,
-            Protocol::Pop3(service) => service.serve(stream, ip, shutdown).await,
-            Protocol::Imap(service) => service.serve(stream, ip, shutdown).await,
+            } => serve_connection(stream, ip, session, settings, pipeline, shutdown, Some(permit)).await,
+            Protocol::Pop3(service) => {
+                let _permit = permit;
+                service.serve(stream, ip, shutdown).await
+            }
+            Protocol::Imap(service) => {
+                let _permit = permit;
+                service.serve(stream, ip, shutdown).await
+            }
         }
     }
 }
@@ -214,6 +229,7 @@ async fn serve(
         directory: Directory::new(store.db.clone(), postmaster),
         store: store.clone(),
         filter: Arc::new(NoFilter),
+        memory: postroom_pipeline::MemoryBudget::new(smtp.max_in_memory_bytes),
     });
     let smtp_session = SessionConfig {
         hostname: cfg.server.hostname.clone(),
@@ -228,11 +244,34 @@ async fn serve(
         auth: true,
         submission: false,
     };
-    let smtp_settings = Arc::new(ConnectionSettings {
+    let smtp_settings = ConnectionSettings {
         idle_timeout: Duration::from_secs(smtp.idle_timeout_secs),
+        command_timeout: Duration::from_secs(smtp.command_timeout_secs),
+        data_timeout: Duration::from_secs(smtp.data_timeout_secs),
+        session_timeout: Duration::from_secs(smtp.session_timeout_secs),
+        authenticated_limiter: None,
         tls: acceptor.clone(),
         plaintext_auth: IpNetList::parse(&a.plaintext_networks)?,
+    };
+    // Submission has connection limits of its own (issue #8: with one
+    // limiter for ports 25, 587 and 465, 1,000 idle MX connections made
+    // submission refuse every user), and a logged-in connection moves to
+    // a pool of its own.
+    let exempt = IpNetList::parse(&smtp.connection_limit_exempt)?;
+    let submission_limiter = ConnectionLimiter::new(
+        sub.max_connections_per_client,
+        sub.max_connections,
+        exempt.clone(),
+    );
+    let submission_settings = Arc::new(ConnectionSettings {
+        authenticated_limiter: Some(ConnectionLimiter::new(
+            sub.max_authenticated_connections_per_client,
+            sub.max_authenticated_connections,
+            exempt,
+        )),
+        ..smtp_settings.clone()
     });
+    let smtp_settings = Arc::new(smtp_settings);
     let smtp_protocol = Protocol::Smtp {
         session: Arc::new(smtp_session.clone()),
         settings: Arc::clone(&smtp_settings),
@@ -244,7 +283,7 @@ async fn serve(
             submission: true,
             ..smtp_session
         }),
-        settings: smtp_settings,
+        settings: submission_settings,
         pipeline: Arc::clone(&pipeline),
     };
     let q = &cfg.queue;
@@ -321,7 +360,7 @@ async fn serve(
             smtp_protocol,
             smtp.proxy_protocol,
             None,
-            Arc::clone(&smtp_limiter),
+            smtp_limiter,
         ),
         (
             "submission",
@@ -329,7 +368,7 @@ async fn serve(
             submission_protocol.clone(),
             cfg.submission.proxy_protocol,
             None,
-            Arc::clone(&smtp_limiter),
+            Arc::clone(&submission_limiter),
         ),
         (
             "submissions",
@@ -337,7 +376,7 @@ async fn serve(
             submission_protocol,
             cfg.submission.proxy_protocol,
             acceptor.clone(),
-            smtp_limiter,
+            submission_limiter,
         ),
         (
             "pop3",
@@ -539,7 +578,7 @@ impl Acceptor {
                     }
                 }
                 let mut stream = MaybeTls::Plain(tcp);
-                let _permit = match limiter.try_acquire(ip) {
+                let permit = match limiter.try_acquire(ip) {
                     Ok(p) => p,
                     Err(limit) => {
                         tracing::info!(target: "net", protocol = protocol.name(), client = %ip, ?limit,
@@ -559,7 +598,7 @@ impl Acceptor {
                         }
                     }
                 }
-                protocol.serve(stream, ip, shutdown).await;
+                protocol.serve(stream, ip, shutdown, permit).await;
             });
         }
     }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use postroom_core::Address;
 
 use crate::command::{parse_command, BodyParam, Command, CommandError, MailParams, RcptTarget};
-use crate::data::{ChunkCollector, DataDecoder, DecodedBody};
+use crate::data::{ChunkCollector, DataDecoder, DecodedBody, BODY_CHUNK};
 use crate::reply::Reply;
 
 #[derive(Clone, Debug)]
@@ -109,8 +109,9 @@ pub struct Envelope<R> {
     pub body_type: BodyType,
     pub smtputf8: bool,
     pub chunking: bool,
-    /// CRLF-normalised message content.
-    pub body: Vec<u8>,
+    /// The size of the CRLF-normalised message content. The content itself
+    /// went out in [`Action::BodyChunk`]s before this envelope.
+    pub size: u64,
     pub has_8bit: bool,
     pub bare_line_ends: u64,
     /// The authenticated user (SMTP AUTH), if any.
@@ -139,7 +140,17 @@ pub enum Action<R> {
         user: String,
         password: postroom_core::Secret<String>,
     },
-    /// Answer with [`Session::delivery_outcome`].
+    /// A message body begins (DATA, or a transaction's first BDAT): what
+    /// an earlier [`Action::BodyChunk`] left is not part of it.
+    BodyStart,
+    /// The next piece of the body that began with [`Action::BodyStart`],
+    /// CRLF-normalised and dot-unstuffed, at least
+    /// [`crate::data::BODY_CHUNK`] bytes but the last. The caller writes it
+    /// to a spool file, so no session holds a whole message.
+    BodyChunk(Vec<u8>),
+    /// Every chunk of the body is out: answer with
+    /// [`Session::delivery_outcome`]. A body that ends without this
+    /// (too big, refused, RSET) is discarded by the caller.
     Deliver(Box<Envelope<R>>),
     /// Send nothing more in plaintext: start the TLS handshake, then call
     /// [`Session::tls_established`].
@@ -313,6 +324,27 @@ impl<R> Session<R> {
         matches!(self.phase, Phase::Closed)
     }
 
+    /// True while message content is being read (after DATA's 354, inside
+    /// a BDAT chunk): the caller's data deadline applies, not the command
+    /// deadline.
+    pub fn reading_body(&self) -> bool {
+        matches!(self.phase, Phase::Data(_) | Phase::Chunk { .. })
+    }
+
+    /// True from [`Action::BodyStart`] until the body is delivered or
+    /// discarded: outside of it the caller keeps no spool file.
+    pub fn body_open(&self) -> bool {
+        self.reading_body() || self.tx.as_ref().is_some_and(|t| t.chunks.is_some())
+    }
+
+    /// True while a command line (or an AUTH response) has arrived only in
+    /// part, or an overlong one is being skipped: the caller's command
+    /// deadline runs, which a client sending a byte at a time cannot
+    /// stretch (the idle timeout restarts with every byte).
+    pub fn mid_command(&self) -> bool {
+        !self.reading_body() && (!self.input.is_empty() || matches!(self.phase, Phase::LongLine))
+    }
+
     /// True while a command or chunk has been read only in part; the
     /// caller's idle timeout applies either way.
     pub fn buffered(&self) -> usize {
@@ -453,6 +485,9 @@ impl<R> Session<R> {
                 }
                 let (used, done) = decoder.feed(&self.input);
                 self.input.drain(..used);
+                if let Some(chunk) = decoder.take_chunk(BODY_CHUNK) {
+                    self.out.push_back(Action::BodyChunk(chunk));
+                }
                 if done {
                     let Phase::Data(decoder) = mem::replace(&mut self.phase, Phase::Commands) else {
                         return false;
@@ -475,6 +510,9 @@ impl<R> Session<R> {
                 if keep {
                     if let Some(chunks) = self.tx.as_mut().and_then(|t| t.chunks.as_mut()) {
                         chunks.push(&self.input[..n]);
+                        if let Some(chunk) = chunks.take_chunk(BODY_CHUNK) {
+                            self.out.push_back(Action::BodyChunk(chunk));
+                        }
                     }
                 }
                 self.input.drain(..n);
@@ -830,6 +868,7 @@ impl<R> Session<R> {
             return;
         }
         self.reply(Reply::new(354, "", "End data with <CR><LF>.<CR><LF>"));
+        self.out.push_back(Action::BodyStart);
         self.phase = Phase::Data(DataDecoder::new(self.cfg.max_message_size));
     }
 
@@ -843,8 +882,10 @@ impl<R> Session<R> {
         }
         if keep {
             if let Some(tx) = self.tx.as_mut() {
-                tx.chunks
-                    .get_or_insert_with(|| ChunkCollector::new(self.cfg.max_message_size));
+                if tx.chunks.is_none() {
+                    tx.chunks = Some(ChunkCollector::new(self.cfg.max_message_size));
+                    self.out.push_back(Action::BodyStart);
+                }
             }
         } else {
             // The reply was sent before the octets: take it back and send it
@@ -914,6 +955,9 @@ impl<R> Session<R> {
             );
             return;
         }
+        if !body.body.is_empty() {
+            self.out.push_back(Action::BodyChunk(body.body));
+        }
         let (helo, esmtp) = self.helo.clone().unwrap_or_default();
         let envelope = Envelope {
             helo,
@@ -928,7 +972,7 @@ impl<R> Session<R> {
             },
             smtputf8: tx.params.smtputf8,
             chunking,
-            body: body.body,
+            size: body.size,
             has_8bit: body.has_8bit,
             bare_line_ends: body.bare_line_ends,
             auth: self.auth.clone(),

@@ -599,6 +599,19 @@ proptest! {
 // ---------------------------------------------------------------------------
 // Sessions
 
+/// A delivered envelope and the body its chunks carried.
+struct Delivered {
+    env: Envelope<u32>,
+    body: Vec<u8>,
+}
+
+impl std::ops::Deref for Delivered {
+    type Target = Envelope<u32>;
+    fn deref(&self) -> &Envelope<u32> {
+        &self.env
+    }
+}
+
 /// Drives a session like the tokio glue does, checking the contract on the
 /// way: every reply well-formed, `poll` quiet while a question is open,
 /// nothing after `Close`.
@@ -607,7 +620,9 @@ struct Driver {
     s: Session<u32>,
     /// Everything the session did, in order, for comparisons.
     log: Vec<String>,
-    delivered: Vec<Envelope<u32>>,
+    delivered: Vec<Delivered>,
+    /// The body since the last BodyStart, from its chunks.
+    body: Option<Vec<u8>>,
     closed: bool,
     tls_requests: usize,
 }
@@ -620,6 +635,7 @@ impl Driver {
             cfg,
             log: Vec::new(),
             delivered: Vec::new(),
+            body: None,
             closed: false,
             tls_requests: 0,
         }
@@ -666,10 +682,21 @@ impl Driver {
                     });
                 }
                 Action::CheckSender(_) => self.s.sender_verdict(Ok(())),
+                Action::BodyStart => self.body = Some(Vec::new()),
+                Action::BodyChunk(chunk) => {
+                    prop_assert!(!chunk.is_empty(), "empty chunk");
+                    let Some(body) = self.body.as_mut() else {
+                        return Err(TestCaseError::fail("a chunk before BodyStart"));
+                    };
+                    body.extend_from_slice(&chunk);
+                }
                 Action::Deliver(env) => {
                     prop_assert!(self.s.poll().is_none(), "poll went on before the outcome");
+                    let body = self.body.take().unwrap_or_default();
+                    prop_assert_eq!(env.size, body.len() as u64);
+                    let env = Delivered { env: *env, body };
                     self.check_envelope(&env)?;
-                    self.log.push(format!("deliver {env:?}"));
+                    self.log.push(format!("deliver {:?} {:?}", env.env, env.body));
                     let outcome = if env.body.windows(6).any(|w| w == b"REJECT") {
                         DeliveryOutcome::Rejected(Reply::new(554, "5.7.1", "Rejected"))
                     } else {
@@ -677,7 +704,7 @@ impl Driver {
                             queue_id: format!("Q{}", self.delivered.len()),
                         }
                     };
-                    self.delivered.push(*env);
+                    self.delivered.push(env);
                     self.s.delivery_outcome(outcome);
                 }
                 Action::StartTls => {
@@ -700,7 +727,7 @@ impl Driver {
         Ok(())
     }
 
-    fn check_envelope(&self, env: &Envelope<u32>) -> Result<(), TestCaseError> {
+    fn check_envelope(&self, env: &Delivered) -> Result<(), TestCaseError> {
         prop_assert!(!has_bare_line_end(&env.body), "bare CR/LF delivered");
         prop_assert!(env.body.len() as u64 <= self.cfg.max_message_size);
         prop_assert!(!env.recipients.is_empty());

@@ -7,7 +7,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::fs::DurableFs;
+use crate::fs::{DurableFs, TempFile};
 
 pub trait BlobStore: Send + Sync {
     /// Stores a blob: its content is durable when this returns, its name
@@ -27,6 +27,45 @@ pub trait BlobStore: Send + Sync {
     /// their time, so with a time prefix as the bound: the blobs put before
     /// that moment.
     fn ids_before(&self, bound: &str) -> io::Result<Vec<String>>;
+    /// A file for a body that arrives in pieces (SMTP DATA), so that no
+    /// message is held whole in memory. The default keeps it in memory:
+    /// for test stores only.
+    fn spool(&self) -> io::Result<Box<dyn TempFile>> {
+        Ok(Box::<MemSpool>::default())
+    }
+    /// Stores a spooled body as blob `id`, with the guarantees of
+    /// [`BlobStore::put`].
+    fn put_spool(&self, id: &str, spool: Box<dyn TempFile>) -> io::Result<()> {
+        self.put(id, &spool.read_all()?)
+    }
+    /// Removes the spool files a crash left behind; only at start-up, when
+    /// no session is writing one. Returns how many.
+    fn clear_spools(&self) -> io::Result<usize> {
+        Ok(0)
+    }
+}
+
+/// The in-memory [`TempFile`] of [`BlobStore::spool`]'s default.
+#[derive(Default)]
+pub struct MemSpool(Vec<u8>);
+
+impl TempFile for MemSpool {
+    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+    fn len(&self) -> u64 {
+        self.0.len() as u64
+    }
+    fn read_head(&self, max: usize, _enough: &dyn Fn(&[u8]) -> bool) -> io::Result<Vec<u8>> {
+        Ok(self.0[..self.0.len().min(max)].to_vec())
+    }
+    fn read_all(&self) -> io::Result<Vec<u8>> {
+        Ok(self.0.clone())
+    }
+    fn persist(self: Box<Self>, _path: &Path) -> io::Result<()> {
+        Err(io::Error::other("an in-memory spool has no file"))
+    }
 }
 
 /// Blobs as files under `blobs/<shard>/<id>`. The shard is the first six
@@ -44,6 +83,15 @@ pub struct FsBlobStore {
 
 /// A shard directory's name: the first characters of its blobs' ids.
 const SHARD_CHARS: usize = 6;
+
+/// Where bodies are written while they arrive: inside `blobs/` so that
+/// the link into a shard stays on one file system. Its name is not
+/// `SHARD_CHARS` long, so [`BlobStore::ids_before`] never lists it.
+const SPOOL_DIR: &str = "spool";
+
+/// Makes spool file names unique within the process (the process id
+/// separates the server from `postroom sendmail`).
+static SPOOL_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 fn valid_id(id: &str) -> bool {
     id.len() >= 8 && id.bytes().all(|b| b.is_ascii_alphanumeric())
@@ -125,6 +173,35 @@ impl BlobStore for FsBlobStore {
     fn delete(&self, id: &str) -> io::Result<()> {
         let (path, _) = self.path(id)?;
         self.fs.remove(&path)
+    }
+
+    fn spool(&self) -> io::Result<Box<dyn TempFile>> {
+        let dir = self.root.join(SPOOL_DIR);
+        self.fs.create_dir_all(&dir)?;
+        let seq = SPOOL_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.fs
+            .create_temp(&dir.join(format!("{}-{seq}", std::process::id())))
+    }
+
+    fn put_spool(&self, id: &str, spool: Box<dyn TempFile>) -> io::Result<()> {
+        let (path, shard) = self.path(id)?;
+        self.ensure_shard(&shard)?;
+        spool.persist(&path)?;
+        self.dirty.lock().unwrap_or_else(|e| e.into_inner()).insert(shard);
+        Ok(())
+    }
+
+    fn clear_spools(&self) -> io::Result<usize> {
+        let dir = self.root.join(SPOOL_DIR);
+        let names = match self.fs.list_dir(&dir) {
+            Ok(names) => names,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        for name in &names {
+            self.fs.remove(&dir.join(name))?;
+        }
+        Ok(names.len())
     }
 
     fn ids_before(&self, bound: &str) -> io::Result<Vec<String>> {

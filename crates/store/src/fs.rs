@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 pub trait DurableFs: Send + Sync {
     /// Creates `path` with `data`. With `fsync` the content is durable when
@@ -29,6 +29,29 @@ pub trait DurableFs: Send + Sync {
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// The names of the entries (files and directories) in `dir`.
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Creates `path` for a file written piece by piece (a message body as
+    /// it arrives). Dropped without [`TempFile::persist`], it is removed.
+    fn create_temp(&self, path: &Path) -> io::Result<Box<dyn TempFile>>;
+}
+
+/// A file being written in pieces; it becomes a durable file under another
+/// name with [`TempFile::persist`].
+pub trait TempFile: Send {
+    fn write_all(&mut self, data: &[u8]) -> io::Result<()>;
+    /// Bytes written so far.
+    fn len(&self) -> u64;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Up to `max` bytes from the beginning: at least until `enough` says
+    /// so of what was read, else all of them.
+    fn read_head(&self, max: usize, enough: &dyn Fn(&[u8]) -> bool) -> io::Result<Vec<u8>>;
+    /// Everything written.
+    fn read_all(&self) -> io::Result<Vec<u8>>;
+    /// Fsyncs the content, then renames the file to `path`, which must not
+    /// exist; the name is durable after [`DurableFs::sync_dir`] of its
+    /// directory (as with [`DurableFs::write_new`]).
+    fn persist(self: Box<Self>, path: &Path) -> io::Result<()>;
 }
 
 /// The real file system.
@@ -92,6 +115,87 @@ impl DurableFs for RealFs {
             .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
             .collect()
     }
+
+    fn create_temp(&self, path: &Path) -> io::Result<Box<dyn TempFile>> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        Ok(Box::new(RealTempFile {
+            file,
+            path: Some(path.to_path_buf()),
+            len: 0,
+        }))
+    }
+}
+
+/// A [`TempFile`] on disk; removed when dropped unless persisted.
+struct RealTempFile {
+    file: std::fs::File,
+    /// `None` once persisted.
+    path: Option<PathBuf>,
+    len: u64,
+}
+
+impl TempFile for RealTempFile {
+    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        self.file.write_all(data)?;
+        self.len += data.len() as u64;
+        Ok(())
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_head(&self, max: usize, enough: &dyn Fn(&[u8]) -> bool) -> io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let end = self.len.min(max as u64) as usize;
+        let mut buf = Vec::new();
+        // Most headers fit in the first 4 KiB; grow by doubling after that.
+        let mut want = 4096.min(end);
+        loop {
+            let from = buf.len();
+            buf.resize(want, 0);
+            self.file.read_exact_at(&mut buf[from..], from as u64)?;
+            if want == end || enough(&buf) {
+                return Ok(buf);
+            }
+            want = (want * 2).min(end);
+        }
+    }
+
+    fn read_all(&self) -> io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let len = usize::try_from(self.len).map_err(|_| io::Error::other("file too large"))?;
+        let mut buf = vec![0u8; len];
+        self.file.read_exact_at(&mut buf, 0)?;
+        Ok(buf)
+    }
+
+    fn persist(mut self: Box<Self>, path: &Path) -> io::Result<()> {
+        self.file.sync_all()?;
+        let Some(from) = self.path.as_ref() else {
+            return Err(io::Error::other("already persisted"));
+        };
+        // rename(2) would replace an existing blob silently; a hard link
+        // fails on one, as write_new's create_new does.
+        std::fs::hard_link(from, path)?;
+        // The link is the file now; the spool name goes (if removing it
+        // fails, the spool cleanup at start-up gets it).
+        let _ = std::fs::remove_file(from);
+        self.path = None;
+        Ok(())
+    }
+}
+
+impl Drop for RealTempFile {
+    fn drop(&mut self) {
+        if let Some(path) = self.path.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -106,7 +210,7 @@ struct SimFile {
 /// are gone after [`SimulatedFs::power_cut`].
 #[derive(Debug, Default)]
 pub struct SimulatedFs {
-    state: Mutex<SimState>,
+    state: Arc<Mutex<SimState>>,
 }
 
 #[derive(Debug, Default)]
@@ -138,7 +242,7 @@ impl SimulatedFs {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SimState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock_state(&self.state)
     }
 
     /// The power goes out: everything not made durable is gone.
@@ -179,29 +283,89 @@ impl SimulatedFs {
     }
 }
 
-impl DurableFs for SimulatedFs {
-    fn write_new(&self, path: &Path, data: &[u8], fsync: bool) -> io::Result<()> {
-        let mut s = self.lock();
-        if s.dead {
+fn lock_state(state: &Mutex<SimState>) -> std::sync::MutexGuard<'_, SimState> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl SimState {
+    fn insert_new(&mut self, path: &Path, data: Vec<u8>, fsync: bool) -> io::Result<()> {
+        if self.dead {
             return Err(io::Error::other("power is off"));
         }
-        if s.files.contains_key(path) {
+        if self.files.contains_key(path) {
             return Err(io::Error::new(io::ErrorKind::AlreadyExists, "exists"));
+        }
+        if let Some(parent) = path.parent() {
+            if !self.dirs.contains_key(parent) {
+                return Err(io::Error::new(io::ErrorKind::NotFound, "no such directory"));
+            }
+        }
+        self.files.insert(
+            path.to_path_buf(),
+            SimFile {
+                data,
+                content_durable: fsync,
+                name_durable: false,
+            },
+        );
+        Ok(())
+    }
+}
+
+/// A [`TempFile`] of the simulation: its content lives in memory until it
+/// is persisted (a power cut before that loses it, as it would on disk).
+struct SimTempFile {
+    state: Arc<Mutex<SimState>>,
+    data: Vec<u8>,
+}
+
+impl TempFile for SimTempFile {
+    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        if lock_state(&self.state).dead {
+            return Err(io::Error::other("power is off"));
+        }
+        self.data.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn len(&self) -> u64 {
+        self.data.len() as u64
+    }
+
+    fn read_head(&self, max: usize, _enough: &dyn Fn(&[u8]) -> bool) -> io::Result<Vec<u8>> {
+        Ok(self.data[..self.data.len().min(max)].to_vec())
+    }
+
+    fn read_all(&self) -> io::Result<Vec<u8>> {
+        Ok(self.data.clone())
+    }
+
+    fn persist(self: Box<Self>, path: &Path) -> io::Result<()> {
+        let SimTempFile { state, data } = *self;
+        let mut s = lock_state(&state);
+        s.insert_new(path, data, true)
+    }
+}
+
+impl DurableFs for SimulatedFs {
+    fn write_new(&self, path: &Path, data: &[u8], fsync: bool) -> io::Result<()> {
+        self.lock().insert_new(path, data.to_vec(), fsync)
+    }
+
+    fn create_temp(&self, path: &Path) -> io::Result<Box<dyn TempFile>> {
+        let s = self.lock();
+        if s.dead {
+            return Err(io::Error::other("power is off"));
         }
         if let Some(parent) = path.parent() {
             if !s.dirs.contains_key(parent) {
                 return Err(io::Error::new(io::ErrorKind::NotFound, "no such directory"));
             }
         }
-        s.files.insert(
-            path.to_path_buf(),
-            SimFile {
-                data: data.to_vec(),
-                content_durable: fsync,
-                name_durable: false,
-            },
-        );
-        Ok(())
+        Ok(Box::new(SimTempFile {
+            state: Arc::clone(&self.state),
+            data: Vec::new(),
+        }))
     }
 
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
@@ -293,5 +457,47 @@ mod tests {
         for gone in ["a/unsynced-content", "a/unsynced-name", "b/in-unsynced-dir"] {
             assert!(fs.read(&root.join(gone)).is_err(), "{gone}");
         }
+    }
+
+    #[test]
+    fn a_temp_file_is_persisted_or_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = RealFs;
+        let mut t = fs.create_temp(&dir.path().join("t1")).unwrap();
+        t.write_all(b"Subject: a\r\n\r\n").unwrap();
+        t.write_all(&[b'x'; 10_000]).unwrap();
+        assert_eq!(t.len(), 10_014);
+        let head = t
+            .read_head(1 << 20, &|b: &[u8]| b.windows(4).any(|w| w == b"\r\n\r\n"))
+            .unwrap();
+        assert!(head.starts_with(b"Subject: a\r\n\r\n") && head.len() < 10_014);
+        assert_eq!(t.read_head(100, &|_: &[u8]| false).unwrap().len(), 100);
+        assert_eq!(t.read_all().unwrap().len(), 10_014);
+        t.persist(&dir.path().join("final")).unwrap();
+        assert_eq!(fs.read(&dir.path().join("final")).unwrap().len(), 10_014);
+        assert!(!dir.path().join("t1").exists());
+        // Never over an existing file.
+        let t = fs.create_temp(&dir.path().join("t2")).unwrap();
+        assert!(t.persist(&dir.path().join("final")).is_err());
+        // Dropped: gone.
+        let mut t = fs.create_temp(&dir.path().join("t3")).unwrap();
+        t.write_all(b"x").unwrap();
+        drop(t);
+        assert_eq!(fs.list_dir(dir.path()).unwrap(), ["final"]);
+    }
+
+    #[test]
+    fn a_simulated_temp_file_is_durable_only_once_persisted() {
+        let root = Path::new("/d");
+        let fs = SimulatedFs::new_at(root);
+        let mut t = fs.create_temp(&root.join("spool")).unwrap();
+        t.write_all(b"body").unwrap();
+        let mut lost = fs.create_temp(&root.join("spool2")).unwrap();
+        lost.write_all(b"lost").unwrap();
+        t.persist(&root.join("blob")).unwrap();
+        fs.sync_dir(root).unwrap();
+        fs.power_cut();
+        assert_eq!(fs.read(&root.join("blob")).unwrap(), b"body");
+        assert_eq!(fs.file_count(), 1);
     }
 }

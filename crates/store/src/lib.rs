@@ -26,10 +26,10 @@ mod watch;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use blob::{BlobStore, FsBlobStore};
+pub use blob::{BlobStore, FsBlobStore, MemSpool};
 pub use committer::{Delivery, LocalDelivery, OutboundItem};
 pub use db::Db;
-pub use fs::{DurableFs, RealFs, SimulatedFs};
+pub use fs::{DurableFs, RealFs, SimulatedFs, TempFile};
 pub use sent::SENT_COPY_WINDOW_SECS;
 pub use sweep::SweepReport;
 pub use watch::ForeignChanges;

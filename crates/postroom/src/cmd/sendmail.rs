@@ -193,6 +193,7 @@ pub fn run(ctx: &Context, args: &[String]) -> CmdResult {
         directory: Directory::new(store.db.clone(), None),
         store,
         filter: Arc::new(NoFilter),
+        memory: postroom_pipeline::MemoryBudget::new(cfg.smtp.max_in_memory_bytes),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

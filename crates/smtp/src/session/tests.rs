@@ -4,7 +4,10 @@ use super::*;
 /// fixed directory (`user@example.com` exists), collects the reply text.
 struct Harness {
     s: Session<String>,
-    delivered: Vec<Envelope<String>>,
+    delivered: Vec<Delivered>,
+    /// The body since the last BodyStart, from its BodyChunks.
+    body: Vec<u8>,
+    chunks: usize,
     delays: usize,
     closed: bool,
     tls_requested: bool,
@@ -19,6 +22,8 @@ impl Harness {
         Harness {
             s: Session::new(Arc::new(cfg), "192.0.2.1".parse().unwrap(), false),
             delivered: Vec::new(),
+            body: Vec::new(),
+            chunks: 0,
             delays: 0,
             closed: false,
             tls_requested: false,
@@ -44,8 +49,16 @@ impl Harness {
                     };
                     self.s.recipient_verdict(v)
                 }
+                Action::BodyStart => self.body.clear(),
+                Action::BodyChunk(c) => {
+                    assert!(!c.is_empty());
+                    self.chunks += 1;
+                    self.body.extend_from_slice(&c);
+                }
                 Action::Deliver(env) => {
-                    self.delivered.push(*env);
+                    let body = std::mem::take(&mut self.body);
+                    assert_eq!(env.size, body.len() as u64);
+                    self.delivered.push(Delivered { env: *env, body });
                     self.s.delivery_outcome(DeliveryOutcome::Accepted {
                         queue_id: "QID".into(),
                     })
@@ -69,6 +82,19 @@ impl Harness {
             }
         }
         String::from_utf8(out).unwrap()
+    }
+}
+
+/// A delivered envelope and the body its chunks carried.
+struct Delivered {
+    env: Envelope<String>,
+    body: Vec<u8>,
+}
+
+impl std::ops::Deref for Delivered {
+    type Target = Envelope<String>;
+    fn deref(&self) -> &Envelope<String> {
+        &self.env
     }
 }
 
@@ -336,4 +362,70 @@ fn auth_needs_tls_and_can_be_cancelled() {
     assert_eq!(codes(&h.send(b"*\r\n")), ["501 5.0.0"]);
     assert_eq!(codes(&h.send(b"AUTH CRAM-MD5\r\n")), ["504 5.5.4"]);
     assert_eq!(codes(&h.send(b"AUTH LOGIN !!!\r\n")), ["501 5.5.2"]);
+}
+
+#[test]
+fn a_large_body_leaves_in_chunks() {
+    // Issue #8: the session holds at most about one chunk of a message,
+    // whatever its size; the chunks make up the body exactly.
+    let mut h = Harness::new();
+    h.send(b"EHLO c.example\r\nMAIL FROM:<a@remote.example>\r\nRCPT TO:<user@example.com>\r\nDATA\r\n");
+    let mut expected = Vec::new();
+    let line = b"..0123456789012345678901234567890123456789012345678901234567890123456789\r\n";
+    for _ in 0..20 {
+        let mut piece = Vec::new();
+        for _ in 0..200 {
+            piece.extend_from_slice(line);
+            expected.extend_from_slice(&line[1..]);
+        }
+        h.send(&piece);
+        assert!(h.s.buffered() < 2 * crate::data::BODY_CHUNK);
+    }
+    assert!(h.chunks >= 3, "{} chunks", h.chunks);
+    assert_eq!(codes(&h.send(b".\r\n")), ["250 2.0.0"]);
+    assert_eq!(h.delivered[0].body, expected);
+    assert_eq!(h.delivered[0].size, expected.len() as u64);
+}
+
+#[test]
+fn bdat_bodies_leave_in_chunks_and_a_refused_one_is_not_delivered() {
+    let mut h = Harness::new();
+    h.send(b"EHLO c.example\r\nMAIL FROM:<a@remote.example>\r\nRCPT TO:<user@example.com>\r\n");
+    let chunk = vec![b'y'; 100_000];
+    let mut cmd = b"BDAT 100000\r\n".to_vec();
+    cmd.extend_from_slice(&chunk);
+    cmd.extend_from_slice(b"BDAT 2 LAST\r\n\r\n");
+    assert_eq!(codes(&h.send(&cmd)), ["250 2.0.0", "250 2.0.0"]);
+    assert!(h.chunks >= 2);
+    let mut expected = chunk.clone();
+    expected.extend_from_slice(b"\r\n");
+    assert_eq!(h.delivered[0].body, expected);
+
+    let mut h = Harness::with(SessionConfig {
+        max_message_size: 70_000,
+        ..SessionConfig::default()
+    });
+    h.send(b"EHLO c.example\r\nMAIL FROM:<a@remote.example>\r\nRCPT TO:<user@example.com>\r\n");
+    assert_eq!(codes(&h.send(&cmd)), ["552 5.3.4", "503 5.5.1"]);
+    assert!(h.delivered.is_empty());
+    assert!(!h.s.body_open());
+}
+
+#[test]
+fn a_partial_command_is_mid_command_a_body_is_not() {
+    let mut h = Harness::new();
+    assert!(!h.s.mid_command());
+    h.send(b"EH");
+    assert!(h.s.mid_command());
+    h.send(b"LO c.example\r\n");
+    assert!(!h.s.mid_command());
+    // An overlong line is skipped without being kept: still one command.
+    h.send(&[b'x'; 3000]);
+    assert!(h.s.mid_command() && h.s.buffered() == 0);
+    assert_eq!(codes(&h.send(b"\r\n")), ["500 5.5.2"]);
+    assert!(!h.s.mid_command());
+    h.send(b"MAIL FROM:<a@remote.example>\r\nRCPT TO:<user@example.com>\r\nDATA\r\nSubj");
+    assert!(h.s.reading_body() && !h.s.mid_command());
+    h.send(b"ect: x\r\n\r\n.\r\nNO");
+    assert!(!h.s.reading_body() && h.s.mid_command());
 }

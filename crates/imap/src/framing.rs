@@ -35,20 +35,75 @@ pub enum Frame {
     Reply(Vec<u8>),
 }
 
+/// The largest message (lines and literals) before login: a LOGIN with
+/// two literals or an AUTHENTICATE PLAIN response needs a few hundred
+/// octets; 8 KiB leaves room for long passwords and ID parameters.
+/// Without it an unauthenticated client could make the server hold
+/// `max_append` (50 MB) per connection: 50 connections took it from 74 MB
+/// to 2.4 GB of RSS (issue #8).
+pub const PRE_AUTH_MAX: u32 = 8 * 1024;
+
+/// The most octets handed to the fragmentizer at once: its queue keeps
+/// its capacity, so this bounds it whatever the caller pushes.
+const FEED: usize = 16 * 1024;
+
 pub struct Framer {
     frag: Fragmentizer,
+    /// The size limit `frag` was made with.
+    frag_limit: u32,
     expect: Expect,
     max_literal: u32,
+    authenticated: bool,
+    /// Received octets not yet handed to `frag` (from `start`). The
+    /// fragmentizer is fed no further than the end of the current line or
+    /// literal, so between messages it holds nothing and can be replaced
+    /// by one with another size limit at login.
+    input: Vec<u8>,
+    start: usize,
+    /// Octets of an announced literal not yet handed to `frag`.
+    literal_left: u32,
+    /// Messages refused for their size (lines or literals over the limit).
+    oversized: u32,
 }
 
 impl Framer {
-    /// `max_message`: the largest whole command (literals included), the
-    /// APPENDLIMIT plus room for the command line.
+    /// A framer for a logged-in session: `max_literal` is the APPENDLIMIT;
+    /// a whole command may have 64 KiB more for the command line.
     pub fn new(max_literal: u32) -> Self {
+        let mut f = Self::pre_auth(max_literal);
+        f.set_authenticated();
+        f.refresh_limit();
+        f
+    }
+
+    /// A framer before login: every message (line and literals) is capped
+    /// at [`PRE_AUTH_MAX`] until [`Framer::set_authenticated`].
+    pub fn pre_auth(max_literal: u32) -> Self {
         Framer {
-            frag: Fragmentizer::new(max_literal.saturating_add(64 * 1024)),
+            frag: Fragmentizer::new(PRE_AUTH_MAX),
+            frag_limit: PRE_AUTH_MAX,
             expect: Expect::Command,
             max_literal,
+            authenticated: false,
+            input: Vec::new(),
+            start: 0,
+            literal_left: 0,
+            oversized: 0,
+        }
+    }
+
+    /// The session logged in: from the next message on, literals up to
+    /// `max_literal` are accepted.
+    pub fn set_authenticated(&mut self) {
+        self.authenticated = true;
+    }
+
+    /// (largest literal, largest message) in the current state.
+    fn limits(&self) -> (u32, u32) {
+        if self.authenticated {
+            (self.max_literal, self.max_literal.saturating_add(64 * 1024))
+        } else {
+            (PRE_AUTH_MAX, PRE_AUTH_MAX)
         }
     }
 
@@ -57,7 +112,58 @@ impl Framer {
     }
 
     pub fn push(&mut self, bytes: &[u8]) {
-        self.frag.enqueue_bytes(bytes);
+        self.input.extend_from_slice(bytes);
+    }
+
+    /// How many messages were refused for their size so far.
+    pub fn oversized(&self) -> u32 {
+        self.oversized
+    }
+
+    /// Octets held: received and not yet framed, plus the current
+    /// message's (which the fragmentizer caps at the size limit).
+    pub fn buffered(&self) -> usize {
+        self.input.len() - self.start + self.frag.message_bytes().len()
+    }
+
+    /// Hands the fragmentizer the next piece: up to the end of the current
+    /// line, or of the current literal. `false` when nothing is left.
+    fn feed(&mut self) -> bool {
+        let avail = &self.input[self.start..];
+        if avail.is_empty() {
+            return false;
+        }
+        let window = &avail[..avail.len().min(FEED)];
+        let n = if self.literal_left > 0 {
+            let n = window.len().min(self.literal_left as usize);
+            // n <= literal_left, a u32.
+            self.literal_left -= n as u32;
+            n
+        } else {
+            memchr::memchr(b'\n', window).map_or(window.len(), |i| i + 1)
+        };
+        self.frag.enqueue_bytes(&window[..n]);
+        self.start += n;
+        if self.start == self.input.len() {
+            self.start = 0;
+            self.input.clear();
+            if self.input.capacity() > 4 * FEED {
+                self.input = Vec::new();
+            }
+        }
+        true
+    }
+
+    /// Between two messages (nothing of the next one read yet), makes sure
+    /// the fragmentizer has the state's size limit.
+    fn refresh_limit(&mut self) {
+        let limit = self.limits().1;
+        if self.frag_limit != limit
+            && (self.frag.is_message_complete() || self.frag.message_bytes().is_empty())
+        {
+            self.frag = Fragmentizer::new(limit);
+            self.frag_limit = limit;
+        }
     }
 
     fn tag(&self) -> String {
@@ -67,29 +173,54 @@ impl Framer {
             .unwrap_or_else(|| "*".to_string())
     }
 
+    /// The next fragment, feeding the fragmentizer as it needs; `None`
+    /// when more bytes are needed.
+    fn progress(&mut self) -> Option<FragmentInfo> {
+        loop {
+            if let Some(info) = self.frag.progress() {
+                return Some(info);
+            }
+            if !self.feed() {
+                return None;
+            }
+        }
+    }
+
     /// The next complete frame, or `None` when more bytes are needed.
     pub fn next_frame(&mut self) -> Option<Frame> {
         loop {
-            let info = self.frag.progress()?;
+            self.refresh_limit();
+            let info = self.progress()?;
             if let FragmentInfo::Line {
                 announcement: Some(LiteralAnnouncement { mode, length }),
                 ..
             } = info
             {
-                if length > self.max_literal {
+                let (max_literal, _) = self.limits();
+                if length > max_literal {
+                    self.oversized += 1;
                     let tag = self.tag();
-                    let reply = format!(
-                        "{tag} NO [TOOBIG] Literal is larger than {} octets\r\n",
-                        self.max_literal
-                    );
+                    let reply = if self.authenticated {
+                        // RFC 7889 / RFC 9051 7.1: APPENDLIMIT exceeded.
+                        format!("{tag} NO [TOOBIG] Literal is larger than {max_literal} octets\r\n")
+                    } else {
+                        format!(
+                            "{tag} BAD [TOOBIG] Literal is larger than {max_literal} octets before login\r\n"
+                        )
+                    };
                     match mode {
                         // The client waits for our go-ahead: skip the rest.
                         LiteralMode::Sync => self.frag.skip_message(),
-                        // LITERAL+: the octets come anyway; read and drop them.
-                        LiteralMode::NonSync => self.frag.poison_message(),
+                        // LITERAL+: the octets come anyway; read and drop them
+                        // (the fragmentizer keeps no more than its limit).
+                        LiteralMode::NonSync => {
+                            self.frag.poison_message();
+                            self.literal_left = length;
+                        }
                     }
                     return Some(Frame::Reply(reply.into_bytes()));
                 }
+                self.literal_left = length;
                 if mode == LiteralMode::Sync {
                     return Some(Frame::Reply(b"+ Ready for literal data\r\n".to_vec()));
                 }
@@ -98,6 +229,10 @@ impl Framer {
             if !self.frag.is_message_complete() {
                 continue;
             }
+            let too_long = self.frag.is_max_message_size_exceeded();
+            if too_long && !self.frag.is_message_poisoned() {
+                self.oversized += 1;
+            }
             let frame = match self.expect {
                 Expect::Command => {
                     if self.frag.is_message_poisoned() {
@@ -105,7 +240,7 @@ impl Framer {
                         continue;
                     }
                     let tag = self.tag();
-                    if self.frag.is_max_message_size_exceeded() {
+                    if too_long {
                         Frame::Reply(format!("{tag} BAD [TOOBIG] Command too long\r\n").into_bytes())
                     } else {
                         let (message, extras) = lift(self.frag.message_bytes());
@@ -176,6 +311,91 @@ mod tests {
         let got = frames(&mut f, &body);
         assert_eq!(got[0], "reply a6 NO [TOOBIG] Literal is larger than 100 octets");
         assert_eq!(got.last().unwrap(), "cmd a8 NOOP");
+    }
+
+    /// Issue #8: before login, a line without CRLF is not buffered past
+    /// the pre-login limit, however long it grows.
+    #[test]
+    fn pre_auth_line_without_crlf_is_not_buffered() {
+        let mut f = Framer::pre_auth(50_000_000);
+        let chunk = vec![b'x'; 16 * 1024];
+        f.push(b"a1 LOGIN ");
+        for _ in 0..640 {
+            f.push(&chunk);
+            assert!(f.next_frame().is_none());
+            assert!(
+                f.buffered() <= PRE_AUTH_MAX as usize,
+                "{} octets held",
+                f.buffered()
+            );
+        }
+        // 10 MB later, the end of the line: BAD, and the next command works.
+        assert_eq!(
+            frames(&mut f, b"\r\na2 NOOP\r\n"),
+            ["reply a1 BAD [TOOBIG] Command too long", "cmd a2 NOOP"]
+        );
+        assert_eq!(f.oversized(), 1);
+    }
+
+    /// Issue #8: before login a literal is capped at PRE_AUTH_MAX, not at
+    /// the APPENDLIMIT; after login the APPENDLIMIT applies.
+    #[test]
+    fn pre_auth_literals_are_capped() {
+        let mut f = Framer::pre_auth(50_000_000);
+        assert_eq!(
+            frames(&mut f, b"a1 LOGIN {49000000}\r\n"),
+            ["reply a1 BAD [TOOBIG] Literal is larger than 8192 octets before login"]
+        );
+        // LITERAL+: read and dropped, never held.
+        f.push(b"a2 LOGIN {49000000+}\r\n");
+        let reply = f.next_frame();
+        assert!(
+            matches!(&reply, Some(Frame::Reply(r)) if r.starts_with(b"a2 BAD [TOOBIG]")),
+            "{reply:?}"
+        );
+        let chunk = vec![b'y'; 16 * 1024];
+        let mut sent = 0;
+        while sent + chunk.len() <= 49_000_000 {
+            f.push(&chunk);
+            sent += chunk.len();
+            assert!(f.next_frame().is_none());
+            assert!(
+                f.buffered() <= PRE_AUTH_MAX as usize,
+                "{} octets held",
+                f.buffered()
+            );
+        }
+        f.push(&vec![b'y'; 49_000_000 - sent]);
+        assert_eq!(frames(&mut f, b" x\r\na3 NOOP\r\n"), ["cmd a3 NOOP"]);
+        assert_eq!(f.oversized(), 2);
+        // A small literal (a password) is fine.
+        assert_eq!(
+            frames(&mut f, b"a4 LOGIN {3}\r\n"),
+            ["reply + Ready for literal data"]
+        );
+        assert_eq!(frames(&mut f, b"bob pw\r\n"), ["cmd a4 LOGIN"]);
+        // Logged in: the APPENDLIMIT applies from the next command on.
+        f.set_authenticated();
+        assert_eq!(
+            frames(&mut f, b"a5 APPEND INBOX {20000}\r\n"),
+            ["reply + Ready for literal data"]
+        );
+        let mut body = vec![b'z'; 20000];
+        body.extend_from_slice(b"\r\n");
+        assert_eq!(frames(&mut f, &body), ["cmd a5 APPEND"]);
+    }
+
+    /// Pipelined commands after LOGIN are framed with the limit in force
+    /// when each begins (the session reads none while a login is open).
+    #[test]
+    fn limit_changes_between_messages() {
+        let mut f = Framer::pre_auth(50_000);
+        f.push(b"a1 LOGIN bob pw\r\na2 APPEND INBOX {10000+}\r\n");
+        assert_eq!(f.next_frame().map(|_| ()), Some(()));
+        f.set_authenticated();
+        let mut body = vec![b'z'; 10000];
+        body.extend_from_slice(b"\r\n");
+        assert_eq!(frames(&mut f, &body), ["cmd a2 APPEND"]);
     }
 
     #[test]

@@ -26,6 +26,11 @@ use crate::search;
 use crate::selected::Selected;
 use crate::sequence::{resolve_seq, resolve_uid};
 
+/// Oversized messages (over [`crate::framing::PRE_AUTH_MAX`]) before
+/// login: the third is answered with BAD and then BYE. A real client sends
+/// none; three leaves room for a mistaken retry.
+pub const MAX_OVERSIZED: u32 = 3;
+
 #[derive(Clone, Debug)]
 pub struct SessionConfig {
     pub hostname: String,
@@ -129,7 +134,7 @@ fn flag_bits(flags: &[Flag<'_>]) -> (i64, Vec<String>) {
 
 impl Session {
     pub fn new(cfg: SessionConfig, store: Store, tls: bool) -> Self {
-        let framer = Framer::new(cfg.max_append);
+        let framer = Framer::pre_auth(cfg.max_append);
         Session {
             cfg,
             store,
@@ -247,7 +252,19 @@ impl Session {
             }
             let frame = self.framer.next_frame()?;
             self.frame(frame);
+            self.close_if_oversized();
             self.close_if_bye();
+        }
+    }
+
+    /// Before login, a client that keeps sending lines or literals over
+    /// the pre-login limit is not a mail client: it is let go after
+    /// [`MAX_OVERSIZED`] of them (issue #8).
+    fn close_if_oversized(&mut self) {
+        if matches!(self.state, State::NotAuthenticated) && self.framer.oversized() >= MAX_OVERSIZED {
+            self.send(b"* BYE Too many oversized commands\r\n".to_vec());
+            self.out.push_back(Action::Close);
+            self.state = State::Logout;
         }
     }
 
@@ -320,6 +337,7 @@ impl Session {
             Ok(account) => {
                 self.account = Some(account);
                 self.state = State::Authenticated;
+                self.framer.set_authenticated();
                 let caps = self.capabilities();
                 self.tagged(&tag, "OK", &format!("[CAPABILITY {caps}] Logged in"));
             }
@@ -347,7 +365,7 @@ impl Session {
             self.tls = true;
             self.cfg.login_allowed = true;
             // Anything sent before the handshake is discarded.
-            self.framer = Framer::new(self.cfg.max_append);
+            self.framer = Framer::pre_auth(self.cfg.max_append);
         }
     }
 

@@ -1,0 +1,107 @@
+"""IMAP against hostile clients (issue #8): what a client that has not
+logged in can make the server hold, and the limits of a logged-in one."""
+
+import socket
+import time
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def unread_octets(port):
+    """Octets received on the server's sockets for `port` that the server
+    has not read yet (the rx_queue column of /proc/net/tcp)."""
+    total = 0
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            local, queues = fields[1], fields[4]
+            if int(local.split(":")[1], 16) == port:
+                total += int(queues.split(":")[1], 16)
+    return total
+
+
+def connect(server):
+    s = socket.create_connection(("127.0.0.1", server.imap_port), timeout=30)
+    greeting = b""
+    while b"\r\n" not in greeting:
+        greeting += s.recv(4096)
+    assert greeting.startswith(b"* OK"), greeting
+    return s
+
+
+def read_until(s, needle):
+    buf = b""
+    while needle not in buf:
+        chunk = s.recv(65536)
+        if not chunk:
+            return buf
+        buf += chunk
+    return buf
+
+
+def test_unauthenticated_literals_and_long_lines_are_not_buffered(server):
+    """50 connections that never log in each announce a 49 MB literal (or
+    send a line without CRLF) and stream 3 MB of it: the server's RSS must
+    stay under 100 MB above its idle level. Before the fix each one was
+    held in memory up to the APPENDLIMIT (50 MB)."""
+    pid = server.proc.pid
+    warm = connect(server)
+    warm.sendall(b"a0 NOOP\r\n")
+    read_until(warm, b"a0 ")
+    idle = rss_kb(pid)
+    chunk = b"x" * (3 * 1024 * 1024)
+    # 50 connections in all (the per-client limit): the first one also
+    # served to measure the idle level.
+    conns = [warm]
+    try:
+        for i in range(50):
+            s = warm if i == 0 else connect(server)
+            if i:
+                conns.append(s)
+            kind = i % 3
+            if kind == 0:
+                s.sendall(b"a1 LOGIN {49000000+}\r\n")
+            elif kind == 1:
+                s.sendall(b"a1 LOGIN {49000000}\r\n")
+                reply = read_until(s, b"\r\n")
+                # Before the fix: "+ Ready for literal data".
+                assert reply.startswith(b"a1 BAD [TOOBIG]"), reply
+            else:
+                s.sendall(b"a1 LOGIN ")
+            s.sendall(chunk)
+        # Wait until the server has read every octet sent (not a timing
+        # guess: the kernel's receive queues are empty).
+        deadline = time.monotonic() + 60
+        while unread_octets(server.imap_port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert unread_octets(server.imap_port) == 0
+        grown = (rss_kb(pid) - idle) / 1024
+        assert grown < 100, f"RSS grew by {grown:.0f} MB"
+    finally:
+        for s in conns:
+            s.close()
+
+
+def test_repeated_oversized_input_before_login_closes_the_connection(server):
+    s = connect(server)
+    try:
+        buf = b""
+        for i in range(1, 4):
+            s.sendall(b"a%d LOGIN {49000000}\r\n" % i)
+            buf += read_until(s, b"\r\n")
+            # Before the fix: "+ Ready for literal data".
+            assert b"a%d BAD [TOOBIG]" % i in buf, buf
+        if b"* BYE" not in buf:
+            buf += read_until(s, b"* BYE")
+        assert b"* BYE" in buf, buf
+        s.settimeout(5)
+        assert s.recv(1) == b""
+    finally:
+        s.close()

@@ -4,6 +4,8 @@ logged in can make the server hold, and the limits of a logged-in one."""
 import socket
 import time
 
+from test_imap import deliver, imaps
+
 
 def rss_kb(pid):
     with open(f"/proc/{pid}/status") as f:
@@ -105,3 +107,23 @@ def test_repeated_oversized_input_before_login_closes_the_connection(server):
         assert s.recv(1) == b""
     finally:
         s.close()
+
+
+def test_search_modseq_and_ranges_past_the_end(server):
+    """`SEARCH MODSEQ 18446744073709551615` matched every message (the value
+    wrapped to -1); `SEARCH 1:4294967295` matched none while `1:*` matched
+    all."""
+    deliver(server, 3)
+    m = imaps(server)
+    try:
+        m.select("INBOX")
+        assert m.search(None, "1:*") == ("OK", [b"1 2 3"])
+        assert m.search(None, "1:4294967295") == ("OK", [b"1 2 3"])
+        assert m.search(None, "2:4294967295") == ("OK", [b"2 3"])
+        assert m.search(None, "4294967295") == ("OK", [b""])
+        assert m.search(None, "MODSEQ", "18446744073709551615") == ("OK", [b""])
+        assert m.search(None, "MODSEQ", "9223372036854775808") == ("OK", [b""])
+        typ, data = m.search(None, "MODSEQ", "1")
+        assert typ == "OK" and data[0].startswith(b"1 2 3 (MODSEQ "), data
+    finally:
+        m.logout()

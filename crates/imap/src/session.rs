@@ -24,7 +24,7 @@ use crate::format::{flag_list, mailbox as write_mailbox, uid_list, uid_set, Loss
 use crate::framing::{Expect, Frame, Framer};
 use crate::search;
 use crate::selected::Selected;
-use crate::sequence::{resolve_seq, resolve_uid};
+use crate::sequence::{modseq_arg, resolve_seq, resolve_uid};
 
 /// Oversized messages (over [`crate::framing::PRE_AUTH_MAX`]) before
 /// login: the third is answered with BAD and then BYE. A real client sends
@@ -690,7 +690,7 @@ impl Session {
                     }
                     condstore = true;
                     if i64::from(uid_validity.get()) == f.uidvalidity {
-                        qresync_from = Some(mod_sequence_value.get() as i64);
+                        qresync_from = Some(modseq_arg(mod_sequence_value.get()));
                     }
                 }
             }
@@ -1332,7 +1332,7 @@ impl Session {
             return;
         };
         let changed_since = modifiers.iter().find_map(|m| match m {
-            imap_codec::imap_types::command::FetchModifier::ChangedSince(v) => Some(v.get() as i64),
+            imap_codec::imap_types::command::FetchModifier::ChangedSince(v) => Some(modseq_arg(v.get())),
             _ => None,
         });
         let State::Selected(sel) = &mut self.state else {
@@ -1390,7 +1390,7 @@ impl Session {
         let unchanged_since = modifiers
             .iter()
             .map(|m| match m {
-                imap_codec::imap_types::command::StoreModifier::UnchangedSince(v) => *v as i64,
+                imap_codec::imap_types::command::StoreModifier::UnchangedSince(v) => modseq_arg(*v),
             })
             .next();
         if unchanged_since.is_some() {

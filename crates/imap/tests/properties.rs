@@ -1779,3 +1779,43 @@ fn deleted_selected_mailbox_says_bye_before_close() {
         assert!(text.contains("* BYE "), "closed without BYE:\n{text}");
     }
 }
+
+/// Sends one command line and returns what the session answered to it.
+fn answer(d: &mut Driver<'_>, line: &str) -> String {
+    let before = d.transcript.len();
+    d.send(format!("{line}\r\n").as_bytes()).unwrap();
+    String::from_utf8_lossy(&d.transcript[before..]).into_owned()
+}
+
+/// Issue #8: `SEARCH MODSEQ 18446744073709551615` matched every message
+/// (the value was cast to i64 and became -1), and `SEARCH 1:4294967295`
+/// matched none while `1:*` matched all.
+#[test]
+fn search_modseq_and_sequence_range_beyond_the_mailbox() {
+    let fx = Fixture::new();
+    let mut d = logged_in(&fx);
+    d.send(b"S1 SELECT INBOX (CONDSTORE)\r\n").unwrap();
+    let all = answer(&mut d, "A1 SEARCH 1:*");
+    assert!(all.starts_with("* SEARCH 1 2"), "{all}");
+    let ranged = answer(&mut d, "A2 SEARCH 1:4294967295");
+    assert_eq!(ranged.lines().next(), all.lines().next());
+    let beyond = answer(&mut d, "A3 SEARCH 4294967295");
+    assert_eq!(beyond.lines().next(), Some("* SEARCH"), "{beyond}");
+    for v in ["18446744073709551615", "9223372036854775808"] {
+        let huge = answer(&mut d, &format!("A4 SEARCH MODSEQ {v}"));
+        assert_eq!(huge.lines().next(), Some("* SEARCH"), "{huge}");
+    }
+    // CHANGEDSINCE the same: nothing changed since; UNCHANGEDSINCE it:
+    // every message may be changed.
+    let fetch = answer(&mut d, "A5 FETCH 1:* (FLAGS) (CHANGEDSINCE 18446744073709551615)");
+    assert!(fetch.starts_with("A5 OK"), "{fetch}");
+    let store = answer(
+        &mut d,
+        "A6 STORE 1 (UNCHANGEDSINCE 18446744073709551615) +FLAGS (\\Flagged)",
+    );
+    assert!(
+        store.contains("FLAGGED") || store.contains("\\Flagged"),
+        "{store}"
+    );
+    assert!(!store.contains("MODIFIED"), "{store}");
+}

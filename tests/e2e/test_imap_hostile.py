@@ -127,3 +127,45 @@ def test_search_modseq_and_ranges_past_the_end(server):
         assert typ == "OK" and data[0].startswith(b"1 2 3 (MODSEQ "), data
     finally:
         m.logout()
+
+
+def test_odd_folder_names_are_refused(server):
+    """RFC 3501 5.1.3: `.`/`..` levels and invalid or non-canonical
+    modified UTF-7 were accepted by CREATE and RENAME."""
+    m = imaps(server)
+    try:
+        for name in [".", "..", "../x", "a/../../b", "&Jjo!-", "&AGE", "&AGE-", "&U,BTFw-&ZeVnLIqe-"]:
+            typ, data = m.create(f'"{name}"')
+            assert typ == "NO" and data[0].startswith(b"[CANNOT]"), (name, data)
+            typ, data = m.rename("Archive", f'"{name}"')
+            assert typ == "NO" and data[0].startswith(b"[CANNOT]"), (name, data)
+        assert m.create('"&U,BTFw-/&ZeVnLIqe-"')[0] == "OK"
+    finally:
+        m.logout()
+
+
+def test_folders_and_keywords_are_limited(server):
+    """There was no limit on folders per account or keywords per folder:
+    now 1,000 and 100, answered NO [LIMIT] (RFC 9051 7.1)."""
+    m = imaps(server)
+    try:
+        typ, listed = m.list()
+        have = len(listed)
+        for i in range(have, 1000):
+            typ, data = m.create(f"f{i}")
+            assert typ == "OK", (i, data)
+        typ, data = m.create("one-more")
+        assert typ == "NO" and data[0].startswith(b"[LIMIT]"), data
+        m.delete("f999")
+        msg = b"From: a@example.com\r\nSubject: kw\r\n\r\nbody\r\n"
+        assert m.append("f998", None, None, msg)[0] == "OK"
+        assert m.append("f998", None, None, msg)[0] == "OK"
+        m.select("f998")
+        words = " ".join(f"k{i}" for i in range(100))
+        assert m.store("1", "+FLAGS", f"({words})")[0] == "OK"
+        typ, data = m.store("2", "+FLAGS", "(one-more)")
+        assert typ == "NO" and data[0].startswith(b"[LIMIT]"), data
+        typ, data = m.append("f998", "(another)", None, msg)
+        assert typ == "NO" and data[0].startswith(b"[LIMIT]"), data
+    finally:
+        m.logout()

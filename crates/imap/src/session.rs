@@ -104,13 +104,23 @@ pub struct Session {
 }
 
 /// A mailbox name as stored (UTF-8): IMAP4rev1 clients without
-/// UTF8=ACCEPT send modified UTF-7 (RFC 3501 5.1.3).
-fn decode_name(raw: &[u8], utf8: bool) -> String {
-    let s = String::from_utf8_lossy(raw).into_owned();
-    if utf8 || !s.contains('&') {
-        return s;
+/// UTF8=ACCEPT send modified UTF-7 (RFC 3501 5.1.3). `None` when the name
+/// is not valid: not UTF-8 (UTF8=ACCEPT, IMAP4rev2), or not ASCII in
+/// canonical modified UTF-7 (RFC 3501 5.1.3: printable ASCII stands for
+/// itself, never in base64, and one shift covers a run of other
+/// characters), so that one folder has one name on the wire.
+fn decode_name(raw: &[u8], utf8: bool) -> Option<String> {
+    let s = std::str::from_utf8(raw).ok()?;
+    if utf8 {
+        return Some(s.to_string());
     }
-    crate::mutf7::decode(&s).unwrap_or(s)
+    if !s.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        return None;
+    }
+    if !s.contains('&') {
+        return Some(s.to_string());
+    }
+    crate::mutf7::decode(s).filter(|d| crate::mutf7::encode(d) == s)
 }
 
 /// Flags from a command: the system-flag bits and the keywords.
@@ -655,10 +665,38 @@ impl Session {
         self.tagged(tag, "OK", "ENABLE completed");
     }
 
+    /// The stored name a command means. An invalid name (see
+    /// [`decode_name`]) is kept as it came: CREATE and RENAME refuse it
+    /// ([`Session::new_mailbox_name`]), so no such folder exists.
     fn mailbox_name(&self, m: &Mailbox<'_>) -> String {
         match m {
             Mailbox::Inbox => "INBOX".to_string(),
-            Mailbox::Other(o) => decode_name(o.as_ref(), self.utf8 || self.rev2),
+            Mailbox::Other(o) => decode_name(o.as_ref(), self.utf8 || self.rev2)
+                .unwrap_or_else(|| String::from_utf8_lossy(o.as_ref()).into_owned()),
+        }
+    }
+
+    /// The name of a mailbox to be made (CREATE, RENAME's target), without
+    /// a trailing `/` (RFC 9051 6.3.4); `None` when it is not a valid
+    /// name.
+    fn new_mailbox_name(&self, m: &Mailbox<'_>) -> Option<String> {
+        let name = match m {
+            Mailbox::Inbox => "INBOX".to_string(),
+            Mailbox::Other(o) => decode_name(o.as_ref(), self.utf8 || self.rev2)?,
+        };
+        let name = name.trim_end_matches('/');
+        Self::valid_new_name(name).then(|| name.to_string())
+    }
+
+    /// A store error as the tagged NO: `[LIMIT]` for a limit (RFC 9051
+    /// 7.1), else `[SERVERBUG]`.
+    fn store_failed(&mut self, tag: &str, what: &str, e: &postroom_store::StoreError) {
+        match e {
+            postroom_store::StoreError::Limit(why) => {
+                let why = format!("[LIMIT] {what} refused: {why}");
+                self.tagged(tag, "NO", &why)
+            }
+            _ => self.tagged(tag, "NO", &format!("[SERVERBUG] {what} failed")),
         }
     }
 
@@ -773,17 +811,18 @@ impl Session {
             && !name.starts_with('/')
             && !name.ends_with('/')
             && !name.contains("//")
+            // RFC 3501 5.1.3 / RFC 9051 5.1: no `.` or `..` hierarchy
+            // level (a client or a backup tool may take them for paths).
+            && name.split('/').all(|level| !level.is_empty() && level != "." && level != "..")
             && !name.chars().any(|c| c.is_control() || c == '*' || c == '%')
             && name.len() <= 512
     }
 
     fn create(&mut self, tag: &str, mailbox: &Mailbox<'_>) {
-        let name = self.mailbox_name(mailbox);
-        let name = name.trim_end_matches('/').to_string();
-        if !Self::valid_new_name(&name) {
+        let Some(name) = self.new_mailbox_name(mailbox) else {
             self.tagged(tag, "NO", "[CANNOT] Invalid mailbox name");
             return;
-        }
+        };
         if self.folder(&name).is_some() {
             self.tagged(tag, "NO", "[ALREADYEXISTS] Mailbox exists");
             return;
@@ -798,7 +837,7 @@ impl Session {
         }
         match self.store.db.create_folder(self.account_id(), &name, None) {
             Ok(_) => self.tagged(tag, "OK", "CREATE completed"),
-            Err(_) => self.tagged(tag, "NO", "[SERVERBUG] CREATE failed"),
+            Err(e) => self.store_failed(tag, "CREATE", &e),
         }
     }
 
@@ -835,11 +874,11 @@ impl Session {
     }
 
     fn rename(&mut self, tag: &str, from: &Mailbox<'_>, to: &Mailbox<'_>) {
-        let (from, to) = (self.mailbox_name(from), self.mailbox_name(to));
-        if !Self::valid_new_name(&to) {
+        let from = self.mailbox_name(from);
+        let Some(to) = self.new_mailbox_name(to) else {
             self.tagged(tag, "NO", "[CANNOT] Invalid mailbox name");
             return;
-        }
+        };
         if self.folder(&to).is_some() {
             self.tagged(tag, "NO", "[ALREADYEXISTS] Target exists");
             return;
@@ -868,7 +907,7 @@ impl Session {
                 });
             match result {
                 Ok(_) => self.tagged(tag, "OK", "RENAME completed"),
-                Err(_) => self.tagged(tag, "NO", "[SERVERBUG] RENAME failed"),
+                Err(e) => self.store_failed(tag, "RENAME", &e),
             }
             return;
         }
@@ -900,10 +939,12 @@ impl Session {
         let return_subscribed = select_subscribed || extras.list_return.iter().any(|o| o == "SUBSCRIBED");
         let utf8 = self.utf8 || self.rev2;
         let reference = self.mailbox_name(reference);
-        let pattern = match pattern {
-            ListMailbox::Token(t) => decode_name(t.as_ref(), utf8),
-            ListMailbox::String(s) => decode_name(s.as_ref(), utf8),
+        let pattern: &[u8] = match pattern {
+            ListMailbox::Token(t) => t.as_ref(),
+            ListMailbox::String(s) => s.as_ref(),
         };
+        let pattern =
+            decode_name(pattern, utf8).unwrap_or_else(|| String::from_utf8_lossy(pattern).into_owned());
         let verb = if lsub { "LSUB" } else { "LIST" };
         let mut out = Vec::new();
         if pattern.is_empty() && !lsub {
@@ -1120,8 +1161,10 @@ impl Session {
         match self.store.append(&f, &data, bits, &keywords.join(" "), date) {
             Ok(uid) => self.appended(tag, &f, uid),
             Err(e) => {
-                tracing::error!(error = %e, "APPEND failed");
-                self.tagged(tag, "NO", "[SERVERBUG] APPEND failed");
+                if !matches!(e, postroom_store::StoreError::Limit(_)) {
+                    tracing::error!(error = %e, "APPEND failed");
+                }
+                self.store_failed(tag, "APPEND", &e);
             }
         }
     }
@@ -1411,8 +1454,8 @@ impl Session {
                 .store_flags(sel.folder_id, &uids, op, bits, &keywords, unchanged_since)
             {
                 Ok(r) => r,
-                Err(_) => {
-                    self.tagged(tag, "NO", "[SERVERBUG] STORE failed");
+                Err(e) => {
+                    self.store_failed(tag, "STORE", &e);
                     return;
                 }
             };
@@ -1507,8 +1550,8 @@ impl Session {
         let uids: Vec<i64> = targets.iter().map(|i| sel.msgs()[*i].uid).collect();
         let (uidvalidity, pairs) = match self.store.db.copy_messages(sel.folder_id, &uids, dst.id) {
             Ok(r) => r,
-            Err(_) => {
-                self.tagged(tag, "NO", "[SERVERBUG] COPY failed");
+            Err(e) => {
+                self.store_failed(tag, if moving { "MOVE" } else { "COPY" }, &e);
                 return;
             }
         };

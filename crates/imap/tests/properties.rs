@@ -1819,3 +1819,70 @@ fn search_modseq_and_sequence_range_beyond_the_mailbox() {
     );
     assert!(!store.contains("MODIFIED"), "{store}");
 }
+
+/// Issue #8: CREATE and RENAME took `.`/`..` levels and invalid or
+/// non-canonical modified UTF-7 (RFC 3501 5.1.3 says refuse).
+#[test]
+fn odd_mailbox_names_are_refused() {
+    let fx = Fixture::new();
+    let mut d = logged_in(&fx);
+    for name in [
+        ".",
+        "..",
+        "../x",
+        "a/../../b",
+        "a/./b",
+        "x/..",
+        // Invalid modified UTF-7: no end, a bad base64 digit, an odd
+        // number of octets, a lone surrogate.
+        "&Jjo",
+        "&Jjo!-",
+        "&AGE",
+        "&2D3-",
+        // Non-canonical: printable ASCII in base64 ("a"), two shifts
+        // in a row, and raw 8-bit text without UTF8=ACCEPT.
+        "&AGE-",
+        "&U,BTFw-&ZeVnLIqe-",
+        "caf\u{e9}",
+    ] {
+        let create = answer(&mut d, &format!("C1 CREATE {}", quoted_or_literal(name)));
+        assert!(create.starts_with("C1 NO [CANNOT]"), "{name}: {create}");
+        let rename = answer(&mut d, &format!("R1 RENAME Archive {}", quoted_or_literal(name)));
+        assert!(rename.starts_with("R1 NO [CANNOT]"), "{name}: {rename}");
+    }
+    for name in ["&U,BTFw-/&ZeVnLIqe-", "A&-B", "x/", "a.b/.c/..d"] {
+        let create = answer(&mut d, &format!("C2 CREATE \"{name}\""));
+        assert!(create.starts_with("C2 OK"), "{name}: {create}");
+    }
+}
+
+/// A quoted string, or a literal when the name has 8-bit text.
+fn quoted_or_literal(name: &str) -> String {
+    if name.is_ascii() {
+        format!("\"{name}\"")
+    } else {
+        format!("{{{}+}}\r\n{name}", name.len())
+    }
+}
+
+/// Issue #8: a folder could gather any number of keywords; 100 distinct
+/// ones is the limit, answered `NO [LIMIT]`.
+#[test]
+fn keywords_per_folder_are_limited() {
+    let fx = Fixture::new();
+    let mut d = logged_in(&fx);
+    // A folder of two messages without keywords.
+    d.send(
+        b"C1 CREATE kw\r\nA1 APPEND kw {7+}\r\nSubj: x\r\nA2 APPEND kw {7+}\r\nSubj: y\r\nS1 SELECT kw\r\n",
+    )
+    .unwrap();
+    let kw: Vec<String> = (0..postroom_store::folders::MAX_KEYWORDS)
+        .map(|i| format!("k{i}"))
+        .collect();
+    let ok = answer(&mut d, &format!("K1 STORE 1 +FLAGS ({})", kw.join(" ")));
+    assert!(ok.lines().last().is_some_and(|l| l.starts_with("K1 OK")), "{ok}");
+    let more = answer(&mut d, "K2 STORE 2 +FLAGS (one-more)");
+    assert!(more.starts_with("K2 NO [LIMIT]"), "{more}");
+    let append = answer(&mut d, "K3 APPEND kw (another) {7+}\r\nSubj: x");
+    assert!(append.starts_with("K3 NO [LIMIT]"), "{append}");
+}

@@ -7,6 +7,42 @@ use rusqlite::{params, OptionalExtension, Transaction};
 use crate::mailbox::FolderRow;
 use crate::{Db, Result, Store, StoreError};
 
+/// Folders per account. Every session lists them all (LIST, and a
+/// client's sync walks each); mail clients' accounts have tens, heavy ones
+/// a few hundred. Without a limit one account could create millions.
+pub const MAX_FOLDERS: i64 = 1000;
+
+/// Distinct keywords in a folder, as Dovecot limits them (100): every
+/// session keeps and announces (`* FLAGS`) the folder's keywords, so
+/// without a limit a client could make them megabytes for everyone.
+pub const MAX_KEYWORDS: usize = 100;
+
+/// Refuses a change that would leave the folder with more than
+/// [`MAX_KEYWORDS`] distinct keywords (compared ASCII case-insensitively,
+/// as flags are, RFC 9051 2.3.2), counting `extra` as if it were stored.
+fn check_keywords(c: &rusqlite::Connection, folder_id: i64, extra: &str) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    let mut add = |kw: &str| {
+        for k in kw.split(' ').filter(|k| !k.is_empty()) {
+            seen.insert(k.to_ascii_lowercase());
+        }
+        seen.len() <= MAX_KEYWORDS
+    };
+    if !add(extra) {
+        return Err(StoreError::Limit("too many keywords in this mailbox"));
+    }
+    let mut st =
+        c.prepare_cached("SELECT DISTINCT keywords FROM messages WHERE folder_id = ?1 AND keywords != ''")?;
+    let mut rows = st.query([folder_id])?;
+    while let Some(r) = rows.next()? {
+        let kw: String = r.get(0)?;
+        if !add(&kw) {
+            return Err(StoreError::Limit("too many keywords in this mailbox"));
+        }
+    }
+    Ok(())
+}
+
 /// The per-message state a selected IMAP mailbox keeps.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MessageMeta {
@@ -133,6 +169,14 @@ impl Db {
             )?;
             if exists {
                 return Err(StoreError::Invalid("mailbox exists already".into()));
+            }
+            let count: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM folders WHERE account_id = ?1",
+                [account_id],
+                |r| r.get(0),
+            )?;
+            if count >= MAX_FOLDERS {
+                return Err(StoreError::Limit("too many mailboxes"));
             }
             tx.execute(
                 "INSERT INTO folders (account_id, name, special_use, uidvalidity) VALUES (?1, ?2, ?3, 0)",
@@ -292,6 +336,9 @@ impl Db {
                     internal_date: date,
                 });
             }
+            if !keywords.is_empty() && op != FlagOp::Remove && !changed.is_empty() {
+                check_keywords(tx, folder_id, "")?;
+            }
             Ok((changed, refused))
         })
     }
@@ -301,6 +348,7 @@ impl Db {
     pub fn copy_messages(&self, from: i64, uids: &[i64], to: i64) -> Result<(i64, Vec<(i64, i64)>)> {
         self.write(|tx| {
             let mut pairs = Vec::new();
+            let mut with_keywords = false;
             let uidvalidity: i64 = tx.query_row("SELECT uidvalidity FROM folders WHERE id = ?1", [to], |r| r.get(0))?;
             let mut get = tx.prepare_cached(
                 "SELECT flags, keywords, internal_date, size, blob_id, prefix FROM messages WHERE folder_id = ?1 AND uid = ?2",
@@ -331,8 +379,12 @@ impl Db {
                 };
                 let (new_uid, modseq): (i64, i64) = next.query_row([to], |r| Ok((r.get(0)?, r.get(1)?)))?;
                 let uidl = format!("{uidvalidity:08X}{new_uid:08X}");
+                with_keywords |= !kw.is_empty();
                 insert.execute(params![to, new_uid, modseq, flags, kw, date, size, uidl, blob, prefix])?;
                 pairs.push((uid, new_uid));
+            }
+            if with_keywords {
+                check_keywords(tx, to, "")?;
             }
             Ok((uidvalidity, pairs))
         })
@@ -475,6 +527,10 @@ impl Store {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
+        if !keywords.is_empty() {
+            // Before the body is written: a refused APPEND leaves nothing.
+            self.db.read(|c| check_keywords(c, folder.id, keywords))?;
+        }
         let blob_id = postroom_core::QueueId::generate(now.as_micros() as u64).to_string();
         self.blobs.put(&blob_id, message)?;
         self.blobs.sync()?;
@@ -501,6 +557,9 @@ impl Store {
                     blob_id
                 ],
             )?;
+            if !keywords.is_empty() {
+                check_keywords(tx, folder.id, "")?;
+            }
             Ok(uid)
         })
     }

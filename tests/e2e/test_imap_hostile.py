@@ -1,6 +1,8 @@
 """IMAP against hostile clients (issue #8): what a client that has not
 logged in can make the server hold, and the limits of a logged-in one."""
 
+import imaplib
+import os
 import socket
 import time
 
@@ -167,5 +169,64 @@ def test_folders_and_keywords_are_limited(server):
         assert typ == "NO" and data[0].startswith(b"[LIMIT]"), data
         typ, data = m.append("f998", "(another)", None, msg)
         assert typ == "NO" and data[0].startswith(b"[LIMIT]"), data
+    finally:
+        m.logout()
+
+
+def logged_in(server):
+    s = connect(server)
+    s.sendall(b"l1 LOGIN customseo@esoomllub.com 99test99\r\n")
+    reply = read_until(s, b"l1 ")
+    reply += read_until(s, b"\r\n") if not reply.endswith(b"\r\n") else b""
+    assert b"l1 OK" in reply, reply
+    return s
+
+
+def test_append_literals_after_login_are_not_buffered(server_factory):
+    """A logged-in client announcing a 40 MB APPEND had all of it held in
+    memory as it arrived (up to the 50 MB APPENDLIMIT per connection): 30
+    connections streaming 4 MB each must not grow the server's RSS by 60
+    MB. The octets go to a file as they come; a connection that goes away
+    leaves no file behind, and a large APPEND that completes is stored
+    exactly."""
+    server = server_factory(extra_toml='\n[auth]\nplaintext_networks = ["127.0.0.1"]\n').start()
+    pid = server.proc.pid
+    first = logged_in(server)
+    idle = rss_kb(pid)
+    chunk = b"y" * (4 * 1024 * 1024)
+    conns = [first]
+    try:
+        for i in range(30):
+            s = first if i == 0 else logged_in(server)
+            if i:
+                conns.append(s)
+            s.sendall(b"p1 APPEND INBOX {40000000}\r\n")
+            reply = read_until(s, b"\r\n")
+            assert reply.startswith(b"+ "), reply
+            s.sendall(chunk)
+        deadline = time.monotonic() + 60
+        while unread_octets(server.imap_port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert unread_octets(server.imap_port) == 0
+        grown = (rss_kb(pid) - idle) / 1024
+        assert grown < 60, f"RSS grew by {grown:.0f} MB"
+    finally:
+        for s in conns:
+            s.close()
+    uploads = os.path.join(server.data, "blobs", "uploads")
+    deadline = time.monotonic() + 30
+    while os.listdir(uploads) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert os.listdir(uploads) == []
+
+    body = b"Subject: big\r\nMessage-ID: <big@example.com>\r\n\r\n" + b"line of text\r\n" * 20000
+    m = imaplib.IMAP4("127.0.0.1", server.imap_port, timeout=30)
+    try:
+        m.login("customseo@esoomllub.com", "99test99")
+        typ, data = m.append("INBOX", None, None, body)
+        assert typ == "OK", data
+        m.select("INBOX")
+        typ, data = m.fetch("1", "(BODY.PEEK[])")
+        assert typ == "OK" and data[0][1] == body
     finally:
         m.logout()

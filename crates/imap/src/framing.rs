@@ -33,6 +33,10 @@ pub enum Frame {
     IdleDone,
     /// Bytes to send at once (continuation requests, BAD replies).
     Reply(Vec<u8>),
+    /// An APPEND's message literal of this many octets begins: they follow
+    /// as `LiteralChunk`s, then the command, with `Extras::streamed`.
+    LiteralStart(u32),
+    LiteralChunk(Vec<u8>),
 }
 
 /// The largest message (lines and literals) before login: a LOGIN with
@@ -46,6 +50,12 @@ pub const PRE_AUTH_MAX: u32 = 8 * 1024;
 /// The most octets handed to the fragmentizer at once: its queue keeps
 /// its capacity, so this bounds it whatever the caller pushes.
 const FEED: usize = 16 * 1024;
+
+/// APPEND literals from this size on are handed out in pieces as they
+/// arrive (the session writes them to a file) instead of being gathered
+/// in memory: up to `max_append` (50 MB) per connection otherwise.
+/// Smaller ones, most mail, stay on the simpler path.
+pub const STREAM_MIN: u32 = 64 * 1024;
 
 pub struct Framer {
     frag: Fragmentizer,
@@ -64,6 +74,12 @@ pub struct Framer {
     literal_left: u32,
     /// Messages refused for their size (lines or literals over the limit).
     oversized: u32,
+    /// Octets of an APPEND literal still to hand out as chunks.
+    streaming: u32,
+    /// The current message's literal was handed out.
+    streamed: bool,
+    /// A frame to return next (the continuation after `LiteralStart`).
+    pending: Option<Frame>,
 }
 
 impl Framer {
@@ -89,6 +105,9 @@ impl Framer {
             start: 0,
             literal_left: 0,
             oversized: 0,
+            streaming: 0,
+            streamed: false,
+            pending: None,
         }
     }
 
@@ -143,15 +162,61 @@ impl Framer {
             memchr::memchr(b'\n', window).map_or(window.len(), |i| i + 1)
         };
         self.frag.enqueue_bytes(&window[..n]);
+        self.consume(n);
+        true
+    }
+
+    fn consume(&mut self, n: usize) {
         self.start += n;
-        if self.start == self.input.len() {
+        if self.start >= self.input.len() {
             self.start = 0;
             self.input.clear();
             if self.input.capacity() > 4 * FEED {
                 self.input = Vec::new();
             }
         }
-        true
+    }
+
+    /// The next piece of a literal being handed out.
+    fn chunk(&mut self) -> Option<Frame> {
+        let avail = &self.input[self.start..];
+        if avail.is_empty() {
+            return None;
+        }
+        let n = avail.len().min(self.streaming as usize).min(FEED);
+        let chunk = avail[..n].to_vec();
+        self.consume(n);
+        // n <= streaming, a u32.
+        self.streaming -= n as u32;
+        Some(Frame::LiteralChunk(chunk))
+    }
+
+    /// When the current message is a one-line APPEND whose literal was just
+    /// announced: the line with an empty literal (`{0+}`) in place of the
+    /// announced one, for the fragmentizer to go on with while the octets
+    /// are handed out. A literal after other literals (the mailbox name
+    /// as one) is left to the usual path.
+    fn streamable_prefix(&self) -> Option<Vec<u8>> {
+        if self.frag.is_max_message_size_exceeded() || self.frag.is_message_poisoned() {
+            return None;
+        }
+        let msg = self.frag.message_bytes();
+        if memchr::memchr_iter(b'\n', msg).count() != 1 {
+            return None;
+        }
+        let sp = memchr::memchr(b' ', msg)?;
+        if !crate::extensions::starts_with_ci(&msg[sp + 1..], b"APPEND ") {
+            return None;
+        }
+        let open = memchr::memrchr(b'{', msg)?;
+        let open = if open > 0 && msg[open - 1] == b'~' {
+            open - 1
+        } else {
+            open
+        };
+        let mut prefix = msg[..open].to_vec();
+        prefix.extend_from_slice(b"{0+}\r\n");
+        Some(prefix)
     }
 
     /// Between two messages (nothing of the next one read yet), makes sure
@@ -159,6 +224,7 @@ impl Framer {
     fn refresh_limit(&mut self) {
         let limit = self.limits().1;
         if self.frag_limit != limit
+            && !self.streamed
             && (self.frag.is_message_complete() || self.frag.message_bytes().is_empty())
         {
             self.frag = Fragmentizer::new(limit);
@@ -189,6 +255,12 @@ impl Framer {
     /// The next complete frame, or `None` when more bytes are needed.
     pub fn next_frame(&mut self) -> Option<Frame> {
         loop {
+            if let Some(f) = self.pending.take() {
+                return Some(f);
+            }
+            if self.streaming > 0 {
+                return self.chunk();
+            }
             self.refresh_limit();
             let info = self.progress()?;
             if let FragmentInfo::Line {
@@ -220,6 +292,20 @@ impl Framer {
                     }
                     return Some(Frame::Reply(reply.into_bytes()));
                 }
+                if self.authenticated && self.expect == Expect::Command && length >= STREAM_MIN {
+                    if let Some(prefix) = self.streamable_prefix() {
+                        // A fragmentizer that takes the line as ending in
+                        // an empty literal; the octets go round it.
+                        self.frag = Fragmentizer::new(self.frag_limit);
+                        self.frag.enqueue_bytes(&prefix);
+                        self.streaming = length;
+                        self.streamed = true;
+                        if mode == LiteralMode::Sync {
+                            self.pending = Some(Frame::Reply(b"+ Ready for literal data\r\n".to_vec()));
+                        }
+                        return Some(Frame::LiteralStart(length));
+                    }
+                }
                 self.literal_left = length;
                 if mode == LiteralMode::Sync {
                     return Some(Frame::Reply(b"+ Ready for literal data\r\n".to_vec()));
@@ -229,6 +315,7 @@ impl Framer {
             if !self.frag.is_message_complete() {
                 continue;
             }
+            let streamed = std::mem::take(&mut self.streamed);
             let too_long = self.frag.is_max_message_size_exceeded();
             if too_long && !self.frag.is_message_poisoned() {
                 self.oversized += 1;
@@ -245,7 +332,9 @@ impl Framer {
                     } else {
                         let (message, extras) = lift(self.frag.message_bytes());
                         match CommandCodec::default().decode(&message) {
-                            Ok((b"", cmd)) => Frame::Command(Box::new(cmd.into_static()), extras),
+                            Ok((b"", cmd)) => {
+                                Frame::Command(Box::new(cmd.into_static()), Extras { streamed, ..extras })
+                            }
                             _ => Frame::Reply(format!("{tag} BAD Command syntax error\r\n").into_bytes()),
                         }
                     }
@@ -278,6 +367,8 @@ mod tests {
                 Frame::Reply(r) => format!("reply {}", String::from_utf8_lossy(&r).trim_end()),
                 Frame::AuthData(d) => format!("auth {d:?}"),
                 Frame::IdleDone => "done".into(),
+                Frame::LiteralStart(n) => format!("start {n}"),
+                Frame::LiteralChunk(c) => format!("chunk {}", c.len()),
             });
         }
         v
@@ -396,6 +487,56 @@ mod tests {
         let mut body = vec![b'z'; 10000];
         body.extend_from_slice(b"\r\n");
         assert_eq!(frames(&mut f, &body), ["cmd a2 APPEND"]);
+    }
+
+    /// Issue #8: after login, a large APPEND literal is handed out in
+    /// pieces as it arrives instead of being gathered; the command follows
+    /// with an empty literal, marked `streamed`.
+    #[test]
+    fn append_literal_is_streamed() {
+        let n = STREAM_MIN as usize + 1000;
+        for (announce, plus) in [("{N}", false), ("{N+}", true), ("~{N}", false)] {
+            let mut f = Framer::new(50_000_000);
+            let line = format!(
+                "a1 APPEND INBOX (\\Seen) {}\r\n",
+                announce.replace('N', &n.to_string())
+            );
+            f.push(line.as_bytes());
+            assert!(matches!(f.next_frame(), Some(Frame::LiteralStart(len)) if len as usize == n));
+            if !plus {
+                assert!(matches!(f.next_frame(), Some(Frame::Reply(r)) if r.starts_with(b"+ ")));
+            }
+            let mut got = 0;
+            let body = vec![b'm'; n];
+            for piece in body.chunks(5000) {
+                f.push(piece);
+                while let Some(frame) = f.next_frame() {
+                    match frame {
+                        Frame::LiteralChunk(c) => got += c.len(),
+                        other => panic!("{other:?}"),
+                    }
+                }
+                assert!(f.buffered() < 20_000, "{} octets held", f.buffered());
+            }
+            assert_eq!(got, n);
+            f.push(b"\r\na2 NOOP\r\n");
+            match f.next_frame() {
+                Some(Frame::Command(cmd, extras)) => {
+                    assert!(extras.streamed);
+                    assert_eq!(cmd.body.name(), "APPEND");
+                }
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(frames(&mut f, b""), ["cmd a2 NOOP"]);
+        }
+        // Not logged in, or a small literal, or not an APPEND: as before.
+        let mut f = Framer::new(50_000_000);
+        assert_eq!(
+            frames(&mut f, b"a1 APPEND INBOX {10}\r\n0123456789\r\n"),
+            ["reply + Ready for literal data", "cmd a1 APPEND"]
+        );
+        let big = format!("a2 LOGIN {{{n}}}\r\n");
+        assert_eq!(frames(&mut f, big.as_bytes()), ["reply + Ready for literal data"]);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
 use imap_codec::imap_types::status::StatusDataItemName;
 use postroom_core::Secret;
+use postroom_store::blob::BlobWriter;
 use postroom_store::folders::FlagOp;
 use postroom_store::Store;
 
@@ -101,6 +102,14 @@ pub struct Session {
     /// A BYE was written (the selected mailbox vanished): close once the
     /// current response is out.
     closing: bool,
+    /// The body of an APPEND arriving in pieces (`Err`: writing failed).
+    upload: Option<Result<BlobWriter, ()>>,
+}
+
+/// An APPEND's message: in memory, or written to a file as it arrived.
+enum Body {
+    Bytes(Vec<u8>),
+    Upload(BlobWriter),
 }
 
 /// A mailbox name as stored (UTF-8): IMAP4rev1 clients without
@@ -162,6 +171,7 @@ impl Session {
             utf8: false,
             errors: 0,
             closing: false,
+            upload: None,
         }
     }
 
@@ -306,7 +316,28 @@ impl Session {
     }
 
     fn frame(&mut self, frame: Frame) {
+        match &frame {
+            Frame::LiteralStart(_) | Frame::LiteralChunk(_) => {}
+            Frame::Command(_, extras) if extras.streamed => {}
+            // The go-ahead for the literal being uploaded.
+            Frame::Reply(r) if r.starts_with(b"+ ") => {}
+            // Whatever was being uploaded is not part of this.
+            _ => self.upload = None,
+        }
         match frame {
+            Frame::LiteralStart(_) => {
+                self.upload = Some(self.store.begin_upload().map_err(|e| {
+                    tracing::error!(error = %e, "APPEND upload failed");
+                }));
+            }
+            Frame::LiteralChunk(bytes) => {
+                if let Some(Ok(w)) = &mut self.upload {
+                    if let Err(e) = w.write(&bytes) {
+                        tracing::error!(error = %e, "APPEND upload failed");
+                        self.upload = Some(Err(()));
+                    }
+                }
+            }
             Frame::Reply(bytes) => {
                 if bytes.starts_with(b"+ ") {
                     self.send(bytes);
@@ -510,7 +541,18 @@ impl Session {
                     }
                 };
                 let date = date.map(|d| d.as_ref().timestamp());
-                self.append(&tag, &mailbox, &flags, date, data);
+                let body = if extras.streamed {
+                    match self.upload.take() {
+                        Some(Ok(w)) => Body::Upload(w),
+                        _ => {
+                            self.tagged(&tag, "NO", "[SERVERBUG] APPEND failed");
+                            return;
+                        }
+                    }
+                } else {
+                    Body::Bytes(data)
+                };
+                self.append(&tag, &mailbox, &flags, date, body);
             }
             CommandBody::GetQuotaRoot { mailbox } => self.quota_root(&tag, &mailbox),
             CommandBody::GetQuota { root } => {
@@ -1124,18 +1166,22 @@ impl Session {
         mailbox: &Mailbox<'_>,
         flags: &[Flag<'_>],
         date: Option<i64>,
-        data: Vec<u8>,
+        body: Body,
     ) {
         let name = self.mailbox_name(mailbox);
         let Some(f) = self.folder(&name) else {
             self.tagged(tag, "NO", "[TRYCREATE] No such mailbox");
             return;
         };
-        if data.is_empty() {
+        let (len, head) = match &body {
+            Body::Bytes(d) => (d.len() as u64, &d[..]),
+            Body::Upload(w) => (w.len(), w.head()),
+        };
+        if len == 0 {
             self.tagged(tag, "NO", "Empty message");
             return;
         }
-        if let Some(uid) = self.server_sent_copy(&f, &data) {
+        if let Some(uid) = self.server_sent_copy(&f, head) {
             // The server saved this message at submission already; the
             // client's copy would be a duplicate (the issue's "move a copy to
             // Sent" done once). Its UID is the APPENDUID (RFC 4315 3).
@@ -1152,13 +1198,18 @@ impl Session {
             .and_then(|a| a.quota)
         {
             let used = self.store.db.usage(id).unwrap_or(0);
-            if used + data.len() as i64 > quota {
+            if used.saturating_add(i64::try_from(len).unwrap_or(i64::MAX)) > quota {
                 self.tagged(tag, "NO", "[OVERQUOTA] Quota exceeded");
                 return;
             }
         }
         let (bits, keywords) = flag_bits(flags);
-        match self.store.append(&f, &data, bits, &keywords.join(" "), date) {
+        let keywords = keywords.join(" ");
+        let result = match body {
+            Body::Bytes(data) => self.store.append(&f, &data, bits, &keywords, date),
+            Body::Upload(w) => self.store.append_upload(&f, w, bits, &keywords, date),
+        };
+        match result {
             Ok(uid) => self.appended(tag, &f, uid),
             Err(e) => {
                 if !matches!(e, postroom_store::StoreError::Limit(_)) {

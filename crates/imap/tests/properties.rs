@@ -367,6 +367,7 @@ fn next_expect(frame: &Frame) -> Expect {
             _ => Expect::Command,
         },
         Frame::Reply(_) | Frame::AuthData(_) | Frame::IdleDone => Expect::Command,
+        Frame::LiteralStart(_) | Frame::LiteralChunk(_) => Expect::Command,
     }
 }
 
@@ -389,7 +390,7 @@ fn frame_all<'a>(
     let mut f = Framer::new(limit);
     f.expect(first);
     let mut expect = first;
-    let mut frames = Vec::new();
+    let mut frames: Vec<String> = Vec::new();
     for piece in reads {
         f.push(piece);
         while let Some(frame) = f.next_frame() {
@@ -401,11 +402,26 @@ fn frame_all<'a>(
                 Frame::Command(cmd, _) => {
                     prop_assert!(is_tag(cmd.tag.as_ref().as_bytes()), "bad tag {:?}", cmd.tag);
                 }
-                Frame::AuthData(_) | Frame::IdleDone => {}
+                Frame::AuthData(_) | Frame::IdleDone | Frame::LiteralStart(_) => {}
+                Frame::LiteralChunk(c) => {
+                    // Pieces of a literal depend on how the input came:
+                    // counted together, they do not.
+                    let n = c.len();
+                    match frames.last_mut() {
+                        Some(last) if last.starts_with("LiteralChunks(") => {
+                            let had: usize =
+                                last["LiteralChunks(".len()..last.len() - 1].parse().unwrap_or(0);
+                            *last = format!("LiteralChunks({})", had + n);
+                        }
+                        _ => frames.push(format!("LiteralChunks({n})")),
+                    }
+                    continue;
+                }
             }
             if follow {
-                // A reply (BAD, TOOBIG, continuation) leaves the state alone.
-                if !matches!(frame, Frame::Reply(_)) {
+                // A reply (BAD, TOOBIG, continuation) and the start of a
+                // literal leave the state alone.
+                if !matches!(frame, Frame::Reply(_) | Frame::LiteralStart(_)) {
                     expect = next_expect(&frame);
                 }
                 f.expect(expect);
@@ -1885,4 +1901,60 @@ fn keywords_per_folder_are_limited() {
     assert!(more.starts_with("K2 NO [LIMIT]"), "{more}");
     let append = answer(&mut d, "K3 APPEND kw (another) {7+}\r\nSubj: x");
     assert!(append.starts_with("K3 NO [LIMIT]"), "{append}");
+}
+
+/// Issue #8: an APPEND literal over `framing::STREAM_MIN` is written to a
+/// file as it arrives; the stored message is the same octets, whether the
+/// literal is synchronising, LITERAL+ or literal8, and an APPEND refused
+/// after its upload (no such mailbox) stores nothing.
+#[test]
+fn large_append_is_stored_from_its_upload() {
+    let fx = Fixture::new();
+    let mut d = logged_in(&fx);
+    let mut body = b"Subject: big\r\nMessage-ID: <big@example.com>\r\n\r\n".to_vec();
+    while body.len() < postroom_imap::framing::STREAM_MIN as usize + 5000 {
+        body.extend_from_slice(b"0123456789abcdefghijklmnopqrstuvwxyz\r\n");
+    }
+    let inbox = d.folder("INBOX").unwrap();
+    let before = fx.store.db.message_meta(inbox.id).unwrap().len();
+    for (i, announce) in ["{N}", "{N+}", "~{N}"].iter().enumerate() {
+        let line = format!(
+            "P{i} APPEND INBOX (\\Seen) {}\r\n",
+            announce.replace('N', &body.len().to_string())
+        );
+        d.send(line.as_bytes()).unwrap();
+        // In uneven pieces, as a network delivers them.
+        for piece in body.chunks(7777) {
+            d.send(piece).unwrap();
+        }
+        d.send(b"\r\n").unwrap();
+        assert!(
+            d.completions
+                .iter()
+                .any(|(t, s)| t == &format!("P{i}") && s == "OK"),
+            "{}",
+            String::from_utf8_lossy(&d.transcript[d.transcript.len().saturating_sub(500)..])
+        );
+    }
+    let metas = fx.store.db.message_meta(inbox.id).unwrap();
+    assert_eq!(metas.len(), before + 3);
+    for m in &metas[before..] {
+        assert_eq!(m.size as usize, body.len());
+        let row = fx.store.db.message(inbox.id, m.uid).unwrap().unwrap();
+        let stored = fx.store.message_bytes(&row).unwrap();
+        assert!(stored == body, "stored body differs");
+    }
+    // Refused after the upload: nothing stored, nothing left in uploads.
+    let line = format!("Q1 APPEND Nowhere {{{}+}}\r\n", body.len());
+    d.send(line.as_bytes()).unwrap();
+    d.send(&body).unwrap();
+    d.send(b"\r\n").unwrap();
+    assert!(d.completions.iter().any(|(t, s)| t == "Q1" && s == "NO"));
+    assert_eq!(fx.store.db.message_meta(inbox.id).unwrap().len(), before + 3);
+    let uploads = fx._dir.path().join("blobs/uploads");
+    assert_eq!(
+        std::fs::read_dir(&uploads).unwrap().count(),
+        0,
+        "left in {uploads:?}"
+    );
 }

@@ -27,6 +27,89 @@ pub trait BlobStore: Send + Sync {
     /// their time, so with a time prefix as the bound: the blobs put before
     /// that moment.
     fn ids_before(&self, bound: &str) -> io::Result<Vec<String>>;
+    /// Starts a blob that arrives in pieces: [`BlobWriter::write`] them,
+    /// then [`BlobStore::finish`]. This store collects them in memory;
+    /// `id` names the upload while it lasts.
+    fn create(&self, id: &str) -> io::Result<BlobWriter> {
+        let _ = id;
+        Ok(BlobWriter::new(Sink::Memory(Vec::new())))
+    }
+    /// Stores the blob under `id` (a fresh one: see [`FsBlobStore`]'s
+    /// uploads): its content is durable when this returns, its name once
+    /// [`BlobStore::sync`] has run (as [`BlobStore::put`]).
+    fn finish(&self, w: BlobWriter, id: &str) -> io::Result<()> {
+        let mut w = w;
+        match std::mem::replace(&mut w.sink, Sink::Done) {
+            Sink::Memory(data) => self.put(id, &data),
+            _ => Err(io::Error::other("blob writer of another store")),
+        }
+    }
+}
+
+/// How much of a blob's beginning a [`BlobWriter`] keeps in memory: the
+/// header, for what APPEND reads of it (Message-ID).
+const HEAD_KEPT: usize = 64 * 1024;
+
+/// A blob being written piece by piece (see [`BlobStore::create`]).
+/// Dropped before [`BlobStore::finish`], it leaves nothing behind.
+pub struct BlobWriter {
+    len: u64,
+    head: Vec<u8>,
+    sink: Sink,
+}
+
+enum Sink {
+    Memory(Vec<u8>),
+    /// The upload's file.
+    File(std::fs::File, PathBuf),
+    Done,
+}
+
+impl BlobWriter {
+    fn new(sink: Sink) -> Self {
+        BlobWriter {
+            len: 0,
+            head: Vec::new(),
+            sink,
+        }
+    }
+
+    /// Octets written so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The first octets written (up to 64 KiB).
+    pub fn head(&self) -> &[u8] {
+        &self.head
+    }
+
+    pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        use std::io::Write;
+        match &mut self.sink {
+            Sink::Memory(v) => v.extend_from_slice(data),
+            Sink::File(f, _) => f.write_all(data)?,
+            Sink::Done => return Err(io::Error::other("blob already finished")),
+        }
+        let keep = HEAD_KEPT.saturating_sub(self.head.len()).min(data.len());
+        self.head.extend_from_slice(&data[..keep]);
+        self.len += data.len() as u64;
+        Ok(())
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        if let Sink::File(_, path) = &self.sink {
+            // Not finished: the body of nothing (a failed or abandoned
+            // APPEND). A crash before this is swept (sweep.rs).
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// Blobs as files under `blobs/<shard>/<id>`. The shard is the first six
@@ -44,6 +127,9 @@ pub struct FsBlobStore {
 
 /// A shard directory's name: the first characters of its blobs' ids.
 const SHARD_CHARS: usize = 6;
+
+/// Where bodies that arrive in pieces are written until complete.
+const UPLOADS: &str = "uploads";
 
 fn valid_id(id: &str) -> bool {
     id.len() >= 8 && id.bytes().all(|b| b.is_ascii_alphanumeric())
@@ -125,6 +211,45 @@ impl BlobStore for FsBlobStore {
     fn delete(&self, id: &str) -> io::Result<()> {
         let (path, _) = self.path(id)?;
         self.fs.remove(&path)
+    }
+
+    fn create(&self, id: &str) -> io::Result<BlobWriter> {
+        if !valid_id(id) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad blob id"));
+        }
+        // Uploads are written under `uploads/` (7 characters: not a shard,
+        // so the sweep of unreferenced bodies never takes one that is
+        // still arriving, however long that lasts) and get their blob id
+        // when they are complete.
+        let dir = self.root.join(UPLOADS);
+        self.ensure_shard(&dir)?;
+        let path = dir.join(id);
+        Ok(match self.fs.create_new(&path)? {
+            Some(file) => BlobWriter::new(Sink::File(file, path)),
+            None => BlobWriter::new(Sink::Memory(Vec::new())),
+        })
+    }
+
+    fn finish(&self, w: BlobWriter, id: &str) -> io::Result<()> {
+        let mut w = w;
+        match std::mem::replace(&mut w.sink, Sink::Done) {
+            Sink::Memory(data) => self.put(id, &data),
+            Sink::File(file, upload) => {
+                let r = (|| {
+                    file.sync_all()?;
+                    let (path, shard) = self.path(id)?;
+                    self.ensure_shard(&shard)?;
+                    std::fs::rename(&upload, &path)?;
+                    self.dirty.lock().unwrap_or_else(|e| e.into_inner()).insert(shard);
+                    Ok(())
+                })();
+                if r.is_err() {
+                    let _ = std::fs::remove_file(&upload);
+                }
+                r
+            }
+            Sink::Done => Err(io::Error::other("blob already finished")),
+        }
     }
 
     fn ids_before(&self, bound: &str) -> io::Result<Vec<String>> {

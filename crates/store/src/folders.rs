@@ -43,6 +43,14 @@ fn check_keywords(c: &rusqlite::Connection, folder_id: i64, extra: &str) -> Resu
     Ok(())
 }
 
+/// A new body's id: its time first (see blob.rs).
+fn new_blob_id() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    postroom_core::QueueId::generate(now.as_micros() as u64).to_string()
+}
+
 /// The per-message state a selected IMAP mailbox keeps.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MessageMeta {
@@ -524,16 +532,63 @@ impl Store {
         keywords: &str,
         internal_date: Option<i64>,
     ) -> Result<i64> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
         if !keywords.is_empty() {
             // Before the body is written: a refused APPEND leaves nothing.
             self.db.read(|c| check_keywords(c, folder.id, keywords))?;
         }
-        let blob_id = postroom_core::QueueId::generate(now.as_micros() as u64).to_string();
+        let blob_id = new_blob_id();
         self.blobs.put(&blob_id, message)?;
         self.blobs.sync()?;
+        self.insert_appended(
+            folder,
+            &blob_id,
+            message.len() as i64,
+            flags,
+            keywords,
+            internal_date,
+        )
+    }
+
+    /// A body for APPEND that arrives in pieces, written to its file as
+    /// they come (an IMAP literal of up to `max_append`, 50 MB, is not held
+    /// in memory); then [`Store::append_upload`].
+    pub fn begin_upload(&self) -> Result<crate::blob::BlobWriter> {
+        Ok(self.blobs.create(&new_blob_id())?)
+    }
+
+    /// [`Store::append`] of a body written with [`Store::begin_upload`].
+    pub fn append_upload(
+        &self,
+        folder: &FolderRow,
+        upload: crate::blob::BlobWriter,
+        flags: i64,
+        keywords: &str,
+        internal_date: Option<i64>,
+    ) -> Result<i64> {
+        if !keywords.is_empty() {
+            self.db.read(|c| check_keywords(c, folder.id, keywords))?;
+        }
+        // The id is taken now, not when the upload began: ids begin with
+        // their time, and the sweep takes bodies by age.
+        let blob_id = new_blob_id();
+        let size = i64::try_from(upload.len()).unwrap_or(i64::MAX);
+        self.blobs.finish(upload, &blob_id)?;
+        self.blobs.sync()?;
+        self.insert_appended(folder, &blob_id, size, flags, keywords, internal_date)
+    }
+
+    fn insert_appended(
+        &self,
+        folder: &FolderRow,
+        blob_id: &str,
+        size: i64,
+        flags: i64,
+        keywords: &str,
+        internal_date: Option<i64>,
+    ) -> Result<i64> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         let date = internal_date.unwrap_or(now.as_secs() as i64);
         self.db.write(|tx| {
             let (uid, modseq, uidvalidity): (i64, i64, i64) = tx.query_row(
@@ -552,7 +607,7 @@ impl Store {
                     flags,
                     keywords,
                     date,
-                    message.len() as i64,
+                    size,
                     format!("{uidvalidity:08X}{uid:08X}"),
                     blob_id
                 ],

@@ -29,6 +29,14 @@ pub trait DurableFs: Send + Sync {
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// The names of the entries (files and directories) in `dir`.
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Creates `path` to be written in pieces (a body that arrives in
+    /// pieces, an IMAP APPEND); `None` where pieces cannot go to a file as
+    /// they come (the simulation): the caller collects them and uses
+    /// [`DurableFs::write_new`].
+    fn create_new(&self, path: &Path) -> io::Result<Option<std::fs::File>> {
+        let _ = path;
+        Ok(None)
+    }
 }
 
 /// The real file system.
@@ -36,6 +44,14 @@ pub trait DurableFs: Send + Sync {
 pub struct RealFs;
 
 impl DurableFs for RealFs {
+    fn create_new(&self, path: &Path) -> io::Result<Option<std::fs::File>> {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map(Some)
+    }
+
     fn write_new(&self, path: &Path, data: &[u8], fsync: bool) -> io::Result<()> {
         let mut f = std::fs::OpenOptions::new()
             .write(true)

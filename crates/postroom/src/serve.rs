@@ -81,6 +81,12 @@ pub fn run(cfg: Config, data_dir: PathBuf, cli_flags: String) -> Result<(), Stri
         drop_privileges(user, &data_dir)?;
     }
     let store = Store::open(&data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    // IMAP uploads a crash cut short: no session is under way yet.
+    match store.clear_uploads() {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(count = n, "deleted unfinished IMAP uploads"),
+        Err(e) => tracing::warn!(error = %e, "deleting unfinished IMAP uploads failed"),
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

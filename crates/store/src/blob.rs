@@ -44,6 +44,11 @@ pub trait BlobStore: Send + Sync {
             _ => Err(io::Error::other("blob writer of another store")),
         }
     }
+    /// Deletes every upload left (see [`BlobStore::create`]); returns how
+    /// many. Only when no upload can be under way: as the server starts.
+    fn clear_uploads(&self) -> io::Result<usize> {
+        Ok(0)
+    }
 }
 
 /// How much of a blob's beginning a [`BlobWriter`] keeps in memory: the
@@ -250,6 +255,19 @@ impl BlobStore for FsBlobStore {
             }
             Sink::Done => Err(io::Error::other("blob already finished")),
         }
+    }
+
+    fn clear_uploads(&self) -> io::Result<usize> {
+        let dir = self.root.join(UPLOADS);
+        let names = match self.fs.list_dir(&dir) {
+            Ok(names) => names,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        for name in &names {
+            self.fs.remove(&dir.join(name))?;
+        }
+        Ok(names.len())
     }
 
     fn ids_before(&self, bound: &str) -> io::Result<Vec<String>> {

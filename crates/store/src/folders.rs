@@ -556,6 +556,14 @@ impl Store {
         Ok(self.blobs.create(&new_blob_id())?)
     }
 
+    /// Deletes the uploads a crash cut short (the server calls this as it
+    /// starts, before any IMAP session; the sweep of unreferenced bodies
+    /// does not look at uploads, which may last longer than its 10
+    /// minutes).
+    pub fn clear_uploads(&self) -> Result<usize> {
+        Ok(self.blobs.clear_uploads()?)
+    }
+
     /// [`Store::append`] of a body written with [`Store::begin_upload`].
     pub fn append_upload(
         &self,

@@ -51,6 +51,12 @@ pub const PRE_AUTH_MAX: u32 = 8 * 1024;
 /// its capacity, so this bounds it whatever the caller pushes.
 const FEED: usize = 16 * 1024;
 
+/// The largest message held in memory after login (everything but a
+/// streamed APPEND literal): Dovecot's command line limit is 64 KiB; a
+/// long UID set of a large mailbox fits in 1 MiB many times over. It was
+/// `max_append` + 64 KiB (50 MB), for a line without CRLF too.
+pub const POST_AUTH_MAX: u32 = 1024 * 1024;
+
 /// APPEND literals from this size on are handed out in pieces as they
 /// arrive (the session writes them to a file) instead of being gathered
 /// in memory: up to `max_append` (50 MB) per connection otherwise.
@@ -80,6 +86,12 @@ pub struct Framer {
     streamed: bool,
     /// A frame to return next (the continuation after `LiteralStart`).
     pending: Option<Frame>,
+    /// Literal announcements seen in the current message.
+    announced: u32,
+    /// Announcements the fragmentizer will report again (the message so
+    /// far, fed anew when a literal is streamed) and that were answered
+    /// already.
+    replay: u32,
 }
 
 impl Framer {
@@ -108,6 +120,8 @@ impl Framer {
             streaming: 0,
             streamed: false,
             pending: None,
+            announced: 0,
+            replay: 0,
         }
     }
 
@@ -117,10 +131,12 @@ impl Framer {
         self.authenticated = true;
     }
 
-    /// (largest literal, largest message) in the current state.
+    /// (largest literal, largest message held in memory) in the current
+    /// state. After login an APPEND's message literal may have
+    /// `max_literal`, but from [`STREAM_MIN`] on it is handed out, not held.
     fn limits(&self) -> (u32, u32) {
         if self.authenticated {
-            (self.max_literal, self.max_literal.saturating_add(64 * 1024))
+            (self.max_literal, POST_AUTH_MAX)
         } else {
             (PRE_AUTH_MAX, PRE_AUTH_MAX)
         }
@@ -191,19 +207,15 @@ impl Framer {
         Some(Frame::LiteralChunk(chunk))
     }
 
-    /// When the current message is a one-line APPEND whose literal was just
-    /// announced: the line with an empty literal (`{0+}`) in place of the
-    /// announced one, for the fragmentizer to go on with while the octets
-    /// are handed out. A literal after other literals (the mailbox name
-    /// as one) is left to the usual path.
+    /// When the current message is an APPEND whose literal was just
+    /// announced: the message so far with an empty literal (`{0+}`) in
+    /// place of the announced one, for a new fragmentizer to go on with
+    /// while the octets are handed out.
     fn streamable_prefix(&self) -> Option<Vec<u8>> {
         if self.frag.is_max_message_size_exceeded() || self.frag.is_message_poisoned() {
             return None;
         }
         let msg = self.frag.message_bytes();
-        if memchr::memchr_iter(b'\n', msg).count() != 1 {
-            return None;
-        }
         let sp = memchr::memchr(b' ', msg)?;
         if !crate::extensions::starts_with_ci(&msg[sp + 1..], b"APPEND ") {
             return None;
@@ -268,18 +280,37 @@ impl Framer {
                 ..
             } = info
             {
-                let (max_literal, _) = self.limits();
-                if length > max_literal {
+                if self.replay > 0 {
+                    // Answered when it first came.
+                    self.replay -= 1;
+                    continue;
+                }
+                self.announced += 1;
+                let (max_literal, max_message) = self.limits();
+                let prefix = if self.authenticated
+                    && self.expect == Expect::Command
+                    && (STREAM_MIN..=max_literal).contains(&length)
+                {
+                    self.streamable_prefix()
+                } else {
+                    None
+                };
+                // Else the literal is held: it must fit in the message.
+                let held = self.frag.message_bytes().len().min(u32::MAX as usize) as u32;
+                let limit = match prefix {
+                    Some(_) => max_literal,
+                    None => max_literal.min(max_message.saturating_sub(held)),
+                };
+                if length > limit {
                     self.oversized += 1;
                     let tag = self.tag();
                     let reply = if self.authenticated {
                         // RFC 7889 / RFC 9051 7.1: APPENDLIMIT exceeded.
-                        format!("{tag} NO [TOOBIG] Literal is larger than {max_literal} octets\r\n")
+                        format!("{tag} NO [TOOBIG] Literal is larger than {limit} octets\r\n")
                     } else {
-                        format!(
-                            "{tag} BAD [TOOBIG] Literal is larger than {max_literal} octets before login\r\n"
-                        )
+                        format!("{tag} BAD [TOOBIG] Too large before login\r\n")
                     };
+                    self.announced = 0;
                     match mode {
                         // The client waits for our go-ahead: skip the rest.
                         LiteralMode::Sync => self.frag.skip_message(),
@@ -292,19 +323,19 @@ impl Framer {
                     }
                     return Some(Frame::Reply(reply.into_bytes()));
                 }
-                if self.authenticated && self.expect == Expect::Command && length >= STREAM_MIN {
-                    if let Some(prefix) = self.streamable_prefix() {
-                        // A fragmentizer that takes the line as ending in
-                        // an empty literal; the octets go round it.
-                        self.frag = Fragmentizer::new(self.frag_limit);
-                        self.frag.enqueue_bytes(&prefix);
-                        self.streaming = length;
-                        self.streamed = true;
-                        if mode == LiteralMode::Sync {
-                            self.pending = Some(Frame::Reply(b"+ Ready for literal data\r\n".to_vec()));
-                        }
-                        return Some(Frame::LiteralStart(length));
+                if let Some(prefix) = prefix {
+                    // A fragmentizer that takes the message as having an
+                    // empty literal here; the octets go round it. It
+                    // reports the announcements before this one again.
+                    self.frag = Fragmentizer::new(self.frag_limit);
+                    self.frag.enqueue_bytes(&prefix);
+                    self.replay = self.announced;
+                    self.streaming = length;
+                    self.streamed = true;
+                    if mode == LiteralMode::Sync {
+                        self.pending = Some(Frame::Reply(b"+ Ready for literal data\r\n".to_vec()));
                     }
+                    return Some(Frame::LiteralStart(length));
                 }
                 self.literal_left = length;
                 if mode == LiteralMode::Sync {
@@ -316,6 +347,7 @@ impl Framer {
                 continue;
             }
             let streamed = std::mem::take(&mut self.streamed);
+            self.announced = 0;
             let too_long = self.frag.is_max_message_size_exceeded();
             if too_long && !self.frag.is_message_poisoned() {
                 self.oversized += 1;
@@ -435,7 +467,7 @@ mod tests {
         let mut f = Framer::pre_auth(50_000_000);
         assert_eq!(
             frames(&mut f, b"a1 LOGIN {49000000}\r\n"),
-            ["reply a1 BAD [TOOBIG] Literal is larger than 8192 octets before login"]
+            ["reply a1 BAD [TOOBIG] Too large before login"]
         );
         // LITERAL+: read and dropped, never held.
         f.push(b"a2 LOGIN {49000000+}\r\n");
@@ -537,6 +569,61 @@ mod tests {
         );
         let big = format!("a2 LOGIN {{{n}}}\r\n");
         assert_eq!(frames(&mut f, big.as_bytes()), ["reply + Ready for literal data"]);
+    }
+
+    /// After login too, what is held is bounded by POST_AUTH_MAX, not by
+    /// the APPENDLIMIT: a line without CRLF, a literal of another command;
+    /// an APPEND whose mailbox name came as a literal is still streamed.
+    #[test]
+    fn post_auth_memory_is_bounded() {
+        let mut f = Framer::new(50_000_000);
+        let chunk = vec![b'x'; 16 * 1024];
+        f.push(b"a1 NOOP ");
+        for _ in 0..320 {
+            f.push(&chunk);
+            assert!(f.next_frame().is_none());
+            assert!(
+                f.buffered() <= POST_AUTH_MAX as usize,
+                "{} octets held",
+                f.buffered()
+            );
+        }
+        assert_eq!(
+            frames(&mut f, b"\r\n"),
+            ["reply a1 BAD [TOOBIG] Command too long"]
+        );
+        let big = format!("a2 SEARCH TEXT {{{}}}\r\n", 2 * POST_AUTH_MAX);
+        let got = frames(&mut f, big.as_bytes());
+        assert!(
+            got.len() == 1 && got[0].starts_with("reply a2 NO [TOOBIG]"),
+            "{got:?}"
+        );
+
+        let n = STREAM_MIN as usize * 2;
+        assert_eq!(
+            frames(&mut f, b"a3 APPEND {5}\r\n"),
+            ["reply + Ready for literal data"]
+        );
+        let rest = format!("INBOX (\\Seen) {{{n}}}\r\n");
+        f.push(b"INBOX");
+        f.push(&rest.as_bytes()[5..]);
+        assert!(matches!(f.next_frame(), Some(Frame::LiteralStart(len)) if len as usize == n));
+        assert!(matches!(f.next_frame(), Some(Frame::Reply(r)) if r.starts_with(b"+ ")));
+        f.push(&vec![b'm'; n]);
+        let mut got = 0;
+        while let Some(Frame::LiteralChunk(c)) = f.next_frame() {
+            got += c.len();
+        }
+        assert_eq!(got, n);
+        f.push(b"\r\n");
+        match f.next_frame() {
+            Some(Frame::Command(cmd, extras)) => {
+                assert!(extras.streamed);
+                assert_eq!(cmd.body.name(), "APPEND");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(f.next_frame().is_none());
     }
 
     #[test]

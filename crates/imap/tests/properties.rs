@@ -1905,7 +1905,8 @@ fn keywords_per_folder_are_limited() {
 
 /// Issue #8: an APPEND literal over `framing::STREAM_MIN` is written to a
 /// file as it arrives; the stored message is the same octets, whether the
-/// literal is synchronising, LITERAL+ or literal8, and an APPEND refused
+/// literal is synchronising, LITERAL+ or literal8, after a mailbox name
+/// sent as a literal too, and an APPEND refused
 /// after its upload (no such mailbox) stores nothing.
 #[test]
 fn large_append_is_stored_from_its_upload() {
@@ -1936,8 +1937,14 @@ fn large_append_is_stored_from_its_upload() {
             String::from_utf8_lossy(&d.transcript[d.transcript.len().saturating_sub(500)..])
         );
     }
+    // The mailbox name as a literal first.
+    let line = format!("P3 APPEND {{5}}\r\nINBOX {{{}+}}\r\n", body.len());
+    d.send(line.as_bytes()).unwrap();
+    d.send(&body).unwrap();
+    d.send(b"\r\n").unwrap();
+    assert!(d.completions.iter().any(|(t, s)| t == "P3" && s == "OK"));
     let metas = fx.store.db.message_meta(inbox.id).unwrap();
-    assert_eq!(metas.len(), before + 3);
+    assert_eq!(metas.len(), before + 4);
     for m in &metas[before..] {
         assert_eq!(m.size as usize, body.len());
         let row = fx.store.db.message(inbox.id, m.uid).unwrap().unwrap();
@@ -1950,7 +1957,7 @@ fn large_append_is_stored_from_its_upload() {
     d.send(&body).unwrap();
     d.send(b"\r\n").unwrap();
     assert!(d.completions.iter().any(|(t, s)| t == "Q1" && s == "NO"));
-    assert_eq!(fx.store.db.message_meta(inbox.id).unwrap().len(), before + 3);
+    assert_eq!(fx.store.db.message_meta(inbox.id).unwrap().len(), before + 4);
     let uploads = fx._dir.path().join("blobs/uploads");
     assert_eq!(
         std::fs::read_dir(&uploads).unwrap().count(),

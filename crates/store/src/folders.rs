@@ -17,28 +17,33 @@ pub const MAX_FOLDERS: i64 = 1000;
 /// without a limit a client could make them megabytes for everyone.
 pub const MAX_KEYWORDS: usize = 100;
 
-/// Refuses a change that would leave the folder with more than
-/// [`MAX_KEYWORDS`] distinct keywords (compared ASCII case-insensitively,
-/// as flags are, RFC 9051 2.3.2), counting `extra` as if it were stored.
-fn check_keywords(c: &rusqlite::Connection, folder_id: i64, extra: &str) -> Result<()> {
-    let mut seen = std::collections::HashSet::new();
-    let mut add = |kw: &str| {
-        for k in kw.split(' ').filter(|k| !k.is_empty()) {
-            seen.insert(k.to_ascii_lowercase());
-        }
-        seen.len() <= MAX_KEYWORDS
-    };
-    if !add(extra) {
-        return Err(StoreError::Limit("too many keywords in this mailbox"));
+/// Refuses a change that gives a folder keywords it does not have when
+/// that takes it past [`MAX_KEYWORDS`] distinct ones (compared ASCII
+/// case-insensitively, as flags are, RFC 9051 2.3.2). Keywords the folder
+/// has already are always allowed, even where it has more (older data).
+fn check_keywords(c: &rusqlite::Connection, folder_id: i64, adding: &str) -> Result<()> {
+    let mut adding: std::collections::HashSet<String> = adding
+        .split(' ')
+        .filter(|k| !k.is_empty())
+        .map(|k| k.to_ascii_lowercase())
+        .collect();
+    if adding.is_empty() {
+        return Ok(());
     }
+    let mut present = std::collections::HashSet::new();
     let mut st =
         c.prepare_cached("SELECT DISTINCT keywords FROM messages WHERE folder_id = ?1 AND keywords != ''")?;
     let mut rows = st.query([folder_id])?;
     while let Some(r) = rows.next()? {
         let kw: String = r.get(0)?;
-        if !add(&kw) {
-            return Err(StoreError::Limit("too many keywords in this mailbox"));
+        for k in kw.split(' ').filter(|k| !k.is_empty()) {
+            let k = k.to_ascii_lowercase();
+            adding.remove(&k);
+            present.insert(k);
         }
+    }
+    if !adding.is_empty() && present.len() + adding.len() > MAX_KEYWORDS {
+        return Err(StoreError::Limit("too many keywords in this mailbox"));
     }
     Ok(())
 }
@@ -289,6 +294,9 @@ impl Db {
         unchanged_since: Option<i64>,
     ) -> Result<(Vec<MessageMeta>, Vec<i64>)> {
         self.write(|tx| {
+            if op != FlagOp::Remove {
+                check_keywords(tx, folder_id, &keywords.join(" "))?;
+            }
             let mut changed = Vec::new();
             let mut refused = Vec::new();
             let mut modseq = None;
@@ -344,9 +352,6 @@ impl Db {
                     internal_date: date,
                 });
             }
-            if !keywords.is_empty() && op != FlagOp::Remove && !changed.is_empty() {
-                check_keywords(tx, folder_id, "")?;
-            }
             Ok((changed, refused))
         })
     }
@@ -356,7 +361,6 @@ impl Db {
     pub fn copy_messages(&self, from: i64, uids: &[i64], to: i64) -> Result<(i64, Vec<(i64, i64)>)> {
         self.write(|tx| {
             let mut pairs = Vec::new();
-            let mut with_keywords = false;
             let uidvalidity: i64 = tx.query_row("SELECT uidvalidity FROM folders WHERE id = ?1", [to], |r| r.get(0))?;
             let mut get = tx.prepare_cached(
                 "SELECT flags, keywords, internal_date, size, blob_id, prefix FROM messages WHERE folder_id = ?1 AND uid = ?2",
@@ -369,8 +373,10 @@ impl Db {
                 "INSERT INTO messages (folder_id, uid, modseq, flags, keywords, internal_date, size, pop3_uidl, blob_id, prefix)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?;
+            let mut rows = Vec::with_capacity(uids.len());
+            let mut copied_keywords = String::new();
             for &uid in uids {
-                let Some((flags, kw, date, size, blob, prefix)) = get
+                let Some(row) = get
                     .query_row(params![from, uid], |r| {
                         Ok((
                             r.get::<_, i64>(0)?,
@@ -385,14 +391,18 @@ impl Db {
                 else {
                     continue;
                 };
+                if !row.1.is_empty() {
+                    copied_keywords.push(' ');
+                    copied_keywords.push_str(&row.1);
+                }
+                rows.push((uid, row));
+            }
+            check_keywords(tx, to, &copied_keywords)?;
+            for (uid, (flags, kw, date, size, blob, prefix)) in rows {
                 let (new_uid, modseq): (i64, i64) = next.query_row([to], |r| Ok((r.get(0)?, r.get(1)?)))?;
                 let uidl = format!("{uidvalidity:08X}{new_uid:08X}");
-                with_keywords |= !kw.is_empty();
                 insert.execute(params![to, new_uid, modseq, flags, kw, date, size, uidl, blob, prefix])?;
                 pairs.push((uid, new_uid));
-            }
-            if with_keywords {
-                check_keywords(tx, to, "")?;
             }
             Ok((uidvalidity, pairs))
         })
@@ -599,6 +609,9 @@ impl Store {
             .unwrap_or_default();
         let date = internal_date.unwrap_or(now.as_secs() as i64);
         self.db.write(|tx| {
+            // Again in the transaction: another session may have added
+            // keywords since the check before the body was written.
+            check_keywords(tx, folder.id, keywords)?;
             let (uid, modseq, uidvalidity): (i64, i64, i64) = tx.query_row(
                 "UPDATE folders SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 WHERE id = ?1
                  RETURNING uidnext - 1, highestmodseq, uidvalidity",
@@ -620,9 +633,6 @@ impl Store {
                     blob_id
                 ],
             )?;
-            if !keywords.is_empty() {
-                check_keywords(tx, folder.id, "")?;
-            }
             Ok(uid)
         })
     }

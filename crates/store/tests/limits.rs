@@ -70,3 +70,35 @@ fn keywords_per_folder_are_limited() {
     ));
     assert_eq!(store.db.message_meta(archive.id).unwrap().len(), 1);
 }
+
+/// A folder already past the limit (older data) still takes keywords it
+/// has; only new ones are refused.
+#[test]
+fn a_folder_past_the_keyword_limit_keeps_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let domain = store.db.add_domain("example.com", "example.com", None).unwrap();
+    let a = store.db.add_account(domain.id, "u", "u", None, None).unwrap();
+    let inbox = store.db.find_folder(a.id, "INBOX").unwrap().unwrap();
+    let uid = store.append(&inbox, MESSAGE, 0, "", None).unwrap();
+    let other = store.append(&inbox, MESSAGE, 0, "", None).unwrap();
+    let many: Vec<String> = (0..MAX_KEYWORDS + 50).map(|i| format!("k{i}")).collect();
+    let c = rusqlite::Connection::open(dir.path().join("postroom.sqlite")).unwrap();
+    c.execute(
+        "UPDATE messages SET keywords = ?1 WHERE folder_id = ?2 AND uid = ?3",
+        rusqlite::params![many.join(" "), inbox.id, uid],
+    )
+    .unwrap();
+    drop(c);
+    store
+        .db
+        .store_flags(inbox.id, &[other], FlagOp::Add, 0, &["k140".into()], None)
+        .unwrap();
+    store.append(&inbox, MESSAGE, 0, "k3", None).unwrap();
+    assert!(matches!(
+        store
+            .db
+            .store_flags(inbox.id, &[other], FlagOp::Add, 0, &["new".into()], None),
+        Err(StoreError::Limit(_))
+    ));
+}

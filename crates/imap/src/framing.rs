@@ -3,7 +3,9 @@
 //! malformed message is dropped whole and its literal bytes are never taken
 //! for commands. Sync literals get their continuation request here; a
 //! literal over the limit is refused and skipped (RFC 7888, RFC 9051 7.1
-//! TOOBIG).
+//! TOOBIG). What is held is bounded by the session's state: 8 KiB per
+//! message before login, 1 MiB after; a large APPEND literal is handed out
+//! in pieces as it arrives (issue #8).
 
 use imap_codec::decode::Decoder;
 use imap_codec::fragmentizer::{FragmentInfo, Fragmentizer, LiteralAnnouncement};
@@ -95,8 +97,9 @@ pub struct Framer {
 }
 
 impl Framer {
-    /// A framer for a logged-in session: `max_literal` is the APPENDLIMIT;
-    /// a whole command may have 64 KiB more for the command line.
+    /// A framer for a logged-in session: `max_literal` is the APPENDLIMIT
+    /// (for an APPEND's message literal); anything else held in memory may
+    /// have [`POST_AUTH_MAX`].
     pub fn new(max_literal: u32) -> Self {
         let mut f = Self::pre_auth(max_literal);
         f.set_authenticated();

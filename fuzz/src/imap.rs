@@ -131,6 +131,7 @@ pub fn next_expect(frame: &Frame) -> Expect {
             _ => Expect::Command,
         },
         Frame::Reply(_) | Frame::AuthData(_) | Frame::IdleDone => Expect::Command,
+        Frame::LiteralStart(_) | Frame::LiteralChunk(_) => Expect::Command,
     }
 }
 
@@ -144,7 +145,7 @@ pub fn frame_all<'a>(
 ) -> Vec<String> {
     let mut f = Framer::new(limit);
     f.expect(first);
-    let mut frames = Vec::new();
+    let mut frames: Vec<String> = Vec::new();
     for piece in pieces {
         f.push(piece);
         while let Some(frame) = f.next_frame() {
@@ -156,9 +157,22 @@ pub fn frame_all<'a>(
                 Frame::Command(cmd, _) => {
                     assert!(is_tag(cmd.tag.as_ref().as_bytes()), "bad tag {:?}", cmd.tag);
                 }
-                Frame::AuthData(_) | Frame::IdleDone => {}
+                Frame::AuthData(_) | Frame::IdleDone | Frame::LiteralStart(_) => {}
+                Frame::LiteralChunk(c) => {
+                    // How a streamed literal is cut depends on the reads:
+                    // counted together, it does not.
+                    let n = c.len();
+                    match frames.last_mut() {
+                        Some(last) if last.starts_with("LiteralChunks(") => {
+                            let had: usize = last["LiteralChunks(".len()..last.len() - 1].parse().unwrap_or(0);
+                            *last = format!("LiteralChunks({})", had + n);
+                        }
+                        _ => frames.push(format!("LiteralChunks({n})")),
+                    }
+                    continue;
+                }
             }
-            if follow && !matches!(frame, Frame::Reply(_)) {
+            if follow && !matches!(frame, Frame::Reply(_) | Frame::LiteralStart(_)) {
                 f.expect(next_expect(&frame));
             }
             frames.push(match &frame {

@@ -15,9 +15,13 @@ pub struct Extras {
     pub list_return: Vec<String>,
     /// `RETURN (STATUS (...))`: the status items, upper-cased.
     pub list_status: Option<Vec<String>>,
+    /// An APPEND whose message literal was handed out as
+    /// [`crate::framing::Frame::LiteralChunk`]s: the command carries an
+    /// empty literal in its place.
+    pub streamed: bool,
 }
 
-fn starts_with_ci(s: &[u8], prefix: &[u8]) -> bool {
+pub(crate) fn starts_with_ci(s: &[u8], prefix: &[u8]) -> bool {
     s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
 

@@ -9,7 +9,7 @@ use imap_codec::imap_types::sequence::SequenceSet;
 
 use crate::format::{days_from_civil, ANSWERED, DELETED, DRAFT, FLAGGED, SEEN};
 use crate::selected::{Msg, Selected};
-use crate::sequence::{set_contains, set_within};
+use crate::sequence::{modseq_arg, set_contains};
 
 /// Loads a message by its index in the selected list: the whole message, or
 /// only its header block when no key looks further ([`needs_body`]).
@@ -151,16 +151,19 @@ pub fn matches(
             contains(&String::from_utf8_lossy(&b[..head_end]), s.as_ref())
                 || contains(&crate::mime::body_text(&b), s.as_ref())
         }),
-        SearchKey::ModSequence { modseq, .. } => m.modseq >= *modseq as i64,
+        SearchKey::ModSequence { modseq, .. } => m.modseq >= modseq_arg(*modseq),
     }
 }
 
 // Asked once per message: membership is tested against the set's ranges,
 // never by expanding the set (which made `SEARCH 1:* UID 1:*` quadratic).
+//
+// A number past the last message matches nothing, and a range reaching past
+// it covers the messages up to the last: `1:4294967295` is `1:*` (as for
+// UIDs, RFC 9051 9). Refusing the whole set made `SEARCH 1:4294967295`
+// match nothing while `1:*` matched all.
 fn in_seq(set: &SequenceSet, seq: i64, sel: &Selected) -> bool {
-    let count = sel.msgs().len() as i64;
-    // A number past the last message makes the set invalid, as in FETCH.
-    set_within(set, count) && set_contains(set, seq, count)
+    set_contains(set, seq, sel.msgs().len() as i64)
 }
 
 fn in_uid(set: &SequenceSet, uid: i64, sel: &Selected) -> bool {

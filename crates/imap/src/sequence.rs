@@ -5,9 +5,16 @@ use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 
 use crate::selected::Selected;
 
-/// Message numbers to indices (0-based, ascending, no duplicates). `None`
-/// if a number is beyond the mailbox (the caller answers BAD, RFC 9051
-/// 7.1.3).
+/// A mod-sequence from a command (SEARCH MODSEQ, CHANGEDSINCE,
+/// UNCHANGEDSINCE, QRESYNC) as the store's i64. RFC 7162 7 allows 63 bits,
+/// but the parser takes any u64: a larger value is clamped, not wrapped (a
+/// cast made 18446744073709551615 into -1, so `SEARCH MODSEQ` with it
+/// matched every message). No stored mod-sequence reaches i64::MAX, so the
+/// clamped comparison answers as the exact one would.
+pub fn modseq_arg(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
 /// Whether `n` is in `set`, `*` standing for `max` (RFC 9051 9: `*` is the
 /// largest number in use, and `a:b` is the same range as `b:a`).
 pub fn set_contains(set: &SequenceSet, n: i64, max: i64) -> bool {
@@ -43,6 +50,9 @@ pub fn set_within(set: &SequenceSet, count: i64) -> bool {
     })
 }
 
+/// Message numbers to indices (0-based, ascending, no duplicates). `None`
+/// if a number is beyond the mailbox (the caller answers BAD, RFC 9051
+/// 7.1.3).
 pub fn resolve_seq(set: &SequenceSet, count: usize) -> Option<Vec<usize>> {
     let value = |s: &SeqOrUid| -> Option<usize> {
         match s {

@@ -15,6 +15,7 @@ use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
 use imap_codec::imap_types::status::StatusDataItemName;
 use postroom_core::Secret;
+use postroom_store::folders::Upload;
 use postroom_store::folders::FlagOp;
 use postroom_store::Store;
 
@@ -24,7 +25,12 @@ use crate::format::{flag_list, mailbox as write_mailbox, uid_list, uid_set, Loss
 use crate::framing::{Expect, Frame, Framer};
 use crate::search;
 use crate::selected::Selected;
-use crate::sequence::{resolve_seq, resolve_uid};
+use crate::sequence::{modseq_arg, resolve_seq, resolve_uid};
+
+/// Oversized messages (over [`crate::framing::PRE_AUTH_MAX`]) before
+/// login: the third is answered with BAD and then BYE. A real client sends
+/// none; three leaves room for a mistaken retry.
+pub const MAX_OVERSIZED: u32 = 3;
 
 #[derive(Clone, Debug)]
 pub struct SessionConfig {
@@ -96,16 +102,34 @@ pub struct Session {
     /// A BYE was written (the selected mailbox vanished): close once the
     /// current response is out.
     closing: bool,
+    /// The body of an APPEND arriving in pieces (`Err`: writing failed).
+    upload: Option<Result<Upload, ()>>,
+}
+
+/// An APPEND's message: in memory, or written to a file as it arrived.
+enum Body {
+    Bytes(Vec<u8>),
+    Upload(Upload),
 }
 
 /// A mailbox name as stored (UTF-8): IMAP4rev1 clients without
-/// UTF8=ACCEPT send modified UTF-7 (RFC 3501 5.1.3).
-fn decode_name(raw: &[u8], utf8: bool) -> String {
-    let s = String::from_utf8_lossy(raw).into_owned();
-    if utf8 || !s.contains('&') {
-        return s;
+/// UTF8=ACCEPT send modified UTF-7 (RFC 3501 5.1.3). `None` when the name
+/// is not valid: not UTF-8 (UTF8=ACCEPT, IMAP4rev2), or not ASCII in
+/// canonical modified UTF-7 (RFC 3501 5.1.3: printable ASCII stands for
+/// itself, never in base64, and one shift covers a run of other
+/// characters), so that one folder has one name on the wire.
+fn decode_name(raw: &[u8], utf8: bool) -> Option<String> {
+    let s = std::str::from_utf8(raw).ok()?;
+    if utf8 {
+        return Some(s.to_string());
     }
-    crate::mutf7::decode(&s).unwrap_or(s)
+    if !s.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        return None;
+    }
+    if !s.contains('&') {
+        return Some(s.to_string());
+    }
+    crate::mutf7::decode(s).filter(|d| crate::mutf7::encode(d) == s)
 }
 
 /// Flags from a command: the system-flag bits and the keywords.
@@ -129,7 +153,7 @@ fn flag_bits(flags: &[Flag<'_>]) -> (i64, Vec<String>) {
 
 impl Session {
     pub fn new(cfg: SessionConfig, store: Store, tls: bool) -> Self {
-        let framer = Framer::new(cfg.max_append);
+        let framer = Framer::pre_auth(cfg.max_append);
         Session {
             cfg,
             store,
@@ -147,6 +171,7 @@ impl Session {
             utf8: false,
             errors: 0,
             closing: false,
+            upload: None,
         }
     }
 
@@ -247,7 +272,19 @@ impl Session {
             }
             let frame = self.framer.next_frame()?;
             self.frame(frame);
+            self.close_if_oversized();
             self.close_if_bye();
+        }
+    }
+
+    /// Before login, a client that keeps sending lines or literals over
+    /// the pre-login limit is not a mail client: it is let go after
+    /// [`MAX_OVERSIZED`] of them (issue #8).
+    fn close_if_oversized(&mut self) {
+        if matches!(self.state, State::NotAuthenticated) && self.framer.oversized() >= MAX_OVERSIZED {
+            self.send(b"* BYE Too many oversized commands\r\n".to_vec());
+            self.out.push_back(Action::Close);
+            self.state = State::Logout;
         }
     }
 
@@ -279,7 +316,28 @@ impl Session {
     }
 
     fn frame(&mut self, frame: Frame) {
+        match &frame {
+            Frame::LiteralStart(_) | Frame::LiteralChunk(_) => {}
+            Frame::Command(_, extras) if extras.streamed => {}
+            // The go-ahead for the literal being uploaded.
+            Frame::Reply(r) if r.starts_with(b"+ ") => {}
+            // Whatever was being uploaded is not part of this.
+            _ => self.upload = None,
+        }
         match frame {
+            Frame::LiteralStart(_) => {
+                self.upload = Some(self.store.begin_upload().map_err(|e| {
+                    tracing::error!(error = %e, "APPEND upload failed");
+                }));
+            }
+            Frame::LiteralChunk(bytes) => {
+                if let Some(Ok(w)) = &mut self.upload {
+                    if let Err(e) = w.write(&bytes) {
+                        tracing::error!(error = %e, "APPEND upload failed");
+                        self.upload = Some(Err(()));
+                    }
+                }
+            }
             Frame::Reply(bytes) => {
                 if bytes.starts_with(b"+ ") {
                     self.send(bytes);
@@ -320,6 +378,7 @@ impl Session {
             Ok(account) => {
                 self.account = Some(account);
                 self.state = State::Authenticated;
+                self.framer.set_authenticated();
                 let caps = self.capabilities();
                 self.tagged(&tag, "OK", &format!("[CAPABILITY {caps}] Logged in"));
             }
@@ -347,7 +406,7 @@ impl Session {
             self.tls = true;
             self.cfg.login_allowed = true;
             // Anything sent before the handshake is discarded.
-            self.framer = Framer::new(self.cfg.max_append);
+            self.framer = Framer::pre_auth(self.cfg.max_append);
         }
     }
 
@@ -482,7 +541,18 @@ impl Session {
                     }
                 };
                 let date = date.map(|d| d.as_ref().timestamp());
-                self.append(&tag, &mailbox, &flags, date, data);
+                let body = if extras.streamed {
+                    match self.upload.take() {
+                        Some(Ok(w)) => Body::Upload(w),
+                        _ => {
+                            self.tagged(&tag, "NO", "[SERVERBUG] APPEND failed");
+                            return;
+                        }
+                    }
+                } else {
+                    Body::Bytes(data)
+                };
+                self.append(&tag, &mailbox, &flags, date, body);
             }
             CommandBody::GetQuotaRoot { mailbox } => self.quota_root(&tag, &mailbox),
             CommandBody::GetQuota { root } => {
@@ -637,10 +707,38 @@ impl Session {
         self.tagged(tag, "OK", "ENABLE completed");
     }
 
+    /// The stored name a command means. An invalid name (see
+    /// [`decode_name`]) is kept as it came: CREATE and RENAME refuse it
+    /// ([`Session::new_mailbox_name`]), so no such folder exists.
     fn mailbox_name(&self, m: &Mailbox<'_>) -> String {
         match m {
             Mailbox::Inbox => "INBOX".to_string(),
-            Mailbox::Other(o) => decode_name(o.as_ref(), self.utf8 || self.rev2),
+            Mailbox::Other(o) => decode_name(o.as_ref(), self.utf8 || self.rev2)
+                .unwrap_or_else(|| String::from_utf8_lossy(o.as_ref()).into_owned()),
+        }
+    }
+
+    /// The name of a mailbox to be made (CREATE, RENAME's target), without
+    /// a trailing `/` (RFC 9051 6.3.4); `None` when it is not a valid
+    /// name.
+    fn new_mailbox_name(&self, m: &Mailbox<'_>) -> Option<String> {
+        let name = match m {
+            Mailbox::Inbox => "INBOX".to_string(),
+            Mailbox::Other(o) => decode_name(o.as_ref(), self.utf8 || self.rev2)?,
+        };
+        let name = name.trim_end_matches('/');
+        Self::valid_new_name(name).then(|| name.to_string())
+    }
+
+    /// A store error as the tagged NO: `[LIMIT]` for a limit (RFC 9051
+    /// 7.1), else `[SERVERBUG]`.
+    fn store_failed(&mut self, tag: &str, what: &str, e: &postroom_store::StoreError) {
+        match e {
+            postroom_store::StoreError::Limit(why) => {
+                let why = format!("[LIMIT] {what} refused: {why}");
+                self.tagged(tag, "NO", &why)
+            }
+            _ => self.tagged(tag, "NO", &format!("[SERVERBUG] {what} failed")),
         }
     }
 
@@ -672,7 +770,7 @@ impl Session {
                     }
                     condstore = true;
                     if i64::from(uid_validity.get()) == f.uidvalidity {
-                        qresync_from = Some(mod_sequence_value.get() as i64);
+                        qresync_from = Some(modseq_arg(mod_sequence_value.get()));
                     }
                 }
             }
@@ -755,17 +853,18 @@ impl Session {
             && !name.starts_with('/')
             && !name.ends_with('/')
             && !name.contains("//")
+            // RFC 3501 5.1.3 / RFC 9051 5.1: no `.` or `..` hierarchy
+            // level (a client or a backup tool may take them for paths).
+            && name.split('/').all(|level| !level.is_empty() && level != "." && level != "..")
             && !name.chars().any(|c| c.is_control() || c == '*' || c == '%')
             && name.len() <= 512
     }
 
     fn create(&mut self, tag: &str, mailbox: &Mailbox<'_>) {
-        let name = self.mailbox_name(mailbox);
-        let name = name.trim_end_matches('/').to_string();
-        if !Self::valid_new_name(&name) {
+        let Some(name) = self.new_mailbox_name(mailbox) else {
             self.tagged(tag, "NO", "[CANNOT] Invalid mailbox name");
             return;
-        }
+        };
         if self.folder(&name).is_some() {
             self.tagged(tag, "NO", "[ALREADYEXISTS] Mailbox exists");
             return;
@@ -780,7 +879,7 @@ impl Session {
         }
         match self.store.db.create_folder(self.account_id(), &name, None) {
             Ok(_) => self.tagged(tag, "OK", "CREATE completed"),
-            Err(_) => self.tagged(tag, "NO", "[SERVERBUG] CREATE failed"),
+            Err(e) => self.store_failed(tag, "CREATE", &e),
         }
     }
 
@@ -817,11 +916,11 @@ impl Session {
     }
 
     fn rename(&mut self, tag: &str, from: &Mailbox<'_>, to: &Mailbox<'_>) {
-        let (from, to) = (self.mailbox_name(from), self.mailbox_name(to));
-        if !Self::valid_new_name(&to) {
+        let from = self.mailbox_name(from);
+        let Some(to) = self.new_mailbox_name(to) else {
             self.tagged(tag, "NO", "[CANNOT] Invalid mailbox name");
             return;
-        }
+        };
         if self.folder(&to).is_some() {
             self.tagged(tag, "NO", "[ALREADYEXISTS] Target exists");
             return;
@@ -850,7 +949,7 @@ impl Session {
                 });
             match result {
                 Ok(_) => self.tagged(tag, "OK", "RENAME completed"),
-                Err(_) => self.tagged(tag, "NO", "[SERVERBUG] RENAME failed"),
+                Err(e) => self.store_failed(tag, "RENAME", &e),
             }
             return;
         }
@@ -882,10 +981,12 @@ impl Session {
         let return_subscribed = select_subscribed || extras.list_return.iter().any(|o| o == "SUBSCRIBED");
         let utf8 = self.utf8 || self.rev2;
         let reference = self.mailbox_name(reference);
-        let pattern = match pattern {
-            ListMailbox::Token(t) => decode_name(t.as_ref(), utf8),
-            ListMailbox::String(s) => decode_name(s.as_ref(), utf8),
+        let pattern: &[u8] = match pattern {
+            ListMailbox::Token(t) => t.as_ref(),
+            ListMailbox::String(s) => s.as_ref(),
         };
+        let pattern =
+            decode_name(pattern, utf8).unwrap_or_else(|| String::from_utf8_lossy(pattern).into_owned());
         let verb = if lsub { "LSUB" } else { "LIST" };
         let mut out = Vec::new();
         if pattern.is_empty() && !lsub {
@@ -1065,18 +1166,22 @@ impl Session {
         mailbox: &Mailbox<'_>,
         flags: &[Flag<'_>],
         date: Option<i64>,
-        data: Vec<u8>,
+        body: Body,
     ) {
         let name = self.mailbox_name(mailbox);
         let Some(f) = self.folder(&name) else {
             self.tagged(tag, "NO", "[TRYCREATE] No such mailbox");
             return;
         };
-        if data.is_empty() {
+        let (len, head) = match &body {
+            Body::Bytes(d) => (d.len() as u64, &d[..]),
+            Body::Upload(w) => (w.len(), w.head()),
+        };
+        if len == 0 {
             self.tagged(tag, "NO", "Empty message");
             return;
         }
-        if let Some(uid) = self.server_sent_copy(&f, &data) {
+        if let Some(uid) = self.server_sent_copy(&f, head) {
             // The server saved this message at submission already; the
             // client's copy would be a duplicate (the issue's "move a copy to
             // Sent" done once). Its UID is the APPENDUID (RFC 4315 3).
@@ -1093,17 +1198,24 @@ impl Session {
             .and_then(|a| a.quota)
         {
             let used = self.store.db.usage(id).unwrap_or(0);
-            if used + data.len() as i64 > quota {
+            if used.saturating_add(i64::try_from(len).unwrap_or(i64::MAX)) > quota {
                 self.tagged(tag, "NO", "[OVERQUOTA] Quota exceeded");
                 return;
             }
         }
         let (bits, keywords) = flag_bits(flags);
-        match self.store.append(&f, &data, bits, &keywords.join(" "), date) {
+        let keywords = keywords.join(" ");
+        let result = match body {
+            Body::Bytes(data) => self.store.append(&f, &data, bits, &keywords, date),
+            Body::Upload(w) => self.store.append_upload(&f, w, bits, &keywords, date),
+        };
+        match result {
             Ok(uid) => self.appended(tag, &f, uid),
             Err(e) => {
-                tracing::error!(error = %e, "APPEND failed");
-                self.tagged(tag, "NO", "[SERVERBUG] APPEND failed");
+                if !matches!(e, postroom_store::StoreError::Limit(_)) {
+                    tracing::error!(error = %e, "APPEND failed");
+                }
+                self.store_failed(tag, "APPEND", &e);
             }
         }
     }
@@ -1314,7 +1426,7 @@ impl Session {
             return;
         };
         let changed_since = modifiers.iter().find_map(|m| match m {
-            imap_codec::imap_types::command::FetchModifier::ChangedSince(v) => Some(v.get() as i64),
+            imap_codec::imap_types::command::FetchModifier::ChangedSince(v) => Some(modseq_arg(v.get())),
             _ => None,
         });
         let State::Selected(sel) = &mut self.state else {
@@ -1372,7 +1484,7 @@ impl Session {
         let unchanged_since = modifiers
             .iter()
             .map(|m| match m {
-                imap_codec::imap_types::command::StoreModifier::UnchangedSince(v) => *v as i64,
+                imap_codec::imap_types::command::StoreModifier::UnchangedSince(v) => modseq_arg(*v),
             })
             .next();
         if unchanged_since.is_some() {
@@ -1393,8 +1505,8 @@ impl Session {
                 .store_flags(sel.folder_id, &uids, op, bits, &keywords, unchanged_since)
             {
                 Ok(r) => r,
-                Err(_) => {
-                    self.tagged(tag, "NO", "[SERVERBUG] STORE failed");
+                Err(e) => {
+                    self.store_failed(tag, "STORE", &e);
                     return;
                 }
             };
@@ -1489,8 +1601,8 @@ impl Session {
         let uids: Vec<i64> = targets.iter().map(|i| sel.msgs()[*i].uid).collect();
         let (uidvalidity, pairs) = match self.store.db.copy_messages(sel.folder_id, &uids, dst.id) {
             Ok(r) => r,
-            Err(_) => {
-                self.tagged(tag, "NO", "[SERVERBUG] COPY failed");
+            Err(e) => {
+                self.store_failed(tag, if moving { "MOVE" } else { "COPY" }, &e);
                 return;
             }
         };

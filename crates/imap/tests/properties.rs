@@ -367,6 +367,7 @@ fn next_expect(frame: &Frame) -> Expect {
             _ => Expect::Command,
         },
         Frame::Reply(_) | Frame::AuthData(_) | Frame::IdleDone => Expect::Command,
+        Frame::LiteralStart(_) | Frame::LiteralChunk(_) => Expect::Command,
     }
 }
 
@@ -389,7 +390,7 @@ fn frame_all<'a>(
     let mut f = Framer::new(limit);
     f.expect(first);
     let mut expect = first;
-    let mut frames = Vec::new();
+    let mut frames: Vec<String> = Vec::new();
     for piece in reads {
         f.push(piece);
         while let Some(frame) = f.next_frame() {
@@ -401,11 +402,26 @@ fn frame_all<'a>(
                 Frame::Command(cmd, _) => {
                     prop_assert!(is_tag(cmd.tag.as_ref().as_bytes()), "bad tag {:?}", cmd.tag);
                 }
-                Frame::AuthData(_) | Frame::IdleDone => {}
+                Frame::AuthData(_) | Frame::IdleDone | Frame::LiteralStart(_) => {}
+                Frame::LiteralChunk(c) => {
+                    // Pieces of a literal depend on how the input came:
+                    // counted together, they do not.
+                    let n = c.len();
+                    match frames.last_mut() {
+                        Some(last) if last.starts_with("LiteralChunks(") => {
+                            let had: usize =
+                                last["LiteralChunks(".len()..last.len() - 1].parse().unwrap_or(0);
+                            *last = format!("LiteralChunks({})", had + n);
+                        }
+                        _ => frames.push(format!("LiteralChunks({n})")),
+                    }
+                    continue;
+                }
             }
             if follow {
-                // A reply (BAD, TOOBIG, continuation) leaves the state alone.
-                if !matches!(frame, Frame::Reply(_)) {
+                // A reply (BAD, TOOBIG, continuation) and the start of a
+                // literal leave the state alone.
+                if !matches!(frame, Frame::Reply(_) | Frame::LiteralStart(_)) {
                     expect = next_expect(&frame);
                 }
                 f.expect(expect);
@@ -1778,4 +1794,174 @@ fn deleted_selected_mailbox_says_bye_before_close() {
         let text = String::from_utf8_lossy(&d.transcript).into_owned();
         assert!(text.contains("* BYE "), "closed without BYE:\n{text}");
     }
+}
+
+/// Sends one command line and returns what the session answered to it.
+fn answer(d: &mut Driver<'_>, line: &str) -> String {
+    let before = d.transcript.len();
+    d.send(format!("{line}\r\n").as_bytes()).unwrap();
+    String::from_utf8_lossy(&d.transcript[before..]).into_owned()
+}
+
+/// Issue #8: `SEARCH MODSEQ 18446744073709551615` matched every message
+/// (the value was cast to i64 and became -1), and `SEARCH 1:4294967295`
+/// matched none while `1:*` matched all.
+#[test]
+fn search_modseq_and_sequence_range_beyond_the_mailbox() {
+    let fx = Fixture::new();
+    let mut d = logged_in(&fx);
+    d.send(b"S1 SELECT INBOX (CONDSTORE)\r\n").unwrap();
+    let all = answer(&mut d, "A1 SEARCH 1:*");
+    assert!(all.starts_with("* SEARCH 1 2"), "{all}");
+    let ranged = answer(&mut d, "A2 SEARCH 1:4294967295");
+    assert_eq!(ranged.lines().next(), all.lines().next());
+    let beyond = answer(&mut d, "A3 SEARCH 4294967295");
+    assert_eq!(beyond.lines().next(), Some("* SEARCH"), "{beyond}");
+    for v in ["18446744073709551615", "9223372036854775808"] {
+        let huge = answer(&mut d, &format!("A4 SEARCH MODSEQ {v}"));
+        assert_eq!(huge.lines().next(), Some("* SEARCH"), "{huge}");
+    }
+    // CHANGEDSINCE the same: nothing changed since; UNCHANGEDSINCE it:
+    // every message may be changed.
+    let fetch = answer(&mut d, "A5 FETCH 1:* (FLAGS) (CHANGEDSINCE 18446744073709551615)");
+    assert!(fetch.starts_with("A5 OK"), "{fetch}");
+    let store = answer(
+        &mut d,
+        "A6 STORE 1 (UNCHANGEDSINCE 18446744073709551615) +FLAGS (\\Flagged)",
+    );
+    assert!(
+        store.contains("FLAGGED") || store.contains("\\Flagged"),
+        "{store}"
+    );
+    assert!(!store.contains("MODIFIED"), "{store}");
+}
+
+/// Issue #8: CREATE and RENAME took `.`/`..` levels and invalid or
+/// non-canonical modified UTF-7 (RFC 3501 5.1.3 says refuse).
+#[test]
+fn odd_mailbox_names_are_refused() {
+    let fx = Fixture::new();
+    let mut d = logged_in(&fx);
+    for name in [
+        ".",
+        "..",
+        "../x",
+        "a/../../b",
+        "a/./b",
+        "x/..",
+        // Invalid modified UTF-7: no end, a bad base64 digit, an odd
+        // number of octets, a lone surrogate.
+        "&Jjo",
+        "&Jjo!-",
+        "&AGE",
+        "&2D3-",
+        // Non-canonical: printable ASCII in base64 ("a"), two shifts
+        // in a row, and raw 8-bit text without UTF8=ACCEPT.
+        "&AGE-",
+        "&U,BTFw-&ZeVnLIqe-",
+        "caf\u{e9}",
+    ] {
+        let create = answer(&mut d, &format!("C1 CREATE {}", quoted_or_literal(name)));
+        assert!(create.starts_with("C1 NO [CANNOT]"), "{name}: {create}");
+        let rename = answer(&mut d, &format!("R1 RENAME Archive {}", quoted_or_literal(name)));
+        assert!(rename.starts_with("R1 NO [CANNOT]"), "{name}: {rename}");
+    }
+    for name in ["&U,BTFw-/&ZeVnLIqe-", "A&-B", "x/", "a.b/.c/..d"] {
+        let create = answer(&mut d, &format!("C2 CREATE \"{name}\""));
+        assert!(create.starts_with("C2 OK"), "{name}: {create}");
+    }
+}
+
+/// A quoted string, or a literal when the name has 8-bit text.
+fn quoted_or_literal(name: &str) -> String {
+    if name.is_ascii() {
+        format!("\"{name}\"")
+    } else {
+        format!("{{{}+}}\r\n{name}", name.len())
+    }
+}
+
+/// Issue #8: a folder could gather any number of keywords; 100 distinct
+/// ones is the limit, answered `NO [LIMIT]`.
+#[test]
+fn keywords_per_folder_are_limited() {
+    let fx = Fixture::new();
+    let mut d = logged_in(&fx);
+    // A folder of two messages without keywords.
+    d.send(
+        b"C1 CREATE kw\r\nA1 APPEND kw {7+}\r\nSubj: x\r\nA2 APPEND kw {7+}\r\nSubj: y\r\nS1 SELECT kw\r\n",
+    )
+    .unwrap();
+    let kw: Vec<String> = (0..postroom_store::folders::MAX_KEYWORDS)
+        .map(|i| format!("k{i}"))
+        .collect();
+    let ok = answer(&mut d, &format!("K1 STORE 1 +FLAGS ({})", kw.join(" ")));
+    assert!(ok.lines().last().is_some_and(|l| l.starts_with("K1 OK")), "{ok}");
+    let more = answer(&mut d, "K2 STORE 2 +FLAGS (one-more)");
+    assert!(more.starts_with("K2 NO [LIMIT]"), "{more}");
+    let append = answer(&mut d, "K3 APPEND kw (another) {7+}\r\nSubj: x");
+    assert!(append.starts_with("K3 NO [LIMIT]"), "{append}");
+}
+
+/// Issue #8: an APPEND literal over `framing::STREAM_MIN` is written to a
+/// file as it arrives; the stored message is the same octets, whether the
+/// literal is synchronising, LITERAL+ or literal8, after a mailbox name
+/// sent as a literal too, and an APPEND refused
+/// after its upload (no such mailbox) stores nothing.
+#[test]
+fn large_append_is_stored_from_its_upload() {
+    let fx = Fixture::new();
+    let mut d = logged_in(&fx);
+    let mut body = b"Subject: big\r\nMessage-ID: <big@example.com>\r\n\r\n".to_vec();
+    while body.len() < postroom_imap::framing::STREAM_MIN as usize + 5000 {
+        body.extend_from_slice(b"0123456789abcdefghijklmnopqrstuvwxyz\r\n");
+    }
+    let inbox = d.folder("INBOX").unwrap();
+    let before = fx.store.db.message_meta(inbox.id).unwrap().len();
+    for (i, announce) in ["{N}", "{N+}", "~{N}"].iter().enumerate() {
+        let line = format!(
+            "P{i} APPEND INBOX (\\Seen) {}\r\n",
+            announce.replace('N', &body.len().to_string())
+        );
+        d.send(line.as_bytes()).unwrap();
+        // In uneven pieces, as a network delivers them.
+        for piece in body.chunks(7777) {
+            d.send(piece).unwrap();
+        }
+        d.send(b"\r\n").unwrap();
+        assert!(
+            d.completions
+                .iter()
+                .any(|(t, s)| t == &format!("P{i}") && s == "OK"),
+            "{}",
+            String::from_utf8_lossy(&d.transcript[d.transcript.len().saturating_sub(500)..])
+        );
+    }
+    // The mailbox name as a literal first.
+    let line = format!("P3 APPEND {{5}}\r\nINBOX {{{}+}}\r\n", body.len());
+    d.send(line.as_bytes()).unwrap();
+    d.send(&body).unwrap();
+    d.send(b"\r\n").unwrap();
+    assert!(d.completions.iter().any(|(t, s)| t == "P3" && s == "OK"));
+    let metas = fx.store.db.message_meta(inbox.id).unwrap();
+    assert_eq!(metas.len(), before + 4);
+    for m in &metas[before..] {
+        assert_eq!(m.size as usize, body.len());
+        let row = fx.store.db.message(inbox.id, m.uid).unwrap().unwrap();
+        let stored = fx.store.message_bytes(&row).unwrap();
+        assert!(stored == body, "stored body differs");
+    }
+    // Refused after the upload: nothing stored, nothing left in the spool.
+    let line = format!("Q1 APPEND Nowhere {{{}+}}\r\n", body.len());
+    d.send(line.as_bytes()).unwrap();
+    d.send(&body).unwrap();
+    d.send(b"\r\n").unwrap();
+    assert!(d.completions.iter().any(|(t, s)| t == "Q1" && s == "NO"));
+    assert_eq!(fx.store.db.message_meta(inbox.id).unwrap().len(), before + 4);
+    let uploads = fx._dir.path().join("blobs/spool");
+    assert_eq!(
+        std::fs::read_dir(&uploads).unwrap().count(),
+        0,
+        "left in {uploads:?}"
+    );
 }

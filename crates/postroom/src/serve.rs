@@ -81,8 +81,8 @@ pub fn run(cfg: Config, data_dir: PathBuf, cli_flags: String) -> Result<(), Stri
         drop_privileges(user, &data_dir)?;
     }
     let store = Store::open(&data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
-    // Bodies that were arriving when the server last stopped: no session
-    // writes one yet, and none was acknowledged.
+    // Bodies that were arriving when the server last stopped (SMTP DATA,
+    // IMAP APPEND): no session writes one yet, and none was acknowledged.
     match store.blobs.clear_spools() {
         Ok(0) => {}
         Ok(n) => tracing::info!(files = n, "removed unfinished message spool files"),

@@ -7,6 +7,55 @@ use rusqlite::{params, OptionalExtension, Transaction};
 use crate::mailbox::FolderRow;
 use crate::{Db, Result, Store, StoreError};
 
+/// Folders per account. Every session lists them all (LIST, and a
+/// client's sync walks each); mail clients' accounts have tens, heavy ones
+/// a few hundred. Without a limit one account could create millions.
+pub const MAX_FOLDERS: i64 = 1000;
+
+/// Distinct keywords in a folder, as Dovecot limits them (100): every
+/// session keeps and announces (`* FLAGS`) the folder's keywords, so
+/// without a limit a client could make them megabytes for everyone.
+pub const MAX_KEYWORDS: usize = 100;
+
+/// Refuses a change that gives a folder keywords it does not have when
+/// that takes it past [`MAX_KEYWORDS`] distinct ones (compared ASCII
+/// case-insensitively, as flags are, RFC 9051 2.3.2). Keywords the folder
+/// has already are always allowed, even where it has more (older data).
+fn check_keywords(c: &rusqlite::Connection, folder_id: i64, adding: &str) -> Result<()> {
+    let mut adding: std::collections::HashSet<String> = adding
+        .split(' ')
+        .filter(|k| !k.is_empty())
+        .map(|k| k.to_ascii_lowercase())
+        .collect();
+    if adding.is_empty() {
+        return Ok(());
+    }
+    let mut present = std::collections::HashSet::new();
+    let mut st =
+        c.prepare_cached("SELECT DISTINCT keywords FROM messages WHERE folder_id = ?1 AND keywords != ''")?;
+    let mut rows = st.query([folder_id])?;
+    while let Some(r) = rows.next()? {
+        let kw: String = r.get(0)?;
+        for k in kw.split(' ').filter(|k| !k.is_empty()) {
+            let k = k.to_ascii_lowercase();
+            adding.remove(&k);
+            present.insert(k);
+        }
+    }
+    if !adding.is_empty() && present.len() + adding.len() > MAX_KEYWORDS {
+        return Err(StoreError::Limit("too many keywords in this mailbox"));
+    }
+    Ok(())
+}
+
+/// A new body's id: its time first (see blob.rs).
+fn new_blob_id() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    postroom_core::QueueId::generate(now.as_micros() as u64).to_string()
+}
+
 /// The per-message state a selected IMAP mailbox keeps.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MessageMeta {
@@ -134,6 +183,14 @@ impl Db {
             if exists {
                 return Err(StoreError::Invalid("mailbox exists already".into()));
             }
+            let count: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM folders WHERE account_id = ?1",
+                [account_id],
+                |r| r.get(0),
+            )?;
+            if count >= MAX_FOLDERS {
+                return Err(StoreError::Limit("too many mailboxes"));
+            }
             tx.execute(
                 "INSERT INTO folders (account_id, name, special_use, uidvalidity) VALUES (?1, ?2, ?3, 0)",
                 params![account_id, name, special_use],
@@ -237,6 +294,9 @@ impl Db {
         unchanged_since: Option<i64>,
     ) -> Result<(Vec<MessageMeta>, Vec<i64>)> {
         self.write(|tx| {
+            if op != FlagOp::Remove {
+                check_keywords(tx, folder_id, &keywords.join(" "))?;
+            }
             let mut changed = Vec::new();
             let mut refused = Vec::new();
             let mut modseq = None;
@@ -313,8 +373,10 @@ impl Db {
                 "INSERT INTO messages (folder_id, uid, modseq, flags, keywords, internal_date, size, pop3_uidl, blob_id, prefix)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?;
+            let mut rows = Vec::with_capacity(uids.len());
+            let mut copied_keywords = String::new();
             for &uid in uids {
-                let Some((flags, kw, date, size, blob, prefix)) = get
+                let Some(row) = get
                     .query_row(params![from, uid], |r| {
                         Ok((
                             r.get::<_, i64>(0)?,
@@ -329,6 +391,14 @@ impl Db {
                 else {
                     continue;
                 };
+                if !row.1.is_empty() {
+                    copied_keywords.push(' ');
+                    copied_keywords.push_str(&row.1);
+                }
+                rows.push((uid, row));
+            }
+            check_keywords(tx, to, &copied_keywords)?;
+            for (uid, (flags, kw, date, size, blob, prefix)) in rows {
                 let (new_uid, modseq): (i64, i64) = next.query_row([to], |r| Ok((r.get(0)?, r.get(1)?)))?;
                 let uidl = format!("{uidvalidity:08X}{new_uid:08X}");
                 insert.execute(params![to, new_uid, modseq, flags, kw, date, size, uidl, blob, prefix])?;
@@ -472,14 +542,74 @@ impl Store {
         keywords: &str,
         internal_date: Option<i64>,
     ) -> Result<i64> {
+        if !keywords.is_empty() {
+            // Before the body is written: a refused APPEND leaves nothing.
+            self.db.read(|c| check_keywords(c, folder.id, keywords))?;
+        }
+        let blob_id = new_blob_id();
+        self.blobs.put(&blob_id, message)?;
+        self.blobs.sync()?;
+        self.insert_appended(
+            folder,
+            &blob_id,
+            message.len() as i64,
+            flags,
+            keywords,
+            internal_date,
+        )
+    }
+
+    /// A body for APPEND that arrives in pieces, written to a spool file as
+    /// they come (an IMAP literal of up to `max_append`, 50 MB, is not held
+    /// in memory), the same spool SMTP DATA uses; then
+    /// [`Store::append_upload`]. Dropped unfinished, it leaves nothing; a
+    /// crash's leftovers are cleared as the server starts
+    /// ([`BlobStore::clear_spools`](crate::BlobStore::clear_spools)).
+    pub fn begin_upload(&self) -> Result<Upload> {
+        Ok(Upload {
+            file: self.blobs.spool()?,
+            head: Vec::new(),
+        })
+    }
+
+    /// [`Store::append`] of a body written with [`Store::begin_upload`].
+    pub fn append_upload(
+        &self,
+        folder: &FolderRow,
+        upload: Upload,
+        flags: i64,
+        keywords: &str,
+        internal_date: Option<i64>,
+    ) -> Result<i64> {
+        if !keywords.is_empty() {
+            self.db.read(|c| check_keywords(c, folder.id, keywords))?;
+        }
+        // The id is taken now, not when the upload began: ids begin with
+        // their time, and the sweep takes bodies by age.
+        let blob_id = new_blob_id();
+        let size = i64::try_from(upload.len()).unwrap_or(i64::MAX);
+        self.blobs.put_spool(&blob_id, upload.file)?;
+        self.blobs.sync()?;
+        self.insert_appended(folder, &blob_id, size, flags, keywords, internal_date)
+    }
+
+    fn insert_appended(
+        &self,
+        folder: &FolderRow,
+        blob_id: &str,
+        size: i64,
+        flags: i64,
+        keywords: &str,
+        internal_date: Option<i64>,
+    ) -> Result<i64> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        let blob_id = postroom_core::QueueId::generate(now.as_micros() as u64).to_string();
-        self.blobs.put(&blob_id, message)?;
-        self.blobs.sync()?;
         let date = internal_date.unwrap_or(now.as_secs() as i64);
         self.db.write(|tx| {
+            // Again in the transaction: another session may have added
+            // keywords since the check before the body was written.
+            check_keywords(tx, folder.id, keywords)?;
             let (uid, modseq, uidvalidity): (i64, i64, i64) = tx.query_row(
                 "UPDATE folders SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 WHERE id = ?1
                  RETURNING uidnext - 1, highestmodseq, uidvalidity",
@@ -496,12 +626,46 @@ impl Store {
                     flags,
                     keywords,
                     date,
-                    message.len() as i64,
+                    size,
                     format!("{uidvalidity:08X}{uid:08X}"),
                     blob_id
                 ],
             )?;
             Ok(uid)
         })
+    }
+}
+
+/// How much of an upload's beginning is kept in memory: the header, for
+/// what APPEND reads of it (Message-ID).
+const UPLOAD_HEAD_KEPT: usize = 64 * 1024;
+
+/// An APPEND body being written piece by piece (see
+/// [`Store::begin_upload`]).
+pub struct Upload {
+    file: Box<dyn crate::TempFile>,
+    head: Vec<u8>,
+}
+
+impl Upload {
+    /// Octets written so far.
+    pub fn len(&self) -> u64 {
+        self.file.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.file.is_empty()
+    }
+
+    /// The first octets written (up to 64 KiB).
+    pub fn head(&self) -> &[u8] {
+        &self.head
+    }
+
+    pub fn write(&mut self, data: &[u8]) -> Result<()> {
+        self.file.write_all(data)?;
+        let keep = UPLOAD_HEAD_KEPT.saturating_sub(self.head.len()).min(data.len());
+        self.head.extend_from_slice(&data[..keep]);
+        Ok(())
     }
 }

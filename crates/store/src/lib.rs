@@ -47,6 +47,9 @@ pub enum StoreError {
     },
     /// The committer is gone (shutting down).
     Unavailable,
+    /// A per-account or per-folder limit would be exceeded (IMAP answers
+    /// `NO [LIMIT]`, RFC 9051 7.1).
+    Limit(&'static str),
 }
 
 impl std::fmt::Display for StoreError {
@@ -61,6 +64,7 @@ impl std::fmt::Display for StoreError {
                  run a newer Postroom"
             ),
             StoreError::Unavailable => f.write_str("store is shutting down"),
+            StoreError::Limit(s) => f.write_str(s),
         }
     }
 }

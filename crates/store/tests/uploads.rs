@@ -1,0 +1,50 @@
+//! Bodies that arrive in pieces (IMAP APPEND): written to the spool
+//! (`blobs/spool/`, as SMTP DATA) as they come, stored under a fresh blob
+//! id when complete, deleted when abandoned, and cleared at start after a
+//! crash.
+
+use postroom_store::Store;
+
+fn uploads(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir.join("blobs/spool")).map_or(0, |d| d.count())
+}
+
+#[test]
+fn uploads_are_stored_dropped_and_cleared() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let domain = store.db.add_domain("example.com", "example.com", None).unwrap();
+    let a = store.db.add_account(domain.id, "u", "u", None, None).unwrap();
+    let inbox = store.db.find_folder(a.id, "INBOX").unwrap().unwrap();
+    let body: Vec<u8> = b"Subject: up\r\n\r\n"
+        .iter()
+        .copied()
+        .chain(std::iter::repeat_n(b'x', 200_000))
+        .collect();
+
+    let mut w = store.begin_upload().unwrap();
+    for piece in body.chunks(3000) {
+        w.write(piece).unwrap();
+    }
+    assert_eq!(w.len() as usize, body.len());
+    assert!(w.head().starts_with(b"Subject: up"));
+    assert_eq!(uploads(dir.path()), 1);
+    let uid = store.append_upload(&inbox, w, 0, "", None).unwrap();
+    assert_eq!(uploads(dir.path()), 0);
+    let row = store.db.message(inbox.id, uid).unwrap().unwrap();
+    assert_eq!(store.message_bytes(&row).unwrap(), body);
+
+    // Abandoned (the connection went away): nothing left.
+    let mut w = store.begin_upload().unwrap();
+    w.write(b"partial").unwrap();
+    drop(w);
+    assert_eq!(uploads(dir.path()), 0);
+
+    // Cut short by a crash (no drop): cleared when the server starts.
+    let mut w = store.begin_upload().unwrap();
+    w.write(b"partial").unwrap();
+    std::mem::forget(w);
+    assert_eq!(uploads(dir.path()), 1);
+    assert_eq!(store.blobs.clear_spools().unwrap(), 1);
+    assert_eq!(uploads(dir.path()), 0);
+}

@@ -15,8 +15,8 @@ use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
 use imap_codec::imap_types::status::StatusDataItemName;
 use postroom_core::Secret;
-use postroom_store::folders::Upload;
 use postroom_store::folders::FlagOp;
+use postroom_store::folders::Upload;
 use postroom_store::Store;
 
 use crate::extensions::Extras;

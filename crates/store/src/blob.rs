@@ -93,6 +93,16 @@ const SPOOL_DIR: &str = "spool";
 /// separates the server from `postroom sendmail`).
 static SPOOL_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// A spool file is named `<pid>-<seq>` by the process writing it: one of
+/// another process that still runs may be in use (a process id reused
+/// since only keeps a leftover until the next start).
+fn spooled_by_another_live_process(name: &str) -> bool {
+    let Some(pid) = name.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+        return false;
+    };
+    pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists()
+}
+
 fn valid_id(id: &str) -> bool {
     id.len() >= 8 && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
@@ -198,10 +208,16 @@ impl BlobStore for FsBlobStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
             Err(e) => return Err(e),
         };
+        let mut removed = 0;
         for name in &names {
+            if spooled_by_another_live_process(name) {
+                // A `postroom sendmail` (or a CLI import) still writing it.
+                continue;
+            }
             self.fs.remove(&dir.join(name))?;
+            removed += 1;
         }
-        Ok(names.len())
+        Ok(removed)
     }
 
     fn ids_before(&self, bound: &str) -> io::Result<Vec<String>> {

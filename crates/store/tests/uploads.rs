@@ -48,3 +48,19 @@ fn uploads_are_stored_dropped_and_cleared() {
     assert_eq!(store.blobs.clear_spools().unwrap(), 1);
     assert_eq!(uploads(dir.path()), 0);
 }
+
+/// At start the server clears the spool, but not what another running
+/// process (`postroom sendmail`) is writing there.
+#[test]
+fn clearing_the_spool_spares_other_live_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let spool = dir.path().join("blobs/spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    // Process 1 always runs; 4,000,000,000 never does (above pid_max).
+    std::fs::write(spool.join("1-0"), b"in use").unwrap();
+    std::fs::write(spool.join("4000000000-0"), b"left by a crash").unwrap();
+    assert_eq!(store.blobs.clear_spools().unwrap(), 1);
+    assert!(spool.join("1-0").exists());
+    assert!(!spool.join("4000000000-0").exists());
+}

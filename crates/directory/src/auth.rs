@@ -428,25 +428,38 @@ impl Authenticator {
             .as_ref()
             .map_or_else(|| user.to_lowercase(), Address::canonical);
         let key = ClientKey::of(ip);
+        let refused = || {
+            tracing::info!(target: "auth", client = %ip, user = %name, "login refused: too many failures from this client; password not checked");
+            Err(LoginError::Refused)
+        };
         let _pair = self.pair_locks.lock((name.clone(), key)).await;
-        // Checked and counted in one step, before the verification.
+        // The delay, waited out without holding the client's lock, so that
+        // one account's failures do not hold up the client's other logins.
+        let gate = self.tracker.lock().unwrap_or_else(|e| e.into_inner()).gate(
+            &self.policy,
+            Instant::now(),
+            ip,
+            &name,
+        );
+        match gate {
+            Gate::Refuse => return refused(),
+            Gate::Proceed(d) if !d.is_zero() => tokio::time::sleep(d).await,
+            Gate::Proceed(_) => {}
+        }
+        // One verification at a time per client; checked again and counted
+        // in one step before it, so every earlier attempt's outcome is
+        // known and at most this one is in flight (a webmail logging in
+        // for many users from one address is not refused for logins that
+        // have not failed).
+        let _client = self.client_locks.lock(key).await;
         let attempt = self.tracker.lock().unwrap_or_else(|e| e.into_inner()).attempt(
             &self.policy,
             Instant::now(),
             ip,
             &name,
         );
-        let reservation = match attempt {
-            Err(Refused) => {
-                tracing::info!(target: "auth", client = %ip, user = %name, "login refused: too many failures from this client; password not checked");
-                return Err(LoginError::Refused);
-            }
-            Ok((delay, reservation)) => {
-                if !delay.is_zero() {
-                    tokio::time::sleep(delay).await;
-                }
-                reservation
-            }
+        let Ok((_, reservation)) = attempt else {
+            return refused();
         };
         let release = |tracker: &Mutex<FailureTracker>| {
             tracker
@@ -470,10 +483,7 @@ impl Authenticator {
             .unwrap_or_else(|| DUMMY_HASH.to_string());
         let pw = password.clone();
         let checked = stored.clone();
-        let verified = {
-            let _client = self.client_locks.lock(key).await;
-            self.hashers.run(move || password::verify(&checked, &pw)).await
-        };
+        let verified = self.hashers.run(move || password::verify(&checked, &pw)).await;
         let Some(ok) = verified else {
             // The hashing threads are gone: nothing was checked.
             release(&self.tracker);
@@ -628,6 +638,38 @@ mod tests {
         let hash = password::hash(&Secret::new("right".into()));
         db.add_account(d.id, "alice", "alice", Some(&hash), None).unwrap();
         (dir, Arc::new(Authenticator::new(db, None, policy)))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn parallel_right_logins_from_one_client_are_not_refused() {
+        // A webmail logs in for many users from one address at once: only
+        // one attempt per client is ever in flight, so logins that have not
+        // failed never add up to block_after.
+        let policy = LoginPolicy {
+            block_after: 3,
+            ..LoginPolicy::default()
+        };
+        let (_dir, auth) = authenticator(policy).await;
+        let d = auth.db.domain("probe.test").unwrap().unwrap();
+        let hash = password::hash(&Secret::new("right".into()));
+        for i in 0..12 {
+            auth.db
+                .add_account(d.id, &format!("u{i}"), &format!("u{i}"), Some(&hash), None)
+                .unwrap();
+        }
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let tasks: Vec<_> = (0..12)
+            .map(|i| {
+                let auth = Arc::clone(&auth);
+                tokio::spawn(async move {
+                    auth.login(ip, &format!("u{i}@probe.test"), &Secret::new("right".into()))
+                        .await
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert!(t.await.unwrap().is_ok());
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

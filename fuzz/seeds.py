@@ -412,6 +412,18 @@ def pop3_session():
           + b"TOP 5 0\r\nQUIT\r\n")
 
 
+
+def header_fields():
+    """Raw messages for the one header reader (issue #8: two From fields,
+    `From :`, a quoted local part)."""
+    write("header_fields", "two-from", b"From: bob@probe.test\r\nFrom: alice@probe.test\r\n\r\nx\r\n")
+    write("header_fields", "from-space-colon", b"From : bob@probe.test\r\nFrom\t: alice@probe.test\r\n\r\n")
+    write("header_fields", "quoted-local", b'From: "alice"@probe.test\r\nSender: "a \\"b"@x (c)\r\n\r\n')
+    write("header_fields", "folded-group", b"From: Alice\r\n <alice@probe.test>,\r\n\tteam: a@b, <@r:c@d>;\r\n\r\n")
+    write("header_fields", "bare-lf", b"Subject: s\nFrom: a@b\n\nFrom: c@d\n")
+    write("header_fields", "no-colon-and-leading-space", b" From: x@y\r\nnot a field\r\nFrom:\r\n\r\n")
+
+
 smtp_command()
 smtp_session()
 smtp_data()
@@ -420,3 +432,4 @@ address()
 imap_session()
 imap_framing()
 pop3_session()
+header_fields()

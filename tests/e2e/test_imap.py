@@ -53,6 +53,55 @@ def test_authenticate_plain_sasl_ir(server):
     m.logout()
 
 
+def test_parallel_wrong_logins_check_at_most_block_after_passwords(server_factory):
+    """Issue #8: 50 connections x 3 LOGINs from one address had 75-79
+    passwords checked with block_after = 30 (the count was read before and
+    written after the check), and the right password was accepted after.
+    Each failed login leaves a log line: `error=Failed` when its password
+    was checked, `error=Refused` when it was refused unchecked."""
+    import threading
+    block_after = 5
+    server = server_factory(extra_toml=(
+        f"\n[auth]\nfailures_before_delay = 1000\nblock_after = {block_after}\n"
+        "failure_window_secs = 3600\n")).start()
+    errors = []
+
+    def attempts(t):
+        for i in range(3):
+            try:
+                m = imaplib.IMAP4_SSL("127.0.0.1", server.imaps_port, ssl_context=insecure(), timeout=60)
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(repr(e))
+                continue
+            user = "customseo@esoomllub.com" if (t + i) % 2 else f"u{t}x{i}@esoomllub.com"
+            try:
+                m.login(user, "wrong")
+                errors.append("accepted: " + user)
+            except imaplib.IMAP4.error:
+                pass
+            finally:
+                try:
+                    m.shutdown()
+                except OSError:
+                    pass
+
+    threads = [threading.Thread(target=attempts, args=(t,)) for t in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    log = server.read_log()
+    checked = len(re.findall(r"imap: login failed .*error=Failed", log))
+    unchecked = len(re.findall(r"imap: login failed .*error=Refused", log))
+    assert checked + unchecked == 150, (checked, unchecked)
+    assert checked <= block_after, checked
+    # Blocked: the right password from this address is refused too.
+    with pytest.raises(imaplib.IMAP4.error):
+        imaps(server)
+    assert len(re.findall(r"imap: login failed .*error=Refused", server.read_log())) == unchecked + 1
+
+
 def test_plaintext_networks(server_factory):
     server = server_factory(extra_toml='\n[auth]\nplaintext_networks = ["127.0.0.1"]\n').start()
     m = imaplib.IMAP4("127.0.0.1", server.imap_port, timeout=10)

@@ -320,6 +320,15 @@ def test_loops(server):
             raise AssertionError("accepted a loop")
         except smtplib.SMTPDataError as e:
             assert (e.smtp_code, e.smtp_error[:5]) == (554, b"5.4.6")
+        # White space before the colon is the same field (RFC 5322 4.5.1),
+        # as for the From: check and IMAP (issue #8).
+        for head in [b"Delivered-To : customseo@esoomllub.com\r\n",
+                     b"".join(b"Received : from hop%d\r\n" % i for i in range(101))]:
+            try:
+                s.sendmail("a@remote.example", ["customseo@esoomllub.com"], head + b"Subject: loop\r\n\r\nx\r\n")
+                raise AssertionError("accepted a loop")
+            except smtplib.SMTPDataError as e:
+                assert (e.smtp_code, e.smtp_error[:5]) == (554, b"5.4.6")
     assert server.messages("customseo@esoomllub.com") == []
 
 

@@ -3,6 +3,7 @@ STARTTLS, 465 with implicit TLS, AUTH PLAIN and LOGIN with the mailbox
 login), and the seed's section C5 swaks transcript adapted to Postroom's
 secure defaults."""
 
+import imaplib
 import re
 import smtplib
 import socket
@@ -91,6 +92,39 @@ def test_senders_must_be_the_users_own(server):
         s.rcpt("someone@elsewhere.example")
         code, msg = s.data(b"From: The CEO <ceo@bigbank.example>\r\nSubject: wire money\r\n\r\nnow\r\n")
         assert (code, msg[:5]) == (550, b"5.7.1")
+
+
+def test_a_second_from_is_refused_and_from_is_read_as_imap_shows_it(server):
+    """Issue #8: `From: bob` then `From: alice` (the user's own) was accepted
+    (the check read the last From, the recipient's ENVELOPE the first);
+    `From :` was skipped by the check; a quoted local part was refused."""
+    with smtplib.SMTP("127.0.0.1", server.submission_port) as s:
+        s.starttls(context=insecure())
+        s.login("customseo@esoomllub.com", "99test99")
+        for head in [b"From: dbrooks@esoomllub.com\r\nFrom: customseo@esoomllub.com\r\n",
+                     b"From : dbrooks@esoomllub.com\r\nFrom: customseo@esoomllub.com\r\n",
+                     b"From: customseo@esoomllub.com\r\nFrom: customseo@esoomllub.com\r\n"]:
+            s.mail("customseo@esoomllub.com")
+            s.rcpt("dbrooks@esoomllub.com")
+            code, msg = s.data(head + b"Subject: spoof\r\n\r\nx\r\n")
+            assert (code, msg[:5]) == (550, b"5.7.1"), (head, msg)
+            assert b"more than one From:" in msg, msg
+        s.mail("customseo@esoomllub.com")
+        s.rcpt("dbrooks@esoomllub.com")
+        code, msg = s.data(b"From : dbrooks@esoomllub.com\r\nSubject: spoof\r\n\r\nx\r\n")
+        assert (code, msg[:5]) == (550, b"5.7.1"), msg
+        s.mail("customseo@esoomllub.com")
+        s.rcpt("customseo@esoomllub.com")
+        code, msg = s.data(b'From: "customseo"@esoomllub.com\r\nSubject: quoted\r\n\r\nx\r\n')
+        assert code == 250, msg
+    # The recipient's client is shown that address.
+    m = imaplib.IMAP4_SSL("127.0.0.1", server.imaps_port, ssl_context=insecure(), timeout=10)
+    m.login("customseo@esoomllub.com", "99test99")
+    m.select("INBOX")
+    typ, data = m.fetch("1", "(ENVELOPE)")
+    assert typ == "OK"
+    assert b'((NIL NIL "customseo" "esoomllub.com"))' in data[0], data
+    m.logout()
 
 
 def test_mx_port_offers_auth_after_starttls(server):

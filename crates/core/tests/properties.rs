@@ -2,13 +2,17 @@
 //! respect the RFC 5321 limits, and the canonical form is stable. And for
 //! reading one header field from a raw message (the Sent copy's
 //! Message-ID and Bcc list): no input panics, and a field written into the
-//! header section is found again, unfolded.
+//! header section is found again, unfolded. And for the one header reader
+//! the submission From: check and the IMAP ENVELOPE share: the fields are
+//! exactly the header section, names are read the same way whatever the
+//! white space before the colon, and a mailbox reads back from its
+//! `addr_spec` (what `fuzz/fuzz_targets/header_fields.rs` checks too).
 //!
 //! Fixed seed (see [`config`]); `PROPTEST_CASES=N` and `PROPTEST_RNG_SEED=S`
 //! override the case count and the seed.
 
 use postroom_core::address::{MAX_DOMAIN_LEN, MAX_LOCAL_LEN};
-use postroom_core::header::{header_section, header_value};
+use postroom_core::header::{self, header_section, header_value, mailboxes, Mailbox};
 use postroom_core::{Address, Domain};
 use proptest::prelude::*;
 use proptest::test_runner::{RngAlgorithm, RngSeed};
@@ -411,6 +415,99 @@ proptest! {
             prop_assert!(c != own, "{:?}", s);
             let again = Domain::parse_hosted(c, own);
             prop_assert!(again.as_ref().is_ok_and(|a| a == &d), "{:?} -> {} -> {:?}", s, c, again);
+        }
+    }
+}
+
+/// Header-ish bytes for the From: reader: names with white space before
+/// the colon, folds, quotes, angle brackets, comments, groups.
+fn messy_from_header() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(
+        prop_oneof![
+            Just(b"From".to_vec()),
+            Just(b"from \t".to_vec()),
+            Just(b"Sender".to_vec()),
+            Just(b":".to_vec()),
+            Just(b"\r\n".to_vec()),
+            Just(b"\r\n ".to_vec()),
+            Just(b"\n".to_vec()),
+            Just(b"\"".to_vec()),
+            Just(b"\\".to_vec()),
+            Just(b"<".to_vec()),
+            Just(b">".to_vec()),
+            Just(b"@".to_vec()),
+            Just(b",".to_vec()),
+            Just(b";".to_vec()),
+            Just(b"(".to_vec()),
+            Just(b")".to_vec()),
+            Just(b"[".to_vec()),
+            Just(b"]".to_vec()),
+            Just(b" ".to_vec()),
+            Just(b"alice".to_vec()),
+            Just(b"probe.test".to_vec()),
+            prop::collection::vec(any::<u8>(), 0..6),
+        ],
+        0..60,
+    )
+    .prop_map(|parts| parts.concat())
+}
+
+proptest! {
+    #![proptest_config(config(500))]
+
+    #[test]
+    fn fields_are_the_header_section(m in messy_from_header()) {
+        let fields: Vec<_> = header::fields(&m).collect();
+        let written: Vec<u8> = fields.iter().flat_map(|f| f.raw.iter().copied()).collect();
+        prop_assert_eq!(&written[..], header_section(&m));
+        for f in &fields {
+            if let Some(name) = f.name {
+                prop_assert!(!name.contains(&b':'));
+                prop_assert!(!name.ends_with(b" ") && !name.ends_with(b"\t"));
+                let after = &f.raw[name.len()..];
+                let colon = after.iter().position(|&b| b == b':').unwrap();
+                prop_assert!(after[..colon].iter().all(|&b| b == b' ' || b == b'\t'));
+            }
+        }
+        prop_assert_eq!(header::count(&m, "FROM"), fields.iter().filter(|f| f.is("from")).count());
+    }
+
+    #[test]
+    fn white_space_before_the_colon_changes_nothing(
+        ws in "[ \t]{0,3}",
+        value in "[ -~]{0,30}",
+    ) {
+        let m = format!("From{ws}: {value}\r\nSubject: s\r\n\r\n");
+        prop_assert_eq!(header::count(m.as_bytes(), "from"), 1);
+        prop_assert_eq!(header_value(m.as_bytes(), "From"), Some(value.trim().to_string()));
+    }
+
+    #[test]
+    fn mailboxes_read_back_from_their_addr_spec(m in messy_from_header()) {
+        for f in header::fields(&m).filter(|f| f.is("from")) {
+            for mb in mailboxes(&f.unfolded()) {
+                let Some(spec) = mb.addr_spec() else { continue };
+                let _ = postroom_core::Address::parse(&spec, true);
+                if mb.domain.iter().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(b)) {
+                    let want = Mailbox { name: None, route: None, local: mb.local.clone(), domain: mb.domain.clone() };
+                    prop_assert_eq!(mailboxes(spec.as_bytes()), vec![want], "{}", spec);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn quoted_and_plain_local_parts_are_the_same_address(local in "[a-z0-9]{1,12}", name in "[A-Za-z ]{0,10}") {
+        let plain = Address::parse(&format!("{local}@probe.test"), true).unwrap();
+        for v in [
+            format!("\"{local}\"@probe.test"),
+            format!("{name} <\"{local}\"@probe.test>"),
+            format!("\"{name}\" <{local}@probe.test>"),
+        ] {
+            let m = mailboxes(v.as_bytes());
+            prop_assert_eq!(m.len(), 1);
+            let spec = m[0].addr_spec().unwrap();
+            prop_assert_eq!(Address::parse(&spec, true).unwrap().canonical(), plain.canonical());
         }
     }
 }

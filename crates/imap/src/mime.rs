@@ -165,13 +165,10 @@ pub fn header_block(raw: &[u8]) -> &[u8] {
 /// unfolded, trimmed and RFC 2047 decoded, in message order. Empty when
 /// there is no such field; a field present but empty gives `""`.
 pub fn header_values(raw: &[u8], name: &str) -> Vec<String> {
-    FieldIter {
-        header: &raw[..header_end(raw)],
-        pos: 0,
-    }
-    .filter(|f| f.name.is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes())))
-    .map(|f| decode_rfc2047(&unfold(f.value)))
-    .collect()
+    postroom_core::header::fields(&raw[..header_end(raw)])
+        .filter(|f| f.name.is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes())))
+        .map(|f| decode_rfc2047(&unfold(f.value)))
+        .collect()
 }
 
 /// The text of the message body for SEARCH BODY/TEXT: every text/* part
@@ -214,16 +211,9 @@ pub fn sent_day(raw: &[u8]) -> Option<i64> {
 // Header fields
 // ---------------------------------------------------------------------------
 
-/// One header field: `name` is `None` for a line without a colon.
-#[derive(Debug, Clone, Copy)]
-struct Field<'a> {
-    name: Option<&'a [u8]>,
-    /// After the colon up to the end of the field, folding included, the
-    /// final line break excluded.
-    value: &'a [u8],
-    /// The whole field, final line break included (when there is one).
-    raw: &'a [u8],
-}
+// The fields come from the one header reader, `postroom_core::header`, so
+// the ENVELOPE's From is the field the submission check verified.
+use postroom_core::header::{header_end, Field};
 
 /// Index after the LF ending the line that starts at `pos` (or the end).
 fn line_end(raw: &[u8], pos: usize) -> usize {
@@ -247,76 +237,9 @@ fn strip_eol(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
-/// The end of the message header: after its blank line when there is one,
-/// else the end of the message.
-fn header_end(raw: &[u8]) -> usize {
-    let mut pos = 0;
-    while pos < raw.len() {
-        let end = line_end(raw, pos);
-        if is_blank_line(&raw[pos..end]) {
-            return end;
-        }
-        pos = end;
-    }
-    raw.len()
-}
-
 /// The fields of a header section (which may end with its blank line).
 fn fields(header: &[u8]) -> Vec<Field<'_>> {
-    FieldIter { header, pos: 0 }.collect()
-}
-
-/// [`fields`] one at a time, without collecting them (FETCH of header
-/// fields and SEARCH on headers look at every message's header).
-struct FieldIter<'a> {
-    header: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Iterator for FieldIter<'a> {
-    type Item = Field<'a>;
-
-    fn next(&mut self) -> Option<Field<'a>> {
-        let header = self.header;
-        let start = self.pos;
-        if start >= header.len() {
-            return None;
-        }
-        let mut end = line_end(header, start);
-        let first = &header[start..end];
-        if is_blank_line(first) {
-            self.pos = header.len();
-            return None;
-        }
-        let colon = memchr::memchr(b':', first).map(|i| start + i);
-        // Continuation lines (starting with white space) belong to this field.
-        while end < header.len() && is_wsp(header[end]) {
-            end = line_end(header, end);
-        }
-        self.pos = end;
-        let raw = &header[start..end];
-        Some(match colon {
-            Some(colon) => {
-                let mut name = &header[start..colon];
-                while let [rest @ .., last] = name {
-                    if !is_wsp(*last) {
-                        break;
-                    }
-                    name = rest;
-                }
-                Field {
-                    name: Some(name),
-                    value: strip_eol(&header[colon + 1..end]),
-                    raw,
-                }
-            }
-            None => Field {
-                name: None,
-                value: b"",
-                raw,
-            },
-        })
-    }
+    postroom_core::header::fields(header).collect()
 }
 
 /// The value of the first field named `name` (lowercase).
@@ -359,7 +282,7 @@ fn trim(v: &[u8]) -> &[u8] {
 /// written, then the blank line.
 fn header_subset(header: &[u8], names: &Vec1<AString<'_>>, keep: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(header.len());
-    for field in (FieldIter { header, pos: 0 }) {
+    for field in postroom_core::header::fields(header) {
         let listed = field.name.is_some_and(|n| {
             names
                 .as_ref()
@@ -786,54 +709,12 @@ impl<'a> Lexer<'a> {
 
     /// A comment starting at `(`; returns its content.
     fn comment(&mut self) -> Vec<u8> {
-        let mut depth = 0usize;
-        let mut out = Vec::new();
-        while let Some(b) = self.peek() {
-            self.i += 1;
-            match b {
-                b'(' => {
-                    if depth > 0 {
-                        out.push(b);
-                    }
-                    depth += 1;
-                }
-                b')' => {
-                    depth = depth.saturating_sub(1);
-                    if depth == 0 {
-                        break;
-                    }
-                    out.push(b);
-                }
-                b'\\' => {
-                    if let Some(next) = self.peek() {
-                        out.push(next);
-                        self.i += 1;
-                    }
-                }
-                _ => out.push(b),
-            }
-        }
-        out
+        postroom_core::header::read_comment(self.s, &mut self.i)
     }
 
     /// A quoted string starting at `"`; returns its content, unescaped.
     fn quoted(&mut self) -> Vec<u8> {
-        let mut out = Vec::new();
-        self.i += 1;
-        while let Some(b) = self.peek() {
-            self.i += 1;
-            match b {
-                b'"' => break,
-                b'\\' => {
-                    if let Some(next) = self.peek() {
-                        out.push(next);
-                        self.i += 1;
-                    }
-                }
-                _ => out.push(b),
-            }
-        }
-        out
+        postroom_core::header::read_quoted(self.s, &mut self.i)
     }
 
     /// A MIME token (8-bit bytes allowed, for the sloppy).
@@ -1146,74 +1027,6 @@ fn envelope_of(header: &[u8]) -> Envelope<'static> {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum Tok {
-    /// Atom (dots included) or quoted string.
-    Word(Vec<u8>),
-    DomainLiteral(Vec<u8>),
-    Comment(Vec<u8>),
-    Special(u8),
-}
-
-fn tokenize_addresses(v: &[u8]) -> Vec<Tok> {
-    let mut lx = Lexer::new(v);
-    let mut out = Vec::new();
-    while let Some(b) = lx.peek() {
-        match b {
-            b' ' | b'\t' | b'\r' | b'\n' => lx.i += 1,
-            b'(' => out.push(Tok::Comment(lx.comment())),
-            b'"' => out.push(Tok::Word(lx.quoted())),
-            b'[' => {
-                let start = lx.i;
-                lx.i += 1;
-                while let Some(c) = lx.peek() {
-                    lx.i += 1;
-                    match c {
-                        b']' => break,
-                        b'\\' => lx.i += 1,
-                        _ => {}
-                    }
-                }
-                let end = lx.i.min(v.len());
-                out.push(Tok::DomainLiteral(v[start..end].to_vec()));
-            }
-            b'<' | b'>' | b'@' | b',' | b';' | b':' => {
-                out.push(Tok::Special(b));
-                lx.i += 1;
-            }
-            _ => {
-                let start = lx.i;
-                while let Some(c) = lx.peek() {
-                    if matches!(
-                        c,
-                        b' ' | b'\t'
-                            | b'\r'
-                            | b'\n'
-                            | b'('
-                            | b'"'
-                            | b'['
-                            | b'<'
-                            | b'>'
-                            | b'@'
-                            | b','
-                            | b';'
-                            | b':'
-                    ) {
-                        break;
-                    }
-                    lx.i += 1;
-                }
-                out.push(Tok::Word(v[start..lx.i].to_vec()));
-            }
-        }
-    }
-    out
-}
-
-fn join(words: &[Vec<u8>], sep: &[u8]) -> Vec<u8> {
-    words.join(sep)
-}
-
 fn mailbox_address(
     name: Option<Vec<u8>>,
     route: Option<Vec<u8>>,
@@ -1257,144 +1070,19 @@ fn group_end() -> Address<'static> {
 }
 
 /// An RFC 5322 address list (obsolete syntax included) as ENVELOPE address
-/// structures, groups as RFC 3501 7.4.2 says.
+/// structures, groups as RFC 3501 7.4.2 says. The list is read by
+/// `postroom_core::header::address_list`, the parser the submission From:
+/// check uses.
 fn parse_addresses(v: &[u8]) -> Vec<Address<'static>> {
-    let toks = tokenize_addresses(v);
-    let mut out = Vec::new();
-    let mut i = 0;
-    let mut in_group = false;
-    while i < toks.len() {
-        // A phrase (or local part).
-        let mut words: Vec<Vec<u8>> = Vec::new();
-        let mut comment: Option<Vec<u8>> = None;
-        while let Some(tok) = toks.get(i) {
-            match tok {
-                Tok::Word(w) | Tok::DomainLiteral(w) => words.push(w.clone()),
-                Tok::Comment(c) => comment = Some(c.clone()),
-                Tok::Special(_) => break,
-            }
-            i += 1;
-        }
-        let nonempty_name = |words: &[Vec<u8>]| Some(join(words, b" ")).filter(|n| !n.is_empty());
-        match toks.get(i) {
-            None => {
-                if !words.is_empty() {
-                    out.push(mailbox_address(comment, None, join(&words, b""), Vec::new()));
-                }
-                break;
-            }
-            Some(Tok::Special(b':')) => {
-                i += 1;
-                if !in_group {
-                    out.push(group_start(&join(&words, b" ")));
-                    in_group = true;
-                }
-                continue;
-            }
-            Some(Tok::Special(b'<')) => {
-                i += 1;
-                // [route ":"] local "@" domain ">"
-                let mut route = None;
-                if toks.get(i) == Some(&Tok::Special(b'@')) {
-                    let mut r = Vec::new();
-                    let mut j = i;
-                    let mut closed = false;
-                    while let Some(tok) = toks.get(j) {
-                        match tok {
-                            Tok::Special(b':') => {
-                                closed = true;
-                                break;
-                            }
-                            Tok::Special(b'>') => break,
-                            Tok::Special(c) => r.push(*c),
-                            Tok::Word(w) | Tok::DomainLiteral(w) => r.extend_from_slice(w),
-                            Tok::Comment(_) => {}
-                        }
-                        j += 1;
-                    }
-                    if closed {
-                        route = Some(r);
-                        i = j + 1;
-                    }
-                }
-                let mut local = Vec::new();
-                let mut domain = Vec::new();
-                let mut in_domain = false;
-                while let Some(tok) = toks.get(i) {
-                    match tok {
-                        Tok::Special(b'>') => {
-                            i += 1;
-                            break;
-                        }
-                        Tok::Special(b'@') if !in_domain => in_domain = true,
-                        Tok::Special(b',' | b';') => break,
-                        Tok::Special(_) => {}
-                        Tok::Word(w) | Tok::DomainLiteral(w) => {
-                            if in_domain { &mut domain } else { &mut local }.extend_from_slice(w)
-                        }
-                        Tok::Comment(c) => comment = Some(c.clone()),
-                    }
-                    i += 1;
-                }
-                // Anything up to the next address.
-                while let Some(tok) = toks.get(i) {
-                    match tok {
-                        Tok::Special(b',' | b';') => break,
-                        Tok::Comment(c) => comment = Some(c.clone()),
-                        _ => {}
-                    }
-                    i += 1;
-                }
-                let name = nonempty_name(&words).or(comment);
-                out.push(mailbox_address(name, route, local, domain));
-            }
-            Some(Tok::Special(b'@')) => {
-                i += 1;
-                let mut domain = Vec::new();
-                while let Some(tok) = toks.get(i) {
-                    match tok {
-                        Tok::Special(b',' | b';') => break,
-                        Tok::Special(_) => {}
-                        Tok::Word(w) | Tok::DomainLiteral(w) => domain.extend_from_slice(w),
-                        Tok::Comment(c) => comment = Some(c.clone()),
-                    }
-                    i += 1;
-                }
-                out.push(mailbox_address(comment, None, join(&words, b""), domain));
-            }
-            Some(Tok::Special(b';')) => {
-                i += 1;
-                if !words.is_empty() {
-                    out.push(mailbox_address(comment, None, join(&words, b""), Vec::new()));
-                }
-                if in_group {
-                    out.push(group_end());
-                    in_group = false;
-                }
-                continue;
-            }
-            Some(Tok::Special(_)) => {
-                // ',' or a stray '>'.
-                i += 1;
-                if !words.is_empty() {
-                    out.push(mailbox_address(comment, None, join(&words, b""), Vec::new()));
-                }
-                continue;
-            }
-            Some(_) => {
-                i += 1;
-                continue;
-            }
-        }
-        // After a mailbox: the ',' (a ';' is left for the group end).
-        if toks.get(i) == Some(&Tok::Special(b',')) {
-            i += 1;
-        }
-    }
-    if in_group {
-        out.push(group_end());
-    }
-    out
+    use postroom_core::header::AddressItem;
+    postroom_core::header::address_list(v)
+        .into_iter()
+        .map(|item| match item {
+            AddressItem::Mailbox(m) => mailbox_address(m.name, m.route, m.local, m.domain),
+            AddressItem::GroupStart(name) => group_start(&name),
+            AddressItem::GroupEnd => group_end(),
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------

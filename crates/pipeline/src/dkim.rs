@@ -31,14 +31,12 @@ const SIGNED: [&str; 14] = [
 /// DKIM-Signature header lines for `message`, or nothing when its From:
 /// domain is not hosted here or has no keys.
 pub fn sign(directory: &Directory, message: &[u8]) -> Vec<u8> {
-    let Some(from) = mail_parser::MessageParser::default()
-        .parse_headers(message)
-        .and_then(|h| {
-            h.from()
-                .and_then(|f| f.first())
-                .and_then(|a| a.address())
-                .map(str::to_string)
-        })
+    // The From: the submission check verified and the ENVELOPE shows: the
+    // one header reader's (the check refuses a second From:).
+    let Some(from) = postroom_core::header::fields(message)
+        .find(|f| f.is("from"))
+        .and_then(|f| postroom_core::header::mailboxes(&f.unfolded()).into_iter().next())
+        .and_then(|m| m.addr_spec())
     else {
         return Vec::new();
     };

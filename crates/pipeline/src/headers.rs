@@ -79,25 +79,16 @@ pub struct TraceHeaders {
     pub delivered_to: Vec<String>,
 }
 
+/// Read with the one header reader (`postroom_core::header`), so that
+/// `Received :` counts as it does everywhere else.
 pub fn trace_headers(message: &[u8]) -> TraceHeaders {
     let mut t = TraceHeaders::default();
-    for line in message.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            break; // end of the header section
-        }
-        if line[0] == b' ' || line[0] == b'\t' {
-            continue; // folded continuation
-        }
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue;
-        };
-        let name = &line[..colon];
-        if name.eq_ignore_ascii_case(b"received") {
+    for field in postroom_core::header::fields(message) {
+        if field.is("received") {
             t.received += 1;
-        } else if name.eq_ignore_ascii_case(b"delivered-to") {
-            let value = String::from_utf8_lossy(&line[colon + 1..]).trim().to_lowercase();
-            t.delivered_to.push(value);
+        } else if field.is("delivered-to") {
+            t.delivered_to
+                .push(String::from_utf8_lossy(&field.unfolded()).to_lowercase());
         }
     }
     t
@@ -114,6 +105,10 @@ mod tests {
         let t = trace_headers(m);
         assert_eq!(t.received, 2);
         assert_eq!(t.delivered_to, ["kent@abc.com"]);
+        // White space before the colon (RFC 5322 4.5.1) is still the field.
+        let t = trace_headers(b"Received : a\r\nReceived\t: b\r\nDelivered-To :\r\n K@x\r\n\r\n");
+        assert_eq!(t.received, 2);
+        assert_eq!(t.delivered_to, ["k@x"]);
     }
 
     #[test]

@@ -242,11 +242,10 @@ impl MxPipeline {
         if submitted {
             // RFC 6409 8.3, 8.4: a submission server adds what is missing.
             let mut fixes = Vec::new();
-            let head = header_section(&body);
-            if !has_header(head, b"message-id") {
+            if !has_header(&body, "message-id") {
                 fixes.extend_from_slice(format!("Message-ID: <{queue_id}@{}>\r\n", self.hostname).as_bytes());
             }
-            if !has_header(head, b"date") {
+            if !has_header(&body, "date") {
                 fixes.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
             }
             if !fixes.is_empty() {
@@ -423,17 +422,10 @@ impl MxPipeline {
     }
 }
 
-fn header_section(message: &[u8]) -> &[u8] {
-    match memchr::memmem::find(message, b"\r\n\r\n") {
-        Some(i) => &message[..i + 2],
-        None => message,
-    }
-}
-
-fn has_header(head: &[u8], name: &[u8]) -> bool {
-    head.split(|&b| b == b'\n').any(|line| {
-        line.len() > name.len() && line[..name.len()].eq_ignore_ascii_case(name) && line[name.len()] == b':'
-    })
+/// Whether the message has a field called `name` (the one header reader:
+/// `Date :` counts as a Date, as everywhere else).
+fn has_header(message: &[u8], name: &str) -> bool {
+    postroom_core::header::count(message, name) > 0
 }
 
 impl MxPipeline {
@@ -579,7 +571,10 @@ impl MxPipeline {
     }
 
     /// RFC 6409 8.1-style check: every address in From: (and Sender:) must
-    /// be one the user may send as.
+    /// be one the user may send as. The fields are found by the one header
+    /// reader (`postroom_core::header`) and their addresses read by its
+    /// address-list parser, both of which the IMAP ENVELOPE uses too, so the
+    /// address checked here is the one a recipient's client is shown.
     fn check_header_senders(&self, user: &str, body: &[u8]) -> Result<(), Reply> {
         let Some(account) = self.account_of(user) else {
             return Err(Reply::new(
@@ -588,27 +583,50 @@ impl MxPipeline {
                 "Sender address not owned by the authenticated user",
             ));
         };
-        let Some(parsed) = mail_parser::MessageParser::default().parse_headers(body) else {
-            return Ok(());
-        };
         let mut addresses = Vec::new();
-        for header in [parsed.from(), parsed.sender()].into_iter().flatten() {
-            for a in header.iter() {
-                if let Some(addr) = a.address() {
-                    addresses.push(addr.to_string());
+        for name in ["From", "Sender"] {
+            let found: Vec<_> = postroom_core::header::fields(body)
+                .filter(|f| f.is(name))
+                .collect();
+            // RFC 5322 3.6: exactly one From: and at most one Sender:. With
+            // two, this check and the recipient's client could each read a
+            // different one (issue #8: `From: bob` then `From: alice`).
+            // No From: at all is let through as before (RFC 6409 8 lets
+            // the MSA leave it; nobody is named).
+            if found.len() > 1 {
+                return Err(Reply::new(
+                    550,
+                    "5.7.1",
+                    format!("Message refused: more than one {name}: header field (RFC 5322 3.6)"),
+                ));
+            }
+            for field in found {
+                for m in postroom_core::header::mailboxes(&field.unfolded()) {
+                    // Echoed in the reply: printable only, and short (the
+                    // longest address is 254 octets, RFC 5321 4.5.3.1.3).
+                    let shown: String = format!(
+                        "{}@{}",
+                        String::from_utf8_lossy(&m.local),
+                        String::from_utf8_lossy(&m.domain)
+                    )
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(254)
+                    .collect();
+                    addresses.push((m.addr_spec(), shown));
                 }
             }
         }
-        for a in addresses {
-            let owned = Address::parse(&a, true)
-                .ok()
+        for (spec, shown) in addresses {
+            let owned = spec
+                .and_then(|a| Address::parse(&a, true).ok())
                 .map(|parsed| self.directory.may_send_as(account, &parsed).unwrap_or(false))
                 .unwrap_or(false);
             if !owned {
                 return Err(Reply::new(
                     550,
                     "5.7.1",
-                    format!("From: <{a}> is not an address of the authenticated user"),
+                    format!("From: <{shown}> is not an address of the authenticated user"),
                 ));
             }
         }

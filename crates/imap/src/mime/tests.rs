@@ -296,6 +296,19 @@ fn envelope_first_occurrence_wins() {
     );
 }
 
+/// The ENVELOPE's From is the field the submission check reads
+/// (`postroom_core::header`): `From :` is a From field (RFC 5322 4.5.1),
+/// and a quoted local part is the mailbox, not a display name.
+#[test]
+fn envelope_from_is_the_one_header_readers() {
+    let m = crlf("From : \"alice\"@probe.test\nFrom: bob@probe.test\n\nx\n");
+    assert!(
+        env(&m).starts_with(r#"(NIL NIL ((NIL NIL "alice" "probe.test")) "#),
+        "{}",
+        env(&m)
+    );
+}
+
 // ---------------------------------------------------------------------------
 // BODYSTRUCTURE
 // ---------------------------------------------------------------------------

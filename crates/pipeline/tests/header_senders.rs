@@ -8,8 +8,8 @@ use std::sync::Arc;
 use postroom_core::Address;
 use postroom_directory::{Directory, Route};
 use postroom_pipeline::policy::AcceptedRcpt;
-use postroom_pipeline::{MxPipeline, NoFilter, RelayPolicy};
-use postroom_smtp::service::{PeerContext, SmtpHandler};
+use postroom_pipeline::{MemoryBudget, MxPipeline, NoFilter, RelayPolicy};
+use postroom_smtp::service::{BodySpool, PeerContext, SmtpHandler};
 use postroom_smtp::{BodyType, DeliveryOutcome, Envelope, RcptTarget};
 use postroom_store::Store;
 
@@ -41,6 +41,7 @@ fn setup() -> Setup {
         directory: Directory::new(store.db.clone(), None),
         store,
         filter: Arc::new(NoFilter),
+        memory: MemoryBudget::new(1 << 30),
     });
     Setup {
         _dir: dir,
@@ -76,7 +77,7 @@ async fn submit(s: &Setup, header: &str) -> DeliveryOutcome {
         smtputf8: false,
         chunking: false,
         has_8bit: false,
-        body,
+        size: body.len() as u64,
         bare_line_ends: 0,
         auth: Some("alice@probe.test".into()),
     };
@@ -87,7 +88,10 @@ async fn submit(s: &Setup, header: &str) -> DeliveryOutcome {
         declared_size: None,
         auth: Some("alice@probe.test".into()),
     };
-    s.pipeline.deliver(&peer, env).await
+    // The body arrives as the SMTP glue writes it: into the spool.
+    let mut spool = s.pipeline.open_spool().unwrap();
+    spool.write(&body).unwrap();
+    s.pipeline.deliver(&peer, env, spool).await
 }
 
 fn refused(outcome: &DeliveryOutcome) -> Option<String> {

@@ -274,3 +274,11 @@ class Raw:
     def close(self):
         self.sock.close()
 
+
+def rss_kib(pid):
+    """The resident memory of process `pid`, in KiB (VmRSS)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")

@@ -6,15 +6,9 @@ import os
 import socket
 import time
 
+from conftest import rss_kib
 from test_imap import deliver, imaps
 
-
-def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def unread_octets(port):
@@ -60,7 +54,7 @@ def test_unauthenticated_literals_and_long_lines_are_not_buffered(server):
     warm = connect(server)
     warm.sendall(b"a0 NOOP\r\n")
     read_until(warm, b"a0 ")
-    idle = rss_kb(pid)
+    idle = rss_kib(pid)
     chunk = b"x" * (3 * 1024 * 1024)
     # 50 connections in all (the per-client limit): the first one also
     # served to measure the idle level.
@@ -87,7 +81,7 @@ def test_unauthenticated_literals_and_long_lines_are_not_buffered(server):
         while unread_octets(server.imap_port) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert unread_octets(server.imap_port) == 0
-        grown = (rss_kb(pid) - idle) / 1024
+        grown = (rss_kib(pid) - idle) / 1024
         assert grown < 100, f"RSS grew by {grown:.0f} MB"
     finally:
         for s in conns:
@@ -194,7 +188,7 @@ def test_append_literals_after_login_are_not_buffered(server_factory):
     server = server_factory(extra_toml='\n[auth]\nplaintext_networks = ["127.0.0.1"]\n').start()
     pid = server.proc.pid
     first = logged_in(server)
-    idle = rss_kb(pid)
+    idle = rss_kib(pid)
     chunk = b"y" * (4 * 1024 * 1024)
     conns = [first]
     try:
@@ -214,7 +208,7 @@ def test_append_literals_after_login_are_not_buffered(server_factory):
         while unread_octets(server.imap_port) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert unread_octets(server.imap_port) == 0
-        grown = (rss_kb(pid) - idle) / 1024
+        grown = (rss_kib(pid) - idle) / 1024
         assert grown < 80, f"RSS grew by {grown:.0f} MB"
     finally:
         for s in conns:

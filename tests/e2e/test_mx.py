@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import HOSTNAME, Raw
+from conftest import HOSTNAME, Raw, rss_kib
 
 
 def swaks(port, *args):
@@ -455,13 +455,6 @@ def test_quota_at_rcpt(server_factory):
         code, msg = s.rcpt("small@esoomllub.com")
         assert (code, msg[:5]) == (552, b"5.2.2")
 
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def spool_files(server):

@@ -58,10 +58,9 @@ fn trim_wsp(v: &[u8]) -> &[u8] {
 
 /// Index after the LF ending the line that starts at `pos` (or the end).
 fn line_end(raw: &[u8], pos: usize) -> usize {
-    match raw
-        .get(pos..)
-        .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
-    {
+    // memchr: FETCH of header fields and SEARCH on headers scan every
+    // message's header, line by line.
+    match raw.get(pos..).and_then(|rest| memchr::memchr(b'\n', rest)) {
         Some(i) => pos + i + 1,
         None => raw.len(),
     }
@@ -133,7 +132,7 @@ impl<'a> Iterator for Fields<'a> {
             self.pos = header.len();
             return None;
         }
-        let colon = first.iter().position(|&b| b == b':').map(|i| start + i);
+        let colon = memchr::memchr(b':', first).map(|i| start + i);
         // Continuation lines (starting with white space) belong to this field.
         while end < header.len() && is_wsp(header[end]) {
             end = line_end(header, end);

@@ -46,7 +46,8 @@ impl Field<'_> {
     }
 }
 
-fn is_wsp(b: u8) -> bool {
+/// Space or tab (RFC 5322 WSP).
+pub fn is_wsp(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
 
@@ -57,7 +58,7 @@ fn trim_wsp(v: &[u8]) -> &[u8] {
 }
 
 /// Index after the LF ending the line that starts at `pos` (or the end).
-fn line_end(raw: &[u8], pos: usize) -> usize {
+pub fn line_end(raw: &[u8], pos: usize) -> usize {
     // memchr: FETCH of header fields and SEARCH on headers scan every
     // message's header, line by line.
     match raw.get(pos..).and_then(|rest| memchr::memchr(b'\n', rest)) {
@@ -66,11 +67,13 @@ fn line_end(raw: &[u8], pos: usize) -> usize {
     }
 }
 
-fn is_blank_line(line: &[u8]) -> bool {
+/// An empty line: CRLF or a bare LF.
+pub fn is_blank_line(line: &[u8]) -> bool {
     line == b"\r\n" || line == b"\n"
 }
 
-fn strip_eol(line: &[u8]) -> &[u8] {
+/// Without a final LF or CRLF.
+pub fn strip_eol(line: &[u8]) -> &[u8] {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     line.strip_suffix(b"\r").unwrap_or(line)
 }

@@ -213,29 +213,7 @@ pub fn sent_day(raw: &[u8]) -> Option<i64> {
 
 // The fields come from the one header reader, `postroom_core::header`, so
 // the ENVELOPE's From is the field the submission check verified.
-use postroom_core::header::{header_end, Field};
-
-/// Index after the LF ending the line that starts at `pos` (or the end).
-fn line_end(raw: &[u8], pos: usize) -> usize {
-    match raw.get(pos..).and_then(|rest| memchr::memchr(b'\n', rest)) {
-        Some(i) => pos + i + 1,
-        None => raw.len(),
-    }
-}
-
-fn is_blank_line(line: &[u8]) -> bool {
-    line == b"\r\n" || line == b"\n"
-}
-
-fn is_wsp(b: u8) -> bool {
-    b == b' ' || b == b'\t'
-}
-
-/// Without a final LF or CRLF.
-fn strip_eol(line: &[u8]) -> &[u8] {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    line.strip_suffix(b"\r").unwrap_or(line)
-}
+use postroom_core::header::{header_end, is_blank_line, is_wsp, line_end, strip_eol, Field};
 
 /// The fields of a header section (which may end with its blank line).
 fn fields(header: &[u8]) -> Vec<Field<'_>> {

@@ -1,0 +1,439 @@
+//! SELECT/EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE, LIST/LSUB, STATUS.
+
+use std::fmt::Write as _;
+
+use imap_codec::imap_types::command::SelectParameter;
+use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
+use imap_codec::imap_types::status::StatusDataItemName;
+
+use super::{decode_name, Session, State};
+use crate::extensions::Extras;
+use crate::format::{mailbox as write_mailbox, uid_set, Lossless};
+use crate::selected::Selected;
+use crate::sequence::modseq_arg;
+
+impl Session {
+    pub(super) fn select(
+        &mut self,
+        tag: &str,
+        mailbox: &Mailbox<'_>,
+        read_only: bool,
+        params: Vec<SelectParameter>,
+    ) {
+        // Selecting a mailbox closes the one selected (without expunge).
+        self.state = State::Authenticated;
+        let name = self.mailbox_name(mailbox);
+        let Some(f) = self.folder(&name) else {
+            self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox");
+            return;
+        };
+        let mut condstore = self.condstore;
+        let mut qresync_from = None;
+        for p in params {
+            match p {
+                SelectParameter::CondStore => condstore = true,
+                SelectParameter::QResync {
+                    uid_validity,
+                    mod_sequence_value,
+                    ..
+                } => {
+                    if !self.qresync {
+                        self.bad(tag, "ENABLE QRESYNC first");
+                        return;
+                    }
+                    condstore = true;
+                    if i64::from(uid_validity.get()) == f.uidvalidity {
+                        qresync_from = Some(modseq_arg(mod_sequence_value.get()));
+                    }
+                }
+            }
+        }
+        // Claiming \Recent changes state: EXAMINE must not (RFC 3501 6.3.2).
+        let recent_above = if read_only {
+            i64::MAX
+        } else {
+            self.store.db.claim_recent(f.id).unwrap_or(i64::MAX)
+        };
+        // The message list from the server-wide cache: no message rows are
+        // read when the folder has not changed since it was last built.
+        let snap = match self
+            .store
+            .folder_snapshot(f.id, Some((f.highestmodseq, f.uidnext)))
+        {
+            Ok(Some(snap)) => snap,
+            Ok(None) => {
+                self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox");
+                return;
+            }
+            Err(_) => {
+                self.tagged(tag, "NO", "[UNAVAILABLE] Mailbox unavailable");
+                return;
+            }
+        };
+        let mut sel = Selected::new(f.name.clone(), read_only, &snap, recent_above, !self.rev2);
+        sel.condstore = condstore;
+        sel.qresync = self.qresync;
+        self.condstore |= condstore;
+        let mut out = Vec::new();
+        let w = &mut Lossless(&mut out);
+        let _ = write!(w, "* {} EXISTS\r\n", sel.msgs().len());
+        if !self.rev2 {
+            let _ = write!(w, "* {} RECENT\r\n", sel.recent_count());
+            if let Some(i) = sel.msgs().iter().position(|m| m.flags & crate::format::SEEN == 0) {
+                let _ = write!(w, "* OK [UNSEEN {}] First unseen\r\n", i + 1);
+            }
+        }
+        let _ = write!(w, "* OK [UIDVALIDITY {}] UIDs valid\r\n", sel.uidvalidity);
+        let _ = write!(w, "* OK [UIDNEXT {}] Predicted next UID\r\n", sel.uidnext);
+        sel.announce_flags(w.0);
+        if condstore {
+            let _ = write!(w, "* OK [HIGHESTMODSEQ {}] Highest\r\n", sel.highestmodseq);
+        }
+        if self.rev2 {
+            out.extend_from_slice(b"* LIST () \"/\" ");
+            write_mailbox(&mut out, &f.name, self.utf8 || self.rev2);
+            out.extend_from_slice(b"\r\n");
+        }
+        if let Some(since) = qresync_from {
+            if let Ok(vanished) = self.store.db.expunged_since(f.id, since) {
+                if !vanished.is_empty() {
+                    let _ = write!(
+                        Lossless(&mut out),
+                        "* VANISHED (EARLIER) {}\r\n",
+                        uid_set(&vanished)
+                    );
+                }
+            }
+            for (i, m) in sel.msgs().iter().enumerate() {
+                if m.modseq > since {
+                    out.extend_from_slice(sel.flags_response(i + 1, m, true).as_bytes());
+                }
+            }
+        }
+        let code = if read_only { "[READ-ONLY]" } else { "[READ-WRITE]" };
+        let _ = write!(
+            Lossless(&mut out),
+            "{tag} OK {code} {} completed\r\n",
+            if read_only { "EXAMINE" } else { "SELECT" }
+        );
+        self.send(out);
+        self.state = State::Selected(Box::new(sel));
+    }
+
+    pub(super) fn valid_new_name(name: &str) -> bool {
+        !name.is_empty()
+            && !name.eq_ignore_ascii_case("INBOX")
+            && !name.starts_with('/')
+            && !name.ends_with('/')
+            && !name.contains("//")
+            // RFC 3501 5.1.3 / RFC 9051 5.1: no `.` or `..` hierarchy
+            // level (a client or a backup tool may take them for paths).
+            && name.split('/').all(|level| !level.is_empty() && level != "." && level != "..")
+            && !name.chars().any(|c| c.is_control() || c == '*' || c == '%')
+            && name.len() <= 512
+    }
+
+    pub(super) fn create(&mut self, tag: &str, mailbox: &Mailbox<'_>) {
+        let Some(name) = self.new_mailbox_name(mailbox) else {
+            self.tagged(tag, "NO", "[CANNOT] Invalid mailbox name");
+            return;
+        };
+        if self.folder(&name).is_some() {
+            self.tagged(tag, "NO", "[ALREADYEXISTS] Mailbox exists");
+            return;
+        }
+        // RFC 9051 6.3.4: create missing superiors.
+        let parts: Vec<&str> = name.split('/').collect();
+        for i in 1..parts.len() {
+            let parent = parts[..i].join("/");
+            if self.folder(&parent).is_none() {
+                let _ = self.store.db.create_folder(self.account_id(), &parent, None);
+            }
+        }
+        match self.store.db.create_folder(self.account_id(), &name, None) {
+            Ok(_) => self.tagged(tag, "OK", "CREATE completed"),
+            Err(e) => self.store_failed(tag, "CREATE", &e),
+        }
+    }
+
+    pub(super) fn delete(&mut self, tag: &str, mailbox: &Mailbox<'_>) {
+        let name = self.mailbox_name(mailbox);
+        if name == "INBOX" {
+            self.tagged(tag, "NO", "[CANNOT] INBOX cannot be deleted");
+            return;
+        }
+        let Some(f) = self.folder(&name) else {
+            self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox");
+            return;
+        };
+        let has_children = self
+            .store
+            .db
+            .folder_list(self.account_id())
+            .unwrap_or_default()
+            .iter()
+            .any(|(n, _, _)| n.starts_with(&format!("{name}/")));
+        if has_children {
+            // RFC 9051 6.3.5: a mailbox with inferiors is not removed here.
+            // RFC 9051 6.3.4 and 7.1: refusing is allowed, with HASCHILDREN.
+            self.tagged(tag, "NO", "[HASCHILDREN] Mailbox has children; delete them first");
+            return;
+        }
+        if matches!(&self.state, State::Selected(s) if s.folder_id == f.id) {
+            self.state = State::Authenticated;
+        }
+        match self.store.delete_folder(&f) {
+            Ok(()) => self.tagged(tag, "OK", "DELETE completed"),
+            Err(_) => self.tagged(tag, "NO", "[SERVERBUG] DELETE failed"),
+        }
+    }
+
+    pub(super) fn rename(&mut self, tag: &str, from: &Mailbox<'_>, to: &Mailbox<'_>) {
+        let from = self.mailbox_name(from);
+        let Some(to) = self.new_mailbox_name(to) else {
+            self.tagged(tag, "NO", "[CANNOT] Invalid mailbox name");
+            return;
+        };
+        if self.folder(&to).is_some() {
+            self.tagged(tag, "NO", "[ALREADYEXISTS] Target exists");
+            return;
+        }
+        let Some(src) = self.folder(&from) else {
+            self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox");
+            return;
+        };
+        if from == "INBOX" {
+            // RFC 9051 6.3.6: renaming INBOX moves its messages to the new
+            // name and leaves INBOX empty.
+            let result = self
+                .store
+                .db
+                .create_folder(self.account_id(), &to, None)
+                .and_then(|dst| {
+                    let uids: Vec<i64> = self
+                        .store
+                        .db
+                        .message_meta(src.id)?
+                        .into_iter()
+                        .map(|m| m.uid)
+                        .collect();
+                    self.store.db.copy_messages(src.id, &uids, dst.id)?;
+                    self.store.expunge(src.id, &uids)
+                });
+            match result {
+                Ok(_) => self.tagged(tag, "OK", "RENAME completed"),
+                Err(e) => self.store_failed(tag, "RENAME", &e),
+            }
+            return;
+        }
+        match self.store.db.rename_folder(self.account_id(), &from, &to) {
+            Ok(()) => self.tagged(tag, "OK", "RENAME completed"),
+            Err(_) => self.tagged(tag, "NO", "[CANNOT] RENAME failed"),
+        }
+    }
+
+    pub(super) fn subscribe(&mut self, tag: &str, mailbox: &Mailbox<'_>, on: bool) {
+        let name = self.mailbox_name(mailbox);
+        match self.store.db.set_subscribed(self.account_id(), &name, on) {
+            Ok(true) => self.tagged(tag, "OK", "Completed"),
+            Ok(false) if !on => self.tagged(tag, "OK", "Completed"),
+            _ => self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox"),
+        }
+    }
+
+    pub(super) fn list(
+        &mut self,
+        tag: &str,
+        reference: &Mailbox<'_>,
+        pattern: &ListMailbox<'_>,
+        lsub: bool,
+        extras: &Extras,
+    ) {
+        let select_subscribed = extras.list_select.iter().any(|o| o == "SUBSCRIBED");
+        let select_special = extras.list_select.iter().any(|o| o == "SPECIAL-USE");
+        let return_subscribed = select_subscribed || extras.list_return.iter().any(|o| o == "SUBSCRIBED");
+        let utf8 = self.utf8 || self.rev2;
+        let reference = self.mailbox_name(reference);
+        let pattern: &[u8] = match pattern {
+            ListMailbox::Token(t) => t.as_ref(),
+            ListMailbox::String(s) => s.as_ref(),
+        };
+        let pattern =
+            decode_name(pattern, utf8).unwrap_or_else(|| String::from_utf8_lossy(pattern).into_owned());
+        let verb = if lsub { "LSUB" } else { "LIST" };
+        let mut out = Vec::new();
+        if pattern.is_empty() && !lsub {
+            // RFC 9051 6.3.9: the delimiter and root.
+            out.extend_from_slice(b"* LIST (\\Noselect) \"/\" \"\"\r\n");
+            let _ = write!(Lossless(&mut out), "{tag} OK LIST completed\r\n");
+            self.send(out);
+            return;
+        }
+        let full = format!("{reference}{pattern}");
+        let folders = self.store.db.folder_list(self.account_id()).unwrap_or_default();
+        let mut status_for = Vec::new();
+        for (name, special, subscribed) in &folders {
+            if (lsub || select_subscribed) && !subscribed {
+                continue;
+            }
+            if select_special && special.is_none() {
+                continue;
+            }
+            let matched = if name == "INBOX" {
+                wildmatch(&full.to_uppercase(), "INBOX")
+            } else {
+                wildmatch(&full, name)
+            };
+            if !matched {
+                continue;
+            }
+            let has_children = folders.iter().any(|(n, _, _)| n.starts_with(&format!("{name}/")));
+            let mut attrs = vec![if has_children {
+                "\\HasChildren"
+            } else {
+                "\\HasNoChildren"
+            }];
+            if let Some(s) = special {
+                if !lsub {
+                    attrs.push(s.as_str());
+                }
+            }
+            if *subscribed && !lsub && (self.rev2 || return_subscribed) {
+                attrs.push("\\Subscribed");
+            }
+            let _ = write!(Lossless(&mut out), "* {verb} ({}) \"/\" ", attrs.join(" "));
+            write_mailbox(&mut out, name, self.utf8 || self.rev2);
+            out.extend_from_slice(b"\r\n");
+            status_for.push(name.clone());
+        }
+        // LIST-STATUS (RFC 5819): a STATUS response after each mailbox.
+        if let Some(items) = &extras.list_status {
+            for name in status_for {
+                if let Some(line) = self.status_line(&name, items) {
+                    out.extend_from_slice(&line);
+                }
+            }
+        }
+        let _ = write!(Lossless(&mut out), "{tag} OK {verb} completed\r\n");
+        self.send(out);
+    }
+
+    pub(super) fn status(&mut self, tag: &str, mailbox: &Mailbox<'_>, items: &[StatusDataItemName]) {
+        let name = self.mailbox_name(mailbox);
+        let names: Vec<String> = items
+            .iter()
+            .map(|i| {
+                match i {
+                    StatusDataItemName::Messages => "MESSAGES",
+                    StatusDataItemName::Recent => "RECENT",
+                    StatusDataItemName::UidNext => "UIDNEXT",
+                    StatusDataItemName::UidValidity => "UIDVALIDITY",
+                    StatusDataItemName::Unseen => "UNSEEN",
+                    StatusDataItemName::Deleted => "DELETED",
+                    StatusDataItemName::Size => "SIZE",
+                    StatusDataItemName::HighestModSeq => "HIGHESTMODSEQ",
+                    StatusDataItemName::DeletedStorage => "DELETED-STORAGE",
+                }
+                .to_string()
+            })
+            .collect();
+        match self.status_line(&name, &names) {
+            Some(mut line) => {
+                let _ = write!(Lossless(&mut line), "{tag} OK STATUS completed\r\n");
+                self.send(line);
+            }
+            None => self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox"),
+        }
+    }
+
+    /// `* STATUS name (ITEM value ...)` for the named items.
+    pub(super) fn status_line(&self, name: &str, items: &[String]) -> Option<Vec<u8>> {
+        let f = self.folder(name)?;
+        let snap = self
+            .store
+            .folder_snapshot(f.id, Some((f.highestmodseq, f.uidnext)))
+            .ok()
+            .flatten();
+        let metas: &[postroom_store::folders::MessageMeta] = snap.as_ref().map_or(&[], |s| &s.msgs[..]);
+        let recent_mark = self
+            .store
+            .db
+            .read(|c| {
+                Ok(
+                    c.query_row("SELECT recent_uid FROM folders WHERE id = ?1", [f.id], |r| {
+                        r.get::<_, i64>(0)
+                    })?,
+                )
+            })
+            .unwrap_or(0);
+        let count = |pred: &dyn Fn(&postroom_store::folders::MessageMeta) -> bool| {
+            metas.iter().filter(|m| pred(m)).count()
+        };
+        let mut parts = Vec::new();
+        for item in items {
+            let v = match item.as_str() {
+                "MESSAGES" => metas.len().to_string(),
+                "RECENT" => count(&|m| m.uid > recent_mark).to_string(),
+                "UIDNEXT" => f.uidnext.to_string(),
+                "UIDVALIDITY" => f.uidvalidity.to_string(),
+                "UNSEEN" => count(&|m| m.flags & crate::format::SEEN == 0).to_string(),
+                "DELETED" => count(&|m| m.flags & crate::format::DELETED != 0).to_string(),
+                "SIZE" => metas.iter().map(|m| m.size).sum::<i64>().to_string(),
+                "HIGHESTMODSEQ" => f.highestmodseq.to_string(),
+                "DELETED-STORAGE" => metas
+                    .iter()
+                    .filter(|m| m.flags & crate::format::DELETED != 0)
+                    .map(|m| m.size)
+                    .sum::<i64>()
+                    .to_string(),
+                _ => continue,
+            };
+            parts.push(format!("{item} {v}"));
+        }
+        let mut out = b"* STATUS ".to_vec();
+        write_mailbox(&mut out, &f.name, self.utf8 || self.rev2);
+        let _ = write!(Lossless(&mut out), " ({})\r\n", parts.join(" "));
+        Some(out)
+    }
+}
+
+/// LIST wildcards (RFC 9051 6.3.9): `*` matches anything, `%` anything but
+/// the hierarchy delimiter. Dynamic programming over (pattern, name)
+/// positions: linear in their product, whatever the pattern (backtracking
+/// was exponential in the number of wildcards).
+pub fn wildmatch(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    // reach[j]: the first i pattern chars can match the first j name chars.
+    let mut reach = vec![false; n.len() + 1];
+    reach[0] = true;
+    for &c in &p {
+        let mut next = vec![false; n.len() + 1];
+        match c {
+            '*' => {
+                let mut any = false;
+                for j in 0..=n.len() {
+                    any |= reach[j];
+                    next[j] = any;
+                }
+            }
+            '%' => {
+                let mut any = false;
+                for j in 0..=n.len() {
+                    if j > 0 && n[j - 1] == '/' {
+                        any = false;
+                    }
+                    any |= reach[j];
+                    next[j] = any;
+                }
+            }
+            c => {
+                for j in 1..=n.len() {
+                    next[j] = reach[j - 1] && n[j - 1] == c;
+                }
+            }
+        }
+        reach = next;
+    }
+    reach[n.len()]
+}

@@ -1,0 +1,390 @@
+//! The selected state's message commands: FETCH, STORE, SEARCH, COPY,
+//! MOVE, EXPUNGE.
+
+use std::fmt::Write as _;
+
+use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
+use imap_codec::imap_types::mailbox::Mailbox;
+use postroom_store::folders::FlagOp;
+
+use super::{flag_bits, Session, State};
+use crate::fetch;
+use crate::format::{flag_list, uid_list, uid_set, Lossless};
+use crate::search;
+use crate::selected::Selected;
+use crate::sequence::{modseq_arg, resolve_seq, resolve_uid};
+
+impl Session {
+    pub(super) fn expunge(&mut self, tag: &str, uids: Option<imap_codec::imap_types::sequence::SequenceSet>) {
+        let mut out = Vec::new();
+        let State::Selected(sel) = &mut self.state else {
+            return;
+        };
+        if sel.read_only {
+            self.tagged(tag, "NO", "[READ-ONLY] Mailbox is read-only");
+            return;
+        }
+        let mut deleted = deleted_uids(sel);
+        if let Some(set) = uids {
+            let allowed = resolve_uid(&set, sel);
+            deleted.retain(|u| allowed.contains(u));
+        }
+        if let Err(e) = self.store.expunge(sel.folder_id, &deleted) {
+            tracing::error!(error = %e, "EXPUNGE failed");
+            self.tagged(tag, "NO", "[SERVERBUG] EXPUNGE failed");
+            return;
+        }
+        sel.remove(&deleted, &mut out);
+        self.refresh(true, &mut out);
+        let hms = match &self.state {
+            State::Selected(s) if s.condstore => format!("[HIGHESTMODSEQ {}] ", s.highestmodseq),
+            _ => String::new(),
+        };
+        let _ = write!(Lossless(&mut out), "{tag} OK {hms}EXPUNGE completed\r\n");
+        self.send(out);
+    }
+
+    pub(super) fn search(
+        &mut self,
+        tag: &str,
+        criteria: &[imap_codec::imap_types::search::SearchKey<'_>],
+        uid: bool,
+        return_opts: Option<&[String]>,
+    ) {
+        let mut out = Vec::new();
+        self.refresh(uid, &mut out);
+        let State::Selected(sel) = &self.state else {
+            return;
+        };
+        let store = self.store.clone();
+        let folder_id = sel.folder_id;
+        let content = criteria.iter().any(search::needs_content);
+        let body = criteria.iter().any(search::needs_body);
+        // Header keys only: every message's header block at once, mostly
+        // from the server-wide cache, instead of each whole message.
+        let heads: Vec<Option<std::sync::Arc<[u8]>>> = if content && !body {
+            let uids: Vec<i64> = sel.msgs().iter().map(|m| m.uid).collect();
+            store.header_blocks(folder_id, &uids).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let msgs = sel.msgs();
+        let load = |i: usize| -> Option<std::sync::Arc<[u8]>> {
+            if !body {
+                return heads.get(i).cloned().flatten();
+            }
+            let row = store.db.message(folder_id, msgs.get(i)?.uid).ok()??;
+            store.message_bytes(&row).ok().map(Into::into)
+        };
+        let mut hits = Vec::new();
+        let mut max_modseq = 0;
+        let uses_modseq = criteria.iter().any(has_modseq);
+        for i in 0..sel.msgs().len() {
+            let mut raw = None;
+            if criteria
+                .iter()
+                .all(|k| search::matches(k, sel, i, &load, &mut raw))
+            {
+                let m = &sel.msgs()[i];
+                max_modseq = max_modseq.max(m.modseq);
+                hits.push(if uid { m.uid } else { i as i64 + 1 });
+            }
+        }
+        let w = &mut Lossless(&mut out);
+        if self.rev2 || return_opts.is_some() {
+            // RFC 4731 / RFC 9051 7.3.4: ESEARCH, with the asked-for parts
+            // (RETURN () means ALL).
+            let opts = return_opts.unwrap_or(&[]);
+            let want = |o: &str| opts.iter().any(|x| x == o) || (opts.is_empty() && o == "ALL");
+            let _ = write!(w, "* ESEARCH (TAG \"{tag}\")");
+            if uid {
+                let _ = write!(w, " UID");
+            }
+            if let (true, Some(min)) = (want("MIN"), hits.iter().min()) {
+                let _ = write!(w, " MIN {min}");
+            }
+            if let (true, Some(max)) = (want("MAX"), hits.iter().max()) {
+                let _ = write!(w, " MAX {max}");
+            }
+            if want("COUNT") {
+                let _ = write!(w, " COUNT {}", hits.len());
+            }
+            if want("ALL") && !hits.is_empty() {
+                let _ = write!(w, " ALL {}", uid_set(&hits));
+            }
+            if uses_modseq && !hits.is_empty() {
+                let _ = write!(w, " MODSEQ {max_modseq}");
+            }
+            let _ = write!(w, "\r\n");
+        } else {
+            let _ = write!(w, "* SEARCH");
+            for h in &hits {
+                let _ = write!(w, " {h}");
+            }
+            if uses_modseq && !hits.is_empty() {
+                let _ = write!(w, " (MODSEQ {max_modseq})");
+            }
+            let _ = write!(w, "\r\n");
+        }
+        let _ = write!(w, "{tag} OK SEARCH completed\r\n");
+        self.send(out);
+    }
+
+    pub(super) fn targets(
+        &mut self,
+        tag: &str,
+        set: &imap_codec::imap_types::sequence::SequenceSet,
+        uid: bool,
+    ) -> Option<Vec<usize>> {
+        let State::Selected(sel) = &self.state else {
+            return None;
+        };
+        if uid {
+            Some(crate::sequence::resolve_uid_indices(set, sel))
+        } else {
+            match resolve_seq(set, sel.msgs().len()) {
+                Some(v) => Some(v),
+                None => {
+                    self.bad(tag, "Invalid message sequence number");
+                    None
+                }
+            }
+        }
+    }
+
+    pub(super) fn fetch(
+        &mut self,
+        tag: &str,
+        set: &imap_codec::imap_types::sequence::SequenceSet,
+        items: imap_codec::imap_types::fetch::MacroOrMessageDataItemNames<'_>,
+        uid: bool,
+        modifiers: &[imap_codec::imap_types::command::FetchModifier],
+    ) {
+        let mut out = Vec::new();
+        self.refresh(uid, &mut out);
+        let Some(targets) = self.targets(tag, set, uid) else {
+            return;
+        };
+        let changed_since = modifiers.iter().find_map(|m| match m {
+            imap_codec::imap_types::command::FetchModifier::ChangedSince(v) => Some(modseq_arg(v.get())),
+            _ => None,
+        });
+        let State::Selected(sel) = &mut self.state else {
+            return;
+        };
+        if changed_since.is_some() {
+            sel.condstore = true;
+            self.condstore = true;
+        }
+        let mut ctx = fetch::FetchContext {
+            store: &self.store,
+            utf8: self.utf8 || self.rev2,
+            rev2: self.rev2,
+        };
+        match fetch::run(&mut ctx, sel, &targets, items, uid, changed_since, &mut out) {
+            Ok(()) => {
+                let _ = write!(Lossless(&mut out), "{tag} OK FETCH completed\r\n");
+            }
+            Err(fetch::FetchError::UnknownCte) => {
+                let _ = write!(
+                    Lossless(&mut out),
+                    "{tag} NO [UNKNOWN-CTE] Unknown Content-Transfer-Encoding\r\n"
+                );
+            }
+            Err(fetch::FetchError::Store) => {
+                let _ = write!(Lossless(&mut out), "{tag} NO [SERVERBUG] Message unavailable\r\n");
+            }
+        }
+        self.send(out);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn store_cmd(
+        &mut self,
+        tag: &str,
+        set: &imap_codec::imap_types::sequence::SequenceSet,
+        kind: StoreType,
+        response: StoreResponse,
+        flags: &[Flag<'_>],
+        uid: bool,
+        modifiers: &[imap_codec::imap_types::command::StoreModifier],
+    ) {
+        let mut out = Vec::new();
+        self.refresh(uid, &mut out);
+        let Some(targets) = self.targets(tag, set, uid) else {
+            return;
+        };
+        let State::Selected(sel) = &mut self.state else {
+            return;
+        };
+        if sel.read_only {
+            self.tagged(tag, "NO", "[READ-ONLY] Mailbox is read-only");
+            return;
+        }
+        let unchanged_since = modifiers
+            .iter()
+            .map(|m| match m {
+                imap_codec::imap_types::command::StoreModifier::UnchangedSince(v) => modseq_arg(*v),
+            })
+            .next();
+        if unchanged_since.is_some() {
+            sel.condstore = true;
+            self.condstore = true;
+        }
+        let (bits, keywords) = flag_bits(flags);
+        let op = match kind {
+            StoreType::Replace => FlagOp::Replace,
+            StoreType::Add => FlagOp::Add,
+            StoreType::Remove => FlagOp::Remove,
+        };
+        let uids: Vec<i64> = targets.iter().map(|i| sel.msgs()[*i].uid).collect();
+        let (changed, refused) =
+            match self
+                .store
+                .db
+                .store_flags(sel.folder_id, &uids, op, bits, &keywords, unchanged_since)
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    self.store_failed(tag, "STORE", &e);
+                    return;
+                }
+            };
+        let adopted = self
+            .store
+            .note_flag_changes(sel.folder_id, &changed)
+            .is_some_and(|(old, new)| sel.adopt(&old, &new));
+        for c in changed.iter().filter(|_| !adopted) {
+            if let Some(i) = sel.index_of(c.uid) {
+                let m = &mut sel.msgs_mut()[i];
+                m.flags = c.flags;
+                m.keywords = c.keywords.clone();
+                m.modseq = c.modseq;
+            }
+        }
+        if op != FlagOp::Remove {
+            sel.learn_keywords(keywords.iter().map(String::as_str), &mut out);
+        }
+        // Report every target's flags (unless .SILENT); with CONDSTORE, a
+        // silent STORE still reports MODSEQ (RFC 7162 3.1.3).
+        // Sets, not scans: `STORE 1:* ...` on a large mailbox stays linear.
+        let refused_set: std::collections::HashSet<i64> = refused.iter().copied().collect();
+        let changed_set: std::collections::HashSet<i64> = changed.iter().map(|c| c.uid).collect();
+        for &i in &targets {
+            let m = &sel.msgs()[i];
+            if refused_set.contains(&m.uid) {
+                continue;
+            }
+            let was_changed = changed_set.contains(&m.uid);
+            match response {
+                StoreResponse::Answer => out.extend_from_slice(sel.flags_response(i + 1, m, uid).as_bytes()),
+                StoreResponse::Silent if sel.condstore && was_changed => {
+                    let _ = write!(Lossless(&mut out), "* {} FETCH (", i + 1);
+                    if uid {
+                        let _ = write!(Lossless(&mut out), "UID {} ", m.uid);
+                    }
+                    let _ = write!(Lossless(&mut out), "MODSEQ ({}))\r\n", m.modseq);
+                }
+                StoreResponse::Silent => {}
+            }
+        }
+        if let Some(hm) = changed.iter().map(|c| c.modseq).max() {
+            sel.highestmodseq = sel.highestmodseq.max(hm);
+        }
+        if refused.is_empty() {
+            let _ = write!(Lossless(&mut out), "{tag} OK STORE completed\r\n");
+        } else {
+            let set = if uid {
+                uid_set(&refused)
+            } else {
+                let seqs: Vec<i64> = refused
+                    .iter()
+                    .filter_map(|u| sel.index_of(*u))
+                    .map(|i| i as i64 + 1)
+                    .collect();
+                uid_set(&seqs)
+            };
+            let _ = write!(
+                Lossless(&mut out),
+                "{tag} OK [MODIFIED {set}] Conditional STORE failed for some\r\n"
+            );
+        }
+        let _ = flag_list; // flags are written through Selected::flags_response
+        self.send(out);
+    }
+
+    pub(super) fn copy(
+        &mut self,
+        tag: &str,
+        set: &imap_codec::imap_types::sequence::SequenceSet,
+        mailbox: &Mailbox<'_>,
+        uid: bool,
+        moving: bool,
+    ) {
+        let mut out = Vec::new();
+        self.refresh(uid, &mut out);
+        let Some(targets) = self.targets(tag, set, uid) else {
+            return;
+        };
+        let name = self.mailbox_name(mailbox);
+        let Some(dst) = self.folder(&name) else {
+            self.tagged(tag, "NO", "[TRYCREATE] No such mailbox");
+            return;
+        };
+        let State::Selected(sel) = &mut self.state else {
+            return;
+        };
+        if moving && sel.read_only {
+            self.tagged(tag, "NO", "[READ-ONLY] Mailbox is read-only");
+            return;
+        }
+        let uids: Vec<i64> = targets.iter().map(|i| sel.msgs()[*i].uid).collect();
+        let (uidvalidity, pairs) = match self.store.db.copy_messages(sel.folder_id, &uids, dst.id) {
+            Ok(r) => r,
+            Err(e) => {
+                self.store_failed(tag, if moving { "MOVE" } else { "COPY" }, &e);
+                return;
+            }
+        };
+        let verb = if moving { "MOVE" } else { "COPY" };
+        if pairs.is_empty() {
+            let _ = write!(Lossless(&mut out), "{tag} OK {verb} completed\r\n");
+            self.send(out);
+            return;
+        }
+        let src: Vec<i64> = pairs.iter().map(|p| p.0).collect();
+        let new: Vec<i64> = pairs.iter().map(|p| p.1).collect();
+        let copyuid = format!("COPYUID {uidvalidity} {} {}", uid_list(&src), uid_list(&new));
+        if moving {
+            // RFC 6851 4.3: COPYUID in an untagged OK, then the expunges.
+            let _ = write!(Lossless(&mut out), "* OK [{copyuid}] Moved\r\n");
+            if let Err(e) = self.store.expunge(sel.folder_id, &src) {
+                tracing::error!(error = %e, "MOVE expunge failed");
+            }
+            sel.remove(&src, &mut out);
+            let _ = write!(Lossless(&mut out), "{tag} OK MOVE completed\r\n");
+        } else {
+            let _ = write!(Lossless(&mut out), "{tag} OK [{copyuid}] COPY completed\r\n");
+        }
+        self.send(out);
+    }
+}
+
+pub(super) fn deleted_uids(sel: &Selected) -> Vec<i64> {
+    sel.msgs()
+        .iter()
+        .filter(|m| m.flags & crate::format::DELETED != 0)
+        .map(|m| m.uid)
+        .collect()
+}
+
+fn has_modseq(k: &imap_codec::imap_types::search::SearchKey<'_>) -> bool {
+    use imap_codec::imap_types::search::SearchKey;
+    match k {
+        SearchKey::ModSequence { .. } => true,
+        SearchKey::And(v) => v.as_ref().iter().any(has_modseq),
+        SearchKey::Or(a, b) => has_modseq(a) || has_modseq(b),
+        SearchKey::Not(a) => has_modseq(a),
+        _ => false,
+    }
+}

@@ -402,7 +402,5 @@ pub fn run(
         }
         out.extend_from_slice(b")\r\n");
     }
-    let _ = ctx.utf8;
-    let _ = ctx.rev2;
     Ok(())
 }

@@ -4,12 +4,18 @@
 //! [`Action`]s. Logging in, STARTTLS and IDLE are handed to the caller (they
 //! wait on a password hash, a handshake or other sessions); the rest runs
 //! here against the store, which the caller provides.
+//!
+//! This file keeps the session's state, the framing and the dispatch
+//! (`Session::command`); each command family has a file of its own:
+//! `auth` (LOGIN, AUTHENTICATE, ENABLE), `mailboxes` (SELECT/EXAMINE,
+//! CREATE, DELETE, RENAME, SUBSCRIBE, LIST/LSUB, STATUS), `quota`,
+//! `append`, `messages` (FETCH, STORE, SEARCH, COPY/MOVE, EXPUNGE,
+//! CLOSE/UNSELECT) and `idle`.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 
 use imap_codec::imap_types::command::{Command, CommandBody};
-use imap_codec::imap_types::core::Tag;
 use imap_codec::imap_types::flag::Flag;
 use imap_codec::imap_types::mailbox::Mailbox;
 use postroom_core::Secret;
@@ -17,7 +23,6 @@ use postroom_store::folders::Upload;
 use postroom_store::Store;
 
 use crate::extensions::Extras;
-use crate::format::SYSTEM_FLAGS;
 use crate::framing::{Expect, Frame, Framer};
 use crate::selected::Selected;
 
@@ -30,7 +35,6 @@ mod quota;
 
 use append::Body;
 pub use mailboxes::wildmatch;
-use messages::deleted_uids;
 
 /// Oversized messages (over [`crate::framing::PRE_AUTH_MAX`]) before
 /// login: the third is answered with BAD and then BYE. A real client sends
@@ -354,15 +358,7 @@ impl Session {
                     Some(d) => self.sasl_plain(&tag, &d),
                 }
             }
-            Frame::IdleDone => {
-                self.framer.expect(Expect::Command);
-                self.idling = false;
-                let tag = self.pending_tag.take().unwrap_or_else(|| "*".into());
-                let mut out = Vec::new();
-                self.refresh(true, &mut out);
-                self.send(out);
-                self.tagged(&tag, "OK", "IDLE terminated");
-            }
+            Frame::IdleDone => self.idle_done(),
         }
     }
 
@@ -553,30 +549,10 @@ impl Session {
                     self.tagged(&tag, "NO", "[NONEXISTENT] No such quota root");
                 }
             }
-            CommandBody::Idle => {
-                self.pending_tag = Some(tag);
-                self.idling = true;
-                self.framer.expect(Expect::IdleDone);
-                self.send(b"+ idling\r\n".to_vec());
-                self.out.push_back(Action::Idle);
-            }
+            CommandBody::Idle => self.idle(tag),
             _ if !selected => self.bad(&tag, "Select a mailbox first"),
-            CommandBody::Close => {
-                let mut out = Vec::new();
-                if let State::Selected(sel) = &self.state {
-                    if !sel.read_only {
-                        let deleted = deleted_uids(sel);
-                        let _ = self.store.expunge(sel.folder_id, &deleted);
-                    }
-                }
-                self.state = State::Authenticated;
-                out.extend_from_slice(format!("{tag} OK CLOSE completed\r\n").as_bytes());
-                self.send(out);
-            }
-            CommandBody::Unselect => {
-                self.state = State::Authenticated;
-                self.tagged(&tag, "OK", "UNSELECT completed");
-            }
+            CommandBody::Close => self.close(&tag),
+            CommandBody::Unselect => self.unselect(&tag),
             CommandBody::Expunge => self.expunge(&tag, None),
             CommandBody::ExpungeUid { sequence_set } => self.expunge(&tag, Some(sequence_set)),
             CommandBody::Search {
@@ -688,11 +664,3 @@ impl Session {
         }
     }
 }
-
-#[allow(dead_code)]
-const _: () = {
-    let _ = SYSTEM_FLAGS;
-};
-
-#[allow(dead_code)]
-fn _tag_is_used(_: Tag<'_>) {}

@@ -1,5 +1,5 @@
 //! The selected state's message commands: FETCH, STORE, SEARCH, COPY,
-//! MOVE, EXPUNGE.
+//! MOVE, EXPUNGE, CLOSE and UNSELECT.
 
 use std::fmt::Write as _;
 
@@ -9,12 +9,33 @@ use postroom_store::folders::FlagOp;
 
 use super::{flag_bits, Session, State};
 use crate::fetch;
-use crate::format::{flag_list, uid_list, uid_set, Lossless};
+use crate::format::{uid_list, uid_set, Lossless};
 use crate::search;
 use crate::selected::Selected;
 use crate::sequence::{modseq_arg, resolve_seq, resolve_uid};
 
 impl Session {
+    /// CLOSE: expunges silently (unless read-only) and deselects
+    /// (RFC 9051 6.4.1).
+    pub(super) fn close(&mut self, tag: &str) {
+        let mut out = Vec::new();
+        if let State::Selected(sel) = &self.state {
+            if !sel.read_only {
+                let deleted = deleted_uids(sel);
+                let _ = self.store.expunge(sel.folder_id, &deleted);
+            }
+        }
+        self.state = State::Authenticated;
+        out.extend_from_slice(format!("{tag} OK CLOSE completed\r\n").as_bytes());
+        self.send(out);
+    }
+
+    /// UNSELECT: deselects without expunging (RFC 3691).
+    pub(super) fn unselect(&mut self, tag: &str) {
+        self.state = State::Authenticated;
+        self.tagged(tag, "OK", "UNSELECT completed");
+    }
+
     pub(super) fn expunge(&mut self, tag: &str, uids: Option<imap_codec::imap_types::sequence::SequenceSet>) {
         let mut out = Vec::new();
         let State::Selected(sel) = &mut self.state else {
@@ -309,7 +330,6 @@ impl Session {
                 "{tag} OK [MODIFIED {set}] Conditional STORE failed for some\r\n"
             );
         }
-        let _ = flag_list; // flags are written through Selected::flags_response
         self.send(out);
     }
 
@@ -370,7 +390,7 @@ impl Session {
     }
 }
 
-pub(super) fn deleted_uids(sel: &Selected) -> Vec<i64> {
+fn deleted_uids(sel: &Selected) -> Vec<i64> {
     sel.msgs()
         .iter()
         .filter(|m| m.flags & crate::format::DELETED != 0)

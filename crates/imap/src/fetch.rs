@@ -13,7 +13,7 @@ use imap_codec::imap_types::response::{Data, Response};
 use imap_codec::imap_types::IntoStatic;
 use imap_codec::ResponseCodec;
 use postroom_store::folders::FlagOp;
-use postroom_store::Store;
+use postroom_store::{Store, StoreError};
 
 use crate::format::{internal_date, literal, push_num, write_flag_list, Lossless, SEEN};
 use crate::selected::Selected;
@@ -28,7 +28,9 @@ pub struct FetchContext<'a> {
 #[derive(Debug)]
 pub enum FetchError {
     UnknownCte,
-    Store,
+    /// A message (or the \\Seen update) could not be read or written: the
+    /// command fails (`NO [UNAVAILABLE]`), no message is answered empty.
+    Store(StoreError),
 }
 
 /// Encodes one ENVELOPE / BODYSTRUCTURE item with imap-codec (which knows
@@ -203,7 +205,7 @@ pub fn run(
         Some(
             ctx.store
                 .header_blocks(sel.folder_id, &uids)
-                .map_err(|_| FetchError::Store)?,
+                .map_err(FetchError::Store)?,
         )
     } else {
         None
@@ -219,26 +221,27 @@ pub fn run(
             .map(|m| m.uid)
             .collect();
         if !unseen.is_empty() {
-            if let Ok((changed, _)) =
-                ctx.store
-                    .db
-                    .store_flags(sel.folder_id, &unseen, FlagOp::Add, SEEN, &[], None)
-            {
-                let adopted = ctx
-                    .store
-                    .note_flag_changes(sel.folder_id, &changed)
-                    .is_some_and(|(old, new)| sel.adopt(&old, &new));
-                for c in &changed {
-                    if let Some(i) = sel.index_of(c.uid).filter(|_| !adopted) {
-                        let m = &mut sel.msgs_mut()[i];
-                        m.flags = c.flags;
-                        m.modseq = c.modseq;
-                    }
-                    sel.highestmodseq = sel.highestmodseq.max(c.modseq);
-                    seen_now.push(c.uid);
+            // Not setting \Seen is no side effect to skip: the client
+            // would show the message as unread. Nothing was sent yet.
+            let (changed, _) = ctx
+                .store
+                .db
+                .store_flags(sel.folder_id, &unseen, FlagOp::Add, SEEN, &[], None)
+                .map_err(FetchError::Store)?;
+            let adopted = ctx
+                .store
+                .note_flag_changes(sel.folder_id, &changed)
+                .is_some_and(|(old, new)| sel.adopt(&old, &new));
+            for c in &changed {
+                if let Some(i) = sel.index_of(c.uid).filter(|_| !adopted) {
+                    let m = &mut sel.msgs_mut()[i];
+                    m.flags = c.flags;
+                    m.modseq = c.modseq;
                 }
-                seen_now.sort_unstable();
+                sel.highestmodseq = sel.highestmodseq.max(c.modseq);
+                seen_now.push(c.uid);
             }
+            seen_now.sort_unstable();
         }
     }
     // Room for the typical line, so the buffer is not regrown (and its pages
@@ -259,11 +262,11 @@ pub fn run(
                 .store
                 .db
                 .message(sel.folder_id, m.uid)
-                .map_err(|_| FetchError::Store)?;
+                .map_err(FetchError::Store)?;
             match row {
                 // Expunged by another session meanwhile: skip it.
                 None => continue,
-                Some(row) => Some(ctx.store.message_bytes(&row).map_err(|_| FetchError::Store)?),
+                Some(row) => Some(ctx.store.message_bytes(&row).map_err(FetchError::Store)?),
             }
         } else {
             None

@@ -1970,3 +1970,50 @@ fn large_append_is_stored_from_its_upload() {
         "left in {uploads:?}"
     );
 }
+
+/// Removes the body file of an INBOX message under the store, as a disk
+/// fault or an operator's mistake would.
+fn remove_blob(d: &Driver<'_>, uid: i64) {
+    let inbox = d.folder("INBOX").unwrap();
+    let row = d.fx.store.db.message(inbox.id, uid).unwrap().unwrap();
+    let mut dirs = vec![d.fx._dir.path().join("blobs")];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                dirs.push(e.path());
+            } else if e.file_name().to_string_lossy() == row.blob_id {
+                std::fs::remove_file(e.path()).unwrap();
+                return;
+            }
+        }
+    }
+    panic!("no blob {}", row.blob_id);
+}
+
+/// Issue #9: a message whose body cannot be read was answered
+/// `NO [SERVERBUG]` by FETCH and taken for "no match" by SEARCH (an OK
+/// with fewer hits). A failed store read is `NO [UNAVAILABLE]` (RFC 9051
+/// 7.1), never an empty or cut body, never a wrong answer.
+#[test]
+fn unreadable_message_is_unavailable_not_empty() {
+    let fx = Fixture::new();
+    let mut d = logged_in(&fx);
+    d.send(b"S1 SELECT INBOX\r\n").unwrap();
+    // Each message of the fixture has its own body; the second's is gone.
+    let uid = d.fx.store.db.message_meta(d.folder("INBOX").unwrap().id).unwrap()[1].uid;
+    remove_blob(&d, uid);
+    let one = answer(&mut d, "F1 FETCH 2 BODY.PEEK[]");
+    assert!(one.starts_with("F1 NO [UNAVAILABLE]"), "{one}");
+    let all = answer(&mut d, "F2 FETCH 1:3 (BODY.PEEK[] FLAGS)");
+    assert!(all.starts_with("* 1 FETCH ("), "{all}");
+    assert!(!all.contains("* 2 FETCH"), "{all}");
+    assert!(
+        all.lines().last().unwrap().starts_with("F2 NO [UNAVAILABLE]"),
+        "{all}"
+    );
+    let search = answer(&mut d, "F3 SEARCH BODY zzz-not-there");
+    assert!(search.starts_with("F3 NO [UNAVAILABLE]"), "{search}");
+    // The other messages still answer.
+    let ok = answer(&mut d, "F4 FETCH 1 BODY.PEEK[]");
+    assert!(ok.lines().last().unwrap().starts_with("F4 OK"), "{ok}");
+}

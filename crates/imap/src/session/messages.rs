@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
 use imap_codec::imap_types::mailbox::Mailbox;
 use postroom_store::folders::FlagOp;
+use postroom_store::StoreError;
 
 use super::{flag_bits, Session, State};
 use crate::fetch;
@@ -17,17 +18,18 @@ use crate::sequence::{modseq_arg, resolve_seq, resolve_uid};
 impl Session {
     /// CLOSE: expunges silently (unless read-only) and deselects
     /// (RFC 9051 6.4.1).
-    pub(super) fn close(&mut self, tag: &str) {
-        let mut out = Vec::new();
+    /// When the expunge fails the mailbox stays selected (and its
+    /// messages stay), so the client can try again.
+    pub(super) fn close(&mut self, tag: &str) -> Result<(), StoreError> {
         if let State::Selected(sel) = &self.state {
             if !sel.read_only {
                 let deleted = deleted_uids(sel);
-                let _ = self.store.expunge(sel.folder_id, &deleted);
+                self.store.expunge(sel.folder_id, &deleted)?;
             }
         }
         self.state = State::Authenticated;
-        out.extend_from_slice(format!("{tag} OK CLOSE completed\r\n").as_bytes());
-        self.send(out);
+        self.tagged(tag, "OK", "CLOSE completed");
+        Ok(())
     }
 
     /// UNSELECT: deselects without expunging (RFC 3691).
@@ -36,33 +38,39 @@ impl Session {
         self.tagged(tag, "OK", "UNSELECT completed");
     }
 
-    pub(super) fn expunge(&mut self, tag: &str, uids: Option<imap_codec::imap_types::sequence::SequenceSet>) {
+    pub(super) fn expunge(
+        &mut self,
+        tag: &str,
+        uids: Option<imap_codec::imap_types::sequence::SequenceSet>,
+    ) -> Result<(), StoreError> {
         let mut out = Vec::new();
         let State::Selected(sel) = &mut self.state else {
-            return;
+            return Ok(());
         };
         if sel.read_only {
             self.tagged(tag, "NO", "[READ-ONLY] Mailbox is read-only");
-            return;
+            return Ok(());
         }
         let mut deleted = deleted_uids(sel);
         if let Some(set) = uids {
             let allowed = resolve_uid(&set, sel);
             deleted.retain(|u| allowed.contains(u));
         }
-        if let Err(e) = self.store.expunge(sel.folder_id, &deleted) {
-            tracing::error!(error = %e, "EXPUNGE failed");
-            self.tagged(tag, "NO", "[SERVERBUG] EXPUNGE failed");
-            return;
-        }
+        self.store.expunge(sel.folder_id, &deleted)?;
         sel.remove(&deleted, &mut out);
-        self.refresh(true, &mut out);
+        // The expunge is done and announced: a failure to read what else
+        // changed fails the command, with the EXPUNGEs sent first.
+        if let Err(e) = self.refresh(true, &mut out) {
+            self.send(out);
+            return Err(e);
+        }
         let hms = match &self.state {
             State::Selected(s) if s.condstore => format!("[HIGHESTMODSEQ {}] ", s.highestmodseq),
             _ => String::new(),
         };
         let _ = write!(Lossless(&mut out), "{tag} OK {hms}EXPUNGE completed\r\n");
         self.send(out);
+        Ok(())
     }
 
     pub(super) fn search(
@@ -71,11 +79,11 @@ impl Session {
         criteria: &[imap_codec::imap_types::search::SearchKey<'_>],
         uid: bool,
         return_opts: Option<&[String]>,
-    ) {
+    ) -> Result<(), StoreError> {
+        self.announce(uid)?;
         let mut out = Vec::new();
-        self.refresh(uid, &mut out);
         let State::Selected(sel) = &self.state else {
-            return;
+            return Ok(());
         };
         let store = self.store.clone();
         let folder_id = sel.folder_id;
@@ -85,17 +93,29 @@ impl Session {
         // from the server-wide cache, instead of each whole message.
         let heads: Vec<Option<std::sync::Arc<[u8]>>> = if content && !body {
             let uids: Vec<i64> = sel.msgs().iter().map(|m| m.uid).collect();
-            store.header_blocks(folder_id, &uids).unwrap_or_default()
+            store.header_blocks(folder_id, &uids)?
         } else {
             Vec::new()
         };
         let msgs = sel.msgs();
+        // The first failed read: a message that cannot be read is not one
+        // that does not match, so the search fails instead.
+        let failed: std::cell::RefCell<Option<StoreError>> = std::cell::RefCell::new(None);
         let load = |i: usize| -> Option<std::sync::Arc<[u8]>> {
             if !body {
                 return heads.get(i).cloned().flatten();
             }
-            let row = store.db.message(folder_id, msgs.get(i)?.uid).ok()??;
-            store.message_bytes(&row).ok().map(Into::into)
+            let read = store
+                .db
+                .message(folder_id, msgs.get(i)?.uid)
+                .and_then(|row| row.map(|row| store.message_bytes(&row)).transpose());
+            match read {
+                Ok(bytes) => bytes.map(Into::into),
+                Err(e) => {
+                    failed.borrow_mut().get_or_insert(e);
+                    None
+                }
+            }
         };
         let mut hits = Vec::new();
         let mut max_modseq = 0;
@@ -110,6 +130,12 @@ impl Session {
                 max_modseq = max_modseq.max(m.modseq);
                 hits.push(if uid { m.uid } else { i as i64 + 1 });
             }
+            if failed.borrow().is_some() {
+                break;
+            }
+        }
+        if let Some(e) = failed.into_inner() {
+            return Err(e);
         }
         let w = &mut Lossless(&mut out);
         if self.rev2 || return_opts.is_some() {
@@ -149,9 +175,21 @@ impl Session {
         }
         let _ = write!(w, "{tag} OK SEARCH completed\r\n");
         self.send(out);
+        Ok(())
     }
 
-    pub(super) fn targets(
+    /// Folds in what changed elsewhere and sends it at once, ahead of the
+    /// command's own responses (so that no early answer can lose it).
+    fn announce(&mut self, allow_expunge: bool) -> Result<(), StoreError> {
+        let mut out = Vec::new();
+        self.refresh(allow_expunge, &mut out)?;
+        self.send(out);
+        Ok(())
+    }
+
+    /// The indices a sequence set names; `None` (answered BAD) for a
+    /// message number past the last.
+    fn targets(
         &mut self,
         tag: &str,
         set: &imap_codec::imap_types::sequence::SequenceSet,
@@ -161,16 +199,13 @@ impl Session {
             return None;
         };
         if uid {
-            Some(crate::sequence::resolve_uid_indices(set, sel))
-        } else {
-            match resolve_seq(set, sel.msgs().len()) {
-                Some(v) => Some(v),
-                None => {
-                    self.bad(tag, "Invalid message sequence number");
-                    None
-                }
-            }
+            return Some(crate::sequence::resolve_uid_indices(set, sel));
         }
+        let found = resolve_seq(set, sel.msgs().len());
+        if found.is_none() {
+            self.bad(tag, "Invalid message sequence number");
+        }
+        found
     }
 
     pub(super) fn fetch(
@@ -180,18 +215,18 @@ impl Session {
         items: imap_codec::imap_types::fetch::MacroOrMessageDataItemNames<'_>,
         uid: bool,
         modifiers: &[imap_codec::imap_types::command::FetchModifier],
-    ) {
-        let mut out = Vec::new();
-        self.refresh(uid, &mut out);
+    ) -> Result<(), StoreError> {
+        self.announce(uid)?;
         let Some(targets) = self.targets(tag, set, uid) else {
-            return;
+            return Ok(());
         };
+        let mut out = Vec::new();
         let changed_since = modifiers.iter().find_map(|m| match m {
             imap_codec::imap_types::command::FetchModifier::ChangedSince(v) => Some(modseq_arg(v.get())),
             _ => None,
         });
         let State::Selected(sel) = &mut self.state else {
-            return;
+            return Ok(());
         };
         if changed_since.is_some() {
             sel.condstore = true;
@@ -212,11 +247,15 @@ impl Session {
                     "{tag} NO [UNKNOWN-CTE] Unknown Content-Transfer-Encoding\r\n"
                 );
             }
-            Err(fetch::FetchError::Store) => {
-                let _ = write!(Lossless(&mut out), "{tag} NO [SERVERBUG] Message unavailable\r\n");
+            Err(fetch::FetchError::Store(e)) => {
+                // The messages before the one that failed are answered;
+                // that one is not, never with an empty or cut body.
+                self.send(out);
+                return Err(e);
             }
         }
         self.send(out);
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -229,18 +268,18 @@ impl Session {
         flags: &[Flag<'_>],
         uid: bool,
         modifiers: &[imap_codec::imap_types::command::StoreModifier],
-    ) {
-        let mut out = Vec::new();
-        self.refresh(uid, &mut out);
+    ) -> Result<(), StoreError> {
+        self.announce(uid)?;
         let Some(targets) = self.targets(tag, set, uid) else {
-            return;
+            return Ok(());
         };
+        let mut out = Vec::new();
         let State::Selected(sel) = &mut self.state else {
-            return;
+            return Ok(());
         };
         if sel.read_only {
             self.tagged(tag, "NO", "[READ-ONLY] Mailbox is read-only");
-            return;
+            return Ok(());
         }
         let unchanged_since = modifiers
             .iter()
@@ -260,17 +299,9 @@ impl Session {
         };
         let uids: Vec<i64> = targets.iter().map(|i| sel.msgs()[*i].uid).collect();
         let (changed, refused) =
-            match self
-                .store
+            self.store
                 .db
-                .store_flags(sel.folder_id, &uids, op, bits, &keywords, unchanged_since)
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    self.store_failed(tag, "STORE", &e);
-                    return;
-                }
-            };
+                .store_flags(sel.folder_id, &uids, op, bits, &keywords, unchanged_since)?;
         let adopted = self
             .store
             .note_flag_changes(sel.folder_id, &changed)
@@ -331,6 +362,7 @@ impl Session {
             );
         }
         self.send(out);
+        Ok(())
     }
 
     pub(super) fn copy(
@@ -340,37 +372,31 @@ impl Session {
         mailbox: &Mailbox<'_>,
         uid: bool,
         moving: bool,
-    ) {
-        let mut out = Vec::new();
-        self.refresh(uid, &mut out);
+    ) -> Result<(), StoreError> {
+        self.announce(uid)?;
         let Some(targets) = self.targets(tag, set, uid) else {
-            return;
+            return Ok(());
         };
+        let mut out = Vec::new();
         let name = self.mailbox_name(mailbox);
-        let Some(dst) = self.folder(&name) else {
+        let Some(dst) = self.folder(&name)? else {
             self.tagged(tag, "NO", "[TRYCREATE] No such mailbox");
-            return;
+            return Ok(());
         };
         let State::Selected(sel) = &mut self.state else {
-            return;
+            return Ok(());
         };
         if moving && sel.read_only {
             self.tagged(tag, "NO", "[READ-ONLY] Mailbox is read-only");
-            return;
+            return Ok(());
         }
         let uids: Vec<i64> = targets.iter().map(|i| sel.msgs()[*i].uid).collect();
-        let (uidvalidity, pairs) = match self.store.db.copy_messages(sel.folder_id, &uids, dst.id) {
-            Ok(r) => r,
-            Err(e) => {
-                self.store_failed(tag, if moving { "MOVE" } else { "COPY" }, &e);
-                return;
-            }
-        };
+        let (uidvalidity, pairs) = self.store.db.copy_messages(sel.folder_id, &uids, dst.id)?;
         let verb = if moving { "MOVE" } else { "COPY" };
         if pairs.is_empty() {
             let _ = write!(Lossless(&mut out), "{tag} OK {verb} completed\r\n");
             self.send(out);
-            return;
+            return Ok(());
         }
         let src: Vec<i64> = pairs.iter().map(|p| p.0).collect();
         let new: Vec<i64> = pairs.iter().map(|p| p.1).collect();
@@ -379,7 +405,11 @@ impl Session {
             // RFC 6851 4.3: COPYUID in an untagged OK, then the expunges.
             let _ = write!(Lossless(&mut out), "* OK [{copyuid}] Moved\r\n");
             if let Err(e) = self.store.expunge(sel.folder_id, &src) {
-                tracing::error!(error = %e, "MOVE expunge failed");
+                // The copies exist (COPYUID says where) but the originals
+                // stay: announcing their EXPUNGE would be false. The client
+                // sees a COPY and a failed MOVE, and may expunge itself.
+                self.send(out);
+                return Err(e);
             }
             sel.remove(&src, &mut out);
             let _ = write!(Lossless(&mut out), "{tag} OK MOVE completed\r\n");
@@ -387,6 +417,7 @@ impl Session {
             let _ = write!(Lossless(&mut out), "{tag} OK [{copyuid}] COPY completed\r\n");
         }
         self.send(out);
+        Ok(())
     }
 }
 

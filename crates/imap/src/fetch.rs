@@ -1,6 +1,9 @@
 //! FETCH (RFC 9051 6.4.5): the data items of each message, in the order
 //! asked, reading the message only when an item needs its contents.
 
+use postroom_store::{ModSeq, Uid};
+
+use crate::wait::wait;
 use std::fmt::Write as _;
 use std::num::NonZeroU32;
 
@@ -167,7 +170,7 @@ pub fn run(
     targets: &[usize],
     items: MacroOrMessageDataItemNames<'_>,
     uid: bool,
-    changed_since: Option<i64>,
+    changed_since: Option<ModSeq>,
     out: &mut Vec<u8>,
 ) -> Result<(), FetchError> {
     let mut items = expand(items);
@@ -201,20 +204,16 @@ pub fn run(
     // each message's header block, for all targets at once and mostly from
     // the server-wide cache.
     let heads = if content && items.iter().all(|i| !needs_content(i) || header_only(i)) {
-        let uids: Vec<i64> = wanted.iter().map(|&idx| sel.msgs()[idx].uid).collect();
-        Some(
-            ctx.store
-                .header_blocks(sel.folder_id, &uids)
-                .map_err(FetchError::Store)?,
-        )
+        let uids: Vec<Uid> = wanted.iter().map(|&idx| sel.msgs()[idx].uid).collect();
+        Some(wait(ctx.store.header_blocks(sel.folder_id, &uids)).map_err(FetchError::Store)?)
     } else {
         None
     };
     // Setting \Seen (RFC 9051 6.4.5): one transaction for all the targets,
     // not one commit (and fsync) per message.
-    let mut seen_now: Vec<i64> = Vec::new();
+    let mut seen_now: Vec<Uid> = Vec::new();
     if marks_seen {
-        let unseen: Vec<i64> = wanted
+        let unseen: Vec<Uid> = wanted
             .iter()
             .map(|&idx| &sel.msgs()[idx])
             .filter(|m| m.flags & SEEN == 0)
@@ -223,14 +222,14 @@ pub fn run(
         if !unseen.is_empty() {
             // Not setting \Seen is no side effect to skip: the client
             // would show the message as unread. Nothing was sent yet.
-            let (changed, _) = ctx
-                .store
-                .db
-                .store_flags(sel.folder_id, &unseen, FlagOp::Add, SEEN, &[], None)
+            let (changed, _) =
+                wait(
+                    ctx.store
+                        .meta()
+                        .store_flags(sel.folder_id, &unseen, FlagOp::Add, SEEN, &[], None),
+                )
                 .map_err(FetchError::Store)?;
-            let adopted = ctx
-                .store
-                .note_flag_changes(sel.folder_id, &changed)
+            let adopted = wait(ctx.store.note_flag_changes(sel.folder_id, &changed))
                 .is_some_and(|(old, new)| sel.adopt(&old, &new));
             for c in &changed {
                 if let Some(i) = sel.index_of(c.uid).filter(|_| !adopted) {
@@ -258,11 +257,7 @@ pub fn run(
         };
         let full: Option<Vec<u8>> = if content && head.is_none() {
             let m = &sel.msgs()[idx];
-            let row = ctx
-                .store
-                .db
-                .message(sel.folder_id, m.uid)
-                .map_err(FetchError::Store)?;
+            let row = wait(ctx.store.meta().message(sel.folder_id, m.uid)).map_err(FetchError::Store)?;
             match row {
                 // Expunged by another session meanwhile: skip it.
                 None => continue,
@@ -289,7 +284,7 @@ pub fn run(
             match item {
                 MessageDataItemName::Uid => {
                     v.extend_from_slice(b"UID ");
-                    push_num(v, m.uid);
+                    push_num(v, m.uid.as_i64());
                 }
                 MessageDataItemName::Flags => {
                     has_flags = true;
@@ -305,7 +300,7 @@ pub fn run(
                 }
                 MessageDataItemName::ModSeq => {
                     v.extend_from_slice(b"MODSEQ (");
-                    push_num(v, m.modseq);
+                    push_num(v, m.modseq.get());
                     v.push(b')');
                 }
                 MessageDataItemName::Envelope => {

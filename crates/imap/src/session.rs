@@ -12,6 +12,7 @@
 //! `append`, `messages` (FETCH, STORE, SEARCH, COPY/MOVE, EXPUNGE,
 //! CLOSE/UNSELECT) and `idle`.
 
+use crate::wait::wait;
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 
@@ -21,7 +22,7 @@ use imap_codec::imap_types::mailbox::Mailbox;
 use postroom_core::Secret;
 use postroom_store::folders::Upload;
 use postroom_store::mailbox::FolderRow;
-use postroom_store::{Store, StoreError};
+use postroom_store::{AccountId, FolderId, Store, StoreError};
 
 use crate::extensions::Extras;
 use crate::framing::{Expect, Frame, Framer};
@@ -96,7 +97,7 @@ pub struct Session {
     framer: Framer,
     state: State,
     tls: bool,
-    account: Option<(i64, String)>,
+    account: Option<(AccountId, String)>,
     out: VecDeque<Action>,
     /// Tag of a command waiting for an answer from the caller (login) or
     /// for more input (AUTHENTICATE continuation, IDLE).
@@ -197,7 +198,7 @@ impl Session {
     }
 
     /// The selected folder, for change notifications.
-    pub fn selected_folder(&self) -> Option<i64> {
+    pub fn selected_folder(&self) -> Option<FolderId> {
         match &self.state {
             State::Selected(s) => Some(s.folder_id),
             _ => None,
@@ -364,7 +365,7 @@ impl Session {
     }
 
     /// The caller's answer to [`Action::Authenticate`].
-    pub fn login_result(&mut self, result: Result<(i64, String), LoginFailure>) {
+    pub fn login_result(&mut self, result: Result<(AccountId, String), LoginFailure>) {
         if !self.waiting {
             return;
         }
@@ -406,8 +407,8 @@ impl Session {
         }
     }
 
-    fn account_id(&self) -> i64 {
-        self.account.as_ref().map_or(0, |a| a.0)
+    fn account_id(&self) -> AccountId {
+        self.account.as_ref().map_or(AccountId(0), |a| a.0)
     }
 
     /// Runs a command. A store call that fails ends it with the tagged
@@ -667,7 +668,7 @@ impl Session {
     /// The account's folder by its stored name; `Ok(None)` when there is
     /// none.
     fn folder(&self, name: &str) -> Result<Option<FolderRow>, StoreError> {
-        self.store.db.find_folder(self.account_id(), name)
+        wait(self.store.meta().find_folder(self.account_id(), name))
     }
 
     /// Folds in changes made elsewhere; `allow_expunge`: EXPUNGE may be
@@ -677,12 +678,12 @@ impl Session {
         let State::Selected(sel) = &mut self.state else {
             return Ok(());
         };
-        match self.store.folder_snapshot(sel.folder_id, None)? {
+        match wait(self.store.folder_snapshot(sel.folder_id, None))? {
             Some(snap) => {
                 let grew = snap.uidnext > sel.uidnext;
                 // New messages become \Recent for the first session that sees them.
                 let mark = if grew && !sel.read_only {
-                    self.store.db.claim_recent(sel.folder_id)?
+                    wait(self.store.meta().claim_recent(sel.folder_id))?
                 } else {
                     i64::MAX
                 };

@@ -1,12 +1,13 @@
 //! APPEND (RFC 9051 6.3.12), with UIDPLUS's APPENDUID (RFC 4315).
 
+use crate::wait::wait;
 use std::fmt::Write as _;
 
 use imap_codec::imap_types::flag::Flag;
 use imap_codec::imap_types::mailbox::Mailbox;
 use postroom_store::folders::Upload;
 use postroom_store::mailbox::FolderRow;
-use postroom_store::StoreError;
+use postroom_store::{StoreError, Uid};
 
 use super::{flag_bits, Session, State};
 use crate::format::Lossless;
@@ -47,8 +48,8 @@ impl Session {
             return Ok(());
         }
         let id = self.account_id();
-        if let Some(quota) = self.store.db.account_by_id(id)?.and_then(|a| a.quota) {
-            let used = self.store.db.usage(id)?;
+        if let Some(quota) = wait(self.store.meta().account_by_id(id))?.and_then(|a| a.quota) {
+            let used = wait(self.store.meta().usage(id))?;
             if used.saturating_add(i64::try_from(len).unwrap_or(i64::MAX)) > quota {
                 self.tagged(tag, "NO", "[OVERQUOTA] Quota exceeded");
                 return Ok(());
@@ -57,8 +58,8 @@ impl Session {
         let (bits, keywords) = flag_bits(flags);
         let keywords = keywords.join(" ");
         let result = match body {
-            Body::Bytes(data) => self.store.append(&f, &data, bits, &keywords, date),
-            Body::Upload(w) => self.store.append_upload(&f, w, bits, &keywords, date),
+            Body::Bytes(data) => wait(self.store.append(&f, &data, bits, &keywords, date)),
+            Body::Upload(w) => wait(self.store.append_upload(&f, w, bits, &keywords, date)),
         };
         self.appended(tag, &f, result?);
         Ok(())
@@ -66,7 +67,7 @@ impl Session {
 
     /// APPEND's OK with APPENDUID (RFC 4315 3), after announcing the new
     /// message when it went to the selected mailbox.
-    pub(super) fn appended(&mut self, tag: &str, f: &FolderRow, uid: i64) {
+    pub(super) fn appended(&mut self, tag: &str, f: &FolderRow, uid: Uid) {
         let mut out = Vec::new();
         if matches!(&self.state, State::Selected(s) if s.folder_id == f.id) {
             // The message is stored: APPEND succeeded whatever this does.
@@ -91,13 +92,13 @@ impl Session {
         &self,
         folder: &FolderRow,
         data: &[u8],
-    ) -> Result<Option<i64>, StoreError> {
+    ) -> Result<Option<Uid>, StoreError> {
         if folder.special_use.as_deref() != Some("\\Sent") {
             return Ok(None);
         }
         let Some(message_id) = postroom_core::header::header_value(data, "message-id") else {
             return Ok(None);
         };
-        self.store.db.recent_sent_copy(folder.id, &message_id)
+        wait(self.store.meta().recent_sent_copy(folder.id, &message_id))
     }
 }

@@ -1,12 +1,13 @@
 //! SELECT/EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE, LIST/LSUB, STATUS.
 
+use crate::wait::wait;
 use std::fmt::Write as _;
 
 use imap_codec::imap_types::command::SelectParameter;
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
 use imap_codec::imap_types::status::StatusDataItemName;
 
-use postroom_store::StoreError;
+use postroom_store::{StoreError, Uid};
 
 use super::{decode_name, Session, State};
 use crate::extensions::Extras;
@@ -55,13 +56,14 @@ impl Session {
         let recent_above = if read_only {
             i64::MAX
         } else {
-            self.store.db.claim_recent(f.id)?
+            wait(self.store.meta().claim_recent(f.id))?
         };
         // The message list from the server-wide cache: no message rows are
         // read when the folder has not changed since it was last built.
-        let Some(snap) = self
-            .store
-            .folder_snapshot(f.id, Some((f.highestmodseq, f.uidnext)))?
+        let Some(snap) = wait(
+            self.store
+                .folder_snapshot(f.id, Some((f.highestmodseq, f.uidnext))),
+        )?
         else {
             self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox");
             return Ok(());
@@ -91,7 +93,7 @@ impl Session {
             out.extend_from_slice(b"\r\n");
         }
         if let Some(since) = qresync_from {
-            let vanished = self.store.db.expunged_since(f.id, since)?;
+            let vanished = wait(self.store.meta().expunged_since(f.id, since))?;
             if !vanished.is_empty() {
                 let _ = write!(
                     Lossless(&mut out),
@@ -143,10 +145,10 @@ impl Session {
         for i in 1..parts.len() {
             let parent = parts[..i].join("/");
             if self.folder(&parent)?.is_none() {
-                self.store.db.create_folder(self.account_id(), &parent, None)?;
+                wait(self.store.meta().create_folder(self.account_id(), &parent, None))?;
             }
         }
-        self.store.db.create_folder(self.account_id(), &name, None)?;
+        wait(self.store.meta().create_folder(self.account_id(), &name, None))?;
         self.tagged(tag, "OK", "CREATE completed");
         Ok(())
     }
@@ -161,10 +163,7 @@ impl Session {
             self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox");
             return Ok(());
         };
-        let has_children = self
-            .store
-            .db
-            .folder_list(self.account_id())?
+        let has_children = wait(self.store.meta().folder_list(self.account_id()))?
             .iter()
             .any(|(n, _, _)| n.starts_with(&format!("{name}/")));
         if has_children {
@@ -173,7 +172,7 @@ impl Session {
             self.tagged(tag, "NO", "[HASCHILDREN] Mailbox has children; delete them first");
             return Ok(());
         }
-        self.store.delete_folder(&f)?;
+        wait(self.store.delete_folder(&f))?;
         if matches!(&self.state, State::Selected(s) if s.folder_id == f.id) {
             self.state = State::Authenticated;
         }
@@ -203,18 +202,15 @@ impl Session {
         if from == "INBOX" {
             // RFC 9051 6.3.6: renaming INBOX moves its messages to the new
             // name and leaves INBOX empty.
-            let dst = self.store.db.create_folder(self.account_id(), &to, None)?;
-            let uids: Vec<i64> = self
-                .store
-                .db
-                .message_meta(src.id)?
+            let dst = wait(self.store.meta().create_folder(self.account_id(), &to, None))?;
+            let uids: Vec<Uid> = wait(self.store.meta().message_meta(src.id))?
                 .into_iter()
                 .map(|m| m.uid)
                 .collect();
-            self.store.db.copy_messages(src.id, &uids, dst.id)?;
-            self.store.expunge(src.id, &uids)?;
+            wait(self.store.meta().copy_messages(src.id, &uids, dst.id))?;
+            wait(self.store.expunge(src.id, &uids))?;
         } else {
-            self.store.db.rename_folder(self.account_id(), &from, &to)?;
+            wait(self.store.meta().rename_folder(self.account_id(), &from, &to))?;
         }
         self.tagged(tag, "OK", "RENAME completed");
         Ok(())
@@ -223,7 +219,7 @@ impl Session {
     pub(super) fn subscribe(&mut self, tag: &str, mailbox: &Mailbox<'_>, on: bool) -> Result<(), StoreError> {
         let name = self.mailbox_name(mailbox);
         // Unsubscribing a name that is not a folder (any more) succeeds.
-        if self.store.db.set_subscribed(self.account_id(), &name, on)? || !on {
+        if wait(self.store.meta().set_subscribed(self.account_id(), &name, on))? || !on {
             self.tagged(tag, "OK", "Completed");
         } else {
             self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox");
@@ -260,7 +256,7 @@ impl Session {
             return Ok(());
         }
         let full = format!("{reference}{pattern}");
-        let folders = self.store.db.folder_list(self.account_id())?;
+        let folders = wait(self.store.meta().folder_list(self.account_id()))?;
         let mut status_for = Vec::new();
         for (name, special, subscribed) in &folders {
             if (lsub || select_subscribed) && !subscribed {
@@ -350,20 +346,15 @@ impl Session {
         let Some(f) = self.folder(name)? else {
             return Ok(None);
         };
-        let Some(snap) = self
-            .store
-            .folder_snapshot(f.id, Some((f.highestmodseq, f.uidnext)))?
+        let Some(snap) = wait(
+            self.store
+                .folder_snapshot(f.id, Some((f.highestmodseq, f.uidnext))),
+        )?
         else {
             return Ok(None);
         };
         let metas = &snap.msgs[..];
-        let recent_mark = self.store.db.read(|c| {
-            Ok(
-                c.query_row("SELECT recent_uid FROM folders WHERE id = ?1", [f.id], |r| {
-                    r.get::<_, i64>(0)
-                })?,
-            )
-        })?;
+        let recent_mark = wait(self.store.meta().recent_mark(f.id))?;
         let count = |pred: &dyn Fn(&postroom_store::folders::MessageMeta) -> bool| {
             metas.iter().filter(|m| pred(m)).count()
         };
@@ -371,7 +362,7 @@ impl Session {
         for item in items {
             let v = match item.as_str() {
                 "MESSAGES" => metas.len().to_string(),
-                "RECENT" => count(&|m| m.uid > recent_mark).to_string(),
+                "RECENT" => count(&|m| m.uid.as_i64() > recent_mark).to_string(),
                 "UIDNEXT" => f.uidnext.to_string(),
                 "UIDVALIDITY" => f.uidvalidity.to_string(),
                 "UNSEEN" => count(&|m| m.flags & crate::format::SEEN == 0).to_string(),

@@ -1,12 +1,13 @@
 //! The selected state's message commands: FETCH, STORE, SEARCH, COPY,
 //! MOVE, EXPUNGE, CLOSE and UNSELECT.
 
+use crate::wait::wait;
 use std::fmt::Write as _;
 
 use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
 use imap_codec::imap_types::mailbox::Mailbox;
 use postroom_store::folders::FlagOp;
-use postroom_store::StoreError;
+use postroom_store::{StoreError, Uid};
 
 use super::{flag_bits, Session, State};
 use crate::fetch;
@@ -24,7 +25,7 @@ impl Session {
         if let State::Selected(sel) = &self.state {
             if !sel.read_only {
                 let deleted = deleted_uids(sel);
-                self.store.expunge(sel.folder_id, &deleted)?;
+                wait(self.store.expunge(sel.folder_id, &deleted))?;
             }
         }
         self.state = State::Authenticated;
@@ -56,7 +57,7 @@ impl Session {
             let allowed = resolve_uid(&set, sel);
             deleted.retain(|u| allowed.contains(u));
         }
-        self.store.expunge(sel.folder_id, &deleted)?;
+        wait(self.store.expunge(sel.folder_id, &deleted))?;
         sel.remove(&deleted, &mut out);
         // The expunge is done and announced: a failure to read what else
         // changed fails the command, with the EXPUNGEs sent first.
@@ -92,8 +93,8 @@ impl Session {
         // Header keys only: every message's header block at once, mostly
         // from the server-wide cache, instead of each whole message.
         let heads: Vec<Option<std::sync::Arc<[u8]>>> = if content && !body {
-            let uids: Vec<i64> = sel.msgs().iter().map(|m| m.uid).collect();
-            store.header_blocks(folder_id, &uids)?
+            let uids: Vec<Uid> = sel.msgs().iter().map(|m| m.uid).collect();
+            wait(store.header_blocks(folder_id, &uids))?
         } else {
             Vec::new()
         };
@@ -105,9 +106,7 @@ impl Session {
             if !body {
                 return heads.get(i).cloned().flatten();
             }
-            let read = store
-                .db
-                .message(folder_id, msgs.get(i)?.uid)
+            let read = wait(store.meta().message(folder_id, msgs.get(i)?.uid))
                 .and_then(|row| row.map(|row| store.message_bytes(&row)).transpose());
             match read {
                 Ok(bytes) => bytes.map(Into::into),
@@ -117,8 +116,9 @@ impl Session {
                 }
             }
         };
-        let mut hits = Vec::new();
-        let mut max_modseq = 0;
+        // UIDs or message numbers: both 32-bit (RFC 9051 2.3.1).
+        let mut hits: Vec<u32> = Vec::new();
+        let mut max_modseq = postroom_store::ModSeq::default();
         let uses_modseq = criteria.iter().any(has_modseq);
         for i in 0..sel.msgs().len() {
             let mut raw = None;
@@ -128,7 +128,7 @@ impl Session {
             {
                 let m = &sel.msgs()[i];
                 max_modseq = max_modseq.max(m.modseq);
-                hits.push(if uid { m.uid } else { i as i64 + 1 });
+                hits.push(if uid { m.uid.get() } else { i as u32 + 1 });
             }
             if failed.borrow().is_some() {
                 break;
@@ -157,7 +157,7 @@ impl Session {
                 let _ = write!(w, " COUNT {}", hits.len());
             }
             if want("ALL") && !hits.is_empty() {
-                let _ = write!(w, " ALL {}", uid_set(&hits));
+                let _ = write!(w, " ALL {}", crate::format::number_set(&hits));
             }
             if uses_modseq && !hits.is_empty() {
                 let _ = write!(w, " MODSEQ {max_modseq}");
@@ -297,14 +297,14 @@ impl Session {
             StoreType::Add => FlagOp::Add,
             StoreType::Remove => FlagOp::Remove,
         };
-        let uids: Vec<i64> = targets.iter().map(|i| sel.msgs()[*i].uid).collect();
+        let uids: Vec<Uid> = targets.iter().map(|i| sel.msgs()[*i].uid).collect();
         let (changed, refused) =
-            self.store
-                .db
-                .store_flags(sel.folder_id, &uids, op, bits, &keywords, unchanged_since)?;
-        let adopted = self
-            .store
-            .note_flag_changes(sel.folder_id, &changed)
+            wait(
+                self.store
+                    .meta()
+                    .store_flags(sel.folder_id, &uids, op, bits, &keywords, unchanged_since),
+            )?;
+        let adopted = wait(self.store.note_flag_changes(sel.folder_id, &changed))
             .is_some_and(|(old, new)| sel.adopt(&old, &new));
         for c in changed.iter().filter(|_| !adopted) {
             if let Some(i) = sel.index_of(c.uid) {
@@ -320,8 +320,8 @@ impl Session {
         // Report every target's flags (unless .SILENT); with CONDSTORE, a
         // silent STORE still reports MODSEQ (RFC 7162 3.1.3).
         // Sets, not scans: `STORE 1:* ...` on a large mailbox stays linear.
-        let refused_set: std::collections::HashSet<i64> = refused.iter().copied().collect();
-        let changed_set: std::collections::HashSet<i64> = changed.iter().map(|c| c.uid).collect();
+        let refused_set: std::collections::HashSet<Uid> = refused.iter().copied().collect();
+        let changed_set: std::collections::HashSet<Uid> = changed.iter().map(|c| c.uid).collect();
         for &i in &targets {
             let m = &sel.msgs()[i];
             if refused_set.contains(&m.uid) {
@@ -349,12 +349,12 @@ impl Session {
             let set = if uid {
                 uid_set(&refused)
             } else {
-                let seqs: Vec<i64> = refused
+                let seqs: Vec<u32> = refused
                     .iter()
                     .filter_map(|u| sel.index_of(*u))
-                    .map(|i| i as i64 + 1)
+                    .map(|i| i as u32 + 1)
                     .collect();
-                uid_set(&seqs)
+                crate::format::number_set(&seqs)
             };
             let _ = write!(
                 Lossless(&mut out),
@@ -390,21 +390,21 @@ impl Session {
             self.tagged(tag, "NO", "[READ-ONLY] Mailbox is read-only");
             return Ok(());
         }
-        let uids: Vec<i64> = targets.iter().map(|i| sel.msgs()[*i].uid).collect();
-        let (uidvalidity, pairs) = self.store.db.copy_messages(sel.folder_id, &uids, dst.id)?;
+        let uids: Vec<Uid> = targets.iter().map(|i| sel.msgs()[*i].uid).collect();
+        let (uidvalidity, pairs) = wait(self.store.meta().copy_messages(sel.folder_id, &uids, dst.id))?;
         let verb = if moving { "MOVE" } else { "COPY" };
         if pairs.is_empty() {
             let _ = write!(Lossless(&mut out), "{tag} OK {verb} completed\r\n");
             self.send(out);
             return Ok(());
         }
-        let src: Vec<i64> = pairs.iter().map(|p| p.0).collect();
-        let new: Vec<i64> = pairs.iter().map(|p| p.1).collect();
+        let src: Vec<Uid> = pairs.iter().map(|p| p.0).collect();
+        let new: Vec<Uid> = pairs.iter().map(|p| p.1).collect();
         let copyuid = format!("COPYUID {uidvalidity} {} {}", uid_list(&src), uid_list(&new));
         if moving {
             // RFC 6851 4.3: COPYUID in an untagged OK, then the expunges.
             let _ = write!(Lossless(&mut out), "* OK [{copyuid}] Moved\r\n");
-            if let Err(e) = self.store.expunge(sel.folder_id, &src) {
+            if let Err(e) = wait(self.store.expunge(sel.folder_id, &src)) {
                 // The copies exist (COPYUID says where) but the originals
                 // stay: announcing their EXPUNGE would be false. The client
                 // sees a COPY and a failed MOVE, and may expunge itself.
@@ -421,7 +421,7 @@ impl Session {
     }
 }
 
-fn deleted_uids(sel: &Selected) -> Vec<i64> {
+fn deleted_uids(sel: &Selected) -> Vec<Uid> {
     sel.msgs()
         .iter()
         .filter(|m| m.flags & crate::format::DELETED != 0)

@@ -1,5 +1,6 @@
 //! GETQUOTA and GETQUOTAROOT (RFC 9208).
 
+use crate::wait::wait;
 use std::fmt::Write as _;
 
 use imap_codec::imap_types::mailbox::Mailbox;
@@ -14,10 +15,10 @@ impl Session {
     pub(super) fn quota_line(&self) -> Result<String, StoreError> {
         let id = self.account_id();
         // An account deleted meanwhile has no quota (and stores nothing).
-        let Some(limit) = self.store.db.account_by_id(id)?.and_then(|a| a.quota) else {
+        let Some(limit) = wait(self.store.meta().account_by_id(id))?.and_then(|a| a.quota) else {
             return Ok(String::new());
         };
-        let used = self.store.db.usage(id)?;
+        let used = wait(self.store.meta().usage(id))?;
         // RFC 9208 5.1: STORAGE in units of 1024 octets.
         Ok(format!(
             "* QUOTA \"\" (STORAGE {} {})\r\n",

@@ -3,6 +3,7 @@ data folder, driven by clients we did not write (smtplib, swaks, raw
 sockets). Nothing here talks to any address outside 127.0.0.0/8."""
 
 import os
+import shutil
 import re
 import signal
 import socket
@@ -98,6 +99,8 @@ enabled = false
             )
         self.proc = None
         self.log = os.path.join(tmp, "server.log")
+        # Extra environment for the server process (test hooks).
+        self.env = {}
 
     def cli(self, *args, input=None, check=True):
         r = subprocess.run(
@@ -141,6 +144,7 @@ enabled = false
             [BIN, "--config", self.config, "serve"],
             stdout=logf,
             stderr=logf,
+            env={**os.environ, **self.env},
         )
         deadline = time.time() + 30
         while time.time() < deadline:
@@ -208,11 +212,18 @@ def make_server(extra_smtp="", extra_toml="", populate=True, extra_pop3=""):
     return s
 
 
+def discard(s):
+    """Stops a server and removes its folder (data, config, log): a run
+    leaves nothing behind in /tmp."""
+    s.stop()
+    shutil.rmtree(s.tmp, ignore_errors=True)
+
+
 @pytest.fixture
 def server():
     s = make_server().start()
     yield s
-    s.stop()
+    discard(s)
 
 
 @pytest.fixture
@@ -226,7 +237,7 @@ def server_factory():
 
     yield factory
     for s in started:
-        s.stop()
+        discard(s)
 
 
 class Raw:

@@ -3,7 +3,7 @@
 //! finish what is in flight, and exits).
 
 use std::net::{IpAddr, SocketAddr, TcpListener as StdListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +25,7 @@ use postroom_queue::dns::MxResolver;
 use postroom_queue::{DeliveryQueue, Injector, QueueSettings};
 use postroom_smtp::service::{serve_connection, ConnectionSettings};
 use postroom_smtp::{Reply, SessionConfig};
+use postroom_store::faulty::{FaultSwitch, FaultyMeta};
 use postroom_store::Store;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
@@ -88,12 +89,41 @@ pub fn run(cfg: Config, data_dir: PathBuf, cli_flags: String) -> Result<(), Stri
         Ok(n) => tracing::info!(files = n, "removed unfinished message spool files"),
         Err(e) => tracing::warn!(error = %e, "removing unfinished message spool files failed"),
     }
+    let (store, faults) = with_fault_hook(store, &data_dir);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    if let Some((switch, path)) = faults {
+        runtime.spawn(follow_fault_file(switch, path));
+    }
     runtime.block_on(serve(cfg, data_dir, store, sockets, cli_flags))
+}
+
+/// The environment variable naming a file that, while it exists, makes
+/// every storage call fail: the end-to-end tests check each protocol's
+/// answer to a storage failure (`451 4.3.0`, `NO [UNAVAILABLE]`,
+/// `-ERR [SYS/TEMP]`) against the real server this way.
+const FAULT_FILE_ENV: &str = "POSTROOM_TEST_STORE_FAULTS";
+
+/// The store behind a fault switch when [`FAULT_FILE_ENV`] is set.
+fn with_fault_hook(store: Store, data_dir: &Path) -> (Store, Option<(FaultSwitch, PathBuf)>) {
+    let Some(path) = std::env::var_os(FAULT_FILE_ENV) else {
+        return (store, None);
+    };
+    tracing::warn!(file = ?path, "{FAULT_FILE_ENV} is set: storage fails while that file exists (a test hook)");
+    let (faulty, switch) = FaultyMeta::new(store.meta_handle());
+    let store = Store::with_backend(Arc::new(faulty), Arc::clone(&store.blobs), data_dir);
+    (store, Some((switch, PathBuf::from(path))))
+}
+
+async fn follow_fault_file(switch: FaultSwitch, path: PathBuf) {
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tick.tick().await;
+        switch.set(path.exists());
+    }
 }
 
 /// The bound listening sockets, by protocol.

@@ -2,6 +2,7 @@
 clients need: charset errors, response codes, keyword announcements."""
 
 import os
+import smtplib
 
 from test_imap import deliver, imaps
 
@@ -87,3 +88,33 @@ def test_unreadable_message_is_unavailable_not_empty(server):
         m.logout()
     log = server.read_log()
     assert "store failed" in log and "customseo@esoomllub.com" in log, log[-2000:]
+
+
+def test_search_from_matches_addresses_as_a_reader_sees_them(server):
+    """RFC 3501 / RFC 9051 6.4.4: FROM is a substring of the decoded field,
+    address included: a quoted local part, a name given as a comment or
+    RFC 2047 encoded inside quotes, white space around @."""
+    senders = [
+        '"user-from"@domain.org',
+        "user-from@domain.org (User From)",
+        "User From <user-from @ domain.org>",
+        '"=?UTF-8?Q?J=C3=BCrgen_From?=" <user-from@domain.org>',
+        "=?UTF-8?Q?User_From?= <user-from@domain.org>",
+        "plain@elsewhere.example",
+    ]
+    with smtplib.SMTP("127.0.0.1", server.port) as s:
+        for i, sender in enumerate(senders):
+            body = (f"From: {sender}\r\nTo: \"Team, The\" <team@domain.org>\r\nSubject: s{i}\r\n"
+                    f"Message-ID: <f{i}@x>\r\n\r\nhello\r\n")
+            s.sendmail("user-from@domain.org", ["customseo@esoomllub.com"], body.encode())
+    m = imaps(server)
+    try:
+        m.select("INBOX")
+        assert m.search(None, "FROM", "user-from@domain.org") == ("OK", [b"1 2 3 4 5"])
+        assert m.search(None, "FROM", '"User From <user-from@domain.org>"') == ("OK", [b"2 3 5"])
+        m.literal = "Jürgen From <user-from@".encode()
+        assert m.search("UTF-8", "FROM") == ("OK", [b"4"])
+        assert m.search(None, "TO", '"Team, The <team@domain.org>"') == ("OK", [b"1 2 3 4 5 6"])
+        assert m.search(None, "FROM", "nobody@domain.org") == ("OK", [b""])
+    finally:
+        m.logout()

@@ -2017,3 +2017,56 @@ fn unreadable_message_is_unavailable_not_empty() {
     let ok = answer(&mut d, "F4 FETCH 1 BODY.PEEK[]");
     assert!(ok.lines().last().unwrap().starts_with("F4 OK"), "{ok}");
 }
+
+/// RFC 3501 / RFC 9051 6.4.4: FROM, TO, CC and BCC are substring
+/// matches on the field as a reader sees it, the address included: a
+/// quoted local part (`"user-from"@domain.org`), white space around `@`,
+/// a name given as a comment (`user-from@domain.org (User From)`) or RFC
+/// 2047 encoded inside quotes was missed by the address, or by `Name
+/// <address>`.
+#[test]
+fn search_address_fields_match_names_and_addresses() {
+    let fx = Fixture::new();
+    let mut d = logged_in(&fx);
+    let froms = [
+        "\"user-from\"@domain.org",
+        "user-from@domain.org (User From)",
+        "User From <user-from @ domain.org>",
+        "\"=?UTF-8?Q?User_From?=\" <user-from@domain.org>",
+        "=?UTF-8?Q?User?= =?UTF-8?Q?_From?= <user-from@domain.org>",
+        "Someone Else <other@domain.org>",
+    ];
+    answer(&mut d, "C1 CREATE Senders");
+    for (i, f) in froms.iter().enumerate() {
+        let msg = format!("From: {f}\r\nTo: \"Team, The\" <team@domain.org>\r\nCc: \"cc\"@domain.org\r\nSubject: s{i}\r\n\r\nbody\r\n");
+        let got = answer(&mut d, &format!("A1 APPEND Senders {{{}+}}\r\n{msg}", msg.len()));
+        assert!(got.contains("A1 OK"), "{got}");
+    }
+    answer(&mut d, "S1 SELECT Senders");
+    for (key, want) in [
+        ("FROM user-from@domain.org", "* SEARCH 1 2 3 4 5\r\n"),
+        (
+            "FROM \"User From <user-from@domain.org>\"",
+            "* SEARCH 2 3 4 5\r\n",
+        ),
+        ("FROM \"User From\"", "* SEARCH 2 3 4 5\r\n"),
+        ("FROM other@domain.org", "* SEARCH 6\r\n"),
+        ("TO \"Team, The <team@domain.org>\"", "* SEARCH 1 2 3 4 5 6\r\n"),
+        ("CC cc@domain.org", "* SEARCH 1 2 3 4 5 6\r\n"),
+        ("BCC cc@domain.org", "* SEARCH\r\n"),
+        ("FROM nobody@domain.org", "* SEARCH\r\n"),
+    ] {
+        let got = answer(&mut d, &format!("A2 SEARCH {key}"));
+        assert!(got.starts_with(want), "{key}: {got}");
+    }
+    // The fixture's own: a display name, an encoded one.
+    d.send(b"S2 SELECT INBOX\r\n").unwrap();
+    let got = answer(&mut d, "A3 SEARCH FROM alice@example.com");
+    assert!(got.starts_with("* SEARCH 1\r\n"), "{got}");
+    let name = "\u{c9}lod\u{ed}e <e@example.com>";
+    let got = answer(
+        &mut d,
+        &format!("A4 SEARCH CHARSET UTF-8 FROM {{{}+}}\r\n{name}", name.len()),
+    );
+    assert!(got.starts_with("* SEARCH 2\r\n"), "{got}");
+}

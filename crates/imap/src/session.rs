@@ -136,6 +136,34 @@ fn decode_name(raw: &[u8], utf8: bool) -> Option<String> {
     crate::mutf7::decode(s).filter(|d| crate::mutf7::encode(d) == s)
 }
 
+/// The UID above which a folder's messages are \Recent to this session
+/// (RFC 3501 2.3.2): the first IMAP4rev1 session to see new messages
+/// claims them (`claim_recent`); a read-only one (EXAMINE) shows them as
+/// \Recent without claiming, so the next session still sees them so
+/// (RFC 3501 6.3.2); an IMAP4rev2 session has no \Recent (RFC 9051
+/// appendix E) and leaves them to the IMAP4rev1 clients that do.
+fn recent_above(store: &Store, folder_id: i64, read_only: bool, rev2: bool) -> Result<i64, StoreError> {
+    if rev2 {
+        Ok(i64::MAX)
+    } else if read_only {
+        recent_mark(store, folder_id)
+    } else {
+        store.db.claim_recent(folder_id)
+    }
+}
+
+/// The highest UID of a folder that some session has claimed as \Recent:
+/// the messages above it are \Recent (and STATUS counts them as RECENT).
+fn recent_mark(store: &Store, folder_id: i64) -> Result<i64, StoreError> {
+    store.db.read(|c| {
+        Ok(
+            c.query_row("SELECT recent_uid FROM folders WHERE id = ?1", [folder_id], |r| {
+                r.get::<_, i64>(0)
+            })?,
+        )
+    })
+}
+
 /// Flags from a command: the system-flag bits and the keywords.
 fn flag_bits(flags: &[Flag<'_>]) -> (i64, Vec<String>) {
     let mut bits = 0;
@@ -638,6 +666,36 @@ impl Session {
         Self::valid_new_name(name).then(|| name.to_string())
     }
 
+    /// A CONDSTORE enabling command (RFC 7162 3.1: SELECT/EXAMINE
+    /// (CONDSTORE), STATUS (HIGHESTMODSEQ), FETCH (MODSEQ), FETCH
+    /// (CHANGEDSINCE), SEARCH MODSEQ, STORE (UNCHANGEDSINCE), ENABLE)
+    /// turns CONDSTORE on for the session: from then on every FETCH response
+    /// a STORE, an implicit \Seen or another session causes has UID and
+    /// MODSEQ. True when this is the first one and a mailbox is selected:
+    /// RFC 7162 3.1 then has the command's tagged OK carry the mailbox's
+    /// HIGHESTMODSEQ ([`Session::highestmodseq_code`]), so the client
+    /// knows where it stands without selecting again.
+    fn enable_condstore(&mut self) -> bool {
+        let first = !self.condstore;
+        self.condstore = true;
+        match &mut self.state {
+            State::Selected(sel) => {
+                sel.condstore = true;
+                first
+            }
+            _ => false,
+        }
+    }
+
+    /// `[HIGHESTMODSEQ n] ` for a tagged OK, with the selected mailbox's
+    /// value as the command left it.
+    fn highestmodseq_code(&self) -> String {
+        match &self.state {
+            State::Selected(sel) => format!("[HIGHESTMODSEQ {}] ", sel.highestmodseq),
+            _ => String::new(),
+        }
+    }
+
     /// The one answer to a failed store call: `NO [LIMIT]` when an
     /// account or folder limit refused it, else `NO [UNAVAILABLE]` (RFC 9051
     /// 7.1: a temporary failure; the client may try again), logged once
@@ -679,10 +737,8 @@ impl Session {
         };
         match self.store.folder_snapshot(sel.folder_id, None)? {
             Some(snap) => {
-                let grew = snap.uidnext > sel.uidnext;
-                // New messages become \Recent for the first session that sees them.
-                let mark = if grew && !sel.read_only {
-                    self.store.db.claim_recent(sel.folder_id)?
+                let mark = if snap.uidnext > sel.uidnext {
+                    recent_above(&self.store, sel.folder_id, sel.read_only, self.rev2)?
                 } else {
                     i64::MAX
                 };

@@ -519,6 +519,14 @@ impl Driver {
                     self.session.tls_established();
                 }
                 Action::Idle => self.session.idle_check(),
+                Action::Query(q) => {
+                    assert!(
+                        self.session.poll().is_none(),
+                        "poll went on before the store's answer"
+                    );
+                    self.session
+                        .answered(postroom_imap::storage::run(&fixture().store, &q));
+                }
                 Action::Close => {
                     self.closed = true;
                     assert!(self.session.is_closed());

@@ -26,6 +26,7 @@ use postroom_store::{Store, StoreError};
 use crate::extensions::Extras;
 use crate::framing::{Expect, Frame, Framer};
 use crate::selected::Selected;
+use crate::storage::{Answer, Query};
 
 mod append;
 mod auth;
@@ -69,6 +70,9 @@ pub enum Action {
     /// IDLE began: call [`Session::idle_check`] when something may have
     /// changed (and at least every few seconds); DONE arrives as input.
     Idle,
+    /// Ask the store ([`crate::storage::run`]); answer with
+    /// [`Session::answered`]. `poll` is quiet until then.
+    Query(Query),
     Close,
 }
 
@@ -114,6 +118,16 @@ pub struct Session {
     closing: bool,
     /// The body of an APPEND arriving in pieces (`Err`: writing failed).
     upload: Option<Result<Upload, ()>>,
+    /// The command waiting for the answer to an [`Action::Query`].
+    asked: Option<Asked>,
+}
+
+/// A command waiting for the store's [`Answer`], with what it needs to
+/// finish.
+#[derive(Debug)]
+enum Asked {
+    GetQuota { tag: String, root: String },
+    GetQuotaRoot { tag: String, name: String },
 }
 
 /// A mailbox name as stored (UTF-8): IMAP4rev1 clients without
@@ -204,6 +218,7 @@ impl Session {
             errors: 0,
             closing: false,
             upload: None,
+            asked: None,
         }
     }
 
@@ -423,6 +438,44 @@ impl Session {
         }
     }
 
+    /// Asks the store: the command `asked` finishes when the answer comes
+    /// ([`Session::answered`]).
+    fn ask(&mut self, asked: Asked, query: Query) {
+        self.asked = Some(asked);
+        self.waiting = true;
+        self.out.push_back(Action::Query(query));
+    }
+
+    /// The glue's answer to [`Action::Query`]: the waiting command
+    /// finishes (a store error is its `NO [UNAVAILABLE]`, as for the
+    /// commands that still call the store themselves).
+    pub fn answered(&mut self, answer: Result<Answer, StoreError>) {
+        let Some(asked) = self.asked.take().filter(|_| self.waiting) else {
+            return;
+        };
+        self.waiting = false;
+        let (tag, name) = match &asked {
+            Asked::GetQuota { tag, .. } => (tag.clone(), "GETQUOTA"),
+            Asked::GetQuotaRoot { tag, .. } => (tag.clone(), "GETQUOTAROOT"),
+        };
+        match answer {
+            Ok(answer) => self.finish(asked, answer),
+            Err(e) => self.store_failed(&tag, name, &e),
+        }
+        self.close_if_bye();
+    }
+
+    fn finish(&mut self, asked: Asked, answer: Answer) {
+        match (asked, answer) {
+            (Asked::GetQuota { tag, root }, Answer::Quota { quota, .. }) => {
+                self.get_quota(&tag, &root, quota)
+            }
+            (Asked::GetQuotaRoot { tag, name }, Answer::Quota { folder_exists, quota }) => {
+                self.get_quota_root(&tag, &name, folder_exists, quota)
+            }
+        }
+    }
+
     /// STARTTLS completed: the session starts over (RFC 9051 6.2.1).
     pub fn tls_established(&mut self) {
         if self.waiting {
@@ -581,16 +634,21 @@ impl Session {
                 };
                 self.append(&tag, &mailbox, &flags, date, body)?;
             }
-            CommandBody::GetQuotaRoot { mailbox } => self.quota_root(&tag, &mailbox)?,
+            CommandBody::GetQuotaRoot { mailbox } => {
+                let name = self.mailbox_name(&mailbox);
+                let query = Query::Quota {
+                    account_id: self.account_id(),
+                    folder: Some(name.clone()),
+                };
+                self.ask(Asked::GetQuotaRoot { tag, name }, query);
+            }
             CommandBody::GetQuota { root } => {
                 let root = String::from_utf8_lossy(root.as_ref()).into_owned();
-                let line = self.quota_line()?;
-                if root.is_empty() && !line.is_empty() {
-                    self.send(line.into_bytes());
-                    self.tagged(&tag, "OK", "GETQUOTA completed");
-                } else {
-                    self.tagged(&tag, "NO", "[NONEXISTENT] No such quota root");
-                }
+                let query = Query::Quota {
+                    account_id: self.account_id(),
+                    folder: None,
+                };
+                self.ask(Asked::GetQuota { tag, root }, query);
             }
             CommandBody::Idle => self.idle(tag),
             _ if !selected => self.bad(&tag, "Select a mailbox first"),

@@ -846,6 +846,10 @@ impl<'f> Driver<'f> {
                 Action::Idle => {
                     self.s.idle_check();
                 }
+                Action::Query(q) => {
+                    prop_assert!(self.s.poll().is_none(), "poll went on before the store's answer");
+                    self.s.answered(postroom_imap::storage::run(&self.fx.store, &q));
+                }
                 Action::Close => {
                     self.closed = true;
                     prop_assert!(self.s.is_closed());
@@ -2298,4 +2302,76 @@ fn lsub_answers_parents_noselect_without_children_attributes() {
     assert!(all.contains("* LSUB () \"/\" Work/Sub\r\n"), "{all}");
     assert!(!all.contains(" Work\r\n"), "{all}");
     assert!(!all.contains("Children"), "{all}");
+}
+
+/// The sans-IO seam (`postroom_imap::storage`): GETQUOTA and GETQUOTAROOT
+/// ask the store through `Action::Query`, `poll` is quiet until the
+/// answer, and a failed answer is `NO [UNAVAILABLE]` (issue #9) — no
+/// fault-injecting store needed to see it.
+#[test]
+fn quota_is_asked_of_the_store_and_a_failure_is_unavailable() {
+    use postroom_imap::storage::{Answer, Query};
+    let fx = Fixture::new();
+    let account = fx.account(Some(1 << 20));
+    let cfg = SessionConfig {
+        hostname: "imap.example".into(),
+        starttls: false,
+        login_allowed: true,
+        max_append: 1 << 20,
+        max_errors: 1000,
+    };
+    let mut s = Session::new(cfg, fx.store.clone(), false);
+    s.receive(format!("L1 LOGIN {} {PASSWORD}\r\n", account.address).as_bytes());
+    assert!(matches!(s.poll(), Some(Action::Authenticate { .. })));
+    s.login_result(Ok((account.id, account.address.clone())));
+    assert!(matches!(s.poll(), Some(Action::Send(_))));
+    let text = |s: &mut Session| {
+        let mut out = Vec::new();
+        while let Some(a) = s.poll() {
+            match a {
+                Action::Send(b) => out.extend_from_slice(&b),
+                other => panic!("{other:?}"),
+            }
+        }
+        String::from_utf8(out).unwrap()
+    };
+    s.receive(b"Q1 GETQUOTAROOT INBOX\r\nQ2 NOOP\r\n");
+    let Some(Action::Query(q)) = s.poll() else {
+        panic!("no query");
+    };
+    assert_eq!(
+        q,
+        Query::Quota {
+            account_id: account.id,
+            folder: Some("INBOX".into())
+        }
+    );
+    assert!(s.poll().is_none(), "poll went on before the answer");
+    s.answered(Err(postroom_store::StoreError::Unavailable));
+    let got = text(&mut s);
+    assert!(got.starts_with("Q1 NO [UNAVAILABLE] "), "{got}");
+    assert!(got.contains("Q2 OK"), "{got}");
+    // The answer, formatted: usage rounded up to KiB.
+    s.receive(b"Q3 GETQUOTA \"\"\r\n");
+    assert!(matches!(
+        s.poll(),
+        Some(Action::Query(Query::Quota { folder: None, .. }))
+    ));
+    s.answered(Ok(Answer::Quota {
+        folder_exists: true,
+        quota: Some((1025, 1 << 20)),
+    }));
+    assert_eq!(
+        text(&mut s),
+        "* QUOTA \"\" (STORAGE 2 1024)\r\nQ3 OK GETQUOTA completed\r\n"
+    );
+    // And over the real store (the glue's `storage::run`).
+    let mut d = logged_in_as(&fx, account);
+    let got = answer(&mut d, "Q4 GETQUOTAROOT INBOX");
+    assert!(
+        got.starts_with("* QUOTAROOT INBOX \"\"\r\n* QUOTA \"\" (STORAGE "),
+        "{got}"
+    );
+    let got = answer(&mut d, "Q5 GETQUOTAROOT Nowhere");
+    assert!(got.starts_with("Q5 NO [NONEXISTENT]"), "{got}");
 }

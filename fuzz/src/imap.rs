@@ -13,6 +13,14 @@ use postroom_store::folders::FlagOp;
 use postroom_store::mailbox::FolderRow;
 use postroom_store::Store;
 
+/// Runs a store call to completion (the embedded back end answers at once).
+fn wait<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
 use crate::pieces;
 
 /// A tag (RFC 9051 9: `1*<any ASTRING-CHAR except "+">`).
@@ -285,9 +293,9 @@ pub const PASSWORD: &str = "secret";
 /// removed at exit; a template account holds [`MESSAGES`].
 pub struct Fixture {
     pub store: Store,
-    domain_id: i64,
+    domain_id: postroom_store::DomainId,
     template: FolderRow,
-    template_uids: Vec<i64>,
+    template_uids: Vec<postroom_store::Uid>,
 }
 
 static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -314,18 +322,17 @@ pub fn fixture() -> &'static Fixture {
             libc::atexit(remove_store);
         }
         let store = Store::open(dir).expect("store");
-        let domain = store.db.add_domain("example.com", "example.com", None).unwrap();
+        let domain = store.sqlite().unwrap().add_domain("example.com", "example.com", None).unwrap();
         let tpl = store
-            .db
-            .add_account(domain.id, "template", "template", None, None)
+            .sqlite().unwrap().add_account(domain.id, "template", "template", None, None)
             .unwrap();
-        let template = store.db.find_folder(tpl.id, "INBOX").unwrap().unwrap();
+        let template = store.sqlite().unwrap().find_folder(tpl.id, "INBOX").unwrap().unwrap();
         let template_uids = MESSAGES
             .iter()
             .enumerate()
             .map(|(i, (m, flags, kw))| {
                 let date = 760_000_000 + i as i64 * 86_400 * 400;
-                store.append(&template, m, *flags, kw, Some(date)).unwrap()
+                wait(store.append(&template, m, *flags, kw, Some(date))).unwrap()
             })
             .collect();
         Fixture {
@@ -340,43 +347,38 @@ pub fn fixture() -> &'static Fixture {
 impl Fixture {
     /// A fresh account `fuzz@example.com`: the messages in INBOX, two in
     /// Archive, Sent subscribed, a quota when asked.
-    pub fn account(&self, quota: Option<i64>) -> i64 {
+    pub fn account(&self, quota: Option<i64>) -> postroom_store::AccountId {
         let a = self
             .store
-            .db
-            .add_account(self.domain_id, "fuzz", "fuzz", None, quota)
+            .sqlite().unwrap().add_account(self.domain_id, "fuzz", "fuzz", None, quota)
             .unwrap();
-        let inbox = self.store.db.find_folder(a.id, "INBOX").unwrap().unwrap();
-        let archive = self.store.db.find_folder(a.id, "Archive").unwrap().unwrap();
+        let inbox = self.store.sqlite().unwrap().find_folder(a.id, "INBOX").unwrap().unwrap();
+        let archive = self.store.sqlite().unwrap().find_folder(a.id, "Archive").unwrap().unwrap();
         self.store
-            .db
-            .copy_messages(self.template.id, &self.template_uids, inbox.id)
+            .sqlite().unwrap().copy_messages(self.template.id, &self.template_uids, inbox.id)
             .unwrap();
         self.store
-            .db
-            .copy_messages(self.template.id, &self.template_uids[..2], archive.id)
+            .sqlite().unwrap().copy_messages(self.template.id, &self.template_uids[..2], archive.id)
             .unwrap();
-        self.store.db.set_subscribed(a.id, "Sent", true).unwrap();
+        self.store.sqlite().unwrap().set_subscribed(a.id, "Sent", true).unwrap();
         a.id
     }
 
     /// Removes the account, its folders and messages (bodies no longer
     /// referenced go too), so every input starts from the same state.
-    pub fn remove(&self, account: i64) {
-        for f in self.store.db.folders(account).unwrap() {
-            let uids: Vec<i64> = self
+    pub fn remove(&self, account: postroom_store::AccountId) {
+        for f in self.store.sqlite().unwrap().folders(account).unwrap() {
+            let uids: Vec<postroom_store::Uid> = self
                 .store
-                .db
-                .message_meta(f.id)
+                .sqlite().unwrap().message_meta(f.id)
                 .unwrap()
                 .into_iter()
                 .map(|m| m.uid)
                 .collect();
-            self.store.expunge(f.id, &uids).unwrap();
+            wait(self.store.expunge(f.id, &uids)).unwrap();
         }
         self.store
-            .db
-            .write(|tx| {
+            .sqlite().unwrap().write(|tx| {
                 tx.execute(
                     "DELETE FROM expunged WHERE folder_id IN (SELECT id FROM folders WHERE account_id = ?1)",
                     [account],
@@ -389,14 +391,13 @@ impl Fixture {
     }
 
     /// Another session or a delivery changes INBOX: `n` picks what.
-    pub fn other(&self, account: i64, n: usize) {
-        let Some(inbox) = self.store.db.find_folder(account, "INBOX").unwrap() else {
+    pub fn other(&self, account: postroom_store::AccountId, n: usize) {
+        let Some(inbox) = self.store.sqlite().unwrap().find_folder(account, "INBOX").unwrap() else {
             return;
         };
-        let uids: Vec<i64> = self
+        let uids: Vec<postroom_store::Uid> = self
             .store
-            .db
-            .message_meta(inbox.id)
+            .sqlite().unwrap().message_meta(inbox.id)
             .unwrap()
             .into_iter()
             .map(|m| m.uid)
@@ -405,8 +406,7 @@ impl Fixture {
             0 => {
                 let uid = self.template_uids[n % self.template_uids.len()];
                 self.store
-                    .db
-                    .copy_messages(self.template.id, &[uid], inbox.id)
+                    .sqlite().unwrap().copy_messages(self.template.id, &[uid], inbox.id)
                     .unwrap();
             }
             1 if !uids.is_empty() => {
@@ -416,8 +416,7 @@ impl Fixture {
                     FlagOp::Remove
                 };
                 self.store
-                    .db
-                    .store_flags(
+                    .sqlite().unwrap().store_flags(
                         inbox.id,
                         &[uids[n % uids.len()]],
                         op,
@@ -428,7 +427,7 @@ impl Fixture {
                     .unwrap();
             }
             2 if !uids.is_empty() => {
-                self.store.expunge(inbox.id, &[uids[n % uids.len()]]).unwrap();
+                wait(self.store.expunge(inbox.id, &[uids[n % uids.len()]])).unwrap();
             }
             _ => {}
         }
@@ -472,13 +471,13 @@ pub fn prelude(flags: u8) -> Vec<u8> {
 /// a login or TLS handshake is open; nothing after `Close`.
 pub struct Driver {
     pub session: Session,
-    pub account: i64,
+    pub account: postroom_store::AccountId,
     pub closed: bool,
     pub sent: usize,
 }
 
 impl Driver {
-    pub fn new(cfg: SessionConfig, account: i64) -> Self {
+    pub fn new(cfg: SessionConfig, account: postroom_store::AccountId) -> Self {
         let session = Session::new(cfg, fixture().store.clone(), false);
         check_responses(&session.greeting());
         Driver {
@@ -519,6 +518,14 @@ impl Driver {
                     self.session.tls_established();
                 }
                 Action::Idle => self.session.idle_check(),
+                Action::Query(q) => {
+                    assert!(
+                        self.session.poll().is_none(),
+                        "poll went on before the store's answer"
+                    );
+                    self.session
+                        .answered(postroom_imap::storage::run(&fixture().store, &q));
+                }
                 Action::Close => {
                     self.closed = true;
                     assert!(self.session.is_closed());

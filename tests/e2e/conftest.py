@@ -61,7 +61,7 @@ PORT_ATTRS = ("port", "pop3_port", "pop3s_port", "imap_port", "imaps_port", "sub
 class Server:
     """One Postroom instance: its config, data folder, process and CLI."""
 
-    def __init__(self, tmp, extra_smtp="", extra_toml="", extra_pop3=""):
+    def __init__(self, tmp, extra_smtp="", extra_toml="", extra_pop3="", extra_imap=""):
         self.tmp = tmp
         for attr, port in zip(PORT_ATTRS, free_ports(len(PORT_ATTRS))):
             setattr(self, attr, port)
@@ -91,6 +91,7 @@ tls_listen = ["127.0.0.1:{self.pop3s_port}"]
 [imap]
 listen = ["127.0.0.1:{self.imap_port}"]
 tls_listen = ["127.0.0.1:{self.imaps_port}"]
+{extra_imap}
 
 [dns]
 enabled = false
@@ -199,9 +200,9 @@ enabled = false
         return [line.split("\t") for line in out.splitlines() if line]
 
 
-def make_server(extra_smtp="", extra_toml="", populate=True, extra_pop3=""):
+def make_server(extra_smtp="", extra_toml="", populate=True, extra_pop3="", extra_imap=""):
     tmp = tempfile.mkdtemp(prefix="postroom-e2e-")
-    s = Server(tmp, extra_smtp, extra_toml, extra_pop3)
+    s = Server(tmp, extra_smtp, extra_toml, extra_pop3, extra_imap)
     if populate:
         s.cli("domain", "add", "esoomllub.com")
         s.cli("domain", "add", "esoomllub.net", "--alias-of", "esoomllub.com")
@@ -230,8 +231,8 @@ def server():
 def server_factory():
     started = []
 
-    def factory(extra_smtp="", extra_toml="", populate=True, extra_pop3=""):
-        s = make_server(extra_smtp, extra_toml, populate, extra_pop3)
+    def factory(extra_smtp="", extra_toml="", populate=True, extra_pop3="", extra_imap=""):
+        s = make_server(extra_smtp, extra_toml, populate, extra_pop3, extra_imap)
         started.append(s)
         return s
 

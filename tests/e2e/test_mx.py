@@ -623,3 +623,47 @@ def test_message_content_has_its_own_deadline(server_factory):
     assert reply is not None and reply.startswith("421 4.4.2"), reply
     assert c.closed()
     assert server.messages("customseo@esoomllub.com") == []
+
+
+def _greetings(port, n):
+    """Opens n plain connections and returns (their first lines, sockets)."""
+    import socket
+
+    socks, lines = [], []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        socks.append(s)
+        lines.append(s.makefile("rb").readline())
+    return lines, socks
+
+
+def test_smtp_exemption_does_not_exempt_imap_or_pop3(server_factory):
+    """smtp.connection_limit_exempt is the MX's (and submission's): it used
+    to exempt IMAP and POP3 from their per-client limits too. Each has its
+    own setting now."""
+    server = server_factory(
+        extra_smtp='connection_limit_exempt = ["127.0.0.0/8"]',
+        extra_imap="max_connections_per_client = 2",
+        extra_pop3="max_connections_per_client = 2",
+    ).start()
+    smtp = [Raw(server.port) for _ in range(12)]
+    assert all(c.banner.startswith("220") for c in smtp)
+    imap, imap_socks = _greetings(server.imap_port, 3)
+    assert imap[0].startswith(b"* OK") and imap[1].startswith(b"* OK"), imap
+    assert imap[2].startswith(b"* BYE [UNAVAILABLE]"), imap
+    pop3, pop3_socks = _greetings(server.pop3_port, 3)
+    assert pop3[0].startswith(b"+OK") and pop3[1].startswith(b"+OK"), pop3
+    assert pop3[2].startswith(b"-ERR [SYS/TEMP]"), pop3
+    for s in imap_socks + pop3_socks:
+        s.close()
+
+    exempt = server_factory(
+        extra_imap='max_connections_per_client = 2\nconnection_limit_exempt = ["127.0.0.0/8"]',
+        extra_pop3='max_connections_per_client = 2\nconnection_limit_exempt = ["127.0.0.1"]',
+    ).start()
+    imap, imap_socks = _greetings(exempt.imap_port, 3)
+    assert all(line.startswith(b"* OK") for line in imap), imap
+    pop3, pop3_socks = _greetings(exempt.pop3_port, 3)
+    assert all(line.startswith(b"+OK") for line in pop3), pop3
+    for s in imap_socks + pop3_socks:
+        s.close()

@@ -66,6 +66,8 @@ pub struct SmtpConfig {
     pub max_recipients: usize,
     pub max_connections: usize,
     pub max_connections_per_client: usize,
+    /// Networks the per-client limit does not apply to, on the MX and on
+    /// submission (IMAP and POP3 have their own: `imap.`/`pop3.`).
     pub connection_limit_exempt: Vec<String>,
     pub idle_timeout_secs: u64,
     /// A command line must be complete this long after its first byte.
@@ -173,6 +175,9 @@ pub struct Pop3Config {
     pub proxy_protocol: bool,
     pub max_connections: usize,
     pub max_connections_per_client: usize,
+    /// Networks `max_connections_per_client` does not apply to (POP3 only:
+    /// an address exempt on the MX is not exempt here).
+    pub connection_limit_exempt: Vec<String>,
     pub max_connections_per_user: usize,
     pub idle_timeout_secs: u64,
 }
@@ -185,6 +190,7 @@ impl Default for Pop3Config {
             proxy_protocol: false,
             max_connections: 1000,
             max_connections_per_client: 20,
+            connection_limit_exempt: Vec::new(),
             max_connections_per_user: 10,
             idle_timeout_secs: 600,
         }
@@ -201,6 +207,9 @@ pub struct ImapConfig {
     pub proxy_protocol: bool,
     pub max_connections: usize,
     pub max_connections_per_client: usize,
+    /// Networks `max_connections_per_client` does not apply to (IMAP only:
+    /// an address exempt on the MX is not exempt here).
+    pub connection_limit_exempt: Vec<String>,
     pub max_connections_per_user: usize,
     pub idle_timeout_secs: u64,
     /// The largest APPEND (advertised as APPENDLIMIT).
@@ -215,6 +224,7 @@ impl Default for ImapConfig {
             proxy_protocol: false,
             max_connections: 5000,
             max_connections_per_client: 50,
+            connection_limit_exempt: Vec::new(),
             max_connections_per_user: 50,
             idle_timeout_secs: 1800,
             max_append: 50_000_000,
@@ -436,8 +446,14 @@ impl Config {
         if let Err(e) = IpNetList::parse(&self.smtp.trusted_networks) {
             return err("smtp.trusted_networks", e);
         }
-        if let Err(e) = IpNetList::parse(&self.smtp.connection_limit_exempt) {
-            return err("smtp.connection_limit_exempt", e);
+        for (name, list) in [
+            ("smtp.connection_limit_exempt", &self.smtp.connection_limit_exempt),
+            ("pop3.connection_limit_exempt", &self.pop3.connection_limit_exempt),
+            ("imap.connection_limit_exempt", &self.imap.connection_limit_exempt),
+        ] {
+            if let Err(e) = IpNetList::parse(list) {
+                return err(name, e);
+            }
         }
         if ![452, 552].contains(&self.smtp.quota_exceeded_code) {
             return err("smtp.quota_exceeded_code", "must be 452 or 552".into());
@@ -645,6 +661,36 @@ mod tests {
         assert!(e.0.starts_with("smtp.trusted_networks"), "{e}");
         let e = Config::parse("[smtp]\nmax_message_size = \"big\"\n").unwrap_err();
         assert!(e.0.contains("max_message_size"), "{e}");
+    }
+
+    /// Each protocol has its own connection-limit exemptions: the MX's
+    /// (`smtp.`) used to exempt IMAP and POP3 too.
+    #[test]
+    fn connection_limit_exemptions_are_per_protocol() {
+        let cfg = Config::parse("[smtp]\nconnection_limit_exempt = [\"127.0.0.0/8\"]\n").unwrap();
+        assert_eq!(cfg.smtp.connection_limit_exempt, ["127.0.0.0/8"]);
+        assert!(cfg.imap.connection_limit_exempt.is_empty());
+        assert!(cfg.pop3.connection_limit_exempt.is_empty());
+        let cfg = Config::parse(
+            "[imap]\nconnection_limit_exempt = [\"10.0.0.0/8\"]\n[pop3]\nconnection_limit_exempt = [\"::1\"]\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.imap.connection_limit_exempt, ["10.0.0.0/8"]);
+        assert_eq!(cfg.pop3.connection_limit_exempt, ["::1"]);
+        assert!(cfg.smtp.connection_limit_exempt.is_empty());
+        for proto in ["imap", "pop3"] {
+            let e = Config::parse(&format!(
+                "[{proto}]\nconnection_limit_exempt = [\"10.0.0.0/99\"]\n"
+            ))
+            .unwrap_err();
+            assert!(
+                e.0.starts_with(&format!("{proto}.connection_limit_exempt")),
+                "{e}"
+            );
+        }
+        let example = Config::parse(EXAMPLE).unwrap();
+        assert!(example.imap.connection_limit_exempt.is_empty());
+        assert!(EXAMPLE.matches("connection_limit_exempt = []").count() == 3);
     }
 
     #[test]

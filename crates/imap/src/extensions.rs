@@ -15,6 +15,9 @@ pub struct Extras {
     pub list_return: Vec<String>,
     /// `RETURN (STATUS (...))`: the status items, upper-cased.
     pub list_status: Option<Vec<String>>,
+    /// `LIST ref (p1 p2 ...)`: the patterns (RFC 5258 3), as sent (quoted
+    /// ones unescaped); the command keeps the first in the list's place.
+    pub list_patterns: Option<Vec<Vec<u8>>>,
     /// An APPEND whose message literal was handed out as
     /// [`crate::framing::Frame::LiteralChunk`]s: the command carries an
     /// empty literal in its place.
@@ -75,6 +78,74 @@ fn words(list: &[u8]) -> Vec<String> {
     out
 }
 
+/// A quoted string at the start of `s`: (its content unescaped, its
+/// length with the quotes).
+fn quoted(s: &[u8]) -> Option<(Vec<u8>, usize)> {
+    if s.first() != Some(&b'"') {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut i = 1;
+    while let Some(&b) = s.get(i) {
+        match b {
+            b'"' => return Some((out, i + 1)),
+            b'\\' => {
+                out.push(*s.get(i + 1)?);
+                i += 2;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    None
+}
+
+/// `reference (p1 p2 ...)` (RFC 5258 3: `mbox-or-pat`), the list at the end
+/// of `body`: where the list opens, the patterns (quoted ones unescaped)
+/// and the first one as written, which takes the list's place for the
+/// codec. `None` when `body` is not that (one pattern, a literal, a nested
+/// list, an empty list: the codec judges those).
+fn pattern_list(body: &[u8]) -> Option<(usize, Vec<Vec<u8>>, Vec<u8>)> {
+    let ref_len = match quoted(body) {
+        Some((_, n)) => n,
+        None => body.iter().position(|&b| b == b' ')?,
+    };
+    let open = ref_len + 1;
+    if body.get(ref_len) != Some(&b' ')
+        || body.get(open) != Some(&b'(')
+        || close_paren(body, open)? != body.len()
+    {
+        return None;
+    }
+    let inner = &body[open + 1..body.len() - 1];
+    let mut patterns = Vec::new();
+    let mut first = None;
+    let mut i = 0;
+    while i < inner.len() {
+        if inner[i] == b' ' {
+            i += 1;
+            continue;
+        }
+        let (pattern, len) = match inner[i] {
+            b'"' => quoted(&inner[i..])?,
+            b'(' | b')' | b'{' => return None,
+            _ => {
+                let len = inner[i..]
+                    .iter()
+                    .position(|&b| b == b' ')
+                    .unwrap_or(inner.len() - i);
+                (inner[i..i + len].to_vec(), len)
+            }
+        };
+        first.get_or_insert_with(|| inner[i..i + len].to_vec());
+        patterns.push(pattern);
+        i += len;
+    }
+    Some((open, patterns, first?))
+}
+
 /// Rewrites a complete command message, taking out what the codec does not
 /// know. Returns the message unchanged when there is nothing to take.
 pub fn lift(message: &[u8]) -> (Vec<u8>, Extras) {
@@ -112,27 +183,33 @@ pub fn lift(message: &[u8]) -> (Vec<u8>, Extras) {
             memchr::memmem::find(&message[rest_start..], b"\r\n").map_or(message.len(), |i| rest_start + i);
         let line = &message[rest_start..line_end];
         let upper = line.to_ascii_uppercase();
+        // `RETURN (...)` at the end of the line: taken out.
+        let mut body_end = line.len();
         if let Some(r) = memchr::memmem::rfind(&upper, b" RETURN (") {
             let open = r + b" RETURN ".len();
-            if let Some(end) = close_paren(line, open) {
-                if end == line.len() {
-                    let mut ws = words(&line[open..end]).into_iter();
-                    while let Some(w) = ws.next() {
-                        if w == "STATUS" {
-                            // `STATUS (items)`: the list is the next word.
-                            extras.list_status =
-                                Some(ws.next().map(|l| words(l.as_bytes())).unwrap_or_default());
-                        } else {
-                            extras.list_return.push(w);
-                        }
+            if close_paren(line, open) == Some(line.len()) {
+                let mut ws = words(&line[open..]).into_iter();
+                while let Some(w) = ws.next() {
+                    if w == "STATUS" {
+                        // `STATUS (items)`: the list is the next word.
+                        extras.list_status = Some(ws.next().map(|l| words(l.as_bytes())).unwrap_or_default());
+                    } else {
+                        extras.list_return.push(w);
                     }
-                    out.extend_from_slice(&line[..r]);
-                    out.extend_from_slice(&message[line_end..]);
-                    return (out, extras);
                 }
+                body_end = r;
             }
         }
-        out.extend_from_slice(&message[rest_start..]);
+        let body = &line[..body_end];
+        match pattern_list(body) {
+            Some((open, patterns, first)) => {
+                out.extend_from_slice(&body[..open]);
+                out.extend_from_slice(&first);
+                extras.list_patterns = Some(patterns);
+            }
+            None => out.extend_from_slice(body),
+        }
+        out.extend_from_slice(&message[line_end..]);
         return (out, extras);
     }
     (message.to_vec(), extras)
@@ -170,6 +247,26 @@ mod tests {
         let (m, e) = lift(b"a2 LIST \"\" % RETURN (SPECIAL-USE)\r\n");
         assert_eq!(m, b"a2 LIST \"\" %\r\n");
         assert_eq!(e.list_return, ["SPECIAL-USE"]);
+        // RFC 5258 3: several patterns; the first stays for the codec.
+        let (m, e) = lift(b"a4 LIST (SUBSCRIBED) \"\" (INBOX \"Sent \\\"x\\\"\" %) RETURN (CHILDREN)\r\n");
+        assert_eq!(m, b"a4 LIST \"\" INBOX\r\n");
+        assert_eq!(
+            e.list_patterns,
+            Some(vec![b"INBOX".to_vec(), b"Sent \"x\"".to_vec(), b"%".to_vec()])
+        );
+        assert_eq!(e.list_return, ["CHILDREN"]);
+        let (m, e) = lift(b"a5 LIST \"\" (\"*\")\r\n");
+        assert_eq!(m, b"a5 LIST \"\" \"*\"\r\n");
+        assert_eq!(e.list_patterns, Some(vec![b"*".to_vec()]));
+        for odd in [
+            &b"a6 LIST \"\" ()\r\n"[..],
+            b"a6 LIST \"\" ((x))\r\n",
+            b"a6 LIST \"\" ({1}\r\nx)\r\n",
+        ] {
+            let (m, e) = lift(odd);
+            assert_eq!(m, odd);
+            assert_eq!(e.list_patterns, None);
+        }
         let (m, e) = lift(b"a3 LIST \"\" \"Sent RETURN (x\"\r\n");
         assert_eq!(m, b"a3 LIST \"\" \"Sent RETURN (x\"\r\n");
         assert_eq!(e, Extras::default());
@@ -184,6 +281,10 @@ mod tests {
             b"a LIST () \"\" * RETURN (STATUS ())\r\n",
             b"a LIST () \"\" * RETURN ()\r\n",
             b"a SEARCH RETURN () \r\n",
+            b"a LIST \"\" (\"",
+            b"a LIST \"\\\" (x)",
+            b"a LIST x (\"\\",
+            b"a LIST x (\"a\" \"",
         ] {
             let _ = lift(s);
         }

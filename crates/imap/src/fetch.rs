@@ -387,15 +387,27 @@ pub fn run(
                 }
             }
         }
-        if flags_changed && !has_flags {
-            // RFC 9051 6.4.5: the \Seen change is reported in the response.
-            if !items.is_empty() {
-                out.push(b' ');
+        if flags_changed {
+            // RFC 9051 6.4.5: the \Seen change is reported in the response;
+            // with CONDSTORE with UID and MODSEQ (RFC 7162 3.1).
+            let mut sep = !items.is_empty();
+            let mut space = |out: &mut Vec<u8>| {
+                if std::mem::replace(&mut sep, true) {
+                    out.push(b' ');
+                }
+            };
+            if !has_flags {
+                space(out);
+                out.extend_from_slice(b"FLAGS ");
+                write_flag_list(out, m.flags, &m.keywords, recent);
             }
-            out.extend_from_slice(b"FLAGS ");
-            write_flag_list(out, m.flags, &m.keywords, recent);
+            if sel.condstore && !items.iter().any(|i| matches!(i, MessageDataItemName::Uid)) {
+                space(out);
+                let _ = write!(Lossless(out), "UID {}", m.uid);
+            }
             if sel.condstore && !items.iter().any(|i| matches!(i, MessageDataItemName::ModSeq)) {
-                let _ = write!(Lossless(out), " MODSEQ ({})", m.modseq);
+                space(out);
+                let _ = write!(Lossless(out), "MODSEQ ({})", m.modseq);
             }
         }
         out.extend_from_slice(b")\r\n");

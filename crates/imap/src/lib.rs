@@ -6,6 +6,9 @@
 //! [`selected`] keeps a selected mailbox's view consistent while other
 //! sessions and deliveries change it; [`mime`] turns stored messages into
 //! ENVELOPE, BODYSTRUCTURE and BODY[section]; [`service`] is the tokio glue.
+//! [`storage`] is the sans-IO seam: what a command asks of the store, as a
+//! value the glue carries out (QUOTA so far; the other commands still call
+//! the store from the session).
 
 pub mod extensions;
 pub mod fetch;
@@ -18,4 +21,5 @@ pub mod selected;
 pub mod sequence;
 pub mod service;
 pub mod session;
+pub mod storage;
 mod wait;

@@ -171,6 +171,47 @@ pub fn header_values(raw: &[u8], name: &str) -> Vec<String> {
         .collect()
 }
 
+/// What SEARCH FROM/TO/CC/BCC match against (RFC 3501 / RFC 9051 6.4.4:
+/// a substring of the field): for each field named `name`, its decoded
+/// value as [`header_values`] gives it, and its addresses as a reader sees
+/// them, `Name <local@domain>` (or `local@domain` without a name) joined by
+/// `, `: the display name, or a comment standing for one, RFC 2047 decoded
+/// also inside quotes, the quotes and escapes of a quoted local part or
+/// name gone, obsolete white space around `@` dropped. So
+/// `"user"@example.org`, `user @ example.org` and `user@example.org (Name)`
+/// are found by `user@example.org` and `Name <user@example.org>`. The list
+/// is read by `postroom_core::header::address_list`, as ENVELOPE's is.
+pub fn address_values(raw: &[u8], name: &str) -> Vec<String> {
+    use postroom_core::header::AddressItem;
+    let mut out = Vec::new();
+    for f in postroom_core::header::fields(&raw[..header_end(raw)])
+        .filter(|f| f.name.is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes())))
+    {
+        let value = unfold(f.value);
+        out.push(decode_rfc2047(&value));
+        let mut shown: Vec<String> = Vec::new();
+        for item in postroom_core::header::address_list(&value) {
+            match item {
+                AddressItem::Mailbox(m) => {
+                    let addr = format!(
+                        "{}@{}",
+                        String::from_utf8_lossy(&m.local),
+                        String::from_utf8_lossy(&m.domain)
+                    );
+                    shown.push(match m.name.as_deref().map(decode_rfc2047) {
+                        Some(n) if !n.is_empty() => format!("{n} <{addr}>"),
+                        _ => addr,
+                    });
+                }
+                AddressItem::GroupStart(g) => shown.push(format!("{}:", decode_rfc2047(&g))),
+                AddressItem::GroupEnd => {}
+            }
+        }
+        out.push(shown.join(", "));
+    }
+    out
+}
+
 /// The text of the message body for SEARCH BODY/TEXT: every text/* part
 /// (attachments included, message/rfc822 parts' bodies included, their
 /// headers not), transfer-decoded and converted to UTF-8, joined by

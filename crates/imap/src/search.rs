@@ -68,6 +68,25 @@ fn may_contain(head: &[u8], needle: &[u8]) -> bool {
     contains_ascii_ci(head, needle)
 }
 
+/// [`may_contain`] for an address field: false only when no field named
+/// `name` can contain `needle` as [`crate::mime::address_values`] shows
+/// it. A field whose addresses read otherwise than written is always
+/// looked at: a quoted string or escape (`"user"@host`), a comment that
+/// stands for a name (`user@host (Name)`), white space inside an address
+/// (`user @ host`, `< user@host >`).
+fn address_may_contain(head: &[u8], name: &str, needle: &[u8]) -> bool {
+    postroom_core::header::fields(head)
+        .filter(|f| f.name.is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes())))
+        .any(|f| {
+            let v = f.value;
+            v.iter().any(|b| matches!(b, b'"' | b'\\' | b'('))
+                || [&b" @"[..], b"@ ", b"< ", b" >", b"\t@", b"@\t", b"\n@", b"@\r"]
+                    .iter()
+                    .any(|p| memchr::memmem::find(v, p).is_some())
+                || may_contain(v, needle)
+        })
+}
+
 /// Whether a message matches: `idx` is its index in `sel.msgs`.
 pub fn matches(
     key: &SearchKey<'_>,
@@ -89,6 +108,19 @@ pub fn matches(
             return false;
         }
         crate::mime::header_values(bytes, name)
+            .iter()
+            .any(|v| contains(v, needle))
+    };
+    // FROM, TO, CC, BCC: the field and its addresses as a reader sees them
+    // (`crate::mime::address_values`).
+    let address_has = |name: &str, needle: &[u8], raw: &mut Option<Option<Arc<[u8]>>>| -> bool {
+        let Some(bytes) = raw.get_or_insert_with(|| load(idx)).as_ref() else {
+            return false;
+        };
+        if !address_may_contain(crate::mime::header_block(bytes), name, needle) {
+            return false;
+        }
+        crate::mime::address_values(bytes, name)
             .iter()
             .any(|v| contains(v, needle))
     };
@@ -131,10 +163,10 @@ pub fn matches(
                 _ => sent_day >= day(d),
             }
         }
-        SearchKey::From(s) => header_has("From", s.as_ref(), raw),
-        SearchKey::To(s) => header_has("To", s.as_ref(), raw),
-        SearchKey::Cc(s) => header_has("Cc", s.as_ref(), raw),
-        SearchKey::Bcc(s) => header_has("Bcc", s.as_ref(), raw),
+        SearchKey::From(s) => address_has("From", s.as_ref(), raw),
+        SearchKey::To(s) => address_has("To", s.as_ref(), raw),
+        SearchKey::Cc(s) => address_has("Cc", s.as_ref(), raw),
+        SearchKey::Bcc(s) => address_has("Bcc", s.as_ref(), raw),
         SearchKey::Subject(s) => header_has("Subject", s.as_ref(), raw),
         SearchKey::Header(name, s) => {
             let name = String::from_utf8_lossy(name.as_ref()).into_owned();
@@ -243,5 +275,71 @@ mod tests {
             }
         }
         assert!(!may_contain(b"Subject: nothing here\r\n\r\n", b"invoice"));
+    }
+
+    /// The address prefilter never rejects a message the address reading
+    /// would match, and still rejects plain headers that cannot.
+    #[test]
+    fn address_prefilter_has_no_false_negatives() {
+        let headers: [&[u8]; 9] = [
+            b"From: \"user-from\"@domain.org\r\n\r\n",
+            b"From: user-from@domain.org (User From)\r\n\r\n",
+            b"From: User From <user-from @ domain.org>\r\n\r\n",
+            b"From: \"=?UTF-8?Q?User_From?=\" <user-from@domain.org>\r\n\r\n",
+            b"From: =?UTF-8?Q?J=C3=BCrgen?= <user-from@domain.org>\r\n\r\n",
+            b"From: User\r\n From <user-from@\r\n domain.org>\r\n\r\n",
+            b"From: Team: a@b.example, c@d.example;\r\n\r\n",
+            b"Received: (comment)\r\nFrom: plain@else.example\r\n\r\n",
+            b"From: \"a\\\"b\" <q@x.example>\r\n\r\n",
+        ];
+        let needles: [&[u8]; 8] = [
+            b"user-from@domain.org",
+            b"User From <user-from@domain.org>",
+            b"User From",
+            b"J\xc3\xbcrgen <user-from",
+            b"team:",
+            b"a\"b <q@x.example>",
+            b"plain@else.example",
+            b"zzz",
+        ];
+        for h in headers {
+            for n in needles {
+                let full = crate::mime::address_values(h, "From")
+                    .iter()
+                    .any(|v| contains(v, n));
+                if full {
+                    assert!(
+                        address_may_contain(crate::mime::header_block(h), "From", n),
+                        "{:?} / {:?}",
+                        String::from_utf8_lossy(h),
+                        String::from_utf8_lossy(n)
+                    );
+                }
+            }
+        }
+        // The decoded forms a reader sees are found.
+        for (h, n) in [
+            (headers[0], &b"user-from@domain.org"[..]),
+            (headers[1], b"User From <user-from@domain.org>"),
+            (headers[2], b"user-from@domain.org"),
+            (headers[3], b"User From <user-from@domain.org>"),
+            (headers[5], b"user-from@domain.org"),
+            (headers[8], b"a\"b <q@x.example>"),
+        ] {
+            assert!(
+                crate::mime::address_values(h, "from")
+                    .iter()
+                    .any(|v| contains(v, n)),
+                "{:?} / {:?}: {:?}",
+                String::from_utf8_lossy(h),
+                String::from_utf8_lossy(n),
+                crate::mime::address_values(h, "from")
+            );
+        }
+        assert!(!address_may_contain(
+            b"Received: (x)\r\nFrom: plain@else.example\r\n\r\n",
+            "From",
+            b"other"
+        ));
     }
 }

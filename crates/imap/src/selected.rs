@@ -159,9 +159,11 @@ impl Selected {
         }
     }
 
+    /// `* seq FETCH (FLAGS ...)` for a flag change; with CONDSTORE always
+    /// with UID and MODSEQ (RFC 7162 3.1), else with UID when `uid`.
     pub fn flags_response(&self, seq: usize, m: &Msg, uid: bool) -> String {
         let mut s = format!("* {seq} FETCH (");
-        if uid {
+        if uid || self.condstore {
             let _ = write!(s, "UID {} ", m.uid);
         }
         let _ = write!(

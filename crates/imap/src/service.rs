@@ -54,6 +54,11 @@ impl ImapService {
             let actions = tokio::task::block_in_place(|| {
                 let mut v = Vec::new();
                 while let Some(a) = session.poll() {
+                    if let Action::Query(q) = &a {
+                        // The store's answer, at once (synchronous today).
+                        session.answered(crate::storage::run(&self.store, q));
+                        continue;
+                    }
                     let stop = matches!(a, Action::Authenticate { .. } | Action::StartTls | Action::Close);
                     v.push(a);
                     if stop {
@@ -66,7 +71,7 @@ impl ImapService {
             for action in actions {
                 match action {
                     Action::Send(bytes) => out.extend_from_slice(&bytes),
-                    Action::Idle => {}
+                    Action::Idle | Action::Query(_) => {}
                     Action::Authenticate { user, password } => {
                         let result = match self.auth.login(ip, &user, &password).await {
                             Ok(a) => match self.per_account.try_acquire(a.account_id.get()) {

@@ -27,6 +27,7 @@ use postroom_store::{AccountId, FolderId, Store, StoreError};
 use crate::extensions::Extras;
 use crate::framing::{Expect, Frame, Framer};
 use crate::selected::Selected;
+use crate::storage::{Answer, Query};
 
 mod append;
 mod auth;
@@ -70,6 +71,9 @@ pub enum Action {
     /// IDLE began: call [`Session::idle_check`] when something may have
     /// changed (and at least every few seconds); DONE arrives as input.
     Idle,
+    /// Ask the store ([`crate::storage::run`]); answer with
+    /// [`Session::answered`]. `poll` is quiet until then.
+    Query(Query),
     Close,
 }
 
@@ -115,6 +119,16 @@ pub struct Session {
     closing: bool,
     /// The body of an APPEND arriving in pieces (`Err`: writing failed).
     upload: Option<Result<Upload, ()>>,
+    /// The command waiting for the answer to an [`Action::Query`].
+    asked: Option<Asked>,
+}
+
+/// A command waiting for the store's [`Answer`], with what it needs to
+/// finish.
+#[derive(Debug)]
+enum Asked {
+    GetQuota { tag: String, root: String },
+    GetQuotaRoot { tag: String, name: String },
 }
 
 /// A mailbox name as stored (UTF-8): IMAP4rev1 clients without
@@ -135,6 +149,28 @@ fn decode_name(raw: &[u8], utf8: bool) -> Option<String> {
         return Some(s.to_string());
     }
     crate::mutf7::decode(s).filter(|d| crate::mutf7::encode(d) == s)
+}
+
+/// The UID above which a folder's messages are \Recent to this session
+/// (RFC 3501 2.3.2): the first IMAP4rev1 session to see new messages
+/// claims them (`claim_recent`); a read-only one (EXAMINE) shows them as
+/// \Recent without claiming, so the next session still sees them so
+/// (RFC 3501 6.3.2); an IMAP4rev2 session has no \Recent (RFC 9051
+/// appendix E) and leaves them to the IMAP4rev1 clients that do.
+fn recent_above(store: &Store, folder_id: FolderId, read_only: bool, rev2: bool) -> Result<i64, StoreError> {
+    if rev2 {
+        Ok(i64::MAX)
+    } else if read_only {
+        recent_mark(store, folder_id)
+    } else {
+        wait(store.meta().claim_recent(folder_id))
+    }
+}
+
+/// The highest UID of a folder that some session has claimed as \Recent:
+/// the messages above it are \Recent (and STATUS counts them as RECENT).
+fn recent_mark(store: &Store, folder_id: FolderId) -> Result<i64, StoreError> {
+    wait(store.meta().recent_mark(folder_id))
 }
 
 /// Flags from a command: the system-flag bits and the keywords.
@@ -177,6 +213,7 @@ impl Session {
             errors: 0,
             closing: false,
             upload: None,
+            asked: None,
         }
     }
 
@@ -396,6 +433,44 @@ impl Session {
         }
     }
 
+    /// Asks the store: the command `asked` finishes when the answer comes
+    /// ([`Session::answered`]).
+    fn ask(&mut self, asked: Asked, query: Query) {
+        self.asked = Some(asked);
+        self.waiting = true;
+        self.out.push_back(Action::Query(query));
+    }
+
+    /// The glue's answer to [`Action::Query`]: the waiting command
+    /// finishes (a store error is its `NO [UNAVAILABLE]`, as for the
+    /// commands that still call the store themselves).
+    pub fn answered(&mut self, answer: Result<Answer, StoreError>) {
+        let Some(asked) = self.asked.take().filter(|_| self.waiting) else {
+            return;
+        };
+        self.waiting = false;
+        let (tag, name) = match &asked {
+            Asked::GetQuota { tag, .. } => (tag.clone(), "GETQUOTA"),
+            Asked::GetQuotaRoot { tag, .. } => (tag.clone(), "GETQUOTAROOT"),
+        };
+        match answer {
+            Ok(answer) => self.finish(asked, answer),
+            Err(e) => self.store_failed(&tag, name, &e),
+        }
+        self.close_if_bye();
+    }
+
+    fn finish(&mut self, asked: Asked, answer: Answer) {
+        match (asked, answer) {
+            (Asked::GetQuota { tag, root }, Answer::Quota { quota, .. }) => {
+                self.get_quota(&tag, &root, quota)
+            }
+            (Asked::GetQuotaRoot { tag, name }, Answer::Quota { folder_exists, quota }) => {
+                self.get_quota_root(&tag, &name, folder_exists, quota)
+            }
+        }
+    }
+
     /// STARTTLS completed: the session starts over (RFC 9051 6.2.1).
     pub fn tls_established(&mut self) {
         if self.waiting {
@@ -554,16 +629,21 @@ impl Session {
                 };
                 self.append(&tag, &mailbox, &flags, date, body)?;
             }
-            CommandBody::GetQuotaRoot { mailbox } => self.quota_root(&tag, &mailbox)?,
+            CommandBody::GetQuotaRoot { mailbox } => {
+                let name = self.mailbox_name(&mailbox);
+                let query = Query::Quota {
+                    account_id: self.account_id(),
+                    folder: Some(name.clone()),
+                };
+                self.ask(Asked::GetQuotaRoot { tag, name }, query);
+            }
             CommandBody::GetQuota { root } => {
                 let root = String::from_utf8_lossy(root.as_ref()).into_owned();
-                let line = self.quota_line()?;
-                if root.is_empty() && !line.is_empty() {
-                    self.send(line.into_bytes());
-                    self.tagged(&tag, "OK", "GETQUOTA completed");
-                } else {
-                    self.tagged(&tag, "NO", "[NONEXISTENT] No such quota root");
-                }
+                let query = Query::Quota {
+                    account_id: self.account_id(),
+                    folder: None,
+                };
+                self.ask(Asked::GetQuota { tag, root }, query);
             }
             CommandBody::Idle => self.idle(tag),
             _ if !selected => self.bad(&tag, "Select a mailbox first"),
@@ -639,6 +719,36 @@ impl Session {
         Self::valid_new_name(name).then(|| name.to_string())
     }
 
+    /// A CONDSTORE enabling command (RFC 7162 3.1: SELECT/EXAMINE
+    /// (CONDSTORE), STATUS (HIGHESTMODSEQ), FETCH (MODSEQ), FETCH
+    /// (CHANGEDSINCE), SEARCH MODSEQ, STORE (UNCHANGEDSINCE), ENABLE)
+    /// turns CONDSTORE on for the session: from then on every FETCH response
+    /// a STORE, an implicit \Seen or another session causes has UID and
+    /// MODSEQ. True when this is the first one and a mailbox is selected:
+    /// RFC 7162 3.1 then has the command's tagged OK carry the mailbox's
+    /// HIGHESTMODSEQ ([`Session::highestmodseq_code`]), so the client
+    /// knows where it stands without selecting again.
+    fn enable_condstore(&mut self) -> bool {
+        let first = !self.condstore;
+        self.condstore = true;
+        match &mut self.state {
+            State::Selected(sel) => {
+                sel.condstore = true;
+                first
+            }
+            _ => false,
+        }
+    }
+
+    /// `[HIGHESTMODSEQ n] ` for a tagged OK, with the selected mailbox's
+    /// value as the command left it.
+    fn highestmodseq_code(&self) -> String {
+        match &self.state {
+            State::Selected(sel) => format!("[HIGHESTMODSEQ {}] ", sel.highestmodseq),
+            _ => String::new(),
+        }
+    }
+
     /// The one answer to a failed store call: `NO [LIMIT]` when an
     /// account or folder limit refused it, else `NO [UNAVAILABLE]` (RFC 9051
     /// 7.1: a temporary failure; the client may try again), logged once
@@ -680,10 +790,8 @@ impl Session {
         };
         match wait(self.store.folder_snapshot(sel.folder_id, None))? {
             Some(snap) => {
-                let grew = snap.uidnext > sel.uidnext;
-                // New messages become \Recent for the first session that sees them.
-                let mark = if grew && !sel.read_only {
-                    wait(self.store.meta().claim_recent(sel.folder_id))?
+                let mark = if snap.uidnext > sel.uidnext {
+                    recent_above(&self.store, sel.folder_id, sel.read_only, self.rev2)?
                 } else {
                     i64::MAX
                 };

@@ -885,6 +885,10 @@ impl<'f> Driver<'f> {
                 Action::Idle => {
                     self.s.idle_check();
                 }
+                Action::Query(q) => {
+                    prop_assert!(self.s.poll().is_none(), "poll went on before the store's answer");
+                    self.s.answered(postroom_imap::storage::run(&self.fx.store, &q));
+                }
                 Action::Close => {
                     self.closed = true;
                     prop_assert!(self.s.is_closed());
@@ -1747,7 +1751,11 @@ fn check_responses_accepts_and_refuses() {
 
 /// A driver for the reproducers: one fresh account, logged in with LOGIN.
 fn logged_in(fx: &Fixture) -> Driver<'_> {
-    let account = fx.account(None);
+    logged_in_as(fx, fx.account(None))
+}
+
+/// A driver logged in to `account`.
+fn logged_in_as(fx: &Fixture, account: Account) -> Driver<'_> {
     let cfg = SessionConfig {
         hostname: "imap.example".into(),
         starttls: false,
@@ -2085,4 +2093,357 @@ fn unreadable_message_is_unavailable_not_empty() {
     // The other messages still answer.
     let ok = answer(&mut d, "F4 FETCH 1 BODY.PEEK[]");
     assert!(ok.lines().last().unwrap().starts_with("F4 OK"), "{ok}");
+}
+
+// ---------------------------------------------------------------------------
+// Conformance gaps found with an independent IMAP conformance suite (issue
+// #9). Each test failed before its fix.
+
+/// The tagged line of a command's answer.
+fn tagged_line(text: &str, tag: &str) -> String {
+    text.lines()
+        .find(|l| l.starts_with(&format!("{tag} ")))
+        .unwrap_or_else(|| panic!("no {tag} line in {text}"))
+        .to_string()
+}
+
+/// RFC 7162 3.1: FETCH (MODSEQ), FETCH (CHANGEDSINCE), SEARCH MODSEQ,
+/// STORE (UNCHANGEDSINCE) and STATUS (HIGHESTMODSEQ) enable CONDSTORE as
+/// SELECT (CONDSTORE) does: the first one's tagged OK carries
+/// [HIGHESTMODSEQ], and from then on every FETCH a STORE or another
+/// session causes has UID and MODSEQ.
+#[test]
+fn condstore_enabled_by_a_command_other_than_select() {
+    let fx = Fixture::new();
+    for enabling in [
+        "E1 FETCH 1 (MODSEQ)",
+        "E1 FETCH 1:* (FLAGS) (CHANGEDSINCE 1)",
+        "E1 SEARCH MODSEQ 1",
+        "E1 STORE 2 (UNCHANGEDSINCE 18446744073709551615) +FLAGS.SILENT (x)",
+        "E1 STATUS INBOX (HIGHESTMODSEQ)",
+    ] {
+        let mut d = logged_in(&fx);
+        d.send(b"S1 SELECT INBOX\r\n").unwrap();
+        let first = answer(&mut d, enabling);
+        let ok = tagged_line(&first, "E1");
+        assert!(ok.starts_with("E1 OK [HIGHESTMODSEQ "), "{enabling}: {first}");
+        // Only the first enabling command says so.
+        let again = answer(&mut d, "E2 FETCH 1 (MODSEQ)");
+        assert!(
+            !tagged_line(&again, "E2").contains("HIGHESTMODSEQ"),
+            "{enabling}: {again}"
+        );
+        let store = answer(&mut d, "T1 STORE 1 +FLAGS (\\Flagged)");
+        assert!(
+            store.starts_with("* 1 FETCH (UID ") && store.contains(" MODSEQ ("),
+            "{enabling}: {store}"
+        );
+        // A change made elsewhere.
+        let inbox = d.folder("INBOX").unwrap();
+        let uid = fx.store.sqlite().unwrap().message_meta(inbox.id).unwrap()[0].uid;
+        fx.store
+            .sqlite()
+            .unwrap()
+            .store_flags(inbox.id, &[uid], FlagOp::Remove, 4, &[], None)
+            .unwrap();
+        let noop = answer(&mut d, "N1 NOOP");
+        assert!(
+            noop.starts_with("* 1 FETCH (UID ") && noop.contains(" MODSEQ ("),
+            "{enabling}: {noop}"
+        );
+    }
+    // ENABLE CONDSTORE with a mailbox selected announces the mailbox's
+    // HIGHESTMODSEQ.
+    let mut d = logged_in(&fx);
+    d.send(b"S1 SELECT INBOX\r\n").unwrap();
+    let enable = answer(&mut d, "E1 ENABLE CONDSTORE");
+    assert!(enable.contains("* OK [HIGHESTMODSEQ "), "{enable}");
+}
+
+/// RFC 7162 3.1.5: `MODSEQ "/flags/\\seen" all 5` (an entry name and
+/// type) was refused with BAD; the entry may be ignored, the message's
+/// MODSEQ used.
+#[test]
+fn search_modseq_with_an_entry_name() {
+    let fx = Fixture::new();
+    let mut d = logged_in(&fx);
+    d.send(b"S1 SELECT INBOX (CONDSTORE)\r\n").unwrap();
+    let plain = answer(&mut d, "A1 SEARCH MODSEQ 1");
+    for entry in [
+        "A2 SEARCH MODSEQ \"/flags/\\\\seen\" all 1",
+        "A2 SEARCH MODSEQ \"/flags/$Junk\" shared 1",
+        "A2 SEARCH MODSEQ \"/flags/\\\\draft\" priv 1",
+    ] {
+        let got = answer(&mut d, entry);
+        assert!(tagged_line(&got, "A2").starts_with("A2 OK"), "{entry}: {got}");
+        assert_eq!(got.lines().next(), plain.lines().next(), "{entry}");
+    }
+}
+
+/// RFC 5258 3: `LIST "" (p1 p2)` lists what any pattern matches (it was
+/// BAD), and `LIST (options) "" ""` answers the delimiter (it closed the
+/// connection).
+#[test]
+fn list_with_several_patterns_and_options_with_an_empty_pattern() {
+    let fx = Fixture::new();
+    let mut d = logged_in(&fx);
+    let both = answer(&mut d, "L1 LIST \"\" (INBOX Sent)");
+    assert!(tagged_line(&both, "L1").starts_with("L1 OK"), "{both}");
+    assert!(
+        both.contains(" INBOX\r\n") && both.contains(" Sent\r\n"),
+        "{both}"
+    );
+    assert!(!both.contains("Archive"), "{both}");
+    let quoted = answer(
+        &mut d,
+        "L2 LIST (SUBSCRIBED) \"\" (\"Se*\" \"INB%\") RETURN (CHILDREN)",
+    );
+    assert!(tagged_line(&quoted, "L2").starts_with("L2 OK"), "{quoted}");
+    assert!(
+        quoted.contains(" Sent\r\n") && quoted.contains(" INBOX\r\n"),
+        "{quoted}"
+    );
+    assert!(!quoted.contains("Archive"), "{quoted}");
+    let root = answer(&mut d, "L3 LIST () \"\" \"\"");
+    assert!(root.starts_with("* LIST (\\Noselect) \"/\" \"\"\r\n"), "{root}");
+    assert!(tagged_line(&root, "L3").starts_with("L3 OK"), "{root}");
+    let root = answer(&mut d, "L4 LIST (SUBSCRIBED) \"\" \"\" RETURN (CHILDREN)");
+    assert!(tagged_line(&root, "L4").starts_with("L4 OK"), "{root}");
+    assert!(!d.closed);
+    let noop = answer(&mut d, "N1 NOOP");
+    assert!(noop.starts_with("N1 OK"), "{noop}");
+}
+
+/// COPY or MOVE into the selected mailbox itself adds messages to it: the
+/// session announces them (EXISTS) before the tagged OK, as for APPEND.
+#[test]
+fn copy_and_move_into_the_selected_mailbox_announce_exists() {
+    let fx = Fixture::new();
+    let mut d = logged_in(&fx);
+    let select = answer(&mut d, "S1 SELECT INBOX");
+    let n: usize = select
+        .lines()
+        .find_map(|l| l.strip_prefix("* ")?.strip_suffix(" EXISTS")?.parse().ok())
+        .unwrap();
+    let copy = answer(&mut d, "C1 COPY 1 INBOX");
+    assert!(copy.contains(&format!("* {} EXISTS\r\n", n + 1)), "{copy}");
+    let exists = copy.find(" EXISTS").unwrap();
+    assert!(exists < copy.find("C1 OK").unwrap(), "{copy}");
+    let moved = answer(&mut d, "M1 MOVE 2 INBOX");
+    assert!(moved.contains(&format!("* {} EXISTS\r\n", n + 2)), "{moved}");
+    assert!(moved.contains("* 2 EXPUNGE\r\n"), "{moved}");
+    assert!(tagged_line(&moved, "M1").starts_with("M1 OK"), "{moved}");
+    // The numbers agree with the store.
+    let all = answer(&mut d, "F1 FETCH 1:* (UID)");
+    assert_eq!(all.matches(" FETCH (").count(), n + 1, "{all}");
+}
+
+/// RFC 3501 / RFC 9051 6.4.4: FROM, TO, CC and BCC are substring
+/// matches on the field as a reader sees it, the address included: a
+/// quoted local part (`"user-from"@domain.org`), white space around `@`,
+/// a name given as a comment (`user-from@domain.org (User From)`) or RFC
+/// 2047 encoded inside quotes was missed by the address, or by `Name
+/// <address>`.
+#[test]
+fn search_address_fields_match_names_and_addresses() {
+    let fx = Fixture::new();
+    let mut d = logged_in(&fx);
+    let froms = [
+        "\"user-from\"@domain.org",
+        "user-from@domain.org (User From)",
+        "User From <user-from @ domain.org>",
+        "\"=?UTF-8?Q?User_From?=\" <user-from@domain.org>",
+        "=?UTF-8?Q?User?= =?UTF-8?Q?_From?= <user-from@domain.org>",
+        "Someone Else <other@domain.org>",
+    ];
+    answer(&mut d, "C1 CREATE Senders");
+    for (i, f) in froms.iter().enumerate() {
+        let msg = format!("From: {f}\r\nTo: \"Team, The\" <team@domain.org>\r\nCc: \"cc\"@domain.org\r\nSubject: s{i}\r\n\r\nbody\r\n");
+        let got = answer(&mut d, &format!("A1 APPEND Senders {{{}+}}\r\n{msg}", msg.len()));
+        assert!(got.contains("A1 OK"), "{got}");
+    }
+    answer(&mut d, "S1 SELECT Senders");
+    for (key, want) in [
+        ("FROM user-from@domain.org", "* SEARCH 1 2 3 4 5\r\n"),
+        (
+            "FROM \"User From <user-from@domain.org>\"",
+            "* SEARCH 2 3 4 5\r\n",
+        ),
+        ("FROM \"User From\"", "* SEARCH 2 3 4 5\r\n"),
+        ("FROM other@domain.org", "* SEARCH 6\r\n"),
+        ("TO \"Team, The <team@domain.org>\"", "* SEARCH 1 2 3 4 5 6\r\n"),
+        ("CC cc@domain.org", "* SEARCH 1 2 3 4 5 6\r\n"),
+        ("BCC cc@domain.org", "* SEARCH\r\n"),
+        ("FROM nobody@domain.org", "* SEARCH\r\n"),
+    ] {
+        let got = answer(&mut d, &format!("A2 SEARCH {key}"));
+        assert!(got.starts_with(want), "{key}: {got}");
+    }
+    // The fixture's own: a display name, an encoded one.
+    d.send(b"S2 SELECT INBOX\r\n").unwrap();
+    let got = answer(&mut d, "A3 SEARCH FROM alice@example.com");
+    assert!(got.starts_with("* SEARCH 1\r\n"), "{got}");
+    let name = "\u{c9}lod\u{ed}e <e@example.com>";
+    let got = answer(
+        &mut d,
+        &format!("A4 SEARCH CHARSET UTF-8 FROM {{{}+}}\r\n{name}", name.len()),
+    );
+    assert!(got.starts_with("* SEARCH 2\r\n"), "{got}");
+}
+
+/// RFC 3501 2.3.2 and 7.3.2: an IMAP4rev1 session that sees new messages
+/// first gets `* n RECENT` and `\Recent` on them; an IMAP4rev2 session
+/// (ENABLE IMAP4rev2) gets neither (RFC 9051 appendix E).
+#[test]
+fn recent_for_imap4rev1_sessions() {
+    let fx = Fixture::new();
+    let mut d = logged_in(&fx);
+    // The fixture's messages were put there before any session looked.
+    let select = answer(&mut d, "S1 SELECT INBOX");
+    let n: usize = select
+        .lines()
+        .find_map(|l| l.strip_prefix("* ")?.strip_suffix(" EXISTS")?.parse().ok())
+        .unwrap();
+    assert!(select.contains(&format!("* {n} RECENT\r\n")), "{select}");
+    let flags = answer(&mut d, "F1 FETCH 1 (FLAGS)");
+    assert!(flags.contains("\\Recent"), "{flags}");
+    // A second session does not see them as recent any more.
+    let mut e = logged_in_as(&fx, d.account.clone());
+    let select = answer(&mut e, "S1 SELECT INBOX");
+    assert!(select.contains("* 0 RECENT\r\n"), "{select}");
+    // A message delivered meanwhile is recent to the first that sees it.
+    let inbox = d.folder("INBOX").unwrap();
+    fx.store
+        .sqlite()
+        .unwrap()
+        .copy_messages(fx.template.id, &fx.template_uids[..1], inbox.id)
+        .unwrap();
+    let noop = answer(&mut d, "N1 NOOP");
+    assert!(
+        noop.contains(&format!("* {} EXISTS\r\n* {} RECENT\r\n", n + 1, n + 1)),
+        "{noop}"
+    );
+    let flags = answer(&mut d, &format!("F2 FETCH {} (FLAGS)", n + 1));
+    assert!(flags.contains("\\Recent"), "{flags}");
+    let status = answer(&mut e, "T1 STATUS INBOX (RECENT)");
+    assert!(status.contains("(RECENT 0)"), "{status}");
+    // IMAP4rev2: no RECENT, no \Recent, and nothing claimed: an
+    // IMAP4rev1 session after it still gets them.
+    let fresh = fx.account(None);
+    let mut r = logged_in_as(&fx, fresh.clone());
+    answer(&mut r, "E1 ENABLE IMAP4rev2");
+    let select = answer(&mut r, "S1 SELECT INBOX");
+    assert!(!select.contains("RECENT"), "{select}");
+    let flags = answer(&mut r, "F1 FETCH 1:* (FLAGS)");
+    assert!(!flags.contains("\\Recent"), "{flags}");
+    // EXAMINE shows them as \Recent without claiming them (RFC 3501
+    // 6.3.2), also those that arrive while it is open.
+    let mut x = logged_in_as(&fx, fresh.clone());
+    let examine = answer(&mut x, "S1 EXAMINE INBOX");
+    assert!(examine.contains(&format!("* {n} RECENT\r\n")), "{examine}");
+    let flags = answer(&mut x, "F1 FETCH 1 (FLAGS)");
+    assert!(flags.contains("\\Recent"), "{flags}");
+    let inbox = x.folder("INBOX").unwrap();
+    fx.store
+        .sqlite()
+        .unwrap()
+        .copy_messages(fx.template.id, &fx.template_uids[..1], inbox.id)
+        .unwrap();
+    let noop = answer(&mut x, "N1 NOOP");
+    assert!(noop.contains(&format!("* {} RECENT\r\n", n + 1)), "{noop}");
+    let mut y = logged_in_as(&fx, fresh);
+    let select = answer(&mut y, "S1 SELECT INBOX");
+    assert!(select.contains(&format!("* {} RECENT\r\n", n + 1)), "{select}");
+}
+
+/// RFC 3501 6.3.9: LSUB `%` answers a subscribed folder's unsubscribed
+/// (or missing) parent as `\Noselect`, and LSUB has no \HasChildren or
+/// \HasNoChildren (LIST's attributes, RFC 3348).
+#[test]
+fn lsub_answers_parents_noselect_without_children_attributes() {
+    let fx = Fixture::new();
+    let mut d = logged_in(&fx);
+    answer(&mut d, "C1 CREATE Work/Sub");
+    answer(&mut d, "U1 SUBSCRIBE Work/Sub");
+    answer(&mut d, "U2 UNSUBSCRIBE Work");
+    let top = answer(&mut d, "L1 LSUB \"\" %");
+    assert!(top.contains("* LSUB (\\Noselect) \"/\" Work\r\n"), "{top}");
+    assert!(top.contains("* LSUB () \"/\" Sent\r\n"), "{top}");
+    assert!(!top.contains("Children"), "{top}");
+    let all = answer(&mut d, "L2 LSUB \"\" *");
+    assert!(all.contains("* LSUB () \"/\" Work/Sub\r\n"), "{all}");
+    assert!(!all.contains(" Work\r\n"), "{all}");
+    assert!(!all.contains("Children"), "{all}");
+}
+
+/// The sans-IO seam (`postroom_imap::storage`): GETQUOTA and GETQUOTAROOT
+/// ask the store through `Action::Query`, `poll` is quiet until the
+/// answer, and a failed answer is `NO [UNAVAILABLE]` (issue #9) — no
+/// fault-injecting store needed to see it.
+#[test]
+fn quota_is_asked_of_the_store_and_a_failure_is_unavailable() {
+    use postroom_imap::storage::{Answer, Query};
+    let fx = Fixture::new();
+    let account = fx.account(Some(1 << 20));
+    let cfg = SessionConfig {
+        hostname: "imap.example".into(),
+        starttls: false,
+        login_allowed: true,
+        max_append: 1 << 20,
+        max_errors: 1000,
+    };
+    let mut s = Session::new(cfg, fx.store.clone(), false);
+    s.receive(format!("L1 LOGIN {} {PASSWORD}\r\n", account.address).as_bytes());
+    assert!(matches!(s.poll(), Some(Action::Authenticate { .. })));
+    s.login_result(Ok((account.id, account.address.clone())));
+    assert!(matches!(s.poll(), Some(Action::Send(_))));
+    let text = |s: &mut Session| {
+        let mut out = Vec::new();
+        while let Some(a) = s.poll() {
+            match a {
+                Action::Send(b) => out.extend_from_slice(&b),
+                other => panic!("{other:?}"),
+            }
+        }
+        String::from_utf8(out).unwrap()
+    };
+    s.receive(b"Q1 GETQUOTAROOT INBOX\r\nQ2 NOOP\r\n");
+    let Some(Action::Query(q)) = s.poll() else {
+        panic!("no query");
+    };
+    assert_eq!(
+        q,
+        Query::Quota {
+            account_id: account.id,
+            folder: Some("INBOX".into())
+        }
+    );
+    assert!(s.poll().is_none(), "poll went on before the answer");
+    s.answered(Err(postroom_store::StoreError::Unavailable));
+    let got = text(&mut s);
+    assert!(got.starts_with("Q1 NO [UNAVAILABLE] "), "{got}");
+    assert!(got.contains("Q2 OK"), "{got}");
+    // The answer, formatted: usage rounded up to KiB.
+    s.receive(b"Q3 GETQUOTA \"\"\r\n");
+    assert!(matches!(
+        s.poll(),
+        Some(Action::Query(Query::Quota { folder: None, .. }))
+    ));
+    s.answered(Ok(Answer::Quota {
+        folder_exists: true,
+        quota: Some((1025, 1 << 20)),
+    }));
+    assert_eq!(
+        text(&mut s),
+        "* QUOTA \"\" (STORAGE 2 1024)\r\nQ3 OK GETQUOTA completed\r\n"
+    );
+    // And over the real store (the glue's `storage::run`).
+    let mut d = logged_in_as(&fx, account);
+    let got = answer(&mut d, "Q4 GETQUOTAROOT INBOX");
+    assert!(
+        got.starts_with("* QUOTAROOT INBOX \"\"\r\n* QUOTA \"\" (STORAGE "),
+        "{got}"
+    );
+    let got = answer(&mut d, "Q5 GETQUOTAROOT Nowhere");
+    assert!(got.starts_with("Q5 NO [NONEXISTENT]"), "{got}");
 }

@@ -363,10 +363,12 @@ async fn serve(
         max_append: cfg.imap.max_append,
         per_account: AccountLimiter::new(cfg.imap.max_connections_per_user),
     }));
+    // Each protocol has its own exemptions: an address exempt on the MX
+    // (a relay, a benchmark) is not thereby exempt on IMAP or POP3.
     let imap_limiter = ConnectionLimiter::new(
         cfg.imap.max_connections_per_client,
         cfg.imap.max_connections,
-        IpNetList::parse(&smtp.connection_limit_exempt)?,
+        IpNetList::parse(&cfg.imap.connection_limit_exempt)?,
     );
 
     let (trigger, shutdown) = Shutdown::new();
@@ -380,7 +382,7 @@ async fn serve(
     let pop3_limiter = ConnectionLimiter::new(
         cfg.pop3.max_connections_per_client,
         cfg.pop3.max_connections,
-        IpNetList::parse(&smtp.connection_limit_exempt)?,
+        IpNetList::parse(&cfg.pop3.connection_limit_exempt)?,
     );
     // (banner name, sockets, protocol, PROXY header, implicit TLS, limiter)
     let groups = [

@@ -4,7 +4,10 @@ use imap_codec::imap_types::core::Vec1;
 use imap_codec::imap_types::extensions::enable::CapabilityEnable;
 use postroom_core::Secret;
 
+use std::fmt::Write as _;
+
 use super::{Action, Session, State};
+use crate::format::Lossless;
 
 impl Session {
     pub(super) fn begin_login(&mut self, tag: &str, user: String, password: String) {
@@ -65,7 +68,17 @@ impl Session {
                 _ => {}
             }
         }
+        let mut out = Vec::new();
         if let State::Selected(sel) = &mut self.state {
+            // RFC 7162 3.1: CONDSTORE enabled with a mailbox selected
+            // announces where the mailbox stands.
+            if self.condstore && !sel.condstore {
+                let _ = write!(
+                    Lossless(&mut out),
+                    "* OK [HIGHESTMODSEQ {}] Highest\r\n",
+                    sel.highestmodseq
+                );
+            }
             sel.condstore |= self.condstore;
             sel.qresync |= self.qresync;
             sel.show_recent = !self.rev2;
@@ -76,6 +89,7 @@ impl Session {
             format!(" {}", enabled.join(" "))
         };
         self.send(format!("* ENABLED{list}\r\n").into_bytes());
+        self.send(out);
         self.tagged(tag, "OK", "ENABLE completed");
     }
 }

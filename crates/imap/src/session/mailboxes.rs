@@ -9,7 +9,7 @@ use imap_codec::imap_types::status::StatusDataItemName;
 
 use postroom_store::{StoreError, Uid};
 
-use super::{decode_name, Session, State};
+use super::{decode_name, recent_above, recent_mark, Session, State};
 use crate::extensions::Extras;
 use crate::format::{mailbox as write_mailbox, uid_set, Lossless};
 use crate::selected::Selected;
@@ -53,11 +53,7 @@ impl Session {
             }
         }
         // Claiming \Recent changes state: EXAMINE must not (RFC 3501 6.3.2).
-        let recent_above = if read_only {
-            i64::MAX
-        } else {
-            wait(self.store.meta().claim_recent(f.id))?
-        };
+        let recent_above = recent_above(&self.store, f.id, read_only, self.rev2)?;
         // The message list from the server-wide cache: no message rows are
         // read when the folder has not changed since it was last built.
         let Some(snap) = wait(
@@ -240,37 +236,53 @@ impl Session {
         let return_subscribed = select_subscribed || extras.list_return.iter().any(|o| o == "SUBSCRIBED");
         let utf8 = self.utf8 || self.rev2;
         let reference = self.mailbox_name(reference);
-        let pattern: &[u8] = match pattern {
-            ListMailbox::Token(t) => t.as_ref(),
-            ListMailbox::String(s) => s.as_ref(),
+        let decode =
+            |raw: &[u8]| decode_name(raw, utf8).unwrap_or_else(|| String::from_utf8_lossy(raw).into_owned());
+        // RFC 5258 3: `LIST "" (p1 p2)` lists what any of the patterns
+        // matches (lifted out of the command by `extensions::lift`).
+        let patterns: Vec<String> = match (&extras.list_patterns, lsub) {
+            (Some(list), false) => list.iter().map(|p| decode(p)).collect(),
+            _ => vec![decode(match pattern {
+                ListMailbox::Token(t) => t.as_ref(),
+                ListMailbox::String(s) => s.as_ref(),
+            })],
         };
-        let pattern =
-            decode_name(pattern, utf8).unwrap_or_else(|| String::from_utf8_lossy(pattern).into_owned());
-        let verb = if lsub { "LSUB" } else { "LIST" };
         let mut out = Vec::new();
-        if pattern.is_empty() && !lsub {
+        if !lsub && patterns.iter().all(String::is_empty) {
             // RFC 9051 6.3.9: the delimiter and root.
             out.extend_from_slice(b"* LIST (\\Noselect) \"/\" \"\"\r\n");
             let _ = write!(Lossless(&mut out), "{tag} OK LIST completed\r\n");
             self.send(out);
             return Ok(());
         }
-        let full = format!("{reference}{pattern}");
+        let fulls: Vec<String> = patterns
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| format!("{reference}{p}"))
+            .collect();
+        let matches = |name: &str| {
+            fulls.iter().any(|full| {
+                if name == "INBOX" {
+                    wildmatch(&full.to_uppercase(), "INBOX")
+                } else {
+                    wildmatch(full, name)
+                }
+            })
+        };
         let folders = wait(self.store.meta().folder_list(self.account_id()))?;
+        if lsub {
+            self.lsub(tag, &folders, &matches);
+            return Ok(());
+        }
         let mut status_for = Vec::new();
         for (name, special, subscribed) in &folders {
-            if (lsub || select_subscribed) && !subscribed {
+            if select_subscribed && !subscribed {
                 continue;
             }
             if select_special && special.is_none() {
                 continue;
             }
-            let matched = if name == "INBOX" {
-                wildmatch(&full.to_uppercase(), "INBOX")
-            } else {
-                wildmatch(&full, name)
-            };
-            if !matched {
+            if !matches(name) {
                 continue;
             }
             let has_children = folders.iter().any(|(n, _, _)| n.starts_with(&format!("{name}/")));
@@ -280,15 +292,13 @@ impl Session {
                 "\\HasNoChildren"
             }];
             if let Some(s) = special {
-                if !lsub {
-                    attrs.push(s.as_str());
-                }
+                attrs.push(s.as_str());
             }
-            if *subscribed && !lsub && (self.rev2 || return_subscribed) {
+            if *subscribed && (self.rev2 || return_subscribed) {
                 attrs.push("\\Subscribed");
             }
-            let _ = write!(Lossless(&mut out), "* {verb} ({}) \"/\" ", attrs.join(" "));
-            write_mailbox(&mut out, name, self.utf8 || self.rev2);
+            let _ = write!(Lossless(&mut out), "* LIST ({}) \"/\" ", attrs.join(" "));
+            write_mailbox(&mut out, name, utf8);
             out.extend_from_slice(b"\r\n");
             status_for.push(name.clone());
         }
@@ -301,9 +311,59 @@ impl Session {
                 }
             }
         }
-        let _ = write!(Lossless(&mut out), "{tag} OK {verb} completed\r\n");
+        let _ = write!(Lossless(&mut out), "{tag} OK LIST completed\r\n");
         self.send(out);
         Ok(())
+    }
+
+    /// LSUB (RFC 3501 6.3.9): the subscribed names that match, and, where
+    /// `%` stops above a subscribed name (`Work/Sub` subscribed, `Work` not,
+    /// pattern `%`), that level with `\Noselect`. No \HasChildren or
+    /// \HasNoChildren: those are LIST attributes (RFC 3348), and LSUB's
+    /// `\Noselect` says only "not subscribed itself".
+    fn lsub(
+        &mut self,
+        tag: &str,
+        folders: &[(String, Option<String>, bool)],
+        matches: &dyn Fn(&str) -> bool,
+    ) {
+        let utf8 = self.utf8 || self.rev2;
+        let subscribed: std::collections::HashSet<&str> =
+            folders.iter().filter(|f| f.2).map(|f| f.0.as_str()).collect();
+        let mut shown: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for (name, _, on) in folders {
+            if !on {
+                continue;
+            }
+            let mut levels: Vec<(String, bool)> = Vec::new();
+            if matches(name) {
+                levels.push((name.clone(), false));
+            } else {
+                // The nearest level above it that the pattern matches.
+                let mut parent = name.as_str();
+                while let Some((p, _)) = parent.rsplit_once('/') {
+                    parent = p;
+                    if matches(parent) {
+                        if !subscribed.contains(parent) {
+                            levels.push((parent.to_string(), true));
+                        }
+                        break;
+                    }
+                }
+            }
+            for (level, noselect) in levels {
+                if !shown.insert(level.clone()) {
+                    continue;
+                }
+                let attrs = if noselect { "\\Noselect" } else { "" };
+                let _ = write!(Lossless(&mut out), "* LSUB ({attrs}) \"/\" ");
+                write_mailbox(&mut out, &level, utf8);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        let _ = write!(Lossless(&mut out), "{tag} OK LSUB completed\r\n");
+        self.send(out);
     }
 
     pub(super) fn status(
@@ -330,9 +390,15 @@ impl Session {
                 .to_string()
             })
             .collect();
+        let first_condstore = items.contains(&StatusDataItemName::HighestModSeq) && self.enable_condstore();
         match self.status_line(&name, &names)? {
             Some(mut line) => {
-                let _ = write!(Lossless(&mut line), "{tag} OK STATUS completed\r\n");
+                let code = if first_condstore {
+                    self.highestmodseq_code()
+                } else {
+                    String::new()
+                };
+                let _ = write!(Lossless(&mut line), "{tag} OK {code}STATUS completed\r\n");
                 self.send(line);
             }
             None => self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox"),
@@ -354,7 +420,7 @@ impl Session {
             return Ok(None);
         };
         let metas = &snap.msgs[..];
-        let recent_mark = wait(self.store.meta().recent_mark(f.id))?;
+        let recent_mark = recent_mark(&self.store, f.id)?;
         let count = |pred: &dyn Fn(&postroom_store::folders::MessageMeta) -> bool| {
             metas.iter().filter(|m| pred(m)).count()
         };

@@ -83,6 +83,13 @@ impl Session {
     ) -> Result<(), StoreError> {
         self.announce(uid)?;
         let mut out = Vec::new();
+        let uses_modseq = criteria.iter().any(has_modseq);
+        let first_condstore = uses_modseq && self.enable_condstore();
+        let code = if first_condstore {
+            self.highestmodseq_code()
+        } else {
+            String::new()
+        };
         let State::Selected(sel) = &self.state else {
             return Ok(());
         };
@@ -119,7 +126,6 @@ impl Session {
         // UIDs or message numbers: both 32-bit (RFC 9051 2.3.1).
         let mut hits: Vec<u32> = Vec::new();
         let mut max_modseq = postroom_store::ModSeq::default();
-        let uses_modseq = criteria.iter().any(has_modseq);
         for i in 0..sel.msgs().len() {
             let mut raw = None;
             if criteria
@@ -173,7 +179,7 @@ impl Session {
             }
             let _ = write!(w, "\r\n");
         }
-        let _ = write!(w, "{tag} OK SEARCH completed\r\n");
+        let _ = write!(w, "{tag} OK {code}SEARCH completed\r\n");
         self.send(out);
         Ok(())
     }
@@ -225,13 +231,16 @@ impl Session {
             imap_codec::imap_types::command::FetchModifier::ChangedSince(v) => Some(modseq_arg(v.get())),
             _ => None,
         });
+        let asks_modseq = match &items {
+            imap_codec::imap_types::fetch::MacroOrMessageDataItemNames::MessageDataItemNames(v) => v
+                .iter()
+                .any(|i| matches!(i, imap_codec::imap_types::fetch::MessageDataItemName::ModSeq)),
+            imap_codec::imap_types::fetch::MacroOrMessageDataItemNames::Macro(_) => false,
+        };
+        let first_condstore = (changed_since.is_some() || asks_modseq) && self.enable_condstore();
         let State::Selected(sel) = &mut self.state else {
             return Ok(());
         };
-        if changed_since.is_some() {
-            sel.condstore = true;
-            self.condstore = true;
-        }
         let mut ctx = fetch::FetchContext {
             store: &self.store,
             utf8: self.utf8 || self.rev2,
@@ -239,7 +248,12 @@ impl Session {
         };
         match fetch::run(&mut ctx, sel, &targets, items, uid, changed_since, &mut out) {
             Ok(()) => {
-                let _ = write!(Lossless(&mut out), "{tag} OK FETCH completed\r\n");
+                let code = if first_condstore {
+                    self.highestmodseq_code()
+                } else {
+                    String::new()
+                };
+                let _ = write!(Lossless(&mut out), "{tag} OK {code}FETCH completed\r\n");
             }
             Err(fetch::FetchError::UnknownCte) => {
                 let _ = write!(
@@ -287,10 +301,10 @@ impl Session {
                 imap_codec::imap_types::command::StoreModifier::UnchangedSince(v) => modseq_arg(*v),
             })
             .next();
-        if unchanged_since.is_some() {
-            sel.condstore = true;
-            self.condstore = true;
-        }
+        let first_condstore = unchanged_since.is_some() && self.enable_condstore();
+        let State::Selected(sel) = &mut self.state else {
+            return Ok(());
+        };
         let (bits, keywords) = flag_bits(flags);
         let op = match kind {
             StoreType::Replace => FlagOp::Replace,
@@ -331,10 +345,8 @@ impl Session {
             match response {
                 StoreResponse::Answer => out.extend_from_slice(sel.flags_response(i + 1, m, uid).as_bytes()),
                 StoreResponse::Silent if sel.condstore && was_changed => {
-                    let _ = write!(Lossless(&mut out), "* {} FETCH (", i + 1);
-                    if uid {
-                        let _ = write!(Lossless(&mut out), "UID {} ", m.uid);
-                    }
+                    // RFC 7162 3.1: UID and MODSEQ.
+                    let _ = write!(Lossless(&mut out), "* {} FETCH (UID {} ", i + 1, m.uid);
                     let _ = write!(Lossless(&mut out), "MODSEQ ({}))\r\n", m.modseq);
                 }
                 StoreResponse::Silent => {}
@@ -343,8 +355,13 @@ impl Session {
         if let Some(hm) = changed.iter().map(|c| c.modseq).max() {
             sel.highestmodseq = sel.highestmodseq.max(hm);
         }
+        let code = if first_condstore {
+            format!("[HIGHESTMODSEQ {}] ", sel.highestmodseq)
+        } else {
+            String::new()
+        };
         if refused.is_empty() {
-            let _ = write!(Lossless(&mut out), "{tag} OK STORE completed\r\n");
+            let _ = write!(Lossless(&mut out), "{tag} OK {code}STORE completed\r\n");
         } else {
             let set = if uid {
                 uid_set(&refused)
@@ -356,6 +373,10 @@ impl Session {
                     .collect();
                 crate::format::number_set(&seqs)
             };
+            // One response code per response: HIGHESTMODSEQ goes untagged.
+            if first_condstore {
+                let _ = write!(Lossless(&mut out), "* OK {code}Highest\r\n");
+            }
             let _ = write!(
                 Lossless(&mut out),
                 "{tag} OK [MODIFIED {set}] Conditional STORE failed for some\r\n"
@@ -401,10 +422,25 @@ impl Session {
         let src: Vec<Uid> = pairs.iter().map(|p| p.0).collect();
         let new: Vec<Uid> = pairs.iter().map(|p| p.1).collect();
         let copyuid = format!("COPYUID {uidvalidity} {} {}", uid_list(&src), uid_list(&new));
+        let source = sel.folder_id;
+        if dst.id == source {
+            // Into the selected mailbox itself: the copies are new messages
+            // here, announced (EXISTS) before the tagged OK as APPEND's are
+            // (RFC 9051 7.4.1: the client learns of them from EXISTS).
+            // The copy is made either way; should reading the folder fail,
+            // the next command's refresh announces them, so it is logged.
+            if let Err(e) = self.refresh(false, &mut out) {
+                self.log_store_error(verb, &e);
+            }
+        }
+        let State::Selected(sel) = &mut self.state else {
+            self.send(out);
+            return Ok(());
+        };
         if moving {
             // RFC 6851 4.3: COPYUID in an untagged OK, then the expunges.
             let _ = write!(Lossless(&mut out), "* OK [{copyuid}] Moved\r\n");
-            if let Err(e) = wait(self.store.expunge(sel.folder_id, &src)) {
+            if let Err(e) = wait(self.store.expunge(source, &src)) {
                 // The copies exist (COPYUID says where) but the originals
                 // stay: announcing their EXPUNGE would be false. The client
                 // sees a COPY and a failed MOVE, and may expunge itself.

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use postroom_core::{Address, ClientKey, Secret};
-use postroom_store::Db;
+use postroom_store::{AccountId, Metadata};
 
 use crate::password;
 
@@ -318,7 +318,7 @@ impl<K: Hash + Eq + Clone> Drop for KeyGuard<'_, K> {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Authenticated {
-    pub account_id: i64,
+    pub account_id: AccountId,
     /// The canonical address.
     pub address: String,
 }
@@ -340,7 +340,7 @@ const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2Pc5h0Dga3xvBd0GZn0n8dIO1SquTo8b4ZqRNEaHGm4";
 
 pub struct Authenticator {
-    db: Db,
+    db: Arc<dyn Metadata>,
     default_domain: Option<String>,
     policy: LoginPolicy,
     hashers: HashPool,
@@ -394,7 +394,7 @@ impl HashPool {
 }
 
 impl Authenticator {
-    pub fn new(db: Db, default_domain: Option<String>, policy: LoginPolicy) -> Self {
+    pub fn new(db: Arc<dyn Metadata>, default_domain: Option<String>, policy: LoginPolicy) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Authenticator {
             db,
@@ -468,7 +468,7 @@ impl Authenticator {
                 .release(&reservation)
         };
         let account = match &addr {
-            Some(a) => match self.find(a) {
+            Some(a) => match self.find(a).await {
                 Ok(account) => account,
                 Err(_) => {
                     release(&self.tracker);
@@ -503,7 +503,7 @@ impl Authenticator {
             // Imported hashes become argon2 at the first successful login.
             let pw = password.clone();
             if let Some(new_hash) = self.hashers.run(move || password::hash(&pw)).await {
-                if let Err(e) = self.db.set_password_hash(acct.id, &new_hash) {
+                if let Err(e) = self.db.set_password_hash(acct.id, &new_hash).await {
                     tracing::warn!(error = %e, "could not store the rehashed password");
                 }
             }
@@ -514,18 +514,21 @@ impl Authenticator {
         })
     }
 
-    fn find(&self, addr: &Address) -> postroom_store::Result<Option<postroom_store::directory::AccountRow>> {
-        let Some(d) = self.db.domain(addr.domain().canonical())? else {
+    async fn find(
+        &self,
+        addr: &Address,
+    ) -> postroom_store::Result<Option<postroom_store::directory::AccountRow>> {
+        let Some(d) = self.db.domain(addr.domain().canonical()).await? else {
             return Ok(None);
         };
         let d = match d.alias_of {
-            Some(t) => match self.db.domain_by_id(t)? {
+            Some(t) => match self.db.domain_by_id(t).await? {
                 Some(t) => t,
                 None => return Ok(None),
             },
             None => d,
         };
-        self.db.account(d.id, addr.local_canonical())
+        self.db.account(d.id, addr.local_canonical()).await
     }
 }
 
@@ -633,11 +636,17 @@ mod tests {
 
     async fn authenticator(policy: LoginPolicy) -> (tempfile::TempDir, Arc<Authenticator>) {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("db.sqlite")).unwrap();
-        let d = db.add_domain("probe.test", "probe.test", None).unwrap();
+        let store = postroom_store::Store::open(dir.path()).unwrap();
+        let db = store.meta();
+        let d = db.add_domain("probe.test", "probe.test", None).await.unwrap();
         let hash = password::hash(&Secret::new("right".into()));
-        db.add_account(d.id, "alice", "alice", Some(&hash), None).unwrap();
-        (dir, Arc::new(Authenticator::new(db, None, policy)))
+        db.add_account(d.id, "alice", "alice", Some(&hash), None)
+            .await
+            .unwrap();
+        (
+            dir,
+            Arc::new(Authenticator::new(store.meta_handle(), None, policy)),
+        )
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -650,11 +659,12 @@ mod tests {
             ..LoginPolicy::default()
         };
         let (_dir, auth) = authenticator(policy).await;
-        let d = auth.db.domain("probe.test").unwrap().unwrap();
+        let d = auth.db.domain("probe.test").await.unwrap().unwrap();
         let hash = password::hash(&Secret::new("right".into()));
         for i in 0..12 {
             auth.db
                 .add_account(d.id, &format!("u{i}"), &format!("u{i}"), Some(&hash), None)
+                .await
                 .unwrap();
         }
         let ip: IpAddr = "192.0.2.1".parse().unwrap();

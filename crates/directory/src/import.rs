@@ -204,7 +204,7 @@ pub struct ImportPlan {
 /// ([`Domain::parse_hosted`], against `own_hostname`), aliases must not live
 /// in an alias domain, and no alias may close a cycle (the same
 /// [`Directory::check_targets`] as `alias add`).
-pub fn plan_import(
+pub async fn plan_import(
     dir: &Directory,
     entries: &[(usize, VirtualEntry)],
     own_hostname: &str,
@@ -213,14 +213,19 @@ pub fn plan_import(
     let mut plan = ImportPlan::default();
     let mut pending = Pending::default();
     // Alias keys in file order, with their line, for the cycle check.
-    let mut checks: Vec<(usize, String, i64, String)> = Vec::new();
+    let mut checks: Vec<(usize, String, postroom_store::DomainId, String)> = Vec::new();
     for (n, entry) in entries {
         let n = *n;
         match entry {
             VirtualEntry::Domain(name) => {
                 let d = Domain::parse_hosted(name, own_hostname)
                     .map_err(|e| error(n, format!("`{name}` {e}")))?;
-                if dir.db().domain(d.canonical()).map_err(store(n))?.is_none()
+                if dir
+                    .meta()
+                    .domain(d.canonical())
+                    .await
+                    .map_err(store(n))?
+                    .is_none()
                     && pending.domain(d.canonical()).is_none()
                 {
                     pending.add_domain(d.canonical(), d.display());
@@ -230,12 +235,13 @@ pub fn plan_import(
             }
             VirtualEntry::Alias { pattern, targets } => {
                 let (domain, local, display) = split_pattern(pattern).map_err(|m| error(n, m))?;
-                let row = match dir.db().domain(domain.canonical()).map_err(store(n))? {
+                let row = match dir.meta().domain(domain.canonical()).await.map_err(store(n))? {
                     Some(row) => {
                         if let Some(target) = row.alias_of {
                             let t = dir
-                                .db()
+                                .meta()
                                 .domain_by_id(target)
+                                .await
                                 .map_err(store(n))?
                                 .map_or_else(|| "another domain".to_string(), |t| t.display);
                             return Err(error(
@@ -285,12 +291,13 @@ pub fn plan_import(
     }
     let after = dir.with_pending(pending);
     for (n, name, id, local) in checks {
-        let Some(row) = after.domain(&name).map_err(store(n))? else {
+        let Some(row) = after.domain(&name).await.map_err(store(n))? else {
             continue;
         };
         debug_assert_eq!(row.id, id);
         let targets = after
             .alias_targets(id, &local)
+            .await
             .map_err(store(n))?
             .unwrap_or_default();
         if let Some(why) = after
@@ -301,6 +308,7 @@ pub fn plan_import(
                 },
                 &targets,
             )
+            .await
             .map_err(store(n))?
         {
             return Err(error(n, format!("refused: {why}")));
@@ -423,39 +431,48 @@ mod tests {
         use super::super::*;
         use postroom_store::Store;
 
-        fn setup() -> (tempfile::TempDir, Directory) {
+        async fn setup() -> (tempfile::TempDir, Directory) {
             let dir = tempfile::tempdir().unwrap();
-            let db = Store::open(dir.path()).unwrap().db;
-            let d = db.add_domain("abc.com", "abc.com", None).unwrap();
-            db.add_domain("abc.net", "abc.net", Some("abc.com")).unwrap();
-            db.add_account(d.id, "kent", "kent", None, None).unwrap();
-            db.add_alias_targets(d.id, "a", "a", &["b@abc.com".into()])
+            let store = Store::open(dir.path()).unwrap();
+            let db = store.meta();
+            let d = db.add_domain("abc.com", "abc.com", None).await.unwrap();
+            db.add_domain("abc.net", "abc.net", Some("abc.com"))
+                .await
                 .unwrap();
-            (dir, Directory::new(db, None))
+            db.add_account(d.id, "kent", "kent", None, None).await.unwrap();
+            db.add_alias_targets(d.id, "a", "a", &["b@abc.com".into()])
+                .await
+                .unwrap();
+            (dir, Directory::new(store.meta_handle(), None))
         }
 
-        fn plan(d: &Directory, text: &str) -> Result<ImportPlan, ParseError> {
-            plan_import(d, &parse_virtual_lines(text, Some("abc.com"))?, "mx.abc.com")
+        async fn plan(d: &Directory, text: &str) -> Result<ImportPlan, ParseError> {
+            plan_import(d, &parse_virtual_lines(text, Some("abc.com"))?, "mx.abc.com").await
         }
 
-        #[test]
-        fn cycles_through_the_file_and_the_store_are_refused_with_their_line() {
-            let (_t, d) = setup();
+        #[tokio::test]
+        async fn cycles_through_the_file_and_the_store_are_refused_with_their_line() {
+            let (_t, d) = setup().await;
             // b -> a exists in the store as a -> b.
-            let e = plan(&d, "x kent\nb a\n").unwrap_err();
+            let e = plan(&d, "x kent\nb a\n").await.unwrap_err();
             assert_eq!(e.line, 2, "{}", e.message);
             assert!(e.message.contains("refers back"), "{}", e.message);
             // Within the file, the later line closes it, but the first
             // checked is reported: all or nothing either way.
-            let e = plan(&d, "p q\nq p\n").unwrap_err();
+            let e = plan(&d, "p q\nq p\n").await.unwrap_err();
             assert!(e.message.contains("refers back"), "{}", e.message);
             // Nothing was written.
-            assert!(d.db().alias(1, "x").unwrap().is_none());
+            assert!(d
+                .meta()
+                .alias(postroom_store::DomainId(1), "x")
+                .await
+                .unwrap()
+                .is_none());
         }
 
-        #[test]
-        fn domains_are_checked_as_domain_add_checks_them() {
-            let (_t, d) = setup();
+        #[tokio::test]
+        async fn domains_are_checked_as_domain_add_checks_them() {
+            let (_t, d) = setup().await;
             for (text, why) in [
                 ("mail.localhost anything\n", "localhost"),
                 ("x@intranet kent@abc.com\n", "single label"),
@@ -463,7 +480,7 @@ mod tests {
                 ("x@127.0.0.1 kent@abc.com\n", "IP address"),
                 ("x@abc.net kent@abc.com\n", "alias of abc.com"),
             ] {
-                let e = plan(&d, &format!("ok kent\n{text}")).unwrap_err();
+                let e = plan(&d, &format!("ok kent\n{text}")).await.unwrap_err();
                 assert_eq!(e.line, 2, "{text}");
                 assert!(e.message.contains(why), "{text}: {}", e.message);
             }
@@ -471,6 +488,7 @@ mod tests {
                 &d,
                 "new.example anything\nx@new.example kent@abc.com\n@other.example kent@abc.com\n",
             )
+            .await
             .unwrap();
             assert_eq!(
                 p.domains,

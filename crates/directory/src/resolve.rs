@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use postroom_core::Address;
 use postroom_store::directory::{AccountRow, DomainRow};
-use postroom_store::{Db, Result};
+use postroom_store::{AccountId, DomainId, Metadata, Result};
 
 /// Alias expansion depth limit.
 pub const MAX_DEPTH: usize = 10;
@@ -21,7 +21,7 @@ pub enum Route {
     /// A hosted mailbox; `address` is its canonical address (for
     /// Delivered-To).
     Local {
-        account_id: i64,
+        account_id: AccountId,
         address: String,
         enabled: bool,
     },
@@ -64,7 +64,7 @@ pub enum Lookup {
 
 #[derive(Clone)]
 pub struct Directory {
-    db: Db,
+    db: Arc<dyn Metadata>,
     /// The provider's postmaster (config `server.postmaster`).
     postmaster: Option<Address>,
     /// Changes about to be saved, seen by lookups as if they were.
@@ -80,13 +80,13 @@ pub struct Pending {
     /// stored row (account, alias) can belong to them.
     domains: HashMap<String, DomainRow>,
     /// Targets added to an alias (domain id, canonical local part).
-    aliases: HashMap<(i64, String), Vec<String>>,
+    aliases: HashMap<(DomainId, String), Vec<String>>,
 }
 
 impl Pending {
     /// Records a new domain (not an alias domain, not a gateway).
     pub fn add_domain(&mut self, name: &str, display: &str) -> DomainRow {
-        let next = -(self.domains.len() as i64) - 1;
+        let next = DomainId(-(self.domains.len() as i64) - 1);
         self.domains
             .entry(name.to_string())
             .or_insert_with(|| DomainRow {
@@ -106,7 +106,7 @@ impl Pending {
         self.domains.get(name)
     }
 
-    pub fn add_alias_targets(&mut self, domain_id: i64, local: &str, targets: &[String]) {
+    pub fn add_alias_targets(&mut self, domain_id: DomainId, local: &str, targets: &[String]) {
         let all = self.aliases.entry((domain_id, local.to_string())).or_default();
         for t in targets {
             if !all.iter().any(|x| x.eq_ignore_ascii_case(t)) {
@@ -118,7 +118,7 @@ impl Pending {
 
 struct Expansion {
     routes: Vec<Route>,
-    accounts: HashSet<i64>,
+    accounts: HashSet<AccountId>,
     remotes: HashSet<String>,
     /// Aliases (and, when `strict`, forwarding mailboxes) being expanded —
     /// a repeat is a cycle.
@@ -145,9 +145,9 @@ impl Expansion {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Node {
     /// An alias: (domain id, local part; empty for the catch-all).
-    Alias(i64, String),
+    Alias(DomainId, String),
     /// A mailbox's forwarding.
-    Forward(i64),
+    Forward(AccountId),
 }
 
 /// What a set of targets is about to be saved for, in
@@ -171,6 +171,9 @@ enum ExpandError {
     Loop(String),
 }
 
+type ExpandFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<(), ExpandError>> + Send + 'a>>;
+
 impl From<postroom_store::StoreError> for ExpandError {
     fn from(e: postroom_store::StoreError) -> Self {
         ExpandError::Store(e)
@@ -178,7 +181,7 @@ impl From<postroom_store::StoreError> for ExpandError {
 }
 
 impl Directory {
-    pub fn new(db: Db, postmaster: Option<Address>) -> Self {
+    pub fn new(db: Arc<dyn Metadata>, postmaster: Option<Address>) -> Self {
         Directory {
             db,
             postmaster,
@@ -195,17 +198,17 @@ impl Directory {
     }
 
     /// A domain row by canonical name, pending ones included.
-    pub fn domain(&self, name: &str) -> Result<Option<DomainRow>> {
+    pub async fn domain(&self, name: &str) -> Result<Option<DomainRow>> {
         if let Some(d) = self.pending.as_ref().and_then(|p| p.domain(name)) {
             return Ok(Some(d.clone()));
         }
-        self.db.domain(name)
+        self.db.domain(name).await
     }
 
     /// An alias's targets, stored and pending; `None` when there is no
     /// such alias.
-    pub fn alias_targets(&self, domain_id: i64, local: &str) -> Result<Option<Vec<String>>> {
-        let mut targets = self.db.alias(domain_id, local)?.map(|a| a.targets);
+    pub async fn alias_targets(&self, domain_id: DomainId, local: &str) -> Result<Option<Vec<String>>> {
+        let mut targets = self.db.alias(domain_id, local).await?.map(|a| a.targets);
         if let Some(more) = self
             .pending
             .as_ref()
@@ -221,31 +224,32 @@ impl Directory {
         Ok(targets)
     }
 
-    pub fn db(&self) -> &Db {
-        &self.db
+    /// The back end this directory reads.
+    pub fn meta(&self) -> &dyn Metadata {
+        &*self.db
     }
 
     /// The hosted domain an address belongs to, following domain aliases.
-    pub fn hosted_domain(&self, domain: &str) -> Result<Option<DomainRow>> {
-        let Some(d) = self.domain(domain)? else {
+    pub async fn hosted_domain(&self, domain: &str) -> Result<Option<DomainRow>> {
+        let Some(d) = self.domain(domain).await? else {
             return Ok(None);
         };
         match d.alias_of {
-            Some(target) => self.db.domain_by_id(target),
+            Some(target) => self.db.domain_by_id(target).await,
             None => Ok(Some(d)),
         }
     }
 
-    pub fn resolve(&self, addr: &Address) -> Result<Lookup> {
-        let Some(domain) = self.hosted_domain(addr.domain().canonical())? else {
+    pub async fn resolve(&self, addr: &Address) -> Result<Lookup> {
+        let Some(domain) = self.hosted_domain(addr.domain().canonical()).await? else {
             return Ok(Lookup::NotHosted);
         };
         if let Some(relay_to) = &domain.relay_to {
-            return self.resolve_gateway(&domain, relay_to, addr);
+            return self.resolve_gateway(&domain, relay_to, addr).await;
         }
-        let direct = self.db.account(domain.id, addr.local_canonical())?;
+        let direct = self.db.account(domain.id, addr.local_canonical()).await?;
         let mut x = Expansion::new(Vec::new(), false);
-        match self.lookup(&domain, addr.local_canonical(), 0, &mut x) {
+        match self.lookup(&domain, addr.local_canonical(), 0, &mut x).await {
             Ok(Step::Found) => {
                 // Held routes wait for the administrator; when nothing else
                 // is left, nothing would ever deliver the message.
@@ -267,7 +271,7 @@ impl Directory {
     /// A gateway domain: the recipient list decides, with postmaster@ and
     /// abuse@ always accepted (RFC 5321 4.5.1, RFC 2142); what the list
     /// does not name is unknown, or verified by a callout.
-    fn resolve_gateway(&self, domain: &DomainRow, relay_to: &str, addr: &Address) -> Result<Lookup> {
+    async fn resolve_gateway(&self, domain: &DomainRow, relay_to: &str, addr: &Address) -> Result<Lookup> {
         let local = addr.local_canonical();
         let sep = domain.subaddress_separator.as_str();
         let base = match local.split_once(sep) {
@@ -276,8 +280,8 @@ impl Directory {
         };
         let listed = local == "postmaster"
             || local == "abuse"
-            || self.db.is_relay_recipient(domain.id, local)?
-            || self.db.is_relay_recipient(domain.id, base)?;
+            || self.db.is_relay_recipient(domain.id, local).await?
+            || self.db.is_relay_recipient(domain.id, base).await?;
         if listed {
             return Ok(Lookup::Found(Resolution {
                 routes: vec![Route::Remote {
@@ -299,8 +303,8 @@ impl Directory {
     /// (in any of its domain's aliases, with any subaddress), or an alias
     /// whose only target is the account. Catch-alls and lists with several
     /// members do not count (a domain admin grants those).
-    pub fn may_send_as(&self, account_id: i64, addr: &Address) -> Result<bool> {
-        let Some(domain) = self.hosted_domain(addr.domain().canonical())? else {
+    pub async fn may_send_as(&self, account_id: AccountId, addr: &Address) -> Result<bool> {
+        let Some(domain) = self.hosted_domain(addr.domain().canonical()).await? else {
             return Ok(false);
         };
         let local = addr.local_canonical();
@@ -314,14 +318,14 @@ impl Directory {
             }
         }
         for name in candidates {
-            if let Some(a) = self.db.account(domain.id, &name)? {
+            if let Some(a) = self.db.account(domain.id, &name).await? {
                 return Ok(a.id == account_id);
             }
-            if let Some(targets) = self.alias_targets(domain.id, &name)? {
+            if let Some(targets) = self.alias_targets(domain.id, &name).await? {
                 if let [only] = targets.as_slice() {
                     if let Ok(target) = Address::parse(only, true) {
-                        if let Some(d) = self.hosted_domain(target.domain().canonical())? {
-                            if let Some(a) = self.db.account(d.id, target.local_canonical())? {
+                        if let Some(d) = self.hosted_domain(target.domain().canonical()).await? {
+                            if let Some(a) = self.db.account(d.id, target.local_canonical()).await? {
                                 return Ok(a.id == account_id);
                             }
                         }
@@ -334,9 +338,9 @@ impl Directory {
     }
 
     /// The bare `<Postmaster>` recipient (RFC 5321 4.1.1.3).
-    pub fn resolve_postmaster(&self) -> Result<Resolution> {
+    pub async fn resolve_postmaster(&self) -> Result<Resolution> {
         if let Some(pm) = &self.postmaster {
-            match self.resolve(pm)? {
+            match self.resolve(pm).await? {
                 Lookup::Found(r) => return Ok(r),
                 Lookup::NotHosted => {
                     return Ok(Resolution {
@@ -362,50 +366,55 @@ impl Directory {
 
     /// Checks that an alias with these targets would expand without a cycle
     /// (used before saving it).
-    pub fn check_alias(&self, domain: &DomainRow, local: &str, targets: &[String]) -> Result<Option<String>> {
-        self.check_targets(Origin::Alias { domain, local }, targets)
+    pub async fn check_alias(
+        &self,
+        domain: &DomainRow,
+        local: &str,
+        targets: &[String],
+    ) -> Result<Option<String>> {
+        self.check_targets(Origin::Alias { domain, local }, targets).await
     }
 
     /// The one cycle check for a change about to be saved, an alias's
     /// targets or a mailbox's forwarding: `Some(why)` when the targets lead
     /// back to `origin` through aliases or forwarding, or nest deeper than
     /// [`MAX_DEPTH`].
-    pub fn check_targets(&self, origin: Origin<'_>, targets: &[String]) -> Result<Option<String>> {
+    pub async fn check_targets(&self, origin: Origin<'_>, targets: &[String]) -> Result<Option<String>> {
         let start = match origin {
             Origin::Alias { domain, local } => Node::Alias(domain.id, local.to_string()),
             Origin::Forward { account } => Node::Forward(account.id),
         };
         let mut x = Expansion::new(vec![start], true);
-        match self.expand_targets(targets, 1, &mut x) {
+        match self.expand_targets(targets, 1, &mut x).await {
             Ok(()) => Ok(None),
             Err(ExpandError::Loop(why)) => Ok(Some(why)),
             Err(ExpandError::Store(e)) => Err(e),
         }
     }
 
-    fn lookup(
+    async fn lookup(
         &self,
         domain: &DomainRow,
         local: &str,
         depth: usize,
         x: &mut Expansion,
     ) -> std::result::Result<Step, ExpandError> {
-        if let Some(acct) = self.db.account(domain.id, local)? {
-            self.push_account(x, &acct, domain, depth)?;
+        if let Some(acct) = self.db.account(domain.id, local).await? {
+            self.push_account(x, &acct, domain, depth).await?;
             return Ok(Step::Found);
         }
-        if self.expand_alias(domain, local, depth, x)? {
+        if self.expand_alias(domain, local, depth, x).await? {
             return Ok(Step::Found);
         }
         let sep = domain.subaddress_separator.as_str();
         if !sep.is_empty() {
             if let Some((base, _tag)) = local.split_once(sep) {
                 if !base.is_empty() {
-                    if let Some(acct) = self.db.account(domain.id, base)? {
-                        self.push_account(x, &acct, domain, depth)?;
+                    if let Some(acct) = self.db.account(domain.id, base).await? {
+                        self.push_account(x, &acct, domain, depth).await?;
                         return Ok(Step::Found);
                     }
-                    if self.expand_alias(domain, base, depth, x)? {
+                    if self.expand_alias(domain, base, depth, x).await? {
                         return Ok(Step::Found);
                     }
                 }
@@ -416,20 +425,21 @@ impl Directory {
         if local == "postmaster" || local == "abuse" {
             let admins: Vec<AccountRow> = self
                 .db
-                .accounts(Some(domain.id))?
+                .accounts(Some(domain.id))
+                .await?
                 .into_iter()
                 .filter(|a| a.domain_admin)
                 .collect();
             if !admins.is_empty() {
                 for a in &admins {
-                    self.push_account(x, a, domain, depth)?;
+                    self.push_account(x, a, domain, depth).await?;
                 }
                 return Ok(Step::Found);
             }
             if let Some(pm) = self.postmaster.clone() {
                 let is_self = pm.domain().canonical() == domain.name && pm.local_canonical() == local;
                 if !is_self {
-                    self.expand_targets(&[pm.canonical()], depth + 1, x)?;
+                    self.expand_targets(&[pm.canonical()], depth + 1, x).await?;
                     return Ok(Step::Found);
                 }
             }
@@ -439,14 +449,14 @@ impl Directory {
             });
             return Ok(Step::Found);
         }
-        if self.expand_alias(domain, "", depth, x)? {
+        if self.expand_alias(domain, "", depth, x).await? {
             return Ok(Step::Found);
         }
         Ok(Step::NotFound)
     }
 
     /// Expands the alias `local` of `domain` if it exists.
-    fn expand_alias(
+    async fn expand_alias(
         &self,
         domain: &DomainRow,
         local: &str,
@@ -464,7 +474,7 @@ impl Directory {
         if x.chain.contains(&key) {
             return Err(ExpandError::Loop(format!("alias {name} refers back to itself")));
         }
-        let Some(targets) = self.alias_targets(domain.id, local)? else {
+        let Some(targets) = self.alias_targets(domain.id, local).await? else {
             return Ok(false);
         };
         if depth >= MAX_DEPTH {
@@ -473,14 +483,14 @@ impl Directory {
             )));
         }
         x.chain.push(key);
-        let r = self.expand_targets(&targets, depth + 1, x);
+        let r = self.expand_targets(&targets, depth + 1, x).await;
         x.chain.pop();
         r.map(|()| true)
     }
 
     /// A mailbox reached: its own copy unless it forwards without keeping
     /// one, and its forwarding targets.
-    fn push_account(
+    async fn push_account(
         &self,
         x: &mut Expansion,
         acct: &AccountRow,
@@ -515,7 +525,7 @@ impl Directory {
             if x.strict {
                 x.chain.push(Node::Forward(acct.id));
             }
-            let r = self.expand_targets(&acct.forward_to, depth + 1, x);
+            let r = self.expand_targets(&acct.forward_to, depth + 1, x).await;
             if x.strict {
                 x.chain.pop();
             }
@@ -524,38 +534,43 @@ impl Directory {
         Ok(())
     }
 
-    fn expand_targets(
-        &self,
-        targets: &[String],
+    /// Boxed: expansion recurses (targets -> lookup -> alias or
+    /// forwarding -> targets), and a recursive future needs a fixed size.
+    fn expand_targets<'a>(
+        &'a self,
+        targets: &'a [String],
         depth: usize,
-        x: &mut Expansion,
-    ) -> std::result::Result<(), ExpandError> {
-        for t in targets {
-            let Ok(addr) = Address::parse(t, true) else {
-                x.routes.push(Route::Held {
-                    address: t.clone(),
-                    reason: "alias target is not a valid address".into(),
-                });
-                continue;
-            };
-            match self.hosted_domain(addr.domain().canonical())? {
-                None => {
-                    let canonical = addr.to_string();
-                    if x.remotes.insert(addr.canonical()) {
-                        x.routes.push(Route::Remote { address: canonical });
+        x: &'a mut Expansion,
+    ) -> ExpandFuture<'a> {
+        Box::pin(async move {
+            for t in targets {
+                let Ok(addr) = Address::parse(t, true) else {
+                    x.routes.push(Route::Held {
+                        address: t.clone(),
+                        reason: "alias target is not a valid address".into(),
+                    });
+                    continue;
+                };
+                match self.hosted_domain(addr.domain().canonical()).await? {
+                    None => {
+                        let canonical = addr.to_string();
+                        if x.remotes.insert(addr.canonical()) {
+                            x.routes.push(Route::Remote { address: canonical });
+                        }
                     }
-                }
-                Some(domain) => {
-                    if let Step::NotFound = self.lookup(&domain, addr.local_canonical(), depth, x)? {
-                        x.routes.push(Route::Held {
-                            address: addr.canonical(),
-                            reason: "alias target does not exist".into(),
-                        });
+                    Some(domain) => {
+                        if let Step::NotFound = self.lookup(&domain, addr.local_canonical(), depth, x).await?
+                        {
+                            x.routes.push(Route::Held {
+                                address: addr.canonical(),
+                                reason: "alias target does not exist".into(),
+                            });
+                        }
                     }
                 }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }
 

@@ -21,6 +21,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::folders::MessageMeta;
+use crate::ids::{FolderId, ModSeq, Uid};
 
 /// Messages the folder cache holds in all (about 64 bytes each: ~32 MiB).
 pub const FOLDER_CACHE_MESSAGES: usize = 500_000;
@@ -35,10 +36,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A folder's message list, consistent as of `highestmodseq`.
 #[derive(Debug)]
 pub struct FolderSnapshot {
-    pub folder_id: i64,
+    pub folder_id: FolderId,
     pub uidvalidity: i64,
     pub uidnext: i64,
-    pub highestmodseq: i64,
+    pub highestmodseq: ModSeq,
     /// By UID. Shared (not copied) by every session that selects the folder.
     pub msgs: Arc<Vec<MessageMeta>>,
 }
@@ -50,9 +51,9 @@ impl FolderSnapshot {
     pub(crate) fn advanced(
         &self,
         uidnext: i64,
-        highestmodseq: i64,
+        highestmodseq: ModSeq,
         changed: Vec<MessageMeta>,
-        expunged: &[i64],
+        expunged: &[Uid],
     ) -> FolderSnapshot {
         let old = &self.msgs;
         let mut out = Vec::with_capacity(old.len() + changed.len());
@@ -89,12 +90,13 @@ impl FolderSnapshot {
 pub struct FolderCache {
     inner: Mutex<FolderCacheInner>,
     max_messages: usize,
-    /// Held while a snapshot is built (see [`FolderCache::building`]).
-    build: Mutex<()>,
+    /// Held while a snapshot is built (see [`FolderCache::building`]);
+    /// async, since the build waits for the back end.
+    build: tokio::sync::Mutex<()>,
 }
 
 struct FolderCacheInner {
-    folders: HashMap<i64, (Arc<FolderSnapshot>, u64)>,
+    folders: HashMap<FolderId, (Arc<FolderSnapshot>, u64)>,
     messages: usize,
     clock: u64,
 }
@@ -108,17 +110,17 @@ impl FolderCache {
                 clock: 0,
             }),
             max_messages,
-            build: Mutex::new(()),
+            build: tokio::sync::Mutex::new(()),
         }
     }
 
     /// Serialises building snapshots: when one change wakes many sessions
     /// of a folder, one reads the changes and the others take its result.
-    pub fn building(&self) -> MutexGuard<'_, ()> {
-        lock(&self.build)
+    pub async fn building(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.build.lock().await
     }
 
-    pub fn get(&self, folder_id: i64) -> Option<Arc<FolderSnapshot>> {
+    pub fn get(&self, folder_id: FolderId) -> Option<Arc<FolderSnapshot>> {
         let mut g = lock(&self.inner);
         g.clock += 1;
         let now = g.clock;
@@ -156,7 +158,7 @@ impl FolderCache {
         }
     }
 
-    pub fn forget(&self, folder_id: i64) {
+    pub fn forget(&self, folder_id: FolderId) {
         let mut g = lock(&self.inner);
         if let Some((s, _)) = g.folders.remove(&folder_id) {
             g.messages -= s.msgs.len();
@@ -177,7 +179,11 @@ pub struct HeaderCache {
 }
 
 /// (folder id, UID).
-type Key = (i64, i64);
+type Key = (i64, u32);
+
+fn key(folder: FolderId, uid: Uid) -> Key {
+    (folder.0, uid.0)
+}
 
 /// Keys are two small integers chosen by us, not by peers: a multiply-xor
 /// hash is enough and much cheaper than SipHash for 10,000 lookups a SEARCH.
@@ -195,6 +201,9 @@ impl std::hash::Hasher for KeyHasher {
     }
     fn write_i64(&mut self, n: i64) {
         self.write_u64(n as u64);
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
     }
     fn write_u64(&mut self, n: u64) {
         self.0 = (self.0.rotate_left(26) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -221,7 +230,7 @@ impl HeaderCache {
 
     fn shard_of(key: Key) -> usize {
         // UIDs are dense: spreading by UID keeps a folder's entries on all shards.
-        let h = (key.1 as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (key.0 as u64);
+        let h = u64::from(key.1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (key.0 as u64);
         (h >> 32) as usize % SHARDS
     }
 
@@ -231,11 +240,11 @@ impl HeaderCache {
 
     /// [`HeaderCache::get`] for many UIDs of a folder, taking each shard's
     /// lock once rather than once per message.
-    pub fn get_many(&self, folder_id: i64, uids: &[i64]) -> Vec<Option<Arc<[u8]>>> {
+    pub fn get_many(&self, folder_id: FolderId, uids: &[Uid]) -> Vec<Option<Arc<[u8]>>> {
         let mut out = vec![None; uids.len()];
         let mut buckets: Vec<Vec<usize>> = vec![Vec::new(); SHARDS];
         for (i, &u) in uids.iter().enumerate() {
-            buckets[Self::shard_of((folder_id, u))].push(i);
+            buckets[Self::shard_of(key(folder_id, u))].push(i);
         }
         for (shard, idx) in buckets.iter().enumerate() {
             if idx.is_empty() {
@@ -243,7 +252,7 @@ impl HeaderCache {
             }
             let mut s = lock(&self.shards[shard]);
             for &i in idx {
-                if let Some((head, used)) = s.map.get_mut(&(folder_id, uids[i])) {
+                if let Some((head, used)) = s.map.get_mut(&key(folder_id, uids[i])) {
                     *used = true;
                     out[i] = Some(Arc::clone(head));
                 }
@@ -252,27 +261,27 @@ impl HeaderCache {
         out
     }
 
-    pub fn get(&self, folder_id: i64, uid: i64) -> Option<Arc<[u8]>> {
-        let key = (folder_id, uid);
-        let mut s = lock(self.shard(key));
-        let (head, used) = s.map.get_mut(&key)?;
+    pub fn get(&self, folder_id: FolderId, uid: Uid) -> Option<Arc<[u8]>> {
+        let k = key(folder_id, uid);
+        let mut s = lock(self.shard(k));
+        let (head, used) = s.map.get_mut(&k)?;
         *used = true;
         Some(Arc::clone(head))
     }
 
-    pub fn put(&self, folder_id: i64, uid: i64, head: Arc<[u8]>) {
+    pub fn put(&self, folder_id: FolderId, uid: Uid, head: Arc<[u8]>) {
         let cost = head.len() + ENTRY_OVERHEAD;
         // One entry may not take more than an eighth of its shard.
         if cost > self.budget_per_shard / 8 {
             return;
         }
-        let key = (folder_id, uid);
-        let mut s = lock(self.shard(key));
-        if s.map.contains_key(&key) {
+        let k = key(folder_id, uid);
+        let mut s = lock(self.shard(k));
+        if s.map.contains_key(&k) {
             return;
         }
-        s.map.insert(key, (head, false));
-        s.ring.push_back(key);
+        s.map.insert(k, (head, false));
+        s.ring.push_back(k);
         s.bytes += cost;
         while s.bytes > self.budget_per_shard {
             let Some(k) = s.ring.pop_front() else {
@@ -325,12 +334,12 @@ pub fn header_len(buf: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
 
-    fn meta(uid: i64, flags: i64, modseq: i64) -> MessageMeta {
+    fn meta(uid: u32, flags: i64, modseq: i64) -> MessageMeta {
         MessageMeta {
-            uid,
+            uid: Uid(uid),
             flags,
             keywords: String::new(),
-            modseq,
+            modseq: ModSeq(modseq),
             size: 1,
             internal_date: 0,
         }
@@ -350,49 +359,49 @@ mod tests {
     #[test]
     fn snapshot_merges_changes_and_expunges() {
         let s = FolderSnapshot {
-            folder_id: 1,
+            folder_id: FolderId(1),
             uidvalidity: 1,
             uidnext: 6,
-            highestmodseq: 5,
-            msgs: Arc::new((1..=5).map(|u| meta(u, 0, u)).collect()),
+            highestmodseq: ModSeq(5),
+            msgs: Arc::new((1..=5).map(|u| meta(u, 0, i64::from(u))).collect()),
         };
         let n = s.advanced(
             8,
-            9,
+            ModSeq(9),
             vec![meta(2, 1, 7), meta(6, 0, 8), meta(7, 0, 9)],
-            &[1, 4, 6],
+            &[Uid(1), Uid(4), Uid(6)],
         );
-        let got: Vec<(i64, i64)> = n.msgs.iter().map(|m| (m.uid, m.flags)).collect();
+        let got: Vec<(u32, i64)> = n.msgs.iter().map(|m| (m.uid.0, m.flags)).collect();
         assert_eq!(got, [(2, 1), (3, 0), (5, 0), (6, 0), (7, 0)]);
-        assert_eq!((n.uidnext, n.highestmodseq), (8, 9));
+        assert_eq!((n.uidnext, n.highestmodseq), (8, ModSeq(9)));
     }
 
     #[test]
     fn header_cache_stays_within_budget() {
         let c = HeaderCache::new(16 * 4096);
-        for uid in 0..10_000 {
-            c.put(1, uid, Arc::from(vec![b'x'; 100]));
+        for uid in 1..10_000 {
+            c.put(FolderId(1), Uid(uid), Arc::from(vec![b'x'; 100]));
         }
         assert!(c.bytes() <= 16 * 4096);
-        assert!(c.get(1, 9_999).is_some());
+        assert!(c.get(FolderId(1), Uid(9_999)).is_some());
     }
 
     #[test]
     fn folder_cache_evicts_least_recently_used() {
         let c = FolderCache::new(10);
-        let snap = |id: i64, n: i64| {
+        let snap = |id: i64, n: u32| {
             Arc::new(FolderSnapshot {
-                folder_id: id,
+                folder_id: FolderId(id),
                 uidvalidity: id,
-                uidnext: n + 1,
-                highestmodseq: 1,
+                uidnext: i64::from(n) + 1,
+                highestmodseq: ModSeq(1),
                 msgs: Arc::new((1..=n).map(|u| meta(u, 0, 1)).collect()),
             })
         };
         c.put(snap(1, 4));
         c.put(snap(2, 4));
-        assert!(c.get(1).is_some());
+        assert!(c.get(FolderId(1)).is_some());
         c.put(snap(3, 4));
-        assert!(c.get(1).is_some() && c.get(3).is_some() && c.get(2).is_none());
+        assert!(c.get(FolderId(1)).is_some() && c.get(FolderId(3)).is_some() && c.get(FolderId(2)).is_none());
     }
 }

@@ -29,7 +29,7 @@ pub struct Delivery {
 
 #[derive(Debug, Clone)]
 pub struct LocalDelivery {
-    pub account_id: i64,
+    pub account_id: crate::ids::AccountId,
     pub folder: String,
     /// Header lines written for this recipient only (Return-Path,
     /// Delivered-To, Received), CRLF-terminated.

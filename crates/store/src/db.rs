@@ -111,8 +111,8 @@ impl Db {
     }
 
     /// Changes to one folder (see watch.rs).
-    pub fn watch_folder(&self, folder_id: i64) -> tokio::sync::watch::Receiver<()> {
-        self.inner.folders.subscribe(folder_id)
+    pub fn watch_folder(&self, folder_id: crate::FolderId) -> tokio::sync::watch::Receiver<()> {
+        self.inner.folders.subscribe(folder_id.0)
     }
 
     /// Looks for changes other processes made to watched folders and wakes

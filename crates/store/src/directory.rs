@@ -4,6 +4,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
+use crate::ids::{AccountId, AliasId, DomainId};
 use crate::{Db, Result, StoreError};
 
 /// The folders every new mailbox gets, with their RFC 6154 special use.
@@ -18,10 +19,10 @@ pub const DEFAULT_FOLDERS: [(&str, Option<&str>); 6] = [
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DomainRow {
-    pub id: i64,
+    pub id: DomainId,
     pub name: String,
     pub display: String,
-    pub alias_of: Option<i64>,
+    pub alias_of: Option<DomainId>,
     pub subaddress_separator: String,
     pub default_quota: Option<i64>,
     /// Gateway mode: the customer's own server (`host:port`) this domain's
@@ -34,8 +35,8 @@ pub struct DomainRow {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccountRow {
-    pub id: i64,
-    pub domain_id: i64,
+    pub id: AccountId,
+    pub domain_id: DomainId,
     pub local: String,
     pub display: String,
     pub password_hash: Option<String>,
@@ -52,8 +53,8 @@ pub struct AccountRow {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AliasRow {
-    pub id: i64,
-    pub domain_id: i64,
+    pub id: AliasId,
+    pub domain_id: DomainId,
     /// Canonical local part; empty for the catch-all.
     pub local: String,
     pub display: String,
@@ -159,7 +160,7 @@ fn insert_domain(tx: &Connection, name: &str, display: &str, alias_of: Option<&s
 
 fn merge_alias_targets(
     tx: &Connection,
-    domain_id: i64,
+    domain_id: DomainId,
     local: &str,
     display: &str,
     targets: &[String],
@@ -208,7 +209,7 @@ impl Db {
     /// and default quota (`Some(None)` removes it).
     pub fn update_domain(
         &self,
-        id: i64,
+        id: DomainId,
         separator: Option<&str>,
         default_quota: Option<Option<i64>>,
     ) -> Result<()> {
@@ -233,7 +234,7 @@ impl Db {
         self.read(|c| find_domain(c, name))
     }
 
-    pub fn domain_by_id(&self, id: i64) -> Result<Option<DomainRow>> {
+    pub fn domain_by_id(&self, id: DomainId) -> Result<Option<DomainRow>> {
         self.read(|c| {
             Ok(c.query_row(
                 &format!("SELECT {DOMAIN_COLS} FROM domains WHERE id = ?1"),
@@ -257,7 +258,7 @@ impl Db {
     /// Creates a mailbox with its default folders.
     pub fn add_account(
         &self,
-        domain_id: i64,
+        domain_id: DomainId,
         local: &str,
         display: &str,
         password_hash: Option<&str>,
@@ -298,7 +299,7 @@ impl Db {
         })
     }
 
-    pub fn account(&self, domain_id: i64, local: &str) -> Result<Option<AccountRow>> {
+    pub fn account(&self, domain_id: DomainId, local: &str) -> Result<Option<AccountRow>> {
         self.read(|c| {
             Ok(c.prepare_cached(&format!(
                 "SELECT {ACCOUNT_COLS} FROM accounts WHERE domain_id = ?1 AND local = ?2"
@@ -308,7 +309,7 @@ impl Db {
         })
     }
 
-    pub fn account_by_id(&self, id: i64) -> Result<Option<AccountRow>> {
+    pub fn account_by_id(&self, id: AccountId) -> Result<Option<AccountRow>> {
         self.read(|c| {
             Ok(c.query_row(
                 &format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE id = ?1"),
@@ -320,7 +321,7 @@ impl Db {
     }
 
     /// Accounts of one domain, or of all, oldest first.
-    pub fn accounts(&self, domain_id: Option<i64>) -> Result<Vec<AccountRow>> {
+    pub fn accounts(&self, domain_id: Option<DomainId>) -> Result<Vec<AccountRow>> {
         self.read(|c| {
             let mut st = c.prepare(&format!(
                 "SELECT {ACCOUNT_COLS} FROM accounts WHERE ?1 IS NULL OR domain_id = ?1 ORDER BY domain_id, id"
@@ -330,7 +331,7 @@ impl Db {
         })
     }
 
-    fn update_account(&self, id: i64, sql: &str, value: rusqlite::types::Value) -> Result<()> {
+    fn update_account(&self, id: AccountId, sql: &str, value: rusqlite::types::Value) -> Result<()> {
         self.write(|tx| {
             let n = tx.execute(sql, params![value, id])?;
             if n == 0 {
@@ -340,7 +341,7 @@ impl Db {
         })
     }
 
-    pub fn set_password_hash(&self, id: i64, hash: &str) -> Result<()> {
+    pub fn set_password_hash(&self, id: AccountId, hash: &str) -> Result<()> {
         self.update_account(
             id,
             "UPDATE accounts SET password_hash = ?1 WHERE id = ?2",
@@ -348,7 +349,7 @@ impl Db {
         )
     }
 
-    pub fn set_enabled(&self, id: i64, enabled: bool) -> Result<()> {
+    pub fn set_enabled(&self, id: AccountId, enabled: bool) -> Result<()> {
         self.update_account(
             id,
             "UPDATE accounts SET enabled = ?1 WHERE id = ?2",
@@ -356,7 +357,7 @@ impl Db {
         )
     }
 
-    pub fn set_domain_admin(&self, id: i64, admin: bool) -> Result<()> {
+    pub fn set_domain_admin(&self, id: AccountId, admin: bool) -> Result<()> {
         self.update_account(
             id,
             "UPDATE accounts SET domain_admin = ?1 WHERE id = ?2",
@@ -364,14 +365,14 @@ impl Db {
         )
     }
 
-    pub fn set_quota(&self, id: i64, quota: Option<i64>) -> Result<()> {
+    pub fn set_quota(&self, id: AccountId, quota: Option<i64>) -> Result<()> {
         let v = quota.map_or(rusqlite::types::Value::Null, Into::into);
         self.update_account(id, "UPDATE accounts SET quota = ?1 WHERE id = ?2", v)
     }
 
     /// Forwarding of a mailbox: every delivery goes to `targets` too (none
     /// turns it off); `keep` keeps a copy in the mailbox.
-    pub fn set_forwarding(&self, id: i64, targets: &[String], keep: bool) -> Result<()> {
+    pub fn set_forwarding(&self, id: AccountId, targets: &[String], keep: bool) -> Result<()> {
         self.write(|tx| {
             let n = tx.execute(
                 "UPDATE accounts SET forward_to = ?1, forward_keep = ?2 WHERE id = ?3",
@@ -384,7 +385,7 @@ impl Db {
         })
     }
 
-    pub fn set_sent_copy(&self, id: i64, on: bool) -> Result<()> {
+    pub fn set_sent_copy(&self, id: AccountId, on: bool) -> Result<()> {
         self.update_account(
             id,
             "UPDATE accounts SET sent_copy = ?1 WHERE id = ?2",
@@ -394,7 +395,7 @@ impl Db {
 
     /// Gateway mode: relay this domain's mail to `host:port` (None: host
     /// it here again); `verify` checks unknown recipients by callout.
-    pub fn set_domain_relay(&self, id: i64, relay_to: Option<&str>, verify: bool) -> Result<()> {
+    pub fn set_domain_relay(&self, id: DomainId, relay_to: Option<&str>, verify: bool) -> Result<()> {
         self.write(|tx| {
             tx.execute(
                 "UPDATE domains SET relay_to = ?1, relay_verify = ?2 WHERE id = ?3",
@@ -425,7 +426,7 @@ impl Db {
         })
     }
 
-    pub fn add_relay_recipients(&self, domain_id: i64, locals: &[String]) -> Result<usize> {
+    pub fn add_relay_recipients(&self, domain_id: DomainId, locals: &[String]) -> Result<usize> {
         self.write(|tx| {
             let mut n = 0;
             for l in locals {
@@ -438,7 +439,7 @@ impl Db {
         })
     }
 
-    pub fn remove_relay_recipient(&self, domain_id: i64, local: &str) -> Result<bool> {
+    pub fn remove_relay_recipient(&self, domain_id: DomainId, local: &str) -> Result<bool> {
         self.write(|tx| {
             Ok(tx.execute(
                 "DELETE FROM relay_recipients WHERE domain_id = ?1 AND local = ?2",
@@ -447,7 +448,7 @@ impl Db {
         })
     }
 
-    pub fn is_relay_recipient(&self, domain_id: i64, local: &str) -> Result<bool> {
+    pub fn is_relay_recipient(&self, domain_id: DomainId, local: &str) -> Result<bool> {
         self.read(|c| {
             Ok(
                 c.prepare_cached("SELECT 1 FROM relay_recipients WHERE domain_id = ?1 AND local = ?2")?
@@ -458,7 +459,7 @@ impl Db {
         })
     }
 
-    pub fn relay_recipients(&self, domain_id: i64) -> Result<Vec<String>> {
+    pub fn relay_recipients(&self, domain_id: DomainId) -> Result<Vec<String>> {
         self.read(|c| {
             let mut st =
                 c.prepare("SELECT local FROM relay_recipients WHERE domain_id = ?1 ORDER BY local")?;
@@ -495,7 +496,7 @@ impl Db {
     /// Adds targets to an alias, creating it if needed.
     pub fn add_alias_targets(
         &self,
-        domain_id: i64,
+        domain_id: DomainId,
         local: &str,
         display: &str,
         targets: &[String],
@@ -520,7 +521,7 @@ impl Db {
         })
     }
 
-    pub fn alias(&self, domain_id: i64, local: &str) -> Result<Option<AliasRow>> {
+    pub fn alias(&self, domain_id: DomainId, local: &str) -> Result<Option<AliasRow>> {
         self.read(|c| {
             Ok(c.prepare_cached(
                 "SELECT id, domain_id, local, display, targets FROM aliases WHERE domain_id = ?1 AND local = ?2",
@@ -530,7 +531,7 @@ impl Db {
         })
     }
 
-    pub fn aliases(&self, domain_id: Option<i64>) -> Result<Vec<AliasRow>> {
+    pub fn aliases(&self, domain_id: Option<DomainId>) -> Result<Vec<AliasRow>> {
         self.read(|c| {
             let mut st = c.prepare(
                 "SELECT id, domain_id, local, display, targets FROM aliases
@@ -543,7 +544,7 @@ impl Db {
         })
     }
 
-    pub fn remove_alias(&self, domain_id: i64, local: &str) -> Result<()> {
+    pub fn remove_alias(&self, domain_id: DomainId, local: &str) -> Result<()> {
         self.write(|tx| {
             let n = tx.execute(
                 "DELETE FROM aliases WHERE domain_id = ?1 AND local = ?2",

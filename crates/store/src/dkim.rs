@@ -3,12 +3,13 @@
 
 use rusqlite::params;
 
+use crate::ids::DomainId;
 use crate::{Db, Result, StoreError};
 
 #[derive(Clone)]
 pub struct DkimKeyRow {
     pub id: i64,
-    pub domain_id: i64,
+    pub domain_id: DomainId,
     pub selector: String,
     /// `rsa-sha256` or `ed25519-sha256`.
     pub algorithm: String,
@@ -28,7 +29,7 @@ impl std::fmt::Debug for DkimKeyRow {
 impl Db {
     pub fn add_dkim_key(
         &self,
-        domain_id: i64,
+        domain_id: DomainId,
         selector: &str,
         algorithm: &str,
         private_key: &[u8],
@@ -56,7 +57,7 @@ impl Db {
     }
 
     /// The active keys of a domain, newest first.
-    pub fn dkim_keys(&self, domain_id: i64) -> Result<Vec<DkimKeyRow>> {
+    pub fn dkim_keys(&self, domain_id: DomainId) -> Result<Vec<DkimKeyRow>> {
         self.read(|c| {
             let mut st = c.prepare_cached(
                 "SELECT id, domain_id, selector, algorithm, private_key, public_key FROM dkim_keys

@@ -4,6 +4,8 @@
 
 use rusqlite::{params, OptionalExtension, Transaction};
 
+use crate::backend::Appended;
+use crate::ids::{AccountId, FolderId, ModSeq, Uid};
 use crate::mailbox::FolderRow;
 use crate::{Db, Result, Store, StoreError};
 
@@ -21,7 +23,7 @@ pub const MAX_KEYWORDS: usize = 100;
 /// that takes it past [`MAX_KEYWORDS`] distinct ones (compared ASCII
 /// case-insensitively, as flags are, RFC 9051 2.3.2). Keywords the folder
 /// has already are always allowed, even where it has more (older data).
-fn check_keywords(c: &rusqlite::Connection, folder_id: i64, adding: &str) -> Result<()> {
+pub(crate) fn check_keywords(c: &rusqlite::Connection, folder_id: FolderId, adding: &str) -> Result<()> {
     let mut adding: std::collections::HashSet<String> = adding
         .split(' ')
         .filter(|k| !k.is_empty())
@@ -59,10 +61,10 @@ fn new_blob_id() -> String {
 /// The per-message state a selected IMAP mailbox keeps.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MessageMeta {
-    pub uid: i64,
+    pub uid: Uid,
     pub flags: i64,
     pub keywords: String,
-    pub modseq: i64,
+    pub modseq: ModSeq,
     pub size: i64,
     pub internal_date: i64,
 }
@@ -89,7 +91,7 @@ fn folder_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FolderRow> {
 
 const FOLDER_COLS: &str = "id, account_id, name, special_use, uidvalidity, uidnext, highestmodseq";
 
-fn bump_modseq(tx: &Transaction<'_>, folder_id: i64) -> Result<i64> {
+fn bump_modseq(tx: &Transaction<'_>, folder_id: FolderId) -> Result<ModSeq> {
     Ok(tx.query_row(
         "UPDATE folders SET highestmodseq = highestmodseq + 1 WHERE id = ?1 RETURNING highestmodseq",
         [folder_id],
@@ -120,7 +122,7 @@ fn merge_keywords(current: &str, given: &[String], op: FlagOp) -> String {
 }
 
 /// Every message's IMAP state in a folder, by UID.
-pub(crate) fn read_meta(c: &rusqlite::Connection, folder_id: i64) -> Result<Vec<MessageMeta>> {
+pub(crate) fn read_meta(c: &rusqlite::Connection, folder_id: FolderId) -> Result<Vec<MessageMeta>> {
     let mut st = c.prepare_cached(
         "SELECT uid, flags, keywords, modseq, size, internal_date FROM messages WHERE folder_id = ?1 ORDER BY uid",
     )?;
@@ -146,7 +148,7 @@ pub(crate) fn read_meta(c: &rusqlite::Connection, folder_id: i64) -> Result<Vec<
 }
 
 impl Db {
-    pub fn folder_by_id(&self, id: i64) -> Result<Option<FolderRow>> {
+    pub fn folder_by_id(&self, id: FolderId) -> Result<Option<FolderRow>> {
         self.read(|c| {
             Ok(
                 c.prepare_cached(&format!("SELECT {FOLDER_COLS} FROM folders WHERE id = ?1"))?
@@ -158,7 +160,7 @@ impl Db {
 
     /// Folder names compare exactly, except INBOX, which is
     /// case-insensitive (RFC 3501 5.1).
-    pub fn find_folder(&self, account_id: i64, name: &str) -> Result<Option<FolderRow>> {
+    pub fn find_folder(&self, account_id: AccountId, name: &str) -> Result<Option<FolderRow>> {
         let name = if name.eq_ignore_ascii_case("INBOX") {
             "INBOX"
         } else {
@@ -173,7 +175,12 @@ impl Db {
         })
     }
 
-    pub fn create_folder(&self, account_id: i64, name: &str, special_use: Option<&str>) -> Result<FolderRow> {
+    pub fn create_folder(
+        &self,
+        account_id: AccountId,
+        name: &str,
+        special_use: Option<&str>,
+    ) -> Result<FolderRow> {
         self.write(|tx| {
             let exists: bool = tx.query_row(
                 "SELECT EXISTS(SELECT 1 FROM folders WHERE account_id = ?1 AND name = ?2)",
@@ -206,7 +213,7 @@ impl Db {
     }
 
     /// Renames a folder and its children (`a` and `a/...`).
-    pub fn rename_folder(&self, account_id: i64, from: &str, to: &str) -> Result<()> {
+    pub fn rename_folder(&self, account_id: AccountId, from: &str, to: &str) -> Result<()> {
         self.write(|tx| {
             let taken: bool = tx.query_row(
                 "SELECT EXISTS(SELECT 1 FROM folders WHERE account_id = ?1 AND name = ?2)",
@@ -239,7 +246,7 @@ impl Db {
         })
     }
 
-    pub fn set_subscribed(&self, account_id: i64, name: &str, subscribed: bool) -> Result<bool> {
+    pub fn set_subscribed(&self, account_id: AccountId, name: &str, subscribed: bool) -> Result<bool> {
         self.write(|tx| {
             Ok(tx.execute(
                 "UPDATE folders SET subscribed = ?3 WHERE account_id = ?1 AND name = ?2",
@@ -249,7 +256,7 @@ impl Db {
     }
 
     /// (name, special use, subscribed) of every folder, by name.
-    pub fn folder_list(&self, account_id: i64) -> Result<Vec<(String, Option<String>, bool)>> {
+    pub fn folder_list(&self, account_id: AccountId) -> Result<Vec<(String, Option<String>, bool)>> {
         self.read(|c| {
             let mut st = c.prepare_cached(
                 "SELECT name, special_use, subscribed FROM folders WHERE account_id = ?1 ORDER BY name",
@@ -264,12 +271,12 @@ impl Db {
     }
 
     /// Every message's IMAP state, by UID.
-    pub fn message_meta(&self, folder_id: i64) -> Result<Vec<MessageMeta>> {
+    pub fn message_meta(&self, folder_id: FolderId) -> Result<Vec<MessageMeta>> {
         self.read(|c| read_meta(c, folder_id))
     }
 
     /// Messages of a folder expunged after `modseq` (QRESYNC VANISHED).
-    pub fn expunged_since(&self, folder_id: i64, modseq: i64) -> Result<Vec<i64>> {
+    pub fn expunged_since(&self, folder_id: FolderId, modseq: ModSeq) -> Result<Vec<Uid>> {
         self.read(|c| {
             let mut st = c.prepare_cached(
                 "SELECT uid FROM expunged WHERE folder_id = ?1 AND modseq > ?2 ORDER BY uid",
@@ -286,13 +293,13 @@ impl Db {
     /// modified after it is left alone and reported in the second list.
     pub fn store_flags(
         &self,
-        folder_id: i64,
-        uids: &[i64],
+        folder_id: FolderId,
+        uids: &[Uid],
         op: FlagOp,
         flags: i64,
         keywords: &[String],
-        unchanged_since: Option<i64>,
-    ) -> Result<(Vec<MessageMeta>, Vec<i64>)> {
+        unchanged_since: Option<ModSeq>,
+    ) -> Result<(Vec<MessageMeta>, Vec<Uid>)> {
         self.write(|tx| {
             if op != FlagOp::Remove {
                 check_keywords(tx, folder_id, &keywords.join(" "))?;
@@ -312,7 +319,7 @@ impl Db {
                         Ok((
                             r.get::<_, i64>(0)?,
                             r.get::<_, String>(1)?,
-                            r.get::<_, i64>(2)?,
+                            r.get::<_, ModSeq>(2)?,
                             r.get::<_, i64>(3)?,
                             r.get::<_, i64>(4)?,
                         ))
@@ -358,7 +365,12 @@ impl Db {
 
     /// Copies messages (sharing their bodies) into another folder; returns
     /// (source uid, new uid) pairs and the target's UIDVALIDITY (UIDPLUS).
-    pub fn copy_messages(&self, from: i64, uids: &[i64], to: i64) -> Result<(i64, Vec<(i64, i64)>)> {
+    pub fn copy_messages(
+        &self,
+        from: FolderId,
+        uids: &[Uid],
+        to: FolderId,
+    ) -> Result<(i64, Vec<(Uid, Uid)>)> {
         self.write(|tx| {
             let mut pairs = Vec::new();
             let uidvalidity: i64 = tx.query_row("SELECT uidvalidity FROM folders WHERE id = ?1", [to], |r| r.get(0))?;
@@ -399,7 +411,7 @@ impl Db {
             }
             check_keywords(tx, to, &copied_keywords)?;
             for (uid, (flags, kw, date, size, blob, prefix)) in rows {
-                let (new_uid, modseq): (i64, i64) = next.query_row([to], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                let (new_uid, modseq): (Uid, ModSeq) = next.query_row([to], |r| Ok((r.get(0)?, r.get(1)?)))?;
                 let uidl = format!("{uidvalidity:08X}{new_uid:08X}");
                 insert.execute(params![to, new_uid, modseq, flags, kw, date, size, uidl, blob, prefix])?;
                 pairs.push((uid, new_uid));
@@ -410,7 +422,7 @@ impl Db {
 
     /// Marks everything up to UIDNEXT as seen by a session and returns the
     /// previous mark: UIDs above it are \Recent for the caller alone.
-    pub fn claim_recent(&self, folder_id: i64) -> Result<i64> {
+    pub fn claim_recent(&self, folder_id: FolderId) -> Result<i64> {
         // Nothing new since the last claim (the common case): no write, so
         // no fsync on every SELECT.
         let (mark, uidnext): (i64, i64) = self.read(|c| {
@@ -436,24 +448,31 @@ impl Db {
     }
 }
 
+impl Db {
+    /// Deletes a folder and its messages; returns the bodies no row refers
+    /// to any more.
+    pub fn delete_folder(&self, folder_id: FolderId) -> Result<Vec<String>> {
+        let uids: Vec<Uid> = self.message_meta(folder_id)?.into_iter().map(|m| m.uid).collect();
+        let (_, blobs) = self.expunge(folder_id, &uids)?;
+        self.write(|tx| {
+            tx.execute("DELETE FROM expunged WHERE folder_id = ?1", [folder_id])?;
+            tx.execute("DELETE FROM folders WHERE id = ?1", [folder_id])?;
+            Ok(())
+        })?;
+        Ok(blobs)
+    }
+}
+
 impl Store {
     /// Deletes a folder and its messages (not INBOX).
-    pub fn delete_folder(&self, folder: &FolderRow) -> Result<()> {
+    pub async fn delete_folder(&self, folder: &FolderRow) -> Result<()> {
         if folder.name == "INBOX" {
             return Err(StoreError::Invalid("INBOX cannot be deleted".into()));
         }
-        let uids: Vec<i64> = self
-            .db
-            .message_meta(folder.id)?
-            .into_iter()
-            .map(|m| m.uid)
-            .collect();
-        self.expunge(folder.id, &uids)?;
-        self.db.write(|tx| {
-            tx.execute("DELETE FROM expunged WHERE folder_id = ?1", [folder.id])?;
-            tx.execute("DELETE FROM folders WHERE id = ?1", [folder.id])?;
-            Ok(())
-        })
+        let blobs = self.meta.delete_folder(folder.id).await?;
+        self.folder_cache.forget(folder.id);
+        self.delete_blobs(blobs);
+        Ok(())
     }
 }
 
@@ -473,16 +492,16 @@ mod tests {
 /// What changed in a folder since a MODSEQ, read in one snapshot.
 #[derive(Debug, Default)]
 pub struct FolderChanges {
-    pub highestmodseq: i64,
+    pub highestmodseq: ModSeq,
     pub uidnext: i64,
     /// New or changed messages, by UID.
     pub changed: Vec<MessageMeta>,
     /// UIDs expunged since.
-    pub expunged: Vec<i64>,
+    pub expunged: Vec<Uid>,
 }
 
 impl Db {
-    pub fn folder_changes(&self, folder_id: i64, since: i64) -> Result<Option<FolderChanges>> {
+    pub fn folder_changes(&self, folder_id: FolderId, since: ModSeq) -> Result<Option<FolderChanges>> {
         self.read(|c| {
             c.execute_batch("BEGIN")?;
             let r = (|| -> Result<Option<FolderChanges>> {
@@ -534,17 +553,17 @@ impl Db {
 impl Store {
     /// IMAP APPEND: stores a message in a folder, durably (body fsynced,
     /// metadata committed) before it returns its UID.
-    pub fn append(
+    pub async fn append(
         &self,
         folder: &FolderRow,
         message: &[u8],
         flags: i64,
         keywords: &str,
         internal_date: Option<i64>,
-    ) -> Result<i64> {
+    ) -> Result<Uid> {
         if !keywords.is_empty() {
             // Before the body is written: a refused APPEND leaves nothing.
-            self.db.read(|c| check_keywords(c, folder.id, keywords))?;
+            self.meta.check_keywords(folder.id, keywords).await?;
         }
         let blob_id = new_blob_id();
         self.blobs.put(&blob_id, message)?;
@@ -557,6 +576,7 @@ impl Store {
             keywords,
             internal_date,
         )
+        .await
     }
 
     /// A body for APPEND that arrives in pieces, written to a spool file as
@@ -573,16 +593,16 @@ impl Store {
     }
 
     /// [`Store::append`] of a body written with [`Store::begin_upload`].
-    pub fn append_upload(
+    pub async fn append_upload(
         &self,
         folder: &FolderRow,
         upload: Upload,
         flags: i64,
         keywords: &str,
         internal_date: Option<i64>,
-    ) -> Result<i64> {
+    ) -> Result<Uid> {
         if !keywords.is_empty() {
-            self.db.read(|c| check_keywords(c, folder.id, keywords))?;
+            self.meta.check_keywords(folder.id, keywords).await?;
         }
         // The id is taken now, not when the upload began: ids begin with
         // their time, and the sweep takes bodies by age.
@@ -591,9 +611,10 @@ impl Store {
         self.blobs.put_spool(&blob_id, upload.file)?;
         self.blobs.sync()?;
         self.insert_appended(folder, &blob_id, size, flags, keywords, internal_date)
+            .await
     }
 
-    fn insert_appended(
+    async fn insert_appended(
         &self,
         folder: &FolderRow,
         blob_id: &str,
@@ -601,38 +622,58 @@ impl Store {
         flags: i64,
         keywords: &str,
         internal_date: Option<i64>,
-    ) -> Result<i64> {
+    ) -> Result<Uid> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        let date = internal_date.unwrap_or(now.as_secs() as i64);
-        self.db.write(|tx| {
+        self.meta
+            .insert_appended(Appended {
+                folder: folder.id,
+                blob_id,
+                size,
+                flags,
+                keywords,
+                internal_date: internal_date.unwrap_or(now.as_secs() as i64),
+            })
+            .await
+    }
+}
+
+impl Db {
+    /// Inserts an APPENDed message whose body is durable.
+    pub fn insert_appended(&self, a: Appended<'_>) -> Result<Uid> {
+        self.write(|tx| {
             // Again in the transaction: another session may have added
             // keywords since the check before the body was written.
-            check_keywords(tx, folder.id, keywords)?;
-            let (uid, modseq, uidvalidity): (i64, i64, i64) = tx.query_row(
+            check_keywords(tx, a.folder, a.keywords)?;
+            let (uid, modseq, uidvalidity): (Uid, ModSeq, i64) = tx.query_row(
                 "UPDATE folders SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 WHERE id = ?1
                  RETURNING uidnext - 1, highestmodseq, uidvalidity",
-                [folder.id],
+                [a.folder],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?;
             tx.execute(
                 "INSERT INTO messages (folder_id, uid, modseq, flags, keywords, internal_date, size, pop3_uidl, blob_id, prefix)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, x'')",
                 params![
-                    folder.id,
+                    a.folder,
                     uid,
                     modseq,
-                    flags,
-                    keywords,
-                    date,
-                    size,
+                    a.flags,
+                    a.keywords,
+                    a.internal_date,
+                    a.size,
                     format!("{uidvalidity:08X}{uid:08X}"),
-                    blob_id
+                    a.blob_id
                 ],
             )?;
             Ok(uid)
         })
+    }
+
+    /// See [`crate::backend::MailboxMeta::check_keywords`].
+    pub fn check_keywords(&self, folder: FolderId, keywords: &str) -> Result<()> {
+        self.read(|c| check_keywords(c, folder, keywords))
     }
 }
 

@@ -6,30 +6,38 @@
 //! [`committer`] (SQLite WAL with `synchronous=FULL`). Concurrent deliveries
 //! share one SQLite commit (group commit).
 
+pub mod backend;
 pub mod blob;
 pub mod cache;
 pub mod committer;
 pub mod db;
 pub mod directory;
 pub mod dkim;
+pub mod faulty;
 pub mod folders;
 pub mod fs;
+pub mod ids;
 pub mod mailbox;
 mod purge;
 pub mod queue;
 pub mod schema;
 pub mod sent;
 pub mod settings;
+mod sqlite;
 mod sweep;
 mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use backend::{
+    AdminMeta, Appended, DeliveryMeta, DirectoryMeta, MailboxMeta, Metadata, QueueMeta, Watch,
+};
 pub use blob::{BlobStore, FsBlobStore, MemSpool};
 pub use committer::{Delivery, LocalDelivery, OutboundItem};
 pub use db::Db;
 pub use fs::{DurableFs, RealFs, SimulatedFs, TempFile};
+pub use ids::{AccountId, AliasId, DomainId, FolderId, ModSeq, OutboundId, Uid};
 pub use sent::SENT_COPY_WINDOW_SECS;
 pub use sweep::SweepReport;
 pub use watch::ForeignChanges;
@@ -85,10 +93,15 @@ impl From<std::io::Error> for StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// Everything the server and the CLI need from the data folder.
+/// Everything the server and the CLI need from the data folder: the
+/// metadata back end ([`Metadata`]) and the message bodies ([`BlobStore`]),
+/// with the server-wide read caches in front of them.
 #[derive(Clone)]
 pub struct Store {
-    pub db: Db,
+    meta: Arc<dyn Metadata>,
+    /// The embedded database when that is the back end: the SQLite-only
+    /// maintenance paths (schema tests) reach it here.
+    sqlite: Option<Db>,
     pub blobs: Arc<dyn BlobStore>,
     data_dir: PathBuf,
     /// Server-wide read caches for IMAP and POP3 (see cache.rs).
@@ -114,30 +127,57 @@ impl Store {
             std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))?;
         }
         let db = Db::open(&data_dir.join("postroom.sqlite"))?;
-        let blobs = Arc::new(FsBlobStore::new(data_dir.join("blobs"), fs)?);
-        Ok(Store {
-            db,
+        let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::new(data_dir.join("blobs"), fs)?);
+        let meta = Arc::new(sqlite::Sqlite::new(db.clone(), Arc::clone(&blobs)));
+        let mut store = Store::with_backend(meta, blobs, data_dir);
+        store.sqlite = Some(db);
+        Ok(store)
+    }
+
+    /// A store on any back end (tests wrap one in
+    /// [`faulty::FaultyMeta`]).
+    pub fn with_backend(meta: Arc<dyn Metadata>, blobs: Arc<dyn BlobStore>, data_dir: &Path) -> Store {
+        Store {
+            meta,
+            sqlite: None,
             blobs,
             data_dir: data_dir.to_path_buf(),
             folder_cache: Arc::new(cache::FolderCache::new(cache::FOLDER_CACHE_MESSAGES)),
             header_cache: Arc::new(cache::HeaderCache::new(cache::HEADER_CACHE_BYTES)),
             purger: Arc::default(),
-        })
+        }
+    }
+
+    /// The metadata back end, for the calls the store has no combined
+    /// operation for (lookups, folder and directory changes).
+    pub fn meta(&self) -> &dyn Metadata {
+        &*self.meta
+    }
+
+    /// The back end as a shareable handle.
+    pub fn meta_handle(&self) -> Arc<dyn Metadata> {
+        Arc::clone(&self.meta)
+    }
+
+    /// The embedded database, when that is the back end (SQLite-only
+    /// maintenance and tests).
+    pub fn sqlite(&self) -> Option<&Db> {
+        self.sqlite.as_ref()
     }
 
     /// Commits a delivery whose blob was put in this store's blobs.
     pub async fn commit_delivery(&self, delivery: Delivery) -> Result<()> {
-        self.db.commit_delivery(delivery, &self.blobs).await
+        self.meta.commit_delivery(delivery).await
     }
 
-    /// See [`Db::watch_folder`].
-    pub fn watch_folder(&self, folder_id: i64) -> tokio::sync::watch::Receiver<()> {
-        self.db.watch_folder(folder_id)
+    /// See [`Watch::watch_folder`].
+    pub fn watch_folder(&self, folder_id: FolderId) -> tokio::sync::watch::Receiver<()> {
+        self.meta.watch_folder(folder_id)
     }
 
-    /// See [`Db::changes`].
+    /// See [`Watch::changes`].
     pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.db.changes()
+        self.meta.changes()
     }
 
     pub fn data_dir(&self) -> &Path {

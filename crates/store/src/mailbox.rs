@@ -2,25 +2,26 @@
 
 use rusqlite::{params, OptionalExtension};
 
+use crate::ids::{AccountId, FolderId, ModSeq, Uid};
 use crate::{Db, Result, Store, StoreError};
 
 #[derive(Clone, Debug)]
 pub struct FolderRow {
-    pub id: i64,
-    pub account_id: i64,
+    pub id: FolderId,
+    pub account_id: AccountId,
     pub name: String,
     pub special_use: Option<String>,
     pub uidvalidity: i64,
     pub uidnext: i64,
-    pub highestmodseq: i64,
+    pub highestmodseq: ModSeq,
 }
 
 #[derive(Clone, Debug)]
 pub struct MessageRow {
     pub id: i64,
-    pub folder_id: i64,
-    pub uid: i64,
-    pub modseq: i64,
+    pub folder_id: FolderId,
+    pub uid: Uid,
+    pub modseq: ModSeq,
     pub flags: i64,
     pub internal_date: i64,
     pub size: i64,
@@ -47,7 +48,7 @@ fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
 }
 
 impl Db {
-    pub fn folders(&self, account_id: i64) -> Result<Vec<FolderRow>> {
+    pub fn folders(&self, account_id: AccountId) -> Result<Vec<FolderRow>> {
         self.read(|c| {
             let mut st = c.prepare(
                 "SELECT id, account_id, name, special_use, uidvalidity, uidnext, highestmodseq
@@ -70,11 +71,11 @@ impl Db {
         })
     }
 
-    pub fn folder(&self, account_id: i64, name: &str) -> Result<Option<FolderRow>> {
+    pub fn folder(&self, account_id: AccountId, name: &str) -> Result<Option<FolderRow>> {
         Ok(self.folders(account_id)?.into_iter().find(|f| f.name == name))
     }
 
-    pub fn messages(&self, folder_id: i64) -> Result<Vec<MessageRow>> {
+    pub fn messages(&self, folder_id: FolderId) -> Result<Vec<MessageRow>> {
         self.read(|c| {
             let mut st = c.prepare(
                 "SELECT id, folder_id, uid, modseq, flags, internal_date, size, pop3_uidl, blob_id, prefix, queue_id
@@ -85,7 +86,7 @@ impl Db {
         })
     }
 
-    pub fn message(&self, folder_id: i64, uid: i64) -> Result<Option<MessageRow>> {
+    pub fn message(&self, folder_id: FolderId, uid: Uid) -> Result<Option<MessageRow>> {
         self.read(|c| {
             Ok(c.prepare_cached(
                 "SELECT id, folder_id, uid, modseq, flags, internal_date, size, pop3_uidl, blob_id, prefix, queue_id
@@ -98,7 +99,7 @@ impl Db {
 
     /// (uid, size, POP3 UIDL) of every message in a folder, by UID: a POP3
     /// maildrop, without the columns it does not need.
-    pub fn maildrop(&self, folder_id: i64) -> Result<Vec<(i64, i64, String)>> {
+    pub fn maildrop(&self, folder_id: FolderId) -> Result<Vec<(Uid, i64, String)>> {
         self.read(|c| {
             let mut st = c.prepare_cached(
                 "SELECT uid, size, pop3_uidl FROM messages WHERE folder_id = ?1 ORDER BY uid",
@@ -110,7 +111,7 @@ impl Db {
         })
     }
 
-    pub fn message_count(&self, account_id: i64) -> Result<i64> {
+    pub fn message_count(&self, account_id: AccountId) -> Result<i64> {
         self.read(|c| {
             Ok(c.query_row(
                 "SELECT COUNT(*) FROM messages m JOIN folders f ON m.folder_id = f.id WHERE f.account_id = ?1",
@@ -123,7 +124,7 @@ impl Db {
     /// Bytes stored for an account (all folders): what quotas count. A
     /// running total kept by the schema's triggers (version 6), so a RCPT
     /// costs the same in an empty mailbox as in a full one.
-    pub fn usage(&self, account_id: i64) -> Result<i64> {
+    pub fn usage(&self, account_id: AccountId) -> Result<i64> {
         self.read(|c| {
             c.prepare_cached("SELECT used_bytes FROM accounts WHERE id = ?1")?
                 .query_row([account_id], |r| r.get(0))
@@ -151,18 +152,19 @@ impl Store {
     }
 }
 
-impl Store {
+impl Db {
     /// Removes messages from a folder in one transaction, committed when
     /// this returns: each leaves a tombstone with a new MODSEQ (for
     /// QRESYNC), and a body no longer referenced anywhere goes to the purge
-    /// thread. Returns how many were removed (ones already gone are
+    /// thread. Returns how many were removed, and the bodies no row refers
+    /// to any more (ones already gone are
     /// skipped: another session may have removed them first).
-    pub fn expunge(&self, folder_id: i64, uids: &[i64]) -> Result<usize> {
+    pub fn expunge(&self, folder_id: FolderId, uids: &[Uid]) -> Result<(usize, Vec<String>)> {
         if uids.is_empty() {
-            return Ok(0);
+            return Ok((0, Vec::new()));
         }
-        let (removed, blobs) = self.db.write(|tx| {
-            let modseq: i64 = tx.query_row(
+        self.write(|tx| {
+            let modseq: ModSeq = tx.query_row(
                 "UPDATE folders SET highestmodseq = highestmodseq + 1 WHERE id = ?1 RETURNING highestmodseq",
                 [folder_id],
                 |r| r.get(0),
@@ -182,14 +184,22 @@ impl Store {
             for (first, last) in uid_runs(uids) {
                 let mut rows = delete.query(params![folder_id, first, last])?;
                 while let Some(row) = rows.next()? {
-                    let uid: i64 = row.get(0)?;
+                    let uid: Uid = row.get(0)?;
                     blobs.push(row.get::<_, String>(1)?);
                     tombstone.execute(params![folder_id, uid, modseq])?;
                 }
             }
             let removed = blobs.len();
             Ok((removed, crate::blob::unreferenced(tx, blobs)?))
-        })?;
+        })
+    }
+}
+
+impl Store {
+    /// Removes messages from a folder (see [`crate::backend::MailboxMeta::expunge`]);
+    /// the bodies no row refers to any more go to the purge thread.
+    pub async fn expunge(&self, folder_id: FolderId, uids: &[Uid]) -> Result<usize> {
+        let (removed, blobs) = self.meta.expunge(folder_id, uids).await?;
         self.delete_blobs(blobs);
         Ok(removed)
     }
@@ -197,14 +207,14 @@ impl Store {
 
 /// The runs of consecutive values in `uids`, as (first, last), ascending;
 /// duplicates count once.
-fn uid_runs(uids: &[i64]) -> Vec<(i64, i64)> {
+fn uid_runs(uids: &[Uid]) -> Vec<(Uid, Uid)> {
     let mut sorted = uids.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
-    let mut runs: Vec<(i64, i64)> = Vec::new();
+    let mut runs: Vec<(Uid, Uid)> = Vec::new();
     for uid in sorted {
         match runs.last_mut() {
-            Some((_, last)) if *last + 1 == uid => *last = uid,
+            Some((_, last)) if last.0.checked_add(1) == Some(uid.0) => *last = uid,
             _ => runs.push((uid, uid)),
         }
     }
@@ -212,9 +222,20 @@ fn uid_runs(uids: &[i64]) -> Vec<(i64, i64)> {
 }
 
 impl Db {
+    /// (HIGHESTMODSEQ, UIDNEXT) of a folder.
+    pub fn folder_position(&self, folder_id: FolderId) -> Result<Option<(ModSeq, i64)>> {
+        self.read(|c| {
+            Ok(
+                c.prepare_cached("SELECT highestmodseq, uidnext FROM folders WHERE id = ?1")?
+                    .query_row([folder_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?,
+            )
+        })
+    }
+
     /// A folder's whole message list with its UIDNEXT and HIGHESTMODSEQ,
     /// read in one transaction so they agree.
-    pub fn folder_state(&self, folder_id: i64) -> Result<Option<crate::cache::FolderSnapshot>> {
+    pub fn folder_state(&self, folder_id: FolderId) -> Result<Option<crate::cache::FolderSnapshot>> {
         self.read(|c| {
             c.execute_batch("BEGIN")?;
             let r = (|| -> Result<Option<crate::cache::FolderSnapshot>> {
@@ -241,16 +262,16 @@ impl Db {
 
     /// (uid, blob id, prefix) of these messages (`uids` ascending), in one
     /// query: a range scan when they are dense, else one lookup each.
-    pub fn message_sources(&self, folder_id: i64, uids: &[i64]) -> Result<Vec<(i64, String, Vec<u8>)>> {
+    pub fn message_sources(&self, folder_id: FolderId, uids: &[Uid]) -> Result<Vec<(Uid, String, Vec<u8>)>> {
         let (Some(&lo), Some(&hi)) = (uids.first(), uids.last()) else {
             return Ok(Vec::new());
         };
         self.read(|c| {
             let mut out = Vec::with_capacity(uids.len());
-            let row = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, String, Vec<u8>)> {
+            let row = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(Uid, String, Vec<u8>)> {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             };
-            if (hi - lo) as u64 <= 4 * uids.len() as u64 {
+            if u64::from(hi.0.saturating_sub(lo.0)) <= 4 * uids.len() as u64 {
                 let mut st = c.prepare_cached(
                     "SELECT uid, blob_id, prefix FROM messages WHERE folder_id = ?1 AND uid BETWEEN ?2 AND ?3
                      ORDER BY uid",
@@ -284,24 +305,17 @@ impl Store {
     /// The folder's message list, from the server-wide cache when it is
     /// current. `known`: (HIGHESTMODSEQ, UIDNEXT) just read from the folder
     /// row, which saves reading them again. `None`: no such folder.
-    pub fn folder_snapshot(
+    pub async fn folder_snapshot(
         &self,
-        folder_id: i64,
-        known: Option<(i64, i64)>,
+        folder_id: FolderId,
+        known: Option<(ModSeq, i64)>,
     ) -> Result<Option<std::sync::Arc<crate::cache::FolderSnapshot>>> {
         use std::sync::Arc;
         let cached = self.folder_cache.get(folder_id);
         let (hms, uidnext) = match known {
             Some(k) => k,
             None => {
-                let Some(k) = self.db.read(|c| {
-                    Ok(
-                        c.prepare_cached("SELECT highestmodseq, uidnext FROM folders WHERE id = ?1")?
-                            .query_row([folder_id], |r| Ok((r.get(0)?, r.get(1)?)))
-                            .optional()?,
-                    )
-                })?
-                else {
+                let Some(k) = self.meta.folder_position(folder_id).await? else {
                     self.folder_cache.forget(folder_id);
                     return Ok(None);
                 };
@@ -315,7 +329,7 @@ impl Store {
         }
         // One session builds, the others (all woken by the same change)
         // wait for it and share the result.
-        let _building = self.folder_cache.building();
+        let _building = self.folder_cache.building().await;
         let cached = match self.folder_cache.get(folder_id) {
             Some(s) if s.highestmodseq >= hms && s.uidnext >= uidnext => return Ok(Some(s)),
             c => c,
@@ -323,11 +337,13 @@ impl Store {
         let fresh = match cached {
             // Behind: fold in what changed since (all of it bears a higher
             // MODSEQ, expunges included), read in one transaction.
-            Some(s) if s.highestmodseq < hms => match self.db.folder_changes(folder_id, s.highestmodseq)? {
-                None => None,
-                Some(ch) => Some(s.advanced(ch.uidnext, ch.highestmodseq, ch.changed, &ch.expunged)),
-            },
-            _ => self.db.folder_state(folder_id)?,
+            Some(s) if s.highestmodseq < hms => {
+                match self.meta.folder_changes(folder_id, s.highestmodseq).await? {
+                    None => None,
+                    Some(ch) => Some(s.advanced(ch.uidnext, ch.highestmodseq, ch.changed, &ch.expunged)),
+                }
+            }
+            _ => self.meta.folder_state(folder_id).await?,
         };
         let Some(fresh) = fresh else {
             self.folder_cache.forget(folder_id);
@@ -344,9 +360,9 @@ impl Store {
     /// the sessions of the folder need not read the changes back (the
     /// MODSEQ column has no index: that read scans the folder). Returns
     /// (the snapshot before, the one after) when it did.
-    pub fn note_flag_changes(
+    pub async fn note_flag_changes(
         &self,
-        folder_id: i64,
+        folder_id: FolderId,
         changed: &[crate::folders::MessageMeta],
     ) -> Option<(
         std::sync::Arc<crate::cache::FolderSnapshot>,
@@ -356,11 +372,11 @@ impl Store {
         if changed.iter().any(|c| c.modseq != m) || !changed.windows(2).all(|w| w[0].uid < w[1].uid) {
             return None;
         }
-        let _building = self.folder_cache.building();
+        let _building = self.folder_cache.building().await;
         let old = self.folder_cache.get(folder_id)?;
         // The transaction took MODSEQ m = the folder's previous + 1: the
         // snapshot at m - 1 plus these rows is the folder at m.
-        if old.highestmodseq != m - 1 {
+        if old.highestmodseq.0 != m.0 - 1 {
             return None;
         }
         let new = std::sync::Arc::new(old.advanced(old.uidnext, m, changed.to_vec(), &[]));
@@ -372,9 +388,13 @@ impl Store {
     /// and including its blank line) of these messages, `uids` ascending;
     /// `None` for one that is gone. Reads only the beginning of each message
     /// file, and only for messages not in the server-wide cache.
-    pub fn header_blocks(&self, folder_id: i64, uids: &[i64]) -> Result<Vec<Option<std::sync::Arc<[u8]>>>> {
+    pub async fn header_blocks(
+        &self,
+        folder_id: FolderId,
+        uids: &[Uid],
+    ) -> Result<Vec<Option<std::sync::Arc<[u8]>>>> {
         let mut out = self.header_cache.get_many(folder_id, uids);
-        let missing: Vec<i64> = uids
+        let missing: Vec<Uid> = uids
             .iter()
             .zip(&out)
             .filter(|(_, h)| h.is_none())
@@ -383,7 +403,7 @@ impl Store {
         if missing.is_empty() {
             return Ok(out);
         }
-        let rows = self.db.message_sources(folder_id, &missing)?;
+        let rows = self.meta.message_sources(folder_id, &missing).await?;
         let mut rows = rows.into_iter().peekable();
         for (i, &u) in uids.iter().enumerate() {
             if out[i].is_some() {

@@ -4,11 +4,12 @@
 
 use rusqlite::{params, OptionalExtension};
 
+use crate::ids::OutboundId;
 use crate::{Db, Result, Store, StoreError};
 
 #[derive(Clone, Debug)]
 pub struct OutboundRow {
-    pub id: i64,
+    pub id: OutboundId,
     pub queue_id: String,
     pub blob_id: String,
     pub prefix: Vec<u8>,
@@ -80,7 +81,7 @@ impl Db {
     }
 
     /// Records that the delay warning for these rows was sent.
-    pub fn mark_outbound_warned(&self, ids: &[i64]) -> Result<()> {
+    pub fn mark_outbound_warned(&self, ids: &[OutboundId]) -> Result<()> {
         self.write(|tx| {
             let mut st = tx.prepare_cached("UPDATE outbound SET warned = 1 WHERE id = ?1")?;
             for id in ids {
@@ -90,7 +91,7 @@ impl Db {
         })
     }
 
-    pub fn defer_outbound(&self, id: i64, reason: &str, next_attempt: i64) -> Result<()> {
+    pub fn defer_outbound(&self, id: OutboundId, reason: &str, next_attempt: i64) -> Result<()> {
         self.write(|tx| {
             tx.execute(
                 "UPDATE outbound SET state = 'deferred', reason = ?2, attempts = attempts + 1, next_attempt = ?3
@@ -129,11 +130,10 @@ impl Db {
     }
 }
 
-impl Store {
-    /// Removes finished rows (delivered, or bounced with the bounce queued)
-    /// and frees bodies nothing refers to any more.
-    pub fn finish_outbound(&self, ids: &[i64]) -> Result<()> {
-        let blobs = self.db.write(|tx| {
+impl Db {
+    /// Removes finished rows; returns the bodies nothing refers to any more.
+    pub fn finish_outbound(&self, ids: &[OutboundId]) -> Result<Vec<String>> {
+        self.write(|tx| {
             let mut blobs = Vec::new();
             for id in ids {
                 let blob: Option<String> = tx
@@ -146,16 +146,25 @@ impl Store {
                 blobs.extend(blob);
             }
             Ok(crate::blob::unreferenced(tx, blobs)?)
-        })?;
+        })
+    }
+}
+
+impl Store {
+    /// Removes finished rows (delivered, or bounced with the bounce queued)
+    /// and frees bodies nothing refers to any more.
+    pub async fn finish_outbound(&self, ids: &[OutboundId]) -> Result<()> {
+        let blobs = self.meta.finish_outbound(ids).await?;
         self.delete_blobs(blobs);
         Ok(())
     }
 
     /// `postroom queue delete`: drops waiting items without a bounce.
-    pub fn delete_outbound(&self, queue_id_or_row: &str) -> Result<usize> {
-        let ids: Vec<i64> = self
-            .db
-            .outbound()?
+    pub async fn delete_outbound(&self, queue_id_or_row: &str) -> Result<usize> {
+        let ids: Vec<OutboundId> = self
+            .meta
+            .outbound()
+            .await?
             .into_iter()
             .filter(|r| r.queue_id == queue_id_or_row || r.id.to_string() == queue_id_or_row)
             .map(|r| r.id)
@@ -163,7 +172,7 @@ impl Store {
         if ids.is_empty() {
             return Err(StoreError::Invalid(format!("no queue item {queue_id_or_row}")));
         }
-        self.finish_outbound(&ids)?;
+        self.finish_outbound(&ids).await?;
         Ok(ids.len())
     }
 }

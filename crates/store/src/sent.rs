@@ -5,6 +5,7 @@
 
 use rusqlite::{params, OptionalExtension};
 
+use crate::ids::{FolderId, Uid};
 use crate::{Db, Result};
 
 /// How long a client's APPEND of its own sent message finds the server's copy.
@@ -13,7 +14,7 @@ pub const SENT_COPY_WINDOW_SECS: i64 = 600;
 impl Db {
     /// The UID of the server-side Sent copy of `message_id` in this folder,
     /// made within [`SENT_COPY_WINDOW_SECS`] and not expunged since.
-    pub fn recent_sent_copy(&self, folder_id: i64, message_id: &str) -> Result<Option<i64>> {
+    pub fn recent_sent_copy(&self, folder_id: FolderId, message_id: &str) -> Result<Option<Uid>> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);

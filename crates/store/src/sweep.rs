@@ -29,8 +29,9 @@ pub struct SweepReport {
 
 impl Store {
     /// Deletes the bodies put more than `min_age` ago that no message and no
-    /// queue entry refers to. Blocking: a whole listing of the bodies.
-    pub fn sweep_unreferenced_bodies(&self, min_age: Duration) -> Result<SweepReport> {
+    /// queue entry refers to. Lists every body: the server runs it on a
+    /// blocking thread.
+    pub async fn sweep_unreferenced_bodies(&self, min_age: Duration) -> Result<SweepReport> {
         let before = SystemTime::now()
             .checked_sub(min_age)
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
@@ -42,9 +43,7 @@ impl Store {
             deleted: 0,
         };
         for chunk in candidates.chunks(CHECK_CHUNK) {
-            let unused = self
-                .db
-                .read(|c| Ok(crate::blob::unreferenced(c, chunk.to_vec())?))?;
+            let unused = self.meta.unreferenced_blobs(chunk.to_vec()).await?;
             for id in unused {
                 match self.blobs.delete(&id) {
                     Ok(()) => report.deleted += 1,

@@ -1,0 +1,430 @@
+//! A back end that fails on demand, for tests: it wraps a real one and,
+//! while its switch is on, answers every call with an I/O error, as a
+//! database that went away would. The protocols' answers to a storage
+//! failure (`451 4.3.0`, `NO [UNAVAILABLE]`, `-ERR [SYS/TEMP]`) are tested
+//! with it, as [`crate::SimulatedFs`] tests the blob store's durability.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::backend::{
+    AdminMeta, Appended, DeliveryMeta, DirectoryMeta, MailboxMeta, Metadata, QueueMeta, Watch,
+};
+use crate::cache::FolderSnapshot;
+use crate::committer::Delivery;
+use crate::directory::{AccountRow, AliasRow, DomainRow, ImportedAlias};
+use crate::dkim::DkimKeyRow;
+use crate::folders::{FlagOp, FolderChanges, MessageMeta};
+use crate::ids::{AccountId, DomainId, FolderId, ModSeq, OutboundId, Uid};
+use crate::mailbox::{FolderRow, MessageRow};
+use crate::queue::OutboundRow;
+use crate::{Result, StoreError};
+
+/// Turns the faults of a [`FaultyMeta`] on and off.
+#[derive(Clone, Default)]
+pub struct FaultSwitch(Arc<AtomicBool>);
+
+impl FaultSwitch {
+    /// From now on every call fails (`true`) or passes through (`false`).
+    pub fn set(&self, failing: bool) {
+        self.0.store(failing, Ordering::SeqCst);
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+pub struct FaultyMeta {
+    inner: Arc<dyn Metadata>,
+    switch: FaultSwitch,
+}
+
+impl FaultyMeta {
+    pub fn new(inner: Arc<dyn Metadata>) -> (FaultyMeta, FaultSwitch) {
+        let switch = FaultSwitch::default();
+        (
+            FaultyMeta {
+                inner,
+                switch: switch.clone(),
+            },
+            switch,
+        )
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.switch.is_on() {
+            return Err(StoreError::Io(std::io::Error::other("injected storage fault")));
+        }
+        Ok(())
+    }
+}
+
+impl Metadata for FaultyMeta {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+}
+
+#[async_trait]
+impl DirectoryMeta for FaultyMeta {
+    async fn domain(&self, name: &str) -> Result<Option<DomainRow>> {
+        self.check()?;
+        self.inner.domain(name).await
+    }
+    async fn domain_by_id(&self, id: DomainId) -> Result<Option<DomainRow>> {
+        self.check()?;
+        self.inner.domain_by_id(id).await
+    }
+    async fn domains(&self) -> Result<Vec<DomainRow>> {
+        self.check()?;
+        self.inner.domains().await
+    }
+    async fn account(&self, domain: DomainId, local: &str) -> Result<Option<AccountRow>> {
+        self.check()?;
+        self.inner.account(domain, local).await
+    }
+    async fn account_by_id(&self, id: AccountId) -> Result<Option<AccountRow>> {
+        self.check()?;
+        self.inner.account_by_id(id).await
+    }
+    async fn accounts(&self, domain: Option<DomainId>) -> Result<Vec<AccountRow>> {
+        self.check()?;
+        self.inner.accounts(domain).await
+    }
+    async fn alias(&self, domain: DomainId, local: &str) -> Result<Option<AliasRow>> {
+        self.check()?;
+        self.inner.alias(domain, local).await
+    }
+    async fn aliases(&self, domain: Option<DomainId>) -> Result<Vec<AliasRow>> {
+        self.check()?;
+        self.inner.aliases(domain).await
+    }
+    async fn relay_host(&self, domain: &str) -> Result<Option<String>> {
+        self.check()?;
+        self.inner.relay_host(domain).await
+    }
+    async fn is_relay_recipient(&self, domain: DomainId, local: &str) -> Result<bool> {
+        self.check()?;
+        self.inner.is_relay_recipient(domain, local).await
+    }
+    async fn relay_recipients(&self, domain: DomainId) -> Result<Vec<String>> {
+        self.check()?;
+        self.inner.relay_recipients(domain).await
+    }
+    async fn cached_callout(&self, address: &str, max_age: i64) -> Result<Option<(bool, String)>> {
+        self.check()?;
+        self.inner.cached_callout(address, max_age).await
+    }
+    async fn remember_callout(&self, address: &str, accepted: bool, reply: &str) -> Result<()> {
+        self.check()?;
+        self.inner.remember_callout(address, accepted, reply).await
+    }
+    async fn set_password_hash(&self, id: AccountId, hash: &str) -> Result<()> {
+        self.check()?;
+        self.inner.set_password_hash(id, hash).await
+    }
+    async fn dkim_keys(&self, domain: DomainId) -> Result<Vec<DkimKeyRow>> {
+        self.check()?;
+        self.inner.dkim_keys(domain).await
+    }
+}
+
+#[async_trait]
+impl AdminMeta for FaultyMeta {
+    async fn add_domain(&self, name: &str, display: &str, alias_of: Option<&str>) -> Result<DomainRow> {
+        self.check()?;
+        self.inner.add_domain(name, display, alias_of).await
+    }
+    async fn update_domain(
+        &self,
+        id: DomainId,
+        separator: Option<&str>,
+        default_quota: Option<Option<i64>>,
+    ) -> Result<()> {
+        self.check()?;
+        self.inner.update_domain(id, separator, default_quota).await
+    }
+    async fn add_account(
+        &self,
+        domain: DomainId,
+        local: &str,
+        display: &str,
+        password_hash: Option<&str>,
+        quota: Option<i64>,
+    ) -> Result<AccountRow> {
+        self.check()?;
+        self.inner
+            .add_account(domain, local, display, password_hash, quota)
+            .await
+    }
+    async fn set_enabled(&self, id: AccountId, enabled: bool) -> Result<()> {
+        self.check()?;
+        self.inner.set_enabled(id, enabled).await
+    }
+    async fn set_domain_admin(&self, id: AccountId, admin: bool) -> Result<()> {
+        self.check()?;
+        self.inner.set_domain_admin(id, admin).await
+    }
+    async fn set_quota(&self, id: AccountId, quota: Option<i64>) -> Result<()> {
+        self.check()?;
+        self.inner.set_quota(id, quota).await
+    }
+    async fn set_forwarding(&self, id: AccountId, targets: &[String], keep: bool) -> Result<()> {
+        self.check()?;
+        self.inner.set_forwarding(id, targets, keep).await
+    }
+    async fn set_sent_copy(&self, id: AccountId, on: bool) -> Result<()> {
+        self.check()?;
+        self.inner.set_sent_copy(id, on).await
+    }
+    async fn set_domain_relay(&self, id: DomainId, relay_to: Option<&str>, verify: bool) -> Result<()> {
+        self.check()?;
+        self.inner.set_domain_relay(id, relay_to, verify).await
+    }
+    async fn add_relay_recipients(&self, domain: DomainId, locals: &[String]) -> Result<usize> {
+        self.check()?;
+        self.inner.add_relay_recipients(domain, locals).await
+    }
+    async fn remove_relay_recipient(&self, domain: DomainId, local: &str) -> Result<bool> {
+        self.check()?;
+        self.inner.remove_relay_recipient(domain, local).await
+    }
+    async fn add_alias_targets(
+        &self,
+        domain: DomainId,
+        local: &str,
+        display: &str,
+        targets: &[String],
+    ) -> Result<AliasRow> {
+        self.check()?;
+        self.inner
+            .add_alias_targets(domain, local, display, targets)
+            .await
+    }
+    async fn import_aliases(&self, domains: &[(String, String)], aliases: &[ImportedAlias]) -> Result<()> {
+        self.check()?;
+        self.inner.import_aliases(domains, aliases).await
+    }
+    async fn remove_alias(&self, domain: DomainId, local: &str) -> Result<()> {
+        self.check()?;
+        self.inner.remove_alias(domain, local).await
+    }
+    async fn add_dkim_key(
+        &self,
+        domain: DomainId,
+        selector: &str,
+        algorithm: &str,
+        private_key: &[u8],
+        public_key: &str,
+    ) -> Result<()> {
+        self.check()?;
+        self.inner
+            .add_dkim_key(domain, selector, algorithm, private_key, public_key)
+            .await
+    }
+    async fn message_count(&self, account: AccountId) -> Result<i64> {
+        self.check()?;
+        self.inner.message_count(account).await
+    }
+}
+
+#[async_trait]
+impl MailboxMeta for FaultyMeta {
+    async fn folders(&self, account: AccountId) -> Result<Vec<FolderRow>> {
+        self.check()?;
+        self.inner.folders(account).await
+    }
+    async fn folder_by_id(&self, id: FolderId) -> Result<Option<FolderRow>> {
+        self.check()?;
+        self.inner.folder_by_id(id).await
+    }
+    async fn find_folder(&self, account: AccountId, name: &str) -> Result<Option<FolderRow>> {
+        self.check()?;
+        self.inner.find_folder(account, name).await
+    }
+    async fn create_folder(
+        &self,
+        account: AccountId,
+        name: &str,
+        special_use: Option<&str>,
+    ) -> Result<FolderRow> {
+        self.check()?;
+        self.inner.create_folder(account, name, special_use).await
+    }
+    async fn rename_folder(&self, account: AccountId, from: &str, to: &str) -> Result<()> {
+        self.check()?;
+        self.inner.rename_folder(account, from, to).await
+    }
+    async fn delete_folder(&self, folder: FolderId) -> Result<Vec<String>> {
+        self.check()?;
+        self.inner.delete_folder(folder).await
+    }
+    async fn set_subscribed(&self, account: AccountId, name: &str, subscribed: bool) -> Result<bool> {
+        self.check()?;
+        self.inner.set_subscribed(account, name, subscribed).await
+    }
+    async fn folder_list(&self, account: AccountId) -> Result<Vec<(String, Option<String>, bool)>> {
+        self.check()?;
+        self.inner.folder_list(account).await
+    }
+    async fn usage(&self, account: AccountId) -> Result<i64> {
+        self.check()?;
+        self.inner.usage(account).await
+    }
+    async fn messages(&self, folder: FolderId) -> Result<Vec<MessageRow>> {
+        self.check()?;
+        self.inner.messages(folder).await
+    }
+    async fn message(&self, folder: FolderId, uid: Uid) -> Result<Option<MessageRow>> {
+        self.check()?;
+        self.inner.message(folder, uid).await
+    }
+    async fn maildrop(&self, folder: FolderId) -> Result<Vec<(Uid, i64, String)>> {
+        self.check()?;
+        self.inner.maildrop(folder).await
+    }
+    async fn message_meta(&self, folder: FolderId) -> Result<Vec<MessageMeta>> {
+        self.check()?;
+        self.inner.message_meta(folder).await
+    }
+    async fn folder_state(&self, folder: FolderId) -> Result<Option<FolderSnapshot>> {
+        self.check()?;
+        self.inner.folder_state(folder).await
+    }
+    async fn folder_changes(&self, folder: FolderId, since: ModSeq) -> Result<Option<FolderChanges>> {
+        self.check()?;
+        self.inner.folder_changes(folder, since).await
+    }
+    async fn folder_position(&self, folder: FolderId) -> Result<Option<(ModSeq, i64)>> {
+        self.check()?;
+        self.inner.folder_position(folder).await
+    }
+    async fn expunged_since(&self, folder: FolderId, since: ModSeq) -> Result<Vec<Uid>> {
+        self.check()?;
+        self.inner.expunged_since(folder, since).await
+    }
+    async fn message_sources(&self, folder: FolderId, uids: &[Uid]) -> Result<Vec<(Uid, String, Vec<u8>)>> {
+        self.check()?;
+        self.inner.message_sources(folder, uids).await
+    }
+    async fn store_flags(
+        &self,
+        folder: FolderId,
+        uids: &[Uid],
+        op: FlagOp,
+        flags: i64,
+        keywords: &[String],
+        unchanged_since: Option<ModSeq>,
+    ) -> Result<(Vec<MessageMeta>, Vec<Uid>)> {
+        self.check()?;
+        self.inner
+            .store_flags(folder, uids, op, flags, keywords, unchanged_since)
+            .await
+    }
+    async fn copy_messages(
+        &self,
+        from: FolderId,
+        uids: &[Uid],
+        to: FolderId,
+    ) -> Result<(i64, Vec<(Uid, Uid)>)> {
+        self.check()?;
+        self.inner.copy_messages(from, uids, to).await
+    }
+    async fn expunge(&self, folder: FolderId, uids: &[Uid]) -> Result<(usize, Vec<String>)> {
+        self.check()?;
+        self.inner.expunge(folder, uids).await
+    }
+    async fn claim_recent(&self, folder: FolderId) -> Result<i64> {
+        self.check()?;
+        self.inner.claim_recent(folder).await
+    }
+    async fn check_keywords(&self, folder: FolderId, keywords: &str) -> Result<()> {
+        self.check()?;
+        self.inner.check_keywords(folder, keywords).await
+    }
+    async fn recent_sent_copy(&self, folder: FolderId, message_id: &str) -> Result<Option<Uid>> {
+        self.check()?;
+        self.inner.recent_sent_copy(folder, message_id).await
+    }
+    async fn insert_appended(&self, append: Appended<'_>) -> Result<Uid> {
+        self.check()?;
+        self.inner.insert_appended(append).await
+    }
+}
+
+#[async_trait]
+impl QueueMeta for FaultyMeta {
+    async fn outbound(&self) -> Result<Vec<OutboundRow>> {
+        self.check()?;
+        self.inner.outbound().await
+    }
+    async fn due_outbound(&self, now: i64, limit: usize) -> Result<Vec<OutboundRow>> {
+        self.check()?;
+        self.inner.due_outbound(now, limit).await
+    }
+    async fn next_outbound_attempt(&self) -> Result<Option<i64>> {
+        self.check()?;
+        self.inner.next_outbound_attempt().await
+    }
+    async fn mark_outbound_warned(&self, ids: &[OutboundId]) -> Result<()> {
+        self.check()?;
+        self.inner.mark_outbound_warned(ids).await
+    }
+    async fn defer_outbound(&self, id: OutboundId, reason: &str, next_attempt: i64) -> Result<()> {
+        self.check()?;
+        self.inner.defer_outbound(id, reason, next_attempt).await
+    }
+    async fn hold_sender(&self, sender: &str, reason: &str) -> Result<usize> {
+        self.check()?;
+        self.inner.hold_sender(sender, reason).await
+    }
+    async fn set_outbound_state(&self, queue_id_or_row: &str, state: &str, now: i64) -> Result<usize> {
+        self.check()?;
+        self.inner.set_outbound_state(queue_id_or_row, state, now).await
+    }
+    async fn finish_outbound(&self, ids: &[OutboundId]) -> Result<Vec<String>> {
+        self.check()?;
+        self.inner.finish_outbound(ids).await
+    }
+}
+
+#[async_trait]
+impl DeliveryMeta for FaultyMeta {
+    async fn commit_delivery(&self, delivery: Delivery) -> Result<()> {
+        self.check()?;
+        self.inner.commit_delivery(delivery).await
+    }
+    async fn setting(&self, key: &str) -> Result<Option<String>> {
+        self.check()?;
+        self.inner.setting(key).await
+    }
+    async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        self.check()?;
+        self.inner.set_setting(key, value).await
+    }
+    async fn setting_or_init(&self, key: &str, init: String) -> Result<String> {
+        self.check()?;
+        self.inner.setting_or_init(key, init).await
+    }
+    async fn unreferenced_blobs(&self, ids: Vec<String>) -> Result<Vec<String>> {
+        self.check()?;
+        self.inner.unreferenced_blobs(ids).await
+    }
+}
+
+#[async_trait]
+impl Watch for FaultyMeta {
+    fn watch_folder(&self, folder: FolderId) -> tokio::sync::watch::Receiver<()> {
+        self.inner.watch_folder(folder)
+    }
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.changes()
+    }
+    async fn look_for_foreign_changes(&self) -> Result<usize> {
+        self.check()?;
+        self.inner.look_for_foreign_changes().await
+    }
+}

@@ -1,0 +1,330 @@
+//! The embedded back end: the storage traits on [`Db`] (SQLite in the data
+//! folder). Every call runs on the calling thread: SQLite answers a lookup
+//! in microseconds, and the callers that make many calls in a row (IMAP)
+//! already run them in `block_in_place`. Deliveries go to the group
+//! committer's thread.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::backend::{
+    AdminMeta, Appended, DeliveryMeta, DirectoryMeta, MailboxMeta, Metadata, QueueMeta, Watch,
+};
+use crate::cache::FolderSnapshot;
+use crate::committer::Delivery;
+use crate::directory::{AccountRow, AliasRow, DomainRow, ImportedAlias};
+use crate::dkim::DkimKeyRow;
+use crate::folders::{FlagOp, FolderChanges, MessageMeta};
+use crate::ids::{AccountId, DomainId, FolderId, ModSeq, OutboundId, Uid};
+use crate::mailbox::{FolderRow, MessageRow};
+use crate::queue::OutboundRow;
+use crate::{BlobStore, Db, ForeignChanges, Result};
+
+pub(crate) struct Sqlite {
+    db: Db,
+    blobs: Arc<dyn BlobStore>,
+    foreign: std::sync::Mutex<ForeignChanges>,
+}
+
+impl Sqlite {
+    pub(crate) fn new(db: Db, blobs: Arc<dyn BlobStore>) -> Sqlite {
+        Sqlite {
+            db,
+            blobs,
+            foreign: Default::default(),
+        }
+    }
+}
+
+impl Metadata for Sqlite {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+}
+
+#[async_trait]
+impl DirectoryMeta for Sqlite {
+    async fn domain(&self, name: &str) -> Result<Option<DomainRow>> {
+        self.db.domain(name)
+    }
+    async fn domain_by_id(&self, id: DomainId) -> Result<Option<DomainRow>> {
+        self.db.domain_by_id(id)
+    }
+    async fn domains(&self) -> Result<Vec<DomainRow>> {
+        self.db.domains()
+    }
+    async fn account(&self, domain: DomainId, local: &str) -> Result<Option<AccountRow>> {
+        self.db.account(domain, local)
+    }
+    async fn account_by_id(&self, id: AccountId) -> Result<Option<AccountRow>> {
+        self.db.account_by_id(id)
+    }
+    async fn accounts(&self, domain: Option<DomainId>) -> Result<Vec<AccountRow>> {
+        self.db.accounts(domain)
+    }
+    async fn alias(&self, domain: DomainId, local: &str) -> Result<Option<AliasRow>> {
+        self.db.alias(domain, local)
+    }
+    async fn aliases(&self, domain: Option<DomainId>) -> Result<Vec<AliasRow>> {
+        self.db.aliases(domain)
+    }
+    async fn relay_host(&self, domain: &str) -> Result<Option<String>> {
+        self.db.relay_host(domain)
+    }
+    async fn is_relay_recipient(&self, domain: DomainId, local: &str) -> Result<bool> {
+        self.db.is_relay_recipient(domain, local)
+    }
+    async fn relay_recipients(&self, domain: DomainId) -> Result<Vec<String>> {
+        self.db.relay_recipients(domain)
+    }
+    async fn cached_callout(&self, address: &str, max_age: i64) -> Result<Option<(bool, String)>> {
+        self.db.cached_callout(address, max_age)
+    }
+    async fn remember_callout(&self, address: &str, accepted: bool, reply: &str) -> Result<()> {
+        self.db.remember_callout(address, accepted, reply)
+    }
+    async fn set_password_hash(&self, id: AccountId, hash: &str) -> Result<()> {
+        self.db.set_password_hash(id, hash)
+    }
+    async fn dkim_keys(&self, domain: DomainId) -> Result<Vec<DkimKeyRow>> {
+        self.db.dkim_keys(domain)
+    }
+}
+
+#[async_trait]
+impl AdminMeta for Sqlite {
+    async fn add_domain(&self, name: &str, display: &str, alias_of: Option<&str>) -> Result<DomainRow> {
+        self.db.add_domain(name, display, alias_of)
+    }
+    async fn update_domain(
+        &self,
+        id: DomainId,
+        separator: Option<&str>,
+        default_quota: Option<Option<i64>>,
+    ) -> Result<()> {
+        self.db.update_domain(id, separator, default_quota)
+    }
+    async fn add_account(
+        &self,
+        domain: DomainId,
+        local: &str,
+        display: &str,
+        password_hash: Option<&str>,
+        quota: Option<i64>,
+    ) -> Result<AccountRow> {
+        self.db.add_account(domain, local, display, password_hash, quota)
+    }
+    async fn set_enabled(&self, id: AccountId, enabled: bool) -> Result<()> {
+        self.db.set_enabled(id, enabled)
+    }
+    async fn set_domain_admin(&self, id: AccountId, admin: bool) -> Result<()> {
+        self.db.set_domain_admin(id, admin)
+    }
+    async fn set_quota(&self, id: AccountId, quota: Option<i64>) -> Result<()> {
+        self.db.set_quota(id, quota)
+    }
+    async fn set_forwarding(&self, id: AccountId, targets: &[String], keep: bool) -> Result<()> {
+        self.db.set_forwarding(id, targets, keep)
+    }
+    async fn set_sent_copy(&self, id: AccountId, on: bool) -> Result<()> {
+        self.db.set_sent_copy(id, on)
+    }
+    async fn set_domain_relay(&self, id: DomainId, relay_to: Option<&str>, verify: bool) -> Result<()> {
+        self.db.set_domain_relay(id, relay_to, verify)
+    }
+    async fn add_relay_recipients(&self, domain: DomainId, locals: &[String]) -> Result<usize> {
+        self.db.add_relay_recipients(domain, locals)
+    }
+    async fn remove_relay_recipient(&self, domain: DomainId, local: &str) -> Result<bool> {
+        self.db.remove_relay_recipient(domain, local)
+    }
+    async fn add_alias_targets(
+        &self,
+        domain: DomainId,
+        local: &str,
+        display: &str,
+        targets: &[String],
+    ) -> Result<AliasRow> {
+        self.db.add_alias_targets(domain, local, display, targets)
+    }
+    async fn import_aliases(&self, domains: &[(String, String)], aliases: &[ImportedAlias]) -> Result<()> {
+        self.db.import_aliases(domains, aliases)
+    }
+    async fn remove_alias(&self, domain: DomainId, local: &str) -> Result<()> {
+        self.db.remove_alias(domain, local)
+    }
+    async fn add_dkim_key(
+        &self,
+        domain: DomainId,
+        selector: &str,
+        algorithm: &str,
+        private_key: &[u8],
+        public_key: &str,
+    ) -> Result<()> {
+        self.db
+            .add_dkim_key(domain, selector, algorithm, private_key, public_key)
+    }
+    async fn message_count(&self, account: AccountId) -> Result<i64> {
+        self.db.message_count(account)
+    }
+}
+
+#[async_trait]
+impl MailboxMeta for Sqlite {
+    async fn folders(&self, account: AccountId) -> Result<Vec<FolderRow>> {
+        self.db.folders(account)
+    }
+    async fn folder_by_id(&self, id: FolderId) -> Result<Option<FolderRow>> {
+        self.db.folder_by_id(id)
+    }
+    async fn find_folder(&self, account: AccountId, name: &str) -> Result<Option<FolderRow>> {
+        self.db.find_folder(account, name)
+    }
+    async fn create_folder(
+        &self,
+        account: AccountId,
+        name: &str,
+        special_use: Option<&str>,
+    ) -> Result<FolderRow> {
+        self.db.create_folder(account, name, special_use)
+    }
+    async fn rename_folder(&self, account: AccountId, from: &str, to: &str) -> Result<()> {
+        self.db.rename_folder(account, from, to)
+    }
+    async fn delete_folder(&self, folder: FolderId) -> Result<Vec<String>> {
+        self.db.delete_folder(folder)
+    }
+    async fn set_subscribed(&self, account: AccountId, name: &str, subscribed: bool) -> Result<bool> {
+        self.db.set_subscribed(account, name, subscribed)
+    }
+    async fn folder_list(&self, account: AccountId) -> Result<Vec<(String, Option<String>, bool)>> {
+        self.db.folder_list(account)
+    }
+    async fn usage(&self, account: AccountId) -> Result<i64> {
+        self.db.usage(account)
+    }
+    async fn messages(&self, folder: FolderId) -> Result<Vec<MessageRow>> {
+        self.db.messages(folder)
+    }
+    async fn message(&self, folder: FolderId, uid: Uid) -> Result<Option<MessageRow>> {
+        self.db.message(folder, uid)
+    }
+    async fn maildrop(&self, folder: FolderId) -> Result<Vec<(Uid, i64, String)>> {
+        self.db.maildrop(folder)
+    }
+    async fn message_meta(&self, folder: FolderId) -> Result<Vec<MessageMeta>> {
+        self.db.message_meta(folder)
+    }
+    async fn folder_state(&self, folder: FolderId) -> Result<Option<FolderSnapshot>> {
+        self.db.folder_state(folder)
+    }
+    async fn folder_changes(&self, folder: FolderId, since: ModSeq) -> Result<Option<FolderChanges>> {
+        self.db.folder_changes(folder, since)
+    }
+    async fn folder_position(&self, folder: FolderId) -> Result<Option<(ModSeq, i64)>> {
+        self.db.folder_position(folder)
+    }
+    async fn expunged_since(&self, folder: FolderId, since: ModSeq) -> Result<Vec<Uid>> {
+        self.db.expunged_since(folder, since)
+    }
+    async fn message_sources(&self, folder: FolderId, uids: &[Uid]) -> Result<Vec<(Uid, String, Vec<u8>)>> {
+        self.db.message_sources(folder, uids)
+    }
+    async fn store_flags(
+        &self,
+        folder: FolderId,
+        uids: &[Uid],
+        op: FlagOp,
+        flags: i64,
+        keywords: &[String],
+        unchanged_since: Option<ModSeq>,
+    ) -> Result<(Vec<MessageMeta>, Vec<Uid>)> {
+        self.db
+            .store_flags(folder, uids, op, flags, keywords, unchanged_since)
+    }
+    async fn copy_messages(
+        &self,
+        from: FolderId,
+        uids: &[Uid],
+        to: FolderId,
+    ) -> Result<(i64, Vec<(Uid, Uid)>)> {
+        self.db.copy_messages(from, uids, to)
+    }
+    async fn expunge(&self, folder: FolderId, uids: &[Uid]) -> Result<(usize, Vec<String>)> {
+        self.db.expunge(folder, uids)
+    }
+    async fn claim_recent(&self, folder: FolderId) -> Result<i64> {
+        self.db.claim_recent(folder)
+    }
+    async fn check_keywords(&self, folder: FolderId, keywords: &str) -> Result<()> {
+        self.db.check_keywords(folder, keywords)
+    }
+    async fn recent_sent_copy(&self, folder: FolderId, message_id: &str) -> Result<Option<Uid>> {
+        self.db.recent_sent_copy(folder, message_id)
+    }
+    async fn insert_appended(&self, append: Appended<'_>) -> Result<Uid> {
+        self.db.insert_appended(append)
+    }
+}
+
+#[async_trait]
+impl QueueMeta for Sqlite {
+    async fn outbound(&self) -> Result<Vec<OutboundRow>> {
+        self.db.outbound()
+    }
+    async fn due_outbound(&self, now: i64, limit: usize) -> Result<Vec<OutboundRow>> {
+        self.db.due_outbound(now, limit)
+    }
+    async fn next_outbound_attempt(&self) -> Result<Option<i64>> {
+        self.db.next_outbound_attempt()
+    }
+    async fn mark_outbound_warned(&self, ids: &[OutboundId]) -> Result<()> {
+        self.db.mark_outbound_warned(ids)
+    }
+    async fn defer_outbound(&self, id: OutboundId, reason: &str, next_attempt: i64) -> Result<()> {
+        self.db.defer_outbound(id, reason, next_attempt)
+    }
+    async fn hold_sender(&self, sender: &str, reason: &str) -> Result<usize> {
+        self.db.hold_sender(sender, reason)
+    }
+    async fn set_outbound_state(&self, queue_id_or_row: &str, state: &str, now: i64) -> Result<usize> {
+        self.db.set_outbound_state(queue_id_or_row, state, now)
+    }
+    async fn finish_outbound(&self, ids: &[OutboundId]) -> Result<Vec<String>> {
+        self.db.finish_outbound(ids)
+    }
+}
+
+#[async_trait]
+impl DeliveryMeta for Sqlite {
+    async fn commit_delivery(&self, delivery: Delivery) -> Result<()> {
+        self.db.commit_delivery(delivery, &self.blobs).await
+    }
+    async fn setting(&self, key: &str) -> Result<Option<String>> {
+        self.db.setting(key)
+    }
+    async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        self.db.set_setting(key, value)
+    }
+    async fn setting_or_init(&self, key: &str, init: String) -> Result<String> {
+        self.db.setting_or_init(key, || init)
+    }
+    async fn unreferenced_blobs(&self, ids: Vec<String>) -> Result<Vec<String>> {
+        self.db.read(|c| Ok(crate::blob::unreferenced(c, ids)?))
+    }
+}
+
+#[async_trait]
+impl Watch for Sqlite {
+    fn watch_folder(&self, folder: FolderId) -> tokio::sync::watch::Receiver<()> {
+        self.db.watch_folder(folder)
+    }
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.db.changes()
+    }
+    async fn look_for_foreign_changes(&self) -> Result<usize> {
+        let mut state = self.foreign.lock().unwrap_or_else(|e| e.into_inner());
+        self.db.look_for_foreign_changes(&mut state)
+    }
+}

@@ -33,28 +33,14 @@ pub struct DomainInfo {
     pub relay_recipients: Vec<String>,
 }
 
-/// `host:port` (or `[ip]:port`, or a host alone for port 25).
+/// `host:port` (or `[ip]:port`, or a host alone for port 25), as the
+/// queue will read it.
 fn check_next_hop(hop: &str) -> Result<String> {
-    let ok = if let Some(rest) = hop.strip_prefix('[') {
-        match rest.split_once(']') {
-            Some((h, after)) => {
-                !h.is_empty()
-                    && (after.is_empty() || after.strip_prefix(':').is_some_and(|p| p.parse::<u16>().is_ok()))
-            }
-            None => false,
-        }
-    } else {
-        match hop.rsplit_once(':') {
-            Some((h, p)) => !h.is_empty() && !h.contains(':') && p.parse::<u16>().is_ok(),
-            None => !hop.is_empty(),
-        }
-    };
-    if ok && !hop.contains(char::is_whitespace) {
-        Ok(hop.to_string())
-    } else {
-        Err(AdminError::Invalid(format!(
+    match postroom_core::net::split_host_port(hop) {
+        Some(_) if !hop.contains(char::is_whitespace) => Ok(hop.to_string()),
+        _ => Err(AdminError::Invalid(format!(
             "`{hop}` is not HOST:PORT (e.g. mail.customer.example:25)"
-        )))
+        ))),
     }
 }
 

@@ -300,3 +300,21 @@ pub fn qualify_targets(list: &str, domain: &Domain) -> Result<Vec<String>> {
         })
         .collect()
 }
+
+/// Unix seconds as `2026-12-07 20:50:00 UTC`, for `user show` and the
+/// audit listing.
+pub fn format_utc(secs: i64) -> String {
+    use chrono::{Datelike, Timelike};
+    match chrono::DateTime::from_timestamp(secs, 0) {
+        Some(t) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        None => format!("@{secs}"),
+    }
+}

@@ -647,3 +647,10 @@ fn sizes_and_quotas() {
     assert_eq!(parse_quota("none").unwrap(), None);
     assert_eq!(parse_quota("1K").unwrap(), Some(1024));
 }
+
+#[test]
+fn times_print_in_utc() {
+    assert_eq!(format_utc(0), "1970-01-01 00:00:00 UTC");
+    assert_eq!(format_utc(1_796_676_600), "2026-12-07 20:50:00 UTC");
+    assert_eq!(format_utc(i64::MAX), format!("@{}", i64::MAX));
+}

@@ -47,15 +47,6 @@ pub enum Actor {
 }
 
 impl Actor {
-    /// The CLI's actor: the Unix user running it (`USER`, else the uid).
-    pub fn cli() -> Actor {
-        let unix_user = std::env::var("USER")
-            .ok()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| format!("uid {}", current_uid()));
-        Actor::Cli { unix_user }
-    }
-
     fn who(&self) -> String {
         match self {
             Actor::Cli { unix_user } => format!("cli:{unix_user}"),
@@ -71,18 +62,6 @@ impl Actor {
             Actor::System => "server".into(),
         }
     }
-}
-
-/// The real uid, read from /proc (no libc call needed for a label).
-fn current_uid() -> String {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().next().map(String::from))
-        })
-        .unwrap_or_else(|| "?".into())
 }
 
 /// The settings the rules depend on, from the configuration.

@@ -1,6 +1,8 @@
 """IMAP response forms a conformance checker looks at, beyond what mail
 clients need: charset errors, response codes, keyword announcements."""
 
+import os
+
 from test_imap import deliver, imaps
 
 
@@ -59,3 +61,29 @@ def test_keywords_are_announced_in_flags_before_a_fetch_shows_them(server):
     finally:
         a.logout()
         b.logout()
+
+
+def test_unreadable_message_is_unavailable_not_empty(server):
+    """Issue #9: a message whose stored body cannot be read is answered
+    NO [UNAVAILABLE] (RFC 9051 7.1), never an empty body; SEARCH BODY does
+    not take it for a message that does not match. The failure is logged
+    with the account."""
+    deliver(server, 1)
+    blobs = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(server.data, "blobs"))
+             if "spool" not in d for f in fs]
+    assert len(blobs) == 1, blobs
+    os.remove(blobs[0])
+    m = imaps(server)
+    try:
+        m.select("INBOX")
+        typ, data = m.fetch("1", "(BODY.PEEK[])")
+        assert typ == "NO" and data[0].startswith(b"[UNAVAILABLE]"), (typ, data)
+        typ, data = m.search(None, "BODY", "nothing-like-this")
+        assert typ == "NO" and data[0].startswith(b"[UNAVAILABLE]"), (typ, data)
+        # Flags and sizes come from the index: still there.
+        typ, data = m.fetch("1", "(FLAGS RFC822.SIZE)")
+        assert typ == "OK", data
+    finally:
+        m.logout()
+    log = server.read_log()
+    assert "store failed" in log and "customseo@esoomllub.com" in log, log[-2000:]

@@ -1,6 +1,9 @@
 //! FETCH (RFC 9051 6.4.5): the data items of each message, in the order
 //! asked, reading the message only when an item needs its contents.
 
+use postroom_store::{ModSeq, Uid};
+
+use crate::wait::wait;
 use std::fmt::Write as _;
 use std::num::NonZeroU32;
 
@@ -13,7 +16,7 @@ use imap_codec::imap_types::response::{Data, Response};
 use imap_codec::imap_types::IntoStatic;
 use imap_codec::ResponseCodec;
 use postroom_store::folders::FlagOp;
-use postroom_store::Store;
+use postroom_store::{Store, StoreError};
 
 use crate::format::{internal_date, literal, push_num, write_flag_list, Lossless, SEEN};
 use crate::selected::Selected;
@@ -28,7 +31,9 @@ pub struct FetchContext<'a> {
 #[derive(Debug)]
 pub enum FetchError {
     UnknownCte,
-    Store,
+    /// A message (or the \\Seen update) could not be read or written: the
+    /// command fails (`NO [UNAVAILABLE]`), no message is answered empty.
+    Store(StoreError),
 }
 
 /// Encodes one ENVELOPE / BODYSTRUCTURE item with imap-codec (which knows
@@ -165,7 +170,7 @@ pub fn run(
     targets: &[usize],
     items: MacroOrMessageDataItemNames<'_>,
     uid: bool,
-    changed_since: Option<i64>,
+    changed_since: Option<ModSeq>,
     out: &mut Vec<u8>,
 ) -> Result<(), FetchError> {
     let mut items = expand(items);
@@ -199,46 +204,43 @@ pub fn run(
     // each message's header block, for all targets at once and mostly from
     // the server-wide cache.
     let heads = if content && items.iter().all(|i| !needs_content(i) || header_only(i)) {
-        let uids: Vec<i64> = wanted.iter().map(|&idx| sel.msgs()[idx].uid).collect();
-        Some(
-            ctx.store
-                .header_blocks(sel.folder_id, &uids)
-                .map_err(|_| FetchError::Store)?,
-        )
+        let uids: Vec<Uid> = wanted.iter().map(|&idx| sel.msgs()[idx].uid).collect();
+        Some(wait(ctx.store.header_blocks(sel.folder_id, &uids)).map_err(FetchError::Store)?)
     } else {
         None
     };
     // Setting \Seen (RFC 9051 6.4.5): one transaction for all the targets,
     // not one commit (and fsync) per message.
-    let mut seen_now: Vec<i64> = Vec::new();
+    let mut seen_now: Vec<Uid> = Vec::new();
     if marks_seen {
-        let unseen: Vec<i64> = wanted
+        let unseen: Vec<Uid> = wanted
             .iter()
             .map(|&idx| &sel.msgs()[idx])
             .filter(|m| m.flags & SEEN == 0)
             .map(|m| m.uid)
             .collect();
         if !unseen.is_empty() {
-            if let Ok((changed, _)) =
-                ctx.store
-                    .db
-                    .store_flags(sel.folder_id, &unseen, FlagOp::Add, SEEN, &[], None)
-            {
-                let adopted = ctx
-                    .store
-                    .note_flag_changes(sel.folder_id, &changed)
-                    .is_some_and(|(old, new)| sel.adopt(&old, &new));
-                for c in &changed {
-                    if let Some(i) = sel.index_of(c.uid).filter(|_| !adopted) {
-                        let m = &mut sel.msgs_mut()[i];
-                        m.flags = c.flags;
-                        m.modseq = c.modseq;
-                    }
-                    sel.highestmodseq = sel.highestmodseq.max(c.modseq);
-                    seen_now.push(c.uid);
+            // Not setting \Seen is no side effect to skip: the client
+            // would show the message as unread. Nothing was sent yet.
+            let (changed, _) =
+                wait(
+                    ctx.store
+                        .meta()
+                        .store_flags(sel.folder_id, &unseen, FlagOp::Add, SEEN, &[], None),
+                )
+                .map_err(FetchError::Store)?;
+            let adopted = wait(ctx.store.note_flag_changes(sel.folder_id, &changed))
+                .is_some_and(|(old, new)| sel.adopt(&old, &new));
+            for c in &changed {
+                if let Some(i) = sel.index_of(c.uid).filter(|_| !adopted) {
+                    let m = &mut sel.msgs_mut()[i];
+                    m.flags = c.flags;
+                    m.modseq = c.modseq;
                 }
-                seen_now.sort_unstable();
+                sel.highestmodseq = sel.highestmodseq.max(c.modseq);
+                seen_now.push(c.uid);
             }
+            seen_now.sort_unstable();
         }
     }
     // Room for the typical line, so the buffer is not regrown (and its pages
@@ -255,15 +257,11 @@ pub fn run(
         };
         let full: Option<Vec<u8>> = if content && head.is_none() {
             let m = &sel.msgs()[idx];
-            let row = ctx
-                .store
-                .db
-                .message(sel.folder_id, m.uid)
-                .map_err(|_| FetchError::Store)?;
+            let row = wait(ctx.store.meta().message(sel.folder_id, m.uid)).map_err(FetchError::Store)?;
             match row {
                 // Expunged by another session meanwhile: skip it.
                 None => continue,
-                Some(row) => Some(ctx.store.message_bytes(&row).map_err(|_| FetchError::Store)?),
+                Some(row) => Some(ctx.store.message_bytes(&row).map_err(FetchError::Store)?),
             }
         } else {
             None
@@ -286,7 +284,7 @@ pub fn run(
             match item {
                 MessageDataItemName::Uid => {
                     v.extend_from_slice(b"UID ");
-                    push_num(v, m.uid);
+                    push_num(v, m.uid.as_i64());
                 }
                 MessageDataItemName::Flags => {
                     has_flags = true;
@@ -302,7 +300,7 @@ pub fn run(
                 }
                 MessageDataItemName::ModSeq => {
                     v.extend_from_slice(b"MODSEQ (");
-                    push_num(v, m.modseq);
+                    push_num(v, m.modseq.get());
                     v.push(b')');
                 }
                 MessageDataItemName::Envelope => {

@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 
+use postroom_store::Uid;
+
 /// System flags, stored as bits.
 pub const SEEN: i64 = 1;
 pub const ANSWERED: i64 = 2;
@@ -181,8 +183,14 @@ pub fn internal_date(unix: i64) -> String {
 }
 
 /// UIDs as a compact sequence set (`1:3,7`), for COPYUID and friends.
-pub fn uid_set(uids: &[i64]) -> String {
-    let mut sorted = uids.to_vec();
+pub fn uid_set(uids: &[Uid]) -> String {
+    let nums: Vec<u32> = uids.iter().map(|u| u.get()).collect();
+    number_set(&nums)
+}
+
+/// Numbers (UIDs or message numbers) as a compact sequence set (`1:3,7`).
+pub fn number_set(nums: &[u32]) -> String {
+    let mut sorted = nums.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
     let mut out = String::new();
@@ -190,7 +198,7 @@ pub fn uid_set(uids: &[i64]) -> String {
     while i < sorted.len() {
         let start = sorted[i];
         let mut end = start;
-        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
+        while i + 1 < sorted.len() && Some(sorted[i + 1]) == end.checked_add(1) {
             i += 1;
             end = sorted[i];
         }
@@ -209,13 +217,13 @@ pub fn uid_set(uids: &[i64]) -> String {
 
 /// The same order as given (COPYUID lists source and target in matching
 /// order, RFC 4315 3), compressed only where both run in step.
-pub fn uid_list(uids: &[i64]) -> String {
+pub fn uid_list(uids: &[Uid]) -> String {
     let mut out = String::new();
     let mut i = 0;
     while i < uids.len() {
         let start = uids[i];
         let mut end = start;
-        while i + 1 < uids.len() && uids[i + 1] == end + 1 {
+        while i + 1 < uids.len() && Some(uids[i + 1].get()) == end.get().checked_add(1) {
             i += 1;
             end = uids[i];
         }
@@ -268,7 +276,7 @@ mod tests {
         let mut v = Vec::new();
         string(&mut v, "é".as_bytes(), false);
         assert_eq!(v, b"{2}\r\n\xc3\xa9");
-        assert_eq!(uid_set(&[5, 1, 2, 3, 9]), "1:3,5,9");
+        assert_eq!(uid_set(&[5, 1, 2, 3, 9].map(Uid)), "1:3,5,9");
         assert_eq!(
             flag_list(SEEN | DELETED, "$Junk", true),
             "(\\Seen \\Deleted \\Recent $Junk)"

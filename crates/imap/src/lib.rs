@@ -18,3 +18,4 @@ pub mod selected;
 pub mod sequence;
 pub mod service;
 pub mod session;
+mod wait;

@@ -166,8 +166,8 @@ fn in_seq(set: &SequenceSet, seq: i64, sel: &Selected) -> bool {
     set_contains(set, seq, sel.msgs().len() as i64)
 }
 
-fn in_uid(set: &SequenceSet, uid: i64, sel: &Selected) -> bool {
-    set_contains(set, uid, sel.msgs().last().map_or(0, |m| m.uid))
+fn in_uid(set: &SequenceSet, uid: postroom_store::Uid, sel: &Selected) -> bool {
+    set_contains(set, uid.as_i64(), sel.msgs().last().map_or(0, |m| m.uid.as_i64()))
 }
 
 /// Whether a search looks past the header (BODY, TEXT): else the header

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use postroom_store::cache::FolderSnapshot;
 use postroom_store::folders::MessageMeta;
+use postroom_store::{FolderId, ModSeq, Uid};
 
 use crate::format::flag_list;
 
@@ -20,12 +21,12 @@ pub type Msg = MessageMeta;
 
 #[derive(Debug)]
 pub struct Selected {
-    pub folder_id: i64,
+    pub folder_id: FolderId,
     pub name: String,
     pub read_only: bool,
     pub uidvalidity: i64,
     pub uidnext: i64,
-    pub highestmodseq: i64,
+    pub highestmodseq: ModSeq,
     /// By UID. Shared with the server-wide folder cache (and so with every
     /// other session on the folder) until this session changes it: a
     /// selected 10,000-message mailbox costs a session a pointer, not
@@ -33,12 +34,12 @@ pub struct Selected {
     msgs: Arc<Vec<Msg>>,
     /// The folder MODSEQ `msgs` was last brought up to date with (changes
     /// this session made itself may be in it already).
-    synced_modseq: i64,
+    synced_modseq: ModSeq,
     /// UIDs that are \Recent to this session, ascending.
-    recent: Vec<i64>,
+    recent: Vec<Uid>,
     /// UIDs expunged elsewhere but not yet announced (no EXPUNGE may be sent
     /// during FETCH, STORE and SEARCH).
-    pending_expunge: Vec<i64>,
+    pending_expunge: Vec<Uid>,
     /// Show \Recent (IMAP4rev1 sessions; IMAP4rev2 dropped it).
     pub show_recent: bool,
     /// Include MODSEQ in unsolicited FETCH responses (CONDSTORE enabled).
@@ -61,7 +62,7 @@ impl Selected {
         recent_above: i64,
         show_recent: bool,
     ) -> Self {
-        let recent = match snap.msgs.partition_point(|m| m.uid <= recent_above) {
+        let recent = match snap.msgs.partition_point(|m| m.uid.as_i64() <= recent_above) {
             i if i < snap.msgs.len() => snap.msgs[i..].iter().map(|m| m.uid).collect(),
             _ => Vec::new(),
         };
@@ -109,11 +110,11 @@ impl Selected {
     }
 
     /// The index of a UID, if present.
-    pub fn index_of(&self, uid: i64) -> Option<usize> {
+    pub fn index_of(&self, uid: Uid) -> Option<usize> {
         self.msgs.binary_search_by_key(&uid, |m| m.uid).ok()
     }
 
-    pub fn is_recent(&self, uid: i64) -> bool {
+    pub fn is_recent(&self, uid: Uid) -> bool {
         self.recent.binary_search(&uid).is_ok()
     }
 
@@ -198,8 +199,8 @@ impl Selected {
         let unknown = keywords_in(&snap.msgs, &self.keywords);
         self.learn_keywords(unknown.iter().map(String::as_str), out);
         let (old, new) = (&self.msgs, &snap.msgs);
-        let last_uid = old.last().map_or(0, |m| m.uid);
-        let mut gone: Vec<i64> = Vec::new();
+        let last_uid = old.last().map_or(0, |m| m.uid.get());
+        let mut gone: Vec<Uid> = Vec::new();
         let mut added = 0usize;
         // A UID below our highest that we do not have (never had, or
         // expunged here already): left out of the list.
@@ -222,7 +223,7 @@ impl Selected {
                     i += 1;
                 }
                 (_, Some(b)) => {
-                    if b.uid > last_uid {
+                    if b.uid.get() > last_uid {
                         added += 1;
                     } else {
                         left_out = true;
@@ -232,17 +233,17 @@ impl Selected {
                 _ => break,
             }
         }
-        let fresh: Vec<i64> = new[new.len() - added..]
+        let fresh: Vec<Uid> = new[new.len() - added..]
             .iter()
             .map(|m| m.uid)
-            .filter(|&u| u > new_recent)
+            .filter(|&u| u.as_i64() > new_recent)
             .collect();
         if gone.is_empty() || allow_expunge {
             self.announce_expunges(&gone, out);
             self.msgs = if left_out {
                 let keep: Vec<Msg> = new
                     .iter()
-                    .filter(|m| m.uid > last_uid || old.binary_search_by_key(&m.uid, |o| o.uid).is_ok())
+                    .filter(|m| m.uid.get() > last_uid || old.binary_search_by_key(&m.uid, |o| o.uid).is_ok())
                     .cloned()
                     .collect();
                 Arc::new(keep)
@@ -262,7 +263,7 @@ impl Selected {
             let mut g = gone.iter().peekable();
             let mut k = 0;
             for m in new.iter() {
-                if m.uid <= last_uid && old.binary_search_by_key(&m.uid, |o| o.uid).is_err() {
+                if m.uid.get() <= last_uid && old.binary_search_by_key(&m.uid, |o| o.uid).is_err() {
                     continue;
                 }
                 while let Some(&&u) = g.peek() {
@@ -297,7 +298,7 @@ impl Selected {
 
     /// EXPUNGE (highest first, so each number is valid when it is sent) or
     /// VANISHED for these UIDs of the current list.
-    fn announce_expunges(&self, uids: &[i64], out: &mut Vec<u8>) {
+    fn announce_expunges(&self, uids: &[Uid], out: &mut Vec<u8>) {
         if uids.is_empty() {
             return;
         }
@@ -313,8 +314,8 @@ impl Selected {
     }
 
     /// Removes messages this session expunged, announcing each.
-    pub fn remove(&mut self, uids: &[i64], out: &mut Vec<u8>) {
-        let present: Vec<i64> = uids
+    pub fn remove(&mut self, uids: &[Uid], out: &mut Vec<u8>) {
+        let present: Vec<Uid> = uids
             .iter()
             .copied()
             .filter(|u| self.index_of(*u).is_some())
@@ -354,12 +355,12 @@ fn keywords_in(msgs: &[Msg], known: &BTreeSet<String>) -> BTreeSet<String> {
 mod tests {
     use super::*;
 
-    fn meta(uid: i64, flags: i64, modseq: i64) -> MessageMeta {
+    fn meta(uid: u32, flags: i64, modseq: i64) -> MessageMeta {
         MessageMeta {
-            uid,
+            uid: Uid(uid),
             flags,
             keywords: String::new(),
-            modseq,
+            modseq: ModSeq(modseq),
             size: 10,
             internal_date: 0,
         }
@@ -367,10 +368,10 @@ mod tests {
 
     fn snap(msgs: Vec<MessageMeta>, uidnext: i64, hms: i64) -> Arc<FolderSnapshot> {
         Arc::new(FolderSnapshot {
-            folder_id: 1,
+            folder_id: FolderId(1),
             uidvalidity: 1,
             uidnext,
-            highestmodseq: hms,
+            highestmodseq: ModSeq(hms),
             msgs: Arc::new(msgs),
         })
     }
@@ -387,11 +388,14 @@ mod tests {
             "* 3 FETCH (UID 3 FLAGS (\\Seen))\r\n* 5 EXISTS\r\n"
         );
         assert_eq!(s.msgs().len(), 5);
-        assert!(s.is_recent(5) && !s.is_recent(4));
+        assert!(s.is_recent(Uid(5)) && !s.is_recent(Uid(4)));
         out.clear();
         s.sync(&later, true, 4, &mut out);
         assert_eq!(String::from_utf8(out).unwrap(), "* 4 EXPUNGE\r\n* 2 EXPUNGE\r\n");
-        assert_eq!(s.msgs().iter().map(|m| m.uid).collect::<Vec<_>>(), [1, 3, 5]);
+        assert_eq!(
+            s.msgs().iter().map(|m| m.uid.get()).collect::<Vec<_>>(),
+            [1, 3, 5]
+        );
         // Everything announced: the list is the snapshot's again.
         assert!(Arc::ptr_eq(&s.msgs, &later.msgs));
     }
@@ -402,7 +406,7 @@ mod tests {
         let mut s = Selected::new("INBOX".into(), false, &first, 0, true);
         assert_eq!(s.recent_count(), 3);
         s.msgs_mut()[1].flags = 1;
-        s.msgs_mut()[1].modseq = 2;
+        s.msgs_mut()[1].modseq = ModSeq(2);
         let later = snap(vec![meta(1, 0, 1), meta(2, 1, 2), meta(3, 4, 3)], 4, 3);
         let mut out = Vec::new();
         s.sync(&later, true, i64::MAX, &mut out);

@@ -3,16 +3,18 @@
 
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 
+use postroom_store::{ModSeq, Uid};
+
 use crate::selected::Selected;
 
 /// A mod-sequence from a command (SEARCH MODSEQ, CHANGEDSINCE,
-/// UNCHANGEDSINCE, QRESYNC) as the store's i64. RFC 7162 7 allows 63 bits,
+/// UNCHANGEDSINCE, QRESYNC) as the store's. RFC 7162 7 allows 63 bits,
 /// but the parser takes any u64: a larger value is clamped, not wrapped (a
 /// cast made 18446744073709551615 into -1, so `SEARCH MODSEQ` with it
 /// matched every message). No stored mod-sequence reaches i64::MAX, so the
 /// clamped comparison answers as the exact one would.
-pub fn modseq_arg(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
+pub fn modseq_arg(v: u64) -> ModSeq {
+    ModSeq(i64::try_from(v).unwrap_or(i64::MAX))
 }
 
 /// Whether `n` is in `set`, `*` standing for `max` (RFC 9051 9: `*` is the
@@ -83,11 +85,11 @@ pub fn resolve_seq(set: &SequenceSet, count: usize) -> Option<Vec<usize>> {
 /// set, ascending: [`resolve_uid`] without looking each UID up again.
 pub fn resolve_uid_indices(set: &SequenceSet, sel: &Selected) -> Vec<usize> {
     let msgs = sel.msgs();
-    let max = msgs.last().map_or(0, |m| m.uid);
+    let max = msgs.last().map_or(0, |m| m.uid.as_i64());
     let mut out = Vec::new();
     for (lo, hi) in ranges(set, max) {
-        let start = msgs.partition_point(|m| m.uid < lo);
-        let end = msgs.partition_point(|m| m.uid <= hi);
+        let start = msgs.partition_point(|m| m.uid.as_i64() < lo);
+        let end = msgs.partition_point(|m| m.uid.as_i64() <= hi);
         out.extend(start..end.max(start));
     }
     if set.0.as_ref().len() > 1 {
@@ -99,15 +101,15 @@ pub fn resolve_uid_indices(set: &SequenceSet, sel: &Selected) -> Vec<usize> {
 
 /// UIDs of the set that exist in the mailbox, ascending. `*` is the highest
 /// UID present; a range is taken in either order (RFC 9051 9).
-pub fn resolve_uid(set: &SequenceSet, sel: &Selected) -> Vec<i64> {
-    let max = sel.msgs().last().map_or(0, |m| m.uid);
+pub fn resolve_uid(set: &SequenceSet, sel: &Selected) -> Vec<Uid> {
+    let max = sel.msgs().last().map_or(0, |m| m.uid.as_i64());
     let mut out = Vec::new();
     for (lo, hi) in ranges(set, max) {
-        let start = sel.msgs().partition_point(|m| m.uid < lo);
+        let start = sel.msgs().partition_point(|m| m.uid.as_i64() < lo);
         out.extend(
             sel.msgs()[start..]
                 .iter()
-                .take_while(|m| m.uid <= hi)
+                .take_while(|m| m.uid.as_i64() <= hi)
                 .map(|m| m.uid),
         );
     }

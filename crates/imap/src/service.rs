@@ -47,7 +47,7 @@ impl ImapService {
         let mut out = session.greeting();
         let mut buf: Vec<u8> = Vec::new();
         // The selected folder's changes, for IDLE.
-        let mut watched: Option<(i64, tokio::sync::watch::Receiver<()>)> = None;
+        let mut watched: Option<(postroom_store::FolderId, tokio::sync::watch::Receiver<()>)> = None;
         let mut _account_permit = None;
         loop {
             // Store work is synchronous; keep it off the async scheduler's back.
@@ -69,7 +69,7 @@ impl ImapService {
                     Action::Idle => {}
                     Action::Authenticate { user, password } => {
                         let result = match self.auth.login(ip, &user, &password).await {
-                            Ok(a) => match self.per_account.try_acquire(a.account_id) {
+                            Ok(a) => match self.per_account.try_acquire(a.account_id.get()) {
                                 Some(permit) => {
                                     tracing::info!(target: "imap", client = %ip, user = %a.address, "login");
                                     _account_permit = Some(permit);
@@ -167,7 +167,7 @@ impl ImapService {
 
 /// Resolves when the watched folder has changed since this was last
 /// called; never when no folder is selected.
-async fn folder_changed(watched: &mut Option<(i64, tokio::sync::watch::Receiver<()>)>) {
+async fn folder_changed(watched: &mut Option<(postroom_store::FolderId, tokio::sync::watch::Receiver<()>)>) {
     match watched {
         Some((_, rx)) => {
             if rx.changed().await.is_err() {

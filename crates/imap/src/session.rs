@@ -12,6 +12,7 @@
 //! `append`, `messages` (FETCH, STORE, SEARCH, COPY/MOVE, EXPUNGE,
 //! CLOSE/UNSELECT) and `idle`.
 
+use crate::wait::wait;
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 
@@ -20,7 +21,8 @@ use imap_codec::imap_types::flag::Flag;
 use imap_codec::imap_types::mailbox::Mailbox;
 use postroom_core::Secret;
 use postroom_store::folders::Upload;
-use postroom_store::Store;
+use postroom_store::mailbox::FolderRow;
+use postroom_store::{AccountId, FolderId, Store, StoreError};
 
 use crate::extensions::Extras;
 use crate::framing::{Expect, Frame, Framer};
@@ -95,7 +97,7 @@ pub struct Session {
     framer: Framer,
     state: State,
     tls: bool,
-    account: Option<(i64, String)>,
+    account: Option<(AccountId, String)>,
     out: VecDeque<Action>,
     /// Tag of a command waiting for an answer from the caller (login) or
     /// for more input (AUTHENTICATE continuation, IDLE).
@@ -196,7 +198,7 @@ impl Session {
     }
 
     /// The selected folder, for change notifications.
-    pub fn selected_folder(&self) -> Option<i64> {
+    pub fn selected_folder(&self) -> Option<FolderId> {
         match &self.state {
             State::Selected(s) => Some(s.folder_id),
             _ => None,
@@ -363,7 +365,7 @@ impl Session {
     }
 
     /// The caller's answer to [`Action::Authenticate`].
-    pub fn login_result(&mut self, result: Result<(i64, String), LoginFailure>) {
+    pub fn login_result(&mut self, result: Result<(AccountId, String), LoginFailure>) {
         if !self.waiting {
             return;
         }
@@ -405,15 +407,27 @@ impl Session {
         }
     }
 
-    fn account_id(&self) -> i64 {
-        self.account.as_ref().map_or(0, |a| a.0)
+    fn account_id(&self) -> AccountId {
+        self.account.as_ref().map_or(AccountId(0), |a| a.0)
     }
 
+    /// Runs a command. A store call that fails ends it with the tagged
+    /// answer [`Session::store_failed`] writes: whatever the command wrote
+    /// before is sent first (a handler sends its untagged output before
+    /// returning the error), so the client's view and the session's agree.
     fn command(&mut self, cmd: Command<'static>, extras: Extras) {
         let tag = cmd.tag.as_ref().to_string();
+        let name = cmd.body.name();
+        if let Err(e) = self.dispatch(&tag, cmd.body, extras) {
+            self.store_failed(&tag, name, &e);
+        }
+    }
+
+    fn dispatch(&mut self, tag: &str, body: CommandBody<'static>, extras: Extras) -> Result<(), StoreError> {
+        let tag = tag.to_string();
         let authed = matches!(self.state, State::Authenticated | State::Selected(_));
         let selected = matches!(self.state, State::Selected(_));
-        match cmd.body {
+        match body {
             CommandBody::Capability => {
                 let caps = self.capabilities();
                 self.send(format!("* CAPABILITY {caps}\r\n").into_bytes());
@@ -421,7 +435,7 @@ impl Session {
             }
             CommandBody::Noop | CommandBody::Check => {
                 let mut out = Vec::new();
-                self.refresh(true, &mut out);
+                self.refresh(true, &mut out)?;
                 self.send(out);
                 self.tagged(&tag, "OK", "Completed");
             }
@@ -438,7 +452,7 @@ impl Session {
             CommandBody::StartTLS if !authed => {
                 if !self.cfg.starttls || self.tls {
                     self.bad(&tag, "STARTTLS not available");
-                    return;
+                    return Ok(());
                 }
                 self.tagged(&tag, "OK", "Begin TLS negotiation now");
                 self.out.push_back(Action::StartTls);
@@ -451,7 +465,7 @@ impl Session {
                         "NO",
                         "[PRIVACYREQUIRED] Use TLS (port 993) or STARTTLS before logging in",
                     );
-                    return;
+                    return Ok(());
                 }
                 let user = String::from_utf8_lossy(username.as_ref()).into_owned();
                 let pw = String::from_utf8_lossy(password.declassify().as_ref()).into_owned();
@@ -467,11 +481,11 @@ impl Session {
                         "NO",
                         "[PRIVACYREQUIRED] Use TLS (port 993) or STARTTLS before logging in",
                     );
-                    return;
+                    return Ok(());
                 }
                 if !mechanism.as_ref().eq_ignore_ascii_case("PLAIN") {
                     self.tagged(&tag, "NO", "Unsupported authentication mechanism");
-                    return;
+                    return Ok(());
                 }
                 match initial_response {
                     Some(data) => {
@@ -494,22 +508,22 @@ impl Session {
                 self.send(b"* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n".to_vec());
                 self.tagged(&tag, "OK", "NAMESPACE completed");
             }
-            CommandBody::Select { mailbox, parameters } => self.select(&tag, &mailbox, false, parameters),
-            CommandBody::Examine { mailbox, parameters } => self.select(&tag, &mailbox, true, parameters),
-            CommandBody::Create { mailbox } => self.create(&tag, &mailbox),
-            CommandBody::Delete { mailbox } => self.delete(&tag, &mailbox),
-            CommandBody::Rename { from, to } => self.rename(&tag, &from, &to),
-            CommandBody::Subscribe { mailbox } => self.subscribe(&tag, &mailbox, true),
-            CommandBody::Unsubscribe { mailbox } => self.subscribe(&tag, &mailbox, false),
+            CommandBody::Select { mailbox, parameters } => self.select(&tag, &mailbox, false, parameters)?,
+            CommandBody::Examine { mailbox, parameters } => self.select(&tag, &mailbox, true, parameters)?,
+            CommandBody::Create { mailbox } => self.create(&tag, &mailbox)?,
+            CommandBody::Delete { mailbox } => self.delete(&tag, &mailbox)?,
+            CommandBody::Rename { from, to } => self.rename(&tag, &from, &to)?,
+            CommandBody::Subscribe { mailbox } => self.subscribe(&tag, &mailbox, true)?,
+            CommandBody::Unsubscribe { mailbox } => self.subscribe(&tag, &mailbox, false)?,
             CommandBody::List {
                 reference,
                 mailbox_wildcard,
-            } => self.list(&tag, &reference, &mailbox_wildcard, false, &extras),
+            } => self.list(&tag, &reference, &mailbox_wildcard, false, &extras)?,
             CommandBody::Lsub {
                 reference,
                 mailbox_wildcard,
-            } => self.list(&tag, &reference, &mailbox_wildcard, true, &extras),
-            CommandBody::Status { mailbox, item_names } => self.status(&tag, &mailbox, &item_names),
+            } => self.list(&tag, &reference, &mailbox_wildcard, true, &extras)?,
+            CommandBody::Status { mailbox, item_names } => self.status(&tag, &mailbox, &item_names)?,
             CommandBody::Append {
                 mailbox,
                 flags,
@@ -528,20 +542,22 @@ impl Session {
                 let body = if extras.streamed {
                     match self.upload.take() {
                         Some(Ok(w)) => Body::Upload(w),
+                        // Writing the upload failed (logged then): the
+                        // store is what failed.
                         _ => {
-                            self.tagged(&tag, "NO", "[SERVERBUG] APPEND failed");
-                            return;
+                            self.tagged(&tag, "NO", "[UNAVAILABLE] APPEND failed, try again later");
+                            return Ok(());
                         }
                     }
                 } else {
                     Body::Bytes(data)
                 };
-                self.append(&tag, &mailbox, &flags, date, body);
+                self.append(&tag, &mailbox, &flags, date, body)?;
             }
-            CommandBody::GetQuotaRoot { mailbox } => self.quota_root(&tag, &mailbox),
+            CommandBody::GetQuotaRoot { mailbox } => self.quota_root(&tag, &mailbox)?,
             CommandBody::GetQuota { root } => {
                 let root = String::from_utf8_lossy(root.as_ref()).into_owned();
-                let line = self.quota_line();
+                let line = self.quota_line()?;
                 if root.is_empty() && !line.is_empty() {
                     self.send(line.into_bytes());
                     self.tagged(&tag, "OK", "GETQUOTA completed");
@@ -551,10 +567,10 @@ impl Session {
             }
             CommandBody::Idle => self.idle(tag),
             _ if !selected => self.bad(&tag, "Select a mailbox first"),
-            CommandBody::Close => self.close(&tag),
+            CommandBody::Close => self.close(&tag)?,
             CommandBody::Unselect => self.unselect(&tag),
-            CommandBody::Expunge => self.expunge(&tag, None),
-            CommandBody::ExpungeUid { sequence_set } => self.expunge(&tag, Some(sequence_set)),
+            CommandBody::Expunge => self.expunge(&tag, None)?,
+            CommandBody::ExpungeUid { sequence_set } => self.expunge(&tag, Some(sequence_set))?,
             CommandBody::Search {
                 charset,
                 criteria,
@@ -566,7 +582,7 @@ impl Session {
                     c.as_ref().eq_ignore_ascii_case("UTF-8") || c.as_ref().eq_ignore_ascii_case("US-ASCII")
                 });
                 if known {
-                    self.search(&tag, criteria.as_ref(), uid, extras.search_return.as_deref())
+                    self.search(&tag, criteria.as_ref(), uid, extras.search_return.as_deref())?
                 } else {
                     self.tagged(&tag, "NO", "[BADCHARSET (US-ASCII UTF-8)] Unsupported charset");
                 }
@@ -576,7 +592,7 @@ impl Session {
                 macro_or_item_names,
                 uid,
                 modifiers,
-            } => self.fetch(&tag, &sequence_set, macro_or_item_names, uid, &modifiers),
+            } => self.fetch(&tag, &sequence_set, macro_or_item_names, uid, &modifiers)?,
             CommandBody::Store {
                 sequence_set,
                 kind,
@@ -584,19 +600,20 @@ impl Session {
                 flags,
                 uid,
                 modifiers,
-            } => self.store_cmd(&tag, &sequence_set, kind, response, &flags, uid, &modifiers),
+            } => self.store_cmd(&tag, &sequence_set, kind, response, &flags, uid, &modifiers)?,
             CommandBody::Copy {
                 sequence_set,
                 mailbox,
                 uid,
-            } => self.copy(&tag, &sequence_set, &mailbox, uid, false),
+            } => self.copy(&tag, &sequence_set, &mailbox, uid, false)?,
             CommandBody::Move {
                 sequence_set,
                 mailbox,
                 uid,
-            } => self.copy(&tag, &sequence_set, &mailbox, uid, true),
+            } => self.copy(&tag, &sequence_set, &mailbox, uid, true)?,
             _ => self.bad(&tag, "Command not supported"),
         }
+        Ok(())
     }
 
     /// The stored name a command means. An invalid name (see
@@ -622,45 +639,63 @@ impl Session {
         Self::valid_new_name(name).then(|| name.to_string())
     }
 
-    /// A store error as the tagged NO: `[LIMIT]` for a limit (RFC 9051
-    /// 7.1), else `[SERVERBUG]`.
-    fn store_failed(&mut self, tag: &str, what: &str, e: &postroom_store::StoreError) {
-        match e {
-            postroom_store::StoreError::Limit(why) => {
-                let why = format!("[LIMIT] {what} refused: {why}");
-                self.tagged(tag, "NO", &why)
-            }
-            _ => self.tagged(tag, "NO", &format!("[SERVERBUG] {what} failed")),
-        }
-    }
-
-    fn folder(&self, name: &str) -> Option<postroom_store::mailbox::FolderRow> {
-        self.store.db.find_folder(self.account_id(), name).ok().flatten()
-    }
-
-    /// Folds in changes made elsewhere; `allow_expunge`: EXPUNGE may be sent.
-    fn refresh(&mut self, allow_expunge: bool, out: &mut Vec<u8>) {
-        let State::Selected(sel) = &mut self.state else {
+    /// The one answer to a failed store call: `NO [LIMIT]` when an
+    /// account or folder limit refused it, else `NO [UNAVAILABLE]` (RFC 9051
+    /// 7.1: a temporary failure; the client may try again), logged once
+    /// with the error and the account. A failed read is never taken for
+    /// "nothing there" (an empty LIST, a quota of 0, a missing mailbox):
+    /// a client would act on it (issue #9).
+    fn store_failed(&mut self, tag: &str, what: &str, e: &StoreError) {
+        if let StoreError::Limit(why) = e {
+            self.tagged(tag, "NO", &format!("[LIMIT] {what} refused: {why}"));
             return;
+        }
+        self.log_store_error(what, e);
+        self.tagged(
+            tag,
+            "NO",
+            &format!("[UNAVAILABLE] {what} failed, try again later"),
+        );
+    }
+
+    /// One log line for a failed store call: the command, the account and
+    /// the error.
+    fn log_store_error(&self, what: &str, e: &StoreError) {
+        let account = self.account.as_ref().map_or("", |a| a.1.as_str());
+        tracing::error!(target: "imap", %account, command = what, error = %e, "store failed");
+    }
+
+    /// The account's folder by its stored name; `Ok(None)` when there is
+    /// none.
+    fn folder(&self, name: &str) -> Result<Option<FolderRow>, StoreError> {
+        wait(self.store.meta().find_folder(self.account_id(), name))
+    }
+
+    /// Folds in changes made elsewhere; `allow_expunge`: EXPUNGE may be
+    /// sent. On a store error nothing was folded in (and nothing written):
+    /// the session's view is the one the client has.
+    fn refresh(&mut self, allow_expunge: bool, out: &mut Vec<u8>) -> Result<(), StoreError> {
+        let State::Selected(sel) = &mut self.state else {
+            return Ok(());
         };
-        match self.store.folder_snapshot(sel.folder_id, None) {
-            Ok(Some(snap)) => {
+        match wait(self.store.folder_snapshot(sel.folder_id, None))? {
+            Some(snap) => {
                 let grew = snap.uidnext > sel.uidnext;
                 // New messages become \Recent for the first session that sees them.
                 let mark = if grew && !sel.read_only {
-                    self.store.db.claim_recent(sel.folder_id).unwrap_or(i64::MAX)
+                    wait(self.store.meta().claim_recent(sel.folder_id))?
                 } else {
                     i64::MAX
                 };
                 sel.sync(&snap, allow_expunge, mark, out);
             }
-            Ok(None) => {
+            None => {
                 // The mailbox was deleted under us: BYE, sent with the
                 // current response, then the connection closes.
                 out.extend_from_slice(b"* BYE Selected mailbox was deleted\r\n");
                 self.closing = true;
             }
-            Err(_) => {}
         }
+        Ok(())
     }
 }

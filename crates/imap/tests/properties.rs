@@ -40,6 +40,16 @@ use postroom_imap::session::{Action, LoginFailure, Session, SessionConfig};
 use postroom_store::folders::FlagOp;
 use postroom_store::mailbox::FolderRow;
 use postroom_store::Store;
+
+/// Runs a store call to completion: the session's glue is not under test
+/// here, and the embedded back end answers without waiting.
+fn wait<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{RngAlgorithm, RngSeed, TestRunner};
@@ -657,9 +667,9 @@ Content-Transfer-Encoding: base64\r\n\r\n5pel5pys6Kqe\r\n====\r\n",
 /// account with copies of them, so cases do not see each other.
 struct Fixture {
     store: Store,
-    domain_id: i64,
+    domain_id: postroom_store::DomainId,
     template: FolderRow,
-    template_uids: Vec<i64>,
+    template_uids: Vec<postroom_store::Uid>,
     next: AtomicUsize,
     _dir: tempfile::TempDir,
 }
@@ -667,7 +677,7 @@ struct Fixture {
 /// One test case's account.
 #[derive(Clone)]
 struct Account {
-    id: i64,
+    id: postroom_store::AccountId,
     address: String,
 }
 
@@ -685,16 +695,26 @@ impl Fixture {
         }
         .unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let domain = store.db.add_domain("example.com", "example.com", None).unwrap();
+        let domain = store
+            .sqlite()
+            .unwrap()
+            .add_domain("example.com", "example.com", None)
+            .unwrap();
         let tpl = store
-            .db
+            .sqlite()
+            .unwrap()
             .add_account(domain.id, "template", "template", None, None)
             .unwrap();
-        let template = store.db.find_folder(tpl.id, "INBOX").unwrap().unwrap();
+        let template = store
+            .sqlite()
+            .unwrap()
+            .find_folder(tpl.id, "INBOX")
+            .unwrap()
+            .unwrap();
         let mut template_uids = Vec::new();
         for (i, (m, flags, kw)) in MESSAGES.iter().enumerate() {
             let date = 760_000_000 + i as i64 * 86_400 * 400;
-            template_uids.push(store.append(&template, m, *flags, kw, Some(date)).unwrap());
+            template_uids.push(wait(store.append(&template, m, *flags, kw, Some(date))).unwrap());
         }
         Fixture {
             store,
@@ -713,20 +733,39 @@ impl Fixture {
         let local = format!("u{n}");
         let a = self
             .store
-            .db
+            .sqlite()
+            .unwrap()
             .add_account(self.domain_id, &local, &local, None, quota)
             .unwrap();
-        let inbox = self.store.db.find_folder(a.id, "INBOX").unwrap().unwrap();
-        let archive = self.store.db.find_folder(a.id, "Archive").unwrap().unwrap();
+        let inbox = self
+            .store
+            .sqlite()
+            .unwrap()
+            .find_folder(a.id, "INBOX")
+            .unwrap()
+            .unwrap();
+        let archive = self
+            .store
+            .sqlite()
+            .unwrap()
+            .find_folder(a.id, "Archive")
+            .unwrap()
+            .unwrap();
         self.store
-            .db
+            .sqlite()
+            .unwrap()
             .copy_messages(self.template.id, &self.template_uids, inbox.id)
             .unwrap();
         self.store
-            .db
+            .sqlite()
+            .unwrap()
             .copy_messages(self.template.id, &self.template_uids[..2], archive.id)
             .unwrap();
-        self.store.db.set_subscribed(a.id, "Sent", true).unwrap();
+        self.store
+            .sqlite()
+            .unwrap()
+            .set_subscribed(a.id, "Sent", true)
+            .unwrap();
         Account {
             id: a.id,
             address: format!("{local}@example.com"),
@@ -856,7 +895,13 @@ impl<'f> Driver<'f> {
     }
 
     fn folder(&self, name: &str) -> Option<FolderRow> {
-        self.fx.store.db.find_folder(self.account.id, name).ok().flatten()
+        self.fx
+            .store
+            .sqlite()
+            .unwrap()
+            .find_folder(self.account.id, name)
+            .ok()
+            .flatten()
     }
 
     /// Applies a change made elsewhere, then lets the session run (as the
@@ -864,8 +909,9 @@ impl<'f> Driver<'f> {
     fn other(&mut self, op: &Other) -> Result<(), TestCaseError> {
         let store = &self.fx.store;
         let inbox = self.folder("INBOX").unwrap();
-        let uids: Vec<i64> = store
-            .db
+        let uids: Vec<postroom_store::Uid> = store
+            .sqlite()
+            .unwrap()
             .message_meta(inbox.id)
             .unwrap()
             .into_iter()
@@ -875,23 +921,25 @@ impl<'f> Driver<'f> {
             Other::Deliver(i) => {
                 let uid = *i.get(&self.fx.template_uids);
                 store
-                    .db
+                    .sqlite()
+                    .unwrap()
                     .copy_messages(self.fx.template.id, &[uid], inbox.id)
                     .unwrap();
             }
             Other::Flag(i, on) if !uids.is_empty() => {
                 let op = if *on { FlagOp::Add } else { FlagOp::Remove };
                 store
-                    .db
+                    .sqlite()
+                    .unwrap()
                     .store_flags(inbox.id, &[*i.get(&uids)], op, 1 | 4, &["$Other".into()], None)
                     .unwrap();
             }
             Other::Expunge(i) if !uids.is_empty() => {
-                store.expunge(inbox.id, &[*i.get(&uids)]).unwrap();
+                wait(store.expunge(inbox.id, &[*i.get(&uids)])).unwrap();
             }
             Other::DeleteFolder(name) => {
                 if let Some(f) = self.folder(name) {
-                    store.delete_folder(&f).unwrap();
+                    wait(store.delete_folder(&f)).unwrap();
                 }
             }
             Other::Flag(..) | Other::Expunge(_) | Other::IdleCheck => {}
@@ -1787,7 +1835,7 @@ fn deleted_selected_mailbox_says_bye_before_close() {
         let mut d = logged_in(&fx);
         d.send(b"S1 SELECT Archive\r\n").unwrap();
         let archive = d.folder("Archive").unwrap();
-        fx.store.delete_folder(&archive).unwrap();
+        wait(fx.store.delete_folder(&archive)).unwrap();
         // Driver::send fails on an action after Close.
         d.send(cmd).unwrap();
         assert!(d.closed);
@@ -1921,7 +1969,7 @@ fn large_append_is_stored_from_its_upload() {
         body.extend_from_slice(b"0123456789abcdefghijklmnopqrstuvwxyz\r\n");
     }
     let inbox = d.folder("INBOX").unwrap();
-    let before = fx.store.db.message_meta(inbox.id).unwrap().len();
+    let before = fx.store.sqlite().unwrap().message_meta(inbox.id).unwrap().len();
     for (i, announce) in ["{N}", "{N+}", "~{N}"].iter().enumerate() {
         let line = format!(
             "P{i} APPEND INBOX (\\Seen) {}\r\n",
@@ -1947,11 +1995,17 @@ fn large_append_is_stored_from_its_upload() {
     d.send(&body).unwrap();
     d.send(b"\r\n").unwrap();
     assert!(d.completions.iter().any(|(t, s)| t == "P3" && s == "OK"));
-    let metas = fx.store.db.message_meta(inbox.id).unwrap();
+    let metas = fx.store.sqlite().unwrap().message_meta(inbox.id).unwrap();
     assert_eq!(metas.len(), before + 4);
     for m in &metas[before..] {
         assert_eq!(m.size as usize, body.len());
-        let row = fx.store.db.message(inbox.id, m.uid).unwrap().unwrap();
+        let row = fx
+            .store
+            .sqlite()
+            .unwrap()
+            .message(inbox.id, m.uid)
+            .unwrap()
+            .unwrap();
         let stored = fx.store.message_bytes(&row).unwrap();
         assert!(stored == body, "stored body differs");
     }
@@ -1961,7 +2015,10 @@ fn large_append_is_stored_from_its_upload() {
     d.send(&body).unwrap();
     d.send(b"\r\n").unwrap();
     assert!(d.completions.iter().any(|(t, s)| t == "Q1" && s == "NO"));
-    assert_eq!(fx.store.db.message_meta(inbox.id).unwrap().len(), before + 4);
+    assert_eq!(
+        fx.store.sqlite().unwrap().message_meta(inbox.id).unwrap().len(),
+        before + 4
+    );
     // (Bodies under SPOOL_IN_MEMORY never make the directory.)
     let uploads = fx._dir.path().join("blobs/spool");
     assert_eq!(
@@ -1969,4 +2026,63 @@ fn large_append_is_stored_from_its_upload() {
         0,
         "left in {uploads:?}"
     );
+}
+
+/// Removes the body file of an INBOX message under the store, as a disk
+/// fault or an operator's mistake would.
+fn remove_blob(d: &Driver<'_>, uid: postroom_store::Uid) {
+    let inbox = d.folder("INBOX").unwrap();
+    let row =
+        d.fx.store
+            .sqlite()
+            .unwrap()
+            .message(inbox.id, uid)
+            .unwrap()
+            .unwrap();
+    let mut dirs = vec![d.fx._dir.path().join("blobs")];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                dirs.push(e.path());
+            } else if e.file_name().to_string_lossy() == row.blob_id {
+                std::fs::remove_file(e.path()).unwrap();
+                return;
+            }
+        }
+    }
+    panic!("no blob {}", row.blob_id);
+}
+
+/// Issue #9: a message whose body cannot be read was answered
+/// `NO [SERVERBUG]` by FETCH and taken for "no match" by SEARCH (an OK
+/// with fewer hits). A failed store read is `NO [UNAVAILABLE]` (RFC 9051
+/// 7.1), never an empty or cut body, never a wrong answer.
+#[test]
+fn unreadable_message_is_unavailable_not_empty() {
+    let fx = Fixture::new();
+    let mut d = logged_in(&fx);
+    d.send(b"S1 SELECT INBOX\r\n").unwrap();
+    // Each message of the fixture has its own body; the second's is gone.
+    let uid =
+        d.fx.store
+            .sqlite()
+            .unwrap()
+            .message_meta(d.folder("INBOX").unwrap().id)
+            .unwrap()[1]
+            .uid;
+    remove_blob(&d, uid);
+    let one = answer(&mut d, "F1 FETCH 2 BODY.PEEK[]");
+    assert!(one.starts_with("F1 NO [UNAVAILABLE]"), "{one}");
+    let all = answer(&mut d, "F2 FETCH 1:3 (BODY.PEEK[] FLAGS)");
+    assert!(all.starts_with("* 1 FETCH ("), "{all}");
+    assert!(!all.contains("* 2 FETCH"), "{all}");
+    assert!(
+        all.lines().last().unwrap().starts_with("F2 NO [UNAVAILABLE]"),
+        "{all}"
+    );
+    let search = answer(&mut d, "F3 SEARCH BODY zzz-not-there");
+    assert!(search.starts_with("F3 NO [UNAVAILABLE]"), "{search}");
+    // The other messages still answer.
+    let ok = answer(&mut d, "F4 FETCH 1 BODY.PEEK[]");
+    assert!(ok.lines().last().unwrap().starts_with("F4 OK"), "{ok}");
 }

@@ -29,8 +29,9 @@ const SIGNED: [&str; 14] = [
 ];
 
 /// DKIM-Signature header lines for `message`, or nothing when its From:
-/// domain is not hosted here or has no keys.
-pub fn sign(directory: &Directory, message: &[u8]) -> Vec<u8> {
+/// domain is not hosted here or has no keys; an error when the keys could
+/// not be read.
+pub async fn sign(directory: &Directory, message: &[u8]) -> Result<Vec<u8>, postroom_store::StoreError> {
     // The From: the submission check verified and the ENVELOPE shows: the
     // one header reader's (the check refuses a second From:).
     let Some(from) = postroom_core::header::fields(message)
@@ -38,15 +39,15 @@ pub fn sign(directory: &Directory, message: &[u8]) -> Vec<u8> {
         .and_then(|f| postroom_core::header::mailboxes(&f.unfolded()).into_iter().next())
         .and_then(|m| m.addr_spec())
     else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
     let Ok(addr) = Address::parse(&from, true) else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
-    let Ok(Some(domain)) = directory.hosted_domain(addr.domain().canonical()) else {
-        return Vec::new();
+    let Some(domain) = directory.hosted_domain(addr.domain().canonical()).await? else {
+        return Ok(Vec::new());
     };
-    let keys = directory.db().dkim_keys(domain.id).unwrap_or_default();
+    let keys = directory.meta().dkim_keys(domain.id).await?;
     let mut out = Vec::new();
     for key in keys {
         let der = key.private_key.expose().clone();
@@ -80,5 +81,5 @@ pub fn sign(directory: &Directory, message: &[u8]) -> Vec<u8> {
             }
         }
     }
-    out
+    Ok(out)
 }

@@ -49,10 +49,10 @@ impl MxPipeline {
                 gateway: true,
             })
         };
-        match self.store.db.cached_callout(&key, ACCEPTED_TTL_SECS) {
+        match self.store.meta().cached_callout(&key, ACCEPTED_TTL_SECS).await {
             Ok(Some((true, _))) => return Ok(found()),
             Ok(Some((false, _))) => {
-                if let Ok(Some((false, _))) = self.store.db.cached_callout(&key, REFUSED_TTL_SECS) {
+                if let Ok(Some((false, _))) = self.store.meta().cached_callout(&key, REFUSED_TTL_SECS).await {
                     return Ok(Lookup::Unknown);
                 }
             }
@@ -75,11 +75,16 @@ impl MxPipeline {
             tracing::info!(target: "smtp", recipient = %key, relay = %relay_to, answer = ?answer, "callout");
             match answer {
                 CalloutAnswer::Accepted => {
-                    let _ = self.store.db.remember_callout(&key, true, "");
+                    // Only a cache: a failed write costs a callout later.
+                    let _ = self.store.meta().remember_callout(&key, true, "").await;
                     return Ok(found());
                 }
                 CalloutAnswer::Refused(r) => {
-                    let _ = self.store.db.remember_callout(&key, false, &r.to_string());
+                    let _ = self
+                        .store
+                        .meta()
+                        .remember_callout(&key, false, &r.to_string())
+                        .await;
                     return Ok(Lookup::Unknown);
                 }
                 CalloutAnswer::Unavailable(why) => last = why,

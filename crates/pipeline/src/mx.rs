@@ -10,7 +10,7 @@ use postroom_directory::auth::{Authenticator, LoginError};
 use postroom_directory::{Directory, Lookup, Route};
 use postroom_smtp::service::{BodySpool, PeerContext, SmtpHandler};
 use postroom_smtp::{AuthFailure, DeliveryOutcome, Envelope, RcptTarget, RcptVerdict, Reply};
-use postroom_store::{Delivery, LocalDelivery, Store, TempFile};
+use postroom_store::{AccountId, Delivery, LocalDelivery, Store, TempFile};
 
 use crate::filter::{Filter, FilterInput, Verdict};
 use crate::headers::{rfc5322_date, trace_headers, ReceivedInfo};
@@ -88,6 +88,13 @@ const MAX_HEAD: usize = 256 * 1024;
 /// The store's bit for `\Seen` (the IMAP crate's `format::SEEN`).
 const SEEN: i64 = 1;
 
+/// The keys could not be read: the message is refused for now rather
+/// than sent unsigned (its domain's DMARC policy may reject it then).
+fn signing_failed(e: postroom_store::StoreError) -> Reply {
+    tracing::error!(error = %e, "reading the DKIM keys failed");
+    temp_failure("signing")
+}
+
 fn temp_failure(what: &str) -> Reply {
     Reply::new(451, "4.3.0", format!("Temporary {what} failure, try again later"))
 }
@@ -96,7 +103,7 @@ impl MxPipeline {
     async fn lookup(&self, peer: &PeerContext, target: RcptTarget) -> RcptVerdict<AcceptedRcpt> {
         let addr = match target {
             RcptTarget::Postmaster => {
-                return match self.directory.resolve_postmaster() {
+                return match self.directory.resolve_postmaster().await {
                     Ok(r) => RcptVerdict::Accept(AcceptedRcpt {
                         rcpt: "Postmaster".into(),
                         routes: r.routes,
@@ -108,38 +115,36 @@ impl MxPipeline {
                     }
                 };
             }
-            RcptTarget::Mailbox(addr) if self.is_srs_bounce(&addr) => return self.srs_bounce(&addr),
+            RcptTarget::Mailbox(addr) if self.is_srs_bounce(&addr) => return self.srs_bounce(&addr).await,
             RcptTarget::Mailbox(addr) => addr,
         };
-        let lookup = match self.directory.resolve(&addr) {
+        let lookup = match self.directory.resolve(&addr).await {
             Ok(Lookup::Callout { relay_to }) => match self.verify_gateway_recipient(&addr, &relay_to).await {
                 Ok(l) => Ok(l),
                 Err(reply) => return RcptVerdict::Reject(reply),
             },
             other => other,
         };
-        let result = lookup.and_then(|l| {
-            let quota = match &l {
-                Lookup::Found(r) => match &r.direct_account {
-                    Some(a) => Some((
-                        QuotaState {
-                            used: self.store.db.usage(a.id)?,
-                            limit: a.quota,
-                        },
-                        peer.declared_size,
-                    )),
-                    None => None,
-                },
-                _ => None,
-            };
-            Ok(self
-                .policy
-                .decide(peer.ip, addr.to_string(), l, quota, peer.auth.is_some()))
-        });
-        result.unwrap_or_else(|e| {
+        let failed = |e: postroom_store::StoreError| {
             tracing::error!(error = %e, "recipient lookup failed");
             RcptVerdict::Reject(temp_failure("lookup"))
-        })
+        };
+        let l = match lookup {
+            Ok(l) => l,
+            Err(e) => return failed(e),
+        };
+        let quota = match &l {
+            Lookup::Found(r) => match &r.direct_account {
+                Some(a) => match self.store.meta().usage(a.id).await {
+                    Ok(used) => Some((QuotaState { used, limit: a.quota }, peer.declared_size)),
+                    Err(e) => return failed(e),
+                },
+                None => None,
+            },
+            _ => None,
+        };
+        self.policy
+            .decide(peer.ip, addr.to_string(), l, quota, peer.auth.is_some())
     }
 
     async fn accept(
@@ -196,10 +201,13 @@ impl MxPipeline {
         }
         let sender = env.mail_from.as_ref().map(Address::to_string).unwrap_or_default();
         if let Some(user) = &env.auth {
-            self.check_header_senders(user, &body)?;
-            self.check_limits(user, env.recipients.len() as u32)?;
+            self.check_header_senders(user, &body).await?;
+            self.check_limits(user, env.recipients.len() as u32).await?;
         }
-        let hold_reason = env.auth.as_deref().and_then(|user| self.held_sender(user));
+        let hold_reason = match env.auth.as_deref() {
+            Some(user) => self.held_sender(user).await,
+            None => None,
+        };
         let rcpts: Vec<AcceptedRcpt> = env.recipients.into_iter().map(|(_, r)| r).collect();
         let rcpt_names: Vec<String> = rcpts.iter().map(|r| r.rcpt.clone()).collect();
         let verdicts = self
@@ -261,13 +269,17 @@ impl MxPipeline {
             // (no key for its From: domain) stays as it came.
             let mut signed = if postroom_queue::sevenbit::is_8bit(&body) {
                 let converted = postroom_queue::sevenbit::to_7bit(&body);
-                let signatures = crate::dkim::sign(&self.directory, &converted);
+                let signatures = crate::dkim::sign(&self.directory, &converted)
+                    .await
+                    .map_err(signing_failed)?;
                 if !signatures.is_empty() {
                     body = converted;
                 }
                 signatures
             } else {
                 crate::dkim::sign(&self.directory, &body)
+                    .await
+                    .map_err(signing_failed)?
             };
             if !signed.is_empty() {
                 signed.extend_from_slice(&body);
@@ -286,7 +298,7 @@ impl MxPipeline {
             queue_id: queue_id.as_str(),
             date: &date,
         };
-        let forward_sender = self.forward_sender(&sender, &rcpts);
+        let forward_sender = self.forward_sender(&sender, &rcpts).await;
         let routed = route(
             &rcpts,
             &verdicts,
@@ -297,7 +309,7 @@ impl MxPipeline {
         );
         let mut routed = routed;
         if let Some(user) = &env.auth {
-            if let Some(copy) = self.sent_copy(user, &body, &rcpt_names) {
+            if let Some(copy) = self.sent_copy(user, &body, &rcpt_names).await {
                 routed.local.push(copy);
             }
         }
@@ -380,7 +392,7 @@ impl MxPipeline {
     }
 
     /// 451 4.7.1 past a user's or a domain's hourly cap.
-    fn check_limits(&self, user: &str, recipients: u32) -> Result<(), Reply> {
+    async fn check_limits(&self, user: &str, recipients: u32) -> Result<(), Reply> {
         let Some(limits) = &self.limits else {
             return Ok(());
         };
@@ -390,7 +402,7 @@ impl MxPipeline {
             LimitVerdict::Refuse(why) => {
                 tracing::warn!(target: "smtp", user, reason = %why, "sending limit reached");
                 // Far past it: hold what the account queued, and what it sends.
-                let _ = self.held_sender(user);
+                let _ = self.held_sender(user).await;
                 Err(Reply::new(
                     451,
                     "4.7.1",
@@ -402,13 +414,13 @@ impl MxPipeline {
 
     /// Why this user's outbound mail is held, if it is (far past the caps:
     /// a stolen password is the usual cause). The admin is told once.
-    fn held_sender(&self, user: &str) -> Option<String> {
+    async fn held_sender(&self, user: &str) -> Option<String> {
         let first = self.limits.as_ref()?.hold(user, Instant::now())?;
         let reason =
             format!("held: {user} went far past the sending limits (release with 'postroom queue release')");
         if first {
             // What it queued before is held too.
-            if let Err(e) = self.store.db.hold_sender(user, &reason) {
+            if let Err(e) = self.store.meta().hold_sender(user, &reason).await {
                 tracing::error!(error = %e, "could not hold queued mail");
             }
             tracing::error!(
@@ -437,18 +449,23 @@ impl MxPipeline {
     }
 
     /// The SRS secrets, current first (made on first use, kept in the store).
-    fn srs_secrets(&self) -> Vec<String> {
-        let db = self.store.db.clone();
-        let current = db
-            .setting_or_init("srs_secret", || {
-                use rand::RngCore;
-                let mut b = [0u8; 24];
-                rand::thread_rng().fill_bytes(&mut b);
-                b.iter().map(|x| format!("{x:02x}")).collect()
-            })
-            .unwrap_or_default();
+    async fn srs_secrets(&self) -> Vec<String> {
+        let db = self.store.meta();
+        let fresh: String = {
+            use rand::RngCore;
+            let mut b = [0u8; 24];
+            rand::thread_rng().fill_bytes(&mut b);
+            b.iter().map(|x| format!("{x:02x}")).collect()
+        };
+        let current = match db.setting_or_init("srs_secret", fresh).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the SRS secret");
+                String::new()
+            }
+        };
         let mut v = vec![current];
-        if let Ok(Some(old)) = db.setting("srs_secret_old") {
+        if let Ok(Some(old)) = db.setting("srs_secret_old").await {
             v.push(old);
         }
         v.retain(|s| !s.is_empty());
@@ -465,8 +482,8 @@ impl MxPipeline {
     /// Checks the hash and age of an SRS address and sends the bounce back
     /// to where the forwarded mail came from; a forged one is refused like
     /// any relay attempt.
-    fn srs_bounce(&self, addr: &Address) -> RcptVerdict<AcceptedRcpt> {
-        match crate::srs::reverse(addr.local_display(), &self.srs_secrets(), Self::today()) {
+    async fn srs_bounce(&self, addr: &Address) -> RcptVerdict<AcceptedRcpt> {
+        match crate::srs::reverse(addr.local_display(), &self.srs_secrets().await, Self::today()) {
             Ok(original) => RcptVerdict::Accept(AcceptedRcpt {
                 rcpt: addr.to_string(),
                 routes: vec![postroom_directory::Route::Remote { address: original }],
@@ -485,7 +502,7 @@ impl MxPipeline {
 
     /// The envelope sender of forwarded copies: SRS-rewritten unless the
     /// sender is ours (or null).
-    fn forward_sender(&self, sender: &str, rcpts: &[AcceptedRcpt]) -> Option<String> {
+    async fn forward_sender(&self, sender: &str, rcpts: &[AcceptedRcpt]) -> Option<String> {
         let forwards = rcpts.iter().any(|r| {
             r.forwarded
                 && r.routes
@@ -495,19 +512,17 @@ impl MxPipeline {
         if !forwards || sender.is_empty() {
             return None;
         }
-        let local = Address::parse(sender, true)
-            .ok()
-            .and_then(|a| {
-                self.directory
-                    .hosted_domain(a.domain().canonical())
-                    .ok()
-                    .flatten()
-            })
-            .is_some();
+        let local = match Address::parse(sender, true) {
+            Ok(a) => matches!(
+                self.directory.hosted_domain(a.domain().canonical()).await,
+                Ok(Some(_))
+            ),
+            Err(_) => false,
+        };
         if local {
             return None;
         }
-        let secret = self.srs_secrets().into_iter().next()?;
+        let secret = self.srs_secrets().await.into_iter().next()?;
         Some(crate::srs::forward(
             sender,
             &secret,
@@ -516,11 +531,31 @@ impl MxPipeline {
         ))
     }
 
+    /// Whether the account may send as `addr`; a storage failure is a
+    /// temporary refusal, never a "no".
+    async fn may_send_as(&self, account: AccountId, addr: &Address) -> Result<bool, Reply> {
+        self.directory.may_send_as(account, addr).await.map_err(|e| {
+            tracing::error!(error = %e, "sender check failed");
+            temp_failure("lookup")
+        })
+    }
+
     /// The account behind an authenticated identity (its canonical address).
-    fn account_of(&self, identity: &str) -> Option<i64> {
+    async fn account_of(&self, identity: &str) -> Option<AccountId> {
         let addr = Address::parse(identity, true).ok()?;
-        let d = self.directory.hosted_domain(addr.domain().canonical()).ok()??;
-        Some(self.store.db.account(d.id, addr.local_canonical()).ok()??.id)
+        let d = self
+            .directory
+            .hosted_domain(addr.domain().canonical())
+            .await
+            .ok()??;
+        Some(
+            self.store
+                .meta()
+                .account(d.id, addr.local_canonical())
+                .await
+                .ok()??
+                .id,
+        )
     }
 
     /// The copy for the sender's Sent folder, when the account asks for one
@@ -528,12 +563,12 @@ impl MxPipeline {
     /// To: nor Cc: names were Bcc recipients: the copy lists them in a
     /// `Bcc:` field of its own (RFC 5322 3.6.3), as a mail client's copy
     /// does, so the sender can see who got it.
-    fn sent_copy(&self, user: &str, body: &[u8], recipients: &[String]) -> Option<LocalDelivery> {
-        let account = self.account_of(user)?;
-        if !self.store.db.account_by_id(account).ok()??.sent_copy {
+    async fn sent_copy(&self, user: &str, body: &[u8], recipients: &[String]) -> Option<LocalDelivery> {
+        let account = self.account_of(user).await?;
+        if !self.store.meta().account_by_id(account).await.ok()??.sent_copy {
             return None;
         }
-        let folders = self.store.db.folders(account).ok()?;
+        let folders = self.store.meta().folders(account).await.ok()?;
         let sent = folders
             .into_iter()
             .find(|f| f.special_use.as_deref() == Some("\\Sent"))?;
@@ -575,8 +610,8 @@ impl MxPipeline {
     /// reader (`postroom_core::header`) and their addresses read by its
     /// address-list parser, both of which the IMAP ENVELOPE uses too, so the
     /// address checked here is the one a recipient's client is shown.
-    fn check_header_senders(&self, user: &str, body: &[u8]) -> Result<(), Reply> {
-        let Some(account) = self.account_of(user) else {
+    async fn check_header_senders(&self, user: &str, body: &[u8]) -> Result<(), Reply> {
+        let Some(account) = self.account_of(user).await else {
             return Err(Reply::new(
                 550,
                 "5.7.1",
@@ -618,10 +653,10 @@ impl MxPipeline {
             }
         }
         for (spec, shown) in addresses {
-            let owned = spec
-                .and_then(|a| Address::parse(&a, true).ok())
-                .map(|parsed| self.directory.may_send_as(account, &parsed).unwrap_or(false))
-                .unwrap_or(false);
+            let owned = match spec.and_then(|a| Address::parse(&a, true).ok()) {
+                Some(parsed) => self.may_send_as(account, &parsed).await?,
+                None => false,
+            };
             if !owned {
                 return Err(Reply::new(
                     550,
@@ -677,7 +712,7 @@ impl MxPipeline {
         for r in recipients {
             let rcpt = Address::parse(r, true).map_err(|e| format!("<{r}>: {e}"))?;
             if hold_unresolvable {
-                if let Ok(Lookup::Unresolvable(why)) = self.directory.resolve(&rcpt) {
+                if let Ok(Lookup::Unresolvable(why)) = self.directory.resolve(&rcpt).await {
                     let held = AcceptedRcpt {
                         rcpt: rcpt.to_string(),
                         routes: vec![Route::Held {
@@ -764,15 +799,13 @@ impl SmtpHandler for MxPipeline {
 
     async fn check_sender(&self, peer: &PeerContext, sender: Option<Address>) -> Result<(), Reply> {
         if let Some(user) = &peer.auth {
-            self.check_limits(user, 0)?;
+            self.check_limits(user, 0).await?;
         } else if let (Some(dns), Some(from)) = (&self.sender_dns, &sender) {
             // RFC 7505 4.2: a domain with a null MX sends no mail either.
-            let hosted = self
-                .directory
-                .hosted_domain(from.domain().canonical())
-                .ok()
-                .flatten()
-                .is_some();
+            let hosted = matches!(
+                self.directory.hosted_domain(from.domain().canonical()).await,
+                Ok(Some(_))
+            );
             if !hosted {
                 if let Ok(true) = dns.is_null_mx(from.domain().canonical()).await {
                     return Err(Reply::new(
@@ -788,9 +821,10 @@ impl SmtpHandler for MxPipeline {
             // <> is allowed after AUTH (read receipts, RFC 6409 6.1).
             return Ok(());
         };
-        let owned = self
-            .account_of(user)
-            .is_some_and(|acct| self.directory.may_send_as(acct, &sender).unwrap_or(false));
+        let owned = match self.account_of(user).await {
+            Some(acct) => self.may_send_as(acct, &sender).await?,
+            None => false,
+        };
         if owned {
             Ok(())
         } else {

@@ -119,7 +119,7 @@ mod tests {
 
     fn local(id: i64, a: &str) -> Route {
         Route::Local {
-            account_id: id,
+            account_id: postroom_store::AccountId(id),
             address: a.into(),
             enabled: true,
         }

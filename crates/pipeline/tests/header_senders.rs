@@ -16,15 +16,27 @@ use postroom_store::Store;
 struct Setup {
     _dir: tempfile::TempDir,
     pipeline: Arc<MxPipeline>,
-    account_id: i64,
+    account_id: postroom_store::AccountId,
 }
 
 fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let d = store.db.add_domain("probe.test", "probe.test", None).unwrap();
-    let acct = store.db.add_account(d.id, "alice", "alice", None, None).unwrap();
-    store.db.add_account(d.id, "bob", "bob", None, None).unwrap();
+    let d = store
+        .sqlite()
+        .unwrap()
+        .add_domain("probe.test", "probe.test", None)
+        .unwrap();
+    let acct = store
+        .sqlite()
+        .unwrap()
+        .add_account(d.id, "alice", "alice", None, None)
+        .unwrap();
+    store
+        .sqlite()
+        .unwrap()
+        .add_account(d.id, "bob", "bob", None, None)
+        .unwrap();
     let pipeline = Arc::new(MxPipeline {
         sender_dns: None,
         limits: None,
@@ -38,7 +50,7 @@ fn setup() -> Setup {
             reject_disabled_accounts: false,
             quota_code: 452,
         },
-        directory: Directory::new(store.db.clone(), None),
+        directory: Directory::new(store.meta_handle(), None),
         store,
         filter: Arc::new(NoFilter),
         memory: MemoryBudget::new(1 << 30),

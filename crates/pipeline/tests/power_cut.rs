@@ -22,23 +22,35 @@ struct Setup {
     data: PathBuf,
     fs: Arc<SimulatedFs>,
     pipeline: Arc<MxPipeline>,
-    account_id: i64,
+    account_id: postroom_store::AccountId,
 }
 
 fn setup(careless: Option<bool>) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_path_buf();
     let fs = Arc::new(SimulatedFs::new_at(&data));
-    let mut store = Store::open_with(&data, fs.clone()).unwrap();
-    if let Some(fsync_content) = careless {
-        store.blobs = Arc::new(CarelessBlobs {
-            root: data.join("blobs"),
-            fs: fs.clone(),
-            fsync_content,
-        });
-    }
-    let d = store.db.add_domain("example.com", "example.com", None).unwrap();
-    let acct = store.db.add_account(d.id, "user", "user", None, None).unwrap();
+    let store = match careless {
+        Some(fsync_content) => Store::open_with_blobs(
+            &data,
+            Arc::new(CarelessBlobs {
+                root: data.join("blobs"),
+                fs: fs.clone(),
+                fsync_content,
+            }),
+        )
+        .unwrap(),
+        None => Store::open_with(&data, fs.clone()).unwrap(),
+    };
+    let d = store
+        .sqlite()
+        .unwrap()
+        .add_domain("example.com", "example.com", None)
+        .unwrap();
+    let acct = store
+        .sqlite()
+        .unwrap()
+        .add_account(d.id, "user", "user", None, None)
+        .unwrap();
     let pipeline = Arc::new(MxPipeline {
         sender_dns: None,
         limits: None,
@@ -52,7 +64,7 @@ fn setup(careless: Option<bool>) -> Setup {
             reject_disabled_accounts: false,
             quota_code: 452,
         },
-        directory: Directory::new(store.db.clone(), None),
+        directory: Directory::new(store.meta_handle(), None),
         store,
         filter: Arc::new(NoFilter),
         memory: MemoryBudget::new(1 << 30),
@@ -104,7 +116,7 @@ fn envelope(n: usize) -> (Envelope<AcceptedRcpt>, Vec<u8>) {
         forwarded: false,
         rcpt: "user@example.com".into(),
         routes: vec![Route::Local {
-            account_id: 0,
+            account_id: postroom_store::AccountId(0),
             address: "user@example.com".into(),
             enabled: true,
         }],
@@ -200,16 +212,25 @@ async fn run(careless: Option<bool>, cut_after: usize) -> Outcome {
     let acked = std::mem::take(&mut acked.lock().unwrap().acked);
     // "Reboot": reopen the metadata; blobs come from what survived.
     s.fs.restore();
-    let mut store = Store::open_with(&s.data, s.fs.clone()).unwrap();
-    if let Some(fsync_content) = careless {
-        store.blobs = Arc::new(CarelessBlobs {
-            root: s.data.join("blobs"),
-            fs: s.fs.clone(),
-            fsync_content,
-        });
-    }
-    let inbox = store.db.folder(account_id, "INBOX").unwrap().unwrap();
-    let rows = store.db.messages(inbox.id).unwrap();
+    let store = match careless {
+        Some(fsync_content) => Store::open_with_blobs(
+            &s.data,
+            Arc::new(CarelessBlobs {
+                root: s.data.join("blobs"),
+                fs: s.fs.clone(),
+                fsync_content,
+            }),
+        )
+        .unwrap(),
+        None => Store::open_with(&s.data, s.fs.clone()).unwrap(),
+    };
+    let inbox = store
+        .sqlite()
+        .unwrap()
+        .find_folder(account_id, "INBOX")
+        .unwrap()
+        .unwrap();
+    let rows = store.sqlite().unwrap().messages(inbox.id).unwrap();
     let mut lost = 0;
     for (n, body) in &acked {
         let needle = format!("Message-ID: <{n}@test>");

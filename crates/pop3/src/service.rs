@@ -7,7 +7,7 @@ use std::time::Duration;
 use postroom_directory::auth::{Authenticator, LoginError};
 use postroom_net::limit::AccountLimiter;
 use postroom_net::{MaybeTls, Shutdown};
-use postroom_store::Store;
+use postroom_store::{AccountId, FolderId, Store, Uid};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::TlsAcceptor;
 
@@ -36,13 +36,34 @@ pub struct Pop3Service {
 }
 
 impl Pop3Service {
-    fn maildrop(&self, account_id: i64) -> Option<(i64, Vec<MaildropEntry>)> {
-        let inbox = self.store.db.find_folder(account_id, "INBOX").ok()??;
-        let rows = self.store.db.maildrop(inbox.id).ok()?;
+    /// The INBOX and its messages; `None` when either cannot be read (an
+    /// account always has an INBOX, so a missing one is a failure too).
+    async fn maildrop(&self, account_id: AccountId) -> Option<(FolderId, Vec<MaildropEntry>)> {
+        let failed = |e: &dyn std::fmt::Display| {
+            tracing::error!(target: "pop3", account = %account_id, error = %e, "reading the maildrop failed");
+        };
+        let inbox = match self.store.meta().find_folder(account_id, "INBOX").await {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                failed(&"the account has no INBOX");
+                return None;
+            }
+            Err(e) => {
+                failed(&e);
+                return None;
+            }
+        };
+        let rows = match self.store.meta().maildrop(inbox.id).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                failed(&e);
+                return None;
+            }
+        };
         let entries = rows
             .into_iter()
             .map(|(uid, size, uidl)| MaildropEntry {
-                uid,
+                uid: uid.as_i64(),
                 size: size as u64,
                 uidl,
             })
@@ -50,9 +71,20 @@ impl Pop3Service {
         Some((inbox.id, entries))
     }
 
-    fn message(&self, folder_id: i64, uid: i64) -> Option<Vec<u8>> {
-        let row = self.store.db.message(folder_id, uid).ok()??;
-        self.store.message_bytes(&row).ok()
+    /// A message's bytes; `Ok(None)` when another session removed it.
+    async fn message(&self, folder_id: FolderId, uid: i64) -> postroom_store::Result<Option<Vec<u8>>> {
+        let Some(uid) = Uid::from_i64(uid) else {
+            return Ok(None);
+        };
+        let Some(row) = self.store.meta().message(folder_id, uid).await? else {
+            return Ok(None);
+        };
+        match self.store.message_bytes(&row) {
+            Ok(b) => Ok(Some(b)),
+            // Expunged by another session between the two reads.
+            Err(postroom_store::StoreError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     pub async fn serve(self: Arc<Self>, mut stream: MaybeTls, ip: IpAddr, mut shutdown: Shutdown) {
@@ -65,9 +97,9 @@ impl Pop3Service {
         };
         let mut session = Session::new(cfg, stream.is_tls());
         let mut out = session.greeting();
-        let mut account: Option<(i64, String)> = None;
+        let mut account: Option<(AccountId, String)> = None;
         let mut _account_permit = None;
-        let mut folder_id = 0;
+        let mut folder_id = FolderId(0);
         let mut buf = vec![0u8; 4096];
         // An action a batch of retrievals stopped at, handled next.
         let mut pending: Option<Action> = None;
@@ -88,7 +120,7 @@ impl Pop3Service {
                     }
                     Action::Authenticate { user, password } => {
                         let result = match self.auth.login(ip, &user, &password).await {
-                            Ok(a) => match self.per_account.try_acquire(a.account_id) {
+                            Ok(a) => match self.per_account.try_acquire(a.account_id.get()) {
                                 Some(permit) => {
                                     tracing::info!(target: "pop3", client = %ip, user = %a.address, "login");
                                     _account_permit = Some(permit);
@@ -109,9 +141,10 @@ impl Pop3Service {
                         session.login_result(result);
                     }
                     Action::LoadMaildrop => {
-                        let loaded = tokio::task::block_in_place(|| {
-                            account.as_ref().and_then(|(id, _)| self.maildrop(*id))
-                        });
+                        let loaded = match account.as_ref() {
+                            Some((id, _)) => self.maildrop(*id).await,
+                            None => None,
+                        };
                         session.maildrop_loaded(loaded.map(|(f, entries)| {
                             folder_id = f;
                             entries
@@ -121,15 +154,18 @@ impl Pop3Service {
                         if out.len() > WRITE_AT_BYTES && write(&mut stream, &mut out).await.is_err() {
                             return;
                         }
-                        // Store work is synchronous: keep it off the
-                        // scheduler's back (as IMAP does), with one hand-off
-                        // for all the RETR/TOP/DELE a client pipelined rather
-                        // than one per message.
-                        pending = tokio::task::block_in_place(|| {
+                        // All the RETR/TOP/DELE a client pipelined are
+                        // answered in one go, up to a batch of output.
+                        pending = {
                             let mut uid = uid;
-                            loop {
-                                let msg = self.message(folder_id, uid);
-                                session.message(msg.as_deref());
+                            'retrieve: loop {
+                                match self.message(folder_id, uid).await {
+                                    Ok(msg) => session.message(msg.as_deref()),
+                                    Err(e) => {
+                                        tracing::error!(target: "pop3", client = %ip, error = %e, "reading a message failed");
+                                        session.message_unavailable();
+                                    }
+                                }
                                 loop {
                                     match session.poll() {
                                         Some(Action::Send(bytes)) => out.extend_from_slice(&bytes),
@@ -139,17 +175,17 @@ impl Pop3Service {
                                             uid = next;
                                             break;
                                         }
-                                        other => return other,
+                                        other => break 'retrieve other,
                                     }
                                 }
                             }
-                        });
+                        };
                     }
                     Action::Commit { deleted } => {
                         // RFC 1939 6: the deletions are committed (one
                         // transaction) before +OK.
-                        let ok = match tokio::task::block_in_place(|| self.store.expunge(folder_id, &deleted))
-                        {
+                        let deleted: Vec<Uid> = deleted.iter().filter_map(|&u| Uid::from_i64(u)).collect();
+                        let ok = match self.store.expunge(folder_id, &deleted).await {
                             Ok(n) => {
                                 tracing::info!(target: "pop3", client = %ip, deleted = n, "expunged at QUIT");
                                 true

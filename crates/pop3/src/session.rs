@@ -204,6 +204,15 @@ impl Session {
         }
     }
 
+    /// The message for a RETR or TOP could not be read (a storage
+    /// failure, not a message that is gone): RFC 3206 `[SYS/TEMP]`.
+    pub fn message_unavailable(&mut self) {
+        if let State::AwaitMessage { .. } = self.state {
+            self.state = State::Transaction;
+            self.error("[SYS/TEMP] The message cannot be read now, try again later");
+        }
+    }
+
     /// The message for a RETR or TOP; `None` if it vanished meanwhile.
     pub fn message(&mut self, bytes: Option<&[u8]>) {
         let State::AwaitMessage { top } = self.state else {

@@ -25,7 +25,7 @@ use postroom_queue::dns::MxResolver;
 use postroom_queue::{DeliveryQueue, Injector, QueueSettings};
 use postroom_smtp::service::{serve_connection, ConnectionSettings};
 use postroom_smtp::{Reply, SessionConfig};
-use postroom_store::{ForeignChanges, Store};
+use postroom_store::Store;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -187,7 +187,7 @@ async fn serve(
     let smtp = &cfg.smtp;
     let a = &cfg.auth;
     let auth = Arc::new(Authenticator::new(
-        store.db.clone(),
+        store.meta_handle(),
         a.default_domain.clone(),
         LoginPolicy {
             failures_before_delay: a.failures_before_delay,
@@ -226,7 +226,7 @@ async fn serve(
             reject_disabled_accounts: smtp.reject_disabled_accounts,
             quota_code: smtp.quota_exceeded_code,
         },
-        directory: Directory::new(store.db.clone(), postmaster),
+        directory: Directory::new(store.meta_handle(), postmaster),
         store: store.clone(),
         filter: Arc::new(NoFilter),
         memory: postroom_pipeline::MemoryBudget::new(smtp.max_in_memory_bytes),
@@ -457,29 +457,20 @@ async fn serve(
 /// Wakes IDLE sessions for changes other processes made to their folders
 /// (in-process commits wake them at once; see postroom_store's watch.rs).
 async fn look_for_foreign_changes(store: Store) {
-    let mut state = ForeignChanges::default();
     let mut tick = tokio::time::interval(FOREIGN_CHANGES_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let db = store.db.clone();
+        let meta = store.meta_handle();
+        // On a blocking thread: the embedded back end reads synchronously.
         let looked = tokio::task::spawn_blocking(move || {
-            let r = db.look_for_foreign_changes(&mut state);
-            (state, r)
+            tokio::runtime::Handle::current().block_on(meta.look_for_foreign_changes())
         })
         .await;
         match looked {
-            Ok((s, r)) => {
-                state = s;
-                if let Err(e) = r {
-                    tracing::warn!(error = %e, "looking for changes to watched folders failed");
-                }
-            }
-            // The state went with the task: start again from nothing.
-            Err(e) => {
-                tracing::warn!(error = %e, "looking for changes to watched folders failed");
-                state = ForeignChanges::default();
-            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "looking for changes to watched folders failed"),
+            Err(e) => tracing::warn!(error = %e, "looking for changes to watched folders failed"),
         }
     }
 }
@@ -489,8 +480,11 @@ async fn sweep_bodies_periodically(store: Store) {
     loop {
         let sweeper = store.clone();
         let started = std::time::Instant::now();
-        match tokio::task::spawn_blocking(move || sweeper.sweep_unreferenced_bodies(BODY_SWEEP_MIN_AGE)).await
-        {
+        // On a blocking thread: it lists every body file.
+        let swept = tokio::task::spawn_blocking(move || {
+            tokio::runtime::Handle::current().block_on(sweeper.sweep_unreferenced_bodies(BODY_SWEEP_MIN_AGE))
+        });
+        match swept.await {
             Ok(Ok(r)) => tracing::info!(
                 examined = r.examined,
                 deleted = r.deleted,

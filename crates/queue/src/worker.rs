@@ -26,7 +26,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use postroom_store::queue::OutboundRow;
-use postroom_store::Store;
+use postroom_store::{OutboundId, Store};
 use tokio::sync::{Notify, Semaphore};
 use tokio_rustls::TlsConnector;
 
@@ -96,13 +96,15 @@ pub struct DeliveryQueue {
     settings: QueueSettings,
     injector: Arc<dyn Injector>,
     tls: TlsConnector,
-    in_flight: Arc<Mutex<HashSet<i64>>>,
+    /// An async lock: the due rows are read while it is held (see
+    /// `start_due_jobs`).
+    in_flight: Arc<tokio::sync::Mutex<HashSet<OutboundId>>>,
     destinations: Mutex<HashMap<String, Destination>>,
     global: Arc<Semaphore>,
     /// Delivered row ids go to the finisher thread, which removes them in
     /// batches (one SQLite commit, one fsync for many deliveries) and only
     /// then lets them out of `in_flight`.
-    finished: Mutex<mpsc::Sender<Vec<i64>>>,
+    finished: Mutex<mpsc::Sender<Vec<OutboundId>>>,
 }
 
 fn now() -> i64 {
@@ -140,15 +142,17 @@ impl DeliveryQueue {
         injector: Arc<dyn Injector>,
     ) -> Arc<Self> {
         let global = Arc::new(Semaphore::new(settings.max_connections.max(1)));
-        let in_flight = Arc::new(Mutex::new(HashSet::new()));
-        let (tx, rx) = mpsc::channel::<Vec<i64>>();
-        {
+        let in_flight = Arc::new(tokio::sync::Mutex::new(HashSet::new()));
+        let (tx, rx) = mpsc::channel::<Vec<OutboundId>>();
+        // A thread, not a task: the commit waits for an fsync. It drives
+        // the store's async calls on the runtime's handle (without one,
+        // `finish` commits inline).
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let store = store.clone();
             let in_flight = Arc::clone(&in_flight);
-            // A thread, not a task: the commit waits for an fsync.
             let spawned = std::thread::Builder::new()
                 .name("queue-finisher".into())
-                .spawn(move || finisher(&store, &in_flight, &rx));
+                .spawn(move || finisher(&runtime, &store, &in_flight, &rx));
             if let Err(e) = spawned {
                 tracing::error!(error = %e, "could not start the queue finisher thread");
             }
@@ -171,8 +175,8 @@ impl DeliveryQueue {
         let mut changes = self.store.changes();
         tokio::pin!(stop);
         loop {
-            self.start_due_jobs();
-            let wait = match self.store.db.next_outbound_attempt() {
+            self.start_due_jobs().await;
+            let wait = match self.store.meta().next_outbound_attempt().await {
                 // Short enough that rows added by another process (the CLI's
                 // sendmail) are picked up soon without a notification.
                 Ok(Some(t)) => Duration::from_secs((t - now()).clamp(1, 5) as u64),
@@ -190,7 +194,7 @@ impl DeliveryQueue {
         }
     }
 
-    fn start_due_jobs(self: &Arc<Self>) {
+    async fn start_due_jobs(self: &Arc<Self>) {
         // (queue id, domain) in the order the rows came (oldest first).
         let mut order: Vec<(String, String)> = Vec::new();
         let mut groups: HashMap<(String, String), Vec<OutboundRow>> = HashMap::new();
@@ -200,8 +204,8 @@ impl DeliveryQueue {
             // still in flight here or already gone from what this read
             // sees. Reading first and locking after could take back a row
             // delivered in between, and send it again.
-            let mut busy = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-            let rows = match self.store.db.due_outbound(now(), 2000) {
+            let mut busy = self.in_flight.lock().await;
+            let rows = match self.store.meta().due_outbound(now(), 2000).await {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::error!(error = %e, "reading the queue failed");
@@ -336,7 +340,7 @@ impl DeliveryQueue {
             };
             if permit.is_err() {
                 // The semaphore is closed only at shutdown.
-                self.release(&job.rows);
+                self.release(&job.rows).await;
                 continue;
             }
             if let Some(why) = self.deliver_job(&domain, job, &mut session, &mut route).await {
@@ -362,8 +366,8 @@ impl DeliveryQueue {
 
     /// Lets rows be taken again once their outcome is committed.
     /// Delivered rows are released by the finisher instead.
-    fn release(&self, rows: &[OutboundRow]) {
-        let mut busy = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+    async fn release(&self, rows: &[OutboundRow]) {
+        let mut busy = self.in_flight.lock().await;
         for r in rows {
             busy.remove(&r.id);
         }
@@ -383,7 +387,7 @@ impl DeliveryQueue {
     /// A/AAAA records, no MX lookup, on its own port), else its MX hosts
     /// (RFC 5321 5.1) on `remote_port`.
     async fn hop(&self, domain: &str) -> Hop {
-        let relay = match self.store.db.relay_host(domain) {
+        let relay = match self.store.meta().relay_host(domain).await {
             Ok(r) => r,
             Err(e) => return Hop::Later(format!("reading the domain's relay host failed: {e}")),
         };
@@ -585,7 +589,7 @@ impl DeliveryQueue {
                     }
                     let progressed = !delivered.is_empty();
                     // Marked done only now, after the final 250.
-                    self.finish(delivered);
+                    self.finish(delivered).await;
                     if progressed && !too_many.is_empty() {
                         // RFC 5321 4.5.3.1.10: the server took as many
                         // recipients as it could; the rest go in the next
@@ -631,7 +635,7 @@ impl DeliveryQueue {
     }
 
     /// Hands delivered rows to the finisher thread.
-    fn finish(&self, ids: Vec<i64>) {
+    async fn finish(&self, ids: Vec<OutboundId>) {
         if ids.is_empty() {
             return;
         }
@@ -639,9 +643,9 @@ impl DeliveryQueue {
         let sent = self.finished.lock().unwrap_or_else(|e| e.into_inner()).send(ids);
         if let Err(mpsc::SendError(ids)) = sent {
             // No finisher thread: commit here.
-            match self.store.finish_outbound(&ids) {
+            match self.store.finish_outbound(&ids).await {
                 Ok(()) => {
-                    let mut busy = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut busy = self.in_flight.lock().await;
                     for id in &ids {
                         busy.remove(id);
                     }
@@ -683,7 +687,7 @@ impl DeliveryQueue {
                 .min(self.settings.retry_max);
             let next = now() + delay.as_secs().max(1) as i64;
             tracing::info!(target: "queue", queue_id = %r.queue_id, to = %r.recipient, relay = host.as_deref().unwrap_or("-"), status = "deferred", reason = %why, retry_in = delay.as_secs(), "delivery");
-            if let Err(e) = self.store.db.defer_outbound(r.id, &why, next) {
+            if let Err(e) = self.store.meta().defer_outbound(r.id, &why, next).await {
                 tracing::error!(error = %e, "could not defer");
                 continue;
             }
@@ -701,7 +705,7 @@ impl DeliveryQueue {
         if !failed.is_empty() {
             self.bounce_rows(&failed, message).await;
         }
-        self.release(&handled);
+        self.release(&handled).await;
     }
 
     /// One delay warning for these rows of one message (RFC 3464
@@ -746,8 +750,8 @@ impl DeliveryQueue {
                 for (r, _, _) in rows {
                     tracing::info!(target: "queue", queue_id = %r.queue_id, to = %r.recipient, status = "delayed", warning = %id, "delay warning sent");
                 }
-                let ids: Vec<i64> = rows.iter().map(|(r, _, _)| r.id).collect();
-                if let Err(e) = self.store.db.mark_outbound_warned(&ids) {
+                let ids: Vec<OutboundId> = rows.iter().map(|(r, _, _)| r.id).collect();
+                if let Err(e) = self.store.meta().mark_outbound_warned(&ids).await {
                     tracing::error!(error = %e, "could not record the delay warning");
                 }
             }
@@ -789,8 +793,8 @@ impl DeliveryQueue {
                 return;
             }
         }
-        let ids: Vec<i64> = rows.iter().map(|(r, _, _, _)| r.id).collect();
-        if let Err(e) = self.store.finish_outbound(&ids) {
+        let ids: Vec<OutboundId> = rows.iter().map(|(r, _, _, _)| r.id).collect();
+        if let Err(e) = self.store.finish_outbound(&ids).await {
             tracing::error!(error = %e, "could not mark bounced rows done");
         }
     }
@@ -800,8 +804,13 @@ impl DeliveryQueue {
 /// arrived while the previous commit waited for its fsync — and only then
 /// lets their ids out of `in_flight`. A row whose removal failed stays in
 /// flight (never sent again by this process) and is tried again.
-fn finisher(store: &Store, in_flight: &Mutex<HashSet<i64>>, rx: &mpsc::Receiver<Vec<i64>>) {
-    let mut carry: Vec<i64> = Vec::new();
+fn finisher(
+    runtime: &tokio::runtime::Handle,
+    store: &Store,
+    in_flight: &tokio::sync::Mutex<HashSet<OutboundId>>,
+    rx: &mpsc::Receiver<Vec<OutboundId>>,
+) {
+    let mut carry: Vec<OutboundId> = Vec::new();
     loop {
         let first = if carry.is_empty() {
             match rx.recv() {
@@ -817,9 +826,10 @@ fn finisher(store: &Store, in_flight: &Mutex<HashSet<i64>>, rx: &mpsc::Receiver<
         while let Ok(more) = rx.try_recv() {
             batch.extend(more);
         }
-        match store.finish_outbound(&batch) {
+        match runtime.block_on(store.finish_outbound(&batch)) {
             Ok(()) => {
-                let mut busy = in_flight.lock().unwrap_or_else(|e| e.into_inner());
+                // A thread outside the runtime: it may block on the lock.
+                let mut busy = in_flight.blocking_lock();
                 for id in &batch {
                     busy.remove(id);
                 }

@@ -215,6 +215,9 @@ pub trait MailboxMeta: Send + Sync {
     /// Marks everything below UIDNEXT as seen by a session; returns the
     /// previous mark (UIDs above it are \Recent for the caller alone).
     async fn claim_recent(&self, folder: FolderId) -> Result<i64>;
+    /// The mark [`MailboxMeta::claim_recent`] last left, without moving it
+    /// (STATUS RECENT).
+    async fn recent_mark(&self, folder: FolderId) -> Result<i64>;
     /// Refuses keywords that would take a folder past its limit.
     async fn check_keywords(&self, folder: FolderId, keywords: &str) -> Result<()>;
     /// The UID of a copy saved to a Sent folder recently with this

@@ -582,7 +582,8 @@ mod tests {
     #[test]
     fn an_import_is_all_or_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Store::open(dir.path()).unwrap().db;
+        let store = Store::open(dir.path()).unwrap();
+        let db = store.sqlite().unwrap();
         db.add_domain("abc.com", "abc.com", None).unwrap();
         // The second alias names a domain that does not exist: the new
         // domain and the first alias must not stay behind.

@@ -416,6 +416,10 @@ impl MailboxMeta for FaultyMeta {
         self.check()?;
         self.inner.claim_recent(folder).await
     }
+    async fn recent_mark(&self, folder: FolderId) -> Result<i64> {
+        self.check()?;
+        self.inner.recent_mark(folder).await
+    }
     async fn check_keywords(&self, folder: FolderId, keywords: &str) -> Result<()> {
         self.check()?;
         self.inner.check_keywords(folder, keywords).await

@@ -420,6 +420,17 @@ impl Db {
         })
     }
 
+    /// See [`crate::backend::MailboxMeta::recent_mark`].
+    pub fn recent_mark(&self, folder_id: FolderId) -> Result<i64> {
+        self.read(|c| {
+            Ok(
+                c.query_row("SELECT recent_uid FROM folders WHERE id = ?1", [folder_id], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+    }
+
     /// Marks everything up to UIDNEXT as seen by a session and returns the
     /// previous mark: UIDs above it are \Recent for the caller alone.
     pub fn claim_recent(&self, folder_id: FolderId) -> Result<i64> {

@@ -132,8 +132,15 @@ impl Store {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))?;
         }
-        let db = Db::open(&data_dir.join("postroom.sqlite"))?;
         let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::new(data_dir.join("blobs"), fs)?);
+        Store::open_with_blobs(data_dir, blobs)
+    }
+
+    /// Opens the embedded database in `data_dir` with bodies kept in
+    /// `blobs` (tests pass one that cheats on fsync, to show the power-cut
+    /// test would catch it).
+    pub fn open_with_blobs(data_dir: &Path, blobs: Arc<dyn BlobStore>) -> Result<Store> {
+        let db = Db::open(&data_dir.join("postroom.sqlite"))?;
         let meta = Arc::new(sqlite::Sqlite::new(db.clone(), Arc::clone(&blobs)));
         let mut store = Store::with_backend(meta, blobs, data_dir);
         store.sqlite = Some(db);

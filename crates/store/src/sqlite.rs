@@ -319,6 +319,9 @@ impl MailboxMeta for Sqlite {
     async fn claim_recent(&self, folder: FolderId) -> Result<i64> {
         self.db.claim_recent(folder)
     }
+    async fn recent_mark(&self, folder: FolderId) -> Result<i64> {
+        self.db.recent_mark(folder)
+    }
     async fn check_keywords(&self, folder: FolderId, keywords: &str) -> Result<()> {
         self.db.check_keywords(folder, keywords)
     }

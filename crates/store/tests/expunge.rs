@@ -3,8 +3,9 @@
 //! new MODSEQ, and deletes the bodies nothing refers to any more.
 
 mod common;
+use common::wait;
 
-use postroom_store::Store;
+use postroom_store::{Store, Uid};
 
 fn message(i: i64) -> Vec<u8> {
     format!("From: a{i}@example.com\r\nSubject: message {i}\r\n\r\nbody {i}\r\n").into_bytes()
@@ -14,36 +15,56 @@ fn message(i: i64) -> Vec<u8> {
 fn expunge_removes_exactly_the_given_uids() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let domain = store.db.add_domain("example.com", "example.com", None).unwrap();
-    let a = store.db.add_account(domain.id, "u", "u", None, None).unwrap();
-    let inbox = store.db.find_folder(a.id, "INBOX").unwrap().unwrap();
+    let domain = store
+        .sqlite()
+        .unwrap()
+        .add_domain("example.com", "example.com", None)
+        .unwrap();
+    let a = store
+        .sqlite()
+        .unwrap()
+        .add_account(domain.id, "u", "u", None, None)
+        .unwrap();
+    let inbox = store
+        .sqlite()
+        .unwrap()
+        .find_folder(a.id, "INBOX")
+        .unwrap()
+        .unwrap();
     for i in 1..=20 {
-        store.append(&inbox, &message(i), 0, "", None).unwrap();
+        wait(store.append(&inbox, &message(i), 0, "", None)).unwrap();
     }
-    let uids = |store: &Store| -> Vec<i64> {
+    let uids = |store: &Store| -> Vec<u32> {
         store
-            .db
+            .sqlite()
+            .unwrap()
             .message_meta(inbox.id)
             .unwrap()
             .iter()
-            .map(|m| m.uid)
+            .map(|m| m.uid.get())
             .collect()
     };
     assert_eq!(uids(&store), (1..=20).collect::<Vec<_>>());
-    let before = store.db.folder_state(inbox.id).unwrap().unwrap().highestmodseq;
+    let before = store
+        .sqlite()
+        .unwrap()
+        .folder_state(inbox.id)
+        .unwrap()
+        .unwrap()
+        .highestmodseq;
 
     // Unsorted, with a duplicate, two runs, a single and a UID that never existed.
-    let removed = store.expunge(inbox.id, &[9, 3, 4, 5, 4, 12, 10, 11, 99]).unwrap();
+    let removed = wait(store.expunge(inbox.id, &[9, 3, 4, 5, 4, 12, 10, 11, 99].map(Uid))).unwrap();
     assert_eq!(removed, 7);
-    let expect: Vec<i64> = (1..=20)
+    let expect: Vec<u32> = (1..=20)
         .filter(|u| ![3, 4, 5, 9, 10, 11, 12].contains(u))
         .collect();
     assert_eq!(uids(&store), expect);
-    let tombstones = store.db.expunged_since(inbox.id, before).unwrap();
-    assert_eq!(tombstones, vec![3, 4, 5, 9, 10, 11, 12]);
+    let tombstones = store.sqlite().unwrap().expunged_since(inbox.id, before).unwrap();
+    assert_eq!(tombstones, [3, 4, 5, 9, 10, 11, 12].map(Uid));
 
     // Removed already (by another session): skipped, not counted.
-    let removed = store.expunge(inbox.id, &[3, 4, 13]).unwrap();
+    let removed = wait(store.expunge(inbox.id, &[3, 4, 13].map(Uid))).unwrap();
     assert_eq!(removed, 1);
     assert_eq!(uids(&store).len(), 12);
 

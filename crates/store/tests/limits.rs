@@ -1,6 +1,9 @@
 //! Issue #8: an account cannot create folders without end, nor a folder
 //! gather keywords without end; the limit answers `StoreError::Limit`.
 
+mod common;
+use common::wait;
+
 use postroom_store::folders::{FlagOp, MAX_FOLDERS, MAX_KEYWORDS};
 use postroom_store::{Store, StoreError};
 
@@ -10,65 +13,103 @@ const MESSAGE: &[u8] = b"From: a@example.com\r\nSubject: s\r\n\r\nbody\r\n";
 fn folders_per_account_are_limited() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let domain = store.db.add_domain("example.com", "example.com", None).unwrap();
-    let a = store.db.add_account(domain.id, "u", "u", None, None).unwrap();
-    let existing = store.db.folder_list(a.id).unwrap().len() as i64;
+    let domain = store
+        .sqlite()
+        .unwrap()
+        .add_domain("example.com", "example.com", None)
+        .unwrap();
+    let a = store
+        .sqlite()
+        .unwrap()
+        .add_account(domain.id, "u", "u", None, None)
+        .unwrap();
+    let existing = store.sqlite().unwrap().folder_list(a.id).unwrap().len() as i64;
     for i in existing..MAX_FOLDERS {
-        store.db.create_folder(a.id, &format!("f{i}"), None).unwrap();
+        store
+            .sqlite()
+            .unwrap()
+            .create_folder(a.id, &format!("f{i}"), None)
+            .unwrap();
     }
     assert!(matches!(
-        store.db.create_folder(a.id, "one more", None),
+        store.sqlite().unwrap().create_folder(a.id, "one more", None),
         Err(StoreError::Limit(_))
     ));
     // Another account is not affected.
-    let b = store.db.add_account(domain.id, "v", "v", None, None).unwrap();
-    store.db.create_folder(b.id, "mine", None).unwrap();
+    let b = store
+        .sqlite()
+        .unwrap()
+        .add_account(domain.id, "v", "v", None, None)
+        .unwrap();
+    store.sqlite().unwrap().create_folder(b.id, "mine", None).unwrap();
 }
 
 #[test]
 fn keywords_per_folder_are_limited() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let domain = store.db.add_domain("example.com", "example.com", None).unwrap();
-    let a = store.db.add_account(domain.id, "u", "u", None, None).unwrap();
-    let inbox = store.db.find_folder(a.id, "INBOX").unwrap().unwrap();
-    let archive = store.db.find_folder(a.id, "Archive").unwrap().unwrap();
-    let kw = |range: std::ops::Range<usize>| range.map(|i| format!("k{i}")).collect::<Vec<_>>();
-    let uid = store
-        .append(&inbox, MESSAGE, 0, &kw(0..60).join(" "), None)
+    let domain = store
+        .sqlite()
+        .unwrap()
+        .add_domain("example.com", "example.com", None)
         .unwrap();
+    let a = store
+        .sqlite()
+        .unwrap()
+        .add_account(domain.id, "u", "u", None, None)
+        .unwrap();
+    let inbox = store
+        .sqlite()
+        .unwrap()
+        .find_folder(a.id, "INBOX")
+        .unwrap()
+        .unwrap();
+    let archive = store
+        .sqlite()
+        .unwrap()
+        .find_folder(a.id, "Archive")
+        .unwrap()
+        .unwrap();
+    let kw = |range: std::ops::Range<usize>| range.map(|i| format!("k{i}")).collect::<Vec<_>>();
+    let uid = wait(store.append(&inbox, MESSAGE, 0, &kw(0..60).join(" "), None)).unwrap();
     // 60 + 40 = 100: allowed; a case variant of one is the same keyword.
     let (changed, _) = store
-        .db
+        .sqlite()
+        .unwrap()
         .store_flags(inbox.id, &[uid], FlagOp::Add, 0, &kw(60..MAX_KEYWORDS), None)
         .unwrap();
     assert_eq!(changed.len(), 1);
     store
-        .db
+        .sqlite()
+        .unwrap()
         .store_flags(inbox.id, &[uid], FlagOp::Add, 0, &["K1".into()], None)
         .unwrap();
     // One more distinct keyword, by STORE or by APPEND: refused, nothing changed.
-    let before = store.db.message_meta(inbox.id).unwrap();
+    let before = store.sqlite().unwrap().message_meta(inbox.id).unwrap();
     assert!(matches!(
         store
-            .db
+            .sqlite()
+            .unwrap()
             .store_flags(inbox.id, &[uid], FlagOp::Add, 0, &["new".into()], None),
         Err(StoreError::Limit(_))
     ));
     assert!(matches!(
-        store.append(&inbox, MESSAGE, 0, "new", None),
+        wait(store.append(&inbox, MESSAGE, 0, "new", None)),
         Err(StoreError::Limit(_))
     ));
-    assert_eq!(store.db.message_meta(inbox.id).unwrap(), before);
+    assert_eq!(store.sqlite().unwrap().message_meta(inbox.id).unwrap(), before);
     // Keywords already in the folder may be set on other messages.
-    store.append(&inbox, MESSAGE, 0, "k5 k7", None).unwrap();
+    wait(store.append(&inbox, MESSAGE, 0, "k5 k7", None)).unwrap();
     // A copy that would take a folder past the limit is refused whole.
-    store.append(&archive, MESSAGE, 0, "other", None).unwrap();
+    wait(store.append(&archive, MESSAGE, 0, "other", None)).unwrap();
     assert!(matches!(
-        store.db.copy_messages(inbox.id, &[uid], archive.id),
+        store
+            .sqlite()
+            .unwrap()
+            .copy_messages(inbox.id, &[uid], archive.id),
         Err(StoreError::Limit(_))
     ));
-    assert_eq!(store.db.message_meta(archive.id).unwrap().len(), 1);
+    assert_eq!(store.sqlite().unwrap().message_meta(archive.id).unwrap().len(), 1);
 }
 
 /// A folder already past the limit (older data) still takes keywords it
@@ -77,11 +118,24 @@ fn keywords_per_folder_are_limited() {
 fn a_folder_past_the_keyword_limit_keeps_working() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let domain = store.db.add_domain("example.com", "example.com", None).unwrap();
-    let a = store.db.add_account(domain.id, "u", "u", None, None).unwrap();
-    let inbox = store.db.find_folder(a.id, "INBOX").unwrap().unwrap();
-    let uid = store.append(&inbox, MESSAGE, 0, "", None).unwrap();
-    let other = store.append(&inbox, MESSAGE, 0, "", None).unwrap();
+    let domain = store
+        .sqlite()
+        .unwrap()
+        .add_domain("example.com", "example.com", None)
+        .unwrap();
+    let a = store
+        .sqlite()
+        .unwrap()
+        .add_account(domain.id, "u", "u", None, None)
+        .unwrap();
+    let inbox = store
+        .sqlite()
+        .unwrap()
+        .find_folder(a.id, "INBOX")
+        .unwrap()
+        .unwrap();
+    let uid = wait(store.append(&inbox, MESSAGE, 0, "", None)).unwrap();
+    let other = wait(store.append(&inbox, MESSAGE, 0, "", None)).unwrap();
     let many: Vec<String> = (0..MAX_KEYWORDS + 50).map(|i| format!("k{i}")).collect();
     let c = rusqlite::Connection::open(dir.path().join("postroom.sqlite")).unwrap();
     c.execute(
@@ -91,13 +145,15 @@ fn a_folder_past_the_keyword_limit_keeps_working() {
     .unwrap();
     drop(c);
     store
-        .db
+        .sqlite()
+        .unwrap()
         .store_flags(inbox.id, &[other], FlagOp::Add, 0, &["k140".into()], None)
         .unwrap();
-    store.append(&inbox, MESSAGE, 0, "k3", None).unwrap();
+    wait(store.append(&inbox, MESSAGE, 0, "k3", None)).unwrap();
     assert!(matches!(
         store
-            .db
+            .sqlite()
+            .unwrap()
             .store_flags(inbox.id, &[other], FlagOp::Add, 0, &["new".into()], None),
         Err(StoreError::Limit(_))
     ));

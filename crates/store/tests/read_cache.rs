@@ -3,8 +3,11 @@
 //! (brought up to date incrementally) equals a fresh read, and a cached
 //! header block is the message's header exactly.
 
+mod common;
+use common::wait;
+
 use postroom_store::folders::FlagOp;
-use postroom_store::Store;
+use postroom_store::{Store, Uid};
 
 struct Lcg(u64);
 
@@ -26,51 +29,75 @@ fn message(i: u64) -> Vec<u8> {
 fn snapshots_follow_every_change() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let domain = store.db.add_domain("example.com", "example.com", None).unwrap();
-    let a = store.db.add_account(domain.id, "u", "u", None, None).unwrap();
-    let inbox = store.db.find_folder(a.id, "INBOX").unwrap().unwrap();
-    let archive = store.db.find_folder(a.id, "Archive").unwrap().unwrap();
+    let domain = store
+        .sqlite()
+        .unwrap()
+        .add_domain("example.com", "example.com", None)
+        .unwrap();
+    let a = store
+        .sqlite()
+        .unwrap()
+        .add_account(domain.id, "u", "u", None, None)
+        .unwrap();
+    let inbox = store
+        .sqlite()
+        .unwrap()
+        .find_folder(a.id, "INBOX")
+        .unwrap()
+        .unwrap();
+    let archive = store
+        .sqlite()
+        .unwrap()
+        .find_folder(a.id, "Archive")
+        .unwrap()
+        .unwrap();
     let mut rng = Lcg(7);
     for step in 0..400u64 {
-        let uids: Vec<i64> = store
-            .db
+        let uids: Vec<Uid> = store
+            .sqlite()
+            .unwrap()
             .message_meta(inbox.id)
             .unwrap()
             .iter()
             .map(|m| m.uid)
             .collect();
         let pick =
-            |rng: &mut Lcg| -> Vec<i64> { uids.iter().copied().filter(|_| rng.next(4) == 0).collect() };
+            |rng: &mut Lcg| -> Vec<Uid> { uids.iter().copied().filter(|_| rng.next(4) == 0).collect() };
         match rng.next(6) {
             0 | 1 => {
-                store.append(&inbox, &message(step), 0, "", None).unwrap();
+                wait(store.append(&inbox, &message(step), 0, "", None)).unwrap();
             }
             2 => {
                 let u = pick(&mut rng);
                 let op = [FlagOp::Add, FlagOp::Remove, FlagOp::Replace][rng.next(3) as usize];
                 let (changed, _) = store
-                    .db
+                    .sqlite()
+                    .unwrap()
                     .store_flags(inbox.id, &u, op, rng.next(32) as i64, &["$x".to_string()], None)
                     .unwrap();
                 // As IMAP does after its own STORE: fold them into the cache.
                 if rng.next(2) == 0 {
-                    store.note_flag_changes(inbox.id, &changed);
+                    wait(store.note_flag_changes(inbox.id, &changed));
                 }
             }
             3 => {
                 let u = pick(&mut rng);
-                store.db.copy_messages(inbox.id, &u, archive.id).unwrap();
+                store
+                    .sqlite()
+                    .unwrap()
+                    .copy_messages(inbox.id, &u, archive.id)
+                    .unwrap();
             }
             4 => {
                 let u = pick(&mut rng);
-                store.expunge(inbox.id, &u).unwrap();
+                wait(store.expunge(inbox.id, &u)).unwrap();
             }
             _ => {}
         }
         if rng.next(3) == 0 {
             for f in [inbox.id, archive.id] {
-                let snap = store.folder_snapshot(f, None).unwrap().unwrap();
-                let fresh = store.db.folder_state(f).unwrap().unwrap();
+                let snap = wait(store.folder_snapshot(f, None)).unwrap().unwrap();
+                let fresh = store.sqlite().unwrap().folder_state(f).unwrap().unwrap();
                 assert_eq!(*snap.msgs, *fresh.msgs, "step {step}, folder {f}");
                 assert_eq!(
                     (snap.uidnext, snap.highestmodseq),
@@ -80,17 +107,17 @@ fn snapshots_follow_every_change() {
         }
     }
     // Header blocks: the header up to its blank line, with the prefix.
-    let metas = store.db.message_meta(archive.id).unwrap();
-    let uids: Vec<i64> = metas.iter().map(|m| m.uid).collect();
+    let metas = store.sqlite().unwrap().message_meta(archive.id).unwrap();
+    let uids: Vec<Uid> = metas.iter().map(|m| m.uid).collect();
     for _ in 0..2 {
-        let heads = store.header_blocks(archive.id, &uids).unwrap();
+        let heads = wait(store.header_blocks(archive.id, &uids)).unwrap();
         for (u, h) in uids.iter().zip(heads) {
-            let row = store.db.message(archive.id, *u).unwrap().unwrap();
+            let row = store.sqlite().unwrap().message(archive.id, *u).unwrap().unwrap();
             let full = store.message_bytes(&row).unwrap();
             let end = postroom_store::cache::header_len(&full).unwrap();
             assert_eq!(&h.unwrap()[..], &full[..end]);
         }
     }
     // A UID that does not exist has no block.
-    assert!(store.header_blocks(archive.id, &[1_000_000]).unwrap()[0].is_none());
+    assert!(wait(store.header_blocks(archive.id, &[Uid(1_000_000)])).unwrap()[0].is_none());
 }

@@ -25,16 +25,22 @@ fn refuses_a_newer_data_folder() {
 fn reopening_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let d = store.db.add_domain("example.com", "example.com", None).unwrap();
+    let d = store
+        .sqlite()
+        .unwrap()
+        .add_domain("example.com", "example.com", None)
+        .unwrap();
     let a = store
-        .db
+        .sqlite()
+        .unwrap()
         .add_account(d.id, "u", "U", Some("{PLAIN}x"), Some(10))
         .unwrap();
     drop(store);
     let store = Store::open(dir.path()).unwrap();
-    assert_eq!(store.db.account(d.id, "u").unwrap().unwrap(), a);
+    assert_eq!(store.sqlite().unwrap().account(d.id, "u").unwrap().unwrap(), a);
     let folders: Vec<String> = store
-        .db
+        .sqlite()
+        .unwrap()
         .folders(a.id)
         .unwrap()
         .into_iter()
@@ -64,16 +70,25 @@ fn upgrades_a_v1_data_folder() {
     }
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(
-        store.db.read(postroom_store::schema::version).unwrap(),
+        store
+            .sqlite()
+            .unwrap()
+            .read(postroom_store::schema::version)
+            .unwrap(),
         SCHEMA_VERSION
     );
-    let inbox = store.db.find_folder(1, "inbox").unwrap().unwrap();
+    let inbox = store
+        .sqlite()
+        .unwrap()
+        .find_folder(postroom_store::AccountId(1), "inbox")
+        .unwrap()
+        .unwrap();
     assert_eq!(
-        store.db.messages(inbox.id).unwrap()[0].pop3_uidl,
+        store.sqlite().unwrap().messages(inbox.id).unwrap()[0].pop3_uidl,
         "0000000100000001"
     );
-    assert_eq!(store.db.claim_recent(inbox.id).unwrap(), 0);
-    assert_eq!(store.db.claim_recent(inbox.id).unwrap(), 1);
+    assert_eq!(store.sqlite().unwrap().claim_recent(inbox.id).unwrap(), 0);
+    assert_eq!(store.sqlite().unwrap().claim_recent(inbox.id).unwrap(), 1);
     let backups: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .filter_map(|e| e.ok())
@@ -122,20 +137,26 @@ fn upgrades_a_v4_data_folder() {
         .unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
-    let d = store.db.domain("example.com").unwrap().unwrap();
+    let d = store.sqlite().unwrap().domain("example.com").unwrap().unwrap();
     assert_eq!((d.relay_to, d.relay_verify), (None, false));
-    let a = store.db.account(d.id, "u").unwrap().unwrap();
+    let a = store.sqlite().unwrap().account(d.id, "u").unwrap().unwrap();
     assert!(a.forward_to.is_empty() && a.forward_keep && !a.sent_copy);
-    let q = store.db.outbound().unwrap();
+    let q = store.sqlite().unwrap().outbound().unwrap();
     assert_eq!((q.len(), q[0].warned), (2, false));
     // The v4 queue parked expired rows far in the future: now due, to bounce.
     assert_eq!(q[1].next_attempt, 0);
     store
-        .db
+        .sqlite()
+        .unwrap()
         .set_domain_relay(d.id, Some("mx.customer.example:25"), false)
         .unwrap();
     assert_eq!(
-        store.db.relay_host("example.com").unwrap().as_deref(),
+        store
+            .sqlite()
+            .unwrap()
+            .relay_host("example.com")
+            .unwrap()
+            .as_deref(),
         Some("mx.customer.example:25")
     );
 }

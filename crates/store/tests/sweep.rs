@@ -2,6 +2,7 @@
 //! message and no queue entry refers to.
 
 mod common;
+use common::wait;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,14 +18,27 @@ fn id_at(t: SystemTime) -> String {
 fn sweep_deletes_only_old_unreferenced_bodies() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let domain = store.db.add_domain("example.com", "example.com", None).unwrap();
-    let a = store.db.add_account(domain.id, "u", "u", None, None).unwrap();
-    let inbox = store.db.find_folder(a.id, "INBOX").unwrap().unwrap();
+    let domain = store
+        .sqlite()
+        .unwrap()
+        .add_domain("example.com", "example.com", None)
+        .unwrap();
+    let a = store
+        .sqlite()
+        .unwrap()
+        .add_account(domain.id, "u", "u", None, None)
+        .unwrap();
+    let inbox = store
+        .sqlite()
+        .unwrap()
+        .find_folder(a.id, "INBOX")
+        .unwrap()
+        .unwrap();
     let body = b"Subject: kept\r\n\r\nbody\r\n";
 
     // Two stored messages and one queued message: referenced.
-    store.append(&inbox, body, 0, "", None).unwrap();
-    store.append(&inbox, body, 0, "", None).unwrap();
+    wait(store.append(&inbox, body, 0, "", None)).unwrap();
+    wait(store.append(&inbox, body, 0, "", None)).unwrap();
     let queued = id_at(SystemTime::now());
     store.blobs.put(&queued, body).unwrap();
     let delivery = Delivery {
@@ -55,7 +69,7 @@ fn sweep_deletes_only_old_unreferenced_bodies() {
     assert_eq!(common::count_files(&dir.path().join("blobs")), 7);
 
     // Only the old ones are considered, and all three are unreferenced.
-    let report = store.sweep_unreferenced_bodies(Duration::from_secs(600)).unwrap();
+    let report = wait(store.sweep_unreferenced_bodies(Duration::from_secs(600))).unwrap();
     assert_eq!(
         report,
         SweepReport {
@@ -70,7 +84,7 @@ fn sweep_deletes_only_old_unreferenced_bodies() {
 
     // With no minimum age the young orphan goes too; referenced bodies stay.
     std::thread::sleep(Duration::from_millis(2));
-    let report = store.sweep_unreferenced_bodies(Duration::ZERO).unwrap();
+    let report = wait(store.sweep_unreferenced_bodies(Duration::ZERO)).unwrap();
     assert_eq!(
         report,
         SweepReport {
@@ -79,7 +93,7 @@ fn sweep_deletes_only_old_unreferenced_bodies() {
         }
     );
     assert!(store.blobs.get(&queued).is_ok(), "a queued body stays");
-    for m in store.db.messages(inbox.id).unwrap() {
+    for m in store.sqlite().unwrap().messages(inbox.id).unwrap() {
         assert_eq!(store.message_bytes(&m).unwrap(), body, "a stored body stays");
     }
     drop(store);
@@ -90,6 +104,6 @@ fn sweep_deletes_only_old_unreferenced_bodies() {
 fn sweep_of_an_empty_store_finds_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let report = store.sweep_unreferenced_bodies(Duration::ZERO).unwrap();
+    let report = wait(store.sweep_unreferenced_bodies(Duration::ZERO)).unwrap();
     assert_eq!(report, SweepReport::default());
 }

@@ -3,6 +3,9 @@
 //! id when complete, deleted when abandoned, and cleared at start after a
 //! crash.
 
+mod common;
+use common::wait;
+
 use postroom_store::Store;
 
 fn uploads(dir: &std::path::Path) -> usize {
@@ -13,9 +16,22 @@ fn uploads(dir: &std::path::Path) -> usize {
 fn uploads_are_stored_dropped_and_cleared() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let domain = store.db.add_domain("example.com", "example.com", None).unwrap();
-    let a = store.db.add_account(domain.id, "u", "u", None, None).unwrap();
-    let inbox = store.db.find_folder(a.id, "INBOX").unwrap().unwrap();
+    let domain = store
+        .sqlite()
+        .unwrap()
+        .add_domain("example.com", "example.com", None)
+        .unwrap();
+    let a = store
+        .sqlite()
+        .unwrap()
+        .add_account(domain.id, "u", "u", None, None)
+        .unwrap();
+    let inbox = store
+        .sqlite()
+        .unwrap()
+        .find_folder(a.id, "INBOX")
+        .unwrap()
+        .unwrap();
     let body: Vec<u8> = b"Subject: up\r\n\r\n"
         .iter()
         .copied()
@@ -29,9 +45,9 @@ fn uploads_are_stored_dropped_and_cleared() {
     assert_eq!(w.len() as usize, body.len());
     assert!(w.head().starts_with(b"Subject: up"));
     assert_eq!(uploads(dir.path()), 1);
-    let uid = store.append_upload(&inbox, w, 0, "", None).unwrap();
+    let uid = wait(store.append_upload(&inbox, w, 0, "", None)).unwrap();
     assert_eq!(uploads(dir.path()), 0);
-    let row = store.db.message(inbox.id, uid).unwrap().unwrap();
+    let row = store.sqlite().unwrap().message(inbox.id, uid).unwrap().unwrap();
     assert_eq!(store.message_bytes(&row).unwrap(), body);
 
     // Abandoned (the connection went away): nothing left.

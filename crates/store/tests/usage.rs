@@ -2,12 +2,16 @@
 //! kept right by every path that adds or removes a message, and filled in
 //! when an older data folder is upgraded.
 
-use postroom_store::Store;
+mod common;
+use common::wait;
+
+use postroom_store::{AccountId, Store, Uid};
 
 /// What the total must equal: the sum over the account's messages.
-fn summed(store: &Store, account_id: i64) -> i64 {
+fn summed(store: &Store, account_id: AccountId) -> i64 {
     store
-        .db
+        .sqlite()
+        .unwrap()
         .read(|c| {
             Ok(c.query_row(
                 "SELECT COALESCE(SUM(m.size), 0) FROM messages m JOIN folders f ON m.folder_id = f.id
@@ -23,45 +27,79 @@ fn summed(store: &Store, account_id: i64) -> i64 {
 fn usage_follows_append_copy_expunge_and_folder_deletion() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let d = store.db.add_domain("example.com", "example.com", None).unwrap();
-    let a = store.db.add_account(d.id, "u", "u", None, None).unwrap();
-    let b = store.db.add_account(d.id, "v", "v", None, None).unwrap();
-    let inbox = store.db.find_folder(a.id, "INBOX").unwrap().unwrap();
-    let other = store.db.find_folder(b.id, "INBOX").unwrap().unwrap();
-    assert_eq!(store.db.usage(a.id).unwrap(), 0);
+    let d = store
+        .sqlite()
+        .unwrap()
+        .add_domain("example.com", "example.com", None)
+        .unwrap();
+    let a = store
+        .sqlite()
+        .unwrap()
+        .add_account(d.id, "u", "u", None, None)
+        .unwrap();
+    let b = store
+        .sqlite()
+        .unwrap()
+        .add_account(d.id, "v", "v", None, None)
+        .unwrap();
+    let inbox = store
+        .sqlite()
+        .unwrap()
+        .find_folder(a.id, "INBOX")
+        .unwrap()
+        .unwrap();
+    let other = store
+        .sqlite()
+        .unwrap()
+        .find_folder(b.id, "INBOX")
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.sqlite().unwrap().usage(a.id).unwrap(), 0);
 
     for i in 0..10 {
         let body = format!("Subject: {i}\r\n\r\n{}\r\n", "x".repeat(i * 100));
-        store.append(&inbox, body.as_bytes(), 0, "", None).unwrap();
+        wait(store.append(&inbox, body.as_bytes(), 0, "", None)).unwrap();
     }
-    store
-        .append(&other, b"Subject: b\r\n\r\nb\r\n", 0, "", None)
-        .unwrap();
-    let after_append = store.db.usage(a.id).unwrap();
+    wait(store.append(&other, b"Subject: b\r\n\r\nb\r\n", 0, "", None)).unwrap();
+    let after_append = store.sqlite().unwrap().usage(a.id).unwrap();
     assert!(after_append > 4500);
     assert_eq!(after_append, summed(&store, a.id));
-    assert_eq!(store.db.usage(b.id).unwrap(), summed(&store, b.id));
+    assert_eq!(store.sqlite().unwrap().usage(b.id).unwrap(), summed(&store, b.id));
 
-    let archive = store.db.find_folder(a.id, "Archive").unwrap().unwrap();
-    store.db.copy_messages(inbox.id, &[1, 2, 3], archive.id).unwrap();
-    assert_eq!(store.db.usage(a.id).unwrap(), summed(&store, a.id));
-    assert!(store.db.usage(a.id).unwrap() > after_append);
+    let archive = store
+        .sqlite()
+        .unwrap()
+        .find_folder(a.id, "Archive")
+        .unwrap()
+        .unwrap();
+    store
+        .sqlite()
+        .unwrap()
+        .copy_messages(inbox.id, &[1, 2, 3].map(Uid), archive.id)
+        .unwrap();
+    assert_eq!(store.sqlite().unwrap().usage(a.id).unwrap(), summed(&store, a.id));
+    assert!(store.sqlite().unwrap().usage(a.id).unwrap() > after_append);
 
-    store.expunge(inbox.id, &[1, 5, 6]).unwrap();
-    assert_eq!(store.db.usage(a.id).unwrap(), summed(&store, a.id));
+    wait(store.expunge(inbox.id, &[1, 5, 6].map(Uid))).unwrap();
+    assert_eq!(store.sqlite().unwrap().usage(a.id).unwrap(), summed(&store, a.id));
 
-    let archive = store.db.find_folder(a.id, "Archive").unwrap().unwrap();
-    store.delete_folder(&archive).unwrap();
-    assert_eq!(store.db.usage(a.id).unwrap(), summed(&store, a.id));
+    let archive = store
+        .sqlite()
+        .unwrap()
+        .find_folder(a.id, "Archive")
+        .unwrap()
+        .unwrap();
+    wait(store.delete_folder(&archive)).unwrap();
+    assert_eq!(store.sqlite().unwrap().usage(a.id).unwrap(), summed(&store, a.id));
     // The other account was never touched.
-    assert_eq!(store.db.usage(b.id).unwrap(), summed(&store, b.id));
-    assert!(store.db.usage(b.id).unwrap() > 0);
+    assert_eq!(store.sqlite().unwrap().usage(b.id).unwrap(), summed(&store, b.id));
+    assert!(store.sqlite().unwrap().usage(b.id).unwrap() > 0);
 
     // A reopened store reads the same total.
-    let total = store.db.usage(a.id).unwrap();
+    let total = store.sqlite().unwrap().usage(a.id).unwrap();
     drop(store);
     let store = Store::open(dir.path()).unwrap();
-    assert_eq!(store.db.usage(a.id).unwrap(), total);
+    assert_eq!(store.sqlite().unwrap().usage(a.id).unwrap(), total);
 }
 
 /// A data folder of schema version 5 gets its totals computed once.
@@ -85,8 +123,8 @@ fn upgrade_from_v5_fills_in_the_totals() {
         .unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
-    assert_eq!(store.db.usage(1).unwrap(), 357);
-    assert_eq!(store.db.usage(2).unwrap(), 0);
+    assert_eq!(store.sqlite().unwrap().usage(AccountId(1)).unwrap(), 357);
+    assert_eq!(store.sqlite().unwrap().usage(AccountId(2)).unwrap(), 0);
     // An account that does not exist stores nothing.
-    assert_eq!(store.db.usage(999).unwrap(), 0);
+    assert_eq!(store.sqlite().unwrap().usage(AccountId(999)).unwrap(), 0);
 }

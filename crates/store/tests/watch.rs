@@ -2,8 +2,11 @@
 //! report — APPEND, delivery, flag change, COPY, expunge, deletion — and
 //! only by changes to their own folder.
 
+mod common;
+use common::wait;
+
 use postroom_store::folders::FlagOp;
-use postroom_store::{Delivery, LocalDelivery, Store};
+use postroom_store::{Delivery, LocalDelivery, Store, Uid};
 use tokio::sync::watch::Receiver;
 
 fn message(i: i64) -> Vec<u8> {
@@ -21,12 +24,34 @@ fn woken(rx: &mut Receiver<()>) -> bool {
 fn each_change_wakes_the_watchers_of_its_folder_only() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let domain = store.db.add_domain("example.com", "example.com", None).unwrap();
-    let a = store.db.add_account(domain.id, "a", "a", None, None).unwrap();
-    let b = store.db.add_account(domain.id, "b", "b", None, None).unwrap();
-    let inbox_a = store.db.find_folder(a.id, "INBOX").unwrap().unwrap();
-    let inbox_b = store.db.find_folder(b.id, "INBOX").unwrap().unwrap();
-    let work = store.db.create_folder(a.id, "Work", None).unwrap();
+    let domain = store
+        .sqlite()
+        .unwrap()
+        .add_domain("example.com", "example.com", None)
+        .unwrap();
+    let a = store
+        .sqlite()
+        .unwrap()
+        .add_account(domain.id, "a", "a", None, None)
+        .unwrap();
+    let b = store
+        .sqlite()
+        .unwrap()
+        .add_account(domain.id, "b", "b", None, None)
+        .unwrap();
+    let inbox_a = store
+        .sqlite()
+        .unwrap()
+        .find_folder(a.id, "INBOX")
+        .unwrap()
+        .unwrap();
+    let inbox_b = store
+        .sqlite()
+        .unwrap()
+        .find_folder(b.id, "INBOX")
+        .unwrap()
+        .unwrap();
+    let work = store.sqlite().unwrap().create_folder(a.id, "Work", None).unwrap();
 
     let mut watch_a = store.watch_folder(inbox_a.id);
     let mut watch_a2 = store.watch_folder(inbox_a.id);
@@ -35,7 +60,7 @@ fn each_change_wakes_the_watchers_of_its_folder_only() {
     assert!(!woken(&mut watch_a));
 
     // APPEND.
-    store.append(&inbox_a, &message(1), 0, "", None).unwrap();
+    wait(store.append(&inbox_a, &message(1), 0, "", None)).unwrap();
     assert!(
         woken(&mut watch_a) && woken(&mut watch_a2),
         "every watcher of the folder"
@@ -71,27 +96,36 @@ fn each_change_wakes_the_watchers_of_its_folder_only() {
 
     // A flag change.
     store
-        .db
-        .store_flags(inbox_a.id, &[1], FlagOp::Add, 1, &[], None)
+        .sqlite()
+        .unwrap()
+        .store_flags(inbox_a.id, &[Uid(1)], FlagOp::Add, 1, &[], None)
         .unwrap();
     assert!(woken(&mut watch_a));
 
     // COPY wakes the target.
-    store.db.copy_messages(inbox_a.id, &[1], work.id).unwrap();
+    store
+        .sqlite()
+        .unwrap()
+        .copy_messages(inbox_a.id, &[Uid(1)], work.id)
+        .unwrap();
     assert!(woken(&mut watch_work));
 
     // Expunge.
-    store.expunge(inbox_a.id, &[1]).unwrap();
+    wait(store.expunge(inbox_a.id, &[Uid(1)])).unwrap();
     assert!(woken(&mut watch_a));
     assert!(!woken(&mut watch_b));
 
     // Deleting the folder: its sessions must learn it is gone.
-    store.delete_folder(&work).unwrap();
+    wait(store.delete_folder(&work)).unwrap();
     assert!(woken(&mut watch_work));
     assert!(!woken(&mut watch_a));
 
     // A failed write publishes nothing it did not change.
-    assert!(store.db.create_folder(a.id, "INBOX", None).is_err());
+    assert!(store
+        .sqlite()
+        .unwrap()
+        .create_folder(a.id, "INBOX", None)
+        .is_err());
     assert!(!woken(&mut watch_a) && !woken(&mut watch_b));
 }
 
@@ -101,43 +135,89 @@ fn changes_made_by_another_process_are_found_by_looking() {
     // Two opens of one data folder: two processes as far as hooks go.
     let server = Store::open(dir.path()).unwrap();
     let cli = Store::open(dir.path()).unwrap();
-    let domain = cli.db.add_domain("example.com", "example.com", None).unwrap();
-    let a = cli.db.add_account(domain.id, "a", "a", None, None).unwrap();
-    let b = cli.db.add_account(domain.id, "b", "b", None, None).unwrap();
-    let inbox_a = cli.db.find_folder(a.id, "INBOX").unwrap().unwrap();
-    let inbox_b = cli.db.find_folder(b.id, "INBOX").unwrap().unwrap();
-    let work = cli.db.create_folder(a.id, "Work", None).unwrap();
+    let domain = cli
+        .sqlite()
+        .unwrap()
+        .add_domain("example.com", "example.com", None)
+        .unwrap();
+    let a = cli
+        .sqlite()
+        .unwrap()
+        .add_account(domain.id, "a", "a", None, None)
+        .unwrap();
+    let b = cli
+        .sqlite()
+        .unwrap()
+        .add_account(domain.id, "b", "b", None, None)
+        .unwrap();
+    let inbox_a = cli.sqlite().unwrap().find_folder(a.id, "INBOX").unwrap().unwrap();
+    let inbox_b = cli.sqlite().unwrap().find_folder(b.id, "INBOX").unwrap().unwrap();
+    let work = cli.sqlite().unwrap().create_folder(a.id, "Work", None).unwrap();
 
     let mut state = postroom_store::ForeignChanges::default();
     let mut watch_a = server.watch_folder(inbox_a.id);
     let mut watch_b = server.watch_folder(inbox_b.id);
     let mut watch_work = server.watch_folder(work.id);
     // The first look wakes every newly watched folder once.
-    assert_eq!(server.db.look_for_foreign_changes(&mut state).unwrap(), 3);
+    assert_eq!(
+        server
+            .sqlite()
+            .unwrap()
+            .look_for_foreign_changes(&mut state)
+            .unwrap(),
+        3
+    );
     assert!(woken(&mut watch_a) && woken(&mut watch_b) && woken(&mut watch_work));
-    assert_eq!(server.db.look_for_foreign_changes(&mut state).unwrap(), 0);
+    assert_eq!(
+        server
+            .sqlite()
+            .unwrap()
+            .look_for_foreign_changes(&mut state)
+            .unwrap(),
+        0
+    );
 
-    cli.append(&inbox_a, &message(1), 0, "", None).unwrap();
+    wait(cli.append(&inbox_a, &message(1), 0, "", None)).unwrap();
     assert!(!woken(&mut watch_a), "no hook crosses processes");
-    assert_eq!(server.db.look_for_foreign_changes(&mut state).unwrap(), 1);
+    assert_eq!(
+        server
+            .sqlite()
+            .unwrap()
+            .look_for_foreign_changes(&mut state)
+            .unwrap(),
+        1
+    );
     assert!(woken(&mut watch_a));
     assert!(!woken(&mut watch_b) && !woken(&mut watch_work));
 
-    cli.db
-        .store_flags(inbox_a.id, &[1], FlagOp::Add, 1, &[], None)
+    cli.sqlite()
+        .unwrap()
+        .store_flags(inbox_a.id, &[Uid(1)], FlagOp::Add, 1, &[], None)
         .unwrap();
-    server.db.look_for_foreign_changes(&mut state).unwrap();
+    server
+        .sqlite()
+        .unwrap()
+        .look_for_foreign_changes(&mut state)
+        .unwrap();
     assert!(woken(&mut watch_a));
 
-    cli.delete_folder(&work).unwrap();
-    server.db.look_for_foreign_changes(&mut state).unwrap();
+    wait(cli.delete_folder(&work)).unwrap();
+    server
+        .sqlite()
+        .unwrap()
+        .look_for_foreign_changes(&mut state)
+        .unwrap();
     assert!(woken(&mut watch_work), "a deleted folder wakes its sessions");
 
     // Folders nobody waits on any more are not looked at.
     drop(watch_b);
-    cli.append(&inbox_b, &message(2), 0, "", None).unwrap();
+    wait(cli.append(&inbox_b, &message(2), 0, "", None)).unwrap();
     assert_eq!(
-        server.db.look_for_foreign_changes(&mut state).unwrap(),
+        server
+            .sqlite()
+            .unwrap()
+            .look_for_foreign_changes(&mut state)
+            .unwrap(),
         1,
         "only Work, still gone"
     );

@@ -20,9 +20,13 @@ impl Session {
         self.idling = false;
         let tag = self.pending_tag.take().unwrap_or_else(|| "*".into());
         let mut out = Vec::new();
-        self.refresh(true, &mut out);
-        self.send(out);
-        self.tagged(&tag, "OK", "IDLE terminated");
+        match self.refresh(true, &mut out) {
+            Ok(()) => {
+                self.send(out);
+                self.tagged(&tag, "OK", "IDLE terminated");
+            }
+            Err(e) => self.store_failed(&tag, "IDLE", &e),
+        }
     }
 
     /// While idling: announce what changed in the selected mailbox.
@@ -31,7 +35,13 @@ impl Session {
             return;
         }
         let mut out = Vec::new();
-        self.refresh(true, &mut out);
+        if let Err(e) = self.refresh(true, &mut out) {
+            // Nothing to answer while idling, and nothing was folded in:
+            // the client's view stays the session's, and the next signal
+            // (or the glue's tick) tries again. Logged, not hidden.
+            self.log_store_error("IDLE", &e);
+            return;
+        }
         self.send(out);
         self.close_if_bye();
     }

@@ -1,10 +1,13 @@
 //! SELECT/EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE, LIST/LSUB, STATUS.
 
+use crate::wait::wait;
 use std::fmt::Write as _;
 
 use imap_codec::imap_types::command::SelectParameter;
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
 use imap_codec::imap_types::status::StatusDataItemName;
+
+use postroom_store::{StoreError, Uid};
 
 use super::{decode_name, Session, State};
 use crate::extensions::Extras;
@@ -19,13 +22,14 @@ impl Session {
         mailbox: &Mailbox<'_>,
         read_only: bool,
         params: Vec<SelectParameter>,
-    ) {
-        // Selecting a mailbox closes the one selected (without expunge).
+    ) -> Result<(), StoreError> {
+        // Selecting a mailbox closes the one selected (without expunge),
+        // also when the SELECT fails (RFC 9051 6.3.2).
         self.state = State::Authenticated;
         let name = self.mailbox_name(mailbox);
-        let Some(f) = self.folder(&name) else {
+        let Some(f) = self.folder(&name)? else {
             self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox");
-            return;
+            return Ok(());
         };
         let mut condstore = self.condstore;
         let mut qresync_from = None;
@@ -39,7 +43,7 @@ impl Session {
                 } => {
                     if !self.qresync {
                         self.bad(tag, "ENABLE QRESYNC first");
-                        return;
+                        return Ok(());
                     }
                     condstore = true;
                     if i64::from(uid_validity.get()) == f.uidvalidity {
@@ -52,23 +56,17 @@ impl Session {
         let recent_above = if read_only {
             i64::MAX
         } else {
-            self.store.db.claim_recent(f.id).unwrap_or(i64::MAX)
+            wait(self.store.meta().claim_recent(f.id))?
         };
         // The message list from the server-wide cache: no message rows are
         // read when the folder has not changed since it was last built.
-        let snap = match self
-            .store
-            .folder_snapshot(f.id, Some((f.highestmodseq, f.uidnext)))
-        {
-            Ok(Some(snap)) => snap,
-            Ok(None) => {
-                self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox");
-                return;
-            }
-            Err(_) => {
-                self.tagged(tag, "NO", "[UNAVAILABLE] Mailbox unavailable");
-                return;
-            }
+        let Some(snap) = wait(
+            self.store
+                .folder_snapshot(f.id, Some((f.highestmodseq, f.uidnext))),
+        )?
+        else {
+            self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox");
+            return Ok(());
         };
         let mut sel = Selected::new(f.name.clone(), read_only, &snap, recent_above, !self.rev2);
         sel.condstore = condstore;
@@ -95,14 +93,13 @@ impl Session {
             out.extend_from_slice(b"\r\n");
         }
         if let Some(since) = qresync_from {
-            if let Ok(vanished) = self.store.db.expunged_since(f.id, since) {
-                if !vanished.is_empty() {
-                    let _ = write!(
-                        Lossless(&mut out),
-                        "* VANISHED (EARLIER) {}\r\n",
-                        uid_set(&vanished)
-                    );
-                }
+            let vanished = wait(self.store.meta().expunged_since(f.id, since))?;
+            if !vanished.is_empty() {
+                let _ = write!(
+                    Lossless(&mut out),
+                    "* VANISHED (EARLIER) {}\r\n",
+                    uid_set(&vanished)
+                );
             }
             for (i, m) in sel.msgs().iter().enumerate() {
                 if m.modseq > since {
@@ -118,6 +115,7 @@ impl Session {
         );
         self.send(out);
         self.state = State::Selected(Box::new(sel));
+        Ok(())
     }
 
     pub(super) fn valid_new_name(name: &str) -> bool {
@@ -133,112 +131,100 @@ impl Session {
             && name.len() <= 512
     }
 
-    pub(super) fn create(&mut self, tag: &str, mailbox: &Mailbox<'_>) {
+    pub(super) fn create(&mut self, tag: &str, mailbox: &Mailbox<'_>) -> Result<(), StoreError> {
         let Some(name) = self.new_mailbox_name(mailbox) else {
             self.tagged(tag, "NO", "[CANNOT] Invalid mailbox name");
-            return;
+            return Ok(());
         };
-        if self.folder(&name).is_some() {
+        if self.folder(&name)?.is_some() {
             self.tagged(tag, "NO", "[ALREADYEXISTS] Mailbox exists");
-            return;
+            return Ok(());
         }
         // RFC 9051 6.3.4: create missing superiors.
         let parts: Vec<&str> = name.split('/').collect();
         for i in 1..parts.len() {
             let parent = parts[..i].join("/");
-            if self.folder(&parent).is_none() {
-                let _ = self.store.db.create_folder(self.account_id(), &parent, None);
+            if self.folder(&parent)?.is_none() {
+                wait(self.store.meta().create_folder(self.account_id(), &parent, None))?;
             }
         }
-        match self.store.db.create_folder(self.account_id(), &name, None) {
-            Ok(_) => self.tagged(tag, "OK", "CREATE completed"),
-            Err(e) => self.store_failed(tag, "CREATE", &e),
-        }
+        wait(self.store.meta().create_folder(self.account_id(), &name, None))?;
+        self.tagged(tag, "OK", "CREATE completed");
+        Ok(())
     }
 
-    pub(super) fn delete(&mut self, tag: &str, mailbox: &Mailbox<'_>) {
+    pub(super) fn delete(&mut self, tag: &str, mailbox: &Mailbox<'_>) -> Result<(), StoreError> {
         let name = self.mailbox_name(mailbox);
         if name == "INBOX" {
             self.tagged(tag, "NO", "[CANNOT] INBOX cannot be deleted");
-            return;
+            return Ok(());
         }
-        let Some(f) = self.folder(&name) else {
+        let Some(f) = self.folder(&name)? else {
             self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox");
-            return;
+            return Ok(());
         };
-        let has_children = self
-            .store
-            .db
-            .folder_list(self.account_id())
-            .unwrap_or_default()
+        let has_children = wait(self.store.meta().folder_list(self.account_id()))?
             .iter()
             .any(|(n, _, _)| n.starts_with(&format!("{name}/")));
         if has_children {
             // RFC 9051 6.3.5: a mailbox with inferiors is not removed here.
             // RFC 9051 6.3.4 and 7.1: refusing is allowed, with HASCHILDREN.
             self.tagged(tag, "NO", "[HASCHILDREN] Mailbox has children; delete them first");
-            return;
+            return Ok(());
         }
+        wait(self.store.delete_folder(&f))?;
         if matches!(&self.state, State::Selected(s) if s.folder_id == f.id) {
             self.state = State::Authenticated;
         }
-        match self.store.delete_folder(&f) {
-            Ok(()) => self.tagged(tag, "OK", "DELETE completed"),
-            Err(_) => self.tagged(tag, "NO", "[SERVERBUG] DELETE failed"),
-        }
+        self.tagged(tag, "OK", "DELETE completed");
+        Ok(())
     }
 
-    pub(super) fn rename(&mut self, tag: &str, from: &Mailbox<'_>, to: &Mailbox<'_>) {
+    pub(super) fn rename(
+        &mut self,
+        tag: &str,
+        from: &Mailbox<'_>,
+        to: &Mailbox<'_>,
+    ) -> Result<(), StoreError> {
         let from = self.mailbox_name(from);
         let Some(to) = self.new_mailbox_name(to) else {
             self.tagged(tag, "NO", "[CANNOT] Invalid mailbox name");
-            return;
+            return Ok(());
         };
-        if self.folder(&to).is_some() {
+        if self.folder(&to)?.is_some() {
             self.tagged(tag, "NO", "[ALREADYEXISTS] Target exists");
-            return;
+            return Ok(());
         }
-        let Some(src) = self.folder(&from) else {
+        let Some(src) = self.folder(&from)? else {
             self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox");
-            return;
+            return Ok(());
         };
         if from == "INBOX" {
             // RFC 9051 6.3.6: renaming INBOX moves its messages to the new
             // name and leaves INBOX empty.
-            let result = self
-                .store
-                .db
-                .create_folder(self.account_id(), &to, None)
-                .and_then(|dst| {
-                    let uids: Vec<i64> = self
-                        .store
-                        .db
-                        .message_meta(src.id)?
-                        .into_iter()
-                        .map(|m| m.uid)
-                        .collect();
-                    self.store.db.copy_messages(src.id, &uids, dst.id)?;
-                    self.store.expunge(src.id, &uids)
-                });
-            match result {
-                Ok(_) => self.tagged(tag, "OK", "RENAME completed"),
-                Err(e) => self.store_failed(tag, "RENAME", &e),
-            }
-            return;
+            let dst = wait(self.store.meta().create_folder(self.account_id(), &to, None))?;
+            let uids: Vec<Uid> = wait(self.store.meta().message_meta(src.id))?
+                .into_iter()
+                .map(|m| m.uid)
+                .collect();
+            wait(self.store.meta().copy_messages(src.id, &uids, dst.id))?;
+            wait(self.store.expunge(src.id, &uids))?;
+        } else {
+            wait(self.store.meta().rename_folder(self.account_id(), &from, &to))?;
         }
-        match self.store.db.rename_folder(self.account_id(), &from, &to) {
-            Ok(()) => self.tagged(tag, "OK", "RENAME completed"),
-            Err(_) => self.tagged(tag, "NO", "[CANNOT] RENAME failed"),
-        }
+        self.tagged(tag, "OK", "RENAME completed");
+        Ok(())
     }
 
-    pub(super) fn subscribe(&mut self, tag: &str, mailbox: &Mailbox<'_>, on: bool) {
+    pub(super) fn subscribe(&mut self, tag: &str, mailbox: &Mailbox<'_>, on: bool) -> Result<(), StoreError> {
         let name = self.mailbox_name(mailbox);
-        match self.store.db.set_subscribed(self.account_id(), &name, on) {
-            Ok(true) => self.tagged(tag, "OK", "Completed"),
-            Ok(false) if !on => self.tagged(tag, "OK", "Completed"),
-            _ => self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox"),
+        // Unsubscribing a name that is not a folder (any more) succeeds.
+        if wait(self.store.meta().set_subscribed(self.account_id(), &name, on))? || !on {
+            self.tagged(tag, "OK", "Completed");
+        } else {
+            self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox");
         }
+        Ok(())
     }
 
     pub(super) fn list(
@@ -248,7 +234,7 @@ impl Session {
         pattern: &ListMailbox<'_>,
         lsub: bool,
         extras: &Extras,
-    ) {
+    ) -> Result<(), StoreError> {
         let select_subscribed = extras.list_select.iter().any(|o| o == "SUBSCRIBED");
         let select_special = extras.list_select.iter().any(|o| o == "SPECIAL-USE");
         let return_subscribed = select_subscribed || extras.list_return.iter().any(|o| o == "SUBSCRIBED");
@@ -267,10 +253,10 @@ impl Session {
             out.extend_from_slice(b"* LIST (\\Noselect) \"/\" \"\"\r\n");
             let _ = write!(Lossless(&mut out), "{tag} OK LIST completed\r\n");
             self.send(out);
-            return;
+            return Ok(());
         }
         let full = format!("{reference}{pattern}");
-        let folders = self.store.db.folder_list(self.account_id()).unwrap_or_default();
+        let folders = wait(self.store.meta().folder_list(self.account_id()))?;
         let mut status_for = Vec::new();
         for (name, special, subscribed) in &folders {
             if (lsub || select_subscribed) && !subscribed {
@@ -309,16 +295,23 @@ impl Session {
         // LIST-STATUS (RFC 5819): a STATUS response after each mailbox.
         if let Some(items) = &extras.list_status {
             for name in status_for {
-                if let Some(line) = self.status_line(&name, items) {
+                // A folder deleted since the listing has no STATUS.
+                if let Some(line) = self.status_line(&name, items)? {
                     out.extend_from_slice(&line);
                 }
             }
         }
         let _ = write!(Lossless(&mut out), "{tag} OK {verb} completed\r\n");
         self.send(out);
+        Ok(())
     }
 
-    pub(super) fn status(&mut self, tag: &str, mailbox: &Mailbox<'_>, items: &[StatusDataItemName]) {
+    pub(super) fn status(
+        &mut self,
+        tag: &str,
+        mailbox: &Mailbox<'_>,
+        items: &[StatusDataItemName],
+    ) -> Result<(), StoreError> {
         let name = self.mailbox_name(mailbox);
         let names: Vec<String> = items
             .iter()
@@ -337,35 +330,31 @@ impl Session {
                 .to_string()
             })
             .collect();
-        match self.status_line(&name, &names) {
+        match self.status_line(&name, &names)? {
             Some(mut line) => {
                 let _ = write!(Lossless(&mut line), "{tag} OK STATUS completed\r\n");
                 self.send(line);
             }
             None => self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox"),
         }
+        Ok(())
     }
 
-    /// `* STATUS name (ITEM value ...)` for the named items.
-    pub(super) fn status_line(&self, name: &str, items: &[String]) -> Option<Vec<u8>> {
-        let f = self.folder(name)?;
-        let snap = self
-            .store
-            .folder_snapshot(f.id, Some((f.highestmodseq, f.uidnext)))
-            .ok()
-            .flatten();
-        let metas: &[postroom_store::folders::MessageMeta] = snap.as_ref().map_or(&[], |s| &s.msgs[..]);
-        let recent_mark = self
-            .store
-            .db
-            .read(|c| {
-                Ok(
-                    c.query_row("SELECT recent_uid FROM folders WHERE id = ?1", [f.id], |r| {
-                        r.get::<_, i64>(0)
-                    })?,
-                )
-            })
-            .unwrap_or(0);
+    /// `* STATUS name (ITEM value ...)` for the named items; `Ok(None)`
+    /// when there is no such folder.
+    pub(super) fn status_line(&self, name: &str, items: &[String]) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(f) = self.folder(name)? else {
+            return Ok(None);
+        };
+        let Some(snap) = wait(
+            self.store
+                .folder_snapshot(f.id, Some((f.highestmodseq, f.uidnext))),
+        )?
+        else {
+            return Ok(None);
+        };
+        let metas = &snap.msgs[..];
+        let recent_mark = wait(self.store.meta().recent_mark(f.id))?;
         let count = |pred: &dyn Fn(&postroom_store::folders::MessageMeta) -> bool| {
             metas.iter().filter(|m| pred(m)).count()
         };
@@ -373,7 +362,7 @@ impl Session {
         for item in items {
             let v = match item.as_str() {
                 "MESSAGES" => metas.len().to_string(),
-                "RECENT" => count(&|m| m.uid > recent_mark).to_string(),
+                "RECENT" => count(&|m| m.uid.as_i64() > recent_mark).to_string(),
                 "UIDNEXT" => f.uidnext.to_string(),
                 "UIDVALIDITY" => f.uidvalidity.to_string(),
                 "UNSEEN" => count(&|m| m.flags & crate::format::SEEN == 0).to_string(),
@@ -393,7 +382,7 @@ impl Session {
         let mut out = b"* STATUS ".to_vec();
         write_mailbox(&mut out, &f.name, self.utf8 || self.rev2);
         let _ = write!(Lossless(&mut out), " ({})\r\n", parts.join(" "));
-        Some(out)
+        Ok(Some(out))
     }
 }
 

@@ -1,11 +1,13 @@
 //! The selected state's message commands: FETCH, STORE, SEARCH, COPY,
 //! MOVE, EXPUNGE, CLOSE and UNSELECT.
 
+use crate::wait::wait;
 use std::fmt::Write as _;
 
 use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
 use imap_codec::imap_types::mailbox::Mailbox;
 use postroom_store::folders::FlagOp;
+use postroom_store::{StoreError, Uid};
 
 use super::{flag_bits, Session, State};
 use crate::fetch;
@@ -17,17 +19,18 @@ use crate::sequence::{modseq_arg, resolve_seq, resolve_uid};
 impl Session {
     /// CLOSE: expunges silently (unless read-only) and deselects
     /// (RFC 9051 6.4.1).
-    pub(super) fn close(&mut self, tag: &str) {
-        let mut out = Vec::new();
+    /// When the expunge fails the mailbox stays selected (and its
+    /// messages stay), so the client can try again.
+    pub(super) fn close(&mut self, tag: &str) -> Result<(), StoreError> {
         if let State::Selected(sel) = &self.state {
             if !sel.read_only {
                 let deleted = deleted_uids(sel);
-                let _ = self.store.expunge(sel.folder_id, &deleted);
+                wait(self.store.expunge(sel.folder_id, &deleted))?;
             }
         }
         self.state = State::Authenticated;
-        out.extend_from_slice(format!("{tag} OK CLOSE completed\r\n").as_bytes());
-        self.send(out);
+        self.tagged(tag, "OK", "CLOSE completed");
+        Ok(())
     }
 
     /// UNSELECT: deselects without expunging (RFC 3691).
@@ -36,33 +39,39 @@ impl Session {
         self.tagged(tag, "OK", "UNSELECT completed");
     }
 
-    pub(super) fn expunge(&mut self, tag: &str, uids: Option<imap_codec::imap_types::sequence::SequenceSet>) {
+    pub(super) fn expunge(
+        &mut self,
+        tag: &str,
+        uids: Option<imap_codec::imap_types::sequence::SequenceSet>,
+    ) -> Result<(), StoreError> {
         let mut out = Vec::new();
         let State::Selected(sel) = &mut self.state else {
-            return;
+            return Ok(());
         };
         if sel.read_only {
             self.tagged(tag, "NO", "[READ-ONLY] Mailbox is read-only");
-            return;
+            return Ok(());
         }
         let mut deleted = deleted_uids(sel);
         if let Some(set) = uids {
             let allowed = resolve_uid(&set, sel);
             deleted.retain(|u| allowed.contains(u));
         }
-        if let Err(e) = self.store.expunge(sel.folder_id, &deleted) {
-            tracing::error!(error = %e, "EXPUNGE failed");
-            self.tagged(tag, "NO", "[SERVERBUG] EXPUNGE failed");
-            return;
-        }
+        wait(self.store.expunge(sel.folder_id, &deleted))?;
         sel.remove(&deleted, &mut out);
-        self.refresh(true, &mut out);
+        // The expunge is done and announced: a failure to read what else
+        // changed fails the command, with the EXPUNGEs sent first.
+        if let Err(e) = self.refresh(true, &mut out) {
+            self.send(out);
+            return Err(e);
+        }
         let hms = match &self.state {
             State::Selected(s) if s.condstore => format!("[HIGHESTMODSEQ {}] ", s.highestmodseq),
             _ => String::new(),
         };
         let _ = write!(Lossless(&mut out), "{tag} OK {hms}EXPUNGE completed\r\n");
         self.send(out);
+        Ok(())
     }
 
     pub(super) fn search(
@@ -71,11 +80,11 @@ impl Session {
         criteria: &[imap_codec::imap_types::search::SearchKey<'_>],
         uid: bool,
         return_opts: Option<&[String]>,
-    ) {
+    ) -> Result<(), StoreError> {
+        self.announce(uid)?;
         let mut out = Vec::new();
-        self.refresh(uid, &mut out);
         let State::Selected(sel) = &self.state else {
-            return;
+            return Ok(());
         };
         let store = self.store.clone();
         let folder_id = sel.folder_id;
@@ -84,21 +93,32 @@ impl Session {
         // Header keys only: every message's header block at once, mostly
         // from the server-wide cache, instead of each whole message.
         let heads: Vec<Option<std::sync::Arc<[u8]>>> = if content && !body {
-            let uids: Vec<i64> = sel.msgs().iter().map(|m| m.uid).collect();
-            store.header_blocks(folder_id, &uids).unwrap_or_default()
+            let uids: Vec<Uid> = sel.msgs().iter().map(|m| m.uid).collect();
+            wait(store.header_blocks(folder_id, &uids))?
         } else {
             Vec::new()
         };
         let msgs = sel.msgs();
+        // The first failed read: a message that cannot be read is not one
+        // that does not match, so the search fails instead.
+        let failed: std::cell::RefCell<Option<StoreError>> = std::cell::RefCell::new(None);
         let load = |i: usize| -> Option<std::sync::Arc<[u8]>> {
             if !body {
                 return heads.get(i).cloned().flatten();
             }
-            let row = store.db.message(folder_id, msgs.get(i)?.uid).ok()??;
-            store.message_bytes(&row).ok().map(Into::into)
+            let read = wait(store.meta().message(folder_id, msgs.get(i)?.uid))
+                .and_then(|row| row.map(|row| store.message_bytes(&row)).transpose());
+            match read {
+                Ok(bytes) => bytes.map(Into::into),
+                Err(e) => {
+                    failed.borrow_mut().get_or_insert(e);
+                    None
+                }
+            }
         };
-        let mut hits = Vec::new();
-        let mut max_modseq = 0;
+        // UIDs or message numbers: both 32-bit (RFC 9051 2.3.1).
+        let mut hits: Vec<u32> = Vec::new();
+        let mut max_modseq = postroom_store::ModSeq::default();
         let uses_modseq = criteria.iter().any(has_modseq);
         for i in 0..sel.msgs().len() {
             let mut raw = None;
@@ -108,8 +128,14 @@ impl Session {
             {
                 let m = &sel.msgs()[i];
                 max_modseq = max_modseq.max(m.modseq);
-                hits.push(if uid { m.uid } else { i as i64 + 1 });
+                hits.push(if uid { m.uid.get() } else { i as u32 + 1 });
             }
+            if failed.borrow().is_some() {
+                break;
+            }
+        }
+        if let Some(e) = failed.into_inner() {
+            return Err(e);
         }
         let w = &mut Lossless(&mut out);
         if self.rev2 || return_opts.is_some() {
@@ -131,7 +157,7 @@ impl Session {
                 let _ = write!(w, " COUNT {}", hits.len());
             }
             if want("ALL") && !hits.is_empty() {
-                let _ = write!(w, " ALL {}", uid_set(&hits));
+                let _ = write!(w, " ALL {}", crate::format::number_set(&hits));
             }
             if uses_modseq && !hits.is_empty() {
                 let _ = write!(w, " MODSEQ {max_modseq}");
@@ -149,9 +175,21 @@ impl Session {
         }
         let _ = write!(w, "{tag} OK SEARCH completed\r\n");
         self.send(out);
+        Ok(())
     }
 
-    pub(super) fn targets(
+    /// Folds in what changed elsewhere and sends it at once, ahead of the
+    /// command's own responses (so that no early answer can lose it).
+    fn announce(&mut self, allow_expunge: bool) -> Result<(), StoreError> {
+        let mut out = Vec::new();
+        self.refresh(allow_expunge, &mut out)?;
+        self.send(out);
+        Ok(())
+    }
+
+    /// The indices a sequence set names; `None` (answered BAD) for a
+    /// message number past the last.
+    fn targets(
         &mut self,
         tag: &str,
         set: &imap_codec::imap_types::sequence::SequenceSet,
@@ -161,16 +199,13 @@ impl Session {
             return None;
         };
         if uid {
-            Some(crate::sequence::resolve_uid_indices(set, sel))
-        } else {
-            match resolve_seq(set, sel.msgs().len()) {
-                Some(v) => Some(v),
-                None => {
-                    self.bad(tag, "Invalid message sequence number");
-                    None
-                }
-            }
+            return Some(crate::sequence::resolve_uid_indices(set, sel));
         }
+        let found = resolve_seq(set, sel.msgs().len());
+        if found.is_none() {
+            self.bad(tag, "Invalid message sequence number");
+        }
+        found
     }
 
     pub(super) fn fetch(
@@ -180,18 +215,18 @@ impl Session {
         items: imap_codec::imap_types::fetch::MacroOrMessageDataItemNames<'_>,
         uid: bool,
         modifiers: &[imap_codec::imap_types::command::FetchModifier],
-    ) {
-        let mut out = Vec::new();
-        self.refresh(uid, &mut out);
+    ) -> Result<(), StoreError> {
+        self.announce(uid)?;
         let Some(targets) = self.targets(tag, set, uid) else {
-            return;
+            return Ok(());
         };
+        let mut out = Vec::new();
         let changed_since = modifiers.iter().find_map(|m| match m {
             imap_codec::imap_types::command::FetchModifier::ChangedSince(v) => Some(modseq_arg(v.get())),
             _ => None,
         });
         let State::Selected(sel) = &mut self.state else {
-            return;
+            return Ok(());
         };
         if changed_since.is_some() {
             sel.condstore = true;
@@ -212,11 +247,15 @@ impl Session {
                     "{tag} NO [UNKNOWN-CTE] Unknown Content-Transfer-Encoding\r\n"
                 );
             }
-            Err(fetch::FetchError::Store) => {
-                let _ = write!(Lossless(&mut out), "{tag} NO [SERVERBUG] Message unavailable\r\n");
+            Err(fetch::FetchError::Store(e)) => {
+                // The messages before the one that failed are answered;
+                // that one is not, never with an empty or cut body.
+                self.send(out);
+                return Err(e);
             }
         }
         self.send(out);
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -229,18 +268,18 @@ impl Session {
         flags: &[Flag<'_>],
         uid: bool,
         modifiers: &[imap_codec::imap_types::command::StoreModifier],
-    ) {
-        let mut out = Vec::new();
-        self.refresh(uid, &mut out);
+    ) -> Result<(), StoreError> {
+        self.announce(uid)?;
         let Some(targets) = self.targets(tag, set, uid) else {
-            return;
+            return Ok(());
         };
+        let mut out = Vec::new();
         let State::Selected(sel) = &mut self.state else {
-            return;
+            return Ok(());
         };
         if sel.read_only {
             self.tagged(tag, "NO", "[READ-ONLY] Mailbox is read-only");
-            return;
+            return Ok(());
         }
         let unchanged_since = modifiers
             .iter()
@@ -258,22 +297,14 @@ impl Session {
             StoreType::Add => FlagOp::Add,
             StoreType::Remove => FlagOp::Remove,
         };
-        let uids: Vec<i64> = targets.iter().map(|i| sel.msgs()[*i].uid).collect();
+        let uids: Vec<Uid> = targets.iter().map(|i| sel.msgs()[*i].uid).collect();
         let (changed, refused) =
-            match self
-                .store
-                .db
-                .store_flags(sel.folder_id, &uids, op, bits, &keywords, unchanged_since)
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    self.store_failed(tag, "STORE", &e);
-                    return;
-                }
-            };
-        let adopted = self
-            .store
-            .note_flag_changes(sel.folder_id, &changed)
+            wait(
+                self.store
+                    .meta()
+                    .store_flags(sel.folder_id, &uids, op, bits, &keywords, unchanged_since),
+            )?;
+        let adopted = wait(self.store.note_flag_changes(sel.folder_id, &changed))
             .is_some_and(|(old, new)| sel.adopt(&old, &new));
         for c in changed.iter().filter(|_| !adopted) {
             if let Some(i) = sel.index_of(c.uid) {
@@ -289,8 +320,8 @@ impl Session {
         // Report every target's flags (unless .SILENT); with CONDSTORE, a
         // silent STORE still reports MODSEQ (RFC 7162 3.1.3).
         // Sets, not scans: `STORE 1:* ...` on a large mailbox stays linear.
-        let refused_set: std::collections::HashSet<i64> = refused.iter().copied().collect();
-        let changed_set: std::collections::HashSet<i64> = changed.iter().map(|c| c.uid).collect();
+        let refused_set: std::collections::HashSet<Uid> = refused.iter().copied().collect();
+        let changed_set: std::collections::HashSet<Uid> = changed.iter().map(|c| c.uid).collect();
         for &i in &targets {
             let m = &sel.msgs()[i];
             if refused_set.contains(&m.uid) {
@@ -318,12 +349,12 @@ impl Session {
             let set = if uid {
                 uid_set(&refused)
             } else {
-                let seqs: Vec<i64> = refused
+                let seqs: Vec<u32> = refused
                     .iter()
                     .filter_map(|u| sel.index_of(*u))
-                    .map(|i| i as i64 + 1)
+                    .map(|i| i as u32 + 1)
                     .collect();
-                uid_set(&seqs)
+                crate::format::number_set(&seqs)
             };
             let _ = write!(
                 Lossless(&mut out),
@@ -331,6 +362,7 @@ impl Session {
             );
         }
         self.send(out);
+        Ok(())
     }
 
     pub(super) fn copy(
@@ -340,46 +372,44 @@ impl Session {
         mailbox: &Mailbox<'_>,
         uid: bool,
         moving: bool,
-    ) {
-        let mut out = Vec::new();
-        self.refresh(uid, &mut out);
+    ) -> Result<(), StoreError> {
+        self.announce(uid)?;
         let Some(targets) = self.targets(tag, set, uid) else {
-            return;
+            return Ok(());
         };
+        let mut out = Vec::new();
         let name = self.mailbox_name(mailbox);
-        let Some(dst) = self.folder(&name) else {
+        let Some(dst) = self.folder(&name)? else {
             self.tagged(tag, "NO", "[TRYCREATE] No such mailbox");
-            return;
+            return Ok(());
         };
         let State::Selected(sel) = &mut self.state else {
-            return;
+            return Ok(());
         };
         if moving && sel.read_only {
             self.tagged(tag, "NO", "[READ-ONLY] Mailbox is read-only");
-            return;
+            return Ok(());
         }
-        let uids: Vec<i64> = targets.iter().map(|i| sel.msgs()[*i].uid).collect();
-        let (uidvalidity, pairs) = match self.store.db.copy_messages(sel.folder_id, &uids, dst.id) {
-            Ok(r) => r,
-            Err(e) => {
-                self.store_failed(tag, if moving { "MOVE" } else { "COPY" }, &e);
-                return;
-            }
-        };
+        let uids: Vec<Uid> = targets.iter().map(|i| sel.msgs()[*i].uid).collect();
+        let (uidvalidity, pairs) = wait(self.store.meta().copy_messages(sel.folder_id, &uids, dst.id))?;
         let verb = if moving { "MOVE" } else { "COPY" };
         if pairs.is_empty() {
             let _ = write!(Lossless(&mut out), "{tag} OK {verb} completed\r\n");
             self.send(out);
-            return;
+            return Ok(());
         }
-        let src: Vec<i64> = pairs.iter().map(|p| p.0).collect();
-        let new: Vec<i64> = pairs.iter().map(|p| p.1).collect();
+        let src: Vec<Uid> = pairs.iter().map(|p| p.0).collect();
+        let new: Vec<Uid> = pairs.iter().map(|p| p.1).collect();
         let copyuid = format!("COPYUID {uidvalidity} {} {}", uid_list(&src), uid_list(&new));
         if moving {
             // RFC 6851 4.3: COPYUID in an untagged OK, then the expunges.
             let _ = write!(Lossless(&mut out), "* OK [{copyuid}] Moved\r\n");
-            if let Err(e) = self.store.expunge(sel.folder_id, &src) {
-                tracing::error!(error = %e, "MOVE expunge failed");
+            if let Err(e) = wait(self.store.expunge(sel.folder_id, &src)) {
+                // The copies exist (COPYUID says where) but the originals
+                // stay: announcing their EXPUNGE would be false. The client
+                // sees a COPY and a failed MOVE, and may expunge itself.
+                self.send(out);
+                return Err(e);
             }
             sel.remove(&src, &mut out);
             let _ = write!(Lossless(&mut out), "{tag} OK MOVE completed\r\n");
@@ -387,10 +417,11 @@ impl Session {
             let _ = write!(Lossless(&mut out), "{tag} OK [{copyuid}] COPY completed\r\n");
         }
         self.send(out);
+        Ok(())
     }
 }
 
-fn deleted_uids(sel: &Selected) -> Vec<i64> {
+fn deleted_uids(sel: &Selected) -> Vec<Uid> {
     sel.msgs()
         .iter()
         .filter(|m| m.flags & crate::format::DELETED != 0)

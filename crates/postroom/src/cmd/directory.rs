@@ -4,9 +4,9 @@ use postroom_core::{Address, Domain, Secret};
 use postroom_directory::import::{parse_virtual_lines, plan_import, read_virtual};
 use postroom_directory::{password, Directory, Origin};
 use postroom_store::directory::DomainRow;
-use postroom_store::{Db, Store};
+use postroom_store::{Metadata, Store};
 
-use super::{parse_address, CmdResult, Context};
+use super::{parse_address, wait, CmdResult, Context};
 use crate::cli::{AliasCmd, DomainCmd, ImportCmd, PasswordArgs, UserCmd};
 
 /// A name `domain add` (and `import virtual`) may host: the one check,
@@ -16,19 +16,18 @@ fn hosted_name(ctx: &Context, name: &str) -> Result<Domain, String> {
     Domain::parse_hosted(name, &own).map_err(|e| format!("`{name}` {e}"))
 }
 
-fn hosted(db: &Db, domain: &Domain) -> Result<DomainRow, String> {
-    db.domain(domain.canonical())
+fn hosted(db: &dyn Metadata, domain: &Domain) -> Result<DomainRow, String> {
+    wait(db.domain(domain.canonical()))
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("domain {domain} is not hosted here (postroom domain add {domain})"))
 }
 
 /// The local domain an address lives in; mailboxes and aliases live in the
 /// target of an alias domain.
-fn home_domain(db: &Db, domain: &Domain) -> Result<DomainRow, String> {
+fn home_domain(db: &dyn Metadata, domain: &Domain) -> Result<DomainRow, String> {
     let d = hosted(db, domain)?;
     if let Some(target) = d.alias_of {
-        let t = db
-            .domain_by_id(target)
+        let t = wait(db.domain_by_id(target))
             .map_err(|e| e.to_string())?
             .ok_or("dangling alias domain")?;
         return Err(format!(
@@ -39,9 +38,9 @@ fn home_domain(db: &Db, domain: &Domain) -> Result<DomainRow, String> {
     Ok(d)
 }
 
-fn find_account(db: &Db, addr: &Address) -> Result<postroom_store::directory::AccountRow, String> {
+fn find_account(db: &dyn Metadata, addr: &Address) -> Result<postroom_store::directory::AccountRow, String> {
     let d = home_domain(db, addr.domain())?;
-    db.account(d.id, addr.local_canonical())
+    wait(db.account(d.id, addr.local_canonical()))
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no mailbox {addr}"))
 }
@@ -61,15 +60,14 @@ pub fn domain(ctx: &Context, cmd: DomainCmd) -> CmdResult {
                 None => None,
             };
             let relay_to = relay_to.as_deref().map(check_next_hop).transpose()?;
-            let row = store
-                .db
-                .add_domain(d.canonical(), d.display(), target.as_ref().map(Domain::canonical))
-                .map_err(|e| e.to_string())?;
+            let row = wait(store.meta().add_domain(
+                d.canonical(),
+                d.display(),
+                target.as_ref().map(Domain::canonical),
+            ))
+            .map_err(|e| e.to_string())?;
             if let Some(hop) = &relay_to {
-                store
-                    .db
-                    .set_domain_relay(row.id, Some(hop), verify)
-                    .map_err(|e| e.to_string())?;
+                wait(store.meta().set_domain_relay(row.id, Some(hop), verify)).map_err(|e| e.to_string())?;
             }
             match (target, relay_to) {
                 (Some(t), _) => println!("added {d} (alias of {t})"),
@@ -84,7 +82,7 @@ pub fn domain(ctx: &Context, cmd: DomainCmd) -> CmdResult {
         }
         DomainCmd::Recipients { domain, add, remove } => {
             let d = home_domain(
-                &store.db,
+                store.meta(),
                 &Domain::parse(&domain).map_err(|e| format!("`{domain}`: {e}"))?,
             )?;
             if d.relay_to.is_none() {
@@ -95,23 +93,16 @@ pub fn domain(ctx: &Context, cmd: DomainCmd) -> CmdResult {
             }
             if let Some(list) = &add {
                 let locals = relay_locals(list, &d)?;
-                store
-                    .db
-                    .add_relay_recipients(d.id, &locals)
-                    .map_err(|e| e.to_string())?;
+                wait(store.meta().add_relay_recipients(d.id, &locals)).map_err(|e| e.to_string())?;
             }
             if let Some(list) = &remove {
                 for l in relay_locals(list, &d)? {
-                    if !store
-                        .db
-                        .remove_relay_recipient(d.id, &l)
-                        .map_err(|e| e.to_string())?
-                    {
+                    if !wait(store.meta().remove_relay_recipient(d.id, &l)).map_err(|e| e.to_string())? {
                         eprintln!("{l}@{} was not listed", d.display);
                     }
                 }
             }
-            for l in store.db.relay_recipients(d.id).map_err(|e| e.to_string())? {
+            for l in wait(store.meta().relay_recipients(d.id)).map_err(|e| e.to_string())? {
                 println!("{l}@{}", d.display);
             }
         }
@@ -123,7 +114,7 @@ pub fn domain(ctx: &Context, cmd: DomainCmd) -> CmdResult {
             verify,
         } => {
             let d = home_domain(
-                &store.db,
+                store.meta(),
                 &Domain::parse(&domain).map_err(|e| format!("`{domain}`: {e}"))?,
             )?;
             if let Some(sep) = &subaddress_separator {
@@ -136,10 +127,12 @@ pub fn domain(ctx: &Context, cmd: DomainCmd) -> CmdResult {
                 Some("none") => Some(None),
                 Some(q) => Some(Some(parse_size(q)?)),
             };
-            store
-                .db
-                .update_domain(d.id, subaddress_separator.as_deref(), quota)
-                .map_err(|e| e.to_string())?;
+            wait(
+                store
+                    .meta()
+                    .update_domain(d.id, subaddress_separator.as_deref(), quota),
+            )
+            .map_err(|e| e.to_string())?;
             if relay_to.is_some() || verify.is_some() {
                 let hop = match relay_to.as_deref() {
                     Some("none") => None,
@@ -149,15 +142,17 @@ pub fn domain(ctx: &Context, cmd: DomainCmd) -> CmdResult {
                 if hop.is_none() && verify == Some(true) {
                     return Err("--verify needs a gateway domain (--relay-to HOST:PORT)".into());
                 }
-                store
-                    .db
-                    .set_domain_relay(d.id, hop.as_deref(), verify.unwrap_or(d.relay_verify))
-                    .map_err(|e| e.to_string())?;
+                wait(
+                    store
+                        .meta()
+                        .set_domain_relay(d.id, hop.as_deref(), verify.unwrap_or(d.relay_verify)),
+                )
+                .map_err(|e| e.to_string())?;
             }
             println!("updated {}", d.display);
         }
         DomainCmd::List => {
-            let all = store.db.domains().map_err(|e| e.to_string())?;
+            let all = wait(store.meta().domains()).map_err(|e| e.to_string())?;
             for d in &all {
                 match d.alias_of.and_then(|id| all.iter().find(|x| x.id == id)) {
                     Some(t) => println!("{}\talias of {}", d.display, t.display),
@@ -259,7 +254,7 @@ pub fn parse_size(s: &str) -> Result<i64, String> {
 pub fn user(ctx: &Context, cmd: UserCmd) -> CmdResult {
     let min_password = ctx.config()?.auth.min_password_length;
     let store = ctx.store()?;
-    let db = &store.db;
+    let db = store.meta();
     match cmd {
         UserCmd::Add {
             address,
@@ -271,17 +266,16 @@ pub fn user(ctx: &Context, cmd: UserCmd) -> CmdResult {
             let d = home_domain(db, addr.domain())?;
             let hash = read_password(&password, min_password)?;
             let quota = quota.as_deref().map(parse_size).transpose()?.or(d.default_quota);
-            let a = db
-                .add_account(
-                    d.id,
-                    addr.local_canonical(),
-                    addr.local_display(),
-                    hash.as_deref(),
-                    quota,
-                )
-                .map_err(|e| e.to_string())?;
+            let a = wait(db.add_account(
+                d.id,
+                addr.local_canonical(),
+                addr.local_display(),
+                hash.as_deref(),
+                quota,
+            ))
+            .map_err(|e| e.to_string())?;
             if domain_admin {
-                db.set_domain_admin(a.id, true).map_err(|e| e.to_string())?;
+                wait(db.set_domain_admin(a.id, true)).map_err(|e| e.to_string())?;
             }
             println!("added {}@{}", a.display, d.display);
         }
@@ -289,22 +283,22 @@ pub fn user(ctx: &Context, cmd: UserCmd) -> CmdResult {
             let a = find_account(db, &parse_address(&address)?)?;
             let hash =
                 read_password(&password, min_password)?.ok_or("give --password-stdin or --password-hash")?;
-            db.set_password_hash(a.id, &hash).map_err(|e| e.to_string())?;
+            wait(db.set_password_hash(a.id, &hash)).map_err(|e| e.to_string())?;
             println!("password changed");
         }
         UserCmd::Disable { address } => {
             let a = find_account(db, &parse_address(&address)?)?;
-            db.set_enabled(a.id, false).map_err(|e| e.to_string())?;
+            wait(db.set_enabled(a.id, false)).map_err(|e| e.to_string())?;
             println!("disabled {address} (its mail is kept)");
         }
         UserCmd::Enable { address } => {
             let a = find_account(db, &parse_address(&address)?)?;
-            db.set_enabled(a.id, true).map_err(|e| e.to_string())?;
+            wait(db.set_enabled(a.id, true)).map_err(|e| e.to_string())?;
             println!("enabled {address}");
         }
         UserCmd::Admin { address, off } => {
             let a = find_account(db, &parse_address(&address)?)?;
-            db.set_domain_admin(a.id, !off).map_err(|e| e.to_string())?;
+            wait(db.set_domain_admin(a.id, !off)).map_err(|e| e.to_string())?;
             println!(
                 "{address} is {}a domain admin",
                 if off { "no longer " } else { "" }
@@ -319,7 +313,7 @@ pub fn user(ctx: &Context, cmd: UserCmd) -> CmdResult {
             let addr = parse_address(&address)?;
             let a = find_account(db, &addr)?;
             if off {
-                db.set_forwarding(a.id, &[], true).map_err(|e| e.to_string())?;
+                wait(db.set_forwarding(a.id, &[], true)).map_err(|e| e.to_string())?;
                 println!("{address}: no forwarding");
                 return Ok(());
             }
@@ -330,15 +324,13 @@ pub fn user(ctx: &Context, cmd: UserCmd) -> CmdResult {
             }
             // The same cycle check as `alias add`: f1 -> f2 -> f1 is refused
             // whether the way back runs through forwarding or aliases.
-            let dir = Directory::new(db.clone(), None);
-            if let Some(why) = dir
-                .check_targets(Origin::Forward { account: &a }, &targets)
+            let dir = Directory::new(store.meta_handle(), None);
+            if let Some(why) = wait(dir.check_targets(Origin::Forward { account: &a }, &targets))
                 .map_err(|e| e.to_string())?
             {
                 return Err(format!("refused: {why}"));
             }
-            db.set_forwarding(a.id, &targets, !no_copy)
-                .map_err(|e| e.to_string())?;
+            wait(db.set_forwarding(a.id, &targets, !no_copy)).map_err(|e| e.to_string())?;
             println!(
                 "{address} forwards to {}{}",
                 targets.join(", "),
@@ -351,7 +343,7 @@ pub fn user(ctx: &Context, cmd: UserCmd) -> CmdResult {
         }
         UserCmd::SentCopy { address, off } => {
             let a = find_account(db, &parse_address(&address)?)?;
-            db.set_sent_copy(a.id, !off).map_err(|e| e.to_string())?;
+            wait(db.set_sent_copy(a.id, !off)).map_err(|e| e.to_string())?;
             println!(
                 "{address}: {}",
                 if off {
@@ -367,19 +359,19 @@ pub fn user(ctx: &Context, cmd: UserCmd) -> CmdResult {
 }
 
 fn list_users(store: &Store, domain: Option<&str>) -> CmdResult {
-    let db = &store.db;
+    let db = store.meta();
     let filter = match domain {
         Some(d) => Some(hosted(db, &Domain::parse(d).map_err(|e| e.to_string())?)?.id),
         None => None,
     };
-    let domains = db.domains().map_err(|e| e.to_string())?;
-    for a in db.accounts(filter).map_err(|e| e.to_string())? {
+    let domains = wait(db.domains()).map_err(|e| e.to_string())?;
+    for a in wait(db.accounts(filter)).map_err(|e| e.to_string())? {
         let dname = domains
             .iter()
             .find(|d| d.id == a.domain_id)
             .map(|d| d.display.as_str())
             .unwrap_or("?");
-        let usage = db.usage(a.id).map_err(|e| e.to_string())?;
+        let usage = wait(db.usage(a.id)).map_err(|e| e.to_string())?;
         let quota = a.quota.map(|q| q.to_string()).unwrap_or_else(|| "-".into());
         let mut flags = Vec::new();
         if !a.enabled {
@@ -455,16 +447,14 @@ fn qualify_targets(list: &str, domain: &Domain) -> Result<Vec<String>, String> {
 
 fn add_alias(store: &Store, name: &str, targets: Vec<String>) -> Result<(), String> {
     let (domain, local, display) = parse_alias_name(name)?;
-    let d = home_domain(&store.db, &domain)?;
-    let dir = Directory::new(store.db.clone(), None);
-    let mut all = store
-        .db
-        .alias(d.id, &local)
+    let d = home_domain(store.meta(), &domain)?;
+    let dir = Directory::new(store.meta_handle(), None);
+    let mut all = wait(store.meta().alias(d.id, &local))
         .map_err(|e| e.to_string())?
         .map(|a| a.targets)
         .unwrap_or_default();
     all.extend(targets.iter().cloned());
-    if let Some(why) = dir.check_alias(&d, &local, &all).map_err(|e| e.to_string())? {
+    if let Some(why) = wait(dir.check_alias(&d, &local, &all)).map_err(|e| e.to_string())? {
         return Err(format!("refused: {why}"));
     }
     if local.is_empty()
@@ -478,10 +468,7 @@ fn add_alias(store: &Store, name: &str, targets: Vec<String>) -> Result<(), Stri
             d.display
         );
     }
-    store
-        .db
-        .add_alias_targets(d.id, &local, &display, &targets)
-        .map_err(|e| e.to_string())?;
+    wait(store.meta().add_alias_targets(d.id, &local, &display, &targets)).map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -499,18 +486,18 @@ pub fn alias(ctx: &Context, cmd: AliasCmd) -> CmdResult {
         }
         AliasCmd::Remove { alias } => {
             let (domain, local, _) = parse_alias_name(&alias)?;
-            let d = home_domain(&store.db, &domain)?;
-            store.db.remove_alias(d.id, &local).map_err(|e| e.to_string())?;
+            let d = home_domain(store.meta(), &domain)?;
+            wait(store.meta().remove_alias(d.id, &local)).map_err(|e| e.to_string())?;
             println!("removed {alias}");
         }
         AliasCmd::List { domain } => {
-            let db = &store.db;
+            let db = store.meta();
             let filter = match domain {
                 Some(d) => Some(hosted(db, &Domain::parse(&d).map_err(|e| e.to_string())?)?.id),
                 None => None,
             };
-            let domains = db.domains().map_err(|e| e.to_string())?;
-            for a in db.aliases(filter).map_err(|e| e.to_string())? {
+            let domains = wait(db.domains()).map_err(|e| e.to_string())?;
+            for a in wait(db.aliases(filter)).map_err(|e| e.to_string())? {
                 let dname = domains
                     .iter()
                     .find(|d| d.id == a.domain_id)
@@ -536,10 +523,10 @@ pub fn import(ctx: &Context, cmd: ImportCmd) -> CmdResult {
     let entries = parse_virtual_lines(&text, origin.as_deref()).map_err(at)?;
     let own = ctx.config()?.server.hostname;
     let store = ctx.store()?;
-    let dir = Directory::new(store.db.clone(), None);
+    let dir = Directory::new(store.meta_handle(), None);
     // Everything is checked before anything is written, and written in one
     // transaction: a bad line leaves the directory as it was.
-    let plan = plan_import(&dir, &entries, &own).map_err(at)?;
+    let plan = wait(plan_import(&dir, &entries, &own)).map_err(at)?;
     for (_, display) in &plan.domains {
         println!("domain {display}");
     }
@@ -550,9 +537,7 @@ pub fn import(ctx: &Context, cmd: ImportCmd) -> CmdResult {
         eprintln!("warning: {}:{n}: {w}", file.display());
     }
     if !dry_run {
-        store
-            .db
-            .import_aliases(&plan.domains, &plan.aliases)
+        wait(store.meta().import_aliases(&plan.domains, &plan.aliases))
             .map_err(|e| format!("{}: nothing imported: {e}", file.display()))?;
     }
     let verb = if dry_run { "would import" } else { "imported" };

@@ -3,7 +3,7 @@ use mail_auth::common::crypto::Ed25519Key;
 use postroom_core::Domain;
 use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey};
 
-use super::{CmdResult, Context};
+use super::{wait, CmdResult, Context};
 use crate::cli::DkimCmd;
 
 /// A TXT record, its value split in 255-octet strings (RFC 1035 3.3.14).
@@ -38,9 +38,7 @@ pub fn dkim(ctx: &Context, cmd: DkimCmd) -> CmdResult {
         DkimCmd::Show { domain } => (domain, false),
     };
     let d = Domain::parse(domain).map_err(|e| format!("`{domain}`: {e}"))?;
-    let row = store
-        .db
-        .domain(d.canonical())
+    let row = wait(store.meta().domain(d.canonical()))
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("domain {d} is not hosted here"))?;
     if generate {
@@ -51,36 +49,32 @@ pub fn dkim(ctx: &Context, cmd: DkimCmd) -> CmdResult {
         let rsa_pub = rsa::RsaPublicKey::from(&rsa_key)
             .to_public_key_der()
             .map_err(|e| e.to_string())?;
-        store
-            .db
-            .add_dkim_key(
-                row.id,
-                &format!("{date}r"),
-                "rsa-sha256",
-                rsa_der.as_bytes(),
-                &b64.encode(rsa_pub.as_bytes()),
-            )
-            .map_err(|e| e.to_string())?;
+        wait(store.meta().add_dkim_key(
+            row.id,
+            &format!("{date}r"),
+            "rsa-sha256",
+            rsa_der.as_bytes(),
+            &b64.encode(rsa_pub.as_bytes()),
+        ))
+        .map_err(|e| e.to_string())?;
         let ed_der = Ed25519Key::generate_pkcs8().map_err(|e| e.to_string())?;
         let ed_pub = Ed25519Key::from_pkcs8_der(&ed_der)
             .map_err(|e| e.to_string())?
             .public_key();
-        store
-            .db
-            .add_dkim_key(
-                row.id,
-                &format!("{date}e"),
-                "ed25519-sha256",
-                &ed_der,
-                &b64.encode(ed_pub),
-            )
-            .map_err(|e| e.to_string())?;
+        wait(store.meta().add_dkim_key(
+            row.id,
+            &format!("{date}e"),
+            "ed25519-sha256",
+            &ed_der,
+            &b64.encode(ed_pub),
+        ))
+        .map_err(|e| e.to_string())?;
         println!(
             "Publish these records, then mail from {} is signed with both keys:",
             row.display
         );
     }
-    for k in store.db.dkim_keys(row.id).map_err(|e| e.to_string())? {
+    for k in wait(store.meta().dkim_keys(row.id)).map_err(|e| e.to_string())? {
         println!(
             "{}",
             txt_record(&k.selector, &row.name, &k.algorithm, &k.public_key)

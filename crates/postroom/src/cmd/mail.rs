@@ -4,29 +4,25 @@ use mail_parser::MessageParser;
 use postroom_store::mailbox::FolderRow;
 use postroom_store::Store;
 
-use super::{parse_address, CmdResult, Context};
+use super::{parse_address, wait, CmdResult, Context};
 use crate::cli::{MailCmd, QueueCmd};
 
 fn folder_of(store: &Store, address: &str, folder: &str) -> Result<FolderRow, String> {
     let addr = parse_address(address)?;
-    let db = &store.db;
-    let d = db
-        .domain(addr.domain().canonical())
+    let db = store.meta();
+    let d = wait(db.domain(addr.domain().canonical()))
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("domain {} is not hosted here", addr.domain()))?;
     let d = match d.alias_of {
-        Some(t) => db
-            .domain_by_id(t)
+        Some(t) => wait(db.domain_by_id(t))
             .map_err(|e| e.to_string())?
             .ok_or("dangling alias domain")?,
         None => d,
     };
-    let acct = db
-        .account(d.id, addr.local_canonical())
+    let acct = wait(db.account(d.id, addr.local_canonical()))
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no mailbox {addr}"))?;
-    let f = db
-        .folder(acct.id, folder)
+    let f = wait(db.find_folder(acct.id, folder))
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no folder {folder}"))?;
     Ok(f)
@@ -38,21 +34,20 @@ pub fn mail(ctx: &Context, cmd: MailCmd) -> CmdResult {
         MailCmd::List { address, folder } => (address, folder),
         MailCmd::Show { address, uid, folder } => {
             let f = folder_of(&store, &address, &folder)?;
-            let m = store
-                .db
-                .messages(f.id)
+            let m = wait(store.meta().messages(f.id))
                 .map_err(|e| e.to_string())?
                 .into_iter()
-                .find(|m| m.uid == uid)
+                .find(|m| m.uid.as_i64() == uid)
                 .ok_or_else(|| format!("no message with uid {uid} in {folder}"))?;
             let bytes = store.message_bytes(&m).map_err(|e| e.to_string())?;
             std::io::stdout().write_all(&bytes).map_err(|e| e.to_string())?;
             return Ok(());
         }
         MailCmd::Sweep { min_age } => {
-            let r = store
-                .sweep_unreferenced_bodies(std::time::Duration::from_secs(min_age.saturating_mul(60)))
-                .map_err(|e| e.to_string())?;
+            let r = wait(
+                store.sweep_unreferenced_bodies(std::time::Duration::from_secs(min_age.saturating_mul(60))),
+            )
+            .map_err(|e| e.to_string())?;
             println!(
                 "{} bodies stored more than {min_age} minutes ago; {} referred to by nothing: deleted",
                 r.examined, r.deleted
@@ -61,8 +56,8 @@ pub fn mail(ctx: &Context, cmd: MailCmd) -> CmdResult {
         }
     };
     let f = folder_of(&store, &address, &folder)?;
-    let db = &store.db;
-    for m in db.messages(f.id).map_err(|e| e.to_string())? {
+    let db = store.meta();
+    for m in wait(db.messages(f.id)).map_err(|e| e.to_string())? {
         let bytes = store.message_bytes(&m).map_err(|e| e.to_string())?;
         let parsed = MessageParser::default().parse_headers(&bytes[..]);
         let (from, subject) = match &parsed {
@@ -102,14 +97,12 @@ pub fn queue(ctx: &Context, cmd: QueueCmd) -> CmdResult {
     };
     match cmd {
         QueueCmd::List => {
-            for q in store.db.outbound().map_err(|e| e.to_string())? {
+            for q in wait(store.meta().outbound()).map_err(|e| e.to_string())? {
                 print(&q);
             }
         }
         QueueCmd::Show { id } => {
-            let rows: Vec<_> = store
-                .db
-                .outbound()
+            let rows: Vec<_> = wait(store.meta().outbound())
                 .map_err(|e| e.to_string())?
                 .into_iter()
                 .filter(|q| q.queue_id == id || q.id.to_string() == id)
@@ -139,28 +132,19 @@ pub fn queue(ctx: &Context, cmd: QueueCmd) -> CmdResult {
                 .map_err(|e| e.to_string())?;
         }
         QueueCmd::Retry { id } => {
-            let n = store
-                .db
-                .set_outbound_state(&id, "deferred", now)
-                .map_err(|e| e.to_string())?;
+            let n = wait(store.meta().set_outbound_state(&id, "deferred", now)).map_err(|e| e.to_string())?;
             println!("{n} items will be tried again now");
         }
         QueueCmd::Hold { id } => {
-            let n = store
-                .db
-                .set_outbound_state(&id, "held", now)
-                .map_err(|e| e.to_string())?;
+            let n = wait(store.meta().set_outbound_state(&id, "held", now)).map_err(|e| e.to_string())?;
             println!("{n} items held");
         }
         QueueCmd::Release { id } => {
-            let n = store
-                .db
-                .set_outbound_state(&id, "queued", now)
-                .map_err(|e| e.to_string())?;
+            let n = wait(store.meta().set_outbound_state(&id, "queued", now)).map_err(|e| e.to_string())?;
             println!("{n} items released");
         }
         QueueCmd::Delete { id } => {
-            let n = store.delete_outbound(&id).map_err(|e| e.to_string())?;
+            let n = wait(store.delete_outbound(&id)).map_err(|e| e.to_string())?;
             println!("{n} items deleted");
         }
     }

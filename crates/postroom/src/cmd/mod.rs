@@ -53,15 +53,14 @@ pub fn run(args: Cli) -> CmdResult {
         Command::Dkim(c) => dkim::dkim(&ctx, c),
         Command::Srs(crate::cli::SrsCmd::Rotate) => {
             let store = ctx.store()?;
-            let db = &store.db;
-            if let Some(old) = db.setting("srs_secret").map_err(|e| e.to_string())? {
-                db.set_setting("srs_secret_old", &old)
-                    .map_err(|e| e.to_string())?;
+            let db = store.meta();
+            if let Some(old) = wait(db.setting("srs_secret")).map_err(|e| e.to_string())? {
+                wait(db.set_setting("srs_secret_old", &old)).map_err(|e| e.to_string())?;
             }
             let mut b = [0u8; 24];
             rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut b);
             let new: String = b.iter().map(|x| format!("{x:02x}")).collect();
-            db.set_setting("srs_secret", &new).map_err(|e| e.to_string())?;
+            wait(db.set_setting("srs_secret", &new)).map_err(|e| e.to_string())?;
             println!(
                 "SRS secret rotated; bounces for mail forwarded under the previous one are still accepted"
             );
@@ -116,6 +115,24 @@ impl Context {
         become_data_owner(&dir)?;
         Store::open(&dir).map_err(|e| format!("{}: {e}", dir.display()))
     }
+}
+
+/// Runs a store call to completion. The commands are synchronous; the
+/// store's interface is async (a PostgreSQL back end talks over a socket),
+/// so they share one single-threaded runtime, made on first use.
+pub fn wait<F: std::future::Future>(f: F) -> F::Output {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            // Only fails when the process cannot make an epoll instance
+            // (out of file descriptors): nothing a command could go on with.
+            #[allow(clippy::expect_used)]
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("cannot start the runtime for store calls")
+        })
+        .block_on(f)
 }
 
 pub fn parse_address(s: &str) -> Result<Address, String> {

@@ -190,7 +190,7 @@ pub fn run(ctx: &Context, args: &[String]) -> CmdResult {
             reject_disabled_accounts: false,
             quota_code: cfg.smtp.quota_exceeded_code,
         },
-        directory: Directory::new(store.db.clone(), None),
+        directory: Directory::new(store.meta_handle(), None),
         store,
         filter: Arc::new(NoFilter),
         memory: postroom_pipeline::MemoryBudget::new(cfg.smtp.max_in_memory_bytes),

@@ -21,6 +21,8 @@ pub fn run(args: Cli) -> CmdResult {
     let ctx = Context {
         config_path: args.config.clone(),
         data_dir: args.data_dir.clone(),
+        // Before anything switches to the data folder's owner.
+        actor: cli_actor(),
     };
     match args.command {
         Command::Serve => {
@@ -51,6 +53,7 @@ pub fn run(args: Cli) -> CmdResult {
         Command::Queue(c) => mail::queue(&ctx, c),
         Command::Sendmail { args } => sendmail::run(&ctx, &args),
         Command::Dkim(c) => dkim::dkim(&ctx, c),
+        Command::Audit { object, domain, limit } => directory::audit(&ctx, object, domain, limit),
         Command::Srs(crate::cli::SrsCmd::Rotate) => {
             let store = ctx.store()?;
             let db = store.meta();
@@ -83,6 +86,36 @@ pub fn run(args: Cli) -> CmdResult {
 pub struct Context {
     config_path: Option<PathBuf>,
     data_dir: Option<PathBuf>,
+    /// Who the admin changes are recorded as.
+    pub actor: postroom_admin::Actor,
+}
+
+/// The Unix user running the command, by its real uid (not `$USER`, which
+/// anyone can set); run through sudo, the invoking user too.
+fn cli_actor() -> postroom_admin::Actor {
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: passwd is plain data (integers and pointers); all zeroes is
+    // a valid value, overwritten by getpwuid_r.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: getpwuid_r writes into `pwd` and `buf`, both ours and alive
+    // for the call; `found` is null or points at `pwd`.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut found) };
+    let name = if rc == 0 && !found.is_null() && !pwd.pw_name.is_null() {
+        // SAFETY: pw_name is a NUL-terminated string inside `buf`.
+        unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) }
+            .to_string_lossy()
+            .into_owned()
+    } else {
+        format!("uid {uid}")
+    };
+    let unix_user = match std::env::var("SUDO_USER") {
+        Ok(by) if uid == 0 && !by.is_empty() => format!("{name} (sudo by {by})"),
+        _ => name,
+    };
+    postroom_admin::Actor::Cli { unix_user }
 }
 
 impl Context {
@@ -115,24 +148,18 @@ impl Context {
         become_data_owner(&dir)?;
         Store::open(&dir).map_err(|e| format!("{}: {e}", dir.display()))
     }
-}
 
-/// Runs a store call to completion. The commands are synchronous; the
-/// store's interface is async (a PostgreSQL back end talks over a socket),
-/// so they share one single-threaded runtime, made on first use.
-pub fn wait<F: std::future::Future>(f: F) -> F::Output {
-    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    RUNTIME
-        .get_or_init(|| {
-            // Only fails when the process cannot make an epoll instance
-            // (out of file descriptors): nothing a command could go on with.
-            #[allow(clippy::expect_used)]
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("cannot start the runtime for store calls")
-        })
-        .block_on(f)
+    /// The admin service on this instance's store, with the rules the
+    /// configuration sets.
+    pub fn admin(&self) -> Result<postroom_admin::AdminService, String> {
+        let cfg = self.config()?;
+        let policy = postroom_admin::Policy {
+            hostname: cfg.server.hostname.clone(),
+            min_password_length: cfg.auth.min_password_length,
+            removal_grace_secs: postroom_admin::REMOVAL_GRACE_SECS,
+        };
+        Ok(postroom_admin::AdminService::for_store(self.store()?, policy))
+    }
 }
 
 pub fn parse_address(s: &str) -> Result<Address, String> {

@@ -7,7 +7,7 @@ use postroom_admin::{format_utc, parse_quota, parse_size, AdminService, DomainCh
 use postroom_core::Secret;
 use postroom_directory::import::{parse_virtual_lines, plan_import, read_virtual};
 
-use super::{block_on, CmdResult, Context};
+use super::{wait, CmdResult, Context};
 use crate::cli::{AliasCmd, DomainCmd, ImportCmd, MembersCmd, PasswordArgs, UserCmd};
 
 fn text(e: postroom_admin::AdminError) -> String {
@@ -70,7 +70,11 @@ pub fn domain(ctx: &Context, cmd: DomainCmd) -> CmdResult {
             } => {
                 let change = DomainChange {
                     separator: subaddress_separator,
-                    default_quota: default_quota.as_deref().map(parse_quota).transpose().map_err(text)?,
+                    default_quota: default_quota
+                        .as_deref()
+                        .map(parse_quota)
+                        .transpose()
+                        .map_err(text)?,
                     relay_to: relay_to.map(|h| (h != "none").then_some(h)),
                     verify,
                 };
@@ -109,7 +113,11 @@ pub fn domain(ctx: &Context, cmd: DomainCmd) -> CmdResult {
                     (Some(t), _) => println!("kind\talias of {}", t.display),
                     (None, Some(hop)) => println!(
                         "kind\tgateway to {hop}{}",
-                        if d.relay_verify { " (verified recipients)" } else { "" }
+                        if d.relay_verify {
+                            " (verified recipients)"
+                        } else {
+                            ""
+                        }
                     ),
                     (None, None) => println!("kind\tlocal"),
                 }
@@ -140,7 +148,10 @@ pub fn domain(ctx: &Context, cmd: DomainCmd) -> CmdResult {
                     i.alias_domains.len()
                 );
                 if i.queued > 0 {
-                    println!("{} queued messages stay in the queue (postroom queue list)", i.queued);
+                    println!(
+                        "{} queued messages stay in the queue (postroom queue list)",
+                        i.queued
+                    );
                 }
             }
         }
@@ -329,7 +340,13 @@ async fn list_users(admin: &AdminService, domain: Option<&str>) -> CmdResult {
         if a.delete_after.is_some() {
             flags.push("removed".to_string());
         }
-        println!("{}\tused {}\tquota {}\t{}", u.address, u.usage, quota, flags.join(","));
+        println!(
+            "{}\tused {}\tquota {}\t{}",
+            u.address,
+            u.usage,
+            quota,
+            flags.join(",")
+        );
     }
     Ok(())
 }
@@ -405,7 +422,12 @@ pub fn import(ctx: &Context, cmd: ImportCmd) -> CmdResult {
         }
         if !dry_run {
             admin
-                .import_aliases(&ctx.actor, &file.display().to_string(), &plan.domains, &plan.aliases)
+                .import_aliases(
+                    &ctx.actor,
+                    &file.display().to_string(),
+                    &plan.domains,
+                    &plan.aliases,
+                )
                 .await
                 .map_err(|e| format!("{}: nothing imported: {e}", file.display()))?;
         }

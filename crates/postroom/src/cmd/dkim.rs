@@ -1,6 +1,6 @@
 use postroom_admin::txt_record;
 
-use super::{block_on, CmdResult, Context};
+use super::{wait, CmdResult, Context};
 use crate::cli::DkimCmd;
 
 pub fn dkim(ctx: &Context, cmd: DkimCmd) -> CmdResult {

@@ -53,7 +53,11 @@ pub fn run(args: Cli) -> CmdResult {
         Command::Queue(c) => mail::queue(&ctx, c),
         Command::Sendmail { args } => sendmail::run(&ctx, &args),
         Command::Dkim(c) => dkim::dkim(&ctx, c),
-        Command::Audit { object, domain, limit } => directory::audit(&ctx, object, domain, limit),
+        Command::Audit {
+            object,
+            domain,
+            limit,
+        } => directory::audit(&ctx, object, domain, limit),
         Command::Srs(crate::cli::SrsCmd::Rotate) => {
             let store = ctx.store()?;
             let db = store.meta();
@@ -160,6 +164,24 @@ impl Context {
         };
         Ok(postroom_admin::AdminService::for_store(self.store()?, policy))
     }
+}
+
+/// Runs a store call to completion. The commands are synchronous; the
+/// store's interface is async (a PostgreSQL back end talks over a socket),
+/// so they share one single-threaded runtime, made on first use.
+pub fn wait<F: std::future::Future>(f: F) -> F::Output {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            // Only fails when the process cannot make an epoll instance
+            // (out of file descriptors): nothing a command could go on with.
+            #[allow(clippy::expect_used)]
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("cannot start the runtime for store calls")
+        })
+        .block_on(f)
 }
 
 pub fn parse_address(s: &str) -> Result<Address, String> {

@@ -49,10 +49,16 @@ def test_user_add_without_a_password_is_refused(server):
     imaps(server, "nopw@esoomllub.com", "long-enough-pw").logout()
 
 
-def test_an_alias_on_a_mailbox_is_refused(server):
+def test_an_alias_on_a_mailbox_is_refused(server, tmp_path):
     r = server.cli("alias", "add", "Kent@esoomllub.com", "outside@example.org", check=False)
     assert r.returncode != 0 and "is a mailbox" in r.stderr, r.stderr
     assert not any(line.lower().startswith("kent@") for line in server.cli("alias", "list").stdout.splitlines())
+    # Nor through an import (all or nothing, naming the line).
+    m = tmp_path / "virtual"
+    m.write_text("sales@esoomllub.com kent@esoomllub.com\nkent@esoomllub.com kent@elsewhere.example\n")
+    r = server.cli("import", "virtual", str(m), check=False)
+    assert r.returncode != 0 and ":2:" in r.stderr and "is a mailbox" in r.stderr, r.stderr
+    assert "sales@" not in server.cli("alias", "list").stdout
     # The other way round: a mailbox on an alias's address.
     r = server.cli("user", "add", "dev@esoomllub.com", "--password-hash", UNUSED_PASSWORD, check=False)
     assert r.returncode != 0 and "is an alias" in r.stderr, r.stderr

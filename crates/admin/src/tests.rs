@@ -654,3 +654,28 @@ fn times_print_in_utc() {
     assert_eq!(format_utc(1_796_676_600), "2026-12-07 20:50:00 UTC");
     assert_eq!(format_utc(i64::MAX), format!("@{}", i64::MAX));
 }
+
+#[tokio::test]
+async fn a_rename_that_would_close_a_forwarding_loop_is_refused() {
+    let (_d, s) = with_domain().await;
+    let a = cli();
+    s.user_add(&a, "kent@abc.com", plain(), None, false)
+        .await
+        .unwrap();
+    // team -> clark, who does not exist yet; kent forwards to team.
+    s.alias_add(&a, "team@abc.com", "clark").await.unwrap();
+    s.user_forward(&a, "kent@abc.com", "team", false).await.unwrap();
+    let r = s.user_rename(&a, "kent@abc.com", "clark@abc.com").await;
+    assert!(
+        matches!(r, Err(AdminError::Invalid(ref m)) if m.contains("refused")),
+        "{r:?}"
+    );
+    assert_eq!(s.user_show("kent@abc.com").await.unwrap().address, "kent@abc.com");
+    assert!(matches!(
+        s.user_show("clark@abc.com").await,
+        Err(AdminError::NotFound(_))
+    ));
+    // Without the forwarding, the same rename is fine.
+    s.user_forward(&a, "kent@abc.com", "", true).await.unwrap();
+    s.user_rename(&a, "kent@abc.com", "clark@abc.com").await.unwrap();
+}

@@ -349,6 +349,28 @@ impl AdminService {
         self.meta()
             .rename_account(a.id, nd.id, local, to.local_display())
             .await?;
+        // At its new address a forwarding mailbox may close a loop: an
+        // alias or forwarding that led to the (then missing) new address
+        // now reaches it. The check sees the mailbox where it now is; a
+        // loop puts it back (meanwhile, resolution gives each mailbox one
+        // copy, so no mail loops).
+        if !a.forward_to.is_empty() {
+            let moved = self
+                .meta()
+                .account_by_id(a.id)
+                .await?
+                .ok_or_else(|| AdminError::NotFound(format!("no mailbox {old}")))?;
+            if let Some(why) = self
+                .dir
+                .check_targets(Origin::Forward { account: &moved }, &moved.forward_to)
+                .await?
+            {
+                self.meta()
+                    .rename_account(a.id, od.id, &a.local, &a.display)
+                    .await?;
+                return Err(AdminError::Invalid(format!("refused: {why}")));
+            }
+        }
         let object = format!("{}@{}", to.local_display(), nd.display);
         self.record(
             actor,

@@ -101,6 +101,13 @@ def test_user_remove_disables_at_once_and_now_deletes(server):
     shown = fields(server.cli("user", "show", "customseo@esoomllub.com").stdout)
     assert shown["enabled"] == "no" and "deleted after" in shown["removed"]
     assert shown["usage"].endswith("in 1 messages")  # kept for the grace period
+    # No new mail for a removed mailbox, even though disabled ones receive
+    # by default (smtp.reject_disabled_accounts = false).
+    with smtplib.SMTP("127.0.0.1", server.port) as s:
+        s.ehlo("client.example")
+        s.mail("alice@remote.example")
+        code, msg = s.rcpt("customseo@esoomllub.com")
+        assert (code, msg[:5]) == (550, b"5.1.1"), msg
     r = server.cli("user", "enable", "customseo@esoomllub.com", check=False)
     assert r.returncode != 0 and "removed" in r.stderr
     server.cli("user", "remove", "customseo@esoomllub.com", "--now")

@@ -34,6 +34,19 @@ impl std::fmt::Display for AdminError {
     }
 }
 
+impl AdminError {
+    /// The HTTP status the API answers with.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            AdminError::NotFound(_) => 404,
+            AdminError::AlreadyExists(_) | AdminError::Conflict(_) => 409,
+            AdminError::Invalid(_) => 422,
+            AdminError::Forbidden(_) => 403,
+            AdminError::Storage(_) => 503,
+        }
+    }
+}
+
 impl std::error::Error for AdminError {}
 
 impl From<StoreError> for AdminError {

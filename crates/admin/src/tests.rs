@@ -679,3 +679,16 @@ async fn a_rename_that_would_close_a_forwarding_loop_is_refused() {
     s.user_forward(&a, "kent@abc.com", "", true).await.unwrap();
     s.user_rename(&a, "kent@abc.com", "clark@abc.com").await.unwrap();
 }
+
+#[test]
+fn errors_map_to_http_statuses() {
+    assert_eq!(AdminError::NotFound("x".into()).http_status(), 404);
+    assert_eq!(AdminError::AlreadyExists("x".into()).http_status(), 409);
+    assert_eq!(AdminError::Conflict("x".into()).http_status(), 409);
+    assert_eq!(AdminError::Invalid("x".into()).http_status(), 422);
+    assert_eq!(AdminError::Forbidden("x".into()).http_status(), 403);
+    let e: AdminError = StoreError::Unavailable.into();
+    assert_eq!(e.http_status(), 503);
+    let e: AdminError = StoreError::Conflict("moved").into();
+    assert_eq!(e.http_status(), 409);
+}

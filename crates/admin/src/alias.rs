@@ -107,6 +107,12 @@ impl AdminService {
                 .map(|a| a.targets)
                 .unwrap_or_default();
             all.extend(targets.iter().cloned());
+            if all.len() > crate::MAX_TARGETS {
+                return Err(AdminError::Invalid(format!(
+                    "an alias has at most {} targets",
+                    crate::MAX_TARGETS
+                )));
+            }
             if let Some(why) = self
                 .dir
                 .check_targets(Origin::Alias { domain: d, local }, &all)

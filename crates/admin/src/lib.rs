@@ -88,6 +88,20 @@ pub const MAX_ATTEMPTS: usize = 5;
 /// At most this many audit rows per read (the console pages through them).
 pub const MAX_AUDIT_ROWS: usize = 1000;
 
+/// An audit row's detail is cut at this many bytes: a list's members are
+/// worth recording, a 300 KB row per change is not.
+pub const MAX_AUDIT_DETAIL: usize = 4096;
+
+/// The most targets one alias may have (all in one row, comma-separated):
+/// 10,000 addresses of about 30 bytes make a 300 KB row, read at every
+/// RCPT to the alias; a list bigger than that wants a list manager.
+pub const MAX_TARGETS: usize = 10_000;
+
+/// The longest password or hash accepted, in bytes (as the CLI reads it
+/// from standard input): argon2 hashes any length, and an API caller
+/// should not make it hash megabytes.
+pub const MAX_PASSWORD_BYTES: usize = 4096;
+
 impl Default for Policy {
     fn default() -> Self {
         Policy {
@@ -157,6 +171,15 @@ impl AdminService {
     /// failure here is logged, not returned, so the caller does not redo
     /// what was done.
     async fn record(&self, actor: &Actor, operation: &str, object: &str, domain: &str, detail: String) {
+        let mut detail = detail;
+        if detail.len() > MAX_AUDIT_DETAIL {
+            let mut cut = MAX_AUDIT_DETAIL;
+            while !detail.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            detail.truncate(cut);
+            detail.push('…');
+        }
         let entry = AuditEntry {
             actor: actor.who(),
             origin: actor.origin(),
@@ -264,6 +287,9 @@ pub fn parse_quota(s: &str) -> Result<Option<i64>> {
 /// `domain`. A target with a space inside is refused, not split into
 /// several local targets.
 pub fn qualify_targets(list: &str, domain: &Domain) -> Result<Vec<String>> {
+    if list.split(',').nth(MAX_TARGETS).is_some() {
+        return Err(AdminError::Invalid(format!("more than {MAX_TARGETS} targets")));
+    }
     list.split(',')
         .map(str::trim)
         .filter(|t| !t.is_empty())

@@ -692,3 +692,26 @@ fn errors_map_to_http_statuses() {
     let e: AdminError = StoreError::Conflict("moved").into();
     assert_eq!(e.http_status(), 409);
 }
+
+#[tokio::test]
+async fn sizes_and_counts_are_limited() {
+    let (_d, s) = with_domain().await;
+    let a = cli();
+    let long = "x".repeat(MAX_PASSWORD_BYTES + 1);
+    assert!(matches!(
+        s.user_add(&a, "kent@abc.com", pw(&long), None, false).await,
+        Err(AdminError::Invalid(_))
+    ));
+    let many: Vec<String> = (0..=MAX_TARGETS).map(|i| format!("m{i}")).collect();
+    assert!(matches!(
+        s.alias_add(&a, "big@abc.com", &many.join(",")).await,
+        Err(AdminError::Invalid(_))
+    ));
+    // A big list is fine; its audit row is cut.
+    s.alias_add(&a, "big@abc.com", &many[..2000].join(","))
+        .await
+        .unwrap();
+    let row = &s.audit(Some("big@abc.com"), None, 1).await.unwrap()[0];
+    assert!(row.entry.detail.len() <= MAX_AUDIT_DETAIL + 3);
+    assert!(row.entry.detail.ends_with('…'));
+}

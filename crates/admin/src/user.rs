@@ -39,6 +39,16 @@ pub enum Removal {
 
 impl AdminService {
     async fn hash(&self, pw: NewPassword) -> Result<String> {
+        let len = match &pw {
+            NewPassword::Hash(h) => h.len(),
+            NewPassword::Plain(p) => p.expose().len(),
+        };
+        if len > crate::MAX_PASSWORD_BYTES {
+            return Err(AdminError::Invalid(format!(
+                "the password is longer than {} bytes",
+                crate::MAX_PASSWORD_BYTES
+            )));
+        }
         match pw {
             NewPassword::Hash(h) => {
                 if !password::is_supported(&h) {

@@ -18,6 +18,9 @@ BIN = os.environ.get("POSTROOM_BIN") or os.path.join(
 )
 
 HOSTNAME = "mx.test.example"
+# For mailboxes a test never logs in to: `user add` needs a password (or
+# hash), so that no mailbox is made that can never log in.
+UNUSED_PASSWORD = "{PLAIN}not-used-by-this-test"
 
 
 class PortTaken(Exception):
@@ -207,8 +210,8 @@ def make_server(extra_smtp="", extra_toml="", populate=True, extra_pop3="", extr
         s.cli("domain", "add", "esoomllub.com")
         s.cli("domain", "add", "esoomllub.net", "--alias-of", "esoomllub.com")
         s.cli("user", "add", "customseo@esoomllub.com", "--password-stdin", input="99test99\n")
-        s.cli("user", "add", "dbrooks@esoomllub.com")
-        s.cli("user", "add", "kent@esoomllub.com", "--domain-admin")
+        s.cli("user", "add", "dbrooks@esoomllub.com", "--password-hash", UNUSED_PASSWORD)
+        s.cli("user", "add", "kent@esoomllub.com", "--password-hash", UNUSED_PASSWORD, "--domain-admin")
         s.cli("alias", "add", "dev@esoomllub.com", "dbrooks,testman@example.com,kent")
     return s
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import HOSTNAME, Raw, rss_kib
+from conftest import HOSTNAME, UNUSED_PASSWORD, Raw, rss_kib
 
 
 def swaks(port, *args):
@@ -229,7 +229,7 @@ def test_bdat_chunks_and_dot_unstuffing(server):
 
 
 def test_smtputf8(server):
-    server.cli("user", "add", "jösé@esoomllub.com")
+    server.cli("user", "add", "jösé@esoomllub.com", "--password-hash", UNUSED_PASSWORD)
     with smtplib.SMTP("127.0.0.1", server.port) as s:
         s.ehlo("client.example.org")
         msg = "From: Ünï <sënder@rëmote.example>\r\nSubject: ñ\r\n\r\nhéllo\r\n".encode()
@@ -248,7 +248,7 @@ def test_utf8_without_smtputf8_is_refused(server):
 
 
 def test_aliases_lists_catch_all(server):
-    server.cli("user", "add", "catchall@esoomllub.com")
+    server.cli("user", "add", "catchall@esoomllub.com", "--password-hash", UNUSED_PASSWORD)
     server.cli("alias", "add", "@esoomllub.com", "catchall@esoomllub.com")
     with smtplib.SMTP("127.0.0.1", server.port) as s:
         s.sendmail("a@remote.example", ["dev@esoomllub.com", "whoever@esoomllub.com", "kent@esoomllub.com"],
@@ -273,7 +273,7 @@ def test_unresolvable_recipients_refused_at_rcpt(server):
     server.cli("alias", "add", "ghost@esoomllub.com", "nobody@esoomllub.com")
     server.cli("alias", "add", "half@esoomllub.com", "nobody@esoomllub.com,friend@remote.example")
     server.cli("domain", "add", "noadmin.example")
-    server.cli("user", "add", "u@noadmin.example")
+    server.cli("user", "add", "u@noadmin.example", "--password-hash", UNUSED_PASSWORD)
     with smtplib.SMTP("127.0.0.1", server.port) as s:
         s.ehlo("client.example.org")
         s.mail("a@remote.example")
@@ -352,10 +352,10 @@ def test_cli_changes_are_seen_at_once(server):
         s.ehlo("client.example.org")
         s.mail("a@remote.example")
         assert s.rcpt("newbie@esoomllub.com")[0] == 550
-        server.cli("user", "add", "newbie@esoomllub.com")
+        server.cli("user", "add", "newbie@esoomllub.com", "--password-hash", UNUSED_PASSWORD)
         assert s.rcpt("newbie@esoomllub.com")[0] == 250
         server.cli("domain", "add", "fresh.example")
-        server.cli("user", "add", "x@fresh.example")
+        server.cli("user", "add", "x@fresh.example", "--password-hash", UNUSED_PASSWORD)
         assert s.rcpt("x@fresh.example")[0] == 250
 
 
@@ -431,7 +431,7 @@ def test_starttls_with_configured_certificate(server_factory, tmp_path):
 
 def test_quota_at_rcpt(server_factory):
     server = server_factory().start()
-    server.cli("user", "add", "small@esoomllub.com", "--quota", "1K")
+    server.cli("user", "add", "small@esoomllub.com", "--password-hash", UNUSED_PASSWORD, "--quota", "1K")
     with smtplib.SMTP("127.0.0.1", server.port) as s:
         s.ehlo("client.example.org")
         # Declared SIZE beyond the quota: refused before any data is sent.
@@ -448,7 +448,7 @@ def test_quota_at_rcpt(server_factory):
         assert s.rcpt("small@esoomllub.com")[0] == 452
     assert len(server.messages("small@esoomllub.com")) == 1
     strict = server_factory(extra_smtp="quota_exceeded_code = 552").start()
-    strict.cli("user", "add", "small@esoomllub.com", "--quota", "1K")
+    strict.cli("user", "add", "small@esoomllub.com", "--password-hash", UNUSED_PASSWORD, "--quota", "1K")
     with smtplib.SMTP("127.0.0.1", strict.port) as s:
         s.ehlo("client.example.org")
         s.mail("a@remote.example", ["SIZE=5000"])

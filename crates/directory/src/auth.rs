@@ -499,6 +499,14 @@ impl Authenticator {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .succeeded(&reservation);
+        // For `user show`: when the mailbox was last used. A failure to
+        // note it must not fail the login.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        if let Err(e) = self.db.record_login(acct.id, now).await {
+            tracing::warn!(error = %e, "could not note the login time");
+        }
         if password::needs_rehash(&stored) {
             // Imported hashes become argon2 at the first successful login.
             let pw = password.clone();
@@ -647,6 +655,24 @@ mod tests {
             dir,
             Arc::new(Authenticator::new(store.meta_handle(), None, policy)),
         )
+    }
+
+    #[tokio::test]
+    async fn a_successful_login_is_noted_and_a_failed_one_is_not() {
+        let (_dir, auth) = authenticator(LoginPolicy::default()).await;
+        let d = auth.db.domain("probe.test").await.unwrap().unwrap();
+        let alice = || async { auth.db.account(d.id, "alice").await.unwrap().unwrap() };
+        assert_eq!(alice().await.last_login, None);
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        assert!(auth
+            .login(ip, "alice@probe.test", &Secret::new("wrong".into()))
+            .await
+            .is_err());
+        assert_eq!(alice().await.last_login, None);
+        auth.login(ip, "alice@probe.test", &Secret::new("right".into()))
+            .await
+            .unwrap();
+        assert!(alice().await.last_login.is_some_and(|t| t > 1_700_000_000));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -262,6 +262,27 @@ pub async fn plan_import(
                         }
                     },
                 };
+                // Mailboxes are looked up before aliases: an alias on a
+                // mailbox's address would be imported and never used
+                // (Postfix's virtual maps would take it first). Pending
+                // domains (negative ids) have no mailboxes.
+                if !local.is_empty()
+                    && row.id.get() > 0
+                    && dir
+                        .meta()
+                        .account(row.id, &local)
+                        .await
+                        .map_err(store(n))?
+                        .is_some()
+                {
+                    return Err(error(
+                        n,
+                        format!(
+                            "{pattern} is a mailbox: an alias there would never be used; forward the \
+                             mailbox instead (postroom user forward {pattern} ...), then import the rest"
+                        ),
+                    ));
+                }
                 if local.is_empty()
                     && targets
                         .iter()
@@ -448,6 +469,18 @@ mod tests {
 
         async fn plan(d: &Directory, text: &str) -> Result<ImportPlan, ParseError> {
             plan_import(d, &parse_virtual_lines(text, Some("abc.com"))?, "mx.abc.com").await
+        }
+
+        #[tokio::test]
+        async fn an_alias_on_a_mailbox_is_refused_with_its_line() {
+            let (_t, d) = setup().await;
+            let e = plan(&d, "sales kent\nKent@abc.com kent@elsewhere.example\n")
+                .await
+                .unwrap_err();
+            assert_eq!(e.line, 2, "{}", e.message);
+            assert!(e.message.contains("is a mailbox"), "{}", e.message);
+            // A new domain's addresses are no mailboxes yet.
+            plan(&d, "kent@new.example kent@abc.com\n").await.unwrap();
         }
 
         #[tokio::test]

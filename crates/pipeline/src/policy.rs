@@ -108,6 +108,16 @@ impl RelayPolicy {
                 direct_account,
                 gateway,
             }) => {
+                // `user remove`: the mailbox is going (its mail is deleted
+                // after the grace period), so it takes nothing new,
+                // whatever reject_disabled_accounts says.
+                if direct_account.as_ref().is_some_and(|a| a.delete_after.is_some()) {
+                    return RcptVerdict::Reject(Reply::new(
+                        550,
+                        "5.1.1",
+                        format!("<{rcpt}>: Recipient address rejected: mailbox removed"),
+                    ));
+                }
                 let disabled = direct_account.as_ref().is_some_and(|a| !a.enabled);
                 if disabled && self.reject_disabled_accounts {
                     return RcptVerdict::Reject(Reply::new(
@@ -211,6 +221,63 @@ mod tests {
             matches!(v, RcptVerdict::Accept(_)),
             "an authenticated user relays"
         );
+    }
+
+    #[test]
+    fn a_removed_mailbox_takes_no_new_mail() {
+        let account = postroom_store::directory::AccountRow {
+            id: postroom_store::AccountId(1),
+            domain_id: postroom_store::DomainId(1),
+            local: "kent".into(),
+            display: "kent".into(),
+            password_hash: None,
+            quota: None,
+            enabled: false,
+            domain_admin: false,
+            forward_to: vec![],
+            forward_keep: true,
+            sent_copy: false,
+            last_login: None,
+            delete_after: None,
+        };
+        let found = |account: postroom_store::directory::AccountRow| {
+            Lookup::Found(postroom_directory::Resolution {
+                routes: vec![postroom_directory::Route::Local {
+                    account_id: account.id,
+                    address: "kent@abc.example".into(),
+                    enabled: account.enabled,
+                }],
+                direct_account: Some(account),
+                gateway: false,
+            })
+        };
+        // Disabled: accepted by default (it keeps its mail and receives).
+        let v = policy(&[]).decide(
+            "192.0.2.7".parse().unwrap(),
+            "kent@abc.example".into(),
+            found(account.clone()),
+            None,
+            false,
+        );
+        assert!(matches!(v, RcptVerdict::Accept(_)));
+        let removed = postroom_store::directory::AccountRow {
+            delete_after: Some(1),
+            ..account
+        };
+        let v = policy(&[]).decide(
+            "192.0.2.7".parse().unwrap(),
+            "kent@abc.example".into(),
+            found(removed),
+            None,
+            false,
+        );
+        match v {
+            RcptVerdict::Reject(r) => assert_eq!(
+                r.summary(),
+                "550 5.1.1 <kent@abc.example>: Recipient address rejected: mailbox removed"
+            ),
+            _ => panic!("a removed mailbox accepted mail"),
+        }
     }
 
     #[test]

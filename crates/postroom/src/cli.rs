@@ -55,6 +55,17 @@ pub enum Command {
     /// reach it (banner, EHLO, STARTTLS, certificate).
     #[command(subcommand)]
     Check(CheckCmd),
+    /// Admin changes, newest first: when, who, from where, what.
+    Audit {
+        /// Only changes to this address or domain (as shown).
+        #[arg(long)]
+        object: Option<String>,
+        /// Only changes in this domain.
+        #[arg(long)]
+        domain: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
     /// Send a message from standard input, like /usr/sbin/sendmail
     /// (-t, -i, -oi, -f, -F; recipients as arguments). Postroom can be
     /// linked as /usr/sbin/sendmail.
@@ -158,6 +169,17 @@ pub enum DomainCmd {
     },
     /// List hosted domains.
     List,
+    /// A domain's settings, mailbox and alias counts, alias domains and
+    /// queued mail.
+    Show { domain: String },
+    /// Remove a domain with its aliases, DKIM keys and alias domains.
+    /// Refused while it has mailboxes, alias domains or queued mail,
+    /// unless --force (which deletes its mailboxes and their mail now).
+    Remove {
+        domain: String,
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -224,6 +246,27 @@ pub enum UserCmd {
     },
     /// List mailboxes (of one domain, or all).
     List { domain: Option<String> },
+    /// A mailbox's usage, quota, last login, forwarding and flags.
+    Show { address: String },
+    /// Change a mailbox's settings.
+    Set {
+        address: String,
+        /// Bytes, or with K, M, G or T (powers of 1024); `none` for the
+        /// domain's default.
+        #[arg(long)]
+        quota: String,
+    },
+    /// Remove a mailbox: disabled at once, its mail deleted after 7 days
+    /// (by the server, which checks hourly), or at once with --now.
+    Remove {
+        address: String,
+        #[arg(long)]
+        now: bool,
+    },
+    /// Give a mailbox a new address (in its domain or another hosted one);
+    /// its folders, UIDVALIDITY and UIDs stay, so mail clients keep their
+    /// caches.
+    Rename { old: String, new: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -239,6 +282,26 @@ pub enum AliasCmd {
     Remove { alias: String },
     /// List aliases (of one domain, or all).
     List { domain: Option<String> },
+    /// Add or remove members of an alias or list.
+    #[command(subcommand)]
+    Members(MembersCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MembersCmd {
+    /// Add members (addresses, or names in the alias's domain) to an
+    /// existing alias.
+    Add {
+        alias: String,
+        #[arg(required = true)]
+        members: Vec<String>,
+    },
+    /// Remove members; an alias left with none is removed.
+    Remove {
+        alias: String,
+        #[arg(required = true)]
+        members: Vec<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -49,6 +49,10 @@ const BODY_SWEEP_EVERY: Duration = Duration::from_secs(24 * 3600);
 /// Far beyond the time any transaction takes (SQLite's busy timeout is
 /// 10 s), so a body whose row is about to be committed is never taken.
 const BODY_SWEEP_MIN_AGE: Duration = Duration::from_secs(10 * 60);
+/// `user remove` keeps a mailbox's mail for a grace period (7 days,
+/// `postroom_admin::REMOVAL_GRACE_SECS`); the server deletes it when it
+/// starts and then hourly, so at most an hour late.
+const REMOVED_MAILBOX_PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 pub fn run(cfg: Config, data_dir: PathBuf, cli_flags: String) -> Result<(), String> {
     init_logging(&cfg.log.level);
@@ -475,6 +479,14 @@ async fn serve(
     let mut queue_stop = shutdown.clone();
     let queue_task = tokio::spawn(delivery.run(async move { queue_stop.recv().await }));
     tokio::spawn(sweep_bodies_periodically(store.clone()));
+    tokio::spawn(purge_removed_mailboxes(postroom_admin::AdminService::for_store(
+        store.clone(),
+        postroom_admin::Policy {
+            hostname: cfg.server.hostname.clone(),
+            min_password_length: cfg.auth.min_password_length,
+            removal_grace_secs: postroom_admin::REMOVAL_GRACE_SECS,
+        },
+    )));
     tokio::spawn(look_for_foreign_changes(store.clone()));
     drop(done_tx);
     print_banner(&cfg, &data_dir, &bound, &cli_flags);
@@ -527,6 +539,24 @@ async fn sweep_bodies_periodically(store: Store) {
             Err(e) => tracing::warn!(error = %e, "sweeping unreferenced message bodies failed"),
         }
         tokio::time::sleep(BODY_SWEEP_EVERY).await;
+    }
+}
+
+async fn purge_removed_mailboxes(admin: postroom_admin::AdminService) {
+    let mut tick = tokio::time::interval(REMOVED_MAILBOX_PURGE_EVERY);
+    loop {
+        tick.tick().await;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        match admin.purge_removed(now).await {
+            Ok(gone) => {
+                for address in gone {
+                    tracing::info!(%address, "removed mailbox: grace period over, its mail deleted");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "deleting removed mailboxes failed"),
+        }
     }
 }
 

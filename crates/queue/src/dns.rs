@@ -194,39 +194,4 @@ impl MxResolver {
 }
 
 /// Splits `host:port` (`[v6]:port` for IPv6); the port defaults to 25.
-pub fn split_host_port(next_hop: &str) -> Option<(String, u16)> {
-    let (host, port) = if let Some(rest) = next_hop.strip_prefix('[') {
-        let (h, after) = rest.split_once(']')?;
-        match after.strip_prefix(':') {
-            Some(p) => (h.to_string(), p.parse().ok()?),
-            None if after.is_empty() => (h.to_string(), 25),
-            None => return None,
-        }
-    } else {
-        match next_hop.rsplit_once(':') {
-            Some((h, p)) if !h.contains(':') => (h.to_string(), p.parse().ok()?),
-            Some(_) => return None,
-            None => (next_hop.to_string(), 25),
-        }
-    };
-    (!host.is_empty()).then_some((host, port))
-}
-
-#[cfg(test)]
-mod next_hop_tests {
-    use super::split_host_port;
-
-    #[test]
-    fn host_and_port() {
-        assert_eq!(
-            split_host_port("mx.example:2525"),
-            Some(("mx.example".into(), 2525))
-        );
-        assert_eq!(split_host_port("mx.example"), Some(("mx.example".into(), 25)));
-        assert_eq!(split_host_port("[::1]:2525"), Some(("::1".into(), 2525)));
-        assert_eq!(split_host_port("127.0.0.1:26"), Some(("127.0.0.1".into(), 26)));
-        assert_eq!(split_host_port("::1:25"), None);
-        assert_eq!(split_host_port(":25"), None);
-        assert_eq!(split_host_port("mx.example:x"), None);
-    }
-}
+pub use postroom_core::net::split_host_port;

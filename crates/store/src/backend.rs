@@ -12,12 +12,13 @@
 
 use async_trait::async_trait;
 
+use crate::admin::{AuditEntry, AuditQuery, AuditRow};
 use crate::cache::FolderSnapshot;
 use crate::committer::Delivery;
 use crate::directory::{AccountRow, AliasRow, DomainRow, ImportedAlias};
 use crate::dkim::DkimKeyRow;
 use crate::folders::{FlagOp, FolderChanges, MessageMeta};
-use crate::ids::{AccountId, DomainId, FolderId, ModSeq, OutboundId, Uid};
+use crate::ids::{AccountId, DirectoryVersion, DomainId, FolderId, ModSeq, OutboundId, Uid};
 use crate::mailbox::{FolderRow, MessageRow};
 use crate::queue::OutboundRow;
 use crate::Result;
@@ -47,6 +48,8 @@ pub trait DirectoryMeta: Send + Sync {
     async fn set_password_hash(&self, id: AccountId, hash: &str) -> Result<()>;
     /// A domain's active DKIM keys, newest first.
     async fn dkim_keys(&self, domain: DomainId) -> Result<Vec<DkimKeyRow>>;
+    /// A successful login (unix seconds), for `user show`.
+    async fn record_login(&self, id: AccountId, at: i64) -> Result<()>;
 }
 
 /// What the admin service changes (the CLI today, the HTTP API next).
@@ -95,6 +98,53 @@ pub trait AdminMeta: Send + Sync {
     ) -> Result<()>;
     /// Messages stored for an account, all folders.
     async fn message_count(&self, account: AccountId) -> Result<i64>;
+
+    /// The directory's version (see [`DirectoryVersion`]): read before a
+    /// check, passed to the conditional write after it.
+    async fn directory_version(&self) -> Result<DirectoryVersion>;
+    /// `add_alias_targets` if the directory is still at `expected`, in the
+    /// same transaction; [`crate::StoreError::Conflict`] otherwise.
+    async fn add_alias_targets_if(
+        &self,
+        domain: DomainId,
+        local: &str,
+        display: &str,
+        targets: &[String],
+        expected: DirectoryVersion,
+    ) -> Result<AliasRow>;
+    /// `set_forwarding` if the directory is still at `expected`.
+    async fn set_forwarding_if(
+        &self,
+        id: AccountId,
+        targets: &[String],
+        keep: bool,
+        expected: DirectoryVersion,
+    ) -> Result<()>;
+    /// Removes members of an alias (ASCII case aside); one left with none
+    /// is removed (None).
+    async fn remove_alias_targets(
+        &self,
+        domain: DomainId,
+        local: &str,
+        members: &[String],
+    ) -> Result<Option<AliasRow>>;
+    /// `user remove`: disables the mailbox at once; its mail is deleted
+    /// after `delete_after` (unix seconds).
+    async fn schedule_account_removal(&self, id: AccountId, delete_after: i64) -> Result<()>;
+    async fn accounts_due_for_removal(&self, now: i64) -> Result<Vec<AccountRow>>;
+    /// Deletes a mailbox, its folders and messages; returns the bodies no
+    /// row refers to any more.
+    async fn remove_account(&self, id: AccountId) -> Result<Vec<String>>;
+    /// A new address for a mailbox, keeping its folders (UIDVALIDITY) and
+    /// UIDs; refused when the address is a mailbox or alias already.
+    async fn rename_account(&self, id: AccountId, domain: DomainId, local: &str, display: &str)
+        -> Result<()>;
+    /// Removes a domain with its aliases, gateway recipients and DKIM keys;
+    /// refused while it has mailboxes or alias domains.
+    async fn remove_domain(&self, id: DomainId) -> Result<()>;
+    async fn record_audit(&self, entry: &AuditEntry) -> Result<()>;
+    /// Audit rows, newest first.
+    async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditRow>>;
 }
 
 /// What IMAP and POP3 need of a mailbox.

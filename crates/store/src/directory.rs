@@ -49,6 +49,11 @@ pub struct AccountRow {
     pub forward_keep: bool,
     /// Submitted mail is also saved in the account's Sent folder.
     pub sent_copy: bool,
+    /// The last successful login (unix seconds), by any protocol.
+    pub last_login: Option<i64>,
+    /// `user remove`: disabled, and its mail is deleted after this time
+    /// (unix seconds).
+    pub delete_after: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,7 +66,7 @@ pub struct AliasRow {
     pub targets: Vec<String>,
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -70,8 +75,8 @@ fn now() -> i64 {
 
 const DOMAIN_COLS: &str =
     "id, name, display, alias_of, subaddress_separator, default_quota, relay_to, relay_verify";
-const ACCOUNT_COLS: &str = "id, domain_id, local, display, password_hash, quota, enabled, domain_admin, \
-                            forward_to, forward_keep, sent_copy";
+pub(crate) const ACCOUNT_COLS: &str = "id, domain_id, local, display, password_hash, quota, enabled, \
+                            domain_admin, forward_to, forward_keep, sent_copy, last_login, delete_after";
 
 fn domain_row(r: &Row<'_>) -> rusqlite::Result<DomainRow> {
     Ok(DomainRow {
@@ -86,7 +91,7 @@ fn domain_row(r: &Row<'_>) -> rusqlite::Result<DomainRow> {
     })
 }
 
-fn account_row(r: &Row<'_>) -> rusqlite::Result<AccountRow> {
+pub(crate) fn account_row(r: &Row<'_>) -> rusqlite::Result<AccountRow> {
     Ok(AccountRow {
         id: r.get(0)?,
         domain_id: r.get(1)?,
@@ -99,6 +104,8 @@ fn account_row(r: &Row<'_>) -> rusqlite::Result<AccountRow> {
         forward_to: split_list(&r.get::<_, String>(8)?),
         forward_keep: r.get::<_, i64>(9)? != 0,
         sent_copy: r.get::<_, i64>(10)? != 0,
+        last_login: r.get(11)?,
+        delete_after: r.get(12)?,
     })
 }
 
@@ -106,7 +113,7 @@ fn split_list(s: &str) -> Vec<String> {
     s.split(',').filter(|t| !t.is_empty()).map(String::from).collect()
 }
 
-fn alias_row(r: &Row<'_>) -> rusqlite::Result<AliasRow> {
+pub(crate) fn alias_row(r: &Row<'_>) -> rusqlite::Result<AliasRow> {
     Ok(AliasRow {
         id: r.get(0)?,
         domain_id: r.get(1)?,
@@ -158,7 +165,7 @@ fn insert_domain(tx: &Connection, name: &str, display: &str, alias_of: Option<&s
     find_domain(tx, name)?.ok_or_else(|| StoreError::Invalid("domain vanished".into()))
 }
 
-fn merge_alias_targets(
+pub(crate) fn merge_alias_targets(
     tx: &Connection,
     domain_id: DomainId,
     local: &str,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::admin::{AuditEntry, AuditQuery, AuditRow};
 use crate::backend::{
     AdminMeta, Appended, DeliveryMeta, DirectoryMeta, MailboxMeta, Metadata, QueueMeta, Watch,
 };
@@ -17,7 +18,7 @@ use crate::committer::Delivery;
 use crate::directory::{AccountRow, AliasRow, DomainRow, ImportedAlias};
 use crate::dkim::DkimKeyRow;
 use crate::folders::{FlagOp, FolderChanges, MessageMeta};
-use crate::ids::{AccountId, DomainId, FolderId, ModSeq, OutboundId, Uid};
+use crate::ids::{AccountId, DirectoryVersion, DomainId, FolderId, ModSeq, OutboundId, Uid};
 use crate::mailbox::{FolderRow, MessageRow};
 use crate::queue::OutboundRow;
 use crate::{Result, StoreError};
@@ -130,6 +131,10 @@ impl DirectoryMeta for FaultyMeta {
         self.check()?;
         self.inner.dkim_keys(domain).await
     }
+    async fn record_login(&self, id: AccountId, at: i64) -> Result<()> {
+        self.check()?;
+        self.inner.record_login(id, at).await
+    }
 }
 
 #[async_trait]
@@ -228,6 +233,76 @@ impl AdminMeta for FaultyMeta {
     async fn message_count(&self, account: AccountId) -> Result<i64> {
         self.check()?;
         self.inner.message_count(account).await
+    }
+    async fn directory_version(&self) -> Result<DirectoryVersion> {
+        self.check()?;
+        self.inner.directory_version().await
+    }
+    async fn add_alias_targets_if(
+        &self,
+        domain: DomainId,
+        local: &str,
+        display: &str,
+        targets: &[String],
+        expected: DirectoryVersion,
+    ) -> Result<AliasRow> {
+        self.check()?;
+        self.inner
+            .add_alias_targets_if(domain, local, display, targets, expected)
+            .await
+    }
+    async fn set_forwarding_if(
+        &self,
+        id: AccountId,
+        targets: &[String],
+        keep: bool,
+        expected: DirectoryVersion,
+    ) -> Result<()> {
+        self.check()?;
+        self.inner.set_forwarding_if(id, targets, keep, expected).await
+    }
+    async fn remove_alias_targets(
+        &self,
+        domain: DomainId,
+        local: &str,
+        members: &[String],
+    ) -> Result<Option<AliasRow>> {
+        self.check()?;
+        self.inner.remove_alias_targets(domain, local, members).await
+    }
+    async fn schedule_account_removal(&self, id: AccountId, delete_after: i64) -> Result<()> {
+        self.check()?;
+        self.inner.schedule_account_removal(id, delete_after).await
+    }
+    async fn accounts_due_for_removal(&self, now: i64) -> Result<Vec<AccountRow>> {
+        self.check()?;
+        self.inner.accounts_due_for_removal(now).await
+    }
+    async fn remove_account(&self, id: AccountId) -> Result<Vec<String>> {
+        self.check()?;
+        self.inner.remove_account(id).await
+    }
+    async fn rename_account(
+        &self,
+        id: AccountId,
+        domain: DomainId,
+        local: &str,
+        display: &str,
+    ) -> Result<()> {
+        self.check()?;
+        self.inner.rename_account(id, domain, local, display).await
+    }
+    async fn remove_domain(&self, id: DomainId) -> Result<()> {
+        self.check()?;
+        self.inner.remove_domain(id).await
+    }
+    async fn record_audit(&self, entry: &AuditEntry) -> Result<()> {
+        self.check()?;
+        self.inner.record_audit(entry).await
+    }
+    async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditRow>> {
+        self.check()?;
+        self.inner.audit_log(query).await
     }
 }
 

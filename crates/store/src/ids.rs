@@ -47,6 +47,14 @@ row_id!(
     OutboundId
 );
 
+row_id!(
+    /// The directory's version: a counter every change to where mail goes
+    /// (aliases, forwarding, mailbox addresses, domains) moves, in the same
+    /// transaction. A check that reads many rows writes only if it has not
+    /// moved since ([`crate::AdminMeta::add_alias_targets_if`]).
+    DirectoryVersion
+);
+
 /// A message's IMAP UID within its folder (RFC 9051 2.3.1.1: a 32-bit
 /// unsigned number, never 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -118,7 +126,15 @@ mod sqlite_columns {
             }
         )*};
     }
-    sql_i64!(DomainId, AccountId, FolderId, AliasId, OutboundId, ModSeq);
+    sql_i64!(
+        DomainId,
+        AccountId,
+        FolderId,
+        AliasId,
+        OutboundId,
+        ModSeq,
+        DirectoryVersion
+    );
 
     impl ToSql for Uid {
         fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {

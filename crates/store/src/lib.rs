@@ -6,6 +6,7 @@
 //! [`committer`] (SQLite WAL with `synchronous=FULL`). Concurrent deliveries
 //! share one SQLite commit (group commit).
 
+pub mod admin;
 pub mod backend;
 pub mod blob;
 pub mod cache;
@@ -30,6 +31,7 @@ mod watch;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use admin::{AuditEntry, AuditQuery, AuditRow};
 pub use backend::{
     AdminMeta, Appended, DeliveryMeta, DirectoryMeta, MailboxMeta, Metadata, QueueMeta, Watch,
 };
@@ -37,7 +39,7 @@ pub use blob::{BlobStore, FsBlobStore, MemSpool};
 pub use committer::{Delivery, LocalDelivery, OutboundItem};
 pub use db::Db;
 pub use fs::{DurableFs, RealFs, SimulatedFs, TempFile};
-pub use ids::{AccountId, AliasId, DomainId, FolderId, ModSeq, OutboundId, Uid};
+pub use ids::{AccountId, AliasId, DirectoryVersion, DomainId, FolderId, ModSeq, OutboundId, Uid};
 pub use sent::SENT_COPY_WINDOW_SECS;
 pub use sweep::SweepReport;
 pub use watch::ForeignChanges;
@@ -58,6 +60,9 @@ pub enum StoreError {
     /// A per-account or per-folder limit would be exceeded (IMAP answers
     /// `NO [LIMIT]`, RFC 9051 7.1).
     Limit(&'static str),
+    /// A conditional write found the data changed since the caller read
+    /// it ([`DirectoryVersion`]); the caller checks again and retries.
+    Conflict(&'static str),
 }
 
 impl std::fmt::Display for StoreError {
@@ -73,6 +78,7 @@ impl std::fmt::Display for StoreError {
             ),
             StoreError::Unavailable => f.write_str("store is shutting down"),
             StoreError::Limit(s) => f.write_str(s),
+            StoreError::Conflict(s) => f.write_str(s),
         }
     }
 }

@@ -184,7 +184,67 @@ CREATE TRIGGER messages_usage_update AFTER UPDATE OF size, folder_id ON messages
 END;
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+/// Version 7 (admin service): a directory version, bumped by triggers in
+/// the transaction of every change that can alter where mail goes
+/// (aliases, forwarding, mailbox addresses, domains), so the cycle check
+/// of `alias add` and `user forward` can read many rows, then write only
+/// if nothing moved meanwhile (`add_alias_targets_if`, `set_forwarding_if`);
+/// each mailbox's last login and pending removal (`user remove` deletes the
+/// mail after a grace period); and the audit trail of admin changes.
+const V7: &str = r#"
+CREATE TABLE directory_version (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL
+);
+INSERT INTO directory_version (id, version) VALUES (1, 0);
+CREATE TRIGGER aliases_version_insert AFTER INSERT ON aliases BEGIN
+    UPDATE directory_version SET version = version + 1;
+END;
+CREATE TRIGGER aliases_version_update AFTER UPDATE ON aliases BEGIN
+    UPDATE directory_version SET version = version + 1;
+END;
+CREATE TRIGGER aliases_version_delete AFTER DELETE ON aliases BEGIN
+    UPDATE directory_version SET version = version + 1;
+END;
+CREATE TRIGGER accounts_version_insert AFTER INSERT ON accounts BEGIN
+    UPDATE directory_version SET version = version + 1;
+END;
+-- Not on used_bytes or last_login: deliveries and logins change those
+-- all the time and never change where mail goes.
+CREATE TRIGGER accounts_version_update AFTER UPDATE OF domain_id, local, forward_to, forward_keep, enabled
+    ON accounts BEGIN
+    UPDATE directory_version SET version = version + 1;
+END;
+CREATE TRIGGER accounts_version_delete AFTER DELETE ON accounts BEGIN
+    UPDATE directory_version SET version = version + 1;
+END;
+CREATE TRIGGER domains_version_insert AFTER INSERT ON domains BEGIN
+    UPDATE directory_version SET version = version + 1;
+END;
+CREATE TRIGGER domains_version_update AFTER UPDATE OF name, alias_of, subaddress_separator, relay_to
+    ON domains BEGIN
+    UPDATE directory_version SET version = version + 1;
+END;
+CREATE TRIGGER domains_version_delete AFTER DELETE ON domains BEGIN
+    UPDATE directory_version SET version = version + 1;
+END;
+ALTER TABLE accounts ADD COLUMN last_login INTEGER;     -- unix seconds; NULL = never
+ALTER TABLE accounts ADD COLUMN delete_after INTEGER;   -- unix seconds; NULL = not removed
+CREATE TABLE audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,                  -- unix seconds
+    actor TEXT NOT NULL,                  -- cli:<unix user>, api:<login>
+    origin TEXT NOT NULL,                 -- cli, or the client's IP address
+    operation TEXT NOT NULL,              -- e.g. user.add, alias.members.remove
+    object TEXT NOT NULL,                 -- the address or domain changed
+    domain TEXT NOT NULL DEFAULT '',      -- canonical domain of the object
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX audit_object ON audit(object, id);
+CREATE INDEX audit_domain ON audit(domain, id);
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::admin::{AuditEntry, AuditQuery, AuditRow};
 use crate::backend::{
     AdminMeta, Appended, DeliveryMeta, DirectoryMeta, MailboxMeta, Metadata, QueueMeta, Watch,
 };
@@ -16,7 +17,7 @@ use crate::committer::Delivery;
 use crate::directory::{AccountRow, AliasRow, DomainRow, ImportedAlias};
 use crate::dkim::DkimKeyRow;
 use crate::folders::{FlagOp, FolderChanges, MessageMeta};
-use crate::ids::{AccountId, DomainId, FolderId, ModSeq, OutboundId, Uid};
+use crate::ids::{AccountId, DirectoryVersion, DomainId, FolderId, ModSeq, OutboundId, Uid};
 use crate::mailbox::{FolderRow, MessageRow};
 use crate::queue::OutboundRow;
 use crate::{BlobStore, Db, ForeignChanges, Result};
@@ -89,6 +90,9 @@ impl DirectoryMeta for Sqlite {
     }
     async fn dkim_keys(&self, domain: DomainId) -> Result<Vec<DkimKeyRow>> {
         self.db.dkim_keys(domain)
+    }
+    async fn record_login(&self, id: AccountId, at: i64) -> Result<()> {
+        self.db.record_login(id, at)
     }
 }
 
@@ -167,6 +171,64 @@ impl AdminMeta for Sqlite {
     }
     async fn message_count(&self, account: AccountId) -> Result<i64> {
         self.db.message_count(account)
+    }
+    async fn directory_version(&self) -> Result<DirectoryVersion> {
+        self.db.directory_version()
+    }
+    async fn add_alias_targets_if(
+        &self,
+        domain: DomainId,
+        local: &str,
+        display: &str,
+        targets: &[String],
+        expected: DirectoryVersion,
+    ) -> Result<AliasRow> {
+        self.db
+            .add_alias_targets_if(domain, local, display, targets, expected)
+    }
+    async fn set_forwarding_if(
+        &self,
+        id: AccountId,
+        targets: &[String],
+        keep: bool,
+        expected: DirectoryVersion,
+    ) -> Result<()> {
+        self.db.set_forwarding_if(id, targets, keep, expected)
+    }
+    async fn remove_alias_targets(
+        &self,
+        domain: DomainId,
+        local: &str,
+        members: &[String],
+    ) -> Result<Option<AliasRow>> {
+        self.db.remove_alias_targets(domain, local, members)
+    }
+    async fn schedule_account_removal(&self, id: AccountId, delete_after: i64) -> Result<()> {
+        self.db.schedule_account_removal(id, delete_after)
+    }
+    async fn accounts_due_for_removal(&self, now: i64) -> Result<Vec<AccountRow>> {
+        self.db.accounts_due_for_removal(now)
+    }
+    async fn remove_account(&self, id: AccountId) -> Result<Vec<String>> {
+        self.db.remove_account(id)
+    }
+    async fn rename_account(
+        &self,
+        id: AccountId,
+        domain: DomainId,
+        local: &str,
+        display: &str,
+    ) -> Result<()> {
+        self.db.rename_account(id, domain, local, display)
+    }
+    async fn remove_domain(&self, id: DomainId) -> Result<()> {
+        self.db.remove_domain(id)
+    }
+    async fn record_audit(&self, entry: &AuditEntry) -> Result<()> {
+        self.db.record_audit(entry)
+    }
+    async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditRow>> {
+        self.db.audit_log(query)
     }
 }
 

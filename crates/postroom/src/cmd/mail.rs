@@ -80,10 +80,9 @@ pub fn mail(ctx: &Context, cmd: MailCmd) -> CmdResult {
 }
 
 pub fn queue(ctx: &Context, cmd: QueueCmd) -> CmdResult {
-    let store = ctx.store()?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let admin = ctx.admin()?;
+    let me = ctx.actor.clone();
+    let text = |e: postroom_admin::AdminError| e.to_string();
     let print = |q: &postroom_store::queue::OutboundRow| {
         let sender = if q.sender.is_empty() {
             "<>"
@@ -95,58 +94,43 @@ pub fn queue(ctx: &Context, cmd: QueueCmd) -> CmdResult {
             q.queue_id, q.state, sender, q.recipient, q.reason
         );
     };
-    match cmd {
-        QueueCmd::List => {
-            for q in wait(store.meta().outbound()).map_err(|e| e.to_string())? {
-                print(&q);
-            }
-        }
-        QueueCmd::Show { id } => {
-            let rows: Vec<_> = wait(store.meta().outbound())
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .filter(|q| q.queue_id == id || q.id.to_string() == id)
-                .collect();
-            if rows.is_empty() {
-                return Err(format!("no queue item {id}"));
-            }
-            for q in &rows {
-                println!(
-                    "item {}: {} -> {} ({}), {} attempts, next attempt at {}",
-                    q.id, q.sender, q.recipient, q.state, q.attempts, q.next_attempt
-                );
-                if !q.reason.is_empty() {
-                    println!("  last: {}", q.reason);
+    wait(async {
+        match cmd {
+            QueueCmd::List => {
+                for q in admin.queue_list().await.map_err(text)? {
+                    print(&q);
                 }
             }
-            let body = store.blobs.get(&rows[0].blob_id).map_err(|e| e.to_string())?;
-            let head_end = body
-                .windows(4)
-                .position(|w| w == b"\r\n\r\n")
-                .map_or(body.len(), |i| i + 2);
-            std::io::stdout()
-                .write_all(&rows[0].prefix)
-                .map_err(|e| e.to_string())?;
-            std::io::stdout()
-                .write_all(&body[..head_end])
-                .map_err(|e| e.to_string())?;
+            QueueCmd::Show { id } => {
+                let (rows, head) = admin.queue_show(&id).await.map_err(text)?;
+                for q in &rows {
+                    println!(
+                        "item {}: {} -> {} ({}), {} attempts, next attempt at {}",
+                        q.id, q.sender, q.recipient, q.state, q.attempts, q.next_attempt
+                    );
+                    if !q.reason.is_empty() {
+                        println!("  last: {}", q.reason);
+                    }
+                }
+                std::io::stdout().write_all(&head).map_err(|e| e.to_string())?;
+            }
+            QueueCmd::Retry { id } => {
+                let n = admin.queue_retry(&me, &id).await.map_err(text)?;
+                println!("{n} items will be tried again now");
+            }
+            QueueCmd::Hold { id } => {
+                let n = admin.queue_hold(&me, &id).await.map_err(text)?;
+                println!("{n} items held");
+            }
+            QueueCmd::Release { id } => {
+                let n = admin.queue_release(&me, &id).await.map_err(text)?;
+                println!("{n} items released");
+            }
+            QueueCmd::Delete { id } => {
+                let n = admin.queue_delete(&me, &id).await.map_err(text)?;
+                println!("{n} items deleted");
+            }
         }
-        QueueCmd::Retry { id } => {
-            let n = wait(store.meta().set_outbound_state(&id, "deferred", now)).map_err(|e| e.to_string())?;
-            println!("{n} items will be tried again now");
-        }
-        QueueCmd::Hold { id } => {
-            let n = wait(store.meta().set_outbound_state(&id, "held", now)).map_err(|e| e.to_string())?;
-            println!("{n} items held");
-        }
-        QueueCmd::Release { id } => {
-            let n = wait(store.meta().set_outbound_state(&id, "queued", now)).map_err(|e| e.to_string())?;
-            println!("{n} items released");
-        }
-        QueueCmd::Delete { id } => {
-            let n = wait(store.delete_outbound(&id)).map_err(|e| e.to_string())?;
-            println!("{n} items deleted");
-        }
-    }
-    Ok(())
+        Ok(())
+    })
 }

@@ -21,6 +21,8 @@ pub fn run(args: Cli) -> CmdResult {
     let ctx = Context {
         config_path: args.config.clone(),
         data_dir: args.data_dir.clone(),
+        // Before anything switches to the data folder's owner.
+        actor: cli_actor(),
     };
     match args.command {
         Command::Serve => {
@@ -51,6 +53,11 @@ pub fn run(args: Cli) -> CmdResult {
         Command::Queue(c) => mail::queue(&ctx, c),
         Command::Sendmail { args } => sendmail::run(&ctx, &args),
         Command::Dkim(c) => dkim::dkim(&ctx, c),
+        Command::Audit {
+            object,
+            domain,
+            limit,
+        } => directory::audit(&ctx, object, domain, limit),
         Command::Srs(crate::cli::SrsCmd::Rotate) => {
             let store = ctx.store()?;
             let db = store.meta();
@@ -83,6 +90,36 @@ pub fn run(args: Cli) -> CmdResult {
 pub struct Context {
     config_path: Option<PathBuf>,
     data_dir: Option<PathBuf>,
+    /// Who the admin changes are recorded as.
+    pub actor: postroom_admin::Actor,
+}
+
+/// The Unix user running the command, by its real uid (not `$USER`, which
+/// anyone can set); run through sudo, the invoking user too.
+fn cli_actor() -> postroom_admin::Actor {
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: passwd is plain data (integers and pointers); all zeroes is
+    // a valid value, overwritten by getpwuid_r.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: getpwuid_r writes into `pwd` and `buf`, both ours and alive
+    // for the call; `found` is null or points at `pwd`.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut found) };
+    let name = if rc == 0 && !found.is_null() && !pwd.pw_name.is_null() {
+        // SAFETY: pw_name is a NUL-terminated string inside `buf`.
+        unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) }
+            .to_string_lossy()
+            .into_owned()
+    } else {
+        format!("uid {uid}")
+    };
+    let unix_user = match std::env::var("SUDO_USER") {
+        Ok(by) if uid == 0 && !by.is_empty() => format!("{name} (sudo by {by})"),
+        _ => name,
+    };
+    postroom_admin::Actor::Cli { unix_user }
 }
 
 impl Context {
@@ -114,6 +151,18 @@ impl Context {
         let dir = self.data_dir_for(&cfg);
         become_data_owner(&dir)?;
         Store::open(&dir).map_err(|e| format!("{}: {e}", dir.display()))
+    }
+
+    /// The admin service on this instance's store, with the rules the
+    /// configuration sets.
+    pub fn admin(&self) -> Result<postroom_admin::AdminService, String> {
+        let cfg = self.config()?;
+        let policy = postroom_admin::Policy {
+            hostname: cfg.server.hostname.clone(),
+            min_password_length: cfg.auth.min_password_length,
+            removal_grace_secs: postroom_admin::REMOVAL_GRACE_SECS,
+        };
+        Ok(postroom_admin::AdminService::for_store(self.store()?, policy))
     }
 }
 

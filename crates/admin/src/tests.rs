@@ -1,0 +1,717 @@
+//! The service against a real store in a temporary folder.
+
+use std::sync::Arc;
+
+use postroom_core::Secret;
+use postroom_store::{Delivery, LocalDelivery, OutboundItem, Store, StoreError};
+
+use crate::*;
+
+fn cli() -> Actor {
+    Actor::Cli {
+        unix_user: "tester".into(),
+    }
+}
+
+fn pw(p: &str) -> NewPassword {
+    NewPassword::Plain(Secret::new(p.to_string()))
+}
+
+/// A cheap stored hash, so tests do not spend argon2's time on every
+/// mailbox.
+fn plain() -> NewPassword {
+    NewPassword::Hash("{PLAIN}a-long-secret".into())
+}
+
+fn service() -> (tempfile::TempDir, AdminService) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let policy = Policy {
+        hostname: "mail.provider.example".into(),
+        ..Policy::default()
+    };
+    (dir, AdminService::for_store(store, policy))
+}
+
+async fn with_domain() -> (tempfile::TempDir, AdminService) {
+    let (dir, s) = service();
+    s.domain_add(&cli(), "abc.com", None, None, false).await.unwrap();
+    (dir, s)
+}
+
+/// Queues one message from `sender` to `recipient`, held.
+async fn queue(s: &AdminService, sender: &str, recipient: &str) -> String {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    let id = postroom_core::QueueId::generate(micros).to_string();
+    let body = b"Subject: hi\r\n\r\nbody\r\n";
+    s.store().blobs.put(&id, body).unwrap();
+    s.store().blobs.sync().unwrap();
+    s.store()
+        .commit_delivery(Delivery {
+            queue_id: id.clone(),
+            blob_id: id.clone(),
+            blob_size: body.len() as u64,
+            received_at: 0,
+            local: vec![],
+            outbound: vec![OutboundItem {
+                sender: sender.into(),
+                recipient: recipient.into(),
+                prefix: vec![],
+                held: Some("test".into()),
+            }],
+        })
+        .await
+        .unwrap();
+    id
+}
+
+/// Delivers one message into a mailbox's INBOX.
+async fn deliver(s: &AdminService, address: &str) {
+    let u = s.user_show(address).await.unwrap();
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    let id = postroom_core::QueueId::generate(micros).to_string();
+    let body = b"Subject: hi\r\n\r\nbody\r\n";
+    s.store().blobs.put(&id, body).unwrap();
+    s.store().blobs.sync().unwrap();
+    s.store()
+        .commit_delivery(Delivery {
+            queue_id: id.clone(),
+            blob_id: id,
+            blob_size: body.len() as u64,
+            received_at: 0,
+            local: vec![LocalDelivery {
+                account_id: u.account.id,
+                folder: "INBOX".into(),
+                prefix: vec![],
+                flags: 0,
+                keywords: String::new(),
+                internal_date: None,
+                sent_copy_of: None,
+            }],
+            outbound: vec![],
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn domain_rules() {
+    let (_d, s) = service();
+    let a = cli();
+    assert!(matches!(
+        s.domain_add(&a, "mail.provider.example", None, None, false).await,
+        Err(AdminError::Invalid(_))
+    ));
+    s.domain_add(&a, "abc.com", None, None, false).await.unwrap();
+    assert!(matches!(
+        s.domain_add(&a, "ABC.com", None, None, false).await,
+        Err(AdminError::AlreadyExists(_))
+    ));
+    let alias = s
+        .domain_add(&a, "abc.net", Some("abc.com"), None, false)
+        .await
+        .unwrap();
+    assert!(alias.alias_of.is_some());
+    assert!(matches!(
+        s.domain_add(&a, "abc.org", Some("abc.net"), None, false).await,
+        Err(AdminError::Invalid(_))
+    ));
+    assert!(matches!(
+        s.domain_add(&a, "abc.org", Some("missing.example"), None, false)
+            .await,
+        Err(AdminError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.domain_add(&a, "gw.example", None, Some("not a host:x"), false)
+            .await,
+        Err(AdminError::Invalid(_))
+    ));
+    let gw = s
+        .domain_add(&a, "gw.example", None, Some("mail.gw.example:25"), true)
+        .await
+        .unwrap();
+    assert_eq!(gw.relay_to.as_deref(), Some("mail.gw.example:25"));
+    assert!(gw.relay_verify);
+    // Mailboxes live in the target of an alias domain, never in a gateway.
+    assert!(matches!(
+        s.user_add(&a, "kent@abc.net", plain(), None, false).await,
+        Err(AdminError::Invalid(_))
+    ));
+    assert!(matches!(
+        s.user_add(&a, "kent@gw.example", plain(), None, false).await,
+        Err(AdminError::Invalid(_))
+    ));
+    assert!(matches!(
+        s.user_add(&a, "kent@nowhere.example", plain(), None, false).await,
+        Err(AdminError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn user_add_applies_the_password_policy_and_default_quota() {
+    let (_d, s) = with_domain().await;
+    let a = cli();
+    s.domain_set(
+        &a,
+        "abc.com",
+        DomainChange {
+            default_quota: Some(Some(1 << 30)),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let short = s.user_add(&a, "kent@abc.com", pw("short"), None, false).await;
+    assert!(
+        matches!(short, Err(AdminError::Invalid(ref m)) if m.contains("min_password_length")),
+        "{short:?}"
+    );
+    assert!(matches!(
+        s.user_add(
+            &a,
+            "kent@abc.com",
+            NewPassword::Hash("md5:whatever".into()),
+            None,
+            false
+        )
+        .await,
+        Err(AdminError::Invalid(_))
+    ));
+    let u = s
+        .user_add(&a, "Kent@abc.com", pw("a-long-secret"), None, true)
+        .await
+        .unwrap();
+    assert_eq!(u.address, "Kent@abc.com");
+    assert_eq!(u.account.quota, Some(1 << 30));
+    assert!(u.account.domain_admin);
+    let hash = u.account.password_hash.unwrap();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(postroom_directory::password::verify(
+        &hash,
+        &Secret::new("a-long-secret".into())
+    ));
+    assert!(matches!(
+        s.user_add(&a, "kent@abc.com", plain(), None, false).await,
+        Err(AdminError::AlreadyExists(_))
+    ));
+    let q = s
+        .user_add(&a, "ann@abc.com", plain(), Some(5 << 20), false)
+        .await
+        .unwrap();
+    assert_eq!(q.account.quota, Some(5 << 20));
+}
+
+#[tokio::test]
+async fn cycles_are_refused_through_aliases_and_forwarding() {
+    let (_d, s) = with_domain().await;
+    let a = cli();
+    s.user_add(&a, "kent@abc.com", plain(), None, false)
+        .await
+        .unwrap();
+    s.user_add(&a, "ann@abc.com", plain(), None, false).await.unwrap();
+    s.alias_add(&a, "x@abc.com", "y").await.unwrap();
+    let r = s.alias_add(&a, "y@abc.com", "x").await;
+    assert!(
+        matches!(r, Err(AdminError::Invalid(ref m)) if m.starts_with("refused")),
+        "{r:?}"
+    );
+    s.user_forward(&a, "kent@abc.com", "ann", false).await.unwrap();
+    let r = s.user_forward(&a, "ann@abc.com", "kent@abc.com", false).await;
+    assert!(matches!(r, Err(AdminError::Invalid(_))), "{r:?}");
+    // Through an alias: ann -> team -> kent -> ann.
+    s.alias_add(&a, "team@abc.com", "kent").await.unwrap();
+    assert!(s.user_forward(&a, "ann@abc.com", "team", false).await.is_err());
+    // Off always works.
+    assert!(s
+        .user_forward(&a, "kent@abc.com", "", true)
+        .await
+        .unwrap()
+        .is_empty());
+    s.user_forward(&a, "ann@abc.com", "team", false).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_alias_on_a_mailbox_is_refused_and_the_other_way_round() {
+    let (_d, s) = with_domain().await;
+    let a = cli();
+    s.user_add(&a, "kent@abc.com", plain(), None, false)
+        .await
+        .unwrap();
+    let r = s.alias_add(&a, "KENT@abc.com", "ann@elsewhere.example").await;
+    assert!(
+        matches!(r, Err(AdminError::Conflict(ref m)) if m.contains("is a mailbox")),
+        "{r:?}"
+    );
+    assert!(s.aliases(None).await.unwrap().is_empty());
+    s.alias_add(&a, "sales@abc.com", "kent").await.unwrap();
+    let r = s.user_add(&a, "sales@abc.com", plain(), None, false).await;
+    assert!(
+        matches!(r, Err(AdminError::Conflict(ref m)) if m.contains("is an alias")),
+        "{r:?}"
+    );
+    let r = s.user_rename(&a, "kent@abc.com", "sales@abc.com").await;
+    assert!(matches!(r, Err(AdminError::Conflict(_))), "{r:?}");
+}
+
+/// The version moves between the check and the write: the write is
+/// refused, the check runs again against the new state and finds the
+/// cycle the concurrent change made.
+#[tokio::test]
+async fn a_change_between_check_and_write_is_caught() {
+    let (_d, mut s) = with_domain().await;
+    let a = cli();
+    s.user_add(&a, "kent@abc.com", plain(), None, false)
+        .await
+        .unwrap();
+    let other = s.clone();
+    let raced = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = Arc::clone(&raced);
+    s.race_with(Arc::new(move || {
+        let other = other.clone();
+        let count = Arc::clone(&count);
+        Box::pin(async move {
+            // Once: another admin makes b -> a while we are about to
+            // save a -> b.
+            if count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                other.alias_add(&cli(), "b@abc.com", "a").await.unwrap();
+            }
+        })
+    }));
+    let r = s.alias_add(&a, "a@abc.com", "b").await;
+    assert!(
+        matches!(r, Err(AdminError::Invalid(ref m)) if m.contains("refers back")),
+        "{r:?}"
+    );
+    assert_eq!(raced.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let names: Vec<String> = s
+        .aliases(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.address)
+        .collect();
+    assert_eq!(names, ["b@abc.com"]);
+
+    // The same for forwarding: kent -> ann while ann -> kent is saved.
+    s.user_add(&a, "ann@abc.com", plain(), None, false).await.unwrap();
+    let mut s2 = s.clone();
+    let other = s.clone();
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    s2.race_with(Arc::new(move || {
+        let other = other.clone();
+        let count = Arc::clone(&count);
+        Box::pin(async move {
+            if count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                other
+                    .user_forward(&cli(), "ann@abc.com", "kent", false)
+                    .await
+                    .unwrap();
+            }
+        })
+    }));
+    let r = s2.user_forward(&a, "kent@abc.com", "ann", false).await;
+    assert!(matches!(r, Err(AdminError::Invalid(_))), "{r:?}");
+    assert!(s
+        .user_show("kent@abc.com")
+        .await
+        .unwrap()
+        .account
+        .forward_to
+        .is_empty());
+
+    // A concurrent change that makes no cycle costs one more round only.
+    let mut s3 = s.clone();
+    let other = s.clone();
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    s3.race_with(Arc::new(move || {
+        let other = other.clone();
+        let count = Arc::clone(&count);
+        Box::pin(async move {
+            if count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                other.alias_add(&cli(), "c@abc.com", "kent").await.unwrap();
+            }
+        })
+    }));
+    s3.alias_add(&a, "d@abc.com", "kent").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_stale_version_is_a_conflict_in_the_store() {
+    let (_d, s) = with_domain().await;
+    let meta = s.store().meta();
+    let d = meta.domain("abc.com").await.unwrap().unwrap();
+    let v = meta.directory_version().await.unwrap();
+    meta.add_alias_targets_if(d.id, "a", "a", &["x@abc.com".into()], v)
+        .await
+        .unwrap();
+    let r = meta
+        .add_alias_targets_if(d.id, "b", "b", &["x@abc.com".into()], v)
+        .await;
+    assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
+    // A login or a delivery does not move it; a rename does.
+    let v = meta.directory_version().await.unwrap();
+    let acct = meta.add_account(d.id, "k", "k", None, None).await.unwrap();
+    let v2 = meta.directory_version().await.unwrap();
+    assert!(v2 > v);
+    meta.record_login(acct.id, 5).await.unwrap();
+    meta.set_quota(acct.id, Some(5)).await.unwrap();
+    assert_eq!(meta.directory_version().await.unwrap(), v2);
+    let r = meta
+        .set_forwarding_if(acct.id, &["x@abc.com".into()], true, v)
+        .await;
+    assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
+    meta.set_forwarding_if(acct.id, &["x@abc.com".into()], true, v2)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn every_change_is_audited_with_its_actor() {
+    let (_d, s) = with_domain().await;
+    let api = Actor::Api {
+        login: "root@abc.com".into(),
+        ip: "192.0.2.9".parse().unwrap(),
+    };
+    s.user_add(&api, "kent@abc.com", pw("a-long-secret"), None, false)
+        .await
+        .unwrap();
+    s.alias_add(&cli(), "team@abc.com", "kent").await.unwrap();
+    s.domain_add(&cli(), "other.example", None, None, false)
+        .await
+        .unwrap();
+    let all = s.audit(None, None, 100).await.unwrap();
+    let ops: Vec<&str> = all.iter().map(|r| r.entry.operation.as_str()).collect();
+    assert_eq!(ops, ["domain.add", "alias.add", "user.add", "domain.add"]);
+    let user = &all[2].entry;
+    assert_eq!(user.actor, "api:root@abc.com");
+    assert_eq!(user.origin, "192.0.2.9");
+    assert_eq!(user.object, "kent@abc.com");
+    assert!(!user.detail.contains("a-long-secret"));
+    assert_eq!(all[1].entry.actor, "cli:tester");
+    assert_eq!(all[1].entry.origin, "cli");
+    let abc = s.audit(None, Some("ABC.com"), 100).await.unwrap();
+    assert_eq!(abc.len(), 3);
+    let kent = s.audit(Some("kent@abc.com"), None, 100).await.unwrap();
+    assert_eq!(kent.len(), 1);
+    assert_eq!(s.audit(None, None, 1).await.unwrap().len(), 1);
+    // A refused change leaves no row.
+    let _ = s.alias_add(&cli(), "kent@abc.com", "x@y.example").await;
+    assert_eq!(s.audit(None, None, 100).await.unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn domain_show_and_remove() {
+    let (_d, s) = with_domain().await;
+    let a = cli();
+    s.domain_add(&a, "abc.net", Some("abc.com"), None, false)
+        .await
+        .unwrap();
+    s.user_add(&a, "kent@abc.com", plain(), None, false)
+        .await
+        .unwrap();
+    s.alias_add(&a, "team@abc.com", "kent").await.unwrap();
+    deliver(&s, "kent@abc.com").await;
+    let info = s.domain_show("abc.com").await.unwrap();
+    assert_eq!(info.mailboxes, 1);
+    assert_eq!(info.aliases.len(), 1);
+    assert_eq!(info.alias_domains.len(), 1);
+    assert_eq!(info.queued, 0);
+    let q = queue(&s, "kent@abc.com", "far@remote.example").await;
+    assert_eq!(s.domain_show("abc.com").await.unwrap().queued, 1);
+    let r = s.domain_remove(&a, "abc.com", false).await;
+    assert!(
+        matches!(r, Err(AdminError::Conflict(ref m)) if m.contains("queued")),
+        "{r:?}"
+    );
+    s.queue_delete(&a, &q).await.unwrap();
+    let r = s.domain_remove(&a, "abc.com", false).await;
+    assert!(
+        matches!(r, Err(AdminError::Conflict(ref m)) if m.contains("mailboxes")),
+        "{r:?}"
+    );
+    s.domain_remove(&a, "abc.com", true).await.unwrap();
+    assert!(s.domains().await.unwrap().is_empty());
+    assert!(s.users(None).await.unwrap().is_empty());
+    assert!(s.aliases(None).await.unwrap().is_empty());
+    // An empty domain goes without --force.
+    s.domain_add(&a, "empty.example", None, None, false)
+        .await
+        .unwrap();
+    s.domain_remove(&a, "empty.example", false).await.unwrap();
+    assert!(matches!(
+        s.domain_remove(&a, "empty.example", false).await,
+        Err(AdminError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn user_show_set_and_remove() {
+    let (_d, s) = with_domain().await;
+    let a = cli();
+    s.user_add(&a, "kent@abc.com", plain(), None, false)
+        .await
+        .unwrap();
+    deliver(&s, "kent@abc.com").await;
+    let u = s.user_show("KENT@abc.com").await.unwrap();
+    assert_eq!(u.messages, 1);
+    assert!(u.usage > 0);
+    assert_eq!(u.account.last_login, None);
+    let u = s.user_set_quota(&a, "kent@abc.com", Some(1 << 20)).await.unwrap();
+    assert_eq!(u.account.quota, Some(1 << 20));
+    let u = s.user_set_quota(&a, "kent@abc.com", None).await.unwrap();
+    assert_eq!(u.account.quota, None);
+
+    // Removal: disabled at once, mail kept until the grace period ends.
+    let Removal::Scheduled(at) = s.user_remove(&a, "kent@abc.com", false).await.unwrap() else {
+        panic!("not scheduled");
+    };
+    assert!(at >= now() + REMOVAL_GRACE_SECS - 5);
+    let u = s.user_show("kent@abc.com").await.unwrap();
+    assert!(!u.account.enabled);
+    assert_eq!(u.account.delete_after, Some(at));
+    assert!(matches!(
+        s.user_set_enabled(&a, "kent@abc.com", true).await,
+        Err(AdminError::Conflict(_))
+    ));
+    assert!(s.purge_removed(at - 1).await.unwrap().is_empty());
+    assert_eq!(s.purge_removed(at).await.unwrap(), ["kent@abc.com"]);
+    assert!(matches!(
+        s.user_show("kent@abc.com").await,
+        Err(AdminError::NotFound(_))
+    ));
+    assert_eq!(s.audit(None, None, 1).await.unwrap()[0].entry.actor, "system");
+
+    // --now deletes at once; the address can be used again.
+    s.user_add(&a, "kent@abc.com", plain(), None, false)
+        .await
+        .unwrap();
+    deliver(&s, "kent@abc.com").await;
+    assert_eq!(
+        s.user_remove(&a, "kent@abc.com", true).await.unwrap(),
+        Removal::Now
+    );
+    assert!(s.users(None).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn rename_keeps_folders_and_uids() {
+    let (_d, s) = with_domain().await;
+    let a = cli();
+    s.domain_add(&a, "xyz.example", None, None, false).await.unwrap();
+    s.user_add(&a, "kent@abc.com", plain(), None, false)
+        .await
+        .unwrap();
+    deliver(&s, "kent@abc.com").await;
+    let before = s.user_show("kent@abc.com").await.unwrap();
+    let meta = s.store().meta();
+    let inbox = meta
+        .find_folder(before.account.id, "INBOX")
+        .await
+        .unwrap()
+        .unwrap();
+    let uids: Vec<_> = meta
+        .messages(inbox.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.uid)
+        .collect();
+    let after = s
+        .user_rename(&a, "kent@abc.com", "Clark@xyz.example")
+        .await
+        .unwrap();
+    assert_eq!(after.address, "Clark@xyz.example");
+    assert_eq!(after.account.id, before.account.id);
+    let inbox2 = meta
+        .find_folder(after.account.id, "INBOX")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(inbox2.uidvalidity, inbox.uidvalidity);
+    let uids2: Vec<_> = meta
+        .messages(inbox2.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.uid)
+        .collect();
+    assert_eq!(uids, uids2);
+    assert!(matches!(
+        s.user_show("kent@abc.com").await,
+        Err(AdminError::NotFound(_))
+    ));
+    s.user_add(&a, "ann@xyz.example", plain(), None, false)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.user_rename(&a, "clark@xyz.example", "ann@xyz.example").await,
+        Err(AdminError::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        s.user_rename(&a, "clark@xyz.example", "x@nowhere.example").await,
+        Err(AdminError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn list_members_are_added_and_removed() {
+    let (_d, s) = with_domain().await;
+    let a = cli();
+    assert!(matches!(
+        s.alias_members_add(&a, "team@abc.com", "kent").await,
+        Err(AdminError::NotFound(_))
+    ));
+    s.alias_add(&a, "team@abc.com", "kent,ann").await.unwrap();
+    let t = s
+        .alias_members_add(&a, "team@abc.com", "bob@outside.example")
+        .await
+        .unwrap();
+    assert_eq!(
+        t.row.targets,
+        ["kent@abc.com", "ann@abc.com", "bob@outside.example"]
+    );
+    let r = s.alias_members_remove(&a, "team@abc.com", "nobody").await;
+    assert!(matches!(r, Err(AdminError::NotFound(_))), "{r:?}");
+    let t = s
+        .alias_members_remove(&a, "team@abc.com", "KENT@abc.com,ann")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(t.row.targets, ["bob@outside.example"]);
+    // The last member gone, the list goes.
+    assert!(s
+        .alias_members_remove(&a, "team@abc.com", "bob@outside.example")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s.aliases(None).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn queue_hold_release_delete() {
+    let (_d, s) = with_domain().await;
+    let a = cli();
+    assert!(matches!(
+        s.queue_hold(&a, "nosuchid").await,
+        Err(AdminError::NotFound(_))
+    ));
+    let q = queue(&s, "kent@abc.com", "far@remote.example").await;
+    assert_eq!(s.queue_release(&a, &q).await.unwrap(), 1);
+    assert_eq!(s.queue_list().await.unwrap()[0].state, "queued");
+    assert_eq!(s.queue_hold(&a, &q).await.unwrap(), 1);
+    assert_eq!(s.queue_list().await.unwrap()[0].state, "held");
+    let (rows, head) = s.queue_show(&q).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(head, b"Subject: hi\r\n");
+    assert_eq!(s.queue_delete(&a, &q).await.unwrap(), 1);
+    assert!(s.queue_list().await.unwrap().is_empty());
+    assert!(matches!(
+        s.queue_delete(&a, &q).await,
+        Err(AdminError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn dkim_generate_makes_two_keys_once_a_day() {
+    let (_d, s) = with_domain().await;
+    let (d, keys) = s.dkim_generate(&cli(), "abc.com").await.unwrap();
+    assert_eq!(keys.len(), 2);
+    let algs: Vec<&str> = keys.iter().map(|k| k.algorithm.as_str()).collect();
+    assert!(algs.contains(&"rsa-sha256") && algs.contains(&"ed25519-sha256"));
+    let txt = txt_record(
+        &keys[0].selector,
+        &d.name,
+        &keys[0].algorithm,
+        &keys[0].public_key,
+    );
+    assert!(txt.contains("._domainkey.abc.com. IN TXT \"v=DKIM1;"), "{txt}");
+    assert!(matches!(
+        s.dkim_generate(&cli(), "abc.com").await,
+        Err(AdminError::AlreadyExists(_))
+    ));
+}
+
+#[test]
+fn sizes_and_quotas() {
+    assert_eq!(parse_size("2G").unwrap(), 2 << 30);
+    assert_eq!(parse_size("500m").unwrap(), 500 << 20);
+    assert!(parse_size("0").is_err());
+    assert!(parse_size("-1").is_err());
+    assert!(parse_size("99999999999T").is_err());
+    assert_eq!(parse_quota("none").unwrap(), None);
+    assert_eq!(parse_quota("1K").unwrap(), Some(1024));
+}
+
+#[test]
+fn times_print_in_utc() {
+    assert_eq!(format_utc(0), "1970-01-01 00:00:00 UTC");
+    assert_eq!(format_utc(1_796_676_600), "2026-12-07 20:50:00 UTC");
+    assert_eq!(format_utc(i64::MAX), format!("@{}", i64::MAX));
+}
+
+#[tokio::test]
+async fn a_rename_that_would_close_a_forwarding_loop_is_refused() {
+    let (_d, s) = with_domain().await;
+    let a = cli();
+    s.user_add(&a, "kent@abc.com", plain(), None, false)
+        .await
+        .unwrap();
+    // team -> clark, who does not exist yet; kent forwards to team.
+    s.alias_add(&a, "team@abc.com", "clark").await.unwrap();
+    s.user_forward(&a, "kent@abc.com", "team", false).await.unwrap();
+    let r = s.user_rename(&a, "kent@abc.com", "clark@abc.com").await;
+    assert!(
+        matches!(r, Err(AdminError::Invalid(ref m)) if m.contains("refused")),
+        "{r:?}"
+    );
+    assert_eq!(s.user_show("kent@abc.com").await.unwrap().address, "kent@abc.com");
+    assert!(matches!(
+        s.user_show("clark@abc.com").await,
+        Err(AdminError::NotFound(_))
+    ));
+    // Without the forwarding, the same rename is fine.
+    s.user_forward(&a, "kent@abc.com", "", true).await.unwrap();
+    s.user_rename(&a, "kent@abc.com", "clark@abc.com").await.unwrap();
+}
+
+#[test]
+fn errors_map_to_http_statuses() {
+    assert_eq!(AdminError::NotFound("x".into()).http_status(), 404);
+    assert_eq!(AdminError::AlreadyExists("x".into()).http_status(), 409);
+    assert_eq!(AdminError::Conflict("x".into()).http_status(), 409);
+    assert_eq!(AdminError::Invalid("x".into()).http_status(), 422);
+    assert_eq!(AdminError::Forbidden("x".into()).http_status(), 403);
+    let e: AdminError = StoreError::Unavailable.into();
+    assert_eq!(e.http_status(), 503);
+    let e: AdminError = StoreError::Conflict("moved").into();
+    assert_eq!(e.http_status(), 409);
+}
+
+#[tokio::test]
+async fn sizes_and_counts_are_limited() {
+    let (_d, s) = with_domain().await;
+    let a = cli();
+    let long = "x".repeat(MAX_PASSWORD_BYTES + 1);
+    assert!(matches!(
+        s.user_add(&a, "kent@abc.com", pw(&long), None, false).await,
+        Err(AdminError::Invalid(_))
+    ));
+    let many: Vec<String> = (0..=MAX_TARGETS).map(|i| format!("m{i}")).collect();
+    assert!(matches!(
+        s.alias_add(&a, "big@abc.com", &many.join(",")).await,
+        Err(AdminError::Invalid(_))
+    ));
+    // A big list is fine; its audit row is cut.
+    s.alias_add(&a, "big@abc.com", &many[..2000].join(","))
+        .await
+        .unwrap();
+    let row = &s.audit(Some("big@abc.com"), None, 1).await.unwrap()[0];
+    assert!(row.entry.detail.len() <= MAX_AUDIT_DETAIL + 3);
+    assert!(row.entry.detail.ends_with('…'));
+}

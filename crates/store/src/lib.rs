@@ -1,5 +1,6 @@
-//! The store: metadata in SQLite (domains, accounts, aliases, folders,
-//! messages, the outbound queue), message bodies in a [`BlobStore`].
+//! The store: metadata (domains, accounts, aliases, folders, messages, the
+//! outbound queue) in SQLite or PostgreSQL ([`Metadata`]), message bodies
+//! in a [`BlobStore`].
 //!
 //! Durability: a delivery is acknowledged only after its blob is fsynced (file
 //! and directory, through [`DurableFs`]) and its metadata committed by the
@@ -19,6 +20,7 @@ pub mod folders;
 pub mod fs;
 pub mod ids;
 pub mod mailbox;
+mod pg;
 mod purge;
 pub mod queue;
 pub mod schema;
@@ -40,6 +42,7 @@ pub use committer::{Delivery, LocalDelivery, OutboundItem};
 pub use db::Db;
 pub use fs::{DurableFs, RealFs, SimulatedFs, TempFile};
 pub use ids::{AccountId, AliasId, DirectoryVersion, DomainId, FolderId, ModSeq, OutboundId, Uid};
+pub use pg::Postgres;
 pub use sent::SENT_COPY_WINDOW_SECS;
 pub use sweep::SweepReport;
 pub use watch::ForeignChanges;
@@ -63,6 +66,9 @@ pub enum StoreError {
     /// A conditional write found the data changed since the caller read
     /// it ([`DirectoryVersion`]); the caller checks again and retries.
     Conflict(&'static str),
+    /// The database server failed or could not be reached (PostgreSQL:
+    /// connection refused, wrong password, a server error), in words.
+    Backend(String),
 }
 
 impl std::fmt::Display for StoreError {
@@ -79,6 +85,7 @@ impl std::fmt::Display for StoreError {
             StoreError::Unavailable => f.write_str("store is shutting down"),
             StoreError::Limit(s) => f.write_str(s),
             StoreError::Conflict(s) => f.write_str(s),
+            StoreError::Backend(s) => f.write_str(s),
         }
     }
 }
@@ -98,6 +105,17 @@ impl From<std::io::Error> for StoreError {
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Creates the data folder when missing.
+fn create_data_dir(data_dir: &Path) -> Result<()> {
+    if !data_dir.exists() {
+        std::fs::create_dir_all(data_dir)?;
+        // Mail and keys: the owner alone may read them.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
 
 /// Everything the server and the CLI need from the data folder: the
 /// metadata back end ([`Metadata`]) and the message bodies ([`BlobStore`]),
@@ -126,12 +144,7 @@ impl Store {
     /// Opens the store with blob files written through `fs` (tests pass a
     /// [`SimulatedFs`] to simulate power cuts).
     pub fn open_with(data_dir: &Path, fs: Arc<dyn DurableFs>) -> Result<Store> {
-        if !data_dir.exists() {
-            std::fs::create_dir_all(data_dir)?;
-            // Mail and keys: the owner alone may read them.
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))?;
-        }
+        create_data_dir(data_dir)?;
         let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::new(data_dir.join("blobs"), fs)?);
         Store::open_with_blobs(data_dir, blobs)
     }
@@ -145,6 +158,28 @@ impl Store {
         let mut store = Store::with_backend(meta, blobs, data_dir);
         store.sqlite = Some(db);
         Ok(store)
+    }
+
+    /// Opens a store whose metadata is in PostgreSQL (`url` is
+    /// `postgres://user[:password]@host:port/dbname`; the password, when
+    /// not in the URL, comes from `password_file` or `PGPASSWORD`) and
+    /// whose message bodies are in `data_dir/blobs`, as with SQLite. The
+    /// schema is created in an empty database.
+    pub async fn open_postgres(url: &str, password_file: Option<&Path>, data_dir: &Path) -> Result<Store> {
+        Store::open_postgres_with(url, password_file, data_dir, Arc::new(RealFs)).await
+    }
+
+    /// [`Store::open_postgres`] with blob files written through `fs`.
+    pub async fn open_postgres_with(
+        url: &str,
+        password_file: Option<&Path>,
+        data_dir: &Path,
+        fs: Arc<dyn DurableFs>,
+    ) -> Result<Store> {
+        create_data_dir(data_dir)?;
+        let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::new(data_dir.join("blobs"), fs)?);
+        let meta = Arc::new(Postgres::connect(url, password_file, Arc::clone(&blobs)).await?);
+        Ok(Store::with_backend(meta, blobs, data_dir))
     }
 
     /// A store on any back end (tests wrap one in

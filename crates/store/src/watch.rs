@@ -55,7 +55,7 @@ impl FolderWatch {
     }
 
     /// The folders someone waits on now.
-    fn watched(&self) -> Vec<i64> {
+    pub(crate) fn watched(&self) -> Vec<i64> {
         let w = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         w.folders
             .iter()
@@ -71,6 +71,18 @@ impl FolderWatch {
                 tx.send_replace(());
             }
         }
+    }
+
+    /// Wakes the sessions waiting on these folders (a back end that knows
+    /// what each transaction changed). Call after the commit.
+    pub(crate) fn wake_ids(&self, ids: impl IntoIterator<Item = i64>) {
+        let mut ids: Vec<i64> = ids.into_iter().collect();
+        if ids.is_empty() {
+            return;
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        self.wake(&ids);
     }
 
     /// Wakes the sessions waiting on the folders `touched` records, and
@@ -119,6 +131,19 @@ impl ForeignChanges {
                 now.insert(id, state);
             }
         }
+        Ok(self.update(&watched, now, watch))
+    }
+
+    /// Given the rows just read (folder id -> (HIGHESTMODSEQ, UIDNEXT)) of
+    /// the `watched` folders, wakes the waiters of each that moved or is
+    /// gone (or is seen for the first time); returns how many. Every back
+    /// end reads the rows its own way and decides here.
+    pub(crate) fn update(
+        &mut self,
+        watched: &[i64],
+        now: HashMap<i64, (i64, i64)>,
+        watch: &FolderWatch,
+    ) -> usize {
         let moved: Vec<i64> = watched
             .iter()
             .copied()
@@ -126,7 +151,7 @@ impl ForeignChanges {
             .collect();
         watch.wake(&moved);
         self.seen = now;
-        Ok(moved.len())
+        moved.len()
     }
 }
 

@@ -1,0 +1,276 @@
+//! Group commit on PostgreSQL (`crate::committer` for this back end): one
+//! task takes every delivery waiting, up to [`MAX_BATCH`], and commits them
+//! in one transaction, so concurrent SMTP sessions share one WAL flush
+//! (`synchronous_commit = on`, set on every connection) instead of paying
+//! one each.
+
+use std::sync::Arc;
+
+use deadpool_postgres::Pool;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{describe, get, retryable};
+use crate::blob::BlobStore;
+use crate::committer::Delivery;
+use crate::ids::FolderId;
+use crate::watch::FolderWatch;
+use crate::{Result, StoreError};
+
+/// Most deliveries in one transaction (as the SQLite committer).
+const MAX_BATCH: usize = 512;
+
+/// Times a batch that lost a deadlock to another node's is run again.
+const RETRIES: usize = 3;
+
+type Request = (Delivery, oneshot::Sender<Result<()>>);
+
+pub(super) struct Committer {
+    tx: mpsc::UnboundedSender<Request>,
+}
+
+impl Committer {
+    /// Starts the committer task (it ends when the last handle is dropped).
+    pub(super) fn start(
+        pool: Pool,
+        place: String,
+        folders: Arc<FolderWatch>,
+        blobs: Arc<dyn BlobStore>,
+    ) -> Committer {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(pool, place, folders, blobs, rx));
+        Committer { tx }
+    }
+
+    pub(super) async fn commit(&self, delivery: Delivery) -> Result<()> {
+        let (reply, wait) = oneshot::channel();
+        self.tx
+            .send((delivery, reply))
+            .map_err(|_| StoreError::Unavailable)?;
+        wait.await.map_err(|_| StoreError::Unavailable)?
+    }
+}
+
+async fn run(
+    pool: Pool,
+    place: String,
+    folders: Arc<FolderWatch>,
+    blobs: Arc<dyn BlobStore>,
+    mut rx: mpsc::UnboundedReceiver<Request>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        // Every blob of the batch was put before its request was sent:
+        // one directory fsync makes all their names durable, before the
+        // rows that name them are committed.
+        let synced = {
+            let blobs = Arc::clone(&blobs);
+            tokio::task::spawn_blocking(move || blobs.sync()).await
+        };
+        let synced = match synced {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e.to_string())),
+        };
+        if let Err(e) = synced {
+            for (_, reply) in batch {
+                let _ = reply.send(Err(StoreError::Io(std::io::Error::new(e.kind(), e.to_string()))));
+            }
+            continue;
+        }
+        let deliveries: Vec<&Delivery> = batch.iter().map(|(d, _)| d).collect();
+        let (results, touched) = commit_batch(&pool, &place, &deliveries).await;
+        folders.wake_ids(touched.iter().map(|f| f.0));
+        for ((_, reply), result) in batch.into_iter().zip(results) {
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// Commits the batch, again when it lost a deadlock; returns each
+/// delivery's result and the folders the commit changed.
+async fn commit_batch(pool: &Pool, place: &str, batch: &[&Delivery]) -> (Vec<Result<()>>, Vec<FolderId>) {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match try_batch(pool, place, batch).await {
+            Ok(done) => return done,
+            Err(Failed::Retry(_)) if attempt < RETRIES => continue,
+            Err(Failed::Retry(e)) | Err(Failed::Other(e)) => {
+                let msg = e.to_string();
+                return (
+                    batch
+                        .iter()
+                        .map(|_| Err(StoreError::Backend(format!("commit failed: {msg}"))))
+                        .collect(),
+                    Vec::new(),
+                );
+            }
+        }
+    }
+}
+
+enum Failed {
+    Retry(StoreError),
+    Other(StoreError),
+}
+
+fn failed(e: tokio_postgres::Error) -> Failed {
+    if retryable(&e) {
+        Failed::Retry(StoreError::Backend(describe(&e)))
+    } else {
+        Failed::Other(StoreError::Backend(describe(&e)))
+    }
+}
+
+/// One transaction: each delivery in its own savepoint (one bad delivery
+/// does not fail the others), then one commit.
+async fn try_batch(
+    pool: &Pool,
+    place: &str,
+    batch: &[&Delivery],
+) -> std::result::Result<(Vec<Result<()>>, Vec<FolderId>), Failed> {
+    let mut client = get(pool, place).await.map_err(Failed::Other)?;
+    let mut tx = client.transaction().await.map_err(failed)?;
+    let mut results = Vec::with_capacity(batch.len());
+    let mut touched = Vec::new();
+    for d in batch {
+        let sp = tx.savepoint("delivery").await.map_err(failed)?;
+        let mut folders = Vec::new();
+        match apply(&sp, d, &mut folders).await {
+            Ok(()) => {
+                sp.commit().await.map_err(failed)?;
+                touched.extend(folders);
+                results.push(Ok(()));
+            }
+            Err(ApplyError::Db(e)) if retryable(&e) => return Err(failed(e)),
+            Err(e) => {
+                sp.rollback().await.map_err(failed)?;
+                results.push(Err(e.into()));
+            }
+        }
+    }
+    tx.commit().await.map_err(failed)?;
+    Ok((results, touched))
+}
+
+enum ApplyError {
+    Db(tokio_postgres::Error),
+    Store(StoreError),
+}
+
+impl From<tokio_postgres::Error> for ApplyError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        ApplyError::Db(e)
+    }
+}
+
+impl From<ApplyError> for StoreError {
+    fn from(e: ApplyError) -> Self {
+        match e {
+            ApplyError::Db(e) => super::pg_err(e),
+            ApplyError::Store(e) => e,
+        }
+    }
+}
+
+async fn apply(
+    tx: &deadpool_postgres::Transaction<'_>,
+    d: &Delivery,
+    touched: &mut Vec<FolderId>,
+) -> std::result::Result<(), ApplyError> {
+    let next_uid = tx
+        .prepare_cached(
+            "UPDATE folders SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1
+             WHERE account_id = $1 AND name = $2
+             RETURNING id, uidnext - 1, highestmodseq, uidvalidity",
+        )
+        .await?;
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO messages (folder_id, uid, modseq, flags, keywords, internal_date, size, pop3_uidl, blob_id, prefix, queue_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .await?;
+    for local in &d.local {
+        let Some(row) = tx
+            .query_opt(&next_uid, &[&local.account_id.0, &local.folder])
+            .await?
+        else {
+            return Err(ApplyError::Store(StoreError::Invalid(format!(
+                "account {} has no folder {}",
+                local.account_id, local.folder
+            ))));
+        };
+        let folder_id: i64 = row.try_get(0)?;
+        let uid: i64 = row.try_get(1)?;
+        let modseq: i64 = row.try_get(2)?;
+        let uidvalidity: i64 = row.try_get(3)?;
+        // Dovecot's default UIDL form (%08Xv%08Xu), as the SQLite back end.
+        let uidl = format!("{uidvalidity:08X}{uid:08X}");
+        let size = i64::try_from(local.prefix.len() as u64 + d.blob_size).unwrap_or(i64::MAX);
+        tx.execute(
+            &insert,
+            &[
+                &folder_id,
+                &uid,
+                &modseq,
+                &local.flags,
+                &local.keywords,
+                &local.internal_date.unwrap_or(d.received_at),
+                &size,
+                &uidl,
+                &d.blob_id,
+                &local.prefix,
+                &d.queue_id,
+            ],
+        )
+        .await?;
+        touched.push(FolderId(folder_id));
+        if let Some(message_id) = &local.sent_copy_of {
+            tx.execute(
+                "DELETE FROM sent_copies WHERE created < $1",
+                &[&(d.received_at - crate::SENT_COPY_WINDOW_SECS)],
+            )
+            .await?;
+            tx.execute(
+                "INSERT INTO sent_copies (folder_id, message_id, uid, created) VALUES ($1, $2, $3, $4)",
+                &[&folder_id, message_id, &uid, &d.received_at],
+            )
+            .await?;
+        }
+    }
+    if !d.outbound.is_empty() {
+        let queue = tx
+            .prepare_cached(
+                "INSERT INTO outbound (queue_id, blob_id, prefix, sender, recipient, state, reason, next_attempt, created)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+            )
+            .await?;
+        for item in &d.outbound {
+            let (state, reason) = match &item.held {
+                None => ("queued", ""),
+                Some(r) => ("held", r.as_str()),
+            };
+            tx.execute(
+                &queue,
+                &[
+                    &d.queue_id,
+                    &d.blob_id,
+                    &item.prefix,
+                    &item.sender,
+                    &item.recipient,
+                    &state,
+                    &reason,
+                    &d.received_at,
+                ],
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}

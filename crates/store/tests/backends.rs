@@ -158,6 +158,7 @@ suite!(
     usage_is_a_running_total,
     deliveries_local_and_outbound,
     concurrent_deliveries_share_commits,
+    deliveries_and_expunges_of_one_account_at_once,
     queue_operations,
     settings_and_unreferenced_blobs,
     watchers_wake_on_changes,
@@ -975,6 +976,63 @@ async fn concurrent_deliveries_share_commits(f: &Fixture) {
     assert_eq!(m.folder_position(inbox).await.unwrap().unwrap(), (ModSeq(21), 21));
 }
 
+async fn deliveries_and_expunges_of_one_account_at_once(f: &Fixture) {
+    let m = meta(f);
+    let (_, a) = mailbox(f, "example.com", "kent").await;
+    let junk = folder(f, a, "Junk").await;
+    // A delivery to INBOX and Junk while the user empties Junk: on
+    // PostgreSQL both take the account's row (its running total) and the
+    // folders' rows; taken in different orders they deadlocked and one
+    // failed.
+    const ROUNDS: usize = 40;
+    let store = f.store.clone();
+    let deliveries = tokio::spawn(async move {
+        for i in 0..ROUNDS {
+            let d = delivery(
+                &store,
+                format!("Subject: {i}\r\n\r\n").as_bytes(),
+                vec![local(a, "INBOX"), local(a, "Junk")],
+                vec![],
+            );
+            store.commit_delivery(d).await.unwrap();
+        }
+    });
+    let store = f.store.clone();
+    let expunges = tokio::spawn(async move {
+        for _ in 0..ROUNDS {
+            let uids: Vec<Uid> = store
+                .meta()
+                .message_meta(junk)
+                .await
+                .unwrap()
+                .iter()
+                .map(|m| m.uid)
+                .collect();
+            store.expunge(junk, &uids).await.unwrap();
+            let row = store.meta().folder_by_id(junk).await.unwrap().unwrap();
+            store
+                .append(&row, b"Subject: appended\r\n\r\n", 0, "", None)
+                .await
+                .unwrap();
+        }
+    });
+    deliveries.await.unwrap();
+    expunges.await.unwrap();
+    let inbox = folder(f, a, "INBOX").await;
+    assert_eq!(m.message_meta(inbox).await.unwrap().len(), ROUNDS);
+    let mut total = 0;
+    for id in [inbox, junk] {
+        total += m
+            .message_meta(id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m.size)
+            .sum::<i64>();
+    }
+    assert_eq!(m.usage(a).await.unwrap(), total);
+}
+
 async fn queue_operations(f: &Fixture) {
     let m = meta(f);
     let d1 = delivery(
@@ -1283,6 +1341,14 @@ async fn postgres_wrong_password_and_password_sources() {
     let file = dir.path().join("pgpass");
     std::fs::write(&file, format!("{password}\n")).unwrap();
     let store = Store::open_postgres(&without, Some(&file), &dir.path().join("a"))
+        .await
+        .unwrap();
+    assert!(store.meta().domains().await.unwrap().is_empty());
+    drop(store);
+    // From PGPASSWORD. (Only this test opens a URL without a password
+    // and no file, so setting it here changes no other test.)
+    std::env::set_var("PGPASSWORD", &password);
+    let store = Store::open_postgres(&without, None, &dir.path().join("b"))
         .await
         .unwrap();
     assert!(store.meta().domains().await.unwrap().is_empty());

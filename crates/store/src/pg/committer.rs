@@ -196,7 +196,13 @@ async fn apply(
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .await?;
+    // The account before its folder, as every writer of messages takes
+    // them (see mailbox::lock_folder_and_account).
+    let lock_account = tx
+        .prepare_cached("SELECT 1 FROM accounts WHERE id = $1 FOR NO KEY UPDATE")
+        .await?;
     for local in &d.local {
+        tx.execute(&lock_account, &[&local.account_id.0]).await?;
         let Some(row) = tx
             .query_opt(&next_uid, &[&local.account_id.0, &local.folder])
             .await?

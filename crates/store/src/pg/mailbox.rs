@@ -69,16 +69,41 @@ fn uids_i64(uids: &[Uid]) -> Vec<i64> {
     uids.iter().map(|u| u.as_i64()).collect()
 }
 
-/// Locks a folder's row to the end of the transaction; `None` when there
-/// is no such folder.
+/// Locks a folder's row to the end of the transaction (its UIDNEXT,
+/// MODSEQ and keywords are then this transaction's to change); `None` when
+/// there is no such folder.
 async fn lock_folder<C: GenericClient + Sync>(c: &C, folder: FolderId) -> Result<Option<(i64, i64, i64)>> {
     c.query_opt(
-        "SELECT uidvalidity, uidnext, highestmodseq FROM folders WHERE id = $1 FOR UPDATE",
+        "SELECT uidvalidity, uidnext, highestmodseq FROM folders WHERE id = $1 FOR NO KEY UPDATE",
         &[&folder.0],
     )
     .await?
     .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
     .transpose()
+}
+
+/// [`lock_folder`] for a transaction that adds or removes messages: their
+/// trigger updates the account's running total, so the account's row is
+/// locked first. Every such writer (and the committer) takes the account
+/// before the folder: taken the other way round, an EXPUNGE in Junk and a
+/// batch delivering to INBOX and then Junk of the same account deadlock.
+pub(super) async fn lock_folder_and_account<C: GenericClient + Sync>(
+    c: &C,
+    folder: FolderId,
+) -> Result<Option<(i64, i64, i64)>> {
+    let Some(row) = c
+        .query_opt("SELECT account_id FROM folders WHERE id = $1", &[&folder.0])
+        .await?
+    else {
+        return Ok(None);
+    };
+    let account: i64 = row.try_get(0)?;
+    c.execute(
+        "SELECT 1 FROM accounts WHERE id = $1 FOR NO KEY UPDATE",
+        &[&account],
+    )
+    .await?;
+    lock_folder(c, folder).await
 }
 
 fn no_folder() -> StoreError {
@@ -321,7 +346,7 @@ impl MailboxMeta for Postgres {
     async fn delete_folder(&self, folder: FolderId) -> Result<Vec<String>> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
-        if lock_folder(&*tx, folder).await?.is_none() {
+        if lock_folder_and_account(&*tx, folder).await?.is_none() {
             tx.commit().await?;
             return Ok(Vec::new());
         }
@@ -655,7 +680,7 @@ impl MailboxMeta for Postgres {
     ) -> Result<(i64, Vec<(Uid, Uid)>)> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
-        let Some((uidvalidity, _, _)) = lock_folder(&*tx, to).await? else {
+        let Some((uidvalidity, _, _)) = lock_folder_and_account(&*tx, to).await? else {
             return Err(no_folder());
         };
         let rows = tx
@@ -736,6 +761,7 @@ impl MailboxMeta for Postgres {
         }
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
+        lock_folder_and_account(&*tx, folder).await?;
         let (removed, blobs) = expunge_in(&*tx, folder, uids).await?;
         let unused = unreferenced(&*tx, blobs).await?;
         tx.commit().await?;
@@ -763,7 +789,7 @@ impl MailboxMeta for Postgres {
         let row = c
             .query_one(
                 "UPDATE folders f SET recent_uid = f.uidnext - 1
-                 FROM (SELECT id, recent_uid FROM folders WHERE id = $1 FOR UPDATE) old
+                 FROM (SELECT id, recent_uid FROM folders WHERE id = $1 FOR NO KEY UPDATE) old
                  WHERE f.id = old.id RETURNING old.recent_uid",
                 &[&folder.0],
             )
@@ -793,7 +819,7 @@ impl MailboxMeta for Postgres {
     async fn insert_appended(&self, a: Appended<'_>) -> Result<Uid> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
-        if lock_folder(&*tx, a.folder).await?.is_none() {
+        if lock_folder_and_account(&*tx, a.folder).await?.is_none() {
             return Err(no_folder());
         }
         // Again in the transaction: another session may have added

@@ -38,6 +38,8 @@ type PgClient = deadpool_postgres::Object;
 /// How long to wait for the database server to answer a connection: an
 /// unreachable host (packets dropped) must give an error, not a hang.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection may go unanswered before it counts as dead.
+const DEAD_PEER: Duration = Duration::from_secs(30);
 /// How long a call waits for a pooled connection before it fails.
 const POOL_WAIT: Duration = Duration::from_secs(10);
 /// Connections per process: IMAP sessions make short calls, and the
@@ -146,6 +148,12 @@ pub(crate) fn config_from(url: &str, password_file: Option<&Path>) -> Result<tok
         }
     }
     config.connect_timeout(CONNECT_TIMEOUT);
+    // A server that goes away mid-call (host down, network cut) must fail
+    // the call, not hold it for TCP's default of about 15 minutes of
+    // retransmissions: unacknowledged data or silent keepalives for
+    // DEAD_PEER end the connection.
+    config.tcp_user_timeout(DEAD_PEER);
+    config.keepalives_idle(DEAD_PEER);
     // A `250` promises the message is on disk: every commit waits for its
     // WAL flush, whatever the server's default says.
     let options = match config.get_options() {

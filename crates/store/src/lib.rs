@@ -20,6 +20,7 @@ pub mod folders;
 pub mod fs;
 pub mod ids;
 pub mod mailbox;
+pub mod migrate;
 mod pg;
 mod purge;
 pub mod queue;

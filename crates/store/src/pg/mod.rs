@@ -15,6 +15,7 @@
 mod committer;
 mod directory;
 mod mailbox;
+mod migrate;
 mod schema;
 
 use std::collections::HashMap;

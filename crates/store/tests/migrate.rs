@@ -1,0 +1,361 @@
+//! `migrate::copy_sqlite_to`: an embedded installation copied into
+//! PostgreSQL keeps what clients have seen (UIDVALIDITY, UIDs, MODSEQs,
+//! UIDLs, tombstones, the queue), resumes after an interruption, and is
+//! checked at the end. Needs `POSTROOM_TEST_POSTGRES` (a URL; see
+//! `scripts/pg-test-cluster`); without it the tests say so and pass.
+
+use postroom_store::folders::FlagOp;
+use postroom_store::migrate::copy_sqlite_to;
+use postroom_store::{
+    AccountId, Delivery, LocalDelivery, Metadata, ModSeq, OutboundItem, Postgres, Store, StoreError, Uid,
+};
+
+fn pg_url() -> Option<String> {
+    std::env::var("POSTROOM_TEST_POSTGRES")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+/// A fresh database; its URL.
+async fn fresh_database(test: &str) -> Option<(String, String)> {
+    let admin = pg_url()?;
+    let name = format!("m_{test}_{}", std::process::id());
+    let c = connect(&admin).await;
+    // Two statements: neither may run in a transaction block.
+    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .unwrap();
+    c.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+    let base = admin.split('?').next().unwrap();
+    let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
+    Some((admin, url))
+}
+
+async fn drop_database(admin: &str, url: &str) {
+    let name = url.rsplit('/').next().unwrap();
+    let _ = connect(admin)
+        .await
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await;
+}
+
+fn new_id() -> String {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    postroom_core::QueueId::generate(micros).to_string()
+}
+
+fn local(account: AccountId, folder: &str, sent_copy_of: Option<&str>) -> LocalDelivery {
+    LocalDelivery {
+        account_id: account,
+        folder: folder.into(),
+        prefix: b"Delivered-To: x\r\n".to_vec(),
+        flags: 0,
+        keywords: String::new(),
+        internal_date: None,
+        sent_copy_of: sent_copy_of.map(String::from),
+    }
+}
+
+async fn deliver(store: &Store, body: &[u8], local: Vec<LocalDelivery>, remote: &[&str]) {
+    let id = new_id();
+    store.blobs.put(&id, body).unwrap();
+    let d = Delivery {
+        queue_id: id.clone(),
+        blob_id: id,
+        blob_size: body.len() as u64,
+        received_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64,
+        local,
+        outbound: remote
+            .iter()
+            .map(|r| OutboundItem {
+                sender: "kent@example.com".into(),
+                recipient: r.to_string(),
+                prefix: Vec::new(),
+                held: None,
+            })
+            .collect(),
+    };
+    store.commit_delivery(d).await.unwrap();
+}
+
+/// An embedded installation with a bit of everything.
+async fn populate(store: &Store) -> AccountId {
+    let m = store.meta();
+    let d = m.add_domain("example.com", "Example.com", None).await.unwrap();
+    m.add_domain("example.net", "example.net", Some("example.com"))
+        .await
+        .unwrap();
+    let gw = m
+        .add_domain("customer.example", "customer.example", None)
+        .await
+        .unwrap();
+    m.set_domain_relay(gw.id, Some("mx.customer.example:25"), true)
+        .await
+        .unwrap();
+    m.add_relay_recipients(gw.id, &["sales".into()]).await.unwrap();
+    m.remember_callout("x@customer.example", true, "250 ok")
+        .await
+        .unwrap();
+    let kent = m
+        .add_account(d.id, "kent", "Kent", Some("hash"), Some(1 << 30))
+        .await
+        .unwrap();
+    let amy = m.add_account(d.id, "amy", "amy", None, None).await.unwrap();
+    m.set_forwarding(amy.id, &["far@elsewhere.example".into()], true)
+        .await
+        .unwrap();
+    m.add_alias_targets(
+        d.id,
+        "team",
+        "Team",
+        &["kent@example.com".into(), "amy@example.com".into()],
+    )
+    .await
+    .unwrap();
+    m.add_dkim_key(d.id, "s1", "ed25519-sha256", b"\x00\x01secret", "pub")
+        .await
+        .unwrap();
+    m.set_setting("srs-secret", "abc").await.unwrap();
+    // A folder made and deleted leaves a gap in the ids: UIDVALIDITYs
+    // must not close it up.
+    let gone = m.create_folder(kent.id, "Gone", None).await.unwrap();
+    store.delete_folder(&gone).await.unwrap();
+    let work = m.create_folder(kent.id, "Work", None).await.unwrap();
+    for i in 0..25 {
+        deliver(
+            store,
+            format!("Subject: {i}\r\n\r\nbody\r\n").as_bytes(),
+            vec![local(kent.id, "INBOX", None)],
+            &[],
+        )
+        .await;
+    }
+    deliver(
+        store,
+        b"Subject: both\r\n\r\n",
+        vec![local(kent.id, "INBOX", None), local(amy.id, "INBOX", None)],
+        &["far@elsewhere.example", "other@elsewhere.example"],
+    )
+    .await;
+    deliver(
+        store,
+        b"Message-ID: <s@example.com>\r\n\r\n",
+        vec![local(kent.id, "Sent", Some("<s@example.com>"))],
+        &[],
+    )
+    .await;
+    let inbox = m.find_folder(kent.id, "INBOX").await.unwrap().unwrap();
+    m.store_flags(
+        inbox.id,
+        &[Uid(2), Uid(3)],
+        FlagOp::Add,
+        1,
+        &["$Label1".into()],
+        None,
+    )
+    .await
+    .unwrap();
+    m.copy_messages(inbox.id, &[Uid(4), Uid(5)], work.id)
+        .await
+        .unwrap();
+    store.expunge(inbox.id, &[Uid(1), Uid(5), Uid(6)]).await.unwrap();
+    let work_row = m.folder_by_id(work.id).await.unwrap().unwrap();
+    store
+        .append(
+            &work_row,
+            b"Subject: appended\r\n\r\n",
+            4,
+            "",
+            Some(1_600_000_000),
+        )
+        .await
+        .unwrap();
+    m.claim_recent(inbox.id).await.unwrap();
+    let q = m.outbound().await.unwrap();
+    m.defer_outbound(q[0].id, "451 try later", 4_000_000_000)
+        .await
+        .unwrap();
+    kent.id
+}
+
+/// What a client can see of a mailbox, on either back end.
+async fn mailbox_view(m: &dyn Metadata, account: AccountId) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in m.folders(account).await.unwrap() {
+        out.push(format!("{f:?}"));
+        for meta in m.message_meta(f.id).await.unwrap() {
+            out.push(format!("{meta:?}"));
+        }
+        out.push(format!("{:?}", m.maildrop(f.id).await.unwrap()));
+        out.push(format!("{:?}", m.expunged_since(f.id, ModSeq(0)).await.unwrap()));
+        for msg in m.messages(f.id).await.unwrap() {
+            out.push(format!("{} {} {:?}", msg.blob_id, msg.pop3_uidl, msg.queue_id));
+        }
+    }
+    out.push(format!("usage {}", m.usage(account).await.unwrap()));
+    out.push(format!("{:?}", m.folder_list(account).await.unwrap()));
+    out
+}
+
+async fn everything(m: &dyn Metadata, account: AccountId) -> Vec<String> {
+    let mut out = mailbox_view(m, account).await;
+    out.push(format!("{:?}", m.domains().await.unwrap()));
+    out.push(format!("{:?}", m.accounts(None).await.unwrap()));
+    out.push(format!("{:?}", m.aliases(None).await.unwrap()));
+    out.push(format!("{:?}", m.outbound().await.unwrap()));
+    let d = m.domain("example.com").await.unwrap().unwrap();
+    out.push(format!(
+        "{:?}",
+        m.dkim_keys(d.id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|k| (&k.selector, k.private_key.expose()))
+            .collect::<Vec<_>>()
+    ));
+    let gw = m.domain("customer.example").await.unwrap().unwrap();
+    out.push(format!("{:?}", m.relay_recipients(gw.id).await.unwrap()));
+    out.push(format!(
+        "{:?}",
+        m.cached_callout("x@customer.example", 3600).await.unwrap()
+    ));
+    out.push(format!("{:?}", m.setting("srs-secret").await.unwrap()));
+    let sent = m.find_folder(account, "Sent").await.unwrap().unwrap();
+    out.push(format!(
+        "{:?}",
+        m.recent_sent_copy(sent.id, "<s@example.com>").await.unwrap()
+    ));
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_installation_moves_to_postgres_unchanged() {
+    let Some((admin, url)) = fresh_database("whole").await else {
+        eprintln!("POSTROOM_TEST_POSTGRES is not set: PostgreSQL not tested");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let sqlite = Store::open(&data).unwrap();
+    let kent = populate(&sqlite).await;
+    let before = everything(sqlite.meta(), kent).await;
+
+    let pg_store = Store::open_postgres(&url, None, &data).await.unwrap();
+    let pg = Postgres::connect(&url, None, sqlite.blobs.clone()).await.unwrap();
+    let mut seen = Vec::new();
+    let report = copy_sqlite_to(sqlite.sqlite().unwrap(), &pg, |t, done, total| {
+        seen.push((t.to_string(), done, total))
+    })
+    .await
+    .unwrap();
+    assert!(seen.contains(&("messages".to_string(), 28, 28)), "{seen:?}");
+    assert_eq!(report.usage_corrected, Vec::<i64>::new());
+    let messages = report.tables.iter().find(|t| t.0 == "messages").unwrap().1;
+    assert_eq!(messages, 28);
+    assert_eq!(report.copied, report.tables.iter().map(|t| t.1).sum::<u64>());
+
+    let after = everything(pg_store.meta(), kent).await;
+    assert_eq!(before, after);
+    // The bodies are the same files.
+    let inbox = pg_store.meta().find_folder(kent, "INBOX").await.unwrap().unwrap();
+    let row = pg_store.meta().message(inbox.id, Uid(2)).await.unwrap().unwrap();
+    assert_eq!(
+        pg_store.message_bytes(&row).unwrap(),
+        b"Delivered-To: x\r\nSubject: 1\r\n\r\nbody\r\n"
+    );
+
+    // New rows continue after the copied ids: a new folder's UIDVALIDITY
+    // is new, the next message takes the next UID.
+    let max_validity = pg_store
+        .meta()
+        .folders(kent)
+        .await
+        .unwrap()
+        .iter()
+        .map(|f| f.uidvalidity)
+        .max()
+        .unwrap();
+    let new = pg_store.meta().create_folder(kent, "New", None).await.unwrap();
+    assert!(new.uidvalidity > max_validity);
+    let uid = pg_store
+        .append(&inbox, b"Subject: after\r\n\r\n", 0, "", None)
+        .await
+        .unwrap();
+    assert_eq!(uid.as_i64(), inbox.uidnext);
+    let d = pg_store
+        .meta()
+        .add_domain("new.example", "new.example", None)
+        .await
+        .unwrap();
+    assert!(pg_store
+        .meta()
+        .domains()
+        .await
+        .unwrap()
+        .iter()
+        .all(|o| o.id <= d.id));
+
+    // A second run finds the target in use.
+    match copy_sqlite_to(sqlite.sqlite().unwrap(), &pg, |_, _, _| {}).await {
+        Err(StoreError::Invalid(s)) => assert!(s.contains("already holds data"), "{s}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    drop((pg, pg_store));
+    drop_database(&admin, &url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_migration_resumes() {
+    let Some((admin, url)) = fresh_database("resume").await else {
+        eprintln!("POSTROOM_TEST_POSTGRES is not set: PostgreSQL not tested");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let sqlite = Store::open(&data).unwrap();
+    let kent = populate(&sqlite).await;
+    let before = everything(sqlite.meta(), kent).await;
+    let pg = Postgres::connect(&url, None, sqlite.blobs.clone()).await.unwrap();
+    let full = copy_sqlite_to(sqlite.sqlite().unwrap(), &pg, |_, _, _| {})
+        .await
+        .unwrap();
+
+    // Undo the end of the copy as an interruption would have left it: the
+    // last messages, the tables after them, and the mark of a run in
+    // progress.
+    let c = connect(&url).await;
+    c.batch_execute(
+        "INSERT INTO settings (key, value) VALUES ('migration:from-sqlite', 'in progress');
+         DELETE FROM messages WHERE id > (SELECT MAX(id) - 7 FROM messages);
+         DELETE FROM expunged; DELETE FROM outbound; DELETE FROM dkim_keys; DELETE FROM relay_recipients;
+         DELETE FROM callout_cache; DELETE FROM sent_copies; DELETE FROM settings WHERE key = 'srs-secret';",
+    )
+    .await
+    .unwrap();
+    let resumed = copy_sqlite_to(sqlite.sqlite().unwrap(), &pg, |_, _, _| {})
+        .await
+        .unwrap();
+    assert_eq!(resumed.tables, full.tables);
+    // Only what was missing was copied again.
+    assert!(resumed.copied < full.copied, "{resumed:?} {full:?}");
+    let pg_store = Store::open_postgres(&url, None, &data).await.unwrap();
+    assert_eq!(everything(pg_store.meta(), kent).await, before);
+    assert_eq!(
+        pg_store.meta().setting("migration:from-sqlite").await.unwrap(),
+        None
+    );
+    drop((pg, pg_store));
+    drop_database(&admin, &url).await;
+}

@@ -4,6 +4,7 @@
 //! (`synchronous_commit = on`, set on every connection) instead of paying
 //! one each.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use deadpool_postgres::Pool;
@@ -26,6 +27,8 @@ type Request = (Delivery, oneshot::Sender<Result<()>>);
 
 pub(super) struct Committer {
     tx: mpsc::UnboundedSender<Request>,
+    /// Transactions committed so far (tests count them).
+    batches: Arc<AtomicU64>,
 }
 
 impl Committer {
@@ -37,8 +40,15 @@ impl Committer {
         blobs: Arc<dyn BlobStore>,
     ) -> Committer {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(pool, place, folders, blobs, rx));
-        Committer { tx }
+        let batches = Arc::new(AtomicU64::new(0));
+        tokio::spawn(run(pool, place, folders, blobs, rx, Arc::clone(&batches)));
+        Committer { tx, batches }
+    }
+
+    /// Transactions committed so far.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(super) fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
     }
 
     pub(super) async fn commit(&self, delivery: Delivery) -> Result<()> {
@@ -56,6 +66,7 @@ async fn run(
     folders: Arc<FolderWatch>,
     blobs: Arc<dyn BlobStore>,
     mut rx: mpsc::UnboundedReceiver<Request>,
+    batches: Arc<AtomicU64>,
 ) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -84,6 +95,7 @@ async fn run(
         }
         let deliveries: Vec<&Delivery> = batch.iter().map(|(d, _)| d).collect();
         let (results, touched) = commit_batch(&pool, &place, &deliveries).await;
+        batches.fetch_add(1, Ordering::Relaxed);
         folders.wake_ids(touched.iter().map(|f| f.0));
         for ((_, reply), result) in batch.into_iter().zip(results) {
             let _ = reply.send(result);

@@ -520,6 +520,71 @@ mod tests {
         assert!(invalid(config_from("postgres://mail@db/p", Some(&missing))).contains("cannot read"));
     }
 
+    /// A fresh database on the test cluster (`POSTROOM_TEST_POSTGRES`).
+    async fn test_database(name: &str) -> Option<String> {
+        let admin = std::env::var("POSTROOM_TEST_POSTGRES")
+            .ok()
+            .filter(|u| !u.is_empty())?;
+        let (c, conn) = tokio_postgres::connect(&admin, NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let name = format!("u_{name}_{}", std::process::id());
+        c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await
+            .unwrap();
+        c.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+        let base = admin.split('?').next().unwrap_or(&admin);
+        Some(format!("{}/{name}", &base[..base.rfind('/').unwrap()]))
+    }
+
+    // Single-threaded on purpose: the 20 sessions all hand over their
+    // delivery before the committer task next runs, as they would while
+    // it waited for the previous commit's flush.
+    #[tokio::test]
+    async fn concurrent_deliveries_share_one_transaction() {
+        let Some(url) = test_database("group_commit").await else {
+            eprintln!("POSTROOM_TEST_POSTGRES is not set: PostgreSQL not tested");
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let blobs: Arc<dyn BlobStore> =
+            Arc::new(crate::FsBlobStore::new(dir.path().join("blobs"), Arc::new(crate::RealFs)).unwrap());
+        let pg = Arc::new(Postgres::connect(&url, None, Arc::clone(&blobs)).await.unwrap());
+        use crate::backend::AdminMeta;
+        let d = pg.add_domain("example.com", "example.com", None).await.unwrap();
+        let a = pg.add_account(d.id, "kent", "kent", None, None).await.unwrap();
+        let mut sessions = Vec::new();
+        for i in 0..20 {
+            let id = format!("0000000000{i:02}AAAAAAAA");
+            blobs.put(&id, b"Subject: x\r\n\r\n").unwrap();
+            let delivery = Delivery {
+                queue_id: id.clone(),
+                blob_id: id,
+                blob_size: 15,
+                received_at: now(),
+                local: vec![crate::LocalDelivery {
+                    account_id: a.id,
+                    folder: "INBOX".into(),
+                    prefix: Vec::new(),
+                    flags: 0,
+                    keywords: String::new(),
+                    internal_date: None,
+                    sent_copy_of: None,
+                }],
+                outbound: Vec::new(),
+            };
+            let pg = Arc::clone(&pg);
+            sessions.push(tokio::spawn(async move { pg.commit_delivery(delivery).await }));
+        }
+        for s in sessions {
+            s.await.unwrap().unwrap();
+        }
+        // 20 deliveries, one transaction: one WAL flush.
+        assert_eq!(pg.committer.batches(), 1);
+        use crate::backend::MailboxMeta;
+        let inbox = pg.find_folder(a.id, "INBOX").await.unwrap().unwrap();
+        assert_eq!(inbox.uidnext, 21);
+    }
+
     #[test]
     fn bad_urls_are_refused_with_a_reason() {
         assert!(invalid(config_from("mysql://a@b/c", None)).contains("postgres://"));

@@ -181,9 +181,7 @@ fn apply(tx: &Transaction<'_>, d: &Delivery) -> Result<()> {
                 e => e.into(),
             })?;
         let (folder_id, uid, modseq, uidvalidity) = row;
-        // Dovecot's default UIDL form (%08Xv%08Xu), so imported UIDLs and
-        // ours look alike.
-        let uidl = format!("{uidvalidity:08X}{uid:08X}");
+        let uidl = crate::mailbox::pop3_uidl(uidvalidity, uid);
         let size = local.prefix.len() as u64 + d.blob_size;
         insert.execute(params![
             folder_id,

@@ -24,6 +24,20 @@ pub const MAX_KEYWORDS: usize = 100;
 /// case-insensitively, as flags are, RFC 9051 2.3.2). Keywords the folder
 /// has already are always allowed, even where it has more (older data).
 pub(crate) fn check_keywords(c: &rusqlite::Connection, folder_id: FolderId, adding: &str) -> Result<()> {
+    if !adding.split(' ').any(|k| !k.is_empty()) {
+        return Ok(());
+    }
+    let mut st =
+        c.prepare_cached("SELECT DISTINCT keywords FROM messages WHERE folder_id = ?1 AND keywords != ''")?;
+    let stored = st
+        .query_map([folder_id], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    keywords_fit(adding, stored.iter().map(String::as_str))
+}
+
+/// The rule of [`check_keywords`], on the folder's distinct keyword lists
+/// as stored (every back end reads them its own way).
+pub(crate) fn keywords_fit<'a>(adding: &str, stored: impl IntoIterator<Item = &'a str>) -> Result<()> {
     let mut adding: std::collections::HashSet<String> = adding
         .split(' ')
         .filter(|k| !k.is_empty())
@@ -33,11 +47,7 @@ pub(crate) fn check_keywords(c: &rusqlite::Connection, folder_id: FolderId, addi
         return Ok(());
     }
     let mut present = std::collections::HashSet::new();
-    let mut st =
-        c.prepare_cached("SELECT DISTINCT keywords FROM messages WHERE folder_id = ?1 AND keywords != ''")?;
-    let mut rows = st.query([folder_id])?;
-    while let Some(r) = rows.next()? {
-        let kw: String = r.get(0)?;
+    for kw in stored {
         for k in kw.split(' ').filter(|k| !k.is_empty()) {
             let k = k.to_ascii_lowercase();
             adding.remove(&k);
@@ -99,7 +109,7 @@ fn bump_modseq(tx: &Transaction<'_>, folder_id: FolderId) -> Result<ModSeq> {
     )?)
 }
 
-fn merge_keywords(current: &str, given: &[String], op: FlagOp) -> String {
+pub(crate) fn merge_keywords(current: &str, given: &[String], op: FlagOp) -> String {
     let mut set: Vec<String> = match op {
         FlagOp::Replace => Vec::new(),
         _ => current
@@ -412,7 +422,7 @@ impl Db {
             check_keywords(tx, to, &copied_keywords)?;
             for (uid, (flags, kw, date, size, blob, prefix)) in rows {
                 let (new_uid, modseq): (Uid, ModSeq) = next.query_row([to], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                let uidl = format!("{uidvalidity:08X}{new_uid:08X}");
+                let uidl = crate::mailbox::pop3_uidl(uidvalidity, new_uid.as_i64());
                 insert.execute(params![to, new_uid, modseq, flags, kw, date, size, uidl, blob, prefix])?;
                 pairs.push((uid, new_uid));
             }
@@ -674,7 +684,7 @@ impl Db {
                     a.keywords,
                     a.internal_date,
                     a.size,
-                    format!("{uidvalidity:08X}{uid:08X}"),
+                    crate::mailbox::pop3_uidl(uidvalidity, uid.as_i64()),
                     a.blob_id
                 ],
             )?;

@@ -31,6 +31,13 @@ pub struct MessageRow {
     pub queue_id: Option<String>,
 }
 
+/// A message's POP3 UIDL: UIDVALIDITY and UID in hexadecimal, eight
+/// digits each (Dovecot's default `%08Xv%08Xu`, so imported UIDLs and ours
+/// look alike).
+pub(crate) fn pop3_uidl(uidvalidity: i64, uid: i64) -> String {
+    format!("{uidvalidity:08X}{uid:08X}")
+}
+
 fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
     Ok(MessageRow {
         id: r.get(0)?,

@@ -228,8 +228,7 @@ async fn apply(
         let uid: i64 = row.try_get(1)?;
         let modseq: i64 = row.try_get(2)?;
         let uidvalidity: i64 = row.try_get(3)?;
-        // Dovecot's default UIDL form (%08Xv%08Xu), as the SQLite back end.
-        let uidl = format!("{uidvalidity:08X}{uid:08X}");
+        let uidl = crate::mailbox::pop3_uidl(uidvalidity, uid);
         let size = i64::try_from(local.prefix.len() as u64 + d.blob_size).unwrap_or(i64::MAX);
         tx.execute(
             &insert,

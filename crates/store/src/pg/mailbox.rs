@@ -3,15 +3,13 @@
 //! MODSEQ, or checks keywords, first locks its folder's row, as SQLite's
 //! single writer would have serialised it.
 
-use std::collections::HashSet;
-
 use async_trait::async_trait;
 use tokio_postgres::{GenericClient, Row};
 
 use super::{now, unreferenced, Postgres};
 use crate::backend::{Appended, MailboxMeta};
 use crate::cache::FolderSnapshot;
-use crate::folders::{FlagOp, FolderChanges, MessageMeta, MAX_FOLDERS, MAX_KEYWORDS};
+use crate::folders::{keywords_fit, merge_keywords, FlagOp, FolderChanges, MessageMeta, MAX_FOLDERS};
 use crate::ids::{AccountId, FolderId, ModSeq, Uid};
 use crate::mailbox::{FolderRow, MessageRow};
 use crate::{Result, StoreError, SENT_COPY_WINDOW_SECS};
@@ -110,62 +108,27 @@ fn no_folder() -> StoreError {
     StoreError::Invalid("no such mailbox".into())
 }
 
-/// `folders::check_keywords` on PostgreSQL: the same rule, the same error.
+/// `folders::check_keywords` on PostgreSQL: the same rule
+/// (`folders::keywords_fit`), the same error.
 pub(super) async fn check_keywords<C: GenericClient + Sync>(
     c: &C,
     folder: FolderId,
     adding: &str,
 ) -> Result<()> {
-    let mut adding: HashSet<String> = adding
-        .split(' ')
-        .filter(|k| !k.is_empty())
-        .map(|k| k.to_ascii_lowercase())
-        .collect();
-    if adding.is_empty() {
+    if !adding.split(' ').any(|k| !k.is_empty()) {
         return Ok(());
     }
-    let mut present = HashSet::new();
     let rows = c
         .query(
             "SELECT DISTINCT keywords FROM messages WHERE folder_id = $1 AND keywords <> ''",
             &[&folder.0],
         )
         .await?;
-    for r in rows {
-        let kw: &str = r.try_get(0)?;
-        for k in kw.split(' ').filter(|k| !k.is_empty()) {
-            let k = k.to_ascii_lowercase();
-            adding.remove(&k);
-            present.insert(k);
-        }
-    }
-    if !adding.is_empty() && present.len() + adding.len() > MAX_KEYWORDS {
-        return Err(StoreError::Limit("too many keywords in this mailbox"));
-    }
-    Ok(())
-}
-
-/// `folders::merge_keywords`.
-fn merge_keywords(current: &str, given: &[String], op: FlagOp) -> String {
-    let mut set: Vec<String> = match op {
-        FlagOp::Replace => Vec::new(),
-        _ => current
-            .split(' ')
-            .filter(|k| !k.is_empty())
-            .map(String::from)
-            .collect(),
-    };
-    for k in given {
-        let present = set.iter().position(|x| x.eq_ignore_ascii_case(k));
-        match (op, present) {
-            (FlagOp::Remove, Some(i)) => {
-                set.remove(i);
-            }
-            (FlagOp::Add | FlagOp::Replace, None) => set.push(k.clone()),
-            _ => {}
-        }
-    }
-    set.join(" ")
+    let stored = rows
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<std::result::Result<Vec<&str>, _>>()?;
+    keywords_fit(adding, stored)
 }
 
 /// Removes messages in the caller's transaction, leaving tombstones with
@@ -723,7 +686,7 @@ impl MailboxMeta for Postgres {
             let n = tx.query_one(&next, &[&to.0]).await?;
             let new_uid = uid(n.try_get(0)?)?;
             let modseq: i64 = n.try_get(1)?;
-            let uidl = format!("{uidvalidity:08X}{new_uid:08X}");
+            let uidl = crate::mailbox::pop3_uidl(uidvalidity, new_uid.as_i64());
             let flags: i64 = r.try_get(1)?;
             let kw: &str = r.try_get(2)?;
             let date: i64 = r.try_get(3)?;
@@ -846,7 +809,7 @@ impl MailboxMeta for Postgres {
                 &a.keywords,
                 &a.internal_date,
                 &a.size,
-                &format!("{uidvalidity:08X}{new_uid:08X}"),
+                &crate::mailbox::pop3_uidl(uidvalidity, new_uid.as_i64()),
                 &a.blob_id,
             ],
         )

@@ -285,7 +285,7 @@ async fn unreferenced<C: tokio_postgres::GenericClient + Sync>(
             "SELECT b FROM unnest($1::text[]) AS b
              WHERE NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = b)
                AND NOT EXISTS (SELECT 1 FROM outbound WHERE blob_id = b)
-             ORDER BY b",
+             ORDER BY b COLLATE \"C\"",
             &[&ids],
         )
         .await?;

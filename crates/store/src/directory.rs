@@ -109,7 +109,7 @@ pub(crate) fn account_row(r: &Row<'_>) -> rusqlite::Result<AccountRow> {
     })
 }
 
-fn split_list(s: &str) -> Vec<String> {
+pub(crate) fn split_list(s: &str) -> Vec<String> {
     s.split(',').filter(|t| !t.is_empty()).map(String::from).collect()
 }
 

@@ -7,7 +7,7 @@ use tokio_postgres::{GenericClient, Row};
 
 use super::{now, Postgres};
 use crate::backend::{AdminMeta, DirectoryMeta};
-use crate::directory::{AccountRow, AliasRow, DomainRow, ImportedAlias, DEFAULT_FOLDERS};
+use crate::directory::{split_list, AccountRow, AliasRow, DomainRow, ImportedAlias, DEFAULT_FOLDERS};
 use crate::dkim::DkimKeyRow;
 use crate::ids::{AccountId, AliasId, DomainId};
 use crate::{Result, StoreError};
@@ -29,10 +29,6 @@ fn domain_row(r: &Row) -> Result<DomainRow> {
         relay_to: r.try_get(6)?,
         relay_verify: r.try_get(7)?,
     })
-}
-
-fn split_list(s: &str) -> Vec<String> {
-    s.split(',').filter(|t| !t.is_empty()).map(String::from).collect()
 }
 
 fn account_row(r: &Row) -> Result<AccountRow> {

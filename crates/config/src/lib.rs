@@ -35,6 +35,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub dns: DnsConfig,
     pub log: LogConfig,
+    pub database: DatabaseConfig,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -378,6 +379,55 @@ impl Default for LogConfig {
     }
 }
 
+/// Where the metadata lives: unset, the embedded SQLite database in the
+/// data folder; a `postgres://` URL, PostgreSQL. Message bodies stay in
+/// the data folder's `blobs/` either way.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `postgres://user[:password]@host:port/dbname`.
+    pub url: Option<String>,
+    /// The password's file (its first line), instead of in the URL; else
+    /// `PGPASSWORD`.
+    pub password_file: Option<PathBuf>,
+}
+
+impl DatabaseConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let err = |key: &str, what: &str| Err(ConfigError(format!("database.{key}: {what}")));
+        let Some(url) = &self.url else {
+            if self.password_file.is_some() {
+                return err("password_file", "set without database.url");
+            }
+            return Ok(());
+        };
+        let Some(rest) = url
+            .strip_prefix("postgres://")
+            .or_else(|| url.strip_prefix("postgresql://"))
+        else {
+            return err(
+                "url",
+                "must look like postgres://user[:password]@host:port/dbname",
+            );
+        };
+        // The user and password end at the last '@' before the host.
+        let authority = rest.split(['/', '?']).next().unwrap_or("");
+        let Some((userinfo, host)) = authority.rsplit_once('@') else {
+            return err("url", "names no user (postgres://user@host/dbname)");
+        };
+        if userinfo.is_empty() || host.is_empty() {
+            return err("url", "names no user or no host (postgres://user@host/dbname)");
+        }
+        if userinfo.contains(':') && self.password_file.is_some() {
+            return err(
+                "password_file",
+                "the URL has a password already: give it in one place",
+            );
+        }
+        Ok(())
+    }
+}
+
 /// A configuration error: which key, and what is wrong with it.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ConfigError(pub String);
@@ -406,6 +456,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |key: &str, what: String| Err(ConfigError(format!("{key}: {what}")));
+        self.database.validate()?;
         if let Err(e) = Domain::parse(&self.server.hostname) {
             return err(
                 "server.hostname",
@@ -700,6 +751,31 @@ mod tests {
         assert_eq!(cfg.auth.min_password_length, 12);
         let e = Config::parse("[auth]\nmin_password_length = 0\n").unwrap_err();
         assert!(e.0.starts_with("auth.min_password_length"), "{e}");
+    }
+
+    #[test]
+    fn the_database_is_embedded_or_a_postgres_url() {
+        assert!(Config::parse("").unwrap().database.url.is_none());
+        let cfg = Config::parse(
+            "[database]\nurl = \"postgres://mail@db.example:5432/postroom\"\npassword_file = \"/etc/pw\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.database.url.as_deref(),
+            Some("postgres://mail@db.example:5432/postroom")
+        );
+        for (toml, key) in [
+            ("url = \"mysql://a@b/c\"", "database.url"),
+            ("url = \"postgres://db.example/p\"", "database.url"),
+            ("password_file = \"/etc/pw\"", "database.password_file"),
+            (
+                "url = \"postgres://a:b@h/p\"\npassword_file = \"/etc/pw\"",
+                "database.password_file",
+            ),
+        ] {
+            let e = Config::parse(&format!("[database]\n{toml}\n")).unwrap_err();
+            assert!(e.0.starts_with(key), "{toml}: {e}");
+        }
     }
 
     #[test]

@@ -244,12 +244,17 @@ impl Db {
             let mut st = tx
                 .prepare("SELECT id, name FROM folders WHERE account_id = ?1 AND substr(name, 1, ?3) = ?2")?;
             let children: Vec<(i64, String)> = st
-                .query_map(params![account_id, prefix, prefix.len() as i64], |r| {
+                // substr() counts characters, not bytes: with the byte
+                // length a name that is not ASCII matched no child.
+                .query_map(params![account_id, prefix, prefix.chars().count() as i64], |r| {
                     Ok((r.get(0)?, r.get(1)?))
                 })?
                 .collect::<rusqlite::Result<_>>()?;
             for (id, name) in children {
-                let renamed = format!("{to}/{}", &name[prefix.len()..]);
+                let Some(rest) = name.strip_prefix(&prefix) else {
+                    continue;
+                };
+                let renamed = format!("{to}/{rest}");
                 tx.execute("UPDATE folders SET name = ?2 WHERE id = ?1", params![id, renamed])?;
             }
             Ok(())

@@ -576,6 +576,11 @@ async fn folders_create_rename_delete(f: &Fixture) {
         invalid(m.rename_folder(a, "Nothing", "Else").await),
         "no such mailbox"
     );
+    // Children follow a name that is not ASCII too (RFC 9051 6.3.6).
+    m.rename_folder(a, "Ünïcode", "Ümlaut").await.unwrap();
+    assert!(m.find_folder(a, "Ümlaut/child").await.unwrap().is_some());
+    assert!(m.find_folder(a, "Ünïcode/child").await.unwrap().is_none());
+    m.rename_folder(a, "Ümlaut", "Ünïcode").await.unwrap();
 
     assert!(m.set_subscribed(a, "Jobs", false).await.unwrap());
     assert!(!m.set_subscribed(a, "Nothing", false).await.unwrap());

@@ -206,8 +206,7 @@ impl Postgres {
             .map_err(|e| StoreError::Invalid(format!("PostgreSQL pool: {e}")))?;
         let folders: Arc<FolderWatch> = Arc::default();
         let changed = tokio::sync::watch::Sender::new(0);
-        let pg_place = place.clone();
-        let mut client = get(&pool, &pg_place).await?;
+        let mut client = get(&pool, &place).await?;
         schema::ensure(&mut client).await?;
         drop(client);
         let committer = committer::Committer::start(pool.clone(), place.clone(), Arc::clone(&folders), blobs);
@@ -238,7 +237,14 @@ async fn get(pool: &Pool, place: &str) -> Result<PgClient> {
         PoolError::Backend(e) => {
             StoreError::Backend(format!("cannot use PostgreSQL at {place}: {}", describe(&e)))
         }
-        PoolError::Timeout(_) => StoreError::Backend(format!("PostgreSQL at {place} did not answer in time")),
+        PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => StoreError::Backend(format!(
+            "no connection to PostgreSQL at {place} free within {} s ({POOL_SIZE} in use)",
+            POOL_WAIT.as_secs()
+        )),
+        PoolError::Timeout(_) => StoreError::Backend(format!(
+            "PostgreSQL at {place} did not answer within {} s",
+            CONNECT_TIMEOUT.as_secs()
+        )),
         e => StoreError::Backend(format!("PostgreSQL at {place}: {e}")),
     })
 }

@@ -7,8 +7,8 @@
 //! sessions and deliveries change it; [`mime`] turns stored messages into
 //! ENVELOPE, BODYSTRUCTURE and BODY[section]; [`service`] is the tokio glue.
 //! [`storage`] is the sans-IO seam: what a command asks of the store, as a
-//! value the glue carries out (QUOTA so far; the other commands still call
-//! the store from the session).
+//! value the glue carries out (QUOTA, STATUS, LIST and LSUB so far; the
+//! other commands still call the store from the session).
 
 pub mod extensions;
 pub mod fetch;

@@ -126,8 +126,42 @@ pub struct Session {
 /// finish.
 #[derive(Debug)]
 enum Asked {
-    GetQuota { tag: String, root: String },
-    GetQuotaRoot { tag: String, name: String },
+    GetQuota {
+        tag: String,
+        root: String,
+    },
+    GetQuotaRoot {
+        tag: String,
+        name: String,
+    },
+    List {
+        tag: String,
+        plan: mailboxes::ListPlan,
+    },
+    /// LIST-STATUS: the LIST responses so far, then the STATUS ones.
+    ListStatus {
+        tag: String,
+        out: Vec<u8>,
+        items: Vec<String>,
+    },
+    Status {
+        tag: String,
+        items: Vec<String>,
+        first_condstore: bool,
+    },
+}
+
+impl Asked {
+    /// The command's tag and name.
+    fn command(&self) -> (&str, &'static str) {
+        match self {
+            Asked::GetQuota { tag, .. } => (tag, "GETQUOTA"),
+            Asked::GetQuotaRoot { tag, .. } => (tag, "GETQUOTAROOT"),
+            Asked::List { tag, plan } => (tag, if plan.is_lsub() { "LSUB" } else { "LIST" }),
+            Asked::ListStatus { tag, .. } => (tag, "LIST"),
+            Asked::Status { tag, .. } => (tag, "STATUS"),
+        }
+    }
 }
 
 /// A mailbox name as stored (UTF-8): IMAP4rev1 clients without
@@ -160,22 +194,10 @@ fn recent_above(store: &Store, folder_id: i64, read_only: bool, rev2: bool) -> R
     if rev2 {
         Ok(i64::MAX)
     } else if read_only {
-        recent_mark(store, folder_id)
+        crate::storage::recent_mark(store, folder_id)
     } else {
         store.db.claim_recent(folder_id)
     }
-}
-
-/// The highest UID of a folder that some session has claimed as \Recent:
-/// the messages above it are \Recent (and STATUS counts them as RECENT).
-fn recent_mark(store: &Store, folder_id: i64) -> Result<i64, StoreError> {
-    store.db.read(|c| {
-        Ok(
-            c.query_row("SELECT recent_uid FROM folders WHERE id = ?1", [folder_id], |r| {
-                r.get::<_, i64>(0)
-            })?,
-        )
-    })
 }
 
 /// Flags from a command: the system-flag bits and the keywords.
@@ -454,13 +476,13 @@ impl Session {
             return;
         };
         self.waiting = false;
-        let (tag, name) = match &asked {
-            Asked::GetQuota { tag, .. } => (tag.clone(), "GETQUOTA"),
-            Asked::GetQuotaRoot { tag, .. } => (tag.clone(), "GETQUOTAROOT"),
-        };
         match answer {
             Ok(answer) => self.finish(asked, answer),
-            Err(e) => self.store_failed(&tag, name, &e),
+            Err(e) => {
+                let (tag, name) = asked.command();
+                let tag = tag.to_string();
+                self.store_failed(&tag, name, &e);
+            }
         }
         self.close_if_bye();
     }
@@ -472,6 +494,31 @@ impl Session {
             }
             (Asked::GetQuotaRoot { tag, name }, Answer::Quota { folder_exists, quota }) => {
                 self.get_quota_root(&tag, &name, folder_exists, quota)
+            }
+            (Asked::List { tag, plan }, Answer::Folders(folders)) => self.listed(tag, plan, folders),
+            (Asked::ListStatus { tag, out, items }, Answer::Status(found)) => {
+                self.list_status(&tag, out, &items, &found)
+            }
+            (
+                Asked::Status {
+                    tag,
+                    items,
+                    first_condstore,
+                },
+                Answer::Status(found),
+            ) => self.statused(
+                &tag,
+                &items,
+                first_condstore,
+                found.first().and_then(Option::as_ref),
+            ),
+            // An answer to another question: the glue's mistake, never the
+            // client's. The command fails; the session goes on.
+            (asked, answer) => {
+                let (tag, name) = asked.command();
+                tracing::error!(target: "imap", command = name, ?answer, "store answer does not fit the query");
+                let tag = tag.to_string();
+                self.tagged(&tag, "NO", &format!("[SERVERBUG] {name} failed"));
             }
         }
     }
@@ -598,12 +645,12 @@ impl Session {
             CommandBody::List {
                 reference,
                 mailbox_wildcard,
-            } => self.list(&tag, &reference, &mailbox_wildcard, false, &extras)?,
+            } => self.list(&tag, &reference, &mailbox_wildcard, false, &extras),
             CommandBody::Lsub {
                 reference,
                 mailbox_wildcard,
-            } => self.list(&tag, &reference, &mailbox_wildcard, true, &extras)?,
-            CommandBody::Status { mailbox, item_names } => self.status(&tag, &mailbox, &item_names)?,
+            } => self.list(&tag, &reference, &mailbox_wildcard, true, &extras),
+            CommandBody::Status { mailbox, item_names } => self.status(&tag, &mailbox, &item_names),
             CommandBody::Append {
                 mailbox,
                 flags,

@@ -2375,3 +2375,93 @@ fn quota_is_asked_of_the_store_and_a_failure_is_unavailable() {
     let got = answer(&mut d, "Q5 GETQUOTAROOT Nowhere");
     assert!(got.starts_with("Q5 NO [NONEXISTENT]"), "{got}");
 }
+
+/// LIST, LSUB and STATUS through the seam: a failed read of the folders
+/// is `NO [UNAVAILABLE]`, not an empty LIST (issue #9); LIST-STATUS asks
+/// the folders, then their STATUS.
+#[test]
+fn list_and_status_are_asked_of_the_store() {
+    use postroom_imap::storage::{run, Query};
+    let fx = Fixture::new();
+    let account = fx.account(None);
+    let mut s = Session::new(
+        SessionConfig {
+            hostname: "imap.example".into(),
+            starttls: false,
+            login_allowed: true,
+            max_append: 1 << 20,
+            max_errors: 1000,
+        },
+        fx.store.clone(),
+        false,
+    );
+    s.receive(format!("L1 LOGIN {} {PASSWORD}\r\n", account.address).as_bytes());
+    assert!(matches!(s.poll(), Some(Action::Authenticate { .. })));
+    s.login_result(Ok((account.id, account.address.clone())));
+    assert!(matches!(s.poll(), Some(Action::Send(_))));
+    let sent = |s: &mut Session| {
+        let mut out = Vec::new();
+        while let Some(a) = s.poll() {
+            match a {
+                Action::Send(b) => out.extend_from_slice(&b),
+                other => panic!("{other:?}"),
+            }
+        }
+        String::from_utf8(out).unwrap()
+    };
+    for (cmd, name) in [
+        ("A1 LIST \"\" *", "LIST"),
+        ("A1 LSUB \"\" *", "LSUB"),
+        ("A1 STATUS INBOX (MESSAGES)", "STATUS"),
+    ] {
+        s.receive(format!("{cmd}\r\n").as_bytes());
+        assert!(matches!(s.poll(), Some(Action::Query(_))), "{cmd}");
+        assert!(s.poll().is_none());
+        s.answered(Err(postroom_store::StoreError::Unavailable));
+        let got = sent(&mut s);
+        assert_eq!(
+            got,
+            format!("A1 NO [UNAVAILABLE] {name} failed, try again later\r\n")
+        );
+    }
+    // LIST-STATUS: two questions, one answer.
+    s.receive(b"A2 LIST \"\" INBOX RETURN (STATUS (MESSAGES))\r\n");
+    let Some(Action::Query(q)) = s.poll() else {
+        panic!()
+    };
+    assert_eq!(
+        q,
+        Query::Folders {
+            account_id: account.id
+        }
+    );
+    s.answered(run(&fx.store, &q));
+    let Some(Action::Query(q)) = s.poll() else {
+        panic!()
+    };
+    assert_eq!(
+        q,
+        Query::Status {
+            account_id: account.id,
+            names: vec!["INBOX".into()]
+        }
+    );
+    s.answered(run(&fx.store, &q));
+    let got = sent(&mut s);
+    assert_eq!(
+        got,
+        format!(
+            "* LIST (\\HasNoChildren) \"/\" INBOX\r\n* STATUS INBOX (MESSAGES {})\r\nA2 OK LIST completed\r\n",
+            MESSAGES.len()
+        )
+    );
+    // An answer that does not fit the question fails the command only.
+    s.receive(b"A3 STATUS INBOX (MESSAGES)\r\nA4 NOOP\r\n");
+    assert!(matches!(s.poll(), Some(Action::Query(Query::Status { .. }))));
+    s.answered(Ok(postroom_imap::storage::Answer::Folders(Vec::new())));
+    let got = sent(&mut s);
+    assert!(
+        got.starts_with("A3 NO [SERVERBUG]") && got.contains("A4 OK"),
+        "{got}"
+    );
+}

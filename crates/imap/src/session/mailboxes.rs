@@ -8,11 +8,12 @@ use imap_codec::imap_types::status::StatusDataItemName;
 
 use postroom_store::StoreError;
 
-use super::{decode_name, recent_above, recent_mark, Session, State};
+use super::{decode_name, recent_above, Asked, Session, State};
 use crate::extensions::Extras;
 use crate::format::{mailbox as write_mailbox, uid_set, Lossless};
 use crate::selected::Selected;
 use crate::sequence::modseq_arg;
+use crate::storage::{FolderEntry, FolderStatus, Query};
 
 impl Session {
     pub(super) fn select(
@@ -227,6 +228,9 @@ impl Session {
         Ok(())
     }
 
+    /// LIST and LSUB: the patterns are decided here, then the folders
+    /// asked of the store ([`Query::Folders`]); [`Session::listed`]
+    /// answers.
     pub(super) fn list(
         &mut self,
         tag: &str,
@@ -234,10 +238,7 @@ impl Session {
         pattern: &ListMailbox<'_>,
         lsub: bool,
         extras: &Extras,
-    ) -> Result<(), StoreError> {
-        let select_subscribed = extras.list_select.iter().any(|o| o == "SUBSCRIBED");
-        let select_special = extras.list_select.iter().any(|o| o == "SPECIAL-USE");
-        let return_subscribed = select_subscribed || extras.list_return.iter().any(|o| o == "SUBSCRIBED");
+    ) {
         let utf8 = self.utf8 || self.rev2;
         let reference = self.mailbox_name(reference);
         let decode =
@@ -251,42 +252,57 @@ impl Session {
                 ListMailbox::String(s) => s.as_ref(),
             })],
         };
-        let mut out = Vec::new();
         if !lsub && patterns.iter().all(String::is_empty) {
             // RFC 9051 6.3.9: the delimiter and root.
-            out.extend_from_slice(b"* LIST (\\Noselect) \"/\" \"\"\r\n");
+            let mut out = b"* LIST (\\Noselect) \"/\" \"\"\r\n".to_vec();
             let _ = write!(Lossless(&mut out), "{tag} OK LIST completed\r\n");
             self.send(out);
-            return Ok(());
+            return;
         }
-        let fulls: Vec<String> = patterns
-            .iter()
-            .filter(|p| !p.is_empty())
-            .map(|p| format!("{reference}{p}"))
-            .collect();
-        let matches = |name: &str| {
-            fulls.iter().any(|full| {
-                if name == "INBOX" {
-                    wildmatch(&full.to_uppercase(), "INBOX")
-                } else {
-                    wildmatch(full, name)
-                }
-            })
+        let select_subscribed = extras.list_select.iter().any(|o| o == "SUBSCRIBED");
+        let plan = ListPlan {
+            lsub,
+            fulls: patterns
+                .iter()
+                .filter(|p| !p.is_empty())
+                .map(|p| format!("{reference}{p}"))
+                .collect(),
+            select_subscribed,
+            select_special: extras.list_select.iter().any(|o| o == "SPECIAL-USE"),
+            return_subscribed: select_subscribed || extras.list_return.iter().any(|o| o == "SUBSCRIBED"),
+            status: if lsub { None } else { extras.list_status.clone() },
         };
-        let folders = self.store.db.folder_list(self.account_id())?;
-        if lsub {
-            self.lsub(tag, &folders, &matches);
-            return Ok(());
+        let query = Query::Folders {
+            account_id: self.account_id(),
+        };
+        self.ask(
+            Asked::List {
+                tag: tag.to_string(),
+                plan,
+            },
+            query,
+        );
+    }
+
+    /// LIST and LSUB with the account's folders. With LIST-STATUS (RFC
+    /// 5819) the listed folders' STATUS is asked next
+    /// ([`Session::list_status`]).
+    pub(super) fn listed(&mut self, tag: String, plan: ListPlan, folders: Vec<FolderEntry>) {
+        if plan.lsub {
+            self.lsub(&tag, &folders, &|name| plan.matches(name));
+            return;
         }
+        let utf8 = self.utf8 || self.rev2;
+        let mut out = Vec::new();
         let mut status_for = Vec::new();
         for (name, special, subscribed) in &folders {
-            if select_subscribed && !subscribed {
+            if plan.select_subscribed && !subscribed {
                 continue;
             }
-            if select_special && special.is_none() {
+            if plan.select_special && special.is_none() {
                 continue;
             }
-            if !matches(name) {
+            if !plan.matches(name) {
                 continue;
             }
             let has_children = folders.iter().any(|(n, _, _)| n.starts_with(&format!("{name}/")));
@@ -298,7 +314,7 @@ impl Session {
             if let Some(s) = special {
                 attrs.push(s.as_str());
             }
-            if *subscribed && (self.rev2 || return_subscribed) {
+            if *subscribed && (self.rev2 || plan.return_subscribed) {
                 attrs.push("\\Subscribed");
             }
             let _ = write!(Lossless(&mut out), "* LIST ({}) \"/\" ", attrs.join(" "));
@@ -306,18 +322,35 @@ impl Session {
             out.extend_from_slice(b"\r\n");
             status_for.push(name.clone());
         }
-        // LIST-STATUS (RFC 5819): a STATUS response after each mailbox.
-        if let Some(items) = &extras.list_status {
-            for name in status_for {
-                // A folder deleted since the listing has no STATUS.
-                if let Some(line) = self.status_line(&name, items)? {
-                    out.extend_from_slice(&line);
-                }
+        match plan.status {
+            Some(items) if !status_for.is_empty() => {
+                let query = Query::Status {
+                    account_id: self.account_id(),
+                    names: status_for,
+                };
+                self.ask(Asked::ListStatus { tag, out, items }, query);
             }
+            _ => {
+                let _ = write!(Lossless(&mut out), "{tag} OK LIST completed\r\n");
+                self.send(out);
+            }
+        }
+    }
+
+    /// LIST-STATUS (RFC 5819): a STATUS response after the listed
+    /// mailboxes (a folder deleted since the listing has none).
+    pub(super) fn list_status(
+        &mut self,
+        tag: &str,
+        mut out: Vec<u8>,
+        items: &[String],
+        found: &[Option<FolderStatus>],
+    ) {
+        for st in found.iter().flatten() {
+            out.extend_from_slice(&self.status_line(st, items));
         }
         let _ = write!(Lossless(&mut out), "{tag} OK LIST completed\r\n");
         self.send(out);
-        Ok(())
     }
 
     /// LSUB (RFC 3501 6.3.9): the subscribed names that match, and, where
@@ -325,12 +358,7 @@ impl Session {
     /// pattern `%`), that level with `\Noselect`. No \HasChildren or
     /// \HasNoChildren: those are LIST attributes (RFC 3348), and LSUB's
     /// `\Noselect` says only "not subscribed itself".
-    fn lsub(
-        &mut self,
-        tag: &str,
-        folders: &[(String, Option<String>, bool)],
-        matches: &dyn Fn(&str) -> bool,
-    ) {
+    fn lsub(&mut self, tag: &str, folders: &[FolderEntry], matches: &dyn Fn(&str) -> bool) {
         let utf8 = self.utf8 || self.rev2;
         let subscribed: std::collections::HashSet<&str> =
             folders.iter().filter(|f| f.2).map(|f| f.0.as_str()).collect();
@@ -340,9 +368,9 @@ impl Session {
             if !on {
                 continue;
             }
-            let mut levels: Vec<(String, bool)> = Vec::new();
+            let mut level = None;
             if matches(name) {
-                levels.push((name.clone(), false));
+                level = Some((name.clone(), false));
             } else {
                 // The nearest level above it that the pattern matches.
                 let mut parent = name.as_str();
@@ -350,32 +378,30 @@ impl Session {
                     parent = p;
                     if matches(parent) {
                         if !subscribed.contains(parent) {
-                            levels.push((parent.to_string(), true));
+                            level = Some((parent.to_string(), true));
                         }
                         break;
                     }
                 }
             }
-            for (level, noselect) in levels {
-                if !shown.insert(level.clone()) {
-                    continue;
-                }
-                let attrs = if noselect { "\\Noselect" } else { "" };
-                let _ = write!(Lossless(&mut out), "* LSUB ({attrs}) \"/\" ");
-                write_mailbox(&mut out, &level, utf8);
-                out.extend_from_slice(b"\r\n");
+            let Some((level, noselect)) = level else {
+                continue;
+            };
+            if !shown.insert(level.clone()) {
+                continue;
             }
+            let attrs = if noselect { "\\Noselect" } else { "" };
+            let _ = write!(Lossless(&mut out), "* LSUB ({attrs}) \"/\" ");
+            write_mailbox(&mut out, &level, utf8);
+            out.extend_from_slice(b"\r\n");
         }
         let _ = write!(Lossless(&mut out), "{tag} OK LSUB completed\r\n");
         self.send(out);
     }
 
-    pub(super) fn status(
-        &mut self,
-        tag: &str,
-        mailbox: &Mailbox<'_>,
-        items: &[StatusDataItemName],
-    ) -> Result<(), StoreError> {
+    /// STATUS: the folder is asked of the store ([`Query::Status`]);
+    /// [`Session::statused`] answers.
+    pub(super) fn status(&mut self, tag: &str, mailbox: &Mailbox<'_>, items: &[StatusDataItemName]) {
         let name = self.mailbox_name(mailbox);
         let names: Vec<String> = items
             .iter()
@@ -395,35 +421,45 @@ impl Session {
             })
             .collect();
         let first_condstore = items.contains(&StatusDataItemName::HighestModSeq) && self.enable_condstore();
-        match self.status_line(&name, &names)? {
-            Some(mut line) => {
-                let code = if first_condstore {
-                    self.highestmodseq_code()
-                } else {
-                    String::new()
-                };
-                let _ = write!(Lossless(&mut line), "{tag} OK {code}STATUS completed\r\n");
-                self.send(line);
-            }
-            None => self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox"),
-        }
-        Ok(())
+        let query = Query::Status {
+            account_id: self.account_id(),
+            names: vec![name],
+        };
+        self.ask(
+            Asked::Status {
+                tag: tag.to_string(),
+                items: names,
+                first_condstore,
+            },
+            query,
+        );
     }
 
-    /// `* STATUS name (ITEM value ...)` for the named items; `Ok(None)`
-    /// when there is no such folder.
-    pub(super) fn status_line(&self, name: &str, items: &[String]) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(f) = self.folder(name)? else {
-            return Ok(None);
+    /// STATUS with the folder as the store has it (`None`: no such folder).
+    pub(super) fn statused(
+        &mut self,
+        tag: &str,
+        items: &[String],
+        first_condstore: bool,
+        found: Option<&FolderStatus>,
+    ) {
+        let Some(st) = found else {
+            self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox");
+            return;
         };
-        let Some(snap) = self
-            .store
-            .folder_snapshot(f.id, Some((f.highestmodseq, f.uidnext)))?
-        else {
-            return Ok(None);
+        let mut line = self.status_line(st, items);
+        let code = if first_condstore {
+            self.highestmodseq_code()
+        } else {
+            String::new()
         };
-        let metas = &snap.msgs[..];
-        let recent_mark = recent_mark(&self.store, f.id)?;
+        let _ = write!(Lossless(&mut line), "{tag} OK {code}STATUS completed\r\n");
+        self.send(line);
+    }
+
+    /// `* STATUS name (ITEM value ...)` for the named items.
+    fn status_line(&self, st: &FolderStatus, items: &[String]) -> Vec<u8> {
+        let metas = &st.msgs[..];
         let count = |pred: &dyn Fn(&postroom_store::folders::MessageMeta) -> bool| {
             metas.iter().filter(|m| pred(m)).count()
         };
@@ -431,13 +467,13 @@ impl Session {
         for item in items {
             let v = match item.as_str() {
                 "MESSAGES" => metas.len().to_string(),
-                "RECENT" => count(&|m| m.uid > recent_mark).to_string(),
-                "UIDNEXT" => f.uidnext.to_string(),
-                "UIDVALIDITY" => f.uidvalidity.to_string(),
+                "RECENT" => count(&|m| m.uid > st.recent_mark).to_string(),
+                "UIDNEXT" => st.uidnext.to_string(),
+                "UIDVALIDITY" => st.uidvalidity.to_string(),
                 "UNSEEN" => count(&|m| m.flags & crate::format::SEEN == 0).to_string(),
                 "DELETED" => count(&|m| m.flags & crate::format::DELETED != 0).to_string(),
                 "SIZE" => metas.iter().map(|m| m.size).sum::<i64>().to_string(),
-                "HIGHESTMODSEQ" => f.highestmodseq.to_string(),
+                "HIGHESTMODSEQ" => st.highestmodseq.to_string(),
                 "DELETED-STORAGE" => metas
                     .iter()
                     .filter(|m| m.flags & crate::format::DELETED != 0)
@@ -449,9 +485,38 @@ impl Session {
             parts.push(format!("{item} {v}"));
         }
         let mut out = b"* STATUS ".to_vec();
-        write_mailbox(&mut out, &f.name, self.utf8 || self.rev2);
+        write_mailbox(&mut out, &st.name, self.utf8 || self.rev2);
         let _ = write!(Lossless(&mut out), " ({})\r\n", parts.join(" "));
-        Ok(Some(out))
+        out
+    }
+}
+
+/// What LIST or LSUB decided before the folders were asked for.
+#[derive(Debug)]
+pub(super) struct ListPlan {
+    lsub: bool,
+    /// Reference and pattern, one per pattern (RFC 5258 3: several).
+    fulls: Vec<String>,
+    select_subscribed: bool,
+    select_special: bool,
+    return_subscribed: bool,
+    /// LIST-STATUS items (RFC 5819).
+    status: Option<Vec<String>>,
+}
+
+impl ListPlan {
+    pub(super) fn is_lsub(&self) -> bool {
+        self.lsub
+    }
+
+    fn matches(&self, name: &str) -> bool {
+        self.fulls.iter().any(|full| {
+            if name == "INBOX" {
+                wildmatch(&full.to_uppercase(), "INBOX")
+            } else {
+                wildmatch(full, name)
+            }
+        })
     }
 }
 

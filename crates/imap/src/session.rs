@@ -149,6 +149,11 @@ enum Asked {
         items: Vec<String>,
         first_condstore: bool,
     },
+    /// CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE.
+    Change {
+        tag: String,
+        verb: &'static str,
+    },
 }
 
 impl Asked {
@@ -160,6 +165,7 @@ impl Asked {
             Asked::List { tag, plan } => (tag, if plan.is_lsub() { "LSUB" } else { "LIST" }),
             Asked::ListStatus { tag, .. } => (tag, "LIST"),
             Asked::Status { tag, .. } => (tag, "STATUS"),
+            Asked::Change { tag, verb } => (tag, verb),
         }
     }
 }
@@ -512,6 +518,7 @@ impl Session {
                 first_condstore,
                 found.first().and_then(Option::as_ref),
             ),
+            (Asked::Change { tag, verb }, Answer::Changed(change)) => self.changed(&tag, verb, change),
             // An answer to another question: the glue's mistake, never the
             // client's. The command fails; the session goes on.
             (asked, answer) => {
@@ -637,11 +644,11 @@ impl Session {
             }
             CommandBody::Select { mailbox, parameters } => self.select(&tag, &mailbox, false, parameters)?,
             CommandBody::Examine { mailbox, parameters } => self.select(&tag, &mailbox, true, parameters)?,
-            CommandBody::Create { mailbox } => self.create(&tag, &mailbox)?,
-            CommandBody::Delete { mailbox } => self.delete(&tag, &mailbox)?,
-            CommandBody::Rename { from, to } => self.rename(&tag, &from, &to)?,
-            CommandBody::Subscribe { mailbox } => self.subscribe(&tag, &mailbox, true)?,
-            CommandBody::Unsubscribe { mailbox } => self.subscribe(&tag, &mailbox, false)?,
+            CommandBody::Create { mailbox } => self.create(&tag, &mailbox),
+            CommandBody::Delete { mailbox } => self.delete(&tag, &mailbox),
+            CommandBody::Rename { from, to } => self.rename(&tag, &from, &to),
+            CommandBody::Subscribe { mailbox } => self.subscribe(&tag, &mailbox, true),
+            CommandBody::Unsubscribe { mailbox } => self.subscribe(&tag, &mailbox, false),
             CommandBody::List {
                 reference,
                 mailbox_wildcard,

@@ -8,9 +8,10 @@
 //! without a database, and the store call can become asynchronous in the
 //! glue alone.
 //!
-//! Commands move here one family at a time: QUOTA (RFC 9208), STATUS,
-//! LIST and LSUB so far. The others still call the store from the session
-//! directly.
+//! Commands move here one family at a time: QUOTA (RFC 9208), the
+//! mailbox commands but SELECT/EXAMINE (CREATE, DELETE, RENAME,
+//! SUBSCRIBE, UNSUBSCRIBE, LIST, LSUB, STATUS) so far. The others still
+//! call the store from the session directly.
 
 use std::sync::Arc;
 
@@ -28,6 +29,32 @@ pub enum Query {
     Folders { account_id: i64 },
     /// STATUS (and LIST-STATUS): these folders (stored names) as they are.
     Status { account_id: i64, names: Vec<String> },
+    /// CREATE: the folder, and its missing superiors (RFC 9051 6.3.4).
+    Create { account_id: i64, name: String },
+    /// DELETE: a folder without inferiors (RFC 9051 6.3.5: refusing one
+    /// with inferiors is allowed).
+    Delete { account_id: i64, name: String },
+    /// RENAME (RFC 9051 6.3.6): a folder and its inferiors; INBOX's
+    /// messages move to the new folder and INBOX stays, empty.
+    Rename {
+        account_id: i64,
+        from: String,
+        to: String,
+    },
+    /// SUBSCRIBE (`on`) and UNSUBSCRIBE.
+    Subscribe { account_id: i64, name: String, on: bool },
+}
+
+/// How a CREATE, DELETE, RENAME or (UN)SUBSCRIBE went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Done; the folder's id (DELETE: the one deleted).
+    Done(Option<i64>),
+    /// CREATE's folder, or RENAME's target, exists already.
+    AlreadyExists,
+    NoSuchFolder,
+    /// DELETE of a folder with inferiors.
+    HasChildren,
 }
 
 /// A folder as LIST sees it: its stored name, its special use, whether it
@@ -60,6 +87,7 @@ pub enum Answer {
     Folders(Vec<FolderEntry>),
     /// One per name asked, in order: `None` for a folder there is not.
     Status(Vec<Option<FolderStatus>>),
+    Changed(Change),
 }
 
 /// Carries a query out against the store.
@@ -85,7 +113,75 @@ pub fn run(store: &Store, query: &Query) -> Result<Answer, StoreError> {
             }
             Ok(Answer::Status(out))
         }
+        Query::Create { account_id, name } => create(store, *account_id, name).map(Answer::Changed),
+        Query::Delete { account_id, name } => delete(store, *account_id, name).map(Answer::Changed),
+        Query::Rename { account_id, from, to } => rename(store, *account_id, from, to).map(Answer::Changed),
+        Query::Subscribe { account_id, name, on } => {
+            // Unsubscribing a name that is not a folder (any more) succeeds.
+            Ok(Answer::Changed(
+                if store.db.set_subscribed(*account_id, name, *on)? || !on {
+                    Change::Done(None)
+                } else {
+                    Change::NoSuchFolder
+                },
+            ))
+        }
     }
+}
+
+fn create(store: &Store, account_id: i64, name: &str) -> Result<Change, StoreError> {
+    if store.db.find_folder(account_id, name)?.is_some() {
+        return Ok(Change::AlreadyExists);
+    }
+    let parts: Vec<&str> = name.split('/').collect();
+    for i in 1..parts.len() {
+        let parent = parts[..i].join("/");
+        if store.db.find_folder(account_id, &parent)?.is_none() {
+            store.db.create_folder(account_id, &parent, None)?;
+        }
+    }
+    let f = store.db.create_folder(account_id, name, None)?;
+    Ok(Change::Done(Some(f.id)))
+}
+
+fn delete(store: &Store, account_id: i64, name: &str) -> Result<Change, StoreError> {
+    let Some(f) = store.db.find_folder(account_id, name)? else {
+        return Ok(Change::NoSuchFolder);
+    };
+    let inferiors = format!("{name}/");
+    if store
+        .db
+        .folder_list(account_id)?
+        .iter()
+        .any(|(n, _, _)| n.starts_with(&inferiors))
+    {
+        return Ok(Change::HasChildren);
+    }
+    store.delete_folder(&f)?;
+    Ok(Change::Done(Some(f.id)))
+}
+
+fn rename(store: &Store, account_id: i64, from: &str, to: &str) -> Result<Change, StoreError> {
+    if store.db.find_folder(account_id, to)?.is_some() {
+        return Ok(Change::AlreadyExists);
+    }
+    let Some(src) = store.db.find_folder(account_id, from)? else {
+        return Ok(Change::NoSuchFolder);
+    };
+    if from != "INBOX" {
+        store.db.rename_folder(account_id, from, to)?;
+        return Ok(Change::Done(Some(src.id)));
+    }
+    let dst = store.db.create_folder(account_id, to, None)?;
+    let uids: Vec<i64> = store
+        .db
+        .message_meta(src.id)?
+        .into_iter()
+        .map(|m| m.uid)
+        .collect();
+    store.db.copy_messages(src.id, &uids, dst.id)?;
+    store.expunge(src.id, &uids)?;
+    Ok(Change::Done(Some(dst.id)))
 }
 
 fn folder_status(store: &Store, account_id: i64, name: &str) -> Result<Option<FolderStatus>, StoreError> {

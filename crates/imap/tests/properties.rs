@@ -2376,11 +2376,12 @@ fn quota_is_asked_of_the_store_and_a_failure_is_unavailable() {
     assert!(got.starts_with("Q5 NO [NONEXISTENT]"), "{got}");
 }
 
-/// LIST, LSUB and STATUS through the seam: a failed read of the folders
-/// is `NO [UNAVAILABLE]`, not an empty LIST (issue #9); LIST-STATUS asks
-/// the folders, then their STATUS.
+/// The mailbox commands through the seam: a failed read of the folders
+/// is `NO [UNAVAILABLE]`, not an empty LIST (issue #9), and so is a failed
+/// CREATE, DELETE, RENAME or (UN)SUBSCRIBE; LIST-STATUS asks the folders,
+/// then their STATUS.
 #[test]
-fn list_and_status_are_asked_of_the_store() {
+fn mailbox_commands_are_asked_of_the_store() {
     use postroom_imap::storage::{run, Query};
     let fx = Fixture::new();
     let account = fx.account(None);
@@ -2413,6 +2414,11 @@ fn list_and_status_are_asked_of_the_store() {
         ("A1 LIST \"\" *", "LIST"),
         ("A1 LSUB \"\" *", "LSUB"),
         ("A1 STATUS INBOX (MESSAGES)", "STATUS"),
+        ("A1 CREATE New", "CREATE"),
+        ("A1 DELETE Archive", "DELETE"),
+        ("A1 RENAME Archive Old", "RENAME"),
+        ("A1 SUBSCRIBE Archive", "SUBSCRIBE"),
+        ("A1 UNSUBSCRIBE Archive", "UNSUBSCRIBE"),
     ] {
         s.receive(format!("{cmd}\r\n").as_bytes());
         assert!(matches!(s.poll(), Some(Action::Query(_))), "{cmd}");

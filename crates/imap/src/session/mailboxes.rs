@@ -13,7 +13,7 @@ use crate::extensions::Extras;
 use crate::format::{mailbox as write_mailbox, uid_set, Lossless};
 use crate::selected::Selected;
 use crate::sequence::modseq_arg;
-use crate::storage::{FolderEntry, FolderStatus, Query};
+use crate::storage::{Change, FolderEntry, FolderStatus, Query};
 
 impl Session {
     pub(super) fn select(
@@ -126,106 +126,90 @@ impl Session {
             && name.len() <= 512
     }
 
-    pub(super) fn create(&mut self, tag: &str, mailbox: &Mailbox<'_>) -> Result<(), StoreError> {
+    /// CREATE: a valid new name is asked of the store ([`Query::Create`]).
+    pub(super) fn create(&mut self, tag: &str, mailbox: &Mailbox<'_>) {
         let Some(name) = self.new_mailbox_name(mailbox) else {
             self.tagged(tag, "NO", "[CANNOT] Invalid mailbox name");
-            return Ok(());
+            return;
         };
-        if self.folder(&name)?.is_some() {
-            self.tagged(tag, "NO", "[ALREADYEXISTS] Mailbox exists");
-            return Ok(());
-        }
-        // RFC 9051 6.3.4: create missing superiors.
-        let parts: Vec<&str> = name.split('/').collect();
-        for i in 1..parts.len() {
-            let parent = parts[..i].join("/");
-            if self.folder(&parent)?.is_none() {
-                self.store.db.create_folder(self.account_id(), &parent, None)?;
-            }
-        }
-        self.store.db.create_folder(self.account_id(), &name, None)?;
-        self.tagged(tag, "OK", "CREATE completed");
-        Ok(())
+        let query = Query::Create {
+            account_id: self.account_id(),
+            name,
+        };
+        self.ask_change(tag, "CREATE", query);
     }
 
-    pub(super) fn delete(&mut self, tag: &str, mailbox: &Mailbox<'_>) -> Result<(), StoreError> {
+    pub(super) fn delete(&mut self, tag: &str, mailbox: &Mailbox<'_>) {
         let name = self.mailbox_name(mailbox);
         if name == "INBOX" {
             self.tagged(tag, "NO", "[CANNOT] INBOX cannot be deleted");
-            return Ok(());
+            return;
         }
-        let Some(f) = self.folder(&name)? else {
-            self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox");
-            return Ok(());
+        let query = Query::Delete {
+            account_id: self.account_id(),
+            name,
         };
-        let has_children = self
-            .store
-            .db
-            .folder_list(self.account_id())?
-            .iter()
-            .any(|(n, _, _)| n.starts_with(&format!("{name}/")));
-        if has_children {
-            // RFC 9051 6.3.5: a mailbox with inferiors is not removed here.
-            // RFC 9051 6.3.4 and 7.1: refusing is allowed, with HASCHILDREN.
-            self.tagged(tag, "NO", "[HASCHILDREN] Mailbox has children; delete them first");
-            return Ok(());
-        }
-        self.store.delete_folder(&f)?;
-        if matches!(&self.state, State::Selected(s) if s.folder_id == f.id) {
-            self.state = State::Authenticated;
-        }
-        self.tagged(tag, "OK", "DELETE completed");
-        Ok(())
+        self.ask_change(tag, "DELETE", query);
     }
 
-    pub(super) fn rename(
-        &mut self,
-        tag: &str,
-        from: &Mailbox<'_>,
-        to: &Mailbox<'_>,
-    ) -> Result<(), StoreError> {
+    pub(super) fn rename(&mut self, tag: &str, from: &Mailbox<'_>, to: &Mailbox<'_>) {
         let from = self.mailbox_name(from);
         let Some(to) = self.new_mailbox_name(to) else {
             self.tagged(tag, "NO", "[CANNOT] Invalid mailbox name");
-            return Ok(());
+            return;
         };
-        if self.folder(&to)?.is_some() {
-            self.tagged(tag, "NO", "[ALREADYEXISTS] Target exists");
-            return Ok(());
-        }
-        let Some(src) = self.folder(&from)? else {
-            self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox");
-            return Ok(());
+        let query = Query::Rename {
+            account_id: self.account_id(),
+            from,
+            to,
         };
-        if from == "INBOX" {
-            // RFC 9051 6.3.6: renaming INBOX moves its messages to the new
-            // name and leaves INBOX empty.
-            let dst = self.store.db.create_folder(self.account_id(), &to, None)?;
-            let uids: Vec<i64> = self
-                .store
-                .db
-                .message_meta(src.id)?
-                .into_iter()
-                .map(|m| m.uid)
-                .collect();
-            self.store.db.copy_messages(src.id, &uids, dst.id)?;
-            self.store.expunge(src.id, &uids)?;
-        } else {
-            self.store.db.rename_folder(self.account_id(), &from, &to)?;
-        }
-        self.tagged(tag, "OK", "RENAME completed");
-        Ok(())
+        self.ask_change(tag, "RENAME", query);
     }
 
-    pub(super) fn subscribe(&mut self, tag: &str, mailbox: &Mailbox<'_>, on: bool) -> Result<(), StoreError> {
-        let name = self.mailbox_name(mailbox);
-        // Unsubscribing a name that is not a folder (any more) succeeds.
-        if self.store.db.set_subscribed(self.account_id(), &name, on)? || !on {
-            self.tagged(tag, "OK", "Completed");
-        } else {
-            self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox");
+    pub(super) fn subscribe(&mut self, tag: &str, mailbox: &Mailbox<'_>, on: bool) {
+        let query = Query::Subscribe {
+            account_id: self.account_id(),
+            name: self.mailbox_name(mailbox),
+            on,
+        };
+        self.ask_change(tag, if on { "SUBSCRIBE" } else { "UNSUBSCRIBE" }, query);
+    }
+
+    fn ask_change(&mut self, tag: &str, verb: &'static str, query: Query) {
+        self.ask(
+            Asked::Change {
+                tag: tag.to_string(),
+                verb,
+            },
+            query,
+        );
+    }
+
+    /// The answer to CREATE, DELETE, RENAME, SUBSCRIBE or UNSUBSCRIBE.
+    pub(super) fn changed(&mut self, tag: &str, verb: &'static str, change: Change) {
+        match change {
+            Change::Done(folder) => {
+                // RFC 9051 6.3.5: deleting the selected mailbox deselects it.
+                let selected = self.selected_folder();
+                if verb == "DELETE" && folder.is_some() && folder == selected {
+                    self.state = State::Authenticated;
+                }
+                match verb {
+                    "SUBSCRIBE" | "UNSUBSCRIBE" => self.tagged(tag, "OK", "Completed"),
+                    _ => self.tagged(tag, "OK", &format!("{verb} completed")),
+                }
+            }
+            Change::AlreadyExists if verb == "RENAME" => {
+                self.tagged(tag, "NO", "[ALREADYEXISTS] Target exists")
+            }
+            Change::AlreadyExists => self.tagged(tag, "NO", "[ALREADYEXISTS] Mailbox exists"),
+            Change::NoSuchFolder => self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox"),
+            // RFC 9051 6.3.5: a mailbox with inferiors is not removed here.
+            // RFC 9051 6.3.4 and 7.1: refusing is allowed, with HASCHILDREN.
+            Change::HasChildren => {
+                self.tagged(tag, "NO", "[HASCHILDREN] Mailbox has children; delete them first")
+            }
         }
-        Ok(())
     }
 
     /// LIST and LSUB: the patterns are decided here, then the folders

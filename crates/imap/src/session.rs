@@ -688,21 +688,9 @@ impl Session {
                 };
                 self.append(&tag, &mailbox, &flags, date, body)?;
             }
-            CommandBody::GetQuotaRoot { mailbox } => {
-                let name = self.mailbox_name(&mailbox);
-                let query = Query::Quota {
-                    account_id: self.account_id(),
-                    folder: Some(name.clone()),
-                };
-                self.ask(Asked::GetQuotaRoot { tag, name }, query);
-            }
+            CommandBody::GetQuotaRoot { mailbox } => self.quota_root(tag, &mailbox),
             CommandBody::GetQuota { root } => {
-                let root = String::from_utf8_lossy(root.as_ref()).into_owned();
-                let query = Query::Quota {
-                    account_id: self.account_id(),
-                    folder: None,
-                };
-                self.ask(Asked::GetQuota { tag, root }, query);
+                self.quota(tag, String::from_utf8_lossy(root.as_ref()).into_owned())
             }
             CommandBody::Idle => self.idle(tag),
             _ if !selected => self.bad(&tag, "Select a mailbox first"),

@@ -149,6 +149,11 @@ enum Asked {
         items: Vec<String>,
         first_condstore: bool,
     },
+    Select {
+        tag: String,
+        read_only: bool,
+        condstore: bool,
+    },
     /// CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE.
     Change {
         tag: String,
@@ -166,6 +171,7 @@ impl Asked {
             Asked::ListStatus { tag, .. } => (tag, "LIST"),
             Asked::Status { tag, .. } => (tag, "STATUS"),
             Asked::Change { tag, verb } => (tag, verb),
+            Asked::Select { tag, read_only, .. } => (tag, if *read_only { "EXAMINE" } else { "SELECT" }),
         }
     }
 }
@@ -188,22 +194,6 @@ fn decode_name(raw: &[u8], utf8: bool) -> Option<String> {
         return Some(s.to_string());
     }
     crate::mutf7::decode(s).filter(|d| crate::mutf7::encode(d) == s)
-}
-
-/// The UID above which a folder's messages are \Recent to this session
-/// (RFC 3501 2.3.2): the first IMAP4rev1 session to see new messages
-/// claims them (`claim_recent`); a read-only one (EXAMINE) shows them as
-/// \Recent without claiming, so the next session still sees them so
-/// (RFC 3501 6.3.2); an IMAP4rev2 session has no \Recent (RFC 9051
-/// appendix E) and leaves them to the IMAP4rev1 clients that do.
-fn recent_above(store: &Store, folder_id: i64, read_only: bool, rev2: bool) -> Result<i64, StoreError> {
-    if rev2 {
-        Ok(i64::MAX)
-    } else if read_only {
-        crate::storage::recent_mark(store, folder_id)
-    } else {
-        store.db.claim_recent(folder_id)
-    }
 }
 
 /// Flags from a command: the system-flag bits and the keywords.
@@ -519,6 +509,14 @@ impl Session {
                 found.first().and_then(Option::as_ref),
             ),
             (Asked::Change { tag, verb }, Answer::Changed(change)) => self.changed(&tag, verb, change),
+            (
+                Asked::Select {
+                    tag,
+                    read_only,
+                    condstore,
+                },
+                Answer::Selected(opened),
+            ) => self.opened(&tag, read_only, condstore, opened),
             // An answer to another question: the glue's mistake, never the
             // client's. The command fails; the session goes on.
             (asked, answer) => {
@@ -642,8 +640,8 @@ impl Session {
                 self.send(b"* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n".to_vec());
                 self.tagged(&tag, "OK", "NAMESPACE completed");
             }
-            CommandBody::Select { mailbox, parameters } => self.select(&tag, &mailbox, false, parameters)?,
-            CommandBody::Examine { mailbox, parameters } => self.select(&tag, &mailbox, true, parameters)?,
+            CommandBody::Select { mailbox, parameters } => self.select(&tag, &mailbox, false, parameters),
+            CommandBody::Examine { mailbox, parameters } => self.select(&tag, &mailbox, true, parameters),
             CommandBody::Create { mailbox } => self.create(&tag, &mailbox),
             CommandBody::Delete { mailbox } => self.delete(&tag, &mailbox),
             CommandBody::Rename { from, to } => self.rename(&tag, &from, &to),
@@ -838,7 +836,7 @@ impl Session {
         match self.store.folder_snapshot(sel.folder_id, None)? {
             Some(snap) => {
                 let mark = if snap.uidnext > sel.uidnext {
-                    recent_above(&self.store, sel.folder_id, sel.read_only, self.rev2)?
+                    crate::storage::recent_above(&self.store, sel.folder_id, sel.read_only, self.rev2)?
                 } else {
                     i64::MAX
                 };

@@ -8,13 +8,15 @@
 //! without a database, and the store call can become asynchronous in the
 //! glue alone.
 //!
-//! Commands move here one family at a time: QUOTA (RFC 9208), the
-//! mailbox commands but SELECT/EXAMINE (CREATE, DELETE, RENAME,
-//! SUBSCRIBE, UNSUBSCRIBE, LIST, LSUB, STATUS) so far. The others still
-//! call the store from the session directly.
+//! Commands move here one family at a time: QUOTA (RFC 9208) and the
+//! mailbox commands (SELECT, EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE,
+//! UNSUBSCRIBE, LIST, LSUB, STATUS) so far. The selected state's commands
+//! (FETCH, STORE, SEARCH, COPY, MOVE, EXPUNGE, the refresh before them,
+//! IDLE) and APPEND still call the store from the session directly.
 
 use std::sync::Arc;
 
+use postroom_store::cache::FolderSnapshot;
 use postroom_store::folders::MessageMeta;
 use postroom_store::{Store, StoreError};
 
@@ -43,6 +45,31 @@ pub enum Query {
     },
     /// SUBSCRIBE (`on`) and UNSUBSCRIBE.
     Subscribe { account_id: i64, name: String, on: bool },
+    /// SELECT or EXAMINE (`read_only`) by an IMAP4rev1 or IMAP4rev2
+    /// (`rev2`) session: the folder, which of its messages are \Recent to
+    /// the session ([`recent_above`]), and with QRESYNC the client's
+    /// (UIDVALIDITY, MODSEQ) to answer VANISHED (EARLIER) from.
+    Select {
+        account_id: i64,
+        name: String,
+        read_only: bool,
+        rev2: bool,
+        qresync: Option<(i64, i64)>,
+    },
+}
+
+/// A folder SELECT or EXAMINE opened.
+#[derive(Debug)]
+pub struct Opened {
+    /// The stored name.
+    pub name: String,
+    /// Its messages, from the server-wide cache.
+    pub snap: Arc<FolderSnapshot>,
+    /// Messages above this UID are \Recent to the session.
+    pub recent_above: i64,
+    /// QRESYNC whose UIDVALIDITY matched: the client's MODSEQ, and the
+    /// UIDs expunged since.
+    pub qresync: Option<(i64, Vec<i64>)>,
 }
 
 /// How a CREATE, DELETE, RENAME or (UN)SUBSCRIBE went.
@@ -76,7 +103,7 @@ pub struct FolderStatus {
 }
 
 /// The store's answer to a [`Query`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Answer {
     Quota {
         /// The asked-for folder exists (`true` when none was asked for).
@@ -88,6 +115,8 @@ pub enum Answer {
     /// One per name asked, in order: `None` for a folder there is not.
     Status(Vec<Option<FolderStatus>>),
     Changed(Change),
+    /// `None`: no such folder.
+    Selected(Option<Opened>),
 }
 
 /// Carries a query out against the store.
@@ -116,6 +145,13 @@ pub fn run(store: &Store, query: &Query) -> Result<Answer, StoreError> {
         Query::Create { account_id, name } => create(store, *account_id, name).map(Answer::Changed),
         Query::Delete { account_id, name } => delete(store, *account_id, name).map(Answer::Changed),
         Query::Rename { account_id, from, to } => rename(store, *account_id, from, to).map(Answer::Changed),
+        Query::Select {
+            account_id,
+            name,
+            read_only,
+            rev2,
+            qresync,
+        } => select(store, *account_id, name, *read_only, *rev2, *qresync).map(Answer::Selected),
         Query::Subscribe { account_id, name, on } => {
             // Unsubscribing a name that is not a folder (any more) succeeds.
             Ok(Answer::Changed(
@@ -126,6 +162,58 @@ pub fn run(store: &Store, query: &Query) -> Result<Answer, StoreError> {
                 },
             ))
         }
+    }
+}
+
+fn select(
+    store: &Store,
+    account_id: i64,
+    name: &str,
+    read_only: bool,
+    rev2: bool,
+    qresync: Option<(i64, i64)>,
+) -> Result<Option<Opened>, StoreError> {
+    let Some(f) = store.db.find_folder(account_id, name)? else {
+        return Ok(None);
+    };
+    let recent_above = recent_above(store, f.id, read_only, rev2)?;
+    // The message list from the server-wide cache: no message rows are
+    // read when the folder has not changed since it was last built.
+    let Some(snap) = store.folder_snapshot(f.id, Some((f.highestmodseq, f.uidnext)))? else {
+        return Ok(None);
+    };
+    let qresync = match qresync {
+        Some((uidvalidity, since)) if uidvalidity == f.uidvalidity => {
+            Some((since, store.db.expunged_since(f.id, since)?))
+        }
+        _ => None,
+    };
+    Ok(Some(Opened {
+        name: f.name,
+        snap,
+        recent_above,
+        qresync,
+    }))
+}
+
+/// The UID above which a folder's messages are \Recent to a session
+/// (RFC 3501 2.3.2): the first IMAP4rev1 session to see new messages
+/// claims them (`claim_recent`); a read-only one (EXAMINE) shows them as
+/// \Recent without claiming, so the next session still sees them so
+/// (RFC 3501 6.3.2); an IMAP4rev2 session has no \Recent (RFC 9051
+/// appendix E) and leaves them to the IMAP4rev1 clients that do.
+pub(crate) fn recent_above(
+    store: &Store,
+    folder_id: i64,
+    read_only: bool,
+    rev2: bool,
+) -> Result<i64, StoreError> {
+    if rev2 {
+        Ok(i64::MAX)
+    } else if read_only {
+        recent_mark(store, folder_id)
+    } else {
+        store.db.claim_recent(folder_id)
     }
 }
 

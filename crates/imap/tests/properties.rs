@@ -2419,6 +2419,8 @@ fn mailbox_commands_are_asked_of_the_store() {
         ("A1 RENAME Archive Old", "RENAME"),
         ("A1 SUBSCRIBE Archive", "SUBSCRIBE"),
         ("A1 UNSUBSCRIBE Archive", "UNSUBSCRIBE"),
+        ("A1 SELECT INBOX", "SELECT"),
+        ("A1 EXAMINE INBOX", "EXAMINE"),
     ] {
         s.receive(format!("{cmd}\r\n").as_bytes());
         assert!(matches!(s.poll(), Some(Action::Query(_))), "{cmd}");

@@ -6,33 +6,29 @@ use imap_codec::imap_types::command::SelectParameter;
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
 use imap_codec::imap_types::status::StatusDataItemName;
 
-use postroom_store::StoreError;
-
-use super::{decode_name, recent_above, Asked, Session, State};
+use super::{decode_name, Asked, Session, State};
 use crate::extensions::Extras;
 use crate::format::{mailbox as write_mailbox, uid_set, Lossless};
 use crate::selected::Selected;
 use crate::sequence::modseq_arg;
-use crate::storage::{Change, FolderEntry, FolderStatus, Query};
+use crate::storage::{Change, FolderEntry, FolderStatus, Opened, Query};
 
 impl Session {
+    /// SELECT and EXAMINE: the parameters are read here, the folder is
+    /// asked of the store ([`Query::Select`]); [`Session::opened`] answers.
     pub(super) fn select(
         &mut self,
         tag: &str,
         mailbox: &Mailbox<'_>,
         read_only: bool,
         params: Vec<SelectParameter>,
-    ) -> Result<(), StoreError> {
+    ) {
         // Selecting a mailbox closes the one selected (without expunge),
         // also when the SELECT fails (RFC 9051 6.3.2).
         self.state = State::Authenticated;
         let name = self.mailbox_name(mailbox);
-        let Some(f) = self.folder(&name)? else {
-            self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox");
-            return Ok(());
-        };
         let mut condstore = self.condstore;
-        let mut qresync_from = None;
+        let mut qresync = None;
         for p in params {
             match p {
                 SelectParameter::CondStore => condstore = true,
@@ -43,27 +39,47 @@ impl Session {
                 } => {
                     if !self.qresync {
                         self.bad(tag, "ENABLE QRESYNC first");
-                        return Ok(());
+                        return;
                     }
                     condstore = true;
-                    if i64::from(uid_validity.get()) == f.uidvalidity {
-                        qresync_from = Some(modseq_arg(mod_sequence_value.get()));
-                    }
+                    qresync = Some((
+                        i64::from(uid_validity.get()),
+                        modseq_arg(mod_sequence_value.get()),
+                    ));
                 }
             }
         }
-        // Claiming \Recent changes state: EXAMINE must not (RFC 3501 6.3.2).
-        let recent_above = recent_above(&self.store, f.id, read_only, self.rev2)?;
-        // The message list from the server-wide cache: no message rows are
-        // read when the folder has not changed since it was last built.
-        let Some(snap) = self
-            .store
-            .folder_snapshot(f.id, Some((f.highestmodseq, f.uidnext)))?
-        else {
-            self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox");
-            return Ok(());
+        let query = Query::Select {
+            account_id: self.account_id(),
+            name,
+            read_only,
+            rev2: self.rev2,
+            qresync,
         };
-        let mut sel = Selected::new(f.name.clone(), read_only, &snap, recent_above, !self.rev2);
+        self.ask(
+            Asked::Select {
+                tag: tag.to_string(),
+                read_only,
+                condstore,
+            },
+            query,
+        );
+    }
+
+    /// SELECT or EXAMINE with the folder as the store opened it (`None`: no
+    /// such folder).
+    pub(super) fn opened(&mut self, tag: &str, read_only: bool, condstore: bool, opened: Option<Opened>) {
+        let Some(opened) = opened else {
+            self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox");
+            return;
+        };
+        let mut sel = Selected::new(
+            opened.name.clone(),
+            read_only,
+            &opened.snap,
+            opened.recent_above,
+            !self.rev2,
+        );
         sel.condstore = condstore;
         sel.qresync = self.qresync;
         self.condstore |= condstore;
@@ -84,20 +100,19 @@ impl Session {
         }
         if self.rev2 {
             out.extend_from_slice(b"* LIST () \"/\" ");
-            write_mailbox(&mut out, &f.name, self.utf8 || self.rev2);
+            write_mailbox(&mut out, &opened.name, self.utf8 || self.rev2);
             out.extend_from_slice(b"\r\n");
         }
-        if let Some(since) = qresync_from {
-            let vanished = self.store.db.expunged_since(f.id, since)?;
+        if let Some((since, vanished)) = &opened.qresync {
             if !vanished.is_empty() {
                 let _ = write!(
                     Lossless(&mut out),
                     "* VANISHED (EARLIER) {}\r\n",
-                    uid_set(&vanished)
+                    uid_set(vanished)
                 );
             }
             for (i, m) in sel.msgs().iter().enumerate() {
-                if m.modseq > since {
+                if m.modseq > *since {
                     out.extend_from_slice(sel.flags_response(i + 1, m, true).as_bytes());
                 }
             }
@@ -110,7 +125,6 @@ impl Session {
         );
         self.send(out);
         self.state = State::Selected(Box::new(sel));
-        Ok(())
     }
 
     pub(super) fn valid_new_name(name: &str) -> bool {

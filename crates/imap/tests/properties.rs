@@ -783,6 +783,12 @@ struct Driver<'f> {
     closed: bool,
     /// Checks actions after Close (off where a known bug would trip it).
     strict_close: bool,
+    /// Store questions (`Action::Query`) answered with a failure: bit `n
+    /// % 64` for the n-th question.
+    faults: u64,
+    /// Questions asked, and how many were answered with a failure.
+    queries: u32,
+    faulted: u32,
 }
 
 impl<'f> Driver<'f> {
@@ -799,6 +805,9 @@ impl<'f> Driver<'f> {
             client: Vec::new(),
             closed: false,
             strict_close: true,
+            faults: 0,
+            queries: 0,
+            faulted: 0,
         }
     }
 
@@ -848,7 +857,14 @@ impl<'f> Driver<'f> {
                 }
                 Action::Query(q) => {
                     prop_assert!(self.s.poll().is_none(), "poll went on before the store's answer");
-                    self.s.answered(postroom_imap::storage::run(&self.fx.store, &q));
+                    let n = self.queries;
+                    self.queries += 1;
+                    if self.faults >> (n % 64) & 1 == 1 {
+                        self.faulted += 1;
+                        self.s.answered(Err(postroom_store::StoreError::Unavailable));
+                    } else {
+                        self.s.answered(postroom_imap::storage::run(&self.fx.store, &q));
+                    }
                 }
                 Action::Close => {
                     self.closed = true;
@@ -1495,10 +1511,25 @@ fn run_session<'f>(
     cuts: &[Index],
     strict_close: bool,
 ) -> Result<(Driver<'f>, Vec<String>), TestCaseError> {
+    run_session_with_faults(fx, cfg, quota, steps, cuts, strict_close, 0)
+}
+
+/// [`run_session`], with the store questions `faults` picks answered with
+/// a failure ([`Driver::faults`]).
+fn run_session_with_faults<'f>(
+    fx: &'f Fixture,
+    cfg: SessionConfig,
+    quota: bool,
+    steps: &[Step],
+    cuts: &[Index],
+    strict_close: bool,
+    faults: u64,
+) -> Result<(Driver<'f>, Vec<String>), TestCaseError> {
     let account = fx.account(quota.then_some(4000));
     let (stream, others, tags) = render(steps, &account);
     let mut d = Driver::new(fx, account, cfg);
     d.strict_close = strict_close;
+    d.faults = faults;
     let mut at: Vec<usize> = cuts.iter().map(|c| c.index(stream.len() + 1)).collect();
     at.extend(others.iter().map(|(p, _)| *p));
     at.sort_unstable();
@@ -1592,6 +1623,47 @@ fn session_valid_commands_are_answered_once_and_well_formed() {
                 &d.completions,
                 &whole.completions,
                 "cut differently, answered differently"
+            );
+            Ok(())
+        },
+    );
+}
+
+/// Issue #9: a store that fails (some `Action::Query` answered with an
+/// error) makes exactly those commands answer `NO [UNAVAILABLE]`; every
+/// tag is still answered once, and the responses stay well-formed.
+#[test]
+fn session_store_failures_are_answered_unavailable() {
+    run_with_store(
+        96,
+        (steps(true), cuts(), any::<bool>(), any::<u64>()),
+        |fx, (steps, cuts, quota, faults)| {
+            let cfg = SessionConfig {
+                hostname: "imap.example".into(),
+                starttls: false,
+                login_allowed: true,
+                max_append: 1 << 20,
+                max_errors: 1000,
+            };
+            let (d, tags) = run_session_with_faults(fx, cfg, quota, &steps, &cuts, true, faults)?;
+            check_completions(&d, &tags)?;
+            let transcript = String::from_utf8_lossy(&d.transcript);
+            let unavailable = transcript
+                .split("\r\n")
+                .filter(|l| {
+                    let mut w = l.splitn(3, ' ');
+                    w.next().is_some_and(|t| t != "*" && t != "+")
+                        && w.next() == Some("NO")
+                        && w.next().is_some_and(|r| r.starts_with("[UNAVAILABLE]"))
+                })
+                .count();
+            prop_assert_eq!(
+                unavailable,
+                d.faulted as usize,
+                "{} questions, {} failed\n{}",
+                d.queries,
+                d.faulted,
+                transcript
             );
             Ok(())
         },

@@ -54,11 +54,14 @@ impl ImapService {
             let actions = tokio::task::block_in_place(|| {
                 let mut v = Vec::new();
                 while let Some(a) = session.poll() {
-                    if let Action::Query(q) = &a {
-                        // The store's answer, at once (synchronous today).
-                        session.answered(crate::storage::run(&self.store, q));
-                        continue;
-                    }
+                    let a = match a {
+                        Action::Query(q) => {
+                            // The store's answer, at once (synchronous today).
+                            session.answered(crate::storage::run(&self.store, q));
+                            continue;
+                        }
+                        a => a,
+                    };
                     let stop = matches!(a, Action::Authenticate { .. } | Action::StartTls | Action::Close);
                     v.push(a);
                     if stop {

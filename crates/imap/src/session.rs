@@ -26,7 +26,7 @@ use postroom_store::{Store, StoreError};
 use crate::extensions::Extras;
 use crate::framing::{Expect, Frame, Framer};
 use crate::selected::Selected;
-use crate::storage::{Answer, Query};
+use crate::storage::{Answer, Message, Query};
 
 mod append;
 mod auth;
@@ -35,7 +35,6 @@ mod mailboxes;
 mod messages;
 mod quota;
 
-use append::Body;
 pub use mailboxes::wildmatch;
 
 /// Oversized messages (over [`crate::framing::PRE_AUTH_MAX`]) before
@@ -154,6 +153,9 @@ enum Asked {
         read_only: bool,
         condstore: bool,
     },
+    Append {
+        tag: String,
+    },
     /// CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE.
     Change {
         tag: String,
@@ -171,6 +173,7 @@ impl Asked {
             Asked::ListStatus { tag, .. } => (tag, "LIST"),
             Asked::Status { tag, .. } => (tag, "STATUS"),
             Asked::Change { tag, verb } => (tag, verb),
+            Asked::Append { tag } => (tag, "APPEND"),
             Asked::Select { tag, read_only, .. } => (tag, if *read_only { "EXAMINE" } else { "SELECT" }),
         }
     }
@@ -509,6 +512,7 @@ impl Session {
                 found.first().and_then(Option::as_ref),
             ),
             (Asked::Change { tag, verb }, Answer::Changed(change)) => self.changed(&tag, verb, change),
+            (Asked::Append { tag }, Answer::Appended(appended)) => self.appended(&tag, appended),
             (
                 Asked::Select {
                     tag,
@@ -673,7 +677,7 @@ impl Session {
                 let date = date.map(|d| d.as_ref().timestamp());
                 let body = if extras.streamed {
                     match self.upload.take() {
-                        Some(Ok(w)) => Body::Upload(w),
+                        Some(Ok(w)) => Message::Upload(w),
                         // Writing the upload failed (logged then): the
                         // store is what failed.
                         _ => {
@@ -682,9 +686,9 @@ impl Session {
                         }
                     }
                 } else {
-                    Body::Bytes(data)
+                    Message::Bytes(data)
                 };
-                self.append(&tag, &mailbox, &flags, date, body)?;
+                self.append(tag, &mailbox, &flags, date, body);
             }
             CommandBody::GetQuotaRoot { mailbox } => self.quota_root(tag, &mailbox),
             CommandBody::GetQuota { root } => {

@@ -8,20 +8,21 @@
 //! without a database, and the store call can become asynchronous in the
 //! glue alone.
 //!
-//! Commands move here one family at a time: QUOTA (RFC 9208) and the
+//! Commands move here one family at a time: QUOTA (RFC 9208), the
 //! mailbox commands (SELECT, EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE,
-//! UNSUBSCRIBE, LIST, LSUB, STATUS) so far. The selected state's commands
-//! (FETCH, STORE, SEARCH, COPY, MOVE, EXPUNGE, the refresh before them,
-//! IDLE) and APPEND still call the store from the session directly.
+//! UNSUBSCRIBE, LIST, LSUB, STATUS) and APPEND so far. The selected
+//! state's commands (FETCH, STORE, SEARCH, COPY, MOVE, EXPUNGE, the
+//! refresh before them, IDLE) and the writing of an APPEND literal as it
+//! arrives still call the store from the session directly.
 
 use std::sync::Arc;
 
 use postroom_store::cache::FolderSnapshot;
-use postroom_store::folders::MessageMeta;
+use postroom_store::folders::{MessageMeta, Upload};
 use postroom_store::{Store, StoreError};
 
 /// A question for the store.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Query {
     /// GETQUOTA and GETQUOTAROOT: the account's storage quota, and
     /// whether the account has the folder `folder` (GETQUOTAROOT's
@@ -47,7 +48,7 @@ pub enum Query {
     Subscribe { account_id: i64, name: String, on: bool },
     /// SELECT or EXAMINE (`read_only`) by an IMAP4rev1 or IMAP4rev2
     /// (`rev2`) session: the folder, which of its messages are \Recent to
-    /// the session ([`recent_above`]), and with QRESYNC the client's
+    /// the session (`recent_above`), and with QRESYNC the client's
     /// (UIDVALIDITY, MODSEQ) to answer VANISHED (EARLIER) from.
     Select {
         account_id: i64,
@@ -55,6 +56,61 @@ pub enum Query {
         read_only: bool,
         rev2: bool,
         qresync: Option<(i64, i64)>,
+    },
+    /// APPEND (RFC 9051 6.3.12): the message into the folder `name`, with
+    /// these flags (system-flag bits, keywords separated by spaces) and
+    /// internal date, unless the account's quota would be exceeded. A
+    /// message the server already saved there at submission (the \Sent
+    /// copy, found by Message-ID) is not stored twice.
+    Append {
+        account_id: i64,
+        name: String,
+        flags: i64,
+        keywords: String,
+        date: Option<i64>,
+        message: Message,
+    },
+}
+
+/// An APPEND's message: in memory, or written to a file as it arrived
+/// (`Store::begin_upload`).
+pub enum Message {
+    Bytes(Vec<u8>),
+    Upload(Upload),
+}
+
+impl Message {
+    /// Its length, and its first octets (all of a small one): enough for
+    /// the header.
+    pub fn len_and_head(&self) -> (u64, &[u8]) {
+        match self {
+            Message::Bytes(d) => (d.len() as u64, &d[..]),
+            Message::Upload(w) => (w.len(), w.head()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (len, _) = self.len_and_head();
+        let kind = match self {
+            Message::Bytes(_) => "Bytes",
+            Message::Upload(_) => "Upload",
+        };
+        write!(f, "{kind}({len} octets)")
+    }
+}
+
+/// How an APPEND went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Appended {
+    NoSuchFolder,
+    OverQuota,
+    /// Stored (or found stored already): the folder and the message's UID.
+    Stored {
+        folder_id: i64,
+        uidvalidity: i64,
+        uid: i64,
     },
 }
 
@@ -117,51 +173,61 @@ pub enum Answer {
     Changed(Change),
     /// `None`: no such folder.
     Selected(Option<Opened>),
+    Appended(Appended),
 }
 
-/// Carries a query out against the store.
-pub fn run(store: &Store, query: &Query) -> Result<Answer, StoreError> {
+/// Carries a query out against the store. It takes the query: an APPEND's
+/// upload is used up.
+pub fn run(store: &Store, query: Query) -> Result<Answer, StoreError> {
     match query {
         Query::Quota { account_id, folder } => {
             let folder_exists = match folder {
-                Some(name) => store.db.find_folder(*account_id, name)?.is_some(),
+                Some(name) => store.db.find_folder(account_id, &name)?.is_some(),
                 None => true,
             };
             // An account deleted meanwhile has no quota (and stores nothing).
-            let quota = match store.db.account_by_id(*account_id)?.and_then(|a| a.quota) {
-                Some(limit) => Some((store.db.usage(*account_id)?, limit)),
+            let quota = match store.db.account_by_id(account_id)?.and_then(|a| a.quota) {
+                Some(limit) => Some((store.db.usage(account_id)?, limit)),
                 None => None,
             };
             Ok(Answer::Quota { folder_exists, quota })
         }
-        Query::Folders { account_id } => Ok(Answer::Folders(store.db.folder_list(*account_id)?)),
+        Query::Folders { account_id } => Ok(Answer::Folders(store.db.folder_list(account_id)?)),
         Query::Status { account_id, names } => {
             let mut out = Vec::with_capacity(names.len());
-            for name in names {
-                out.push(folder_status(store, *account_id, name)?);
+            for name in &names {
+                out.push(folder_status(store, account_id, name)?);
             }
             Ok(Answer::Status(out))
         }
-        Query::Create { account_id, name } => create(store, *account_id, name).map(Answer::Changed),
-        Query::Delete { account_id, name } => delete(store, *account_id, name).map(Answer::Changed),
-        Query::Rename { account_id, from, to } => rename(store, *account_id, from, to).map(Answer::Changed),
+        Query::Create { account_id, name } => create(store, account_id, &name).map(Answer::Changed),
+        Query::Delete { account_id, name } => delete(store, account_id, &name).map(Answer::Changed),
+        Query::Rename { account_id, from, to } => rename(store, account_id, &from, &to).map(Answer::Changed),
         Query::Select {
             account_id,
             name,
             read_only,
             rev2,
             qresync,
-        } => select(store, *account_id, name, *read_only, *rev2, *qresync).map(Answer::Selected),
+        } => select(store, account_id, &name, read_only, rev2, qresync).map(Answer::Selected),
         Query::Subscribe { account_id, name, on } => {
             // Unsubscribing a name that is not a folder (any more) succeeds.
             Ok(Answer::Changed(
-                if store.db.set_subscribed(*account_id, name, *on)? || !on {
+                if store.db.set_subscribed(account_id, &name, on)? || !on {
                     Change::Done(None)
                 } else {
                     Change::NoSuchFolder
                 },
             ))
         }
+        Query::Append {
+            account_id,
+            name,
+            flags,
+            keywords,
+            date,
+            message,
+        } => append(store, account_id, &name, flags, &keywords, date, message).map(Answer::Appended),
     }
 }
 
@@ -215,6 +281,47 @@ pub(crate) fn recent_above(
     } else {
         store.db.claim_recent(folder_id)
     }
+}
+
+fn append(
+    store: &Store,
+    account_id: i64,
+    name: &str,
+    flags: i64,
+    keywords: &str,
+    date: Option<i64>,
+    message: Message,
+) -> Result<Appended, StoreError> {
+    let Some(f) = store.db.find_folder(account_id, name)? else {
+        return Ok(Appended::NoSuchFolder);
+    };
+    let stored = |uid| Appended::Stored {
+        folder_id: f.id,
+        uidvalidity: f.uidvalidity,
+        uid,
+    };
+    let (len, head) = message.len_and_head();
+    // The server saved this message at submission already; the client's
+    // copy would be a duplicate (the "move a copy to Sent" done
+    // once). Its UID is the APPENDUID (RFC 4315 3).
+    if f.special_use.as_deref() == Some("\\Sent") {
+        if let Some(message_id) = postroom_core::header::header_value(head, "message-id") {
+            if let Some(uid) = store.db.recent_sent_copy(f.id, &message_id)? {
+                return Ok(stored(uid));
+            }
+        }
+    }
+    if let Some(quota) = store.db.account_by_id(account_id)?.and_then(|a| a.quota) {
+        let used = store.db.usage(account_id)?;
+        if used.saturating_add(i64::try_from(len).unwrap_or(i64::MAX)) > quota {
+            return Ok(Appended::OverQuota);
+        }
+    }
+    let uid = match message {
+        Message::Bytes(data) => store.append(&f, &data, flags, keywords, date)?,
+        Message::Upload(w) => store.append_upload(&f, w, flags, keywords, date)?,
+    };
+    Ok(stored(uid))
 }
 
 fn create(store: &Store, account_id: i64, name: &str) -> Result<Change, StoreError> {

@@ -863,7 +863,7 @@ impl<'f> Driver<'f> {
                         self.faulted += 1;
                         self.s.answered(Err(postroom_store::StoreError::Unavailable));
                     } else {
-                        self.s.answered(postroom_imap::storage::run(&self.fx.store, &q));
+                        self.s.answered(postroom_imap::storage::run(&self.fx.store, q));
                     }
                 }
                 Action::Close => {
@@ -2411,12 +2411,9 @@ fn quota_is_asked_of_the_store_and_a_failure_is_unavailable() {
     let Some(Action::Query(q)) = s.poll() else {
         panic!("no query");
     };
-    assert_eq!(
-        q,
-        Query::Quota {
-            account_id: account.id,
-            folder: Some("INBOX".into())
-        }
+    assert!(
+        matches!(&q, Query::Quota { account_id, folder: Some(f) } if *account_id == account.id && f == "INBOX"),
+        "{q:?}"
     );
     assert!(s.poll().is_none(), "poll went on before the answer");
     s.answered(Err(postroom_store::StoreError::Unavailable));
@@ -2493,6 +2490,7 @@ fn mailbox_commands_are_asked_of_the_store() {
         ("A1 UNSUBSCRIBE Archive", "UNSUBSCRIBE"),
         ("A1 SELECT INBOX", "SELECT"),
         ("A1 EXAMINE INBOX", "EXAMINE"),
+        ("A1 APPEND INBOX {5+}\r\nhello", "APPEND"),
     ] {
         s.receive(format!("{cmd}\r\n").as_bytes());
         assert!(matches!(s.poll(), Some(Action::Query(_))), "{cmd}");
@@ -2509,24 +2507,19 @@ fn mailbox_commands_are_asked_of_the_store() {
     let Some(Action::Query(q)) = s.poll() else {
         panic!()
     };
-    assert_eq!(
-        q,
-        Query::Folders {
-            account_id: account.id
-        }
+    assert!(
+        matches!(&q, Query::Folders { account_id } if *account_id == account.id),
+        "{q:?}"
     );
-    s.answered(run(&fx.store, &q));
+    s.answered(run(&fx.store, q));
     let Some(Action::Query(q)) = s.poll() else {
         panic!()
     };
-    assert_eq!(
-        q,
-        Query::Status {
-            account_id: account.id,
-            names: vec!["INBOX".into()]
-        }
+    assert!(
+        matches!(&q, Query::Status { account_id, names } if *account_id == account.id && names == &["INBOX"]),
+        "{q:?}"
     );
-    s.answered(run(&fx.store, &q));
+    s.answered(run(&fx.store, q));
     let got = sent(&mut s);
     assert_eq!(
         got,

@@ -524,7 +524,7 @@ impl Driver {
                         "poll went on before the store's answer"
                     );
                     self.session
-                        .answered(postroom_imap::storage::run(&fixture().store, &q));
+                        .answered(postroom_imap::storage::run(&fixture().store, q));
                 }
                 Action::Close => {
                     self.closed = true;

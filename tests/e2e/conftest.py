@@ -2,6 +2,7 @@
 data folder, driven by clients we did not write (smtplib, swaks, raw
 sockets). Nothing here talks to any address outside 127.0.0.0/8."""
 
+import itertools
 import os
 import shutil
 import re
@@ -57,6 +58,30 @@ def free_port():
     return free_ports(1)[0]
 
 
+# When set (a postgres:// URL of a throw-away cluster, see
+# scripts/pg-test-cluster), every server of the suite keeps its store in
+# a fresh PostgreSQL database of its own on that cluster instead of the
+# embedded SQLite database: the whole suite runs on both back ends.
+PG_URL = os.environ.get("POSTROOM_E2E_POSTGRES") or None
+_pg_databases = itertools.count()
+
+# For the few tests that look inside the embedded database itself.
+sqlite_only = pytest.mark.skipif(PG_URL is not None, reason="reads the embedded SQLite database")
+
+
+def _pg(sql):
+    subprocess.run(["psql", PG_URL, "-q", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                   check=True, capture_output=True, timeout=60)
+
+
+def pg_database():
+    """A new database on the test cluster; its URL and name."""
+    name = f"e2e_{os.getpid()}_{next(_pg_databases)}"
+    _pg(f"CREATE DATABASE {name}")
+    base = PG_URL.split("?")[0]
+    return base[: base.rfind("/")] + "/" + name, name
+
+
 PORT_ATTRS = ("port", "pop3_port", "pop3s_port", "imap_port", "imaps_port", "submission_port",
               "submissions_port")
 
@@ -70,6 +95,12 @@ class Server:
             setattr(self, attr, port)
         self.data = os.path.join(tmp, "data")
         self.config = os.path.join(tmp, "postroom.toml")
+        self.pg_name = None
+        store = ""
+        if PG_URL:
+            url, self.pg_name = pg_database()
+            store = f'[store]\ndatabase = "{url}"\n'
+
         with open(self.config, "w") as f:
             f.write(
                 f"""
@@ -77,6 +108,7 @@ class Server:
 hostname = "{HOSTNAME}"
 data_dir = "{self.data}"
 
+{store}
 [smtp]
 listen = ["127.0.0.1:{self.port}"]
 error_sleep_ms = 10
@@ -221,6 +253,11 @@ def discard(s):
     leaves nothing behind in /tmp."""
     s.stop()
     shutil.rmtree(s.tmp, ignore_errors=True)
+    if s.pg_name:
+        try:
+            _pg(f"DROP DATABASE IF EXISTS {s.pg_name} WITH (FORCE)")
+        except subprocess.CalledProcessError:
+            pass
 
 
 @pytest.fixture

@@ -123,17 +123,18 @@ def test_root_drops_to_run_as_user(tmp_path):
         import time
 
         uid = pwd.getpwnam("postroom").pw_uid
-        db = os.path.join(s.data, "postroom.sqlite")
+        blobs = os.path.join(s.data, "blobs")
         # The ports are bound (as root) before the store is opened and the
         # privileges dropped: the listening port alone does not say the
-        # server got that far.
+        # server got that far. (The bodies' folder is made on either back
+        # end.)
         deadline = time.monotonic() + 20
-        while not os.path.exists(db) and time.monotonic() < deadline:
+        while not os.path.exists(blobs) and time.monotonic() < deadline:
             time.sleep(0.05)
         status = open(f"/proc/{s.proc.pid}/status").read()
         uids = next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1:]
         assert all(int(u) == uid for u in uids), status
-        assert os.stat(db).st_uid == uid
+        assert os.stat(blobs).st_uid == uid
         # The root CLI works on the running server's data as that user.
         s.cli("domain", "add", "dropped.example")
         s.cli("user", "add", "u@dropped.example", "--password-hash", UNUSED_PASSWORD)

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import free_port, make_server
+from conftest import free_port, make_server, sqlite_only
 
 
 def insecure():
@@ -644,6 +644,7 @@ def test_no_delay_warning_for_a_bounce(tiny_env):
     assert "delay warning sent" not in server.read_log()
 
 
+@sqlite_only
 def test_gateway_domain_goes_to_its_relay_host(tiny_env):
     """A gateway domain (domains.relay_to = host:port) is delivered to that
     host's addresses (A record, no MX lookup) on that port; an IP literal

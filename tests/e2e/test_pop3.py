@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import make_server
+from conftest import make_server, sqlite_only
 
 
 def insecure():
@@ -166,6 +166,7 @@ def test_auth_plain(server):
     p.quit()
 
 
+@sqlite_only
 def test_imported_hash_is_rehashed_at_login(server):
     server.cli("user", "add", "old@esoomllub.com", "--password-hash", "{PLAIN}legacy")
     login_pop3s(server, user="old@esoomllub.com", password="legacy").quit()

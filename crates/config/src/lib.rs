@@ -35,7 +35,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub dns: DnsConfig,
     pub log: LogConfig,
-    pub database: DatabaseConfig,
+    pub store: StoreConfig,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -379,25 +379,31 @@ impl Default for LogConfig {
     }
 }
 
-/// Where the metadata lives: unset, the embedded SQLite database in the
-/// data folder; a `postgres://` URL, PostgreSQL. Message bodies stay in
-/// the data folder's `blobs/` either way.
+/// Where the store keeps its data: the metadata in the embedded SQLite
+/// database in the data folder (`database` unset) or in PostgreSQL (a
+/// `postgres://` URL); message bodies in `blobs` (default: the data
+/// folder's `blobs/`) on both.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct DatabaseConfig {
+pub struct StoreConfig {
     /// `postgres://user[:password]@host:port/dbname`.
-    pub url: Option<String>,
+    pub database: Option<String>,
     /// The password's file (its first line), instead of in the URL; else
     /// `PGPASSWORD`.
     pub password_file: Option<PathBuf>,
+    /// The message bodies' folder.
+    pub blobs: Option<PathBuf>,
 }
 
-impl DatabaseConfig {
+impl StoreConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        let err = |key: &str, what: &str| Err(ConfigError(format!("database.{key}: {what}")));
-        let Some(url) = &self.url else {
+        let err = |key: &str, what: &str| Err(ConfigError(format!("store.{key}: {what}")));
+        if self.blobs.as_ref().is_some_and(|b| !b.is_absolute()) {
+            return err("blobs", "must be an absolute path");
+        }
+        let Some(url) = &self.database else {
             if self.password_file.is_some() {
-                return err("password_file", "set without database.url");
+                return err("password_file", "set without store.database");
             }
             return Ok(());
         };
@@ -406,17 +412,20 @@ impl DatabaseConfig {
             .or_else(|| url.strip_prefix("postgresql://"))
         else {
             return err(
-                "url",
+                "database",
                 "must look like postgres://user[:password]@host:port/dbname",
             );
         };
         // The user and password end at the last '@' before the host.
         let authority = rest.split(['/', '?']).next().unwrap_or("");
         let Some((userinfo, host)) = authority.rsplit_once('@') else {
-            return err("url", "names no user (postgres://user@host/dbname)");
+            return err("database", "names no user (postgres://user@host/dbname)");
         };
         if userinfo.is_empty() || host.is_empty() {
-            return err("url", "names no user or no host (postgres://user@host/dbname)");
+            return err(
+                "database",
+                "names no user or no host (postgres://user@host/dbname)",
+            );
         }
         if userinfo.contains(':') && self.password_file.is_some() {
             return err(
@@ -456,7 +465,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |key: &str, what: String| Err(ConfigError(format!("{key}: {what}")));
-        self.database.validate()?;
+        self.store.validate()?;
         if let Err(e) = Domain::parse(&self.server.hostname) {
             return err(
                 "server.hostname",
@@ -755,25 +764,26 @@ mod tests {
 
     #[test]
     fn the_database_is_embedded_or_a_postgres_url() {
-        assert!(Config::parse("").unwrap().database.url.is_none());
+        assert!(Config::parse("").unwrap().store.database.is_none());
         let cfg = Config::parse(
-            "[database]\nurl = \"postgres://mail@db.example:5432/postroom\"\npassword_file = \"/etc/pw\"\n",
+            "[store]\ndatabase = \"postgres://mail@db.example:5432/postroom\"\npassword_file = \"/etc/pw\"\n",
         )
         .unwrap();
         assert_eq!(
-            cfg.database.url.as_deref(),
+            cfg.store.database.as_deref(),
             Some("postgres://mail@db.example:5432/postroom")
         );
         for (toml, key) in [
-            ("url = \"mysql://a@b/c\"", "database.url"),
-            ("url = \"postgres://db.example/p\"", "database.url"),
-            ("password_file = \"/etc/pw\"", "database.password_file"),
+            ("database = \"mysql://a@b/c\"", "store.database"),
+            ("database = \"postgres://db.example/p\"", "store.database"),
+            ("password_file = \"/etc/pw\"", "store.password_file"),
+            ("blobs = \"relative/blobs\"", "store.blobs"),
             (
-                "url = \"postgres://a:b@h/p\"\npassword_file = \"/etc/pw\"",
-                "database.password_file",
+                "database = \"postgres://a:b@h/p\"\npassword_file = \"/etc/pw\"",
+                "store.password_file",
             ),
         ] {
-            let e = Config::parse(&format!("[database]\n{toml}\n")).unwrap_err();
+            let e = Config::parse(&format!("[store]\n{toml}\n")).unwrap_err();
             assert!(e.0.starts_with(key), "{toml}: {e}");
         }
     }

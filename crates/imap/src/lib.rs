@@ -7,8 +7,9 @@
 //! sessions and deliveries change it; [`mime`] turns stored messages into
 //! ENVELOPE, BODYSTRUCTURE and BODY[section]; [`service`] is the tokio glue.
 //! [`storage`] is the sans-IO seam: what a command asks of the store, as a
-//! value the glue carries out (QUOTA so far; the other commands still call
-//! the store from the session).
+//! value the glue carries out (QUOTA, the mailbox commands and APPEND so
+//! far; the selected state's commands still call the store from the
+//! session).
 
 pub mod extensions;
 pub mod fetch;

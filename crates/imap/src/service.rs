@@ -1,7 +1,8 @@
-//! The tokio glue around the IMAP [`Session`]. Store calls run inside
-//! `block_in_place` (SQLite is synchronous); logins wait on the
-//! authenticator; IDLE wakes on the store's change notices and at least
-//! once a second.
+//! The tokio glue around the IMAP [`Session`]. The session's questions to
+//! the store ([`crate::storage::Query`]) are asked here, asynchronously;
+//! the selected state's commands, which still call the store themselves,
+//! run inside `block_in_place`. Logins wait on the authenticator; IDLE
+//! wakes on the store's change notices and at least once a second.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -50,16 +51,17 @@ impl ImapService {
         let mut watched: Option<(postroom_store::FolderId, tokio::sync::watch::Receiver<()>)> = None;
         let mut _account_permit = None;
         loop {
-            // Store work is synchronous; keep it off the async scheduler's back.
+            // The selected state's commands still call the store from the
+            // session: keep them off the async scheduler's back. A query
+            // (the mailbox commands, APPEND, QUOTA) ends the batch and is
+            // asked here, asynchronously.
             let actions = tokio::task::block_in_place(|| {
                 let mut v = Vec::new();
                 while let Some(a) = session.poll() {
-                    if let Action::Query(q) = &a {
-                        // The store's answer, at once (synchronous today).
-                        session.answered(crate::storage::run(&self.store, q));
-                        continue;
-                    }
-                    let stop = matches!(a, Action::Authenticate { .. } | Action::StartTls | Action::Close);
+                    let stop = matches!(
+                        a,
+                        Action::Authenticate { .. } | Action::StartTls | Action::Close | Action::Query(_)
+                    );
                     v.push(a);
                     if stop {
                         break;
@@ -71,7 +73,8 @@ impl ImapService {
             for action in actions {
                 match action {
                     Action::Send(bytes) => out.extend_from_slice(&bytes),
-                    Action::Idle | Action::Query(_) => {}
+                    Action::Idle => {}
+                    Action::Query(q) => session.answered(crate::storage::ask(&self.store, q).await),
                     Action::Authenticate { user, password } => {
                         let result = match self.auth.login(ip, &user, &password).await {
                             Ok(a) => match self.per_account.try_acquire(a.account_id.get()) {

@@ -27,7 +27,7 @@ use postroom_store::{AccountId, FolderId, Store, StoreError};
 use crate::extensions::Extras;
 use crate::framing::{Expect, Frame, Framer};
 use crate::selected::Selected;
-use crate::storage::{Answer, Query};
+use crate::storage::{Answer, Message, Query};
 
 mod append;
 mod auth;
@@ -36,7 +36,6 @@ mod mailboxes;
 mod messages;
 mod quota;
 
-use append::Body;
 pub use mailboxes::wildmatch;
 
 /// Oversized messages (over [`crate::framing::PRE_AUTH_MAX`]) before
@@ -127,8 +126,58 @@ pub struct Session {
 /// finish.
 #[derive(Debug)]
 enum Asked {
-    GetQuota { tag: String, root: String },
-    GetQuotaRoot { tag: String, name: String },
+    GetQuota {
+        tag: String,
+        root: String,
+    },
+    GetQuotaRoot {
+        tag: String,
+        name: String,
+    },
+    List {
+        tag: String,
+        plan: mailboxes::ListPlan,
+    },
+    /// LIST-STATUS: the LIST responses so far, then the STATUS ones.
+    ListStatus {
+        tag: String,
+        out: Vec<u8>,
+        items: Vec<String>,
+    },
+    Status {
+        tag: String,
+        items: Vec<String>,
+        first_condstore: bool,
+    },
+    Select {
+        tag: String,
+        read_only: bool,
+        condstore: bool,
+    },
+    Append {
+        tag: String,
+    },
+    /// CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE.
+    Change {
+        tag: String,
+        verb: &'static str,
+    },
+}
+
+impl Asked {
+    /// The command's tag and name.
+    fn command(&self) -> (&str, &'static str) {
+        match self {
+            Asked::GetQuota { tag, .. } => (tag, "GETQUOTA"),
+            Asked::GetQuotaRoot { tag, .. } => (tag, "GETQUOTAROOT"),
+            Asked::List { tag, plan } => (tag, if plan.is_lsub() { "LSUB" } else { "LIST" }),
+            Asked::ListStatus { tag, .. } => (tag, "LIST"),
+            Asked::Status { tag, .. } => (tag, "STATUS"),
+            Asked::Change { tag, verb } => (tag, verb),
+            Asked::Append { tag } => (tag, "APPEND"),
+            Asked::Select { tag, read_only, .. } => (tag, if *read_only { "EXAMINE" } else { "SELECT" }),
+        }
+    }
 }
 
 /// A mailbox name as stored (UTF-8): IMAP4rev1 clients without
@@ -149,28 +198,6 @@ fn decode_name(raw: &[u8], utf8: bool) -> Option<String> {
         return Some(s.to_string());
     }
     crate::mutf7::decode(s).filter(|d| crate::mutf7::encode(d) == s)
-}
-
-/// The UID above which a folder's messages are \Recent to this session
-/// (RFC 3501 2.3.2): the first IMAP4rev1 session to see new messages
-/// claims them (`claim_recent`); a read-only one (EXAMINE) shows them as
-/// \Recent without claiming, so the next session still sees them so
-/// (RFC 3501 6.3.2); an IMAP4rev2 session has no \Recent (RFC 9051
-/// appendix E) and leaves them to the IMAP4rev1 clients that do.
-fn recent_above(store: &Store, folder_id: FolderId, read_only: bool, rev2: bool) -> Result<i64, StoreError> {
-    if rev2 {
-        Ok(i64::MAX)
-    } else if read_only {
-        recent_mark(store, folder_id)
-    } else {
-        wait(store.meta().claim_recent(folder_id))
-    }
-}
-
-/// The highest UID of a folder that some session has claimed as \Recent:
-/// the messages above it are \Recent (and STATUS counts them as RECENT).
-fn recent_mark(store: &Store, folder_id: FolderId) -> Result<i64, StoreError> {
-    wait(store.meta().recent_mark(folder_id))
 }
 
 /// Flags from a command: the system-flag bits and the keywords.
@@ -449,13 +476,13 @@ impl Session {
             return;
         };
         self.waiting = false;
-        let (tag, name) = match &asked {
-            Asked::GetQuota { tag, .. } => (tag.clone(), "GETQUOTA"),
-            Asked::GetQuotaRoot { tag, .. } => (tag.clone(), "GETQUOTAROOT"),
-        };
         match answer {
             Ok(answer) => self.finish(asked, answer),
-            Err(e) => self.store_failed(&tag, name, &e),
+            Err(e) => {
+                let (tag, name) = asked.command();
+                let tag = tag.to_string();
+                self.store_failed(&tag, name, &e);
+            }
         }
         self.close_if_bye();
     }
@@ -467,6 +494,41 @@ impl Session {
             }
             (Asked::GetQuotaRoot { tag, name }, Answer::Quota { folder_exists, quota }) => {
                 self.get_quota_root(&tag, &name, folder_exists, quota)
+            }
+            (Asked::List { tag, plan }, Answer::Folders(folders)) => self.listed(tag, plan, folders),
+            (Asked::ListStatus { tag, out, items }, Answer::Status(found)) => {
+                self.list_status(&tag, out, &items, &found)
+            }
+            (
+                Asked::Status {
+                    tag,
+                    items,
+                    first_condstore,
+                },
+                Answer::Status(found),
+            ) => self.statused(
+                &tag,
+                &items,
+                first_condstore,
+                found.first().and_then(Option::as_ref),
+            ),
+            (Asked::Change { tag, verb }, Answer::Changed(change)) => self.changed(&tag, verb, change),
+            (Asked::Append { tag }, Answer::Appended(appended)) => self.appended(&tag, appended),
+            (
+                Asked::Select {
+                    tag,
+                    read_only,
+                    condstore,
+                },
+                Answer::Selected(opened),
+            ) => self.opened(&tag, read_only, condstore, opened),
+            // An answer to another question: the glue's mistake, never the
+            // client's. The command fails; the session goes on.
+            (asked, answer) => {
+                let (tag, name) = asked.command();
+                tracing::error!(target: "imap", command = name, ?answer, "store answer does not fit the query");
+                let tag = tag.to_string();
+                self.tagged(&tag, "NO", &format!("[SERVERBUG] {name} failed"));
             }
         }
     }
@@ -583,22 +645,22 @@ impl Session {
                 self.send(b"* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n".to_vec());
                 self.tagged(&tag, "OK", "NAMESPACE completed");
             }
-            CommandBody::Select { mailbox, parameters } => self.select(&tag, &mailbox, false, parameters)?,
-            CommandBody::Examine { mailbox, parameters } => self.select(&tag, &mailbox, true, parameters)?,
-            CommandBody::Create { mailbox } => self.create(&tag, &mailbox)?,
-            CommandBody::Delete { mailbox } => self.delete(&tag, &mailbox)?,
-            CommandBody::Rename { from, to } => self.rename(&tag, &from, &to)?,
-            CommandBody::Subscribe { mailbox } => self.subscribe(&tag, &mailbox, true)?,
-            CommandBody::Unsubscribe { mailbox } => self.subscribe(&tag, &mailbox, false)?,
+            CommandBody::Select { mailbox, parameters } => self.select(&tag, &mailbox, false, parameters),
+            CommandBody::Examine { mailbox, parameters } => self.select(&tag, &mailbox, true, parameters),
+            CommandBody::Create { mailbox } => self.create(&tag, &mailbox),
+            CommandBody::Delete { mailbox } => self.delete(&tag, &mailbox),
+            CommandBody::Rename { from, to } => self.rename(&tag, &from, &to),
+            CommandBody::Subscribe { mailbox } => self.subscribe(&tag, &mailbox, true),
+            CommandBody::Unsubscribe { mailbox } => self.subscribe(&tag, &mailbox, false),
             CommandBody::List {
                 reference,
                 mailbox_wildcard,
-            } => self.list(&tag, &reference, &mailbox_wildcard, false, &extras)?,
+            } => self.list(&tag, &reference, &mailbox_wildcard, false, &extras),
             CommandBody::Lsub {
                 reference,
                 mailbox_wildcard,
-            } => self.list(&tag, &reference, &mailbox_wildcard, true, &extras)?,
-            CommandBody::Status { mailbox, item_names } => self.status(&tag, &mailbox, &item_names)?,
+            } => self.list(&tag, &reference, &mailbox_wildcard, true, &extras),
+            CommandBody::Status { mailbox, item_names } => self.status(&tag, &mailbox, &item_names),
             CommandBody::Append {
                 mailbox,
                 flags,
@@ -616,7 +678,7 @@ impl Session {
                 let date = date.map(|d| d.as_ref().timestamp());
                 let body = if extras.streamed {
                     match self.upload.take() {
-                        Some(Ok(w)) => Body::Upload(w),
+                        Some(Ok(w)) => Message::Upload(w),
                         // Writing the upload failed (logged then): the
                         // store is what failed.
                         _ => {
@@ -625,25 +687,13 @@ impl Session {
                         }
                     }
                 } else {
-                    Body::Bytes(data)
+                    Message::Bytes(data)
                 };
-                self.append(&tag, &mailbox, &flags, date, body)?;
+                self.append(tag, &mailbox, &flags, date, body);
             }
-            CommandBody::GetQuotaRoot { mailbox } => {
-                let name = self.mailbox_name(&mailbox);
-                let query = Query::Quota {
-                    account_id: self.account_id(),
-                    folder: Some(name.clone()),
-                };
-                self.ask(Asked::GetQuotaRoot { tag, name }, query);
-            }
+            CommandBody::GetQuotaRoot { mailbox } => self.quota_root(tag, &mailbox),
             CommandBody::GetQuota { root } => {
-                let root = String::from_utf8_lossy(root.as_ref()).into_owned();
-                let query = Query::Quota {
-                    account_id: self.account_id(),
-                    folder: None,
-                };
-                self.ask(Asked::GetQuota { tag, root }, query);
+                self.quota(tag, String::from_utf8_lossy(root.as_ref()).into_owned())
             }
             CommandBody::Idle => self.idle(tag),
             _ if !selected => self.bad(&tag, "Select a mailbox first"),
@@ -791,7 +841,12 @@ impl Session {
         match wait(self.store.folder_snapshot(sel.folder_id, None))? {
             Some(snap) => {
                 let mark = if snap.uidnext > sel.uidnext {
-                    recent_above(&self.store, sel.folder_id, sel.read_only, self.rev2)?
+                    wait(crate::storage::recent_above(
+                        &self.store,
+                        sel.folder_id,
+                        sel.read_only,
+                        self.rev2,
+                    ))?
                 } else {
                     i64::MAX
                 };

@@ -822,6 +822,12 @@ struct Driver<'f> {
     closed: bool,
     /// Checks actions after Close (off where a known bug would trip it).
     strict_close: bool,
+    /// Store questions (`Action::Query`) answered with a failure: bit `n
+    /// % 64` for the n-th question.
+    faults: u64,
+    /// Questions asked, and how many were answered with a failure.
+    queries: u32,
+    faulted: u32,
 }
 
 impl<'f> Driver<'f> {
@@ -838,6 +844,9 @@ impl<'f> Driver<'f> {
             client: Vec::new(),
             closed: false,
             strict_close: true,
+            faults: 0,
+            queries: 0,
+            faulted: 0,
         }
     }
 
@@ -887,7 +896,14 @@ impl<'f> Driver<'f> {
                 }
                 Action::Query(q) => {
                     prop_assert!(self.s.poll().is_none(), "poll went on before the store's answer");
-                    self.s.answered(postroom_imap::storage::run(&self.fx.store, &q));
+                    let n = self.queries;
+                    self.queries += 1;
+                    if self.faults >> (n % 64) & 1 == 1 {
+                        self.faulted += 1;
+                        self.s.answered(Err(postroom_store::StoreError::Unavailable));
+                    } else {
+                        self.s.answered(postroom_imap::storage::run(&self.fx.store, q));
+                    }
                 }
                 Action::Close => {
                     self.closed = true;
@@ -1543,10 +1559,25 @@ fn run_session<'f>(
     cuts: &[Index],
     strict_close: bool,
 ) -> Result<(Driver<'f>, Vec<String>), TestCaseError> {
+    run_session_with_faults(fx, cfg, quota, steps, cuts, strict_close, 0)
+}
+
+/// [`run_session`], with the store questions `faults` picks answered with
+/// a failure ([`Driver::faults`]).
+fn run_session_with_faults<'f>(
+    fx: &'f Fixture,
+    cfg: SessionConfig,
+    quota: bool,
+    steps: &[Step],
+    cuts: &[Index],
+    strict_close: bool,
+    faults: u64,
+) -> Result<(Driver<'f>, Vec<String>), TestCaseError> {
     let account = fx.account(quota.then_some(4000));
     let (stream, others, tags) = render(steps, &account);
     let mut d = Driver::new(fx, account, cfg);
     d.strict_close = strict_close;
+    d.faults = faults;
     let mut at: Vec<usize> = cuts.iter().map(|c| c.index(stream.len() + 1)).collect();
     at.extend(others.iter().map(|(p, _)| *p));
     at.sort_unstable();
@@ -1640,6 +1671,47 @@ fn session_valid_commands_are_answered_once_and_well_formed() {
                 &d.completions,
                 &whole.completions,
                 "cut differently, answered differently"
+            );
+            Ok(())
+        },
+    );
+}
+
+/// Issue #9: a store that fails (some `Action::Query` answered with an
+/// error) makes exactly those commands answer `NO [UNAVAILABLE]`; every
+/// tag is still answered once, and the responses stay well-formed.
+#[test]
+fn session_store_failures_are_answered_unavailable() {
+    run_with_store(
+        96,
+        (steps(true), cuts(), any::<bool>(), any::<u64>()),
+        |fx, (steps, cuts, quota, faults)| {
+            let cfg = SessionConfig {
+                hostname: "imap.example".into(),
+                starttls: false,
+                login_allowed: true,
+                max_append: 1 << 20,
+                max_errors: 1000,
+            };
+            let (d, tags) = run_session_with_faults(fx, cfg, quota, &steps, &cuts, true, faults)?;
+            check_completions(&d, &tags)?;
+            let transcript = String::from_utf8_lossy(&d.transcript);
+            let unavailable = transcript
+                .split("\r\n")
+                .filter(|l| {
+                    let mut w = l.splitn(3, ' ');
+                    w.next().is_some_and(|t| t != "*" && t != "+")
+                        && w.next() == Some("NO")
+                        && w.next().is_some_and(|r| r.starts_with("[UNAVAILABLE]"))
+                })
+                .count();
+            prop_assert_eq!(
+                unavailable,
+                d.faulted as usize,
+                "{} questions, {} failed\n{}",
+                d.queries,
+                d.faulted,
+                transcript
             );
             Ok(())
         },
@@ -2411,12 +2483,9 @@ fn quota_is_asked_of_the_store_and_a_failure_is_unavailable() {
     let Some(Action::Query(q)) = s.poll() else {
         panic!("no query");
     };
-    assert_eq!(
-        q,
-        Query::Quota {
-            account_id: account.id,
-            folder: Some("INBOX".into())
-        }
+    assert!(
+        matches!(&q, Query::Quota { account_id, folder: Some(f) } if *account_id == account.id && f == "INBOX"),
+        "{q:?}"
     );
     assert!(s.poll().is_none(), "poll went on before the answer");
     s.answered(Err(postroom_store::StoreError::Unavailable));
@@ -2446,4 +2515,98 @@ fn quota_is_asked_of_the_store_and_a_failure_is_unavailable() {
     );
     let got = answer(&mut d, "Q5 GETQUOTAROOT Nowhere");
     assert!(got.starts_with("Q5 NO [NONEXISTENT]"), "{got}");
+}
+
+/// The mailbox commands through the seam: a failed read of the folders
+/// is `NO [UNAVAILABLE]`, not an empty LIST (issue #9), and so is a failed
+/// CREATE, DELETE, RENAME or (UN)SUBSCRIBE; LIST-STATUS asks the folders,
+/// then their STATUS.
+#[test]
+fn mailbox_commands_are_asked_of_the_store() {
+    use postroom_imap::storage::{run, Query};
+    let fx = Fixture::new();
+    let account = fx.account(None);
+    let mut s = Session::new(
+        SessionConfig {
+            hostname: "imap.example".into(),
+            starttls: false,
+            login_allowed: true,
+            max_append: 1 << 20,
+            max_errors: 1000,
+        },
+        fx.store.clone(),
+        false,
+    );
+    s.receive(format!("L1 LOGIN {} {PASSWORD}\r\n", account.address).as_bytes());
+    assert!(matches!(s.poll(), Some(Action::Authenticate { .. })));
+    s.login_result(Ok((account.id, account.address.clone())));
+    assert!(matches!(s.poll(), Some(Action::Send(_))));
+    let sent = |s: &mut Session| {
+        let mut out = Vec::new();
+        while let Some(a) = s.poll() {
+            match a {
+                Action::Send(b) => out.extend_from_slice(&b),
+                other => panic!("{other:?}"),
+            }
+        }
+        String::from_utf8(out).unwrap()
+    };
+    for (cmd, name) in [
+        ("A1 LIST \"\" *", "LIST"),
+        ("A1 LSUB \"\" *", "LSUB"),
+        ("A1 STATUS INBOX (MESSAGES)", "STATUS"),
+        ("A1 CREATE New", "CREATE"),
+        ("A1 DELETE Archive", "DELETE"),
+        ("A1 RENAME Archive Old", "RENAME"),
+        ("A1 SUBSCRIBE Archive", "SUBSCRIBE"),
+        ("A1 UNSUBSCRIBE Archive", "UNSUBSCRIBE"),
+        ("A1 SELECT INBOX", "SELECT"),
+        ("A1 EXAMINE INBOX", "EXAMINE"),
+        ("A1 APPEND INBOX {5+}\r\nhello", "APPEND"),
+    ] {
+        s.receive(format!("{cmd}\r\n").as_bytes());
+        assert!(matches!(s.poll(), Some(Action::Query(_))), "{cmd}");
+        assert!(s.poll().is_none());
+        s.answered(Err(postroom_store::StoreError::Unavailable));
+        let got = sent(&mut s);
+        assert_eq!(
+            got,
+            format!("A1 NO [UNAVAILABLE] {name} failed, try again later\r\n")
+        );
+    }
+    // LIST-STATUS: two questions, one answer.
+    s.receive(b"A2 LIST \"\" INBOX RETURN (STATUS (MESSAGES))\r\n");
+    let Some(Action::Query(q)) = s.poll() else {
+        panic!()
+    };
+    assert!(
+        matches!(&q, Query::Folders { account_id } if *account_id == account.id),
+        "{q:?}"
+    );
+    s.answered(run(&fx.store, q));
+    let Some(Action::Query(q)) = s.poll() else {
+        panic!()
+    };
+    assert!(
+        matches!(&q, Query::Status { account_id, names } if *account_id == account.id && names == &["INBOX"]),
+        "{q:?}"
+    );
+    s.answered(run(&fx.store, q));
+    let got = sent(&mut s);
+    assert_eq!(
+        got,
+        format!(
+            "* LIST (\\HasNoChildren) \"/\" INBOX\r\n* STATUS INBOX (MESSAGES {})\r\nA2 OK LIST completed\r\n",
+            MESSAGES.len()
+        )
+    );
+    // An answer that does not fit the question fails the command only.
+    s.receive(b"A3 STATUS INBOX (MESSAGES)\r\nA4 NOOP\r\n");
+    assert!(matches!(s.poll(), Some(Action::Query(Query::Status { .. }))));
+    s.answered(Ok(postroom_imap::storage::Answer::Folders(Vec::new())));
+    let got = sent(&mut s);
+    assert!(
+        got.starts_with("A3 NO [SERVERBUG]") && got.contains("A4 OK"),
+        "{got}"
+    );
 }

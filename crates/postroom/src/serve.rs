@@ -85,7 +85,11 @@ pub fn run(cfg: Config, data_dir: PathBuf, cli_flags: String) -> Result<(), Stri
     if let Some(user) = &cfg.server.run_as {
         drop_privileges(user, &data_dir)?;
     }
-    let store = Store::open(&data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let store = runtime.block_on(crate::cmd::open_store(&cfg, &data_dir))?;
     // Bodies that were arriving when the server last stopped (SMTP DATA,
     // IMAP APPEND): no session writes one yet, and none was acknowledged.
     match store.blobs.clear_spools() {
@@ -94,11 +98,6 @@ pub fn run(cfg: Config, data_dir: PathBuf, cli_flags: String) -> Result<(), Stri
         Err(e) => tracing::warn!(error = %e, "removing unfinished message spool files failed"),
     }
     let (store, faults) = with_fault_hook(store, &data_dir);
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
     if let Some((switch, path)) = faults {
         runtime.spawn(follow_fault_file(switch, path));
     }

@@ -118,6 +118,17 @@ fn create_data_dir(data_dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Where a store's parts are (the `[store]` configuration).
+#[derive(Clone, Copy, Debug)]
+pub struct StorePlace<'a> {
+    pub data_dir: &'a Path,
+    /// A `postgres://` URL; `None`: the embedded database in `data_dir`.
+    pub database: Option<&'a str>,
+    pub password_file: Option<&'a Path>,
+    /// The bodies' folder; `None`: `data_dir/blobs`.
+    pub blobs: Option<&'a Path>,
+}
+
 /// Everything the server and the CLI need from the data folder: the
 /// metadata back end ([`Metadata`]) and the message bodies ([`BlobStore`]),
 /// with the server-wide read caches in front of them.
@@ -181,6 +192,24 @@ impl Store {
         let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::new(data_dir.join("blobs"), fs)?);
         let meta = Arc::new(Postgres::connect(url, password_file, Arc::clone(&blobs)).await?);
         Ok(Store::with_backend(meta, blobs, data_dir))
+    }
+
+    /// Opens the store as configured: the embedded database in `data_dir`
+    /// unless `database` names a PostgreSQL URL; bodies in `blobs`
+    /// (default `data_dir/blobs`) either way.
+    pub async fn open_configured(place: &StorePlace<'_>) -> Result<Store> {
+        create_data_dir(place.data_dir)?;
+        let blobs_dir = place
+            .blobs
+            .map_or_else(|| place.data_dir.join("blobs"), Path::to_path_buf);
+        let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::new(blobs_dir, Arc::new(RealFs))?);
+        match place.database {
+            None => Store::open_with_blobs(place.data_dir, blobs),
+            Some(url) => {
+                let meta = Arc::new(Postgres::connect(url, place.password_file, Arc::clone(&blobs)).await?);
+                Ok(Store::with_backend(meta, blobs, place.data_dir))
+            }
+        }
     }
 
     /// A store on any back end (tests wrap one in

@@ -76,6 +76,8 @@ pub(crate) const TABLES: &[Table] = &[
             "forward_to",
             "forward_keep",
             "sent_copy",
+            "last_login",
+            "delete_after",
         ],
         has_id: true,
     },
@@ -173,6 +175,20 @@ pub(crate) const TABLES: &[Table] = &[
         name: "sent_copies",
         columns: &["folder_id", "message_id", "uid", "created"],
         has_id: false,
+    },
+    Table {
+        name: "audit",
+        columns: &[
+            "id",
+            "at",
+            "actor",
+            "origin",
+            "operation",
+            "object",
+            "domain",
+            "detail",
+        ],
+        has_id: true,
     },
 ];
 

@@ -164,7 +164,124 @@ suite!(
     watchers_wake_on_changes,
     sent_copies_and_recent,
     schema_too_new,
+    admin_life_cycle_and_audit,
 );
+
+/// Schema version 7: the directory version that makes the admin service's
+/// checks safe, mailbox and domain removal, renames, logins, the audit.
+async fn admin_life_cycle_and_audit(f: &Fixture) {
+    let m = meta(f);
+    let (d, kent) = mailbox(f, "abc.example", "kent").await;
+    let (_, bob) = mailbox(f, "abc.example", "bob").await;
+    // A change to where mail goes moves the version; a login does not.
+    let v0 = m.directory_version().await.unwrap();
+    m.record_login(kent, 1_700_000_000).await.unwrap();
+    assert_eq!(m.directory_version().await.unwrap(), v0);
+    assert_eq!(
+        m.account_by_id(kent).await.unwrap().unwrap().last_login,
+        Some(1_700_000_000)
+    );
+    m.add_alias_targets_if(d, "team", "team", &["kent@abc.example".into()], v0)
+        .await
+        .unwrap();
+    let v1 = m.directory_version().await.unwrap();
+    assert_ne!(v1, v0);
+    // A write expecting the old version is refused.
+    assert!(matches!(
+        m.set_forwarding_if(kent, &["x@elsewhere.example".into()], true, v0)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(m
+        .account_by_id(kent)
+        .await
+        .unwrap()
+        .unwrap()
+        .forward_to
+        .is_empty());
+    m.set_forwarding_if(kent, &["x@elsewhere.example".into()], true, v1)
+        .await
+        .unwrap();
+    // Members out; the last one out removes the alias.
+    m.add_alias_targets(d, "team", "team", &["bob@abc.example".into()])
+        .await
+        .unwrap();
+    let left = m
+        .remove_alias_targets(d, "team", &["KENT@abc.example".into()])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(left.targets, ["bob@abc.example"]);
+    assert!(m
+        .remove_alias_targets(d, "team", &["bob@abc.example".into()])
+        .await
+        .unwrap()
+        .is_none());
+    assert!(m.alias(d, "team").await.unwrap().is_none());
+    // A rename keeps the folders (UIDVALIDITY) and refuses a taken name.
+    let inbox = m.find_folder(bob, "INBOX").await.unwrap().unwrap();
+    append(f, inbox.id, b"Subject: a\r\n\r\nbody\r\n").await;
+    assert!(invalid(m.rename_account(bob, d, "kent", "kent@abc.example").await).contains("exists already"));
+    m.rename_account(bob, d, "robert", "robert").await.unwrap();
+    let renamed = m.account(d, "robert").await.unwrap().unwrap();
+    assert_eq!(renamed.id, bob);
+    assert_eq!(
+        m.find_folder(bob, "INBOX").await.unwrap().unwrap().uidvalidity,
+        inbox.uidvalidity
+    );
+    // Removal: scheduled (disabled at once), then done with its mail.
+    m.schedule_account_removal(bob, 100).await.unwrap();
+    assert!(!m.account_by_id(bob).await.unwrap().unwrap().enabled);
+    assert!(m.accounts_due_for_removal(99).await.unwrap().is_empty());
+    assert_eq!(m.accounts_due_for_removal(100).await.unwrap()[0].id, bob);
+    let freed = m.remove_account(bob).await.unwrap();
+    assert_eq!(freed.len(), 1, "the removed mailbox's one body is unreferenced");
+    assert!(m.account_by_id(bob).await.unwrap().is_none());
+    assert!(m.find_folder(bob, "INBOX").await.unwrap().is_none());
+    // A domain with mailboxes stays; without, it goes.
+    assert!(invalid(m.remove_domain(d).await).contains("mailboxes"));
+    m.remove_account(kent).await.unwrap();
+    m.remove_domain(d).await.unwrap();
+    assert!(m.domain("abc.example").await.unwrap().is_none());
+    // The audit trail, newest first, filtered.
+    for (op, object) in [
+        ("user.add", "a@x.example"),
+        ("user.remove", "a@x.example"),
+        ("domain.add", "y.example"),
+    ] {
+        m.record_audit(&postroom_store::AuditEntry {
+            actor: "cli:root".into(),
+            origin: "cli".into(),
+            operation: op.into(),
+            object: object.into(),
+            domain: object.rsplit('@').next().unwrap_or("").into(),
+            detail: String::new(),
+        })
+        .await
+        .unwrap();
+    }
+    let all = m
+        .audit_log(&postroom_store::AuditQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|r| r.entry.operation.as_str()).collect::<Vec<_>>(),
+        ["domain.add", "user.remove", "user.add"]
+    );
+    let one = m
+        .audit_log(&postroom_store::AuditQuery {
+            object: Some("a@x.example".into()),
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].entry.operation, "user.remove");
+}
 
 fn invalid<T: std::fmt::Debug>(r: Result<T, StoreError>) -> String {
     match r {

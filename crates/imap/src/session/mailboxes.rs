@@ -1,38 +1,34 @@
 //! SELECT/EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE, LIST/LSUB, STATUS.
 
-use crate::wait::wait;
 use std::fmt::Write as _;
 
 use imap_codec::imap_types::command::SelectParameter;
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
 use imap_codec::imap_types::status::StatusDataItemName;
 
-use postroom_store::{StoreError, Uid};
-
-use super::{decode_name, recent_above, recent_mark, Session, State};
+use super::{decode_name, Asked, Session, State};
 use crate::extensions::Extras;
 use crate::format::{mailbox as write_mailbox, uid_set, Lossless};
 use crate::selected::Selected;
 use crate::sequence::modseq_arg;
+use crate::storage::{Change, FolderEntry, FolderStatus, Opened, Query};
 
 impl Session {
+    /// SELECT and EXAMINE: the parameters are read here, the folder is
+    /// asked of the store ([`Query::Select`]); [`Session::opened`] answers.
     pub(super) fn select(
         &mut self,
         tag: &str,
         mailbox: &Mailbox<'_>,
         read_only: bool,
         params: Vec<SelectParameter>,
-    ) -> Result<(), StoreError> {
+    ) {
         // Selecting a mailbox closes the one selected (without expunge),
         // also when the SELECT fails (RFC 9051 6.3.2).
         self.state = State::Authenticated;
         let name = self.mailbox_name(mailbox);
-        let Some(f) = self.folder(&name)? else {
-            self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox");
-            return Ok(());
-        };
         let mut condstore = self.condstore;
-        let mut qresync_from = None;
+        let mut qresync = None;
         for p in params {
             match p {
                 SelectParameter::CondStore => condstore = true,
@@ -43,28 +39,47 @@ impl Session {
                 } => {
                     if !self.qresync {
                         self.bad(tag, "ENABLE QRESYNC first");
-                        return Ok(());
+                        return;
                     }
                     condstore = true;
-                    if i64::from(uid_validity.get()) == f.uidvalidity {
-                        qresync_from = Some(modseq_arg(mod_sequence_value.get()));
-                    }
+                    qresync = Some((
+                        i64::from(uid_validity.get()),
+                        modseq_arg(mod_sequence_value.get()),
+                    ));
                 }
             }
         }
-        // Claiming \Recent changes state: EXAMINE must not (RFC 3501 6.3.2).
-        let recent_above = recent_above(&self.store, f.id, read_only, self.rev2)?;
-        // The message list from the server-wide cache: no message rows are
-        // read when the folder has not changed since it was last built.
-        let Some(snap) = wait(
-            self.store
-                .folder_snapshot(f.id, Some((f.highestmodseq, f.uidnext))),
-        )?
-        else {
-            self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox");
-            return Ok(());
+        let query = Query::Select {
+            account_id: self.account_id(),
+            name,
+            read_only,
+            rev2: self.rev2,
+            qresync,
         };
-        let mut sel = Selected::new(f.name.clone(), read_only, &snap, recent_above, !self.rev2);
+        self.ask(
+            Asked::Select {
+                tag: tag.to_string(),
+                read_only,
+                condstore,
+            },
+            query,
+        );
+    }
+
+    /// SELECT or EXAMINE with the folder as the store opened it (`None`: no
+    /// such folder).
+    pub(super) fn opened(&mut self, tag: &str, read_only: bool, condstore: bool, opened: Option<Opened>) {
+        let Some(opened) = opened else {
+            self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox");
+            return;
+        };
+        let mut sel = Selected::new(
+            opened.name.clone(),
+            read_only,
+            &opened.snap,
+            opened.recent_above,
+            !self.rev2,
+        );
         sel.condstore = condstore;
         sel.qresync = self.qresync;
         self.condstore |= condstore;
@@ -85,20 +100,19 @@ impl Session {
         }
         if self.rev2 {
             out.extend_from_slice(b"* LIST () \"/\" ");
-            write_mailbox(&mut out, &f.name, self.utf8 || self.rev2);
+            write_mailbox(&mut out, &opened.name, self.utf8 || self.rev2);
             out.extend_from_slice(b"\r\n");
         }
-        if let Some(since) = qresync_from {
-            let vanished = wait(self.store.meta().expunged_since(f.id, since))?;
+        if let Some((since, vanished)) = &opened.qresync {
             if !vanished.is_empty() {
                 let _ = write!(
                     Lossless(&mut out),
                     "* VANISHED (EARLIER) {}\r\n",
-                    uid_set(&vanished)
+                    uid_set(vanished)
                 );
             }
             for (i, m) in sel.msgs().iter().enumerate() {
-                if m.modseq > since {
+                if m.modseq > *since {
                     out.extend_from_slice(sel.flags_response(i + 1, m, true).as_bytes());
                 }
             }
@@ -111,7 +125,6 @@ impl Session {
         );
         self.send(out);
         self.state = State::Selected(Box::new(sel));
-        Ok(())
     }
 
     pub(super) fn valid_new_name(name: &str) -> bool {
@@ -127,102 +140,95 @@ impl Session {
             && name.len() <= 512
     }
 
-    pub(super) fn create(&mut self, tag: &str, mailbox: &Mailbox<'_>) -> Result<(), StoreError> {
+    /// CREATE: a valid new name is asked of the store ([`Query::Create`]).
+    pub(super) fn create(&mut self, tag: &str, mailbox: &Mailbox<'_>) {
         let Some(name) = self.new_mailbox_name(mailbox) else {
             self.tagged(tag, "NO", "[CANNOT] Invalid mailbox name");
-            return Ok(());
+            return;
         };
-        if self.folder(&name)?.is_some() {
-            self.tagged(tag, "NO", "[ALREADYEXISTS] Mailbox exists");
-            return Ok(());
-        }
-        // RFC 9051 6.3.4: create missing superiors.
-        let parts: Vec<&str> = name.split('/').collect();
-        for i in 1..parts.len() {
-            let parent = parts[..i].join("/");
-            if self.folder(&parent)?.is_none() {
-                wait(self.store.meta().create_folder(self.account_id(), &parent, None))?;
-            }
-        }
-        wait(self.store.meta().create_folder(self.account_id(), &name, None))?;
-        self.tagged(tag, "OK", "CREATE completed");
-        Ok(())
+        let query = Query::Create {
+            account_id: self.account_id(),
+            name,
+        };
+        self.ask_change(tag, "CREATE", query);
     }
 
-    pub(super) fn delete(&mut self, tag: &str, mailbox: &Mailbox<'_>) -> Result<(), StoreError> {
+    pub(super) fn delete(&mut self, tag: &str, mailbox: &Mailbox<'_>) {
         let name = self.mailbox_name(mailbox);
         if name == "INBOX" {
             self.tagged(tag, "NO", "[CANNOT] INBOX cannot be deleted");
-            return Ok(());
+            return;
         }
-        let Some(f) = self.folder(&name)? else {
-            self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox");
-            return Ok(());
+        let query = Query::Delete {
+            account_id: self.account_id(),
+            name,
         };
-        let has_children = wait(self.store.meta().folder_list(self.account_id()))?
-            .iter()
-            .any(|(n, _, _)| n.starts_with(&format!("{name}/")));
-        if has_children {
-            // RFC 9051 6.3.5: a mailbox with inferiors is not removed here.
-            // RFC 9051 6.3.4 and 7.1: refusing is allowed, with HASCHILDREN.
-            self.tagged(tag, "NO", "[HASCHILDREN] Mailbox has children; delete them first");
-            return Ok(());
-        }
-        wait(self.store.delete_folder(&f))?;
-        if matches!(&self.state, State::Selected(s) if s.folder_id == f.id) {
-            self.state = State::Authenticated;
-        }
-        self.tagged(tag, "OK", "DELETE completed");
-        Ok(())
+        self.ask_change(tag, "DELETE", query);
     }
 
-    pub(super) fn rename(
-        &mut self,
-        tag: &str,
-        from: &Mailbox<'_>,
-        to: &Mailbox<'_>,
-    ) -> Result<(), StoreError> {
+    pub(super) fn rename(&mut self, tag: &str, from: &Mailbox<'_>, to: &Mailbox<'_>) {
         let from = self.mailbox_name(from);
         let Some(to) = self.new_mailbox_name(to) else {
             self.tagged(tag, "NO", "[CANNOT] Invalid mailbox name");
-            return Ok(());
+            return;
         };
-        if self.folder(&to)?.is_some() {
-            self.tagged(tag, "NO", "[ALREADYEXISTS] Target exists");
-            return Ok(());
-        }
-        let Some(src) = self.folder(&from)? else {
-            self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox");
-            return Ok(());
+        let query = Query::Rename {
+            account_id: self.account_id(),
+            from,
+            to,
         };
-        if from == "INBOX" {
-            // RFC 9051 6.3.6: renaming INBOX moves its messages to the new
-            // name and leaves INBOX empty.
-            let dst = wait(self.store.meta().create_folder(self.account_id(), &to, None))?;
-            let uids: Vec<Uid> = wait(self.store.meta().message_meta(src.id))?
-                .into_iter()
-                .map(|m| m.uid)
-                .collect();
-            wait(self.store.meta().copy_messages(src.id, &uids, dst.id))?;
-            wait(self.store.expunge(src.id, &uids))?;
-        } else {
-            wait(self.store.meta().rename_folder(self.account_id(), &from, &to))?;
-        }
-        self.tagged(tag, "OK", "RENAME completed");
-        Ok(())
+        self.ask_change(tag, "RENAME", query);
     }
 
-    pub(super) fn subscribe(&mut self, tag: &str, mailbox: &Mailbox<'_>, on: bool) -> Result<(), StoreError> {
-        let name = self.mailbox_name(mailbox);
-        // Unsubscribing a name that is not a folder (any more) succeeds.
-        if wait(self.store.meta().set_subscribed(self.account_id(), &name, on))? || !on {
-            self.tagged(tag, "OK", "Completed");
-        } else {
-            self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox");
-        }
-        Ok(())
+    pub(super) fn subscribe(&mut self, tag: &str, mailbox: &Mailbox<'_>, on: bool) {
+        let query = Query::Subscribe {
+            account_id: self.account_id(),
+            name: self.mailbox_name(mailbox),
+            on,
+        };
+        self.ask_change(tag, if on { "SUBSCRIBE" } else { "UNSUBSCRIBE" }, query);
     }
 
+    fn ask_change(&mut self, tag: &str, verb: &'static str, query: Query) {
+        self.ask(
+            Asked::Change {
+                tag: tag.to_string(),
+                verb,
+            },
+            query,
+        );
+    }
+
+    /// The answer to CREATE, DELETE, RENAME, SUBSCRIBE or UNSUBSCRIBE.
+    pub(super) fn changed(&mut self, tag: &str, verb: &'static str, change: Change) {
+        match change {
+            Change::Done(folder) => {
+                // RFC 9051 6.3.5: deleting the selected mailbox deselects it.
+                let selected = self.selected_folder();
+                if verb == "DELETE" && folder.is_some() && folder == selected {
+                    self.state = State::Authenticated;
+                }
+                match verb {
+                    "SUBSCRIBE" | "UNSUBSCRIBE" => self.tagged(tag, "OK", "Completed"),
+                    _ => self.tagged(tag, "OK", &format!("{verb} completed")),
+                }
+            }
+            Change::AlreadyExists if verb == "RENAME" => {
+                self.tagged(tag, "NO", "[ALREADYEXISTS] Target exists")
+            }
+            Change::AlreadyExists => self.tagged(tag, "NO", "[ALREADYEXISTS] Mailbox exists"),
+            Change::NoSuchFolder => self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox"),
+            // RFC 9051 6.3.5: a mailbox with inferiors is not removed here.
+            // RFC 9051 6.3.4 and 7.1: refusing is allowed, with HASCHILDREN.
+            Change::HasChildren => {
+                self.tagged(tag, "NO", "[HASCHILDREN] Mailbox has children; delete them first")
+            }
+        }
+    }
+
+    /// LIST and LSUB: the patterns are decided here, then the folders
+    /// asked of the store ([`Query::Folders`]); [`Session::listed`]
+    /// answers.
     pub(super) fn list(
         &mut self,
         tag: &str,
@@ -230,10 +236,7 @@ impl Session {
         pattern: &ListMailbox<'_>,
         lsub: bool,
         extras: &Extras,
-    ) -> Result<(), StoreError> {
-        let select_subscribed = extras.list_select.iter().any(|o| o == "SUBSCRIBED");
-        let select_special = extras.list_select.iter().any(|o| o == "SPECIAL-USE");
-        let return_subscribed = select_subscribed || extras.list_return.iter().any(|o| o == "SUBSCRIBED");
+    ) {
         let utf8 = self.utf8 || self.rev2;
         let reference = self.mailbox_name(reference);
         let decode =
@@ -247,42 +250,57 @@ impl Session {
                 ListMailbox::String(s) => s.as_ref(),
             })],
         };
-        let mut out = Vec::new();
         if !lsub && patterns.iter().all(String::is_empty) {
             // RFC 9051 6.3.9: the delimiter and root.
-            out.extend_from_slice(b"* LIST (\\Noselect) \"/\" \"\"\r\n");
+            let mut out = b"* LIST (\\Noselect) \"/\" \"\"\r\n".to_vec();
             let _ = write!(Lossless(&mut out), "{tag} OK LIST completed\r\n");
             self.send(out);
-            return Ok(());
+            return;
         }
-        let fulls: Vec<String> = patterns
-            .iter()
-            .filter(|p| !p.is_empty())
-            .map(|p| format!("{reference}{p}"))
-            .collect();
-        let matches = |name: &str| {
-            fulls.iter().any(|full| {
-                if name == "INBOX" {
-                    wildmatch(&full.to_uppercase(), "INBOX")
-                } else {
-                    wildmatch(full, name)
-                }
-            })
+        let select_subscribed = extras.list_select.iter().any(|o| o == "SUBSCRIBED");
+        let plan = ListPlan {
+            lsub,
+            fulls: patterns
+                .iter()
+                .filter(|p| !p.is_empty())
+                .map(|p| format!("{reference}{p}"))
+                .collect(),
+            select_subscribed,
+            select_special: extras.list_select.iter().any(|o| o == "SPECIAL-USE"),
+            return_subscribed: select_subscribed || extras.list_return.iter().any(|o| o == "SUBSCRIBED"),
+            status: if lsub { None } else { extras.list_status.clone() },
         };
-        let folders = wait(self.store.meta().folder_list(self.account_id()))?;
-        if lsub {
-            self.lsub(tag, &folders, &matches);
-            return Ok(());
+        let query = Query::Folders {
+            account_id: self.account_id(),
+        };
+        self.ask(
+            Asked::List {
+                tag: tag.to_string(),
+                plan,
+            },
+            query,
+        );
+    }
+
+    /// LIST and LSUB with the account's folders. With LIST-STATUS (RFC
+    /// 5819) the listed folders' STATUS is asked next
+    /// ([`Session::list_status`]).
+    pub(super) fn listed(&mut self, tag: String, plan: ListPlan, folders: Vec<FolderEntry>) {
+        if plan.lsub {
+            self.lsub(&tag, &folders, &|name| plan.matches(name));
+            return;
         }
+        let utf8 = self.utf8 || self.rev2;
+        let mut out = Vec::new();
         let mut status_for = Vec::new();
         for (name, special, subscribed) in &folders {
-            if select_subscribed && !subscribed {
+            if plan.select_subscribed && !subscribed {
                 continue;
             }
-            if select_special && special.is_none() {
+            if plan.select_special && special.is_none() {
                 continue;
             }
-            if !matches(name) {
+            if !plan.matches(name) {
                 continue;
             }
             let has_children = folders.iter().any(|(n, _, _)| n.starts_with(&format!("{name}/")));
@@ -294,7 +312,7 @@ impl Session {
             if let Some(s) = special {
                 attrs.push(s.as_str());
             }
-            if *subscribed && (self.rev2 || return_subscribed) {
+            if *subscribed && (self.rev2 || plan.return_subscribed) {
                 attrs.push("\\Subscribed");
             }
             let _ = write!(Lossless(&mut out), "* LIST ({}) \"/\" ", attrs.join(" "));
@@ -302,18 +320,35 @@ impl Session {
             out.extend_from_slice(b"\r\n");
             status_for.push(name.clone());
         }
-        // LIST-STATUS (RFC 5819): a STATUS response after each mailbox.
-        if let Some(items) = &extras.list_status {
-            for name in status_for {
-                // A folder deleted since the listing has no STATUS.
-                if let Some(line) = self.status_line(&name, items)? {
-                    out.extend_from_slice(&line);
-                }
+        match plan.status {
+            Some(items) if !status_for.is_empty() => {
+                let query = Query::Status {
+                    account_id: self.account_id(),
+                    names: status_for,
+                };
+                self.ask(Asked::ListStatus { tag, out, items }, query);
             }
+            _ => {
+                let _ = write!(Lossless(&mut out), "{tag} OK LIST completed\r\n");
+                self.send(out);
+            }
+        }
+    }
+
+    /// LIST-STATUS (RFC 5819): a STATUS response after the listed
+    /// mailboxes (a folder deleted since the listing has none).
+    pub(super) fn list_status(
+        &mut self,
+        tag: &str,
+        mut out: Vec<u8>,
+        items: &[String],
+        found: &[Option<FolderStatus>],
+    ) {
+        for st in found.iter().flatten() {
+            out.extend_from_slice(&self.status_line(st, items));
         }
         let _ = write!(Lossless(&mut out), "{tag} OK LIST completed\r\n");
         self.send(out);
-        Ok(())
     }
 
     /// LSUB (RFC 3501 6.3.9): the subscribed names that match, and, where
@@ -321,12 +356,7 @@ impl Session {
     /// pattern `%`), that level with `\Noselect`. No \HasChildren or
     /// \HasNoChildren: those are LIST attributes (RFC 3348), and LSUB's
     /// `\Noselect` says only "not subscribed itself".
-    fn lsub(
-        &mut self,
-        tag: &str,
-        folders: &[(String, Option<String>, bool)],
-        matches: &dyn Fn(&str) -> bool,
-    ) {
+    fn lsub(&mut self, tag: &str, folders: &[FolderEntry], matches: &dyn Fn(&str) -> bool) {
         let utf8 = self.utf8 || self.rev2;
         let subscribed: std::collections::HashSet<&str> =
             folders.iter().filter(|f| f.2).map(|f| f.0.as_str()).collect();
@@ -336,9 +366,9 @@ impl Session {
             if !on {
                 continue;
             }
-            let mut levels: Vec<(String, bool)> = Vec::new();
+            let mut level = None;
             if matches(name) {
-                levels.push((name.clone(), false));
+                level = Some((name.clone(), false));
             } else {
                 // The nearest level above it that the pattern matches.
                 let mut parent = name.as_str();
@@ -346,32 +376,30 @@ impl Session {
                     parent = p;
                     if matches(parent) {
                         if !subscribed.contains(parent) {
-                            levels.push((parent.to_string(), true));
+                            level = Some((parent.to_string(), true));
                         }
                         break;
                     }
                 }
             }
-            for (level, noselect) in levels {
-                if !shown.insert(level.clone()) {
-                    continue;
-                }
-                let attrs = if noselect { "\\Noselect" } else { "" };
-                let _ = write!(Lossless(&mut out), "* LSUB ({attrs}) \"/\" ");
-                write_mailbox(&mut out, &level, utf8);
-                out.extend_from_slice(b"\r\n");
+            let Some((level, noselect)) = level else {
+                continue;
+            };
+            if !shown.insert(level.clone()) {
+                continue;
             }
+            let attrs = if noselect { "\\Noselect" } else { "" };
+            let _ = write!(Lossless(&mut out), "* LSUB ({attrs}) \"/\" ");
+            write_mailbox(&mut out, &level, utf8);
+            out.extend_from_slice(b"\r\n");
         }
         let _ = write!(Lossless(&mut out), "{tag} OK LSUB completed\r\n");
         self.send(out);
     }
 
-    pub(super) fn status(
-        &mut self,
-        tag: &str,
-        mailbox: &Mailbox<'_>,
-        items: &[StatusDataItemName],
-    ) -> Result<(), StoreError> {
+    /// STATUS: the folder is asked of the store ([`Query::Status`]);
+    /// [`Session::statused`] answers.
+    pub(super) fn status(&mut self, tag: &str, mailbox: &Mailbox<'_>, items: &[StatusDataItemName]) {
         let name = self.mailbox_name(mailbox);
         let names: Vec<String> = items
             .iter()
@@ -391,36 +419,45 @@ impl Session {
             })
             .collect();
         let first_condstore = items.contains(&StatusDataItemName::HighestModSeq) && self.enable_condstore();
-        match self.status_line(&name, &names)? {
-            Some(mut line) => {
-                let code = if first_condstore {
-                    self.highestmodseq_code()
-                } else {
-                    String::new()
-                };
-                let _ = write!(Lossless(&mut line), "{tag} OK {code}STATUS completed\r\n");
-                self.send(line);
-            }
-            None => self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox"),
-        }
-        Ok(())
+        let query = Query::Status {
+            account_id: self.account_id(),
+            names: vec![name],
+        };
+        self.ask(
+            Asked::Status {
+                tag: tag.to_string(),
+                items: names,
+                first_condstore,
+            },
+            query,
+        );
     }
 
-    /// `* STATUS name (ITEM value ...)` for the named items; `Ok(None)`
-    /// when there is no such folder.
-    pub(super) fn status_line(&self, name: &str, items: &[String]) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(f) = self.folder(name)? else {
-            return Ok(None);
+    /// STATUS with the folder as the store has it (`None`: no such folder).
+    pub(super) fn statused(
+        &mut self,
+        tag: &str,
+        items: &[String],
+        first_condstore: bool,
+        found: Option<&FolderStatus>,
+    ) {
+        let Some(st) = found else {
+            self.tagged(tag, "NO", "[NONEXISTENT] No such mailbox");
+            return;
         };
-        let Some(snap) = wait(
-            self.store
-                .folder_snapshot(f.id, Some((f.highestmodseq, f.uidnext))),
-        )?
-        else {
-            return Ok(None);
+        let mut line = self.status_line(st, items);
+        let code = if first_condstore {
+            self.highestmodseq_code()
+        } else {
+            String::new()
         };
-        let metas = &snap.msgs[..];
-        let recent_mark = recent_mark(&self.store, f.id)?;
+        let _ = write!(Lossless(&mut line), "{tag} OK {code}STATUS completed\r\n");
+        self.send(line);
+    }
+
+    /// `* STATUS name (ITEM value ...)` for the named items.
+    fn status_line(&self, st: &FolderStatus, items: &[String]) -> Vec<u8> {
+        let metas = &st.msgs[..];
         let count = |pred: &dyn Fn(&postroom_store::folders::MessageMeta) -> bool| {
             metas.iter().filter(|m| pred(m)).count()
         };
@@ -428,13 +465,13 @@ impl Session {
         for item in items {
             let v = match item.as_str() {
                 "MESSAGES" => metas.len().to_string(),
-                "RECENT" => count(&|m| m.uid.as_i64() > recent_mark).to_string(),
-                "UIDNEXT" => f.uidnext.to_string(),
-                "UIDVALIDITY" => f.uidvalidity.to_string(),
+                "RECENT" => count(&|m| m.uid.as_i64() > st.recent_mark).to_string(),
+                "UIDNEXT" => st.uidnext.to_string(),
+                "UIDVALIDITY" => st.uidvalidity.to_string(),
                 "UNSEEN" => count(&|m| m.flags & crate::format::SEEN == 0).to_string(),
                 "DELETED" => count(&|m| m.flags & crate::format::DELETED != 0).to_string(),
                 "SIZE" => metas.iter().map(|m| m.size).sum::<i64>().to_string(),
-                "HIGHESTMODSEQ" => f.highestmodseq.to_string(),
+                "HIGHESTMODSEQ" => st.highestmodseq.to_string(),
                 "DELETED-STORAGE" => metas
                     .iter()
                     .filter(|m| m.flags & crate::format::DELETED != 0)
@@ -446,9 +483,38 @@ impl Session {
             parts.push(format!("{item} {v}"));
         }
         let mut out = b"* STATUS ".to_vec();
-        write_mailbox(&mut out, &f.name, self.utf8 || self.rev2);
+        write_mailbox(&mut out, &st.name, self.utf8 || self.rev2);
         let _ = write!(Lossless(&mut out), " ({})\r\n", parts.join(" "));
-        Ok(Some(out))
+        out
+    }
+}
+
+/// What LIST or LSUB decided before the folders were asked for.
+#[derive(Debug)]
+pub(super) struct ListPlan {
+    lsub: bool,
+    /// Reference and pattern, one per pattern (RFC 5258 3: several).
+    fulls: Vec<String>,
+    select_subscribed: bool,
+    select_special: bool,
+    return_subscribed: bool,
+    /// LIST-STATUS items (RFC 5819).
+    status: Option<Vec<String>>,
+}
+
+impl ListPlan {
+    pub(super) fn is_lsub(&self) -> bool {
+        self.lsub
+    }
+
+    fn matches(&self, name: &str) -> bool {
+        self.fulls.iter().any(|full| {
+            if name == "INBOX" {
+                wildmatch(&full.to_uppercase(), "INBOX")
+            } else {
+                wildmatch(full, name)
+            }
+        })
     }
 }
 

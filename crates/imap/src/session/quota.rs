@@ -4,8 +4,11 @@
 
 use std::fmt::Write as _;
 
-use super::Session;
+use imap_codec::imap_types::mailbox::Mailbox;
+
+use super::{Asked, Session};
 use crate::format::{mailbox as write_mailbox, Lossless};
+use crate::storage::Query;
 
 /// The account's quota as a QUOTA response, or nothing without a quota.
 fn quota_line(quota: Option<(i64, i64)>) -> String {
@@ -21,6 +24,25 @@ fn quota_line(quota: Option<(i64, i64)>) -> String {
 }
 
 impl Session {
+    /// GETQUOTA: the quota is asked of the store ([`Query::Quota`]).
+    pub(super) fn quota(&mut self, tag: String, root: String) {
+        let query = Query::Quota {
+            account_id: self.account_id(),
+            folder: None,
+        };
+        self.ask(Asked::GetQuota { tag, root }, query);
+    }
+
+    /// GETQUOTAROOT: the quota and the mailbox are asked of the store.
+    pub(super) fn quota_root(&mut self, tag: String, mailbox: &Mailbox<'_>) {
+        let name = self.mailbox_name(mailbox);
+        let query = Query::Quota {
+            account_id: self.account_id(),
+            folder: Some(name.clone()),
+        };
+        self.ask(Asked::GetQuotaRoot { tag, name }, query);
+    }
+
     /// GETQUOTA: the one quota root is `""`, and only with a quota.
     pub(super) fn get_quota(&mut self, tag: &str, root: &str, quota: Option<(i64, i64)>) {
         let line = quota_line(quota);

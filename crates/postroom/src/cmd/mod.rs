@@ -150,7 +150,7 @@ impl Context {
         let cfg = self.config()?;
         let dir = self.data_dir_for(&cfg);
         become_data_owner(&dir)?;
-        Store::open(&dir).map_err(|e| format!("{}: {e}", dir.display()))
+        wait(open_store(&cfg, &dir))
     }
 
     /// The admin service on this instance's store, with the rules the
@@ -164,6 +164,23 @@ impl Context {
         };
         Ok(postroom_admin::AdminService::for_store(self.store()?, policy))
     }
+}
+
+/// Opens the store as `[store]` says: the embedded database in `data_dir`,
+/// or PostgreSQL; errors name where it looked.
+pub async fn open_store(cfg: &Config, data_dir: &std::path::Path) -> Result<Store, String> {
+    let place = postroom_store::StorePlace {
+        data_dir,
+        database: cfg.store.database.as_deref(),
+        password_file: cfg.store.password_file.as_deref(),
+        blobs: cfg.store.blobs.as_deref(),
+    };
+    Store::open_configured(&place)
+        .await
+        .map_err(|e| match place.database {
+            None => format!("{}: {e}", data_dir.display()),
+            Some(_) => format!("the PostgreSQL store: {e}"),
+        })
 }
 
 /// Runs a store call to completion. The commands are synchronous; the

@@ -195,11 +195,9 @@ pub fn run(ctx: &Context, args: &[String]) -> CmdResult {
         filter: Arc::new(NoFilter),
         memory: postroom_pipeline::MemoryBudget::new(cfg.smtp.max_in_memory_bytes),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    match runtime.block_on(pipeline.submit_local(sender, &recipients, message)) {
+    // On the runtime the store was opened on: a PostgreSQL connection's
+    // task lives there.
+    match super::wait(pipeline.submit_local(sender, &recipients, message)) {
         Ok(queue_id) => {
             eprintln!("sendmail: queued as {queue_id}");
             Ok(())

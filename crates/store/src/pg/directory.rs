@@ -6,16 +6,17 @@ use async_trait::async_trait;
 use tokio_postgres::{GenericClient, Row};
 
 use super::{now, Postgres};
+use crate::admin::{AuditEntry, AuditQuery, AuditRow};
 use crate::backend::{AdminMeta, DirectoryMeta};
 use crate::directory::{split_list, AccountRow, AliasRow, DomainRow, ImportedAlias, DEFAULT_FOLDERS};
 use crate::dkim::DkimKeyRow;
-use crate::ids::{AccountId, AliasId, DomainId};
+use crate::ids::{AccountId, AliasId, DirectoryVersion, DomainId};
 use crate::{Result, StoreError};
 
 const DOMAIN_COLS: &str =
     "id, name, display, alias_of, subaddress_separator, default_quota, relay_to, relay_verify";
 const ACCOUNT_COLS: &str = "id, domain_id, local, display, password_hash, quota, enabled, domain_admin, \
-                            forward_to, forward_keep, sent_copy";
+                            forward_to, forward_keep, sent_copy, last_login, delete_after";
 const ALIAS_COLS: &str = "id, domain_id, local, display, targets";
 
 fn domain_row(r: &Row) -> Result<DomainRow> {
@@ -44,6 +45,8 @@ fn account_row(r: &Row) -> Result<AccountRow> {
         forward_to: split_list(r.try_get(8)?),
         forward_keep: r.try_get(9)?,
         sent_copy: r.try_get(10)?,
+        last_login: r.try_get(11)?,
+        delete_after: r.try_get(12)?,
     })
 }
 
@@ -367,6 +370,13 @@ impl DirectoryMeta for Postgres {
             })
             .collect()
     }
+
+    async fn record_login(&self, id: AccountId, at: i64) -> Result<()> {
+        let c = self.client().await?;
+        c.execute("UPDATE accounts SET last_login = $1 WHERE id = $2", &[&at, &id.0])
+            .await?;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -621,4 +631,291 @@ impl AdminMeta for Postgres {
         .await?
         .try_get(0)?)
     }
+
+    async fn directory_version(&self) -> Result<DirectoryVersion> {
+        let c = self.client().await?;
+        Ok(DirectoryVersion(
+            c.query_one("SELECT version FROM directory_version WHERE id = 1", &[])
+                .await?
+                .try_get(0)?,
+        ))
+    }
+
+    async fn add_alias_targets_if(
+        &self,
+        domain: DomainId,
+        local: &str,
+        display: &str,
+        targets: &[String],
+        expected: DirectoryVersion,
+    ) -> Result<AliasRow> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        expect_version(&*tx, expected).await?;
+        let row = merge_alias_targets(&*tx, domain, local, display, targets).await?;
+        tx.commit().await?;
+        self.committed(&[]);
+        Ok(row)
+    }
+
+    async fn set_forwarding_if(
+        &self,
+        id: AccountId,
+        targets: &[String],
+        keep: bool,
+        expected: DirectoryVersion,
+    ) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        expect_version(&*tx, expected).await?;
+        let n = tx
+            .execute(
+                "UPDATE accounts SET forward_to = $1, forward_keep = $2 WHERE id = $3",
+                &[&targets.join(","), &keep, &id.0],
+            )
+            .await?;
+        if n == 0 {
+            return Err(StoreError::Invalid("no such mailbox".into()));
+        }
+        tx.commit().await?;
+        self.committed(&[]);
+        Ok(())
+    }
+
+    async fn remove_alias_targets(
+        &self,
+        domain: DomainId,
+        local: &str,
+        members: &[String],
+    ) -> Result<Option<AliasRow>> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        let a = tx
+            .query_opt(
+                &format!("SELECT {ALIAS_COLS} FROM aliases WHERE domain_id = $1 AND local = $2 FOR UPDATE"),
+                &[&domain.0, &local],
+            )
+            .await?
+            .as_ref()
+            .map(alias_row)
+            .transpose()?
+            .ok_or_else(|| StoreError::Invalid("no such alias".into()))?;
+        let left: Vec<String> = a
+            .targets
+            .iter()
+            .filter(|t| !members.iter().any(|m| m.eq_ignore_ascii_case(t)))
+            .cloned()
+            .collect();
+        let now = if left.is_empty() {
+            tx.execute("DELETE FROM aliases WHERE id = $1", &[&a.id.0])
+                .await?;
+            None
+        } else {
+            let row = tx
+                .query_one(
+                    &format!("UPDATE aliases SET targets = $1 WHERE id = $2 RETURNING {ALIAS_COLS}"),
+                    &[&left.join(","), &a.id.0],
+                )
+                .await?;
+            Some(alias_row(&row)?)
+        };
+        tx.commit().await?;
+        self.committed(&[]);
+        Ok(now)
+    }
+
+    async fn schedule_account_removal(&self, id: AccountId, delete_after: i64) -> Result<()> {
+        let c = self.client().await?;
+        let n = c
+            .execute(
+                "UPDATE accounts SET enabled = FALSE, delete_after = $1 WHERE id = $2",
+                &[&delete_after, &id.0],
+            )
+            .await?;
+        if n == 0 {
+            return Err(StoreError::Invalid("no such mailbox".into()));
+        }
+        self.committed(&[]);
+        Ok(())
+    }
+
+    async fn accounts_due_for_removal(&self, now: i64) -> Result<Vec<AccountRow>> {
+        let c = self.client().await?;
+        c.query(
+            &format!(
+                "SELECT {ACCOUNT_COLS} FROM accounts WHERE delete_after IS NOT NULL AND delete_after <= $1"
+            ),
+            &[&now],
+        )
+        .await?
+        .iter()
+        .map(account_row)
+        .collect()
+    }
+
+    async fn remove_account(&self, id: AccountId) -> Result<Vec<String>> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        let folders: Vec<i64> = tx
+            .query(
+                "SELECT id FROM folders WHERE account_id = $1 FOR UPDATE",
+                &[&id.0],
+            )
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<std::result::Result<_, _>>()?;
+        let blobs: Vec<String> = tx
+            .query(
+                "DELETE FROM messages WHERE folder_id = ANY($1) RETURNING blob_id",
+                &[&folders],
+            )
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<std::result::Result<_, _>>()?;
+        tx.execute("DELETE FROM expunged WHERE folder_id = ANY($1)", &[&folders])
+            .await?;
+        tx.execute("DELETE FROM sent_copies WHERE folder_id = ANY($1)", &[&folders])
+            .await?;
+        tx.execute("DELETE FROM folders WHERE account_id = $1", &[&id.0])
+            .await?;
+        if tx.execute("DELETE FROM accounts WHERE id = $1", &[&id.0]).await? == 0 {
+            return Err(StoreError::Invalid("no such mailbox".into()));
+        }
+        let unused = super::unreferenced(&*tx, blobs).await?;
+        tx.commit().await?;
+        let ids: Vec<crate::FolderId> = folders.into_iter().map(crate::FolderId).collect();
+        self.committed(&ids);
+        Ok(unused)
+    }
+
+    async fn rename_account(
+        &self,
+        id: AccountId,
+        domain: DomainId,
+        local: &str,
+        display: &str,
+    ) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        let taken: bool = tx
+            .query_one(
+                "SELECT EXISTS(SELECT 1 FROM accounts WHERE domain_id = $1 AND local = $2)
+                     OR EXISTS(SELECT 1 FROM aliases WHERE domain_id = $1 AND local = $2)",
+                &[&domain.0, &local],
+            )
+            .await?
+            .try_get(0)?;
+        if taken {
+            return Err(StoreError::Invalid(format!("{display} exists already")));
+        }
+        let n = tx
+            .execute(
+                "UPDATE accounts SET domain_id = $1, local = $2, display = $3 WHERE id = $4",
+                &[&domain.0, &local, &display, &id.0],
+            )
+            .await?;
+        if n == 0 {
+            return Err(StoreError::Invalid("no such mailbox".into()));
+        }
+        tx.commit().await?;
+        self.committed(&[]);
+        Ok(())
+    }
+
+    async fn remove_domain(&self, id: DomainId) -> Result<()> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        lock_domains(&*tx).await?;
+        let busy: bool = tx
+            .query_one(
+                "SELECT EXISTS(SELECT 1 FROM accounts WHERE domain_id = $1)
+                     OR EXISTS(SELECT 1 FROM domains WHERE alias_of = $1)",
+                &[&id.0],
+            )
+            .await?
+            .try_get(0)?;
+        if busy {
+            return Err(StoreError::Invalid(
+                "the domain still has mailboxes or alias domains".into(),
+            ));
+        }
+        tx.execute("DELETE FROM aliases WHERE domain_id = $1", &[&id.0])
+            .await?;
+        tx.execute("DELETE FROM relay_recipients WHERE domain_id = $1", &[&id.0])
+            .await?;
+        tx.execute("DELETE FROM dkim_keys WHERE domain_id = $1", &[&id.0])
+            .await?;
+        if tx.execute("DELETE FROM domains WHERE id = $1", &[&id.0]).await? == 0 {
+            return Err(StoreError::Invalid("no such domain".into()));
+        }
+        tx.commit().await?;
+        self.committed(&[]);
+        Ok(())
+    }
+
+    async fn record_audit(&self, e: &AuditEntry) -> Result<()> {
+        let c = self.client().await?;
+        c.execute(
+            "INSERT INTO audit (at, actor, origin, operation, object, domain, detail)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &now(),
+                &e.actor,
+                &e.origin,
+                &e.operation,
+                &e.object,
+                &e.domain,
+                &e.detail,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn audit_log(&self, q: &AuditQuery) -> Result<Vec<AuditRow>> {
+        let c = self.client().await?;
+        let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
+        c.query(
+            "SELECT id, at, actor, origin, operation, object, domain, detail FROM audit
+             WHERE ($1::TEXT IS NULL OR object = $1) AND ($2::TEXT IS NULL OR domain = $2)
+             ORDER BY id DESC LIMIT $3",
+            &[&q.object, &q.domain, &limit],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(AuditRow {
+                id: r.try_get(0)?,
+                at: r.try_get(1)?,
+                entry: AuditEntry {
+                    actor: r.try_get(2)?,
+                    origin: r.try_get(3)?,
+                    operation: r.try_get(4)?,
+                    object: r.try_get(5)?,
+                    domain: r.try_get(6)?,
+                    detail: r.try_get(7)?,
+                },
+            })
+        })
+        .collect()
+    }
+}
+
+/// Inside a transaction: refuses when the directory moved since the caller
+/// read `expected`. The row lock makes a concurrent change wait for this
+/// transaction (or this one for it), so the check and the write are one.
+async fn expect_version<C: GenericClient + Sync>(tx: &C, expected: DirectoryVersion) -> Result<()> {
+    let now: i64 = tx
+        .query_one(
+            "SELECT version FROM directory_version WHERE id = 1 FOR UPDATE",
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    if now != expected.0 {
+        return Err(StoreError::Conflict("the directory changed since it was checked"));
+    }
+    Ok(())
 }

@@ -732,6 +732,16 @@ impl MailboxMeta for Postgres {
         Ok((removed, unused))
     }
 
+    async fn recent_mark(&self, folder: FolderId) -> Result<i64> {
+        let c = self.client().await?;
+        Ok(
+            c.query_opt("SELECT recent_uid FROM folders WHERE id = $1", &[&folder.0])
+                .await?
+                .ok_or_else(no_folder)?
+                .try_get(0)?,
+        )
+    }
+
     async fn claim_recent(&self, folder: FolderId) -> Result<i64> {
         let c = self.client().await?;
         // Nothing new since the last claim (the common case): no write, so

@@ -13,24 +13,7 @@ fn message(i: i64) -> Vec<u8> {
 
 #[test]
 fn expunge_removes_exactly_the_given_uids() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let domain = store
-        .sqlite()
-        .unwrap()
-        .add_domain("example.com", "example.com", None)
-        .unwrap();
-    let a = store
-        .sqlite()
-        .unwrap()
-        .add_account(domain.id, "u", "u", None, None)
-        .unwrap();
-    let inbox = store
-        .sqlite()
-        .unwrap()
-        .find_folder(a.id, "INBOX")
-        .unwrap()
-        .unwrap();
+    let (dir, store, _a, inbox) = common::one_mailbox();
     for i in 1..=20 {
         wait(store.append(&inbox, &message(i), 0, "", None)).unwrap();
     }

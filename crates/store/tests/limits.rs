@@ -46,24 +46,7 @@ fn folders_per_account_are_limited() {
 
 #[test]
 fn keywords_per_folder_are_limited() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let domain = store
-        .sqlite()
-        .unwrap()
-        .add_domain("example.com", "example.com", None)
-        .unwrap();
-    let a = store
-        .sqlite()
-        .unwrap()
-        .add_account(domain.id, "u", "u", None, None)
-        .unwrap();
-    let inbox = store
-        .sqlite()
-        .unwrap()
-        .find_folder(a.id, "INBOX")
-        .unwrap()
-        .unwrap();
+    let (_dir, store, a, inbox) = common::one_mailbox();
     let archive = store
         .sqlite()
         .unwrap()
@@ -116,24 +99,7 @@ fn keywords_per_folder_are_limited() {
 /// has; only new ones are refused.
 #[test]
 fn a_folder_past_the_keyword_limit_keeps_working() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let domain = store
-        .sqlite()
-        .unwrap()
-        .add_domain("example.com", "example.com", None)
-        .unwrap();
-    let a = store
-        .sqlite()
-        .unwrap()
-        .add_account(domain.id, "u", "u", None, None)
-        .unwrap();
-    let inbox = store
-        .sqlite()
-        .unwrap()
-        .find_folder(a.id, "INBOX")
-        .unwrap()
-        .unwrap();
+    let (dir, store, _a, inbox) = common::one_mailbox();
     let uid = wait(store.append(&inbox, MESSAGE, 0, "", None)).unwrap();
     let other = wait(store.append(&inbox, MESSAGE, 0, "", None)).unwrap();
     let many: Vec<String> = (0..MAX_KEYWORDS + 50).map(|i| format!("k{i}")).collect();

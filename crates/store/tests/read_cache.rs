@@ -7,7 +7,7 @@ mod common;
 use common::wait;
 
 use postroom_store::folders::FlagOp;
-use postroom_store::{Store, Uid};
+use postroom_store::Uid;
 
 struct Lcg(u64);
 
@@ -27,24 +27,7 @@ fn message(i: u64) -> Vec<u8> {
 
 #[test]
 fn snapshots_follow_every_change() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let domain = store
-        .sqlite()
-        .unwrap()
-        .add_domain("example.com", "example.com", None)
-        .unwrap();
-    let a = store
-        .sqlite()
-        .unwrap()
-        .add_account(domain.id, "u", "u", None, None)
-        .unwrap();
-    let inbox = store
-        .sqlite()
-        .unwrap()
-        .find_folder(a.id, "INBOX")
-        .unwrap()
-        .unwrap();
+    let (_dir, store, a, inbox) = common::one_mailbox();
     let archive = store
         .sqlite()
         .unwrap()

@@ -16,24 +16,7 @@ fn id_at(t: SystemTime) -> String {
 
 #[test]
 fn sweep_deletes_only_old_unreferenced_bodies() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let domain = store
-        .sqlite()
-        .unwrap()
-        .add_domain("example.com", "example.com", None)
-        .unwrap();
-    let a = store
-        .sqlite()
-        .unwrap()
-        .add_account(domain.id, "u", "u", None, None)
-        .unwrap();
-    let inbox = store
-        .sqlite()
-        .unwrap()
-        .find_folder(a.id, "INBOX")
-        .unwrap()
-        .unwrap();
+    let (dir, store, _a, inbox) = common::one_mailbox();
     let body = b"Subject: kept\r\n\r\nbody\r\n";
 
     // Two stored messages and one queued message: referenced.

@@ -14,24 +14,7 @@ fn uploads(dir: &std::path::Path) -> usize {
 
 #[test]
 fn uploads_are_stored_dropped_and_cleared() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let domain = store
-        .sqlite()
-        .unwrap()
-        .add_domain("example.com", "example.com", None)
-        .unwrap();
-    let a = store
-        .sqlite()
-        .unwrap()
-        .add_account(domain.id, "u", "u", None, None)
-        .unwrap();
-    let inbox = store
-        .sqlite()
-        .unwrap()
-        .find_folder(a.id, "INBOX")
-        .unwrap()
-        .unwrap();
+    let (dir, store, _a, inbox) = common::one_mailbox();
     let body: Vec<u8> = b"Subject: up\r\n\r\n"
         .iter()
         .copied()

@@ -29,3 +29,21 @@ pub fn wait<F: std::future::Future>(f: F) -> F::Output {
         .unwrap()
         .block_on(f)
 }
+
+/// A store in a fresh temporary folder with one mailbox, `u@example.com`:
+/// the folder (keep it alive), the store, the account and its INBOX.
+#[allow(dead_code)]
+pub fn one_mailbox() -> (
+    tempfile::TempDir,
+    postroom_store::Store,
+    postroom_store::directory::AccountRow,
+    postroom_store::mailbox::FolderRow,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = postroom_store::Store::open(dir.path()).unwrap();
+    let db = store.sqlite().unwrap();
+    let domain = db.add_domain("example.com", "example.com", None).unwrap();
+    let a = db.add_account(domain.id, "u", "u", None, None).unwrap();
+    let inbox = db.find_folder(a.id, "INBOX").unwrap().unwrap();
+    (dir, store, a, inbox)
+}

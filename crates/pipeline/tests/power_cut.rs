@@ -1,8 +1,10 @@
 //! A simulated power cut: SIGKILL keeps the kernel's page cache, so a kill
 //! test alone passes even without fsync. Here blob files go through
 //! `SimulatedFs`, which forgets every write not made durable; the metadata is
-//! SQLite with synchronous=FULL. Every delivery acknowledged before the cut
-//! must be readable afterwards, byte for byte.
+//! SQLite with synchronous=FULL, or PostgreSQL (synchronous_commit = on) when
+//! `POSTROOM_TEST_POSTGRES` names a test cluster (scripts/pg-test-cluster).
+//! Every delivery acknowledged before the cut must be readable afterwards,
+//! byte for byte.
 
 use std::io;
 use std::net::IpAddr;
@@ -15,7 +17,7 @@ use postroom_pipeline::policy::AcceptedRcpt;
 use postroom_pipeline::{MemoryBudget, MxPipeline, NoFilter, RelayPolicy};
 use postroom_smtp::service::{BodySpool, PeerContext, SmtpHandler};
 use postroom_smtp::{BodyType, DeliveryOutcome, Envelope, RcptTarget};
-use postroom_store::{BlobStore, DurableFs, SimulatedFs, Store};
+use postroom_store::{BlobStore, DurableFs, FsBlobStore, Postgres, SimulatedFs, Store};
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -25,31 +27,46 @@ struct Setup {
     account_id: postroom_store::AccountId,
 }
 
-fn setup(careless: Option<bool>) -> Setup {
+/// The store on the simulated file system: the embedded database, or
+/// PostgreSQL at `pg` (its bodies on the simulated file system all the
+/// same); `careless`, a blob store that skips an fsync.
+async fn open(
+    data: &std::path::Path,
+    fs: &Arc<SimulatedFs>,
+    careless: Option<bool>,
+    pg: Option<&str>,
+) -> Store {
+    let blobs: Arc<dyn BlobStore> = match careless {
+        Some(fsync_content) => Arc::new(CarelessBlobs {
+            root: data.join("blobs"),
+            fs: fs.clone(),
+            fsync_content,
+        }),
+        None => Arc::new(FsBlobStore::new(data.join("blobs"), fs.clone()).unwrap()),
+    };
+    match pg {
+        None => Store::open_with_blobs(data, blobs).unwrap(),
+        Some(url) => {
+            let meta = Arc::new(Postgres::connect(url, None, blobs.clone()).await.unwrap());
+            Store::with_backend(meta, blobs, data)
+        }
+    }
+}
+
+async fn setup(careless: Option<bool>, pg: Option<&str>) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_path_buf();
     let fs = Arc::new(SimulatedFs::new_at(&data));
-    let store = match careless {
-        Some(fsync_content) => Store::open_with_blobs(
-            &data,
-            Arc::new(CarelessBlobs {
-                root: data.join("blobs"),
-                fs: fs.clone(),
-                fsync_content,
-            }),
-        )
-        .unwrap(),
-        None => Store::open_with(&data, fs.clone()).unwrap(),
-    };
+    let store = open(&data, &fs, careless, pg).await;
     let d = store
-        .sqlite()
-        .unwrap()
+        .meta()
         .add_domain("example.com", "example.com", None)
+        .await
         .unwrap();
     let acct = store
-        .sqlite()
-        .unwrap()
+        .meta()
         .add_account(d.id, "user", "user", None, None)
+        .await
         .unwrap();
     let pipeline = Arc::new(MxPipeline {
         sender_dns: None,
@@ -156,8 +173,8 @@ struct Outcome {
 
 /// Runs concurrent deliveries, cuts the power after `cut_after` acks, and
 /// counts acknowledged messages that did not survive.
-async fn run(careless: Option<bool>, cut_after: usize) -> Outcome {
-    let s = setup(careless);
+async fn run(careless: Option<bool>, cut_after: usize, pg: Option<&str>) -> Outcome {
+    let s = setup(careless, pg).await;
     let account_id = s.account_id;
     let acked = Arc::new(Mutex::new(Acks::default()));
     let mut tasks = Vec::new();
@@ -212,25 +229,14 @@ async fn run(careless: Option<bool>, cut_after: usize) -> Outcome {
     let acked = std::mem::take(&mut acked.lock().unwrap().acked);
     // "Reboot": reopen the metadata; blobs come from what survived.
     s.fs.restore();
-    let store = match careless {
-        Some(fsync_content) => Store::open_with_blobs(
-            &s.data,
-            Arc::new(CarelessBlobs {
-                root: s.data.join("blobs"),
-                fs: s.fs.clone(),
-                fsync_content,
-            }),
-        )
-        .unwrap(),
-        None => Store::open_with(&s.data, s.fs.clone()).unwrap(),
-    };
+    let store = open(&s.data, &s.fs, careless, pg).await;
     let inbox = store
-        .sqlite()
-        .unwrap()
+        .meta()
         .find_folder(account_id, "INBOX")
+        .await
         .unwrap()
         .unwrap();
-    let rows = store.sqlite().unwrap().messages(inbox.id).unwrap();
+    let rows = store.meta().messages(inbox.id).await.unwrap();
     let mut lost = 0;
     for (n, body) in &acked {
         let needle = format!("Message-ID: <{n}@test>");
@@ -253,7 +259,7 @@ async fn run(careless: Option<bool>, cut_after: usize) -> Outcome {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_messages_survive_a_power_cut() {
     for cut_after in [1, 17, 60, 150] {
-        let o = run(None, cut_after).await;
+        let o = run(None, cut_after, None).await;
         assert_eq!(o.acked, cut_after);
         assert_eq!(o.lost, 0, "lost {} of {} acknowledged messages", o.lost, o.acked);
     }
@@ -263,11 +269,60 @@ async fn acknowledged_messages_survive_a_power_cut() {
 async fn the_test_catches_a_store_that_skips_fsync() {
     // No fsync at all, and the file fsynced without its directory entry.
     for fsync_content in [false, true] {
-        let o = run(Some(fsync_content), 30).await;
+        let o = run(Some(fsync_content), 30, None).await;
         assert_eq!(o.acked, 30);
         assert!(
             o.lost > 0,
             "a store that skips an fsync lost nothing: the simulation has no teeth"
         );
     }
+}
+
+/// A fresh database on the test cluster, by `psql` (the pipeline does not
+/// depend on a driver); `None` without a cluster.
+fn pg_database(tag: &str) -> Option<String> {
+    let url = std::env::var("POSTROOM_TEST_POSTGRES")
+        .ok()
+        .filter(|u| !u.is_empty())?;
+    let name = format!("power_cut_{tag}_{}", std::process::id());
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        let ok = std::process::Command::new("psql")
+            .args([url.as_str(), "-qc", sql.as_str()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "psql: {sql}");
+    }
+    let base = url.split('?').next().unwrap_or(&url);
+    Some(format!("{}/{name}", &base[..base.rfind('/').unwrap()]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_messages_survive_a_power_cut_on_postgresql() {
+    for cut_after in [17, 150] {
+        let Some(url) = pg_database(&cut_after.to_string()) else {
+            eprintln!("POSTROOM_TEST_POSTGRES is not set: PostgreSQL not tested");
+            return;
+        };
+        let o = run(None, cut_after, Some(&url)).await;
+        assert_eq!(o.acked, cut_after);
+        assert_eq!(o.lost, 0, "lost {} of {} acknowledged messages", o.lost, o.acked);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_test_catches_a_store_that_skips_fsync_on_postgresql() {
+    let Some(url) = pg_database("careless") else {
+        eprintln!("POSTROOM_TEST_POSTGRES is not set: PostgreSQL not tested");
+        return;
+    };
+    let o = run(Some(false), 30, Some(&url)).await;
+    assert_eq!(o.acked, 30);
+    assert!(
+        o.lost > 0,
+        "a store that skips an fsync lost nothing on PostgreSQL"
+    );
 }

@@ -1,8 +1,10 @@
 //! The embedded back end: the storage traits on [`Db`] (SQLite in the data
-//! folder). Every call runs on the calling thread: SQLite answers a lookup
-//! in microseconds, and the callers that make many calls in a row (IMAP)
-//! already run them in `block_in_place`. Deliveries go to the group
-//! committer's thread.
+//! folder). A call runs on the calling thread: SQLite answers a lookup in
+//! microseconds, less than handing the work to another thread would cost
+//! (each RCPT makes several). The calls that read or write a whole folder
+//! (a 100,000-message SELECT, an EXPUNGE, a COPY) run in `block_in_place`,
+//! so the runtime's other tasks move to another worker meanwhile.
+//! Deliveries go to the group committer's thread.
 
 use std::sync::Arc;
 
@@ -21,6 +23,17 @@ use crate::ids::{AccountId, DirectoryVersion, DomainId, FolderId, ModSeq, Outbou
 use crate::mailbox::{FolderRow, MessageRow};
 use crate::queue::OutboundRow;
 use crate::{BlobStore, Db, ForeignChanges, Result};
+
+/// Runs `f`, which may take a while, without holding up the runtime's
+/// other tasks (on a multi-threaded runtime; elsewhere it just runs).
+fn bulk<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
 
 pub(crate) struct Sqlite {
     db: Db,
@@ -153,7 +166,7 @@ impl AdminMeta for Sqlite {
         self.db.add_alias_targets(domain, local, display, targets)
     }
     async fn import_aliases(&self, domains: &[(String, String)], aliases: &[ImportedAlias]) -> Result<()> {
-        self.db.import_aliases(domains, aliases)
+        bulk(|| self.db.import_aliases(domains, aliases))
     }
     async fn remove_alias(&self, domain: DomainId, local: &str) -> Result<()> {
         self.db.remove_alias(domain, local)
@@ -210,7 +223,7 @@ impl AdminMeta for Sqlite {
         self.db.accounts_due_for_removal(now)
     }
     async fn remove_account(&self, id: AccountId) -> Result<Vec<String>> {
-        self.db.remove_account(id)
+        bulk(|| self.db.remove_account(id))
     }
     async fn rename_account(
         &self,
@@ -255,7 +268,7 @@ impl MailboxMeta for Sqlite {
         self.db.rename_folder(account, from, to)
     }
     async fn delete_folder(&self, folder: FolderId) -> Result<Vec<String>> {
-        self.db.delete_folder(folder)
+        bulk(|| self.db.delete_folder(folder))
     }
     async fn set_subscribed(&self, account: AccountId, name: &str, subscribed: bool) -> Result<bool> {
         self.db.set_subscribed(account, name, subscribed)
@@ -267,22 +280,22 @@ impl MailboxMeta for Sqlite {
         self.db.usage(account)
     }
     async fn messages(&self, folder: FolderId) -> Result<Vec<MessageRow>> {
-        self.db.messages(folder)
+        bulk(|| self.db.messages(folder))
     }
     async fn message(&self, folder: FolderId, uid: Uid) -> Result<Option<MessageRow>> {
         self.db.message(folder, uid)
     }
     async fn maildrop(&self, folder: FolderId) -> Result<Vec<(Uid, i64, String)>> {
-        self.db.maildrop(folder)
+        bulk(|| self.db.maildrop(folder))
     }
     async fn message_meta(&self, folder: FolderId) -> Result<Vec<MessageMeta>> {
-        self.db.message_meta(folder)
+        bulk(|| self.db.message_meta(folder))
     }
     async fn folder_state(&self, folder: FolderId) -> Result<Option<FolderSnapshot>> {
-        self.db.folder_state(folder)
+        bulk(|| self.db.folder_state(folder))
     }
     async fn folder_changes(&self, folder: FolderId, since: ModSeq) -> Result<Option<FolderChanges>> {
-        self.db.folder_changes(folder, since)
+        bulk(|| self.db.folder_changes(folder, since))
     }
     async fn folder_position(&self, folder: FolderId) -> Result<Option<(ModSeq, i64)>> {
         self.db.folder_position(folder)
@@ -291,7 +304,7 @@ impl MailboxMeta for Sqlite {
         self.db.expunged_since(folder, since)
     }
     async fn message_sources(&self, folder: FolderId, uids: &[Uid]) -> Result<Vec<(Uid, String, Vec<u8>)>> {
-        self.db.message_sources(folder, uids)
+        bulk(|| self.db.message_sources(folder, uids))
     }
     async fn store_flags(
         &self,
@@ -302,8 +315,10 @@ impl MailboxMeta for Sqlite {
         keywords: &[String],
         unchanged_since: Option<ModSeq>,
     ) -> Result<(Vec<MessageMeta>, Vec<Uid>)> {
-        self.db
-            .store_flags(folder, uids, op, flags, keywords, unchanged_since)
+        bulk(|| {
+            self.db
+                .store_flags(folder, uids, op, flags, keywords, unchanged_since)
+        })
     }
     async fn copy_messages(
         &self,
@@ -311,10 +326,10 @@ impl MailboxMeta for Sqlite {
         uids: &[Uid],
         to: FolderId,
     ) -> Result<(i64, Vec<(Uid, Uid)>)> {
-        self.db.copy_messages(from, uids, to)
+        bulk(|| self.db.copy_messages(from, uids, to))
     }
     async fn expunge(&self, folder: FolderId, uids: &[Uid]) -> Result<(usize, Vec<String>)> {
-        self.db.expunge(folder, uids)
+        bulk(|| self.db.expunge(folder, uids))
     }
     async fn claim_recent(&self, folder: FolderId) -> Result<i64> {
         self.db.claim_recent(folder)
@@ -376,7 +391,7 @@ impl DeliveryMeta for Sqlite {
         self.db.setting_or_init(key, || init)
     }
     async fn unreferenced_blobs(&self, ids: Vec<String>) -> Result<Vec<String>> {
-        self.db.read(|c| Ok(crate::blob::unreferenced(c, ids)?))
+        bulk(|| self.db.read(|c| Ok(crate::blob::unreferenced(c, ids)?)))
     }
 }
 

@@ -5,6 +5,7 @@ mod check;
 mod directory;
 mod dkim;
 mod mail;
+mod migrate;
 pub mod sendmail;
 
 use std::path::PathBuf;
@@ -53,6 +54,7 @@ pub fn run(args: Cli) -> CmdResult {
         Command::Queue(c) => mail::queue(&ctx, c),
         Command::Sendmail { args } => sendmail::run(&ctx, &args),
         Command::Dkim(c) => dkim::dkim(&ctx, c),
+        Command::Migrate { to, password_file } => migrate::migrate(&ctx, &to, password_file.as_deref()),
         Command::Audit {
             object,
             domain,

@@ -302,6 +302,16 @@ def test_bad_input_is_refused_and_changes_nothing(monkeypatch):
         assert r.returncode != 0 and "already holds data" in r.stderr, r.stderr
         assert password not in r.stdout + r.stderr
         assert (tables(url), psql(url, "SELECT name FROM domains ORDER BY name")) == before
+
+        # Another installation's interrupted copy: not resumed from here
+        # (its last domain, other.example, is no row of this one's).
+        url2, _ = fresh_db()
+        r = migrate(other, url2, env={"POSTROOM_TEST_MIGRATE_KILL_AFTER": "accounts"})
+        assert r.returncode == -9, (r.returncode, r.stderr)
+        before = tables(url2)
+        r = migrate(s, url2)
+        assert r.returncode != 0 and "partial copy that does not match this data folder" in r.stderr, r.stderr
+        assert tables(url2) == before
     finally:
         discard(s)
         discard(other)

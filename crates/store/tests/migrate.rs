@@ -461,3 +461,50 @@ async fn a_data_folder_of_the_last_release_upgrades_then_moves_to_postgres() {
     drop((pg, pg_store));
     drop_database(&admin, &url).await;
 }
+
+/// A partial copy is resumed only from the installation it came from: a
+/// run from another data folder (or from this one changed since) into
+/// it is refused before it writes anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_copy_of_another_installation_is_refused() {
+    let Some((admin, url)) = fresh_database("other").await else {
+        eprintln!("POSTROOM_TEST_POSTGRES is not set: PostgreSQL not tested");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let first = Store::open(&dir.path().join("a")).unwrap();
+    populate(&first).await;
+    let pg = Postgres::connect(&url, None, first.blobs.clone()).await.unwrap();
+    copy_sqlite_to(first.sqlite().unwrap(), &pg, |_, _, _| {})
+        .await
+        .unwrap();
+    // As an interrupted run leaves it: marked, the later tables missing.
+    let c = connect(&url).await;
+    c.batch_execute(
+        "INSERT INTO settings (key, value) VALUES ('migration:from-sqlite', 'in progress');
+         DELETE FROM expunged; DELETE FROM outbound; DELETE FROM dkim_keys; DELETE FROM relay_recipients;
+         DELETE FROM callout_cache; DELETE FROM sent_copies; DELETE FROM audit;",
+    )
+    .await
+    .unwrap();
+    let snapshot = "SELECT (SELECT COUNT(*) FROM domains) + (SELECT COUNT(*) FROM messages)
+                        + (SELECT COUNT(*) FROM outbound) + (SELECT COUNT(*) FROM settings)";
+    let before: i64 = c.query_one(snapshot, &[]).await.unwrap().get(0);
+
+    // Another installation, made the same way (the same names and counts,
+    // other bodies).
+    let second = Store::open(&dir.path().join("b")).unwrap();
+    populate(&second).await;
+    match copy_sqlite_to(second.sqlite().unwrap(), &pg, |_, _, _| {}).await {
+        Err(StoreError::Invalid(s)) => assert!(s.contains("does not match this data folder"), "{s}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let after: i64 = c.query_one(snapshot, &[]).await.unwrap().get(0);
+    assert_eq!(before, after);
+    // The installation it came from resumes.
+    copy_sqlite_to(first.sqlite().unwrap(), &pg, |_, _, _| {})
+        .await
+        .unwrap();
+    drop(pg);
+    drop_database(&admin, &url).await;
+}

@@ -200,6 +200,8 @@ def test_an_embedded_installation_moves_to_postgres_unchanged(monkeypatch):
             assert int(counts[table]) == n > 0, (table, r.stdout)
         sqlite_db.close()
         assert re.search(r"the same \d+ message bodies", r.stdout), r.stdout
+        assert re.search(rf"Checked: all \d+ bodies the rows refer to are in {re.escape(s.data)}/blobs\.",
+                         r.stdout), r.stdout
         block = r.stdout[r.stdout.index("[store]"):]
         assert block == f'[store]\ndatabase = "{shown}"\npassword_file = "{os.path.realpath(pw_file)}"\n', block
 
@@ -237,9 +239,13 @@ def test_an_interrupted_migration_resumes(monkeypatch):
         assert r.returncode == -9, (r.returncode, r.stderr)
         partial = tables(url)
         assert partial["folders"] > 0 and partial["messages"] == 0, partial
-        # The interrupted copy leaves the target marked, not usable.
+        # A body lost before the copy (not by it) is reported, not hidden.
+        blobs = os.path.join(s.data, "blobs")
+        lost = next(os.path.join(d, f) for d, _, fs in os.walk(blobs) for f in fs if "spool" not in d)
+        os.remove(lost)
         r = migrate(s, url)
         assert r.returncode == 0, r.stderr
+        assert f"warning: 1 of the 5 bodies the rows refer to are missing from {blobs}" in r.stderr, r.stderr
         copied = int(re.search(r"Rows copied by this run: (\d+)", r.stdout)[1])
         total = sum(int(n) for n in re.findall(r"^  \w+\s+(\d+)$", r.stdout, re.M))
         assert 5 <= copied < total, r.stdout

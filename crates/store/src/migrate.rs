@@ -251,8 +251,9 @@ fn count(db: &Db, table: &str) -> Result<u64> {
     })
 }
 
-/// Every body id the rows refer to, sorted.
-fn blob_ids(db: &Db) -> Result<Vec<String>> {
+/// Every body id the rows refer to, sorted (the CLI checks each is in
+/// the blob folder).
+pub fn blob_ids(db: &Db) -> Result<Vec<String>> {
     db.read(|c| {
         let mut st =
             c.prepare("SELECT blob_id FROM messages UNION SELECT blob_id FROM outbound ORDER BY 1")?;

@@ -68,6 +68,29 @@ impl DataLock {
     }
 }
 
+/// For the other commands, which run beside a server (they take no lock):
+/// refused while `postroom migrate` holds the folder, whose copy would
+/// miss a change made to rows it has already copied.
+pub fn refuse_while_migrating(dir: &Path) -> Result<(), String> {
+    let path = dir.join(LOCK_FILE);
+    let mut f = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        // No file: neither a server nor a migration ever ran here.
+        Err(_) => return Ok(()),
+    };
+    // SAFETY: flock on a descriptor we own; a shared lock is refused while
+    // anyone holds the exclusive one, and is released when `f` closes.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(());
+    }
+    match refusal(dir, &mut f) {
+        m if m.starts_with("postroom migrate") => Err(m),
+        // A server: the commands work beside it.
+        _ => Ok(()),
+    }
+}
+
 /// The message for a refused lock: who holds it (the file may still be
 /// empty if the holder took it a moment ago).
 fn refusal(dir: &Path, f: &mut File) -> String {
@@ -113,6 +136,10 @@ mod tests {
         let m = DataLock::take(dir.path(), Role::Migrate).unwrap();
         let e = DataLock::take(dir.path(), Role::Server).err().unwrap();
         assert!(e.starts_with("postroom migrate is running on"), "{e}");
+        assert!(refuse_while_migrating(dir.path()).is_err());
         drop(m);
+        assert_eq!(refuse_while_migrating(dir.path()), Ok(()));
+        let _server = DataLock::take(dir.path(), Role::Server).unwrap();
+        assert_eq!(refuse_while_migrating(dir.path()), Ok(()));
     }
 }

@@ -151,6 +151,9 @@ impl Context {
     pub fn store(&self) -> Result<Store, String> {
         let cfg = self.config()?;
         let dir = self.data_dir_for(&cfg);
+        if cfg.store.database.is_none() {
+            crate::lock::refuse_while_migrating(&dir)?;
+        }
         become_data_owner(&dir)?;
         wait(open_store(&cfg, &dir))
     }

@@ -285,6 +285,13 @@ def test_bad_input_is_refused_and_changes_nothing(monkeypatch):
         assert "not-the-password" not in r.stdout + r.stderr
         assert tables(url) == {}
 
+        # Another application's database (a mistyped name).
+        foreign, _ = fresh_db()
+        psql(foreign, "CREATE TABLE invoices (id bigint)")
+        r = migrate(s, foreign)
+        assert r.returncode != 0 and "tables that are not Postroom's" in r.stderr, r.stderr
+        assert tables(foreign) == {"invoices": 0}
+
         # A data folder written by a newer Postroom.
         db = sqlite3.connect(os.path.join(s.data, "postroom.sqlite"))
         version = db.execute("PRAGMA user_version").fetchone()[0]

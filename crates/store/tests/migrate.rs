@@ -508,3 +508,36 @@ async fn a_partial_copy_of_another_installation_is_refused() {
     drop(pg);
     drop_database(&admin, &url).await;
 }
+
+/// A database that holds another application's tables is not a target:
+/// neither migrate nor the server puts Postroom's schema beside them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_with_other_tables_is_refused_untouched() {
+    let Some((admin, url)) = fresh_database("foreign").await else {
+        eprintln!("POSTROOM_TEST_POSTGRES is not set: PostgreSQL not tested");
+        return;
+    };
+    let c = connect(&url).await;
+    c.batch_execute("CREATE TABLE invoices (id BIGINT PRIMARY KEY)")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("data")).unwrap();
+    match Postgres::connect(&url, None, store.blobs.clone()).await {
+        Err(StoreError::Invalid(s)) => assert!(s.contains("not Postroom's"), "{s}"),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a foreign database was taken"),
+    }
+    let tables: Vec<String> = c
+        .query(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(tables, ["invoices"]);
+    drop_database(&admin, &url).await;
+}

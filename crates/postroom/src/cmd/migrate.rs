@@ -53,8 +53,8 @@ pub fn migrate(ctx: &Context, to: &str, password_file: Option<&Path>) -> CmdResu
             dir.display()
         ));
     }
-    // Read before switching users: a root-only file is an error to report,
-    // not one to hit later under the data folder's owner.
+    // Absolute: the printed `password_file` line must name the file
+    // wherever the server is started from.
     let password_file = password_file
         .map(|p| std::fs::canonicalize(p).map_err(|e| format!("{}: {e}", p.display())))
         .transpose()?;

@@ -1,9 +1,10 @@
 """The administration CLI and configuration handling."""
 
 import os
+import re
 import subprocess
 
-from conftest import BIN, UNUSED_PASSWORD, make_server
+from conftest import BIN, UNUSED_PASSWORD, free_ports, make_server
 
 
 def run(*args, input=None, env=None):
@@ -322,3 +323,23 @@ def test_import_virtual_is_all_or_nothing_and_names_the_line(tmp_path):
     s.cli("import", "virtual", str(m), "--origin", "abc.com")
     listing = s.cli("alias", "list").stdout
     assert "sales@abc.com\tkent@abc.com" in listing and "info@new.example\tkent@abc.com" in listing
+
+
+def test_a_second_server_on_the_same_data_folder_is_refused(server, tmp_path):
+    """`serve` holds the data folder's lock (postroom.pid) while it runs,
+    so `postroom migrate` can tell a running server; a second server on
+    the same folder (other ports) is refused, naming the first."""
+    with open(server.config) as f:
+        cfg = f.read()
+    ports = iter(free_ports(7))
+    cfg = re.sub(r'127\.0\.0\.1:\d+"', lambda m: f'127.0.0.1:{next(ports)}"', cfg)
+    second = tmp_path / "second.toml"
+    second.write_text(cfg)
+    r = run("--config", str(second), "serve")
+    assert r.returncode != 0
+    assert f"a server is running on {server.data} (pid {server.proc.pid}): stop it first" in r.stderr, r.stderr
+    with open(os.path.join(server.data, "postroom.pid")) as f:
+        assert f.read() == f"{server.proc.pid} serve\n"
+    # The lock goes with the process, however it ends.
+    server.kill()
+    server.start()

@@ -66,6 +66,22 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// Copy this embedded installation (the SQLite database in the data
+    /// folder) into PostgreSQL, with the server stopped: every id clients
+    /// have seen (UIDVALIDITY, UIDs, MODSEQs, POP3 UIDLs) and the queue
+    /// stay as they are. Run it again to resume an interrupted copy. At
+    /// the end it checks rows and body references and prints the [store]
+    /// lines for the configuration. The bodies stay in the blobs folder.
+    Migrate {
+        /// postgres://user[:password]@host[:port]/dbname (an empty
+        /// database, or one an interrupted run of this command left).
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// A file whose first line is the database password (instead of
+        /// one in the URL, or PGPASSWORD).
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
     /// Send a message from standard input, like /usr/sbin/sendmail
     /// (-t, -i, -oi, -f, -F; recipients as arguments). Postroom can be
     /// linked as /usr/sbin/sendmail.

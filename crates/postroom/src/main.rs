@@ -2,6 +2,7 @@
 
 mod cli;
 mod cmd;
+mod lock;
 mod serve;
 
 use std::process::ExitCode;

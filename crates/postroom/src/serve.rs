@@ -85,6 +85,10 @@ pub fn run(cfg: Config, data_dir: PathBuf, cli_flags: String) -> Result<(), Stri
     if let Some(user) = &cfg.server.run_as {
         drop_privileges(user, &data_dir)?;
     }
+    // Held until the server exits: `postroom migrate` must not copy a
+    // database that is still changing (made after dropping root, so the
+    // file belongs to the user the folder was handed to).
+    let _owner = crate::lock::DataLock::take(&data_dir, crate::lock::Role::Server)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

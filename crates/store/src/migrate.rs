@@ -251,8 +251,9 @@ fn count(db: &Db, table: &str) -> Result<u64> {
     })
 }
 
-/// Every body id the rows refer to, sorted.
-fn blob_ids(db: &Db) -> Result<Vec<String>> {
+/// Every body id the rows refer to, sorted (the CLI checks each is in
+/// the blob folder).
+pub fn blob_ids(db: &Db) -> Result<Vec<String>> {
     db.read(|c| {
         let mut st =
             c.prepare("SELECT blob_id FROM messages UNION SELECT blob_id FROM outbound ORDER BY 1")?;
@@ -263,17 +264,50 @@ fn blob_ids(db: &Db) -> Result<Vec<String>> {
     })
 }
 
+/// Before resuming: the partial copy must be of this data folder as it is
+/// now. Rows already there are skipped, never compared, so a copy of
+/// another installation (or of this one before the server ran again)
+/// would otherwise be merged with this one, or keep stale flags. The last
+/// row copied of each table is compared with the same row here: another
+/// installation's differ in dates, names or body ids, and a message
+/// changed since differs in its MODSEQ. Nothing is written before this
+/// check.
+async fn check_partial_copy(db: &Db, pg: &Postgres) -> Result<()> {
+    for table in TABLES.iter().filter(|t| t.has_id) {
+        let last = pg.migration_last_id(table.name).await?;
+        if last == 0 {
+            continue;
+        }
+        let here = read_chunk(db, table, last - 1)?.into_iter().next();
+        let same = match here {
+            Some((rowid, cells)) if rowid == last => pg.migration_row_matches(table, last, &cells).await?,
+            _ => false,
+        };
+        if !same {
+            return Err(StoreError::Invalid(format!(
+                "the PostgreSQL database holds a partial copy that does not match this data folder \
+                 ({} row {last} differs: another installation's, or this one changed since): \
+                 migrate into an empty database",
+                table.name
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Copies everything in `db` to `pg` (see the module comment); `progress`
 /// hears (table, rows of it copied so far, its rows in SQLite) after each
 /// chunk. The target must be empty or hold an earlier run's partial copy
-/// of this same source.
+/// of this same source (checked: [`check_partial_copy`]).
 pub async fn copy_sqlite_to(
     db: &Db,
     pg: &Postgres,
     mut progress: impl FnMut(&str, u64, u64),
 ) -> Result<MigrationReport> {
     let mut report = MigrationReport::default();
-    pg.migration_begin().await?;
+    if pg.migration_begin().await? {
+        check_partial_copy(db, pg).await?;
+    }
     for table in TABLES {
         let total = count(db, table.name)?;
         // A table with ids resumes after the last one committed; one

@@ -359,3 +359,185 @@ async fn an_interrupted_migration_resumes() {
     drop((pg, pg_store));
     drop_database(&admin, &url).await;
 }
+
+/// The upgrade path of issue #9: a data folder of the last release
+/// (schema 6) with mail in it opens with this binary (upgraded to 7) and
+/// then moves to PostgreSQL with nothing lost. Without
+/// `POSTROOM_TEST_POSTGRES` only the first half runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_folder_of_the_last_release_upgrades_then_moves_to_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let path = data.join("postroom.sqlite");
+    let bodies = [
+        (new_id(), "Subject: one\r\n\r\n1\r\n"),
+        (new_id(), "Subject: two\r\n\r\n2\r\n"),
+        (new_id(), "Subject: four\r\n\r\n4\r\n"),
+    ];
+    let [b1, b2, b4] = [0, 1, 2].map(|i| bodies[i].0.clone());
+    let [s1, s2, s4] = [0, 1, 2].map(|i| bodies[i].1.len());
+    {
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        postroom_store::schema::migrate_to(&mut conn, &path, 6).unwrap();
+        // As release 6 left it: UIDs 1, 2, 4 (3 expunged, its tombstone
+        // kept for QRESYNC), flags and a keyword, a POP3 UIDL per message,
+        // an outbound item waiting to be retried.
+        conn.execute_batch(&format!(
+            "INSERT INTO domains (name, display, created) VALUES ('example.com', 'example.com', 100);
+             INSERT INTO accounts (domain_id, local, display, password_hash, created)
+                 VALUES (1, 'u', 'U', '{{PLAIN}}pw', 100);
+             INSERT INTO aliases (domain_id, local, display, targets, created)
+                 VALUES (1, 'team', 'team', 'u@example.com,far@elsewhere.example', 100);
+             INSERT INTO folders (account_id, name, special_use, uidvalidity, uidnext, highestmodseq, recent_uid)
+                 VALUES (1, 'INBOX', NULL, 1, 5, 9, 4);
+             INSERT INTO folders (account_id, name, special_use, uidvalidity, uidnext, highestmodseq)
+                 VALUES (1, 'Sent', '\\Sent', 2, 1, 1);
+             INSERT INTO messages (folder_id, uid, modseq, flags, keywords, internal_date, size, pop3_uidl, blob_id, prefix, queue_id)
+                 VALUES (1, 1, 2, 1, '', 1000, {s1}, 'uidl-1', '{b1}', X'', '{b1}'),
+                        (1, 2, 8, 3, '$Label1', 1001, {s2}, 'uidl-2', '{b2}', X'', '{b2}'),
+                        (1, 4, 6, 0, '', 1002, {s4}, 'uidl-4', '{b4}', X'', '{b4}');
+             INSERT INTO expunged (folder_id, uid, modseq) VALUES (1, 3, 9);
+             INSERT INTO outbound (queue_id, blob_id, prefix, sender, recipient, state, reason, attempts, next_attempt, created)
+                 VALUES ('{b2}', '{b2}', X'', 'u@example.com', 'far@elsewhere.example', 'deferred', '451 later', 2, 4000000000, 1001);
+             INSERT INTO settings (key, value) VALUES ('srs-secret', 'abc');"
+        ))
+        .unwrap();
+    }
+    let sqlite = Store::open(&data).unwrap();
+    for (id, body) in &bodies {
+        sqlite.blobs.put(id, body.as_bytes()).unwrap();
+    }
+    let m = sqlite.meta();
+    let d = m.domain("example.com").await.unwrap().unwrap();
+    let u = m.account(d.id, "u").await.unwrap().unwrap();
+    let inbox = m.find_folder(u.id, "INBOX").await.unwrap().unwrap();
+    let uids: Vec<(i64, i64)> = m
+        .message_meta(inbox.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|x| (x.uid.as_i64(), x.modseq.0))
+        .collect();
+    assert_eq!(uids, [(1, 2), (2, 8), (4, 6)]);
+    assert_eq!(
+        (inbox.uidvalidity, inbox.uidnext, inbox.highestmodseq.0),
+        (1, 5, 9)
+    );
+    let mut before = mailbox_view(m, u.id).await;
+    before.push(format!("{:?}", m.outbound().await.unwrap()));
+    before.push(format!("{:?}", m.aliases(None).await.unwrap()));
+    before.push(format!("{:?}", m.accounts(None).await.unwrap()));
+    before.push(format!("{:?}", m.setting("srs-secret").await.unwrap()));
+
+    let Some((admin, url)) = fresh_database("v6").await else {
+        eprintln!("POSTROOM_TEST_POSTGRES is not set: the move to PostgreSQL not tested");
+        return;
+    };
+    let pg = Postgres::connect(&url, None, sqlite.blobs.clone()).await.unwrap();
+    let report = copy_sqlite_to(sqlite.sqlite().unwrap(), &pg, |_, _, _| {})
+        .await
+        .unwrap();
+    assert_eq!(report.blobs, 3);
+    assert_eq!(report.usage_corrected, Vec::<i64>::new());
+    let pg_store = Store::open_postgres(&url, None, &data).await.unwrap();
+    let p = pg_store.meta();
+    let mut after = mailbox_view(p, u.id).await;
+    after.push(format!("{:?}", p.outbound().await.unwrap()));
+    after.push(format!("{:?}", p.aliases(None).await.unwrap()));
+    after.push(format!("{:?}", p.accounts(None).await.unwrap()));
+    after.push(format!("{:?}", p.setting("srs-secret").await.unwrap()));
+    assert_eq!(before, after);
+    for (uid, (_, body)) in [1, 2, 4].into_iter().zip(&bodies) {
+        let row = p.message(inbox.id, Uid(uid)).await.unwrap().unwrap();
+        assert_eq!(pg_store.message_bytes(&row).unwrap(), body.as_bytes());
+    }
+    // The next message takes UID 5, as it would have in SQLite.
+    let uid = pg_store
+        .append(&inbox, b"Subject: new\r\n\r\n", 0, "", None)
+        .await
+        .unwrap();
+    assert_eq!(uid.as_i64(), 5);
+    drop((pg, pg_store));
+    drop_database(&admin, &url).await;
+}
+
+/// A partial copy is resumed only from the installation it came from: a
+/// run from another data folder (or from this one changed since) into
+/// it is refused before it writes anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_copy_of_another_installation_is_refused() {
+    let Some((admin, url)) = fresh_database("other").await else {
+        eprintln!("POSTROOM_TEST_POSTGRES is not set: PostgreSQL not tested");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let first = Store::open(&dir.path().join("a")).unwrap();
+    populate(&first).await;
+    let pg = Postgres::connect(&url, None, first.blobs.clone()).await.unwrap();
+    copy_sqlite_to(first.sqlite().unwrap(), &pg, |_, _, _| {})
+        .await
+        .unwrap();
+    // As an interrupted run leaves it: marked, the later tables missing.
+    let c = connect(&url).await;
+    c.batch_execute(
+        "INSERT INTO settings (key, value) VALUES ('migration:from-sqlite', 'in progress');
+         DELETE FROM expunged; DELETE FROM outbound; DELETE FROM dkim_keys; DELETE FROM relay_recipients;
+         DELETE FROM callout_cache; DELETE FROM sent_copies; DELETE FROM audit;",
+    )
+    .await
+    .unwrap();
+    let snapshot = "SELECT (SELECT COUNT(*) FROM domains) + (SELECT COUNT(*) FROM messages)
+                        + (SELECT COUNT(*) FROM outbound) + (SELECT COUNT(*) FROM settings)";
+    let before: i64 = c.query_one(snapshot, &[]).await.unwrap().get(0);
+
+    // Another installation, made the same way (the same names and counts,
+    // other bodies).
+    let second = Store::open(&dir.path().join("b")).unwrap();
+    populate(&second).await;
+    match copy_sqlite_to(second.sqlite().unwrap(), &pg, |_, _, _| {}).await {
+        Err(StoreError::Invalid(s)) => assert!(s.contains("does not match this data folder"), "{s}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let after: i64 = c.query_one(snapshot, &[]).await.unwrap().get(0);
+    assert_eq!(before, after);
+    // The installation it came from resumes.
+    copy_sqlite_to(first.sqlite().unwrap(), &pg, |_, _, _| {})
+        .await
+        .unwrap();
+    drop(pg);
+    drop_database(&admin, &url).await;
+}
+
+/// A database that holds another application's tables is not a target:
+/// neither migrate nor the server puts Postroom's schema beside them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_with_other_tables_is_refused_untouched() {
+    let Some((admin, url)) = fresh_database("foreign").await else {
+        eprintln!("POSTROOM_TEST_POSTGRES is not set: PostgreSQL not tested");
+        return;
+    };
+    let c = connect(&url).await;
+    c.batch_execute("CREATE TABLE invoices (id BIGINT PRIMARY KEY)")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("data")).unwrap();
+    match Postgres::connect(&url, None, store.blobs.clone()).await {
+        Err(StoreError::Invalid(s)) => assert!(s.contains("not Postroom's"), "{s}"),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a foreign database was taken"),
+    }
+    let tables: Vec<String> = c
+        .query(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(tables, ["invoices"]);
+    drop_database(&admin, &url).await;
+}

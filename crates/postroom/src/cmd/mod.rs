@@ -5,6 +5,7 @@ mod check;
 mod directory;
 mod dkim;
 mod mail;
+mod migrate;
 pub mod sendmail;
 
 use std::path::PathBuf;
@@ -53,6 +54,7 @@ pub fn run(args: Cli) -> CmdResult {
         Command::Queue(c) => mail::queue(&ctx, c),
         Command::Sendmail { args } => sendmail::run(&ctx, &args),
         Command::Dkim(c) => dkim::dkim(&ctx, c),
+        Command::Migrate { to, password_file } => migrate::migrate(&ctx, &to, password_file.as_deref()),
         Command::Audit {
             object,
             domain,
@@ -149,6 +151,9 @@ impl Context {
     pub fn store(&self) -> Result<Store, String> {
         let cfg = self.config()?;
         let dir = self.data_dir_for(&cfg);
+        if cfg.store.database.is_none() {
+            crate::lock::refuse_while_migrating(&dir)?;
+        }
         become_data_owner(&dir)?;
         wait(open_store(&cfg, &dir))
     }

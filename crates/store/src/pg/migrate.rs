@@ -12,6 +12,7 @@ use crate::{Result, StoreError};
 const MARK: &str = "migration:from-sqlite";
 
 /// A value converted to its column's type.
+#[derive(PartialEq)]
 enum Param {
     Int(Option<i64>),
     Bool(Option<bool>),
@@ -62,8 +63,9 @@ fn known(table: &str) -> Result<&str> {
 
 impl Postgres {
     /// Refuses a target that holds data of its own; marks it as being
-    /// migrated into.
-    pub(crate) async fn migration_begin(&self) -> Result<()> {
+    /// migrated into. True when the mark was there already: an earlier
+    /// run's partial copy, to resume.
+    pub(crate) async fn migration_begin(&self) -> Result<bool> {
         let c = self.client().await?;
         let marked = c
             .query_opt("SELECT 1 FROM settings WHERE key = $1", &[&MARK])
@@ -89,7 +91,39 @@ impl Postgres {
             )
             .await?;
         }
-        Ok(())
+        Ok(marked)
+    }
+
+    /// Whether the row of `table` with this id holds `cells` (the same
+    /// values as [`Postgres::migration_insert`] would write); false when
+    /// there is no such row.
+    pub(crate) async fn migration_row_matches(&self, table: &Table, id: i64, cells: &[Cell]) -> Result<bool> {
+        let t = known(table.name)?;
+        let c = self.client().await?;
+        let st = c
+            .prepare(&format!(
+                "SELECT {} FROM {t} WHERE id = $1",
+                table.columns.join(", ")
+            ))
+            .await?;
+        let Some(row) = c.query_opt(&st, &[&id]).await? else {
+            return Ok(false);
+        };
+        for (i, (col, cell)) in st.columns().iter().zip(cells).enumerate() {
+            let ty = col.type_();
+            let want = convert(t, col.name(), ty, cell)?;
+            let have = match *ty {
+                Type::INT8 => Param::Int(row.try_get(i)?),
+                Type::BOOL => Param::Bool(row.try_get(i)?),
+                Type::TEXT => Param::Text(row.try_get(i)?),
+                Type::BYTEA => Param::Bytes(row.try_get(i)?),
+                _ => return Ok(false),
+            };
+            if have != want {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     pub(crate) async fn migration_end(&self) -> Result<()> {

@@ -211,7 +211,8 @@ CREATE TABLE schema_version (
 "#;
 
 /// Creates the schema in an empty database, or checks the version of an
-/// existing one: a newer one is refused ([`StoreError::TooNew`]).
+/// existing one: a newer one is refused ([`StoreError::TooNew`]), and so
+/// is a database with tables of another application.
 pub(super) async fn ensure(client: &mut PgClient) -> Result<()> {
     let tx = client.transaction().await.map_err(pg_err)?;
     // Held to the end of this transaction: a second process opening the
@@ -245,6 +246,22 @@ pub(super) async fn ensure(client: &mut PgClient) -> Result<()> {
         }
         tx.commit().await.map_err(pg_err)?;
         return Ok(());
+    }
+    // No schema_version, yet tables: another application's database (a
+    // mistyped name). Postroom's tables are not put beside them, and
+    // `postroom migrate` would copy into them: refused, nothing written.
+    let foreign: bool = tx
+        .query_one(
+            "SELECT EXISTS(SELECT 1 FROM pg_tables WHERE schemaname = current_schema())",
+            &[],
+        )
+        .await
+        .map_err(pg_err)?
+        .get(0);
+    if foreign {
+        return Err(StoreError::Invalid(
+            "the PostgreSQL database holds tables that are not Postroom's: use an empty database".into(),
+        ));
     }
     tx.batch_execute(SCHEMA).await.map_err(pg_err)?;
     tx.execute(

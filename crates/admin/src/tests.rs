@@ -87,7 +87,7 @@ async fn deliver(s: &AdminService, address: &str) {
             received_at: 0,
             local: vec![LocalDelivery {
                 account_id: u.account.id,
-                folder: "INBOX".into(),
+                folder: postroom_store::FolderTarget::Inbox,
                 prefix: vec![],
                 flags: 0,
                 keywords: String::new(),

@@ -10,7 +10,7 @@ use postroom_directory::auth::{Authenticator, LoginError};
 use postroom_directory::{Directory, Lookup, Route};
 use postroom_smtp::service::{BodySpool, PeerContext, SmtpHandler};
 use postroom_smtp::{AuthFailure, DeliveryOutcome, Envelope, RcptTarget, RcptVerdict, Reply};
-use postroom_store::{AccountId, Delivery, LocalDelivery, Store, TempFile};
+use postroom_store::{AccountId, Delivery, FolderTarget, LocalDelivery, SpecialUse, Store, TempFile};
 
 use crate::filter::{Filter, FilterInput, Verdict};
 use crate::headers::{rfc5322_date, trace_headers, ReceivedInfo};
@@ -568,10 +568,6 @@ impl MxPipeline {
         if !self.store.meta().account_by_id(account).await.ok()??.sent_copy {
             return None;
         }
-        let folders = self.store.meta().folders(account).await.ok()?;
-        let sent = folders
-            .into_iter()
-            .find(|f| f.special_use.as_deref() == Some("\\Sent"))?;
         // The addresses To: and Cc: name, as tokens: `bob@x` is not named by
         // `jimbob@x`.
         let visible: std::collections::HashSet<String> = ["to", "cc"]
@@ -596,7 +592,9 @@ impl MxPipeline {
         };
         Some(LocalDelivery {
             account_id: account,
-            folder: sent.name,
+            // Resolved in the commit: the folder whose special use is
+            // \Sent, INBOX when the user has none (roles::FolderTarget).
+            folder: FolderTarget::Role(SpecialUse::Sent),
             prefix,
             flags: SEEN,
             keywords: String::new(),

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use postroom_directory::Route;
-use postroom_store::{LocalDelivery, OutboundItem};
+use postroom_store::{FolderTarget, LocalDelivery, OutboundItem, SpecialUse};
 
 use crate::filter::Verdict;
 use crate::headers::{delivery_prefix, received_line, ReceivedInfo, TraceHeaders};
@@ -34,10 +34,12 @@ pub fn route(
     let mut remotes = HashSet::new();
     for (i, rcpt) in recipients.iter().enumerate() {
         let verdict = verdicts.get(i).cloned().unwrap_or(Verdict::Deliver);
+        // RFC 6154: filtered mail goes to the folder whose special use is
+        // \Junk, whatever the user named it (INBOX when there is none).
         let folder = match &verdict {
             Verdict::Reject(_) => continue,
-            Verdict::Junk => "Junk",
-            _ => "INBOX",
+            Verdict::Junk => FolderTarget::Role(SpecialUse::Junk),
+            _ => FolderTarget::Inbox,
         };
         for r in &rcpt.routes {
             match r {
@@ -60,7 +62,7 @@ pub fn route(
                     if accounts.insert(*account_id) {
                         out.local.push(LocalDelivery {
                             account_id: *account_id,
-                            folder: folder.to_string(),
+                            folder: folder.clone(),
                             prefix: delivery_prefix(info, sender, &rcpt.rcpt, address),
                             flags: 0,
                             keywords: String::new(),
@@ -189,7 +191,7 @@ mod tests {
         ];
         let r = route(&rcpts, &v, &TraceHeaders::default(), &info(), "", None);
         assert_eq!(r.local.len(), 1);
-        assert_eq!(r.local[0].folder, "Junk");
+        assert_eq!(r.local[0].folder, FolderTarget::Role(SpecialUse::Junk));
         assert_eq!(r.outbound.len(), 1);
         assert_eq!(r.outbound[0].held.as_deref(), Some("quarantine: virus"));
     }

@@ -10,8 +10,8 @@ use postroom_store::directory::ImportedAlias;
 use postroom_store::folders::{FlagOp, MAX_FOLDERS, MAX_KEYWORDS};
 use postroom_store::schema::SCHEMA_VERSION;
 use postroom_store::{
-    AccountId, Delivery, DomainId, FolderId, LocalDelivery, Metadata, ModSeq, OutboundItem, Store,
-    StoreError, Uid,
+    AccountId, Delivery, DomainId, FolderId, FolderTarget, LocalDelivery, Metadata, ModSeq, OutboundItem,
+    SpecialUse, Store, StoreError, Uid,
 };
 
 const SEEN: i64 = 1;
@@ -163,6 +163,7 @@ suite!(
     settings_and_unreferenced_blobs,
     watchers_wake_on_changes,
     sent_copies_and_recent,
+    deliveries_by_role,
     schema_too_new,
     admin_life_cycle_and_audit,
 );
@@ -329,7 +330,7 @@ fn new_id() -> String {
 fn local(account: AccountId, folder: &str) -> LocalDelivery {
     LocalDelivery {
         account_id: account,
-        folder: folder.into(),
+        folder: FolderTarget::Named(folder.into()),
         prefix: b"Delivered-To: someone\r\n".to_vec(),
         flags: 0,
         keywords: String::new(),
@@ -1064,6 +1065,85 @@ async fn deliveries_local_and_outbound(f: &Fixture) {
     assert_eq!(invalid(r1), format!("account {a} has no folder Nowhere"));
     r2.unwrap();
     assert_eq!(m.folder_position(inbox).await.unwrap().unwrap(), (ModSeq(3), 3));
+}
+
+/// A copy for a role (RFC 6154 special use) lands in the folder that has
+/// it, whatever its name; with no such folder, in INBOX; never a failure.
+async fn deliveries_by_role(f: &Fixture) {
+    let m = meta(f);
+    let (_, a) = mailbox(f, "example.com", "kent").await;
+    let inbox = folder(f, a, "INBOX").await;
+    let to = |target: FolderTarget| LocalDelivery {
+        folder: target,
+        ..local(a, "INBOX")
+    };
+    let junk = FolderTarget::Role(SpecialUse::Junk);
+    let count = |id| async move { m.message_meta(id).await.unwrap().len() };
+
+    f.store
+        .commit_delivery(delivery(
+            &f.store,
+            b"Subject: 1\r\n\r\n",
+            vec![to(junk.clone())],
+            vec![],
+        ))
+        .await
+        .unwrap();
+    let junk_id = folder(f, a, "Junk").await;
+    assert_eq!(count(junk_id).await, 1);
+
+    // Renamed: the role goes with the folder.
+    m.rename_folder(a, "Junk", "Spam").await.unwrap();
+    f.store
+        .commit_delivery(delivery(
+            &f.store,
+            b"Subject: 2\r\n\r\n",
+            vec![to(junk.clone())],
+            vec![],
+        ))
+        .await
+        .unwrap();
+    let spam = m.find_folder(a, "Spam").await.unwrap().unwrap();
+    assert_eq!(spam.special_use.as_deref(), Some("\\Junk"));
+    assert_eq!(count(spam.id).await, 2);
+    assert_eq!(count(inbox).await, 0);
+    // A folder that is only called Junk is not the role.
+    m.create_folder(a, "Junk", None).await.unwrap();
+    f.store
+        .commit_delivery(delivery(
+            &f.store,
+            b"Subject: 3\r\n\r\n",
+            vec![to(junk.clone())],
+            vec![],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(count(spam.id).await, 3);
+
+    // Deleted: INBOX instead, and the commit succeeds.
+    f.store.delete_folder(&spam).await.unwrap();
+    f.store
+        .commit_delivery(delivery(
+            &f.store,
+            b"Subject: 4\r\n\r\n",
+            vec![to(junk.clone()), to(FolderTarget::Role(SpecialUse::Archive))],
+            vec![],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(count(inbox).await, 1);
+    assert_eq!(count(folder(f, a, "Archive").await).await, 1);
+    let sent = m.find_folder(a, "Sent").await.unwrap().unwrap();
+    f.store
+        .commit_delivery(delivery(
+            &f.store,
+            b"Subject: 5\r\n\r\n",
+            vec![to(FolderTarget::Role(SpecialUse::Sent))],
+            vec![],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(count(sent.id).await, 1);
 }
 
 async fn concurrent_deliveries_share_commits(f: &Fixture) {

@@ -56,7 +56,7 @@ fn new_id() -> String {
 fn local(account: AccountId, folder: &str, sent_copy_of: Option<&str>) -> LocalDelivery {
     LocalDelivery {
         account_id: account,
-        folder: folder.into(),
+        folder: postroom_store::FolderTarget::Named(folder.into()),
         prefix: b"Delivered-To: x\r\n".to_vec(),
         flags: 0,
         keywords: String::new(),

@@ -569,7 +569,7 @@ mod tests {
                 received_at: now(),
                 local: vec![crate::LocalDelivery {
                     account_id: a.id,
-                    folder: "INBOX".into(),
+                    folder: crate::FolderTarget::Inbox,
                     prefix: Vec::new(),
                     flags: 0,
                     keywords: String::new(),

@@ -26,6 +26,10 @@ pub struct Delivery {
     pub received_at: i64,
     pub local: Vec<LocalDelivery>,
     pub outbound: Vec<OutboundItem>,
+    /// Held queue rows this delivery finishes (`queue release`): removed
+    /// in the same transaction that stores their copies, and only if still
+    /// held, so a release run twice delivers once.
+    pub released: Vec<crate::ids::OutboundId>,
 }
 
 #[derive(Debug, Clone)]
@@ -52,8 +56,9 @@ pub struct OutboundItem {
     pub sender: String,
     pub recipient: String,
     pub prefix: Vec<u8>,
-    /// `None`: queued for delivery. `Some(reason)`: held for the admin.
-    pub held: Option<String>,
+    /// `None`: queued for delivery. `Some`: held for the admin, with why
+    /// and (for a local copy) the mailbox it is for.
+    pub held: Option<crate::held::Hold>,
 }
 
 type Request = (Delivery, oneshot::Sender<Result<()>>);
@@ -234,24 +239,62 @@ fn apply(tx: &Transaction<'_>, d: &Delivery) -> Result<()> {
         }
     }
     let mut queue = tx.prepare_cached(
-        "INSERT INTO outbound (queue_id, blob_id, prefix, sender, recipient, state, reason, next_attempt, created)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+        "INSERT INTO outbound (queue_id, blob_id, prefix, sender, recipient, state, reason, next_attempt, created,
+                               hold_reason, local_account, local_folder)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11)",
     )?;
     for item in &d.outbound {
-        let (state, reason) = match &item.held {
-            None => ("queued", ""),
-            Some(r) => ("held", r.as_str()),
-        };
+        let row = OutboundColumns::of(item);
         queue.execute(params![
             d.queue_id,
             d.blob_id,
             item.prefix,
             item.sender,
             item.recipient,
-            state,
-            reason,
-            d.received_at
+            row.state,
+            row.detail,
+            d.received_at,
+            row.hold_reason,
+            row.local_account,
+            row.local_folder
         ])?;
     }
+    let mut release = tx.prepare_cached("DELETE FROM outbound WHERE id = ?1 AND state = 'held'")?;
+    for id in &d.released {
+        if release.execute([id])? == 0 {
+            return Err(StoreError::Invalid(format!("no held queue item {id}")));
+        }
+    }
     Ok(())
+}
+
+/// An [`OutboundItem`]'s held state as the `outbound` columns keep it (one
+/// mapping for both back ends).
+pub(crate) struct OutboundColumns<'a> {
+    pub state: &'static str,
+    pub detail: &'a str,
+    pub hold_reason: &'static str,
+    pub local_account: Option<i64>,
+    pub local_folder: String,
+}
+
+impl<'a> OutboundColumns<'a> {
+    pub fn of(item: &'a OutboundItem) -> Self {
+        match &item.held {
+            None => OutboundColumns {
+                state: "queued",
+                detail: "",
+                hold_reason: "",
+                local_account: None,
+                local_folder: String::new(),
+            },
+            Some(h) => OutboundColumns {
+                state: "held",
+                detail: &h.detail,
+                hold_reason: h.reason.code(),
+                local_account: h.local.as_ref().map(|l| l.account_id.0),
+                local_folder: h.local.as_ref().map(|l| l.folder.encode()).unwrap_or_default(),
+            },
+        }
+    }
 }

@@ -10,8 +10,8 @@ use postroom_store::directory::ImportedAlias;
 use postroom_store::folders::{FlagOp, MAX_FOLDERS, MAX_KEYWORDS};
 use postroom_store::schema::SCHEMA_VERSION;
 use postroom_store::{
-    AccountId, Delivery, DomainId, FolderId, FolderTarget, LocalDelivery, Metadata, ModSeq, OutboundItem,
-    SpecialUse, Store, StoreError, Uid,
+    AccountId, Delivery, DomainId, FolderId, FolderTarget, HeldLocal, Hold, HoldReason, LocalDelivery,
+    Metadata, ModSeq, OutboundItem, SpecialUse, Store, StoreError, Uid,
 };
 
 const SEEN: i64 = 1;
@@ -164,6 +164,7 @@ suite!(
     watchers_wake_on_changes,
     sent_copies_and_recent,
     deliveries_by_role,
+    held_deliveries_and_their_release,
     schema_too_new,
     admin_life_cycle_and_audit,
 );
@@ -344,7 +345,7 @@ fn outbound(recipient: &str, held: Option<&str>) -> OutboundItem {
         sender: "sender@example.com".into(),
         recipient: recipient.into(),
         prefix: b"Received: by test\r\n".to_vec(),
-        held: held.map(String::from),
+        held: held.map(|h| postroom_store::Hold::remote(postroom_store::HoldReason::UnknownMember, h)),
     }
 }
 
@@ -360,6 +361,7 @@ fn delivery(store: &Store, body: &[u8], local: Vec<LocalDelivery>, outbound: Vec
         received_at: now(),
         local,
         outbound,
+        released: Vec::new(),
     }
 }
 
@@ -1146,6 +1148,108 @@ async fn deliveries_by_role(f: &Fixture) {
     assert_eq!(count(sent.id).await, 1);
 }
 
+/// A held item keeps its typed reason and, for a local copy, the mailbox
+/// and role it was for; releasing it is a delivery commit that removes the
+/// row in the same transaction, once.
+async fn held_deliveries_and_their_release(f: &Fixture) {
+    let m = meta(f);
+    let (_, a) = mailbox(f, "example.com", "kent").await;
+    let quarantined = OutboundItem {
+        held: Some(Hold {
+            reason: HoldReason::Quarantine,
+            detail: "quarantine: test".into(),
+            local: Some(HeldLocal {
+                account_id: a,
+                folder: FolderTarget::Role(SpecialUse::Junk),
+            }),
+        }),
+        prefix: b"Delivered-To: kent@example.com\r\n".to_vec(),
+        ..outbound("kent@example.com", None)
+    };
+    let d = delivery(
+        &f.store,
+        b"Subject: held\r\n\r\n",
+        vec![],
+        vec![
+            quarantined,
+            outbound("gone@example.com", Some("alias target does not exist")),
+        ],
+    );
+    let (queue_id, blob_id) = (d.queue_id.clone(), d.blob_id.clone());
+    f.store.commit_delivery(d).await.unwrap();
+    let rows = m.outbound().await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (
+            rows[0].state.as_str(),
+            rows[0].reason.as_str(),
+            rows[0].hold_reason
+        ),
+        ("held", "quarantine: test", Some(HoldReason::Quarantine))
+    );
+    assert_eq!(
+        rows[0].held_for,
+        Some(HeldLocal {
+            account_id: a,
+            folder: FolderTarget::Role(SpecialUse::Junk)
+        })
+    );
+    assert_eq!(
+        (rows[1].hold_reason, rows[1].held_for.as_ref()),
+        (Some(HoldReason::UnknownMember), None)
+    );
+    // Not due, and a held local copy is never put in the queue for MX.
+    assert!(m.due_outbound(i64::MAX, 10).await.unwrap().is_empty());
+    assert_eq!(m.set_outbound_state(&queue_id, "queued", now()).await.unwrap(), 1);
+    let rows = m.outbound().await.unwrap();
+    assert_eq!(
+        (rows[0].state.as_str(), rows[1].state.as_str()),
+        ("held", "queued")
+    );
+    assert_eq!(
+        (rows[1].hold_reason, rows[1].reason.as_str()),
+        (None, "alias target does not exist")
+    );
+    // `queue hold` marks the reason admin; a held row keeps its own.
+    m.set_outbound_state(&queue_id, "held", now()).await.unwrap();
+    let rows = m.outbound().await.unwrap();
+    assert_eq!(
+        (rows[0].hold_reason, rows[1].hold_reason),
+        (Some(HoldReason::Quarantine), Some(HoldReason::Admin))
+    );
+
+    // Released into the mailbox: the Junk role, the same body, the row gone.
+    let release = |id| Delivery {
+        queue_id: queue_id.clone(),
+        blob_id: blob_id.clone(),
+        blob_size: 17,
+        received_at: now(),
+        local: vec![LocalDelivery {
+            folder: FolderTarget::Role(SpecialUse::Junk),
+            prefix: rows[0].prefix.clone(),
+            ..local(a, "INBOX")
+        }],
+        outbound: vec![],
+        released: vec![id],
+    };
+    f.store.commit_delivery(release(rows[0].id)).await.unwrap();
+    let junk = folder(f, a, "Junk").await;
+    let msgs = m.messages(junk).await.unwrap();
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0].blob_id, blob_id);
+    assert_eq!(
+        f.store.message_bytes(&msgs[0]).unwrap(),
+        b"Delivered-To: kent@example.com\r\nSubject: held\r\n\r\n"
+    );
+    assert_eq!(m.outbound().await.unwrap().len(), 1);
+    // Twice: refused, and nothing stored the second time.
+    assert_eq!(
+        invalid(f.store.commit_delivery(release(rows[0].id)).await),
+        format!("no held queue item {}", rows[0].id)
+    );
+    assert_eq!(m.messages(junk).await.unwrap().len(), 1);
+}
+
 async fn concurrent_deliveries_share_commits(f: &Fixture) {
     let m = meta(f);
     let (_, a) = mailbox(f, "example.com", "kent").await;
@@ -1602,4 +1706,53 @@ fn the_test_url_helper_replaces_the_database() {
         with_database("postgres://u:p@h:1/postroom", "t_1"),
         "postgres://u:p@h:1/t_1"
     );
+}
+
+/// A PostgreSQL database at schema version 7 (the first released) is
+/// brought to 8 on open: its held rows become reason `other`, with no
+/// mailbox recorded (their release resolves the recipient again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_upgrades_a_v7_database() {
+    let Some(pg) = PgDatabase::create("v7").await else {
+        eprintln!("POSTROOM_TEST_POSTGRES is not set: PostgreSQL not tested");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Version 7 as it was: today's schema without what version 8 added.
+    drop(
+        Store::open_postgres(&pg.url, None, &dir.path().join("d"))
+            .await
+            .unwrap(),
+    );
+    let c = connect(&pg.url).await;
+    c.batch_execute(
+        "ALTER TABLE outbound DROP COLUMN hold_reason, DROP COLUMN local_account, DROP COLUMN local_folder;
+         UPDATE schema_version SET version = 7;
+         INSERT INTO outbound (queue_id, blob_id, prefix, sender, recipient, state, reason, next_attempt, created)
+             VALUES ('q', 'b', '', 's@x.example', 'r@y.example', 'held', 'alias target does not exist', 0, 0),
+                    ('q', 'b', '', 's@x.example', 'z@y.example', 'queued', '', 0, 0);",
+    )
+    .await
+    .unwrap();
+    let store = Store::open_postgres(&pg.url, None, &dir.path().join("d"))
+        .await
+        .unwrap();
+    let rows = store.meta().outbound().await.unwrap();
+    assert_eq!(
+        (
+            rows[0].hold_reason,
+            rows[0].held_for.as_ref(),
+            rows[0].reason.as_str()
+        ),
+        (Some(HoldReason::Other), None, "alias target does not exist")
+    );
+    assert_eq!(rows[1].hold_reason, None);
+    let v: i64 = c
+        .query_one("SELECT max(version) FROM schema_version", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, SCHEMA_VERSION);
+    drop(store);
+    pg.drop_database().await;
 }

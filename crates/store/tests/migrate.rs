@@ -86,6 +86,7 @@ async fn deliver(store: &Store, body: &[u8], local: Vec<LocalDelivery>, remote: 
                 held: None,
             })
             .collect(),
+        released: Vec::new(),
     };
     store.commit_delivery(d).await.unwrap();
 }

@@ -88,6 +88,7 @@ fn each_change_wakes_the_watchers_of_its_folder_only() {
             sent_copy_of: None,
         }],
         outbound: vec![],
+        released: Vec::new(),
     };
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     rt.block_on(store.commit_delivery(delivery)).unwrap();

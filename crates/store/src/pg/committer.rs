@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{describe, get, retryable};
 use crate::blob::BlobStore;
-use crate::committer::Delivery;
+use crate::committer::{Delivery, OutboundColumns};
 use crate::ids::FolderId;
 use crate::roles::FolderTarget;
 use crate::watch::FolderWatch;
@@ -287,15 +287,13 @@ async fn apply(
     if !d.outbound.is_empty() {
         let queue = tx
             .prepare_cached(
-                "INSERT INTO outbound (queue_id, blob_id, prefix, sender, recipient, state, reason, next_attempt, created)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+                "INSERT INTO outbound (queue_id, blob_id, prefix, sender, recipient, state, reason, next_attempt, created,
+                                       hold_reason, local_account, local_folder)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11)",
             )
             .await?;
         for item in &d.outbound {
-            let (state, reason) = match &item.held {
-                None => ("queued", ""),
-                Some(r) => ("held", r.as_str()),
-            };
+            let row = OutboundColumns::of(item);
             tx.execute(
                 &queue,
                 &[
@@ -304,12 +302,25 @@ async fn apply(
                     &item.prefix,
                     &item.sender,
                     &item.recipient,
-                    &state,
-                    &reason,
+                    &row.state,
+                    &row.detail,
                     &d.received_at,
+                    &row.hold_reason,
+                    &row.local_account,
+                    &row.local_folder,
                 ],
             )
             .await?;
+        }
+    }
+    for id in &d.released {
+        let n = tx
+            .execute("DELETE FROM outbound WHERE id = $1 AND state = 'held'", &[&id.0])
+            .await?;
+        if n == 0 {
+            return Err(ApplyError::Store(StoreError::Invalid(format!(
+                "no held queue item {id}"
+            ))));
         }
     }
     Ok(())

@@ -179,3 +179,36 @@ def test_gateway_callout_port_closed_is_temporary(server_factory):
         s.mail("alice@sender.example")
         code, msg = s.rcpt("who@down.example")
         assert (code, msg[:5]) == (451, b"4.4.3")
+
+
+def test_sent_copy_follows_the_sent_role_not_its_name(server):
+    """The Sent copy goes to the folder whose special use is \\Sent (RFC
+    6154), renamed or not; with none left, to INBOX, and the submission
+    still succeeds (issue #9: folder roles, not names)."""
+    server.cli("user", "sent-copy", "customseo@esoomllub.com")
+
+    def submit(n):
+        message = (f"From: customseo@esoomllub.com\r\nTo: dbrooks@esoomllub.com\r\n"
+                   f"Message-ID: <role-{n}@esoomllub.com>\r\nSubject: role {n}\r\n\r\nbody\r\n").encode()
+        with smtplib.SMTP("127.0.0.1", server.submission_port) as s:
+            s.starttls(context=insecure())
+            s.login("customseo@esoomllub.com", "99test99")
+            s.sendmail("customseo@esoomllub.com", ["dbrooks@esoomllub.com"], message)
+
+    m = imaps(server)
+    try:
+        assert m.rename("Sent", "Gesendet")[0] == "OK"
+        assert m.create("Sent")[0] == "OK"  # only the name: not the role
+        submit(1)
+        assert m.select("Gesendet")[1] == [b"1"]
+        assert m.select("Sent")[1] == [b"0"]
+        assert m.select("INBOX")[1] == [b"0"]
+        m.select("INBOX")
+        assert m.delete("Gesendet")[0] == "OK"
+        submit(2)
+        assert m.select("INBOX")[1] == [b"1"]
+        typ, data = m.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        assert b"role 2" in data[0][1]
+    finally:
+        m.logout()
+    assert len(server.messages("dbrooks@esoomllub.com")) == 2

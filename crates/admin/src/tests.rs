@@ -60,8 +60,12 @@ async fn queue(s: &AdminService, sender: &str, recipient: &str) -> String {
                 sender: sender.into(),
                 recipient: recipient.into(),
                 prefix: vec![],
-                held: Some("test".into()),
+                held: Some(postroom_store::Hold::remote(
+                    postroom_store::HoldReason::Admin,
+                    "test",
+                )),
             }],
+            released: Vec::new(),
         })
         .await
         .unwrap();
@@ -87,7 +91,7 @@ async fn deliver(s: &AdminService, address: &str) {
             received_at: 0,
             local: vec![LocalDelivery {
                 account_id: u.account.id,
-                folder: "INBOX".into(),
+                folder: postroom_store::FolderTarget::Inbox,
                 prefix: vec![],
                 flags: 0,
                 keywords: String::new(),
@@ -95,6 +99,7 @@ async fn deliver(s: &AdminService, address: &str) {
                 sent_copy_of: None,
             }],
             outbound: vec![],
+            released: Vec::new(),
         })
         .await
         .unwrap();
@@ -714,4 +719,100 @@ async fn sizes_and_counts_are_limited() {
     let row = &s.audit(Some("big@abc.com"), None, 1).await.unwrap()[0];
     assert!(row.entry.detail.len() <= MAX_AUDIT_DETAIL + 3);
     assert!(row.entry.detail.ends_with('…'));
+}
+
+/// The messages of a mailbox's folder, as bytes.
+async fn folder_bytes(s: &AdminService, address: &str, folder: &str) -> Vec<Vec<u8>> {
+    let u = s.user_show(address).await.unwrap();
+    let meta = s.store().meta();
+    let f = meta.find_folder(u.account.id, folder).await.unwrap().unwrap();
+    let mut out = Vec::new();
+    for m in meta.messages(f.id).await.unwrap() {
+        out.push(s.store().message_bytes(&m).unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn releasing_a_held_item_for_an_address_now_local_delivers_it_here() {
+    let (_d, s) = with_domain().await;
+    let a = cli();
+    // Held because carol@ did not exist (a list member, say).
+    let q = queue(&s, "kent@outside.example", "carol@abc.com").await;
+    assert_eq!(
+        s.queue_list().await.unwrap()[0].hold_reason,
+        Some(postroom_store::HoldReason::Admin)
+    );
+    // Still nowhere to go: refused, still held, nothing queued for MX.
+    assert!(matches!(
+        s.queue_release(&a, &q).await,
+        Err(AdminError::Conflict(_))
+    ));
+    assert_eq!(s.queue_list().await.unwrap()[0].state, "held");
+    s.user_add(&a, "carol@abc.com", plain(), None, false)
+        .await
+        .unwrap();
+    assert_eq!(s.queue_release(&a, &q).await.unwrap(), 1);
+    // Delivered into her INBOX, with the lines of a final delivery, and
+    // no outbound row left to send it out by MX.
+    assert!(s.queue_list().await.unwrap().is_empty());
+    assert_eq!(
+        folder_bytes(&s, "carol@abc.com", "INBOX").await,
+        [b"Return-Path: <kent@outside.example>\r\nDelivered-To: carol@abc.com\r\nSubject: hi\r\n\r\nbody\r\n".to_vec()]
+    );
+    assert!(matches!(
+        s.queue_release(&a, &q).await,
+        Err(AdminError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn releasing_a_quarantined_local_copy_puts_it_into_its_mailbox() {
+    let (_d, s) = with_domain().await;
+    let a = cli();
+    s.user_add(&a, "kent@abc.com", plain(), None, false)
+        .await
+        .unwrap();
+    let kent = s.user_show("kent@abc.com").await.unwrap().account.id;
+    let id = postroom_core::QueueId::generate(1).to_string();
+    let body = b"Subject: quarantined\r\n\r\nbody\r\n";
+    s.store().blobs.put(&id, body).unwrap();
+    let held = |folder| OutboundItem {
+        sender: "x@outside.example".into(),
+        recipient: "kent@abc.com".into(),
+        prefix: b"Delivered-To: kent@abc.com\r\n".to_vec(),
+        held: Some(postroom_store::Hold {
+            reason: postroom_store::HoldReason::Quarantine,
+            detail: "quarantine: test".into(),
+            local: Some(postroom_store::HeldLocal {
+                account_id: kent,
+                folder,
+            }),
+        }),
+    };
+    s.store()
+        .commit_delivery(Delivery {
+            queue_id: id.clone(),
+            blob_id: id.clone(),
+            blob_size: body.len() as u64,
+            received_at: 0,
+            local: vec![],
+            outbound: vec![held(postroom_store::FolderTarget::Inbox)],
+            released: Vec::new(),
+        })
+        .await
+        .unwrap();
+    let rows = s.queue_list().await.unwrap();
+    assert_eq!(rows[0].hold_reason, Some(postroom_store::HoldReason::Quarantine));
+    assert_eq!(rows[0].held_for.as_ref().unwrap().account_id, kent);
+    // Never queued for MX: retry and a plain state change leave it held.
+    assert!(s.queue_retry(&a, &id).await.is_err());
+    assert_eq!(s.queue_list().await.unwrap()[0].state, "held");
+    assert_eq!(s.queue_release(&a, &id).await.unwrap(), 1);
+    assert!(s.queue_list().await.unwrap().is_empty());
+    let inbox = folder_bytes(&s, "kent@abc.com", "INBOX").await;
+    assert_eq!(
+        inbox,
+        [b"Delivered-To: kent@abc.com\r\nSubject: quarantined\r\n\r\nbody\r\n".to_vec()]
+    );
 }

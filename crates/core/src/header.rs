@@ -512,6 +512,21 @@ pub fn mailboxes(v: &[u8]) -> Vec<Mailbox> {
         .collect()
 }
 
+/// The header lines a copy gets at final delivery (RFC 5321 4.4:
+/// `Return-Path`; `Delivered-To` names the mailbox, which the loop check
+/// reads). Control characters become `?`: a peer's reverse-path must not
+/// end the line early. The one place these lines are written: the router
+/// at delivery, and `queue release` when a held item turns out local.
+pub fn final_delivery_lines(return_path: &str, delivered_to: &str) -> Vec<u8> {
+    let clean = |s: &str| -> String { s.chars().map(|c| if c.is_control() { '?' } else { c }).collect() };
+    format!(
+        "Return-Path: <{}>\r\nDelivered-To: {}\r\n",
+        clean(return_path),
+        clean(delivered_to)
+    )
+    .into_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use postroom_core::Address;
 use postroom_store::directory::{AccountRow, DomainRow};
-use postroom_store::{AccountId, DomainId, Metadata, Result};
+use postroom_store::{AccountId, DomainId, Hold, HoldReason, Metadata, Result};
 
 /// Alias expansion depth limit.
 pub const MAX_DEPTH: usize = 10;
@@ -27,8 +27,9 @@ pub enum Route {
     },
     /// An outside address (forwarding, list member, relay).
     Remote { address: String },
-    /// Kept in the queue for the administrator, never dropped.
-    Held { address: String, reason: String },
+    /// Kept in the queue for the administrator, never dropped; `hold`
+    /// says why (a typed reason, logged and kept in the store).
+    Held { address: String, hold: Hold },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -357,7 +358,10 @@ impl Directory {
         Ok(Resolution {
             routes: vec![Route::Held {
                 address: "postmaster".into(),
-                reason: "no postmaster address configured (server.postmaster)".into(),
+                hold: Hold::remote(
+                    HoldReason::NoPostmaster,
+                    "no postmaster address configured (server.postmaster)",
+                ),
             }],
             direct_account: None,
             gateway: false,
@@ -445,7 +449,10 @@ impl Directory {
             }
             x.routes.push(Route::Held {
                 address: format!("{local}@{}", domain.name),
-                reason: "the domain has no admin and server.postmaster is not set".into(),
+                hold: Hold::remote(
+                    HoldReason::NoPostmaster,
+                    "the domain has no admin and server.postmaster is not set",
+                ),
             });
             return Ok(Step::Found);
         }
@@ -547,7 +554,7 @@ impl Directory {
                 let Ok(addr) = Address::parse(t, true) else {
                     x.routes.push(Route::Held {
                         address: t.clone(),
-                        reason: "alias target is not a valid address".into(),
+                        hold: Hold::remote(HoldReason::UnknownMember, "alias target is not a valid address"),
                     });
                     continue;
                 };
@@ -563,7 +570,7 @@ impl Directory {
                         {
                             x.routes.push(Route::Held {
                                 address: addr.canonical(),
-                                reason: "alias target does not exist".into(),
+                                hold: Hold::remote(HoldReason::UnknownMember, "alias target does not exist"),
                             });
                         }
                     }
@@ -583,7 +590,7 @@ fn unresolvable(routes: &[Route]) -> Option<String> {
     let mut held = Vec::new();
     for r in routes {
         match r {
-            Route::Held { reason, .. } => held.push(reason.as_str()),
+            Route::Held { hold, .. } => held.push(hold.detail.as_str()),
             Route::Local { .. } | Route::Remote { .. } => return None,
         }
     }

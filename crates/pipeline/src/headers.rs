@@ -36,12 +36,7 @@ pub fn delivery_prefix(
 ) -> Vec<u8> {
     let helo = sanitize(info.helo);
     let rcpt = sanitize(rcpt);
-    let mut out = format!(
-        "Return-Path: <{}>\r\nDelivered-To: {}\r\n",
-        sanitize(return_path),
-        sanitize(delivered_to)
-    )
-    .into_bytes();
+    let mut out = postroom_core::header::final_delivery_lines(return_path, delivered_to);
     out.extend_from_slice(&received_line_for(info, &helo, &rcpt));
     out
 }

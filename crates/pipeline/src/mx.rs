@@ -10,7 +10,9 @@ use postroom_directory::auth::{Authenticator, LoginError};
 use postroom_directory::{Directory, Lookup, Route};
 use postroom_smtp::service::{BodySpool, PeerContext, SmtpHandler};
 use postroom_smtp::{AuthFailure, DeliveryOutcome, Envelope, RcptTarget, RcptVerdict, Reply};
-use postroom_store::{AccountId, Delivery, LocalDelivery, Store, TempFile};
+use postroom_store::{
+    AccountId, Delivery, FolderTarget, Hold, HoldReason, LocalDelivery, SpecialUse, Store, TempFile,
+};
 
 use crate::filter::{Filter, FilterInput, Verdict};
 use crate::headers::{rfc5322_date, trace_headers, ReceivedInfo};
@@ -315,7 +317,8 @@ impl MxPipeline {
         }
         if let Some(reason) = &hold_reason {
             for item in routed.outbound.iter_mut() {
-                item.held.get_or_insert_with(|| reason.clone());
+                item.held
+                    .get_or_insert_with(|| Hold::remote(HoldReason::SenderOverLimits, reason.clone()));
             }
         }
         if routed.local.is_empty() && routed.outbound.is_empty() {
@@ -361,6 +364,7 @@ impl MxPipeline {
             received_at: micros as i64 / 1_000_000,
             local: routed.local,
             outbound: routed.outbound,
+            released: Vec::new(),
         };
         if let Err(e) = self.store.commit_delivery(delivery).await {
             tracing::error!(queue_id = %queue_id, error = %e, "committing the delivery failed");
@@ -568,10 +572,6 @@ impl MxPipeline {
         if !self.store.meta().account_by_id(account).await.ok()??.sent_copy {
             return None;
         }
-        let folders = self.store.meta().folders(account).await.ok()?;
-        let sent = folders
-            .into_iter()
-            .find(|f| f.special_use.as_deref() == Some("\\Sent"))?;
         // The addresses To: and Cc: name, as tokens: `bob@x` is not named by
         // `jimbob@x`.
         let visible: std::collections::HashSet<String> = ["to", "cc"]
@@ -596,7 +596,9 @@ impl MxPipeline {
         };
         Some(LocalDelivery {
             account_id: account,
-            folder: sent.name,
+            // Resolved in the commit: the folder whose special use is
+            // \Sent, INBOX when the user has none (roles::FolderTarget).
+            folder: FolderTarget::Role(SpecialUse::Sent),
             prefix,
             flags: SEEN,
             keywords: String::new(),
@@ -717,7 +719,10 @@ impl MxPipeline {
                         rcpt: rcpt.to_string(),
                         routes: vec![Route::Held {
                             address: rcpt.canonical(),
-                            reason: format!("a bounce to an address nothing delivers to: {why}"),
+                            hold: Hold::remote(
+                                HoldReason::UndeliverableBounce,
+                                format!("a bounce to an address nothing delivers to: {why}"),
+                            ),
                         }],
                         forwarded: false,
                     };

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use postroom_directory::Route;
-use postroom_store::{LocalDelivery, OutboundItem};
+use postroom_store::{FolderTarget, HeldLocal, Hold, HoldReason, LocalDelivery, OutboundItem, SpecialUse};
 
 use crate::filter::Verdict;
 use crate::headers::{delivery_prefix, received_line, ReceivedInfo, TraceHeaders};
@@ -34,10 +34,12 @@ pub fn route(
     let mut remotes = HashSet::new();
     for (i, rcpt) in recipients.iter().enumerate() {
         let verdict = verdicts.get(i).cloned().unwrap_or(Verdict::Deliver);
+        // RFC 6154: filtered mail goes to the folder whose special use is
+        // \Junk, whatever the user named it (INBOX when there is none).
         let folder = match &verdict {
             Verdict::Reject(_) => continue,
-            Verdict::Junk => "Junk",
-            _ => "INBOX",
+            Verdict::Junk => FolderTarget::Role(SpecialUse::Junk),
+            _ => FolderTarget::Inbox,
         };
         for r in &rcpt.routes {
             match r {
@@ -49,18 +51,28 @@ pub fn route(
                         continue;
                     }
                     if let Verdict::Quarantine(reason) = &verdict {
+                        // Held as the local copy it is: `queue release`
+                        // puts it into this mailbox, never out by MX
+                        // (where its Delivered-To would read as a loop).
                         out.outbound.push(OutboundItem {
                             sender: sender.to_string(),
                             recipient: address.clone(),
                             prefix: delivery_prefix(info, sender, &rcpt.rcpt, address),
-                            held: Some(format!("quarantine: {reason}")),
+                            held: Some(Hold {
+                                reason: HoldReason::Quarantine,
+                                detail: format!("quarantine: {reason}"),
+                                local: Some(HeldLocal {
+                                    account_id: *account_id,
+                                    folder: FolderTarget::Inbox,
+                                }),
+                            }),
                         });
                         continue;
                     }
                     if accounts.insert(*account_id) {
                         out.local.push(LocalDelivery {
                             account_id: *account_id,
-                            folder: folder.to_string(),
+                            folder: folder.clone(),
                             prefix: delivery_prefix(info, sender, &rcpt.rcpt, address),
                             flags: 0,
                             keywords: String::new(),
@@ -84,17 +96,20 @@ pub fn route(
                             recipient: address.clone(),
                             prefix: received_line(info, &rcpt.rcpt),
                             held: match &verdict {
-                                Verdict::Quarantine(reason) => Some(format!("quarantine: {reason}")),
+                                Verdict::Quarantine(reason) => Some(Hold::remote(
+                                    HoldReason::Quarantine,
+                                    format!("quarantine: {reason}"),
+                                )),
                                 _ => None,
                             },
                         });
                     }
                 }
-                Route::Held { address, reason } => out.outbound.push(OutboundItem {
+                Route::Held { address, hold } => out.outbound.push(OutboundItem {
                     sender: sender.to_string(),
                     recipient: address.clone(),
                     prefix: received_line(info, &rcpt.rcpt),
-                    held: Some(reason.clone()),
+                    held: Some(hold.clone()),
                 }),
             }
         }
@@ -189,8 +204,19 @@ mod tests {
         ];
         let r = route(&rcpts, &v, &TraceHeaders::default(), &info(), "", None);
         assert_eq!(r.local.len(), 1);
-        assert_eq!(r.local[0].folder, "Junk");
+        assert_eq!(r.local[0].folder, FolderTarget::Role(SpecialUse::Junk));
         assert_eq!(r.outbound.len(), 1);
-        assert_eq!(r.outbound[0].held.as_deref(), Some("quarantine: virus"));
+        let held = r.outbound[0].held.as_ref().unwrap();
+        assert_eq!(held.detail, "quarantine: virus");
+        assert_eq!(held.reason, HoldReason::Quarantine);
+        // A quarantined local copy is held for its mailbox, so its
+        // release goes there and not out by MX.
+        assert_eq!(
+            held.local,
+            Some(HeldLocal {
+                account_id: postroom_store::AccountId(3),
+                folder: FolderTarget::Inbox
+            })
+        );
     }
 }

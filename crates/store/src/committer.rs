@@ -6,9 +6,10 @@ use std::sync::{mpsc, Arc};
 
 use crate::blob::BlobStore;
 
-use rusqlite::{params, Connection, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use tokio::sync::oneshot;
 
+use crate::roles::FolderTarget;
 use crate::watch::{FolderWatch, Touched};
 use crate::{Result, StoreError};
 
@@ -25,12 +26,17 @@ pub struct Delivery {
     pub received_at: i64,
     pub local: Vec<LocalDelivery>,
     pub outbound: Vec<OutboundItem>,
+    /// Held queue rows this delivery finishes (`queue release`): removed
+    /// in the same transaction that stores their copies, and only if still
+    /// held, so a release run twice delivers once.
+    pub released: Vec<crate::ids::OutboundId>,
 }
 
 #[derive(Debug, Clone)]
 pub struct LocalDelivery {
     pub account_id: crate::ids::AccountId,
-    pub folder: String,
+    /// Resolved in the commit: a role falls back to INBOX.
+    pub folder: FolderTarget,
     /// Header lines written for this recipient only (Return-Path,
     /// Delivered-To, Received), CRLF-terminated.
     pub prefix: Vec<u8>,
@@ -50,8 +56,9 @@ pub struct OutboundItem {
     pub sender: String,
     pub recipient: String,
     pub prefix: Vec<u8>,
-    /// `None`: queued for delivery. `Some(reason)`: held for the admin.
-    pub held: Option<String>,
+    /// `None`: queued for delivery. `Some`: held for the admin, with why
+    /// and (for a local copy) the mailbox it is for.
+    pub held: Option<crate::held::Hold>,
 }
 
 type Request = (Delivery, oneshot::Sender<Result<()>>);
@@ -153,33 +160,59 @@ fn apply_one(tx: &Transaction<'_>, d: &Delivery) -> Result<()> {
     }
 }
 
+/// The folder's id, its next UID and MODSEQ (taken), and its UIDVALIDITY.
+type Slot = (i64, i64, i64, i64);
+
+/// Takes the next UID of the folder `target` names for `account`. A role
+/// is found by its special use (RFC 6154), the oldest such folder when
+/// there are several, and falls back to INBOX when the account has none.
+pub(crate) fn take_slot(
+    tx: &Transaction<'_>,
+    account: crate::ids::AccountId,
+    target: &FolderTarget,
+) -> Result<Slot> {
+    let slot = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Slot> {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    };
+    let by_name = |name: &str| -> Result<Option<Slot>> {
+        Ok(tx
+            .prepare_cached(
+                "UPDATE folders SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1
+                 WHERE account_id = ?1 AND name = ?2
+                 RETURNING id, uidnext - 1, highestmodseq, uidvalidity",
+            )?
+            .query_row(params![account, name], slot)
+            .optional()?)
+    };
+    let found = match target {
+        FolderTarget::Inbox => by_name("INBOX")?,
+        FolderTarget::Named(name) => by_name(name)?,
+        FolderTarget::Role(role) => {
+            let found = tx
+                .prepare_cached(
+                    "UPDATE folders SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1
+                     WHERE id = (SELECT id FROM folders WHERE account_id = ?1 AND special_use = ?2 COLLATE NOCASE
+                                 ORDER BY id LIMIT 1)
+                     RETURNING id, uidnext - 1, highestmodseq, uidvalidity",
+                )?
+                .query_row(params![account, role.attribute()], slot)
+                .optional()?;
+            match found {
+                Some(s) => Some(s),
+                None => by_name("INBOX")?,
+            }
+        }
+    };
+    found.ok_or_else(|| StoreError::Invalid(format!("account {account} has no {target}")))
+}
+
 fn apply(tx: &Transaction<'_>, d: &Delivery) -> Result<()> {
-    let mut next_uid = tx.prepare_cached(
-        "UPDATE folders SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1
-         WHERE account_id = ?1 AND name = ?2
-         RETURNING id, uidnext - 1, highestmodseq, uidvalidity",
-    )?;
     let mut insert = tx.prepare_cached(
         "INSERT INTO messages (folder_id, uid, modseq, flags, keywords, internal_date, size, pop3_uidl, blob_id, prefix, queue_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?;
     for local in &d.local {
-        let row = next_uid
-            .query_row(params![local.account_id, local.folder], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                ))
-            })
-            .map_err(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => StoreError::Invalid(format!(
-                    "account {} has no folder {}",
-                    local.account_id, local.folder
-                )),
-                e => e.into(),
-            })?;
+        let row = take_slot(tx, local.account_id, &local.folder)?;
         let (folder_id, uid, modseq, uidvalidity) = row;
         let uidl = crate::mailbox::pop3_uidl(uidvalidity, uid);
         let size = local.prefix.len() as u64 + d.blob_size;
@@ -206,24 +239,62 @@ fn apply(tx: &Transaction<'_>, d: &Delivery) -> Result<()> {
         }
     }
     let mut queue = tx.prepare_cached(
-        "INSERT INTO outbound (queue_id, blob_id, prefix, sender, recipient, state, reason, next_attempt, created)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+        "INSERT INTO outbound (queue_id, blob_id, prefix, sender, recipient, state, reason, next_attempt, created,
+                               hold_reason, local_account, local_folder)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11)",
     )?;
     for item in &d.outbound {
-        let (state, reason) = match &item.held {
-            None => ("queued", ""),
-            Some(r) => ("held", r.as_str()),
-        };
+        let row = OutboundColumns::of(item);
         queue.execute(params![
             d.queue_id,
             d.blob_id,
             item.prefix,
             item.sender,
             item.recipient,
-            state,
-            reason,
-            d.received_at
+            row.state,
+            row.detail,
+            d.received_at,
+            row.hold_reason,
+            row.local_account,
+            row.local_folder
         ])?;
     }
+    let mut release = tx.prepare_cached("DELETE FROM outbound WHERE id = ?1 AND state = 'held'")?;
+    for id in &d.released {
+        if release.execute([id])? == 0 {
+            return Err(StoreError::Invalid(format!("no held queue item {id}")));
+        }
+    }
     Ok(())
+}
+
+/// An [`OutboundItem`]'s held state as the `outbound` columns keep it (one
+/// mapping for both back ends).
+pub(crate) struct OutboundColumns<'a> {
+    pub state: &'static str,
+    pub detail: &'a str,
+    pub hold_reason: &'static str,
+    pub local_account: Option<i64>,
+    pub local_folder: String,
+}
+
+impl<'a> OutboundColumns<'a> {
+    pub fn of(item: &'a OutboundItem) -> Self {
+        match &item.held {
+            None => OutboundColumns {
+                state: "queued",
+                detail: "",
+                hold_reason: "",
+                local_account: None,
+                local_folder: String::new(),
+            },
+            Some(h) => OutboundColumns {
+                state: "held",
+                detail: &h.detail,
+                hold_reason: h.reason.code(),
+                local_account: h.local.as_ref().map(|l| l.account_id.0),
+                local_folder: h.local.as_ref().map(|l| l.folder.encode()).unwrap_or_default(),
+            },
+        }
+    }
 }

@@ -5,16 +5,18 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::ids::{AccountId, AliasId, DomainId};
+use crate::roles::SpecialUse;
 use crate::{Db, Result, StoreError};
 
 /// The folders every new mailbox gets, with their RFC 6154 special use.
+/// Deliveries name roles (`crate::roles`), never these names.
 pub const DEFAULT_FOLDERS: [(&str, Option<&str>); 6] = [
     ("INBOX", None),
-    ("Sent", Some("\\Sent")),
-    ("Drafts", Some("\\Drafts")),
-    ("Junk", Some("\\Junk")),
-    ("Trash", Some("\\Trash")),
-    ("Archive", Some("\\Archive")),
+    ("Sent", Some(SpecialUse::Sent.attribute())),
+    ("Drafts", Some(SpecialUse::Drafts.attribute())),
+    ("Junk", Some(SpecialUse::Junk.attribute())),
+    ("Trash", Some(SpecialUse::Trash.attribute())),
+    ("Archive", Some(SpecialUse::Archive.attribute())),
 ];
 
 #[derive(Clone, Debug, PartialEq, Eq)]

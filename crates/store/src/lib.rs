@@ -18,12 +18,14 @@ pub mod dkim;
 pub mod faulty;
 pub mod folders;
 pub mod fs;
+pub mod held;
 pub mod ids;
 pub mod mailbox;
 pub mod migrate;
 mod pg;
 mod purge;
 pub mod queue;
+pub mod roles;
 pub mod schema;
 pub mod sent;
 pub mod settings;
@@ -42,8 +44,10 @@ pub use blob::{BlobStore, FsBlobStore, MemSpool};
 pub use committer::{Delivery, LocalDelivery, OutboundItem};
 pub use db::Db;
 pub use fs::{DurableFs, RealFs, SimulatedFs, TempFile};
+pub use held::{HeldLocal, Hold, HoldReason};
 pub use ids::{AccountId, AliasId, DirectoryVersion, DomainId, FolderId, ModSeq, OutboundId, Uid};
 pub use pg::Postgres;
+pub use roles::{FolderTarget, SpecialUse};
 pub use sent::SENT_COPY_WINDOW_SECS;
 pub use sweep::SweepReport;
 pub use watch::ForeignChanges;
@@ -244,8 +248,28 @@ impl Store {
     }
 
     /// Commits a delivery whose blob was put in this store's blobs.
+    /// Each held item it records gets one log line with its reason: mail
+    /// is never held silently (issue #12).
     pub async fn commit_delivery(&self, delivery: Delivery) -> Result<()> {
-        self.meta.commit_delivery(delivery).await
+        let held: Vec<(String, crate::held::Hold)> = delivery
+            .outbound
+            .iter()
+            .filter_map(|o| o.held.clone().map(|h| (o.recipient.clone(), h)))
+            .collect();
+        let queue_id = delivery.queue_id.clone();
+        self.meta.commit_delivery(delivery).await?;
+        for (recipient, hold) in held {
+            tracing::warn!(
+                target: "queue",
+                queue_id = %queue_id,
+                recipient = %recipient,
+                reason = hold.reason.code(),
+                detail = %hold.detail,
+                local = hold.local.is_some(),
+                "held for the administrator ('postroom queue release' or 'queue delete')"
+            );
+        }
+        Ok(())
     }
 
     /// See [`Watch::watch_folder`].

@@ -4,7 +4,16 @@
 
 use rusqlite::{params, OptionalExtension};
 
+use crate::held::{HeldLocal, HoldReason};
 use crate::ids::OutboundId;
+use crate::roles::FolderTarget;
+
+/// `set_outbound_state`'s `hold_reason` (the new state is parameter 2 on
+/// both back ends): `queue hold` marks a row `admin` unless it is held
+/// already, for a reason of its own; any other state clears it.
+pub(crate) const SET_HOLD_REASON: &str =
+    "hold_reason = CASE WHEN state = 'held' AND ?2 = 'held' THEN hold_reason
+                          WHEN ?2 = 'held' THEN 'admin' ELSE '' END";
 use crate::{Db, Result, Store, StoreError};
 
 #[derive(Clone, Debug)]
@@ -22,10 +31,27 @@ pub struct OutboundRow {
     pub created: i64,
     /// A delay warning (RFC 3464 `delayed`) went to the sender already.
     pub warned: bool,
+    /// Why it is held (`state = 'held'`); `None` otherwise.
+    pub hold_reason: Option<HoldReason>,
+    /// A held local copy: the mailbox it is for.
+    pub held_for: Option<HeldLocal>,
 }
 
-const COLS: &str =
-    "id, queue_id, blob_id, prefix, sender, recipient, state, reason, attempts, next_attempt, created, warned";
+impl OutboundRow {
+    /// Fills in the held columns as both back ends store them.
+    pub(crate) fn with_hold(mut self, code: &str, account: Option<i64>, folder: &str) -> Self {
+        if self.state == "held" {
+            self.hold_reason = Some(HoldReason::from_code(code));
+            self.held_for = account.map(|a| HeldLocal {
+                account_id: crate::ids::AccountId(a),
+                folder: FolderTarget::decode(folder),
+            });
+        }
+        self
+    }
+}
+
+pub(crate) const COLS: &str = "id, queue_id, blob_id, prefix, sender, recipient, state, reason, attempts, next_attempt, created, warned, hold_reason, local_account, local_folder";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboundRow> {
     Ok(OutboundRow {
@@ -41,7 +67,10 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboundRow> {
         next_attempt: r.get(9)?,
         created: r.get(10)?,
         warned: r.get::<_, i64>(11)? != 0,
-    })
+        hold_reason: None,
+        held_for: None,
+    }
+    .with_hold(&r.get::<_, String>(12)?, r.get(13)?, &r.get::<_, String>(14)?))
 }
 
 impl Db {
@@ -106,18 +135,24 @@ impl Db {
     pub fn hold_sender(&self, sender: &str, reason: &str) -> Result<usize> {
         self.write(|tx| {
             Ok(tx.execute(
-                "UPDATE outbound SET state = 'held', reason = ?2 WHERE sender = ?1 AND state IN ('queued', 'deferred')",
+                "UPDATE outbound SET state = 'held', reason = ?2, hold_reason = 'sender-over-limits'
+                 WHERE sender = ?1 AND state IN ('queued', 'deferred')",
                 params![sender, reason],
             )?)
         })
     }
 
-    /// `held` / `queued` (release) / `deferred` with now (retry).
+    /// `held` / `queued` (release) / `deferred` with now (retry). A held
+    /// local copy is never queued: it is released into its mailbox
+    /// (`Delivery::released`).
     pub fn set_outbound_state(&self, queue_id_or_row: &str, state: &str, now: i64) -> Result<usize> {
         self.write(|tx| {
             let n = tx.execute(
-                "UPDATE outbound SET state = ?2, next_attempt = ?3
-                 WHERE (queue_id = ?1 OR CAST(id AS TEXT) = ?1) AND state IN ('queued', 'deferred', 'held')",
+                &format!(
+                    "UPDATE outbound SET state = ?2, next_attempt = ?3, {SET_HOLD_REASON}
+                 WHERE (queue_id = ?1 OR CAST(id AS TEXT) = ?1) AND state IN ('queued', 'deferred', 'held')
+                   AND (?2 = 'held' OR local_account IS NULL)"
+                ),
                 params![queue_id_or_row, state, now],
             )?;
             if n == 0 {

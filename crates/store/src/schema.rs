@@ -244,7 +244,21 @@ CREATE INDEX audit_object ON audit(object, id);
 CREATE INDEX audit_domain ON audit(domain, id);
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
+/// Version 8 (held deliveries): a held queue row says why it is held, as
+/// a code (`held::HoldReason`; the words stay in `reason`), and, for a
+/// local copy (the filter's quarantine), the mailbox and folder role it
+/// was for, so `queue release` puts it into that mailbox instead of
+/// sending it out by MX, where its Delivered-To would read as a loop.
+/// Rows held before are `other`; with no mailbox recorded, their release
+/// resolves the recipient again.
+const V8: &str = r#"
+ALTER TABLE outbound ADD COLUMN hold_reason TEXT NOT NULL DEFAULT '';  -- held::HoldReason code; '' when not held
+ALTER TABLE outbound ADD COLUMN local_account INTEGER;                 -- held local copy: the mailbox
+ALTER TABLE outbound ADD COLUMN local_folder TEXT NOT NULL DEFAULT ''; -- and its roles::FolderTarget
+UPDATE outbound SET hold_reason = 'other' WHERE state = 'held';
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

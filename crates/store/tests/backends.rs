@@ -10,8 +10,8 @@ use postroom_store::directory::ImportedAlias;
 use postroom_store::folders::{FlagOp, MAX_FOLDERS, MAX_KEYWORDS};
 use postroom_store::schema::SCHEMA_VERSION;
 use postroom_store::{
-    AccountId, Delivery, DomainId, FolderId, LocalDelivery, Metadata, ModSeq, OutboundItem, Store,
-    StoreError, Uid,
+    AccountId, Delivery, DomainId, FolderId, FolderTarget, HeldLocal, Hold, HoldReason, LocalDelivery,
+    Metadata, ModSeq, OutboundItem, SpecialUse, Store, StoreError, Uid,
 };
 
 const SEEN: i64 = 1;
@@ -163,6 +163,8 @@ suite!(
     settings_and_unreferenced_blobs,
     watchers_wake_on_changes,
     sent_copies_and_recent,
+    deliveries_by_role,
+    held_deliveries_and_their_release,
     schema_too_new,
     admin_life_cycle_and_audit,
 );
@@ -329,7 +331,7 @@ fn new_id() -> String {
 fn local(account: AccountId, folder: &str) -> LocalDelivery {
     LocalDelivery {
         account_id: account,
-        folder: folder.into(),
+        folder: FolderTarget::Named(folder.into()),
         prefix: b"Delivered-To: someone\r\n".to_vec(),
         flags: 0,
         keywords: String::new(),
@@ -343,7 +345,7 @@ fn outbound(recipient: &str, held: Option<&str>) -> OutboundItem {
         sender: "sender@example.com".into(),
         recipient: recipient.into(),
         prefix: b"Received: by test\r\n".to_vec(),
-        held: held.map(String::from),
+        held: held.map(|h| postroom_store::Hold::remote(postroom_store::HoldReason::UnknownMember, h)),
     }
 }
 
@@ -359,6 +361,7 @@ fn delivery(store: &Store, body: &[u8], local: Vec<LocalDelivery>, outbound: Vec
         received_at: now(),
         local,
         outbound,
+        released: Vec::new(),
     }
 }
 
@@ -1066,6 +1069,187 @@ async fn deliveries_local_and_outbound(f: &Fixture) {
     assert_eq!(m.folder_position(inbox).await.unwrap().unwrap(), (ModSeq(3), 3));
 }
 
+/// A copy for a role (RFC 6154 special use) lands in the folder that has
+/// it, whatever its name; with no such folder, in INBOX; never a failure.
+async fn deliveries_by_role(f: &Fixture) {
+    let m = meta(f);
+    let (_, a) = mailbox(f, "example.com", "kent").await;
+    let inbox = folder(f, a, "INBOX").await;
+    let to = |target: FolderTarget| LocalDelivery {
+        folder: target,
+        ..local(a, "INBOX")
+    };
+    let junk = FolderTarget::Role(SpecialUse::Junk);
+    let count = |id| async move { m.message_meta(id).await.unwrap().len() };
+
+    f.store
+        .commit_delivery(delivery(
+            &f.store,
+            b"Subject: 1\r\n\r\n",
+            vec![to(junk.clone())],
+            vec![],
+        ))
+        .await
+        .unwrap();
+    let junk_id = folder(f, a, "Junk").await;
+    assert_eq!(count(junk_id).await, 1);
+
+    // Renamed: the role goes with the folder.
+    m.rename_folder(a, "Junk", "Spam").await.unwrap();
+    f.store
+        .commit_delivery(delivery(
+            &f.store,
+            b"Subject: 2\r\n\r\n",
+            vec![to(junk.clone())],
+            vec![],
+        ))
+        .await
+        .unwrap();
+    let spam = m.find_folder(a, "Spam").await.unwrap().unwrap();
+    assert_eq!(spam.special_use.as_deref(), Some("\\Junk"));
+    assert_eq!(count(spam.id).await, 2);
+    assert_eq!(count(inbox).await, 0);
+    // A folder that is only called Junk is not the role.
+    m.create_folder(a, "Junk", None).await.unwrap();
+    f.store
+        .commit_delivery(delivery(
+            &f.store,
+            b"Subject: 3\r\n\r\n",
+            vec![to(junk.clone())],
+            vec![],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(count(spam.id).await, 3);
+
+    // Deleted: INBOX instead, and the commit succeeds.
+    f.store.delete_folder(&spam).await.unwrap();
+    f.store
+        .commit_delivery(delivery(
+            &f.store,
+            b"Subject: 4\r\n\r\n",
+            vec![to(junk.clone()), to(FolderTarget::Role(SpecialUse::Archive))],
+            vec![],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(count(inbox).await, 1);
+    assert_eq!(count(folder(f, a, "Archive").await).await, 1);
+    let sent = m.find_folder(a, "Sent").await.unwrap().unwrap();
+    f.store
+        .commit_delivery(delivery(
+            &f.store,
+            b"Subject: 5\r\n\r\n",
+            vec![to(FolderTarget::Role(SpecialUse::Sent))],
+            vec![],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(count(sent.id).await, 1);
+}
+
+/// A held item keeps its typed reason and, for a local copy, the mailbox
+/// and role it was for; releasing it is a delivery commit that removes the
+/// row in the same transaction, once.
+async fn held_deliveries_and_their_release(f: &Fixture) {
+    let m = meta(f);
+    let (_, a) = mailbox(f, "example.com", "kent").await;
+    let quarantined = OutboundItem {
+        held: Some(Hold {
+            reason: HoldReason::Quarantine,
+            detail: "quarantine: test".into(),
+            local: Some(HeldLocal {
+                account_id: a,
+                folder: FolderTarget::Role(SpecialUse::Junk),
+            }),
+        }),
+        prefix: b"Delivered-To: kent@example.com\r\n".to_vec(),
+        ..outbound("kent@example.com", None)
+    };
+    let d = delivery(
+        &f.store,
+        b"Subject: held\r\n\r\n",
+        vec![],
+        vec![
+            quarantined,
+            outbound("gone@example.com", Some("alias target does not exist")),
+        ],
+    );
+    let (queue_id, blob_id) = (d.queue_id.clone(), d.blob_id.clone());
+    f.store.commit_delivery(d).await.unwrap();
+    let rows = m.outbound().await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (
+            rows[0].state.as_str(),
+            rows[0].reason.as_str(),
+            rows[0].hold_reason
+        ),
+        ("held", "quarantine: test", Some(HoldReason::Quarantine))
+    );
+    assert_eq!(
+        rows[0].held_for,
+        Some(HeldLocal {
+            account_id: a,
+            folder: FolderTarget::Role(SpecialUse::Junk)
+        })
+    );
+    assert_eq!(
+        (rows[1].hold_reason, rows[1].held_for.as_ref()),
+        (Some(HoldReason::UnknownMember), None)
+    );
+    // Not due, and a held local copy is never put in the queue for MX.
+    assert!(m.due_outbound(i64::MAX, 10).await.unwrap().is_empty());
+    assert_eq!(m.set_outbound_state(&queue_id, "queued", now()).await.unwrap(), 1);
+    let rows = m.outbound().await.unwrap();
+    assert_eq!(
+        (rows[0].state.as_str(), rows[1].state.as_str()),
+        ("held", "queued")
+    );
+    assert_eq!(
+        (rows[1].hold_reason, rows[1].reason.as_str()),
+        (None, "alias target does not exist")
+    );
+    // `queue hold` marks the reason admin; a held row keeps its own.
+    m.set_outbound_state(&queue_id, "held", now()).await.unwrap();
+    let rows = m.outbound().await.unwrap();
+    assert_eq!(
+        (rows[0].hold_reason, rows[1].hold_reason),
+        (Some(HoldReason::Quarantine), Some(HoldReason::Admin))
+    );
+
+    // Released into the mailbox: the Junk role, the same body, the row gone.
+    let release = |id| Delivery {
+        queue_id: queue_id.clone(),
+        blob_id: blob_id.clone(),
+        blob_size: 17,
+        received_at: now(),
+        local: vec![LocalDelivery {
+            folder: FolderTarget::Role(SpecialUse::Junk),
+            prefix: rows[0].prefix.clone(),
+            ..local(a, "INBOX")
+        }],
+        outbound: vec![],
+        released: vec![id],
+    };
+    f.store.commit_delivery(release(rows[0].id)).await.unwrap();
+    let junk = folder(f, a, "Junk").await;
+    let msgs = m.messages(junk).await.unwrap();
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0].blob_id, blob_id);
+    assert_eq!(
+        f.store.message_bytes(&msgs[0]).unwrap(),
+        b"Delivered-To: kent@example.com\r\nSubject: held\r\n\r\n"
+    );
+    assert_eq!(m.outbound().await.unwrap().len(), 1);
+    // Twice: refused, and nothing stored the second time.
+    assert_eq!(
+        invalid(f.store.commit_delivery(release(rows[0].id)).await),
+        format!("no held queue item {}", rows[0].id)
+    );
+    assert_eq!(m.messages(junk).await.unwrap().len(), 1);
+}
+
 async fn concurrent_deliveries_share_commits(f: &Fixture) {
     let m = meta(f);
     let (_, a) = mailbox(f, "example.com", "kent").await;
@@ -1522,4 +1706,53 @@ fn the_test_url_helper_replaces_the_database() {
         with_database("postgres://u:p@h:1/postroom", "t_1"),
         "postgres://u:p@h:1/t_1"
     );
+}
+
+/// A PostgreSQL database at schema version 7 (the first released) is
+/// brought to 8 on open: its held rows become reason `other`, with no
+/// mailbox recorded (their release resolves the recipient again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_upgrades_a_v7_database() {
+    let Some(pg) = PgDatabase::create("v7").await else {
+        eprintln!("POSTROOM_TEST_POSTGRES is not set: PostgreSQL not tested");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Version 7 as it was: today's schema without what version 8 added.
+    drop(
+        Store::open_postgres(&pg.url, None, &dir.path().join("d"))
+            .await
+            .unwrap(),
+    );
+    let c = connect(&pg.url).await;
+    c.batch_execute(
+        "ALTER TABLE outbound DROP COLUMN hold_reason, DROP COLUMN local_account, DROP COLUMN local_folder;
+         UPDATE schema_version SET version = 7;
+         INSERT INTO outbound (queue_id, blob_id, prefix, sender, recipient, state, reason, next_attempt, created)
+             VALUES ('q', 'b', '', 's@x.example', 'r@y.example', 'held', 'alias target does not exist', 0, 0),
+                    ('q', 'b', '', 's@x.example', 'z@y.example', 'queued', '', 0, 0);",
+    )
+    .await
+    .unwrap();
+    let store = Store::open_postgres(&pg.url, None, &dir.path().join("d"))
+        .await
+        .unwrap();
+    let rows = store.meta().outbound().await.unwrap();
+    assert_eq!(
+        (
+            rows[0].hold_reason,
+            rows[0].held_for.as_ref(),
+            rows[0].reason.as_str()
+        ),
+        (Some(HoldReason::Other), None, "alias target does not exist")
+    );
+    assert_eq!(rows[1].hold_reason, None);
+    let v: i64 = c
+        .query_one("SELECT max(version) FROM schema_version", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, SCHEMA_VERSION);
+    drop(store);
+    pg.drop_database().await;
 }

@@ -56,7 +56,7 @@ fn new_id() -> String {
 fn local(account: AccountId, folder: &str, sent_copy_of: Option<&str>) -> LocalDelivery {
     LocalDelivery {
         account_id: account,
-        folder: folder.into(),
+        folder: postroom_store::FolderTarget::Named(folder.into()),
         prefix: b"Delivered-To: x\r\n".to_vec(),
         flags: 0,
         keywords: String::new(),
@@ -86,6 +86,7 @@ async fn deliver(store: &Store, body: &[u8], local: Vec<LocalDelivery>, remote: 
                 held: None,
             })
             .collect(),
+        released: Vec::new(),
     };
     store.commit_delivery(d).await.unwrap();
 }
@@ -156,6 +157,34 @@ async fn populate(store: &Store) -> AccountId {
         &[],
     )
     .await;
+    // A quarantined copy held for kent's Junk: its reason and mailbox
+    // (schema version 8) go across too.
+    let held = new_id();
+    store.blobs.put(&held, b"Subject: held\r\n\r\n").unwrap();
+    store
+        .commit_delivery(Delivery {
+            queue_id: held.clone(),
+            blob_id: held,
+            blob_size: 17,
+            received_at: 1_700_000_000,
+            local: vec![],
+            outbound: vec![OutboundItem {
+                sender: "x@elsewhere.example".into(),
+                recipient: "kent@example.com".into(),
+                prefix: b"Delivered-To: kent@example.com\r\n".to_vec(),
+                held: Some(postroom_store::Hold {
+                    reason: postroom_store::HoldReason::Quarantine,
+                    detail: "quarantine: test".into(),
+                    local: Some(postroom_store::HeldLocal {
+                        account_id: kent.id,
+                        folder: postroom_store::FolderTarget::Role(postroom_store::SpecialUse::Junk),
+                    }),
+                }),
+            }],
+            released: Vec::new(),
+        })
+        .await
+        .unwrap();
     let inbox = m.find_folder(kent.id, "INBOX").await.unwrap().unwrap();
     m.store_flags(
         inbox.id,

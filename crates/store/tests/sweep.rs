@@ -34,8 +34,12 @@ fn sweep_deletes_only_old_unreferenced_bodies() {
             sender: "u@example.com".into(),
             recipient: "someone@remote.example".into(),
             prefix: vec![],
-            held: Some("test".into()),
+            held: Some(postroom_store::Hold::remote(
+                postroom_store::HoldReason::Admin,
+                "test",
+            )),
         }],
+        released: Vec::new(),
     };
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     rt.block_on(store.commit_delivery(delivery)).unwrap();

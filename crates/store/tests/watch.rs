@@ -80,7 +80,7 @@ fn each_change_wakes_the_watchers_of_its_folder_only() {
         received_at: 0,
         local: vec![LocalDelivery {
             account_id: b.id,
-            folder: "INBOX".into(),
+            folder: postroom_store::FolderTarget::Inbox,
             prefix: Vec::new(),
             flags: 0,
             keywords: String::new(),
@@ -88,6 +88,7 @@ fn each_change_wakes_the_watchers_of_its_folder_only() {
             sent_copy_of: None,
         }],
         outbound: vec![],
+        released: Vec::new(),
     };
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     rt.block_on(store.commit_delivery(delivery)).unwrap();

@@ -111,6 +111,15 @@ pub fn queue(ctx: &Context, cmd: QueueCmd) -> CmdResult {
                     if !q.reason.is_empty() {
                         println!("  last: {}", q.reason);
                     }
+                    if let Some(why) = q.hold_reason {
+                        match &q.held_for {
+                            Some(l) => println!(
+                                "  held: {why}, a copy for mailbox {} ({}): release delivers it there",
+                                l.account_id, l.folder
+                            ),
+                            None => println!("  held: {why}: release resolves the recipient again"),
+                        }
+                    }
                 }
                 std::io::stdout().write_all(&head).map_err(|e| e.to_string())?;
             }

@@ -12,8 +12,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{describe, get, retryable};
 use crate::blob::BlobStore;
-use crate::committer::Delivery;
+use crate::committer::{Delivery, OutboundColumns};
 use crate::ids::FolderId;
+use crate::roles::FolderTarget;
 use crate::watch::FolderWatch;
 use crate::{Result, StoreError};
 
@@ -190,18 +191,48 @@ impl From<ApplyError> for StoreError {
     }
 }
 
-async fn apply(
+/// Takes the next UID of the folder `target` names for `account` (as the
+/// SQLite committer's `take_slot`): a role by its special use (RFC 6154),
+/// the oldest such folder, else INBOX. The row: id, UID, MODSEQ,
+/// UIDVALIDITY.
+async fn take_slot(
     tx: &deadpool_postgres::Transaction<'_>,
-    d: &Delivery,
-    touched: &mut Vec<FolderId>,
-) -> std::result::Result<(), ApplyError> {
-    let next_uid = tx
+    account: crate::ids::AccountId,
+    target: &FolderTarget,
+) -> std::result::Result<tokio_postgres::Row, ApplyError> {
+    let by_name = tx
         .prepare_cached(
             "UPDATE folders SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1
              WHERE account_id = $1 AND name = $2
              RETURNING id, uidnext - 1, highestmodseq, uidvalidity",
         )
         .await?;
+    let found = match target {
+        FolderTarget::Inbox => tx.query_opt(&by_name, &[&account.0, &"INBOX"]).await?,
+        FolderTarget::Named(name) => tx.query_opt(&by_name, &[&account.0, name]).await?,
+        FolderTarget::Role(role) => {
+            let by_role = tx
+                .prepare_cached(
+                    "UPDATE folders SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1
+                     WHERE id = (SELECT id FROM folders WHERE account_id = $1 AND lower(special_use) = lower($2)
+                                 ORDER BY id LIMIT 1)
+                     RETURNING id, uidnext - 1, highestmodseq, uidvalidity",
+                )
+                .await?;
+            match tx.query_opt(&by_role, &[&account.0, &role.attribute()]).await? {
+                Some(row) => Some(row),
+                None => tx.query_opt(&by_name, &[&account.0, &"INBOX"]).await?,
+            }
+        }
+    };
+    found.ok_or_else(|| ApplyError::Store(StoreError::Invalid(format!("account {account} has no {target}"))))
+}
+
+async fn apply(
+    tx: &deadpool_postgres::Transaction<'_>,
+    d: &Delivery,
+    touched: &mut Vec<FolderId>,
+) -> std::result::Result<(), ApplyError> {
     let insert = tx
         .prepare_cached(
             "INSERT INTO messages (folder_id, uid, modseq, flags, keywords, internal_date, size, pop3_uidl, blob_id, prefix, queue_id)
@@ -215,15 +246,7 @@ async fn apply(
         .await?;
     for local in &d.local {
         tx.execute(&lock_account, &[&local.account_id.0]).await?;
-        let Some(row) = tx
-            .query_opt(&next_uid, &[&local.account_id.0, &local.folder])
-            .await?
-        else {
-            return Err(ApplyError::Store(StoreError::Invalid(format!(
-                "account {} has no folder {}",
-                local.account_id, local.folder
-            ))));
-        };
+        let row = take_slot(tx, local.account_id, &local.folder).await?;
         let folder_id: i64 = row.try_get(0)?;
         let uid: i64 = row.try_get(1)?;
         let modseq: i64 = row.try_get(2)?;
@@ -264,15 +287,13 @@ async fn apply(
     if !d.outbound.is_empty() {
         let queue = tx
             .prepare_cached(
-                "INSERT INTO outbound (queue_id, blob_id, prefix, sender, recipient, state, reason, next_attempt, created)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+                "INSERT INTO outbound (queue_id, blob_id, prefix, sender, recipient, state, reason, next_attempt, created,
+                                       hold_reason, local_account, local_folder)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11)",
             )
             .await?;
         for item in &d.outbound {
-            let (state, reason) = match &item.held {
-                None => ("queued", ""),
-                Some(r) => ("held", r.as_str()),
-            };
+            let row = OutboundColumns::of(item);
             tx.execute(
                 &queue,
                 &[
@@ -281,12 +302,25 @@ async fn apply(
                     &item.prefix,
                     &item.sender,
                     &item.recipient,
-                    &state,
-                    &reason,
+                    &row.state,
+                    &row.detail,
                     &d.received_at,
+                    &row.hold_reason,
+                    &row.local_account,
+                    &row.local_folder,
                 ],
             )
             .await?;
+        }
+    }
+    for id in &d.released {
+        let n = tx
+            .execute("DELETE FROM outbound WHERE id = $1 AND state = 'held'", &[&id.0])
+            .await?;
+        if n == 0 {
+            return Err(ApplyError::Store(StoreError::Invalid(format!(
+                "no held queue item {id}"
+            ))));
         }
     }
     Ok(())

@@ -269,11 +269,17 @@ fn outbound_row(r: &tokio_postgres::Row) -> Result<OutboundRow> {
         next_attempt: r.try_get(9)?,
         created: r.try_get(10)?,
         warned: r.try_get(11)?,
-    })
+        hold_reason: None,
+        held_for: None,
+    }
+    .with_hold(
+        &r.try_get::<_, String>(12)?,
+        r.try_get(13)?,
+        &r.try_get::<_, String>(14)?,
+    ))
 }
 
-const OUTBOUND_COLS: &str =
-    "id, queue_id, blob_id, prefix, sender, recipient, state, reason, attempts, next_attempt, created, warned";
+const OUTBOUND_COLS: &str = crate::queue::COLS;
 
 /// Of these body ids, the ones no message and no queue row refers to
 /// (`blob::unreferenced` for PostgreSQL), in the caller's transaction.
@@ -357,7 +363,8 @@ impl QueueMeta for Postgres {
         let c = self.client().await?;
         let n = c
             .execute(
-                "UPDATE outbound SET state = 'held', reason = $2 WHERE sender = $1 AND state IN ('queued', 'deferred')",
+                "UPDATE outbound SET state = 'held', reason = $2, hold_reason = 'sender-over-limits'
+                 WHERE sender = $1 AND state IN ('queued', 'deferred')",
                 &[&sender, &reason],
             )
             .await?;
@@ -369,8 +376,12 @@ impl QueueMeta for Postgres {
         let c = self.client().await?;
         let n = c
             .execute(
-                "UPDATE outbound SET state = $2, next_attempt = $3
-                 WHERE (queue_id = $1 OR CAST(id AS TEXT) = $1) AND state IN ('queued', 'deferred', 'held')",
+                &format!(
+                    "UPDATE outbound SET state = $2, next_attempt = $3, {}
+                     WHERE (queue_id = $1 OR CAST(id AS TEXT) = $1) AND state IN ('queued', 'deferred', 'held')
+                       AND ($2 = 'held' OR local_account IS NULL)",
+                    crate::queue::SET_HOLD_REASON.replace("?2", "$2")
+                ),
                 &[&queue_id_or_row, &state, &now],
             )
             .await?;
@@ -569,7 +580,7 @@ mod tests {
                 received_at: now(),
                 local: vec![crate::LocalDelivery {
                     account_id: a.id,
-                    folder: "INBOX".into(),
+                    folder: crate::FolderTarget::Inbox,
                     prefix: Vec::new(),
                     flags: 0,
                     keywords: String::new(),
@@ -577,6 +588,7 @@ mod tests {
                     sent_copy_of: None,
                 }],
                 outbound: Vec::new(),
+                released: Vec::new(),
             };
             let pg = Arc::clone(&pg);
             sessions.push(tokio::spawn(async move { pg.commit_delivery(delivery).await }));

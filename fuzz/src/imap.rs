@@ -471,6 +471,7 @@ pub fn prelude(flags: u8) -> Vec<u8> {
 /// a login or TLS handshake is open; nothing after `Close`.
 pub struct Driver {
     pub session: Session,
+    glue: postroom_imap::storage::Glue,
     pub account: postroom_store::AccountId,
     pub closed: bool,
     pub sent: usize,
@@ -478,10 +479,11 @@ pub struct Driver {
 
 impl Driver {
     pub fn new(cfg: SessionConfig, account: postroom_store::AccountId) -> Self {
-        let session = Session::new(cfg, fixture().store.clone(), false);
+        let session = Session::new(cfg, false);
         check_responses(&session.greeting());
         Driver {
             session,
+            glue: postroom_imap::storage::Glue::new(fixture().store.clone()),
             account,
             closed: false,
             sent: 0,
@@ -518,13 +520,13 @@ impl Driver {
                     self.session.tls_established();
                 }
                 Action::Idle => self.session.idle_check(),
+                Action::Upload(step) => self.glue.upload(step),
                 Action::Query(q) => {
                     assert!(
                         self.session.poll().is_none(),
                         "poll went on before the store's answer"
                     );
-                    self.session
-                        .answered(postroom_imap::storage::run(&fixture().store, q));
+                    self.session.answered(wait(self.glue.ask(q)));
                 }
                 Action::Close => {
                     self.closed = true;

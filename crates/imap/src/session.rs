@@ -2,8 +2,9 @@
 //!
 //! Bytes go in through [`Session::receive`]; [`Session::poll`] returns
 //! [`Action`]s. Logging in, STARTTLS and IDLE are handed to the caller (they
-//! wait on a password hash, a handshake or other sessions); the rest runs
-//! here against the store, which the caller provides.
+//! wait on a password hash, a handshake or other sessions), and so is
+//! every question for the store ([`Action::Query`], answered with
+//! [`Session::answered`]): the session is sans-IO and holds no store.
 //!
 //! This file keeps the session's state, the framing and the dispatch
 //! (`Session::command`); each command family has a file of its own:

@@ -2,18 +2,21 @@
 //!
 //! The sans-IO way (as `crates/pop3` does it): a command that needs the
 //! store makes the session emit [`crate::session::Action::Query`] and wait;
-//! the glue carries the [`Query`] out ([`run`]) and hands the [`Answer`]
+//! the glue carries the [`Query`] out ([`Glue::ask`]) and hands the [`Answer`]
 //! back with [`crate::session::Session::answered`]. The session's part is
 //! then pure (it formats what it is given), so it can be driven and fuzzed
 //! without a database, and the store call can become asynchronous in the
 //! glue alone.
 //!
-//! Commands move here one family at a time: QUOTA (RFC 9208), the
-//! mailbox commands (SELECT, EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE,
-//! UNSUBSCRIBE, LIST, LSUB, STATUS) and APPEND so far. The selected
-//! state's commands (FETCH, STORE, SEARCH, COPY, MOVE, EXPUNGE, the
-//! refresh before them, IDLE) and the writing of an APPEND literal as it
-//! arrives still call the store from the session directly.
+//! Every command that needs the store goes this way: QUOTA (RFC 9208),
+//! the mailbox commands, APPEND, and the selected state's (FETCH, STORE,
+//! SEARCH, COPY, MOVE, EXPUNGE, CLOSE, NOOP, IDLE), which ask several
+//! questions in turn where they need them (the refresh before the command,
+//! then e.g. header blocks, \Seen, whole messages a few at a time). An
+//! APPEND literal arriving in pieces is written by the glue too
+//! ([`UploadStep`], [`Glue`]). The server-wide caches stay in the
+//! [`Store`]: an answer carries their snapshots and header blocks
+//! (shared, not copied).
 
 use std::sync::Arc;
 
@@ -83,7 +86,7 @@ pub enum Query {
     /// The refresh before a selected-state command, and IDLE's look
     /// (RFC 9051 7.5.1): the folder as it is now. When it has messages
     /// at or above `uidnext` (the session's), which of them are \Recent
-    /// to the session too (see [`recent_above`]).
+    /// to the session too (see `recent_above`).
     Refresh {
         folder_id: FolderId,
         uidnext: i64,

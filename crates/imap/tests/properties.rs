@@ -2638,3 +2638,140 @@ fn mailbox_commands_are_asked_of_the_store() {
         "{got}"
     );
 }
+
+/// Issue #9: the selected state's commands ask the store through
+/// `Action::Query` as the others do (the session holds no store), a
+/// question at a time: the refresh, then the command's own. A FETCH of
+/// headers is one question for every target (answered from the header
+/// cache), not one per message; whole messages are read
+/// `BODIES_PER_QUERY` at a time, the ones before a failed read answered;
+/// a failed question is `NO [UNAVAILABLE]`.
+#[test]
+fn selected_commands_are_asked_of_the_store() {
+    use postroom_imap::session::BODIES_PER_QUERY;
+    use postroom_imap::storage::{Glue, Query};
+    let fx = Fixture::new();
+    let account = fx.account(None);
+    let inbox = fx
+        .store
+        .sqlite()
+        .unwrap()
+        .find_folder(account.id, "INBOX")
+        .unwrap()
+        .unwrap();
+    for _ in 0..6 {
+        fx.store
+            .sqlite()
+            .unwrap()
+            .copy_messages(fx.template.id, &fx.template_uids, inbox.id)
+            .unwrap();
+    }
+    let total = MESSAGES.len() * 7;
+    assert!(total > BODIES_PER_QUERY && total < 2 * BODIES_PER_QUERY);
+    let mut glue = Glue::new(fx.store.clone());
+    let mut s = Session::new(
+        SessionConfig {
+            hostname: "imap.example".into(),
+            starttls: false,
+            login_allowed: true,
+            max_append: 1 << 20,
+            max_errors: 1000,
+        },
+        false,
+    );
+    // Sends a command; returns the questions asked (the `fail`-th failed)
+    // and what was answered.
+    let mut run = |s: &mut Session, line: &str, fail: Option<usize>| {
+        s.receive(format!("{line}\r\n").as_bytes());
+        let (mut asked, mut out) = (Vec::new(), Vec::new());
+        while let Some(a) = s.poll() {
+            match a {
+                Action::Send(b) => out.extend_from_slice(&b),
+                Action::Authenticate { .. } => s.login_result(Ok((account.id, account.address.clone()))),
+                Action::Query(q) => {
+                    assert!(s.poll().is_none(), "poll went on before the answer");
+                    asked.push(match &q {
+                        Query::Headers { uids, .. } => format!("Headers({})", uids.len()),
+                        Query::Messages { uids, .. } => format!("Messages({})", uids.len()),
+                        other => format!("{other:?}").split([' ', '{']).next().unwrap().to_string(),
+                    });
+                    if fail == Some(asked.len() - 1) {
+                        s.answered(Err(postroom_store::StoreError::Unavailable));
+                    } else {
+                        s.answered(wait(glue.ask(q)));
+                    }
+                }
+                Action::Upload(step) => glue.upload(step),
+                other => panic!("{other:?}"),
+            }
+        }
+        (asked, String::from_utf8_lossy(&out).into_owned())
+    };
+    run(&mut s, &format!("L1 LOGIN {} {PASSWORD}", account.address), None);
+    let (asked, got) = run(&mut s, "S1 SELECT INBOX", None);
+    assert_eq!(asked, ["Select"], "{got}");
+    let fetches = |t: &str| t.lines().filter(|l| l.contains(" FETCH (")).count();
+
+    let (asked, got) = run(&mut s, "F1 FETCH 1:* (UID ENVELOPE)", None);
+    assert_eq!(asked, ["Refresh", &format!("Headers({total})")]);
+    assert_eq!(fetches(&got), total, "{got}");
+    assert!(got.ends_with("F1 OK FETCH completed\r\n"), "{got}");
+
+    let rest = format!("Messages({})", total - BODIES_PER_QUERY);
+    let first = format!("Messages({BODIES_PER_QUERY})");
+    let (asked, got) = run(&mut s, "F2 FETCH 1:* (BODY.PEEK[])", None);
+    assert_eq!(asked, ["Refresh", &first, &rest]);
+    assert_eq!(fetches(&got), total);
+    assert!(got.ends_with("F2 OK FETCH completed\r\n"), "{got}");
+    let (asked, got) = run(&mut s, "F3 FETCH 1:* (BODY.PEEK[])", Some(2));
+    assert_eq!(asked, ["Refresh", &first, &rest]);
+    assert_eq!(fetches(&got), BODIES_PER_QUERY);
+    assert!(
+        got.ends_with("F3 NO [UNAVAILABLE] FETCH failed, try again later\r\n"),
+        "{got}"
+    );
+
+    // FETCH setting \Seen: the flags first, then the bodies.
+    let (asked, got) = run(&mut s, "F4 FETCH 2 (BODY[])", None);
+    assert_eq!(asked, ["Refresh", "StoreFlags", "Messages(1)"], "{got}");
+    assert!(got.contains("\\Seen"), "{got}");
+
+    let (asked, got) = run(&mut s, "T1 SEARCH SUBJECT hello", None);
+    assert_eq!(asked, ["Refresh", &format!("Headers({total})")], "{got}");
+    let (asked, got) = run(&mut s, "T2 SEARCH BODY zzz-not-there", Some(1));
+    assert_eq!(asked, ["Refresh", &first], "{got}");
+    assert_eq!(got, "T2 NO [UNAVAILABLE] SEARCH failed, try again later\r\n");
+
+    let (asked, got) = run(&mut s, "W1 STORE 1 +FLAGS (\\Flagged)", None);
+    assert_eq!(asked, ["Refresh", "StoreFlags"], "{got}");
+    assert!(got.ends_with("W1 OK STORE completed\r\n"), "{got}");
+    let (asked, got) = run(&mut s, "C1 COPY 1 Archive", None);
+    assert_eq!(asked, ["Refresh", "FindFolder", "Copy"], "{got}");
+    assert!(got.contains("C1 OK [COPYUID "), "{got}");
+    let (asked, got) = run(&mut s, "C2 COPY 1 Nowhere", None);
+    assert_eq!(asked, ["Refresh", "FindFolder"], "{got}");
+    assert!(got.ends_with("C2 NO [TRYCREATE] No such mailbox\r\n"), "{got}");
+    let (asked, got) = run(&mut s, "M1 MOVE 1 Archive", Some(3));
+    assert_eq!(asked, ["Refresh", "FindFolder", "Copy", "Expunge"], "{got}");
+    assert!(got.starts_with("* OK [COPYUID "), "{got}");
+    assert!(
+        got.ends_with("M1 NO [UNAVAILABLE] MOVE failed, try again later\r\n"),
+        "{got}"
+    );
+    let (asked, got) = run(&mut s, "M2 MOVE 1 Archive", None);
+    assert_eq!(asked, ["Refresh", "FindFolder", "Copy", "Expunge"], "{got}");
+    assert!(got.contains("* 1 EXPUNGE\r\nM2 OK MOVE completed"), "{got}");
+
+    let (asked, got) = run(&mut s, "N1 NOOP", Some(0));
+    assert_eq!(asked, ["Refresh"]);
+    assert_eq!(got, "N1 NO [UNAVAILABLE] NOOP failed, try again later\r\n");
+    let (asked, got) = run(&mut s, "E1 EXPUNGE", None);
+    assert_eq!(asked, ["Expunge", "Refresh"], "{got}");
+    assert!(got.ends_with("E1 OK EXPUNGE completed\r\n"), "{got}");
+    let (asked, got) = run(&mut s, "X1 CLOSE", Some(0));
+    assert_eq!(asked, ["Expunge"]);
+    assert_eq!(got, "X1 NO [UNAVAILABLE] CLOSE failed, try again later\r\n");
+    let (asked, got) = run(&mut s, "X2 CLOSE", None);
+    assert_eq!(asked, ["Expunge"]);
+    assert_eq!(got, "X2 OK CLOSE completed\r\n");
+}

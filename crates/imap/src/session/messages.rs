@@ -33,7 +33,7 @@ pub const BODIES_PER_QUERY: usize = 32;
 /// 4 MiB: a few typical attachments; a bigger message goes alone.
 pub const BODY_OCTETS_PER_QUERY: i64 = 4 << 20;
 
-/// The next few of `indices` (from `from`) to read whole.
+/// The next few of `indices` to read whole: their UIDs.
 fn body_batch(sel: &Selected, indices: impl Iterator<Item = usize>) -> Vec<Uid> {
     let mut uids = Vec::new();
     let mut octets = 0i64;

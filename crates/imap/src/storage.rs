@@ -436,17 +436,38 @@ pub async fn ask(store: &Store, query: Query) -> Result<Answer, StoreError> {
             // A failed read ends the answer short: the messages before it
             // are answered, and the session's next question starts at the
             // one that failed (and fails, unless it was a passing fault).
-            let mut out = Vec::with_capacity(uids.len());
+            let mut rows = Vec::with_capacity(uids.len());
+            let mut failed = None;
             for uid in uids {
-                let read = match store.meta().message(folder_id, uid).await {
-                    Ok(Some(row)) => store.message_bytes(&row).map(|b| Some(Arc::from(b))),
-                    Ok(None) => Ok(None),
-                    Err(e) => Err(e),
-                };
-                match read {
-                    Ok(m) => out.push(m),
-                    Err(e) if out.is_empty() => return Err(e),
-                    Err(_) => break,
+                match store.meta().message(folder_id, uid).await {
+                    Ok(row) => rows.push(row),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            // The files are read off the async workers (up to
+            // BODY_OCTETS_PER_QUERY, 4 MiB, from a disk that may be cold).
+            let reader = store.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                let mut out: Vec<Option<Arc<[u8]>>> = Vec::with_capacity(rows.len());
+                for row in rows {
+                    match row.map(|r| reader.message_bytes(&r)).transpose() {
+                        Ok(m) => out.push(m.map(Arc::from)),
+                        Err(e) => return (out, Some(e)),
+                    }
+                }
+                (out, None)
+            })
+            .await;
+            let (out, read_failed) = match read {
+                Ok(r) => r,
+                Err(e) => return Err(StoreError::Io(std::io::Error::other(e))),
+            };
+            if let Some(e) = read_failed.or(failed) {
+                if out.is_empty() {
+                    return Err(e);
                 }
             }
             Ok(Answer::Blocks(out))

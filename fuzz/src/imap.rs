@@ -1,25 +1,20 @@
 //! What the IMAP targets share: the response syntax check, the framer and
-//! `lift` checks, a store made once per process, and a session driver that
-//! checks the `Session` contract.
+//! `lift` checks, an in-memory model of the store that answers the
+//! session's questions (no database), and a session driver that checks
+//! the `Session` contract.
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::Arc;
 
 use imap_codec::imap_types::command::CommandBody;
 use postroom_imap::extensions::{lift, Extras};
 use postroom_imap::framing::{Expect, Frame, Framer};
 use postroom_imap::session::{Action, LoginFailure, Session, SessionConfig};
-use postroom_store::folders::FlagOp;
-use postroom_store::mailbox::FolderRow;
-use postroom_store::Store;
-
-/// Runs a store call to completion (the embedded back end answers at once).
-fn wait<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime")
-        .block_on(f)
-}
+use postroom_imap::storage::{
+    Answer, Appended, Change, FlagsStored, FolderEntry, FolderStatus, Message, Opened, Query, UploadStep,
+};
+use postroom_store::cache::FolderSnapshot;
+use postroom_store::folders::{FlagOp, MessageMeta};
+use postroom_store::{AccountId, FolderId, ModSeq, StoreError, Uid};
 
 use crate::pieces;
 
@@ -172,7 +167,8 @@ pub fn frame_all<'a>(
                     let n = c.len();
                     match frames.last_mut() {
                         Some(last) if last.starts_with("LiteralChunks(") => {
-                            let had: usize = last["LiteralChunks(".len()..last.len() - 1].parse().unwrap_or(0);
+                            let had: usize =
+                                last["LiteralChunks(".len()..last.len() - 1].parse().unwrap_or(0);
                             *last = format!("LiteralChunks({})", had + n);
                         }
                         _ => frames.push(format!("LiteralChunks({n})")),
@@ -289,146 +285,496 @@ Content-Transfer-Encoding: base64\r\n\r\n5pel5pys6Kqe\r\n====\r\n",
 pub const USER: &str = "fuzz@example.com";
 pub const PASSWORD: &str = "secret";
 
-/// A store made once per process in `/dev/shm` (or the temporary folder),
-/// removed at exit; a template account holds [`MESSAGES`].
-pub struct Fixture {
-    pub store: Store,
-    domain_id: postroom_store::DomainId,
-    template: FolderRow,
-    template_uids: Vec<postroom_store::Uid>,
+/// The account every input logs in to.
+pub const ACCOUNT: AccountId = AccountId(1);
+
+/// One folder of the in-memory [`Model`].
+struct Folder {
+    id: FolderId,
+    name: String,
+    special_use: Option<String>,
+    subscribed: bool,
+    uidvalidity: i64,
+    uidnext: i64,
+    highestmodseq: i64,
+    /// Messages above it are \Recent (no session claimed them).
+    recent_mark: i64,
+    /// By UID, with their text.
+    msgs: Vec<(MessageMeta, Arc<[u8]>)>,
+    /// Expunged UIDs and the MODSEQ of their expunge (QRESYNC).
+    expunged: Vec<(Uid, i64)>,
 }
 
-static DIR: OnceLock<PathBuf> = OnceLock::new();
-static FIXTURE: OnceLock<Fixture> = OnceLock::new();
-
-extern "C" fn remove_store() {
-    if let Some(dir) = DIR.get() {
-        let _ = std::fs::remove_dir_all(dir);
+impl Folder {
+    fn snapshot(&self) -> Arc<FolderSnapshot> {
+        Arc::new(FolderSnapshot {
+            folder_id: self.id,
+            uidvalidity: self.uidvalidity,
+            uidnext: self.uidnext,
+            highestmodseq: ModSeq(self.highestmodseq),
+            msgs: Arc::new(self.msgs.iter().map(|(m, _)| m.clone()).collect()),
+        })
     }
-}
 
-pub fn fixture() -> &'static Fixture {
-    FIXTURE.get_or_init(|| {
-        let base = if std::path::Path::new("/dev/shm").is_dir() {
-            PathBuf::from("/dev/shm")
-        } else {
-            std::env::temp_dir()
+    fn add(&mut self, text: Arc<[u8]>, flags: i64, keywords: &str, date: i64) -> Uid {
+        let uid = Uid(u32::try_from(self.uidnext).unwrap_or(u32::MAX));
+        self.uidnext += 1;
+        self.highestmodseq += 1;
+        let meta = MessageMeta {
+            uid,
+            flags,
+            keywords: keywords.to_string(),
+            modseq: ModSeq(self.highestmodseq),
+            size: text.len() as i64,
+            internal_date: date,
         };
-        let dir = base.join(format!("postroom-fuzz-imap-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let dir = DIR.get_or_init(|| dir);
-        // SAFETY: registers a plain function; libFuzzer exits through exit().
-        unsafe {
-            libc::atexit(remove_store);
-        }
-        let store = Store::open(dir).expect("store");
-        let domain = store.sqlite().unwrap().add_domain("example.com", "example.com", None).unwrap();
-        let tpl = store
-            .sqlite().unwrap().add_account(domain.id, "template", "template", None, None)
-            .unwrap();
-        let template = store.sqlite().unwrap().find_folder(tpl.id, "INBOX").unwrap().unwrap();
-        let template_uids = MESSAGES
-            .iter()
-            .enumerate()
-            .map(|(i, (m, flags, kw))| {
-                let date = 760_000_000 + i as i64 * 86_400 * 400;
-                wait(store.append(&template, m, *flags, kw, Some(date))).unwrap()
-            })
-            .collect();
-        Fixture {
-            store,
-            domain_id: domain.id,
-            template,
-            template_uids,
-        }
-    })
-}
-
-impl Fixture {
-    /// A fresh account `fuzz@example.com`: the messages in INBOX, two in
-    /// Archive, Sent subscribed, a quota when asked.
-    pub fn account(&self, quota: Option<i64>) -> postroom_store::AccountId {
-        let a = self
-            .store
-            .sqlite().unwrap().add_account(self.domain_id, "fuzz", "fuzz", None, quota)
-            .unwrap();
-        let inbox = self.store.sqlite().unwrap().find_folder(a.id, "INBOX").unwrap().unwrap();
-        let archive = self.store.sqlite().unwrap().find_folder(a.id, "Archive").unwrap().unwrap();
-        self.store
-            .sqlite().unwrap().copy_messages(self.template.id, &self.template_uids, inbox.id)
-            .unwrap();
-        self.store
-            .sqlite().unwrap().copy_messages(self.template.id, &self.template_uids[..2], archive.id)
-            .unwrap();
-        self.store.sqlite().unwrap().set_subscribed(a.id, "Sent", true).unwrap();
-        a.id
+        self.msgs.push((meta, text));
+        uid
     }
 
-    /// Removes the account, its folders and messages (bodies no longer
-    /// referenced go too), so every input starts from the same state.
-    pub fn remove(&self, account: postroom_store::AccountId) {
-        for f in self.store.sqlite().unwrap().folders(account).unwrap() {
-            let uids: Vec<postroom_store::Uid> = self
-                .store
-                .sqlite().unwrap().message_meta(f.id)
-                .unwrap()
-                .into_iter()
-                .map(|m| m.uid)
-                .collect();
-            wait(self.store.expunge(f.id, &uids)).unwrap();
+    fn expunge(&mut self, uids: &[Uid]) {
+        let before = self.msgs.len();
+        self.msgs.retain(|(m, _)| !uids.contains(&m.uid));
+        if self.msgs.len() != before {
+            self.highestmodseq += 1;
+            for &u in uids {
+                self.expunged.push((u, self.highestmodseq));
+            }
         }
-        self.store
-            .sqlite().unwrap().write(|tx| {
-                tx.execute(
-                    "DELETE FROM expunged WHERE folder_id IN (SELECT id FROM folders WHERE account_id = ?1)",
-                    [account],
-                )?;
-                tx.execute("DELETE FROM folders WHERE account_id = ?1", [account])?;
-                tx.execute("DELETE FROM accounts WHERE id = ?1", [account])?;
-                Ok(())
-            })
-            .unwrap();
+    }
+
+    fn text(&self, uid: Uid) -> Option<Arc<[u8]>> {
+        self.msgs
+            .iter()
+            .find(|(m, _)| m.uid == uid)
+            .map(|(_, t)| Arc::clone(t))
+    }
+}
+
+/// The store as the session sees it, in memory: one account's folders
+/// (INBOX with [`MESSAGES`], Archive with the first two, Drafts, Sent
+/// subscribed, Trash, Junk), a quota when asked, and the APPEND literal
+/// uploaded. It answers every [`Query`] as the real store does, closely
+/// enough for the session's part (which is what is fuzzed): no database,
+/// nothing on disk, every input starts from the same state.
+pub struct Model {
+    folders: Vec<Folder>,
+    next_id: i64,
+    next_uidvalidity: i64,
+    quota: Option<i64>,
+    /// The APPEND literal arriving in pieces (`Action::Upload`).
+    upload: Option<Vec<u8>>,
+}
+
+impl Model {
+    pub fn new(quota: Option<i64>) -> Self {
+        let mut m = Model {
+            folders: Vec::new(),
+            next_id: 1,
+            next_uidvalidity: 1000,
+            quota,
+            upload: None,
+        };
+        for (name, special) in [
+            ("INBOX", None),
+            ("Archive", Some("\\Archive")),
+            ("Drafts", Some("\\Drafts")),
+            ("Sent", Some("\\Sent")),
+            ("Trash", Some("\\Trash")),
+            ("Junk", Some("\\Junk")),
+        ] {
+            m.create(name, special.map(str::to_string));
+        }
+        for (i, (text, flags, kw)) in MESSAGES.iter().enumerate() {
+            let date = 760_000_000 + i as i64 * 86_400 * 400;
+            let text: Arc<[u8]> = Arc::from(*text);
+            if i < 2 {
+                m.folders[1].add(Arc::clone(&text), *flags, kw, date);
+            }
+            m.folders[0].add(text, *flags, kw, date);
+        }
+        m.folders[3].subscribed = true;
+        m
+    }
+
+    fn create(&mut self, name: &str, special_use: Option<String>) -> FolderId {
+        let id = FolderId(self.next_id);
+        self.next_id += 1;
+        self.next_uidvalidity += 1;
+        self.folders.push(Folder {
+            id,
+            name: name.to_string(),
+            special_use,
+            subscribed: false,
+            uidvalidity: self.next_uidvalidity,
+            uidnext: 1,
+            highestmodseq: 1,
+            recent_mark: 0,
+            msgs: Vec::new(),
+            expunged: Vec::new(),
+        });
+        id
+    }
+
+    fn by_name(&self, name: &str) -> Option<usize> {
+        self.folders.iter().position(|f| f.name == name)
+    }
+
+    fn by_id(&self, id: FolderId) -> Option<usize> {
+        self.folders.iter().position(|f| f.id == id)
+    }
+
+    fn usage(&self) -> i64 {
+        self.folders
+            .iter()
+            .flat_map(|f| &f.msgs)
+            .map(|(m, _)| m.size)
+            .sum()
+    }
+
+    /// The UID above which the folder's messages are \Recent to a session
+    /// (as `storage::recent_above`).
+    fn recent_above(&mut self, i: usize, read_only: bool, rev2: bool) -> i64 {
+        let f = &mut self.folders[i];
+        if rev2 {
+            i64::MAX
+        } else if read_only {
+            f.recent_mark
+        } else {
+            let previous = f.recent_mark;
+            f.recent_mark = f.recent_mark.max(f.uidnext - 1);
+            previous
+        }
+    }
+
+    /// Carries out an upload step (as `storage::Glue::upload`).
+    pub fn upload(&mut self, step: UploadStep) {
+        match step {
+            UploadStep::Begin => self.upload = Some(Vec::new()),
+            UploadStep::Chunk(bytes) => {
+                if let Some(u) = &mut self.upload {
+                    u.extend_from_slice(&bytes);
+                }
+            }
+            UploadStep::Discard => self.upload = None,
+        }
+    }
+
+    /// Answers a question as the store would.
+    pub fn ask(&mut self, query: Query) -> Result<Answer, StoreError> {
+        Ok(match query {
+            Query::Quota { account_id, folder } => {
+                assert_eq!(account_id, ACCOUNT, "another account's quota");
+                Answer::Quota {
+                    folder_exists: folder.is_none_or(|n| self.by_name(&n).is_some()),
+                    quota: self.quota.map(|q| (self.usage(), q)),
+                }
+            }
+            Query::Folders { .. } => {
+                let mut list: Vec<FolderEntry> = self
+                    .folders
+                    .iter()
+                    .map(|f| (f.name.clone(), f.special_use.clone(), f.subscribed))
+                    .collect();
+                list.sort();
+                Answer::Folders(list)
+            }
+            Query::Status { names, .. } => Answer::Status(
+                names
+                    .iter()
+                    .map(|n| {
+                        self.by_name(n).map(|i| {
+                            let f = &self.folders[i];
+                            FolderStatus {
+                                name: f.name.clone(),
+                                uidnext: f.uidnext,
+                                uidvalidity: f.uidvalidity,
+                                highestmodseq: ModSeq(f.highestmodseq),
+                                recent_mark: f.recent_mark,
+                                msgs: Arc::clone(&f.snapshot().msgs),
+                            }
+                        })
+                    })
+                    .collect(),
+            ),
+            Query::Create { name, .. } => {
+                if self.by_name(&name).is_some() {
+                    return Ok(Answer::Changed(Change::AlreadyExists));
+                }
+                let parts: Vec<&str> = name.split('/').collect();
+                for i in 1..parts.len() {
+                    let parent = parts[..i].join("/");
+                    if self.by_name(&parent).is_none() {
+                        self.create(&parent, None);
+                    }
+                }
+                Answer::Changed(Change::Done(Some(self.create(&name, None))))
+            }
+            Query::Delete { name, .. } => {
+                let Some(i) = self.by_name(&name) else {
+                    return Ok(Answer::Changed(Change::NoSuchFolder));
+                };
+                if name == "INBOX" {
+                    return Err(StoreError::Invalid("INBOX cannot be deleted".into()));
+                }
+                let inferiors = format!("{name}/");
+                if self.folders.iter().any(|f| f.name.starts_with(&inferiors)) {
+                    return Ok(Answer::Changed(Change::HasChildren));
+                }
+                let f = self.folders.remove(i);
+                Answer::Changed(Change::Done(Some(f.id)))
+            }
+            Query::Rename { from, to, .. } => {
+                if self.by_name(&to).is_some() {
+                    return Ok(Answer::Changed(Change::AlreadyExists));
+                }
+                let Some(i) = self.by_name(&from) else {
+                    return Ok(Answer::Changed(Change::NoSuchFolder));
+                };
+                if from == "INBOX" {
+                    // RFC 9051 6.3.6: INBOX's messages move, INBOX stays.
+                    let id = self.create(&to, None);
+                    let msgs = std::mem::take(&mut self.folders[i].msgs);
+                    let uids: Vec<Uid> = msgs.iter().map(|(m, _)| m.uid).collect();
+                    self.folders[i].msgs = msgs.clone();
+                    self.folders[i].expunge(&uids);
+                    let j = self.folders.len() - 1;
+                    for (m, t) in msgs {
+                        self.folders[j].add(t, m.flags, &m.keywords, m.internal_date);
+                    }
+                    return Ok(Answer::Changed(Change::Done(Some(id))));
+                }
+                let prefix = format!("{from}/");
+                let id = self.folders[i].id;
+                for f in &mut self.folders {
+                    if f.name == from {
+                        f.name = to.clone();
+                    } else if let Some(rest) = f.name.strip_prefix(&prefix) {
+                        f.name = format!("{to}/{rest}");
+                    }
+                }
+                Answer::Changed(Change::Done(Some(id)))
+            }
+            Query::Subscribe { name, on, .. } => match self.by_name(&name) {
+                Some(i) => {
+                    self.folders[i].subscribed = on;
+                    Answer::Changed(Change::Done(None))
+                }
+                None if !on => Answer::Changed(Change::Done(None)),
+                None => Answer::Changed(Change::NoSuchFolder),
+            },
+            Query::Select {
+                name,
+                read_only,
+                rev2,
+                qresync,
+                ..
+            } => {
+                let Some(i) = self.by_name(&name) else {
+                    return Ok(Answer::Selected(None));
+                };
+                let recent_above = self.recent_above(i, read_only, rev2);
+                let f = &self.folders[i];
+                let qresync = match qresync {
+                    Some((uidvalidity, since)) if uidvalidity == f.uidvalidity => Some((
+                        since,
+                        f.expunged
+                            .iter()
+                            .filter(|(_, m)| *m > since.0)
+                            .map(|(u, _)| *u)
+                            .collect(),
+                    )),
+                    _ => None,
+                };
+                Answer::Selected(Some(Opened {
+                    name: f.name.clone(),
+                    snap: f.snapshot(),
+                    recent_above,
+                    qresync,
+                }))
+            }
+            Query::Append {
+                name,
+                flags,
+                keywords,
+                date,
+                message,
+                ..
+            } => {
+                let text: Vec<u8> = match message {
+                    Message::Bytes(b) => b,
+                    // The glue's file: here, the pieces kept.
+                    Message::Streamed(len) => match self.upload.take() {
+                        Some(b) => {
+                            assert_eq!(b.len() as u64, len, "the session counted another length");
+                            b
+                        }
+                        None => return Err(StoreError::Unavailable),
+                    },
+                    Message::Upload(_) => unreachable!("the model makes no uploads"),
+                };
+                let Some(i) = self.by_name(&name) else {
+                    return Ok(Answer::Appended(Appended::NoSuchFolder));
+                };
+                if let Some(q) = self.quota {
+                    if self.usage().saturating_add(text.len() as i64) > q {
+                        return Ok(Answer::Appended(Appended::OverQuota));
+                    }
+                }
+                let f = &mut self.folders[i];
+                let uid = f.add(Arc::from(text), flags, &keywords, date.unwrap_or(1_700_000_000));
+                Answer::Appended(Appended::Stored {
+                    folder_id: f.id,
+                    uidvalidity: f.uidvalidity,
+                    uid,
+                })
+            }
+            Query::Refresh {
+                folder_id,
+                uidnext,
+                read_only,
+                rev2,
+            } => {
+                let Some(i) = self.by_id(folder_id) else {
+                    return Ok(Answer::Refreshed(None));
+                };
+                let snap = self.folders[i].snapshot();
+                let mark = if snap.uidnext > uidnext {
+                    self.recent_above(i, read_only, rev2)
+                } else {
+                    i64::MAX
+                };
+                Answer::Refreshed(Some((snap, mark)))
+            }
+            Query::FindFolder { name, .. } => Answer::Folder(self.by_name(&name).map(|i| self.folders[i].id)),
+            Query::Headers { folder_id, uids } => {
+                let f = self.by_id(folder_id).map(|i| &self.folders[i]);
+                Answer::Blocks(
+                    uids.iter()
+                        .map(|&u| {
+                            let t = f?.text(u)?;
+                            Some(Arc::from(postroom_imap::mime::header_block(&t)))
+                        })
+                        .collect(),
+                )
+            }
+            Query::Messages { folder_id, uids } => {
+                let f = self.by_id(folder_id).map(|i| &self.folders[i]);
+                Answer::Blocks(uids.iter().map(|&u| f?.text(u)).collect())
+            }
+            Query::StoreFlags {
+                folder_id,
+                uids,
+                op,
+                flags,
+                keywords,
+                unchanged_since,
+            } => {
+                let Some(i) = self.by_id(folder_id) else {
+                    return Ok(Answer::FlagsStored(FlagsStored {
+                        changed: Vec::new(),
+                        refused: Vec::new(),
+                        snapshots: None,
+                    }));
+                };
+                let f = &mut self.folders[i];
+                let modseq = f.highestmodseq + 1;
+                let (mut changed, mut refused) = (Vec::new(), Vec::new());
+                for (m, _) in f.msgs.iter_mut().filter(|(m, _)| uids.contains(&m.uid)) {
+                    if unchanged_since.is_some_and(|u| m.modseq > u) {
+                        refused.push(m.uid);
+                        continue;
+                    }
+                    let mut kw: Vec<String> = m
+                        .keywords
+                        .split(' ')
+                        .filter(|k| !k.is_empty())
+                        .map(str::to_string)
+                        .collect();
+                    let new_flags = match op {
+                        FlagOp::Replace => {
+                            kw = keywords.clone();
+                            flags
+                        }
+                        FlagOp::Add => {
+                            kw.extend(keywords.iter().cloned());
+                            m.flags | flags
+                        }
+                        FlagOp::Remove => {
+                            kw.retain(|k| !keywords.contains(k));
+                            m.flags & !flags
+                        }
+                    };
+                    kw.sort();
+                    kw.dedup();
+                    let new_kw = kw.join(" ");
+                    if new_flags != m.flags || new_kw != m.keywords {
+                        m.flags = new_flags;
+                        m.keywords = new_kw;
+                        m.modseq = ModSeq(modseq);
+                        changed.push(m.clone());
+                    }
+                }
+                if !changed.is_empty() {
+                    f.highestmodseq = modseq;
+                }
+                Answer::FlagsStored(FlagsStored {
+                    changed,
+                    refused,
+                    snapshots: None,
+                })
+            }
+            Query::Copy { from, uids, to } => {
+                let (Some(a), Some(b)) = (self.by_id(from), self.by_id(to)) else {
+                    return Err(StoreError::Invalid("no such folder".into()));
+                };
+                let msgs: Vec<(MessageMeta, Arc<[u8]>)> = self.folders[a]
+                    .msgs
+                    .iter()
+                    .filter(|(m, _)| uids.contains(&m.uid))
+                    .cloned()
+                    .collect();
+                let dst = &mut self.folders[b];
+                let pairs = msgs
+                    .into_iter()
+                    .map(|(m, t)| (m.uid, dst.add(t, m.flags, &m.keywords, m.internal_date)))
+                    .collect();
+                Answer::Copied {
+                    uidvalidity: dst.uidvalidity,
+                    pairs,
+                }
+            }
+            Query::Expunge { folder_id, uids } => {
+                if let Some(i) = self.by_id(folder_id) {
+                    self.folders[i].expunge(&uids);
+                }
+                Answer::Expunged
+            }
+        })
     }
 
     /// Another session or a delivery changes INBOX: `n` picks what.
-    pub fn other(&self, account: postroom_store::AccountId, n: usize) {
-        let Some(inbox) = self.store.sqlite().unwrap().find_folder(account, "INBOX").unwrap() else {
+    pub fn other(&mut self, n: usize) {
+        let Some(i) = self.by_name("INBOX") else {
             return;
         };
-        let uids: Vec<postroom_store::Uid> = self
-            .store
-            .sqlite().unwrap().message_meta(inbox.id)
-            .unwrap()
-            .into_iter()
-            .map(|m| m.uid)
-            .collect();
+        let f = &mut self.folders[i];
+        let uids: Vec<Uid> = f.msgs.iter().map(|(m, _)| m.uid).collect();
         match n % 3 {
             0 => {
-                let uid = self.template_uids[n % self.template_uids.len()];
-                self.store
-                    .sqlite().unwrap().copy_messages(self.template.id, &[uid], inbox.id)
-                    .unwrap();
+                let (text, flags, kw) = MESSAGES[n % MESSAGES.len()];
+                f.add(Arc::from(text), flags, kw, 1_700_000_000);
             }
             1 if !uids.is_empty() => {
-                let op = if n.is_multiple_of(2) {
-                    FlagOp::Add
-                } else {
-                    FlagOp::Remove
-                };
-                self.store
-                    .sqlite().unwrap().store_flags(
-                        inbox.id,
-                        &[uids[n % uids.len()]],
-                        op,
-                        1 | 4,
-                        &["$Other".into()],
-                        None,
-                    )
-                    .unwrap();
+                f.highestmodseq += 1;
+                let modseq = f.highestmodseq;
+                let add = n.is_multiple_of(2);
+                let m = &mut f.msgs[n % uids.len()].0;
+                m.flags = if add { m.flags | 1 | 4 } else { m.flags & !(1 | 4) };
+                m.keywords = if add { "$Other".into() } else { String::new() };
+                m.modseq = ModSeq(modseq);
             }
-            2 if !uids.is_empty() => {
-                wait(self.store.expunge(inbox.id, &[uids[n % uids.len()]])).unwrap();
-            }
+            2 if !uids.is_empty() => f.expunge(&[uids[n % uids.len()]]),
             _ => {}
         }
     }
@@ -468,21 +814,28 @@ pub fn prelude(flags: u8) -> Vec<u8> {
 
 /// Drives a session like the tokio glue does and checks its contract:
 /// every send is whole, well-formed response lines; `poll` is quiet while
-/// a login or TLS handshake is open; nothing after `Close`.
+/// a login, TLS handshake or store question is open; nothing after
+/// `Close`. The store's part is played by a [`Model`]; questions whose bit
+/// in `faults` is set (the n-th question, bit `n % 64`) fail instead, as
+/// a store that is unavailable does.
 pub struct Driver {
     pub session: Session,
-    pub account: postroom_store::AccountId,
+    pub model: Model,
+    pub faults: u64,
+    pub queries: u32,
     pub closed: bool,
     pub sent: usize,
 }
 
 impl Driver {
-    pub fn new(cfg: SessionConfig, account: postroom_store::AccountId) -> Self {
-        let session = Session::new(cfg, fixture().store.clone(), false);
+    pub fn new(cfg: SessionConfig, model: Model, faults: u64) -> Self {
+        let session = Session::new(cfg, false);
         check_responses(&session.greeting());
         Driver {
             session,
-            account,
+            model,
+            faults,
+            queries: 0,
             closed: false,
             sent: 0,
         }
@@ -508,7 +861,7 @@ impl Driver {
                     );
                     let ok = user.eq_ignore_ascii_case(USER) && password.expose() == PASSWORD;
                     self.session.login_result(if ok {
-                        Ok((self.account, USER.to_string()))
+                        Ok((ACCOUNT, USER.to_string()))
                     } else {
                         Err(LoginFailure::Failed)
                     });
@@ -518,13 +871,20 @@ impl Driver {
                     self.session.tls_established();
                 }
                 Action::Idle => self.session.idle_check(),
+                Action::Upload(step) => self.model.upload(step),
                 Action::Query(q) => {
                     assert!(
                         self.session.poll().is_none(),
                         "poll went on before the store's answer"
                     );
-                    self.session
-                        .answered(postroom_imap::storage::run(&fixture().store, q));
+                    let n = self.queries;
+                    self.queries = self.queries.wrapping_add(1);
+                    let answer = if self.faults >> (n % 64) & 1 == 1 {
+                        Err(StoreError::Unavailable)
+                    } else {
+                        self.model.ask(q)
+                    };
+                    self.session.answered(answer);
                 }
                 Action::Close => {
                     self.closed = true;
@@ -536,10 +896,18 @@ impl Driver {
 }
 
 /// One whole input of the session target: flags byte, split byte, stream.
+/// The split byte also picks which store questions fail (none for most:
+/// only when its top bit is set, so most inputs exercise the answers).
 pub fn run_session(flags: u8, split: u8, stream: &[u8]) {
-    let fx = fixture();
-    let account = fx.account((flags & 0x10 != 0).then_some(4000));
-    let mut d = Driver::new(session_config(flags), account);
+    let model = Model::new((flags & 0x10 != 0).then_some(4000));
+    let faults = if split & 0x80 != 0 {
+        // A fixed pattern per split value: the same input fails the same
+        // questions every time.
+        0x9e37_79b9_7f4a_7c15u64.rotate_left(u32::from(split & 0x3f))
+    } else {
+        0
+    };
+    let mut d = Driver::new(session_config(flags), model, faults);
     let prelude = prelude(flags);
     if !prelude.is_empty() {
         d.send(&prelude);
@@ -547,7 +915,7 @@ pub fn run_session(flags: u8, split: u8, stream: &[u8]) {
     for (i, piece) in pieces(stream, split).into_iter().enumerate() {
         d.send(piece);
         if flags & 0x80 != 0 && !d.closed {
-            fx.other(account, i);
+            d.model.other(i);
             d.session.idle_check();
             d.pump();
         }
@@ -556,6 +924,4 @@ pub fn run_session(flags: u8, split: u8, stream: &[u8]) {
         // Once closed, more input does nothing.
         d.send(b"Z NOOP\r\n");
     }
-    drop(d);
-    fx.remove(account);
 }

@@ -3,7 +3,6 @@
 
 use postroom_store::{ModSeq, Uid};
 
-use crate::wait::wait;
 use std::fmt::Write as _;
 use std::num::NonZeroU32;
 
@@ -15,25 +14,16 @@ use imap_codec::imap_types::fetch::{
 use imap_codec::imap_types::response::{Data, Response};
 use imap_codec::imap_types::IntoStatic;
 use imap_codec::ResponseCodec;
-use postroom_store::folders::FlagOp;
-use postroom_store::{Store, StoreError};
 
 use crate::format::{internal_date, literal, push_num, write_flag_list, Lossless, SEEN};
 use crate::selected::Selected;
 
-pub struct FetchContext<'a> {
-    pub store: &'a Store,
-    /// 8-bit strings may be quoted (UTF8=ACCEPT / IMAP4rev2).
-    pub utf8: bool,
-    pub rev2: bool,
-}
-
+/// Why a message's response could not be written.
 #[derive(Debug)]
 pub enum FetchError {
+    /// BINARY of a part in an encoding we do not know (RFC 3516 4.3:
+    /// `NO [UNKNOWN-CTE]`).
     UnknownCte,
-    /// A message (or the \\Seen update) could not be read or written: the
-    /// command fails (`NO [UNAVAILABLE]`), no message is answered empty.
-    Store(StoreError),
 }
 
 /// Encodes one ENVELOPE / BODYSTRUCTURE item with imap-codec (which knows
@@ -164,112 +154,128 @@ fn sets_seen(item: &MessageDataItemName<'_>) -> bool {
     }
 }
 
-pub fn run(
-    ctx: &mut FetchContext<'_>,
-    sel: &mut Selected,
-    targets: &[usize],
-    items: MacroOrMessageDataItemNames<'_>,
-    uid: bool,
-    changed_since: Option<ModSeq>,
-    out: &mut Vec<u8>,
-) -> Result<(), FetchError> {
-    let mut items = expand(items);
-    if uid && !items.iter().any(|i| matches!(i, MessageDataItemName::Uid)) {
-        items.insert(0, MessageDataItemName::Uid);
-    }
-    if (changed_since.is_some() || sel.condstore)
-        && !items.iter().any(|i| matches!(i, MessageDataItemName::ModSeq))
-    {
+/// A FETCH under way: what it asks for, worked out once, and how far it
+/// got. The session asks the store for what it needs a step at a time
+/// (`crate::session::Session::fetch_step`): the header blocks of every
+/// target at once when the items need no more, then the \Seen flags, then
+/// whole messages a few at a time; [`FetchJob::write`] turns each message
+/// into its response.
+#[derive(Debug)]
+pub struct FetchJob {
+    pub tag: String,
+    items: Vec<MessageDataItemName<'static>>,
+    /// The section names as the responses repeat them.
+    section_texts: Vec<Vec<u8>>,
+    /// Some item needs the message's text.
+    pub content: bool,
+    /// Every such item looks at the header only: the header blocks suffice.
+    pub header_only: bool,
+    /// Some item sets \Seen (and the mailbox is read-write).
+    pub marks_seen: bool,
+    /// The indices of the messages to answer (CHANGEDSINCE applied).
+    pub wanted: Vec<usize>,
+    /// The first CONDSTORE-enabling command (RFC 7162 3.1).
+    pub first_condstore: bool,
+    /// The header blocks, one per `wanted`, once asked.
+    pub heads: Option<Vec<Option<std::sync::Arc<[u8]>>>>,
+    /// The \Seen step is done.
+    pub seen_done: bool,
+    /// The UIDs this FETCH set \Seen on, ascending.
+    pub seen_now: Vec<Uid>,
+    /// How many of `wanted` were answered (or skipped) so far.
+    pub next: usize,
+}
+
+impl FetchJob {
+    /// Works out what a FETCH of `targets` (indices) asks for.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        tag: String,
+        sel: &Selected,
+        targets: &[usize],
+        items: MacroOrMessageDataItemNames<'static>,
+        uid: bool,
+        changed_since: Option<ModSeq>,
+        utf8: bool,
+        first_condstore: bool,
+    ) -> Self {
+        let mut items = expand(items);
+        if uid && !items.iter().any(|i| matches!(i, MessageDataItemName::Uid)) {
+            items.insert(0, MessageDataItemName::Uid);
+        }
         // RFC 7162 3.1.4.1: with CHANGEDSINCE the MODSEQ is always returned.
-        if changed_since.is_some() {
+        if changed_since.is_some() && !items.iter().any(|i| matches!(i, MessageDataItemName::ModSeq)) {
             items.push(MessageDataItemName::ModSeq);
         }
+        let section_texts: Vec<Vec<u8>> = items
+            .iter()
+            .map(|i| match i {
+                MessageDataItemName::BodyExt { section, .. } => section_text(section, utf8),
+                _ => Vec::new(),
+            })
+            .collect();
+        let content = items.iter().any(needs_content);
+        let header_only = items.iter().all(|i| !needs_content(i) || header_only(i));
+        let marks_seen = !sel.read_only && items.iter().any(sets_seen);
+        let wanted: Vec<usize> = targets
+            .iter()
+            .copied()
+            .filter(|&idx| changed_since.is_none_or(|cs| sel.msgs()[idx].modseq > cs))
+            .collect();
+        FetchJob {
+            tag,
+            items,
+            section_texts,
+            content,
+            header_only,
+            marks_seen,
+            wanted,
+            first_condstore,
+            heads: None,
+            seen_done: false,
+            seen_now: Vec::new(),
+            next: 0,
+        }
     }
-    // The section names as the responses repeat them, worked out once.
-    let section_texts: Vec<Vec<u8>> = items
-        .iter()
-        .map(|i| match i {
-            MessageDataItemName::BodyExt { section, .. } => section_text(section, ctx.utf8),
-            _ => Vec::new(),
-        })
-        .collect();
-    let content = items.iter().any(needs_content);
-    let marks_seen = !sel.read_only && items.iter().any(sets_seen);
-    let wanted: Vec<usize> = targets
-        .iter()
-        .copied()
-        .filter(|&idx| changed_since.is_none_or(|cs| sel.msgs()[idx].modseq > cs))
-        .collect();
-    // Header-only items (the common "list the messages" FETCH) read only
-    // each message's header block, for all targets at once and mostly from
-    // the server-wide cache.
-    let heads = if content && items.iter().all(|i| !needs_content(i) || header_only(i)) {
-        let uids: Vec<Uid> = wanted.iter().map(|&idx| sel.msgs()[idx].uid).collect();
-        Some(wait(ctx.store.header_blocks(sel.folder_id, &uids)).map_err(FetchError::Store)?)
-    } else {
-        None
-    };
-    // Setting \Seen (RFC 9051 6.4.5): one transaction for all the targets,
-    // not one commit (and fsync) per message.
-    let mut seen_now: Vec<Uid> = Vec::new();
-    if marks_seen {
-        let unseen: Vec<Uid> = wanted
+
+    /// Header-only items (the common "list the messages" FETCH) read only
+    /// each message's header block, for all targets at once and mostly
+    /// from the server-wide cache.
+    pub fn wants_heads(&self) -> bool {
+        self.content && self.header_only
+    }
+
+    /// Whole messages are read, a few at a time.
+    pub fn wants_bodies(&self) -> bool {
+        self.content && !self.header_only
+    }
+
+    /// The wanted messages without \Seen: FETCH sets it on them.
+    pub fn unseen(&self, sel: &Selected) -> Vec<Uid> {
+        self.wanted
             .iter()
             .map(|&idx| &sel.msgs()[idx])
             .filter(|m| m.flags & SEEN == 0)
             .map(|m| m.uid)
-            .collect();
-        if !unseen.is_empty() {
-            // Not setting \Seen is no side effect to skip: the client
-            // would show the message as unread. Nothing was sent yet.
-            let (changed, _) =
-                wait(
-                    ctx.store
-                        .meta()
-                        .store_flags(sel.folder_id, &unseen, FlagOp::Add, SEEN, &[], None),
-                )
-                .map_err(FetchError::Store)?;
-            let adopted = wait(ctx.store.note_flag_changes(sel.folder_id, &changed))
-                .is_some_and(|(old, new)| sel.adopt(&old, &new));
-            for c in &changed {
-                if let Some(i) = sel.index_of(c.uid).filter(|_| !adopted) {
-                    let m = &mut sel.msgs_mut()[i];
-                    m.flags = c.flags;
-                    m.modseq = c.modseq;
-                }
-                sel.highestmodseq = sel.highestmodseq.max(c.modseq);
-                seen_now.push(c.uid);
-            }
-            seen_now.sort_unstable();
-        }
+            .collect()
     }
-    // Room for the typical line, so the buffer is not regrown (and its pages
-    // faulted in) over and over for 10,000 messages.
-    out.reserve(wanted.len() * if content { 256 } else { 48 });
-    for (n, &idx) in wanted.iter().enumerate() {
-        let head: Option<std::sync::Arc<[u8]>> = match &heads {
-            Some(heads) => match heads.get(n).cloned().flatten() {
-                // Expunged by another session meanwhile: skip it.
-                None => continue,
-                Some(h) => Some(h),
-            },
-            None => None,
-        };
-        let full: Option<Vec<u8>> = if content && head.is_none() {
-            let m = &sel.msgs()[idx];
-            let row = wait(ctx.store.meta().message(sel.folder_id, m.uid)).map_err(FetchError::Store)?;
-            match row {
-                // Expunged by another session meanwhile: skip it.
-                None => continue,
-                Some(row) => Some(ctx.store.message_bytes(&row).map_err(FetchError::Store)?),
-            }
-        } else {
-            None
-        };
+
+    /// Room for the typical line, so the buffer is not regrown (and its
+    /// pages faulted in) over and over for 10,000 messages.
+    pub fn reserve(&self, out: &mut Vec<u8>, n: usize) {
+        out.reserve(n * if self.content { 256 } else { 48 });
+    }
+
+    /// Writes message `idx`'s response; `raw` is its header block or whole
+    /// text (empty when no item needs it). On an unknown
+    /// Content-Transfer-Encoding the partial line is taken back.
+    pub fn write(&self, sel: &Selected, idx: usize, raw: &[u8], out: &mut Vec<u8>) -> Result<(), FetchError> {
+        let items = &self.items;
+        let section_texts = &self.section_texts;
+        let seen_now = &self.seen_now;
         let flags_changed = seen_now.binary_search(&sel.msgs()[idx].uid).is_ok();
         let m = &sel.msgs()[idx];
         let recent = sel.show_recent && sel.is_recent(m.uid);
-        let raw: &[u8] = head.as_deref().or(full.as_deref()).unwrap_or(&[]);
         // Written straight into `out`; a failure takes the partial line back.
         let line_start = out.len();
         out.extend_from_slice(b"* ");
@@ -411,6 +417,6 @@ pub fn run(
             }
         }
         out.extend_from_slice(b")\r\n");
+        Ok(())
     }
-    Ok(())
 }

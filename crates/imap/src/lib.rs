@@ -2,14 +2,12 @@
 //!
 //! Command syntax comes from `imap-codec` ([`framing`] splits the byte
 //! stream into commands, literals included, with size limits). [`session`]
-//! is the state machine that carries them out against the store;
+//! is the state machine that carries them out, sans-IO;
 //! [`selected`] keeps a selected mailbox's view consistent while other
 //! sessions and deliveries change it; [`mime`] turns stored messages into
 //! ENVELOPE, BODYSTRUCTURE and BODY[section]; [`service`] is the tokio glue.
 //! [`storage`] is the sans-IO seam: what a command asks of the store, as a
-//! value the glue carries out (QUOTA, the mailbox commands and APPEND so
-//! far; the selected state's commands still call the store from the
-//! session).
+//! value the glue carries out; the session holds no store.
 
 pub mod extensions;
 pub mod fetch;
@@ -23,4 +21,3 @@ pub mod sequence;
 pub mod service;
 pub mod session;
 pub mod storage;
-mod wait;

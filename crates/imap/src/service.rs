@@ -1,7 +1,7 @@
-//! The tokio glue around the IMAP [`Session`]. The session's questions to
-//! the store ([`crate::storage::Query`]) are asked here, asynchronously;
-//! the selected state's commands, which still call the store themselves,
-//! run inside `block_in_place`. Logins wait on the authenticator; IDLE
+//! The tokio glue around the IMAP [`Session`]. The session is sans-IO:
+//! its questions to the store ([`crate::storage::Query`]) are asked here,
+//! asynchronously, through a [`Glue`] that also writes APPEND literals to
+//! a spool file as they arrive. Logins wait on the authenticator; IDLE
 //! wakes on the store's change notices and at least once a second.
 
 use std::net::IpAddr;
@@ -16,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::TlsAcceptor;
 
 use crate::session::{Action, LoginFailure, Session, SessionConfig};
+use crate::storage::Glue;
 
 pub struct ImapService {
     pub store: Store,
@@ -34,6 +35,11 @@ pub struct ImapService {
 /// idle connections hold little memory.
 const READ_BUF: usize = 16 * 1024;
 
+/// Responses held before they are written: 1 MiB, so a FETCH of many
+/// bodies (read [`crate::session::BODIES_PER_QUERY`] at a time) does not
+/// gather the whole mailbox in memory first.
+const WRITE_AHEAD: usize = 1 << 20;
+
 impl ImapService {
     pub async fn serve(self: Arc<Self>, mut stream: MaybeTls, ip: IpAddr, mut shutdown: Shutdown) {
         let login_allowed = stream.is_tls() || self.plaintext_networks.contains(ip);
@@ -44,37 +50,22 @@ impl ImapService {
             max_append: self.max_append,
             max_errors: 50,
         };
-        let mut session = Session::new(cfg, self.store.clone(), stream.is_tls());
+        let mut session = Session::new(cfg, stream.is_tls());
+        let mut glue = Glue::new(self.store.clone());
         let mut out = session.greeting();
         let mut buf: Vec<u8> = Vec::new();
         // The selected folder's changes, for IDLE.
         let mut watched: Option<(postroom_store::FolderId, tokio::sync::watch::Receiver<()>)> = None;
         let mut _account_permit = None;
         loop {
-            // The selected state's commands still call the store from the
-            // session: keep them off the async scheduler's back. A query
-            // (the mailbox commands, APPEND, QUOTA) ends the batch and is
-            // asked here, asynchronously.
-            let actions = tokio::task::block_in_place(|| {
-                let mut v = Vec::new();
-                while let Some(a) = session.poll() {
-                    let stop = matches!(
-                        a,
-                        Action::Authenticate { .. } | Action::StartTls | Action::Close | Action::Query(_)
-                    );
-                    v.push(a);
-                    if stop {
-                        break;
-                    }
-                }
-                v
-            });
-            let progressed = !actions.is_empty();
-            for action in actions {
+            let mut progressed = false;
+            while let Some(action) = session.poll() {
+                progressed = true;
                 match action {
                     Action::Send(bytes) => out.extend_from_slice(&bytes),
                     Action::Idle => {}
-                    Action::Query(q) => session.answered(crate::storage::ask(&self.store, q).await),
+                    Action::Upload(step) => glue.upload(step),
+                    Action::Query(q) => session.answered(glue.ask(q).await),
                     Action::Authenticate { user, password } => {
                         let result = match self.auth.login(ip, &user, &password).await {
                             Ok(a) => match self.per_account.try_acquire(a.account_id.get()) {
@@ -117,6 +108,13 @@ impl ImapService {
                         return;
                     }
                 }
+                if out.len() >= WRITE_AHEAD {
+                    // A FETCH of many bodies answers a few at a time: out
+                    // with them before the next are read.
+                    if write(&mut stream, &mut out).await.is_err() {
+                        return;
+                    }
+                }
             }
             if write(&mut stream, &mut out).await.is_err() {
                 return;
@@ -151,9 +149,8 @@ impl ImapService {
                 }
             };
             match read {
-                // A short read of the folder's changes: not worth moving
-                // the task off its worker (1,000 idle sessions made
-                // hundreds of threads that way).
+                // A look at the folder's changes: the session asks for
+                // them (`Action::Query`), answered at the top of the loop.
                 None => session.idle_check(),
                 Some(Ok(Ok(0))) | Some(Ok(Err(_))) => return,
                 Some(Ok(Ok(n))) => {

@@ -2,8 +2,9 @@
 //!
 //! Bytes go in through [`Session::receive`]; [`Session::poll`] returns
 //! [`Action`]s. Logging in, STARTTLS and IDLE are handed to the caller (they
-//! wait on a password hash, a handshake or other sessions); the rest runs
-//! here against the store, which the caller provides.
+//! wait on a password hash, a handshake or other sessions), and so is
+//! every question for the store ([`Action::Query`], answered with
+//! [`Session::answered`]): the session is sans-IO and holds no store.
 //!
 //! This file keeps the session's state, the framing and the dispatch
 //! (`Session::command`); each command family has a file of its own:
@@ -12,7 +13,6 @@
 //! `append`, `messages` (FETCH, STORE, SEARCH, COPY/MOVE, EXPUNGE,
 //! CLOSE/UNSELECT) and `idle`.
 
-use crate::wait::wait;
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 
@@ -20,14 +20,13 @@ use imap_codec::imap_types::command::{Command, CommandBody};
 use imap_codec::imap_types::flag::Flag;
 use imap_codec::imap_types::mailbox::Mailbox;
 use postroom_core::Secret;
-use postroom_store::folders::Upload;
-use postroom_store::mailbox::FolderRow;
-use postroom_store::{AccountId, FolderId, Store, StoreError};
+use postroom_store::cache::FolderSnapshot;
+use postroom_store::{AccountId, FolderId, StoreError, Uid};
 
 use crate::extensions::Extras;
 use crate::framing::{Expect, Frame, Framer};
 use crate::selected::Selected;
-use crate::storage::{Answer, Message, Query};
+use crate::storage::{Answer, Message, Query, UploadStep};
 
 mod append;
 mod auth;
@@ -37,6 +36,7 @@ mod messages;
 mod quota;
 
 pub use mailboxes::wildmatch;
+pub use messages::{BODIES_PER_QUERY, BODY_OCTETS_PER_QUERY};
 
 /// Oversized messages (over [`crate::framing::PRE_AUTH_MAX`]) before
 /// login: the third is answered with BAD and then BYE. A real client sends
@@ -70,9 +70,13 @@ pub enum Action {
     /// IDLE began: call [`Session::idle_check`] when something may have
     /// changed (and at least every few seconds); DONE arrives as input.
     Idle,
-    /// Ask the store ([`crate::storage::run`]); answer with
+    /// Ask the store ([`crate::storage::Glue::ask`]); answer with
     /// [`Session::answered`]. `poll` is quiet until then.
     Query(Query),
+    /// A piece of an APPEND literal arriving (or the end of one that
+    /// belongs to no APPEND): the glue writes it to a spool file
+    /// ([`crate::storage::Glue::upload`]). Nothing to answer.
+    Upload(UploadStep),
     Close,
 }
 
@@ -96,7 +100,6 @@ enum State {
 
 pub struct Session {
     cfg: SessionConfig,
-    store: Store,
     framer: Framer,
     state: State,
     tls: bool,
@@ -116,8 +119,9 @@ pub struct Session {
     /// A BYE was written (the selected mailbox vanished): close once the
     /// current response is out.
     closing: bool,
-    /// The body of an APPEND arriving in pieces (`Err`: writing failed).
-    upload: Option<Result<Upload, ()>>,
+    /// The octets of an APPEND literal arriving in pieces so far (the
+    /// glue writes them: [`Action::Upload`]).
+    upload: Option<u64>,
     /// The command waiting for the answer to an [`Action::Query`].
     asked: Option<Asked>,
 }
@@ -162,6 +166,56 @@ enum Asked {
         tag: String,
         verb: &'static str,
     },
+    /// The selected folder as it is now, for `then`; `allow_expunge`:
+    /// EXPUNGE may be sent (RFC 9051 7.5.1).
+    Refresh {
+        allow_expunge: bool,
+        then: Then,
+    },
+    Fetch(Box<crate::fetch::FetchJob>),
+    Search(Box<messages::SearchJob>),
+    Store(Box<messages::StoreJob>),
+    /// COPY/MOVE's target looked up.
+    CopyTarget(Box<messages::CopyJob>),
+    /// COPY/MOVE's copies made (into `dst`).
+    Copy {
+        job: Box<messages::CopyJob>,
+        dst: FolderId,
+    },
+    /// MOVE's originals expunged.
+    Moved(Box<messages::CopyJob>),
+    Expunge {
+        tag: String,
+        uids: Vec<Uid>,
+    },
+    Close {
+        tag: String,
+    },
+}
+
+/// What a refresh of the selected folder is for.
+#[derive(Debug)]
+enum Then {
+    /// FETCH, STORE, SEARCH, COPY, MOVE: what changed is announced, then
+    /// the command runs.
+    Command {
+        tag: String,
+        body: Box<CommandBody<'static>>,
+        extras: Extras,
+    },
+    /// NOOP and CHECK.
+    Noop { tag: String, name: &'static str },
+    /// IDLE's DONE.
+    IdleDone { tag: String },
+    /// A look while idling: nothing to answer.
+    IdleCheck,
+    /// APPEND into the selected mailbox: the new message announced, then
+    /// OK with APPENDUID.
+    Appended { tag: String, uidvalidity: i64, uid: Uid },
+    /// EXPUNGE: the expunges announced so far, then the rest.
+    Expunged { tag: String, out: Vec<u8> },
+    /// COPY or MOVE into the selected mailbox.
+    Copied(Box<messages::CopyJob>),
 }
 
 impl Asked {
@@ -176,6 +230,16 @@ impl Asked {
             Asked::Change { tag, verb } => (tag, verb),
             Asked::Append { tag } => (tag, "APPEND"),
             Asked::Select { tag, read_only, .. } => (tag, if *read_only { "EXAMINE" } else { "SELECT" }),
+            // Each of these answers its own failures (`Session::answered`).
+            Asked::Refresh { .. }
+            | Asked::Fetch(_)
+            | Asked::Search(_)
+            | Asked::Store(_)
+            | Asked::CopyTarget(_)
+            | Asked::Copy { .. }
+            | Asked::Moved(_)
+            | Asked::Expunge { .. }
+            | Asked::Close { .. } => ("*", "selected"),
         }
     }
 }
@@ -220,11 +284,10 @@ fn flag_bits(flags: &[Flag<'_>]) -> (i64, Vec<String>) {
 }
 
 impl Session {
-    pub fn new(cfg: SessionConfig, store: Store, tls: bool) -> Self {
+    pub fn new(cfg: SessionConfig, tls: bool) -> Self {
         let framer = Framer::pre_auth(cfg.max_append);
         Session {
             cfg,
-            store,
             framer,
             state: State::NotAuthenticated,
             tls,
@@ -357,8 +420,10 @@ impl Session {
         }
     }
 
+    /// Closes after a BYE once the command that wrote it is done (not
+    /// while it waits for the store: its response comes first).
     fn close_if_bye(&mut self) {
-        if std::mem::take(&mut self.closing) {
+        if !self.waiting && std::mem::take(&mut self.closing) {
             self.state = State::Logout;
             self.out.push_back(Action::Close);
         }
@@ -391,20 +456,21 @@ impl Session {
             // The go-ahead for the literal being uploaded.
             Frame::Reply(r) if r.starts_with(b"+ ") => {}
             // Whatever was being uploaded is not part of this.
-            _ => self.upload = None,
+            _ => {
+                if self.upload.take().is_some() {
+                    self.out.push_back(Action::Upload(UploadStep::Discard));
+                }
+            }
         }
         match frame {
             Frame::LiteralStart(_) => {
-                self.upload = Some(self.store.begin_upload().map_err(|e| {
-                    tracing::error!(error = %e, "APPEND upload failed");
-                }));
+                self.upload = Some(0);
+                self.out.push_back(Action::Upload(UploadStep::Begin));
             }
             Frame::LiteralChunk(bytes) => {
-                if let Some(Ok(w)) = &mut self.upload {
-                    if let Err(e) = w.write(&bytes) {
-                        tracing::error!(error = %e, "APPEND upload failed");
-                        self.upload = Some(Err(()));
-                    }
+                if let Some(n) = &mut self.upload {
+                    *n = n.saturating_add(bytes.len() as u64);
+                    self.out.push_back(Action::Upload(UploadStep::Chunk(bytes)));
                 }
             }
             Frame::Reply(bytes) => {
@@ -476,13 +542,24 @@ impl Session {
             return;
         };
         self.waiting = false;
-        match answer {
-            Ok(answer) => self.finish(asked, answer),
-            Err(e) => {
-                let (tag, name) = asked.command();
-                let tag = tag.to_string();
-                self.store_failed(&tag, name, &e);
-            }
+        match asked {
+            Asked::Refresh { allow_expunge, then } => self.refreshed(allow_expunge, then, answer),
+            Asked::Fetch(job) => self.fetch_answered(job, answer),
+            Asked::Search(job) => self.search_answered(job, answer),
+            Asked::Store(job) => self.stored(*job, answer),
+            Asked::CopyTarget(job) => self.copy_target(job, answer),
+            Asked::Copy { job, dst } => self.copied(job, dst, answer),
+            Asked::Moved(job) => self.moved(*job, answer),
+            Asked::Expunge { tag, uids } => self.expunged(tag, &uids, answer),
+            Asked::Close { tag } => self.closed_mailbox(&tag, answer),
+            asked => match answer {
+                Ok(answer) => self.finish(asked, answer),
+                Err(e) => {
+                    let (tag, name) = asked.command();
+                    let tag = tag.to_string();
+                    self.store_failed(&tag, name, &e);
+                }
+            },
         }
         self.close_if_bye();
     }
@@ -548,19 +625,48 @@ impl Session {
         self.account.as_ref().map_or(AccountId(0), |a| a.0)
     }
 
-    /// Runs a command. A store call that fails ends it with the tagged
-    /// answer [`Session::store_failed`] writes: whatever the command wrote
-    /// before is sent first (a handler sends its untagged output before
-    /// returning the error), so the client's view and the session's agree.
+    /// Runs a command. FETCH, STORE, SEARCH, COPY and MOVE first fold in
+    /// what changed elsewhere and send it ahead of their own responses (so
+    /// that no early answer can lose it): a refresh, then the command
+    /// ([`Then::Command`]). A failed store question ends a command with the
+    /// tagged answer [`Session::store_failed`] writes, after whatever it
+    /// wrote before, so the client's view and the session's agree.
     fn command(&mut self, cmd: Command<'static>, extras: Extras) {
         let tag = cmd.tag.as_ref().to_string();
-        let name = cmd.body.name();
-        if let Err(e) = self.dispatch(&tag, cmd.body, extras) {
-            self.store_failed(&tag, name, &e);
+        if let Some(allow_expunge) = self.refreshes_first(&cmd.body) {
+            let then = Then::Command {
+                tag,
+                body: Box::new(cmd.body),
+                extras,
+            };
+            self.ask_refresh(allow_expunge, then);
+            return;
+        }
+        self.dispatch(&tag, cmd.body, extras);
+    }
+
+    /// Whether the command starts with a refresh, and whether that may
+    /// announce expunges (RFC 9051 7.5.1: not during FETCH, STORE, SEARCH,
+    /// except their UID forms).
+    fn refreshes_first(&self, body: &CommandBody<'_>) -> Option<bool> {
+        if !matches!(self.state, State::Selected(_)) {
+            return None;
+        }
+        match body {
+            CommandBody::Search { charset, uid, .. } => {
+                // RFC 3501 6.4.4 / RFC 9051 6.4.4: an unknown charset is
+                // answered at once (NO [BADCHARSET]).
+                search_charset_known(charset).then_some(*uid)
+            }
+            CommandBody::Fetch { uid, .. }
+            | CommandBody::Store { uid, .. }
+            | CommandBody::Copy { uid, .. }
+            | CommandBody::Move { uid, .. } => Some(*uid),
+            _ => None,
         }
     }
 
-    fn dispatch(&mut self, tag: &str, body: CommandBody<'static>, extras: Extras) -> Result<(), StoreError> {
+    fn dispatch(&mut self, tag: &str, body: CommandBody<'static>, extras: Extras) {
         let tag = tag.to_string();
         let authed = matches!(self.state, State::Authenticated | State::Selected(_));
         let selected = matches!(self.state, State::Selected(_));
@@ -571,10 +677,16 @@ impl Session {
                 self.tagged(&tag, "OK", "CAPABILITY completed");
             }
             CommandBody::Noop | CommandBody::Check => {
-                let mut out = Vec::new();
-                self.refresh(true, &mut out)?;
-                self.send(out);
-                self.tagged(&tag, "OK", "Completed");
+                let name = body.name();
+                if !self.ask_refresh(
+                    true,
+                    Then::Noop {
+                        tag: tag.clone(),
+                        name,
+                    },
+                ) {
+                    self.tagged(&tag, "OK", "Completed");
+                }
             }
             CommandBody::Logout => {
                 self.send(b"* BYE Logging out\r\n".to_vec());
@@ -589,7 +701,7 @@ impl Session {
             CommandBody::StartTLS if !authed => {
                 if !self.cfg.starttls || self.tls {
                     self.bad(&tag, "STARTTLS not available");
-                    return Ok(());
+                    return;
                 }
                 self.tagged(&tag, "OK", "Begin TLS negotiation now");
                 self.out.push_back(Action::StartTls);
@@ -602,7 +714,7 @@ impl Session {
                         "NO",
                         "[PRIVACYREQUIRED] Use TLS (port 993) or STARTTLS before logging in",
                     );
-                    return Ok(());
+                    return;
                 }
                 let user = String::from_utf8_lossy(username.as_ref()).into_owned();
                 let pw = String::from_utf8_lossy(password.declassify().as_ref()).into_owned();
@@ -618,11 +730,11 @@ impl Session {
                         "NO",
                         "[PRIVACYREQUIRED] Use TLS (port 993) or STARTTLS before logging in",
                     );
-                    return Ok(());
+                    return;
                 }
                 if !mechanism.as_ref().eq_ignore_ascii_case("PLAIN") {
                     self.tagged(&tag, "NO", "Unsupported authentication mechanism");
-                    return Ok(());
+                    return;
                 }
                 match initial_response {
                     Some(data) => {
@@ -678,12 +790,12 @@ impl Session {
                 let date = date.map(|d| d.as_ref().timestamp());
                 let body = if extras.streamed {
                     match self.upload.take() {
-                        Some(Ok(w)) => Message::Upload(w),
-                        // Writing the upload failed (logged then): the
-                        // store is what failed.
+                        // The glue holds the file (and answers for a
+                        // failed write).
+                        Some(len) => Message::Streamed(len),
                         _ => {
                             self.tagged(&tag, "NO", "[UNAVAILABLE] APPEND failed, try again later");
-                            return Ok(());
+                            return;
                         }
                     }
                 } else {
@@ -697,22 +809,17 @@ impl Session {
             }
             CommandBody::Idle => self.idle(tag),
             _ if !selected => self.bad(&tag, "Select a mailbox first"),
-            CommandBody::Close => self.close(&tag)?,
+            CommandBody::Close => self.close(&tag),
             CommandBody::Unselect => self.unselect(&tag),
-            CommandBody::Expunge => self.expunge(&tag, None)?,
-            CommandBody::ExpungeUid { sequence_set } => self.expunge(&tag, Some(sequence_set))?,
+            CommandBody::Expunge => self.expunge(&tag, None),
+            CommandBody::ExpungeUid { sequence_set } => self.expunge(&tag, Some(sequence_set)),
             CommandBody::Search {
                 charset,
                 criteria,
                 uid,
             } => {
-                // RFC 3501 6.4.4 / RFC 9051 6.4.4: US-ASCII and UTF-8 are
-                // what we search in; anything else is NO [BADCHARSET].
-                let known = charset.as_ref().is_none_or(|c| {
-                    c.as_ref().eq_ignore_ascii_case("UTF-8") || c.as_ref().eq_ignore_ascii_case("US-ASCII")
-                });
-                if known {
-                    self.search(&tag, criteria.as_ref(), uid, extras.search_return.as_deref())?
+                if search_charset_known(&charset) {
+                    self.search(&tag, criteria.into_inner(), uid, extras.search_return)
                 } else {
                     self.tagged(&tag, "NO", "[BADCHARSET (US-ASCII UTF-8)] Unsupported charset");
                 }
@@ -722,7 +829,7 @@ impl Session {
                 macro_or_item_names,
                 uid,
                 modifiers,
-            } => self.fetch(&tag, &sequence_set, macro_or_item_names, uid, &modifiers)?,
+            } => self.fetch(&tag, &sequence_set, macro_or_item_names, uid, &modifiers),
             CommandBody::Store {
                 sequence_set,
                 kind,
@@ -730,20 +837,19 @@ impl Session {
                 flags,
                 uid,
                 modifiers,
-            } => self.store_cmd(&tag, &sequence_set, kind, response, &flags, uid, &modifiers)?,
+            } => self.store_cmd(&tag, &sequence_set, kind, response, &flags, uid, &modifiers),
             CommandBody::Copy {
                 sequence_set,
                 mailbox,
                 uid,
-            } => self.copy(&tag, &sequence_set, &mailbox, uid, false)?,
+            } => self.copy(&tag, &sequence_set, &mailbox, uid, false),
             CommandBody::Move {
                 sequence_set,
                 mailbox,
                 uid,
-            } => self.copy(&tag, &sequence_set, &mailbox, uid, true)?,
+            } => self.copy(&tag, &sequence_set, &mailbox, uid, true),
             _ => self.bad(&tag, "Command not supported"),
         }
-        Ok(())
     }
 
     /// The stored name a command means. An invalid name (see
@@ -825,33 +931,44 @@ impl Session {
         tracing::error!(target: "imap", %account, command = what, error = %e, "store failed");
     }
 
-    /// The account's folder by its stored name; `Ok(None)` when there is
-    /// none.
-    fn folder(&self, name: &str) -> Result<Option<FolderRow>, StoreError> {
-        wait(self.store.meta().find_folder(self.account_id(), name))
+    /// Asks for the selected folder as it is now, for `then`; `false`
+    /// (nothing asked) when no folder is selected.
+    fn ask_refresh(&mut self, allow_expunge: bool, then: Then) -> bool {
+        let State::Selected(sel) = &self.state else {
+            return false;
+        };
+        let query = Query::Refresh {
+            folder_id: sel.folder_id,
+            uidnext: sel.uidnext,
+            read_only: sel.read_only,
+            rev2: self.rev2,
+        };
+        self.ask(Asked::Refresh { allow_expunge, then }, query);
+        true
     }
 
-    /// Folds in changes made elsewhere; `allow_expunge`: EXPUNGE may be
-    /// sent. On a store error nothing was folded in (and nothing written):
-    /// the session's view is the one the client has.
-    fn refresh(&mut self, allow_expunge: bool, out: &mut Vec<u8>) -> Result<(), StoreError> {
-        let State::Selected(sel) = &mut self.state else {
-            return Ok(());
-        };
-        match wait(self.store.folder_snapshot(sel.folder_id, None))? {
-            Some(snap) => {
-                let mark = if snap.uidnext > sel.uidnext {
-                    wait(crate::storage::recent_above(
-                        &self.store,
-                        sel.folder_id,
-                        sel.read_only,
-                        self.rev2,
-                    ))?
-                } else {
-                    i64::MAX
-                };
-                sel.sync(&snap, allow_expunge, mark, out);
+    /// Folds the folder as it is now into the view; `allow_expunge`:
+    /// EXPUNGE may be sent. Returns what changed, as responses. On a store
+    /// error nothing was folded in (and nothing written): the session's
+    /// view is the one the client has.
+    fn fold(
+        &mut self,
+        answer: Result<Answer, StoreError>,
+        allow_expunge: bool,
+    ) -> Result<Vec<u8>, StoreError> {
+        let now: Option<(std::sync::Arc<FolderSnapshot>, i64)> = match answer? {
+            Answer::Refreshed(now) => now,
+            other => {
+                tracing::error!(target: "imap", ?other, "store answer does not fit the refresh");
+                return Err(StoreError::Invalid("store answer does not fit the query".into()));
             }
+        };
+        let mut out = Vec::new();
+        let State::Selected(sel) = &mut self.state else {
+            return Ok(out);
+        };
+        match now {
+            Some((snap, mark)) => sel.sync(&snap, allow_expunge, mark, &mut out),
             None => {
                 // The mailbox was deleted under us: BYE, sent with the
                 // current response, then the connection closes.
@@ -859,6 +976,62 @@ impl Session {
                 self.closing = true;
             }
         }
-        Ok(())
+        Ok(out)
     }
+
+    /// A refresh answered: what changed is folded in, then `then` goes on.
+    fn refreshed(&mut self, allow_expunge: bool, then: Then, answer: Result<Answer, StoreError>) {
+        let folded = self.fold(answer, allow_expunge);
+        match then {
+            Then::Command { tag, body, extras } => match folded {
+                Ok(out) => {
+                    self.send(out);
+                    self.dispatch(&tag, *body, extras);
+                }
+                Err(e) => self.store_failed(&tag, body.name(), &e),
+            },
+            Then::Noop { tag, name } => match folded {
+                Ok(out) => {
+                    self.send(out);
+                    self.tagged(&tag, "OK", "Completed");
+                }
+                Err(e) => self.store_failed(&tag, name, &e),
+            },
+            Then::IdleDone { tag } => match folded {
+                Ok(out) => {
+                    self.send(out);
+                    self.tagged(&tag, "OK", "IDLE terminated");
+                }
+                Err(e) => self.store_failed(&tag, "IDLE", &e),
+            },
+            // Nothing to answer while idling, and nothing was folded in:
+            // the client's view stays the session's, and the next signal
+            // (or the glue's tick) tries again. Logged, not hidden.
+            Then::IdleCheck => match folded {
+                Ok(out) => self.send(out),
+                Err(e) => self.log_store_error("IDLE", &e),
+            },
+            Then::Appended {
+                tag,
+                uidvalidity,
+                uid,
+            } => {
+                let out = folded.unwrap_or_else(|e| {
+                    self.log_store_error("APPEND", &e);
+                    Vec::new()
+                });
+                self.append_ok(&tag, out, uidvalidity, uid);
+            }
+            Then::Expunged { tag, out } => self.expunge_done(&tag, out, folded),
+            Then::Copied(job) => self.copy_refreshed(job, folded),
+        }
+    }
+}
+
+/// RFC 3501 6.4.4 / RFC 9051 6.4.4: US-ASCII and UTF-8 are what we search
+/// in; anything else is NO [BADCHARSET].
+fn search_charset_known(charset: &Option<imap_codec::imap_types::core::Charset<'_>>) -> bool {
+    charset.as_ref().is_none_or(|c| {
+        c.as_ref().eq_ignore_ascii_case("UTF-8") || c.as_ref().eq_ignore_ascii_case("US-ASCII")
+    })
 }

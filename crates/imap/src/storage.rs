@@ -2,23 +2,26 @@
 //!
 //! The sans-IO way (as `crates/pop3` does it): a command that needs the
 //! store makes the session emit [`crate::session::Action::Query`] and wait;
-//! the glue carries the [`Query`] out ([`run`]) and hands the [`Answer`]
+//! the glue carries the [`Query`] out ([`Glue::ask`]) and hands the [`Answer`]
 //! back with [`crate::session::Session::answered`]. The session's part is
 //! then pure (it formats what it is given), so it can be driven and fuzzed
 //! without a database, and the store call can become asynchronous in the
 //! glue alone.
 //!
-//! Commands move here one family at a time: QUOTA (RFC 9208), the
-//! mailbox commands (SELECT, EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE,
-//! UNSUBSCRIBE, LIST, LSUB, STATUS) and APPEND so far. The selected
-//! state's commands (FETCH, STORE, SEARCH, COPY, MOVE, EXPUNGE, the
-//! refresh before them, IDLE) and the writing of an APPEND literal as it
-//! arrives still call the store from the session directly.
+//! Every command that needs the store goes this way: QUOTA (RFC 9208),
+//! the mailbox commands, APPEND, and the selected state's (FETCH, STORE,
+//! SEARCH, COPY, MOVE, EXPUNGE, CLOSE, NOOP, IDLE), which ask several
+//! questions in turn where they need them (the refresh before the command,
+//! then e.g. header blocks, \Seen, whole messages a few at a time). An
+//! APPEND literal arriving in pieces is written by the glue too
+//! ([`UploadStep`], [`Glue`]). The server-wide caches stay in the
+//! [`Store`]: an answer carries their snapshots and header blocks
+//! (shared, not copied).
 
 use std::sync::Arc;
 
 use postroom_store::cache::FolderSnapshot;
-use postroom_store::folders::{MessageMeta, Upload};
+use postroom_store::folders::{FlagOp, MessageMeta, Upload};
 use postroom_store::{AccountId, FolderId, ModSeq, Store, StoreError, Uid};
 
 /// A question for the store.
@@ -80,6 +83,45 @@ pub enum Query {
         date: Option<i64>,
         message: Message,
     },
+    /// The refresh before a selected-state command, and IDLE's look
+    /// (RFC 9051 7.5.1): the folder as it is now. When it has messages
+    /// at or above `uidnext` (the session's), which of them are \Recent
+    /// to the session too (see `recent_above`).
+    Refresh {
+        folder_id: FolderId,
+        uidnext: i64,
+        read_only: bool,
+        rev2: bool,
+    },
+    /// COPY and MOVE's target (by its stored name): its id.
+    FindFolder { account_id: AccountId, name: String },
+    /// The header blocks of these messages (`uids` ascending), mostly
+    /// from the server-wide header cache: one question for a FETCH or
+    /// SEARCH of headers over the whole mailbox, not one per message.
+    Headers { folder_id: FolderId, uids: Vec<Uid> },
+    /// These whole messages (FETCH of bodies, SEARCH BODY/TEXT), a few at
+    /// a time (see `crate::session::BODIES_PER_QUERY`). The answer may
+    /// hold fewer (the first ones) when a read failed after the first.
+    Messages { folder_id: FolderId, uids: Vec<Uid> },
+    /// STORE, and FETCH's implicit \Seen: flags of these messages, one
+    /// transaction. The answer carries the server-wide snapshots before
+    /// and after when the change was folded into the cache.
+    StoreFlags {
+        folder_id: FolderId,
+        uids: Vec<Uid>,
+        op: FlagOp,
+        flags: i64,
+        keywords: Vec<String>,
+        unchanged_since: Option<ModSeq>,
+    },
+    /// COPY (and MOVE's first half, RFC 6851 3.3).
+    Copy {
+        from: FolderId,
+        uids: Vec<Uid>,
+        to: FolderId,
+    },
+    /// EXPUNGE, CLOSE, MOVE's second half.
+    Expunge { folder_id: FolderId, uids: Vec<Uid> },
 }
 
 /// An APPEND's message: in memory, or written to a file as it arrived
@@ -87,6 +129,10 @@ pub enum Query {
 pub enum Message {
     Bytes(Vec<u8>),
     Upload(Upload),
+    /// What the session knows of a literal the glue wrote to a file as it
+    /// arrived ([`UploadStep`]): its length. [`Glue::ask`] puts the file
+    /// in its place.
+    Streamed(u64),
 }
 
 impl Message {
@@ -96,6 +142,7 @@ impl Message {
         match self {
             Message::Bytes(d) => (d.len() as u64, &d[..]),
             Message::Upload(w) => (w.len(), w.head()),
+            Message::Streamed(len) => (*len, &[]),
         }
     }
 }
@@ -106,6 +153,7 @@ impl std::fmt::Debug for Message {
         let kind = match self {
             Message::Bytes(_) => "Bytes",
             Message::Upload(_) => "Upload",
+            Message::Streamed(_) => "Streamed",
         };
         write!(f, "{kind}({len} octets)")
     }
@@ -184,13 +232,120 @@ pub enum Answer {
     /// `None`: no such folder.
     Selected(Option<Opened>),
     Appended(Appended),
+    /// The folder now, and the UID above which its new messages are
+    /// \Recent to the session (`i64::MAX` when none are new); `None`:
+    /// the folder was deleted.
+    Refreshed(Option<(Arc<FolderSnapshot>, i64)>),
+    /// `None`: no such folder.
+    Folder(Option<FolderId>),
+    /// Header blocks or whole messages, one per UID asked, in order;
+    /// `None` for one expunged meanwhile.
+    Blocks(Vec<Option<Arc<[u8]>>>),
+    FlagsStored(FlagsStored),
+    /// The target's UIDVALIDITY and the (source, new) UID pairs
+    /// (UIDPLUS, RFC 4315 3).
+    Copied {
+        uidvalidity: i64,
+        pairs: Vec<(Uid, Uid)>,
+    },
+    Expunged,
 }
 
-/// Carries a query out against the store, synchronously (the session's
-/// selected-state commands still run inside `block_in_place`; see
-/// crate::wait). It takes the query: an APPEND's upload is used up.
-pub fn run(store: &Store, query: Query) -> Result<Answer, StoreError> {
-    crate::wait::wait(ask(store, query))
+/// How a STORE (or FETCH's \Seen) went.
+#[derive(Debug)]
+pub struct FlagsStored {
+    /// The messages changed, with their new state, by UID.
+    pub changed: Vec<MessageMeta>,
+    /// Left alone: changed after UNCHANGEDSINCE (RFC 7162 3.1.3).
+    pub refused: Vec<Uid>,
+    /// The server-wide snapshot right before the change and the one with
+    /// it folded in, when the cache took it (`Store::note_flag_changes`):
+    /// a session whose list is the first adopts the second instead of
+    /// copying its list to change it.
+    pub snapshots: Option<(Arc<FolderSnapshot>, Arc<FolderSnapshot>)>,
+}
+
+/// An APPEND literal arriving in pieces: the session says what came, the
+/// glue writes it to a spool file (`Store::begin_upload`), so a message of
+/// up to APPENDLIMIT octets is never held in memory.
+#[derive(Debug)]
+pub enum UploadStep {
+    Begin,
+    Chunk(Vec<u8>),
+    /// What was uploaded belongs to no APPEND (the command failed to
+    /// parse, or another command came).
+    Discard,
+}
+
+/// What the glue keeps for a session besides its connection: the store,
+/// and the APPEND literal being written as it arrives. The tokio glue
+/// (`crate::service`) and the tests carry a session's actions out through
+/// it, so they do it the same way.
+pub struct Glue {
+    store: Store,
+    /// `Err`: writing failed (logged then); the APPEND answers
+    /// `NO [UNAVAILABLE]`.
+    upload: Option<Result<Upload, ()>>,
+}
+
+impl Glue {
+    pub fn new(store: Store) -> Self {
+        Glue { store, upload: None }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Carries out an [`UploadStep`]. The writes go to the page cache
+    /// (the spool file is fsynced once, when APPEND stores it), pieces of
+    /// at most the framer's 64 KB chunk: short enough to do in place on
+    /// the async worker.
+    pub fn upload(&mut self, step: UploadStep) {
+        match step {
+            UploadStep::Begin => {
+                self.upload = Some(self.store.begin_upload().map_err(|e| {
+                    tracing::error!(error = %e, "APPEND upload failed");
+                }));
+            }
+            UploadStep::Chunk(bytes) => {
+                if let Some(Ok(w)) = &mut self.upload {
+                    if let Err(e) = w.write(&bytes) {
+                        tracing::error!(error = %e, "APPEND upload failed");
+                        self.upload = Some(Err(()));
+                    }
+                }
+            }
+            UploadStep::Discard => self.upload = None,
+        }
+    }
+
+    /// Carries a query out against the store; a streamed APPEND takes the
+    /// upload (a failed one is the store's failure).
+    pub async fn ask(&mut self, query: Query) -> Result<Answer, StoreError> {
+        let query = match query {
+            Query::Append {
+                account_id,
+                name,
+                flags,
+                keywords,
+                date,
+                message: Message::Streamed(_),
+            } => match self.upload.take() {
+                Some(Ok(w)) => Query::Append {
+                    account_id,
+                    name,
+                    flags,
+                    keywords,
+                    date,
+                    message: Message::Upload(w),
+                },
+                _ => return Err(StoreError::Unavailable),
+            },
+            q => q,
+        };
+        ask(&self.store, query).await
+    }
 }
 
 /// Carries a query out against the store.
@@ -255,6 +410,95 @@ pub async fn ask(store: &Store, query: Query) -> Result<Answer, StoreError> {
         } => append(store, account_id, &name, flags, &keywords, date, message)
             .await
             .map(Answer::Appended),
+        Query::Refresh {
+            folder_id,
+            uidnext,
+            read_only,
+            rev2,
+        } => {
+            let Some(snap) = store.folder_snapshot(folder_id, None).await? else {
+                return Ok(Answer::Refreshed(None));
+            };
+            let mark = if snap.uidnext > uidnext {
+                recent_above(store, folder_id, read_only, rev2).await?
+            } else {
+                i64::MAX
+            };
+            Ok(Answer::Refreshed(Some((snap, mark))))
+        }
+        Query::FindFolder { account_id, name } => Ok(Answer::Folder(
+            store.meta().find_folder(account_id, &name).await?.map(|f| f.id),
+        )),
+        Query::Headers { folder_id, uids } => {
+            Ok(Answer::Blocks(store.header_blocks(folder_id, &uids).await?))
+        }
+        Query::Messages { folder_id, uids } => {
+            // A failed read ends the answer short: the messages before it
+            // are answered, and the session's next question starts at the
+            // one that failed (and fails, unless it was a passing fault).
+            let mut rows = Vec::with_capacity(uids.len());
+            let mut failed = None;
+            for uid in uids {
+                match store.meta().message(folder_id, uid).await {
+                    Ok(row) => rows.push(row),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            // The files are read off the async workers (up to
+            // BODY_OCTETS_PER_QUERY, 4 MiB, from a disk that may be cold).
+            let reader = store.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                let mut out: Vec<Option<Arc<[u8]>>> = Vec::with_capacity(rows.len());
+                for row in rows {
+                    match row.map(|r| reader.message_bytes(&r)).transpose() {
+                        Ok(m) => out.push(m.map(Arc::from)),
+                        Err(e) => return (out, Some(e)),
+                    }
+                }
+                (out, None)
+            })
+            .await;
+            let (out, read_failed) = match read {
+                Ok(r) => r,
+                Err(e) => return Err(StoreError::Io(std::io::Error::other(e))),
+            };
+            if let Some(e) = read_failed.or(failed) {
+                if out.is_empty() {
+                    return Err(e);
+                }
+            }
+            Ok(Answer::Blocks(out))
+        }
+        Query::StoreFlags {
+            folder_id,
+            uids,
+            op,
+            flags,
+            keywords,
+            unchanged_since,
+        } => {
+            let (changed, refused) = store
+                .meta()
+                .store_flags(folder_id, &uids, op, flags, &keywords, unchanged_since)
+                .await?;
+            let snapshots = store.note_flag_changes(folder_id, &changed).await;
+            Ok(Answer::FlagsStored(FlagsStored {
+                changed,
+                refused,
+                snapshots,
+            }))
+        }
+        Query::Copy { from, uids, to } => {
+            let (uidvalidity, pairs) = store.meta().copy_messages(from, &uids, to).await?;
+            Ok(Answer::Copied { uidvalidity, pairs })
+        }
+        Query::Expunge { folder_id, uids } => {
+            store.expunge(folder_id, &uids).await?;
+            Ok(Answer::Expunged)
+        }
     }
 }
 
@@ -355,6 +599,9 @@ async fn append(
     let uid = match message {
         Message::Bytes(data) => store.append(&f, &data, flags, keywords, date).await?,
         Message::Upload(w) => store.append_upload(&f, w, flags, keywords, date).await?,
+        // A streamed literal without its file (`Glue::ask` puts it in):
+        // the upload was lost, the store is what failed.
+        Message::Streamed(_) => return Err(StoreError::Unavailable),
     };
     Ok(stored(uid))
 }

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use imap_codec::imap_types::flag::Flag;
 use imap_codec::imap_types::mailbox::Mailbox;
 
-use super::{flag_bits, Asked, Session, State};
+use super::{flag_bits, Asked, Session, State, Then};
 use crate::format::Lossless;
 use crate::storage::{Appended, Message, Query};
 
@@ -54,16 +54,31 @@ impl Session {
                 uid,
             } => (folder_id, uidvalidity, uid),
         };
-        let mut out = Vec::new();
         if matches!(&self.state, State::Selected(s) if s.folder_id == folder_id) {
-            // The message is stored: APPEND succeeded whatever this does.
-            // Announcing it here is a courtesy (RFC 9051 6.3.12 lets the
-            // server wait); when the read fails, the next command's
+            // The message is stored: APPEND succeeded whatever the refresh
+            // does. Announcing it here is a courtesy (RFC 9051 6.3.12 lets
+            // the server wait); when the read fails, the next command's
             // refresh announces it, so the failure is logged, not answered.
-            if let Err(e) = self.refresh(false, &mut out) {
-                self.log_store_error("APPEND", &e);
+            let then = Then::Appended {
+                tag: tag.to_string(),
+                uidvalidity,
+                uid,
+            };
+            if self.ask_refresh(false, then) {
+                return;
             }
         }
+        self.append_ok(tag, Vec::new(), uidvalidity, uid);
+    }
+
+    /// APPEND's OK, after `out` (the new message announced).
+    pub(super) fn append_ok(
+        &mut self,
+        tag: &str,
+        mut out: Vec<u8>,
+        uidvalidity: i64,
+        uid: postroom_store::Uid,
+    ) {
         let _ = write!(
             Lossless(&mut out),
             "{tag} OK [APPENDUID {uidvalidity} {uid}] APPEND completed\r\n"

@@ -1,6 +1,6 @@
 //! IDLE (RFC 2177, RFC 9051 6.3.13).
 
-use super::{Action, Session};
+use super::{Action, Session, Then};
 use crate::framing::Expect;
 
 impl Session {
@@ -19,30 +19,17 @@ impl Session {
         self.framer.expect(Expect::Command);
         self.idling = false;
         let tag = self.pending_tag.take().unwrap_or_else(|| "*".into());
-        let mut out = Vec::new();
-        match self.refresh(true, &mut out) {
-            Ok(()) => {
-                self.send(out);
-                self.tagged(&tag, "OK", "IDLE terminated");
-            }
-            Err(e) => self.store_failed(&tag, "IDLE", &e),
+        if !self.ask_refresh(true, Then::IdleDone { tag: tag.clone() }) {
+            self.tagged(&tag, "OK", "IDLE terminated");
         }
     }
 
-    /// While idling: announce what changed in the selected mailbox.
+    /// While idling: announce what changed in the selected mailbox (a
+    /// refresh is asked of the store; nothing when one is open already).
     pub fn idle_check(&mut self) {
-        if !self.idling {
+        if !self.idling || self.waiting {
             return;
         }
-        let mut out = Vec::new();
-        if let Err(e) = self.refresh(true, &mut out) {
-            // Nothing to answer while idling, and nothing was folded in:
-            // the client's view stays the session's, and the next signal
-            // (or the glue's tick) tries again. Logged, not hidden.
-            self.log_store_error("IDLE", &e);
-            return;
-        }
-        self.send(out);
-        self.close_if_bye();
+        self.ask_refresh(true, Then::IdleCheck);
     }
 }

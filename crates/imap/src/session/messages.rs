@@ -1,36 +1,142 @@
 //! The selected state's message commands: FETCH, STORE, SEARCH, COPY,
 //! MOVE, EXPUNGE, CLOSE and UNSELECT.
+//!
+//! Each asks the store through [`Query`] and goes on when the answer comes
+//! ([`Session::answered`]), a step at a time where it needs several: the
+//! refresh before the command (`Session::command`), then the command's own
+//! questions. The selected view cannot change in between (input waits
+//! while a question is open), so the message indices a step computed stay
+//! valid for the next.
 
-use crate::wait::wait;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
 use imap_codec::imap_types::mailbox::Mailbox;
+use imap_codec::imap_types::search::SearchKey;
 use postroom_store::folders::FlagOp;
-use postroom_store::{StoreError, Uid};
+use postroom_store::{FolderId, ModSeq, StoreError, Uid};
 
-use super::{flag_bits, Session, State};
-use crate::fetch;
+use super::{flag_bits, Asked, Session, State, Then};
+use crate::fetch::{self, FetchJob};
 use crate::format::{uid_list, uid_set, Lossless};
 use crate::search;
 use crate::selected::Selected;
 use crate::sequence::{modseq_arg, resolve_seq, resolve_uid};
+use crate::storage::{Answer, FlagsStored, Query};
+
+/// Whole messages asked of the store at once (FETCH of bodies, SEARCH
+/// BODY/TEXT): at most this many, and no more than [`BODY_OCTETS_PER_QUERY`]
+/// by their sizes (at least one), so that a FETCH 1:* BODY[] of a large
+/// mailbox holds a few messages at a time, not the mailbox.
+pub const BODIES_PER_QUERY: usize = 32;
+/// 4 MiB: a few typical attachments; a bigger message goes alone.
+pub const BODY_OCTETS_PER_QUERY: i64 = 4 << 20;
+
+/// The next few of `indices` to read whole: their UIDs.
+fn body_batch(sel: &Selected, indices: impl Iterator<Item = usize>) -> Vec<Uid> {
+    let mut uids = Vec::new();
+    let mut octets = 0i64;
+    for idx in indices.take(BODIES_PER_QUERY) {
+        let m = &sel.msgs()[idx];
+        if !uids.is_empty() && octets.saturating_add(m.size) > BODY_OCTETS_PER_QUERY {
+            break;
+        }
+        octets = octets.saturating_add(m.size);
+        uids.push(m.uid);
+    }
+    uids
+}
+
+/// A SEARCH under way.
+#[derive(Debug)]
+pub(super) struct SearchJob {
+    tag: String,
+    criteria: Vec<SearchKey<'static>>,
+    uid: bool,
+    return_opts: Option<Vec<String>>,
+    uses_modseq: bool,
+    /// The tagged OK's response code (HIGHESTMODSEQ, RFC 7162 3.1).
+    code: String,
+    /// UIDs or message numbers: both 32-bit (RFC 9051 2.3.1).
+    hits: Vec<u32>,
+    max_modseq: ModSeq,
+    /// The next message index to look at.
+    next: usize,
+}
+
+/// A STORE waiting for the store.
+#[derive(Debug)]
+pub(super) struct StoreJob {
+    tag: String,
+    targets: Vec<usize>,
+    response: StoreResponse,
+    uid: bool,
+    op: FlagOp,
+    keywords: Vec<String>,
+    first_condstore: bool,
+}
+
+/// A COPY or MOVE under way.
+#[derive(Debug)]
+pub(super) struct CopyJob {
+    tag: String,
+    moving: bool,
+    uids: Vec<Uid>,
+    out: Vec<u8>,
+    copyuid: String,
+    /// The source UIDs copied.
+    src: Vec<Uid>,
+}
+
+impl CopyJob {
+    fn verb(&self) -> &'static str {
+        if self.moving {
+            "MOVE"
+        } else {
+            "COPY"
+        }
+    }
+}
+
+/// An answer that does not fit the question: the glue's mistake, never
+/// the client's. Logged; the command fails as if the store had.
+fn misfit(what: &str, answer: &Answer) -> StoreError {
+    tracing::error!(target: "imap", command = what, ?answer, "store answer does not fit the query");
+    StoreError::Invalid("store answer does not fit the query".into())
+}
 
 impl Session {
     /// CLOSE: expunges silently (unless read-only) and deselects
     /// (RFC 9051 6.4.1).
-    /// When the expunge fails the mailbox stays selected (and its
-    /// messages stay), so the client can try again.
-    pub(super) fn close(&mut self, tag: &str) -> Result<(), StoreError> {
+    pub(super) fn close(&mut self, tag: &str) {
         if let State::Selected(sel) = &self.state {
             if !sel.read_only {
-                let deleted = deleted_uids(sel);
-                wait(self.store.expunge(sel.folder_id, &deleted))?;
+                let query = Query::Expunge {
+                    folder_id: sel.folder_id,
+                    uids: deleted_uids(sel),
+                };
+                self.ask(Asked::Close { tag: tag.to_string() }, query);
+                return;
             }
         }
-        self.state = State::Authenticated;
-        self.tagged(tag, "OK", "CLOSE completed");
-        Ok(())
+        self.closed_mailbox(tag, Ok(Answer::Expunged));
+    }
+
+    /// When the expunge failed the mailbox stays selected (and its
+    /// messages stay), so the client can try again.
+    pub(super) fn closed_mailbox(&mut self, tag: &str, answer: Result<Answer, StoreError>) {
+        match answer {
+            Ok(Answer::Expunged) => {
+                self.state = State::Authenticated;
+                self.tagged(tag, "OK", "CLOSE completed");
+            }
+            Ok(other) => {
+                let e = misfit("CLOSE", &other);
+                self.store_failed(tag, "CLOSE", &e);
+            }
+            Err(e) => self.store_failed(tag, "CLOSE", &e),
+        }
     }
 
     /// UNSELECT: deselects without expunging (RFC 3691).
@@ -39,31 +145,68 @@ impl Session {
         self.tagged(tag, "OK", "UNSELECT completed");
     }
 
-    pub(super) fn expunge(
-        &mut self,
-        tag: &str,
-        uids: Option<imap_codec::imap_types::sequence::SequenceSet>,
-    ) -> Result<(), StoreError> {
-        let mut out = Vec::new();
+    pub(super) fn expunge(&mut self, tag: &str, uids: Option<imap_codec::imap_types::sequence::SequenceSet>) {
         let State::Selected(sel) = &mut self.state else {
-            return Ok(());
+            return;
         };
         if sel.read_only {
             self.tagged(tag, "NO", "[READ-ONLY] Mailbox is read-only");
-            return Ok(());
+            return;
         }
         let mut deleted = deleted_uids(sel);
         if let Some(set) = uids {
             let allowed = resolve_uid(&set, sel);
             deleted.retain(|u| allowed.contains(u));
         }
-        wait(self.store.expunge(sel.folder_id, &deleted))?;
-        sel.remove(&deleted, &mut out);
-        // The expunge is done and announced: a failure to read what else
-        // changed fails the command, with the EXPUNGEs sent first.
-        if let Err(e) = self.refresh(true, &mut out) {
-            self.send(out);
-            return Err(e);
+        let query = Query::Expunge {
+            folder_id: sel.folder_id,
+            uids: deleted.clone(),
+        };
+        self.ask(
+            Asked::Expunge {
+                tag: tag.to_string(),
+                uids: deleted,
+            },
+            query,
+        );
+    }
+
+    /// The expunge is done: announced, then what else changed.
+    pub(super) fn expunged(&mut self, tag: String, uids: &[Uid], answer: Result<Answer, StoreError>) {
+        match answer {
+            Ok(Answer::Expunged) => {}
+            Ok(other) => {
+                let e = misfit("EXPUNGE", &other);
+                return self.store_failed(&tag, "EXPUNGE", &e);
+            }
+            Err(e) => return self.store_failed(&tag, "EXPUNGE", &e),
+        }
+        let mut out = Vec::new();
+        if let State::Selected(sel) = &mut self.state {
+            sel.remove(uids, &mut out);
+        }
+        // A failure to read what else changed fails the command, with the
+        // EXPUNGEs sent first.
+        if !self.ask_refresh(
+            true,
+            Then::Expunged {
+                tag: tag.clone(),
+                out,
+            },
+        ) {
+            self.tagged(&tag, "OK", "EXPUNGE completed");
+        }
+    }
+
+    /// EXPUNGE's refresh answered (`folded`: what else changed, or the
+    /// error).
+    pub(super) fn expunge_done(&mut self, tag: &str, mut out: Vec<u8>, folded: Result<Vec<u8>, StoreError>) {
+        match folded {
+            Ok(more) => out.extend_from_slice(&more),
+            Err(e) => {
+                self.send(out);
+                return self.store_failed(tag, "EXPUNGE", &e);
+            }
         }
         let hms = match &self.state {
             State::Selected(s) if s.condstore => format!("[HIGHESTMODSEQ {}] ", s.highestmodseq),
@@ -71,18 +214,15 @@ impl Session {
         };
         let _ = write!(Lossless(&mut out), "{tag} OK {hms}EXPUNGE completed\r\n");
         self.send(out);
-        Ok(())
     }
 
     pub(super) fn search(
         &mut self,
         tag: &str,
-        criteria: &[imap_codec::imap_types::search::SearchKey<'_>],
+        criteria: Vec<SearchKey<'static>>,
         uid: bool,
-        return_opts: Option<&[String]>,
-    ) -> Result<(), StoreError> {
-        self.announce(uid)?;
-        let mut out = Vec::new();
+        return_opts: Option<Vec<String>>,
+    ) {
         let uses_modseq = criteria.iter().any(has_modseq);
         let first_condstore = uses_modseq && self.enable_condstore();
         let code = if first_condstore {
@@ -91,63 +231,134 @@ impl Session {
             String::new()
         };
         let State::Selected(sel) = &self.state else {
-            return Ok(());
+            return;
         };
-        let store = self.store.clone();
-        let folder_id = sel.folder_id;
         let content = criteria.iter().any(search::needs_content);
         let body = criteria.iter().any(search::needs_body);
-        // Header keys only: every message's header block at once, mostly
-        // from the server-wide cache, instead of each whole message.
-        let heads: Vec<Option<std::sync::Arc<[u8]>>> = if content && !body {
-            let uids: Vec<Uid> = sel.msgs().iter().map(|m| m.uid).collect();
-            wait(store.header_blocks(folder_id, &uids))?
+        let folder_id = sel.folder_id;
+        let all: Vec<Uid> = if content && !body {
+            sel.msgs().iter().map(|m| m.uid).collect()
         } else {
             Vec::new()
         };
-        let msgs = sel.msgs();
-        // The first failed read: a message that cannot be read is not one
-        // that does not match, so the search fails instead.
-        let failed: std::cell::RefCell<Option<StoreError>> = std::cell::RefCell::new(None);
-        let load = |i: usize| -> Option<std::sync::Arc<[u8]>> {
-            if !body {
-                return heads.get(i).cloned().flatten();
-            }
-            let read = wait(store.meta().message(folder_id, msgs.get(i)?.uid))
-                .and_then(|row| row.map(|row| store.message_bytes(&row)).transpose());
-            match read {
-                Ok(bytes) => bytes.map(Into::into),
-                Err(e) => {
-                    failed.borrow_mut().get_or_insert(e);
-                    None
-                }
-            }
+        let job = Box::new(SearchJob {
+            tag: tag.to_string(),
+            criteria,
+            uid,
+            return_opts,
+            uses_modseq,
+            code,
+            hits: Vec::new(),
+            max_modseq: ModSeq::default(),
+            next: 0,
+        });
+        if content && !body {
+            // Header keys only: every message's header block at once,
+            // mostly from the server-wide cache, instead of each whole
+            // message.
+            self.ask(Asked::Search(job), Query::Headers { folder_id, uids: all });
+        } else if body {
+            self.search_bodies(job);
+        } else {
+            let mut job = job;
+            self.search_matched(&mut job, &[]);
+            self.search_done(*job);
+        }
+    }
+
+    /// Asks for the next few whole messages of a SEARCH, or answers it
+    /// when all were looked at.
+    fn search_bodies(&mut self, job: Box<SearchJob>) {
+        let State::Selected(sel) = &self.state else {
+            return;
         };
-        // UIDs or message numbers: both 32-bit (RFC 9051 2.3.1).
-        let mut hits: Vec<u32> = Vec::new();
-        let mut max_modseq = postroom_store::ModSeq::default();
-        for i in 0..sel.msgs().len() {
+        let uids = body_batch(sel, job.next..sel.msgs().len());
+        if uids.is_empty() {
+            return self.search_done(*job);
+        }
+        let query = Query::Messages {
+            folder_id: sel.folder_id,
+            uids,
+        };
+        self.ask(Asked::Search(job), query);
+    }
+
+    /// The header blocks or messages a SEARCH asked for: matched, then
+    /// the next step.
+    pub(super) fn search_answered(&mut self, mut job: Box<SearchJob>, answer: Result<Answer, StoreError>) {
+        // A message that cannot be read is not one that does not match:
+        // the search fails instead.
+        let blocks = match answer {
+            Ok(Answer::Blocks(b)) => b,
+            Ok(other) => {
+                let e = misfit("SEARCH", &other);
+                return self.store_failed(&job.tag, "SEARCH", &e);
+            }
+            Err(e) => return self.store_failed(&job.tag, "SEARCH", &e),
+        };
+        let whole = job.criteria.iter().any(search::needs_body);
+        if whole && blocks.is_empty() {
+            // Nothing came back for what was asked: not an answer, and
+            // asking again would not end.
+            let e = misfit("SEARCH", &Answer::Blocks(blocks));
+            return self.store_failed(&job.tag, "SEARCH", &e);
+        }
+        self.search_matched(&mut job, &blocks);
+        if whole {
+            self.search_bodies(job);
+        } else {
+            self.search_done(*job);
+        }
+    }
+
+    /// Matches the messages from `job.next` on: all of them, or (whole
+    /// messages) as many as `blocks` holds.
+    fn search_matched(&mut self, job: &mut SearchJob, blocks: &[Option<Arc<[u8]>>]) {
+        let State::Selected(sel) = &self.state else {
+            return;
+        };
+        let whole = job.criteria.iter().any(search::needs_body);
+        let (from, to) = if whole {
+            (job.next, (job.next + blocks.len()).min(sel.msgs().len()))
+        } else {
+            (0, sel.msgs().len())
+        };
+        let load = |i: usize| -> Option<Arc<[u8]>> {
+            let k = if whole { i.checked_sub(from)? } else { i };
+            blocks.get(k).cloned().flatten()
+        };
+        for i in from..to {
             let mut raw = None;
-            if criteria
+            if job
+                .criteria
                 .iter()
                 .all(|k| search::matches(k, sel, i, &load, &mut raw))
             {
                 let m = &sel.msgs()[i];
-                max_modseq = max_modseq.max(m.modseq);
-                hits.push(if uid { m.uid.get() } else { i as u32 + 1 });
-            }
-            if failed.borrow().is_some() {
-                break;
+                job.max_modseq = job.max_modseq.max(m.modseq);
+                job.hits.push(if job.uid { m.uid.get() } else { i as u32 + 1 });
             }
         }
-        if let Some(e) = failed.into_inner() {
-            return Err(e);
-        }
+        job.next = to;
+    }
+
+    fn search_done(&mut self, job: SearchJob) {
+        let SearchJob {
+            tag,
+            uid,
+            return_opts,
+            uses_modseq,
+            code,
+            hits,
+            max_modseq,
+            ..
+        } = job;
+        let mut out = Vec::new();
         let w = &mut Lossless(&mut out);
         if self.rev2 || return_opts.is_some() {
             // RFC 4731 / RFC 9051 7.3.4: ESEARCH, with the asked-for parts
             // (RETURN () means ALL).
-            let opts = return_opts.unwrap_or(&[]);
+            let opts = return_opts.as_deref().unwrap_or(&[]);
             let want = |o: &str| opts.iter().any(|x| x == o) || (opts.is_empty() && o == "ALL");
             let _ = write!(w, "* ESEARCH (TAG \"{tag}\")");
             if uid {
@@ -181,16 +392,6 @@ impl Session {
         }
         let _ = write!(w, "{tag} OK {code}SEARCH completed\r\n");
         self.send(out);
-        Ok(())
-    }
-
-    /// Folds in what changed elsewhere and sends it at once, ahead of the
-    /// command's own responses (so that no early answer can lose it).
-    fn announce(&mut self, allow_expunge: bool) -> Result<(), StoreError> {
-        let mut out = Vec::new();
-        self.refresh(allow_expunge, &mut out)?;
-        self.send(out);
-        Ok(())
     }
 
     /// The indices a sequence set names; `None` (answered BAD) for a
@@ -218,15 +419,13 @@ impl Session {
         &mut self,
         tag: &str,
         set: &imap_codec::imap_types::sequence::SequenceSet,
-        items: imap_codec::imap_types::fetch::MacroOrMessageDataItemNames<'_>,
+        items: imap_codec::imap_types::fetch::MacroOrMessageDataItemNames<'static>,
         uid: bool,
         modifiers: &[imap_codec::imap_types::command::FetchModifier],
-    ) -> Result<(), StoreError> {
-        self.announce(uid)?;
+    ) {
         let Some(targets) = self.targets(tag, set, uid) else {
-            return Ok(());
+            return;
         };
-        let mut out = Vec::new();
         let changed_since = modifiers.iter().find_map(|m| match m {
             imap_codec::imap_types::command::FetchModifier::ChangedSince(v) => Some(modseq_arg(v.get())),
             _ => None,
@@ -238,38 +437,143 @@ impl Session {
             imap_codec::imap_types::fetch::MacroOrMessageDataItemNames::Macro(_) => false,
         };
         let first_condstore = (changed_since.is_some() || asks_modseq) && self.enable_condstore();
-        let State::Selected(sel) = &mut self.state else {
-            return Ok(());
+        let State::Selected(sel) = &self.state else {
+            return;
         };
-        let mut ctx = fetch::FetchContext {
-            store: &self.store,
-            utf8: self.utf8 || self.rev2,
-            rev2: self.rev2,
+        let job = FetchJob::new(
+            tag.to_string(),
+            sel,
+            &targets,
+            items,
+            uid,
+            changed_since,
+            self.utf8 || self.rev2,
+            first_condstore,
+        );
+        self.fetch_step(Box::new(job), Vec::new());
+    }
+
+    /// Takes a FETCH as far as it goes without the store: asks the next
+    /// question (header blocks, then \Seen, then whole messages) or writes
+    /// the responses and the tagged OK. `out`: responses not sent yet.
+    fn fetch_step(&mut self, mut job: Box<FetchJob>, mut out: Vec<u8>) {
+        let State::Selected(sel) = &self.state else {
+            return;
         };
-        match fetch::run(&mut ctx, sel, &targets, items, uid, changed_since, &mut out) {
-            Ok(()) => {
-                let code = if first_condstore {
-                    self.highestmodseq_code()
-                } else {
-                    String::new()
+        let folder_id = sel.folder_id;
+        if job.wants_heads() && job.heads.is_none() {
+            let uids = job.wanted.iter().map(|&idx| sel.msgs()[idx].uid).collect();
+            return self.ask(Asked::Fetch(job), Query::Headers { folder_id, uids });
+        }
+        if job.marks_seen && !job.seen_done {
+            // Setting \Seen (RFC 9051 6.4.5): one transaction for all the
+            // targets, not one commit (and fsync) per message. Not setting
+            // it is no side effect to skip: the client would show the
+            // message as unread. Nothing was sent yet.
+            job.seen_done = true;
+            let unseen = job.unseen(sel);
+            if !unseen.is_empty() {
+                let query = Query::StoreFlags {
+                    folder_id,
+                    uids: unseen,
+                    op: FlagOp::Add,
+                    flags: crate::format::SEEN,
+                    keywords: Vec::new(),
+                    unchanged_since: None,
                 };
-                let _ = write!(Lossless(&mut out), "{tag} OK {code}FETCH completed\r\n");
-            }
-            Err(fetch::FetchError::UnknownCte) => {
-                let _ = write!(
-                    Lossless(&mut out),
-                    "{tag} NO [UNKNOWN-CTE] Unknown Content-Transfer-Encoding\r\n"
-                );
-            }
-            Err(fetch::FetchError::Store(e)) => {
-                // The messages before the one that failed are answered;
-                // that one is not, never with an empty or cut body.
-                self.send(out);
-                return Err(e);
+                return self.ask(Asked::Fetch(job), query);
             }
         }
+        if job.wants_bodies() && job.next < job.wanted.len() {
+            let uids = body_batch(sel, job.wanted[job.next..].iter().copied());
+            self.send(out);
+            return self.ask(Asked::Fetch(job), Query::Messages { folder_id, uids });
+        }
+        if !job.wants_bodies() {
+            job.reserve(&mut out, job.wanted.len());
+            let heads = job.heads.take();
+            for n in 0..job.wanted.len() {
+                let idx = job.wanted[n];
+                let raw: &[u8] = match &heads {
+                    Some(heads) => match heads.get(n).and_then(Option::as_deref) {
+                        // Expunged by another session meanwhile: skip it.
+                        None => continue,
+                        Some(h) => h,
+                    },
+                    None => &[],
+                };
+                if let Err(fetch::FetchError::UnknownCte) = job.write(sel, idx, raw, &mut out) {
+                    return self.fetch_unknown_cte(&job.tag, out);
+                }
+            }
+        }
+        let code = if job.first_condstore {
+            self.highestmodseq_code()
+        } else {
+            String::new()
+        };
+        let _ = write!(Lossless(&mut out), "{} OK {code}FETCH completed\r\n", job.tag);
         self.send(out);
-        Ok(())
+    }
+
+    fn fetch_unknown_cte(&mut self, tag: &str, mut out: Vec<u8>) {
+        let _ = write!(
+            Lossless(&mut out),
+            "{tag} NO [UNKNOWN-CTE] Unknown Content-Transfer-Encoding\r\n"
+        );
+        self.send(out);
+    }
+
+    /// The store's answer to a FETCH's question.
+    pub(super) fn fetch_answered(&mut self, mut job: Box<FetchJob>, answer: Result<Answer, StoreError>) {
+        let answer = match answer {
+            Ok(a) => a,
+            // The messages before the one that failed are answered (sent
+            // already); that one is not, never with an empty or cut body.
+            Err(e) => return self.store_failed(&job.tag, "FETCH", &e),
+        };
+        let mut out = Vec::new();
+        match answer {
+            Answer::Blocks(blocks) if job.wants_heads() && job.heads.is_none() => job.heads = Some(blocks),
+            Answer::FlagsStored(stored) => {
+                let State::Selected(sel) = &mut self.state else {
+                    return;
+                };
+                apply_flags(sel, &stored);
+                job.seen_now = stored.changed.iter().map(|c| c.uid).collect();
+                job.seen_now.sort_unstable();
+            }
+            Answer::Blocks(blocks) if job.wants_bodies() => {
+                let State::Selected(sel) = &self.state else {
+                    return;
+                };
+                job.reserve(&mut out, blocks.len());
+                for block in &blocks {
+                    let Some(&idx) = job.wanted.get(job.next) else {
+                        break;
+                    };
+                    job.next += 1;
+                    // Expunged by another session meanwhile: skip it.
+                    let Some(raw) = block else {
+                        continue;
+                    };
+                    if let Err(fetch::FetchError::UnknownCte) = job.write(sel, idx, raw, &mut out) {
+                        return self.fetch_unknown_cte(&job.tag, out);
+                    }
+                }
+                if blocks.is_empty() {
+                    // Nothing came back for what was asked: not an
+                    // answer, and asking again would not end.
+                    let e = misfit("FETCH", &Answer::Blocks(blocks));
+                    return self.store_failed(&job.tag, "FETCH", &e);
+                }
+            }
+            other => {
+                let e = misfit("FETCH", &other);
+                return self.store_failed(&job.tag, "FETCH", &e);
+            }
+        }
+        self.fetch_step(job, out);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -282,18 +586,16 @@ impl Session {
         flags: &[Flag<'_>],
         uid: bool,
         modifiers: &[imap_codec::imap_types::command::StoreModifier],
-    ) -> Result<(), StoreError> {
-        self.announce(uid)?;
+    ) {
         let Some(targets) = self.targets(tag, set, uid) else {
-            return Ok(());
+            return;
         };
-        let mut out = Vec::new();
         let State::Selected(sel) = &mut self.state else {
-            return Ok(());
+            return;
         };
         if sel.read_only {
             self.tagged(tag, "NO", "[READ-ONLY] Mailbox is read-only");
-            return Ok(());
+            return;
         }
         let unchanged_since = modifiers
             .iter()
@@ -302,8 +604,8 @@ impl Session {
             })
             .next();
         let first_condstore = unchanged_since.is_some() && self.enable_condstore();
-        let State::Selected(sel) = &mut self.state else {
-            return Ok(());
+        let State::Selected(sel) = &self.state else {
+            return;
         };
         let (bits, keywords) = flag_bits(flags);
         let op = match kind {
@@ -312,32 +614,62 @@ impl Session {
             StoreType::Remove => FlagOp::Remove,
         };
         let uids: Vec<Uid> = targets.iter().map(|i| sel.msgs()[*i].uid).collect();
-        let (changed, refused) =
-            wait(
-                self.store
-                    .meta()
-                    .store_flags(sel.folder_id, &uids, op, bits, &keywords, unchanged_since),
-            )?;
-        let adopted = wait(self.store.note_flag_changes(sel.folder_id, &changed))
-            .is_some_and(|(old, new)| sel.adopt(&old, &new));
-        for c in changed.iter().filter(|_| !adopted) {
-            if let Some(i) = sel.index_of(c.uid) {
-                let m = &mut sel.msgs_mut()[i];
-                m.flags = c.flags;
-                m.keywords = c.keywords.clone();
-                m.modseq = c.modseq;
+        let query = Query::StoreFlags {
+            folder_id: sel.folder_id,
+            uids,
+            op,
+            flags: bits,
+            keywords: keywords.clone(),
+            unchanged_since,
+        };
+        let job = StoreJob {
+            tag: tag.to_string(),
+            targets,
+            response,
+            uid,
+            op,
+            keywords,
+            first_condstore,
+        };
+        self.ask(Asked::Store(Box::new(job)), query);
+    }
+
+    pub(super) fn stored(&mut self, job: StoreJob, answer: Result<Answer, StoreError>) {
+        let stored = match answer {
+            Ok(Answer::FlagsStored(s)) => s,
+            Ok(other) => {
+                let e = misfit("STORE", &other);
+                return self.store_failed(&job.tag, "STORE", &e);
             }
-        }
+            Err(e) => return self.store_failed(&job.tag, "STORE", &e),
+        };
+        let StoreJob {
+            tag,
+            targets,
+            response,
+            uid,
+            op,
+            keywords,
+            first_condstore,
+        } = job;
+        let State::Selected(sel) = &mut self.state else {
+            return;
+        };
+        let mut out = Vec::new();
+        apply_flags(sel, &stored);
         if op != FlagOp::Remove {
             sel.learn_keywords(keywords.iter().map(String::as_str), &mut out);
         }
+        let FlagsStored { changed, refused, .. } = stored;
         // Report every target's flags (unless .SILENT); with CONDSTORE, a
         // silent STORE still reports MODSEQ (RFC 7162 3.1.3).
         // Sets, not scans: `STORE 1:* ...` on a large mailbox stays linear.
         let refused_set: std::collections::HashSet<Uid> = refused.iter().copied().collect();
         let changed_set: std::collections::HashSet<Uid> = changed.iter().map(|c| c.uid).collect();
         for &i in &targets {
-            let m = &sel.msgs()[i];
+            let Some(m) = sel.msgs().get(i) else {
+                continue;
+            };
             if refused_set.contains(&m.uid) {
                 continue;
             }
@@ -351,9 +683,6 @@ impl Session {
                 }
                 StoreResponse::Silent => {}
             }
-        }
-        if let Some(hm) = changed.iter().map(|c| c.modseq).max() {
-            sel.highestmodseq = sel.highestmodseq.max(hm);
         }
         let code = if first_condstore {
             format!("[HIGHESTMODSEQ {}] ", sel.highestmodseq)
@@ -383,9 +712,10 @@ impl Session {
             );
         }
         self.send(out);
-        Ok(())
     }
 
+    /// COPY and MOVE: the target folder is looked up first
+    /// ([`Query::FindFolder`]).
     pub(super) fn copy(
         &mut self,
         tag: &str,
@@ -393,67 +723,163 @@ impl Session {
         mailbox: &Mailbox<'_>,
         uid: bool,
         moving: bool,
-    ) -> Result<(), StoreError> {
-        self.announce(uid)?;
+    ) {
         let Some(targets) = self.targets(tag, set, uid) else {
-            return Ok(());
+            return;
         };
-        let mut out = Vec::new();
         let name = self.mailbox_name(mailbox);
-        let Some(dst) = self.folder(&name)? else {
-            self.tagged(tag, "NO", "[TRYCREATE] No such mailbox");
-            return Ok(());
+        let State::Selected(sel) = &self.state else {
+            return;
         };
-        let State::Selected(sel) = &mut self.state else {
-            return Ok(());
-        };
-        if moving && sel.read_only {
-            self.tagged(tag, "NO", "[READ-ONLY] Mailbox is read-only");
-            return Ok(());
-        }
         let uids: Vec<Uid> = targets.iter().map(|i| sel.msgs()[*i].uid).collect();
-        let (uidvalidity, pairs) = wait(self.store.meta().copy_messages(sel.folder_id, &uids, dst.id))?;
-        let verb = if moving { "MOVE" } else { "COPY" };
-        if pairs.is_empty() {
-            let _ = write!(Lossless(&mut out), "{tag} OK {verb} completed\r\n");
-            self.send(out);
-            return Ok(());
+        let job = CopyJob {
+            tag: tag.to_string(),
+            moving,
+            uids,
+            out: Vec::new(),
+            copyuid: String::new(),
+            src: Vec::new(),
+        };
+        let query = Query::FindFolder {
+            account_id: self.account_id(),
+            name,
+        };
+        self.ask(Asked::CopyTarget(Box::new(job)), query);
+    }
+
+    /// The target folder found (or not): copy.
+    pub(super) fn copy_target(&mut self, job: Box<CopyJob>, answer: Result<Answer, StoreError>) {
+        let verb = job.verb();
+        let dst = match answer {
+            Ok(Answer::Folder(Some(id))) => id,
+            Ok(Answer::Folder(None)) => return self.tagged(&job.tag, "NO", "[TRYCREATE] No such mailbox"),
+            Ok(other) => {
+                let e = misfit(verb, &other);
+                return self.store_failed(&job.tag, verb, &e);
+            }
+            Err(e) => return self.store_failed(&job.tag, verb, &e),
+        };
+        let State::Selected(sel) = &self.state else {
+            return;
+        };
+        if job.moving && sel.read_only {
+            return self.tagged(&job.tag, "NO", "[READ-ONLY] Mailbox is read-only");
         }
-        let src: Vec<Uid> = pairs.iter().map(|p| p.0).collect();
+        let query = Query::Copy {
+            from: sel.folder_id,
+            uids: job.uids.clone(),
+            to: dst,
+        };
+        self.ask(Asked::Copy { job, dst }, query);
+    }
+
+    /// The copies made.
+    pub(super) fn copied(
+        &mut self,
+        mut job: Box<CopyJob>,
+        dst: FolderId,
+        answer: Result<Answer, StoreError>,
+    ) {
+        let verb = job.verb();
+        let (uidvalidity, pairs) = match answer {
+            Ok(Answer::Copied { uidvalidity, pairs }) => (uidvalidity, pairs),
+            Ok(other) => {
+                let e = misfit(verb, &other);
+                return self.store_failed(&job.tag, verb, &e);
+            }
+            Err(e) => return self.store_failed(&job.tag, verb, &e),
+        };
+        if pairs.is_empty() {
+            return self.tagged(&job.tag, "OK", &format!("{verb} completed"));
+        }
+        job.src = pairs.iter().map(|p| p.0).collect();
         let new: Vec<Uid> = pairs.iter().map(|p| p.1).collect();
-        let copyuid = format!("COPYUID {uidvalidity} {} {}", uid_list(&src), uid_list(&new));
-        let source = sel.folder_id;
-        if dst.id == source {
+        job.copyuid = format!("COPYUID {uidvalidity} {} {}", uid_list(&job.src), uid_list(&new));
+        if self.selected_folder() == Some(dst) {
             // Into the selected mailbox itself: the copies are new messages
             // here, announced (EXISTS) before the tagged OK as APPEND's are
             // (RFC 9051 7.4.1: the client learns of them from EXISTS).
-            // The copy is made either way; should reading the folder fail,
-            // the next command's refresh announces them, so it is logged.
-            if let Err(e) = self.refresh(false, &mut out) {
-                self.log_store_error(verb, &e);
-            }
-        }
-        let State::Selected(sel) = &mut self.state else {
-            self.send(out);
-            return Ok(());
-        };
-        if moving {
-            // RFC 6851 4.3: COPYUID in an untagged OK, then the expunges.
-            let _ = write!(Lossless(&mut out), "* OK [{copyuid}] Moved\r\n");
-            if let Err(e) = wait(self.store.expunge(source, &src)) {
-                // The copies exist (COPYUID says where) but the originals
-                // stay: announcing their EXPUNGE would be false. The client
-                // sees a COPY and a failed MOVE, and may expunge itself.
-                self.send(out);
-                return Err(e);
-            }
-            sel.remove(&src, &mut out);
-            let _ = write!(Lossless(&mut out), "{tag} OK MOVE completed\r\n");
+            self.ask_refresh(false, Then::Copied(job));
         } else {
-            let _ = write!(Lossless(&mut out), "{tag} OK [{copyuid}] COPY completed\r\n");
+            self.copy_finish(job);
         }
+    }
+
+    /// COPY's OK, or MOVE's expunge of the originals.
+    pub(super) fn copy_finish(&mut self, mut job: Box<CopyJob>) {
+        let tag = job.tag.clone();
+        let copyuid = job.copyuid.clone();
+        if job.moving {
+            // RFC 6851 4.3: COPYUID in an untagged OK, then the expunges.
+            let _ = write!(Lossless(&mut job.out), "* OK [{copyuid}] Moved\r\n");
+            let State::Selected(sel) = &self.state else {
+                return;
+            };
+            let query = Query::Expunge {
+                folder_id: sel.folder_id,
+                uids: job.src.clone(),
+            };
+            self.ask(Asked::Moved(job), query);
+        } else {
+            let mut out = std::mem::take(&mut job.out);
+            let _ = write!(Lossless(&mut out), "{tag} OK [{copyuid}] COPY completed\r\n");
+            self.send(out);
+        }
+    }
+
+    /// MOVE's originals expunged.
+    pub(super) fn moved(&mut self, mut job: CopyJob, answer: Result<Answer, StoreError>) {
+        let mut out = std::mem::take(&mut job.out);
+        let e = match answer {
+            Ok(Answer::Expunged) => None,
+            Ok(other) => Some(misfit("MOVE", &other)),
+            Err(e) => Some(e),
+        };
+        if let Some(e) = e {
+            // The copies exist (COPYUID says where) but the originals
+            // stay: announcing their EXPUNGE would be false. The client
+            // sees a COPY and a failed MOVE, and may expunge itself.
+            self.send(out);
+            return self.store_failed(&job.tag, "MOVE", &e);
+        }
+        if let State::Selected(sel) = &mut self.state {
+            sel.remove(&job.src, &mut out);
+        }
+        let _ = write!(Lossless(&mut out), "{} OK MOVE completed\r\n", job.tag);
         self.send(out);
-        Ok(())
+    }
+
+    /// COPY into the selected mailbox: its refresh answered. The copy is
+    /// made either way; should reading the folder fail, the next command's
+    /// refresh announces the copies, so the failure is logged.
+    pub(super) fn copy_refreshed(&mut self, mut job: Box<CopyJob>, folded: Result<Vec<u8>, StoreError>) {
+        match folded {
+            Ok(out) => job.out.extend_from_slice(&out),
+            Err(e) => self.log_store_error(job.verb(), &e),
+        }
+        self.copy_finish(job);
+    }
+}
+
+/// Folds flags this session changed into its view: the server-wide
+/// snapshot with the change in it is adopted when the view was the one
+/// before (no copy of a 10,000-message list), else each message changes
+/// in place.
+fn apply_flags(sel: &mut Selected, stored: &FlagsStored) {
+    let adopted = stored
+        .snapshots
+        .as_ref()
+        .is_some_and(|(old, new)| sel.adopt(old, new));
+    for c in stored.changed.iter().filter(|_| !adopted) {
+        if let Some(i) = sel.index_of(c.uid) {
+            let m = &mut sel.msgs_mut()[i];
+            m.flags = c.flags;
+            m.keywords = c.keywords.clone();
+            m.modseq = c.modseq;
+        }
+    }
+    if let Some(hm) = stored.changed.iter().map(|c| c.modseq).max() {
+        sel.highestmodseq = sel.highestmodseq.max(hm);
     }
 }
 
@@ -465,8 +891,7 @@ fn deleted_uids(sel: &Selected) -> Vec<Uid> {
         .collect()
 }
 
-fn has_modseq(k: &imap_codec::imap_types::search::SearchKey<'_>) -> bool {
-    use imap_codec::imap_types::search::SearchKey;
+fn has_modseq(k: &SearchKey<'_>) -> bool {
     match k {
         SearchKey::ModSequence { .. } => true,
         SearchKey::And(v) => v.as_ref().iter().any(has_modseq),

@@ -105,7 +105,15 @@ pub fn run(cfg: Config, data_dir: PathBuf, cli_flags: String) -> Result<(), Stri
     if let Some((switch, path)) = faults {
         runtime.spawn(follow_fault_file(switch, path));
     }
-    runtime.block_on(serve(cfg, data_dir, store, sockets, cli_flags))
+    let stopping = store.clone();
+    let served = runtime.block_on(serve(cfg, data_dir, store, sockets, cli_flags));
+    // The sessions and tasks are gone with the runtime; a thread may still
+    // hold the store (the queue's finisher), so its purge queue is
+    // finished here rather than when the last handle drops, which a
+    // process exit does not wait for.
+    drop(runtime);
+    stopping.finish_pending_deletions();
+    served
 }
 
 /// The environment variable naming a file that, while it exists, makes

@@ -282,6 +282,13 @@ impl Store {
         self.meta.changes()
     }
 
+    /// Deletes the bodies released and still waiting for the purge thread
+    /// (see purge.rs), now: the server calls it as it stops, whatever other
+    /// handles on the store a thread still holds.
+    pub fn finish_pending_deletions(&self) {
+        self.purger.finish();
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }

@@ -65,13 +65,21 @@ impl BodyPurger {
     }
 }
 
-impl Drop for BodyPurger {
-    fn drop(&mut self) {
-        let worker = self.worker.get_mut().unwrap_or_else(|e| e.into_inner()).take();
+impl BodyPurger {
+    /// Deletes whatever is queued now and stops the thread (a later
+    /// release starts another).
+    pub(crate) fn finish(&self) {
+        let worker = self.worker.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some((tx, handle)) = worker {
             drop(tx);
             let _ = handle.join();
         }
+    }
+}
+
+impl Drop for BodyPurger {
+    fn drop(&mut self) {
+        self.finish();
     }
 }
 

@@ -17,7 +17,7 @@ use postroom_pipeline::policy::AcceptedRcpt;
 use postroom_pipeline::{MemoryBudget, MxPipeline, NoFilter, RelayPolicy};
 use postroom_smtp::service::{BodySpool, PeerContext, SmtpHandler};
 use postroom_smtp::{BodyType, DeliveryOutcome, Envelope, RcptTarget};
-use postroom_store::{BlobStore, DurableFs, FsBlobStore, Postgres, SimulatedFs, Store};
+use postroom_store::{BlobStore, DurableFs, FsBlobStore, SimulatedFs, Store};
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -46,10 +46,9 @@ async fn open(
     };
     match pg {
         None => Store::open_with_blobs(data, blobs).unwrap(),
-        Some(url) => {
-            let meta = Arc::new(Postgres::connect(url, None, blobs.clone()).await.unwrap());
-            Store::with_backend(meta, blobs, data)
-        }
+        Some(url) => Store::open_postgres_with_blobs(url, None, data, blobs)
+            .await
+            .unwrap(),
     }
 }
 

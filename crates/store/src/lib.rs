@@ -112,6 +112,11 @@ impl From<std::io::Error> for StoreError {
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// Creates the data folder when missing.
+/// Message bodies as files under `dir`, written through `fs`.
+fn file_blobs(dir: PathBuf, fs: Arc<dyn DurableFs>) -> Result<Arc<dyn BlobStore>> {
+    Ok(Arc::new(FsBlobStore::new(dir, fs)?))
+}
+
 fn create_data_dir(data_dir: &Path) -> Result<()> {
     if !data_dir.exists() {
         std::fs::create_dir_all(data_dir)?;
@@ -161,8 +166,7 @@ impl Store {
     /// [`SimulatedFs`] to simulate power cuts).
     pub fn open_with(data_dir: &Path, fs: Arc<dyn DurableFs>) -> Result<Store> {
         create_data_dir(data_dir)?;
-        let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::new(data_dir.join("blobs"), fs)?);
-        Store::open_with_blobs(data_dir, blobs)
+        Store::open_with_blobs(data_dir, file_blobs(data_dir.join("blobs"), fs)?)
     }
 
     /// Opens the embedded database in `data_dir` with bodies kept in
@@ -193,7 +197,18 @@ impl Store {
         fs: Arc<dyn DurableFs>,
     ) -> Result<Store> {
         create_data_dir(data_dir)?;
-        let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::new(data_dir.join("blobs"), fs)?);
+        let blobs = file_blobs(data_dir.join("blobs"), fs)?;
+        Store::open_postgres_with_blobs(url, password_file, data_dir, blobs).await
+    }
+
+    /// [`Store::open_postgres`] with bodies kept in `blobs` (as
+    /// [`Store::open_with_blobs`] for the embedded database).
+    pub async fn open_postgres_with_blobs(
+        url: &str,
+        password_file: Option<&Path>,
+        data_dir: &Path,
+        blobs: Arc<dyn BlobStore>,
+    ) -> Result<Store> {
         let meta = Arc::new(Postgres::connect(url, password_file, Arc::clone(&blobs)).await?);
         Ok(Store::with_backend(meta, blobs, data_dir))
     }
@@ -206,12 +221,11 @@ impl Store {
         let blobs_dir = place
             .blobs
             .map_or_else(|| place.data_dir.join("blobs"), Path::to_path_buf);
-        let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::new(blobs_dir, Arc::new(RealFs))?);
+        let blobs = file_blobs(blobs_dir, Arc::new(RealFs))?;
         match place.database {
             None => Store::open_with_blobs(place.data_dir, blobs),
             Some(url) => {
-                let meta = Arc::new(Postgres::connect(url, place.password_file, Arc::clone(&blobs)).await?);
-                Ok(Store::with_backend(meta, blobs, place.data_dir))
+                Store::open_postgres_with_blobs(url, place.password_file, place.data_dir, blobs).await
             }
         }
     }

@@ -426,12 +426,7 @@ impl MailboxMeta for Postgres {
         let mut c = self.client().await?;
         // One snapshot for the folder row and its messages, so UIDNEXT
         // and HIGHESTMODSEQ agree with the list.
-        let tx = c
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
+        let tx = read_snapshot(&mut c).await?;
         let Some(row) = tx
             .query_opt(
                 "SELECT uidvalidity, uidnext, highestmodseq FROM folders WHERE id = $1",
@@ -460,12 +455,7 @@ impl MailboxMeta for Postgres {
 
     async fn folder_changes(&self, folder: FolderId, since: ModSeq) -> Result<Option<FolderChanges>> {
         let mut c = self.client().await?;
-        let tx = c
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
+        let tx = read_snapshot(&mut c).await?;
         let Some(row) = tx
             .query_opt(
                 "SELECT highestmodseq, uidnext FROM folders WHERE id = $1",
@@ -828,4 +818,14 @@ impl MailboxMeta for Postgres {
         self.committed(&[a.folder]);
         Ok(new_uid)
     }
+}
+
+/// A read-only transaction that sees one snapshot for all its statements
+/// (a folder's row and its messages agree).
+async fn read_snapshot(c: &mut super::PgClient) -> Result<deadpool_postgres::Transaction<'_>> {
+    Ok(c.build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?)
 }

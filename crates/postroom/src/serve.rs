@@ -82,6 +82,7 @@ pub fn run(cfg: Config, data_dir: PathBuf, cli_flags: String) -> Result<(), Stri
     };
     raise_open_files_limit();
     std::fs::create_dir_all(&data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    make_private(&data_dir)?;
     if let Some(user) = &cfg.server.run_as {
         drop_privileges(user, &data_dir)?;
     }
@@ -114,6 +115,37 @@ pub fn run(cfg: Config, data_dir: PathBuf, cli_flags: String) -> Result<(), Stri
     drop(runtime);
     stopping.finish_pending_deletions();
     served
+}
+
+/// A data folder (or the database in it) that others may read is made
+/// private to the server's user, and the log says so: it holds password
+/// hashes, DKIM keys and every message.
+fn make_private(data_dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    for (path, mode) in [
+        (data_dir.to_path_buf(), 0o700),
+        (data_dir.join("postroom.sqlite"), 0o600),
+    ] {
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        let found = meta.permissions().mode() & 0o777;
+        if found & 0o077 != 0 {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(|e| {
+                format!(
+                    "{}: readable by others, and cannot be made private: {e}",
+                    path.display()
+                )
+            })?;
+            tracing::warn!(
+                path = %path.display(),
+                was = format!("{found:o}"),
+                now = format!("{mode:o}"),
+                "was readable by other users: made private to the server's user"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The environment variable naming a file that, while it exists, makes

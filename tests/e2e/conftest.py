@@ -68,6 +68,9 @@ _pg_databases = itertools.count()
 
 # For the few tests that look inside the embedded database itself.
 sqlite_only = pytest.mark.skipif(PG_URL is not None, reason="reads the embedded SQLite database")
+# Tests of what does not touch the store's back end (the package) run in
+# the embedded pass only.
+backend_independent = pytest.mark.skipif(PG_URL is not None, reason="independent of the back end: runs in the embedded pass")
 
 
 def _pg(sql):

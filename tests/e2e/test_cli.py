@@ -16,9 +16,32 @@ def test_config_example_is_valid(tmp_path):
     assert r.returncode == 0
     assert 'listen = ["0.0.0.0:25", "[::]:25"]' in r.stdout
     p = tmp_path / "prod.toml"
-    p.write_text(r.stdout)
+    # The example runs as `postroom`, which this machine may not have.
+    import pwd
+
+    me = pwd.getpwuid(os.getuid()).pw_name
+    p.write_text(r.stdout.replace('run_as = "postroom"', f'run_as = "{me}"'))
     r = run("config", "check", str(p))
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_config_check_finds_what_is_missing_on_this_machine(tmp_path):
+    """A missing certificate or key, one that does not load, and a run_as
+    user that does not exist are found before the server is started."""
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    p = tmp_path / "c.toml"
+    p.write_text(
+        '[server]\nhostname = "mail.example.com"\nrun_as = "no-such-user-4711"\n'
+        f'[tls]\ncert = "{tmp_path}/missing.crt"\nkey = "{tmp_path}/missing.key"\n'
+        f'certificates = [{{ cert = "{garbage}", key = "{garbage}" }}]\n'
+    )
+    r = run("config", "check", str(p))
+    assert r.returncode != 0
+    assert "missing.crt" in r.stdout and "missing.key" in r.stdout, r.stdout
+    assert "garbage.pem" in r.stdout, r.stdout
+    assert "no-such-user-4711" in r.stdout and "does not exist" in r.stdout, r.stdout
+    assert "3 problems" in r.stderr or "4 problems" in r.stderr, r.stderr
 
 
 def test_config_errors_name_the_key(tmp_path):

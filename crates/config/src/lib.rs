@@ -701,6 +701,12 @@ mod tests {
         let cfg = Config::parse(EXAMPLE).unwrap();
         assert!(cfg.smtp.listen.iter().any(|l| l.ends_with(":25")));
         assert!(cfg.smtp.listen.iter().any(|l| l.starts_with('[')));
+        // The packaged service runs as `postroom`, not root: without this
+        // its data folder would be that user's $XDG_DATA_HOME.
+        assert_eq!(
+            cfg.server.data_dir.as_deref(),
+            Some(std::path::Path::new("/var/lib/postroom"))
+        );
     }
 
     #[test]

@@ -6,7 +6,9 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "postroom", version, propagate_version = true)]
 pub struct Cli {
-    /// The configuration file (default: none, the embedded trial defaults).
+    /// The configuration file (default: /etc/postroom/postroom.toml when it
+    /// exists, as the package installs it; otherwise none, the embedded trial
+    /// defaults).
     #[arg(long, global = true, env = "POSTROOM_CONFIG")]
     pub config: Option<PathBuf>,
     /// The data folder (overrides server.data_dir).

@@ -3,6 +3,7 @@
 mod cli;
 mod cmd;
 mod lock;
+mod notify;
 mod serve;
 
 use std::process::ExitCode;

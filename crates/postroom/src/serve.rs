@@ -533,8 +533,10 @@ async fn serve(
     tokio::spawn(look_for_foreign_changes(store.clone()));
     drop(done_tx);
     print_banner(&cfg, &data_dir, &bound, &cli_flags);
+    crate::notify::ready(&format!("{} listeners", bound.len()));
 
     wait_for_signal(tls).await;
+    crate::notify::stopping();
     tracing::info!("shutting down: no new connections, finishing transactions in flight");
     trigger_and_wait(trigger, &mut done_rx).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), queue_task).await;
@@ -719,11 +721,15 @@ async fn wait_for_signal(tls: Option<TlsSettings>) {
         tokio::select! {
             _ = term.recv() => return,
             _ = int.recv() => return,
-            _ = hup.recv() => match tls.as_ref().map(TlsSettings::reload) {
-                Some(Ok(())) => tracing::info!("SIGHUP: TLS certificates reloaded"),
-                Some(Err(e)) => tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the old certificates"),
-                None => tracing::info!("SIGHUP: nothing to reload"),
-            },
+            _ = hup.recv() => {
+                crate::notify::reloading();
+                match tls.as_ref().map(TlsSettings::reload) {
+                    Some(Ok(())) => tracing::info!("SIGHUP: TLS certificates reloaded"),
+                    Some(Err(e)) => tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the old certificates"),
+                    None => tracing::info!("SIGHUP: nothing to reload"),
+                }
+                crate::notify::ready("reloaded");
+            }
         }
     }
 }

@@ -2,6 +2,7 @@
 //! server sees their changes at once (it keeps no directory cache).
 
 mod check;
+mod config;
 mod directory;
 mod dkim;
 mod mail;
@@ -20,7 +21,7 @@ pub type CmdResult = Result<(), String>;
 
 pub fn run(args: Cli) -> CmdResult {
     let ctx = Context {
-        config_path: args.config.clone(),
+        config_path: args.config.clone().or_else(installed_config),
         data_dir: args.data_dir.clone(),
         // Before anything switches to the data folder's owner.
         actor: cli_actor(),
@@ -39,12 +40,7 @@ pub fn run(args: Cli) -> CmdResult {
             let path = file
                 .or(ctx.config_path.clone())
                 .ok_or("config check needs a FILE or --config")?;
-            let cfg = Config::load(&path).map_err(|e| e.to_string())?;
-            for w in cfg.warnings() {
-                println!("warning: {w}");
-            }
-            println!("{}: ok", path.display());
-            Ok(())
+            config::check(&path)
         }
         Command::Domain(c) => directory::domain(&ctx, c),
         Command::User(c) => directory::user(&ctx, c),
@@ -87,6 +83,16 @@ pub fn run(args: Cli) -> CmdResult {
             Ok(())
         }
     }
+}
+
+/// Where the Debian package puts the configuration. When it is there, a
+/// bare `postroom user add ...` reaches the installed server, as a bare
+/// `postconf` reads /etc/postfix/main.cf.
+pub const INSTALLED_CONFIG: &str = "/etc/postroom/postroom.toml";
+
+fn installed_config() -> Option<PathBuf> {
+    let path = PathBuf::from(INSTALLED_CONFIG);
+    path.exists().then_some(path)
 }
 
 pub struct Context {

@@ -36,6 +36,7 @@ pub struct Config {
     pub dns: DnsConfig,
     pub log: LogConfig,
     pub store: StoreConfig,
+    pub acme: AcmeConfig,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -379,6 +380,95 @@ impl Default for LogConfig {
     }
 }
 
+/// Certificates from an ACME CA (RFC 8555), made and renewed by the server.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AcmeConfig {
+    pub enabled: bool,
+    /// The CA's directory URL.
+    pub directory: String,
+    /// `mailto:` addresses the CA writes to about the account.
+    pub contact: Vec<String>,
+    /// The names on the certificate; empty: `server.hostname`.
+    pub names: Vec<String>,
+    /// `http-01` or `tls-alpn-01`.
+    pub challenge: String,
+    /// Where HTTP-01 tokens are served (the CA asks on port 80).
+    pub http_listen: Vec<String>,
+    pub renew_before_days: u32,
+    /// A PEM root for the directory's own HTTPS (a private or test CA).
+    pub directory_ca: Option<PathBuf>,
+}
+
+/// Let's Encrypt's production directory (RFC 8555 7.1.1).
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+impl Default for AcmeConfig {
+    fn default() -> Self {
+        AcmeConfig {
+            enabled: false,
+            directory: LETS_ENCRYPT.into(),
+            contact: Vec::new(),
+            names: Vec::new(),
+            challenge: "http-01".into(),
+            http_listen: vec!["0.0.0.0:80".into(), "[::]:80".into()],
+            // Let's Encrypt's certificates last 90 days and it advises
+            // renewing with a third of that left.
+            renew_before_days: 30,
+            directory_ca: None,
+        }
+    }
+}
+
+impl AcmeConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let err = |key: &str, what: String| Err(ConfigError(format!("acme.{key}: {what}")));
+        if !self.directory.starts_with("https://") {
+            return err(
+                "directory",
+                format!("`{}` is not an https:// URL", self.directory),
+            );
+        }
+        if !["http-01", "tls-alpn-01"].contains(&self.challenge.as_str()) {
+            return err(
+                "challenge",
+                format!("`{}`: must be \"http-01\" or \"tls-alpn-01\"", self.challenge),
+            );
+        }
+        for addr in &self.http_listen {
+            if addr.parse::<SocketAddr>().is_err() {
+                return err(
+                    "http_listen",
+                    format!("`{addr}` is not an address:port (IPv6 as [::]:80)"),
+                );
+            }
+        }
+        for name in &self.names {
+            if Domain::parse(name).is_err() {
+                return err("names", format!("`{name}` is not a host name"));
+            }
+        }
+        for c in &self.contact {
+            if !c.starts_with("mailto:") {
+                return err("contact", format!("`{c}`: must be a mailto: URL"));
+            }
+        }
+        if !(1..=60).contains(&self.renew_before_days) {
+            return err("renew_before_days", "must be 1 to 60".into());
+        }
+        Ok(())
+    }
+
+    /// The names on the certificate.
+    pub fn names_or(&self, hostname: &str) -> Vec<String> {
+        if self.names.is_empty() {
+            vec![hostname.to_string()]
+        } else {
+            self.names.clone()
+        }
+    }
+}
+
 /// Where the store keeps its data: the metadata in the embedded SQLite
 /// database in the data folder (`database` unset) or in PostgreSQL (a
 /// `postgres://` URL); message bodies in `blobs` (default: the data
@@ -466,6 +556,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |key: &str, what: String| Err(ConfigError(format!("{key}: {what}")));
         self.store.validate()?;
+        self.acme.validate()?;
         if let Err(e) = Domain::parse(&self.server.hostname) {
             return err(
                 "server.hostname",
@@ -757,6 +848,29 @@ mod tests {
         let example = Config::parse(EXAMPLE).unwrap();
         assert!(example.imap.connection_limit_exempt.is_empty());
         assert!(EXAMPLE.matches("connection_limit_exempt = []").count() == 3);
+    }
+
+    #[test]
+    fn acme_is_off_by_default_and_checked() {
+        let cfg = Config::parse("").unwrap();
+        assert!(!cfg.acme.enabled);
+        assert_eq!(cfg.acme.names_or("mx.example.com"), ["mx.example.com"]);
+        let cfg = Config::parse(
+            "[acme]\nenabled = true\nchallenge = \"tls-alpn-01\"\nnames = [\"a.example.com\"]\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.acme.names_or("mx.example.com"), ["a.example.com"]);
+        for (bad, key) in [
+            ("challenge = \"dns-01\"", "acme.challenge"),
+            ("directory = \"http://ca.example/dir\"", "acme.directory"),
+            ("contact = [\"hostmaster@example.com\"]", "acme.contact"),
+            ("names = [\"not a name\"]", "acme.names"),
+            ("http_listen = [\"80\"]", "acme.http_listen"),
+            ("renew_before_days = 0", "acme.renew_before_days"),
+        ] {
+            let e = Config::parse(&format!("[acme]\n{bad}\n")).unwrap_err();
+            assert!(e.0.starts_with(key), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! PROXY protocol, a stream that may be upgraded to TLS, TLS configuration
 //! and graceful shutdown. Protocol crates put their sans-IO cores on top.
 
+pub mod acme;
 pub mod limit;
 pub mod proxy;
 pub mod shutdown;

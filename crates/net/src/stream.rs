@@ -37,6 +37,26 @@ impl MaybeTls {
     }
 }
 
+impl MaybeTls {
+    /// The handshake of an implicit-TLS port. `false`: the connection was
+    /// an ACME validation, already answered; there is nothing to serve.
+    pub async fn upgrade_implicit(&mut self, tls: &crate::tls::TlsSettings) -> io::Result<bool> {
+        match std::mem::replace(self, MaybeTls::Upgrading) {
+            MaybeTls::Plain(tcp) => match tls.accept(tcp).await? {
+                Some(stream) => {
+                    *self = MaybeTls::Tls(Box::new(stream));
+                    Ok(true)
+                }
+                None => Ok(false),
+            },
+            other => {
+                *self = other;
+                Err(io::Error::other("connection is not in plaintext"))
+            }
+        }
+    }
+}
+
 fn upgrading() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, "TLS upgrade failed")
 }

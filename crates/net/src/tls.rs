@@ -8,12 +8,17 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use tokio::net::TcpStream;
 use tokio_rustls::rustls::crypto::ring as ring_provider;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio_rustls::rustls::server::Acceptor as HelloReader;
 use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_rustls::rustls::{self, ServerConfig};
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor};
+
+use crate::acme::{Challenges, ACME_TLS_ALPN};
 
 /// A certificate chain and its key, as files.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,6 +69,33 @@ pub struct TlsSettings {
     pub acceptor: TlsAcceptor,
     resolver: Arc<CertResolver>,
     files: Arc<Vec<CertFiles>>,
+    /// The certificate ACME made, used before `files` (it is first, so it
+    /// is also the default without SNI).
+    acme: Arc<RwLock<Option<CertFiles>>>,
+    /// Answers the ACME CA's TLS-ALPN-01 validations (RFC 8737).
+    pub challenges: Arc<Challenges>,
+    /// The configuration for those validations: `acme-tls/1` only.
+    acme_validation: Arc<ServerConfig>,
+}
+
+/// Hands a TLS-ALPN-01 validation the challenge certificate for the name
+/// it asks about, and nothing else.
+#[derive(Debug)]
+struct ChallengeResolver(Arc<Challenges>);
+
+impl ResolvesServerCert for ChallengeResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.0.tls_alpn_cert(hello.server_name()?)
+    }
+}
+
+fn server_config(resolver: Arc<dyn ResolvesServerCert>) -> Result<ServerConfig, String> {
+    let provider = Arc::new(ring_provider::default_provider());
+    Ok(ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver))
 }
 
 impl std::fmt::Debug for TlsSettings {
@@ -112,24 +144,68 @@ impl TlsSettings {
         let resolver = Arc::new(CertResolver {
             certs: RwLock::new(loaded),
         });
-        let provider = Arc::new(ring_provider::default_provider());
-        let config = ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| e.to_string())?
-            .with_no_client_auth()
-            .with_cert_resolver(resolver.clone());
+        let config = server_config(resolver.clone())?;
+        let challenges = Arc::new(Challenges::default());
+        let mut validation = server_config(Arc::new(ChallengeResolver(Arc::clone(&challenges))))?;
+        validation.alpn_protocols = vec![ACME_TLS_ALPN.to_vec()];
         Ok(TlsSettings {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             resolver,
             files: Arc::new(files),
+            acme: Arc::new(RwLock::new(None)),
+            challenges,
+            acme_validation: Arc::new(validation),
         })
     }
 
     /// Re-reads every certificate; on any error the old ones stay in use.
     pub fn reload(&self) -> Result<(), String> {
-        let loaded = self.files.iter().map(load_pair).collect::<Result<Vec<_>, _>>()?;
+        let acme = self.acme.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let loaded = acme
+            .iter()
+            .chain(self.files.iter())
+            .map(load_pair)
+            .collect::<Result<Vec<_>, _>>()?;
         *self.resolver.certs.write().unwrap_or_else(|e| e.into_inner()) = loaded;
         Ok(())
+    }
+
+    /// Puts the certificate ACME made in front of the configured ones.
+    /// Connections already up keep theirs; the next handshake gets it.
+    pub fn use_acme_certificate(&self, files: CertFiles) -> Result<(), String> {
+        load_pair(&files)?;
+        let old = self
+            .acme
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(files);
+        if let Err(e) = self.reload() {
+            *self.acme.write().unwrap_or_else(|e| e.into_inner()) = old;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The TLS handshake of an implicit-TLS connection. `None`: it was an
+    /// ACME TLS-ALPN-01 validation (RFC 8737 3: a ClientHello offering only
+    /// `acme-tls/1`), answered with the challenge certificate and closed.
+    /// Looking at the ClientHello first keeps `acme-tls/1` out of the
+    /// configuration mail clients see: rustls refuses a client whose ALPN
+    /// offers share nothing with the server's list.
+    pub async fn accept(&self, tcp: TcpStream) -> std::io::Result<Option<TlsStream<TcpStream>>> {
+        let start = LazyConfigAcceptor::new(HelloReader::default(), tcp).await?;
+        let validation = start
+            .client_hello()
+            .alpn()
+            .is_some_and(|mut offers| offers.any(|p| p == ACME_TLS_ALPN));
+        if validation {
+            use tokio::io::AsyncWriteExt;
+            let mut stream = start.into_stream(Arc::clone(&self.acme_validation)).await?;
+            let _ = stream.shutdown().await;
+            return Ok(None);
+        }
+        let config = self.acceptor.config().clone();
+        start.into_stream(config).await.map(Some)
     }
 }
 

@@ -13,6 +13,7 @@ use postroom_core::{Address, IpNetList};
 use postroom_directory::auth::{Authenticator, LoginPolicy};
 use postroom_directory::Directory;
 use postroom_imap::service::ImapService;
+use postroom_net::acme::{self, AcmeSettings, ChallengeKind};
 use postroom_net::limit::{AccountLimiter, LimitExceeded};
 use postroom_net::proxy::{read_header, ProxyHeader};
 use postroom_net::shutdown::ShutdownTrigger;
@@ -30,7 +31,6 @@ use postroom_store::Store;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio_rustls::TlsAcceptor;
 
 /// How long shutdown waits for sessions to finish their transactions.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -79,6 +79,11 @@ pub fn run(cfg: Config, data_dir: PathBuf, cli_flags: String) -> Result<(), Stri
         pop3s: bind("pop3.tls_listen", &cfg.pop3.tls_listen)?,
         imap: bind("imap.listen", &cfg.imap.listen)?,
         imaps: bind("imap.tls_listen", &cfg.imap.tls_listen)?,
+        acme_http: if cfg.acme.enabled && cfg.acme.challenge == "http-01" {
+            bind("acme.http_listen", &cfg.acme.http_listen)?
+        } else {
+            Vec::new()
+        },
     };
     raise_open_files_limit();
     std::fs::create_dir_all(&data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
@@ -182,6 +187,8 @@ struct Sockets {
     pop3s: Vec<StdListener>,
     imap: Vec<StdListener>,
     imaps: Vec<StdListener>,
+    /// ACME HTTP-01 tokens (port 80), when `[acme]` asks for them.
+    acme_http: Vec<StdListener>,
 }
 
 /// What a connection is handed to once accepted.
@@ -454,7 +461,7 @@ async fn serve(
             sockets.submissions,
             submission_protocol,
             cfg.submission.proxy_protocol,
-            acceptor.clone(),
+            tls.clone(),
             submission_limiter,
         ),
         (
@@ -470,7 +477,7 @@ async fn serve(
             sockets.pop3s,
             pop3_protocol,
             cfg.pop3.proxy_protocol,
-            acceptor.clone(),
+            tls.clone(),
             pop3_limiter,
         ),
         (
@@ -486,7 +493,7 @@ async fn serve(
             sockets.imaps,
             imap_protocol,
             cfg.imap.proxy_protocol,
-            acceptor.clone(),
+            tls.clone(),
             imap_limiter,
         ),
     ];
@@ -531,11 +538,15 @@ async fn serve(
         },
     )));
     tokio::spawn(look_for_foreign_changes(store.clone()));
+    if let Some(tls) = &tls {
+        start_acme(&cfg, &data_dir, tls, sockets.acme_http, &shutdown)?;
+    }
     drop(done_tx);
+    let signals = Signals::install();
     print_banner(&cfg, &data_dir, &bound, &cli_flags);
     crate::notify::ready(&format!("{} listeners", bound.len()));
 
-    wait_for_signal(tls).await;
+    wait_for_signal(signals, tls).await;
     crate::notify::stopping();
     tracing::info!("shutting down: no new connections, finishing transactions in flight");
     trigger_and_wait(trigger, &mut done_rx).await;
@@ -631,7 +642,7 @@ async fn trigger_and_wait(trigger: ShutdownTrigger, done: &mut mpsc::Receiver<()
 struct Acceptor {
     listener: TcpListener,
     proxy_protocol: bool,
-    implicit_tls: Option<TlsAcceptor>,
+    implicit_tls: Option<TlsSettings>,
     limiter: Arc<ConnectionLimiter>,
     protocol: Protocol,
     shutdown: Shutdown,
@@ -691,8 +702,12 @@ impl Acceptor {
                     }
                 };
                 if let Some(tls) = implicit_tls {
-                    match tokio::time::timeout(Duration::from_secs(60), stream.upgrade(&tls)).await {
-                        Ok(Ok(())) => {}
+                    match tokio::time::timeout(Duration::from_secs(60), stream.upgrade_implicit(&tls)).await {
+                        Ok(Ok(true)) => {}
+                        Ok(Ok(false)) => {
+                            tracing::info!(target: "acme", client = %ip, "TLS-ALPN-01 validation answered");
+                            return;
+                        }
                         _ => {
                             tracing::debug!(client = %ip, "TLS handshake failed");
                             return;
@@ -705,14 +720,34 @@ impl Acceptor {
     }
 }
 
+/// The signals the server acts on, taken before it says it is ready: a
+/// SIGHUP (`systemctl reload`) that came before the handler would end the
+/// process, as SIGHUP does by default.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Option<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Some(Signals {
+            term: signal(SignalKind::terminate()).ok()?,
+            int: signal(SignalKind::interrupt()).ok()?,
+            hup: signal(SignalKind::hangup()).ok()?,
+        })
+    }
+}
+
 /// Runs until SIGTERM or SIGINT; SIGHUP re-reads the TLS certificates.
-async fn wait_for_signal(tls: Option<TlsSettings>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
+async fn wait_for_signal(signals: Option<Signals>, tls: Option<TlsSettings>) {
+    let Some(Signals {
+        mut term,
+        mut int,
+        mut hup,
+    }) = signals
+    else {
         // Without signal handlers the only way out is being killed.
         std::future::pending::<()>().await;
         return;
@@ -734,6 +769,49 @@ async fn wait_for_signal(tls: Option<TlsSettings>) {
     }
 }
 
+fn acme_settings(cfg: &Config, data_dir: &std::path::Path) -> AcmeSettings {
+    AcmeSettings {
+        directory: cfg.acme.directory.clone(),
+        contact: cfg.acme.contact.clone(),
+        names: cfg.acme.names_or(&cfg.server.hostname),
+        challenge: match cfg.acme.challenge.as_str() {
+            "tls-alpn-01" => ChallengeKind::TlsAlpn01,
+            _ => ChallengeKind::Http01,
+        },
+        renew_before: Duration::from_secs(u64::from(cfg.acme.renew_before_days) * 86400),
+        directory_ca: cfg.acme.directory_ca.clone(),
+        state_dir: data_dir.join("acme"),
+    }
+}
+
+/// With `[acme] enabled`: the HTTP-01 responder on its sockets, and the
+/// task that gets and renews the certificate.
+fn start_acme(
+    cfg: &Config,
+    data_dir: &std::path::Path,
+    tls: &TlsSettings,
+    http_sockets: Vec<StdListener>,
+    shutdown: &Shutdown,
+) -> Result<(), String> {
+    if !cfg.acme.enabled {
+        return Ok(());
+    }
+    for l in http_sockets {
+        let listener = TcpListener::from_std(l).map_err(|e| e.to_string())?;
+        tokio::spawn(acme::http01::serve(
+            listener,
+            Arc::clone(&tls.challenges),
+            shutdown.clone(),
+        ));
+    }
+    tokio::spawn(acme::maintain(
+        acme_settings(cfg, data_dir),
+        tls.clone(),
+        shutdown.clone(),
+    ));
+    Ok(())
+}
+
 /// The configured certificates, or a self-signed one for the host name
 /// (made once, kept in DATA_DIR/tls), or none when that is turned off.
 fn tls_settings(cfg: &Config, data_dir: &std::path::Path) -> Result<Option<TlsSettings>, String> {
@@ -746,8 +824,18 @@ fn tls_settings(cfg: &Config, data_dir: &std::path::Path) -> Result<Option<TlsSe
             key: p.key,
         })
         .collect();
+    if cfg.acme.enabled {
+        // The certificate ACME made last time goes first; until there is
+        // one, the self-signed one below stands in (whatever
+        // tls.self_signed says) so the TLS listeners are up to answer
+        // TLS-ALPN-01 and to take the certificate when it arrives.
+        let acme = acme_settings(cfg, data_dir).files();
+        if acme.cert.exists() && acme.key.exists() {
+            files.insert(0, acme);
+        }
+    }
     if files.is_empty() {
-        if !cfg.tls.self_signed {
+        if !cfg.tls.self_signed && !cfg.acme.enabled {
             return Ok(None);
         }
         let made = postroom_net::tls::self_signed(&cfg.server.hostname, &data_dir.join("tls"))?;

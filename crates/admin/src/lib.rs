@@ -188,6 +188,8 @@ impl AdminService {
             domain: domain.into(),
             detail,
         };
+        tracing::info!(target: "admin", who = %entry.actor, from = %entry.origin, operation, object,
+            domain, detail = %entry.detail, "admin change");
         if let Err(e) = self.meta().record_audit(&entry).await {
             tracing::error!(error = %e, operation, object, "admin change made but not recorded in the audit table");
         }

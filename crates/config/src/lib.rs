@@ -372,11 +372,21 @@ impl Default for DnsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     pub level: String,
+    /// `text` (one line per event, `key=value` fields) or `json` (one
+    /// object per line).
+    pub format: String,
+    /// `stderr`, `journal` (systemd's journal, fields as journal fields),
+    /// or an absolute file path (appended to; reopened on SIGHUP).
+    pub output: String,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { level: "info".into() }
+        LogConfig {
+            level: "info".into(),
+            format: "text".into(),
+            output: "stderr".into(),
+        }
     }
 }
 
@@ -725,6 +735,19 @@ impl Config {
         if !["error", "warn", "info", "debug", "trace"].contains(&self.log.level.as_str()) {
             return err("log.level", "one of error, warn, info, debug, trace".into());
         }
+        if !["text", "json"].contains(&self.log.format.as_str()) {
+            return err(
+                "log.format",
+                format!("`{}`: must be \"text\" or \"json\"", self.log.format),
+            );
+        }
+        let out = self.log.output.as_str();
+        if !(out == "stderr" || out == "journal" || Path::new(out).is_absolute()) {
+            return err(
+                "log.output",
+                format!("`{out}`: must be \"stderr\", \"journal\" or an absolute file path"),
+            );
+        }
         Ok(())
     }
 
@@ -848,6 +871,21 @@ mod tests {
         let example = Config::parse(EXAMPLE).unwrap();
         assert!(example.imap.connection_limit_exempt.is_empty());
         assert!(EXAMPLE.matches("connection_limit_exempt = []").count() == 3);
+    }
+
+    #[test]
+    fn log_format_and_output_are_checked() {
+        let cfg = Config::parse("").unwrap();
+        assert_eq!(
+            (cfg.log.format.as_str(), cfg.log.output.as_str()),
+            ("text", "stderr")
+        );
+        assert!(Config::parse("[log]\nformat = \"json\"\noutput = \"journal\"\n").is_ok());
+        assert!(Config::parse("[log]\noutput = \"/var/log/postroom.log\"\n").is_ok());
+        let e = Config::parse("[log]\nformat = \"xml\"\n").unwrap_err();
+        assert!(e.0.starts_with("log.format"), "{e}");
+        let e = Config::parse("[log]\noutput = \"postroom.log\"\n").unwrap_err();
+        assert!(e.0.starts_with("log.output"), "{e}");
     }
 
     #[test]

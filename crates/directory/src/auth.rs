@@ -489,10 +489,19 @@ impl Authenticator {
             release(&self.tracker);
             return Err(LoginError::Unavailable);
         };
+        // Why, for the log only: the client hears the same answer for all
+        // (telling them apart would tell an attacker which addresses exist).
+        let why = match &account {
+            None => "unknown user",
+            Some(a) if a.password_hash.is_none() => "no password set",
+            Some(_) if !ok => "wrong password",
+            Some(a) if !a.enabled => "disabled",
+            Some(_) => "",
+        };
         let usable = account.filter(|a| ok && a.enabled && a.password_hash.is_some());
         let Some(acct) = usable else {
             // The reservation stays: it was a failure.
-            tracing::info!(target: "auth", client = %ip, user = %name, "login failed: password checked");
+            tracing::info!(target: "auth", client = %ip, user = %name, reason = why, "login failed");
             return Err(LoginError::Failed);
         };
         self.tracker

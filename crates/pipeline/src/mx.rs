@@ -313,6 +313,11 @@ impl MxPipeline {
         if let Some(user) = &env.auth {
             if let Some(copy) = self.sent_copy(user, &body, &rcpt_names).await {
                 routed.local.push(copy);
+                routed.reached.push(crate::router::Reached {
+                    rcpt: user.clone(),
+                    mailbox: user.clone(),
+                    folder: "Sent",
+                });
             }
         }
         if let Some(reason) = &hold_reason {
@@ -357,6 +362,7 @@ impl MxPipeline {
             }
         }
         let (local, queued) = (routed.local.len(), routed.outbound.len());
+        let routed_reached = std::mem::take(&mut routed.reached);
         let delivery = Delivery {
             queue_id: queue_id.to_string(),
             blob_id: queue_id.to_string(),
@@ -369,6 +375,19 @@ impl MxPipeline {
         if let Err(e) = self.store.commit_delivery(delivery).await {
             tracing::error!(queue_id = %queue_id, error = %e, "committing the delivery failed");
             return Err(temp_failure("storage"));
+        }
+        // One line per mailbox reached (issue #12: "what happened to this
+        // message?" for a list or catch-all names every mailbox).
+        for r in &routed_reached {
+            tracing::info!(
+                target: "delivery",
+                queue_id = %queue_id,
+                rcpt = %r.rcpt,
+                mailbox = %r.mailbox,
+                folder = r.folder,
+                status = "delivered",
+                "local delivery"
+            );
         }
         tracing::info!(
             target: "smtp",

@@ -17,6 +17,20 @@ pub struct Routed {
     /// Mailboxes skipped because the message was already delivered to them
     /// (a `Delivered-To:` naming them: a forwarding loop).
     pub looped: Vec<String>,
+    /// Which mailbox each local delivery reached and for which recipient,
+    /// for the log: a list or catch-all names every mailbox it expanded to.
+    pub reached: Vec<Reached>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reached {
+    /// The recipient as given in RCPT TO.
+    pub rcpt: String,
+    /// The mailbox's address.
+    pub mailbox: String,
+    /// "INBOX", or "Junk" for filtered mail (its role; INBOX when the
+    /// user has no such folder).
+    pub folder: &'static str,
 }
 
 /// `sender` is the reverse-path ('' for `<>`); `forward_sender` the one
@@ -70,6 +84,14 @@ pub fn route(
                         continue;
                     }
                     if accounts.insert(*account_id) {
+                        out.reached.push(Reached {
+                            rcpt: rcpt.rcpt.clone(),
+                            mailbox: address.clone(),
+                            folder: match folder {
+                                FolderTarget::Role(SpecialUse::Junk) => "Junk",
+                                _ => "INBOX",
+                            },
+                        });
                         out.local.push(LocalDelivery {
                             account_id: *account_id,
                             folder: folder.clone(),

@@ -3,6 +3,7 @@
 mod cli;
 mod cmd;
 mod lock;
+mod logging;
 mod notify;
 mod serve;
 

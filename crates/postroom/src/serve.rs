@@ -55,7 +55,12 @@ const BODY_SWEEP_MIN_AGE: Duration = Duration::from_secs(10 * 60);
 const REMOVED_MAILBOX_PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 pub fn run(cfg: Config, data_dir: PathBuf, cli_flags: String) -> Result<(), String> {
-    init_logging(&cfg.log.level);
+    // A SIGHUP (`systemctl reload`, logrotate) before the handler is in
+    // place must not end the server, as it does by default: ignored until
+    // Signals::install takes it over.
+    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+    unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
+    let log_file = crate::logging::init(&cfg.log)?;
     pin_mmap_threshold();
     for w in cfg.warnings() {
         tracing::warn!("{w}");
@@ -112,7 +117,7 @@ pub fn run(cfg: Config, data_dir: PathBuf, cli_flags: String) -> Result<(), Stri
         runtime.spawn(follow_fault_file(switch, path));
     }
     let stopping = store.clone();
-    let served = runtime.block_on(serve(cfg, data_dir, store, sockets, cli_flags));
+    let served = runtime.block_on(serve(cfg, data_dir, store, sockets, cli_flags, log_file));
     // The sessions and tasks are gone with the runtime; a thread may still
     // hold the store (the queue's finisher), so its purge queue is
     // finished here rather than when the last handle drops, which a
@@ -261,7 +266,11 @@ async fn serve(
     store: Store,
     sockets: Sockets,
     cli_flags: String,
+    log_file: Option<crate::logging::LogFile>,
 ) -> Result<(), String> {
+    // Before any listener accepts: a client can connect from then on, and
+    // a SIGHUP without a handler would end the process.
+    let signals = Signals::install();
     let tls = tls_settings(&cfg, &data_dir)?;
     let acceptor = tls.as_ref().map(|t| t.acceptor.clone());
     let postmaster = match &cfg.server.postmaster {
@@ -542,11 +551,10 @@ async fn serve(
         start_acme(&cfg, &data_dir, tls, sockets.acme_http, &shutdown)?;
     }
     drop(done_tx);
-    let signals = Signals::install();
     print_banner(&cfg, &data_dir, &bound, &cli_flags);
     crate::notify::ready(&format!("{} listeners", bound.len()));
 
-    wait_for_signal(signals, tls).await;
+    wait_for_signal(signals, tls, log_file).await;
     crate::notify::stopping();
     tracing::info!("shutting down: no new connections, finishing transactions in flight");
     trigger_and_wait(trigger, &mut done_rx).await;
@@ -740,8 +748,13 @@ impl Signals {
     }
 }
 
-/// Runs until SIGTERM or SIGINT; SIGHUP re-reads the TLS certificates.
-async fn wait_for_signal(signals: Option<Signals>, tls: Option<TlsSettings>) {
+/// Runs until SIGTERM or SIGINT; SIGHUP re-reads the TLS certificates and
+/// reopens the log file.
+async fn wait_for_signal(
+    signals: Option<Signals>,
+    tls: Option<TlsSettings>,
+    log_file: Option<crate::logging::LogFile>,
+) {
     let Some(Signals {
         mut term,
         mut int,
@@ -758,6 +771,12 @@ async fn wait_for_signal(signals: Option<Signals>, tls: Option<TlsSettings>) {
             _ = int.recv() => return,
             _ = hup.recv() => {
                 crate::notify::reloading();
+                if let Some(f) = &log_file {
+                    match f.reopen() {
+                        Ok(()) => tracing::info!("SIGHUP: log file reopened"),
+                        Err(e) => tracing::error!(error = %e, "SIGHUP: cannot reopen the log file; writing to the old one"),
+                    }
+                }
                 match tls.as_ref().map(TlsSettings::reload) {
                     Some(Ok(())) => tracing::info!("SIGHUP: TLS certificates reloaded"),
                     Some(Err(e)) => tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the old certificates"),
@@ -891,16 +910,6 @@ fn print_banner(cfg: &Config, data_dir: &std::path::Path, bound: &[(&str, Socket
     println!("Stop with Ctrl-C (graceful).");
     use std::io::Write;
     let _ = std::io::stdout().flush();
-}
-
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
 }
 
 /// Every login allocates and frees 19 MiB of argon2 state. glibc raises its

@@ -669,8 +669,14 @@ impl<R> Session<R> {
     }
 
     fn mail(&mut self, from: Option<Address>, params: MailParams) {
+        // The log's refusal line names the sender (issue #12): no
+        // transaction holds it yet.
+        let verb = format!(
+            "MAIL FROM:<{}>",
+            from.as_ref().map(Address::to_string).unwrap_or_default()
+        );
         if self.tx.is_some() {
-            self.refuse("MAIL", Reply::new(503, "5.5.1", "Error: nested MAIL command"));
+            self.refuse(&verb, Reply::new(503, "5.5.1", "Error: nested MAIL command"));
             return;
         }
         if self.cfg.submission && self.auth.is_none() {
@@ -680,12 +686,12 @@ impl<R> Session<R> {
             } else {
                 "Authentication required"
             };
-            self.refuse("MAIL", Reply::new(530, "5.7.0", text));
+            self.refuse(&verb, Reply::new(530, "5.7.0", text));
             return;
         }
         if params.size.is_some_and(|s| s > self.cfg.max_message_size) {
             self.refuse(
-                "MAIL",
+                &verb,
                 Reply::new(552, "5.3.4", "Message size exceeds fixed limit"),
             );
             return;

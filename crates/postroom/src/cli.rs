@@ -18,8 +18,15 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the server.
+    /// Run the server (makes the data folder and an empty store when
+    /// there is none yet).
     Serve,
+    /// Make the data folder (private to this user, 0700) and an empty
+    /// store in it, or in the PostgreSQL database of `[store] database`.
+    /// On an existing store it says so and changes nothing. Every command
+    /// but `serve` and `init` refuses a folder without a store, so a
+    /// mistyped --data-dir never makes a new one.
+    Init,
     /// Print or check configuration.
     #[command(subcommand)]
     Config(ConfigCmd),

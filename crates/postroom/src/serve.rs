@@ -94,7 +94,7 @@ pub fn run(cfg: Config, data_dir: PathBuf, cli_flags: String) -> Result<(), Stri
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let store = runtime.block_on(crate::cmd::open_store(&cfg, &data_dir))?;
+    let store = runtime.block_on(crate::cmd::open_or_create_store(&cfg, &data_dir))?;
     // Bodies that were arriving when the server last stopped (SMTP DATA,
     // IMAP APPEND): no session writes one yet, and none was acknowledged.
     match store.blobs.clear_spools() {

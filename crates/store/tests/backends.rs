@@ -1756,3 +1756,83 @@ async fn postgres_upgrades_a_v7_database() {
     drop(store);
     pg.drop_database().await;
 }
+
+// ---------------------------------------------------------------------
+// Opening without creating (issue #12: a mistyped --data-dir made a fresh,
+// empty store).
+
+fn no_store(r: Result<Store, StoreError>) -> String {
+    match r {
+        Err(StoreError::NoStore(s)) => s,
+        Err(e) => panic!("expected StoreError::NoStore, got {e:?}"),
+        Ok(_) => panic!("expected NoStore, got a store"),
+    }
+}
+
+async fn open_place(
+    data_dir: &std::path::Path,
+    database: Option<&str>,
+    create: bool,
+) -> Result<Store, StoreError> {
+    Store::open_configured(&postroom_store::StorePlace {
+        data_dir,
+        database,
+        password_file: None,
+        blobs: None,
+        create,
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_without_create_makes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("typo");
+    // A missing folder: named, and not made.
+    let e = no_store(open_place(&typo, None, false).await);
+    assert!(e.contains(&typo.display().to_string()), "{e}");
+    assert!(!typo.exists());
+    // A folder without a database: named, and left empty.
+    std::fs::create_dir(&typo).unwrap();
+    let e = no_store(open_place(&typo, None, false).await);
+    assert!(e.contains("no postroom.sqlite"), "{e}");
+    assert_eq!(std::fs::read_dir(&typo).unwrap().count(), 0);
+    // Created on request, then opened as it is.
+    let made = open_place(&typo, None, true).await.unwrap();
+    made.meta()
+        .add_domain("example.com", "example.com", None)
+        .await
+        .unwrap();
+    drop(made);
+    let again = open_place(&typo, None, false).await.unwrap();
+    assert!(again.meta().domain("example.com").await.unwrap().is_some());
+
+    // PostgreSQL: an empty database is refused and stays empty.
+    let Some(pg) = PgDatabase::create("no_create").await else {
+        eprintln!("POSTROOM_TEST_POSTGRES is not set: PostgreSQL not tested");
+        return;
+    };
+    let data = dir.path().join("pgdata");
+    std::fs::create_dir(&data).unwrap();
+    no_store(open_place(&data, Some(&pg.url), false).await);
+    assert_eq!(
+        std::fs::read_dir(&data).unwrap().count(),
+        0,
+        "no blobs folder either"
+    );
+    let c = connect(&pg.url).await;
+    let tables: i64 = c
+        .query_one(
+            "SELECT COUNT(*) FROM pg_tables WHERE schemaname = current_schema()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 0, "nothing is made in the database");
+    let made = open_place(&data, Some(&pg.url), true).await.unwrap();
+    drop(made);
+    open_place(&data, Some(&pg.url), false).await.unwrap();
+    drop(c);
+    pg.drop_database().await;
+}

@@ -4,6 +4,7 @@
 mod check;
 mod directory;
 mod dkim;
+mod init;
 mod mail;
 mod migrate;
 pub mod sendmail;
@@ -31,6 +32,7 @@ pub fn run(args: Cli) -> CmdResult {
             let dir = ctx.data_dir_for(&cfg);
             crate::serve::run(cfg, dir, ctx.cli_flags())
         }
+        Command::Init => init::init(&ctx),
         Command::Config(ConfigCmd::Example) => {
             print!("{}", postroom_config::EXAMPLE);
             Ok(())
@@ -79,7 +81,18 @@ pub fn run(args: Cli) -> CmdResult {
         Command::Tls(TlsCmd::SelfSigned { host, dir }) => {
             postroom_core::Domain::parse(&host).map_err(|e| format!("`{host}`: {e}"))?;
             let cfg = ctx.config()?;
-            let dir = dir.unwrap_or_else(|| ctx.data_dir_for(&cfg).join("tls"));
+            let dir = match dir {
+                Some(d) => d,
+                None => {
+                    // Into the data folder only when there is one: a
+                    // mistyped --data-dir is not made here either.
+                    let data = ctx.data_dir_for(&cfg);
+                    if !data.is_dir() {
+                        return Err(ctx.no_store(&format!("no data folder at {}", data.display())));
+                    }
+                    data.join("tls")
+                }
+            };
             let files = postroom_net::tls::self_signed(&host, &dir)?;
             println!("certificate: {}", files.cert.display());
             println!("key:         {}", files.key.display());
@@ -133,7 +146,7 @@ impl Context {
     }
 
     /// The global flags a user must repeat to reach the same instance.
-    fn cli_flags(&self) -> String {
+    pub fn cli_flags(&self) -> String {
         let mut s = String::new();
         if let Some(c) = &self.config_path {
             s.push_str(&format!(" --config {}", c.display()));
@@ -144,10 +157,13 @@ impl Context {
         s
     }
 
-    fn data_dir_for(&self, cfg: &Config) -> PathBuf {
+    pub fn data_dir_for(&self, cfg: &Config) -> PathBuf {
         self.data_dir.clone().unwrap_or_else(|| cfg.data_dir())
     }
 
+    /// The existing store: a command other than `serve` and `init` never
+    /// makes one (issue #12: a mistyped `--data-dir` silently made a
+    /// fresh, empty store, and the command "worked" on it).
     pub fn store(&self) -> Result<Store, String> {
         let cfg = self.config()?;
         let dir = self.data_dir_for(&cfg);
@@ -155,7 +171,17 @@ impl Context {
             crate::lock::refuse_while_migrating(&dir)?;
         }
         become_data_owner(&dir)?;
-        wait(open_store(&cfg, &dir))
+        match wait(Store::open_configured(&store_place(&cfg, &dir, false))) {
+            Err(postroom_store::StoreError::NoStore(what)) => Err(self.no_store(&what)),
+            r => r.map_err(|e| store_error(&cfg, &dir, e)),
+        }
+    }
+
+    /// What to say when there is no store: what is missing, and how to
+    /// make one for this same instance.
+    fn no_store(&self, what: &str) -> String {
+        let flags = self.cli_flags();
+        format!("{what}: make one with `postroom{flags} init`, or start `postroom{flags} serve`")
     }
 
     /// The admin service on this instance's store, with the rules the
@@ -171,21 +197,39 @@ impl Context {
     }
 }
 
-/// Opens the store as `[store]` says: the embedded database in `data_dir`,
-/// or PostgreSQL; errors name where it looked.
-pub async fn open_store(cfg: &Config, data_dir: &std::path::Path) -> Result<Store, String> {
-    let place = postroom_store::StorePlace {
+/// Where `[store]` says the store is; `create`: see
+/// [`postroom_store::StorePlace::create`].
+fn store_place<'a>(
+    cfg: &'a Config,
+    data_dir: &'a std::path::Path,
+    create: bool,
+) -> postroom_store::StorePlace<'a> {
+    postroom_store::StorePlace {
         data_dir,
         database: cfg.store.database.as_deref(),
         password_file: cfg.store.password_file.as_deref(),
         blobs: cfg.store.blobs.as_deref(),
-    };
-    Store::open_configured(&place)
+        create,
+    }
+}
+
+/// A store error that names where it looked.
+fn store_error(cfg: &Config, data_dir: &std::path::Path, e: postroom_store::StoreError) -> String {
+    match (&e, &cfg.store.database) {
+        // Already names the folder.
+        (postroom_store::StoreError::NoStore(_), None) => e.to_string(),
+        (_, None) => format!("{}: {e}", data_dir.display()),
+        (_, Some(_)) => format!("the PostgreSQL store: {e}"),
+    }
+}
+
+/// Opens the store as `[store]` says, making it when there is none
+/// (`serve`): the embedded database in `data_dir`, or PostgreSQL; errors
+/// name where it looked.
+pub async fn open_or_create_store(cfg: &Config, data_dir: &std::path::Path) -> Result<Store, String> {
+    Store::open_configured(&store_place(cfg, data_dir, true))
         .await
-        .map_err(|e| match place.database {
-            None => format!("{}: {e}", data_dir.display()),
-            Some(_) => format!("the PostgreSQL store: {e}"),
-        })
+        .map_err(|e| store_error(cfg, data_dir, e))
 }
 
 /// Runs a store call to completion. The commands are synchronous; the

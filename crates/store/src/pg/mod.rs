@@ -187,6 +187,18 @@ impl Postgres {
         password_file: Option<&Path>,
         blobs: Arc<dyn BlobStore>,
     ) -> Result<Postgres> {
+        Postgres::open(url, password_file, blobs, true).await
+    }
+
+    /// [`Postgres::connect`]; with `create` false an empty database is
+    /// refused ([`crate::StoreError::NoStore`]) instead of given the
+    /// schema: only `serve` and `postroom init` make one.
+    pub async fn open(
+        url: &str,
+        password_file: Option<&Path>,
+        blobs: Arc<dyn BlobStore>,
+        create: bool,
+    ) -> Result<Postgres> {
         let config = config_from(url, password_file)?;
         let place = place(&config);
         let manager = Manager::from_config(
@@ -207,7 +219,7 @@ impl Postgres {
         let folders: Arc<FolderWatch> = Arc::default();
         let changed = tokio::sync::watch::Sender::new(0);
         let mut client = get(&pool, &place).await?;
-        schema::ensure(&mut client).await?;
+        schema::ensure(&mut client, create).await?;
         drop(client);
         let committer = committer::Committer::start(pool.clone(), place.clone(), Arc::clone(&folders), blobs);
         Ok(Postgres {

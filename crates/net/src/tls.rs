@@ -131,6 +131,117 @@ impl TlsSettings {
         *self.resolver.certs.write().unwrap_or_else(|e| e.into_inner()) = loaded;
         Ok(())
     }
+
+    /// Each certificate in use (its file) with the end of its leaf's
+    /// validity in seconds since the epoch (`None`: not readable), for
+    /// `postroom status`.
+    pub fn expiries(&self) -> Vec<(PathBuf, Option<i64>)> {
+        let certs = self.resolver.certs.read().unwrap_or_else(|e| e.into_inner());
+        self.files
+            .iter()
+            .zip(certs.iter())
+            .map(|(f, c)| (f.cert.clone(), not_after(&c.leaf)))
+            .collect()
+    }
+}
+
+/// One DER element: its tag, its content and what follows it; `None` when
+/// the input is cut short or the length takes more than 4 octets (no
+/// certificate is 4 GiB).
+fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let tag = *input.first()?;
+    let first = *input.get(1)?;
+    let (len, header) = if first < 0x80 {
+        (first as usize, 2)
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let bytes = input.get(2..2 + n)?;
+        (
+            bytes.iter().fold(0usize, |acc, b| (acc << 8) | *b as usize),
+            2 + n,
+        )
+    };
+    let end = header.checked_add(len)?;
+    Some((tag, input.get(header..end)?, input.get(end..)?))
+}
+
+/// The end of a certificate's validity (RFC 5280 4.1.2.5, `notAfter`) in
+/// seconds since the epoch; `None` for anything that is not a certificate.
+pub fn not_after(der: &[u8]) -> Option<i64> {
+    const SEQUENCE: u8 = 0x30;
+    let (SEQUENCE, cert, _) = der_element(der)? else {
+        return None;
+    };
+    let (SEQUENCE, tbs, _) = der_element(cert)? else {
+        return None;
+    };
+    // version [0] EXPLICIT (absent in v1), serialNumber, signature,
+    // issuer, then validity (RFC 5280 4.1).
+    let mut rest = tbs;
+    let (tag, _, after) = der_element(rest)?;
+    if tag == 0xa0 {
+        rest = after;
+    }
+    for expected in [0x02, SEQUENCE, SEQUENCE] {
+        let (tag, _, after) = der_element(rest)?;
+        if tag != expected {
+            return None;
+        }
+        rest = after;
+    }
+    let (SEQUENCE, validity, _) = der_element(rest)? else {
+        return None;
+    };
+    let (_, _, after_not_before) = der_element(validity)?;
+    let (tag, time, _) = der_element(after_not_before)?;
+    der_time(tag, time)
+}
+
+/// UTCTime (`YYMMDDHHMMSSZ`, years 1950-2049) or GeneralizedTime
+/// (`YYYYMMDDHHMMSSZ`), the two forms RFC 5280 4.1.2.5 allows.
+fn der_time(tag: u8, t: &[u8]) -> Option<i64> {
+    let digits = |r: std::ops::Range<usize>| -> Option<i64> {
+        let s = t.get(r)?;
+        s.iter().try_fold(0i64, |acc, b| {
+            b.is_ascii_digit().then(|| acc * 10 + i64::from(b - b'0'))
+        })
+    };
+    let (year, at) = match (tag, t.len()) {
+        (0x17, 13) => {
+            let yy = digits(0..2)?;
+            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, 2)
+        }
+        (0x18, 15) => (digits(0..4)?, 4),
+        _ => return None,
+    };
+    if t.last() != Some(&b'Z') {
+        return None;
+    }
+    let (month, day) = (digits(at..at + 2)?, digits(at + 2..at + 4)?);
+    let (h, m, sec) = (
+        digits(at + 4..at + 6)?,
+        digits(at + 6..at + 8)?,
+        digits(at + 8..at + 10)?,
+    );
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + sec)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// Writes a self-signed certificate and key for `host` into `dir`
@@ -189,6 +300,36 @@ mod tests {
         assert_eq!(first, std::fs::read(&b.cert).unwrap());
         let tls = TlsSettings::load(vec![a]).unwrap();
         tls.reload().unwrap();
+    }
+
+    fn cert_until(y: i32, m: u8, d: u8) -> Vec<u8> {
+        let mut params = rcgen::CertificateParams::new(vec!["mx.example.com".into()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(y, m, d);
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn expiry_is_read_from_the_certificate() {
+        // UTCTime before 2050, GeneralizedTime from 2050 on (RFC 5280
+        // 4.1.2.5); the figures are from Python's calendar.timegm.
+        assert_eq!(not_after(&cert_until(2031, 5, 17)), Some(1_936_742_400));
+        assert_eq!(not_after(&cert_until(2051, 1, 1)), Some(2_556_144_000));
+        assert_eq!(not_after(&cert_until(1970, 1, 1)), Some(0));
+        // Whatever else: no answer, and no panic.
+        let der = cert_until(2031, 5, 17);
+        for cut in 0..der.len() {
+            assert_eq!(not_after(&der[..cut]), None, "cut at {cut}");
+        }
+        assert_eq!(not_after(b""), None);
+        assert_eq!(not_after(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]), None);
+        let dir = tempfile::tempdir().unwrap();
+        let files = self_signed("mx.example.com", dir.path()).unwrap();
+        let tls = TlsSettings::load(vec![files.clone()]).unwrap();
+        let e = tls.expiries();
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].0, files.cert);
+        assert!(e[0].1.is_some_and(|t| t > 1_900_000_000), "{e:?}");
     }
 
     #[test]

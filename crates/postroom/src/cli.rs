@@ -27,6 +27,18 @@ pub enum Command {
     /// but `serve` and `init` refuses a folder without a store, so a
     /// mistyped --data-dir never makes a new one.
     Init,
+    /// Whether the server runs, its version, uptime, listeners, open
+    /// connections and certificates (asked over DATA_DIR/control.sock),
+    /// and, running or not, the queue by state, held mail by reason and
+    /// the data folder's disk use.
+    ///
+    /// Exit status: 0 running, 3 not running (as `systemctl status`),
+    /// 1 on an error (no store, or a running server that did not answer).
+    Status {
+        /// One JSON object instead of text, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print or check configuration.
     #[command(subcommand)]
     Config(ConfigCmd),

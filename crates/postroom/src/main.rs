@@ -2,6 +2,7 @@
 
 mod cli;
 mod cmd;
+mod control;
 mod lock;
 mod serve;
 
@@ -28,7 +29,7 @@ fn main() -> ExitCode {
     }
     let args = cli::Cli::parse_from(argv);
     match cmd::run(args) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("postroom: {e}");
             ExitCode::FAILURE

@@ -491,6 +491,7 @@ async fn serve(
         ),
     ];
     let mut bound: Vec<(&'static str, SocketAddr)> = Vec::new();
+    let connections = Arc::new(crate::control::Connections::default());
     for (name, socks, protocol, proxy, implicit_tls, limiter) in groups {
         // Implicit-TLS listeners (their names end in 's') need a certificate.
         if name.ends_with('s') && implicit_tls.is_none() {
@@ -515,6 +516,8 @@ async fn serve(
                 shutdown: shutdown.clone(),
                 done: done_tx.clone(),
                 hostname: cfg.server.hostname.clone(),
+                name,
+                connections: Arc::clone(&connections),
             };
             tokio::spawn(acceptor.run());
         }
@@ -532,13 +535,56 @@ async fn serve(
     )));
     tokio::spawn(look_for_foreign_changes(store.clone()));
     drop(done_tx);
+    let control = start_control_socket(&data_dir, &bound, connections, tls.clone())?;
     print_banner(&cfg, &data_dir, &bound, &cli_flags);
 
     wait_for_signal(tls).await;
+    control.abort();
+    let _ = std::fs::remove_file(data_dir.join(crate::control::SOCKET_FILE));
     tracing::info!("shutting down: no new connections, finishing transactions in flight");
     trigger_and_wait(trigger, &mut done_rx).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), queue_task).await;
     Ok(())
+}
+
+/// Answers `postroom status` on `DATA_DIR/control.sock` (see control.rs).
+fn start_control_socket(
+    data_dir: &Path,
+    bound: &[(&'static str, SocketAddr)],
+    connections: Arc<crate::control::Connections>,
+    tls: Option<TlsSettings>,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    use crate::control::{Certificate, Listener, Live};
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let listeners: Vec<Listener> = bound
+        .iter()
+        .map(|(name, addr)| Listener {
+            protocol: name.to_string(),
+            address: addr.to_string(),
+        })
+        .collect();
+    let live = move || Live {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        pid: std::process::id(),
+        started,
+        listeners: listeners.clone(),
+        connections: connections.snapshot(),
+        // Read at each request: a SIGHUP may have loaded new ones.
+        certificates: tls
+            .as_ref()
+            .map(TlsSettings::expiries)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(file, not_after)| Certificate {
+                file: file.display().to_string(),
+                not_after,
+            })
+            .collect(),
+    };
+    let (listener, _) = crate::control::bind(data_dir)?;
+    Ok(tokio::spawn(crate::control::serve(listener, Arc::new(live))))
 }
 
 /// Wakes IDLE sessions for changes other processes made to their folders
@@ -635,6 +681,9 @@ struct Acceptor {
     shutdown: Shutdown,
     done: mpsc::Sender<()>,
     hostname: String,
+    /// The listener's name (smtp, imaps, ...), for the connection count.
+    name: &'static str,
+    connections: Arc<crate::control::Connections>,
 }
 
 impl Acceptor {
@@ -661,8 +710,11 @@ impl Acceptor {
             let proxy = self.proxy_protocol;
             let implicit_tls = self.implicit_tls.clone();
             let hostname = self.hostname.clone();
+            // Counted from accept to close, TLS handshake included.
+            let counted = self.connections.open(self.name);
             tokio::spawn(async move {
                 let _done = done;
+                let _counted = counted;
                 let mut tcp = tcp;
                 let mut ip = normalize_ip(peer.ip());
                 if proxy {

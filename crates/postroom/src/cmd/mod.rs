@@ -8,6 +8,7 @@ mod init;
 mod mail;
 mod migrate;
 pub mod sendmail;
+mod status;
 
 use std::path::PathBuf;
 
@@ -19,7 +20,8 @@ use crate::cli::{Cli, Command, ConfigCmd, TlsCmd};
 
 pub type CmdResult = Result<(), String>;
 
-pub fn run(args: Cli) -> CmdResult {
+/// Runs a command; its exit status (most commands: success or an error).
+pub fn run(args: Cli) -> Result<std::process::ExitCode, String> {
     let ctx = Context {
         config_path: args.config.clone(),
         data_dir: args.data_dir.clone(),
@@ -27,12 +29,21 @@ pub fn run(args: Cli) -> CmdResult {
         actor: cli_actor(),
     };
     match args.command {
+        Command::Status { json } => status::status(&ctx, json),
+        command => run_command(&ctx, command).map(|()| std::process::ExitCode::SUCCESS),
+    }
+}
+
+fn run_command(ctx: &Context, command: Command) -> CmdResult {
+    match command {
+        // Has an exit status of its own: answered by `run`.
+        Command::Status { json } => status::status(ctx, json).map(|_| ()),
         Command::Serve => {
             let cfg = ctx.config()?;
             let dir = ctx.data_dir_for(&cfg);
             crate::serve::run(cfg, dir, ctx.cli_flags())
         }
-        Command::Init => init::init(&ctx),
+        Command::Init => init::init(ctx),
         Command::Config(ConfigCmd::Example) => {
             print!("{}", postroom_config::EXAMPLE);
             Ok(())
@@ -48,20 +59,20 @@ pub fn run(args: Cli) -> CmdResult {
             println!("{}: ok", path.display());
             Ok(())
         }
-        Command::Domain(c) => directory::domain(&ctx, c),
-        Command::User(c) => directory::user(&ctx, c),
-        Command::Alias(c) => directory::alias(&ctx, c),
-        Command::Import(c) => directory::import(&ctx, c),
-        Command::Mail(c) => mail::mail(&ctx, c),
-        Command::Queue(c) => mail::queue(&ctx, c),
-        Command::Sendmail { args } => sendmail::run(&ctx, &args),
-        Command::Dkim(c) => dkim::dkim(&ctx, c),
-        Command::Migrate { to, password_file } => migrate::migrate(&ctx, &to, password_file.as_deref()),
+        Command::Domain(c) => directory::domain(ctx, c),
+        Command::User(c) => directory::user(ctx, c),
+        Command::Alias(c) => directory::alias(ctx, c),
+        Command::Import(c) => directory::import(ctx, c),
+        Command::Mail(c) => mail::mail(ctx, c),
+        Command::Queue(c) => mail::queue(ctx, c),
+        Command::Sendmail { args } => sendmail::run(ctx, &args),
+        Command::Dkim(c) => dkim::dkim(ctx, c),
+        Command::Migrate { to, password_file } => migrate::migrate(ctx, &to, password_file.as_deref()),
         Command::Audit {
             object,
             domain,
             limit,
-        } => directory::audit(&ctx, object, domain, limit),
+        } => directory::audit(ctx, object, domain, limit),
         Command::Srs(crate::cli::SrsCmd::Rotate) => {
             let store = ctx.store()?;
             let db = store.meta();
@@ -77,7 +88,7 @@ pub fn run(args: Cli) -> CmdResult {
             );
             Ok(())
         }
-        Command::Check(crate::cli::CheckCmd::Smtp { target }) => check::smtp(&ctx, &target),
+        Command::Check(crate::cli::CheckCmd::Smtp { target }) => check::smtp(ctx, &target),
         Command::Tls(TlsCmd::SelfSigned { host, dir }) => {
             postroom_core::Domain::parse(&host).map_err(|e| format!("`{host}`: {e}"))?;
             let cfg = ctx.config()?;

@@ -382,8 +382,14 @@ pub enum MailCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum QueueCmd {
-    /// The waiting outbound items: queue id, state, sender, recipient, reason.
-    List,
+    /// The waiting outbound items: queue id, state, sender, recipient,
+    /// reason in words and, for held items, the reason's code
+    /// (unknown-member, no-postmaster, ...).
+    List {
+        /// Only the held items.
+        #[arg(long)]
+        held: bool,
+    },
     /// Every item of one message (or one item by its number).
     Show { id: String },
     /// Try again now.

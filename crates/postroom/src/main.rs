@@ -3,6 +3,7 @@
 mod cli;
 mod cmd;
 mod control;
+mod held_report;
 mod lock;
 mod serve;
 

@@ -303,7 +303,7 @@ async fn serve(
             reject_disabled_accounts: smtp.reject_disabled_accounts,
             quota_code: smtp.quota_exceeded_code,
         },
-        directory: Directory::new(store.meta_handle(), postmaster),
+        directory: Directory::new(store.meta_handle(), postmaster.clone()),
         store: store.clone(),
         filter: Arc::new(NoFilter),
         memory: postroom_pipeline::MemoryBudget::new(smtp.max_in_memory_bytes),
@@ -387,8 +387,16 @@ async fn serve(
             delay_warning: (q.delay_warning_secs > 0).then(|| Duration::from_secs(q.delay_warning_secs)),
             idle_timeout: Duration::from_secs(q.connection_idle_secs),
         },
-        Arc::new(PipelineInjector(pipeline)),
+        Arc::new(PipelineInjector(Arc::clone(&pipeline))),
     );
+    let held_reporter = crate::held_report::Reporter {
+        store: store.clone(),
+        pipeline,
+        hostname: cfg.server.hostname.clone(),
+        postmaster,
+        cli: format!("postroom{cli_flags}"),
+        every: Duration::from_secs(cfg.queue.held_report_secs),
+    };
     let plaintext_networks = IpNetList::parse(&a.plaintext_networks)?;
     let pop3_protocol = Protocol::Pop3(Arc::new(Pop3Service {
         store: store.clone(),
@@ -534,6 +542,7 @@ async fn serve(
         },
     )));
     tokio::spawn(look_for_foreign_changes(store.clone()));
+    tokio::spawn(held_reporter.run());
     drop(done_tx);
     let control = start_control_socket(&data_dir, &bound, connections, tls.clone())?;
     print_banner(&cfg, &data_dir, &bound, &cli_flags);

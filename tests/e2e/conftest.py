@@ -290,8 +290,8 @@ def server():
 def server_factory():
     started = []
 
-    def factory(extra_smtp="", extra_toml="", populate=True, extra_pop3="", extra_imap=""):
-        s = make_server(extra_smtp, extra_toml, populate, extra_pop3, extra_imap)
+    def factory(extra_smtp="", extra_toml="", populate=True, extra_pop3="", extra_imap="", init=True):
+        s = make_server(extra_smtp, extra_toml, populate, extra_pop3, extra_imap, init)
         started.append(s)
         return s
 

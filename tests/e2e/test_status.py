@@ -102,3 +102,21 @@ def test_status_of_a_stopped_server_reads_the_store_and_exits_3(server_factory):
     assert st["running"] is False and st["pid"] is None and st["listeners"] == []
     assert st["held"]["unknown-member"]["count"] == 1
     assert st["disk_bytes"] > 0
+
+
+def test_a_data_folder_too_long_for_a_socket_still_serves(server_factory):
+    # A Unix socket address holds 107 bytes: the server runs without its
+    # control socket, and status says the live part is missing.
+    s = server_factory(init=False, populate=False)
+    long_dir = os.path.join(s.tmp, "d" * 120)
+    with open(s.config) as f:
+        cfg = f.read().replace(f'data_dir = "{s.data}"', f'data_dir = "{long_dir}"')
+    with open(s.config, "w") as f:
+        f.write(cfg)
+    s.start()
+    with smtplib.SMTP("127.0.0.1", s.port, timeout=10) as c:
+        assert c.noop()[0] == 250
+    wait_for(lambda: "no control socket" in s.read_log(), "the missing socket was not logged")
+    r = status(s)
+    assert r.returncode == 1 and "running but did not answer" in r.stderr, (r.stdout, r.stderr)
+    assert "queue: 0 deferred, 0 held, 0 queued" in r.stdout

@@ -544,12 +544,14 @@ async fn serve(
     tokio::spawn(look_for_foreign_changes(store.clone()));
     tokio::spawn(held_reporter.run());
     drop(done_tx);
-    let control = start_control_socket(&data_dir, &bound, connections, tls.clone())?;
+    let control = start_control_socket(&data_dir, &bound, connections, tls.clone());
     print_banner(&cfg, &data_dir, &bound, &cli_flags);
 
     wait_for_signal(tls).await;
-    control.abort();
-    let _ = std::fs::remove_file(data_dir.join(crate::control::SOCKET_FILE));
+    if let Some(c) = control {
+        c.abort();
+        let _ = std::fs::remove_file(data_dir.join(crate::control::SOCKET_FILE));
+    }
     tracing::info!("shutting down: no new connections, finishing transactions in flight");
     trigger_and_wait(trigger, &mut done_rx).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), queue_task).await;
@@ -557,12 +559,15 @@ async fn serve(
 }
 
 /// Answers `postroom status` on `DATA_DIR/control.sock` (see control.rs).
+/// A socket that cannot be made (a data folder path longer than the 107
+/// bytes a Unix socket address holds) costs `status` its live part, not
+/// the server its start: logged, and the server runs without it.
 fn start_control_socket(
     data_dir: &Path,
     bound: &[(&'static str, SocketAddr)],
     connections: Arc<crate::control::Connections>,
     tls: Option<TlsSettings>,
-) -> Result<tokio::task::JoinHandle<()>, String> {
+) -> Option<tokio::task::JoinHandle<()>> {
     use crate::control::{Certificate, Listener, Live};
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -592,8 +597,13 @@ fn start_control_socket(
             })
             .collect(),
     };
-    let (listener, _) = crate::control::bind(data_dir)?;
-    Ok(tokio::spawn(crate::control::serve(listener, Arc::new(live))))
+    match crate::control::bind(data_dir) {
+        Ok((listener, _)) => Some(tokio::spawn(crate::control::serve(listener, Arc::new(live)))),
+        Err(e) => {
+            tracing::warn!(error = %e, "no control socket: `postroom status` will not see this server's live state");
+            None
+        }
+    }
 }
 
 /// Wakes IDLE sessions for changes other processes made to their folders

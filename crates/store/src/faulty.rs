@@ -440,6 +440,10 @@ impl QueueMeta for FaultyMeta {
         self.check()?;
         self.inner.outbound().await
     }
+    async fn queue_summary(&self) -> Result<Vec<crate::queue::QueueCount>> {
+        self.check()?;
+        self.inner.queue_summary().await
+    }
     async fn due_outbound(&self, now: i64, limit: usize) -> Result<Vec<OutboundRow>> {
         self.check()?;
         self.inner.due_outbound(now, limit).await

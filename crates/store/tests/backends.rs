@@ -165,9 +165,64 @@ suite!(
     sent_copies_and_recent,
     deliveries_by_role,
     held_deliveries_and_their_release,
+    queue_summary_counts_by_state_and_reason,
     schema_too_new,
     admin_life_cycle_and_audit,
 );
+
+/// `postroom status`: per state and hold reason, how many and the oldest,
+/// counted by the database.
+async fn queue_summary_counts_by_state_and_reason(f: &Fixture) {
+    let m = meta(f);
+    assert_eq!(m.queue_summary().await.unwrap(), vec![]);
+    let mut first = delivery(
+        &f.store,
+        b"Subject: 1
+
+",
+        vec![],
+        vec![
+            outbound("a@remote.example", None),
+            outbound("gone@example.com", Some("alias target does not exist")),
+        ],
+    );
+    first.received_at = 1_000;
+    let mut second = delivery(
+        &f.store,
+        b"Subject: 2
+
+",
+        vec![],
+        vec![
+            outbound("b@remote.example", None),
+            outbound("gone2@example.com", Some("alias target does not exist")),
+            OutboundItem {
+                held: Some(Hold::remote(HoldReason::NoPostmaster, "no admin")),
+                ..outbound("postmaster@example.com", None)
+            },
+        ],
+    );
+    second.received_at = 2_000;
+    f.store.commit_delivery(first).await.unwrap();
+    f.store.commit_delivery(second).await.unwrap();
+    let count =
+        |state: &str, why: Option<HoldReason>, count: u64, oldest: i64| postroom_store::queue::QueueCount {
+            state: state.into(),
+            hold_reason: why,
+            count,
+            oldest_created: oldest,
+        };
+    let mut got = m.queue_summary().await.unwrap();
+    got.sort_by_key(|c| (c.state.clone(), c.hold_reason.map(|h| h.code())));
+    assert_eq!(
+        got,
+        vec![
+            count("held", Some(HoldReason::NoPostmaster), 1, 2_000),
+            count("held", Some(HoldReason::UnknownMember), 2, 1_000),
+            count("queued", None, 2, 1_000),
+        ]
+    );
+}
 
 /// Schema version 7: the directory version that makes the admin service's
 /// checks safe, mailbox and domain removal, renames, logins, the audit.

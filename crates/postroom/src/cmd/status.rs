@@ -30,8 +30,9 @@ struct Count {
 }
 
 impl Count {
-    fn add(&mut self, age: i64) {
-        self.count += 1;
+    /// `n` more items, the oldest of them `age` seconds old.
+    fn add(&mut self, n: u64, age: i64) {
+        self.count = self.count.saturating_add(n);
         self.oldest_age_secs = Some(self.oldest_age_secs.map_or(age, |o| o.max(age)));
     }
 }
@@ -77,15 +78,15 @@ pub fn status(ctx: &Context, json: bool) -> Result<ExitCode, String> {
         },
         _ => (None, None),
     };
-    let rows = wait(store.meta().outbound()).map_err(|e| e.to_string())?;
+    let summary = wait(store.meta().queue_summary()).map_err(|e| e.to_string())?;
     let mut queue: BTreeMap<String, Count> =
         STATES.iter().map(|s| (s.to_string(), Count::default())).collect();
     let mut held: BTreeMap<String, Count> = BTreeMap::new();
-    for r in &rows {
-        let age = (now - r.created).max(0);
-        queue.entry(r.state.clone()).or_default().add(age);
-        if let Some(why) = r.hold_reason {
-            held.entry(why.code().to_string()).or_default().add(age);
+    for c in &summary {
+        let age = (now - c.oldest_created).max(0);
+        queue.entry(c.state.clone()).or_default().add(c.count, age);
+        if let Some(why) = c.hold_reason {
+            held.entry(why.code().to_string()).or_default().add(c.count, age);
         }
     }
     let running = matches!(holder, Some((_, Role::Server)));
@@ -297,9 +298,9 @@ mod tests {
     #[test]
     fn counts_keep_the_oldest() {
         let mut c = Count::default();
-        c.add(5);
-        c.add(500);
-        c.add(50);
+        c.add(1, 5);
+        c.add(1, 500);
+        c.add(1, 50);
         assert_eq!(
             c,
             Count {

@@ -326,6 +326,21 @@ impl QueueMeta for Postgres {
         rows.iter().map(outbound_row).collect()
     }
 
+    async fn queue_summary(&self) -> Result<Vec<crate::queue::QueueCount>> {
+        let c = self.client().await?;
+        let rows = c.query(crate::queue::SUMMARY, &[]).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(crate::queue::QueueCount::new(
+                    r.try_get(0)?,
+                    r.try_get::<_, &str>(1)?,
+                    r.try_get(2)?,
+                    r.try_get(3)?,
+                ))
+            })
+            .collect()
+    }
+
     async fn due_outbound(&self, now: i64, limit: usize) -> Result<Vec<OutboundRow>> {
         let c = self.client().await?;
         let st = c

@@ -110,6 +110,19 @@ impl Db {
         })
     }
 
+    /// Held rows created in `[since, until)`, oldest first.
+    pub fn held_between(&self, since: i64, until: i64) -> Result<Vec<OutboundRow>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {COLS} FROM outbound WHERE state = 'held' AND created >= ?1 AND created < ?2 ORDER BY id"
+            ))?;
+            let rows = st
+                .query_map(params![since, until], row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
     /// See [`QueueCount`].
     pub fn queue_summary(&self) -> Result<Vec<QueueCount>> {
         self.read(|c| {

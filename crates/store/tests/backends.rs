@@ -171,7 +171,7 @@ suite!(
 );
 
 /// `postroom status`: per state and hold reason, how many and the oldest,
-/// counted by the database.
+/// counted by the database; and the held rows of a time window.
 async fn queue_summary_counts_by_state_and_reason(f: &Fixture) {
     let m = meta(f);
     assert_eq!(m.queue_summary().await.unwrap(), vec![]);
@@ -212,6 +212,25 @@ async fn queue_summary_counts_by_state_and_reason(f: &Fixture) {
             count,
             oldest_created: oldest,
         };
+    // The held ones of a window (the daily report).
+    let held = |since, until| async move {
+        m.held_between(since, until)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.recipient)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        held(0, 3_000).await,
+        ["gone@example.com", "gone2@example.com", "postmaster@example.com"]
+    );
+    assert_eq!(
+        held(1_001, 3_000).await,
+        ["gone2@example.com", "postmaster@example.com"]
+    );
+    assert_eq!(held(1_000, 2_000).await, ["gone@example.com"]);
+    assert!(held(3_000, 4_000).await.is_empty());
     let mut got = m.queue_summary().await.unwrap();
     got.sort_by_key(|c| (c.state.clone(), c.hold_reason.map(|h| h.code())));
     assert_eq!(

@@ -326,6 +326,19 @@ impl QueueMeta for Postgres {
         rows.iter().map(outbound_row).collect()
     }
 
+    async fn held_between(&self, since: i64, until: i64) -> Result<Vec<OutboundRow>> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                &format!(
+                    "SELECT {OUTBOUND_COLS} FROM outbound WHERE state = 'held' AND created >= $1 AND created < $2 ORDER BY id"
+                ),
+                &[&since, &until],
+            )
+            .await?;
+        rows.iter().map(outbound_row).collect()
+    }
+
     async fn queue_summary(&self) -> Result<Vec<crate::queue::QueueCount>> {
         let c = self.client().await?;
         let rows = c.query(crate::queue::SUMMARY, &[]).await?;

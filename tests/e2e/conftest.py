@@ -251,10 +251,15 @@ def _remove_made():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def make_server(extra_smtp="", extra_toml="", populate=True, extra_pop3="", extra_imap=""):
+def make_server(extra_smtp="", extra_toml="", populate=True, extra_pop3="", extra_imap="", init=True):
+    """A server's folder and config; with `init` (the default) its store
+    made by `postroom init`, as only it and `serve` make one (issue #12):
+    the CLI refuses a folder without a store."""
     tmp = tempfile.mkdtemp(prefix="postroom-e2e-")
     _made.append(tmp)
     s = Server(tmp, extra_smtp, extra_toml, extra_pop3, extra_imap)
+    if init or populate:
+        s.cli("init")
     if populate:
         s.cli("domain", "add", "esoomllub.com")
         s.cli("domain", "add", "esoomllub.net", "--alias-of", "esoomllub.com")
@@ -288,8 +293,8 @@ def server():
 def server_factory():
     started = []
 
-    def factory(extra_smtp="", extra_toml="", populate=True, extra_pop3="", extra_imap=""):
-        s = make_server(extra_smtp, extra_toml, populate, extra_pop3, extra_imap)
+    def factory(extra_smtp="", extra_toml="", populate=True, extra_pop3="", extra_imap="", init=True):
+        s = make_server(extra_smtp, extra_toml, populate, extra_pop3, extra_imap, init)
         started.append(s)
         return s
 

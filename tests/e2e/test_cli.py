@@ -96,11 +96,14 @@ def test_users_passwords_quota(tmp_path):
 def test_default_data_dir_follows_xdg(tmp_path):
     env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "xdg"))
     env.pop("POSTROOM_CONFIG", None)
+    # The store is made by `init` (issue #12: no other command makes one).
     if os.geteuid() == 0:
         # root uses /var/lib/postroom; only check that the flag overrides it.
+        assert run("--data-dir", str(tmp_path / "d"), "init", env=env).returncode == 0
         r = run("--data-dir", str(tmp_path / "d"), "domain", "add", "x.example", env=env)
         assert r.returncode == 0 and (tmp_path / "d" / "postroom.sqlite").exists()
     else:
+        assert run("init", env=env).returncode == 0
         r = run("domain", "add", "x.example", env=env)
         assert r.returncode == 0 and (tmp_path / "xdg" / "postroom" / "postroom.sqlite").exists()
 

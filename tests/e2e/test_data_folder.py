@@ -15,7 +15,7 @@ def mode(path):
 
 
 def test_serve_creates_a_private_data_folder_under_a_permissive_umask():
-    s = make_server(populate=False)
+    s = make_server(populate=False, init=False)
     old = os.umask(0o022)
     try:
         s.start()
@@ -34,7 +34,6 @@ def test_serve_creates_a_private_data_folder_under_a_permissive_umask():
 
 def test_a_readable_data_folder_is_made_private_at_start():
     s = make_server(populate=False)
-    os.makedirs(s.data)
     os.chmod(s.data, 0o755)
     s.cli("domain", "add", "private.example")
     db = os.path.join(s.data, "postroom.sqlite")
@@ -52,9 +51,14 @@ def test_a_readable_data_folder_is_made_private_at_start():
 
 def test_the_cli_creates_private_files_too(tmp_path):
     d = tmp_path / "cli-data"
-    r = subprocess.run([BIN, "--data-dir", str(d), "domain", "add", "x.example"],
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
+    old = os.umask(0o022)
+    try:
+        for args in (["init"], ["domain", "add", "x.example"]):
+            r = subprocess.run([BIN, "--data-dir", str(d), *args], capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0, r.stderr
+    finally:
+        os.umask(old)
+    assert mode(d) == 0o700
     for root, dirs, files in os.walk(d):
         for name in dirs + files:
             p = os.path.join(root, name)

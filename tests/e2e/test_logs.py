@@ -103,3 +103,18 @@ def test_the_log_file_is_reopened_on_sighup(logged):
     wait_for(log, lambda e: e.get("message") == "local delivery")
     assert not any(e.get("message") == "local delivery" for e in events(log + ".1"))
     assert os.stat(log).st_mode & 0o037 == 0
+
+
+def test_an_admin_change_by_the_cli_is_logged(logged):
+    s, log = logged
+    s.cli("user", "add", "newbie@esoomllub.com", "--password-stdin", input="a-long-password\n")
+    found = wait_for(log, lambda e: e.get("message") == "admin change" and "newbie@esoomllub.com" in e.get("object", ""))
+    assert found[0]["who"].startswith("cli:")
+
+
+def test_a_sendmail_submission_is_logged(logged):
+    s, log = logged
+    s.cli("sendmail", "customseo@esoomllub.com", input="Subject: local\n\nfrom cron\n")
+    found = wait_for(log, lambda e: e.get("message") == "sendmail submission")
+    assert found[0]["verdict"] == "accepted" and found[0]["to"] == "customseo@esoomllub.com"
+    assert any(e.get("message") == "local delivery" and e.get("queue_id") == found[0]["queue_id"] for e in events(log))

@@ -256,6 +256,10 @@ pub struct QueueConfig {
     /// An SMTP connection to a destination stays open this long, idle, for
     /// more mail to it (0: QUIT after each message).
     pub connection_idle_secs: u64,
+    /// How often each domain's admins get the list of mail held for their
+    /// domain since the last one (a day; nothing is sent when nothing was
+    /// held). Tests set a second.
+    pub held_report_secs: u64,
 }
 
 impl Default for QueueConfig {
@@ -271,6 +275,7 @@ impl Default for QueueConfig {
             opportunistic_tls: true,
             delay_warning_secs: 4 * 3600,
             connection_idle_secs: 5,
+            held_report_secs: 24 * 3600,
         }
     }
 }
@@ -683,6 +688,7 @@ impl Config {
             ("queue.retry_min_secs", self.queue.retry_min_secs),
             ("queue.lifetime_secs", self.queue.lifetime_secs),
             ("queue.timeout_secs", self.queue.timeout_secs),
+            ("queue.held_report_secs", self.queue.held_report_secs),
             ("pop3.max_connections", self.pop3.max_connections as u64),
             (
                 "pop3.max_connections_per_client",

@@ -207,6 +207,26 @@ impl TlsSettings {
         let config = self.acceptor.config().clone();
         start.into_stream(config).await.map(Some)
     }
+
+    /// Each certificate in use (its file) with the end of its leaf's
+    /// validity in seconds since the epoch (`None`: not readable), for
+    /// `postroom status`. The ACME certificate, when there is one, first.
+    pub fn expiries(&self) -> Vec<(PathBuf, Option<i64>)> {
+        let acme = self.acme.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let certs = self.resolver.certs.read().unwrap_or_else(|e| e.into_inner());
+        acme.iter()
+            .chain(self.files.iter())
+            .zip(certs.iter())
+            .map(|(f, c)| (f.cert.clone(), not_after(&c.leaf)))
+            .collect()
+    }
+}
+
+/// The end of a certificate's validity (RFC 5280 4.1.2.5, `notAfter`) in
+/// seconds since the epoch; `None` for anything that is not a certificate.
+pub fn not_after(der: &[u8]) -> Option<i64> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(cert.validity().not_after.timestamp())
 }
 
 /// Writes a self-signed certificate and key for `host` into `dir`
@@ -265,6 +285,36 @@ mod tests {
         assert_eq!(first, std::fs::read(&b.cert).unwrap());
         let tls = TlsSettings::load(vec![a]).unwrap();
         tls.reload().unwrap();
+    }
+
+    fn cert_until(y: i32, m: u8, d: u8) -> Vec<u8> {
+        let mut params = rcgen::CertificateParams::new(vec!["mx.example.com".into()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(y, m, d);
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn expiry_is_read_from_the_certificate() {
+        // UTCTime before 2050, GeneralizedTime from 2050 on (RFC 5280
+        // 4.1.2.5); the figures are from Python's calendar.timegm.
+        assert_eq!(not_after(&cert_until(2031, 5, 17)), Some(1_936_742_400));
+        assert_eq!(not_after(&cert_until(2051, 1, 1)), Some(2_556_144_000));
+        assert_eq!(not_after(&cert_until(1970, 1, 1)), Some(0));
+        // Whatever else: no answer, and no panic.
+        let der = cert_until(2031, 5, 17);
+        for cut in 0..der.len() {
+            assert_eq!(not_after(&der[..cut]), None, "cut at {cut}");
+        }
+        assert_eq!(not_after(b""), None);
+        assert_eq!(not_after(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]), None);
+        let dir = tempfile::tempdir().unwrap();
+        let files = self_signed("mx.example.com", dir.path()).unwrap();
+        let tls = TlsSettings::load(vec![files.clone()]).unwrap();
+        let e = tls.expiries();
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].0, files.cert);
+        assert!(e[0].1.is_some_and(|t| t > 1_900_000_000), "{e:?}");
     }
 
     #[test]

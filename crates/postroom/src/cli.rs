@@ -20,8 +20,27 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the server.
+    /// Run the server (makes the data folder and an empty store when
+    /// there is none yet).
     Serve,
+    /// Make the data folder (private to this user, 0700) and an empty
+    /// store in it, or in the PostgreSQL database of `[store] database`.
+    /// On an existing store it says so and changes nothing. Every command
+    /// but `serve` and `init` refuses a folder without a store, so a
+    /// mistyped --data-dir never makes a new one.
+    Init,
+    /// Whether the server runs, its version, uptime, listeners, open
+    /// connections and certificates (asked over DATA_DIR/control.sock),
+    /// and, running or not, the queue by state, held mail by reason and
+    /// the data folder's disk use.
+    ///
+    /// Exit status: 0 running, 3 not running (as `systemctl status`),
+    /// 1 on an error (no store, or a running server that did not answer).
+    Status {
+        /// One JSON object instead of text, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print or check configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -365,8 +384,14 @@ pub enum MailCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum QueueCmd {
-    /// The waiting outbound items: queue id, state, sender, recipient, reason.
-    List,
+    /// The waiting outbound items: queue id, state, sender, recipient,
+    /// reason in words and, for held items, the reason's code
+    /// (unknown-member, no-postmaster, ...).
+    List {
+        /// Only the held items.
+        #[arg(long)]
+        held: bool,
+    },
     /// Every item of one message (or one item by its number).
     Show { id: String },
     /// Try again now.

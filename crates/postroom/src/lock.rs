@@ -91,6 +91,27 @@ pub fn refuse_while_migrating(dir: &Path) -> Result<(), String> {
     }
 }
 
+/// Who holds the data folder's lock (`postroom status`): `None` when
+/// nobody does, else the holder's pid (when written yet) and role.
+pub fn holder(dir: &Path) -> Option<(Option<u32>, Role)> {
+    let mut f = std::fs::File::open(dir.join(LOCK_FILE)).ok()?;
+    // SAFETY: flock on a descriptor we own; released when `f` closes.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+    if rc == 0 {
+        return None;
+    }
+    let mut text = String::new();
+    // 64 bytes: a pid and a word (as `refusal` reads it).
+    let _ = (&mut f).take(64).read_to_string(&mut text);
+    let mut words = text.split_whitespace();
+    let pid = words.next().and_then(|p| p.parse().ok());
+    let role = match words.next() {
+        Some("migrate") => Role::Migrate,
+        _ => Role::Server,
+    };
+    Some((pid, role))
+}
+
 /// The message for a refused lock: who holds it (the file may still be
 /// empty if the holder took it a moment ago).
 fn refusal(dir: &Path, f: &mut File) -> String {
@@ -139,7 +160,9 @@ mod tests {
         assert!(refuse_while_migrating(dir.path()).is_err());
         drop(m);
         assert_eq!(refuse_while_migrating(dir.path()), Ok(()));
+        assert_eq!(holder(dir.path()), None);
         let _server = DataLock::take(dir.path(), Role::Server).unwrap();
         assert_eq!(refuse_while_migrating(dir.path()), Ok(()));
+        assert_eq!(holder(dir.path()), Some((Some(std::process::id()), Role::Server)));
     }
 }

@@ -2,6 +2,8 @@
 
 mod cli;
 mod cmd;
+mod control;
+mod held_report;
 mod lock;
 mod logging;
 mod notify;
@@ -30,7 +32,7 @@ fn main() -> ExitCode {
     }
     let args = cli::Cli::parse_from(argv);
     match cmd::run(args) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("postroom: {e}");
             ExitCode::FAILURE

@@ -104,7 +104,7 @@ pub fn run(cfg: Config, data_dir: PathBuf, cli_flags: String) -> Result<(), Stri
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let store = runtime.block_on(crate::cmd::open_store(&cfg, &data_dir))?;
+    let store = runtime.block_on(crate::cmd::open_or_create_store(&cfg, &data_dir))?;
     // Bodies that were arriving when the server last stopped (SMTP DATA,
     // IMAP APPEND): no session writes one yet, and none was acknowledged.
     match store.blobs.clear_spools() {
@@ -319,7 +319,7 @@ async fn serve(
             reject_disabled_accounts: smtp.reject_disabled_accounts,
             quota_code: smtp.quota_exceeded_code,
         },
-        directory: Directory::new(store.meta_handle(), postmaster),
+        directory: Directory::new(store.meta_handle(), postmaster.clone()),
         store: store.clone(),
         filter: Arc::new(NoFilter),
         memory: postroom_pipeline::MemoryBudget::new(smtp.max_in_memory_bytes),
@@ -403,8 +403,16 @@ async fn serve(
             delay_warning: (q.delay_warning_secs > 0).then(|| Duration::from_secs(q.delay_warning_secs)),
             idle_timeout: Duration::from_secs(q.connection_idle_secs),
         },
-        Arc::new(PipelineInjector(pipeline)),
+        Arc::new(PipelineInjector(Arc::clone(&pipeline))),
     );
+    let held_reporter = crate::held_report::Reporter {
+        store: store.clone(),
+        pipeline,
+        hostname: cfg.server.hostname.clone(),
+        postmaster,
+        cli: format!("postroom{cli_flags}"),
+        every: Duration::from_secs(cfg.queue.held_report_secs),
+    };
     let plaintext_networks = IpNetList::parse(&a.plaintext_networks)?;
     let pop3_protocol = Protocol::Pop3(Arc::new(Pop3Service {
         store: store.clone(),
@@ -507,6 +515,7 @@ async fn serve(
         ),
     ];
     let mut bound: Vec<(&'static str, SocketAddr)> = Vec::new();
+    let connections = Arc::new(crate::control::Connections::default());
     for (name, socks, protocol, proxy, implicit_tls, limiter) in groups {
         // Implicit-TLS listeners (their names end in 's') need a certificate.
         if name.ends_with('s') && implicit_tls.is_none() {
@@ -531,6 +540,8 @@ async fn serve(
                 shutdown: shutdown.clone(),
                 done: done_tx.clone(),
                 hostname: cfg.server.hostname.clone(),
+                name,
+                connections: Arc::clone(&connections),
             };
             tokio::spawn(acceptor.run());
         }
@@ -550,16 +561,70 @@ async fn serve(
     if let Some(tls) = &tls {
         start_acme(&cfg, &data_dir, tls, sockets.acme_http, &shutdown)?;
     }
+    tokio::spawn(held_reporter.run());
     drop(done_tx);
+    let control = start_control_socket(&data_dir, &bound, connections, tls.clone());
     print_banner(&cfg, &data_dir, &bound, &cli_flags);
     crate::notify::ready(&format!("{} listeners", bound.len()));
 
     wait_for_signal(signals, tls, log_file).await;
     crate::notify::stopping();
+    if let Some(c) = control {
+        c.abort();
+        let _ = std::fs::remove_file(data_dir.join(crate::control::SOCKET_FILE));
+    }
     tracing::info!("shutting down: no new connections, finishing transactions in flight");
     trigger_and_wait(trigger, &mut done_rx).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), queue_task).await;
     Ok(())
+}
+
+/// Answers `postroom status` on `DATA_DIR/control.sock` (see control.rs).
+/// A socket that cannot be made (a data folder path longer than the 107
+/// bytes a Unix socket address holds) costs `status` its live part, not
+/// the server its start: logged, and the server runs without it.
+fn start_control_socket(
+    data_dir: &Path,
+    bound: &[(&'static str, SocketAddr)],
+    connections: Arc<crate::control::Connections>,
+    tls: Option<TlsSettings>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    use crate::control::{Certificate, Listener, Live};
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let listeners: Vec<Listener> = bound
+        .iter()
+        .map(|(name, addr)| Listener {
+            protocol: name.to_string(),
+            address: addr.to_string(),
+        })
+        .collect();
+    let live = move || Live {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        pid: std::process::id(),
+        started,
+        listeners: listeners.clone(),
+        connections: connections.snapshot(),
+        // Read at each request: a SIGHUP may have loaded new ones.
+        certificates: tls
+            .as_ref()
+            .map(TlsSettings::expiries)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(file, not_after)| Certificate {
+                file: file.display().to_string(),
+                not_after,
+            })
+            .collect(),
+    };
+    match crate::control::bind(data_dir) {
+        Ok((listener, _)) => Some(tokio::spawn(crate::control::serve(listener, Arc::new(live)))),
+        Err(e) => {
+            tracing::warn!(error = %e, "no control socket: `postroom status` will not see this server's live state");
+            None
+        }
+    }
 }
 
 /// Wakes IDLE sessions for changes other processes made to their folders
@@ -656,6 +721,9 @@ struct Acceptor {
     shutdown: Shutdown,
     done: mpsc::Sender<()>,
     hostname: String,
+    /// The listener's name (smtp, imaps, ...), for the connection count.
+    name: &'static str,
+    connections: Arc<crate::control::Connections>,
 }
 
 impl Acceptor {
@@ -682,8 +750,11 @@ impl Acceptor {
             let proxy = self.proxy_protocol;
             let implicit_tls = self.implicit_tls.clone();
             let hostname = self.hostname.clone();
+            // Counted from accept to close, TLS handshake included.
+            let counted = self.connections.open(self.name);
             tokio::spawn(async move {
                 let _done = done;
+                let _counted = counted;
                 let mut tcp = tcp;
                 let mut ip = normalize_ip(peer.ip());
                 if proxy {

@@ -244,6 +244,12 @@ pub struct Appended<'a> {
 pub trait QueueMeta: Send + Sync {
     /// Every row, oldest first.
     async fn outbound(&self) -> Result<Vec<OutboundRow>>;
+    /// Rows per state and hold reason, with the oldest's age
+    /// (`postroom status`), counted by the database.
+    async fn queue_summary(&self) -> Result<Vec<crate::queue::QueueCount>>;
+    /// Held rows created in `[since, until)`, oldest first (the daily
+    /// report of held mail).
+    async fn held_between(&self, since: i64, until: i64) -> Result<Vec<OutboundRow>>;
     async fn due_outbound(&self, now: i64, limit: usize) -> Result<Vec<OutboundRow>>;
     async fn next_outbound_attempt(&self) -> Result<Option<i64>>;
     async fn mark_outbound_warned(&self, ids: &[OutboundId]) -> Result<()>;

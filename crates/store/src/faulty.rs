@@ -440,6 +440,14 @@ impl QueueMeta for FaultyMeta {
         self.check()?;
         self.inner.outbound().await
     }
+    async fn queue_summary(&self) -> Result<Vec<crate::queue::QueueCount>> {
+        self.check()?;
+        self.inner.queue_summary().await
+    }
+    async fn held_between(&self, since: i64, until: i64) -> Result<Vec<OutboundRow>> {
+        self.check()?;
+        self.inner.held_between(since, until).await
+    }
     async fn due_outbound(&self, now: i64, limit: usize) -> Result<Vec<OutboundRow>> {
         self.check()?;
         self.inner.due_outbound(now, limit).await

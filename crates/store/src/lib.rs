@@ -74,6 +74,11 @@ pub enum StoreError {
     /// The database server failed or could not be reached (PostgreSQL:
     /// connection refused, wrong password, a server error), in words.
     Backend(String),
+    /// There is no store where one was to be opened (a missing data
+    /// folder, one without a database, an empty PostgreSQL database) and
+    /// the caller may not create one: only `serve` and `postroom init` do
+    /// (issue #12: a mistyped `--data-dir` made a fresh, empty store).
+    NoStore(String),
 }
 
 impl std::fmt::Display for StoreError {
@@ -91,6 +96,7 @@ impl std::fmt::Display for StoreError {
             StoreError::Limit(s) => f.write_str(s),
             StoreError::Conflict(s) => f.write_str(s),
             StoreError::Backend(s) => f.write_str(s),
+            StoreError::NoStore(s) => f.write_str(s),
         }
     }
 }
@@ -111,12 +117,12 @@ impl From<std::io::Error> for StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// Creates the data folder when missing.
 /// Message bodies as files under `dir`, written through `fs`.
 fn file_blobs(dir: PathBuf, fs: Arc<dyn DurableFs>) -> Result<Arc<dyn BlobStore>> {
     Ok(Arc::new(FsBlobStore::new(dir, fs)?))
 }
 
+/// Creates the data folder when missing.
 fn create_data_dir(data_dir: &Path) -> Result<()> {
     if !data_dir.exists() {
         std::fs::create_dir_all(data_dir)?;
@@ -136,7 +142,14 @@ pub struct StorePlace<'a> {
     pub password_file: Option<&'a Path>,
     /// The bodies' folder; `None`: `data_dir/blobs`.
     pub blobs: Option<&'a Path>,
+    /// `true` (serve, init): a missing data folder is made (0700) and so
+    /// is the schema of a new database. `false` (every other command):
+    /// refused with [`StoreError::NoStore`] instead.
+    pub create: bool,
 }
+
+/// The embedded database's file in the data folder.
+pub const SQLITE_FILE: &str = "postroom.sqlite";
 
 /// Everything the server and the CLI need from the data folder: the
 /// metadata back end ([`Metadata`]) and the message bodies ([`BlobStore`]),
@@ -173,7 +186,7 @@ impl Store {
     /// `blobs` (tests pass one that cheats on fsync, to show the power-cut
     /// test would catch it).
     pub fn open_with_blobs(data_dir: &Path, blobs: Arc<dyn BlobStore>) -> Result<Store> {
-        let db = Db::open(&data_dir.join("postroom.sqlite"))?;
+        let db = Db::open(&data_dir.join(SQLITE_FILE))?;
         let meta = Arc::new(sqlite::Sqlite::new(db.clone(), Arc::clone(&blobs)));
         let mut store = Store::with_backend(meta, blobs, data_dir);
         store.sqlite = Some(db);
@@ -213,19 +226,56 @@ impl Store {
         Ok(Store::with_backend(meta, blobs, data_dir))
     }
 
+    /// Whether a store exists as `place` describes, without creating or
+    /// changing anything: `Err(NoStore)` names what is missing.
+    fn check_exists(place: &StorePlace<'_>) -> Result<()> {
+        if !place.data_dir.is_dir() {
+            return Err(StoreError::NoStore(format!(
+                "no data folder at {}",
+                place.data_dir.display()
+            )));
+        }
+        if place.database.is_none() && !place.data_dir.join(SQLITE_FILE).is_file() {
+            return Err(StoreError::NoStore(format!(
+                "{} holds no Postroom store (no {SQLITE_FILE})",
+                place.data_dir.display()
+            )));
+        }
+        Ok(())
+    }
+
     /// Opens the store as configured: the embedded database in `data_dir`
     /// unless `database` names a PostgreSQL URL; bodies in `blobs`
     /// (default `data_dir/blobs`) either way.
+    ///
+    /// Without `place.create`, nothing is made: a missing data folder, a
+    /// folder without the embedded database, or a PostgreSQL database
+    /// without Postroom's schema is [`StoreError::NoStore`].
     pub async fn open_configured(place: &StorePlace<'_>) -> Result<Store> {
-        create_data_dir(place.data_dir)?;
+        if place.create {
+            create_data_dir(place.data_dir)?;
+        } else {
+            Store::check_exists(place)?;
+        }
         let blobs_dir = place
             .blobs
             .map_or_else(|| place.data_dir.join("blobs"), Path::to_path_buf);
-        let blobs = file_blobs(blobs_dir, Arc::new(RealFs))?;
+        let blobs_existed = blobs_dir.exists();
+        let blobs = file_blobs(blobs_dir.clone(), Arc::new(RealFs))?;
         match place.database {
             None => Store::open_with_blobs(place.data_dir, blobs),
             Some(url) => {
-                Store::open_postgres_with_blobs(url, place.password_file, place.data_dir, blobs).await
+                match Postgres::open(url, place.password_file, Arc::clone(&blobs), place.create).await {
+                    Ok(meta) => Ok(Store::with_backend(Arc::new(meta), blobs, place.data_dir)),
+                    Err(e) => {
+                        // The bodies' folder was made for nothing: a
+                        // refused open leaves the folder as it found it.
+                        if !blobs_existed {
+                            let _ = std::fs::remove_dir_all(&blobs_dir);
+                        }
+                        Err(e)
+                    }
+                }
             }
         }
     }

@@ -353,6 +353,12 @@ impl QueueMeta for Sqlite {
     async fn outbound(&self) -> Result<Vec<OutboundRow>> {
         self.db.outbound()
     }
+    async fn queue_summary(&self) -> Result<Vec<crate::queue::QueueCount>> {
+        self.db.queue_summary()
+    }
+    async fn held_between(&self, since: i64, until: i64) -> Result<Vec<OutboundRow>> {
+        self.db.held_between(since, until)
+    }
     async fn due_outbound(&self, now: i64, limit: usize) -> Result<Vec<OutboundRow>> {
         self.db.due_outbound(now, limit)
     }

@@ -165,9 +165,83 @@ suite!(
     sent_copies_and_recent,
     deliveries_by_role,
     held_deliveries_and_their_release,
+    queue_summary_counts_by_state_and_reason,
     schema_too_new,
     admin_life_cycle_and_audit,
 );
+
+/// `postroom status`: per state and hold reason, how many and the oldest,
+/// counted by the database; and the held rows of a time window.
+async fn queue_summary_counts_by_state_and_reason(f: &Fixture) {
+    let m = meta(f);
+    assert_eq!(m.queue_summary().await.unwrap(), vec![]);
+    let mut first = delivery(
+        &f.store,
+        b"Subject: 1
+
+",
+        vec![],
+        vec![
+            outbound("a@remote.example", None),
+            outbound("gone@example.com", Some("alias target does not exist")),
+        ],
+    );
+    first.received_at = 1_000;
+    let mut second = delivery(
+        &f.store,
+        b"Subject: 2
+
+",
+        vec![],
+        vec![
+            outbound("b@remote.example", None),
+            outbound("gone2@example.com", Some("alias target does not exist")),
+            OutboundItem {
+                held: Some(Hold::remote(HoldReason::NoPostmaster, "no admin")),
+                ..outbound("postmaster@example.com", None)
+            },
+        ],
+    );
+    second.received_at = 2_000;
+    f.store.commit_delivery(first).await.unwrap();
+    f.store.commit_delivery(second).await.unwrap();
+    let count =
+        |state: &str, why: Option<HoldReason>, count: u64, oldest: i64| postroom_store::queue::QueueCount {
+            state: state.into(),
+            hold_reason: why,
+            count,
+            oldest_created: oldest,
+        };
+    // The held ones of a window (the daily report).
+    let held = |since, until| async move {
+        m.held_between(since, until)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.recipient)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        held(0, 3_000).await,
+        ["gone@example.com", "gone2@example.com", "postmaster@example.com"]
+    );
+    assert_eq!(
+        held(1_001, 3_000).await,
+        ["gone2@example.com", "postmaster@example.com"]
+    );
+    assert_eq!(held(1_000, 2_000).await, ["gone@example.com"]);
+    assert!(held(3_000, 4_000).await.is_empty());
+    let mut got = m.queue_summary().await.unwrap();
+    got.sort_by_key(|c| (c.state.clone(), c.hold_reason.map(|h| h.code())));
+    assert_eq!(
+        got,
+        vec![
+            count("held", Some(HoldReason::NoPostmaster), 1, 2_000),
+            count("held", Some(HoldReason::UnknownMember), 2, 1_000),
+            count("queued", None, 2, 1_000),
+        ]
+    );
+}
 
 /// Schema version 7: the directory version that makes the admin service's
 /// checks safe, mailbox and domain removal, renames, logins, the audit.
@@ -1754,5 +1828,85 @@ async fn postgres_upgrades_a_v7_database() {
         .get(0);
     assert_eq!(v, SCHEMA_VERSION);
     drop(store);
+    pg.drop_database().await;
+}
+
+// ---------------------------------------------------------------------
+// Opening without creating (issue #12: a mistyped --data-dir made a fresh,
+// empty store).
+
+fn no_store(r: Result<Store, StoreError>) -> String {
+    match r {
+        Err(StoreError::NoStore(s)) => s,
+        Err(e) => panic!("expected StoreError::NoStore, got {e:?}"),
+        Ok(_) => panic!("expected NoStore, got a store"),
+    }
+}
+
+async fn open_place(
+    data_dir: &std::path::Path,
+    database: Option<&str>,
+    create: bool,
+) -> Result<Store, StoreError> {
+    Store::open_configured(&postroom_store::StorePlace {
+        data_dir,
+        database,
+        password_file: None,
+        blobs: None,
+        create,
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_without_create_makes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("typo");
+    // A missing folder: named, and not made.
+    let e = no_store(open_place(&typo, None, false).await);
+    assert!(e.contains(&typo.display().to_string()), "{e}");
+    assert!(!typo.exists());
+    // A folder without a database: named, and left empty.
+    std::fs::create_dir(&typo).unwrap();
+    let e = no_store(open_place(&typo, None, false).await);
+    assert!(e.contains("no postroom.sqlite"), "{e}");
+    assert_eq!(std::fs::read_dir(&typo).unwrap().count(), 0);
+    // Created on request, then opened as it is.
+    let made = open_place(&typo, None, true).await.unwrap();
+    made.meta()
+        .add_domain("example.com", "example.com", None)
+        .await
+        .unwrap();
+    drop(made);
+    let again = open_place(&typo, None, false).await.unwrap();
+    assert!(again.meta().domain("example.com").await.unwrap().is_some());
+
+    // PostgreSQL: an empty database is refused and stays empty.
+    let Some(pg) = PgDatabase::create("no_create").await else {
+        eprintln!("POSTROOM_TEST_POSTGRES is not set: PostgreSQL not tested");
+        return;
+    };
+    let data = dir.path().join("pgdata");
+    std::fs::create_dir(&data).unwrap();
+    no_store(open_place(&data, Some(&pg.url), false).await);
+    assert_eq!(
+        std::fs::read_dir(&data).unwrap().count(),
+        0,
+        "no blobs folder either"
+    );
+    let c = connect(&pg.url).await;
+    let tables: i64 = c
+        .query_one(
+            "SELECT COUNT(*) FROM pg_tables WHERE schemaname = current_schema()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 0, "nothing is made in the database");
+    let made = open_place(&data, Some(&pg.url), true).await.unwrap();
+    drop(made);
+    open_place(&data, Some(&pg.url), false).await.unwrap();
+    drop(c);
     pg.drop_database().await;
 }

@@ -97,9 +97,8 @@ pub fn not_after(cert_pem: &Path) -> Result<SystemTime, String> {
         .next()
         .ok_or_else(|| format!("{}: no certificate", cert_pem.display()))?
         .map_err(|e| format!("{}: {e}", cert_pem.display()))?;
-    let (_, cert) =
-        x509_parser::parse_x509_certificate(&der).map_err(|e| format!("{}: {e}", cert_pem.display()))?;
-    let secs = cert.validity().not_after.timestamp();
+    let secs =
+        crate::tls::not_after(&der).ok_or_else(|| format!("{}: not a certificate", cert_pem.display()))?;
     Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap_or(0)))
 }
 

@@ -89,16 +89,19 @@ pub fn queue(ctx: &Context, cmd: QueueCmd) -> CmdResult {
         } else {
             q.sender.as_str()
         };
+        let code = q.hold_reason.map(|h| h.code()).unwrap_or("");
         println!(
-            "{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{code}",
             q.queue_id, q.state, sender, q.recipient, q.reason
         );
     };
     wait(async {
         match cmd {
-            QueueCmd::List => {
+            QueueCmd::List { held } => {
                 for q in admin.queue_list().await.map_err(text)? {
-                    print(&q);
+                    if !held || q.hold_reason.is_some() {
+                        print(&q);
+                    }
                 }
             }
             QueueCmd::Show { id } => {

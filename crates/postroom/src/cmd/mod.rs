@@ -5,9 +5,11 @@ mod check;
 mod config;
 mod directory;
 mod dkim;
+mod init;
 mod mail;
 mod migrate;
 pub mod sendmail;
+mod status;
 
 use std::path::PathBuf;
 
@@ -19,7 +21,8 @@ use crate::cli::{Cli, Command, ConfigCmd, TlsCmd};
 
 pub type CmdResult = Result<(), String>;
 
-pub fn run(args: Cli) -> CmdResult {
+/// Runs a command; its exit status (most commands: success or an error).
+pub fn run(args: Cli) -> Result<std::process::ExitCode, String> {
     let ctx = Context {
         config_path: args.config.clone().or_else(installed_config),
         data_dir: args.data_dir.clone(),
@@ -27,11 +30,21 @@ pub fn run(args: Cli) -> CmdResult {
         actor: cli_actor(),
     };
     match args.command {
+        Command::Status { json } => status::status(&ctx, json),
+        command => run_command(&ctx, command).map(|()| std::process::ExitCode::SUCCESS),
+    }
+}
+
+fn run_command(ctx: &Context, command: Command) -> CmdResult {
+    match command {
+        // Has an exit status of its own: answered by `run`.
+        Command::Status { json } => status::status(ctx, json).map(|_| ()),
         Command::Serve => {
             let cfg = ctx.config()?;
             let dir = ctx.data_dir_for(&cfg);
             crate::serve::run(cfg, dir, ctx.cli_flags())
         }
+        Command::Init => init::init(ctx),
         Command::Config(ConfigCmd::Example) => {
             print!("{}", postroom_config::EXAMPLE);
             Ok(())
@@ -42,20 +55,20 @@ pub fn run(args: Cli) -> CmdResult {
                 .ok_or("config check needs a FILE or --config")?;
             config::check(&path)
         }
-        Command::Domain(c) => directory::domain(&ctx, c),
-        Command::User(c) => directory::user(&ctx, c),
-        Command::Alias(c) => directory::alias(&ctx, c),
-        Command::Import(c) => directory::import(&ctx, c),
-        Command::Mail(c) => mail::mail(&ctx, c),
-        Command::Queue(c) => mail::queue(&ctx, c),
-        Command::Sendmail { args } => sendmail::run(&ctx, &args),
-        Command::Dkim(c) => dkim::dkim(&ctx, c),
-        Command::Migrate { to, password_file } => migrate::migrate(&ctx, &to, password_file.as_deref()),
+        Command::Domain(c) => directory::domain(ctx, c),
+        Command::User(c) => directory::user(ctx, c),
+        Command::Alias(c) => directory::alias(ctx, c),
+        Command::Import(c) => directory::import(ctx, c),
+        Command::Mail(c) => mail::mail(ctx, c),
+        Command::Queue(c) => mail::queue(ctx, c),
+        Command::Sendmail { args } => sendmail::run(ctx, &args),
+        Command::Dkim(c) => dkim::dkim(ctx, c),
+        Command::Migrate { to, password_file } => migrate::migrate(ctx, &to, password_file.as_deref()),
         Command::Audit {
             object,
             domain,
             limit,
-        } => directory::audit(&ctx, object, domain, limit),
+        } => directory::audit(ctx, object, domain, limit),
         Command::Srs(crate::cli::SrsCmd::Rotate) => {
             let store = ctx.store()?;
             let db = store.meta();
@@ -71,11 +84,22 @@ pub fn run(args: Cli) -> CmdResult {
             );
             Ok(())
         }
-        Command::Check(crate::cli::CheckCmd::Smtp { target }) => check::smtp(&ctx, &target),
+        Command::Check(crate::cli::CheckCmd::Smtp { target }) => check::smtp(ctx, &target),
         Command::Tls(TlsCmd::SelfSigned { host, dir }) => {
             postroom_core::Domain::parse(&host).map_err(|e| format!("`{host}`: {e}"))?;
             let cfg = ctx.config()?;
-            let dir = dir.unwrap_or_else(|| ctx.data_dir_for(&cfg).join("tls"));
+            let dir = match dir {
+                Some(d) => d,
+                None => {
+                    // Into the data folder only when there is one: a
+                    // mistyped --data-dir is not made here either.
+                    let data = ctx.data_dir_for(&cfg);
+                    if !data.is_dir() {
+                        return Err(ctx.no_store(&format!("no data folder at {}", data.display())));
+                    }
+                    data.join("tls")
+                }
+            };
             let files = postroom_net::tls::self_signed(&host, &dir)?;
             println!("certificate: {}", files.cert.display());
             println!("key:         {}", files.key.display());
@@ -139,7 +163,7 @@ impl Context {
     }
 
     /// The global flags a user must repeat to reach the same instance.
-    fn cli_flags(&self) -> String {
+    pub fn cli_flags(&self) -> String {
         let mut s = String::new();
         if let Some(c) = &self.config_path {
             s.push_str(&format!(" --config {}", c.display()));
@@ -150,10 +174,13 @@ impl Context {
         s
     }
 
-    fn data_dir_for(&self, cfg: &Config) -> PathBuf {
+    pub fn data_dir_for(&self, cfg: &Config) -> PathBuf {
         self.data_dir.clone().unwrap_or_else(|| cfg.data_dir())
     }
 
+    /// The existing store: a command other than `serve` and `init` never
+    /// makes one (issue #12: a mistyped `--data-dir` silently made a
+    /// fresh, empty store, and the command "worked" on it).
     pub fn store(&self) -> Result<Store, String> {
         let cfg = self.config()?;
         let dir = self.data_dir_for(&cfg);
@@ -161,7 +188,25 @@ impl Context {
             crate::lock::refuse_while_migrating(&dir)?;
         }
         become_data_owner(&dir)?;
-        wait(open_store(&cfg, &dir))
+        // Admin changes and sendmail submissions go to the server's log
+        // when it is the journal or a file (on stderr they would mix with
+        // the command's own output).
+        if cfg.log.output != "stderr" {
+            if let Err(e) = crate::logging::init(&cfg.log) {
+                eprintln!("postroom: warning: {e}");
+            }
+        }
+        match wait(Store::open_configured(&store_place(&cfg, &dir, false))) {
+            Err(postroom_store::StoreError::NoStore(what)) => Err(self.no_store(&what)),
+            r => r.map_err(|e| store_error(&cfg, &dir, e)),
+        }
+    }
+
+    /// What to say when there is no store: what is missing, and how to
+    /// make one for this same instance.
+    fn no_store(&self, what: &str) -> String {
+        let flags = self.cli_flags();
+        format!("{what}: make one with `postroom{flags} init`, or start `postroom{flags} serve`")
     }
 
     /// The admin service on this instance's store, with the rules the
@@ -177,21 +222,39 @@ impl Context {
     }
 }
 
-/// Opens the store as `[store]` says: the embedded database in `data_dir`,
-/// or PostgreSQL; errors name where it looked.
-pub async fn open_store(cfg: &Config, data_dir: &std::path::Path) -> Result<Store, String> {
-    let place = postroom_store::StorePlace {
+/// Where `[store]` says the store is; `create`: see
+/// [`postroom_store::StorePlace::create`].
+fn store_place<'a>(
+    cfg: &'a Config,
+    data_dir: &'a std::path::Path,
+    create: bool,
+) -> postroom_store::StorePlace<'a> {
+    postroom_store::StorePlace {
         data_dir,
         database: cfg.store.database.as_deref(),
         password_file: cfg.store.password_file.as_deref(),
         blobs: cfg.store.blobs.as_deref(),
-    };
-    Store::open_configured(&place)
+        create,
+    }
+}
+
+/// A store error that names where it looked.
+fn store_error(cfg: &Config, data_dir: &std::path::Path, e: postroom_store::StoreError) -> String {
+    match (&e, &cfg.store.database) {
+        // Already names the folder.
+        (postroom_store::StoreError::NoStore(_), None) => e.to_string(),
+        (_, None) => format!("{}: {e}", data_dir.display()),
+        (_, Some(_)) => format!("the PostgreSQL store: {e}"),
+    }
+}
+
+/// Opens the store as `[store]` says, making it when there is none
+/// (`serve`): the embedded database in `data_dir`, or PostgreSQL; errors
+/// name where it looked.
+pub async fn open_or_create_store(cfg: &Config, data_dir: &std::path::Path) -> Result<Store, String> {
+    Store::open_configured(&store_place(cfg, data_dir, true))
         .await
-        .map_err(|e| match place.database {
-            None => format!("{}: {e}", data_dir.display()),
-            Some(_) => format!("the PostgreSQL store: {e}"),
-        })
+        .map_err(|e| store_error(cfg, data_dir, e))
 }
 
 /// Runs a store call to completion. The commands are synchronous; the

@@ -199,10 +199,14 @@ pub fn run(ctx: &Context, args: &[String]) -> CmdResult {
     // task lives there.
     match super::wait(pipeline.submit_local(sender, &recipients, message)) {
         Ok(queue_id) => {
+            tracing::info!(target: "sendmail", queue_id = %queue_id, user = %local_user(),
+                from = %sender_text, to = %recipients.join(","), verdict = "accepted", "sendmail submission");
             eprintln!("sendmail: queued as {queue_id}");
             Ok(())
         }
         Err(e) => {
+            tracing::info!(target: "sendmail", user = %local_user(), from = %sender_text,
+                to = %recipients.join(","), verdict = "rejected", reply = %e, "sendmail submission");
             eprintln!("sendmail: {e}");
             let temporary = e.starts_with('4');
             std::process::exit(if temporary { EX_TEMPFAIL } else { 67 });

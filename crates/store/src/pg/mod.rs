@@ -187,6 +187,18 @@ impl Postgres {
         password_file: Option<&Path>,
         blobs: Arc<dyn BlobStore>,
     ) -> Result<Postgres> {
+        Postgres::open(url, password_file, blobs, true).await
+    }
+
+    /// [`Postgres::connect`]; with `create` false an empty database is
+    /// refused ([`crate::StoreError::NoStore`]) instead of given the
+    /// schema: only `serve` and `postroom init` make one.
+    pub async fn open(
+        url: &str,
+        password_file: Option<&Path>,
+        blobs: Arc<dyn BlobStore>,
+        create: bool,
+    ) -> Result<Postgres> {
         let config = config_from(url, password_file)?;
         let place = place(&config);
         let manager = Manager::from_config(
@@ -207,7 +219,7 @@ impl Postgres {
         let folders: Arc<FolderWatch> = Arc::default();
         let changed = tokio::sync::watch::Sender::new(0);
         let mut client = get(&pool, &place).await?;
-        schema::ensure(&mut client).await?;
+        schema::ensure(&mut client, create).await?;
         drop(client);
         let committer = committer::Committer::start(pool.clone(), place.clone(), Arc::clone(&folders), blobs);
         Ok(Postgres {
@@ -312,6 +324,34 @@ impl QueueMeta for Postgres {
             .query(&format!("SELECT {OUTBOUND_COLS} FROM outbound ORDER BY id"), &[])
             .await?;
         rows.iter().map(outbound_row).collect()
+    }
+
+    async fn held_between(&self, since: i64, until: i64) -> Result<Vec<OutboundRow>> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                &format!(
+                    "SELECT {OUTBOUND_COLS} FROM outbound WHERE state = 'held' AND created >= $1 AND created < $2 ORDER BY id"
+                ),
+                &[&since, &until],
+            )
+            .await?;
+        rows.iter().map(outbound_row).collect()
+    }
+
+    async fn queue_summary(&self) -> Result<Vec<crate::queue::QueueCount>> {
+        let c = self.client().await?;
+        let rows = c.query(crate::queue::SUMMARY, &[]).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(crate::queue::QueueCount::new(
+                    r.try_get(0)?,
+                    r.try_get::<_, &str>(1)?,
+                    r.try_get(2)?,
+                    r.try_get(3)?,
+                ))
+            })
+            .collect()
     }
 
     async fn due_outbound(&self, now: i64, limit: usize) -> Result<Vec<OutboundRow>> {

@@ -231,8 +231,9 @@ CREATE TABLE schema_version (
 
 /// Creates the schema in an empty database, or checks the version of an
 /// existing one: a newer one is refused ([`StoreError::TooNew`]), and so
-/// is a database with tables of another application.
-pub(super) async fn ensure(client: &mut PgClient) -> Result<()> {
+/// is a database with tables of another application. Without `create`, an
+/// empty database is [`StoreError::NoStore`] and stays empty.
+pub(super) async fn ensure(client: &mut PgClient, create: bool) -> Result<()> {
     let tx = client.transaction().await.map_err(pg_err)?;
     // Held to the end of this transaction: a second process opening the
     // same fresh database waits here, then finds the schema made.
@@ -291,6 +292,11 @@ pub(super) async fn ensure(client: &mut PgClient) -> Result<()> {
     if foreign {
         return Err(StoreError::Invalid(
             "the PostgreSQL database holds tables that are not Postroom's: use an empty database".into(),
+        ));
+    }
+    if !create {
+        return Err(StoreError::NoStore(
+            "the PostgreSQL database holds no Postroom store (no schema yet)".into(),
         ));
     }
     tx.batch_execute(SCHEMA).await.map_err(pg_err)?;

@@ -13,6 +13,7 @@ mod alias;
 mod domain;
 mod error;
 mod keys;
+mod provider;
 mod queue;
 mod user;
 

@@ -29,6 +29,11 @@ pub enum Command {
     /// Mailboxes.
     #[command(subcommand)]
     User(UserCmd),
+    /// The provider's administrators: they log in to the web console and
+    /// manage every domain (a domain's own admins are mailboxes: `user
+    /// admin`).
+    #[command(subcommand)]
+    Admin(AdminCmd),
     /// Aliases, mailing lists and catch-alls.
     #[command(subcommand)]
     Alias(AliasCmd),
@@ -207,6 +212,28 @@ pub struct PasswordArgs {
     /// Store an existing hash ({SHA512-CRYPT}$6$..., $argon2id$..., ...).
     #[arg(long, conflicts_with = "password_stdin")]
     pub password_hash: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCmd {
+    /// Add a provider admin; the password is the first line of standard
+    /// input.
+    Add {
+        address: String,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Set a provider admin's password (from standard input); their
+    /// console sessions end.
+    Passwd {
+        address: String,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// The provider admins.
+    List,
+    /// Remove a provider admin; their console sessions end.
+    Remove { address: String },
 }
 
 #[derive(Subcommand, Debug)]

@@ -193,6 +193,11 @@ pub(crate) const TABLES: &[Table] = &[
         ],
         has_id: true,
     },
+    Table {
+        name: "provider_admins",
+        columns: &["id", "address", "display", "password_hash", "created"],
+        has_id: true,
+    },
 ];
 
 /// What a copy did.

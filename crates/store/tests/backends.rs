@@ -167,7 +167,66 @@ suite!(
     held_deliveries_and_their_release,
     schema_too_new,
     admin_life_cycle_and_audit,
+    provider_admins,
 );
+
+/// Schema version 9: the provider's administrators (the web console).
+async fn provider_admins(f: &Fixture) {
+    let m = meta(f);
+    assert!(m.provider_admins().await.unwrap().is_empty());
+    assert_eq!(m.provider_admin("boss@provider.example").await.unwrap(), None);
+    let a = m
+        .add_provider_admin("boss@provider.example", "Boss@Provider.example", "$argon2id$one")
+        .await
+        .unwrap();
+    assert_eq!(
+        (a.address.as_str(), a.display.as_str(), a.password_hash.as_str()),
+        ("boss@provider.example", "Boss@Provider.example", "$argon2id$one")
+    );
+    assert!(invalid(
+        m.add_provider_admin("boss@provider.example", "boss@provider.example", "$x")
+            .await
+    )
+    .contains("exists already"));
+    m.add_provider_admin("aide@provider.example", "aide@provider.example", "$argon2id$two")
+        .await
+        .unwrap();
+    let all: Vec<String> = m
+        .provider_admins()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.address)
+        .collect();
+    assert_eq!(all, ["aide@provider.example", "boss@provider.example"]);
+    assert!(m
+        .set_provider_admin_password("boss@provider.example", "$argon2id$new")
+        .await
+        .unwrap());
+    assert!(!m
+        .set_provider_admin_password("nobody@provider.example", "$x")
+        .await
+        .unwrap());
+    // Another handle (another process, another node) sees the change.
+    let other = f.reopen().await;
+    let seen = other
+        .meta()
+        .provider_admin("boss@provider.example")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.password_hash, "$argon2id$new");
+    assert!(m.remove_provider_admin("boss@provider.example").await.unwrap());
+    assert!(!m.remove_provider_admin("boss@provider.example").await.unwrap());
+    assert_eq!(
+        other
+            .meta()
+            .provider_admin("boss@provider.example")
+            .await
+            .unwrap(),
+        None
+    );
+}
 
 /// Schema version 7: the directory version that makes the admin service's
 /// checks safe, mailbox and domain removal, renames, logins, the audit.
@@ -1727,6 +1786,7 @@ async fn postgres_upgrades_a_v7_database() {
     let c = connect(&pg.url).await;
     c.batch_execute(
         "ALTER TABLE outbound DROP COLUMN hold_reason, DROP COLUMN local_account, DROP COLUMN local_folder;
+         DROP TABLE provider_admins;
          UPDATE schema_version SET version = 7;
          INSERT INTO outbound (queue_id, blob_id, prefix, sender, recipient, state, reason, next_attempt, created)
              VALUES ('q', 'b', '', 's@x.example', 'r@y.example', 'held', 'alias target does not exist', 0, 0),
@@ -1747,6 +1807,8 @@ async fn postgres_upgrades_a_v7_database() {
         (Some(HoldReason::Other), None, "alias target does not exist")
     );
     assert_eq!(rows[1].hold_reason, None);
+    // Version 9's table is there too.
+    assert!(store.meta().provider_admins().await.unwrap().is_empty());
     let v: i64 = c
         .query_one("SELECT max(version) FROM schema_version", &[])
         .await

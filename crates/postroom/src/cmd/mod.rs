@@ -2,6 +2,7 @@
 //! server sees their changes at once (it keeps no directory cache).
 
 mod check;
+mod console;
 mod directory;
 mod dkim;
 mod mail;
@@ -48,6 +49,7 @@ pub fn run(args: Cli) -> CmdResult {
         }
         Command::Domain(c) => directory::domain(&ctx, c),
         Command::User(c) => directory::user(&ctx, c),
+        Command::Admin(c) => console::admin(&ctx, c),
         Command::Alias(c) => directory::alias(&ctx, c),
         Command::Import(c) => directory::import(&ctx, c),
         Command::Mail(c) => mail::mail(&ctx, c),

@@ -21,6 +21,7 @@ pub const TRIAL_SUBMISSION_PORT: u16 = 10587;
 pub const TRIAL_SUBMISSIONS_PORT: u16 = 10465;
 pub const TRIAL_IMAP_PORT: u16 = 10143;
 pub const TRIAL_IMAPS_PORT: u16 = 10993;
+pub const TRIAL_HTTP_PORT: u16 = 10080;
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -36,6 +37,7 @@ pub struct Config {
     pub dns: DnsConfig,
     pub log: LogConfig,
     pub store: StoreConfig,
+    pub http: HttpConfig,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -305,6 +307,51 @@ impl Default for AuthConfig {
     }
 }
 
+/// The web console and the HTTP API (`crates/http`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Plain HTTP listeners. With `tls_listen` empty they serve the
+    /// console (the trial, on loopback); otherwise they only redirect to
+    /// HTTPS.
+    pub listen: Vec<String>,
+    /// HTTPS listeners (443), with the `[tls]` certificates and SNI.
+    pub tls_listen: Vec<String>,
+    /// Connections open at once, all clients together.
+    pub max_connections: usize,
+    /// The largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// The longest a request may take, from its first byte to its answer.
+    pub request_timeout_secs: u64,
+    /// A console session ends after this long without a request.
+    pub session_idle_secs: u64,
+    /// A console session ends this long after its login, however busy.
+    pub session_max_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: vec![format!("127.0.0.1:{TRIAL_HTTP_PORT}")],
+            tls_listen: Vec::new(),
+            // A console has a handful of staff and customers' admins at a
+            // time; 256 leaves room for browsers' 6 connections each
+            // without letting one client hold thousands of sockets.
+            max_connections: 256,
+            // The largest API request is an alias with 10,000 targets of
+            // about 30 bytes (admin::MAX_TARGETS): 300 KB. 1 MiB covers
+            // it with room to spare.
+            max_body_bytes: 1 << 20,
+            request_timeout_secs: 30,
+            // OWASP session management: 15-30 minutes idle for a
+            // privileged application, and an absolute lifetime of a
+            // working day (12 h).
+            session_idle_secs: 30 * 60,
+            session_max_secs: 12 * 3600,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
@@ -485,6 +532,8 @@ impl Config {
             ("submission.tls_listen", &self.submission.tls_listen),
             ("pop3.listen", &self.pop3.listen),
             ("pop3.tls_listen", &self.pop3.tls_listen),
+            ("http.listen", &self.http.listen),
+            ("http.tls_listen", &self.http.tls_listen),
         ] {
             for addr in list {
                 if addr.parse::<SocketAddr>().is_err() {
@@ -513,6 +562,17 @@ impl Config {
         ] {
             if let Err(e) = IpNetList::parse(list) {
                 return err(name, e);
+            }
+        }
+        for (key, v) in [
+            ("http.max_connections", self.http.max_connections as u64),
+            ("http.max_body_bytes", self.http.max_body_bytes as u64),
+            ("http.request_timeout_secs", self.http.request_timeout_secs),
+            ("http.session_idle_secs", self.http.session_idle_secs),
+            ("http.session_max_secs", self.http.session_max_secs),
+        ] {
+            if v == 0 {
+                return err(key, "must be more than 0".into());
             }
         }
         if ![452, 552].contains(&self.smtp.quota_exceeded_code) {
@@ -751,6 +811,24 @@ mod tests {
         let example = Config::parse(EXAMPLE).unwrap();
         assert!(example.imap.connection_limit_exempt.is_empty());
         assert!(EXAMPLE.matches("connection_limit_exempt = []").count() == 3);
+    }
+
+    #[test]
+    fn http_defaults_and_checks() {
+        let cfg = Config::parse("").unwrap();
+        assert_eq!(cfg.http.listen, ["127.0.0.1:10080"]);
+        assert!(cfg.http.tls_listen.is_empty());
+        assert_eq!(
+            (cfg.http.session_idle_secs, cfg.http.session_max_secs),
+            (1800, 43200)
+        );
+        let example = Config::parse(EXAMPLE).unwrap();
+        assert!(example.http.tls_listen.iter().any(|l| l.ends_with(":443")));
+        assert!(example.http.listen.iter().any(|l| l.ends_with(":80")));
+        let e = Config::parse("[http]\nlisten = [\"nowhere\"]\n").unwrap_err();
+        assert!(e.0.starts_with("http.listen"), "{e}");
+        let e = Config::parse("[http]\nmax_body_bytes = 0\n").unwrap_err();
+        assert!(e.0.starts_with("http.max_body_bytes"), "{e}");
     }
 
     #[test]

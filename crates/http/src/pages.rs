@@ -31,6 +31,9 @@ pub fn routes() -> Router<State> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/domains") }))
         .route("/static/console.css", get(css))
+        // Browsers ask for it on every site; no icon, and no 404 in their
+        // consoles.
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/login", get(login_form).post(login_submit))
         .route("/logout", post(logout))
         .route("/password", get(password_form).post(password_submit))

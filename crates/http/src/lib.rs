@@ -13,7 +13,10 @@
 //!
 //! Layout: `server` (listeners, TLS, limits), `session` (sans-IO
 //! sessions), `auth` (login, principals, CSRF, security headers), `api`
-//! (the JSON endpoints), `pages` (the console's pages).
+//! (the JSON endpoints: extractors and scope in `api/mod.rs`, a file per
+//! family: domains, mailboxes, aliases), `pages` (the console: shared
+//! pieces in `pages/mod.rs`, then login, domains, mailboxes), templates in
+//! `templates/`, the style sheet in `static/`.
 
 mod api;
 mod auth;

@@ -317,6 +317,24 @@ def test_a_password_change_ends_the_other_sessions(console):
     assert b.api("GET", "/domains")[0] == 401
 
 
+def test_a_domain_admin_session_follows_the_mailbox(console):
+    """Each request reads the login's row again: a domain admin whose
+    flag is taken away, or whose mailbox moves to another domain, is
+    logged out at once."""
+    console.cli("user", "add", "deputy@esoomllub.com", "--password-stdin", "--domain-admin",
+                input="deputy-secret-1\n")
+    b = Browser(console.http_port)
+    assert b.login("deputy@esoomllub.com", "deputy-secret-1")[0] == 303
+    assert b.api("GET", "/domains/esoomllub.com")[0] == 200
+    console.cli("user", "admin", "deputy@esoomllub.com", "--off")
+    assert b.api("GET", "/domains/esoomllub.com")[0] == 401
+    console.cli("user", "admin", "deputy@esoomllub.com")
+    assert b.login("deputy@esoomllub.com", "deputy-secret-1")[0] == 303
+    console.cli("user", "rename", "deputy@esoomllub.com", "deputy@other.example")
+    status, body = b.api("GET", "/domains/other.example")
+    assert status == 401, body
+
+
 def test_the_console_pages_manage_mailboxes_and_aliases(console):
     b = provider(console)
     csrf = b.csrf()

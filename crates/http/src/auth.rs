@@ -152,14 +152,15 @@ pub async fn principal(state: &State, parts: &Parts) -> Result<Principal, NoPrin
             .await
             .map_err(|_| NoPrincipal::Unavailable)?
             .map(|a| fingerprint(&a.password_hash)),
-        Role::DomainAdmin { account, .. } => state
+        Role::DomainAdmin { account, domain } => state
             .admin
             .store()
             .meta()
             .account_by_id(*account)
             .await
             .map_err(|_| NoPrincipal::Unavailable)?
-            .filter(|a| a.enabled && a.domain_admin)
+            // Renamed into another domain, the session's scope is stale.
+            .filter(|a| a.enabled && a.domain_admin && a.domain_id == *domain)
             .and_then(|a| a.password_hash)
             .map(|h| fingerprint(&h)),
     };
@@ -223,15 +224,28 @@ enum Found {
     DomainAdmin(Role),
 }
 
-/// Checks a login and password (provider admins first, then mailboxes
-/// with the admin flag), under the mail protocols' throttle, and opens a
-/// session. Returns the cookie value.
+/// Checks a login and password, then opens a session. Returns the cookie
+/// value.
 pub async fn login(
     state: &State,
     ip: std::net::IpAddr,
     login: &str,
     password: &Secret<String>,
 ) -> Result<(String, Session), LoginError> {
+    let (name, role, hash) = check_password(state, ip, login, password).await?;
+    tracing::info!(target: "auth", client = %ip, user = %name, "console login");
+    Ok(state.sessions.create(&name, role, fingerprint(&hash), now()))
+}
+
+/// Checks a login and password (provider admins first, then mailboxes
+/// with the admin flag), under the mail protocols' throttle: the
+/// canonical login, its role and its stored hash.
+pub async fn check_password(
+    state: &State,
+    ip: std::net::IpAddr,
+    login: &str,
+    password: &Secret<String>,
+) -> Result<(String, Role, String), LoginError> {
     let addr = Address::parse(login.trim(), true).ok();
     let name = addr
         .as_ref()
@@ -280,8 +294,7 @@ pub async fn login(
         Found::Provider => Role::Provider,
         Found::DomainAdmin(r) => r,
     };
-    tracing::info!(target: "auth", client = %ip, user = %name, "console login");
-    Ok(state.sessions.create(&name, role, fingerprint(&hash), now()))
+    Ok((name, role, hash))
 }
 
 /// `Set-Cookie` for a session (or, with `None`, its removal).

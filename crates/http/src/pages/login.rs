@@ -180,8 +180,8 @@ pub(crate) async fn change_own_password(
             "the current password is wrong",
         ));
     }
-    match auth::login(state, p.ip, &p.login, &Secret::new(current.to_string())).await {
-        Ok((t, _)) => state.sessions.remove(&t),
+    match auth::check_password(state, p.ip, &p.login, &Secret::new(current.to_string())).await {
+        Ok(_) => {}
         Err(LoginError::Unavailable) => {
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -438,3 +438,44 @@ def test_the_trial_prints_the_console_and_its_first_login(tmp_path):
     finally:
         p.terminate()
         p.wait(timeout=30)
+
+
+def test_request_head_and_connection_limits():
+    s = make_server(extra_http="max_connections = 2")
+    s.start()
+    try:
+        # A request head past 16 KiB (a cookie stuffed with junk) is refused
+        # by status, not read into memory.
+        c = http.client.HTTPConnection("127.0.0.1", s.http_port, timeout=10)
+        c.request("GET", "/login", headers={"Cookie": "x=" + "a" * 20000})
+        r = c.getresponse()
+        assert r.status == 431, r.status
+        c.close()
+        # Two connections open and silent take both slots: a third is
+        # closed at once without an answer.
+        import socket
+        held = [socket.create_connection(("127.0.0.1", s.http_port), timeout=10) for _ in range(2)]
+        time.sleep(0.2)
+        third = socket.create_connection(("127.0.0.1", s.http_port), timeout=10)
+        try:
+            third.sendall(b"GET /login HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert third.recv(100) == b""
+        except ConnectionResetError:
+            pass
+        third.close()
+        for h in held:
+            h.close()
+        # Their slots come back once they are gone.
+        deadline = time.time() + 10
+        while True:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", s.http_port, timeout=10)
+                c.request("GET", "/login")
+                assert c.getresponse().status == 200
+                c.close()
+                break
+            except (ConnectionError, http.client.HTTPException):
+                assert time.time() < deadline
+                time.sleep(0.1)
+    finally:
+        discard(s)

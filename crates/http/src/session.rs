@@ -115,9 +115,7 @@ impl Sessions {
         };
         let mut map = self.lock();
         if map.len() >= MAX_SESSIONS {
-            map.retain(|_, s| {
-                now.saturating_sub(s.last_seen) < self.idle && now.saturating_sub(s.created) < self.max_age
-            });
+            map.retain(|_, s| self.alive(s, now));
         }
         let mut mine: Vec<(String, u64)> = map
             .iter()

@@ -479,3 +479,68 @@ def test_request_head_and_connection_limits():
                 time.sleep(0.1)
     finally:
         discard(s)
+
+
+def test_api_tokens(console):
+    def token(*args):
+        r = console.cli("api-token", "create", *args)
+        return r.stdout.strip()
+
+    def call(tok, method, path, body=None):
+        c = http.client.HTTPConnection("127.0.0.1", console.http_port, timeout=10)
+        h = {"Authorization": f"Bearer {tok}"}
+        data = None
+        if body is not None:
+            data = json.dumps(body)
+            h["Content-Type"] = "application/json"
+        c.request(method, "/api/v1" + path, body=data, headers=h)
+        r = c.getresponse()
+        out = json.loads(r.read() or b"null")
+        c.close()
+        return r.status, out
+
+    # Refused for a mailbox that is no admin.
+    r = console.cli("api-token", "create", "--for", "customseo@esoomllub.com", check=False)
+    assert r.returncode != 0 and "not a domain admin" in r.stderr
+    kent_token = token("--for", KENT)
+    assert kent_token.startswith("prt_")
+    # A token needs no CSRF token (a browser never sends one by itself)
+    # and keeps the scope of its login.
+    status, body = call(kent_token, "POST", "/domains/esoomllub.com/mailboxes",
+                        {"local": "bytoken", "password": "by-token-secret"})
+    assert status == 201, body
+    assert call(kent_token, "GET", "/domains/other.example")[0] == 404
+    assert call(kent_token, "POST", "/password", {"current": KENT_PW, "new": "x" * 12})[0] == 403
+    # Read-only tokens read.
+    ro = token("--for", PROVIDER, "--read-only")
+    assert call(ro, "GET", "/domains/other.example")[0] == 200
+    status, body = call(ro, "POST", "/domains", {"name": "readonly.example"})
+    assert status == 403 and "only read" in body["error"]
+    # An allow-list that does not hold the client.
+    far = token("--for", PROVIDER, "--allow-from", "192.0.2.0/24")
+    assert call(far, "GET", "/domains")[0] == 403
+    near = token("--for", PROVIDER, "--allow-from", "127.0.0.0/8,::1")
+    assert call(near, "GET", "/domains")[0] == 200
+    # Unknown, revoked, or for a login that lost its rights: 401.
+    assert call("prt_" + "x" * 43, "GET", "/domains")[0] == 401
+    listing = console.cli("api-token", "list", "--for", PROVIDER).stdout
+    assert kent_token not in listing and kent_token[4:] not in listing
+    first_id = listing.split("\t")[0]
+    console.cli("api-token", "revoke", first_id)
+    assert call(ro, "GET", "/domains")[0] == 401
+    console.cli("user", "admin", KENT, "--off")
+    try:
+        assert call(kent_token, "GET", "/domains")[0] == 401
+    finally:
+        console.cli("user", "admin", KENT)
+    # Never a password for the mail protocols.
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    m = imaplib.IMAP4_SSL("127.0.0.1", console.imaps_port, ssl_context=ctx, timeout=10)
+    with pytest.raises(imaplib.IMAP4.error):
+        m.login(KENT, kent_token)
+    # The audit names the token's login and never the token.
+    audit = console.cli("audit", "--object", "bytoken@esoomllub.com").stdout
+    assert f"api:{KENT}" in audit
+    assert kent_token[4:] not in console.cli("audit", "--limit", "1000").stdout

@@ -38,8 +38,13 @@ pub struct Principal {
     pub csrf: String,
     pub ip: std::net::IpAddr,
     pub tls: bool,
-    /// The session cookie's value (to end or renew this session).
+    /// The session cookie's value (to end or renew this session); empty
+    /// for an API token.
     pub(crate) token: String,
+    /// An API token that may only read.
+    pub read_only: bool,
+    /// Came with an API token rather than a session.
+    pub via_token: bool,
 }
 
 impl Principal {
@@ -175,17 +180,36 @@ pub async fn principal(state: &State, parts: &Parts) -> Result<Principal, NoPrin
         ip: info.ip,
         tls: info.tls,
         token: token.to_string(),
+        read_only: false,
+        via_token: false,
     })
 }
 
-/// The API's principal: a session, and for every change its CSRF token in
-/// `X-CSRF-Token`.
+/// The API's principal: an `Authorization: Bearer` token (a browser never
+/// sends one by itself, so no CSRF token is needed), or a session and, for
+/// every change, its CSRF token in `X-CSRF-Token`.
 pub struct ApiPrincipal(pub Principal);
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
 
 impl FromRequestParts<State> for ApiPrincipal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &State) -> Result<Self, ApiError> {
+        if let Some(token) = bearer(&parts.headers) {
+            let p = token_principal(state, parts, token).await?;
+            if p.read_only && !is_safe(&parts.method) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "this API token may only read",
+                ));
+            }
+            return Ok(ApiPrincipal(p));
+        }
         let p = match principal(state, parts).await {
             Ok(p) => p,
             Err(NoPrincipal::LoggedOut) => {
@@ -218,10 +242,46 @@ fn is_safe(m: &Method) -> bool {
     matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// What a login found.
-enum Found {
-    Provider,
-    DomainAdmin(Role),
+/// A console login as stored: its role, its password hash, and whether it
+/// may log in now (a mailbox must be enabled and an admin).
+struct Login {
+    role: Role,
+    hash: Option<String>,
+    usable: bool,
+}
+
+/// Provider admins first, then mailboxes (following an alias domain).
+async fn find_login(state: &State, addr: &Address) -> postroom_store::Result<Option<Login>> {
+    let meta = state.admin.store().meta();
+    if let Some(a) = meta.provider_admin(&addr.canonical()).await? {
+        return Ok(Some(Login {
+            role: Role::Provider,
+            hash: Some(a.password_hash),
+            usable: true,
+        }));
+    }
+    let Some(mut d) = meta.domain(addr.domain().canonical()).await? else {
+        return Ok(None);
+    };
+    if let Some(target) = d.alias_of {
+        match meta.domain_by_id(target).await? {
+            Some(t) => d = t,
+            None => return Ok(None),
+        }
+    }
+    let Some(a) = meta.account(d.id, addr.local_canonical()).await? else {
+        return Ok(None);
+    };
+    Ok(Some(Login {
+        role: Role::DomainAdmin {
+            domain: d.id,
+            account: a.id,
+        },
+        hash: a.password_hash,
+        // A mailbox that is no admin fails as a wrong password would: the
+        // console does not tell who has a mailbox.
+        usable: a.enabled && a.domain_admin,
+    }))
 }
 
 /// Checks a login and password, then opens a session. Returns the cookie
@@ -250,51 +310,57 @@ pub async fn check_password(
     let name = addr
         .as_ref()
         .map_or_else(|| login.trim().to_lowercase(), Address::canonical);
-    let admin = state.admin.clone();
     let found = state
         .auth
-        .login_other(ip, &name, password, || async move {
-            let Some(addr) = addr else { return Ok(None) };
-            let meta = admin.store().meta();
-            if let Some(a) = meta.provider_admin(&addr.canonical()).await? {
-                return Ok(Some((
-                    Some(a.password_hash.clone()),
-                    true,
-                    (Found::Provider, a.password_hash),
-                )));
-            }
-            let Some(mut d) = meta.domain(addr.domain().canonical()).await? else {
-                return Ok(None);
-            };
-            if let Some(target) = d.alias_of {
-                match meta.domain_by_id(target).await? {
-                    Some(t) => d = t,
-                    None => return Ok(None),
-                }
-            }
-            let Some(a) = meta.account(d.id, addr.local_canonical()).await? else {
-                return Ok(None);
-            };
-            let hash = a.password_hash.clone().unwrap_or_default();
-            let role = Role::DomainAdmin {
-                domain: d.id,
-                account: a.id,
-            };
-            // A mailbox that is no admin fails as a wrong password would:
-            // the console does not tell who has a mailbox.
-            Ok(Some((
-                a.password_hash,
-                a.enabled && a.domain_admin,
-                (Found::DomainAdmin(role), hash),
-            )))
+        .login_other(ip, &name, password, || async {
+            let Some(addr) = &addr else { return Ok(None) };
+            Ok(find_login(state, addr).await?.map(|l| {
+                let hash = l.hash.clone().unwrap_or_default();
+                (l.hash, l.usable, (l.role, hash))
+            }))
         })
         .await?;
-    let (found, hash) = found;
-    let role = match found {
-        Found::Provider => Role::Provider,
-        Found::DomainAdmin(r) => r,
-    };
+    let (role, hash) = found;
     Ok((name, role, hash))
+}
+
+/// The principal of an `Authorization: Bearer` token: live, used from an
+/// allowed network, and acting as a login that may still log in.
+async fn token_principal(state: &State, parts: &Parts, token: &str) -> Result<Principal, ApiError> {
+    let info = conn_info(parts);
+    let refused = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "the API token is unknown, revoked or expired",
+        )
+    };
+    let row = state.admin.api_token_check(token).await?.ok_or_else(refused)?;
+    if !row.allow_from.is_empty() {
+        let nets: Vec<&str> = row.allow_from.split(',').collect();
+        let allowed = postroom_core::IpNetList::parse(&nets).is_ok_and(|n| n.contains(info.ip));
+        if !allowed {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "the API token is not for this address",
+            ));
+        }
+    }
+    let addr = Address::parse(&row.login, true).map_err(|_| refused())?;
+    let login = find_login(state, &addr)
+        .await
+        .map_err(AdminError::from)?
+        .filter(|l| l.usable)
+        .ok_or_else(refused)?;
+    Ok(Principal {
+        login: row.login,
+        role: login.role,
+        csrf: String::new(),
+        ip: info.ip,
+        tls: info.tls,
+        token: String::new(),
+        read_only: row.read_only,
+        via_token: true,
+    })
 }
 
 /// `Set-Cookie` for a session (or, with `None`, its removal).

@@ -34,6 +34,10 @@ pub enum Command {
     /// admin`).
     #[command(subcommand)]
     Admin(AdminCmd),
+    /// API tokens (`Authorization: Bearer`), acting as a provider or
+    /// domain admin; never valid for IMAP, POP3 or SMTP.
+    #[command(subcommand)]
+    ApiToken(ApiTokenCmd),
     /// Aliases, mailing lists and catch-alls.
     #[command(subcommand)]
     Alias(AliasCmd),
@@ -234,6 +238,33 @@ pub enum AdminCmd {
     List,
     /// Remove a provider admin; their console sessions end.
     Remove { address: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ApiTokenCmd {
+    /// Make a token and print it (once: only its digest is kept).
+    Create {
+        /// The provider admin or domain admin it acts as.
+        #[arg(long = "for")]
+        login: String,
+        /// Only reads (GET).
+        #[arg(long)]
+        read_only: bool,
+        /// Days until it expires (at most 366).
+        #[arg(long, default_value_t = 90)]
+        expires_days: i64,
+        /// Networks it may be used from (e.g. 192.0.2.0/24); anywhere
+        /// when not given.
+        #[arg(long, value_delimiter = ',')]
+        allow_from: Vec<String>,
+    },
+    /// The tokens (never their secrets).
+    List {
+        #[arg(long = "for")]
+        login: Option<String>,
+    },
+    /// Revoke a token by its id.
+    Revoke { id: i64 },
 }
 
 #[derive(Subcommand, Debug)]

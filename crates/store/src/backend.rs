@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use crate::admin::{AuditEntry, AuditQuery, AuditRow};
 use crate::cache::FolderSnapshot;
 use crate::committer::Delivery;
-use crate::console::ProviderAdminRow;
+use crate::console::{ApiTokenRow, NewApiToken, ProviderAdminRow};
 use crate::directory::{AccountRow, AliasRow, DomainRow, ImportedAlias};
 use crate::dkim::DkimKeyRow;
 use crate::folders::{FlagOp, FolderChanges, MessageMeta};
@@ -298,6 +298,13 @@ pub trait ConsoleMeta: Send + Sync {
     async fn set_provider_admin_password(&self, address: &str, hash: &str) -> Result<bool>;
     /// False when there is no such admin.
     async fn remove_provider_admin(&self, address: &str) -> Result<bool>;
+    async fn add_api_token(&self, token: &NewApiToken) -> Result<ApiTokenRow>;
+    /// The token with this digest (expired ones too: the caller decides).
+    async fn api_token(&self, digest: &str) -> Result<Option<ApiTokenRow>>;
+    /// Every token, or a login's, by id.
+    async fn api_tokens(&self, login: Option<&str>) -> Result<Vec<ApiTokenRow>>;
+    /// False when there is no such token.
+    async fn remove_api_token(&self, id: i64) -> Result<bool>;
 }
 
 /// A whole back end.

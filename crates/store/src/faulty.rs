@@ -15,7 +15,7 @@ use crate::backend::{
 };
 use crate::cache::FolderSnapshot;
 use crate::committer::Delivery;
-use crate::console::ProviderAdminRow;
+use crate::console::{ApiTokenRow, NewApiToken, ProviderAdminRow};
 use crate::directory::{AccountRow, AliasRow, DomainRow, ImportedAlias};
 use crate::dkim::DkimKeyRow;
 use crate::folders::{FlagOp, FolderChanges, MessageMeta};
@@ -530,5 +530,21 @@ impl ConsoleMeta for FaultyMeta {
     async fn remove_provider_admin(&self, address: &str) -> Result<bool> {
         self.check()?;
         self.inner.remove_provider_admin(address).await
+    }
+    async fn add_api_token(&self, token: &NewApiToken) -> Result<ApiTokenRow> {
+        self.check()?;
+        self.inner.add_api_token(token).await
+    }
+    async fn api_token(&self, digest: &str) -> Result<Option<ApiTokenRow>> {
+        self.check()?;
+        self.inner.api_token(digest).await
+    }
+    async fn api_tokens(&self, login: Option<&str>) -> Result<Vec<ApiTokenRow>> {
+        self.check()?;
+        self.inner.api_tokens(login).await
+    }
+    async fn remove_api_token(&self, id: i64) -> Result<bool> {
+        self.check()?;
+        self.inner.remove_api_token(id).await
     }
 }

@@ -43,7 +43,7 @@ pub use backend::{
 };
 pub use blob::{BlobStore, FsBlobStore, MemSpool};
 pub use committer::{Delivery, LocalDelivery, OutboundItem};
-pub use console::ProviderAdminRow;
+pub use console::{ApiTokenRow, NewApiToken, ProviderAdminRow};
 pub use db::Db;
 pub use fs::{DurableFs, RealFs, SimulatedFs, TempFile};
 pub use held::{HeldLocal, Hold, HoldReason};

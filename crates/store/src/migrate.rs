@@ -198,6 +198,19 @@ pub(crate) const TABLES: &[Table] = &[
         columns: &["id", "address", "display", "password_hash", "created"],
         has_id: true,
     },
+    Table {
+        name: "api_tokens",
+        columns: &[
+            "id",
+            "digest",
+            "login",
+            "read_only",
+            "allow_from",
+            "expires",
+            "created",
+        ],
+        has_id: true,
+    },
 ];
 
 /// What a copy did.

@@ -16,7 +16,7 @@ use crate::backend::{
 };
 use crate::cache::FolderSnapshot;
 use crate::committer::Delivery;
-use crate::console::ProviderAdminRow;
+use crate::console::{ApiTokenRow, NewApiToken, ProviderAdminRow};
 use crate::directory::{AccountRow, AliasRow, DomainRow, ImportedAlias};
 use crate::dkim::DkimKeyRow;
 use crate::folders::{FlagOp, FolderChanges, MessageMeta};
@@ -426,5 +426,17 @@ impl ConsoleMeta for Sqlite {
     }
     async fn remove_provider_admin(&self, address: &str) -> Result<bool> {
         self.db.remove_provider_admin(address)
+    }
+    async fn add_api_token(&self, token: &NewApiToken) -> Result<ApiTokenRow> {
+        self.db.add_api_token(token)
+    }
+    async fn api_token(&self, digest: &str) -> Result<Option<ApiTokenRow>> {
+        self.db.api_token(digest)
+    }
+    async fn api_tokens(&self, login: Option<&str>) -> Result<Vec<ApiTokenRow>> {
+        self.db.api_tokens(login)
+    }
+    async fn remove_api_token(&self, id: i64) -> Result<bool> {
+        self.db.remove_api_token(id)
     }
 }

@@ -1787,6 +1787,7 @@ async fn postgres_upgrades_a_v7_database() {
     c.batch_execute(
         "ALTER TABLE outbound DROP COLUMN hold_reason, DROP COLUMN local_account, DROP COLUMN local_folder;
          DROP TABLE provider_admins;
+         DROP TABLE api_tokens;
          UPDATE schema_version SET version = 7;
          INSERT INTO outbound (queue_id, blob_id, prefix, sender, recipient, state, reason, next_attempt, created)
              VALUES ('q', 'b', '', 's@x.example', 'r@y.example', 'held', 'alias target does not exist', 0, 0),
@@ -1807,8 +1808,9 @@ async fn postgres_upgrades_a_v7_database() {
         (Some(HoldReason::Other), None, "alias target does not exist")
     );
     assert_eq!(rows[1].hold_reason, None);
-    // Version 9's table is there too.
+    // Version 9's tables are there too.
     assert!(store.meta().provider_admins().await.unwrap().is_empty());
+    assert!(store.meta().api_tokens(None).await.unwrap().is_empty());
     let v: i64 = c
         .query_one("SELECT max(version) FROM schema_version", &[])
         .await

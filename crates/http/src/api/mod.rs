@@ -237,6 +237,13 @@ async fn change_password(
     ApiPrincipal(p): ApiPrincipal,
     ApiJson(body): ApiJson<PasswordChange>,
 ) -> ApiResult<Json<Done>> {
+    if p.via_token {
+        // A leaked token must not become the account itself.
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "log in to change your password: an API token may not",
+        ));
+    }
     crate::pages::change_own_password(&state, &p, &body.current, &body.new).await?;
     Ok(done())
 }
@@ -249,8 +256,9 @@ pub(super) fn canonical(address: &str) -> String {
 #[openapi(
     info(
         title = "Postroom API",
-        description = "Domains, mailboxes and aliases. Log in with the console's form (POST /login); \
-        send the session cookie and, with every change, the X-CSRF-Token from GET /api/v1/session."
+        description = "Domains, mailboxes and aliases. Send `Authorization: Bearer TOKEN` (postroom \
+        api-token create), or log in with the console's form (POST /login) and send the session cookie and, \
+        with every change, the X-CSRF-Token from GET /api/v1/session."
     ),
     paths(
         session,

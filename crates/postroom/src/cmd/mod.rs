@@ -50,6 +50,7 @@ pub fn run(args: Cli) -> CmdResult {
         Command::Domain(c) => directory::domain(&ctx, c),
         Command::User(c) => directory::user(&ctx, c),
         Command::Admin(c) => console::admin(&ctx, c),
+        Command::ApiToken(c) => console::api_token(&ctx, c),
         Command::Alias(c) => directory::alias(&ctx, c),
         Command::Import(c) => directory::import(&ctx, c),
         Command::Mail(c) => mail::mail(&ctx, c),

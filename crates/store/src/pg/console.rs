@@ -1,4 +1,4 @@
-//! The provider's administrators on PostgreSQL: `crate::console` for this
+//! The provider's administrators and API tokens on PostgreSQL: `crate::console` for this
 //! back end.
 
 use async_trait::async_trait;
@@ -6,7 +6,7 @@ use tokio_postgres::Row;
 
 use super::{now, Postgres};
 use crate::backend::ConsoleMeta;
-use crate::console::{ProviderAdminRow, PROVIDER_ADMIN_COLS};
+use crate::console::{ApiTokenRow, NewApiToken, ProviderAdminRow, API_TOKEN_COLS, PROVIDER_ADMIN_COLS};
 use crate::{Result, StoreError};
 
 fn admin_row(r: &Row) -> Result<ProviderAdminRow> {
@@ -16,6 +16,18 @@ fn admin_row(r: &Row) -> Result<ProviderAdminRow> {
         display: r.try_get(2)?,
         password_hash: r.try_get(3)?,
         created: r.try_get(4)?,
+    })
+}
+
+fn token_row(r: &Row) -> Result<ApiTokenRow> {
+    Ok(ApiTokenRow {
+        id: r.try_get(0)?,
+        digest: r.try_get(1)?,
+        login: r.try_get(2)?,
+        read_only: r.try_get(3)?,
+        allow_from: r.try_get(4)?,
+        expires: r.try_get(5)?,
+        created: r.try_get(6)?,
     })
 }
 
@@ -84,5 +96,57 @@ impl ConsoleMeta for Postgres {
                 .await?
                 > 0,
         )
+    }
+
+    async fn add_api_token(&self, t: &NewApiToken) -> Result<ApiTokenRow> {
+        let c = self.client().await?;
+        let r = c
+            .query_one(
+                &format!(
+                    "INSERT INTO api_tokens (digest, login, read_only, allow_from, expires, created)
+                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING {API_TOKEN_COLS}"
+                ),
+                &[
+                    &t.digest,
+                    &t.login,
+                    &t.read_only,
+                    &t.allow_from,
+                    &t.expires,
+                    &now(),
+                ],
+            )
+            .await?;
+        token_row(&r)
+    }
+
+    async fn api_token(&self, digest: &str) -> Result<Option<ApiTokenRow>> {
+        let c = self.client().await?;
+        c.query_opt(
+            &format!("SELECT {API_TOKEN_COLS} FROM api_tokens WHERE digest = $1"),
+            &[&digest],
+        )
+        .await?
+        .as_ref()
+        .map(token_row)
+        .transpose()
+    }
+
+    async fn api_tokens(&self, login: Option<&str>) -> Result<Vec<ApiTokenRow>> {
+        let c = self.client().await?;
+        c.query(
+            &format!(
+                "SELECT {API_TOKEN_COLS} FROM api_tokens WHERE ($1::TEXT IS NULL OR login = $1) ORDER BY id"
+            ),
+            &[&login],
+        )
+        .await?
+        .iter()
+        .map(token_row)
+        .collect()
+    }
+
+    async fn remove_api_token(&self, id: i64) -> Result<bool> {
+        let c = self.client().await?;
+        Ok(c.execute("DELETE FROM api_tokens WHERE id = $1", &[&id]).await? > 0)
     }
 }

@@ -87,13 +87,13 @@ def pg_database():
 
 
 PORT_ATTRS = ("port", "pop3_port", "pop3s_port", "imap_port", "imaps_port", "submission_port",
-              "submissions_port")
+              "submissions_port", "http_port")
 
 
 class Server:
     """One Postroom instance: its config, data folder, process and CLI."""
 
-    def __init__(self, tmp, extra_smtp="", extra_toml="", extra_pop3="", extra_imap=""):
+    def __init__(self, tmp, extra_smtp="", extra_toml="", extra_pop3="", extra_imap="", extra_http=""):
         self.tmp = tmp
         for attr, port in zip(PORT_ATTRS, free_ports(len(PORT_ATTRS))):
             setattr(self, attr, port)
@@ -131,6 +131,10 @@ tls_listen = ["127.0.0.1:{self.pop3s_port}"]
 listen = ["127.0.0.1:{self.imap_port}"]
 tls_listen = ["127.0.0.1:{self.imaps_port}"]
 {extra_imap}
+
+[http]
+listen = ["127.0.0.1:{self.http_port}"]
+{extra_http}
 
 [dns]
 enabled = false
@@ -251,13 +255,13 @@ def _remove_made():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def make_server(extra_smtp="", extra_toml="", populate=True, extra_pop3="", extra_imap="", init=True):
+def make_server(extra_smtp="", extra_toml="", populate=True, extra_pop3="", extra_imap="", init=True, extra_http=""):
     """A server's folder and config; with `init` (the default) its store
     made by `postroom init`, as only it and `serve` make one (issue #12):
     the CLI refuses a folder without a store."""
     tmp = tempfile.mkdtemp(prefix="postroom-e2e-")
     _made.append(tmp)
-    s = Server(tmp, extra_smtp, extra_toml, extra_pop3, extra_imap)
+    s = Server(tmp, extra_smtp, extra_toml, extra_pop3, extra_imap, extra_http)
     if init or populate:
         s.cli("init")
     if populate:
@@ -293,8 +297,8 @@ def server():
 def server_factory():
     started = []
 
-    def factory(extra_smtp="", extra_toml="", populate=True, extra_pop3="", extra_imap="", init=True):
-        s = make_server(extra_smtp, extra_toml, populate, extra_pop3, extra_imap, init)
+    def factory(extra_smtp="", extra_toml="", populate=True, extra_pop3="", extra_imap="", init=True, extra_http=""):
+        s = make_server(extra_smtp, extra_toml, populate, extra_pop3, extra_imap, init, extra_http)
         started.append(s)
         return s
 

@@ -118,9 +118,14 @@ def pebble_for(tmp_path):
 
 
 def acme_server(pebble_for, challenge, before_start=None):
+    """`challenge` is http-01 on a listener of ACME's own, http-01 on the
+    console's plain listener ("http-01-console", as in production where
+    [http] listen is port 80), or tls-alpn-01."""
     http_port = free_ports(1)[0]
     s = make_server(populate=False)
-    pebble = pebble_for(http_port, s.imaps_port)
+    on_console = challenge == "http-01-console"
+    pebble = pebble_for(s.http_port if on_console else http_port, s.imaps_port)
+    extra = "" if on_console else f'http_listen = ["127.0.0.1:{http_port}"]'
     with open(s.config, "a") as f:
         f.write(f"""
 [acme]
@@ -128,8 +133,8 @@ enabled = true
 directory = "{pebble.directory}"
 directory_ca = "{pebble.ca}"
 contact = ["mailto:hostmaster@test.example"]
-challenge = "{challenge}"
-http_listen = ["127.0.0.1:{http_port}"]
+challenge = "{challenge.replace("-console", "")}"
+{extra}
 """)
     if before_start:
         before_start(s)
@@ -147,7 +152,7 @@ def wait_for_certificate(s, timeout=60):
         raise AssertionError("no certificate from Pebble:\n" + f.read()[-3000:])
 
 
-@pytest.mark.parametrize("challenge", ["http-01", "tls-alpn-01"])
+@pytest.mark.parametrize("challenge", ["http-01", "http-01-console", "tls-alpn-01"])
 def test_a_certificate_is_obtained_and_swapped_in(pebble_for, challenge):
     s, pebble = acme_server(pebble_for, challenge)
     s.start()

@@ -357,7 +357,7 @@ def test_a_second_server_on_the_same_data_folder_is_refused(server, tmp_path):
     the same folder (other ports) is refused, naming the first."""
     with open(server.config) as f:
         cfg = f.read()
-    ports = iter(free_ports(7))
+    ports = iter(free_ports(8))
     cfg = re.sub(r'127\.0\.0\.1:\d+"', lambda m: f'127.0.0.1:{next(ports)}"', cfg)
     second = tmp_path / "second.toml"
     second.write_text(cfg)

@@ -13,7 +13,9 @@ mod alias;
 mod domain;
 mod error;
 mod keys;
+mod provider;
 mod queue;
+mod tokens;
 mod user;
 
 #[cfg(test)]
@@ -31,6 +33,7 @@ pub use alias::AliasInfo;
 pub use domain::{DomainChange, DomainInfo};
 pub use error::AdminError;
 pub use keys::txt_record;
+pub use tokens::{token_digest, MAX_TOKEN_DAYS, TOKEN_PREFIX};
 pub use user::{NewPassword, Removal, UserInfo};
 
 pub type Result<T> = std::result::Result<T, AdminError>;

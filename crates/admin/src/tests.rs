@@ -816,3 +816,160 @@ async fn releasing_a_quarantined_local_copy_puts_it_into_its_mailbox() {
         [b"Delivered-To: kent@abc.com\r\nSubject: quarantined\r\n\r\nbody\r\n".to_vec()]
     );
 }
+
+#[tokio::test]
+async fn provider_admins_are_added_listed_and_removed_from_the_cli_only() {
+    let (_dir, s) = service();
+    let api = Actor::Api {
+        login: "boss@provider.example".into(),
+        ip: "192.0.2.7".parse().unwrap(),
+    };
+    // A console session cannot make itself a lasting provider admin.
+    let e = s
+        .provider_admin_add(&api, "new@provider.example", plain())
+        .await
+        .unwrap_err();
+    assert_eq!(e.http_status(), 403, "{e}");
+    let e = s
+        .provider_admin_add(&cli(), "boss@provider.example", pw("short"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.http_status(), 422, "{e}");
+    let a = s
+        .provider_admin_add(&cli(), "Boss@Provider.example", plain())
+        .await
+        .unwrap();
+    assert_eq!(a.address, "boss@provider.example");
+    let e = s
+        .provider_admin_add(&cli(), "boss@provider.example", plain())
+        .await
+        .unwrap_err();
+    assert_eq!(e.http_status(), 409, "{e}");
+    assert!(s.provider_admin("BOSS@provider.example").await.unwrap().is_some());
+    assert!(s.provider_admin("not an address").await.unwrap().is_none());
+    s.provider_admin_passwd(&cli(), "boss@provider.example", plain())
+        .await
+        .unwrap();
+    s.provider_admin_remove(&cli(), "boss@provider.example")
+        .await
+        .unwrap();
+    let e = s
+        .provider_admin_remove(&cli(), "boss@provider.example")
+        .await
+        .unwrap_err();
+    assert_eq!(e.http_status(), 404, "{e}");
+    assert!(s.provider_admins().await.unwrap().is_empty());
+    let ops: Vec<String> = s
+        .audit(None, None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.entry.operation)
+        .collect();
+    assert_eq!(ops, ["admin.remove", "admin.passwd", "admin.add"]);
+}
+
+#[tokio::test]
+async fn mailbox_pages_are_sorted_searched_and_counted() {
+    let (_dir, s) = with_domain().await;
+    for name in ["carol", "alice", "bob", "alfred"] {
+        s.user_add(&cli(), &format!("{name}@abc.com"), plain(), None, false)
+            .await
+            .unwrap();
+    }
+    let (total, page) = s.users_page("abc.com", "", 1, 2).await.unwrap();
+    let names: Vec<&str> = page.iter().map(|u| u.address.as_str()).collect();
+    assert_eq!((total, names), (4, vec!["alice@abc.com", "bob@abc.com"]));
+    let (total, page) = s.users_page("abc.com", "AL", 0, 50).await.unwrap();
+    assert_eq!((total, page.len()), (2, 2));
+    let (total, page) = s.users_page("abc.com", "", 10, 50).await.unwrap();
+    assert_eq!((total, page.len()), (4, 0));
+}
+
+#[tokio::test]
+async fn api_tokens_are_shown_once_stored_hashed_and_expire() {
+    let (_dir, s) = with_domain().await;
+    s.user_add(&cli(), "kent@abc.com", plain(), None, true)
+        .await
+        .unwrap();
+    s.user_add(&cli(), "plain@abc.com", plain(), None, false)
+        .await
+        .unwrap();
+    s.provider_admin_add(&cli(), "boss@provider.example", plain())
+        .await
+        .unwrap();
+    let e = s
+        .api_token_create(&cli(), "plain@abc.com", false, 30, &[])
+        .await
+        .unwrap_err();
+    assert_eq!(e.http_status(), 422, "{e}");
+    let e = s
+        .api_token_create(&cli(), "nobody@abc.com", false, 30, &[])
+        .await
+        .unwrap_err();
+    assert_eq!(e.http_status(), 422, "{e}");
+    let e = s
+        .api_token_create(&cli(), "kent@abc.com", false, 0, &[])
+        .await
+        .unwrap_err();
+    assert_eq!(e.http_status(), 422, "{e}");
+    let e = s
+        .api_token_create(&cli(), "kent@abc.com", false, 30, &["10.0.0.0/99".into()])
+        .await
+        .unwrap_err();
+    assert_eq!(e.http_status(), 422, "{e}");
+    let api = Actor::Api {
+        login: "boss@provider.example".into(),
+        ip: "192.0.2.7".parse().unwrap(),
+    };
+    let e = s
+        .api_token_create(&api, "kent@abc.com", false, 30, &[])
+        .await
+        .unwrap_err();
+    assert_eq!(e.http_status(), 403, "{e}");
+
+    let (row, token) = s
+        .api_token_create(&cli(), "Kent@abc.com", true, 30, &[])
+        .await
+        .unwrap();
+    assert!(token.starts_with(TOKEN_PREFIX) && token.len() > 40);
+    assert_eq!(row.login, "kent@abc.com");
+    assert_ne!(row.digest, token);
+    assert!(!row.digest.contains(&token[4..]));
+    assert_eq!(s.api_token_check(&token).await.unwrap(), Some(row.clone()));
+    assert_eq!(s.api_token_check("prt_wrong").await.unwrap(), None);
+    s.api_token_create(&cli(), "boss@provider.example", false, 1, &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.api_tokens(Some("kent@abc.com")).await.unwrap(),
+        vec![row.clone()]
+    );
+    assert_eq!(s.api_tokens(None).await.unwrap().len(), 2);
+    // An expired token is refused.
+    let expired = "prt_expired-token-for-the-test";
+    s.store()
+        .meta()
+        .add_api_token(&postroom_store::NewApiToken {
+            digest: token_digest(expired),
+            login: "kent@abc.com".into(),
+            read_only: false,
+            allow_from: String::new(),
+            expires: now() - 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(s.api_token_check(expired).await.unwrap(), None);
+    s.api_token_revoke(&cli(), row.id).await.unwrap();
+    assert_eq!(s.api_token_check(&token).await.unwrap(), None);
+    assert_eq!(
+        s.api_token_revoke(&cli(), row.id)
+            .await
+            .unwrap_err()
+            .http_status(),
+        404
+    );
+    let audit = s.audit(Some("kent@abc.com"), None, 10).await.unwrap();
+    assert!(audit.iter().all(|r| !r.entry.detail.contains(&token[4..])));
+    assert_eq!(audit[0].entry.operation, "token.revoke");
+}

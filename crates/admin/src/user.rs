@@ -38,7 +38,7 @@ pub enum Removal {
 }
 
 impl AdminService {
-    async fn hash(&self, pw: NewPassword) -> Result<String> {
+    pub(crate) async fn hash(&self, pw: NewPassword) -> Result<String> {
         let len = match &pw {
             NewPassword::Hash(h) => h.len(),
             NewPassword::Plain(p) => p.expose().len(),
@@ -147,6 +147,37 @@ impl AdminService {
             out.push(self.info(d, a).await?);
         }
         Ok(out)
+    }
+
+    /// One page of a domain's mailboxes, by address, those whose address
+    /// contains `search` (any case) only: (how many match, the page).
+    /// Usage is read for the page's rows only, so a domain of 10,000
+    /// mailboxes costs one list query and `limit` usage reads.
+    pub async fn users_page(
+        &self,
+        domain: &str,
+        search: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(usize, Vec<UserInfo>)> {
+        let d = self.home_domain(&parse_domain(domain)?).await?;
+        let needle = search.trim().to_lowercase();
+        let mut rows: Vec<AccountRow> = self
+            .meta()
+            .accounts(Some(d.id))
+            .await?
+            .into_iter()
+            .filter(|a| {
+                needle.is_empty() || a.local.contains(&needle) || a.display.to_lowercase().contains(&needle)
+            })
+            .collect();
+        rows.sort_by(|a, b| a.local.cmp(&b.local));
+        let total = rows.len();
+        let mut out = Vec::new();
+        for a in rows.into_iter().skip(offset).take(limit) {
+            out.push(self.info(&d, a).await?);
+        }
+        Ok((total, out))
     }
 
     pub async fn user_passwd(&self, actor: &Actor, address: &str, pw: NewPassword) -> Result<()> {

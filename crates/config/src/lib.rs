@@ -21,6 +21,7 @@ pub const TRIAL_SUBMISSION_PORT: u16 = 10587;
 pub const TRIAL_SUBMISSIONS_PORT: u16 = 10465;
 pub const TRIAL_IMAP_PORT: u16 = 10143;
 pub const TRIAL_IMAPS_PORT: u16 = 10993;
+pub const TRIAL_HTTP_PORT: u16 = 10080;
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -37,6 +38,7 @@ pub struct Config {
     pub log: LogConfig,
     pub store: StoreConfig,
     pub acme: AcmeConfig,
+    pub http: HttpConfig,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -311,6 +313,51 @@ impl Default for AuthConfig {
     }
 }
 
+/// The web console and the HTTP API (`crates/http`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Plain HTTP listeners. With `tls_listen` empty they serve the
+    /// console (the trial, on loopback); otherwise they only redirect to
+    /// HTTPS.
+    pub listen: Vec<String>,
+    /// HTTPS listeners (443), with the `[tls]` certificates and SNI.
+    pub tls_listen: Vec<String>,
+    /// Connections open at once, all clients together.
+    pub max_connections: usize,
+    /// The largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// The longest a request may take, from its first byte to its answer.
+    pub request_timeout_secs: u64,
+    /// A console session ends after this long without a request.
+    pub session_idle_secs: u64,
+    /// A console session ends this long after its login, however busy.
+    pub session_max_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: vec![format!("127.0.0.1:{TRIAL_HTTP_PORT}")],
+            tls_listen: Vec::new(),
+            // A console has a handful of staff and customers' admins at a
+            // time; 256 leaves room for browsers' 6 connections each
+            // without letting one client hold thousands of sockets.
+            max_connections: 256,
+            // The largest API request is an alias with 10,000 targets of
+            // about 30 bytes (admin::MAX_TARGETS): 300 KB. 1 MiB covers
+            // it with room to spare.
+            max_body_bytes: 1 << 20,
+            request_timeout_secs: 30,
+            // OWASP session management: 15-30 minutes idle for a
+            // privileged application, and an absolute lifetime of a
+            // working day (12 h).
+            session_idle_secs: 30 * 60,
+            session_max_secs: 12 * 3600,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
@@ -408,7 +455,8 @@ pub struct AcmeConfig {
     pub names: Vec<String>,
     /// `http-01` or `tls-alpn-01`.
     pub challenge: String,
-    /// Where HTTP-01 tokens are served (the CA asks on port 80).
+    /// Extra listeners for HTTP-01 tokens; empty: the console's plain
+    /// listeners (`[http] listen`, port 80 in production) answer them.
     pub http_listen: Vec<String>,
     pub renew_before_days: u32,
     /// A PEM root for the directory's own HTTPS (a private or test CA).
@@ -426,7 +474,7 @@ impl Default for AcmeConfig {
             contact: Vec::new(),
             names: Vec::new(),
             challenge: "http-01".into(),
-            http_listen: vec!["0.0.0.0:80".into(), "[::]:80".into()],
+            http_listen: Vec::new(),
             // Let's Encrypt's certificates last 90 days and it advises
             // renewing with a third of that left.
             renew_before_days: 30,
@@ -572,6 +620,27 @@ impl Config {
         let err = |key: &str, what: String| Err(ConfigError(format!("{key}: {what}")));
         self.store.validate()?;
         self.acme.validate()?;
+        if self.acme.enabled && self.acme.challenge == "http-01" {
+            // The CA asks on port 80 (RFC 8555 8.3): someone must answer.
+            if self.acme.http_listen.is_empty() && self.http.listen.is_empty() {
+                return err(
+                    "acme.http_listen",
+                    "http-01 needs a plain-HTTP listener: set http.listen (port 80) or acme.http_listen"
+                        .into(),
+                );
+            }
+            if let Some(both) = self
+                .acme
+                .http_listen
+                .iter()
+                .find(|a| self.http.listen.contains(a))
+            {
+                return err(
+                    "acme.http_listen",
+                    format!("`{both}` is in http.listen too, which answers HTTP-01 already"),
+                );
+            }
+        }
         if let Err(e) = Domain::parse(&self.server.hostname) {
             return err(
                 "server.hostname",
@@ -591,6 +660,8 @@ impl Config {
             ("submission.tls_listen", &self.submission.tls_listen),
             ("pop3.listen", &self.pop3.listen),
             ("pop3.tls_listen", &self.pop3.tls_listen),
+            ("http.listen", &self.http.listen),
+            ("http.tls_listen", &self.http.tls_listen),
         ] {
             for addr in list {
                 if addr.parse::<SocketAddr>().is_err() {
@@ -619,6 +690,17 @@ impl Config {
         ] {
             if let Err(e) = IpNetList::parse(list) {
                 return err(name, e);
+            }
+        }
+        for (key, v) in [
+            ("http.max_connections", self.http.max_connections as u64),
+            ("http.max_body_bytes", self.http.max_body_bytes as u64),
+            ("http.request_timeout_secs", self.http.request_timeout_secs),
+            ("http.session_idle_secs", self.http.session_idle_secs),
+            ("http.session_max_secs", self.http.session_max_secs),
+        ] {
+            if v == 0 {
+                return err(key, "must be more than 0".into());
             }
         }
         if ![452, 552].contains(&self.smtp.quota_exceeded_code) {
@@ -910,11 +992,33 @@ mod tests {
             ("contact = [\"hostmaster@example.com\"]", "acme.contact"),
             ("names = [\"not a name\"]", "acme.names"),
             ("http_listen = [\"80\"]", "acme.http_listen"),
+            (
+                "enabled = true\nhttp_listen = [\"127.0.0.1:10080\"]",
+                "acme.http_listen",
+            ),
             ("renew_before_days = 0", "acme.renew_before_days"),
         ] {
             let e = Config::parse(&format!("[acme]\n{bad}\n")).unwrap_err();
             assert!(e.0.starts_with(key), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn http_defaults_and_checks() {
+        let cfg = Config::parse("").unwrap();
+        assert_eq!(cfg.http.listen, ["127.0.0.1:10080"]);
+        assert!(cfg.http.tls_listen.is_empty());
+        assert_eq!(
+            (cfg.http.session_idle_secs, cfg.http.session_max_secs),
+            (1800, 43200)
+        );
+        let example = Config::parse(EXAMPLE).unwrap();
+        assert!(example.http.tls_listen.iter().any(|l| l.ends_with(":443")));
+        assert!(example.http.listen.iter().any(|l| l.ends_with(":80")));
+        let e = Config::parse("[http]\nlisten = [\"nowhere\"]\n").unwrap_err();
+        assert!(e.0.starts_with("http.listen"), "{e}");
+        let e = Config::parse("[http]\nmax_body_bytes = 0\n").unwrap_err();
+        assert!(e.0.starts_with("http.max_body_bytes"), "{e}");
     }
 
     #[test]

@@ -427,6 +427,75 @@ impl Authenticator {
         let name = addr
             .as_ref()
             .map_or_else(|| user.to_lowercase(), Address::canonical);
+        let (acct, stored) = self
+            .throttled(ip, &name, password, || async {
+                match &addr {
+                    Some(a) => Ok(self
+                        .find(a)
+                        .await?
+                        .map(|a| (a.password_hash.clone(), a.enabled, a))),
+                    None => Ok(None),
+                }
+            })
+            .await?;
+        // For `user show`: when the mailbox was last used. A failure to
+        // note it must not fail the login.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        if let Err(e) = self.db.record_login(acct.id, now).await {
+            tracing::warn!(error = %e, "could not note the login time");
+        }
+        if password::needs_rehash(&stored) {
+            // Imported hashes become argon2 at the first successful login.
+            let pw = password.clone();
+            if let Some(new_hash) = self.hashers.run(move || password::hash(&pw)).await {
+                if let Err(e) = self.db.set_password_hash(acct.id, &new_hash).await {
+                    tracing::warn!(error = %e, "could not store the rehashed password");
+                }
+            }
+        }
+        Ok(Authenticated {
+            account_id: acct.id,
+            address: name,
+        })
+    }
+
+    /// A login to something other than a mailbox (the web console's
+    /// provider administrators), under the same failure throttle as the
+    /// mail protocols: `name` is the canonical login, `find` reads the
+    /// stored hash and whether the login is enabled. Returns what `find`
+    /// found once the password matched.
+    pub async fn login_other<T, F, Fut>(
+        &self,
+        ip: IpAddr,
+        name: &str,
+        password: &Secret<String>,
+        find: F,
+    ) -> Result<T, LoginError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = postroom_store::Result<Option<(Option<String>, bool, T)>>>,
+    {
+        self.throttled(ip, name, password, find).await.map(|(t, _)| t)
+    }
+
+    /// The throttle around one password check: the per-(account, client)
+    /// order and delay, the per-client verification lock, the failure
+    /// counted before the check. `find` is asked for the stored hash, the
+    /// enabled flag and the row after the failure is reserved.
+    async fn throttled<T, F, Fut>(
+        &self,
+        ip: IpAddr,
+        name: &str,
+        password: &Secret<String>,
+        find: F,
+    ) -> Result<(T, String), LoginError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = postroom_store::Result<Option<(Option<String>, bool, T)>>>,
+    {
+        let name = name.to_string();
         let key = ClientKey::of(ip);
         let refused = || {
             tracing::info!(target: "auth", client = %ip, user = %name, "login refused: too many failures from this client; password not checked");
@@ -467,19 +536,16 @@ impl Authenticator {
                 .unwrap_or_else(|e| e.into_inner())
                 .release(&reservation)
         };
-        let account = match &addr {
-            Some(a) => match self.find(a).await {
-                Ok(account) => account,
-                Err(_) => {
-                    release(&self.tracker);
-                    return Err(LoginError::Unavailable);
-                }
-            },
-            None => None,
+        let found = match find().await {
+            Ok(found) => found,
+            Err(_) => {
+                release(&self.tracker);
+                return Err(LoginError::Unavailable);
+            }
         };
-        let stored = account
+        let stored = found
             .as_ref()
-            .and_then(|a| a.password_hash.clone())
+            .and_then(|(h, _, _)| h.clone())
             .unwrap_or_else(|| DUMMY_HASH.to_string());
         let pw = password.clone();
         let checked = stored.clone();
@@ -491,15 +557,15 @@ impl Authenticator {
         };
         // Why, for the log only: the client hears the same answer for all
         // (telling them apart would tell an attacker which addresses exist).
-        let why = match &account {
+        let why = match &found {
             None => "unknown user",
-            Some(a) if a.password_hash.is_none() => "no password set",
+            Some((None, _, _)) => "no password set",
             Some(_) if !ok => "wrong password",
-            Some(a) if !a.enabled => "disabled",
+            Some((_, false, _)) => "disabled",
             Some(_) => "",
         };
-        let usable = account.filter(|a| ok && a.enabled && a.password_hash.is_some());
-        let Some(acct) = usable else {
+        let usable = found.filter(|(h, enabled, _)| ok && *enabled && h.is_some());
+        let Some((_, _, row)) = usable else {
             // The reservation stays: it was a failure.
             tracing::info!(target: "auth", client = %ip, user = %name, reason = why, "login failed");
             return Err(LoginError::Failed);
@@ -508,27 +574,7 @@ impl Authenticator {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .succeeded(&reservation);
-        // For `user show`: when the mailbox was last used. A failure to
-        // note it must not fail the login.
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        if let Err(e) = self.db.record_login(acct.id, now).await {
-            tracing::warn!(error = %e, "could not note the login time");
-        }
-        if password::needs_rehash(&stored) {
-            // Imported hashes become argon2 at the first successful login.
-            let pw = password.clone();
-            if let Some(new_hash) = self.hashers.run(move || password::hash(&pw)).await {
-                if let Err(e) = self.db.set_password_hash(acct.id, &new_hash).await {
-                    tracing::warn!(error = %e, "could not store the rehashed password");
-                }
-            }
-        }
-        Ok(Authenticated {
-            account_id: acct.id,
-            address: name,
-        })
+        Ok((row, stored))
     }
 
     async fn find(
@@ -682,6 +728,62 @@ mod tests {
             .await
             .unwrap();
         assert!(alice().await.last_login.is_some_and(|t| t > 1_700_000_000));
+    }
+
+    /// The web console's logins (`login_other`) count in the same
+    /// throttle: failures there block the client's mail logins, and the
+    /// other way round, so a guesser gains nothing by switching doors.
+    #[tokio::test]
+    async fn other_logins_share_the_failure_throttle() {
+        let policy = LoginPolicy {
+            failures_before_delay: 1000,
+            block_after: 3,
+            ..LoginPolicy::default()
+        };
+        let (_dir, auth) = authenticator(policy).await;
+        let hash = password::hash(&Secret::new("console".into()));
+        let console = |pw: &'static str, ip: IpAddr| {
+            let auth = Arc::clone(&auth);
+            let hash = hash.clone();
+            async move {
+                auth.login_other(ip, "boss@provider.test", &Secret::new(pw.into()), || async move {
+                    Ok(Some((Some(hash), true, "boss")))
+                })
+                .await
+            }
+        };
+        let ip: IpAddr = "192.0.2.9".parse().unwrap();
+        assert_eq!(console("console", ip).await, Ok("boss"));
+        for _ in 0..3 {
+            assert_eq!(console("wrong", ip).await, Err(LoginError::Failed));
+        }
+        // The right mailbox password is not even checked now.
+        assert_eq!(
+            auth.login(ip, "alice@probe.test", &Secret::new("right".into()))
+                .await,
+            Err(LoginError::Refused)
+        );
+        assert_eq!(console("console", ip).await, Err(LoginError::Refused));
+        // Mail login failures block console logins.
+        let other: IpAddr = "198.51.100.4".parse().unwrap();
+        for _ in 0..3 {
+            assert!(auth
+                .login(other, "alice@probe.test", &Secret::new("wrong".into()))
+                .await
+                .is_err());
+        }
+        assert_eq!(console("console", other).await, Err(LoginError::Refused));
+        // A disabled login fails with the right password.
+        let third: IpAddr = "203.0.113.5".parse().unwrap();
+        let disabled = auth
+            .login_other(
+                third,
+                "off@provider.test",
+                &Secret::new("console".into()),
+                || async { Ok(Some((Some(hash.clone()), false, ()))) },
+            )
+            .await;
+        assert_eq!(disabled, Err(LoginError::Failed));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

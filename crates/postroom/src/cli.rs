@@ -50,6 +50,15 @@ pub enum Command {
     /// Mailboxes.
     #[command(subcommand)]
     User(UserCmd),
+    /// The provider's administrators: they log in to the web console and
+    /// manage every domain (a domain's own admins are mailboxes: `user
+    /// admin`).
+    #[command(subcommand)]
+    Admin(AdminCmd),
+    /// API tokens (`Authorization: Bearer`), acting as a provider or
+    /// domain admin; never valid for IMAP, POP3 or SMTP.
+    #[command(subcommand)]
+    ApiToken(ApiTokenCmd),
     /// Aliases, mailing lists and catch-alls.
     #[command(subcommand)]
     Alias(AliasCmd),
@@ -228,6 +237,55 @@ pub struct PasswordArgs {
     /// Store an existing hash ({SHA512-CRYPT}$6$..., $argon2id$..., ...).
     #[arg(long, conflicts_with = "password_stdin")]
     pub password_hash: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCmd {
+    /// Add a provider admin; the password is the first line of standard
+    /// input.
+    Add {
+        address: String,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Set a provider admin's password (from standard input); their
+    /// console sessions end.
+    Passwd {
+        address: String,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// The provider admins.
+    List,
+    /// Remove a provider admin; their console sessions end.
+    Remove { address: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ApiTokenCmd {
+    /// Make a token and print it (once: only its digest is kept).
+    Create {
+        /// The provider admin or domain admin it acts as.
+        #[arg(long = "for")]
+        login: String,
+        /// Only reads (GET).
+        #[arg(long)]
+        read_only: bool,
+        /// Days until it expires (at most 366).
+        #[arg(long, default_value_t = 90)]
+        expires_days: i64,
+        /// Networks it may be used from (e.g. 192.0.2.0/24); anywhere
+        /// when not given.
+        #[arg(long, value_delimiter = ',')]
+        allow_from: Vec<String>,
+    },
+    /// The tokens (never their secrets).
+    List {
+        #[arg(long = "for")]
+        login: Option<String>,
+    },
+    /// Revoke a token by its id.
+    Revoke { id: i64 },
 }
 
 #[derive(Subcommand, Debug)]

@@ -84,11 +84,15 @@ pub fn run(cfg: Config, data_dir: PathBuf, cli_flags: String) -> Result<(), Stri
         pop3s: bind("pop3.tls_listen", &cfg.pop3.tls_listen)?,
         imap: bind("imap.listen", &cfg.imap.listen)?,
         imaps: bind("imap.tls_listen", &cfg.imap.tls_listen)?,
+        // Only ACME's own extra listeners: by default the console's plain
+        // ones ([http] listen, port 80 in production) answer HTTP-01.
         acme_http: if cfg.acme.enabled && cfg.acme.challenge == "http-01" {
             bind("acme.http_listen", &cfg.acme.http_listen)?
         } else {
             Vec::new()
         },
+        http: bind("http.listen", &cfg.http.listen)?,
+        https: bind("http.tls_listen", &cfg.http.tls_listen)?,
     };
     raise_open_files_limit();
     std::fs::create_dir_all(&data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
@@ -194,6 +198,8 @@ struct Sockets {
     imaps: Vec<StdListener>,
     /// ACME HTTP-01 tokens (port 80), when `[acme]` asks for them.
     acme_http: Vec<StdListener>,
+    http: Vec<StdListener>,
+    https: Vec<StdListener>,
 }
 
 /// What a connection is handed to once accepted.
@@ -546,6 +552,17 @@ async fn serve(
             tokio::spawn(acceptor.run());
         }
     }
+    let console_hint = start_console(
+        &cfg,
+        &store,
+        &auth,
+        tls.clone(),
+        sockets.http,
+        sockets.https,
+        &shutdown,
+        &mut bound,
+    )
+    .await?;
     let mut queue_stop = shutdown.clone();
     let queue_task = tokio::spawn(delivery.run(async move { queue_stop.recv().await }));
     tokio::spawn(sweep_bodies_periodically(store.clone()));
@@ -564,7 +581,7 @@ async fn serve(
     tokio::spawn(held_reporter.run());
     drop(done_tx);
     let control = start_control_socket(&data_dir, &bound, connections, tls.clone());
-    print_banner(&cfg, &data_dir, &bound, &cli_flags);
+    print_banner(&cfg, &data_dir, &bound, &cli_flags, console_hint);
     crate::notify::ready(&format!("{} listeners", bound.len()));
 
     wait_for_signal(signals, tls, log_file).await;
@@ -625,6 +642,76 @@ fn start_control_socket(
             None
         }
     }
+}
+
+/// The web console and API (`[http]`): HTTPS on `tls_listen` with the mail
+/// listeners' certificates; the plain listeners serve the console when
+/// there is no HTTPS listener (the trial, on loopback), else redirect to
+/// it. Returns whether a first provider admin is still to be added.
+#[allow(clippy::too_many_arguments)]
+async fn start_console(
+    cfg: &Config,
+    store: &Store,
+    auth: &Arc<Authenticator>,
+    tls_settings: Option<TlsSettings>,
+    plain: Vec<StdListener>,
+    tls: Vec<StdListener>,
+    shutdown: &Shutdown,
+    bound: &mut Vec<(&'static str, SocketAddr)>,
+) -> Result<bool, String> {
+    let admin = postroom_admin::AdminService::for_store(
+        store.clone(),
+        postroom_admin::Policy {
+            hostname: cfg.server.hostname.clone(),
+            min_password_length: cfg.auth.min_password_length,
+            removal_grace_secs: postroom_admin::REMOVAL_GRACE_SECS,
+        },
+    );
+    let no_admin = match admin.provider_admins().await {
+        Ok(list) => list.is_empty(),
+        Err(_) => false,
+    };
+    let settings = postroom_http::Settings::from_config(&cfg.http);
+    let state = Arc::new(postroom_http::AppState {
+        admin,
+        auth: Arc::clone(auth),
+        sessions: postroom_http::session::Sessions::new(
+            settings.session_idle_secs,
+            settings.session_max_secs,
+        ),
+        settings,
+        acme: tls_settings
+            .as_ref()
+            .filter(|_| cfg.acme.enabled)
+            .map(|t| Arc::clone(&t.challenges)),
+    });
+    let https_on = !tls.is_empty() && tls_settings.is_some();
+    if !tls.is_empty() && tls_settings.is_none() {
+        tracing::warn!("no TLS certificate (tls.self_signed = false): the console's HTTPS listeners are off");
+    }
+    let mut listeners = Vec::new();
+    let mut add = |socks: Vec<StdListener>,
+                   name: &'static str,
+                   tls: Option<TlsSettings>,
+                   redirect_only: bool|
+     -> Result<(), String> {
+        for l in socks {
+            let socket = TcpListener::from_std(l).map_err(|e| e.to_string())?;
+            bound.push((name, socket.local_addr().map_err(|e| e.to_string())?));
+            listeners.push(postroom_http::Listener {
+                socket,
+                tls: tls.clone(),
+                redirect_only,
+            });
+        }
+        Ok(())
+    };
+    add(plain, "http", None, https_on)?;
+    if https_on {
+        add(tls, "https", tls_settings.clone(), false)?;
+    }
+    tokio::spawn(postroom_http::serve(state, listeners, shutdown.clone()));
+    Ok(no_admin)
 }
 
 /// Wakes IDLE sessions for changes other processes made to their folders
@@ -938,7 +1025,13 @@ fn tls_settings(cfg: &Config, data_dir: &std::path::Path) -> Result<Option<TlsSe
     TlsSettings::load(files).map(Some)
 }
 
-fn print_banner(cfg: &Config, data_dir: &std::path::Path, bound: &[(&str, SocketAddr)], cfg_flag: &str) {
+fn print_banner(
+    cfg: &Config,
+    data_dir: &std::path::Path,
+    bound: &[(&str, SocketAddr)],
+    cfg_flag: &str,
+    no_provider_admin: bool,
+) {
     let list = |name: &str| -> String {
         let v: Vec<String> = bound
             .iter()
@@ -967,6 +1060,20 @@ fn print_banner(cfg: &Config, data_dir: &std::path::Path, bound: &[(&str, Socket
     println!("  POP3S (implicit TLS):     {}", list("pop3s"));
     println!("  IMAP (STARTTLS):          {}", list("imap"));
     println!("  IMAPS (implicit TLS):     {}", list("imaps"));
+    let console = bound
+        .iter()
+        .find(|(n, _)| *n == "https")
+        .map(|(_, a)| format!("https://{a}/"))
+        .or_else(|| {
+            bound
+                .iter()
+                .find(|(n, _)| *n == "http")
+                .map(|(_, a)| format!("http://{a}/"))
+        });
+    println!(
+        "  Web console and API:      {}",
+        console.as_deref().unwrap_or("(off)")
+    );
     println!("  data folder:              {}", data_dir.display());
     println!();
     println!("Next steps (in another terminal):");
@@ -978,6 +1085,20 @@ fn print_banner(cfg: &Config, data_dir: &std::path::Path, bound: &[(&str, Socket
     );
     println!("  postroom{cfg_flag} mail list you@example.com");
     println!("Mail clients log in with the full address and its password, over TLS (IMAPS, POP3S) or after STARTTLS.");
+    if let Some(url) = &console {
+        // No password is made up and printed here: it would stay in
+        // terminal scroll-back and logs. The command reads one from stdin.
+        if no_provider_admin {
+            println!("Console: {url} — add its first administrator (a password on standard input):");
+            println!(
+                "  echo 'a-long-secret' | postroom{cfg_flag} admin add you@example.com --password-stdin"
+            );
+        } else {
+            println!(
+                "Console: {url} — log in with a provider admin's address and password (postroom admin list)."
+            );
+        }
+    }
     println!("Stop with Ctrl-C (graceful).");
     use std::io::Write;
     let _ = std::io::stdout().flush();

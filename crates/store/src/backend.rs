@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use crate::admin::{AuditEntry, AuditQuery, AuditRow};
 use crate::cache::FolderSnapshot;
 use crate::committer::Delivery;
+use crate::console::{ApiTokenRow, NewApiToken, ProviderAdminRow};
 use crate::directory::{AccountRow, AliasRow, DomainRow, ImportedAlias};
 use crate::dkim::DkimKeyRow;
 use crate::folders::{FlagOp, FolderChanges, MessageMeta};
@@ -290,8 +291,32 @@ pub trait Watch: Send + Sync {
     async fn look_for_foreign_changes(&self) -> Result<usize>;
 }
 
+/// What the web console and `postroom admin` need: the provider's
+/// administrators. Addresses are canonical (`Address::to_string`).
+#[async_trait]
+pub trait ConsoleMeta: Send + Sync {
+    /// Refused with `StoreError::Invalid("... exists already")` when the
+    /// address is one already.
+    async fn add_provider_admin(&self, address: &str, display: &str, hash: &str) -> Result<ProviderAdminRow>;
+    async fn provider_admin(&self, address: &str) -> Result<Option<ProviderAdminRow>>;
+    async fn provider_admins(&self) -> Result<Vec<ProviderAdminRow>>;
+    /// False when there is no such admin.
+    async fn set_provider_admin_password(&self, address: &str, hash: &str) -> Result<bool>;
+    /// False when there is no such admin.
+    async fn remove_provider_admin(&self, address: &str) -> Result<bool>;
+    async fn add_api_token(&self, token: &NewApiToken) -> Result<ApiTokenRow>;
+    /// The token with this digest (expired ones too: the caller decides).
+    async fn api_token(&self, digest: &str) -> Result<Option<ApiTokenRow>>;
+    /// Every token, or a login's, by id.
+    async fn api_tokens(&self, login: Option<&str>) -> Result<Vec<ApiTokenRow>>;
+    /// False when there is no such token.
+    async fn remove_api_token(&self, id: i64) -> Result<bool>;
+}
+
 /// A whole back end.
-pub trait Metadata: DirectoryMeta + AdminMeta + MailboxMeta + QueueMeta + DeliveryMeta + Watch {
+pub trait Metadata:
+    DirectoryMeta + AdminMeta + MailboxMeta + QueueMeta + DeliveryMeta + Watch + ConsoleMeta
+{
     /// A short name for logs and `status`: `sqlite` or `postgresql`.
     fn kind(&self) -> &'static str;
 }

@@ -11,10 +11,11 @@ use async_trait::async_trait;
 
 use crate::admin::{AuditEntry, AuditQuery, AuditRow};
 use crate::backend::{
-    AdminMeta, Appended, DeliveryMeta, DirectoryMeta, MailboxMeta, Metadata, QueueMeta, Watch,
+    AdminMeta, Appended, ConsoleMeta, DeliveryMeta, DirectoryMeta, MailboxMeta, Metadata, QueueMeta, Watch,
 };
 use crate::cache::FolderSnapshot;
 use crate::committer::Delivery;
+use crate::console::{ApiTokenRow, NewApiToken, ProviderAdminRow};
 use crate::directory::{AccountRow, AliasRow, DomainRow, ImportedAlias};
 use crate::dkim::DkimKeyRow;
 use crate::folders::{FlagOp, FolderChanges, MessageMeta};
@@ -513,5 +514,45 @@ impl Watch for FaultyMeta {
     async fn look_for_foreign_changes(&self) -> Result<usize> {
         self.check()?;
         self.inner.look_for_foreign_changes().await
+    }
+}
+
+#[async_trait]
+impl ConsoleMeta for FaultyMeta {
+    async fn add_provider_admin(&self, address: &str, display: &str, hash: &str) -> Result<ProviderAdminRow> {
+        self.check()?;
+        self.inner.add_provider_admin(address, display, hash).await
+    }
+    async fn provider_admin(&self, address: &str) -> Result<Option<ProviderAdminRow>> {
+        self.check()?;
+        self.inner.provider_admin(address).await
+    }
+    async fn provider_admins(&self) -> Result<Vec<ProviderAdminRow>> {
+        self.check()?;
+        self.inner.provider_admins().await
+    }
+    async fn set_provider_admin_password(&self, address: &str, hash: &str) -> Result<bool> {
+        self.check()?;
+        self.inner.set_provider_admin_password(address, hash).await
+    }
+    async fn remove_provider_admin(&self, address: &str) -> Result<bool> {
+        self.check()?;
+        self.inner.remove_provider_admin(address).await
+    }
+    async fn add_api_token(&self, token: &NewApiToken) -> Result<ApiTokenRow> {
+        self.check()?;
+        self.inner.add_api_token(token).await
+    }
+    async fn api_token(&self, digest: &str) -> Result<Option<ApiTokenRow>> {
+        self.check()?;
+        self.inner.api_token(digest).await
+    }
+    async fn api_tokens(&self, login: Option<&str>) -> Result<Vec<ApiTokenRow>> {
+        self.check()?;
+        self.inner.api_tokens(login).await
+    }
+    async fn remove_api_token(&self, id: i64) -> Result<bool> {
+        self.check()?;
+        self.inner.remove_api_token(id).await
     }
 }

@@ -12,6 +12,7 @@ pub mod backend;
 pub mod blob;
 pub mod cache;
 pub mod committer;
+pub mod console;
 pub mod db;
 pub mod directory;
 pub mod dkim;
@@ -42,6 +43,7 @@ pub use backend::{
 };
 pub use blob::{BlobStore, FsBlobStore, MemSpool};
 pub use committer::{Delivery, LocalDelivery, OutboundItem};
+pub use console::{ApiTokenRow, NewApiToken, ProviderAdminRow};
 pub use db::Db;
 pub use fs::{DurableFs, RealFs, SimulatedFs, TempFile};
 pub use held::{HeldLocal, Hold, HoldReason};

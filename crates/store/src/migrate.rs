@@ -193,6 +193,24 @@ pub(crate) const TABLES: &[Table] = &[
         ],
         has_id: true,
     },
+    Table {
+        name: "provider_admins",
+        columns: &["id", "address", "display", "password_hash", "created"],
+        has_id: true,
+    },
+    Table {
+        name: "api_tokens",
+        columns: &[
+            "id",
+            "digest",
+            "login",
+            "read_only",
+            "allow_from",
+            "expires",
+            "created",
+        ],
+        has_id: true,
+    },
 ];
 
 /// What a copy did.

@@ -258,7 +258,31 @@ ALTER TABLE outbound ADD COLUMN local_folder TEXT NOT NULL DEFAULT ''; -- and it
 UPDATE outbound SET hold_reason = 'other' WHERE state = 'held';
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
+/// Version 9 (the web console): the provider's administrators, who log
+/// in to the console only, and API tokens. A domain's admins are
+/// mailboxes with the admin flag (`accounts.domain_admin`) and need no
+/// row here.
+const V9: &str = r#"
+CREATE TABLE provider_admins (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    address TEXT NOT NULL UNIQUE,         -- canonical address
+    display TEXT NOT NULL,                -- as typed
+    password_hash TEXT NOT NULL,          -- argon2, as mailbox passwords
+    created INTEGER NOT NULL              -- unix seconds
+);
+CREATE TABLE api_tokens (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    digest TEXT NOT NULL UNIQUE,          -- SHA-256 of the token (hex); the token is shown once
+    login TEXT NOT NULL,                  -- canonical address of a provider or domain admin
+    read_only INTEGER NOT NULL DEFAULT 0,
+    allow_from TEXT NOT NULL DEFAULT '',  -- networks, comma-separated; '' = anywhere
+    expires INTEGER NOT NULL,             -- unix seconds
+    created INTEGER NOT NULL
+);
+CREATE INDEX api_tokens_login ON api_tokens(login);
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

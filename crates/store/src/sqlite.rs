@@ -12,10 +12,11 @@ use async_trait::async_trait;
 
 use crate::admin::{AuditEntry, AuditQuery, AuditRow};
 use crate::backend::{
-    AdminMeta, Appended, DeliveryMeta, DirectoryMeta, MailboxMeta, Metadata, QueueMeta, Watch,
+    AdminMeta, Appended, ConsoleMeta, DeliveryMeta, DirectoryMeta, MailboxMeta, Metadata, QueueMeta, Watch,
 };
 use crate::cache::FolderSnapshot;
 use crate::committer::Delivery;
+use crate::console::{ApiTokenRow, NewApiToken, ProviderAdminRow};
 use crate::directory::{AccountRow, AliasRow, DomainRow, ImportedAlias};
 use crate::dkim::DkimKeyRow;
 use crate::folders::{FlagOp, FolderChanges, MessageMeta};
@@ -412,5 +413,36 @@ impl Watch for Sqlite {
     async fn look_for_foreign_changes(&self) -> Result<usize> {
         let mut state = self.foreign.lock().unwrap_or_else(|e| e.into_inner());
         self.db.look_for_foreign_changes(&mut state)
+    }
+}
+
+#[async_trait]
+impl ConsoleMeta for Sqlite {
+    async fn add_provider_admin(&self, address: &str, display: &str, hash: &str) -> Result<ProviderAdminRow> {
+        self.db.add_provider_admin(address, display, hash)
+    }
+    async fn provider_admin(&self, address: &str) -> Result<Option<ProviderAdminRow>> {
+        self.db.provider_admin(address)
+    }
+    async fn provider_admins(&self) -> Result<Vec<ProviderAdminRow>> {
+        self.db.provider_admins()
+    }
+    async fn set_provider_admin_password(&self, address: &str, hash: &str) -> Result<bool> {
+        self.db.set_provider_admin_password(address, hash)
+    }
+    async fn remove_provider_admin(&self, address: &str) -> Result<bool> {
+        self.db.remove_provider_admin(address)
+    }
+    async fn add_api_token(&self, token: &NewApiToken) -> Result<ApiTokenRow> {
+        self.db.add_api_token(token)
+    }
+    async fn api_token(&self, digest: &str) -> Result<Option<ApiTokenRow>> {
+        self.db.api_token(digest)
+    }
+    async fn api_tokens(&self, login: Option<&str>) -> Result<Vec<ApiTokenRow>> {
+        self.db.api_tokens(login)
+    }
+    async fn remove_api_token(&self, id: i64) -> Result<bool> {
+        self.db.remove_api_token(id)
     }
 }

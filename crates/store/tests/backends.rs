@@ -168,6 +168,7 @@ suite!(
     queue_summary_counts_by_state_and_reason,
     schema_too_new,
     admin_life_cycle_and_audit,
+    provider_admins,
 );
 
 /// `postroom status`: per state and hold reason, how many and the oldest,
@@ -240,6 +241,64 @@ async fn queue_summary_counts_by_state_and_reason(f: &Fixture) {
             count("held", Some(HoldReason::UnknownMember), 2, 1_000),
             count("queued", None, 2, 1_000),
         ]
+    );
+}
+
+/// Schema version 9: the provider's administrators (the web console).
+async fn provider_admins(f: &Fixture) {
+    let m = meta(f);
+    assert!(m.provider_admins().await.unwrap().is_empty());
+    assert_eq!(m.provider_admin("boss@provider.example").await.unwrap(), None);
+    let a = m
+        .add_provider_admin("boss@provider.example", "Boss@Provider.example", "$argon2id$one")
+        .await
+        .unwrap();
+    assert_eq!(
+        (a.address.as_str(), a.display.as_str(), a.password_hash.as_str()),
+        ("boss@provider.example", "Boss@Provider.example", "$argon2id$one")
+    );
+    assert!(invalid(
+        m.add_provider_admin("boss@provider.example", "boss@provider.example", "$x")
+            .await
+    )
+    .contains("exists already"));
+    m.add_provider_admin("aide@provider.example", "aide@provider.example", "$argon2id$two")
+        .await
+        .unwrap();
+    let all: Vec<String> = m
+        .provider_admins()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.address)
+        .collect();
+    assert_eq!(all, ["aide@provider.example", "boss@provider.example"]);
+    assert!(m
+        .set_provider_admin_password("boss@provider.example", "$argon2id$new")
+        .await
+        .unwrap());
+    assert!(!m
+        .set_provider_admin_password("nobody@provider.example", "$x")
+        .await
+        .unwrap());
+    // Another handle (another process, another node) sees the change.
+    let other = f.reopen().await;
+    let seen = other
+        .meta()
+        .provider_admin("boss@provider.example")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.password_hash, "$argon2id$new");
+    assert!(m.remove_provider_admin("boss@provider.example").await.unwrap());
+    assert!(!m.remove_provider_admin("boss@provider.example").await.unwrap());
+    assert_eq!(
+        other
+            .meta()
+            .provider_admin("boss@provider.example")
+            .await
+            .unwrap(),
+        None
     );
 }
 
@@ -1801,6 +1860,8 @@ async fn postgres_upgrades_a_v7_database() {
     let c = connect(&pg.url).await;
     c.batch_execute(
         "ALTER TABLE outbound DROP COLUMN hold_reason, DROP COLUMN local_account, DROP COLUMN local_folder;
+         DROP TABLE provider_admins;
+         DROP TABLE api_tokens;
          UPDATE schema_version SET version = 7;
          INSERT INTO outbound (queue_id, blob_id, prefix, sender, recipient, state, reason, next_attempt, created)
              VALUES ('q', 'b', '', 's@x.example', 'r@y.example', 'held', 'alias target does not exist', 0, 0),
@@ -1821,6 +1882,9 @@ async fn postgres_upgrades_a_v7_database() {
         (Some(HoldReason::Other), None, "alias target does not exist")
     );
     assert_eq!(rows[1].hold_reason, None);
+    // Version 9's tables are there too.
+    assert!(store.meta().provider_admins().await.unwrap().is_empty());
+    assert!(store.meta().api_tokens(None).await.unwrap().is_empty());
     let v: i64 = c
         .query_one("SELECT max(version) FROM schema_version", &[])
         .await

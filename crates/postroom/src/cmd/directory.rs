@@ -161,7 +161,7 @@ pub fn domain(ctx: &Context, cmd: DomainCmd) -> CmdResult {
 
 /// The password `user add` and `user passwd` set: from the first line of
 /// standard input, or a hash; None when neither was given.
-fn read_password(args: &PasswordArgs) -> Result<Option<NewPassword>, String> {
+pub(super) fn read_password(args: &PasswordArgs) -> Result<Option<NewPassword>, String> {
     if let Some(h) = &args.password_hash {
         return Ok(Some(NewPassword::Hash(h.clone())));
     }

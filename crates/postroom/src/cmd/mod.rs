@@ -3,6 +3,7 @@
 
 mod check;
 mod config;
+mod console;
 mod directory;
 mod dkim;
 mod init;
@@ -57,6 +58,8 @@ fn run_command(ctx: &Context, command: Command) -> CmdResult {
         }
         Command::Domain(c) => directory::domain(ctx, c),
         Command::User(c) => directory::user(ctx, c),
+        Command::Admin(c) => console::admin(ctx, c),
+        Command::ApiToken(c) => console::api_token(ctx, c),
         Command::Alias(c) => directory::alias(ctx, c),
         Command::Import(c) => directory::import(ctx, c),
         Command::Mail(c) => mail::mail(ctx, c),

@@ -13,6 +13,7 @@
 //! [`StoreError::Backend`], rows the structs of the traits.
 
 mod committer;
+mod console;
 mod directory;
 mod mailbox;
 mod migrate;

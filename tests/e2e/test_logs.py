@@ -97,7 +97,7 @@ def test_the_log_file_is_reopened_on_sighup(logged):
     wait_for(log, lambda e: True)
     os.rename(log, log + ".1")
     os.kill(s.proc.pid, signal.SIGHUP)
-    wait_for(log, lambda e: "reopened" in e.get("message", ""))
+    wait_for(log, lambda e: "reopened" in e.get("applied", ""))
     with smtplib.SMTP("127.0.0.1", s.port) as c:
         c.sendmail("a@remote.example", ["customseo@esoomllub.com"], b"Subject: after\r\n\r\nx\r\n")
     wait_for(log, lambda e: e.get("message") == "local delivery")

@@ -1,5 +1,6 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use postroom_core::{ClientKey, IpNetList};
@@ -9,8 +10,10 @@ use postroom_core::{ClientKey, IpNetList};
 /// listener of one protocol.
 #[derive(Debug)]
 pub struct ConnectionLimiter {
-    per_client: usize,
-    total: usize,
+    /// Atomics: `postroom reload` changes them while connections come and
+    /// go (connections already open above a lowered limit stay open).
+    per_client: AtomicUsize,
+    total: AtomicUsize,
     exempt: IpNetList,
     state: Mutex<Counts>,
 }
@@ -37,8 +40,8 @@ pub struct ConnectionPermit {
 impl ConnectionLimiter {
     pub fn new(per_client: usize, total: usize, exempt: IpNetList) -> Arc<Self> {
         Arc::new(ConnectionLimiter {
-            per_client,
-            total,
+            per_client: AtomicUsize::new(per_client),
+            total: AtomicUsize::new(total),
             exempt,
             state: Mutex::new(Counts::default()),
         })
@@ -46,7 +49,7 @@ impl ConnectionLimiter {
 
     pub fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionPermit, LimitExceeded> {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if s.total >= self.total {
+        if s.total >= self.total.load(Ordering::Relaxed) {
             return Err(LimitExceeded::Total);
         }
         let key = if self.exempt.contains(ip) {
@@ -54,7 +57,7 @@ impl ConnectionLimiter {
         } else {
             let key = ClientKey::of(ip);
             let n = s.per_client.entry(key).or_insert(0);
-            if *n >= self.per_client {
+            if *n >= self.per_client.load(Ordering::Relaxed) {
                 return Err(LimitExceeded::Client);
             }
             *n += 1;
@@ -65,6 +68,21 @@ impl ConnectionLimiter {
             limiter: Arc::clone(self),
             key,
         })
+    }
+}
+
+impl ConnectionLimiter {
+    /// New limits for the connections that come next.
+    pub fn set_limits(&self, per_client: usize, total: usize) {
+        self.per_client.store(per_client, Ordering::Relaxed);
+        self.total.store(total, Ordering::Relaxed);
+    }
+
+    pub fn limits(&self) -> (usize, usize) {
+        (
+            self.per_client.load(Ordering::Relaxed),
+            self.total.load(Ordering::Relaxed),
+        )
     }
 }
 

@@ -23,6 +23,12 @@ pub enum Command {
     /// Run the server (makes the data folder and an empty store when
     /// there is none yet).
     Serve,
+    /// Make the running server re-read its configuration file, TLS
+    /// certificates and log file (as SIGHUP does), and say what took effect:
+    /// connection limits and the log level change at once; any other changed
+    /// setting is named as needing a restart. Exit code 1 when something
+    /// could not be applied or no server runs on the data folder.
+    Reload,
     /// Make the data folder (private to this user, 0700) and an empty
     /// store in it, or in the PostgreSQL database of `[store] database`.
     /// On an existing store it says so and changes nothing. Every command

@@ -1,5 +1,5 @@
-//! The control socket: how `postroom status` (and later `postroom reload`)
-//! asks the running server what only it knows. A Unix socket in the data
+//! The control socket: how `postroom status` and `postroom reload` ask
+//! the running server what only it knows, or to re-read its settings. A Unix socket in the data
 //! folder (`DATA_DIR/control.sock`, 0600: the server's user alone, and the
 //! peer's uid is checked as well), one JSON request line and one JSON
 //! reply per connection.
@@ -29,6 +29,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Request {
     Status,
+    Reload,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -40,6 +41,7 @@ impl Request {
     pub fn encode(self) -> Vec<u8> {
         let word = match self {
             Request::Status => "status",
+            Request::Reload => "reload",
         };
         let mut v = serde_json::to_vec(&RequestLine { request: word.into() }).unwrap_or_default();
         v.push(b'\n');
@@ -55,6 +57,7 @@ impl Request {
             serde_json::from_slice(bytes.trim_ascii()).map_err(|e| format!("bad request: {e}"))?;
         match line.request.as_str() {
             "status" => Ok(Request::Status),
+            "reload" => Ok(Request::Reload),
             other => Err(format!("unknown request `{other}`")),
         }
     }
@@ -90,23 +93,49 @@ pub struct Live {
     pub certificates: Vec<Certificate>,
 }
 
+/// What a reload did (see reload.rs).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// Settings (and files) now in effect.
+    pub applied: Vec<String>,
+    /// Changed in the file, but only a restart changes them.
+    pub restart_needed: Vec<String>,
+    /// What could not be done; the old setting stays.
+    pub errors: Vec<String>,
+}
+
+/// What the server does for each request.
+pub struct Handlers {
+    pub live: Box<dyn Fn() -> Live + Send + Sync>,
+    pub reload: Box<dyn Fn() -> ReloadReport + Send + Sync>,
+}
+
 #[derive(Serialize, Deserialize)]
 struct Reply {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     status: Option<Live>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    reload: Option<ReloadReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
 
 /// The server's answer to one request's bytes.
-pub fn answer(request: &[u8], live: impl FnOnce() -> Live) -> Vec<u8> {
+pub fn answer(request: &[u8], handlers: &Handlers) -> Vec<u8> {
     let reply = match Request::parse(request) {
         Ok(Request::Status) => Reply {
-            status: Some(live()),
+            status: Some((handlers.live)()),
+            reload: None,
+            error: None,
+        },
+        Ok(Request::Reload) => Reply {
+            status: None,
+            reload: Some((handlers.reload)()),
             error: None,
         },
         Err(e) => Reply {
             status: None,
+            reload: None,
             error: Some(e),
         },
     };
@@ -115,15 +144,27 @@ pub fn answer(request: &[u8], live: impl FnOnce() -> Live) -> Vec<u8> {
     v
 }
 
-/// The client's reading of a reply.
-pub fn parse_reply(bytes: &[u8]) -> Result<Live, String> {
+fn parse(bytes: &[u8]) -> Result<Reply, String> {
     let reply: Reply =
         serde_json::from_slice(bytes.trim_ascii()).map_err(|e| format!("bad reply from the server: {e}"))?;
-    match (reply.status, reply.error) {
-        (Some(live), _) => Ok(live),
-        (None, Some(e)) => Err(format!("the server refused the request: {e}")),
-        (None, None) => Err("empty reply from the server".into()),
+    match reply.error {
+        Some(e) => Err(format!("the server refused the request: {e}")),
+        None => Ok(reply),
     }
+}
+
+/// The client's reading of a reply to `status`.
+pub fn parse_reply(bytes: &[u8]) -> Result<Live, String> {
+    parse(bytes)?
+        .status
+        .ok_or_else(|| "empty reply from the server".into())
+}
+
+/// The client's reading of a reply to `reload`.
+pub fn parse_reload_reply(bytes: &[u8]) -> Result<ReloadReport, String> {
+    parse(bytes)?
+        .reload
+        .ok_or_else(|| "empty reply from the server".into())
 }
 
 /// The protocol families connections are counted by.
@@ -185,7 +226,7 @@ pub fn bind(data_dir: &Path) -> Result<(tokio::net::UnixListener, PathBuf), Stri
     Ok((listener, path))
 }
 
-pub async fn serve(listener: tokio::net::UnixListener, live: Arc<dyn Fn() -> Live + Send + Sync>) {
+pub async fn serve(listener: tokio::net::UnixListener, handlers: Arc<Handlers>) {
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };
     loop {
@@ -198,14 +239,14 @@ pub async fn serve(listener: tokio::net::UnixListener, live: Arc<dyn Fn() -> Liv
             Ok(c) if c.uid() == me || c.uid() == 0 => {}
             _ => continue,
         }
-        let live = Arc::clone(&live);
+        let handlers = Arc::clone(&handlers);
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(TIMEOUT, one(stream, live)).await;
+            let _ = tokio::time::timeout(TIMEOUT, one(stream, handlers)).await;
         });
     }
 }
 
-async fn one(mut stream: tokio::net::UnixStream, live: Arc<dyn Fn() -> Live + Send + Sync>) {
+async fn one(mut stream: tokio::net::UnixStream, handlers: Arc<Handlers>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];
@@ -221,13 +262,27 @@ async fn one(mut stream: tokio::net::UnixStream, live: Arc<dyn Fn() -> Live + Se
         Some(i) => &buf[..i],
         None => &buf[..],
     };
-    let reply = answer(line, || live());
+    // A reload reads a file and re-reads certificates: off the runtime's
+    // worker threads.
+    let line = line.to_vec();
+    let Ok(reply) = tokio::task::spawn_blocking(move || answer(&line, &handlers)).await else {
+        return;
+    };
     let _ = stream.write_all(&reply).await;
     let _ = stream.shutdown().await;
 }
 
-/// Asks the server on `data_dir` (blocking, for the CLI).
+/// Asks the server on `data_dir` for its status (blocking, for the CLI).
 pub fn ask(data_dir: &Path, request: Request) -> Result<Live, String> {
+    parse_reply(&exchange(data_dir, request)?)
+}
+
+/// Asks the server on `data_dir` to reload (blocking, for the CLI).
+pub fn ask_reload(data_dir: &Path) -> Result<ReloadReport, String> {
+    parse_reload_reply(&exchange(data_dir, Request::Reload)?)
+}
+
+fn exchange(data_dir: &Path, request: Request) -> Result<Vec<u8>, String> {
     use std::io::{Read, Write};
     let path = data_dir.join(SOCKET_FILE);
     let mut s =
@@ -244,7 +299,7 @@ pub fn ask(data_dir: &Path, request: Request) -> Result<Live, String> {
     if reply.len() > MAX_REPLY {
         return Err(format!("{}: reply longer than {MAX_REPLY} bytes", path.display()));
     }
-    parse_reply(&reply)
+    Ok(reply)
 }
 
 #[cfg(test)]
@@ -268,11 +323,33 @@ mod tests {
         }
     }
 
+    fn report() -> ReloadReport {
+        ReloadReport {
+            applied: vec!["smtp.max_connections".into()],
+            restart_needed: vec!["smtp.listen".into()],
+            errors: vec![],
+        }
+    }
+
+    fn handlers() -> Handlers {
+        Handlers {
+            live: Box::new(live),
+            reload: Box::new(report),
+        }
+    }
+
     #[test]
     fn a_status_request_is_answered_with_the_live_state() {
-        let reply = answer(&Request::Status.encode(), live);
+        let reply = answer(&Request::Status.encode(), &handlers());
         assert!(reply.ends_with(b"\n"));
         assert_eq!(parse_reply(&reply), Ok(live()));
+    }
+
+    #[test]
+    fn a_reload_request_is_answered_with_what_changed() {
+        let reply = answer(&Request::Reload.encode(), &handlers());
+        assert_eq!(parse_reload_reply(&reply), Ok(report()));
+        assert!(parse_reply(&reply).is_err());
     }
 
     #[test]
@@ -285,7 +362,11 @@ mod tests {
             b"\xff\xfe",
             &[b'{'; MAX_REQUEST + 1][..],
         ] {
-            let reply = answer(bad, || panic!("no status for a bad request"));
+            let h = Handlers {
+                live: Box::new(|| panic!("no status for a bad request")),
+                reload: Box::new(|| panic!("no reload for a bad request")),
+            };
+            let reply = answer(bad, &h);
             let e = parse_reply(&reply).err().unwrap();
             assert!(e.starts_with("the server refused the request"), "{e}");
         }
@@ -318,7 +399,7 @@ mod tests {
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        let task = tokio::spawn(serve(listener, Arc::new(live)));
+        let task = tokio::spawn(serve(listener, Arc::new(handlers())));
         let d = dir.path().to_path_buf();
         let got = tokio::task::spawn_blocking(move || ask(&d, Request::Status))
             .await

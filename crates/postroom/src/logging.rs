@@ -11,7 +11,7 @@ use postroom_config::LogConfig;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer, Registry};
+use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
 
 /// A log file that can be reopened under the same name.
 #[derive(Clone)]
@@ -107,10 +107,29 @@ where
     }
 }
 
-/// Starts logging as `[log]` says. Returns the file to reopen on SIGHUP,
-/// when the log goes to one. `RUST_LOG` overrides the level.
-pub fn init(cfg: &LogConfig) -> Result<Option<LogFile>, String> {
+/// The running log: the file SIGHUP reopens (when the log goes to one)
+/// and the level `postroom reload` changes.
+#[derive(Clone)]
+pub struct LogHandle {
+    pub file: Option<LogFile>,
+    level: Option<reload::Handle<EnvFilter, Registry>>,
+}
+
+impl LogHandle {
+    /// A new level for every later event; `RUST_LOG`, when set, still wins.
+    pub fn set_level(&self, level: &str) -> Result<(), String> {
+        if std::env::var_os("RUST_LOG").is_some() {
+            return Err("RUST_LOG is set and overrides log.level".into());
+        }
+        let handle = self.level.as_ref().ok_or("logging was not started")?;
+        handle.reload(EnvFilter::new(level)).map_err(|e| e.to_string())
+    }
+}
+
+/// Starts logging as `[log]` says. `RUST_LOG` overrides the level.
+pub fn init(cfg: &LogConfig) -> Result<LogHandle, String> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.level));
+    let (filter, level) = reload::Layer::new(filter);
     let json = cfg.format == "json";
     let mut file = None;
     let mut journal_missing = None;
@@ -133,11 +152,15 @@ pub fn init(cfg: &LogConfig) -> Result<Option<LogFile>, String> {
             fmt_layer(f, json, false)
         }
     };
-    let _ = tracing_subscriber::registry()
+    let started = tracing_subscriber::registry()
         .with(layer.with_filter(filter))
-        .try_init();
+        .try_init()
+        .is_ok();
     if let Some(e) = journal_missing {
         tracing::warn!(error = %e, "log.output = journal, but the journal cannot be reached: logging to stderr");
     }
-    Ok(file)
+    Ok(LogHandle {
+        file,
+        level: started.then_some(level),
+    })
 }

@@ -7,6 +7,7 @@ mod held_report;
 mod lock;
 mod logging;
 mod notify;
+mod reload;
 mod serve;
 
 use std::process::ExitCode;

@@ -54,13 +54,26 @@ const BODY_SWEEP_MIN_AGE: Duration = Duration::from_secs(10 * 60);
 /// starts and then hourly, so at most an hour late.
 const REMOVED_MAILBOX_PURGE_EVERY: Duration = Duration::from_secs(3600);
 
-pub fn run(cfg: Config, data_dir: PathBuf, cli_flags: String) -> Result<(), String> {
+pub fn run(
+    cfg: Config,
+    data_dir: PathBuf,
+    cli_flags: String,
+    config_path: Option<PathBuf>,
+) -> Result<(), String> {
     // A SIGHUP (`systemctl reload`, logrotate) before the handler is in
     // place must not end the server, as it does by default: ignored until
     // Signals::install takes it over.
     // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
     unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
-    let log_file = crate::logging::init(&cfg.log)?;
+    let log = crate::logging::init(&cfg.log)?;
+    // The file as it is now: a reload names what changed since.
+    let started_config = match &config_path {
+        Some(p) => std::fs::read_to_string(p)
+            .ok()
+            .and_then(|t| toml::from_str::<toml::Value>(&t).ok())
+            .unwrap_or_else(|| toml::Value::Table(Default::default())),
+        None => toml::Value::Table(Default::default()),
+    };
     pin_mmap_threshold();
     for w in cfg.warnings() {
         tracing::warn!("{w}");
@@ -121,7 +134,12 @@ pub fn run(cfg: Config, data_dir: PathBuf, cli_flags: String) -> Result<(), Stri
         runtime.spawn(follow_fault_file(switch, path));
     }
     let stopping = store.clone();
-    let served = runtime.block_on(serve(cfg, data_dir, store, sockets, cli_flags, log_file));
+    let reload = ReloadInputs {
+        config_path,
+        started: started_config,
+        log,
+    };
+    let served = runtime.block_on(serve(cfg, data_dir, store, sockets, cli_flags, reload));
     // The sessions and tasks are gone with the runtime; a thread may still
     // hold the store (the queue's finisher), so its purge queue is
     // finished here rather than when the last handle drops, which a
@@ -272,7 +290,7 @@ async fn serve(
     store: Store,
     sockets: Sockets,
     cli_flags: String,
-    log_file: Option<crate::logging::LogFile>,
+    reload: ReloadInputs,
 ) -> Result<(), String> {
     // Before any listener accepts: a client can connect from then on, and
     // a SIGHUP without a handler would end the process.
@@ -362,12 +380,13 @@ async fn serve(
         sub.max_connections,
         exempt.clone(),
     );
+    let submission_authenticated = ConnectionLimiter::new(
+        sub.max_authenticated_connections_per_client,
+        sub.max_authenticated_connections,
+        exempt,
+    );
     let submission_settings = Arc::new(ConnectionSettings {
-        authenticated_limiter: Some(ConnectionLimiter::new(
-            sub.max_authenticated_connections_per_client,
-            sub.max_authenticated_connections,
-            exempt,
-        )),
+        authenticated_limiter: Some(Arc::clone(&submission_authenticated)),
         ..smtp_settings.clone()
     });
     let smtp_settings = Arc::new(smtp_settings);
@@ -461,6 +480,19 @@ async fn serve(
         cfg.pop3.max_connections,
         IpNetList::parse(&cfg.pop3.connection_limit_exempt)?,
     );
+    let reloader = Arc::new(crate::reload::Reloader {
+        config_path: reload.config_path,
+        started: reload.started,
+        tls: tls.clone(),
+        log: reload.log,
+        limiters: crate::reload::Limiters {
+            smtp: Arc::clone(&smtp_limiter),
+            submission: Arc::clone(&submission_limiter),
+            submission_authenticated: Some(submission_authenticated),
+            imap: Arc::clone(&imap_limiter),
+            pop3: Arc::clone(&pop3_limiter),
+        },
+    });
     // (banner name, sockets, protocol, PROXY header, implicit TLS, limiter)
     let groups = [
         (
@@ -580,11 +612,11 @@ async fn serve(
     }
     tokio::spawn(held_reporter.run());
     drop(done_tx);
-    let control = start_control_socket(&data_dir, &bound, connections, tls.clone());
+    let control = start_control_socket(&data_dir, &bound, connections, tls.clone(), Arc::clone(&reloader));
     print_banner(&cfg, &data_dir, &bound, &cli_flags, console_hint);
     crate::notify::ready(&format!("{} listeners", bound.len()));
 
-    wait_for_signal(signals, tls, log_file).await;
+    wait_for_signal(signals, reloader).await;
     crate::notify::stopping();
     if let Some(c) = control {
         c.abort();
@@ -605,6 +637,7 @@ fn start_control_socket(
     bound: &[(&'static str, SocketAddr)],
     connections: Arc<crate::control::Connections>,
     tls: Option<TlsSettings>,
+    reloader: Arc<crate::reload::Reloader>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     use crate::control::{Certificate, Listener, Live};
     let started = std::time::SystemTime::now()
@@ -636,7 +669,13 @@ fn start_control_socket(
             .collect(),
     };
     match crate::control::bind(data_dir) {
-        Ok((listener, _)) => Some(tokio::spawn(crate::control::serve(listener, Arc::new(live)))),
+        Ok((listener, _)) => {
+            let handlers = crate::control::Handlers {
+                live: Box::new(live),
+                reload: Box::new(move || reloader.reload_and_log("postroom reload")),
+            };
+            Some(tokio::spawn(crate::control::serve(listener, Arc::new(handlers))))
+        }
         Err(e) => {
             tracing::warn!(error = %e, "no control socket: `postroom status` will not see this server's live state");
             None
@@ -906,13 +945,16 @@ impl Signals {
     }
 }
 
-/// Runs until SIGTERM or SIGINT; SIGHUP re-reads the TLS certificates and
-/// reopens the log file.
-async fn wait_for_signal(
-    signals: Option<Signals>,
-    tls: Option<TlsSettings>,
-    log_file: Option<crate::logging::LogFile>,
-) {
+/// What `serve` needs to reload: the configuration file, as it was at
+/// start, and the running log.
+struct ReloadInputs {
+    config_path: Option<PathBuf>,
+    started: toml::Value,
+    log: crate::logging::LogHandle,
+}
+
+/// Runs until SIGTERM or SIGINT; SIGHUP reloads (reload.rs).
+async fn wait_for_signal(signals: Option<Signals>, reloader: Arc<crate::reload::Reloader>) {
     let Some(Signals {
         mut term,
         mut int,
@@ -929,17 +971,8 @@ async fn wait_for_signal(
             _ = int.recv() => return,
             _ = hup.recv() => {
                 crate::notify::reloading();
-                if let Some(f) = &log_file {
-                    match f.reopen() {
-                        Ok(()) => tracing::info!("SIGHUP: log file reopened"),
-                        Err(e) => tracing::error!(error = %e, "SIGHUP: cannot reopen the log file; writing to the old one"),
-                    }
-                }
-                match tls.as_ref().map(TlsSettings::reload) {
-                    Some(Ok(())) => tracing::info!("SIGHUP: TLS certificates reloaded"),
-                    Some(Err(e)) => tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the old certificates"),
-                    None => tracing::info!("SIGHUP: nothing to reload"),
-                }
+                let r = Arc::clone(&reloader);
+                let _ = tokio::task::spawn_blocking(move || r.reload_and_log("SIGHUP")).await;
                 crate::notify::ready("reloaded");
             }
         }

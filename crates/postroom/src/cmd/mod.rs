@@ -40,10 +40,11 @@ fn run_command(ctx: &Context, command: Command) -> CmdResult {
     match command {
         // Has an exit status of its own: answered by `run`.
         Command::Status { json } => status::status(ctx, json).map(|_| ()),
+        Command::Reload => reload(ctx),
         Command::Serve => {
             let cfg = ctx.config()?;
             let dir = ctx.data_dir_for(&cfg);
-            crate::serve::run(cfg, dir, ctx.cli_flags())
+            crate::serve::run(cfg, dir, ctx.cli_flags(), ctx.config_path.clone())
         }
         Command::Init => init::init(ctx),
         Command::Config(ConfigCmd::Example) => {
@@ -120,6 +121,34 @@ pub const INSTALLED_CONFIG: &str = "/etc/postroom/postroom.toml";
 fn installed_config() -> Option<PathBuf> {
     let path = PathBuf::from(INSTALLED_CONFIG);
     path.exists().then_some(path)
+}
+
+/// `postroom reload`: asks the server on this data folder over its control
+/// socket, and prints what the reload did.
+fn reload(ctx: &Context) -> CmdResult {
+    let cfg = ctx.config()?;
+    let dir = ctx.data_dir_for(&cfg);
+    let r = crate::control::ask_reload(&dir)
+        .map_err(|e| format!("no running server answered on {}: {e}", dir.display()))?;
+    for a in &r.applied {
+        println!("applied: {a}");
+    }
+    for k in &r.restart_needed {
+        println!("needs a restart: {k}");
+    }
+    for e in &r.errors {
+        println!("error: {e}");
+    }
+    if r.applied.is_empty() && r.restart_needed.is_empty() && r.errors.is_empty() {
+        println!("nothing to reload");
+    }
+    match r.errors.len() {
+        0 => Ok(()),
+        n => Err(format!(
+            "{n} setting{} could not be applied",
+            if n == 1 { "" } else { "s" }
+        )),
+    }
 }
 
 pub struct Context {

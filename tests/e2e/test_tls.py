@@ -97,7 +97,7 @@ certificates = [{{ cert = "{b_crt}", key = "{b_key}" }}]
     time.sleep(0.5)
     assert "c.example" in starttls_cert(server.port)[0]
     assert with_tls.cmd("NOOP").startswith("250")
-    assert "TLS certificates reloaded" in server.read_log()
+    assert "TLS certificates (re-read)" in server.read_log()
     assert server.proc.poll() is None
 
 

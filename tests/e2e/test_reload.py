@@ -38,6 +38,16 @@ class Idle:
                 return lines
 
 
+def wait_in_log(s, text, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with open(s.log) as f:
+            if text in f.read():
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"no `{text}` in the server's log")
+
+
 def edit(s, old, new):
     with open(s.config) as f:
         text = f.read()
@@ -90,14 +100,7 @@ def test_a_bad_file_changes_nothing_and_sighup_reloads(tmp_path):
         assert "max_connections_per_client" in r.stderr, r.stderr
         # The server, sent SIGHUP, keeps everything as it was.
         os.kill(s.proc.pid, signal.SIGHUP)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            with open(s.log) as f:
-                if "nothing changed" in f.read():
-                    break
-            time.sleep(0.1)
-        with open(s.log) as f:
-            assert "nothing changed" in f.read()
+        wait_in_log(s, "nothing changed")
         held = [socket.create_connection(("127.0.0.1", s.imap_port), timeout=10) for _ in range(2)]
         for h in held:
             assert h.recv(200).startswith(b"* OK")
@@ -105,12 +108,7 @@ def test_a_bad_file_changes_nothing_and_sighup_reloads(tmp_path):
         # A good file by SIGHUP: the limit rises, the log says so.
         edit(s, "max_connections_per_client = \"many\"", "max_connections_per_client = 3")
         os.kill(s.proc.pid, signal.SIGHUP)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            with open(s.log) as f:
-                if "imap.max_connections_per_client" in f.read():
-                    break
-            time.sleep(0.1)
+        wait_in_log(s, "imap.max_connections_per_client")
         assert greeting(s.imap_port).startswith("* OK")
         for h in held:
             h.close()

@@ -61,10 +61,10 @@ pub fn run(
     config_path: Option<PathBuf>,
 ) -> Result<(), String> {
     // A SIGHUP (`systemctl reload`, logrotate) before the handler is in
-    // place must not end the server, as it does by default: ignored until
-    // Signals::install takes it over.
-    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
-    unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
+    // place must neither end the server (the default action) nor be lost:
+    // blocked, it waits until Signals::install unblocks it. Threads made
+    // from here on inherit the mask; the handler runs on this one.
+    sighup_mask(libc::SIG_BLOCK);
     let log = crate::logging::init(&cfg.log)?;
     // The file as it is now: a reload names what changed since.
     let started_config = match &config_path {
@@ -295,6 +295,8 @@ async fn serve(
     // Before any listener accepts: a client can connect from then on, and
     // a SIGHUP without a handler would end the process.
     let signals = Signals::install();
+    // The runtime polls this future on the thread that blocked SIGHUP.
+    sighup_mask(libc::SIG_UNBLOCK);
     let tls = tls_settings(&cfg, &data_dir)?;
     let acceptor = tls.as_ref().map(|t| t.acceptor.clone());
     let postmaster = match &cfg.server.postmaster {
@@ -932,6 +934,18 @@ struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
+}
+
+/// Blocks or unblocks SIGHUP for the calling thread.
+fn sighup_mask(how: libc::c_int) {
+    // SAFETY: the set is initialised by sigemptyset before use; the calls
+    // only change this thread's signal mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
+    }
 }
 
 impl Signals {

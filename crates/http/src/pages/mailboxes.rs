@@ -25,31 +25,44 @@ pub(super) fn local_ok(local: &str) -> bool {
     !local.is_empty() && !local.contains('@') && local.len() <= 64
 }
 
+/// What creating a mailbox and an alias start with: the CSRF token, the
+/// domain in the principal's scope, and a local part alone (no `@`).
+/// Returns the domain, the page to go back to, and the local part.
+async fn new_address(
+    state: &State,
+    p: &Principal,
+    name: &str,
+    csrf: &str,
+    local: &str,
+) -> Result<(postroom_store::directory::DomainRow, String, String), Response> {
+    check_csrf(p, csrf)?;
+    let d = scoped(state, p, name).await?;
+    let back = format!("/domains/{}", urlencode(&d.name));
+    let local = local.trim();
+    if !local_ok(local) {
+        return Err(refusal(
+            p,
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Give the name before the @ only.",
+            ),
+            &back,
+        ));
+    }
+    Ok((d, back, local.to_string()))
+}
+
 pub(super) async fn mailbox_create(
     axum::extract::State(state): S,
     PagePrincipal(p): PagePrincipal,
     Path(name): Path<String>,
     Form(f): Form<MailboxForm>,
 ) -> Response {
-    if let Err(r) = check_csrf(&p, &f.csrf) {
-        return r;
-    }
-    let d = match scoped(&state, &p, &name).await {
-        Ok(d) => d,
+    let (d, back, local) = match new_address(&state, &p, &name, &f.csrf, &f.local).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    let back = format!("/domains/{}", urlencode(&d.name));
-    let local = f.local.trim();
-    if !local_ok(local) {
-        return refusal(
-            &p,
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "Give the name before the @ only.",
-            ),
-            &back,
-        );
-    }
+    let local = local.as_str();
     let quota = match f.quota.trim() {
         "" => None,
         q => match postroom_admin::parse_size(q) {
@@ -140,25 +153,11 @@ pub(super) async fn alias_create(
     Path(name): Path<String>,
     Form(f): Form<AliasForm>,
 ) -> Response {
-    if let Err(r) = check_csrf(&p, &f.csrf) {
-        return r;
-    }
-    let d = match scoped(&state, &p, &name).await {
-        Ok(d) => d,
+    let (d, back, local) = match new_address(&state, &p, &name, &f.csrf, &f.local).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    let back = format!("/domains/{}", urlencode(&d.name));
-    let local = f.local.trim();
-    if !local_ok(local) {
-        return refusal(
-            &p,
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "Give the name before the @ only.",
-            ),
-            &back,
-        );
-    }
+    let local = local.as_str();
     match state
         .admin
         .alias_add(&p.actor(), &format!("{local}@{}", d.name), &f.members)

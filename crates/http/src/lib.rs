@@ -15,11 +15,13 @@
 //! sessions), `auth` (login, principals, CSRF, security headers), `api`
 //! (the JSON endpoints: extractors and scope in `api/mod.rs`, a file per
 //! family: domains, mailboxes, aliases), `pages` (the console: shared
-//! pieces in `pages/mod.rs`, then login, domains, mailboxes), templates in
+//! pieces in `pages/mod.rs`, then login, domains, mailboxes), `autoconfig`
+//! (mail clients' autoconfiguration, without a session), templates in
 //! `templates/`, the style sheet in `static/`.
 
 mod api;
 mod auth;
+pub mod autoconfig;
 mod pages;
 mod server;
 pub mod session;
@@ -68,6 +70,9 @@ pub struct AppState {
     /// ACME HTTP-01 tokens, answered on every listener (port 80 is the
     /// console's redirect listener in production).
     pub acme: Option<Arc<postroom_net::acme::Challenges>>,
+    /// Client autoconfiguration (`autoconfig`), answered on every
+    /// listener, the port-80 redirect listener included.
+    pub autoconfig: Option<Arc<autoconfig::Autoconfig>>,
 }
 
 pub type State = Arc<AppState>;
@@ -88,6 +93,7 @@ pub fn app(state: State) -> Router {
         .nest("/api/v1", api::routes())
         .route("/api/openapi.json", axum::routing::get(api::openapi_json))
         .merge(acme_routes(state.acme.clone()))
+        .merge(autoconfig::routes(state.autoconfig.clone()))
         .fallback(auth::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn(move |req, next| {

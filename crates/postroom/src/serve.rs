@@ -684,6 +684,10 @@ async fn start_console(
             .as_ref()
             .filter(|_| cfg.acme.enabled)
             .map(|t| Arc::clone(&t.challenges)),
+        autoconfig: Some(Arc::new(postroom_http::autoconfig::Autoconfig {
+            endpoints: postroom_http::autoconfig::Endpoints::from_config(cfg),
+            store: store.clone(),
+        })),
     });
     let https_on = !tls.is_empty() && tls_settings.is_some();
     if !tls.is_empty() && tls_settings.is_none() {

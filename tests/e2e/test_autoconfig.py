@@ -216,8 +216,14 @@ def test_answered_on_the_redirect_listener_and_https():
         check_thunderbird(s, data)
         status, _, _ = get(s.http_port, "/login", headers={"Host": "mail.example.com"})
         assert status == 308
-        status, _, _ = get(s.http_port, f"/mail/config-v1.1.xml?emailaddress=x@not-hosted.example")
+        status, _, _ = get(s.http_port, "/mail/config-v1.1.xml?emailaddress=x@not-hosted.example")
         assert status == 404
+        # Outlook's HTTP redirect method: a GET on port 80 is sent to the
+        # server's own HTTPS name, where it POSTs.
+        status, h, _ = get(s.http_port, "/autodiscover/autodiscover.xml", headers={"Host": "autodiscover.esoomllub.com"})
+        assert status == 302 and h["Location"] == f"https://{HOSTNAME}/autodiscover/autodiscover.xml"
+        status, _, _ = get(https_port, "/autodiscover/autodiscover.xml", https=True)
+        assert status == 405
         status, _, data = get(https_port, f"/.well-known/autoconfig/mail/config-v1.1.xml?{q}", https=True)
         assert status == 200, data
         check_thunderbird(s, data)

@@ -449,6 +449,37 @@ async fn autodiscover_handler(ac: Arc<Autoconfig>, req: Request) -> Response {
         .into_response()
 }
 
+/// Outlook's "HTTP redirect method": over plain HTTP it only GETs
+/// `http://autodiscover.DOMAIN/autodiscover/autodiscover.xml` and expects
+/// a 302 to an https:// URL, where it POSTs its request; the server's own
+/// host name is the one its certificate names. Over HTTPS a GET is not
+/// part of the protocol (405).
+async fn autodiscover_get(ac: Arc<Autoconfig>, req: Request) -> Response {
+    let tls = req
+        .extensions()
+        .get::<crate::server::ConnInfo>()
+        .is_some_and(|c| c.tls);
+    if tls {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "POST the Autodiscover request");
+    }
+    let host = &ac.endpoints.hostname;
+    if host.is_empty()
+        || !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.".contains(c))
+    {
+        return text(StatusCode::NOT_FOUND, "no HTTPS host name to redirect to");
+    }
+    (
+        StatusCode::FOUND,
+        [(
+            header::LOCATION,
+            format!("https://{host}/autodiscover/autodiscover.xml"),
+        )],
+    )
+        .into_response()
+}
+
 async fn mobileconfig_handler(ac: Arc<Autoconfig>, q: AddressQuery) -> Response {
     let Some(a) = q.emailaddress.as_deref().filter(|s| !s.trim().is_empty()) else {
         return text(StatusCode::BAD_REQUEST, "give ?emailaddress=user@domain");
@@ -497,6 +528,10 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(ac: Option<Arc<Autoconfig
         let ac = Arc::clone(&ac);
         move |req: Request<Body>| autodiscover_handler(Arc::clone(&ac), req)
     };
+    let ad_get = {
+        let ac = Arc::clone(&ac);
+        move |req: Request<Body>| autodiscover_get(Arc::clone(&ac), req)
+    };
     let mc = {
         let ac = Arc::clone(&ac);
         move |q: Result<Query<AddressQuery>, axum::extract::rejection::QueryRejection>| {
@@ -512,8 +547,11 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(ac: Option<Arc<Autoconfig
     Router::new()
         .route("/.well-known/autoconfig/mail/config-v1.1.xml", get(tb.clone()))
         .route("/mail/config-v1.1.xml", get(tb))
-        .route("/autodiscover/autodiscover.xml", post(ad.clone()))
-        .route("/Autodiscover/Autodiscover.xml", post(ad))
+        .route(
+            "/autodiscover/autodiscover.xml",
+            post(ad.clone()).get(ad_get.clone()),
+        )
+        .route("/Autodiscover/Autodiscover.xml", post(ad).get(ad_get))
         .route("/apple/mail.mobileconfig", get(mc))
 }
 

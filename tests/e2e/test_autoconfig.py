@@ -177,6 +177,12 @@ def test_hostile_addresses_refused_or_escaped(srv):
         "kent@" + "a" * 300 + ".com",
         "no-at-sign",
     ]
+    # A quoted local part may hold markup: it is a valid address, served
+    # escaped.
+    q = urllib.parse.urlencode({"emailaddress": hostile[0]})
+    status, _, data = get(srv.http_port, f"/apple/mail.mobileconfig?{q}")
+    assert status == 200 and b"<script>" not in data
+    assert plistlib.loads(data)["PayloadContent"][0]["EmailAddress"] == hostile[0]
     for a in hostile:
         q = urllib.parse.urlencode({"emailaddress": a})
         for path in (f"/.well-known/autoconfig/mail/config-v1.1.xml?{q}", f"/apple/mail.mobileconfig?{q}"):

@@ -649,6 +649,34 @@ mod tests {
     }
 
     #[test]
+    fn a_quoted_address_with_markup_is_escaped_not_refused() {
+        let a = Address::parse("\"<b>&'x\"@esoomllub.com", true)
+            .unwrap()
+            .to_string();
+        let doc = mobileconfig(&ep(), &a);
+        assert!(
+            doc.contains("&quot;&lt;b&gt;&amp;&apos;x&quot;@esoomllub.com"),
+            "{doc}"
+        );
+    }
+
+    proptest::proptest! {
+        // Whatever a client POSTs, an answer or an error, never a panic.
+        #[test]
+        fn any_body_is_answered_without_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let _ = parse_autodiscover(&body);
+        }
+
+        #[test]
+        fn a_damaged_request_is_answered_without_panic(cut in 0usize..POX.len(), junk in "[<>&;/a-zA-Z!\\[\\]\"']{0,8}") {
+            let mut s = POX.as_bytes()[..cut].to_vec();
+            s.extend_from_slice(junk.as_bytes());
+            s.extend_from_slice(&POX.as_bytes()[cut..]);
+            let _ = parse_autodiscover(&s);
+        }
+    }
+
+    #[test]
     fn payload_uuids_are_stable_and_distinct() {
         let a = stable_uuid("h", "u@example.com", "mail");
         assert_eq!(a, stable_uuid("h", "u@example.com", "mail"));

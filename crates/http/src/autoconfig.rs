@@ -677,6 +677,22 @@ mod tests {
     }
 
     #[test]
+    fn endpoints_are_the_first_configured_ports() {
+        let c = postroom_config::Config::parse(
+            "[server]\nhostname = \"mail.example.net\"\n[imap]\ntls_listen = [\"[::]:993\", \"0.0.0.0:994\"]\nlisten = []\n",
+        )
+        .unwrap();
+        let e = Endpoints::from_config(&c);
+        assert_eq!(
+            (e.hostname.as_str(), e.imaps, e.imap),
+            ("mail.example.net", Some(993), None)
+        );
+        // The trial's defaults: its own ports.
+        let t = Endpoints::from_config(&postroom_config::Config::parse("").unwrap());
+        assert_eq!((t.imaps, t.submissions), (Some(10993), Some(10465)));
+    }
+
+    #[test]
     fn payload_uuids_are_stable_and_distinct() {
         let a = stable_uuid("h", "u@example.com", "mail");
         assert_eq!(a, stable_uuid("h", "u@example.com", "mail"));

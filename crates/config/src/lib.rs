@@ -333,6 +333,9 @@ pub struct HttpConfig {
     pub session_idle_secs: u64,
     /// A console session ends this long after its login, however busy.
     pub session_max_secs: u64,
+    /// Who may read `/metrics` without a session (a provider admin's
+    /// session or token reads it from anywhere).
+    pub metrics_networks: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -354,6 +357,8 @@ impl Default for HttpConfig {
             // working day (12 h).
             session_idle_secs: 30 * 60,
             session_max_secs: 12 * 3600,
+            // A Prometheus on the same host; others are listed explicitly.
+            metrics_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
         }
     }
 }
@@ -687,6 +692,7 @@ impl Config {
             ("smtp.connection_limit_exempt", &self.smtp.connection_limit_exempt),
             ("pop3.connection_limit_exempt", &self.pop3.connection_limit_exempt),
             ("imap.connection_limit_exempt", &self.imap.connection_limit_exempt),
+            ("http.metrics_networks", &self.http.metrics_networks),
         ] {
             if let Err(e) = IpNetList::parse(list) {
                 return err(name, e);
@@ -1019,6 +1025,12 @@ mod tests {
         assert!(e.0.starts_with("http.listen"), "{e}");
         let e = Config::parse("[http]\nmax_body_bytes = 0\n").unwrap_err();
         assert!(e.0.starts_with("http.max_body_bytes"), "{e}");
+        let e = Config::parse("[http]\nmetrics_networks = [\"10.0.0.0/99\"]\n").unwrap_err();
+        assert!(e.0.starts_with("http.metrics_networks"), "{e}");
+        assert_eq!(
+            Config::parse("").unwrap().http.metrics_networks,
+            ["127.0.0.0/8", "::1/128"]
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod address;
 pub mod header;
 pub mod hosted;
 pub mod ids;
+pub mod metrics;
 pub mod net;
 pub mod secret;
 

@@ -334,6 +334,23 @@ pub enum LoginError {
     Unavailable,
 }
 
+impl LoginError {
+    /// The `result` label of `postroom_logins_total`.
+    pub fn metric(&self) -> &'static str {
+        match self {
+            LoginError::Failed => "failed",
+            LoginError::Refused => "refused",
+            LoginError::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// Counts a login attempt's result for `/metrics` (each protocol's I/O
+/// layer calls it where it logs the login).
+pub fn count_login<T>(protocol: &'static str, r: &Result<T, LoginError>) {
+    postroom_core::metrics::login(protocol, r.as_ref().map_or_else(LoginError::metric, |_| "ok"));
+}
+
 /// A hash to verify against when the account does not exist, so that the
 /// answer takes as long as for a real account.
 const DUMMY_HASH: &str =

@@ -319,8 +319,9 @@ pub async fn check_password(
                 (l.hash, l.usable, (l.role, hash))
             }))
         })
-        .await?;
-    let (role, hash) = found;
+        .await;
+    postroom_directory::auth::count_login("http", &found);
+    let (role, hash) = found?;
     Ok((name, role, hash))
 }
 

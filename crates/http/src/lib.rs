@@ -15,15 +15,19 @@
 //! sessions), `auth` (login, principals, CSRF, security headers), `api`
 //! (the JSON endpoints: extractors and scope in `api/mod.rs`, a file per
 //! family: domains, mailboxes, aliases), `pages` (the console: shared
-//! pieces in `pages/mod.rs`, then login, domains, mailboxes), templates in
+//! pieces in `pages/mod.rs`, then login, domains, mailboxes), `autoconfig`
+//! (mail clients' autoconfiguration, without a session), templates in
 //! `templates/`, the style sheet in `static/`.
 
 mod api;
 mod auth;
+pub mod autoconfig;
+mod metrics;
 mod pages;
 mod server;
 pub mod session;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +46,8 @@ pub struct Settings {
     pub request_timeout: Duration,
     pub session_idle_secs: u64,
     pub session_max_secs: u64,
+    /// Who may read `/metrics` without a session.
+    pub metrics_networks: postroom_core::IpNetList,
 }
 
 impl Settings {
@@ -52,6 +58,9 @@ impl Settings {
             request_timeout: Duration::from_secs(c.request_timeout_secs),
             session_idle_secs: c.session_idle_secs,
             session_max_secs: c.session_max_secs,
+            // Checked by `Config::validate`; an unparsable list (never
+            // after validation) lets no one in rather than everyone.
+            metrics_networks: postroom_core::IpNetList::parse(&c.metrics_networks).unwrap_or_default(),
         }
     }
 }
@@ -68,6 +77,12 @@ pub struct AppState {
     /// ACME HTTP-01 tokens, answered on every listener (port 80 is the
     /// console's redirect listener in production).
     pub acme: Option<Arc<postroom_net::acme::Challenges>>,
+    /// Client autoconfiguration (`autoconfig`), answered on every
+    /// listener, the port-80 redirect listener included.
+    pub autoconfig: Option<Arc<autoconfig::Autoconfig>>,
+    /// Connections open per protocol, for `/metrics` (the server's
+    /// counters, the ones `postroom status` shows).
+    pub connections: Option<Arc<dyn Fn() -> BTreeMap<String, u64> + Send + Sync>>,
 }
 
 pub type State = Arc<AppState>;
@@ -87,7 +102,9 @@ pub fn app(state: State) -> Router {
         .merge(pages::routes())
         .nest("/api/v1", api::routes())
         .route("/api/openapi.json", axum::routing::get(api::openapi_json))
+        .route("/metrics", axum::routing::get(metrics::metrics))
         .merge(acme_routes(state.acme.clone()))
+        .merge(autoconfig::routes(state.autoconfig.clone()))
         .fallback(auth::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn(move |req, next| {

@@ -59,7 +59,11 @@ pub async fn serve(state: State, listeners: Vec<Listener>, shutdown: Shutdown) {
     let mut tasks = Vec::new();
     for l in listeners {
         let app = if l.redirect_only {
-            redirect_app(state.acme.clone())
+            redirect_app(
+                state.acme.clone(),
+                state.autoconfig.clone(),
+                state.settings.request_timeout,
+            )
         } else {
             app.clone()
         };
@@ -161,34 +165,46 @@ where
 
 /// Production's port 80: everything moves to https:// on the same host
 /// (308 keeps the method, RFC 9110 15.4.9).
-/// ACME's HTTP-01 tokens are answered here too: the CA asks on port 80.
-fn redirect_app(acme: Option<Arc<postroom_net::acme::Challenges>>) -> Router {
-    crate::acme_routes(acme).fallback(|req: Request<Body>| async move {
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(host_without_port)
-            .filter(|h| {
-                !h.is_empty()
-                    && h.len() <= 255
-                    && h.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-.[]:".contains(c))
-            });
-        let Some(host) = host else {
-            return Response::builder()
-                .status(StatusCode::BAD_REQUEST)
-                .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-                .body(Body::from("a Host header is required\n"))
-                .unwrap_or_default();
-        };
-        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        Response::builder()
-            .status(StatusCode::PERMANENT_REDIRECT)
-            .header(header::LOCATION, format!("https://{host}{path}"))
-            .body(Body::empty())
-            .unwrap_or_default()
-    })
+/// ACME's HTTP-01 tokens are answered here too: the CA asks on port 80;
+/// and the mail clients' autoconfiguration, with the security headers:
+/// Thunderbird asks `http://autoconfig.DOMAIN/` first.
+fn redirect_app(
+    acme: Option<Arc<postroom_net::acme::Challenges>>,
+    autoconfig: Option<Arc<crate::autoconfig::Autoconfig>>,
+    timeout: Duration,
+) -> Router {
+    let autoconfig =
+        crate::autoconfig::routes(autoconfig).layer(axum::middleware::from_fn(move |req, next| {
+            crate::auth::limits_and_headers(req, next, timeout)
+        }));
+    crate::acme_routes(acme)
+        .merge(autoconfig)
+        .fallback(|req: Request<Body>| async move {
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(host_without_port)
+                .filter(|h| {
+                    !h.is_empty()
+                        && h.len() <= 255
+                        && h.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-.[]:".contains(c))
+                });
+            let Some(host) = host else {
+                return Response::builder()
+                    .status(StatusCode::BAD_REQUEST)
+                    .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+                    .body(Body::from("a Host header is required\n"))
+                    .unwrap_or_default();
+            };
+            let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            Response::builder()
+                .status(StatusCode::PERMANENT_REDIRECT)
+                .header(header::LOCATION, format!("https://{host}{path}"))
+                .body(Body::empty())
+                .unwrap_or_default()
+        })
 }
 
 /// `host`, `host:80`, `[::1]:80` → the host (for https://, port 443).

@@ -67,7 +67,9 @@ impl ImapService {
                     Action::Upload(step) => glue.upload(step),
                     Action::Query(q) => session.answered(glue.ask(q).await),
                     Action::Authenticate { user, password } => {
-                        let result = match self.auth.login(ip, &user, &password).await {
+                        let login = self.auth.login(ip, &user, &password).await;
+                        postroom_directory::auth::count_login("imap", &login);
+                        let result = match login {
                             Ok(a) => match self.per_account.try_acquire(a.account_id.get()) {
                                 Some(permit) => {
                                     tracing::info!(target: "imap", client = %ip, user = %a.address, "login");

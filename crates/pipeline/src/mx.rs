@@ -388,6 +388,7 @@ impl MxPipeline {
                 status = "delivered",
                 "local delivery"
             );
+            postroom_core::metrics::delivery("delivered");
         }
         tracing::info!(
             target: "smtp",
@@ -403,6 +404,7 @@ impl MxPipeline {
             verdict = "accepted",
             "transaction"
         );
+        postroom_core::metrics::smtp_transaction("accepted");
         if let (Some(limits), Some(user)) = (&self.limits, &env.auth) {
             limits.record(
                 user,
@@ -806,7 +808,9 @@ impl SmtpHandler for MxPipeline {
         let Some(auth) = &self.auth else {
             return Err(AuthFailure::Unavailable);
         };
-        match auth.login(peer.ip, &user, &password).await {
+        let login = auth.login(peer.ip, &user, &password).await;
+        postroom_directory::auth::count_login("submission", &login);
+        match login {
             Ok(a) => {
                 tracing::info!(target: "smtp", client = %peer.ip, user = %a.address, "AUTH login");
                 Ok(a.address)
@@ -891,6 +895,7 @@ impl SmtpHandler for MxPipeline {
                     reply = %reply.summary(),
                     "transaction"
                 );
+                postroom_core::metrics::smtp_transaction("rejected");
                 DeliveryOutcome::Rejected(reply)
             }
         }

@@ -119,7 +119,9 @@ impl Pop3Service {
                         tokio::time::sleep(d).await;
                     }
                     Action::Authenticate { user, password } => {
-                        let result = match self.auth.login(ip, &user, &password).await {
+                        let login = self.auth.login(ip, &user, &password).await;
+                        postroom_directory::auth::count_login("pop3", &login);
+                        let result = match login {
                             Ok(a) => match self.per_account.try_acquire(a.account_id.get()) {
                                 Some(permit) => {
                                     tracing::info!(target: "pop3", client = %ip, user = %a.address, "login");

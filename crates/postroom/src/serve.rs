@@ -556,6 +556,8 @@ async fn serve(
     ];
     let mut bound: Vec<(&'static str, SocketAddr)> = Vec::new();
     let connections = Arc::new(crate::control::Connections::default());
+    // /metrics' uptime counts from here.
+    postroom_core::metrics::start();
     for (name, socks, protocol, proxy, implicit_tls, limiter) in groups {
         // Implicit-TLS listeners (their names end in 's') need a certificate.
         if name.ends_with('s') && implicit_tls.is_none() {
@@ -595,6 +597,7 @@ async fn serve(
         sockets.https,
         &shutdown,
         &mut bound,
+        Arc::clone(&connections),
     )
     .await?;
     let mut queue_stop = shutdown.clone();
@@ -699,6 +702,7 @@ async fn start_console(
     tls: Vec<StdListener>,
     shutdown: &Shutdown,
     bound: &mut Vec<(&'static str, SocketAddr)>,
+    connections: Arc<crate::control::Connections>,
 ) -> Result<bool, String> {
     let admin = postroom_admin::AdminService::for_store(
         store.clone(),
@@ -725,6 +729,11 @@ async fn start_console(
             .as_ref()
             .filter(|_| cfg.acme.enabled)
             .map(|t| Arc::clone(&t.challenges)),
+        autoconfig: Some(Arc::new(postroom_http::autoconfig::Autoconfig {
+            endpoints: postroom_http::autoconfig::Endpoints::from_config(cfg),
+            store: store.clone(),
+        })),
+        connections: Some(Arc::new(move || connections.snapshot())),
     });
     let https_on = !tls.is_empty() && tls_settings.is_some();
     if !tls.is_empty() && tls_settings.is_none() {

@@ -573,6 +573,7 @@ impl DeliveryQueue {
                         match o {
                             RcptOutcome::Delivered(reply) => {
                                 tracing::info!(target: "queue", queue_id = %r.queue_id, to = %r.recipient, relay = %host, addr = %s.addr, tls = s.tls, status = "sent", reply = %reply, "delivery");
+                                postroom_core::metrics::delivery("sent");
                                 delivered.push(r.id);
                             }
                             RcptOutcome::Failed(reply) => {
@@ -671,6 +672,7 @@ impl DeliveryQueue {
             let age = now() - r.created;
             if age > self.settings.lifetime.as_secs() as i64 {
                 tracing::info!(target: "queue", queue_id = %r.queue_id, to = %r.recipient, status = "expired", reason = %why, "delivery");
+                postroom_core::metrics::delivery("expired");
                 let diag = format!(
                     "delivery time expired after {} days; the last attempt said: {why}",
                     self.settings.lifetime.as_secs() / 86400
@@ -687,6 +689,7 @@ impl DeliveryQueue {
                 .min(self.settings.retry_max);
             let next = now() + delay.as_secs().max(1) as i64;
             tracing::info!(target: "queue", queue_id = %r.queue_id, to = %r.recipient, relay = host.as_deref().unwrap_or("-"), status = "deferred", reason = %why, retry_in = delay.as_secs(), "delivery");
+            postroom_core::metrics::delivery("deferred");
             if let Err(e) = self.store.meta().defer_outbound(r.id, &why, next).await {
                 tracing::error!(error = %e, "could not defer");
                 continue;
@@ -769,6 +772,7 @@ impl DeliveryQueue {
         };
         for (r, diag, _, host) in rows {
             tracing::info!(target: "queue", queue_id = %r.queue_id, to = %r.recipient, relay = host.as_deref().unwrap_or("-"), status = "bounced", reply = %diag, "delivery");
+            postroom_core::metrics::delivery("bounced");
         }
         if !first.sender.is_empty() {
             let failures: Vec<Failure<'_>> = rows

@@ -323,7 +323,9 @@ impl Store {
             .filter_map(|o| o.held.clone().map(|h| (o.recipient.clone(), h)))
             .collect();
         let queue_id = delivery.queue_id.clone();
+        let started = std::time::Instant::now();
         self.meta.commit_delivery(delivery).await?;
+        postroom_core::metrics::store_commit(started.elapsed());
         for (recipient, hold) in held {
             tracing::warn!(
                 target: "queue",

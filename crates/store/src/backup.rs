@@ -267,7 +267,7 @@ impl Manifest {
 }
 
 /// The stage a progress callback is told about, with done and total.
-pub const STAGE_BODIES: &str = "bodies";
+pub const STAGE_BODIES: &str = "copying";
 
 /// `dir` must be missing or an empty folder; made (or left) private.
 fn prepare_empty_dir(dir: &Path, allowed: &[&str]) -> Result<()> {

@@ -525,7 +525,8 @@ pub fn restore(
         });
     }
     prepare_empty_dir(data_dir, allowed)?;
-    if blobs_dir.exists() && std::fs::read_dir(blobs_dir)?.next().is_some() {
+    let blobs_existed = blobs_dir.exists();
+    if blobs_existed && std::fs::read_dir(blobs_dir)?.next().is_some() {
         return Err(StoreError::Invalid(format!(
             "{} is not empty: restore needs an empty folder for the bodies",
             blobs_dir.display()
@@ -534,8 +535,17 @@ pub fn restore(
     let r = restore_files(from, data_dir, blobs_dir, &manifest, progress);
     if r.is_err() {
         // The folders were empty: leave them so, and the restore can run
-        // again once the backup is mended.
-        let _ = std::fs::remove_dir_all(blobs_dir);
+        // again once the backup is mended. A bodies' folder that was
+        // there (`[store] blobs`, perhaps a mount point) stays, emptied.
+        if blobs_existed {
+            if let Ok(entries) = std::fs::read_dir(blobs_dir) {
+                for e in entries.flatten() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        } else {
+            let _ = std::fs::remove_dir_all(blobs_dir);
+        }
         let _ = std::fs::remove_file(data_dir.join(SQLITE_FILE));
         let _ = std::fs::remove_file(data_dir.join(format!("{SQLITE_FILE}.partial")));
     }

@@ -97,6 +97,12 @@ pub fn restore(ctx: &Context, from: &Path) -> CmdResult {
     let dir = ctx.data_dir_for(&cfg);
     if !dir.exists() {
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        // The new folder's name must survive a power cut like its files.
+        if let Some(parent) = dir.parent() {
+            std::fs::File::open(parent)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
     }
     become_data_owner(&dir)?;
     // Refuses while a server (or migrate) runs on the folder, and keeps
@@ -133,6 +139,14 @@ pub fn restore(ctx: &Context, from: &Path) -> CmdResult {
             ""
         }
     );
+    if m.missing_blobs > 0 {
+        eprintln!(
+            "warning: {} the database names {} already missing when the backup was taken: \
+             those messages cannot be read",
+            plural(m.missing_blobs, "body", "bodies"),
+            if m.missing_blobs == 1 { "was" } else { "were" }
+        );
+    }
     if let Some(user) = &cfg.server.run_as {
         root_owned_hint(&dir, user);
     }

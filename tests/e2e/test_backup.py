@@ -1,11 +1,13 @@
 """`postroom backup` and `postroom restore` (issue #12): a backup taken
 while several SMTP clients deliver restores every message that was
-acknowledged (250) before the backup started, byte for byte; a non-empty
-target, an incomplete or damaged backup, a newer one and a running server
-are refused."""
+acknowledged (250) before the backup started, byte for byte (on both back
+ends: with POSTROOM_E2E_POSTGRES the database goes through pg_dump and
+pg_restore); a non-empty target, an incomplete or damaged backup, a newer
+one, a running server and a database that is not empty are refused."""
 
 import imaplib
 import os
+import re
 import shutil
 import smtplib
 import ssl
@@ -19,7 +21,6 @@ import pytest
 import conftest
 from conftest import BIN
 
-# The PostgreSQL pass checks only the refusal (see the last test).
 embedded_only = conftest.sqlite_only
 
 USER = "customseo@esoomllub.com"
@@ -73,8 +74,18 @@ def deliver(port, thread, acked, stop):
 
 
 def restored_server(s, backup_dir):
-    """Restores `backup_dir` into a new data folder and points `s` at it."""
+    """Restores `backup_dir` into a new data folder (and, on PostgreSQL, a
+    new database) and points `s` at it."""
     new_data = os.path.join(s.tmp, "restored")
+    if s.pg_name:
+        url, name = conftest.pg_database()
+        with open(s.config) as f:
+            cfg = f.read()
+        cfg = re.sub(r'database = "[^"]*"', f'database = "{url}"', cfg)
+        with open(s.config, "w") as f:
+            f.write(cfg)
+        conftest._pg(f"DROP DATABASE IF EXISTS {s.pg_name} WITH (FORCE)")
+        s.pg_name = name
     r = subprocess.run([BIN, "--config", s.config, "--data-dir", new_data, "restore", backup_dir],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -87,7 +98,6 @@ def restored_server(s, backup_dir):
     return r
 
 
-@embedded_only
 def test_a_backup_under_smtp_load_restores_every_acknowledged_message(server):
     out = tempfile.mkdtemp(prefix="postroom-backup-")
     try:
@@ -111,6 +121,8 @@ def test_a_backup_under_smtp_load_restores_every_acknowledged_message(server):
             t.join(timeout=120)
         stop.set()
         assert oct(os.stat(backup_dir).st_mode & 0o777) == "0o700"
+        db_file = "postroom.pgdump" if server.pg_name else "postroom.sqlite"
+        assert os.path.isfile(os.path.join(backup_dir, db_file))
         originals = fetch_all(server.imaps_port)
         assert before <= set(originals)
 
@@ -202,11 +214,14 @@ def test_backup_and_restore_refuse_what_they_must(server):
 
 
 @pytest.mark.skipif(conftest.PG_URL is None, reason="the PostgreSQL pass")
-def test_on_postgresql_backup_names_pg_dump(server):
+def test_on_postgresql_restore_needs_an_empty_database(server):
     out = tempfile.mkdtemp(prefix="postroom-backup-")
     try:
-        r = server.cli("backup", os.path.join(out, "b"), check=False)
-        assert r.returncode != 0 and "pg_dump" in r.stderr, r.stderr
-        assert not os.path.exists(os.path.join(out, "b"))
+        b = os.path.join(out, "b")
+        r = server.cli("backup", b)
+        assert os.path.isfile(os.path.join(b, "postroom.pgdump"))
+        # The configured database is the running server's: not empty.
+        r = server.cli("--data-dir", os.path.join(out, "data"), "restore", b, check=False)
+        assert r.returncode != 0 and "already holds a Postroom store" in r.stderr, r.stderr
     finally:
         shutil.rmtree(out, ignore_errors=True)

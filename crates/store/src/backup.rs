@@ -42,6 +42,9 @@ use crate::{schema, Result, StoreError, SQLITE_FILE};
 
 /// The file every deleter of bodies holds shared, and a backup exclusive.
 pub const BACKUP_LOCK_FILE: &str = "backup.lock";
+/// The database of a PostgreSQL store in a backup: `pg_dump`'s custom
+/// format, loaded again with `pg_restore`.
+pub const PG_DUMP_FILE: &str = "postroom.pgdump";
 /// Written last: its presence marks a complete backup.
 pub const MANIFEST_FILE: &str = "postroom-backup.manifest";
 /// Written while the manifest is being made, renamed to [`MANIFEST_FILE`].
@@ -131,8 +134,11 @@ pub struct Manifest {
     pub schema_version: i64,
     /// Seconds since the epoch when the snapshot was taken.
     pub created: u64,
-    pub messages: u64,
-    pub queued: u64,
+    /// [`SQLITE_FILE`], or [`PG_DUMP_FILE`] for a PostgreSQL store.
+    pub database_file: String,
+    /// Rows in the snapshot; unknown (`None`) in a `pg_dump`.
+    pub messages: Option<u64>,
+    pub queued: Option<u64>,
     /// Bodies the rows named that were not in the data folder when the
     /// backup ran (missing there already; restored without them).
     pub missing_blobs: u64,
@@ -151,14 +157,15 @@ impl Manifest {
         s.push_str(&format!("postroom {}\n", self.postroom));
         s.push_str(&format!("schema-version {}\n", self.schema_version));
         s.push_str(&format!("created {}\n", self.created));
-        s.push_str(&format!("messages {}\n", self.messages));
-        s.push_str(&format!("queued {}\n", self.queued));
+        let count = |n: Option<u64>| n.map_or("-".to_string(), |n| n.to_string());
+        s.push_str(&format!("messages {}\n", count(self.messages)));
+        s.push_str(&format!("queued {}\n", count(self.queued)));
         s.push_str(&format!("missing-blobs {}\n", self.missing_blobs));
         s.push_str(&format!("blob-count {}\n", self.blobs.len()));
         s.push_str(&format!("blob-bytes {}\n", self.blob_bytes()));
         s.push_str(&format!(
-            "database {SQLITE_FILE} {} {}\n",
-            self.database.size, self.database.sha256
+            "database {} {} {}\n",
+            self.database_file, self.database.size, self.database.sha256
         ));
         for (id, e) in &self.blobs {
             s.push_str(&format!("blob {id} {} {}\n", e.size, e.sha256));
@@ -182,6 +189,7 @@ impl Manifest {
         }
         let mut fields: BTreeMap<&str, &str> = BTreeMap::new();
         let mut database = None;
+        let mut database_file = String::new();
         let mut blobs = BTreeMap::new();
         let mut ended = false;
         let entry = |size: Option<&str>, sum: Option<&str>| -> Option<FileEntry> {
@@ -203,8 +211,9 @@ impl Manifest {
             match w.next() {
                 Some("end") => ended = true,
                 Some("database") => {
-                    if w.next() != Some(SQLITE_FILE) {
-                        return Err("the manifest names another database file".into());
+                    match w.next() {
+                        Some(f @ (SQLITE_FILE | PG_DUMP_FILE)) => database_file = f.to_string(),
+                        _ => return Err("the manifest names another database file".into()),
                     }
                     database = Some(entry(w.next(), w.next()).ok_or("a bad database line")?);
                 }
@@ -231,13 +240,21 @@ impl Manifest {
                 .and_then(|v| v.parse().ok())
                 .ok_or_else(|| format!("the manifest has no valid `{k}`"))
         };
+        let count = |k: &str| -> std::result::Result<Option<u64>, String> {
+            if fields.get(k) == Some(&"-") {
+                Ok(None)
+            } else {
+                num(k).map(Some)
+            }
+        };
         let m = Manifest {
             format,
             postroom: fields.get("postroom").unwrap_or(&"").to_string(),
             schema_version: num("schema-version")? as i64,
             created: num("created")?,
-            messages: num("messages")?,
-            queued: num("queued")?,
+            database_file,
+            messages: count("messages")?,
+            queued: count("queued")?,
             missing_blobs: num("missing-blobs")?,
             database: database.ok_or("the manifest names no database")?,
             blobs,
@@ -265,6 +282,9 @@ impl Manifest {
         Manifest::parse(&text).map_err(|e| StoreError::Invalid(format!("{}: {e}", path.display())))
     }
 }
+
+/// Loads a backup's `pg_dump` into the configured, empty database.
+pub type LoadDump<'a> = dyn FnMut(&Path) -> Result<()> + 'a;
 
 /// The stage a progress callback is told about, with done and total.
 pub const STAGE_BODIES: &str = "copying";
@@ -464,16 +484,48 @@ pub fn create(
     File::open(&snapshot)?.sync_all()?;
     std::fs::set_permissions(&snapshot, std::fs::Permissions::from_mode(0o600))?;
     let (schema_version, messages, queued, ids) = read_snapshot(&snapshot)?;
-    let (blobs, missing_blobs) = copy_blobs(&ids, blobs_dir, &target.join("blobs"), None, progress)?;
+    let database = hash_file(&snapshot)?;
+    let snapshot = Snapshot {
+        created,
+        database_file: SQLITE_FILE,
+        database,
+        schema_version,
+        messages: Some(messages),
+        queued: Some(queued),
+    };
+    finish(blobs_dir, target, snapshot, &ids, progress)
+}
+
+/// What a backup took of the database.
+struct Snapshot {
+    created: u64,
+    database_file: &'static str,
+    database: FileEntry,
+    schema_version: i64,
+    messages: Option<u64>,
+    queued: Option<u64>,
+}
+
+/// Copies the bodies `ids` and writes the manifest, last. The caller
+/// still holds the [`BackupHold`].
+fn finish(
+    blobs_dir: &Path,
+    target: &Path,
+    snap: Snapshot,
+    ids: &[String],
+    progress: &mut dyn FnMut(&str, u64, u64),
+) -> Result<Manifest> {
+    let (blobs, missing_blobs) = copy_blobs(ids, blobs_dir, &target.join("blobs"), None, progress)?;
     let manifest = Manifest {
         format: FORMAT_VERSION,
         postroom: env!("CARGO_PKG_VERSION").to_string(),
-        schema_version,
-        created,
-        messages,
-        queued,
+        schema_version: snap.schema_version,
+        created: snap.created,
+        database_file: snap.database_file.to_string(),
+        messages: snap.messages,
+        queued: snap.queued,
         missing_blobs,
-        database: hash_file(&snapshot)?,
+        database: snap.database,
         blobs,
     };
     let tmp = target.join(MANIFEST_TMP);
@@ -489,6 +541,67 @@ pub fn create(
     std::fs::rename(&tmp, target.join(MANIFEST_FILE))?;
     sync_dir(target)?;
     Ok(manifest)
+}
+
+/// A backup of a store whose database is in PostgreSQL: `dump` writes the
+/// database to the path it is given (the CLI runs `pg_dump`, which reads
+/// it in one snapshot of its own) while no body is deleted; then every
+/// body in the folder is copied. A body the dump names was put before the
+/// dump's snapshot and cannot have been deleted since, so it is there;
+/// bodies delivered after the dump are copied too, and are harmless.
+pub fn create_from_dump(
+    data_dir: &Path,
+    blobs_dir: &Path,
+    target: &Path,
+    schema_version: i64,
+    dump: &mut dyn FnMut(&Path) -> Result<()>,
+    progress: &mut dyn FnMut(&str, u64, u64),
+) -> Result<Manifest> {
+    prepare_empty_dir(target, &[])?;
+    let _hold = BackupHold::take(data_dir)?;
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let file = target.join(PG_DUMP_FILE);
+    dump(&file)?;
+    File::open(&file)?.sync_all()?;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+    let ids = list_bodies(blobs_dir)?;
+    let snapshot = Snapshot {
+        created,
+        database_file: PG_DUMP_FILE,
+        database: hash_file(&file)?,
+        schema_version,
+        messages: None,
+        queued: None,
+    };
+    finish(blobs_dir, target, snapshot, &ids, progress)
+}
+
+/// Every body in a `blobs` folder, sorted (spool files are not bodies).
+fn list_bodies(blobs_dir: &Path) -> Result<Vec<String>> {
+    let mut ids = Vec::new();
+    let shards = match std::fs::read_dir(blobs_dir) {
+        Ok(s) => s,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ids),
+        Err(e) => return Err(e.into()),
+    };
+    for shard in shards {
+        let shard = shard?;
+        let name = shard.file_name().to_string_lossy().into_owned();
+        if name.len() != crate::blob::SHARD_CHARS || !shard.file_type()?.is_dir() {
+            continue;
+        }
+        for e in std::fs::read_dir(shard.path())? {
+            let id = e?.file_name().to_string_lossy().into_owned();
+            if crate::blob::valid_id(&id) && id.starts_with(&name) {
+                ids.push(id);
+            }
+        }
+    }
+    ids.sort();
+    Ok(ids)
 }
 
 /// The schema version, row counts and body ids of a database snapshot.
@@ -510,14 +623,35 @@ fn read_snapshot(path: &Path) -> Result<(i64, u64, u64, Vec<String>)> {
 /// missing or empty (`data_dir` may hold only `allowed`, e.g. the lock the
 /// caller holds). The server must be stopped: the caller holds the data
 /// folder's lock. On failure what was restored is removed again.
+///
+/// `load` is `Some` when the store is configured in PostgreSQL: it loads
+/// the backup's `pg_dump` (the CLI runs `pg_restore` into the empty
+/// database), after every checksum has been verified and the bodies are
+/// in place. A backup of the other kind of store is refused.
 pub fn restore(
     from: &Path,
     data_dir: &Path,
     blobs_dir: &Path,
     allowed: &[&str],
+    load: Option<&mut LoadDump<'_>>,
     progress: &mut dyn FnMut(&str, u64, u64),
 ) -> Result<Manifest> {
     let manifest = Manifest::read(from)?;
+    match (manifest.database_file.as_str(), load.is_some()) {
+        (PG_DUMP_FILE, false) => {
+            return Err(StoreError::Invalid(format!(
+            "{}: a backup of a PostgreSQL store: restore it with [store] database naming an empty database",
+            from.display()
+        )))
+        }
+        (SQLITE_FILE, true) => {
+            return Err(StoreError::Invalid(format!(
+            "{}: a backup of an embedded store: restore it without [store] database, then `postroom migrate`",
+            from.display()
+        )))
+        }
+        _ => {}
+    }
     if manifest.schema_version > schema::SCHEMA_VERSION {
         return Err(StoreError::TooNew {
             found: manifest.schema_version,
@@ -532,7 +666,10 @@ pub fn restore(
             blobs_dir.display()
         )));
     }
-    let r = restore_files(from, data_dir, blobs_dir, &manifest, progress);
+    let r = match load {
+        None => restore_files(from, data_dir, blobs_dir, &manifest, progress),
+        Some(load) => restore_dump(from, blobs_dir, &manifest, load, progress),
+    };
     if r.is_err() {
         // The folders were empty: leave them so, and the restore can run
         // again once the backup is mended. A bodies' folder that was
@@ -550,6 +687,37 @@ pub fn restore(
         let _ = std::fs::remove_file(data_dir.join(format!("{SQLITE_FILE}.partial")));
     }
     r.map(|()| manifest)
+}
+
+/// A PostgreSQL store's backup: the dump's checksum, the bodies, then the
+/// dump loaded.
+fn restore_dump(
+    from: &Path,
+    blobs_dir: &Path,
+    manifest: &Manifest,
+    load: &mut dyn FnMut(&Path) -> Result<()>,
+    progress: &mut dyn FnMut(&str, u64, u64),
+) -> Result<()> {
+    let dump = from.join(PG_DUMP_FILE);
+    let found = hash_file(&dump).map_err(|e| StoreError::Invalid(format!("{}: {e}", dump.display())))?;
+    if found != manifest.database {
+        return Err(StoreError::Invalid(format!(
+            "{}: the database dump is damaged: its checksum or size differs from the manifest's",
+            from.display()
+        )));
+    }
+    let ids: Vec<String> = manifest.blobs.keys().cloned().collect();
+    copy_blobs(
+        &ids,
+        &from.join("blobs"),
+        blobs_dir,
+        Some(&manifest.blobs),
+        progress,
+    )?;
+    if let Some(parent) = blobs_dir.parent() {
+        sync_dir(parent)?;
+    }
+    load(&dump)
 }
 
 fn restore_files(
@@ -600,8 +768,9 @@ mod tests {
             postroom: "0.1.0".into(),
             schema_version: 9,
             created: 1_800_000_000,
-            messages: 3,
-            queued: 1,
+            database_file: SQLITE_FILE.into(),
+            messages: Some(3),
+            queued: Some(1),
             missing_blobs: 0,
             database: e('a'),
             blobs: [
@@ -616,6 +785,18 @@ mod tests {
     #[test]
     fn a_manifest_reads_back_as_written() {
         let m = sample();
+        assert_eq!(Manifest::parse(&m.render()), Ok(m));
+    }
+
+    #[test]
+    fn a_dump_manifest_reads_back_with_unknown_counts() {
+        let m = Manifest {
+            database_file: PG_DUMP_FILE.into(),
+            messages: None,
+            queued: None,
+            ..sample()
+        };
+        assert!(m.render().contains("messages -\n"));
         assert_eq!(Manifest::parse(&m.render()), Ok(m));
     }
 

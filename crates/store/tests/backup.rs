@@ -26,7 +26,7 @@ fn a_backup_restores_every_message_with_its_bytes() {
     let out = tempfile::tempdir().unwrap();
     let target = out.path().join("backup");
     let m = backup::create(dir.path(), &dir.path().join("blobs"), &target, &mut no_progress()).unwrap();
-    assert_eq!((m.messages, m.blobs.len(), m.missing_blobs), (5, 5, 0));
+    assert_eq!((m.messages, m.blobs.len(), m.missing_blobs), (Some(5), 5, 0));
     assert!(target.join(MANIFEST_FILE).is_file());
 
     let restored = out.path().join("data");
@@ -35,6 +35,7 @@ fn a_backup_restores_every_message_with_its_bytes() {
         &restored,
         &restored.join("blobs"),
         &[],
+        None,
         &mut no_progress(),
     )
     .unwrap();
@@ -96,7 +97,7 @@ fn a_damaged_or_interrupted_backup_is_refused_and_leaves_nothing() {
     bytes[0] ^= 1;
     std::fs::write(&path, &bytes).unwrap();
     let data = out.path().join("data");
-    let e = backup::restore(&target, &data, &data.join("blobs"), &[], &mut no_progress()).unwrap_err();
+    let e = backup::restore(&target, &data, &data.join("blobs"), &[], None, &mut no_progress()).unwrap_err();
     assert!(e.to_string().contains("damaged"), "{e}");
     assert_eq!(
         std::fs::read_dir(&data).unwrap().count(),
@@ -106,6 +107,6 @@ fn a_damaged_or_interrupted_backup_is_refused_and_leaves_nothing() {
 
     // No manifest: an interrupted backup.
     std::fs::remove_file(target.join(MANIFEST_FILE)).unwrap();
-    let e = backup::restore(&target, &data, &data.join("blobs"), &[], &mut no_progress()).unwrap_err();
+    let e = backup::restore(&target, &data, &data.join("blobs"), &[], None, &mut no_progress()).unwrap_err();
     assert!(e.to_string().contains("not a complete backup"), "{e}");
 }

@@ -5,10 +5,11 @@
 //! `postroom_store::backup`; this file refuses what it must, shows
 //! progress as `migrate` does, and says what it did.
 //!
-//! On PostgreSQL the database is the database server's to back up
-//! (`pg_dump`, which takes its own consistent snapshot); both commands
-//! refuse there and say so, rather than copy bodies that a separately
-//! taken dump would not match.
+//! On PostgreSQL the database is copied by `pg_dump` (custom format; it
+//! reads in one snapshot of its own), run by `backup` while no body may be
+//! deleted, and loaded by `pg_restore` into an empty database on restore:
+//! the dump and the bodies then always match, which a dump taken by hand
+//! beside a separate file copy does not promise.
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -18,22 +19,52 @@ use postroom_store::SQLITE_FILE;
 
 use super::migrate::Progress;
 use super::status::{plural, size};
-use super::{become_data_owner, CmdResult, Context};
+use super::{become_data_owner, store_place, wait, CmdResult, Context};
 use crate::lock::{DataLock, Role};
 
-/// What both commands answer when the store is in PostgreSQL.
-const POSTGRES_REFUSAL: &str = "the store is in PostgreSQL ([store] database): back up the database \
-     with `pg_dump --format=custom --file=postroom.dump DBNAME` (and restore it with `pg_restore`), \
-     and the bodies' folder with the file copy you trust, taken after the dump finishes; \
-     `postroom backup` copies the embedded installation only";
+/// Runs a PostgreSQL client tool (`pg_dump`, `pg_restore`) with the
+/// configured database and password.
+fn pg_tool(cfg: &postroom_config::Config, tool: &str, args: &[&std::ffi::OsStr]) -> Result<(), String> {
+    let url = cfg.store.database.as_deref().unwrap_or_default();
+    let mut cmd = std::process::Command::new(tool);
+    cmd.args(args).arg(format!("--dbname={url}"));
+    if let Some(file) = &cfg.store.password_file {
+        // As the server reads it: the file's first line.
+        let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        cmd.env("PGPASSWORD", text.lines().next().unwrap_or_default());
+    }
+    let out = cmd.output().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            format!("{tool} is not installed: it comes with PostgreSQL's client package (postgresql-client)")
+        }
+        _ => format!("{tool}: {e}"),
+    })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{tool} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn counted(n: Option<u64>, one: &str, many: &str) -> String {
+    match n {
+        Some(n) => plural(n, one, many),
+        None => format!("the {many}"),
+    }
+}
 
 pub fn backup(ctx: &Context, target: &Path) -> CmdResult {
     let cfg = ctx.config()?;
-    if cfg.store.database.is_some() {
-        return Err(POSTGRES_REFUSAL.into());
-    }
     let dir = ctx.data_dir_for(&cfg);
-    if !dir.join(SQLITE_FILE).is_file() {
+    if cfg.store.database.is_some() {
+        // Refuses a missing or empty database, and upgrades an older
+        // schema as the server would, so the dump is of this version's.
+        drop(ctx.store()?);
+    } else if !dir.join(SQLITE_FILE).is_file() {
         return Err(ctx.no_store(&format!(
             "{} holds no Postroom store (no {SQLITE_FILE})",
             dir.display()
@@ -46,15 +77,33 @@ pub fn backup(ctx: &Context, target: &Path) -> CmdResult {
     let blobs_dir = cfg.store.blobs.clone().unwrap_or_else(|| dir.join("blobs"));
     eprintln!("backing up {} into {}", dir.display(), target.display());
     let mut progress = Progress::new(std::io::stderr().is_terminal(), "bodies");
-    let r = backup::create(&dir, &blobs_dir, target, &mut |stage, done, total| {
-        progress.show(stage, done, total)
-    });
+    let mut show = |stage: &str, done, total| progress.show(stage, done, total);
+    let r = if cfg.store.database.is_some() {
+        let mut dump = |file: &Path| {
+            pg_tool(
+                &cfg,
+                "pg_dump",
+                &["--format=custom".as_ref(), "--file".as_ref(), file.as_os_str()],
+            )
+            .map_err(postroom_store::StoreError::Backend)
+        };
+        backup::create_from_dump(
+            &dir,
+            &blobs_dir,
+            target,
+            postroom_store::schema::SCHEMA_VERSION,
+            &mut dump,
+            &mut show,
+        )
+    } else {
+        backup::create(&dir, &blobs_dir, target, &mut show)
+    };
     progress.finish();
     let m = r.map_err(|e| format!("backup of {} failed: {e}", dir.display()))?;
     println!(
         "Backed up {}, {} and {} ({}) from {} into {}.",
-        plural(m.messages, "message", "messages"),
-        plural(m.queued, "queued delivery", "queued deliveries"),
+        counted(m.messages, "message", "messages"),
+        counted(m.queued, "queued delivery", "queued deliveries"),
         plural(m.blobs.len() as u64, "message body", "message bodies"),
         size(m.blob_bytes()),
         dir.display(),
@@ -80,9 +129,6 @@ pub fn backup(ctx: &Context, target: &Path) -> CmdResult {
 
 pub fn restore(ctx: &Context, from: &Path) -> CmdResult {
     let cfg = ctx.config()?;
-    if cfg.store.database.is_some() {
-        return Err(POSTGRES_REFUSAL.into());
-    }
     // Before anything is made: a backup that is incomplete or newer is
     // refused with the data folder untouched.
     let manifest = Manifest::read(from).map_err(|e| e.to_string())?;
@@ -109,21 +155,55 @@ pub fn restore(ctx: &Context, from: &Path) -> CmdResult {
     // one from starting on a half-restored store.
     let _owner = DataLock::take(&dir, Role::Restore)?;
     let blobs_dir = cfg.store.blobs.clone().unwrap_or_else(|| dir.join("blobs"));
+    if cfg.store.database.is_some() {
+        // Only into a database without a Postroom store.
+        match wait(postroom_store::Store::open_configured(&store_place(
+            &cfg, &dir, false,
+        ))) {
+            Err(postroom_store::StoreError::NoStore(_)) => {}
+            Ok(_) => {
+                return Err(
+                    "the PostgreSQL database ([store] database) already holds a Postroom store: \
+                     restore needs an empty database"
+                        .into(),
+                )
+            }
+            Err(e) => return Err(format!("the PostgreSQL store: {e}")),
+        }
+    }
     eprintln!("restoring {} into {}", from.display(), dir.display());
     let mut progress = Progress::new(std::io::stderr().is_terminal(), "bodies");
+    let mut load = |dump: &Path| {
+        pg_tool(
+            &cfg,
+            "pg_restore",
+            &[
+                "--exit-on-error".as_ref(),
+                "--single-transaction".as_ref(),
+                "--no-owner".as_ref(),
+                dump.as_os_str(),
+            ],
+        )
+        .map_err(postroom_store::StoreError::Backend)
+    };
+    let load: Option<&mut backup::LoadDump<'_>> = match cfg.store.database {
+        Some(_) => Some(&mut load),
+        None => None,
+    };
     let r = backup::restore(
         from,
         &dir,
         &blobs_dir,
         &[crate::lock::LOCK_FILE],
+        load,
         &mut |stage, done, total| progress.show(stage, done, total),
     );
     progress.finish();
     let m = r.map_err(|e| format!("restore into {} refused: {e}", dir.display()))?;
     println!(
         "Restored {}, {} and {} ({}) into {}, all checksums verified.",
-        plural(m.messages, "message", "messages"),
-        plural(m.queued, "queued delivery", "queued deliveries"),
+        counted(m.messages, "message", "messages"),
+        counted(m.queued, "queued delivery", "queued deliveries"),
         plural(m.blobs.len() as u64, "message body", "message bodies"),
         size(m.blob_bytes()),
         dir.display()

@@ -230,7 +230,7 @@ impl Context {
 
 /// Where `[store]` says the store is; `create`: see
 /// [`postroom_store::StorePlace::create`].
-fn store_place<'a>(
+pub(super) fn store_place<'a>(
     cfg: &'a Config,
     data_dir: &'a std::path::Path,
     create: bool,

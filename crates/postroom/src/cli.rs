@@ -100,7 +100,7 @@ pub enum Command {
     /// must be new or empty: a consistent snapshot of the database, then
     /// every message body it names (deletions wait meanwhile; delivery
     /// goes on), all fsynced, with a manifest of checksums written last.
-    /// On PostgreSQL it refuses and names the tool to use (pg_dump).
+    /// On PostgreSQL the database is copied by pg_dump, run meanwhile.
     Backup {
         /// The backup folder (made private, 0700).
         dir: PathBuf,
@@ -108,7 +108,8 @@ pub enum Command {
     /// Put a backup made by `postroom backup` into an empty (or missing)
     /// data folder, with the server stopped. Every checksum is verified;
     /// an incomplete or damaged backup, one from a newer Postroom and a
-    /// data folder with anything in it are refused.
+    /// data folder with anything in it are refused. On PostgreSQL the
+    /// dump is loaded with pg_restore into an empty database.
     Restore {
         /// The backup folder.
         dir: PathBuf,

@@ -1,6 +1,7 @@
-//! Online backup and restore of an embedded installation (issue #12):
-//! `postroom backup DIR` copies a running server's database and bodies,
-//! `postroom restore DIR` puts them into an empty data folder.
+//! Online backup and restore (issue #12): `postroom backup DIR` copies a
+//! running server's database and bodies, `postroom restore DIR` puts them
+//! into an empty data folder. This describes the embedded database; for
+//! PostgreSQL see [`create_from_dump`].
 //!
 //! The database is copied with `VACUUM INTO`, which reads it in one read
 //! transaction: a consistent snapshot taken beside the server's commits

@@ -26,9 +26,15 @@ use crate::lock::{DataLock, Role};
 /// configured database and password.
 fn pg_tool(cfg: &postroom_config::Config, tool: &str, args: &[&std::ffi::OsStr]) -> Result<(), String> {
     let url = cfg.store.database.as_deref().unwrap_or_default();
+    // A password in the URL goes by the environment, not the command
+    // line, which every local user can read in /proc.
+    let secret = super::migrate::Secret::of(url);
     let mut cmd = std::process::Command::new(tool);
-    cmd.args(args).arg(format!("--dbname={url}"));
-    if let Some(file) = &cfg.store.password_file {
+    cmd.args(args)
+        .arg(format!("--dbname={}", secret.url_without_password(url)));
+    if let Some(p) = &secret.password {
+        cmd.env("PGPASSWORD", super::migrate::percent_decode(p));
+    } else if let Some(file) = &cfg.store.password_file {
         // As the server reads it: the file's first line.
         let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
         cmd.env("PGPASSWORD", text.lines().next().unwrap_or_default());

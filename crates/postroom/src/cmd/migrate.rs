@@ -222,12 +222,12 @@ fn print_store_lines(url: &str, password_file: Option<&Path>, password_in_url: b
 
 /// The password a URL carries (`postgres://user:PASSWORD@host/db`), to
 /// keep it out of everything printed.
-struct Secret {
-    password: Option<String>,
+pub(super) struct Secret {
+    pub(super) password: Option<String>,
 }
 
 impl Secret {
-    fn of(url: &str) -> Secret {
+    pub(super) fn of(url: &str) -> Secret {
         let password = userinfo(url)
             .and_then(|(_, info)| info.split_once(':'))
             .map(|(_, p)| p.to_string())
@@ -248,7 +248,7 @@ impl Secret {
         s
     }
 
-    fn url_without_password(&self, url: &str) -> String {
+    pub(super) fn url_without_password(&self, url: &str) -> String {
         match (userinfo(url), &self.password) {
             (Some((start, info)), Some(_)) => {
                 let user = info.split_once(':').map_or(info, |(u, _)| u);
@@ -269,7 +269,7 @@ fn userinfo(url: &str) -> Option<(usize, &str)> {
     Some((start, &authority[..at]))
 }
 
-fn percent_decode(s: &str) -> String {
+pub(super) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

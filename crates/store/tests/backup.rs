@@ -110,3 +110,24 @@ fn a_damaged_or_interrupted_backup_is_refused_and_leaves_nothing() {
     let e = backup::restore(&target, &data, &data.join("blobs"), &[], None, &mut no_progress()).unwrap_err();
     assert!(e.to_string().contains("not a complete backup"), "{e}");
 }
+
+#[test]
+fn the_purge_thread_deletes_once_the_backup_is_over() {
+    let (dir, store, _a, inbox) = common::one_mailbox();
+    let uid = wait(store.append(&inbox, b"Subject: x\r\n\r\nx\r\n", 0, "", None)).unwrap();
+    let blob = store.sqlite().unwrap().messages(inbox.id).unwrap()[0]
+        .blob_id
+        .clone();
+    let hold = BackupHold::take(dir.path()).unwrap();
+    wait(store.expunge(inbox.id, &[uid])).unwrap();
+    // Past the purge thread's 2 s delay: it found the backup and kept it.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(store.blobs.get(&blob).is_ok(), "kept while the backup runs");
+    drop(hold);
+    // It looks again every 2 s; a generous bound for a loaded machine.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while store.blobs.get(&blob).is_ok() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(store.blobs.get(&blob).is_err(), "deleted after the backup");
+}

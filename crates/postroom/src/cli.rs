@@ -102,6 +102,24 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// Copy a running (or stopped) embedded installation into DIR, which
+    /// must be new or empty: a consistent snapshot of the database, then
+    /// every message body it names (deletions wait meanwhile; delivery
+    /// goes on), all fsynced, with a manifest of checksums written last.
+    /// On PostgreSQL the database is copied by pg_dump, run meanwhile.
+    Backup {
+        /// The backup folder (made private, 0700).
+        dir: PathBuf,
+    },
+    /// Put a backup made by `postroom backup` into an empty (or missing)
+    /// data folder, with the server stopped. Every checksum is verified;
+    /// an incomplete or damaged backup, one from a newer Postroom and a
+    /// data folder with anything in it are refused. On PostgreSQL the
+    /// dump is loaded with pg_restore into an empty database.
+    Restore {
+        /// The backup folder.
+        dir: PathBuf,
+    },
     /// Copy this embedded installation (the SQLite database in the data
     /// folder) into PostgreSQL, with the server stopped: every id clients
     /// have seen (UIDVALIDITY, UIDs, MODSEQs, POP3 UIDLs) and the queue

@@ -1,4 +1,4 @@
-//! The data folder's owner lock: `serve` and `migrate` hold an exclusive
+//! The data folder's owner lock: `serve`, `migrate` and `restore` hold an exclusive
 //! `flock` on `DATA_DIR/postroom.pid` for as long as they run, with their
 //! pid and role written in it, so `migrate` never copies a database a
 //! server is still writing (and no server starts on a folder being
@@ -20,6 +20,8 @@ pub const LOCK_FILE: &str = "postroom.pid";
 pub enum Role {
     Server,
     Migrate,
+    /// `postroom restore`: no server may start on a half-restored folder.
+    Restore,
 }
 
 impl Role {
@@ -27,6 +29,7 @@ impl Role {
         match self {
             Role::Server => "serve",
             Role::Migrate => "migrate",
+            Role::Restore => "restore",
         }
     }
 }
@@ -85,7 +88,7 @@ pub fn refuse_while_migrating(dir: &Path) -> Result<(), String> {
         return Ok(());
     }
     match refusal(dir, &mut f) {
-        m if m.starts_with("postroom migrate") => Err(m),
+        m if m.starts_with("postroom migrate") || m.starts_with("postroom restore") => Err(m),
         // A server: the commands work beside it.
         _ => Ok(()),
     }
@@ -107,6 +110,7 @@ pub fn holder(dir: &Path) -> Option<(Option<u32>, Role)> {
     let pid = words.next().and_then(|p| p.parse().ok());
     let role = match words.next() {
         Some("migrate") => Role::Migrate,
+        Some("restore") => Role::Restore,
         _ => Role::Server,
     };
     Some((pid, role))
@@ -126,6 +130,10 @@ fn refusal(dir: &Path, f: &mut File) -> String {
     match words.next() {
         Some("migrate") => format!(
             "postroom migrate is running on {} (pid {pid}): wait for it to finish",
+            dir.display()
+        ),
+        Some("restore") => format!(
+            "postroom restore is running on {} (pid {pid}): wait for it to finish",
             dir.display()
         ),
         _ => format!(
@@ -164,5 +172,19 @@ mod tests {
         let _server = DataLock::take(dir.path(), Role::Server).unwrap();
         assert_eq!(refuse_while_migrating(dir.path()), Ok(()));
         assert_eq!(holder(dir.path()), Some((Some(std::process::id()), Role::Server)));
+    }
+
+    #[test]
+    fn a_restore_keeps_servers_and_commands_off_the_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = DataLock::take(dir.path(), Role::Restore).unwrap();
+        let e = DataLock::take(dir.path(), Role::Server).err().unwrap();
+        assert!(e.starts_with("postroom restore is running on"), "{e}");
+        assert!(refuse_while_migrating(dir.path()).is_err());
+        assert_eq!(
+            holder(dir.path()),
+            Some((Some(std::process::id()), Role::Restore))
+        );
+        drop(r);
     }
 }

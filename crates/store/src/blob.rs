@@ -147,7 +147,7 @@ pub struct FsBlobStore {
 }
 
 /// A shard directory's name: the first characters of its blobs' ids.
-const SHARD_CHARS: usize = 6;
+pub(crate) const SHARD_CHARS: usize = 6;
 
 /// Where bodies are written while they arrive: inside `blobs/` so that
 /// the link into a shard stays on one file system. Its name is not
@@ -168,7 +168,7 @@ fn spooled_by_another_live_process(name: &str) -> bool {
     pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists()
 }
 
-fn valid_id(id: &str) -> bool {
+pub(crate) fn valid_id(id: &str) -> bool {
     id.len() >= 8 && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 

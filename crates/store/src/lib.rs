@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod backend;
+pub mod backup;
 pub mod blob;
 pub mod cache;
 pub mod committer;
@@ -292,7 +293,7 @@ impl Store {
             data_dir: data_dir.to_path_buf(),
             folder_cache: Arc::new(cache::FolderCache::new(cache::FOLDER_CACHE_MESSAGES)),
             header_cache: Arc::new(cache::HeaderCache::new(cache::HEADER_CACHE_BYTES)),
-            purger: Arc::default(),
+            purger: Arc::new(purge::BodyPurger::new(data_dir)),
         }
     }
 

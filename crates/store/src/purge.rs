@@ -9,7 +9,13 @@
 //! A body is queued only after the transaction that left it unreferenced has
 //! committed; a body still queued when the process dies stays on disk
 //! (space, never correctness: no row refers to it).
+//!
+//! While `postroom backup` runs, nothing is deleted (backup.rs: it copies
+//! the bodies its snapshot names after taking it): the thread keeps what
+//! it was given and looks again every [`PURGE_DELAY`]; what it still holds
+//! when its process ends stays on disk for the sweep.
 
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -28,13 +34,22 @@ struct Batch {
 
 /// The purge thread of one store, started on first use. Dropping the last
 /// handle deletes whatever is still queued before it returns, so a
-/// short-lived process (a CLI command) leaves nothing behind.
-#[derive(Default)]
+/// short-lived process (a CLI command) leaves nothing behind (unless a
+/// backup is running then).
 pub(crate) struct BodyPurger {
     worker: Mutex<Option<(Sender<Batch>, JoinHandle<()>)>>,
+    /// The data folder, whose `backup.lock` says whether a backup runs.
+    data_dir: PathBuf,
 }
 
 impl BodyPurger {
+    pub(crate) fn new(data_dir: &Path) -> BodyPurger {
+        BodyPurger {
+            worker: Mutex::new(None),
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
     pub(crate) fn release(&self, blobs: Arc<dyn BlobStore>, ids: Vec<String>) {
         if ids.is_empty() {
             return;
@@ -48,9 +63,10 @@ impl BodyPurger {
             }
         }
         let (tx, rx) = mpsc::channel();
+        let data_dir = self.data_dir.clone();
         let spawned = std::thread::Builder::new()
             .name("postroom-purge".into())
-            .spawn(move || purge_loop(rx));
+            .spawn(move || purge_loop(rx, &data_dir));
         match spawned {
             Ok(handle) => {
                 // A fresh channel whose receiver is alive: this send succeeds.
@@ -59,7 +75,7 @@ impl BodyPurger {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "no purge thread; deleting bodies in place");
-                delete(batch);
+                delete_unless_backup(&self.data_dir, vec![batch]);
             }
         }
     }
@@ -83,9 +99,15 @@ impl Drop for BodyPurger {
     }
 }
 
-fn purge_loop(rx: Receiver<Batch>) {
-    while let Ok(first) = rx.recv() {
-        let mut pending = vec![first];
+fn purge_loop(rx: Receiver<Batch>, data_dir: &Path) {
+    let mut pending: Vec<Batch> = Vec::new();
+    loop {
+        if pending.is_empty() {
+            match rx.recv() {
+                Ok(first) => pending.push(first),
+                Err(_) => return,
+            }
+        }
         let deadline = Instant::now() + PURGE_DELAY;
         let mut closing = false;
         loop {
@@ -98,10 +120,28 @@ fn purge_loop(rx: Receiver<Batch>) {
                 }
             }
         }
-        pending.into_iter().for_each(delete);
+        pending = delete_unless_backup(data_dir, pending);
         if closing {
+            if !pending.is_empty() {
+                let n: usize = pending.iter().map(|b| b.ids.len()).sum();
+                tracing::info!(
+                    bodies = n,
+                    "a backup is running: unreferenced message bodies left for the sweep"
+                );
+            }
             return;
         }
+    }
+}
+
+/// Deletes the batches unless a backup runs; returns what was kept.
+fn delete_unless_backup(data_dir: &Path, pending: Vec<Batch>) -> Vec<Batch> {
+    match crate::backup::DeletionGate::open(data_dir) {
+        Some(_gate) => {
+            pending.into_iter().for_each(delete);
+            Vec::new()
+        }
+        None => pending,
     }
 }
 

@@ -44,6 +44,12 @@ impl Store {
         };
         for chunk in candidates.chunks(CHECK_CHUNK) {
             let unused = self.meta.unreferenced_blobs(chunk.to_vec()).await?;
+            // No deletion while a backup runs (backup.rs): the next sweep
+            // gets these.
+            let Some(_gate) = crate::backup::DeletionGate::open(&self.data_dir) else {
+                tracing::info!("a backup is running: the sweep deletes nothing this time");
+                break;
+            };
             for id in unused {
                 match self.blobs.delete(&id) {
                     Ok(()) => report.deleted += 1,

@@ -83,7 +83,7 @@ pub fn migrate(ctx: &Context, to: &str, password_file: Option<&Path>) -> CmdResu
     })?;
 
     eprintln!("copying {} to {shown_url}", db_path.display());
-    let mut progress = Progress::new(std::io::stderr().is_terminal());
+    let mut progress = Progress::new(std::io::stderr().is_terminal(), "rows");
     let kill_after = std::env::var(KILL_AFTER_ENV).ok();
     let report = wait(copy_sqlite_to(&sqlite, &pg, |table, done, total| {
         progress.show(table, done, total);
@@ -128,25 +128,29 @@ fn missing_bodies(sqlite: &Db, blobs: &dyn BlobStore, dir: &Path) -> Result<usiz
     Ok(referenced.iter().filter(|id| !stored.contains(*id)).count())
 }
 
-/// The progress display: on a terminal one line per table, rewritten in
-/// place; otherwise plain lines.
-struct Progress {
+/// The progress display: on a terminal one line per table (or stage),
+/// rewritten in place; otherwise plain lines. `backup` and `restore` show
+/// theirs with it too.
+pub(super) struct Progress {
     terminal: bool,
+    /// What is counted: "rows", "bodies".
+    unit: &'static str,
     /// The table whose line is open (terminal: not yet ended by a newline).
     open: Option<String>,
     last_plain: u64,
 }
 
 impl Progress {
-    fn new(terminal: bool) -> Progress {
+    pub(super) fn new(terminal: bool, unit: &'static str) -> Progress {
         Progress {
             terminal,
+            unit,
             open: None,
             last_plain: 0,
         }
     }
 
-    fn show(&mut self, table: &str, done: u64, total: u64) {
+    pub(super) fn show(&mut self, table: &str, done: u64, total: u64) {
         let mut err = std::io::stderr().lock();
         if self.open.as_deref() != Some(table) {
             if self.terminal && self.open.is_some() {
@@ -156,7 +160,7 @@ impl Progress {
             self.last_plain = 0;
         }
         let pct = (done * 100).checked_div(total).unwrap_or(100);
-        let line = format!("  {table:<18} {done:>10} / {total} rows ({pct}%)");
+        let line = format!("  {table:<18} {done:>10} / {total} {} ({pct}%)", self.unit);
         if self.terminal {
             // \x1b[K: clear what a longer earlier line left.
             let _ = write!(err, "\r{line}\x1b[K");
@@ -175,7 +179,7 @@ impl Progress {
     }
 
     /// Ends an open terminal line (an error is about to be printed).
-    fn finish(&mut self) {
+    pub(super) fn finish(&mut self) {
         if self.terminal && self.open.take().is_some() {
             eprintln!();
         }
@@ -218,12 +222,12 @@ fn print_store_lines(url: &str, password_file: Option<&Path>, password_in_url: b
 
 /// The password a URL carries (`postgres://user:PASSWORD@host/db`), to
 /// keep it out of everything printed.
-struct Secret {
-    password: Option<String>,
+pub(super) struct Secret {
+    pub(super) password: Option<String>,
 }
 
 impl Secret {
-    fn of(url: &str) -> Secret {
+    pub(super) fn of(url: &str) -> Secret {
         let password = userinfo(url)
             .and_then(|(_, info)| info.split_once(':'))
             .map(|(_, p)| p.to_string())
@@ -244,7 +248,7 @@ impl Secret {
         s
     }
 
-    fn url_without_password(&self, url: &str) -> String {
+    pub(super) fn url_without_password(&self, url: &str) -> String {
         match (userinfo(url), &self.password) {
             (Some((start, info)), Some(_)) => {
                 let user = info.split_once(':').map_or(info, |(u, _)| u);
@@ -265,7 +269,7 @@ fn userinfo(url: &str) -> Option<(usize, &str)> {
     Some((start, &authority[..at]))
 }
 
-fn percent_decode(s: &str) -> String {
+pub(super) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -310,7 +314,7 @@ mod tests {
 
     #[test]
     fn progress_without_a_terminal_is_a_few_plain_lines() {
-        let mut p = Progress::new(false);
+        let mut p = Progress::new(false, "rows");
         for done in (1000..=25_000).step_by(1000) {
             p.show("messages", done, 25_000);
         }

@@ -1,6 +1,7 @@
 //! The administration commands. They open the store directly: a running
 //! server sees their changes at once (it keeps no directory cache).
 
+mod backup;
 mod check;
 mod config;
 mod console;
@@ -67,6 +68,8 @@ fn run_command(ctx: &Context, command: Command) -> CmdResult {
         Command::Queue(c) => mail::queue(ctx, c),
         Command::Sendmail { args } => sendmail::run(ctx, &args),
         Command::Dkim(c) => dkim::dkim(ctx, c),
+        Command::Backup { dir } => backup::backup(ctx, &dir),
+        Command::Restore { dir } => backup::restore(ctx, &dir),
         Command::Migrate { to, password_file } => migrate::migrate(ctx, &to, password_file.as_deref()),
         Command::Audit {
             object,
@@ -236,7 +239,7 @@ impl Context {
 
     /// What to say when there is no store: what is missing, and how to
     /// make one for this same instance.
-    fn no_store(&self, what: &str) -> String {
+    pub(super) fn no_store(&self, what: &str) -> String {
         let flags = self.cli_flags();
         format!("{what}: make one with `postroom{flags} init`, or start `postroom{flags} serve`")
     }
@@ -256,7 +259,7 @@ impl Context {
 
 /// Where `[store]` says the store is; `create`: see
 /// [`postroom_store::StorePlace::create`].
-fn store_place<'a>(
+pub(super) fn store_place<'a>(
     cfg: &'a Config,
     data_dir: &'a std::path::Path,
     create: bool,

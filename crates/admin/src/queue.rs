@@ -72,6 +72,33 @@ impl AdminService {
         self.queue_change(actor, id, Change::Retry).await
     }
 
+    /// Every waiting item (not held) is due now: `postroom queue flush`.
+    /// By row, so a held item of the same message stays held.
+    pub async fn queue_flush(&self, actor: &Actor) -> Result<usize> {
+        let waiting: Vec<OutboundRow> = self
+            .meta()
+            .outbound()
+            .await?
+            .into_iter()
+            .filter(|q| q.state != "held")
+            .collect();
+        let mut n = 0;
+        for q in &waiting {
+            match self
+                .meta()
+                .set_outbound_state(&q.id.to_string(), "deferred", now())
+                .await
+            {
+                // Delivered or deleted meanwhile: nothing to flush.
+                Err(postroom_store::StoreError::Invalid(_)) => {}
+                r => n += r?,
+            }
+        }
+        self.record(actor, "queue.flush", "", "", format!("{n} items"))
+            .await;
+        Ok(n)
+    }
+
     pub async fn queue_hold(&self, actor: &Actor, id: &str) -> Result<usize> {
         self.queue_change(actor, id, Change::Hold).await
     }

@@ -470,10 +470,28 @@ pub enum QueueCmd {
     /// reason in words and, for held items, the reason's code
     /// (unknown-member, no-postmaster, ...).
     List {
-        /// Only the held items.
+        /// Only the held items (as `--state held`).
         #[arg(long)]
         held: bool,
+        /// Only items in this state: queued, deferred or held.
+        #[arg(long, value_parser = ["queued", "deferred", "held"])]
+        state: Option<String>,
+        /// Only items whose sender contains this (case-insensitive).
+        #[arg(long)]
+        sender: Option<String>,
+        /// Only items whose recipient contains this (case-insensitive).
+        #[arg(long)]
+        recipient: Option<String>,
+        /// Only items for recipients at this domain.
+        #[arg(long)]
+        domain: Option<String>,
+        /// One JSON object per item, a line each, for scripts.
+        #[arg(long)]
+        json: bool,
     },
+    /// Try every waiting item (queued or deferred, not held) now, as
+    /// Postfix's `postqueue -f`; the running server picks them up.
+    Flush,
     /// Every item of one message (or one item by its number).
     Show { id: String },
     /// Try again now.

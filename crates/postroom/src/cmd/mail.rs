@@ -79,6 +79,48 @@ pub fn mail(ctx: &Context, cmd: MailCmd) -> CmdResult {
     Ok(())
 }
 
+/// `queue list`'s filters, all of which must match.
+struct QueueFilter {
+    state: Option<String>,
+    sender: Option<String>,
+    recipient: Option<String>,
+    domain: Option<String>,
+}
+
+impl QueueFilter {
+    fn keeps(&self, q: &postroom_store::queue::OutboundRow) -> bool {
+        let domain_of = |a: &str| a.rsplit_once('@').map(|(_, d)| d.to_lowercase());
+        self.state.as_ref().is_none_or(|s| *s == q.state)
+            && self
+                .sender
+                .as_ref()
+                .is_none_or(|s| q.sender.to_lowercase().contains(s.as_str()))
+            && self
+                .recipient
+                .as_ref()
+                .is_none_or(|r| q.recipient.to_lowercase().contains(r.as_str()))
+            && self
+                .domain
+                .as_ref()
+                .is_none_or(|d| domain_of(&q.recipient).as_deref() == Some(d.as_str()))
+    }
+}
+
+fn queue_json(q: &postroom_store::queue::OutboundRow) -> serde_json::Value {
+    serde_json::json!({
+        "id": q.id.to_string(),
+        "queue_id": q.queue_id,
+        "state": q.state,
+        "sender": q.sender,
+        "recipient": q.recipient,
+        "reason": q.reason,
+        "hold_reason": q.hold_reason.map(|h| h.code()),
+        "attempts": q.attempts,
+        "next_attempt": q.next_attempt,
+        "created": q.created,
+    })
+}
+
 pub fn queue(ctx: &Context, cmd: QueueCmd) -> CmdResult {
     let admin = ctx.admin()?;
     let me = ctx.actor.clone();
@@ -97,12 +139,49 @@ pub fn queue(ctx: &Context, cmd: QueueCmd) -> CmdResult {
     };
     wait(async {
         match cmd {
-            QueueCmd::List { held } => {
-                for q in admin.queue_list().await.map_err(text)? {
-                    if !held || q.hold_reason.is_some() {
-                        print(&q);
+            QueueCmd::List {
+                held,
+                state,
+                sender,
+                recipient,
+                domain,
+                json,
+            } => {
+                let filter = QueueFilter {
+                    state: state.or(held.then(|| "held".to_string())),
+                    sender: sender.map(|s| s.to_lowercase()),
+                    recipient: recipient.map(|s| s.to_lowercase()),
+                    domain: domain.map(|s| s.trim_start_matches('@').to_lowercase()),
+                };
+                let rows: Vec<_> = admin
+                    .queue_list()
+                    .await
+                    .map_err(text)?
+                    .into_iter()
+                    .filter(|q| filter.keeps(q))
+                    .collect();
+                if json {
+                    for q in &rows {
+                        println!("{}", queue_json(q));
+                    }
+                } else {
+                    // The header only for a person: scripts that split the
+                    // tab-separated lines (or use --json) get rows alone.
+                    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                        println!("QUEUE ID\tSTATE\tSENDER\tRECIPIENT\tREASON\tHELD AS");
+                    }
+                    for q in &rows {
+                        print(q);
+                    }
+                    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                        let n = rows.len();
+                        println!("{n} item{}", if n == 1 { "" } else { "s" });
                     }
                 }
+            }
+            QueueCmd::Flush => {
+                let n = admin.queue_flush(&me).await.map_err(text)?;
+                println!("{n} item{} will be tried now", if n == 1 { "" } else { "s" });
             }
             QueueCmd::Show { id } => {
                 let (rows, head) = admin.queue_show(&id).await.map_err(text)?;

@@ -135,8 +135,11 @@ impl MxPipeline {
             Ok(l) => l,
             Err(e) => return failed(e),
         };
+        // Only a mailbox with a limit has its usage read: without one
+        // nothing is refused for size (`QuotaState::refuses`), and the read
+        // is a round trip on PostgreSQL, one of three per RCPT.
         let quota = match &l {
-            Lookup::Found(r) => match &r.direct_account {
+            Lookup::Found(r) => match r.direct_account.as_ref().filter(|a| a.quota.is_some()) {
                 Some(a) => match self.store.meta().usage(a.id).await {
                     Ok(used) => Some((QuotaState { used, limit: a.quota }, peer.declared_size)),
                     Err(e) => return failed(e),

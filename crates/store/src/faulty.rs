@@ -3,8 +3,10 @@
 //! database that went away would. The protocols' answers to a storage
 //! failure (`451 4.3.0`, `NO [UNAVAILABLE]`, `-ERR [SYS/TEMP]`) are tested
 //! with it, as [`crate::SimulatedFs`] tests the blob store's durability.
+//! It also counts the calls made through it: on PostgreSQL each is a round
+//! trip, so tests hold the hot paths (RCPT) to their number of calls.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -26,7 +28,7 @@ use crate::{Result, StoreError};
 
 /// Turns the faults of a [`FaultyMeta`] on and off.
 #[derive(Clone, Default)]
-pub struct FaultSwitch(Arc<AtomicBool>);
+pub struct FaultSwitch(Arc<AtomicBool>, Arc<AtomicU64>);
 
 impl FaultSwitch {
     /// From now on every call fails (`true`) or passes through (`false`).
@@ -36,6 +38,11 @@ impl FaultSwitch {
 
     pub fn is_on(&self) -> bool {
         self.0.load(Ordering::SeqCst)
+    }
+
+    /// Calls made through the back end so far (failed ones included).
+    pub fn calls(&self) -> u64 {
+        self.1.load(Ordering::SeqCst)
     }
 }
 
@@ -57,6 +64,7 @@ impl FaultyMeta {
     }
 
     fn check(&self) -> Result<()> {
+        self.switch.1.fetch_add(1, Ordering::SeqCst);
         if self.switch.is_on() {
             return Err(StoreError::Io(std::io::Error::other("injected storage fault")));
         }

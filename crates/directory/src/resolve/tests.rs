@@ -398,3 +398,17 @@ async fn gateway_domains_relay_listed_recipients() {
         }
     );
 }
+
+/// RCPT to a mailbox reads the domain and the mailbox once each: on
+/// PostgreSQL each read is a round trip, and the mailbox was read twice
+/// (once for the quota, once to route) before 2026-12.
+#[tokio::test]
+async fn a_mailbox_is_resolved_with_two_reads() {
+    let (_t, d) = setup().await;
+    let (counted, switch) = postroom_store::faulty::FaultyMeta::new(Arc::clone(&d.db));
+    let d = Directory::new(Arc::new(counted), None);
+    let before = switch.calls();
+    let l = d.resolve(&addr("kent@abc.com")).await.unwrap();
+    assert_eq!(locals(&l), vec!["kent@abc.com"]);
+    assert_eq!(switch.calls() - before, 2);
+}

@@ -30,6 +30,9 @@ pub(super) struct Committer {
     tx: mpsc::UnboundedSender<Request>,
     /// Transactions committed so far (tests count them).
     batches: Arc<AtomicU64>,
+    /// Batches run again delivery by delivery, in savepoints, after their
+    /// pipelined attempt failed (tests count them).
+    slow: Arc<AtomicU64>,
 }
 
 impl Committer {
@@ -42,14 +45,29 @@ impl Committer {
     ) -> Committer {
         let (tx, rx) = mpsc::unbounded_channel();
         let batches = Arc::new(AtomicU64::new(0));
-        tokio::spawn(run(pool, place, folders, blobs, rx, Arc::clone(&batches)));
-        Committer { tx, batches }
+        let slow = Arc::new(AtomicU64::new(0));
+        tokio::spawn(run(
+            pool,
+            place,
+            folders,
+            blobs,
+            rx,
+            Arc::clone(&batches),
+            Arc::clone(&slow),
+        ));
+        Committer { tx, batches, slow }
     }
 
     /// Transactions committed so far.
     #[cfg_attr(not(test), allow(dead_code))]
     pub(super) fn batches(&self) -> u64 {
         self.batches.load(Ordering::Relaxed)
+    }
+
+    /// Batches that took the savepoint path so far.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(super) fn slow_batches(&self) -> u64 {
+        self.slow.load(Ordering::Relaxed)
     }
 
     pub(super) async fn commit(&self, delivery: Delivery) -> Result<()> {
@@ -68,6 +86,7 @@ async fn run(
     blobs: Arc<dyn BlobStore>,
     mut rx: mpsc::UnboundedReceiver<Request>,
     batches: Arc<AtomicU64>,
+    slow: Arc<AtomicU64>,
 ) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -95,7 +114,7 @@ async fn run(
             continue;
         }
         let deliveries: Vec<&Delivery> = batch.iter().map(|(d, _)| d).collect();
-        let (results, touched) = commit_batch(&pool, &place, &deliveries).await;
+        let (results, touched) = commit_batch(&pool, &place, &deliveries, &slow).await;
         batches.fetch_add(1, Ordering::Relaxed);
         folders.wake_ids(touched.iter().map(|f| f.0));
         for ((_, reply), result) in batch.into_iter().zip(results) {
@@ -106,11 +125,16 @@ async fn run(
 
 /// Commits the batch, again when it lost a deadlock; returns each
 /// delivery's result and the folders the commit changed.
-async fn commit_batch(pool: &Pool, place: &str, batch: &[&Delivery]) -> (Vec<Result<()>>, Vec<FolderId>) {
+async fn commit_batch(
+    pool: &Pool,
+    place: &str,
+    batch: &[&Delivery],
+    slow: &AtomicU64,
+) -> (Vec<Result<()>>, Vec<FolderId>) {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match try_batch(pool, place, batch).await {
+        match try_batch(pool, place, batch, slow).await {
             Ok(done) => return done,
             Err(Failed::Retry(_)) if attempt < RETRIES => continue,
             Err(Failed::Retry(e)) | Err(Failed::Other(e)) => {
@@ -140,14 +164,35 @@ fn failed(e: tokio_postgres::Error) -> Failed {
     }
 }
 
-/// One transaction: each delivery in its own savepoint (one bad delivery
-/// does not fail the others), then one commit.
+/// One transaction for the batch. First every delivery's statements go out
+/// at once ([`pipelined`]): 3 round trips for the batch (BEGIN, the
+/// statements, COMMIT) instead of 5 per delivery. Profiled at 9868598 with
+/// 20 SMTP sessions, the savepoint path below made 5 sequential round trips
+/// per delivery in the one committer task (SAVEPOINT, lock, UID, INSERT,
+/// RELEASE), so a batch of 20 waited for 100 of them before its WAL flush.
+/// Only when that fails (a mailbox or folder removed since RCPT, a
+/// released row gone) is the batch run again with each delivery in its own
+/// savepoint, so one bad delivery fails alone, as before.
 async fn try_batch(
     pool: &Pool,
     place: &str,
     batch: &[&Delivery],
+    slow: &AtomicU64,
 ) -> std::result::Result<(Vec<Result<()>>, Vec<FolderId>), Failed> {
     let mut client = get(pool, place).await.map_err(Failed::Other)?;
+    if batch.iter().all(|d| pipelinable(d)) {
+        let tx = client.transaction().await.map_err(failed)?;
+        match pipelined(&tx, batch).await {
+            Ok(touched) => {
+                tx.commit().await.map_err(failed)?;
+                return Ok((batch.iter().map(|_| Ok(())).collect(), touched));
+            }
+            Err(ApplyError::Db(e)) if retryable(&e) => return Err(failed(e)),
+            // Found out again, delivery by delivery, below.
+            Err(_) => tx.rollback().await.map_err(failed)?,
+        }
+    }
+    slow.fetch_add(1, Ordering::Relaxed);
     let mut tx = client.transaction().await.map_err(failed)?;
     let mut results = Vec::with_capacity(batch.len());
     let mut touched = Vec::new();
@@ -324,4 +369,181 @@ async fn apply(
         }
     }
     Ok(())
+}
+
+/// A delivery whose every statement can go out without waiting for
+/// another's answer: everything but a Sent copy (its bookkeeping needs the
+/// UID first; submissions with `sent_copy` are few).
+fn pipelinable(d: &Delivery) -> bool {
+    d.local.iter().all(|l| l.sent_copy_of.is_none())
+}
+
+/// One statement per local copy: locks the account (before its folder, as
+/// every writer of messages does, see mailbox::lock_folder_and_account),
+/// takes the next UID and MODSEQ of the folder the target names (as
+/// [`take_slot`]: `$3` a special use, its oldest folder, else the folder
+/// named `$2`; `$3` empty for INBOX and a named folder) and inserts the row
+/// with its POP3 UIDL (`crate::mailbox::pop3_uidl`: each number in at least
+/// 8 upper-case hex digits). No row back: the account or the folder is gone.
+const INSERT_LOCAL: &str = "
+WITH acct AS (SELECT id FROM accounts WHERE id = $1 FOR NO KEY UPDATE),
+slot AS (
+    UPDATE folders SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1
+    WHERE id = COALESCE(
+        (SELECT f.id FROM folders f JOIN acct ON f.account_id = acct.id
+         WHERE $3 <> '' AND lower(f.special_use) = lower($3) ORDER BY f.id LIMIT 1),
+        (SELECT f.id FROM folders f JOIN acct ON f.account_id = acct.id WHERE f.name = $2))
+    RETURNING id, uidnext - 1 AS uid, highestmodseq, uidvalidity)
+INSERT INTO messages (folder_id, uid, modseq, flags, keywords, internal_date, size, pop3_uidl, blob_id, prefix, queue_id)
+SELECT id, uid, highestmodseq, $4, $5, $6, $7,
+       lpad(upper(to_hex(uidvalidity)), greatest(8, length(to_hex(uidvalidity))), '0')
+           || lpad(upper(to_hex(uid)), greatest(8, length(to_hex(uid))), '0'),
+       $8, $9, $10
+FROM slot
+RETURNING folder_id";
+
+const INSERT_OUTBOUND: &str =
+    "INSERT INTO outbound (queue_id, blob_id, prefix, sender, recipient, state, reason, next_attempt, created,
+                           hold_reason, local_account, local_folder)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11)";
+
+const RELEASE_HELD: &str = "DELETE FROM outbound WHERE id = $1 AND state = 'held'";
+
+/// What one pipelined statement returned: the folder a local copy went
+/// to, or the rows a release removed.
+enum Done {
+    Local(Option<FolderId>),
+    Queued,
+    Released(u64),
+}
+
+/// One statement of a pipelined batch, under way.
+type Call<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = std::result::Result<Done, tokio_postgres::Error>> + Send + 'a>,
+>;
+
+/// Every statement of the batch sent at once on one connection
+/// (tokio-postgres pipelines the queries issued concurrently on a client:
+/// they run one after the other on the server, in the order sent, with
+/// one round trip for all). An error, or a delivery that found nothing to
+/// write, fails the whole attempt.
+async fn pipelined(
+    tx: &deadpool_postgres::Transaction<'_>,
+    batch: &[&Delivery],
+) -> std::result::Result<Vec<FolderId>, ApplyError> {
+    let local = tx.prepare_cached(INSERT_LOCAL).await?;
+    let queue = tx.prepare_cached(INSERT_OUTBOUND).await?;
+    let release = tx.prepare_cached(RELEASE_HELD).await?;
+    // Owned parameters first: the futures below borrow them.
+    struct LocalArgs<'a> {
+        account: i64,
+        name: &'a str,
+        role: &'static str,
+        internal_date: i64,
+        size: i64,
+    }
+    let locals: Vec<(&Delivery, &crate::committer::LocalDelivery, LocalArgs<'_>)> = batch
+        .iter()
+        .flat_map(|d| d.local.iter().map(move |l| (*d, l)))
+        .map(|(d, l)| {
+            let (name, role) = match &l.folder {
+                FolderTarget::Inbox => ("INBOX", ""),
+                FolderTarget::Named(n) => (n.as_str(), ""),
+                FolderTarget::Role(r) => ("INBOX", r.attribute()),
+            };
+            let size = i64::try_from(l.prefix.len() as u64 + d.blob_size).unwrap_or(i64::MAX);
+            let args = LocalArgs {
+                account: l.account_id.0,
+                name,
+                role,
+                internal_date: l.internal_date.unwrap_or(d.received_at),
+                size,
+            };
+            (d, l, args)
+        })
+        .collect();
+    let outbound: Vec<(&Delivery, &crate::committer::OutboundItem, OutboundColumns)> = batch
+        .iter()
+        .flat_map(|d| d.outbound.iter().map(move |o| (*d, o, OutboundColumns::of(o))))
+        .collect();
+    let mut calls: Vec<Call<'_>> = Vec::new();
+    for (d, l, a) in &locals {
+        let local = &local;
+        calls.push(Box::pin(async move {
+            let row = tx
+                .query_opt(
+                    local,
+                    &[
+                        &a.account,
+                        &a.name,
+                        &a.role,
+                        &l.flags,
+                        &l.keywords,
+                        &a.internal_date,
+                        &a.size,
+                        &d.blob_id,
+                        &l.prefix,
+                        &d.queue_id,
+                    ],
+                )
+                .await?;
+            Ok(Done::Local(match row {
+                Some(r) => Some(FolderId(r.try_get(0)?)),
+                None => None,
+            }))
+        }));
+    }
+    for (d, item, row) in &outbound {
+        let queue = &queue;
+        calls.push(Box::pin(async move {
+            tx.execute(
+                queue,
+                &[
+                    &d.queue_id,
+                    &d.blob_id,
+                    &item.prefix,
+                    &item.sender,
+                    &item.recipient,
+                    &row.state,
+                    &row.detail,
+                    &d.received_at,
+                    &row.hold_reason,
+                    &row.local_account,
+                    &row.local_folder,
+                ],
+            )
+            .await?;
+            Ok(Done::Queued)
+        }));
+    }
+    for d in batch {
+        for id in &d.released {
+            let release = &release;
+            calls.push(Box::pin(async move {
+                Ok(Done::Released(tx.execute(release, &[&id.0]).await?))
+            }));
+        }
+    }
+    // join_all, not try_join_all: every statement must have had its answer
+    // before the transaction is used again (rolled back or committed).
+    let done = futures_util::future::join_all(calls).await;
+    let mut touched = Vec::new();
+    for r in done {
+        match r? {
+            Done::Local(Some(f)) => touched.push(f),
+            Done::Local(None) => {
+                return Err(ApplyError::Store(StoreError::Invalid(
+                    "no mailbox or folder for a copy".into(),
+                )))
+            }
+            Done::Queued => {}
+            Done::Released(0) => {
+                return Err(ApplyError::Store(StoreError::Invalid(
+                    "no held queue item".into(),
+                )))
+            }
+            Done::Released(_) => {}
+        }
+    }
+    Ok(touched)
 }

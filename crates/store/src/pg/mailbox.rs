@@ -388,14 +388,21 @@ impl MailboxMeta for Postgres {
 
     async fn message(&self, folder: FolderId, uid: Uid) -> Result<Option<MessageRow>> {
         let c = self.client().await?;
-        c.query_opt(
-            &format!("SELECT {MESSAGE_COLS} FROM messages WHERE folder_id = $1 AND uid = $2"),
-            &[&folder.0, &uid.as_i64()],
-        )
-        .await?
-        .as_ref()
-        .map(message_row)
-        .transpose()
+        // Prepared once per connection: IMAP SEARCH BODY and FETCH BODY[]
+        // ask once per message, POP3 once per RETR. Unprepared, each call
+        // was two round trips and a fresh plan: measured at 0236c2f, SEARCH
+        // BODY over 10,000 messages cost PostgreSQL 0.85 s of CPU and ran
+        // at 0.11x to 0.19x of the embedded back end.
+        let st = c
+            .prepare_cached(&format!(
+                "SELECT {MESSAGE_COLS} FROM messages WHERE folder_id = $1 AND uid = $2"
+            ))
+            .await?;
+        c.query_opt(&st, &[&folder.0, &uid.as_i64()])
+            .await?
+            .as_ref()
+            .map(message_row)
+            .transpose()
     }
 
     async fn maildrop(&self, folder: FolderId) -> Result<Vec<(Uid, i64, String)>> {

@@ -637,11 +637,99 @@ mod tests {
         for s in sessions {
             s.await.unwrap().unwrap();
         }
-        // 20 deliveries, one transaction: one WAL flush.
+        // 20 deliveries, one transaction: one WAL flush; and their
+        // statements sent at once, not one savepoint after another.
         assert_eq!(pg.committer.batches(), 1);
+        assert_eq!(pg.committer.slow_batches(), 0);
         use crate::backend::MailboxMeta;
         let inbox = pg.find_folder(a.id, "INBOX").await.unwrap().unwrap();
         assert_eq!(inbox.uidnext, 21);
+    }
+
+    fn inbox_delivery(id: &str, account: crate::ids::AccountId, folder: crate::FolderTarget) -> Delivery {
+        Delivery {
+            queue_id: id.into(),
+            blob_id: id.into(),
+            blob_size: 15,
+            received_at: now(),
+            local: vec![crate::LocalDelivery {
+                account_id: account,
+                folder,
+                prefix: Vec::new(),
+                flags: 0,
+                keywords: String::new(),
+                internal_date: None,
+                sent_copy_of: None,
+            }],
+            outbound: Vec::new(),
+            released: Vec::new(),
+        }
+    }
+
+    // A bad delivery makes the pipelined attempt fail: the batch is run
+    // again in savepoints, where it fails alone; the POP3 UIDL made in SQL
+    // is the one `mailbox::pop3_uidl` makes, past 8 hex digits too.
+    #[tokio::test]
+    async fn a_bad_delivery_fails_alone_and_uidls_match() {
+        let Some(url) = test_database("pipelined").await else {
+            eprintln!("POSTROOM_TEST_POSTGRES is not set: PostgreSQL not tested");
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let blobs: Arc<dyn BlobStore> =
+            Arc::new(crate::FsBlobStore::new(dir.path().join("blobs"), Arc::new(crate::RealFs)).unwrap());
+        let pg = Arc::new(Postgres::connect(&url, None, Arc::clone(&blobs)).await.unwrap());
+        use crate::backend::{AdminMeta, MailboxMeta};
+        let d = pg.add_domain("example.com", "example.com", None).await.unwrap();
+        let a = pg.add_account(d.id, "kent", "kent", None, None).await.unwrap();
+        let inbox = pg.find_folder(a.id, "INBOX").await.unwrap().unwrap();
+        let c = pg.client().await.unwrap();
+        c.execute(
+            "UPDATE folders SET uidvalidity = $1, uidnext = $2 WHERE id = $3",
+            &[&0x1_2345_6789_i64, &0xABCD_EF01_i64, &inbox.id.0],
+        )
+        .await
+        .unwrap();
+        drop(c);
+        let mut sessions = Vec::new();
+        for (i, folder) in [
+            crate::FolderTarget::Inbox,
+            crate::FolderTarget::Named("Nowhere".into()),
+            crate::FolderTarget::Inbox,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let id = format!("0000000000{i:02}BBBBBBBB");
+            blobs.put(&id, b"Subject: x\r\n\r\n").unwrap();
+            let pg = Arc::clone(&pg);
+            let delivery = inbox_delivery(&id, a.id, folder);
+            sessions.push(tokio::spawn(async move { pg.commit_delivery(delivery).await }));
+        }
+        let results: Vec<bool> = futures_util::future::join_all(sessions)
+            .await
+            .into_iter()
+            .map(|r| r.unwrap().is_ok())
+            .collect();
+        assert_eq!(results, vec![true, false, true]);
+        assert_eq!((pg.committer.batches(), pg.committer.slow_batches()), (1, 1));
+        let rows = pg.messages(inbox.id).await.unwrap();
+        let uidls: Vec<&str> = rows.iter().map(|r| r.pop3_uidl.as_str()).collect();
+        assert_eq!(
+            uidls,
+            vec![
+                crate::mailbox::pop3_uidl(0x1_2345_6789, 0xABCD_EF01),
+                crate::mailbox::pop3_uidl(0x1_2345_6789, 0xABCD_EF02)
+            ]
+        );
+        assert_eq!(uidls[0], "123456789ABCDEF01");
+        // A good batch after it goes the fast way again.
+        let id = "000000000099BBBBBBBB";
+        blobs.put(id, b"Subject: x\r\n\r\n").unwrap();
+        pg.commit_delivery(inbox_delivery(id, a.id, crate::FolderTarget::Inbox))
+            .await
+            .unwrap();
+        assert_eq!((pg.committer.batches(), pg.committer.slow_batches()), (2, 1));
     }
 
     #[test]

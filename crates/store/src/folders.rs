@@ -449,6 +449,29 @@ impl Store {
 mod tests {
     use super::*;
 
+    /// A folder's changes since a MODSEQ are found by index, not by
+    /// reading every message of the folder (issue #9: a 100,000-message
+    /// INBOX paid for that read after every APPEND).
+    #[test]
+    fn changes_since_a_modseq_are_read_by_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("postroom.sqlite")).unwrap();
+        let plan = |sql: &str| -> String {
+            db.read(|c| {
+                let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                let rows = st
+                    .query_map(params![1, 5], |r| r.get::<_, String>(3))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(rows.join("; "))
+            })
+            .unwrap()
+        };
+        let p = plan(CHANGED_SINCE);
+        assert!(p.contains("messages_modseq"), "{p}");
+        let p = plan("SELECT uid FROM expunged WHERE folder_id = ?1 AND modseq > ?2 ORDER BY uid");
+        assert!(p.contains("expunged_modseq"), "{p}");
+    }
+
     #[test]
     fn keywords_merge() {
         let k = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
@@ -457,6 +480,12 @@ mod tests {
         assert_eq!(merge_keywords("a b", &k(&["x"]), FlagOp::Replace), "x");
     }
 }
+
+/// The messages of folder ?1 changed (or added) after MODSEQ ?2: by the
+/// `messages_modseq` index (schema version 9), so the read costs what
+/// changed, not what the folder holds.
+const CHANGED_SINCE: &str = "SELECT uid, flags, keywords, modseq, size, internal_date FROM messages
+     WHERE folder_id = ?1 AND modseq > ?2 ORDER BY uid";
 
 /// What changed in a folder since a MODSEQ, read in one snapshot.
 #[derive(Debug, Default)]
@@ -489,10 +518,7 @@ impl Db {
                 if highestmodseq <= since {
                     return Ok(Some(changes));
                 }
-                let mut st = c.prepare_cached(
-                    "SELECT uid, flags, keywords, modseq, size, internal_date FROM messages
-                     WHERE folder_id = ?1 AND modseq > ?2 ORDER BY uid",
-                )?;
+                let mut st = c.prepare_cached(CHANGED_SINCE)?;
                 changes.changed = st
                     .query_map(params![folder_id, since], |r| {
                         Ok(MessageMeta {

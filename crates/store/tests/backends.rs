@@ -1906,6 +1906,7 @@ async fn postgres_upgrades_a_v7_database() {
     let c = connect(&pg.url).await;
     c.batch_execute(
         "ALTER TABLE outbound DROP COLUMN hold_reason, DROP COLUMN local_account, DROP COLUMN local_folder;
+         DROP INDEX messages_modseq; DROP INDEX expunged_modseq;
          UPDATE schema_version SET version = 7;
          INSERT INTO outbound (queue_id, blob_id, prefix, sender, recipient, state, reason, next_attempt, created)
              VALUES ('q', 'b', '', 's@x.example', 'r@y.example', 'held', 'alias target does not exist', 0, 0),
@@ -1932,6 +1933,16 @@ async fn postgres_upgrades_a_v7_database() {
         .unwrap()
         .get(0);
     assert_eq!(v, SCHEMA_VERSION);
+    // Version 9: a folder's changes since a MODSEQ by index.
+    let indexes: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_indexes WHERE indexname IN ('messages_modseq', 'expunged_modseq')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(indexes, 2);
     drop(store);
     pg.drop_database().await;
 }

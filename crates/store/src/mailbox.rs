@@ -260,6 +260,7 @@ impl Db {
                     uidnext,
                     highestmodseq,
                     msgs: std::sync::Arc::new(msgs),
+                    keywords: Default::default(),
                 }))
             })();
             c.execute_batch("COMMIT")?;

@@ -451,6 +451,7 @@ impl MailboxMeta for Postgres {
             uidnext: row.try_get(1)?,
             highestmodseq: ModSeq(row.try_get(2)?),
             msgs: std::sync::Arc::new(msgs),
+            keywords: Default::default(),
         }))
     }
 

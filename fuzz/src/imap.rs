@@ -313,6 +313,7 @@ impl Folder {
             uidnext: self.uidnext,
             highestmodseq: ModSeq(self.highestmodseq),
             msgs: Arc::new(self.msgs.iter().map(|(m, _)| m.clone()).collect()),
+            keywords: Default::default(),
         })
     }
 

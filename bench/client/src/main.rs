@@ -15,7 +15,7 @@
 //! ```
 //!
 //! OP is one of select, fetch_flags, fetch_headers, search_subject,
-//! search_body, store. `idle` prints its JSON once every connection is in
+//! search_body, store, append (one small message into INBOX per op). `idle` prints its JSON once every connection is in
 //! IDLE and holds them until its standard input closes (or a line arrives).
 //! Message files for `fill` are records of `LENGTH DATE\n` followed by
 //! LENGTH bytes of message (CRLF line ends), DATE an IMAP date-time or `-`.
@@ -557,6 +557,30 @@ fn imap_client(
                     '-'
                 };
                 c.ok(&format!("STORE {store_msg} {sign}FLAGS (\\Flagged)"), &mut |_| {})
+            }
+            "append" => {
+                // One small message into INBOX, with a synchronizing
+                // literal (both servers offer LITERAL+, but a client
+                // appending one message at a time waits for "+" anyway).
+                c.n += 1;
+                let tag = format!("a{}", c.n);
+                let body = format!(
+                    "From: Bench <bench@bench.example.com>\r\nTo: bench@bench.example.com\r\n\
+                     Subject: appended {idx}.{i}\r\nMessage-ID: <append.{seed}.{idx}.{i}@bench>\r\n\r\n\
+                     A message appended while the benchmark measures.\r\n"
+                );
+                c.send(format!("{tag} APPEND INBOX {{{}}}\r\n", body.len()).as_bytes())
+                    .and_then(|_| c.read_response())
+                    .and_then(|_| {
+                        if c.buf.starts_with(b"+") {
+                            Ok(())
+                        } else {
+                            Err(format!("APPEND: expected a continuation, got {}", lossy(&c.buf)))
+                        }
+                    })
+                    .and_then(|_| c.send(format!("{body}\r\n").as_bytes()))
+                    .and_then(|_| c.finish(&tag, &mut |_| {}))
+                    .and_then(|r| if r.starts_with("OK") { Ok(()) } else { Err(format!("APPEND -> {r}")) })
             }
             _ => Err(format!("unknown --op {op}")),
         };

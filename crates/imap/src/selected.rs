@@ -80,7 +80,8 @@ impl Selected {
             show_recent,
             condstore: false,
             qresync: false,
-            keywords: keywords_in(&snap.msgs, &BTreeSet::new()),
+            // Worked out once per snapshot, not at every SELECT.
+            keywords: snap.keywords().clone(),
         }
     }
 
@@ -198,7 +199,7 @@ impl Selected {
             return;
         }
         self.synced_modseq = snap.highestmodseq;
-        let unknown = keywords_in(&snap.msgs, &self.keywords);
+        let unknown: Vec<String> = snap.keywords().difference(&self.keywords).cloned().collect();
         self.learn_keywords(unknown.iter().map(String::as_str), out);
         let (old, new) = (&self.msgs, &snap.msgs);
         let last_uid = old.last().map_or(0, |m| m.uid.get());
@@ -343,16 +344,6 @@ impl std::fmt::Write for Lossy<'_> {
     }
 }
 
-/// The keywords set on any of `msgs` that `known` lacks.
-fn keywords_in(msgs: &[Msg], known: &BTreeSet<String>) -> BTreeSet<String> {
-    msgs.iter()
-        .filter(|m| !m.keywords.is_empty())
-        .flat_map(|m| m.keywords.split(' '))
-        .filter(|k| !k.is_empty() && !known.contains(*k))
-        .map(str::to_string)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,7 +366,31 @@ mod tests {
             uidnext,
             highestmodseq: ModSeq(hms),
             msgs: Arc::new(msgs),
+            keywords: Default::default(),
         })
+    }
+
+    /// SELECT takes the folder's keywords from the shared snapshot, where
+    /// they are worked out once, instead of reading every message's
+    /// (issue #9: that made SELECT of a 100,000-message INBOX 2.3 times
+    /// slower than of a small one). A snapshot whose set is already known
+    /// is used as it is.
+    #[test]
+    fn select_reads_the_keywords_once_per_snapshot() {
+        let mut with_kw = meta(2, 0, 1);
+        with_kw.keywords = "$Work".into();
+        let s = snap(vec![meta(1, 0, 1), with_kw], 3, 1);
+        assert_eq!(s.keywords().iter().collect::<Vec<_>>(), ["$Work"]);
+        let known = snap(vec![meta(1, 0, 1)], 2, 1);
+        known
+            .keywords
+            .set(["$Known".to_string()].into_iter().collect())
+            .unwrap();
+        let sel = Selected::new("INBOX".into(), false, &known, i64::MAX, false);
+        let mut out = Vec::new();
+        sel.announce_flags(&mut out);
+        let flags = String::from_utf8(out).unwrap();
+        assert!(flags.contains("$Known"), "{flags}");
     }
 
     #[test]

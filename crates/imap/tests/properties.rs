@@ -751,16 +751,18 @@ impl Fixture {
             .find_folder(a.id, "Archive")
             .unwrap()
             .unwrap();
-        self.store
-            .sqlite()
-            .unwrap()
-            .copy_messages(self.template.id, &self.template_uids, inbox.id)
-            .unwrap();
-        self.store
-            .sqlite()
-            .unwrap()
-            .copy_messages(self.template.id, &self.template_uids[..2], archive.id)
-            .unwrap();
+        wait(
+            self.store
+                .meta()
+                .copy_messages(self.template.id, &self.template_uids, inbox.id),
+        )
+        .unwrap();
+        wait(
+            self.store
+                .meta()
+                .copy_messages(self.template.id, &self.template_uids[..2], archive.id),
+        )
+        .unwrap();
         self.store
             .sqlite()
             .unwrap()
@@ -967,11 +969,7 @@ impl<'f> Driver<'f> {
         match op {
             Other::Deliver(i) => {
                 let uid = *i.get(&self.fx.template_uids);
-                store
-                    .sqlite()
-                    .unwrap()
-                    .copy_messages(self.fx.template.id, &[uid], inbox.id)
-                    .unwrap();
+                wait(store.meta().copy_messages(self.fx.template.id, &[uid], inbox.id)).unwrap();
             }
             Other::Flag(i, on) if !uids.is_empty() => {
                 let op = if *on { FlagOp::Add } else { FlagOp::Remove };
@@ -2413,11 +2411,12 @@ fn recent_for_imap4rev1_sessions() {
     assert!(select.contains("* 0 RECENT\r\n"), "{select}");
     // A message delivered meanwhile is recent to the first that sees it.
     let inbox = d.folder("INBOX").unwrap();
-    fx.store
-        .sqlite()
-        .unwrap()
-        .copy_messages(fx.template.id, &fx.template_uids[..1], inbox.id)
-        .unwrap();
+    wait(
+        fx.store
+            .meta()
+            .copy_messages(fx.template.id, &fx.template_uids[..1], inbox.id),
+    )
+    .unwrap();
     let noop = answer(&mut d, "N1 NOOP");
     assert!(
         noop.contains(&format!("* {} EXISTS\r\n* {} RECENT\r\n", n + 1, n + 1)),
@@ -2444,11 +2443,12 @@ fn recent_for_imap4rev1_sessions() {
     let flags = answer(&mut x, "F1 FETCH 1 (FLAGS)");
     assert!(flags.contains("\\Recent"), "{flags}");
     let inbox = x.folder("INBOX").unwrap();
-    fx.store
-        .sqlite()
-        .unwrap()
-        .copy_messages(fx.template.id, &fx.template_uids[..1], inbox.id)
-        .unwrap();
+    wait(
+        fx.store
+            .meta()
+            .copy_messages(fx.template.id, &fx.template_uids[..1], inbox.id),
+    )
+    .unwrap();
     let noop = answer(&mut x, "N1 NOOP");
     assert!(noop.contains(&format!("* {} RECENT\r\n", n + 1)), "{noop}");
     let mut y = logged_in_as(&fx, fresh);
@@ -2660,11 +2660,12 @@ fn selected_commands_are_asked_of_the_store() {
         .unwrap()
         .unwrap();
     for _ in 0..6 {
-        fx.store
-            .sqlite()
-            .unwrap()
-            .copy_messages(fx.template.id, &fx.template_uids, inbox.id)
-            .unwrap();
+        wait(
+            fx.store
+                .meta()
+                .copy_messages(fx.template.id, &fx.template_uids, inbox.id),
+        )
+        .unwrap();
     }
     let total = MESSAGES.len() * 7;
     assert!(total > BODIES_PER_QUERY && total < 2 * BODIES_PER_QUERY);

@@ -202,8 +202,9 @@ pub trait MailboxMeta: Send + Sync {
         keywords: &[String],
         unchanged_since: Option<ModSeq>,
     ) -> Result<(Vec<MessageMeta>, Vec<Uid>)>;
-    /// Copies messages (sharing bodies); returns the target's UIDVALIDITY
-    /// and (source, new) UID pairs (UIDPLUS).
+    /// Copies messages (sharing bodies) through the delivery commit;
+    /// returns the target's UIDVALIDITY and (source, new) UID pairs
+    /// (UIDPLUS) once committed.
     async fn copy_messages(
         &self,
         from: FolderId,
@@ -224,11 +225,13 @@ pub trait MailboxMeta: Send + Sync {
     /// The UID of a copy saved to a Sent folder recently with this
     /// Message-ID (so a client's own APPEND of it is not stored twice).
     async fn recent_sent_copy(&self, folder: FolderId, message_id: &str) -> Result<Option<Uid>>;
-    /// Inserts an APPENDed message whose body is durable; returns its UID.
+    /// Inserts an APPENDed message through the delivery commit, which
+    /// fsyncs the blob directory first (the body's content is durable
+    /// already); returns its UID once committed.
     async fn insert_appended(&self, append: Appended<'_>) -> Result<Uid>;
 }
 
-/// One APPEND, its body already durable in the blob store.
+/// One APPEND, its body put in the blob store.
 #[derive(Debug, Clone, Copy)]
 pub struct Appended<'a> {
     pub folder: FolderId,

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
-use crate::committer::{Committer, Delivery};
+use crate::committer::{Committer, Delivery, Done, Work};
 use crate::watch::{record_folder_changes, FolderWatch, ForeignChanges, Touched};
 use crate::{schema, Result, StoreError};
 
@@ -131,26 +131,40 @@ impl Db {
         self.inner.changed.subscribe()
     }
 
-    /// Commits a delivery's metadata; it shares its fsyncs (the blob
-    /// directory's and SQLite's) with concurrent deliveries. The blob must
-    /// have been put in `blobs`.
-    pub async fn commit_delivery(&self, delivery: Delivery, blobs: &Arc<dyn crate::BlobStore>) -> Result<()> {
-        let committer = match self.inner.committer.get() {
-            Some(c) => c,
-            None => {
-                let conn = connect(&self.inner.path)?;
-                let touched = record_folder_changes(&conn);
-                let folders = Arc::clone(&self.inner.folders);
-                let c = Committer::start(conn, touched, folders, Arc::clone(blobs))?;
-                let _ = self.inner.committer.set(c);
-                self.inner.committer.get().ok_or(StoreError::Unavailable)?
-            }
-        };
-        let r = committer.commit(delivery).await;
+    /// The group committer, started on first use with the blob store whose
+    /// directory it fsyncs before each commit.
+    fn committer(&self, blobs: &Arc<dyn crate::BlobStore>) -> Result<&Committer> {
+        if let Some(c) = self.inner.committer.get() {
+            return Ok(c);
+        }
+        let conn = connect(&self.inner.path)?;
+        let touched = record_folder_changes(&conn);
+        let folders = Arc::clone(&self.inner.folders);
+        let c = Committer::start(conn, touched, folders, Arc::clone(blobs))?;
+        let _ = self.inner.committer.set(c);
+        self.inner.committer.get().ok_or(StoreError::Unavailable)
+    }
+
+    /// Commits new message rows (a delivery, an APPEND, a COPY) through the
+    /// group committer: they share their fsyncs (the blob directory's and
+    /// SQLite's) with concurrent ones. A new body must have been put in
+    /// `blobs`.
+    pub(crate) async fn commit(&self, work: Work, blobs: &Arc<dyn crate::BlobStore>) -> Result<Done> {
+        let r = self.committer(blobs)?.commit(work).await;
         if r.is_ok() {
             self.notify();
         }
         r
+    }
+
+    /// Commits a delivery's metadata (see [`Db::commit`]).
+    pub async fn commit_delivery(&self, delivery: Delivery, blobs: &Arc<dyn crate::BlobStore>) -> Result<()> {
+        self.commit(Work::Deliver(delivery), blobs).await.map(|_| ())
+    }
+
+    /// Transactions the group committer has committed (0 before its first).
+    pub fn commit_batches(&self) -> u64 {
+        self.inner.committer.get().map_or(0, Committer::batches)
     }
 }
 

@@ -378,63 +378,6 @@ impl Db {
         })
     }
 
-    /// Copies messages (sharing their bodies) into another folder; returns
-    /// (source uid, new uid) pairs and the target's UIDVALIDITY (UIDPLUS).
-    pub fn copy_messages(
-        &self,
-        from: FolderId,
-        uids: &[Uid],
-        to: FolderId,
-    ) -> Result<(i64, Vec<(Uid, Uid)>)> {
-        self.write(|tx| {
-            let mut pairs = Vec::new();
-            let uidvalidity: i64 = tx.query_row("SELECT uidvalidity FROM folders WHERE id = ?1", [to], |r| r.get(0))?;
-            let mut get = tx.prepare_cached(
-                "SELECT flags, keywords, internal_date, size, blob_id, prefix FROM messages WHERE folder_id = ?1 AND uid = ?2",
-            )?;
-            let mut next = tx.prepare_cached(
-                "UPDATE folders SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 WHERE id = ?1
-                 RETURNING uidnext - 1, highestmodseq",
-            )?;
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO messages (folder_id, uid, modseq, flags, keywords, internal_date, size, pop3_uidl, blob_id, prefix)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )?;
-            let mut rows = Vec::with_capacity(uids.len());
-            let mut copied_keywords = String::new();
-            for &uid in uids {
-                let Some(row) = get
-                    .query_row(params![from, uid], |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, i64>(2)?,
-                            r.get::<_, i64>(3)?,
-                            r.get::<_, String>(4)?,
-                            r.get::<_, Vec<u8>>(5)?,
-                        ))
-                    })
-                    .optional()?
-                else {
-                    continue;
-                };
-                if !row.1.is_empty() {
-                    copied_keywords.push(' ');
-                    copied_keywords.push_str(&row.1);
-                }
-                rows.push((uid, row));
-            }
-            check_keywords(tx, to, &copied_keywords)?;
-            for (uid, (flags, kw, date, size, blob, prefix)) in rows {
-                let (new_uid, modseq): (Uid, ModSeq) = next.query_row([to], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                let uidl = crate::mailbox::pop3_uidl(uidvalidity, new_uid.as_i64());
-                insert.execute(params![to, new_uid, modseq, flags, kw, date, size, uidl, blob, prefix])?;
-                pairs.push((uid, new_uid));
-            }
-            Ok((uidvalidity, pairs))
-        })
-    }
-
     /// See [`crate::backend::MailboxMeta::recent_mark`].
     pub fn recent_mark(&self, folder_id: FolderId) -> Result<i64> {
         self.read(|c| {
@@ -506,6 +449,29 @@ impl Store {
 mod tests {
     use super::*;
 
+    /// A folder's changes since a MODSEQ are found by index, not by
+    /// reading every message of the folder (issue #9: a 100,000-message
+    /// INBOX paid for that read after every APPEND).
+    #[test]
+    fn changes_since_a_modseq_are_read_by_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("postroom.sqlite")).unwrap();
+        let plan = |sql: &str| -> String {
+            db.read(|c| {
+                let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                let rows = st
+                    .query_map(params![1, 5], |r| r.get::<_, String>(3))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(rows.join("; "))
+            })
+            .unwrap()
+        };
+        let p = plan(CHANGED_SINCE);
+        assert!(p.contains("messages_modseq"), "{p}");
+        let p = plan("SELECT uid FROM expunged WHERE folder_id = ?1 AND modseq > ?2 ORDER BY uid");
+        assert!(p.contains("expunged_modseq"), "{p}");
+    }
+
     #[test]
     fn keywords_merge() {
         let k = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
@@ -514,6 +480,12 @@ mod tests {
         assert_eq!(merge_keywords("a b", &k(&["x"]), FlagOp::Replace), "x");
     }
 }
+
+/// The messages of folder ?1 changed (or added) after MODSEQ ?2: by the
+/// `messages_modseq` index (schema version 10), so the read costs what
+/// changed, not what the folder holds.
+const CHANGED_SINCE: &str = "SELECT uid, flags, keywords, modseq, size, internal_date FROM messages
+     WHERE folder_id = ?1 AND modseq > ?2 ORDER BY uid";
 
 /// What changed in a folder since a MODSEQ, read in one snapshot.
 #[derive(Debug, Default)]
@@ -546,10 +518,7 @@ impl Db {
                 if highestmodseq <= since {
                     return Ok(Some(changes));
                 }
-                let mut st = c.prepare_cached(
-                    "SELECT uid, flags, keywords, modseq, size, internal_date FROM messages
-                     WHERE folder_id = ?1 AND modseq > ?2 ORDER BY uid",
-                )?;
+                let mut st = c.prepare_cached(CHANGED_SINCE)?;
                 changes.changed = st
                     .query_map(params![folder_id, since], |r| {
                         Ok(MessageMeta {
@@ -592,8 +561,9 @@ impl Store {
             self.meta.check_keywords(folder.id, keywords).await?;
         }
         let blob_id = new_blob_id();
+        // Not fsynced here: the committer fsyncs the blob directory once
+        // for every body its batch names, before the commit.
         self.blobs.put(&blob_id, message)?;
-        self.blobs.sync()?;
         self.insert_appended(
             folder,
             &blob_id,
@@ -635,7 +605,6 @@ impl Store {
         let blob_id = new_blob_id();
         let size = i64::try_from(upload.len()).unwrap_or(i64::MAX);
         self.blobs.put_spool(&blob_id, upload.file)?;
-        self.blobs.sync()?;
         self.insert_appended(folder, &blob_id, size, flags, keywords, internal_date)
             .await
     }
@@ -666,37 +635,6 @@ impl Store {
 }
 
 impl Db {
-    /// Inserts an APPENDed message whose body is durable.
-    pub fn insert_appended(&self, a: Appended<'_>) -> Result<Uid> {
-        self.write(|tx| {
-            // Again in the transaction: another session may have added
-            // keywords since the check before the body was written.
-            check_keywords(tx, a.folder, a.keywords)?;
-            let (uid, modseq, uidvalidity): (Uid, ModSeq, i64) = tx.query_row(
-                "UPDATE folders SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 WHERE id = ?1
-                 RETURNING uidnext - 1, highestmodseq, uidvalidity",
-                [a.folder],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )?;
-            tx.execute(
-                "INSERT INTO messages (folder_id, uid, modseq, flags, keywords, internal_date, size, pop3_uidl, blob_id, prefix)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, x'')",
-                params![
-                    a.folder,
-                    uid,
-                    modseq,
-                    a.flags,
-                    a.keywords,
-                    a.internal_date,
-                    a.size,
-                    crate::mailbox::pop3_uidl(uidvalidity, uid.as_i64()),
-                    a.blob_id
-                ],
-            )?;
-            Ok(uid)
-        })
-    }
-
     /// See [`crate::backend::MailboxMeta::check_keywords`].
     pub fn check_keywords(&self, folder: FolderId, keywords: &str) -> Result<()> {
         self.read(|c| check_keywords(c, folder, keywords))

@@ -5,7 +5,8 @@
 //! Durability: a delivery is acknowledged only after its blob is fsynced (file
 //! and directory, through [`DurableFs`]) and its metadata committed by the
 //! [`committer`] (SQLite WAL with `synchronous=FULL`). Concurrent deliveries
-//! share one SQLite commit (group commit).
+//! share one SQLite commit (group commit), and so do IMAP APPEND and COPY:
+//! every message row is inserted there.
 
 pub mod admin;
 pub mod backend;

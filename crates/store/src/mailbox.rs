@@ -260,6 +260,7 @@ impl Db {
                     uidnext,
                     highestmodseq,
                     msgs: std::sync::Arc::new(msgs),
+                    keywords: Default::default(),
                 }))
             })();
             c.execute_batch("COMMIT")?;
@@ -364,8 +365,7 @@ impl Store {
     /// Folds flag changes this process has just committed (one transaction:
     /// all with the same new MODSEQ, `changed` by UID) into the cached
     /// snapshot, when that snapshot was current right before the change, so
-    /// the sessions of the folder need not read the changes back (the
-    /// MODSEQ column has no index: that read scans the folder). Returns
+    /// the sessions of the folder need not read the changes back. Returns
     /// (the snapshot before, the one after) when it did.
     pub async fn note_flag_changes(
         &self,

@@ -2,9 +2,9 @@
 //! folder). A call runs on the calling thread: SQLite answers a lookup in
 //! microseconds, less than handing the work to another thread would cost
 //! (each RCPT makes several). The calls that read or write a whole folder
-//! (a 100,000-message SELECT, an EXPUNGE, a COPY) run in `block_in_place`,
-//! so the runtime's other tasks move to another worker meanwhile.
-//! Deliveries go to the group committer's thread.
+//! (a 100,000-message SELECT, an EXPUNGE) run in `block_in_place`, so the
+//! runtime's other tasks move to another worker meanwhile. New message
+//! rows (deliveries, APPEND, COPY) go to the group committer's thread.
 
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ use crate::backend::{
     AdminMeta, Appended, ConsoleMeta, DeliveryMeta, DirectoryMeta, MailboxMeta, Metadata, QueueMeta, Watch,
 };
 use crate::cache::FolderSnapshot;
-use crate::committer::Delivery;
+use crate::committer::{Delivery, Work};
 use crate::console::{ApiTokenRow, NewApiToken, ProviderAdminRow};
 use crate::directory::{AccountRow, AliasRow, DomainRow, ImportedAlias};
 use crate::dkim::DkimKeyRow;
@@ -327,7 +327,17 @@ impl MailboxMeta for Sqlite {
         uids: &[Uid],
         to: FolderId,
     ) -> Result<(i64, Vec<(Uid, Uid)>)> {
-        bulk(|| self.db.copy_messages(from, uids, to))
+        self.db
+            .commit(
+                Work::Copy {
+                    from,
+                    uids: uids.to_vec(),
+                    to,
+                },
+                &self.blobs,
+            )
+            .await?
+            .copied()
     }
     async fn expunge(&self, folder: FolderId, uids: &[Uid]) -> Result<(usize, Vec<String>)> {
         bulk(|| self.db.expunge(folder, uids))
@@ -345,7 +355,10 @@ impl MailboxMeta for Sqlite {
         self.db.recent_sent_copy(folder, message_id)
     }
     async fn insert_appended(&self, append: Appended<'_>) -> Result<Uid> {
-        self.db.insert_appended(append)
+        self.db
+            .commit(Work::Append(append.into()), &self.blobs)
+            .await?
+            .appended()
     }
 }
 

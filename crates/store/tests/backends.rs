@@ -169,6 +169,8 @@ suite!(
     schema_too_new,
     admin_life_cycle_and_audit,
     provider_admins,
+    appends_and_copies_count_as_deliveries_do,
+    concurrent_appends_copies_and_deliveries,
 );
 
 /// `postroom status`: per state and hold reason, how many and the oldest,
@@ -1684,6 +1686,183 @@ async fn sent_copies_and_recent(f: &Fixture) {
     assert_eq!(m.claim_recent(inbox).await.unwrap(), 3);
 }
 
+/// What a folder and its account show: (UIDNEXT, HIGHESTMODSEQ) of the
+/// folder, the \Recent mark, the account's messages and bytes (quota).
+async fn counters(f: &Fixture, account: AccountId, folder: FolderId) -> (i64, i64, i64, i64, i64) {
+    let m = meta(f);
+    let (modseq, uidnext) = m.folder_position(folder).await.unwrap().unwrap();
+    (
+        uidnext,
+        modseq.get(),
+        m.recent_mark(folder).await.unwrap(),
+        m.message_count(account).await.unwrap(),
+        m.usage(account).await.unwrap(),
+    )
+}
+
+/// Messages come in one way (issue #9): an APPEND and a COPY move UIDNEXT,
+/// HIGHESTMODSEQ, the message count and the quota's running total exactly
+/// as a delivery of the same message does, leave the new message \Recent,
+/// and wake the folder's IDLE sessions. Two mailboxes get the same
+/// messages, one by delivery, the other by APPEND and COPY, and must agree
+/// at every step.
+async fn appends_and_copies_count_as_deliveries_do(f: &Fixture) {
+    let m = meta(f);
+    let (_, by_delivery) = mailbox(f, "example.com", "kent").await;
+    let (_, by_imap) = mailbox(f, "example.com", "amy").await;
+    let d_inbox = folder(f, by_delivery, "INBOX").await;
+    let i_inbox = folder(f, by_imap, "INBOX").await;
+    let d_archive = folder(f, by_delivery, "Archive").await;
+    let i_archive = folder(f, by_imap, "Archive").await;
+    let mut watch_inbox = m.watch_folder(i_inbox);
+    let mut watch_archive = m.watch_folder(i_archive);
+    watch_inbox.mark_unchanged();
+    watch_archive.mark_unchanged();
+    // A delivery of a message with no header lines of its own is the same
+    // row as an APPEND of it.
+    let bare = |account| LocalDelivery {
+        prefix: Vec::new(),
+        ..local(account, "INBOX")
+    };
+    let bodies: [&[u8]; 3] = [b"Subject: one\r\n\r\nx", b"Subject: two\r\n\r\nyy", &[b'z'; 700]];
+    for body in bodies {
+        f.store
+            .commit_delivery(delivery(&f.store, body, vec![bare(by_delivery)], vec![]))
+            .await
+            .unwrap();
+        let uid = append(f, i_inbox, body).await;
+        assert!(watch_inbox.has_changed().unwrap(), "an APPEND wakes IDLE");
+        watch_inbox.mark_unchanged();
+        assert_eq!(
+            counters(f, by_imap, i_inbox).await,
+            counters(f, by_delivery, d_inbox).await
+        );
+        assert_eq!(
+            m.folder_position(i_inbox).await.unwrap().unwrap().1,
+            uid.as_i64() + 1
+        );
+    }
+    let total: i64 = bodies.iter().map(|b| b.len() as i64).sum();
+    assert_eq!(counters(f, by_imap, i_inbox).await, (4, 4, 0, 3, total));
+    // \Recent: both have three new messages for the first session.
+    assert_eq!(m.claim_recent(i_inbox).await.unwrap(), 0);
+    assert_eq!(m.claim_recent(d_inbox).await.unwrap(), 0);
+
+    // COPY of two into Archive, against deliveries of the same two there.
+    for body in &bodies[1..] {
+        let mut to_archive = bare(by_delivery);
+        to_archive.folder = FolderTarget::Named("Archive".into());
+        f.store
+            .commit_delivery(delivery(&f.store, body, vec![to_archive], vec![]))
+            .await
+            .unwrap();
+    }
+    let (uidvalidity, pairs) = m
+        .copy_messages(i_inbox, &[Uid(2), Uid(3)], i_archive)
+        .await
+        .unwrap();
+    assert_eq!(uidvalidity, i_archive.get());
+    assert_eq!(pairs, vec![(Uid(2), Uid(1)), (Uid(3), Uid(2))]);
+    assert!(watch_archive.has_changed().unwrap(), "a COPY wakes IDLE");
+    assert_eq!(
+        counters(f, by_imap, i_archive).await,
+        counters(f, by_delivery, d_archive).await
+    );
+    let copied = (bodies[1].len() + bodies[2].len()) as i64;
+    assert_eq!(
+        counters(f, by_imap, i_archive).await,
+        (3, 3, 0, 5, total + copied)
+    );
+    assert_eq!(
+        m.usage(by_imap).await.unwrap(),
+        m.usage(by_delivery).await.unwrap()
+    );
+    // Every row as its twin: sizes, dates aside, UIDLs from UIDVALIDITY and UID.
+    let rows = |folder| async move {
+        m.message_meta(folder)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.uid, r.modseq, r.size, r.flags))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(rows(i_archive).await, rows(d_archive).await);
+    assert_eq!(rows(i_inbox).await, rows(d_inbox).await);
+    let uidls = m.maildrop(i_archive).await.unwrap();
+    assert_eq!(uidls.len(), 2);
+    assert_ne!(uidls[0].2, uidls[1].2);
+
+    // A refused COPY or APPEND changes nothing.
+    let before = counters(f, by_imap, i_archive).await;
+    let gone = FolderId(i_archive.get() + 1000);
+    assert!(m.copy_messages(i_inbox, &[Uid(1)], gone).await.is_err());
+    let missing = postroom_store::mailbox::FolderRow {
+        id: gone,
+        ..m.folder_by_id(i_archive).await.unwrap().unwrap()
+    };
+    assert!(f.store.append(&missing, b"x", 0, "", None).await.is_err());
+    // A UID that is not there is skipped: nothing copied, nothing taken.
+    let (_, none) = m.copy_messages(i_inbox, &[Uid(99)], i_archive).await.unwrap();
+    assert!(none.is_empty());
+    assert_eq!(counters(f, by_imap, i_archive).await, before);
+}
+
+/// APPENDs and COPYs from many sessions at once, mixed with deliveries
+/// into the same folder: every one committed, each with its own UID and
+/// MODSEQ, and the counters add up.
+async fn concurrent_appends_copies_and_deliveries(f: &Fixture) {
+    let m = meta(f);
+    let (_, a) = mailbox(f, "example.com", "kent").await;
+    let inbox = folder(f, a, "INBOX").await;
+    let archive = folder(f, a, "Archive").await;
+    let first = append(f, archive, b"Subject: template\r\n\r\nbody").await;
+    let inbox_row = m.folder_by_id(inbox).await.unwrap().unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let store = f.store.clone();
+        let row = inbox_row.clone();
+        tasks.push(tokio::spawn(async move {
+            match i % 3 {
+                0 => store
+                    .commit_delivery(delivery(
+                        &store,
+                        b"Subject: d\r\n\r\nbody",
+                        vec![local(a, "INBOX")],
+                        vec![],
+                    ))
+                    .await
+                    .map(|_| 1),
+                1 => store
+                    .append(&row, b"Subject: a\r\n\r\nbody", 0, "", None)
+                    .await
+                    .map(|_| 1),
+                _ => store
+                    .meta()
+                    .copy_messages(archive, &[first], inbox)
+                    .await
+                    .map(|(_, pairs)| pairs.len()),
+            }
+        }));
+    }
+    let mut stored = 0;
+    for t in tasks {
+        stored += t.await.unwrap().unwrap();
+    }
+    assert_eq!(stored, 30);
+    let metas = m.message_meta(inbox).await.unwrap();
+    let uids: Vec<u32> = metas.iter().map(|m| m.uid.get()).collect();
+    assert_eq!(uids, (1..=30).collect::<Vec<_>>());
+    let mut modseqs: Vec<i64> = metas.iter().map(|m| m.modseq.get()).collect();
+    modseqs.sort_unstable();
+    modseqs.dedup();
+    assert_eq!(modseqs.len(), 30);
+    assert_eq!(m.folder_position(inbox).await.unwrap().unwrap(), (ModSeq(31), 31));
+    let template = b"Subject: template\r\n\r\nbody".len() as i64;
+    let bytes: i64 = metas.iter().map(|r| r.size).sum::<i64>() + template;
+    assert_eq!(m.usage(a).await.unwrap(), bytes);
+    assert_eq!(m.message_count(a).await.unwrap(), 31);
+}
+
 async fn schema_too_new(f: &Fixture) {
     let data = f.dir.path().join("data");
     match &f.pg {
@@ -1842,8 +2021,10 @@ fn the_test_url_helper_replaces_the_database() {
 }
 
 /// A PostgreSQL database at schema version 7 (the first released) is
-/// brought to 8 on open: its held rows become reason `other`, with no
-/// mailbox recorded (their release resolves the recipient again).
+/// brought to the current version on open, step by step: at 8 its held
+/// rows become reason `other`, with no mailbox recorded (their release
+/// resolves the recipient again); 9 adds the console's tables, 10 the
+/// MODSEQ indexes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_upgrades_a_v7_database() {
     let Some(pg) = PgDatabase::create("v7").await else {
@@ -1862,6 +2043,7 @@ async fn postgres_upgrades_a_v7_database() {
         "ALTER TABLE outbound DROP COLUMN hold_reason, DROP COLUMN local_account, DROP COLUMN local_folder;
          DROP TABLE provider_admins;
          DROP TABLE api_tokens;
+         DROP INDEX messages_modseq; DROP INDEX expunged_modseq;
          UPDATE schema_version SET version = 7;
          INSERT INTO outbound (queue_id, blob_id, prefix, sender, recipient, state, reason, next_attempt, created)
              VALUES ('q', 'b', '', 's@x.example', 'r@y.example', 'held', 'alias target does not exist', 0, 0),
@@ -1891,6 +2073,61 @@ async fn postgres_upgrades_a_v7_database() {
         .unwrap()
         .get(0);
     assert_eq!(v, SCHEMA_VERSION);
+    // Version 10: a folder's changes since a MODSEQ by index.
+    let indexes: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_indexes WHERE indexname IN ('messages_modseq', 'expunged_modseq')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(indexes, 2);
+    drop(store);
+    pg.drop_database().await;
+}
+
+/// A PostgreSQL database at schema version 9 (the console's tables, as
+/// main released it) gets version 10's MODSEQ indexes on open and keeps
+/// its rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_upgrades_a_v9_database() {
+    let Some(pg) = PgDatabase::create("v9").await else {
+        eprintln!("POSTROOM_TEST_POSTGRES is not set: PostgreSQL not tested");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    drop(
+        Store::open_postgres(&pg.url, None, &dir.path().join("d"))
+            .await
+            .unwrap(),
+    );
+    let c = connect(&pg.url).await;
+    c.batch_execute(
+        "DROP INDEX messages_modseq; DROP INDEX expunged_modseq;
+         UPDATE schema_version SET version = 9;
+         INSERT INTO provider_admins (address, display, password_hash, created)
+             VALUES ('ops@example.com', 'ops@example.com', 'x', 0);",
+    )
+    .await
+    .unwrap();
+    let store = Store::open_postgres(&pg.url, None, &dir.path().join("d"))
+        .await
+        .unwrap();
+    assert_eq!(store.meta().provider_admins().await.unwrap().len(), 1);
+    let (v, indexes): (i64, i64) = {
+        let r = c
+            .query_one(
+                "SELECT (SELECT max(version) FROM schema_version),
+                        (SELECT count(*) FROM pg_indexes WHERE indexname IN ('messages_modseq', 'expunged_modseq'))",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!((v, indexes), (SCHEMA_VERSION, 2));
+    assert_eq!(SCHEMA_VERSION, 10);
     drop(store);
     pg.drop_database().await;
 }

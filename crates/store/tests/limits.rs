@@ -86,10 +86,7 @@ fn keywords_per_folder_are_limited() {
     // A copy that would take a folder past the limit is refused whole.
     wait(store.append(&archive, MESSAGE, 0, "other", None)).unwrap();
     assert!(matches!(
-        store
-            .sqlite()
-            .unwrap()
-            .copy_messages(inbox.id, &[uid], archive.id),
+        wait(store.meta().copy_messages(inbox.id, &[uid], archive.id)),
         Err(StoreError::Limit(_))
     ));
     assert_eq!(store.sqlite().unwrap().message_meta(archive.id).unwrap().len(), 1);

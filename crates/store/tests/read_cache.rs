@@ -65,11 +65,7 @@ fn snapshots_follow_every_change() {
             }
             3 => {
                 let u = pick(&mut rng);
-                store
-                    .sqlite()
-                    .unwrap()
-                    .copy_messages(inbox.id, &u, archive.id)
-                    .unwrap();
+                wait(store.meta().copy_messages(inbox.id, &u, archive.id)).unwrap();
             }
             4 => {
                 let u = pick(&mut rng);

@@ -72,11 +72,12 @@ fn usage_follows_append_copy_expunge_and_folder_deletion() {
         .find_folder(a.id, "Archive")
         .unwrap()
         .unwrap();
-    store
-        .sqlite()
-        .unwrap()
-        .copy_messages(inbox.id, &[1, 2, 3].map(Uid), archive.id)
-        .unwrap();
+    wait(
+        store
+            .meta()
+            .copy_messages(inbox.id, &[1, 2, 3].map(Uid), archive.id),
+    )
+    .unwrap();
     assert_eq!(store.sqlite().unwrap().usage(a.id).unwrap(), summed(&store, a.id));
     assert!(store.sqlite().unwrap().usage(a.id).unwrap() > after_append);
 

@@ -104,11 +104,7 @@ fn each_change_wakes_the_watchers_of_its_folder_only() {
     assert!(woken(&mut watch_a));
 
     // COPY wakes the target.
-    store
-        .sqlite()
-        .unwrap()
-        .copy_messages(inbox_a.id, &[Uid(1)], work.id)
-        .unwrap();
+    wait(store.meta().copy_messages(inbox_a.id, &[Uid(1)], work.id)).unwrap();
     assert!(woken(&mut watch_work));
 
     // Expunge.

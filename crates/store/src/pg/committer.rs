@@ -12,8 +12,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{describe, get, retryable};
 use crate::blob::BlobStore;
-use crate::committer::{Delivery, OutboundColumns};
-use crate::ids::FolderId;
+use crate::committer::{AppendRow, Delivery, Done, NewMessage, OutboundColumns, Work};
+use crate::ids::{AccountId, FolderId, Uid};
 use crate::roles::FolderTarget;
 use crate::watch::FolderWatch;
 use crate::{Result, StoreError};
@@ -24,7 +24,7 @@ const MAX_BATCH: usize = 512;
 /// Times a batch that lost a deadlock to another node's is run again.
 const RETRIES: usize = 3;
 
-type Request = (Delivery, oneshot::Sender<Result<()>>);
+type Request = (Work, oneshot::Sender<Result<Done>>);
 
 pub(super) struct Committer {
     tx: mpsc::UnboundedSender<Request>,
@@ -64,17 +64,18 @@ impl Committer {
         self.batches.load(Ordering::Relaxed)
     }
 
-    /// Batches that took the savepoint path so far.
+    /// Fast-path batches (deliveries only, see [`try_batch`]) whose
+    /// pipelined attempt failed and that were run again in savepoints.
     #[cfg_attr(not(test), allow(dead_code))]
     pub(super) fn slow_batches(&self) -> u64 {
         self.slow.load(Ordering::Relaxed)
     }
 
-    pub(super) async fn commit(&self, delivery: Delivery) -> Result<()> {
+    /// Commits new message rows (a delivery, an APPEND, a COPY) with the
+    /// others waiting; returns once the transaction is flushed.
+    pub(super) async fn commit(&self, work: Work) -> Result<Done> {
         let (reply, wait) = oneshot::channel();
-        self.tx
-            .send((delivery, reply))
-            .map_err(|_| StoreError::Unavailable)?;
+        self.tx.send((work, reply)).map_err(|_| StoreError::Unavailable)?;
         wait.await.map_err(|_| StoreError::Unavailable)?
     }
 }
@@ -99,13 +100,15 @@ async fn run(
         // Every blob of the batch was put before its request was sent:
         // one directory fsync makes all their names durable, before the
         // rows that name them are committed.
-        let synced = {
+        // A COPY shares bodies that are durable already.
+        let synced = if batch.iter().any(|(w, _)| w.has_new_body()) {
             let blobs = Arc::clone(&blobs);
-            tokio::task::spawn_blocking(move || blobs.sync()).await
-        };
-        let synced = match synced {
-            Ok(r) => r,
-            Err(e) => Err(std::io::Error::other(e.to_string())),
+            match tokio::task::spawn_blocking(move || blobs.sync()).await {
+                Ok(r) => r,
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            }
+        } else {
+            Ok(())
         };
         if let Err(e) = synced {
             for (_, reply) in batch {
@@ -113,8 +116,8 @@ async fn run(
             }
             continue;
         }
-        let deliveries: Vec<&Delivery> = batch.iter().map(|(d, _)| d).collect();
-        let (results, touched) = commit_batch(&pool, &place, &deliveries, &slow).await;
+        let work: Vec<&Work> = batch.iter().map(|(w, _)| w).collect();
+        let (results, touched) = commit_batch(&pool, &place, &work, &slow).await;
         batches.fetch_add(1, Ordering::Relaxed);
         folders.wake_ids(touched.iter().map(|f| f.0));
         for ((_, reply), result) in batch.into_iter().zip(results) {
@@ -128,9 +131,9 @@ async fn run(
 async fn commit_batch(
     pool: &Pool,
     place: &str,
-    batch: &[&Delivery],
+    batch: &[&Work],
     slow: &AtomicU64,
-) -> (Vec<Result<()>>, Vec<FolderId>) {
+) -> (Vec<Result<Done>>, Vec<FolderId>) {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -172,38 +175,49 @@ fn failed(e: tokio_postgres::Error) -> Failed {
 /// RELEASE), so a batch of 20 waited for 100 of them before its WAL flush.
 /// Only when that fails (a mailbox or folder removed since RCPT, a
 /// released row gone) is the batch run again with each delivery in its own
-/// savepoint, so one bad delivery fails alone, as before.
+/// savepoint, so one bad delivery fails alone, as before. A batch with an
+/// APPEND or a COPY (their keyword checks and COPY's read of the source
+/// rows need answers before the inserts), or with a delivery that is not
+/// [`pipelinable`], takes the savepoint path straight away.
 async fn try_batch(
     pool: &Pool,
     place: &str,
-    batch: &[&Delivery],
+    batch: &[&Work],
     slow: &AtomicU64,
-) -> std::result::Result<(Vec<Result<()>>, Vec<FolderId>), Failed> {
+) -> std::result::Result<(Vec<Result<Done>>, Vec<FolderId>), Failed> {
     let mut client = get(pool, place).await.map_err(Failed::Other)?;
-    if batch.iter().all(|d| pipelinable(d)) {
+    if let Some(deliveries) = fast_path(batch) {
         let tx = client.transaction().await.map_err(failed)?;
-        match pipelined(&tx, batch).await {
+        match pipelined(&tx, &deliveries).await {
             Ok(touched) => {
+                // OK/250 only after this COMMIT, as on the savepoint path.
                 tx.commit().await.map_err(failed)?;
-                return Ok((batch.iter().map(|_| Ok(())).collect(), touched));
+                return Ok((batch.iter().map(|_| Ok(Done::Delivered)).collect(), touched));
             }
             Err(ApplyError::Db(e)) if retryable(&e) => return Err(failed(e)),
             // Found out again, delivery by delivery, below.
             Err(_) => tx.rollback().await.map_err(failed)?,
         }
+        slow.fetch_add(1, Ordering::Relaxed);
     }
-    slow.fetch_add(1, Ordering::Relaxed);
     let mut tx = client.transaction().await.map_err(failed)?;
     let mut results = Vec::with_capacity(batch.len());
     let mut touched = Vec::new();
-    for d in batch {
+    for work in batch {
         let sp = tx.savepoint("delivery").await.map_err(failed)?;
         let mut folders = Vec::new();
-        match apply(&sp, d, &mut folders).await {
-            Ok(()) => {
+        let done = match work {
+            Work::Deliver(d) => apply(&sp, d, &mut folders).await.map(|()| Done::Delivered),
+            Work::Append(a) => append(&sp, a, &mut folders).await.map(Done::Appended),
+            Work::Copy { from, uids, to } => copy(&sp, *from, uids, *to, &mut folders)
+                .await
+                .map(|(v, pairs)| Done::Copied(v, pairs)),
+        };
+        match done {
+            Ok(done) => {
                 sp.commit().await.map_err(failed)?;
                 touched.extend(folders);
-                results.push(Ok(()));
+                results.push(Ok(done));
             }
             Err(ApplyError::Db(e)) if retryable(&e) => return Err(failed(e)),
             Err(e) => {
@@ -236,15 +250,49 @@ impl From<ApplyError> for StoreError {
     }
 }
 
-/// Takes the next UID of the folder `target` names for `account` (as the
-/// SQLite committer's `take_slot`): a role by its special use (RFC 6154),
-/// the oldest such folder, else INBOX. The row: id, UID, MODSEQ,
-/// UIDVALIDITY.
+/// Where a new row goes (as the SQLite committer's `Place`).
+enum Place<'a> {
+    Account(AccountId, &'a FolderTarget),
+    Folder(FolderId),
+}
+
+/// Takes the next UID of the folder `place` names (as the SQLite
+/// committer's `take_slot`): a role by its special use (RFC 6154), the
+/// oldest such folder, else INBOX. The account's row is locked first, as
+/// every writer of messages takes them (see
+/// `mailbox::lock_folder_and_account`): the row's trigger changes the
+/// account's running total. The row: id, UID, MODSEQ, UIDVALIDITY.
 async fn take_slot(
     tx: &deadpool_postgres::Transaction<'_>,
-    account: crate::ids::AccountId,
-    target: &FolderTarget,
+    place: &Place<'_>,
 ) -> std::result::Result<tokio_postgres::Row, ApplyError> {
+    let (account, target) = match place {
+        Place::Account(account, target) => (*account, *target),
+        Place::Folder(id) => {
+            let lock = tx
+                .prepare_cached(
+                    "SELECT 1 FROM accounts WHERE id = (SELECT account_id FROM folders WHERE id = $1)
+                     FOR NO KEY UPDATE",
+                )
+                .await?;
+            tx.execute(&lock, &[&id.0]).await?;
+            let next = tx
+                .prepare_cached(
+                    "UPDATE folders SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1
+                     WHERE id = $1
+                     RETURNING id, uidnext - 1, highestmodseq, uidvalidity",
+                )
+                .await?;
+            return tx
+                .query_opt(&next, &[&id.0])
+                .await?
+                .ok_or_else(|| ApplyError::Store(crate::committer::no_folder()));
+        }
+    };
+    let lock_account = tx
+        .prepare_cached("SELECT 1 FROM accounts WHERE id = $1 FOR NO KEY UPDATE")
+        .await?;
+    tx.execute(&lock_account, &[&account.0]).await?;
     let by_name = tx
         .prepare_cached(
             "UPDATE folders SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1
@@ -273,49 +321,74 @@ async fn take_slot(
     found.ok_or_else(|| ApplyError::Store(StoreError::Invalid(format!("account {account} has no {target}"))))
 }
 
-async fn apply(
+/// The one place a message row is inserted on PostgreSQL (SQLite's is
+/// `committer::insert_message`, with the same rules): the folder's next
+/// UID and a new MODSEQ, the POP3 UIDL from them, the row, whose trigger
+/// adds its size to the account's `used_bytes`. The folder is recorded in
+/// `touched`, whose IDLE sessions wake once the batch commits.
+async fn insert_message(
     tx: &deadpool_postgres::Transaction<'_>,
-    d: &Delivery,
+    place: &Place<'_>,
+    m: &NewMessage<'_>,
     touched: &mut Vec<FolderId>,
-) -> std::result::Result<(), ApplyError> {
+) -> std::result::Result<(FolderId, Uid), ApplyError> {
+    let row = take_slot(tx, place).await?;
+    let folder_id: i64 = row.try_get(0)?;
+    let uid: i64 = row.try_get(1)?;
+    let modseq: i64 = row.try_get(2)?;
+    let uidvalidity: i64 = row.try_get(3)?;
+    let new_uid = Uid::from_i64(uid).ok_or(ApplyError::Store(StoreError::Limit(
+        "no UIDs left in this mailbox",
+    )))?;
     let insert = tx
         .prepare_cached(
             "INSERT INTO messages (folder_id, uid, modseq, flags, keywords, internal_date, size, pop3_uidl, blob_id, prefix, queue_id)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .await?;
-    // The account before its folder, as every writer of messages takes
-    // them (see mailbox::lock_folder_and_account).
-    let lock_account = tx
-        .prepare_cached("SELECT 1 FROM accounts WHERE id = $1 FOR NO KEY UPDATE")
-        .await?;
+    tx.execute(
+        &insert,
+        &[
+            &folder_id,
+            &uid,
+            &modseq,
+            &m.flags,
+            &m.keywords,
+            &m.internal_date,
+            &m.size,
+            &crate::mailbox::pop3_uidl(uidvalidity, uid),
+            &m.blob_id,
+            &m.prefix,
+            &m.queue_id,
+        ],
+    )
+    .await?;
+    touched.push(FolderId(folder_id));
+    Ok((FolderId(folder_id), new_uid))
+}
+
+async fn apply(
+    tx: &deadpool_postgres::Transaction<'_>,
+    d: &Delivery,
+    touched: &mut Vec<FolderId>,
+) -> std::result::Result<(), ApplyError> {
     for local in &d.local {
-        tx.execute(&lock_account, &[&local.account_id.0]).await?;
-        let row = take_slot(tx, local.account_id, &local.folder).await?;
-        let folder_id: i64 = row.try_get(0)?;
-        let uid: i64 = row.try_get(1)?;
-        let modseq: i64 = row.try_get(2)?;
-        let uidvalidity: i64 = row.try_get(3)?;
-        let uidl = crate::mailbox::pop3_uidl(uidvalidity, uid);
         let size = i64::try_from(local.prefix.len() as u64 + d.blob_size).unwrap_or(i64::MAX);
-        tx.execute(
-            &insert,
-            &[
-                &folder_id,
-                &uid,
-                &modseq,
-                &local.flags,
-                &local.keywords,
-                &local.internal_date.unwrap_or(d.received_at),
-                &size,
-                &uidl,
-                &d.blob_id,
-                &local.prefix,
-                &d.queue_id,
-            ],
+        let (folder_id, uid) = insert_message(
+            tx,
+            &Place::Account(local.account_id, &local.folder),
+            &NewMessage {
+                flags: local.flags,
+                keywords: &local.keywords,
+                internal_date: local.internal_date.unwrap_or(d.received_at),
+                size,
+                blob_id: &d.blob_id,
+                prefix: &local.prefix,
+                queue_id: Some(&d.queue_id),
+            },
+            touched,
         )
         .await?;
-        touched.push(FolderId(folder_id));
         if let Some(message_id) = &local.sent_copy_of {
             tx.execute(
                 "DELETE FROM sent_copies WHERE created < $1",
@@ -324,7 +397,7 @@ async fn apply(
             .await?;
             tx.execute(
                 "INSERT INTO sent_copies (folder_id, message_id, uid, created) VALUES ($1, $2, $3, $4)",
-                &[&folder_id, message_id, &uid, &d.received_at],
+                &[&folder_id.0, message_id, &uid.as_i64(), &d.received_at],
             )
             .await?;
         }
@@ -371,11 +444,125 @@ async fn apply(
     Ok(())
 }
 
+/// APPEND: one row in a folder named by id.
+async fn append(
+    tx: &deadpool_postgres::Transaction<'_>,
+    a: &AppendRow,
+    touched: &mut Vec<FolderId>,
+) -> std::result::Result<Uid, ApplyError> {
+    // The folder locked first, so the keyword check and the insert see no
+    // other writer's keywords in between (as mailbox.rs's writers do);
+    // checked again here: another session may have added keywords since
+    // the check before the body was written.
+    if super::mailbox::lock_folder_and_account(&**tx, a.folder)
+        .await
+        .map_err(ApplyError::Store)?
+        .is_none()
+    {
+        return Err(ApplyError::Store(crate::committer::no_folder()));
+    }
+    super::mailbox::check_keywords(&**tx, a.folder, &a.keywords)
+        .await
+        .map_err(ApplyError::Store)?;
+    let (_, uid) = insert_message(
+        tx,
+        &Place::Folder(a.folder),
+        &NewMessage {
+            flags: a.flags,
+            keywords: &a.keywords,
+            internal_date: a.internal_date,
+            size: a.size,
+            blob_id: &a.blob_id,
+            prefix: b"",
+            queue_id: None,
+        },
+        touched,
+    )
+    .await?;
+    Ok(uid)
+}
+
+/// COPY (and MOVE's copy): new rows sharing the bodies, in the order the
+/// UIDs were asked (the UIDPLUS pairs follow it); UIDs that are gone are
+/// skipped. Returns the target's UIDVALIDITY and the pairs.
+async fn copy(
+    tx: &deadpool_postgres::Transaction<'_>,
+    from: FolderId,
+    uids: &[Uid],
+    to: FolderId,
+    touched: &mut Vec<FolderId>,
+) -> std::result::Result<(i64, Vec<(Uid, Uid)>), ApplyError> {
+    // The target locked first (see `append`).
+    let Some((uidvalidity, _, _)) = super::mailbox::lock_folder_and_account(&**tx, to)
+        .await
+        .map_err(ApplyError::Store)?
+    else {
+        return Err(ApplyError::Store(crate::committer::no_folder()));
+    };
+    let asked: Vec<i64> = uids.iter().map(|u| u.as_i64()).collect();
+    let rows = tx
+        .query(
+            "SELECT uid, flags, keywords, internal_date, size, blob_id, prefix FROM messages
+             WHERE folder_id = $1 AND uid = ANY($2)",
+            &[&from.0, &asked],
+        )
+        .await?;
+    let mut found = std::collections::HashMap::with_capacity(rows.len());
+    let mut copied_keywords = String::new();
+    for r in &rows {
+        let u: i64 = r.try_get(0)?;
+        let kw: &str = r.try_get(2)?;
+        if !kw.is_empty() {
+            copied_keywords.push(' ');
+            copied_keywords.push_str(kw);
+        }
+        found.insert(u, r);
+    }
+    super::mailbox::check_keywords(&**tx, to, &copied_keywords)
+        .await
+        .map_err(ApplyError::Store)?;
+    let mut pairs = Vec::with_capacity(found.len());
+    for &u in uids {
+        let Some(r) = found.get(&u.as_i64()) else {
+            continue;
+        };
+        let (_, new_uid) = insert_message(
+            tx,
+            &Place::Folder(to),
+            &NewMessage {
+                flags: r.try_get(1)?,
+                keywords: r.try_get(2)?,
+                internal_date: r.try_get(3)?,
+                size: r.try_get(4)?,
+                blob_id: r.try_get(5)?,
+                prefix: r.try_get(6)?,
+                queue_id: None,
+            },
+            touched,
+        )
+        .await?;
+        pairs.push((u, new_uid));
+    }
+    Ok((uidvalidity, pairs))
+}
+
 /// A delivery whose every statement can go out without waiting for
 /// another's answer: everything but a Sent copy (its bookkeeping needs the
 /// UID first; submissions with `sent_copy` are few).
 fn pipelinable(d: &Delivery) -> bool {
     d.local.iter().all(|l| l.sent_copy_of.is_none())
+}
+
+/// The batch's deliveries when every work item is a [`pipelinable`]
+/// delivery (the fast path); `None` as soon as one is not.
+fn fast_path<'a>(batch: &[&'a Work]) -> Option<Vec<&'a Delivery>> {
+    batch
+        .iter()
+        .map(|w| match w {
+            Work::Deliver(d) if pipelinable(d) => Some(d),
+            _ => None,
+        })
+        .collect()
 }
 
 /// One statement per local copy: locks the account (before its folder, as
@@ -410,8 +597,9 @@ const INSERT_OUTBOUND: &str =
 const RELEASE_HELD: &str = "DELETE FROM outbound WHERE id = $1 AND state = 'held'";
 
 /// What one pipelined statement returned: the folder a local copy went
-/// to, or the rows a release removed.
-enum Done {
+/// to, or the rows a release removed. (Not `crate::committer::Done`, the
+/// answer to a whole work item.)
+enum Answer {
     Local(Option<FolderId>),
     Queued,
     Released(u64),
@@ -419,7 +607,7 @@ enum Done {
 
 /// One statement of a pipelined batch, under way.
 type Call<'a> = std::pin::Pin<
-    Box<dyn std::future::Future<Output = std::result::Result<Done, tokio_postgres::Error>> + Send + 'a>,
+    Box<dyn std::future::Future<Output = std::result::Result<Answer, tokio_postgres::Error>> + Send + 'a>,
 >;
 
 /// Every statement of the batch sent at once on one connection
@@ -487,7 +675,7 @@ async fn pipelined(
                     ],
                 )
                 .await?;
-            Ok(Done::Local(match row {
+            Ok(Answer::Local(match row {
                 Some(r) => Some(FolderId(r.try_get(0)?)),
                 None => None,
             }))
@@ -513,14 +701,14 @@ async fn pipelined(
                 ],
             )
             .await?;
-            Ok(Done::Queued)
+            Ok(Answer::Queued)
         }));
     }
     for d in batch {
         for id in &d.released {
             let release = &release;
             calls.push(Box::pin(async move {
-                Ok(Done::Released(tx.execute(release, &[&id.0]).await?))
+                Ok(Answer::Released(tx.execute(release, &[&id.0]).await?))
             }));
         }
     }
@@ -530,19 +718,19 @@ async fn pipelined(
     let mut touched = Vec::new();
     for r in done {
         match r? {
-            Done::Local(Some(f)) => touched.push(f),
-            Done::Local(None) => {
+            Answer::Local(Some(f)) => touched.push(f),
+            Answer::Local(None) => {
                 return Err(ApplyError::Store(StoreError::Invalid(
                     "no mailbox or folder for a copy".into(),
                 )))
             }
-            Done::Queued => {}
-            Done::Released(0) => {
+            Answer::Queued => {}
+            Answer::Released(0) => {
                 return Err(ApplyError::Store(StoreError::Invalid(
                     "no held queue item".into(),
                 )))
             }
-            Done::Released(_) => {}
+            Answer::Released(_) => {}
         }
     }
     Ok(touched)

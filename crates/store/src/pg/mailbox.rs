@@ -9,6 +9,7 @@ use tokio_postgres::{GenericClient, Row};
 use super::{now, unreferenced, Postgres};
 use crate::backend::{Appended, MailboxMeta};
 use crate::cache::FolderSnapshot;
+use crate::committer::Work;
 use crate::folders::{keywords_fit, merge_keywords, FlagOp, FolderChanges, MessageMeta, MAX_FOLDERS};
 use crate::ids::{AccountId, FolderId, ModSeq, Uid};
 use crate::mailbox::{FolderRow, MessageRow};
@@ -457,6 +458,7 @@ impl MailboxMeta for Postgres {
             uidnext: row.try_get(1)?,
             highestmodseq: ModSeq(row.try_get(2)?),
             msgs: std::sync::Arc::new(msgs),
+            keywords: Default::default(),
         }))
     }
 
@@ -638,81 +640,13 @@ impl MailboxMeta for Postgres {
         uids: &[Uid],
         to: FolderId,
     ) -> Result<(i64, Vec<(Uid, Uid)>)> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await?;
-        let Some((uidvalidity, _, _)) = lock_folder_and_account(&*tx, to).await? else {
-            return Err(no_folder());
-        };
-        let rows = tx
-            .query(
-                "SELECT uid, flags, keywords, internal_date, size, blob_id, prefix FROM messages
-                 WHERE folder_id = $1 AND uid = ANY($2)",
-                &[&from.0, &uids_i64(uids)],
-            )
-            .await?;
-        let mut found = std::collections::HashMap::with_capacity(rows.len());
-        let mut copied_keywords = String::new();
-        for r in &rows {
-            let u = uid(r.try_get(0)?)?;
-            let kw: &str = r.try_get(2)?;
-            if !kw.is_empty() {
-                copied_keywords.push(' ');
-                copied_keywords.push_str(kw);
-            }
-            found.insert(u, r);
-        }
-        check_keywords(&*tx, to, &copied_keywords).await?;
-        let next = tx
-            .prepare(
-                "UPDATE folders SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 WHERE id = $1
-                 RETURNING uidnext - 1, highestmodseq",
-            )
-            .await?;
-        let insert = tx
-            .prepare(
-                "INSERT INTO messages (folder_id, uid, modseq, flags, keywords, internal_date, size, pop3_uidl, blob_id, prefix)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .await?;
-        let mut pairs = Vec::new();
-        // In the order asked, as SQLite copies them (UIDPLUS pairs follow).
-        for &u in uids {
-            let Some(r) = found.get(&u) else {
-                continue;
-            };
-            let n = tx.query_one(&next, &[&to.0]).await?;
-            let new_uid = uid(n.try_get(0)?)?;
-            let modseq: i64 = n.try_get(1)?;
-            let uidl = crate::mailbox::pop3_uidl(uidvalidity, new_uid.as_i64());
-            let flags: i64 = r.try_get(1)?;
-            let kw: &str = r.try_get(2)?;
-            let date: i64 = r.try_get(3)?;
-            let size: i64 = r.try_get(4)?;
-            let blob: &str = r.try_get(5)?;
-            let prefix: &[u8] = r.try_get(6)?;
-            tx.execute(
-                &insert,
-                &[
-                    &to.0,
-                    &new_uid.as_i64(),
-                    &modseq,
-                    &flags,
-                    &kw,
-                    &date,
-                    &size,
-                    &uidl,
-                    &blob,
-                    &prefix,
-                ],
-            )
-            .await?;
-            pairs.push((u, new_uid));
-        }
-        tx.commit().await?;
-        if !pairs.is_empty() {
-            self.committed(&[to]);
-        }
-        Ok((uidvalidity, pairs))
+        self.commit(Work::Copy {
+            from,
+            uids: uids.to_vec(),
+            to,
+        })
+        .await?
+        .copied()
     }
 
     async fn expunge(&self, folder: FolderId, uids: &[Uid]) -> Result<(usize, Vec<String>)> {
@@ -787,43 +721,7 @@ impl MailboxMeta for Postgres {
     }
 
     async fn insert_appended(&self, a: Appended<'_>) -> Result<Uid> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await?;
-        if lock_folder_and_account(&*tx, a.folder).await?.is_none() {
-            return Err(no_folder());
-        }
-        // Again in the transaction: another session may have added
-        // keywords since the check before the body was written.
-        check_keywords(&*tx, a.folder, a.keywords).await?;
-        let row = tx
-            .query_one(
-                "UPDATE folders SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 WHERE id = $1
-                 RETURNING uidnext - 1, highestmodseq, uidvalidity",
-                &[&a.folder.0],
-            )
-            .await?;
-        let new_uid = uid(row.try_get(0)?)?;
-        let modseq: i64 = row.try_get(1)?;
-        let uidvalidity: i64 = row.try_get(2)?;
-        tx.execute(
-            "INSERT INTO messages (folder_id, uid, modseq, flags, keywords, internal_date, size, pop3_uidl, blob_id, prefix)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, ''::bytea)",
-            &[
-                &a.folder.0,
-                &new_uid.as_i64(),
-                &modseq,
-                &a.flags,
-                &a.keywords,
-                &a.internal_date,
-                &a.size,
-                &crate::mailbox::pop3_uidl(uidvalidity, new_uid.as_i64()),
-                &a.blob_id,
-            ],
-        )
-        .await?;
-        tx.commit().await?;
-        self.committed(&[a.folder]);
-        Ok(new_uid)
+        self.commit(Work::Append(a.into())).await?.appended()
     }
 }
 

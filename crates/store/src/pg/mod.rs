@@ -237,6 +237,14 @@ impl Postgres {
         get(&self.pool, &self.place).await
     }
 
+    /// New message rows (a delivery, an APPEND, a COPY) through the group
+    /// committer, which wakes the folders' IDLE sessions; then the queue.
+    pub(super) async fn commit(&self, work: crate::committer::Work) -> Result<crate::committer::Done> {
+        let done = self.committer.commit(work).await?;
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+        Ok(done)
+    }
+
     /// After a commit: wakes the sessions waiting on the folders it
     /// changed, and the queue.
     fn committed(&self, folders: &[FolderId]) {
@@ -459,8 +467,7 @@ impl QueueMeta for Postgres {
 #[async_trait]
 impl DeliveryMeta for Postgres {
     async fn commit_delivery(&self, delivery: Delivery) -> Result<()> {
-        self.committer.commit(delivery).await?;
-        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+        self.commit(crate::committer::Work::Deliver(delivery)).await?;
         Ok(())
     }
 
@@ -730,6 +737,86 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((pg.committer.batches(), pg.committer.slow_batches()), (2, 1));
+    }
+
+    // APPEND and COPY share the delivery's commit (issue #9): sessions
+    // appending, copying and delivering at once are one transaction.
+    #[tokio::test]
+    async fn appends_and_copies_share_the_deliveries_transaction() {
+        let Some(url) = test_database("group_commit_imap").await else {
+            eprintln!("POSTROOM_TEST_POSTGRES is not set: PostgreSQL not tested");
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let blobs: Arc<dyn BlobStore> =
+            Arc::new(crate::FsBlobStore::new(dir.path().join("blobs"), Arc::new(crate::RealFs)).unwrap());
+        let pg = Arc::new(Postgres::connect(&url, None, Arc::clone(&blobs)).await.unwrap());
+        use crate::backend::{AdminMeta, Appended, MailboxMeta};
+        let d = pg.add_domain("example.com", "example.com", None).await.unwrap();
+        let a = pg.add_account(d.id, "kent", "kent", None, None).await.unwrap();
+        let inbox = pg.find_folder(a.id, "INBOX").await.unwrap().unwrap();
+        let archive = pg.find_folder(a.id, "Archive").await.unwrap().unwrap();
+        blobs.put("000000000000AAAAAAAA", b"Subject: x\r\n\r\n").unwrap();
+        let inbox_id = inbox.id;
+        let append = move |id: &'static str| Appended {
+            folder: inbox_id,
+            blob_id: id,
+            size: 15,
+            flags: 0,
+            keywords: "",
+            internal_date: now(),
+        };
+        let first = pg.insert_appended(append("000000000000AAAAAAAA")).await.unwrap();
+        let archive_id = archive.id;
+        let before = pg.committer.batches();
+        assert_eq!(before, 1, "the first APPEND went through the committer");
+        let mut sessions = Vec::new();
+        for i in 0..12 {
+            let pg = Arc::clone(&pg);
+            let id = format!("0000000001{i:02}AAAAAAAA");
+            blobs.put(&id, b"Subject: x\r\n\r\n").unwrap();
+            sessions.push(tokio::spawn(async move {
+                match i % 3 {
+                    0 => pg
+                        .insert_appended(Appended {
+                            blob_id: &id,
+                            ..append("")
+                        })
+                        .await
+                        .map(|_| ()),
+                    1 => pg.copy_messages(inbox_id, &[first], archive_id).await.map(|_| ()),
+                    _ => {
+                        let delivery = Delivery {
+                            queue_id: id.clone(),
+                            blob_id: id,
+                            blob_size: 15,
+                            received_at: now(),
+                            local: vec![crate::LocalDelivery {
+                                account_id: a.id,
+                                folder: crate::FolderTarget::Inbox,
+                                prefix: Vec::new(),
+                                flags: 0,
+                                keywords: String::new(),
+                                internal_date: None,
+                                sent_copy_of: None,
+                            }],
+                            outbound: Vec::new(),
+                            released: Vec::new(),
+                        };
+                        pg.commit_delivery(delivery).await
+                    }
+                }
+            }));
+        }
+        for s in sessions {
+            s.await.unwrap().unwrap();
+        }
+        assert_eq!(pg.committer.batches(), before + 1);
+        // A batch with an APPEND or a COPY goes the savepoint way from the
+        // start: no pipelined attempt failed.
+        assert_eq!(pg.committer.slow_batches(), 0);
+        assert_eq!(pg.find_folder(a.id, "INBOX").await.unwrap().unwrap().uidnext, 10);
+        assert_eq!(pg.find_folder(a.id, "Archive").await.unwrap().unwrap().uidnext, 5);
     }
 
     #[test]

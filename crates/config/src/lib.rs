@@ -39,6 +39,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub acme: AcmeConfig,
     pub http: HttpConfig,
+    pub filter: FilterConfig,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -312,6 +313,123 @@ impl Default for AuthConfig {
         }
     }
 }
+
+/// The content filter (`crates/filter`, issue #10): every part has its
+/// own table, `[filter.links]`, `[filter.sender]`, ... so each check's
+/// settings live beside each other and nowhere else.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilterConfig {
+    /// false: every message is delivered unscored (as before the filter).
+    pub enabled: bool,
+    /// Symbol scores overriding the built-in ones, by symbol name
+    /// (`HTML_IFRAME_HIDDEN = 4.0`).
+    pub scores: std::collections::BTreeMap<String, f64>,
+    /// What a score leads to, for every domain unless the domain's own
+    /// settings say otherwise.
+    pub policy: FilterPolicyConfig,
+    pub links: FilterLinksConfig,
+    pub html: FilterHtmlConfig,
+    pub sender: FilterSenderConfig,
+    pub attachments: FilterAttachmentsConfig,
+    pub clamav: FilterClamavConfig,
+    pub classifier: FilterClassifierConfig,
+}
+
+impl Default for FilterConfig {
+    fn default() -> Self {
+        FilterConfig {
+            enabled: true,
+            scores: Default::default(),
+            policy: Default::default(),
+            links: Default::default(),
+            html: Default::default(),
+            sender: Default::default(),
+            attachments: Default::default(),
+            clamav: Default::default(),
+            classifier: Default::default(),
+        }
+    }
+}
+
+/// Thresholds (MailScanner's defaults: tag at 6, quarantine at 10).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilterPolicyConfig {
+    /// At or above: `X-Spam-*` headers and the recipient's Junk folder.
+    pub junk_at: f64,
+    /// At or above: held in the quarantine for an admin's release.
+    pub quarantine_at: f64,
+    /// At or above: refused at SMTP time (`550 5.7.1`), or dropped when
+    /// `high_action` is "discard".
+    pub high_at: f64,
+    /// "reject" or "discard".
+    pub high_action: String,
+}
+
+impl Default for FilterPolicyConfig {
+    fn default() -> Self {
+        FilterPolicyConfig {
+            junk_at: 6.0,
+            quarantine_at: 10.0,
+            high_at: 20.0,
+            high_action: "reject".into(),
+        }
+    }
+}
+
+impl FilterPolicyConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let err = |key: &str, what: String| Err(ConfigError(format!("filter.policy.{key}: {what}")));
+        if !["reject", "discard"].contains(&self.high_action.as_str()) {
+            return err(
+                "high_action",
+                format!("`{}`: must be \"reject\" or \"discard\"", self.high_action),
+            );
+        }
+        let finite = [self.junk_at, self.quarantine_at, self.high_at]
+            .iter()
+            .all(|x| x.is_finite());
+        if !finite || self.junk_at > self.quarantine_at || self.quarantine_at > self.high_at {
+            return err(
+                "junk_at",
+                "thresholds must be numbers with junk_at <= quarantine_at <= high_at".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Links, blocklist files and the phishing net (`crates/filter/src/links.rs`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilterLinksConfig {}
+
+/// HTML disarming (`crates/filter/src/html.rs`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilterHtmlConfig {}
+
+/// Sender checks: rDNS, HELO, SPF, DKIM, DMARC, ARC, DNS blocklists
+/// (`crates/filter/src/sender.rs`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilterSenderConfig {}
+
+/// Attachment name and type rules (`crates/filter/src/attachments.rs`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilterAttachmentsConfig {}
+
+/// clamd (`crates/filter/src/clamav.rs`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilterClamavConfig {}
+
+/// The statistical classifier (`crates/filter/src/classifier.rs`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilterClassifierConfig {}
 
 /// The web console and the HTTP API (`crates/http`).
 #[derive(Clone, Debug, Deserialize)]
@@ -625,6 +743,7 @@ impl Config {
         let err = |key: &str, what: String| Err(ConfigError(format!("{key}: {what}")));
         self.store.validate()?;
         self.acme.validate()?;
+        self.filter.policy.validate()?;
         if self.acme.enabled && self.acme.challenge == "http-01" {
             // The CA asks on port 80 (RFC 8555 8.3): someone must answer.
             if self.acme.http_listen.is_empty() && self.http.listen.is_empty() {

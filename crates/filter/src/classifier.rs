@@ -1,0 +1,2 @@
+//! The trainable statistical classifier over words, bigrams, link hosts
+//! and selected headers.

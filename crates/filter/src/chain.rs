@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use futures_util::future::join_all;
 use serde::Serialize;
 
-use crate::check::{Check, Findings, Forced, Scan};
+use crate::check::{Check, Findings, Forced, Rewriter, Rewritten, Scan};
 use crate::symbol::Symbol;
 
 /// What one check found.
@@ -51,11 +51,28 @@ pub struct Chain {
     /// `[filter.scores]`: a symbol's score by name, replacing the built-in
     /// one.
     overrides: BTreeMap<String, f64>,
+    rewriter: Option<Box<dyn Rewriter>>,
 }
 
 impl Chain {
     pub fn new(checks: Vec<Box<dyn Check>>, overrides: BTreeMap<String, f64>) -> Chain {
-        Chain { checks, overrides }
+        Chain {
+            checks,
+            overrides,
+            rewriter: None,
+        }
+    }
+
+    /// The stage that changes the message after scoring (HTML disarming).
+    pub fn with_rewriter(mut self, rewriter: Box<dyn Rewriter>) -> Chain {
+        self.rewriter = Some(rewriter);
+        self
+    }
+
+    /// The message as the rewriter changes it; `None` when there is no
+    /// rewriter or nothing to change.
+    pub fn rewrite(&self, scan: &Scan<'_>) -> Option<Rewritten> {
+        self.rewriter.as_ref()?.rewrite(scan)
     }
 
     /// Runs every check at once (they wait on DNS and clamd, not the CPU).

@@ -15,6 +15,7 @@
 //! server on 127.0.0.1 or a real clamd.
 
 pub mod attachments;
+pub mod build;
 pub mod chain;
 pub mod check;
 pub mod clamav;
@@ -26,7 +27,8 @@ pub mod rules;
 pub mod sender;
 pub mod symbol;
 
-pub use chain::{Chain, Report};
+pub use build::{chain, Deps};
+pub use chain::{Chain, CheckReport, Report};
 pub use check::{Check, Envelope, Findings, Forced, Recipient, Rewriter, Rewritten, Scan};
 pub use policy::{Action, Thresholds};
 pub use symbol::Symbol;

@@ -1,0 +1,33 @@
+//! The chain as the configuration asks for it. Each module says which
+//! checks it adds; this file only puts them in order.
+
+use postroom_config::FilterConfig;
+
+use crate::chain::Chain;
+use crate::{attachments, clamav, classifier, html, links, rules, sender};
+
+/// What the checks need from the running server. Each check adds the
+/// handles it needs (a DNS resolver, the classifier's storage, ...).
+#[derive(Clone, Debug, Default)]
+pub struct Deps {
+    /// `[server] hostname`: a HELO naming it is forged.
+    pub hostname: String,
+}
+
+/// The chain `[filter]` describes; a configuration error (an unreadable
+/// blocklist file, a bad clamd address) is named.
+pub fn chain(config: &FilterConfig, deps: &Deps) -> Result<Chain, String> {
+    let mut checks = Vec::new();
+    checks.extend(sender::checks(&config.sender, deps)?);
+    checks.extend(rules::checks(deps)?);
+    checks.extend(links::checks(&config.links, deps)?);
+    checks.extend(html::checks(&config.html, deps)?);
+    checks.extend(attachments::checks(&config.attachments, deps)?);
+    checks.extend(clamav::checks(&config.clamav, deps)?);
+    checks.extend(classifier::checks(&config.classifier, deps)?);
+    let mut chain = Chain::new(checks, config.scores.clone());
+    if let Some(rewriter) = html::rewriter(&config.html, deps)? {
+        chain = chain.with_rewriter(rewriter);
+    }
+    Ok(chain)
+}

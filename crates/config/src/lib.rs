@@ -411,20 +411,119 @@ pub struct FilterLinksConfig {}
 pub struct FilterHtmlConfig {}
 
 /// Sender checks: rDNS, HELO, SPF, DKIM, DMARC, ARC, DNS blocklists
-/// (`crates/filter/src/sender.rs`).
-#[derive(Clone, Debug, Default, Deserialize)]
+/// (`crates/filter/src/sender.rs`). Their DNS lookups use `[dns]`; with
+/// `dns.enabled = false` only the HELO checks run.
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct FilterSenderConfig {}
+pub struct FilterSenderConfig {
+    /// false: no sender checks and no Authentication-Results header.
+    pub enabled: bool,
+    /// DNS blocklist zones the client's IP is looked up under
+    /// (`dnsbl.example.net`). None is preset: the public ones need
+    /// registration above a small volume.
+    pub dnsbl_zones: Vec<String>,
+    /// An SPF `fail` (the MAIL FROM domain says the client may not send
+    /// its mail) is refused with `550 5.7.1` (RFC 7208 8.4), unless a
+    /// valid DKIM signature of that domain vouches for the message. false:
+    /// it only scores (`SPF_FAIL`).
+    pub spf_fail_rejects: bool,
+}
+
+impl Default for FilterSenderConfig {
+    fn default() -> Self {
+        FilterSenderConfig {
+            enabled: true,
+            dnsbl_zones: Vec::new(),
+            // What Postfix's policyd-spf does by default, which the
+            // installations Postroom replaces run.
+            spf_fail_rejects: true,
+        }
+    }
+}
+
+impl FilterSenderConfig {
+    /// More zones than this is a configuration mistake: each is one more
+    /// lookup per message.
+    pub const MAX_DNSBL_ZONES: usize = 16;
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let err = |what: String| Err(ConfigError(format!("filter.sender.dnsbl_zones: {what}")));
+        if self.dnsbl_zones.len() > Self::MAX_DNSBL_ZONES {
+            return err(format!("at most {} zones", Self::MAX_DNSBL_ZONES));
+        }
+        for zone in &self.dnsbl_zones {
+            let name = zone.trim_end_matches('.');
+            if Domain::parse(name).is_err() || !name.contains('.') {
+                return err(format!("`{zone}` is not a DNS zone"));
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Attachment name and type rules (`crates/filter/src/attachments.rs`).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FilterAttachmentsConfig {}
 
-/// clamd (`crates/filter/src/clamav.rs`).
-#[derive(Clone, Debug, Default, Deserialize)]
+/// clamd (`crates/filter/src/clamav.rs`): `socket` or `address`, neither
+/// means no virus scan. Configured, an unreachable or slow clamd tempfails
+/// the message (`451 4.7.1`): it is never accepted unscanned.
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct FilterClamavConfig {}
+pub struct FilterClamavConfig {
+    /// clamd's unix socket (`LocalSocket`), e.g. `/run/clamav/clamd.ctl`.
+    pub socket: Option<String>,
+    /// clamd's TCP address (`TCPAddr:TCPSocket`), e.g. `127.0.0.1:3310`.
+    pub address: Option<String>,
+    /// Bytes of a message sent to clamd: at most clamd's own
+    /// `StreamMaxLength`, which closes the stream with an error above it.
+    /// A larger message has only its first `max_stream_bytes` scanned
+    /// (the `CLAMAV_PARTIAL` symbol names it).
+    pub max_stream_bytes: u64,
+}
+
+impl Default for FilterClamavConfig {
+    fn default() -> Self {
+        FilterClamavConfig {
+            socket: None,
+            address: None,
+            // clamd's StreamMaxLength as Debian's clamav-daemon writes it
+            // (25M); smtp.max_message_size (45 MB) is larger, so the
+            // largest messages are scanned in part.
+            max_stream_bytes: 25 * 1024 * 1024,
+        }
+    }
+}
+
+impl FilterClamavConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let err = |key: &str, what: String| Err(ConfigError(format!("filter.clamav.{key}: {what}")));
+        if self.socket.is_some() && self.address.is_some() {
+            return err("socket", "set socket or address, not both".into());
+        }
+        if let Some(a) = &self.address {
+            if a.parse::<SocketAddr>().is_err() {
+                return err(
+                    "address",
+                    format!("`{a}` is not an address:port (127.0.0.1:3310)"),
+                );
+            }
+        }
+        if let Some(s) = &self.socket {
+            if !s.starts_with('/') {
+                return err("socket", format!("`{s}` is not an absolute path"));
+            }
+        }
+        if self.max_stream_bytes == 0 || self.max_stream_bytes > u64::from(u32::MAX) {
+            return err(
+                "max_stream_bytes",
+                "must be more than 0 and less than 4 GiB (clamd's limit)".into(),
+            );
+        }
+        Ok(())
+    }
+}
 
 /// The statistical classifier (`crates/filter/src/classifier.rs`).
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -744,6 +843,8 @@ impl Config {
         self.store.validate()?;
         self.acme.validate()?;
         self.filter.policy.validate()?;
+        self.filter.sender.validate()?;
+        self.filter.clamav.validate()?;
         if self.acme.enabled && self.acme.challenge == "http-01" {
             // The CA asks on port 80 (RFC 8555 8.3): someone must answer.
             if self.acme.http_listen.is_empty() && self.http.listen.is_empty() {
@@ -1193,5 +1294,46 @@ mod tests {
         assert_eq!(cfg.warnings().len(), 1);
         let cfg = Config::parse("[server]\nhostname = \"mail.example.com\"\n").unwrap();
         assert!(cfg.warnings().is_empty());
+    }
+
+    #[test]
+    fn filter_sender_and_clamav_tables() {
+        let example = Config::parse(EXAMPLE).unwrap();
+        assert!(example.filter.sender.enabled && example.filter.sender.spf_fail_rejects);
+        assert!(example.filter.sender.dnsbl_zones.is_empty());
+        assert_eq!(example.filter.clamav.socket, None);
+        assert_eq!(example.filter.clamav.max_stream_bytes, 25 * 1024 * 1024);
+        let cfg = Config::parse(
+            "[filter.sender]\ndnsbl_zones = [\"bl.example.net.\"]\n[filter.clamav]\naddress = \"127.0.0.1:3310\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.filter.sender.dnsbl_zones, ["bl.example.net."]);
+        assert_eq!(cfg.filter.clamav.address.as_deref(), Some("127.0.0.1:3310"));
+        for (toml, key) in [
+            (
+                "[filter.sender]\ndnsbl_zones = [\"not a zone\"]",
+                "filter.sender.dnsbl_zones",
+            ),
+            (
+                "[filter.sender]\ndnsbl_zones = [\"com\"]",
+                "filter.sender.dnsbl_zones",
+            ),
+            (
+                "[filter.clamav]\naddress = \"localhost\"",
+                "filter.clamav.address",
+            ),
+            ("[filter.clamav]\nsocket = \"clamd.ctl\"", "filter.clamav.socket"),
+            (
+                "[filter.clamav]\nsocket = \"/run/c\"\naddress = \"127.0.0.1:3310\"",
+                "filter.clamav.socket",
+            ),
+            (
+                "[filter.clamav]\nmax_stream_bytes = 0",
+                "filter.clamav.max_stream_bytes",
+            ),
+        ] {
+            let e = Config::parse(&format!("{toml}\n")).unwrap_err();
+            assert!(e.0.starts_with(key), "{toml}: {e}");
+        }
     }
 }

@@ -12,13 +12,20 @@ use crate::{attachments, clamav, classifier, html, links, rules, sender};
 pub struct Deps {
     /// `[server] hostname`: a HELO naming it is forged.
     pub hostname: String,
+    /// The server's own addresses (the listeners' IPs): a HELO address
+    /// literal naming one is forged.
+    pub addresses: Vec<std::net::IpAddr>,
+    /// The resolver `[dns]` describes (`postroom_queue::dns::MxResolver::
+    /// resolver`, the one the queue and the gateway use); `None` when
+    /// `dns.enabled = false`: the sender checks then look nothing up.
+    pub dns: Option<hickory_resolver::TokioResolver>,
 }
 
 /// The chain `[filter]` describes; a configuration error (an unreadable
 /// blocklist file, a bad clamd address) is named.
 pub fn chain(config: &FilterConfig, deps: &Deps) -> Result<Chain, String> {
     let mut checks = Vec::new();
-    checks.extend(sender::checks(&config.sender, deps)?);
+    checks.extend(sender::checks(&config.sender, &config.policy, deps)?);
     checks.extend(rules::checks(deps)?);
     checks.extend(links::checks(&config.links, deps)?);
     checks.extend(html::checks(&config.html, deps)?);

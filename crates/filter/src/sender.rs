@@ -595,6 +595,11 @@ fn worst_dkim(dkim: &[DkimOutput]) -> Option<(&'static str, String)> {
         let domain = d.signature().map(|s| s.d.as_str()).unwrap_or("?");
         let (rank, symbol, e) = match d.result() {
             DkimResult::Fail(e) => (3, DKIM_FAIL, e),
+            // mail-auth calls a body changed after signing "neutral": it
+            // is the failure a DKIM signature exists to show.
+            DkimResult::Neutral(
+                e @ mail_auth::Error::Dkim(mail_auth::dkim::DkimError::FailedBodyHashMatch),
+            ) => (3, DKIM_FAIL, e),
             DkimResult::PermError(e) | DkimResult::Neutral(e) => (2, DKIM_PERMERROR, e),
             DkimResult::TempError(e) => (1, DKIM_TEMPERROR, e),
             DkimResult::Pass | DkimResult::None => continue,

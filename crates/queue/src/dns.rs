@@ -103,6 +103,13 @@ impl MxResolver {
         })
     }
 
+    /// The resolver itself, for other lookups that must follow `[dns]`
+    /// (the filter's SPF, DKIM, DMARC and blocklists: `postroom_filter::
+    /// Deps::dns`); clones share its cache. `None` when lookups are off.
+    pub fn resolver(&self) -> Option<&TokioResolver> {
+        self.resolver.as_ref()
+    }
+
     pub async fn route(&self, domain: &str) -> Result<Route, TempDnsError> {
         let Some(r) = &self.resolver else {
             return Err(TempDnsError(
@@ -195,3 +202,16 @@ impl MxResolver {
 
 /// Splits `host:port` (`[v6]:port` for IPv6); the port defaults to 25.
 pub use postroom_core::net::split_host_port;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_resolver_is_shared_only_when_lookups_are_on() {
+        let off = MxResolver::new(false, &["127.0.0.1:53".into()], Duration::from_secs(1)).unwrap();
+        assert!(off.resolver().is_none());
+        let on = MxResolver::new(true, &["127.0.0.1:5353".into()], Duration::from_secs(1)).unwrap();
+        assert!(on.resolver().is_some());
+    }
+}

@@ -287,12 +287,26 @@ impl Protocol {
 /// The content filter `[filter]` describes, or none with `enabled =
 /// false`; a configuration error (an unreadable blocklist, a bad clamd
 /// address) stops the start with its message.
-fn content_filter(cfg: &Config) -> Result<Arc<dyn Filter>, String> {
+fn content_filter(cfg: &Config, dns: Option<&MxResolver>) -> Result<Arc<dyn Filter>, String> {
     if !cfg.filter.enabled {
         return Ok(Arc::new(NoFilter));
     }
+    // The listeners' own addresses: a HELO literal naming one is forged
+    // (0.0.0.0 and :: name every address, so none in particular).
+    let addresses = cfg
+        .smtp
+        .listen
+        .iter()
+        .filter_map(|a| a.parse::<std::net::SocketAddr>().ok())
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_unspecified())
+        .collect();
     let deps = postroom_filter::Deps {
         hostname: cfg.server.hostname.clone(),
+        addresses,
+        // The [dns] resolver the gateway callout uses: one resolver, one
+        // cache, the same settings.
+        dns: dns.and_then(|r| r.resolver().cloned()),
     };
     let mut chain = postroom_filter::chain(&cfg.filter, &deps).map_err(|e| format!("[filter]: {e}"))?;
     if std::env::var_os("POSTROOM_TEST_FILTER_SCORES").is_some() {
@@ -348,7 +362,7 @@ async fn serve(
     } else {
         None
     };
-    let filter = content_filter(&cfg)?;
+    let filter = content_filter(&cfg, sender_dns.as_deref())?;
     let pipeline = Arc::new(MxPipeline {
         sender_dns,
         limits: Some(Arc::new(SendLimits::new(LimitSettings {

@@ -141,6 +141,11 @@ pub fn resolver(server: SocketAddr, timeout: Duration) -> TokioResolver {
 /// EICAR's test file (68 bytes), which every scanner reports.
 pub const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
 
+fn pong<S: std::io::Read + std::io::Write>(mut s: S) -> bool {
+    let mut reply = Vec::new();
+    s.write_all(b"zPING\0").is_ok() && s.read_to_end(&mut reply).is_ok() && reply.starts_with(b"PONG")
+}
+
 pub struct Clamd {
     child: Child,
     dir: tempfile::TempDir,
@@ -175,10 +180,12 @@ impl Clamd {
             &conf,
             format!(
                 "Foreground yes\nLocalSocket {}\nTCPSocket {port}\nTCPAddr 127.0.0.1\n\
-                 DatabaseDirectory {}\nLogFile {}\nStreamMaxLength {stream_max}\n",
+                 DatabaseDirectory {}\nLogFile {}\nStreamMaxLength {stream_max}\n\
+                 TemporaryDirectory {}\n",
                 socket.display(),
                 db.display(),
-                dir.path().join("clamd.log").display()
+                dir.path().join("clamd.log").display(),
+                dir.path().display()
             ),
         )
         .unwrap();
@@ -190,8 +197,11 @@ impl Clamd {
             .spawn()
             .unwrap();
         let address = SocketAddr::from(([127, 0, 0, 1], port));
+        // Ready when both sockets answer PING: the unix socket's file
+        // exists from bind(), before clamd listens on it.
         wait_for("clamd", &mut child, || {
-            socket.exists() && TcpStream::connect(address).is_ok()
+            let unix = std::os::unix::net::UnixStream::connect(&socket).is_ok_and(pong);
+            unix && TcpStream::connect(address).is_ok_and(pong)
         });
         Some(Clamd {
             child,

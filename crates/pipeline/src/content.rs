@@ -14,9 +14,10 @@ use crate::filter::{
 
 /// The symbols of a failed sender authentication: a message carrying one
 /// is not whitelisted, since anyone can write a whitelisted address into
-/// `MAIL FROM` or `From:` (issue #10). The sender checks own these names;
-/// this list follows theirs.
-pub const AUTH_FAIL_SYMBOLS: &[&str] = &["SPF_FAIL", "DKIM_FAIL", "DMARC_FAIL"];
+/// `MAIL FROM` or `From:` (issue #10). The sender checks' own list (SPF
+/// fail and softfail, DKIM fail, DMARC fail at every policy), so the two
+/// never drift apart.
+pub const AUTH_FAIL_SYMBOLS: &[&str] = postroom_filter::sender::AUTH_FAILURES;
 
 /// Header fields the filter writes; the same fields arriving with a
 /// message are removed, so a sender cannot pass its own

@@ -226,11 +226,13 @@ impl Check for ClamavCheck {
         } else {
             scan.raw
         };
+        // The detail (logs, `postroom explain`) names the socket and the
+        // error; the reason, which the client reads in the 451, does not.
         let failed = |out: &mut Findings, why: String| {
-            out.add(CLAMAV_UNAVAILABLE, 0.0, why.clone());
+            out.add(CLAMAV_UNAVAILABLE, 0.0, why);
             out.force(Forced::TempFail {
                 symbol: CLAMAV_UNAVAILABLE.into(),
-                reason: why,
+                reason: "the virus scan is not available, try again later".into(),
             });
         };
         match self::scan(&self.target, data).await {

@@ -98,9 +98,12 @@ async fn a_stopped_clamd_tempfails() {
     clamd.stop();
     let report = run(&chain, &with_attachment(b"anything"), Duration::from_secs(20)).await;
     assert!(
-        matches!(&report.forced, Some(Forced::TempFail { symbol, .. }) if symbol == clamav::CLAMAV_UNAVAILABLE),
+        matches!(&report.forced, Some(Forced::TempFail { symbol, reason })
+            if symbol == clamav::CLAMAV_UNAVAILABLE && !reason.contains("clamd.sock")),
         "{report:?}"
     );
+    // What failed is in the detail, for the administrator.
+    assert!(report.symbols().any(|s| s.detail.contains("clamd.sock")));
 }
 
 #[tokio::test]

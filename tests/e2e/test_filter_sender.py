@@ -66,8 +66,8 @@ def dns():
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def filtered_server(dns_port, extra=""):
-    s = make_server(extra_toml=extra)
+def filtered_server(dns_port, extra="", extra_smtp=""):
+    s = make_server(extra_toml=extra, extra_smtp=extra_smtp)
     with open(s.config) as f:
         cfg = f.read().replace("[dns]\nenabled = false", f'[dns]\nenabled = true\nresolvers = ["127.0.0.1:{dns_port}"]')
     with open(s.config, "w") as f:
@@ -163,5 +163,16 @@ def test_eicar_over_clamd_tcp(dns, clamd):
     try:
         out = swaks(s, "news@good.test", "--attach", "-", input=EICAR)
         assert "550 5.7.1" in out, out
+    finally:
+        discard(s)
+
+
+def test_a_trusted_relay_is_not_judged_by_spf(dns):
+    # An application on the provider's own network sending as a customer
+    # whose SPF does not list it: trusted_networks vouches for it.
+    s = filtered_server(dns, extra_smtp='trusted_networks = ["127.0.0.1"]')
+    try:
+        out = swaks(s, "ceo@forged.test")
+        assert "250 2.0.0" in out, out
     finally:
         discard(s)

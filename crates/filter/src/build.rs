@@ -19,6 +19,9 @@ pub struct Deps {
     /// resolver`, the one the queue and the gateway use); `None` when
     /// `dns.enabled = false`: the sender checks then look nothing up.
     pub dns: Option<hickory_resolver::TokioResolver>,
+    /// `[smtp] trusted_networks`: this provider's own relays, whose mail
+    /// skips the sender checks as a logged-in user's does.
+    pub trusted_networks: postroom_core::IpNetList,
 }
 
 /// The chain `[filter]` describes; a configuration error (an unreadable

@@ -1,8 +1,9 @@
 //! Sender checks: forward-confirmed rDNS, HELO validity, SPF, DKIM, DMARC,
 //! ARC, DNS blocklists, and the Authentication-Results header (RFC 8601).
 //!
-//! Mail from a logged-in user (`Envelope::auth_user`) skips them all: they
-//! judge where anonymous mail comes from. The HELO rules are pure; every
+//! Mail from a logged-in user (`Envelope::auth_user`) or from
+//! `[smtp] trusted_networks` skips them all: they judge where anonymous
+//! mail comes from. The HELO rules are pure; every
 //! other check asks DNS through the `[dns]` resolver (`Deps::dns`), all at
 //! once, and stops shortly before the client's deadline so that what was
 //! learnt (and the header) is still reported. Without a resolver
@@ -314,6 +315,7 @@ pub struct SenderCheck {
     zones: Vec<String>,
     quarantine_score: f64,
     spf_fail_rejects: bool,
+    trusted: postroom_core::IpNetList,
 }
 
 impl SenderCheck {
@@ -341,6 +343,7 @@ impl SenderCheck {
             zones,
             quarantine_score: policy.quarantine_at,
             spf_fail_rejects: config.spf_fail_rejects,
+            trusted: deps.trusted_networks.clone(),
         })
     }
 
@@ -388,7 +391,11 @@ impl Check for SenderCheck {
 
     async fn check(&self, scan: &Scan<'_>, out: &mut Findings) {
         let env = scan.envelope;
-        if env.auth_user.is_some() {
+        // A logged-in user's mail, or a trusted relay's (an application on
+        // the provider's own network sending as its customers' domains,
+        // which their SPF does not list): not judged by where it comes
+        // from.
+        if env.auth_user.is_some() || self.trusted.contains(env.peer) {
             return;
         }
         let peer = env.peer;

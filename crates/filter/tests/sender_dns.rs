@@ -98,8 +98,8 @@ fn chain(dns: Option<hickory_resolver::TokioResolver>, zones: &[&str]) -> Chain 
     };
     let deps = Deps {
         hostname: "mx.example.net".into(),
-        addresses: Vec::new(),
         dns,
+        ..Default::default()
     };
     let checks = sender::checks(&config, &FilterPolicyConfig::default(), &deps).unwrap();
     Chain::new(checks, BTreeMap::new())
@@ -150,8 +150,8 @@ async fn spf_fail_is_refused() {
     };
     let deps = Deps {
         hostname: "mx.example.net".into(),
-        addresses: Vec::new(),
         dns: Some(f.dns.resolver()),
+        ..Default::default()
     };
     let scoring = Chain::new(
         sender::checks(&config, &FilterPolicyConfig::default(), &deps).unwrap(),
@@ -249,6 +249,26 @@ async fn submissions_and_dns_off_skip_the_lookups() {
     env.auth_user = Some("ceo@forged.test".into());
     env.helo = "server1.local".into();
     let report = run(&chain, &env, &message("ceo@forged.test", "hi")).await;
+    assert_eq!(report.symbols().count(), 0, "{report:?}");
+    assert!(report.headers.is_empty() && report.forced.is_none());
+
+    // A trusted relay's mail is not judged either.
+    let config = FilterSenderConfig {
+        dnsbl_zones: vec!["bl.test".into()],
+        ..Default::default()
+    };
+    let deps = Deps {
+        hostname: "mx.example.net".into(),
+        dns: Some(f.dns.resolver()),
+        trusted_networks: postroom_core::IpNetList::parse(&["192.0.2.0/24"]).unwrap(),
+        ..Default::default()
+    };
+    let trusting = Chain::new(
+        sender::checks(&config, &FilterPolicyConfig::default(), &deps).unwrap(),
+        BTreeMap::new(),
+    );
+    env.auth_user = None;
+    let report = run(&trusting, &env, &message("ceo@forged.test", "hi")).await;
     assert_eq!(report.symbols().count(), 0, "{report:?}");
     assert!(report.headers.is_empty() && report.forced.is_none());
 

@@ -307,6 +307,7 @@ fn content_filter(cfg: &Config, dns: Option<&MxResolver>) -> Result<Arc<dyn Filt
         // The [dns] resolver the gateway callout uses: one resolver, one
         // cache, the same settings.
         dns: dns.and_then(|r| r.resolver().cloned()),
+        trusted_networks: postroom_core::IpNetList::parse(&cfg.smtp.trusted_networks)?,
     };
     let mut chain = postroom_filter::chain(&cfg.filter, &deps).map_err(|e| format!("[filter]: {e}"))?;
     if std::env::var_os("POSTROOM_TEST_FILTER_SCORES").is_some() {

@@ -95,6 +95,9 @@ pub const AUTH_FAILURES: &[&str] = &[
     DMARC_REJECT,
 ];
 
+/// The DKIM signatures of one message that are verified, in order.
+pub const MAX_DKIM_SIGNATURES: usize = 5;
+
 /// Built-in scores, by symbol. `DMARC_QUARANTINE` scores the quarantine
 /// threshold instead (see [`SenderCheck`]).
 pub fn default_score(symbol: &str) -> f64 {
@@ -415,7 +418,12 @@ impl Check for SenderCheck {
             None => helo,
         }
         .to_ascii_lowercase();
-        let message = AuthenticatedMessage::from_parsed(scan.message, scan.raw, true);
+        let mut message = AuthenticatedMessage::from_parsed(scan.message, scan.raw, true);
+        // Each signature costs a key lookup and a verification, one after
+        // the other: a peer's message with hundreds of them would spend the
+        // whole deadline on them. Legitimate mail carries one to three
+        // (author, mailing list, sending service).
+        message.dkim_headers.truncate(MAX_DKIM_SIGNATURES);
 
         let iprev = async {
             if let Some(name) = &env.peer_rdns {

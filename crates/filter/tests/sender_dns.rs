@@ -212,6 +212,17 @@ async fn an_authenticated_domain_passes_everything() {
         assert!(ar.contains(want), "{want} missing: {ar}");
     }
 
+    // Hundreds of signatures: only the first MAX_DKIM_SIGNATURES are
+    // verified (each is a lookup and a verification).
+    let one = signed(&f.key, "news@good.test", "hello");
+    let end = one.windows(3).position(|w| w == b"\r\nF").unwrap() + 2;
+    let mut many = one[..end].repeat(300);
+    many.extend_from_slice(&one);
+    let report = run(&chain, &env, &many).await;
+    let ar = header(&report);
+    assert_eq!(ar.matches("dkim=").count(), sender::MAX_DKIM_SIGNATURES, "{ar}");
+    assert!(ar.contains("dkim=pass"), "{ar}");
+
     // The same signature over a changed body fails, and DMARC with it.
     let mut tampered = signed(&f.key, "news@good.test", "hello");
     let at = tampered.len() - 4;

@@ -3,9 +3,11 @@
 runs (SPF, DMARC and blocklist records), with a real clamd holding a
 signature database the test wrote (EICAR)."""
 
+import base64
 import imaplib
 import os
 import shutil
+import smtplib
 import socket
 import ssl
 import subprocess
@@ -30,11 +32,26 @@ txt-record=strict.test,"v=spf1 ?all"
 txt-record=_dmarc.strict.test,"v=DMARC1; p=reject"
 # good.test: 127.0.0.1 may send its mail.
 txt-record=good.test,"v=spf1 ip4:127.0.0.1 -all"
+txt-record=_dmarc.good.test,"v=DMARC1; p=reject"
 ptr-record=1.0.0.127.in-addr.arpa,client.good.test
 address=/client.good.test/127.0.0.1
 # A blocklist listing 127.0.0.1.
 address=/1.0.0.127.bl.test/127.0.0.2
 """
+
+
+# good.test's DKIM key (Ed25519, made per run; the private half signs in
+# the test with dkimpy, an independent implementation).
+_DKIM = {}
+
+
+def dkim_key():
+    if not _DKIM:
+        nacl = pytest.importorskip("nacl.signing")
+        key = nacl.SigningKey.generate()
+        _DKIM["private"] = base64.b64encode(bytes(key))
+        _DKIM["public"] = base64.b64encode(bytes(key.verify_key)).decode()
+    return _DKIM
 
 
 @pytest.fixture
@@ -46,6 +63,7 @@ def dns():
     conf = os.path.join(folder, "dnsmasq.conf")
     with open(conf, "w") as f:
         f.write(RECORDS)
+        f.write(f'txt-record=sel._domainkey.good.test,"v=DKIM1; k=ed25519; p={dkim_key()["public"]}"\n')
     port = free_port()
     proc = subprocess.Popen(
         [dnsmasq, "--no-daemon", "--keep-in-foreground", f"--port={port}", "--listen-address=127.0.0.1",
@@ -174,5 +192,37 @@ def test_a_trusted_relay_is_not_judged_by_spf(dns):
     try:
         out = swaks(s, "ceo@forged.test")
         assert "250 2.0.0" in out, out
+    finally:
+        discard(s)
+
+
+def test_a_dkim_signed_message_is_verified_as_it_arrived(dns):
+    # Signed by dkimpy, sent by smtplib, from a MAIL FROM domain whose SPF
+    # does not match (a forwarder's): only the signature can pass DMARC,
+    # so the filter must have seen the message's exact bytes.
+    dkim = pytest.importorskip("dkim")
+    s = filtered_server(dns)
+    try:
+        msg = (
+            b"From: <news@good.test>\r\nTo: <" + RCPT.encode() + b">\r\nSubject: signed\r\n"
+            b"Date: Tue, 08 Dec 2026 02:00:00 +0000\r\nMessage-ID: <signed@good.test>\r\n\r\n"
+            b"a line\r\n.a line starting with a dot\r\n\r\nlast\r\n"
+        )
+        sig = dkim.sign(msg, b"sel", b"good.test", dkim_key()["private"], signature_algorithm=b"ed25519-sha256",
+                        include_headers=[b"from", b"to", b"subject", b"date", b"message-id"])
+        with smtplib.SMTP("127.0.0.1", s.port, local_hostname="client.good.test") as c:
+            c.sendmail("list@forwarder.test", [RCPT], sig + msg)
+        headers = [h for h in inbox(s) if "Subject: signed" in h]
+        assert len(headers) == 1
+        h = headers[0]
+        # RFC 8601 2.7.1: the signature's i= when it has one, else d=.
+        assert "dkim=pass header.i=@good.test header.s=sel" in h, h
+        assert "dmarc=pass" in h, h
+        # Changed on the way: the signature fails, and DMARC (p=reject)
+        # refuses it.
+        with smtplib.SMTP("127.0.0.1", s.port, local_hostname="client.good.test") as c:
+            with pytest.raises(smtplib.SMTPDataError) as e:
+                c.sendmail("list@forwarder.test", [RCPT], sig + msg.replace(b"last", b"LAST"))
+        assert e.value.smtp_code == 550 and b"5.7.1" in e.value.smtp_error, e.value
     finally:
         discard(s)

@@ -51,6 +51,8 @@ pub const RDNS_NONE: &str = "RDNS_NONE";
 /// The PTR name does not resolve back to the client's address.
 pub const RDNS_UNCONFIRMED: &str = "RDNS_UNCONFIRMED";
 pub const RDNS_CONFIRMED: &str = "RDNS_CONFIRMED";
+/// The PTR or address lookup got no answer.
+pub const RDNS_TEMPERROR: &str = "RDNS_TEMPERROR";
 pub const SPF_PASS: &str = "SPF_PASS";
 pub const SPF_FAIL: &str = "SPF_FAIL";
 pub const SPF_SOFTFAIL: &str = "SPF_SOFTFAIL";
@@ -600,7 +602,7 @@ fn report_iprev(o: &IprevOutput, peer: IpAddr, out: &mut Findings) {
             default_score(RDNS_NONE),
             format!("{peer} has no PTR record"),
         ),
-        IprevResult::TempError(e) => out.add("RDNS_TEMPERROR", 0.0, format!("{peer}: {e}")),
+        IprevResult::TempError(e) => out.add(RDNS_TEMPERROR, 0.0, format!("{peer}: {e}")),
     }
 }
 

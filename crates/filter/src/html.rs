@@ -126,8 +126,31 @@ pub fn analyze(html: &str, max_links: usize) -> Analysis {
 /// mismatched: its link is removed and the target shown as text.
 pub fn disarm(html: &str, plan: &[Option<String>]) -> Disarmed {
     let (_, out) = walk(html, Some(plan), usize::MAX);
-    out.unwrap_or_default()
+    let mut out = out.unwrap_or_default();
+    if out.changes.is_empty() {
+        return out;
+    }
+    // Removing an element can change how the rest parses: `<svg><script>
+    // <p></script><style><img onerror=...>` has its <img> inside an HTML
+    // <style> (text) until the script and its <p> go, and then the <img>
+    // is live. So the result is walked again until nothing changes; real
+    // mail settles in one more pass, and what does not settle in a few is
+    // shown as text.
+    for _ in 0..MAX_PASSES {
+        let (_, again) = walk(&out.html, Some(&[]), usize::MAX);
+        let Some(again) = again else { break };
+        if again.changes.is_empty() {
+            return out;
+        }
+        out.html = again.html;
+    }
+    out.changes.push("the HTML did not settle: shown as text".into());
+    out.html = format!("<pre>{}</pre>", escape_text(&out.html));
+    out
 }
+
+/// Extra walks over a disarmed part (see [`disarm`]).
+const MAX_PASSES: usize = 4;
 
 struct State<'p> {
     analysis: Analysis,
@@ -1008,6 +1031,18 @@ mod tests {
             "{}",
             d.html
         );
+    }
+
+    #[test]
+    fn what_a_removal_brings_to_life_is_disarmed_too() {
+        // In the original the <img> is text inside an HTML <style> (the
+        // <p> left the <svg>); with the script and its <p> gone it would
+        // be a live element inside the <svg>'s own <style>.
+        let d = disarm(
+            "<svg><script><p></script><style><img src=x onerror=alert(1)>",
+            &[],
+        );
+        assert!(!d.html.to_ascii_lowercase().contains("onerror"), "{}", d.html);
     }
 
     #[test]

@@ -8,6 +8,7 @@ header becomes the symbol TEST_SCORE with that score, whatever the real
 checks add (none of them score these plain messages)."""
 
 import email
+import email.utils
 import imaplib
 import json
 import re
@@ -32,7 +33,9 @@ def fserver():
 
 
 def message(score=None, subject="hello", sender="sender@remote.example", extra=""):
+    # With a Date, so that the header rules (MISSING_DATE) add nothing.
     head = f"From: {sender}\r\nTo: {USER}\r\nSubject: {subject}\r\nMessage-ID: <{subject.replace(' ', '.')}@remote.example>\r\n"
+    head += f"Date: {email.utils.formatdate()}\r\n"
     if score is not None:
         head += f"X-Postroom-Test-Score: {score}\r\n"
     return (head + extra + "\r\nThe body of the message.\r\n").encode()

@@ -11,6 +11,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use lol_html::html_content::{ContentType, Element, TextChunk};
@@ -105,6 +106,9 @@ pub struct Analysis {
     pub anchors: Vec<Anchor>,
     /// Symbol name and detail, the first of each kind, with a count.
     pub found: BTreeMap<&'static str, (String, usize)>,
+    /// Disarming would change something (besides mismatched links, which
+    /// the phishing net decides).
+    pub needs_disarm: bool,
 }
 
 /// A disarmed HTML part and what was changed.
@@ -119,6 +123,41 @@ pub struct Disarmed {
 /// Finds what the HTML holds, changing nothing.
 pub fn analyze(html: &str, max_links: usize) -> Analysis {
     walk(html, None, max_links).0
+}
+
+/// Links and anchors [`analyzed`] keeps per part: the links checks stop at
+/// `max_links` (1,000 by default) anyway.
+const MAX_ANALYZED_LINKS: usize = 10_000;
+/// Parts [`analyzed`] remembers per thread, and the largest it remembers.
+const MEMO_PARTS: usize = 4;
+const MEMO_MAX_BYTES: usize = 1 << 20;
+
+thread_local! {
+    static MEMO: RefCell<Vec<(String, Arc<Analysis>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// [`analyze`], remembered: the `phishing`, `links` and `html` checks and
+/// the rewriter all read the same walk of a part instead of walking it
+/// four times (a walk of a 40 KB newsletter is about 0.5 ms). The checks
+/// of one message run one after the other on one thread (they do not
+/// wait on anything), and the key is the HTML itself, compared byte for
+/// byte, so a remembered walk is always the walk of this text.
+pub fn analyzed(html: &str) -> Arc<Analysis> {
+    if html.len() > MEMO_MAX_BYTES {
+        return Arc::new(analyze(html, MAX_ANALYZED_LINKS));
+    }
+    MEMO.with(|memo| {
+        if let Some((_, a)) = memo.borrow().iter().find(|(h, _)| h == html) {
+            return a.clone();
+        }
+        let a = Arc::new(analyze(html, MAX_ANALYZED_LINKS));
+        let mut memo = memo.borrow_mut();
+        if memo.len() >= MEMO_PARTS {
+            memo.remove(0);
+        }
+        memo.push((html.to_owned(), a.clone()));
+        a
+    })
 }
 
 /// Disarms the HTML. `plan[i]`, when set, names the real target of the
@@ -164,6 +203,8 @@ struct State<'p> {
 
 impl State<'_> {
     fn found(&mut self, symbol: &'static str, detail: impl FnOnce() -> String) {
+        // Everything found is something disarming removes.
+        self.analysis.needs_disarm = true;
         self.analysis
             .found
             .entry(symbol)
@@ -178,16 +219,17 @@ impl State<'_> {
     }
 
     fn url(&mut self, value: &str) {
-        if self.analysis.urls.len() < self.max_links && links::host_of(value).is_some() {
-            let b = value.trim().as_bytes();
-            let absolute = b.len() > 7
-                && (b[..7].eq_ignore_ascii_case(b"http://")
-                    || b[..8.min(b.len())].eq_ignore_ascii_case(b"https://")
-                    || b.starts_with(b"//")
-                    || b[..4].eq_ignore_ascii_case(b"www."));
-            if absolute {
-                self.analysis.urls.push(value.trim().to_owned());
-            }
+        // Absolute links only (a relative one stays on the sender's
+        // site); their hosts are read by the links checks.
+        let v = value.trim();
+        let b = v.as_bytes();
+        let absolute = b.len() > 7
+            && (b[..7].eq_ignore_ascii_case(b"http://")
+                || b[..8.min(b.len())].eq_ignore_ascii_case(b"https://")
+                || b.starts_with(b"//")
+                || b[..4].eq_ignore_ascii_case(b"www."));
+        if absolute && self.analysis.urls.len() < self.max_links {
+            self.analysis.urls.push(v.to_owned());
         }
     }
 }
@@ -347,6 +389,7 @@ fn on_element(st: &mut State<'_>, el: &mut Element<'_, '_>) {
         }
         "base" => {
             // A <base href> turns every relative link elsewhere.
+            st.analysis.needs_disarm = true;
             if disarm {
                 el.remove();
                 st.changed("removed <base>".into());
@@ -491,24 +534,45 @@ fn compact(s: &str) -> String {
 /// a deny list. Browsers ignore tabs, newlines and leading controls in a
 /// scheme (`java\tscript:`), so they are removed before looking.
 pub fn safe_url(value: &str) -> bool {
-    let v: String = value
-        .chars()
-        .filter(|c| !c.is_whitespace() && !c.is_control())
-        .take(64)
-        .flat_map(char::to_lowercase)
-        .collect();
-    let Some(end) = v.find([':', '/', '?', '#', '&', '\\']) else {
-        return true;
-    };
-    if !v[end..].starts_with(':') {
-        // Relative (path, query or fragment first); an `&` first is an
-        // undecoded entity in a scheme, which nothing needs.
-        return !v[end..].starts_with('&');
+    // The scheme as the WHATWG URL parser reads it (an ASCII letter, then
+    // letters, digits, `+`, `-`, `.`, up to `:`; anything else first makes
+    // the URL relative), lower case, without the characters browsers
+    // skip; no allocation (this runs for every link of every message).
+    let mut scheme = [0u8; 16];
+    let mut len = 0;
+    let mut colon = false;
+    let mut chars = value.chars().filter(|c| !c.is_whitespace() && !c.is_control());
+    for c in chars.by_ref() {
+        if c == ':' {
+            colon = true;
+            break;
+        }
+        let ok = if len == 0 {
+            c.is_ascii_alphabetic()
+        } else {
+            c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')
+        };
+        if !ok {
+            return true;
+        }
+        if len < scheme.len() {
+            scheme[len] = c.to_ascii_lowercase() as u8;
+        }
+        len += 1;
     }
-    match &v[..end] {
-        "http" | "https" | "mailto" | "cid" | "tel" | "ftp" | "sms" => true,
+    if !colon {
+        return true;
+    }
+    if len > scheme.len() {
+        return false;
+    }
+    match &scheme[..len] {
+        b"http" | b"https" | b"mailto" | b"cid" | b"tel" | b"ftp" | b"sms" => true,
         // Inline images are common; inline SVG can carry script.
-        "data" => v.starts_with("data:image/") && !v.starts_with("data:image/svg"),
+        b"data" => {
+            let rest: String = chars.take(10).flat_map(char::to_lowercase).collect();
+            rest.starts_with("image/") && !rest.starts_with("image/svg")
+        }
         _ => false,
     }
 }
@@ -694,11 +758,11 @@ impl Check for HtmlCheck {
     async fn check(&self, scan: &Scan<'_>, out: &mut Findings) {
         let mut found: BTreeMap<&'static str, (String, usize)> = BTreeMap::new();
         for (_, html) in html_parts(scan.message) {
-            for (symbol, (detail, n)) in analyze(html, 0).found {
+            for (symbol, (detail, n)) in &analyzed(html).found {
                 found
                     .entry(symbol)
                     .and_modify(|e| e.1 += n)
-                    .or_insert((detail, n));
+                    .or_insert((detail.clone(), *n));
             }
         }
         for (symbol, (detail, n)) in found {
@@ -768,8 +832,9 @@ pub fn rewrite_message(
     let mut changed_parts: Vec<(usize, String)> = Vec::new();
     let mut changes: Vec<String> = Vec::new();
     for (i, html) in html_parts(message) {
+        let analysis = analyzed(html);
         let plan: Vec<Option<String>> = if phishing_net {
-            analyze(html, usize::MAX)
+            analysis
                 .anchors
                 .iter()
                 .map(|a| links::phishing_net(lists, &a.href, &a.text).map(|_| a.href.clone()))
@@ -777,6 +842,10 @@ pub fn rewrite_message(
         } else {
             Vec::new()
         };
+        // Clean HTML (most mail) is not walked a second time.
+        if !analysis.needs_disarm && plan.iter().all(Option::is_none) {
+            continue;
+        }
         let d = disarm(html, &plan);
         if !d.changes.is_empty() {
             changes.extend(d.changes);
@@ -1067,7 +1136,13 @@ mod tests {
             "java&#58;x",
             "livescript:x",
         ] {
-            assert!(!safe_url(bad), "{bad}");
+            // The callers decode character references first, as the
+            // browser's HTML parser does before its URL parser.
+            assert!(!safe_url(&decode_entities(bad)), "{bad}");
+        }
+        // Not a scheme: relative, as the URL parser reads them.
+        for relative in ["café.html", "1x:y", "a very long file name without a slash.html"] {
+            assert!(safe_url(relative), "{relative}");
         }
     }
 

@@ -369,7 +369,11 @@ pub fn host_of(url: &str) -> Option<String> {
     if host.is_empty() || host.len() > 253 {
         return None;
     }
-    let host = percent_decode(host);
+    let host: std::borrow::Cow<'_, str> = if host.contains('%') {
+        percent_decode(host).into()
+    } else {
+        host.into()
+    };
     if host.is_ascii() {
         let valid = host
             .bytes()
@@ -411,7 +415,9 @@ pub fn redirect_targets(url: &str) -> Vec<String> {
     };
     for pair in url[q + 1..].split(['&', ';', '?', '#']) {
         let value = pair.split_once('=').map(|(_, v)| v).unwrap_or(pair);
-        if value.len() < 8 {
+        // Only what can decode to "http://": "http" or "%68..." first.
+        let b = value.as_bytes();
+        if value.len() < 8 || !(starts_with_ci(b, b"http") || b[0] == b'%') {
             continue;
         }
         let decoded = percent_decode(&value.replace('+', " "));

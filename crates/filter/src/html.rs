@@ -118,6 +118,7 @@ pub struct Disarmed {
     /// `removed <script> (2)`, `showed the real target of a link to
     /// evil.example`, ...
     pub changes: Vec<String>,
+    restructured: bool,
 }
 
 /// Finds what the HTML holds, changing nothing.
@@ -166,7 +167,7 @@ pub fn analyzed(html: &str) -> Arc<Analysis> {
 pub fn disarm(html: &str, plan: &[Option<String>]) -> Disarmed {
     let (_, out) = walk(html, Some(plan), usize::MAX);
     let mut out = out.unwrap_or_default();
-    if out.changes.is_empty() {
+    if out.changes.is_empty() || !out.restructured {
         return out;
     }
     // Removing an element can change how the rest parses: `<svg><script>
@@ -174,7 +175,8 @@ pub fn disarm(html: &str, plan: &[Option<String>]) -> Disarmed {
     // <style> (text) until the script and its <p> go, and then the <img>
     // is live. So the result is walked again until nothing changes; real
     // mail settles in one more pass, and what does not settle in a few is
-    // shown as text.
+    // shown as text. Taking out a void element (a web bug) or an attribute
+    // changes no context, and needs no second walk.
     for _ in 0..MAX_PASSES {
         let (_, again) = walk(&out.html, Some(&[]), usize::MAX);
         let Some(again) = again else { break };
@@ -199,6 +201,8 @@ struct State<'p> {
     anchors_seen: usize,
     /// The anchor whose text is being read.
     current: Option<usize>,
+    /// An element with content was taken out (see [`disarm`]).
+    restructured: bool,
 }
 
 impl State<'_> {
@@ -242,6 +246,7 @@ fn walk(html: &str, plan: Option<&[Option<String>]>, max_links: usize) -> (Analy
         max_links,
         anchors_seen: 0,
         current: None,
+        restructured: false,
     });
     let mut output = Vec::with_capacity(if plan.is_some() { html.len() + 256 } else { 0 });
     let disarming = plan.is_some();
@@ -305,6 +310,7 @@ fn walk(html: &str, plan: Option<&[Option<String>]>, max_links: usize) -> (Analy
         Some(Disarmed {
             html: guard(html),
             changes,
+            restructured: st.restructured,
         }),
     )
 }
@@ -339,6 +345,7 @@ fn on_element(st: &mut State<'_>, el: &mut Element<'_, '_>) {
             });
             if disarm {
                 el.remove();
+                st.restructured = true;
                 st.changed("removed <script>".into());
             }
             return;
@@ -357,6 +364,7 @@ fn on_element(st: &mut State<'_>, el: &mut Element<'_, '_>) {
             });
             if disarm {
                 el.remove();
+                st.restructured = true;
                 st.changed(format!("removed {}<{tag}>", if hidden { "hidden " } else { "" }));
             }
             return;
@@ -365,6 +373,7 @@ fn on_element(st: &mut State<'_>, el: &mut Element<'_, '_>) {
             st.found(OBJECT, || format!("<{tag}>"));
             if disarm {
                 el.remove();
+                st.restructured = true;
                 st.changed(format!("removed <{tag}>"));
             }
             return;
@@ -406,6 +415,7 @@ fn on_element(st: &mut State<'_>, el: &mut Element<'_, '_>) {
                 // The fields stay readable; without their <form> they
                 // cannot send anything anywhere.
                 el.remove_and_keep_content();
+                st.restructured = true;
                 st.changed("removed <form>".into());
             }
         }

@@ -290,6 +290,43 @@ pub fn collect(message: &mail_parser::Message<'_>, max: usize) -> Collected {
     out
 }
 
+/// Messages [`collected`] remembers per thread, and the largest.
+const MEMO_MESSAGES: usize = 2;
+const MEMO_MAX_BYTES: usize = 4 << 20;
+
+type Memo = Vec<(Vec<u8>, usize, Arc<Collected>)>;
+
+thread_local! {
+    static MEMO: std::cell::RefCell<Memo> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// [`collect`], remembered: the `phishing` and `links` checks read the
+/// same links. The key is the raw message, compared byte for byte (the
+/// parse is a function of it), so a remembered result is always this
+/// message's; the checks of one message run one after the other on one
+/// thread.
+pub fn collected(raw: &[u8], message: &mail_parser::Message<'_>, max: usize) -> Arc<Collected> {
+    if raw.len() > MEMO_MAX_BYTES {
+        return Arc::new(collect(message, max));
+    }
+    MEMO.with(|memo| {
+        if let Some((_, _, c)) = memo
+            .borrow()
+            .iter()
+            .find(|(r, m, _)| *m == max && r.as_slice() == raw)
+        {
+            return c.clone();
+        }
+        let c = Arc::new(collect(message, max));
+        let mut memo = memo.borrow_mut();
+        if memo.len() >= MEMO_MESSAGES {
+            memo.remove(0);
+        }
+        memo.push((raw.to_vec(), max, c.clone()));
+        c
+    })
+}
+
 /// URLs in plain text: `http://`, `https://` and `www.` up to the first
 /// space, quote or angle bracket, without trailing punctuation.
 pub fn text_urls(text: &str, out: &mut Vec<String>, max: usize) {
@@ -523,7 +560,7 @@ impl Check for PhishingCheck {
     }
 
     async fn check(&self, scan: &Scan<'_>, out: &mut Findings) {
-        let links = collect(scan.message, self.max_links);
+        let links = collected(scan.raw, scan.message, self.max_links);
         let lists: Vec<_> = self.lists.phishing.iter().map(|l| (l, l.current())).collect();
         let mut seen = HashSet::new();
         for url in &links.urls {
@@ -564,7 +601,7 @@ impl Check for LinksCheck {
     }
 
     async fn check(&self, scan: &Scan<'_>, out: &mut Findings) {
-        let links = collect(scan.message, self.max_links);
+        let links = collected(scan.raw, scan.message, self.max_links);
         if links.truncated {
             out.add(
                 TOO_MANY,

@@ -2207,7 +2207,11 @@ async fn postgres_upgrades_a_v9_database() {
     assert_eq!((v, indexes), (SCHEMA_VERSION, 2));
     assert_eq!(SCHEMA_VERSION, 11);
     // Version 11's tables came with the upgrade.
-    store.meta().whitelist_add("x.example", "y.example").await.unwrap();
+    store
+        .meta()
+        .whitelist_add("x.example", "y.example")
+        .await
+        .unwrap();
     assert_eq!(store.meta().whitelist(None).await.unwrap().len(), 1);
     drop(store);
     pg.drop_database().await;

@@ -19,6 +19,7 @@ import time
 import pytest
 
 from conftest import discard, make_server
+from test_outbound import dns_and_receiver  # noqa: F401
 
 USER = "customseo@esoomllub.com"
 PASSWORD = "99test99"
@@ -269,3 +270,35 @@ def test_filter_check_json_parses(fserver, tmp_path, monkeypatch):
             assert set(s) == {"name", "score", "detail"}
     plain = fserver.cli("filter", "check", str(tmp_path / "one.eml")).stdout
     assert plain.startswith(str(tmp_path / "one.eml") + "\t25.0\treject\tTEST_SCORE(25.0)"), plain
+
+
+def test_spam_is_never_forwarded_and_gateway_relays_pass_the_same_chain(dns_and_receiver, monkeypatch):
+    from test_outbound import outbound_server, wait_for
+
+    monkeypatch.setenv("POSTROOM_TEST_FILTER_SCORES", "1")
+    dns_port, smtp_port, receiver = dns_and_receiver
+    server = outbound_server(dns_port, smtp_port)
+    try:
+        server.cli("user", "forward", "dbrooks@esoomllub.com", "friend@remote.example", "--no-copy")
+        for score, subject in [(7, "junk"), (12, "quarantined"), (None, "clean")]:
+            code, _ = send(server, message(score=score, subject=subject), rcpts=["dbrooks@esoomllub.com"])
+            assert code == 250
+        assert wait_for(lambda: len(receiver.messages) >= 1, 20), server.read_log()[-2000:]
+        # Only the clean one went out; the quarantined one waits, held.
+        assert [m[2].split(b"Subject: ")[1].split(b"\r\n")[0] for m in receiver.messages] == [b"clean"]
+        assert b"X-Spam-Score: 0.0\r\n" in receiver.messages[0][2]
+        held = server.cli("quarantine", "list").stdout.splitlines()
+        assert len(held) == 1 and "friend@remote.example" in held[0]
+
+        server.cli("domain", "add", "gw.example", "--relay-to", f"127.0.0.1:{smtp_port}")
+        server.cli("domain", "recipients", "gw.example", "--add", "sales")
+        code, _ = send(server, message(score=7, subject="tagged"), rcpts=["sales@gw.example"])
+        assert code == 250
+        # The customer's own server gets junk, tagged, to file it itself.
+        assert wait_for(lambda: len(receiver.messages) == 2, 20), server.read_log()[-2000:]
+        content = receiver.messages[1][2]
+        assert b"Subject: tagged" in content and b"X-Spam-Flag: YES\r\n" in content
+        code, reply = send(server, message(score=30), rcpts=["sales@gw.example"])
+        assert code == 550, reply
+    finally:
+        server.stop()

@@ -12,6 +12,10 @@ use crate::{attachments, clamav, classifier, html, links, rules, sender};
 pub struct Deps {
     /// `[server] hostname`: a HELO naming it is forged.
     pub hostname: String,
+    /// `postroom filter check`: scoring files offline, so no check may
+    /// reach the network (no DNS, no clamd); such checks leave themselves
+    /// out of the chain.
+    pub offline: bool,
 }
 
 /// The chain `[filter]` describes; a configuration error (an unreadable

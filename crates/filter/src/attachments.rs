@@ -558,6 +558,124 @@ mod tests {
         assert!(denied(&a.judge("x.exe", None)).is_some());
     }
 
+    fn zip_of(files: &[(&str, &[u8])], method: zip::CompressionMethod) -> Vec<u8> {
+        use std::io::Write;
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(method)
+            .large_file(true);
+        for (name, data) in files {
+            w.start_file(*name, options).unwrap();
+            w.write_all(data).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    fn message_with_zip(zip: &[u8]) -> Vec<u8> {
+        use std::fmt::Write;
+        let mut b64 = String::new();
+        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        for (i, c) in zip.chunks(3).enumerate() {
+            if i > 0 && i % 19 == 0 {
+                b64.push_str("\r\n");
+            }
+            let n =
+                (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+            for k in 0..4 {
+                let ch = if k <= c.len() {
+                    T[(n >> (18 - 6 * k) & 63) as usize] as char
+                } else {
+                    '='
+                };
+                let _ = write!(b64, "{ch}");
+            }
+        }
+        format!(
+            "Subject: z\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: application/zip\r\nContent-Disposition: attachment; filename=\"a.zip\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--b--\r\n"
+        )
+        .into_bytes()
+    }
+
+    fn scan_with(config: &FilterAttachmentsConfig, raw: &[u8]) -> Findings {
+        let m = mail_parser::MessageParser::default().parse(raw).unwrap();
+        let mut out = Findings::default();
+        Attachments::new(config).scan(&m, &mut out);
+        out
+    }
+
+    #[test]
+    fn a_zip_bomb_is_read_no_further_than_its_first_bytes() {
+        // 8 MiB of zeros deflate to 8 KB (a real bomb goes on to
+        // gigabytes the same way); only the first 512 bytes are inflated,
+        // and the entry is judged by them (nothing to refuse).
+        let zeros = vec![0u8; 8 << 20];
+        let bomb = zip_of(&[("zeros.bin", &zeros)], zip::CompressionMethod::Deflated);
+        drop(zeros);
+        assert!(bomb.len() < 64 << 10);
+        let out = scan_with(&FilterAttachmentsConfig::default(), &message_with_zip(&bomb));
+        assert!(
+            out.forced.is_none() && out.symbols.is_empty(),
+            "{:?}",
+            out.symbols
+        );
+        // A zip inside a zip is opened only up to max_nested_zip_bytes and
+        // max_zip_depth; past them, it is named and not opened.
+        let exe = b"MZ\x90\x00";
+        let inner = zip_of(&[("setup.bin", exe)], zip::CompressionMethod::Stored);
+        let middle = zip_of(&[("inner.zip", &inner)], zip::CompressionMethod::Stored);
+        let outer = zip_of(&[("middle.zip", &middle)], zip::CompressionMethod::Stored);
+        let deep = FilterAttachmentsConfig {
+            max_zip_depth: 3,
+            ..Default::default()
+        };
+        let out = scan_with(&deep, &message_with_zip(&outer));
+        assert!(
+            matches!(&out.forced, Some(Forced::Reject { symbol, .. }) if symbol == EXECUTABLE),
+            "{:?}",
+            out.symbols
+        );
+        let out = scan_with(&FilterAttachmentsConfig::default(), &message_with_zip(&outer));
+        assert!(out.forced.is_none());
+        assert!(
+            out.symbols
+                .iter()
+                .any(|s| s.name == ARCHIVE_UNREADABLE && s.detail.contains("deeper")),
+            "{:?}",
+            out.symbols
+        );
+        let small = FilterAttachmentsConfig {
+            max_zip_depth: 3,
+            max_nested_zip_bytes: 100,
+            ..Default::default()
+        };
+        let out = scan_with(&small, &message_with_zip(&outer));
+        assert!(out.forced.is_none());
+        assert!(
+            out.symbols
+                .iter()
+                .any(|s| s.name == ARCHIVE_UNREADABLE && s.detail.contains("not opened")),
+            "{:?}",
+            out.symbols
+        );
+    }
+
+    #[test]
+    fn too_many_entries_are_named() {
+        let names: Vec<String> = (0..20).map(|i| format!("f{i}.txt")).collect();
+        let files: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), b"x".as_slice())).collect();
+        let z = zip_of(&files, zip::CompressionMethod::Stored);
+        let config = FilterAttachmentsConfig {
+            max_zip_entries: 5,
+            ..Default::default()
+        };
+        let out = scan_with(&config, &message_with_zip(&z));
+        assert!(
+            out.symbols.iter().any(|s| s.name == ARCHIVE_UNREADABLE),
+            "{:?}",
+            out.symbols
+        );
+    }
+
     #[test]
     fn globs() {
         assert!(glob("*.exe", "a.exe"));

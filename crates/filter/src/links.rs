@@ -292,7 +292,9 @@ pub fn collect(message: &mail_parser::Message<'_>, max: usize) -> Collected {
 
 /// Messages [`collected`] remembers per thread, and the largest.
 const MEMO_MESSAGES: usize = 2;
-const MEMO_MAX_BYTES: usize = 4 << 20;
+/// Larger messages are mostly attachments, cheap to collect twice; this
+/// bounds what a worker thread keeps to 2 MiB.
+const MEMO_MAX_BYTES: usize = 1 << 20;
 
 type Memo = Vec<(Vec<u8>, usize, Arc<Collected>)>;
 

@@ -328,6 +328,8 @@ pub struct FilterConfig {
     /// What a score leads to, for every domain unless the domain's own
     /// settings say otherwise.
     pub policy: FilterPolicyConfig,
+    /// Quarantined mail not released by then is deleted (days).
+    pub quarantine_days: u64,
     pub links: FilterLinksConfig,
     pub html: FilterHtmlConfig,
     pub sender: FilterSenderConfig,
@@ -342,6 +344,8 @@ impl Default for FilterConfig {
             enabled: true,
             scores: Default::default(),
             policy: Default::default(),
+            // The issue's (and MailScanner's usual) 30 days.
+            quarantine_days: 30,
             links: Default::default(),
             html: Default::default(),
             sender: Default::default(),
@@ -401,14 +405,64 @@ impl FilterPolicyConfig {
 }
 
 /// Links, blocklist files and the phishing net (`crates/filter/src/links.rs`).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct FilterLinksConfig {}
+pub struct FilterLinksConfig {
+    /// Files of phishing hosts or domains, one a line (MailScanner's
+    /// `phishing.bad.sites` format; `#` comments). A link to one rejects
+    /// the message whatever its score, whitelisted sender or not. Reread
+    /// when they change on disk, while the server runs.
+    pub phishing_blocklists: Vec<PathBuf>,
+    /// Files of spam hosts or domains, the same format: a link to one
+    /// scores `LINK_SPAM_BLOCKLIST`.
+    pub spam_blocklists: Vec<PathBuf>,
+    /// Files of safe sites (known redirectors, the provider's own
+    /// trackers), the same format: links to them are exempt from the
+    /// phishing net and the spam lists. A phishing-listed target hidden
+    /// in a safe redirector's parameters is still found.
+    pub safe_sites: Vec<PathBuf>,
+    /// The phishing net (MailScanner's): a link whose visible text names
+    /// another host than its target, or a numeric-IP link, scores and is
+    /// disarmed.
+    pub phishing_net: bool,
+    /// Links examined per message; past this, the rest are not looked at
+    /// (`LINK_TOO_MANY` names it).
+    pub max_links: usize,
+}
+
+impl Default for FilterLinksConfig {
+    fn default() -> Self {
+        FilterLinksConfig {
+            phishing_blocklists: Vec::new(),
+            spam_blocklists: Vec::new(),
+            safe_sites: Vec::new(),
+            phishing_net: true,
+            // A newsletter carries 50-200 links; 1,000 keeps every real
+            // one and bounds the cost of a message made of links.
+            max_links: 1000,
+        }
+    }
+}
 
 /// HTML disarming (`crates/filter/src/html.rs`).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct FilterHtmlConfig {}
+pub struct FilterHtmlConfig {
+    /// false: HTML is scored but delivered as sent.
+    pub disarm: bool,
+    /// Put at the start of the Subject of a disarmed message; "" adds
+    /// nothing (the seed lets a customer turn the tag off).
+    pub subject_tag: String,
+}
+
+impl Default for FilterHtmlConfig {
+    fn default() -> Self {
+        FilterHtmlConfig {
+            disarm: true,
+            subject_tag: "{Cleaned}".into(),
+        }
+    }
+}
 
 /// Sender checks: rDNS, HELO, SPF, DKIM, DMARC, ARC, DNS blocklists
 /// (`crates/filter/src/sender.rs`). Their DNS lookups use `[dns]`; with
@@ -462,9 +516,91 @@ impl FilterSenderConfig {
 }
 
 /// Attachment name and type rules (`crates/filter/src/attachments.rs`).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct FilterAttachmentsConfig {}
+pub struct FilterAttachmentsConfig {
+    /// The provider's own rules, tried in order before the built-in ones;
+    /// the first that matches decides.
+    pub rules: Vec<AttachmentRule>,
+    /// false: only `rules` apply (the built-in rules deny executables and
+    /// scripts by name and by content, as Gmail does).
+    pub default_rules: bool,
+    /// A file name longer than this (characters) is refused (MailScanner's
+    /// "very long filename" rule, 150).
+    pub max_name_length: usize,
+    /// A password-protected archive: "reject", "score"
+    /// (`ATTACH_ENCRYPTED_ARCHIVE`) or "allow".
+    pub encrypted_archives: String,
+    /// Entries looked at in one zip archive.
+    pub max_zip_entries: usize,
+    /// Zips inside zips followed this deep.
+    pub max_zip_depth: usize,
+    /// A zip inside a zip is opened only up to this size (bytes,
+    /// uncompressed).
+    pub max_nested_zip_bytes: u64,
+}
+
+impl Default for FilterAttachmentsConfig {
+    fn default() -> Self {
+        FilterAttachmentsConfig {
+            rules: Vec::new(),
+            default_rules: true,
+            max_name_length: 150,
+            // MailScanner's own default ("Allow Password-Protected
+            // Archives = no"): nothing can scan inside them, and
+            // password-protected zips with the password in the body are
+            // how Emotet and Qakbot were delivered.
+            encrypted_archives: "reject".into(),
+            // Real archives mailed as attachments hold tens of files; a
+            // thousand entries is ample and bounds the work per archive.
+            max_zip_entries: 1000,
+            max_zip_depth: 2,
+            max_nested_zip_bytes: 4 << 20,
+        }
+    }
+}
+
+impl FilterAttachmentsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !["reject", "score", "allow"].contains(&self.encrypted_archives.as_str()) {
+            return Err(ConfigError(format!(
+                "filter.attachments.encrypted_archives: \"{}\" is not \"reject\", \"score\" or \"allow\"",
+                self.encrypted_archives
+            )));
+        }
+        for (i, rule) in self.rules.iter().enumerate() {
+            if !["allow", "deny"].contains(&rule.action.as_str()) {
+                return Err(ConfigError(format!(
+                    "filter.attachments.rules[{i}].action: \"{}\" is not \"allow\" or \"deny\"",
+                    rule.action
+                )));
+            }
+            if rule.name.is_none() && rule.content_type.is_none() {
+                return Err(ConfigError(format!(
+                    "filter.attachments.rules[{i}]: give a name pattern, a type, or both"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One attachment rule: a file-name pattern (`*` and `?`, case-insensitive,
+/// e.g. "*.exe") and/or a content type detected from the file's first
+/// bytes (e.g. "application/x-executable"); both must match when both are
+/// given.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachmentRule {
+    /// "allow" or "deny".
+    pub action: String,
+    pub name: Option<String>,
+    #[serde(rename = "type")]
+    pub content_type: Option<String>,
+    /// Said in the rejection and the report.
+    #[serde(default)]
+    pub reason: String,
+}
 
 /// clamd (`crates/filter/src/clamav.rs`): `socket` or `address`, neither
 /// means no virus scan. Configured, an unreachable or slow clamd tempfails
@@ -845,6 +981,12 @@ impl Config {
         self.filter.policy.validate()?;
         self.filter.sender.validate()?;
         self.filter.clamav.validate()?;
+        self.filter.attachments.validate()?;
+        if self.filter.quarantine_days == 0 || self.filter.quarantine_days > 3650 {
+            return Err(ConfigError(
+                "filter.quarantine_days: must be between 1 and 3650".into(),
+            ));
+        }
         if self.acme.enabled && self.acme.challenge == "http-01" {
             // The CA asks on port 80 (RFC 8555 8.3): someone must answer.
             if self.acme.http_listen.is_empty() && self.http.listen.is_empty() {
@@ -1135,6 +1277,31 @@ mod tests {
             cfg.server.data_dir.as_deref(),
             Some(std::path::Path::new("/var/lib/postroom"))
         );
+    }
+
+    #[test]
+    fn filter_content_tables_parse_and_validate() {
+        let cfg = Config::parse(EXAMPLE).unwrap();
+        assert!(cfg.filter.html.disarm);
+        assert_eq!(cfg.filter.html.subject_tag, "{Cleaned}");
+        assert_eq!(cfg.filter.attachments.encrypted_archives, "reject");
+        let cfg = Config::parse(
+            "[filter.attachments]\nrules = [{ action = \"allow\", name = \"*.js\" }, { action = \"deny\", type = \"application/zip\", reason = \"no\" }]\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.filter.attachments.rules.len(), 2);
+        assert_eq!(
+            cfg.filter.attachments.rules[1].content_type.as_deref(),
+            Some("application/zip")
+        );
+        for bad in [
+            "[filter.attachments]\nencrypted_archives = \"maybe\"\n",
+            "[filter.attachments]\nrules = [{ action = \"drop\", name = \"*.js\" }]\n",
+            "[filter.attachments]\nrules = [{ action = \"deny\" }]\n",
+        ] {
+            let err = Config::parse(bad).unwrap_err().to_string();
+            assert!(err.contains("filter.attachments"), "{err}");
+        }
     }
 
     #[test]

@@ -22,6 +22,10 @@ pub struct Deps {
     /// `[smtp] trusted_networks`: this provider's own relays, whose mail
     /// skips the sender checks as a logged-in user's does.
     pub trusted_networks: postroom_core::IpNetList,
+    /// `postroom filter check`: scoring files offline, so no check may
+    /// reach the network (no DNS, no clamd); such checks leave themselves
+    /// out of the chain.
+    pub offline: bool,
 }
 
 /// The chain `[filter]` describes; a configuration error (an unreadable
@@ -30,13 +34,14 @@ pub fn chain(config: &FilterConfig, deps: &Deps) -> Result<Chain, String> {
     let mut checks = Vec::new();
     checks.extend(sender::checks(&config.sender, &config.policy, deps)?);
     checks.extend(rules::checks(deps)?);
-    checks.extend(links::checks(&config.links, deps)?);
+    let lists = links::Lists::load(&config.links)?;
+    checks.extend(links::checks(&config.links, &lists, deps)?);
     checks.extend(html::checks(&config.html, deps)?);
     checks.extend(attachments::checks(&config.attachments, deps)?);
     checks.extend(clamav::checks(&config.clamav, deps)?);
     checks.extend(classifier::checks(&config.classifier, deps)?);
     let mut chain = Chain::new(checks, config.scores.clone());
-    if let Some(rewriter) = html::rewriter(&config.html, deps)? {
+    if let Some(rewriter) = html::rewriter(&config.html, &config.links, &lists, deps)? {
         chain = chain.with_rewriter(rewriter);
     }
     Ok(chain)

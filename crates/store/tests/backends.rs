@@ -171,7 +171,83 @@ suite!(
     provider_admins,
     appends_and_copies_count_as_deliveries_do,
     concurrent_appends_copies_and_deliveries,
+    filter_settings_whitelists_and_reports,
 );
+
+/// The content filter's rows (issue #10): a domain's settings, whitelists
+/// looked up by sender, reports by queue id or Message-ID, and their
+/// expiry.
+async fn filter_settings_whitelists_and_reports(f: &Fixture) {
+    use postroom_store::FilterResultRow;
+    let m = meta(f);
+    assert_eq!(m.filter_domain_settings("x.example").await.unwrap(), None);
+    m.set_filter_domain_settings("x.example", Some(r#"{"junk_at":4.0}"#))
+        .await
+        .unwrap();
+    m.set_filter_domain_settings("x.example", Some(r#"{"junk_at":5.0}"#))
+        .await
+        .unwrap();
+    assert_eq!(
+        m.filter_domain_settings("x.example").await.unwrap().as_deref(),
+        Some(r#"{"junk_at":5.0}"#)
+    );
+    m.set_filter_domain_settings("x.example", None).await.unwrap();
+    assert_eq!(m.filter_domain_settings("x.example").await.unwrap(), None);
+
+    assert!(m.whitelist_add("x.example", "friend.example").await.unwrap());
+    assert!(!m.whitelist_add("x.example", "friend.example").await.unwrap());
+    assert!(m.whitelist_add("u@x.example", "a@friend.example").await.unwrap());
+    assert!(m.whitelist_add("y.example", "b@other.example").await.unwrap());
+    let all = m.whitelist(None).await.unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|r| (r.scope.as_str(), r.sender.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            ("u@x.example", "a@friend.example"),
+            ("x.example", "friend.example"),
+            ("y.example", "b@other.example")
+        ]
+    );
+    assert_eq!(m.whitelist(Some("y.example")).await.unwrap().len(), 1);
+    let mut hits: Vec<String> = m
+        .whitelist_matches(&["a@friend.example".into(), "friend.example".into()])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.scope)
+        .collect();
+    hits.sort();
+    assert_eq!(hits, ["u@x.example", "x.example"]);
+    assert!(m
+        .whitelist_matches(&["c@nobody.example".into()])
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(m.whitelist_remove("x.example", "friend.example").await.unwrap());
+    assert!(!m.whitelist_remove("x.example", "friend.example").await.unwrap());
+
+    let row = |q: &str, mid: &str, at: i64| FilterResultRow {
+        queue_id: q.into(),
+        message_id: mid.into(),
+        at,
+        report: format!(r#"{{"q":"{q}"}}"#),
+    };
+    m.put_filter_results(&[row("Q1", "m1@x", 100), row("Q2", "m1@x", 200), row("Q3", "", 300)])
+        .await
+        .unwrap();
+    m.put_filter_results(&[]).await.unwrap();
+    assert_eq!(m.filter_results("Q3").await.unwrap(), [row("Q3", "", 300)]);
+    let by_mid = m.filter_results("m1@x").await.unwrap();
+    assert_eq!(
+        by_mid.iter().map(|r| r.queue_id.as_str()).collect::<Vec<_>>(),
+        ["Q1", "Q2"]
+    );
+    assert!(m.filter_results("").await.unwrap().is_empty());
+    assert_eq!(m.expire_filter_results(250).await.unwrap(), 2);
+    assert!(m.filter_results("m1@x").await.unwrap().is_empty());
+    assert_eq!(m.filter_results("Q3").await.unwrap().len(), 1);
+}
 
 /// `postroom status`: per state and hold reason, how many and the oldest,
 /// counted by the database; and the held rows of a time window.
@@ -2043,6 +2119,7 @@ async fn postgres_upgrades_a_v7_database() {
         "ALTER TABLE outbound DROP COLUMN hold_reason, DROP COLUMN local_account, DROP COLUMN local_folder;
          DROP TABLE provider_admins;
          DROP TABLE api_tokens;
+         DROP TABLE filter_domains, filter_whitelist, filter_results;
          DROP INDEX messages_modseq; DROP INDEX expunged_modseq;
          UPDATE schema_version SET version = 7;
          INSERT INTO outbound (queue_id, blob_id, prefix, sender, recipient, state, reason, next_attempt, created)
@@ -2105,6 +2182,7 @@ async fn postgres_upgrades_a_v9_database() {
     let c = connect(&pg.url).await;
     c.batch_execute(
         "DROP INDEX messages_modseq; DROP INDEX expunged_modseq;
+         DROP TABLE filter_domains, filter_whitelist, filter_results;
          UPDATE schema_version SET version = 9;
          INSERT INTO provider_admins (address, display, password_hash, created)
              VALUES ('ops@example.com', 'ops@example.com', 'x', 0);",
@@ -2127,7 +2205,14 @@ async fn postgres_upgrades_a_v9_database() {
         (r.get(0), r.get(1))
     };
     assert_eq!((v, indexes), (SCHEMA_VERSION, 2));
-    assert_eq!(SCHEMA_VERSION, 10);
+    assert_eq!(SCHEMA_VERSION, 11);
+    // Version 11's tables came with the upgrade.
+    store
+        .meta()
+        .whitelist_add("x.example", "y.example")
+        .await
+        .unwrap();
+    assert_eq!(store.meta().whitelist(None).await.unwrap().len(), 1);
     drop(store);
     pg.drop_database().await;
 }

@@ -15,6 +15,7 @@
 mod committer;
 mod console;
 mod directory;
+mod filter;
 mod mailbox;
 mod migrate;
 mod schema;

@@ -8,10 +8,10 @@ use super::{pg_err, PgClient};
 use crate::schema::SCHEMA_VERSION;
 use crate::{Result, StoreError};
 
-// This schema is version 10 of crate::schema. A new SQLite migration must
+// This schema is version 11 of crate::schema. A new SQLite migration must
 // come with its PostgreSQL form here (and a migration step): this fails to
 // compile until it does.
-const _: () = assert!(SCHEMA_VERSION == 10, "add the new schema version to pg/schema.rs");
+const _: () = assert!(SCHEMA_VERSION == 11, "add the new schema version to pg/schema.rs");
 
 /// The oldest PostgreSQL schema released (with the first PostgreSQL back end).
 const FIRST_VERSION: i64 = 7;
@@ -53,6 +53,22 @@ const UPGRADES: &[(i64, &str)] = &[
         // crate::schema V10: a folder's changes since a MODSEQ by index.
         "CREATE INDEX IF NOT EXISTS messages_modseq ON messages(folder_id, modseq);
          CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged(folder_id, modseq);",
+    ),
+    (
+        10,
+        // crate::schema V11: the classifier's token counts and totals.
+        "CREATE TABLE classifier_tokens (
+             token BIGINT PRIMARY KEY,
+             spam BIGINT NOT NULL DEFAULT 0,
+             ham BIGINT NOT NULL DEFAULT 0
+         );
+         CREATE TABLE classifier_totals (
+             id BIGINT PRIMARY KEY CHECK (id = 1),
+             spam BIGINT NOT NULL DEFAULT 0,
+             ham BIGINT NOT NULL DEFAULT 0,
+             generation BIGINT NOT NULL DEFAULT 0
+         );
+         INSERT INTO classifier_totals (id, spam, ham, generation) VALUES (1, 0, 0, 0);",
     ),
 ];
 
@@ -274,6 +290,19 @@ CREATE TABLE api_tokens (
     created BIGINT NOT NULL
 );
 CREATE INDEX api_tokens_login ON api_tokens(login);
+-- Version 11: the classifier's token counts and totals (issue #10).
+CREATE TABLE classifier_tokens (
+    token BIGINT PRIMARY KEY,
+    spam BIGINT NOT NULL DEFAULT 0,
+    ham BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE classifier_totals (
+    id BIGINT PRIMARY KEY CHECK (id = 1),
+    spam BIGINT NOT NULL DEFAULT 0,
+    ham BIGINT NOT NULL DEFAULT 0,
+    generation BIGINT NOT NULL DEFAULT 0
+);
+INSERT INTO classifier_totals (id, spam, ham, generation) VALUES (1, 0, 0, 0);
 CREATE TABLE schema_version (
     version BIGINT NOT NULL
 );

@@ -12,6 +12,10 @@ use crate::{attachments, clamav, classifier, html, links, rules, sender};
 pub struct Deps {
     /// `[server] hostname`: a HELO naming it is forged.
     pub hostname: String,
+    /// The statistical classifier, its model loaded from the store; the
+    /// server also hands it to the trainers (IMAP moves, the report
+    /// address). `None`: no classifier check.
+    pub classifier: Option<std::sync::Arc<crate::classifier::Classifier>>,
 }
 
 /// The chain `[filter]` describes; a configuration error (an unreadable

@@ -11,6 +11,7 @@ mod init;
 mod mail;
 mod migrate;
 pub mod sendmail;
+mod spam;
 mod status;
 
 use std::path::PathBuf;
@@ -91,6 +92,9 @@ fn run_command(ctx: &Context, command: Command) -> CmdResult {
             );
             Ok(())
         }
+        Command::Spam(crate::cli::SpamCmd::Train { spam, ham }) => spam::train(ctx, &spam, &ham),
+        Command::Spam(crate::cli::SpamCmd::Report { ham, files }) => spam::report(ctx, &files, ham),
+        Command::Spam(crate::cli::SpamCmd::Stats { json }) => spam::stats(ctx, json),
         Command::Check(crate::cli::CheckCmd::Smtp { target }) => check::smtp(ctx, &target),
         Command::Tls(TlsCmd::SelfSigned { host, dir }) => {
             postroom_core::Domain::parse(&host).map_err(|e| format!("`{host}`: {e}"))?;

@@ -24,12 +24,14 @@ const FAMILIES: &[(&str, &str, &str)] = &[
     (SMTP_TRANSACTIONS, "counter", "SMTP transactions (MX and submission) by verdict."),
     (LOGINS, "counter", "Logins by protocol and result."),
     (DELIVERIES, "counter", "Delivery results per recipient: delivered (local), sent, deferred, expired, bounced (expired ones too)."),
+    (FILTER_ACTIONS, "counter", "Content filter actions per recipient (deliver, junk, quarantine, reject, discard), and per message a tempfail or a whole-message reject."),
     (STORE_COMMIT, "histogram", "Time to commit an accepted message durably (fsync included)."),
 ];
 
 pub const SMTP_TRANSACTIONS: &str = "postroom_smtp_transactions_total";
 pub const LOGINS: &str = "postroom_logins_total";
 pub const DELIVERIES: &str = "postroom_deliveries_total";
+pub const FILTER_ACTIONS: &str = "postroom_filter_actions_total";
 pub const STORE_COMMIT: &str = "postroom_store_commit_seconds";
 
 /// Commit times: an fsync on an SSD takes 0.1-10 ms, on a busy disk or
@@ -72,6 +74,12 @@ pub fn start() {
 pub fn inc(name: &'static str, labels: &[(&'static str, &'static str)]) {
     let mut c = registry().counters.lock().unwrap_or_else(|e| e.into_inner());
     *c.entry((name, labels.to_vec())).or_insert(0) += 1;
+}
+
+/// One content-filter action (`deliver`, `junk`, `quarantine`, `reject`,
+/// `discard`, `tempfail`).
+pub fn filter_action(action: &'static str) {
+    inc(FILTER_ACTIONS, &[("action", action)]);
 }
 
 /// One SMTP transaction's verdict (`accepted`, `rejected`).

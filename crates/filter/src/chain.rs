@@ -63,6 +63,12 @@ impl Chain {
         }
     }
 
+    /// One more check at the end of the chain (the server's test hook).
+    pub fn with_check(mut self, check: Box<dyn Check>) -> Chain {
+        self.checks.push(check);
+        self
+    }
+
     /// The stage that changes the message after scoring (HTML disarming).
     pub fn with_rewriter(mut self, rewriter: Box<dyn Rewriter>) -> Chain {
         self.rewriter = Some(rewriter);

@@ -3,6 +3,7 @@
 //! per recipient), the router (mailboxes, outside addresses, held items) and
 //! one durable commit, before the `250`.
 
+pub mod content;
 pub mod dkim;
 pub mod filter;
 mod gateway;
@@ -13,6 +14,7 @@ pub mod policy;
 pub mod router;
 pub mod srs;
 
-pub use filter::{Filter, FilterInput, NoFilter, Verdict};
-pub use mx::{MemoryBudget, MessageSpool, MxPipeline};
+pub use content::{ChainFilter, PolicySource, RcptPolicy};
+pub use filter::{Filter, FilterInput, FilterOutcome, FilterRecipient, FilterReport, NoFilter, Verdict};
+pub use mx::{filter_deadline, MemoryBudget, MessageSpool, MxPipeline};
 pub use policy::RelayPolicy;

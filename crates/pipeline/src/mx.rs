@@ -14,7 +14,7 @@ use postroom_store::{
     AccountId, Delivery, FolderTarget, Hold, HoldReason, LocalDelivery, SpecialUse, Store, TempFile,
 };
 
-use crate::filter::{Filter, FilterInput, Verdict};
+use crate::filter::{Filter, FilterInput, FilterRecipient, Verdict};
 use crate::headers::{rfc5322_date, trace_headers, ReceivedInfo};
 use crate::limits::{LimitVerdict, SendLimits};
 use crate::policy::{AcceptedRcpt, QuotaState, RelayPolicy};
@@ -36,6 +36,9 @@ pub struct MxPipeline {
     pub directory: Directory,
     pub store: Store,
     pub filter: Arc<dyn Filter>,
+    /// How long the filter may take once the message is in (see
+    /// [`filter_deadline`]).
+    pub filter_time: std::time::Duration,
     /// The cap on message bytes held whole in memory at once (see
     /// [`MemoryBudget`]).
     pub memory: Arc<MemoryBudget>,
@@ -157,6 +160,7 @@ impl MxPipeline {
         peer: &PeerContext,
         env: Envelope<AcceptedRcpt>,
         spool: MessageSpool,
+        filtered: bool,
     ) -> Result<String, Reply> {
         let submitted = env.auth.is_some() || peer.auth.is_some();
         // Submitted mail is changed before it is stored (Message-ID, Date,
@@ -164,7 +168,8 @@ impl MxPipeline {
         // the whole message, within the memory budget. Other mail is only
         // looked at in its header section, and the spool file becomes the
         // blob as it is.
-        let whole = submitted || self.filter.reads_body();
+        let filtered = filtered && self.filter.reads_body();
+        let whole = submitted || filtered;
         let _budget = if whole {
             // The message and one changed copy of it (with Message-ID and
             // Date prepended, converted to 7 bit, or signed) are held at
@@ -215,23 +220,81 @@ impl MxPipeline {
         };
         let rcpts: Vec<AcceptedRcpt> = env.recipients.into_iter().map(|(_, r)| r).collect();
         let rcpt_names: Vec<String> = rcpts.iter().map(|r| r.rcpt.clone()).collect();
-        let verdicts = self
-            .filter
-            .check(FilterInput {
-                peer: peer.ip,
-                helo: &env.helo,
-                mail_from: env.mail_from.as_ref().map(|_| sender.as_str()),
-                recipients: &rcpt_names,
-                body: &mut body,
-            })
-            .await;
+        let filter_rcpts: Vec<FilterRecipient> = rcpts.iter().map(filter_recipient).collect();
+        let started = Instant::now();
+        let outcome = if filtered || !self.filter.reads_body() {
+            self.filter
+                .check(FilterInput {
+                    peer: peer.ip,
+                    helo: &env.helo,
+                    tls: peer.tls,
+                    auth_user: env.auth.as_deref(),
+                    mail_from: env.mail_from.as_ref().map(|_| sender.as_str()),
+                    recipients: &filter_rcpts,
+                    deadline: started + self.filter_time,
+                    body: &mut body,
+                })
+                .await
+        } else {
+            // Mail this server made itself (a bounce, the held-mail
+            // report) is not scored: a report listing spam would be spam.
+            crate::filter::FilterOutcome {
+                verdicts: vec![Verdict::Deliver; rcpts.len()],
+                headers: vec![Vec::new(); rcpts.len()],
+                ..Default::default()
+            }
+        };
+        let filter_note = outcome.report.as_ref().map(|r| {
+            (
+                r.scores.iter().copied().fold(f64::NAN, f64::max),
+                crate::content::top_symbols(&r.report),
+            )
+        });
+        let actions = crate::content::actions(&outcome.verdicts);
+        if let Some(why) = &outcome.tempfail {
+            self.log_filtered(
+                peer,
+                &env.helo,
+                &sender,
+                &rcpt_names,
+                env.size,
+                &filter_note,
+                &actions,
+                "tempfail",
+            );
+            postroom_core::metrics::filter_action("tempfail");
+            return Err(Reply::new(
+                451,
+                "4.7.1",
+                format!("Message not accepted for now: {why}; try again later"),
+            ));
+        }
+        let verdicts = outcome.verdicts;
         if !verdicts.is_empty() && verdicts.iter().all(|v| matches!(v, Verdict::Reject(_))) {
             let why = match &verdicts[0] {
                 Verdict::Reject(why) => why.clone(),
                 _ => String::new(),
             };
+            self.log_filtered(
+                peer,
+                &env.helo,
+                &sender,
+                &rcpt_names,
+                env.size,
+                &filter_note,
+                &actions,
+                "reject",
+            );
+            postroom_core::metrics::filter_action("reject");
             return Err(Reply::new(550, "5.7.1", format!("Message refused: {why}")));
         }
+        if outcome.report.is_some() {
+            for v in &verdicts {
+                postroom_core::metrics::filter_action(v.name());
+            }
+        }
+        let rcpt_headers = outcome.headers;
+        let body_changed = outcome.changed;
         let now = SystemTime::now();
         let micros = now
             .duration_since(UNIX_EPOCH)
@@ -307,6 +370,7 @@ impl MxPipeline {
         let routed = route(
             &rcpts,
             &verdicts,
+            &rcpt_headers,
             &trace,
             &info,
             &sender,
@@ -329,6 +393,23 @@ impl MxPipeline {
                     .get_or_insert_with(|| Hold::remote(HoldReason::SenderOverLimits, reason.clone()));
             }
         }
+        if routed.local.is_empty() && routed.outbound.is_empty() && routed.looped.is_empty() {
+            // Every recipient's verdict was to drop it (discard, or a
+            // refusal beside a discard): accepted, and nothing is kept.
+            self.log_filtered(
+                peer,
+                &env.helo,
+                &sender,
+                &rcpt_names,
+                env.size,
+                &filter_note,
+                &actions,
+                "discarded",
+            );
+            drop(spool);
+            postroom_core::metrics::smtp_transaction("accepted");
+            return Ok(queue_id.to_string());
+        }
         if routed.local.is_empty() && routed.outbound.is_empty() {
             return Err(Reply::new(
                 554,
@@ -342,8 +423,9 @@ impl MxPipeline {
         let size = if whole { body.len() as u64 } else { env.size };
         let blobs = Arc::clone(&self.store.blobs);
         let blob_id = queue_id.to_string();
+        let rewritten = submitted || body_changed;
         let put = tokio::task::spawn_blocking(move || {
-            if whole {
+            if rewritten {
                 // Changed in memory: written anew; the spool file goes.
                 drop(spool);
                 blobs.put(&blob_id, &body)
@@ -405,6 +487,9 @@ impl MxPipeline {
             local,
             queued,
             verdict = "accepted",
+            score = filter_note.as_ref().map(|n| n.0),
+            action = filter_note.as_ref().map(|_| actions.as_str()),
+            symbols = filter_note.as_ref().map(|n| n.1.as_str()),
             "transaction"
         );
         postroom_core::metrics::smtp_transaction("accepted");
@@ -417,6 +502,36 @@ impl MxPipeline {
             );
         }
         Ok(queue_id.to_string())
+    }
+
+    /// The transaction line of a message the filter refused, tempfailed
+    /// or dropped whole.
+    #[allow(clippy::too_many_arguments)]
+    fn log_filtered(
+        &self,
+        peer: &PeerContext,
+        helo: &str,
+        sender: &str,
+        rcpts: &[String],
+        size: u64,
+        note: &Option<(f64, String)>,
+        actions: &str,
+        verdict: &'static str,
+    ) {
+        tracing::info!(
+            target: "smtp",
+            client = %peer.ip,
+            helo = %helo,
+            from = %sender,
+            to = %rcpts.join(","),
+            size,
+            tls = peer.tls,
+            verdict,
+            score = note.as_ref().map(|n| n.0),
+            action = actions,
+            symbols = note.as_ref().map(|n| n.1.as_str()),
+            "transaction"
+        );
     }
 
     /// 451 4.7.1 past a user's or a domain's hourly cap.
@@ -460,6 +575,38 @@ impl MxPipeline {
         }
         Some(reason)
     }
+}
+
+/// The filter's view of an accepted recipient: its domain, and the
+/// mailbox it reaches (the first local one, for an alias of several).
+fn filter_recipient(r: &AcceptedRcpt) -> FilterRecipient {
+    FilterRecipient {
+        address: r.rcpt.clone(),
+        domain: r
+            .rcpt
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_lowercase())
+            .unwrap_or_default(),
+        account: r.routes.iter().find_map(|route| match route {
+            postroom_directory::Route::Local { account_id, .. } => Some(*account_id),
+            _ => None,
+        }),
+    }
+}
+
+/// How long the filter may take for one message. The client is waiting
+/// for its reply after the final dot, and RFC 5321 4.5.3.2.6 lets it wait
+/// 10 minutes; our own `smtp.data_timeout_secs` (900 s by default) is how
+/// long we give a client for the content itself. A tenth of the data
+/// timeout, at most 60 s and at least 5 s: 60 s by default, far inside
+/// the client's 10 minutes with the commit still to come, yet 10 times
+/// a slow DNS answer (5 s, `dns.timeout_secs`) or clamd on a 50 MB
+/// message; a test server with a 30 s data timeout gets 5 s.
+pub fn filter_deadline(data_timeout: std::time::Duration) -> std::time::Duration {
+    (data_timeout / 10).clamp(
+        std::time::Duration::from_secs(5),
+        std::time::Duration::from_secs(60),
+    )
 }
 
 /// Whether the message has a field called `name` (the one header reader:
@@ -790,7 +937,9 @@ impl MxPipeline {
             bare_line_ends: 0,
             auth: None,
         };
-        self.accept(&ctx, envelope, spool).await.map_err(|r| r.summary())
+        self.accept(&ctx, envelope, spool, false)
+            .await
+            .map_err(|r| r.summary())
     }
 }
 
@@ -884,7 +1033,7 @@ impl SmtpHandler for MxPipeline {
             .unwrap_or_default();
         let rcpts: Vec<String> = envelope.recipients.iter().map(|(_, r)| r.rcpt.clone()).collect();
         let size = envelope.size;
-        match self.accept(peer, envelope, body).await {
+        match self.accept(peer, envelope, body, true).await {
             Ok(queue_id) => DeliveryOutcome::Accepted { queue_id },
             Err(reply) => {
                 tracing::info!(

@@ -34,10 +34,20 @@ pub struct Reached {
 }
 
 /// `sender` is the reverse-path ('' for `<>`); `forward_sender` the one
-/// forwarded copies carry (SRS-rewritten), when it differs.
+/// forwarded copies carry (SRS-rewritten), when it differs. `headers` are
+/// the filter's lines for each recipient's copies (`X-Spam-*`,
+/// `Authentication-Results`), after their `Received:`.
+///
+/// Spam never leaves by a forward (the seed's forwarding page: forwarded
+/// spam gets this server listed): a `Junk`, `Quarantine` or `Discard`
+/// verdict sends nothing to a forwarding target; quarantined copies are
+/// held. A gateway domain's or a trusted network's relay is not a
+/// forward: its final destination is the customer's own server, which
+/// files tagged mail itself, so junk is relayed with its `X-Spam-*` lines.
 pub fn route(
     recipients: &[AcceptedRcpt],
     verdicts: &[Verdict],
+    headers: &[Vec<u8>],
     trace: &TraceHeaders,
     info: &ReceivedInfo<'_>,
     sender: &str,
@@ -48,10 +58,15 @@ pub fn route(
     let mut remotes = HashSet::new();
     for (i, rcpt) in recipients.iter().enumerate() {
         let verdict = verdicts.get(i).cloned().unwrap_or(Verdict::Deliver);
+        let extra: &[u8] = headers.get(i).map_or(&[], Vec::as_slice);
+        let with_extra = |mut prefix: Vec<u8>| {
+            prefix.extend_from_slice(extra);
+            prefix
+        };
         // RFC 6154: filtered mail goes to the folder whose special use is
         // \Junk, whatever the user named it (INBOX when there is none).
         let folder = match &verdict {
-            Verdict::Reject(_) => continue,
+            Verdict::Reject(_) | Verdict::Discard => continue,
             Verdict::Junk => FolderTarget::Role(SpecialUse::Junk),
             _ => FolderTarget::Inbox,
         };
@@ -71,7 +86,7 @@ pub fn route(
                         out.outbound.push(OutboundItem {
                             sender: sender.to_string(),
                             recipient: address.clone(),
-                            prefix: delivery_prefix(info, sender, &rcpt.rcpt, address),
+                            prefix: with_extra(delivery_prefix(info, sender, &rcpt.rcpt, address)),
                             held: Some(Hold {
                                 reason: HoldReason::Quarantine,
                                 detail: format!("quarantine: {reason}"),
@@ -95,7 +110,7 @@ pub fn route(
                         out.local.push(LocalDelivery {
                             account_id: *account_id,
                             folder: folder.clone(),
-                            prefix: delivery_prefix(info, sender, &rcpt.rcpt, address),
+                            prefix: with_extra(delivery_prefix(info, sender, &rcpt.rcpt, address)),
                             flags: 0,
                             keywords: String::new(),
                             internal_date: None,
@@ -105,7 +120,7 @@ pub fn route(
                 }
                 Route::Remote { address } => {
                     // Spam is never forwarded; quarantined mail is held.
-                    if matches!(verdict, Verdict::Junk) {
+                    if matches!(verdict, Verdict::Junk) && rcpt.forwarded {
                         continue;
                     }
                     if remotes.insert(address.to_lowercase()) {
@@ -116,7 +131,7 @@ pub fn route(
                         out.outbound.push(OutboundItem {
                             sender: sender.to_string(),
                             recipient: address.clone(),
-                            prefix: received_line(info, &rcpt.rcpt),
+                            prefix: with_extra(received_line(info, &rcpt.rcpt)),
                             held: match &verdict {
                                 Verdict::Quarantine(reason) => Some(Hold::remote(
                                     HoldReason::Quarantine,
@@ -130,7 +145,7 @@ pub fn route(
                 Route::Held { address, hold } => out.outbound.push(OutboundItem {
                     sender: sender.to_string(),
                     recipient: address.clone(),
-                    prefix: received_line(info, &rcpt.rcpt),
+                    prefix: with_extra(received_line(info, &rcpt.rcpt)),
                     held: Some(hold.clone()),
                 }),
             }
@@ -189,6 +204,7 @@ mod tests {
         let r = route(
             &rcpts,
             &[Verdict::Deliver, Verdict::Deliver],
+            &[],
             &trace,
             &info(),
             "s@y.example",
@@ -224,7 +240,7 @@ mod tests {
             Verdict::Reject("spam".into()),
             Verdict::Quarantine("virus".into()),
         ];
-        let r = route(&rcpts, &v, &TraceHeaders::default(), &info(), "", None);
+        let r = route(&rcpts, &v, &[], &TraceHeaders::default(), &info(), "", None);
         assert_eq!(r.local.len(), 1);
         assert_eq!(r.local[0].folder, FolderTarget::Role(SpecialUse::Junk));
         assert_eq!(r.outbound.len(), 1);
@@ -239,6 +255,72 @@ mod tests {
                 account_id: postroom_store::AccountId(3),
                 folder: FolderTarget::Inbox
             })
+        );
+    }
+
+    #[test]
+    fn spam_is_never_forwarded_but_relayed_tagged_and_discard_keeps_nothing() {
+        let remote = |forwarded| AcceptedRcpt {
+            forwarded,
+            rcpt: "a@x.example".into(),
+            routes: vec![Route::Remote {
+                address: "o@out.example".into(),
+            }],
+        };
+        let tag = vec![b"X-Spam-Flag: YES\r\n".to_vec()];
+        let t = TraceHeaders::default();
+        // A forward: junk, discard and reject send nothing; quarantine holds.
+        for v in [Verdict::Junk, Verdict::Discard, Verdict::Reject("x".into())] {
+            let r = route(
+                &[remote(true)],
+                std::slice::from_ref(&v),
+                &tag,
+                &t,
+                &info(),
+                "s@y",
+                None,
+            );
+            assert!(r.outbound.is_empty() && r.local.is_empty(), "{v:?}");
+        }
+        let r = route(
+            &[remote(true)],
+            &[Verdict::Quarantine("q".into())],
+            &tag,
+            &t,
+            &info(),
+            "s@y",
+            None,
+        );
+        assert_eq!(
+            r.outbound[0].held.as_ref().unwrap().reason,
+            HoldReason::Quarantine
+        );
+        // A gateway relay: junk goes to the customer's server, tagged.
+        let r = route(&[remote(false)], &[Verdict::Junk], &tag, &t, &info(), "s@y", None);
+        assert!(r.outbound[0].held.is_none());
+        assert!(r.outbound[0].prefix.ends_with(b"X-Spam-Flag: YES\r\n"));
+        // Discard: nothing for a mailbox either.
+        let mailbox = AcceptedRcpt {
+            forwarded: false,
+            rcpt: "a@x.example".into(),
+            routes: vec![local(1, "a@x.example")],
+        };
+        let r = route(
+            std::slice::from_ref(&mailbox),
+            &[Verdict::Discard],
+            &tag,
+            &t,
+            &info(),
+            "",
+            None,
+        );
+        assert!(r.local.is_empty() && r.outbound.is_empty() && r.reached.is_empty());
+        // Each copy carries its recipient's lines after its Received:.
+        let r = route(&[mailbox], &[Verdict::Junk], &tag, &t, &info(), "", None);
+        let p = String::from_utf8(r.local[0].prefix.clone()).unwrap();
+        assert!(
+            p.starts_with("Return-Path:") && p.ends_with("; d\r\nX-Spam-Flag: YES\r\n"),
+            "{p}"
         );
     }
 }

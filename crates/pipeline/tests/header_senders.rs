@@ -53,6 +53,7 @@ fn setup() -> Setup {
         directory: Directory::new(store.meta_handle(), None),
         store,
         filter: Arc::new(NoFilter),
+        filter_time: std::time::Duration::from_secs(60),
         memory: MemoryBudget::new(1 << 30),
     });
     Setup {

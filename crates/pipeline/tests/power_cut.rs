@@ -83,6 +83,7 @@ async fn setup(careless: Option<bool>, pg: Option<&str>) -> Setup {
         directory: Directory::new(store.meta_handle(), None),
         store,
         filter: Arc::new(NoFilter),
+        filter_time: std::time::Duration::from_secs(60),
         memory: MemoryBudget::new(1 << 30),
     });
     Setup {

@@ -40,6 +40,7 @@ async fn setup(dir: &std::path::Path) -> (Arc<MxPipeline>, FaultSwitch, postroom
         directory: Directory::new(store.meta_handle(), None),
         store,
         filter: Arc::new(NoFilter),
+        filter_time: std::time::Duration::from_secs(60),
         memory: MemoryBudget::new(1 << 30),
     });
     (pipeline, switch, limited.id)

@@ -20,7 +20,7 @@ use postroom_net::shutdown::ShutdownTrigger;
 use postroom_net::tls::{CertFiles, TlsSettings};
 use postroom_net::{ConnectionLimiter, ConnectionPermit, MaybeTls, Shutdown};
 use postroom_pipeline::limits::{LimitSettings, SendLimits};
-use postroom_pipeline::{MxPipeline, NoFilter, RelayPolicy};
+use postroom_pipeline::{ChainFilter, Filter, MxPipeline, NoFilter, RelayPolicy};
 use postroom_pop3::service::Pop3Service;
 use postroom_queue::dns::MxResolver;
 use postroom_queue::{DeliveryQueue, Injector, QueueSettings};
@@ -284,6 +284,31 @@ impl Protocol {
     }
 }
 
+/// The content filter `[filter]` describes, or none with `enabled =
+/// false`; a configuration error (an unreadable blocklist, a bad clamd
+/// address) stops the start with its message.
+fn content_filter(
+    cfg: &Config,
+    classifier: Option<Arc<postroom_filter::classifier::Classifier>>,
+) -> Result<Arc<dyn Filter>, String> {
+    if !cfg.filter.enabled {
+        return Ok(Arc::new(NoFilter));
+    }
+    let deps = postroom_filter::Deps {
+        hostname: cfg.server.hostname.clone(),
+        classifier,
+    };
+    let mut chain = postroom_filter::chain(&cfg.filter, &deps).map_err(|e| format!("[filter]: {e}"))?;
+    if std::env::var_os("POSTROOM_TEST_FILTER_SCORES").is_some() {
+        chain = chain.with_check(Box::new(postroom_pipeline::content::TestScore));
+    }
+    Ok(Arc::new(ChainFilter::new(
+        chain,
+        postroom_filter::Thresholds::from(&cfg.filter.policy),
+        None,
+    )))
+}
+
 async fn serve(
     cfg: Config,
     data_dir: PathBuf,
@@ -327,6 +352,8 @@ async fn serve(
     } else {
         None
     };
+    let classifier = crate::classifier::start(&cfg, &store).await;
+    let filter = content_filter(&cfg, classifier.clone())?;
     let pipeline = Arc::new(MxPipeline {
         sender_dns,
         limits: Some(Arc::new(SendLimits::new(LimitSettings {
@@ -347,7 +374,8 @@ async fn serve(
         },
         directory: Directory::new(store.meta_handle(), postmaster.clone()),
         store: store.clone(),
-        filter: Arc::new(NoFilter),
+        filter,
+        filter_time: postroom_pipeline::filter_deadline(Duration::from_secs(smtp.data_timeout_secs)),
         memory: postroom_pipeline::MemoryBudget::new(smtp.max_in_memory_bytes),
     });
     let smtp_session = SessionConfig {

@@ -19,6 +19,7 @@ use crate::committer::Delivery;
 use crate::console::{ApiTokenRow, NewApiToken, ProviderAdminRow};
 use crate::directory::{AccountRow, AliasRow, DomainRow, ImportedAlias};
 use crate::dkim::DkimKeyRow;
+use crate::filter::{FilterResultRow, WhitelistRow};
 use crate::folders::{FlagOp, FolderChanges, MessageMeta};
 use crate::ids::{AccountId, DirectoryVersion, DomainId, FolderId, ModSeq, OutboundId, Uid};
 use crate::mailbox::{FolderRow, MessageRow};
@@ -317,6 +318,35 @@ pub trait ConsoleMeta: Send + Sync {
     async fn remove_api_token(&self, id: i64) -> Result<bool>;
 }
 
+/// What the content filter keeps (`crate::filter`): per-domain settings,
+/// whitelists, and each message's report. Domains and mailboxes are named
+/// by their canonical names.
+#[async_trait]
+pub trait FilterMeta: Send + Sync {
+    /// The domain's filter settings (JSON), if it has its own.
+    async fn filter_domain_settings(&self, domain: &str) -> Result<Option<String>>;
+    /// Sets them; `None` goes back to the server's.
+    async fn set_filter_domain_settings(&self, domain: &str, settings: Option<&str>) -> Result<()>;
+    /// False when the entry was there already.
+    async fn whitelist_add(&self, scope: &str, sender: &str) -> Result<bool>;
+    /// False when there was no such entry.
+    async fn whitelist_remove(&self, scope: &str, sender: &str) -> Result<bool>;
+    /// Every entry, or one scope's, by scope and sender.
+    async fn whitelist(&self, scope: Option<&str>) -> Result<Vec<WhitelistRow>>;
+    /// The entries naming any of these senders (an address and its
+    /// domain), at most `filter::MAX_MATCHES` each: one look-up per
+    /// message.
+    async fn whitelist_matches(&self, senders: &[String]) -> Result<Vec<WhitelistRow>>;
+    /// Stores reports (a batch, in one transaction); a queue id stored
+    /// again is replaced.
+    async fn put_filter_results(&self, rows: &[FilterResultRow]) -> Result<()>;
+    /// The reports of a queue id or a Message-ID (without `<>`), oldest
+    /// first, at most 100.
+    async fn filter_results(&self, id: &str) -> Result<Vec<FilterResultRow>>;
+    /// Deletes the reports from before `before` (unix seconds); how many.
+    async fn expire_filter_results(&self, before: i64) -> Result<usize>;
+}
+
 /// What the content filter's statistical classifier keeps
 /// (`postroom_filter::classifier`): token counts and totals. The server
 /// holds the model in memory and reloads it when the generation moved
@@ -333,7 +363,15 @@ pub trait ClassifierMeta: Send + Sync {
 
 /// A whole back end.
 pub trait Metadata:
-    DirectoryMeta + AdminMeta + MailboxMeta + QueueMeta + DeliveryMeta + Watch + ConsoleMeta + ClassifierMeta
+    DirectoryMeta
+    + AdminMeta
+    + MailboxMeta
+    + QueueMeta
+    + DeliveryMeta
+    + Watch
+    + ConsoleMeta
+    + FilterMeta
+    + ClassifierMeta
 {
     /// A short name for logs and `status`: `sqlite` or `postgresql`.
     fn kind(&self) -> &'static str;

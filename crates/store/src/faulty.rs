@@ -13,8 +13,8 @@ use async_trait::async_trait;
 
 use crate::admin::{AuditEntry, AuditQuery, AuditRow};
 use crate::backend::{
-    AdminMeta, Appended, ClassifierMeta, ConsoleMeta, DeliveryMeta, DirectoryMeta, MailboxMeta, Metadata,
-    QueueMeta, Watch,
+    AdminMeta, Appended, ClassifierMeta, ConsoleMeta, DeliveryMeta, DirectoryMeta, FilterMeta, MailboxMeta,
+    Metadata, QueueMeta, Watch,
 };
 use crate::cache::FolderSnapshot;
 use crate::classifier::{TrainingBatch, TrainingModel, TrainingTotals};
@@ -22,6 +22,7 @@ use crate::committer::Delivery;
 use crate::console::{ApiTokenRow, NewApiToken, ProviderAdminRow};
 use crate::directory::{AccountRow, AliasRow, DomainRow, ImportedAlias};
 use crate::dkim::DkimKeyRow;
+use crate::filter::{FilterResultRow, WhitelistRow};
 use crate::folders::{FlagOp, FolderChanges, MessageMeta};
 use crate::ids::{AccountId, DirectoryVersion, DomainId, FolderId, ModSeq, OutboundId, Uid};
 use crate::mailbox::{FolderRow, MessageRow};
@@ -580,5 +581,45 @@ impl ClassifierMeta for FaultyMeta {
     async fn classifier_train(&self, batch: &TrainingBatch) -> Result<TrainingTotals> {
         self.check()?;
         self.inner.classifier_train(batch).await
+    }
+}
+
+#[async_trait]
+impl FilterMeta for FaultyMeta {
+    async fn filter_domain_settings(&self, domain: &str) -> Result<Option<String>> {
+        self.check()?;
+        self.inner.filter_domain_settings(domain).await
+    }
+    async fn set_filter_domain_settings(&self, domain: &str, settings: Option<&str>) -> Result<()> {
+        self.check()?;
+        self.inner.set_filter_domain_settings(domain, settings).await
+    }
+    async fn whitelist_add(&self, scope: &str, sender: &str) -> Result<bool> {
+        self.check()?;
+        self.inner.whitelist_add(scope, sender).await
+    }
+    async fn whitelist_remove(&self, scope: &str, sender: &str) -> Result<bool> {
+        self.check()?;
+        self.inner.whitelist_remove(scope, sender).await
+    }
+    async fn whitelist(&self, scope: Option<&str>) -> Result<Vec<WhitelistRow>> {
+        self.check()?;
+        self.inner.whitelist(scope).await
+    }
+    async fn whitelist_matches(&self, senders: &[String]) -> Result<Vec<WhitelistRow>> {
+        self.check()?;
+        self.inner.whitelist_matches(senders).await
+    }
+    async fn put_filter_results(&self, rows: &[FilterResultRow]) -> Result<()> {
+        self.check()?;
+        self.inner.put_filter_results(rows).await
+    }
+    async fn filter_results(&self, id: &str) -> Result<Vec<FilterResultRow>> {
+        self.check()?;
+        self.inner.filter_results(id).await
+    }
+    async fn expire_filter_results(&self, before: i64) -> Result<usize> {
+        self.check()?;
+        self.inner.expire_filter_results(before).await
     }
 }

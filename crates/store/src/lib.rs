@@ -20,6 +20,7 @@ pub mod db;
 pub mod directory;
 pub mod dkim;
 pub mod faulty;
+pub mod filter;
 pub mod folders;
 pub mod fs;
 pub mod held;
@@ -42,13 +43,14 @@ use std::sync::Arc;
 
 pub use admin::{AuditEntry, AuditQuery, AuditRow};
 pub use backend::{
-    AdminMeta, Appended, DeliveryMeta, DirectoryMeta, MailboxMeta, Metadata, QueueMeta, Watch,
+    AdminMeta, Appended, DeliveryMeta, DirectoryMeta, FilterMeta, MailboxMeta, Metadata, QueueMeta, Watch,
 };
 pub use blob::{BlobStore, FsBlobStore, MemSpool};
 pub use classifier::{TokenCounts, TrainingBatch, TrainingModel, TrainingTotals};
 pub use committer::{Delivery, LocalDelivery, OutboundItem};
 pub use console::{ApiTokenRow, NewApiToken, ProviderAdminRow};
 pub use db::Db;
+pub use filter::{FilterResultRow, WhitelistRow};
 pub use fs::{DurableFs, RealFs, SimulatedFs, TempFile};
 pub use held::{HeldLocal, Hold, HoldReason};
 pub use ids::{AccountId, AliasId, DirectoryVersion, DomainId, FolderId, ModSeq, OutboundId, Uid};

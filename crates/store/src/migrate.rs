@@ -212,6 +212,21 @@ pub(crate) const TABLES: &[Table] = &[
         has_id: true,
     },
     Table {
+        name: "filter_domains",
+        columns: &["domain", "settings"],
+        has_id: false,
+    },
+    Table {
+        name: "filter_whitelist",
+        columns: &["id", "scope", "sender", "created"],
+        has_id: true,
+    },
+    Table {
+        name: "filter_results",
+        columns: &["queue_id", "message_id", "at", "report"],
+        has_id: false,
+    },
+    Table {
         name: "classifier_tokens",
         columns: &["token", "spam", "ham"],
         has_id: false,

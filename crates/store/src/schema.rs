@@ -293,11 +293,39 @@ CREATE INDEX IF NOT EXISTS messages_modseq ON messages(folder_id, modseq);
 CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged(folder_id, modseq);
 "#;
 
-/// Version 11 (the content filter's classifier, issue #10): per token (a
+/// Version 11 (the content filter, issue #10): each domain's filter
+/// settings (JSON: thresholds, `{Cleaned}`), the whitelists of domains
+/// and mailboxes, and each message's filter report for `postroom
+/// explain` (kept 30 days). Domains and mailboxes are named, not
+/// referenced by id, so removing one is never refused for these rows.
+const V11: &str = r#"
+CREATE TABLE filter_domains (
+    domain TEXT PRIMARY KEY,              -- canonical domain name
+    settings TEXT NOT NULL                -- JSON
+);
+CREATE TABLE filter_whitelist (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    scope TEXT NOT NULL,                  -- a canonical domain, or a mailbox's canonical address
+    sender TEXT NOT NULL,                 -- lower case: an address or a domain
+    created INTEGER NOT NULL,             -- unix seconds
+    UNIQUE (scope, sender)
+);
+CREATE INDEX filter_whitelist_sender ON filter_whitelist(sender);
+CREATE TABLE filter_results (
+    queue_id TEXT PRIMARY KEY,
+    message_id TEXT NOT NULL DEFAULT '',  -- without <>
+    at INTEGER NOT NULL,                  -- unix seconds
+    report TEXT NOT NULL                  -- JSON
+);
+CREATE INDEX filter_results_message_id ON filter_results(message_id);
+CREATE INDEX filter_results_at ON filter_results(at);
+"#;
+
+/// Version 12 (the content filter's classifier, issue #10): per token (a
 /// 64-bit hash made by the filter's tokenizer), the spam and ham messages
 /// it was seen in; and the messages trained, with a generation that every
 /// training moves so other nodes know to reload.
-const V11: &str = r#"
+const V12: &str = r#"
 CREATE TABLE classifier_tokens (
     token INTEGER PRIMARY KEY,            -- the tokenizer's 64-bit hash
     spam INTEGER NOT NULL DEFAULT 0,      -- spam messages trained that had it
@@ -312,7 +340,7 @@ CREATE TABLE classifier_totals (
 INSERT INTO classifier_totals (id, spam, ham, generation) VALUES (1, 0, 0, 0);
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12];
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 
 use crate::admin::{AuditEntry, AuditQuery, AuditRow};
 use crate::backend::{
-    AdminMeta, Appended, ClassifierMeta, ConsoleMeta, DeliveryMeta, DirectoryMeta, MailboxMeta, Metadata,
-    QueueMeta, Watch,
+    AdminMeta, Appended, ClassifierMeta, ConsoleMeta, DeliveryMeta, DirectoryMeta, FilterMeta, MailboxMeta,
+    Metadata, QueueMeta, Watch,
 };
 use crate::cache::FolderSnapshot;
 use crate::classifier::{TrainingBatch, TrainingModel, TrainingTotals};
@@ -21,6 +21,7 @@ use crate::committer::{Delivery, Work};
 use crate::console::{ApiTokenRow, NewApiToken, ProviderAdminRow};
 use crate::directory::{AccountRow, AliasRow, DomainRow, ImportedAlias};
 use crate::dkim::DkimKeyRow;
+use crate::filter::{FilterResultRow, WhitelistRow};
 use crate::folders::{FlagOp, FolderChanges, MessageMeta};
 use crate::ids::{AccountId, DirectoryVersion, DomainId, FolderId, ModSeq, OutboundId, Uid};
 use crate::mailbox::{FolderRow, MessageRow};
@@ -472,5 +473,36 @@ impl ClassifierMeta for Sqlite {
     }
     async fn classifier_train(&self, batch: &TrainingBatch) -> Result<TrainingTotals> {
         bulk(|| self.db.classifier_train(batch))
+    }
+}
+
+#[async_trait]
+impl FilterMeta for Sqlite {
+    async fn filter_domain_settings(&self, domain: &str) -> Result<Option<String>> {
+        self.db.filter_domain_settings(domain)
+    }
+    async fn set_filter_domain_settings(&self, domain: &str, settings: Option<&str>) -> Result<()> {
+        self.db.set_filter_domain_settings(domain, settings)
+    }
+    async fn whitelist_add(&self, scope: &str, sender: &str) -> Result<bool> {
+        self.db.whitelist_add(scope, sender)
+    }
+    async fn whitelist_remove(&self, scope: &str, sender: &str) -> Result<bool> {
+        self.db.whitelist_remove(scope, sender)
+    }
+    async fn whitelist(&self, scope: Option<&str>) -> Result<Vec<WhitelistRow>> {
+        self.db.whitelist(scope)
+    }
+    async fn whitelist_matches(&self, senders: &[String]) -> Result<Vec<WhitelistRow>> {
+        self.db.whitelist_matches(senders)
+    }
+    async fn put_filter_results(&self, rows: &[FilterResultRow]) -> Result<()> {
+        self.db.put_filter_results(rows)
+    }
+    async fn filter_results(&self, id: &str) -> Result<Vec<FilterResultRow>> {
+        self.db.filter_results(id)
+    }
+    async fn expire_filter_results(&self, before: i64) -> Result<usize> {
+        self.db.expire_filter_results(before)
     }
 }

@@ -172,7 +172,83 @@ suite!(
     appends_and_copies_count_as_deliveries_do,
     concurrent_appends_copies_and_deliveries,
     classifier_training_counts,
+    filter_settings_whitelists_and_reports,
 );
+
+/// The content filter's rows (issue #10): a domain's settings, whitelists
+/// looked up by sender, reports by queue id or Message-ID, and their
+/// expiry.
+async fn filter_settings_whitelists_and_reports(f: &Fixture) {
+    use postroom_store::FilterResultRow;
+    let m = meta(f);
+    assert_eq!(m.filter_domain_settings("x.example").await.unwrap(), None);
+    m.set_filter_domain_settings("x.example", Some(r#"{"junk_at":4.0}"#))
+        .await
+        .unwrap();
+    m.set_filter_domain_settings("x.example", Some(r#"{"junk_at":5.0}"#))
+        .await
+        .unwrap();
+    assert_eq!(
+        m.filter_domain_settings("x.example").await.unwrap().as_deref(),
+        Some(r#"{"junk_at":5.0}"#)
+    );
+    m.set_filter_domain_settings("x.example", None).await.unwrap();
+    assert_eq!(m.filter_domain_settings("x.example").await.unwrap(), None);
+
+    assert!(m.whitelist_add("x.example", "friend.example").await.unwrap());
+    assert!(!m.whitelist_add("x.example", "friend.example").await.unwrap());
+    assert!(m.whitelist_add("u@x.example", "a@friend.example").await.unwrap());
+    assert!(m.whitelist_add("y.example", "b@other.example").await.unwrap());
+    let all = m.whitelist(None).await.unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|r| (r.scope.as_str(), r.sender.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            ("u@x.example", "a@friend.example"),
+            ("x.example", "friend.example"),
+            ("y.example", "b@other.example")
+        ]
+    );
+    assert_eq!(m.whitelist(Some("y.example")).await.unwrap().len(), 1);
+    let mut hits: Vec<String> = m
+        .whitelist_matches(&["a@friend.example".into(), "friend.example".into()])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.scope)
+        .collect();
+    hits.sort();
+    assert_eq!(hits, ["u@x.example", "x.example"]);
+    assert!(m
+        .whitelist_matches(&["c@nobody.example".into()])
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(m.whitelist_remove("x.example", "friend.example").await.unwrap());
+    assert!(!m.whitelist_remove("x.example", "friend.example").await.unwrap());
+
+    let row = |q: &str, mid: &str, at: i64| FilterResultRow {
+        queue_id: q.into(),
+        message_id: mid.into(),
+        at,
+        report: format!(r#"{{"q":"{q}"}}"#),
+    };
+    m.put_filter_results(&[row("Q1", "m1@x", 100), row("Q2", "m1@x", 200), row("Q3", "", 300)])
+        .await
+        .unwrap();
+    m.put_filter_results(&[]).await.unwrap();
+    assert_eq!(m.filter_results("Q3").await.unwrap(), [row("Q3", "", 300)]);
+    let by_mid = m.filter_results("m1@x").await.unwrap();
+    assert_eq!(
+        by_mid.iter().map(|r| r.queue_id.as_str()).collect::<Vec<_>>(),
+        ["Q1", "Q2"]
+    );
+    assert!(m.filter_results("").await.unwrap().is_empty());
+    assert_eq!(m.expire_filter_results(250).await.unwrap(), 2);
+    assert!(m.filter_results("m1@x").await.unwrap().is_empty());
+    assert_eq!(m.filter_results("Q3").await.unwrap().len(), 1);
+}
 
 /// The classifier's training: batches add (and take back) counts in one
 /// transaction, never below 0; every batch moves the generation other
@@ -2116,6 +2192,7 @@ async fn postgres_upgrades_a_v7_database() {
         "ALTER TABLE outbound DROP COLUMN hold_reason, DROP COLUMN local_account, DROP COLUMN local_folder;
          DROP TABLE provider_admins;
          DROP TABLE api_tokens;
+         DROP TABLE filter_domains, filter_whitelist, filter_results;
          DROP INDEX messages_modseq; DROP INDEX expunged_modseq;
          DROP TABLE classifier_tokens; DROP TABLE classifier_totals;
          UPDATE schema_version SET version = 7;
@@ -2162,8 +2239,9 @@ async fn postgres_upgrades_a_v7_database() {
 }
 
 /// A PostgreSQL database at schema version 9 (the console's tables, as
-/// main released it) gets version 10's MODSEQ indexes and version 11's
-/// classifier tables on open and keeps its rows.
+/// main released it) gets version 10's MODSEQ indexes, version 11's
+/// filter tables and version 12's classifier tables on open and keeps its
+/// rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_upgrades_a_v9_database() {
     let Some(pg) = PgDatabase::create("v9").await else {
@@ -2179,6 +2257,7 @@ async fn postgres_upgrades_a_v9_database() {
     let c = connect(&pg.url).await;
     c.batch_execute(
         "DROP INDEX messages_modseq; DROP INDEX expunged_modseq;
+         DROP TABLE filter_domains, filter_whitelist, filter_results;
          DROP TABLE classifier_tokens; DROP TABLE classifier_totals;
          UPDATE schema_version SET version = 9;
          INSERT INTO provider_admins (address, display, password_hash, created)
@@ -2202,8 +2281,15 @@ async fn postgres_upgrades_a_v9_database() {
         (r.get(0), r.get(1))
     };
     assert_eq!((v, indexes), (SCHEMA_VERSION, 2));
-    assert_eq!(SCHEMA_VERSION, 11);
-    // Version 11: the classifier's tables, its totals row made.
+    assert_eq!(SCHEMA_VERSION, 12);
+    // Version 11's tables came with the upgrade.
+    store
+        .meta()
+        .whitelist_add("x.example", "y.example")
+        .await
+        .unwrap();
+    assert_eq!(store.meta().whitelist(None).await.unwrap().len(), 1);
+    // Version 12: the classifier's tables, its totals row made.
     assert_eq!(store.meta().classifier_totals().await.unwrap().spam, 0);
     drop(store);
     pg.drop_database().await;

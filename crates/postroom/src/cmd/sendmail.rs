@@ -193,6 +193,7 @@ pub fn run(ctx: &Context, args: &[String]) -> CmdResult {
         directory: Directory::new(store.meta_handle(), None),
         store,
         filter: Arc::new(NoFilter),
+        filter_time: std::time::Duration::from_secs(60),
         memory: postroom_pipeline::MemoryBudget::new(cfg.smtp.max_in_memory_bytes),
     };
     // On the runtime the store was opened on: a PostgreSQL connection's

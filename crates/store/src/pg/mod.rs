@@ -16,6 +16,7 @@ mod classifier;
 mod committer;
 mod console;
 mod directory;
+mod filter;
 mod mailbox;
 mod migrate;
 mod schema;

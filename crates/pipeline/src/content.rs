@@ -1,0 +1,568 @@
+//! The content filter (`postroom_filter`, issue #10) as the pipeline's
+//! [`Filter`]: the chain runs once per message, and its report becomes a
+//! verdict per recipient through that recipient's thresholds and
+//! whitelists.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use postroom_filter::{Action, Chain, Envelope, Forced, Recipient, Report, Scan, Thresholds};
+
+use crate::filter::{
+    verdict_for, Filter, FilterFuture, FilterInput, FilterOutcome, FilterRecipient, FilterReport, Verdict,
+};
+
+/// The symbols of a failed sender authentication: a message carrying one
+/// is not whitelisted, since anyone can write a whitelisted address into
+/// `MAIL FROM` or `From:` (issue #10). The sender checks own these names;
+/// this list follows theirs.
+pub const AUTH_FAIL_SYMBOLS: &[&str] = &["SPF_FAIL", "DKIM_FAIL", "DMARC_FAIL"];
+
+/// Header fields the filter writes; the same fields arriving with a
+/// message are removed, so a sender cannot pass its own
+/// `X-Spam-Status: No` to the recipient's rules.
+const OWN_FIELDS: &[&str] = &["x-spam-status", "x-spam-score", "x-spam-flag"];
+
+/// How many symbols the log line and a refusal's reason name (the highest
+/// scores first): enough to see why, short enough for one line.
+const TOP_SYMBOLS: usize = 5;
+
+/// The policy of one recipient: its domain's thresholds, whether the
+/// sender is on its domain's or mailbox's whitelist.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RcptPolicy {
+    pub thresholds: Thresholds,
+    pub whitelisted: bool,
+    /// Whether `{Cleaned}` may be added to the Subject for this recipient.
+    pub cleaned_tag: bool,
+}
+
+/// Where the per-recipient policy comes from (the store's per-domain
+/// settings and whitelists); without one, `[filter.policy]` applies to
+/// everyone and nobody is whitelisted.
+pub trait PolicySource: Send + Sync {
+    fn policies<'a>(
+        &'a self,
+        sender: Option<&'a str>,
+        recipients: &'a [FilterRecipient],
+        defaults: &'a Thresholds,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<RcptPolicy>> + Send + 'a>>;
+}
+
+pub struct ChainFilter {
+    chain: Chain,
+    defaults: Thresholds,
+    policy: Option<Arc<dyn PolicySource>>,
+    /// Built once: its table of header parsers is a `HashMap` that
+    /// `MessageParser::default()` would fill again for every message.
+    parser: mail_parser::MessageParser,
+}
+
+impl ChainFilter {
+    pub fn new(chain: Chain, defaults: Thresholds, policy: Option<Arc<dyn PolicySource>>) -> ChainFilter {
+        ChainFilter {
+            chain,
+            defaults,
+            policy,
+            parser: mail_parser::MessageParser::default(),
+        }
+    }
+
+    async fn run(&self, input: FilterInput<'_>) -> FilterOutcome {
+        let n = input.recipients.len();
+        let mut changed = strip_own_fields(input.body);
+        let policies = match &self.policy {
+            Some(p) => {
+                p.policies(input.mail_from, input.recipients, &self.defaults)
+                    .await
+            }
+            None => Vec::new(),
+        };
+        let policy_of = |i: usize| {
+            policies.get(i).cloned().unwrap_or(RcptPolicy {
+                thresholds: self.defaults.clone(),
+                whitelisted: false,
+                cleaned_tag: true,
+            })
+        };
+        let envelope = Envelope {
+            peer: input.peer,
+            peer_rdns: None,
+            helo: input.helo.to_string(),
+            tls: input.tls,
+            auth_user: input.auth_user.map(str::to_string),
+            mail_from: input.mail_from.map(str::to_string),
+            recipients: input
+                .recipients
+                .iter()
+                .map(|r| Recipient {
+                    address: r.address.clone(),
+                    domain: r.domain.clone(),
+                    account: r.account.map(|a| a.0),
+                })
+                .collect(),
+            deadline: input.deadline,
+        };
+        let (report, rewritten) = {
+            let fallback = mail_parser::Message::default();
+            let parsed = self.parser.parse(&input.body[..]);
+            let scan = Scan {
+                envelope: &envelope,
+                raw: &input.body[..],
+                message: parsed.as_ref().unwrap_or(&fallback),
+            };
+            let report = self.chain.run(&scan).await;
+            // A message that is refused or tempfailed is not rewritten.
+            let rewritten = if report.forced.is_none() {
+                self.chain.rewrite(&scan)
+            } else {
+                None
+            };
+            (report, rewritten)
+        };
+        let mut changes = Vec::new();
+        if let Some(rw) = rewritten {
+            let mut message = rw.message;
+            if !(0..n).any(|i| policy_of(i).cleaned_tag) {
+                untag_subject(&mut message);
+            }
+            *input.body = message;
+            changes = rw.changes;
+            changed = true;
+        }
+        let tempfail = match &report.forced {
+            Some(Forced::TempFail { reason, .. }) => Some(reason.clone()),
+            _ => None,
+        };
+        let authenticated_failure = report
+            .symbols()
+            .any(|s| AUTH_FAIL_SYMBOLS.contains(&s.name.as_ref()));
+        let why = reason(&report);
+        let mut verdicts = Vec::with_capacity(n);
+        let mut headers = Vec::with_capacity(n);
+        let mut scores = Vec::with_capacity(n);
+        let mut whitelisted = Vec::with_capacity(n);
+        let mut thresholds = Vec::with_capacity(n);
+        for i in 0..n {
+            let p = policy_of(i);
+            let wl = p.whitelisted && !authenticated_failure;
+            // + 0.0: an empty sum is -0.0, which would print as "-0.0".
+            let score = report.score(wl) + 0.0;
+            let action = if input.auth_user.is_some() {
+                // An authenticated user's own mail is not junked or held
+                // for its score (a Junk verdict would drop it on the way
+                // out: spam is never sent on); only what decides alone (a
+                // virus, a blocklisted link) refuses it.
+                match report.forced {
+                    Some(Forced::Reject { .. }) => Action::Reject,
+                    _ => Action::Deliver,
+                }
+            } else {
+                p.thresholds.decide(&report, wl)
+            };
+            verdicts.push(verdict_for(action, &why));
+            headers.push(rcpt_headers(&report, score, action, &p.thresholds));
+            scores.push(score);
+            whitelisted.push(wl);
+            thresholds.push(p.thresholds);
+        }
+        FilterOutcome {
+            verdicts,
+            headers,
+            tempfail,
+            changed,
+            report: Some(FilterReport {
+                report,
+                scores,
+                whitelisted,
+                thresholds,
+                changes,
+            }),
+        }
+    }
+}
+
+impl Filter for ChainFilter {
+    fn check<'a>(&'a self, input: FilterInput<'a>) -> FilterFuture<'a> {
+        Box::pin(self.run(input))
+    }
+}
+
+/// A test hook, added to the chain only when the server runs with
+/// `POSTROOM_TEST_FILTER_SCORES=1` in its environment: the message's
+/// `X-Postroom-Test-Score` header becomes the symbol `TEST_SCORE` with
+/// that score, so end-to-end tests reach each threshold exactly, whatever
+/// the real checks score.
+pub struct TestScore;
+
+#[async_trait::async_trait]
+impl postroom_filter::Check for TestScore {
+    fn name(&self) -> &'static str {
+        "test"
+    }
+
+    async fn check(&self, scan: &Scan<'_>, out: &mut postroom_filter::Findings) {
+        let score = postroom_core::header::header_value(scan.raw, "x-postroom-test-score")
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite());
+        if let Some(score) = score {
+            out.add(
+                "TEST_SCORE",
+                score.clamp(-1000.0, 1000.0),
+                format!("X-Postroom-Test-Score: {score}"),
+            );
+        }
+    }
+}
+
+/// The symbols with the highest scores, `NAME(score)`, highest first.
+pub fn top_symbols(report: &Report) -> String {
+    let mut all: Vec<_> = report.symbols().filter(|s| s.score != 0.0).collect();
+    all.sort_by(|a, b| b.score.abs().total_cmp(&a.score.abs()));
+    let mut out = String::new();
+    for s in all.into_iter().take(TOP_SYMBOLS) {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        let _ = write!(out, "{}({:.1})", s.name, s.score);
+    }
+    out
+}
+
+/// Why a message is refused or held, in the words the client and the
+/// quarantine list show.
+fn reason(report: &Report) -> String {
+    match &report.forced {
+        Some(Forced::Reject { reason, .. }) | Some(Forced::TempFail { reason, .. }) => reason.clone(),
+        None => format!("spam score {:.1} ({})", report.score(false), top_symbols(report)),
+    }
+}
+
+/// One recipient's header lines: what the checks asked for
+/// (`Authentication-Results`), then SpamAssassin's `X-Spam-Status`
+/// wording (`Yes, score=7.2 required=6.0 tests=A,B`) with
+/// `X-Spam-Score` and, when it is spam, `X-Spam-Flag: YES`, which mail
+/// clients' and Sieve rules already read.
+fn rcpt_headers(report: &Report, score: f64, action: Action, t: &Thresholds) -> Vec<u8> {
+    let mut out = String::new();
+    for (name, value) in &report.headers {
+        if let Some(line) = header_line(name, value) {
+            out.push_str(&line);
+        }
+    }
+    let spam = !matches!(action, Action::Deliver);
+    let mut names: Vec<&str> = report
+        .symbols()
+        .filter(|s| s.score != 0.0)
+        .map(|s| s.name.as_ref())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let tests = if names.is_empty() {
+        "NONE".to_string()
+    } else {
+        names.join(",")
+    };
+    let status = format!(
+        "{}, score={score:.1} required={:.1} tests={tests}",
+        if spam { "Yes" } else { "No" },
+        t.junk_at
+    );
+    out.push_str(&fold("X-Spam-Status", &status));
+    let _ = write!(out, "X-Spam-Score: {score:.1}\r\n");
+    if spam {
+        out.push_str("X-Spam-Flag: YES\r\n");
+    }
+    out.into_bytes()
+}
+
+/// `Name: value` folded at commas and spaces to lines of about 78
+/// characters (RFC 5322 2.1.1's recommended limit).
+fn fold(name: &str, value: &str) -> String {
+    let mut out = format!("{name}:");
+    let mut line = out.len();
+    for word in value.split(' ') {
+        // Long test lists fold after their commas too.
+        let mut first = true;
+        for piece in word.split_inclusive(',') {
+            let sep = if first { " " } else { "" };
+            if line + sep.len() + piece.len() > 78 && line > name.len() + 1 {
+                out.push_str("\r\n\t");
+                line = 1;
+            } else {
+                out.push_str(sep);
+                line += sep.len();
+            }
+            out.push_str(piece);
+            line += piece.len();
+            first = false;
+        }
+    }
+    out.push_str("\r\n");
+    out
+}
+
+/// A check's header as a field: the name must be a field name (RFC 5322
+/// 3.6.8: printable ASCII without a colon), line breaks in the value
+/// become folds, other control characters are replaced.
+fn header_line(name: &str, value: &str) -> Option<String> {
+    if name.is_empty() || !name.bytes().all(|b| (33..=126).contains(&b) && b != b':') {
+        return None;
+    }
+    let lines: Vec<String> = value
+        .split('\n')
+        .map(|l| {
+            l.trim_matches(|c: char| c == '\r' || c == ' ' || c == '\t')
+                .chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect()
+        })
+        .filter(|l: &String| !l.is_empty())
+        .collect();
+    Some(format!("{name}: {}\r\n", lines.join("\r\n\t")))
+}
+
+/// Removes the fields the filter writes itself from the message's header
+/// section; whether anything was removed.
+fn strip_own_fields(body: &mut Vec<u8>) -> bool {
+    let base = body.as_ptr() as usize;
+    let ranges: Vec<(usize, usize)> = postroom_core::header::fields(body)
+        .filter(|f| OWN_FIELDS.iter().any(|n| f.is(n)))
+        .map(|f| {
+            let start = f.raw.as_ptr() as usize - base;
+            (start, start + f.raw.len())
+        })
+        .collect();
+    for (start, end) in ranges.iter().rev() {
+        body.drain(*start..*end);
+    }
+    !ranges.is_empty()
+}
+
+/// Takes `{Cleaned}` out of the Subject when no recipient's domain wants
+/// it (per-domain setting; the body is one for all recipients).
+fn untag_subject(message: &mut Vec<u8>) {
+    const TAG: &[u8] = b"{Cleaned} ";
+    let base = message.as_ptr() as usize;
+    let found = postroom_core::header::fields(message)
+        .find(|f| f.is("subject"))
+        .and_then(|f| {
+            let at = memchr::memmem::find(f.raw, TAG)?;
+            Some(f.raw.as_ptr() as usize - base + at)
+        });
+    if let Some(at) = found {
+        message.drain(at..at + TAG.len());
+    }
+}
+
+/// What a verdict list says as one word per recipient, for the log.
+pub fn actions(verdicts: &[Verdict]) -> String {
+    verdicts.iter().map(Verdict::name).collect::<Vec<_>>().join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use postroom_filter::{Check, Findings};
+
+    use super::*;
+
+    /// A check that reports fixed symbols.
+    struct Fixed(Vec<(&'static str, f64)>, Option<Forced>, bool);
+
+    #[async_trait::async_trait]
+    impl Check for Fixed {
+        fn name(&self) -> &'static str {
+            "fixed"
+        }
+        async fn check(&self, _: &Scan<'_>, out: &mut Findings) {
+            for (name, score) in &self.0 {
+                out.add(*name, *score, "test");
+            }
+            if let Some(f) = &self.1 {
+                out.force(f.clone());
+            }
+            out.add_header("Authentication-Results", "mx.example; spf=pass");
+        }
+        fn whitelist_skips(&self) -> bool {
+            self.2
+        }
+    }
+
+    struct Whitelist(Vec<bool>);
+
+    impl PolicySource for Whitelist {
+        fn policies<'a>(
+            &'a self,
+            _: Option<&'a str>,
+            _: &'a [FilterRecipient],
+            defaults: &'a Thresholds,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<RcptPolicy>> + Send + 'a>> {
+            let v = self
+                .0
+                .iter()
+                .map(|w| RcptPolicy {
+                    thresholds: defaults.clone(),
+                    whitelisted: *w,
+                    cleaned_tag: true,
+                })
+                .collect();
+            Box::pin(async move { v })
+        }
+    }
+
+    fn filter(
+        symbols: Vec<(&'static str, f64)>,
+        forced: Option<Forced>,
+        policy: Option<Vec<bool>>,
+    ) -> ChainFilter {
+        let chain = Chain::new(vec![Box::new(Fixed(symbols, forced, true))], BTreeMap::new());
+        let policy = policy.map(|w| Arc::new(Whitelist(w)) as Arc<dyn PolicySource>);
+        ChainFilter::new(chain, Thresholds::default(), policy)
+    }
+
+    fn rcpts(n: usize) -> Vec<FilterRecipient> {
+        (0..n)
+            .map(|i| FilterRecipient {
+                address: format!("u{i}@x.example"),
+                domain: "x.example".into(),
+                account: None,
+            })
+            .collect()
+    }
+
+    async fn run(f: &ChainFilter, n: usize, auth: Option<&str>) -> (FilterOutcome, Vec<u8>) {
+        let mut body = b"X-Spam-Status: No\r\nSubject: hi\r\n\r\nbody\r\n".to_vec();
+        let r = rcpts(n);
+        let out = f
+            .check(FilterInput {
+                peer: "192.0.2.1".parse().unwrap(),
+                helo: "c.example",
+                tls: false,
+                auth_user: auth,
+                mail_from: Some("s@y.example"),
+                recipients: &r,
+                deadline: std::time::Instant::now() + Duration::from_secs(5),
+                body: &mut body,
+            })
+            .await;
+        (out, body)
+    }
+
+    #[tokio::test]
+    async fn scores_become_verdicts_by_the_mailscanner_thresholds() {
+        for (score, verdict) in [
+            (0.0, "deliver"),
+            (6.0, "junk"),
+            (10.0, "quarantine"),
+            (20.0, "reject"),
+        ] {
+            let (out, body) = run(&filter(vec![("TEST", score)], None, None), 2, None).await;
+            assert_eq!(out.verdicts.len(), 2);
+            assert!(
+                out.verdicts.iter().all(|v| v.name() == verdict),
+                "{score}: {:?}",
+                out.verdicts
+            );
+            let h = String::from_utf8(out.headers[0].clone()).unwrap();
+            assert!(
+                h.starts_with("Authentication-Results: mx.example; spf=pass\r\n"),
+                "{h}"
+            );
+            assert!(h.contains(&format!("X-Spam-Score: {score:.1}\r\n")), "{h}");
+            assert_eq!(h.contains("X-Spam-Flag: YES"), score >= 6.0);
+            // The sender's own X-Spam-Status is gone.
+            assert!(out.changed);
+            assert_eq!(body, b"Subject: hi\r\n\r\nbody\r\n");
+        }
+        let (out, _) = run(&filter(vec![("TEST", 7.0)], None, None), 1, None).await;
+        let h = String::from_utf8(out.headers[0].clone()).unwrap();
+        assert!(
+            h.contains("X-Spam-Status: Yes, score=7.0 required=6.0 tests=TEST\r\n"),
+            "{h}"
+        );
+    }
+
+    #[tokio::test]
+    async fn forced_findings_decide_alone() {
+        let reject = Some(Forced::Reject {
+            symbol: "PHISH".into(),
+            reason: "a phishing link".into(),
+        });
+        let (out, _) = run(&filter(vec![], reject.clone(), Some(vec![true])), 1, None).await;
+        assert_eq!(out.verdicts, [Verdict::Reject("a phishing link".into())]);
+        let temp = Some(Forced::TempFail {
+            symbol: "CLAMAV_TIMEOUT".into(),
+            reason: "clamav did not answer".into(),
+        });
+        let (out, _) = run(&filter(vec![], temp, None), 1, None).await;
+        assert_eq!(out.tempfail.as_deref(), Some("clamav did not answer"));
+        // An authenticated user's mail is refused only for what decides
+        // alone, never junked for its score.
+        let (out, _) = run(&filter(vec![("TEST", 15.0)], None, None), 1, Some("u@x.example")).await;
+        assert_eq!(out.verdicts, [Verdict::Deliver]);
+        let (out, _) = run(&filter(vec![], reject, None), 1, Some("u@x.example")).await;
+        assert!(matches!(out.verdicts[0], Verdict::Reject(_)));
+    }
+
+    #[tokio::test]
+    async fn whitelists_are_per_recipient_and_fail_with_authentication() {
+        let (out, _) = run(
+            &filter(vec![("TEST", 12.0)], None, Some(vec![true, false])),
+            2,
+            None,
+        )
+        .await;
+        assert_eq!(out.verdicts[0], Verdict::Deliver);
+        assert!(matches!(out.verdicts[1], Verdict::Quarantine(_)));
+        let r = out.report.unwrap();
+        assert_eq!(r.scores, [0.0, 12.0]);
+        assert_eq!(r.whitelisted, [true, false]);
+        for failing in AUTH_FAIL_SYMBOLS {
+            let (out, _) = run(
+                &filter(vec![("TEST", 12.0), (failing, 0.0)], None, Some(vec![true])),
+                1,
+                None,
+            )
+            .await;
+            assert!(matches!(out.verdicts[0], Verdict::Quarantine(_)), "{failing}");
+        }
+    }
+
+    #[test]
+    fn own_fields_are_removed_from_the_header_only() {
+        let mut m =
+            b"X-Spam-Status: No\r\nSubject: a\r\nx-spam-score :\r\n -5\r\n\r\nX-Spam-Status: body\r\n"
+                .to_vec();
+        assert!(strip_own_fields(&mut m));
+        assert_eq!(m, b"Subject: a\r\n\r\nX-Spam-Status: body\r\n");
+        assert!(!strip_own_fields(&mut m));
+    }
+
+    #[test]
+    fn status_folds_and_header_values_cannot_inject_fields() {
+        let long = format!(
+            "Yes, score=9.0 required=6.0 tests={}",
+            ["SOME_LONG_SYMBOL"; 10].join(",")
+        );
+        let f = fold("X-Spam-Status", &long);
+        assert!(f.lines().all(|l| l.len() <= 80), "{f}");
+        assert!(f.ends_with("\r\n"));
+        assert_eq!(
+            f.replace("\r\n\t", "").trim_end(),
+            format!("X-Spam-Status: {long}")
+        );
+        let h = header_line("Authentication-Results", "mx; spf=pass\r\nX-Evil: 1").unwrap();
+        assert_eq!(h, "Authentication-Results: mx; spf=pass\r\n\tX-Evil: 1\r\n");
+        assert!(header_line("Bad Name", "x").is_none());
+    }
+
+    #[test]
+    fn the_cleaned_tag_comes_out_of_the_subject() {
+        let mut m = b"Subject: {Cleaned} hello\r\n\r\n{Cleaned} body".to_vec();
+        untag_subject(&mut m);
+        assert_eq!(m, b"Subject: hello\r\n\r\n{Cleaned} body");
+    }
+}

@@ -48,3 +48,70 @@ async fn reload(classifier: Arc<Classifier>, every: Duration) {
         }
     }
 }
+
+/// Trains on what IMAP users move into (spam) and out of (ham) Junk.
+struct Trainer(Arc<Classifier>);
+
+impl postroom_imap::storage::JunkTrainer for Trainer {
+    fn train(&self, messages: Vec<Vec<u8>>, spam: bool) {
+        let classifier = Arc::clone(&self.0);
+        tokio::spawn(async move {
+            let n = messages.len();
+            let kind = if spam { "spam" } else { "ham" };
+            match classifier.train_raw(&messages, spam).await {
+                Ok(r) => tracing::info!(target: "imap", messages = n, kind, spam_total = r.totals.spam,
+                    ham_total = r.totals.ham, "classifier trained from a Junk move"),
+                Err(e) => tracing::warn!(target: "imap", messages = n, kind, error = %e,
+                    "classifier not trained from a Junk move: storage failed"),
+            }
+        });
+    }
+}
+
+/// The IMAP hook, when `train_on_move` is on.
+pub fn junk_trainer(
+    cfg: &Config,
+    classifier: Option<&Arc<Classifier>>,
+) -> Option<Arc<dyn postroom_imap::storage::JunkTrainer>> {
+    let c = classifier?;
+    if !cfg.filter.classifier.train_on_move {
+        return None;
+    }
+    Some(Arc::new(Trainer(Arc::clone(c))))
+}
+
+/// The report address's trainer (`[filter.classifier] report_address`).
+struct Reports {
+    address: String,
+    classifier: Arc<Classifier>,
+}
+
+#[async_trait::async_trait]
+impl postroom_pipeline::spam_report::SpamReports for Reports {
+    fn address(&self) -> &str {
+        &self.address
+    }
+    async fn train(&self, messages: Vec<Vec<u8>>) -> Result<usize, String> {
+        let r = self
+            .classifier
+            .train_raw(&messages, true)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(r.trained)
+    }
+}
+
+/// The report address's hook, when one is configured.
+pub fn spam_reports(
+    cfg: &Config,
+    classifier: Option<&Arc<Classifier>>,
+) -> Option<Arc<dyn postroom_pipeline::spam_report::SpamReports>> {
+    let c = classifier?;
+    let a = cfg.filter.classifier.report_address.trim();
+    // Checked by the configuration's validation.
+    let address = postroom_core::Address::parse(a, true).ok()?.to_string();
+    Some(Arc::new(Reports {
+        address,
+        classifier: Arc::clone(c),
+    }))
+}

@@ -377,6 +377,7 @@ async fn serve(
         filter,
         filter_time: postroom_pipeline::filter_deadline(Duration::from_secs(smtp.data_timeout_secs)),
         memory: postroom_pipeline::MemoryBudget::new(smtp.max_in_memory_bytes),
+        spam_reports: crate::classifier::spam_reports(&cfg, classifier.as_ref()),
     });
     let smtp_session = SessionConfig {
         hostname: cfg.server.hostname.clone(),
@@ -488,6 +489,7 @@ async fn serve(
         idle_timeout: Duration::from_secs(cfg.imap.idle_timeout_secs),
         max_append: cfg.imap.max_append,
         per_account: AccountLimiter::new(cfg.imap.max_connections_per_user),
+        trainer: crate::classifier::junk_trainer(&cfg, classifier.as_ref()),
     }));
     // Each protocol has its own exemptions: an address exempt on the MX
     // (a relay, a benchmark) is not thereby exempt on IMAP or POP3.

@@ -10,13 +10,16 @@ checks add (none of them score these plain messages)."""
 import email
 import imaplib
 import json
+import os
 import re
 import smtplib
 import ssl
+import time
 
 import pytest
 
 from conftest import discard, make_server
+from test_outbound import dns_and_receiver  # noqa: F401
 
 USER = "customseo@esoomllub.com"
 PASSWORD = "99test99"
@@ -149,3 +152,153 @@ def test_a_bad_filter_config_stops_the_start(server_factory):
     s = server_factory(extra_toml='[filter.policy]\nhigh_action = "bounce"\n', populate=False, init=False)
     with pytest.raises(AssertionError, match="high_action"):
         s.start(attempts=1)
+
+
+def test_over_quarantine_is_held_then_released_unchanged(fserver):
+    msg = message(score=12, subject="held one")
+    code, reply = send(fserver, msg)
+    assert code == 250, reply
+    qid = queue_id(reply)
+    assert imap_folder(fserver, "INBOX") == [] and imap_folder(fserver, "Junk") == []
+    listed = fserver.cli("quarantine", "list", "--json").stdout.splitlines()
+    assert len(listed) == 1
+    entry = json.loads(listed[0])
+    assert entry["queue_id"] == qid and entry["recipients"] == [USER]
+    assert "spam score 12.0" in entry["reason"]
+    assert fserver.cli("quarantine", "list", "--domain", "esoomllub.net").stdout.startswith(qid)
+    shown = fserver.cli("quarantine", "show", qid).stdout
+    assert "TEST_SCORE" in shown and "Subject: held one" in shown
+    fserver.cli("quarantine", "release", qid)
+    assert fserver.cli("quarantine", "list").stdout == ""
+    inbox = imap_folder(fserver, "INBOX")
+    assert len(inbox) == 1
+    delivered = inbox[0].as_bytes().replace(b"\n", b"\r\n")
+    # Unchanged: the message as it came, after the trace and filter lines.
+    assert delivered.endswith(msg), delivered
+    assert inbox[0]["X-Spam-Score"] == "12.0"
+
+
+def test_quarantine_delete_and_unknown_ids(fserver):
+    code, reply = send(fserver, message(score=11))
+    qid = queue_id(reply)
+    fserver.cli("quarantine", "delete", qid)
+    assert fserver.cli("quarantine", "list").stdout == ""
+    assert fserver.queue() == []
+    r = fserver.cli("quarantine", "release", qid, check=False)
+    assert r.returncode != 0 and "no quarantined message" in r.stderr
+
+
+def test_a_whitelisted_sender_is_delivered_but_not_past_a_forced_reject(fserver):
+    fserver.cli("whitelist", "add", "esoomllub.net", "friend.example")
+    fserver.cli("whitelist", "add", USER, "boss@partner.example")
+    listed = fserver.cli("whitelist", "list", "esoomllub.com").stdout
+    assert "esoomllub.com\tfriend.example" in listed and f"{USER}\tboss@partner.example" in listed
+    for sender in ["anyone@friend.example", "boss@partner.example"]:
+        code, reply = send(fserver, message(score=15, subject=f"from {sender}", sender=sender), sender=sender)
+        assert code == 250, reply
+    inbox = imap_folder(fserver, "INBOX")
+    assert sorted(m["Subject"] for m in inbox) == ["from anyone@friend.example", "from boss@partner.example"]
+    assert all(m["X-Spam-Score"] == "0.0" for m in inbox)
+    # Another mailbox's whitelist is not this one's.
+    code, reply = send(fserver, message(score=15, sender="other@partner.example"), sender="other@partner.example")
+    assert code == 250
+    assert len(fserver.cli("quarantine", "list").stdout.splitlines()) == 1
+    fserver.cli("whitelist", "remove", "esoomllub.com", "friend.example")
+    assert "friend.example" not in fserver.cli("whitelist", "list").stdout
+    r = fserver.cli("whitelist", "add", "nothosted.example", "x.example", check=False)
+    assert r.returncode != 0
+
+
+def test_explain_names_every_symbol_and_the_action(fserver):
+    code, reply = send(fserver, message(score=7.25, subject="explain me"))
+    qid = queue_id(reply)
+    out = ""
+    for _ in range(50):
+        r = fserver.cli("explain", qid, check=False)
+        if r.returncode == 0:
+            out = r.stdout
+            break
+        time.sleep(0.1)
+    assert "TEST_SCORE" in out and "7.2" in out, out
+    assert f"recipient {USER}: score 7.2" in out and "-> junk" in out, out
+    # By Message-ID too, with or without <>.
+    by_mid = fserver.cli("explain", "<explain.me@remote.example>", "--json").stdout
+    report = json.loads(by_mid.splitlines()[0])
+    assert report["queue_id"] == qid
+    assert report["recipients"][0]["action"] == "junk"
+    assert report["checks"][-1]["symbols"][0] == {"name": "TEST_SCORE", "score": 7.25, "detail": "X-Postroom-Test-Score: 7.25"}
+    # A refused message has a report too, under the id its 550 names.
+    code, reply = send(fserver, message(score=30, subject="refused one"))
+    assert code == 550
+    rid = re.search(r"\[(\S+)\]", reply).group(1)
+    for _ in range(50):
+        r = fserver.cli("explain", rid, check=False)
+        if r.returncode == 0:
+            break
+        time.sleep(0.1)
+    assert "-> reject" in r.stdout and "550 5.7.1" in r.stdout, r.stdout + r.stderr
+    assert fserver.cli("explain", "no-such-id", check=False).returncode != 0
+
+
+def test_per_domain_thresholds(fserver):
+    out = fserver.cli("filter", "policy", "esoomllub.net", "--junk-at", "2", "--high-action", "discard").stdout
+    assert "junk_at\t2" in out and "quarantine_at\t10 (server)" in out and "high_action\tdiscard" in out
+    bad = fserver.cli("filter", "policy", "esoomllub.com", "--junk-at", "50", check=False)
+    assert bad.returncode != 0 and "junk_at" in bad.stderr
+    time.sleep(10.5)  # the server reads a domain's settings at most every 10 s
+    code, _ = send(fserver, message(score=3))
+    assert code == 250
+    assert len(imap_folder(fserver, "Junk")) == 1
+    code, reply = send(fserver, message(score=40))
+    assert code == 250, reply  # discarded, not refused
+    assert "high_action\treject (server)" in fserver.cli("filter", "policy", "esoomllub.com", "--reset").stdout
+
+
+def test_filter_check_json_parses(fserver, tmp_path, monkeypatch):
+    monkeypatch.setenv("POSTROOM_TEST_FILTER_SCORES", "1")
+    (tmp_path / "maildir" / "cur").mkdir(parents=True)
+    (tmp_path / "maildir" / "cur" / "1").write_bytes(message(score=8))
+    (tmp_path / "maildir" / "new").mkdir()
+    (tmp_path / "maildir" / "new" / "2").write_bytes(message())
+    (tmp_path / "one.eml").write_bytes(message(score=25))
+    r = fserver.cli("filter", "check", str(tmp_path / "maildir"), str(tmp_path / "one.eml"), "--json")
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [(os.path.basename(x["file"]), x["action"]) for x in lines] == [("1", "junk"), ("2", "deliver"), ("one.eml", "reject")]
+    for x in lines:
+        assert isinstance(x["score"], (int, float)) and isinstance(x["symbols"], list)
+        for s in x["symbols"]:
+            assert set(s) == {"name", "score", "detail"}
+    plain = fserver.cli("filter", "check", str(tmp_path / "one.eml")).stdout
+    assert plain.startswith(str(tmp_path / "one.eml") + "\t25.0\treject\tTEST_SCORE(25.0)"), plain
+
+
+def test_spam_is_never_forwarded_and_gateway_relays_pass_the_same_chain(dns_and_receiver, monkeypatch):
+    from test_outbound import outbound_server, wait_for
+
+    monkeypatch.setenv("POSTROOM_TEST_FILTER_SCORES", "1")
+    dns_port, smtp_port, receiver = dns_and_receiver
+    server = outbound_server(dns_port, smtp_port)
+    try:
+        server.cli("user", "forward", "dbrooks@esoomllub.com", "friend@remote.example", "--no-copy")
+        for score, subject in [(7, "junk"), (12, "quarantined"), (None, "clean")]:
+            code, _ = send(server, message(score=score, subject=subject), rcpts=["dbrooks@esoomllub.com"])
+            assert code == 250
+        assert wait_for(lambda: len(receiver.messages) >= 1, 20), server.read_log()[-2000:]
+        # Only the clean one went out; the quarantined one waits, held.
+        assert [m[2].split(b"Subject: ")[1].split(b"\r\n")[0] for m in receiver.messages] == [b"clean"]
+        assert b"X-Spam-Score: 0.0\r\n" in receiver.messages[0][2]
+        held = server.cli("quarantine", "list").stdout.splitlines()
+        assert len(held) == 1 and "friend@remote.example" in held[0]
+
+        server.cli("domain", "add", "gw.example", "--relay-to", f"127.0.0.1:{smtp_port}")
+        server.cli("domain", "recipients", "gw.example", "--add", "sales")
+        code, _ = send(server, message(score=7, subject="tagged"), rcpts=["sales@gw.example"])
+        assert code == 250
+        # The customer's own server gets junk, tagged, to file it itself.
+        assert wait_for(lambda: len(receiver.messages) == 2, 20), server.read_log()[-2000:]
+        content = receiver.messages[1][2]
+        assert b"Subject: tagged" in content and b"X-Spam-Flag: YES\r\n" in content
+        code, reply = send(server, message(score=30), rcpts=["sales@gw.example"])
+        assert code == 550, reply
+    finally:
+        server.stop()

@@ -12,6 +12,7 @@
 mod alias;
 mod domain;
 mod error;
+mod filter;
 mod keys;
 mod provider;
 mod queue;
@@ -32,6 +33,7 @@ use postroom_store::{AuditEntry, AuditQuery, AuditRow, Metadata, Store};
 pub use alias::AliasInfo;
 pub use domain::{DomainChange, DomainInfo};
 pub use error::AdminError;
+pub use filter::{Quarantined, REPORT_DAYS};
 pub use keys::txt_record;
 pub use tokens::{token_digest, MAX_TOKEN_DAYS, TOKEN_PREFIX};
 pub use user::{NewPassword, Removal, UserInfo};

@@ -328,6 +328,8 @@ pub struct FilterConfig {
     /// What a score leads to, for every domain unless the domain's own
     /// settings say otherwise.
     pub policy: FilterPolicyConfig,
+    /// Quarantined mail not released by then is deleted (days).
+    pub quarantine_days: u64,
     pub links: FilterLinksConfig,
     pub html: FilterHtmlConfig,
     pub sender: FilterSenderConfig,
@@ -342,6 +344,8 @@ impl Default for FilterConfig {
             enabled: true,
             scores: Default::default(),
             policy: Default::default(),
+            // The (and MailScanner's usual) 30 days.
+            quarantine_days: 30,
             links: Default::default(),
             html: Default::default(),
             sender: Default::default(),
@@ -796,6 +800,11 @@ impl Config {
         self.acme.validate()?;
         self.filter.policy.validate()?;
         self.filter.classifier.validate()?;
+        if self.filter.quarantine_days == 0 || self.filter.quarantine_days > 3650 {
+            return Err(ConfigError(
+                "filter.quarantine_days: must be between 1 and 3650".into(),
+            ));
+        }
         if self.acme.enabled && self.acme.challenge == "http-01" {
             // The CA asks on port 80 (RFC 8555 8.3): someone must answer.
             if self.acme.http_listen.is_empty() && self.http.listen.is_empty() {

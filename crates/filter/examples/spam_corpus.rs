@@ -146,6 +146,7 @@ fn main() {
     let deps = Deps {
         hostname: "mx.provider.example".into(),
         classifier: Some(Arc::clone(&classifier)),
+        offline: true,
     };
     let chain = postroom_filter::chain(&config, &deps).expect("the default chain");
     let spam_msgs = read(&spam_test);

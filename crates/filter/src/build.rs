@@ -16,6 +16,10 @@ pub struct Deps {
     /// server also hands it to the trainers (IMAP moves, the report
     /// address). `None`: no classifier check.
     pub classifier: Option<std::sync::Arc<crate::classifier::Classifier>>,
+    /// `postroom filter check`: scoring files offline, so no check may
+    /// reach the network (no DNS, no clamd); such checks leave themselves
+    /// out of the chain.
+    pub offline: bool,
 }
 
 /// The chain `[filter]` describes; a configuration error (an unreadable

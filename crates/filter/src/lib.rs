@@ -30,5 +30,5 @@ pub mod symbol;
 pub use build::{chain, Deps};
 pub use chain::{Chain, CheckReport, Report};
 pub use check::{Check, Envelope, Findings, Forced, Recipient, Rewriter, Rewritten, Scan};
-pub use policy::{Action, Thresholds};
+pub use policy::{Action, DomainPolicy, Thresholds};
 pub use symbol::Symbol;

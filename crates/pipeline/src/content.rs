@@ -355,6 +355,57 @@ fn untag_subject(message: &mut Vec<u8>) {
     }
 }
 
+/// The stored form of a message's filter report (`postroom explain`
+/// reads it): every check with its symbols, what decided alone, and per
+/// recipient the score, whether whitelisted, the thresholds and the
+/// action.
+pub struct ReportContext<'a> {
+    pub queue_id: &'a str,
+    pub at: i64,
+    pub client: std::net::IpAddr,
+    pub helo: &'a str,
+    pub sender: &'a str,
+    pub message_id: &'a str,
+    pub recipients: &'a [String],
+    pub verdicts: &'a [Verdict],
+    /// The SMTP answer: `250`, `550 5.7.1 ...`, `451 4.7.1 ...`.
+    pub reply: &'a str,
+}
+
+pub fn report_json(ctx: &ReportContext<'_>, r: &FilterReport) -> String {
+    let recipients: Vec<serde_json::Value> = ctx
+        .recipients
+        .iter()
+        .enumerate()
+        .map(|(i, rcpt)| {
+            let t = r.thresholds.get(i);
+            serde_json::json!({
+                "rcpt": rcpt,
+                "score": r.scores.get(i).copied().unwrap_or(0.0),
+                "whitelisted": r.whitelisted.get(i).copied().unwrap_or(false),
+                "action": ctx.verdicts.get(i).map_or("deliver", Verdict::name),
+                "junk_at": t.map(|t| t.junk_at),
+                "quarantine_at": t.map(|t| t.quarantine_at),
+                "high_at": t.map(|t| t.high_at),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "queue_id": ctx.queue_id,
+        "at": ctx.at,
+        "client": ctx.client.to_string(),
+        "helo": ctx.helo,
+        "from": ctx.sender,
+        "message_id": ctx.message_id,
+        "checks": r.report.checks,
+        "forced": r.report.forced,
+        "changes": r.changes,
+        "recipients": recipients,
+        "reply": ctx.reply,
+    })
+    .to_string()
+}
+
 /// What a verdict list says as one word per recipient, for the log.
 pub fn actions(verdicts: &[Verdict]) -> String {
     verdicts.iter().map(Verdict::name).collect::<Vec<_>>().join(",")
@@ -428,6 +479,7 @@ mod tests {
             .map(|i| FilterRecipient {
                 address: format!("u{i}@x.example"),
                 domain: "x.example".into(),
+                mailbox: None,
                 account: None,
             })
             .collect()

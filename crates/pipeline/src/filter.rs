@@ -42,8 +42,13 @@ impl Verdict {
 pub struct FilterRecipient {
     /// As given in RCPT TO.
     pub address: String,
-    /// Its domain, lower case (empty for a bare `Postmaster`).
+    /// The hosted domain: the mailbox's when it reaches one (an alias
+    /// domain's mail counts as its target's), else the address's, lower
+    /// case (empty for a bare `Postmaster`).
     pub domain: String,
+    /// The canonical address of the mailbox it reaches, when it reaches a
+    /// local one (the first, for an alias of several).
+    pub mailbox: Option<String>,
     /// The mailbox it reaches, when it reaches a local one (the first,
     /// for an alias of several).
     pub account: Option<AccountId>,

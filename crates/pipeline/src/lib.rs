@@ -6,6 +6,7 @@
 pub mod content;
 pub mod dkim;
 pub mod filter;
+pub mod filter_store;
 mod gateway;
 pub mod headers;
 pub mod limits;

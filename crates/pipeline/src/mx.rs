@@ -39,6 +39,9 @@ pub struct MxPipeline {
     /// How long the filter may take once the message is in (see
     /// [`filter_deadline`]).
     pub filter_time: std::time::Duration,
+    /// Where each filtered message's report goes (`postroom explain`);
+    /// `None`: not kept.
+    pub results: Option<crate::filter_store::ResultWriter>,
     /// The cap on message bytes held whole in memory at once (see
     /// [`MemoryBudget`]).
     pub memory: Arc<MemoryBudget>,
@@ -273,9 +276,54 @@ impl MxPipeline {
             )
         });
         let actions = crate::content::actions(&outcome.verdicts);
+        // The queue id is taken before the verdict, so a refused or
+        // tempfailed message has one too: its report is kept under it
+        // and the refusal names it (`postroom explain ID`).
+        let now = SystemTime::now();
+        let micros = now
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        let queue_id = QueueId::generate(micros);
+        let message_id = match (&self.results, &outcome.report) {
+            (Some(_), Some(_)) => postroom_core::header::header_value(&body, "message-id")
+                .map(|m| m.trim().trim_start_matches('<').trim_end_matches('>').to_string())
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        let keep_report = |verdicts: &[Verdict], reply: &str| {
+            if let (Some(writer), Some(r)) = (&self.results, &outcome.report) {
+                let at = (micros / 1_000_000) as i64;
+                let ctx = crate::content::ReportContext {
+                    queue_id: queue_id.as_str(),
+                    at,
+                    client: peer.ip,
+                    helo: &env.helo,
+                    sender: &sender,
+                    message_id: &message_id,
+                    recipients: &rcpt_names,
+                    verdicts,
+                    reply,
+                };
+                let report = crate::content::report_json(&ctx, r);
+                writer.send(postroom_store::FilterResultRow {
+                    queue_id: queue_id.to_string(),
+                    message_id: message_id.clone(),
+                    at,
+                    report,
+                });
+            }
+        };
         if let Some(why) = &outcome.tempfail {
+            let reply = Reply::new(
+                451,
+                "4.7.1",
+                format!("Message not accepted for now: {why}; try again later [{queue_id}]"),
+            );
+            keep_report(&outcome.verdicts, &reply.summary());
             self.log_filtered(
                 peer,
+                &queue_id,
                 &env.helo,
                 &sender,
                 &rcpt_names,
@@ -285,20 +333,19 @@ impl MxPipeline {
                 "tempfail",
             );
             postroom_core::metrics::filter_action("tempfail");
-            return Err(Reply::new(
-                451,
-                "4.7.1",
-                format!("Message not accepted for now: {why}; try again later"),
-            ));
+            return Err(reply);
         }
-        let verdicts = outcome.verdicts;
+        let verdicts = &outcome.verdicts;
         if !verdicts.is_empty() && verdicts.iter().all(|v| matches!(v, Verdict::Reject(_))) {
             let why = match &verdicts[0] {
                 Verdict::Reject(why) => why.clone(),
                 _ => String::new(),
             };
+            let reply = Reply::new(550, "5.7.1", format!("Message refused: {why} [{queue_id}]"));
+            keep_report(verdicts, &reply.summary());
             self.log_filtered(
                 peer,
+                &queue_id,
                 &env.helo,
                 &sender,
                 &rcpt_names,
@@ -308,21 +355,15 @@ impl MxPipeline {
                 "reject",
             );
             postroom_core::metrics::filter_action("reject");
-            return Err(Reply::new(550, "5.7.1", format!("Message refused: {why}")));
+            return Err(reply);
         }
         if outcome.report.is_some() {
-            for v in &verdicts {
+            for v in verdicts {
                 postroom_core::metrics::filter_action(v.name());
             }
         }
-        let rcpt_headers = outcome.headers;
+        let rcpt_headers = &outcome.headers;
         let body_changed = outcome.changed;
-        let now = SystemTime::now();
-        let micros = now
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(0);
-        let queue_id = QueueId::generate(micros);
         let date = rfc5322_date(now);
         // RFC 3848 and RFC 6531 3.7.3 protocol names.
         // RFC 3848 and RFC 6531 3.7.3 protocol names.
@@ -391,8 +432,8 @@ impl MxPipeline {
         let forward_sender = self.forward_sender(&sender, &rcpts).await;
         let routed = route(
             &rcpts,
-            &verdicts,
-            &rcpt_headers,
+            verdicts,
+            rcpt_headers,
             &trace,
             &info,
             &sender,
@@ -418,8 +459,10 @@ impl MxPipeline {
         if routed.local.is_empty() && routed.outbound.is_empty() && routed.looped.is_empty() {
             // Every recipient's verdict was to drop it (discard, or a
             // refusal beside a discard): accepted, and nothing is kept.
+            keep_report(verdicts, "250 discarded");
             self.log_filtered(
                 peer,
+                &queue_id,
                 &env.helo,
                 &sender,
                 &rcpt_names,
@@ -483,6 +526,7 @@ impl MxPipeline {
             tracing::error!(queue_id = %queue_id, error = %e, "committing the delivery failed");
             return Err(temp_failure("storage"));
         }
+        keep_report(verdicts, &format!("250 queued as {queue_id}"));
         // One line per mailbox reached (issue #12: "what happened to this
         // message?" for a list or catch-all names every mailbox).
         for r in &routed_reached {
@@ -532,6 +576,7 @@ impl MxPipeline {
     fn log_filtered(
         &self,
         peer: &PeerContext,
+        queue_id: &QueueId,
         helo: &str,
         sender: &str,
         rcpts: &[String],
@@ -542,6 +587,7 @@ impl MxPipeline {
     ) {
         tracing::info!(
             target: "smtp",
+            queue_id = %queue_id,
             client = %peer.ip,
             helo = %helo,
             from = %sender,
@@ -602,17 +648,25 @@ impl MxPipeline {
 /// The filter's view of an accepted recipient: its domain, and the
 /// mailbox it reaches (the first local one, for an alias of several).
 fn filter_recipient(r: &AcceptedRcpt) -> FilterRecipient {
+    let local = r.routes.iter().find_map(|route| match route {
+        postroom_directory::Route::Local {
+            account_id, address, ..
+        } => Some((*account_id, address.clone())),
+        _ => None,
+    });
+    let domain_of = |a: &str| {
+        a.rsplit_once('@')
+            .map(|(_, d)| d.to_lowercase())
+            .unwrap_or_default()
+    };
     FilterRecipient {
         address: r.rcpt.clone(),
-        domain: r
-            .rcpt
-            .rsplit_once('@')
-            .map(|(_, d)| d.to_lowercase())
-            .unwrap_or_default(),
-        account: r.routes.iter().find_map(|route| match route {
-            postroom_directory::Route::Local { account_id, .. } => Some(*account_id),
-            _ => None,
-        }),
+        domain: match &local {
+            Some((_, mailbox)) => domain_of(mailbox),
+            None => domain_of(&r.rcpt),
+        },
+        mailbox: local.as_ref().map(|(_, m)| m.clone()),
+        account: local.map(|(a, _)| a),
     }
 }
 

@@ -55,6 +55,7 @@ fn setup() -> Setup {
         filter: Arc::new(NoFilter),
         filter_time: std::time::Duration::from_secs(60),
         spam_reports: None,
+        results: None,
         memory: MemoryBudget::new(1 << 30),
     });
     Setup {

@@ -42,6 +42,7 @@ async fn setup(dir: &std::path::Path) -> (Arc<MxPipeline>, FaultSwitch, postroom
         filter: Arc::new(NoFilter),
         filter_time: std::time::Duration::from_secs(60),
         spam_reports: None,
+        results: None,
         memory: MemoryBudget::new(1 << 30),
     });
     (pipeline, switch, limited.id)

@@ -95,6 +95,29 @@ pub enum Command {
     /// reach it (banner, EHLO, STARTTLS, certificate).
     #[command(subcommand)]
     Check(CheckCmd),
+    /// The content filter: `filter check FILE|DIR...` scores messages
+    /// offline; `filter policy DOMAIN` shows or sets a domain's
+    /// thresholds and {Cleaned}.
+    #[command(subcommand)]
+    Filter(FilterCmd),
+    /// Senders whose mail skips the spam score, per domain or mailbox
+    /// (never the virus scan, the phishing blocklist or the attachment
+    /// rules; not when the sender's SPF, DKIM or DMARC fails).
+    #[command(subcommand)]
+    Whitelist(WhitelistCmd),
+    /// Mail the content filter held for an administrator.
+    #[command(subcommand)]
+    Quarantine(QuarantineCmd),
+    /// Why the filter did what it did with a message: every check, its
+    /// symbols' scores and details, and the action per recipient (any
+    /// message of the last 30 days).
+    Explain {
+        /// A queue id (from the `250` or the log) or a Message-ID.
+        id: String,
+        /// The stored report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Admin changes, newest first: when, who, from where, what.
     Audit {
         /// Only changes to this address or domain (as shown).
@@ -495,6 +518,81 @@ pub enum MailCmd {
         #[arg(long, default_value_t = 10)]
         min_age: u64,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FilterCmd {
+    /// Score messages offline (no DNS, no clamd), one line per message:
+    /// file, score, action, symbols. A folder is read whole (a Maildir's
+    /// cur/ and new/ too).
+    Check {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// One JSON object a line: file, score, action, symbols
+        /// ({name, score, detail}).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a domain's filter settings, or change them; unset ones are the
+    /// server's `[filter.policy]`.
+    Policy {
+        domain: String,
+        /// Score from which mail goes to the Junk folder.
+        #[arg(long)]
+        junk_at: Option<f64>,
+        /// Score from which mail is quarantined.
+        #[arg(long)]
+        quarantine_at: Option<f64>,
+        /// Score from which mail is refused (or discarded).
+        #[arg(long)]
+        high_at: Option<f64>,
+        /// Above high_at: reject (550 at SMTP time) or discard.
+        #[arg(long, value_parser = ["reject", "discard"])]
+        high_action: Option<String>,
+        /// {Cleaned} in the Subject of disarmed mail: on or off.
+        #[arg(long, value_parser = ["on", "off"])]
+        cleaned: Option<String>,
+        /// Back to the server's settings first.
+        #[arg(long)]
+        reset: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WhitelistCmd {
+    /// Whitelist SENDER (an address, or a domain for all its addresses)
+    /// for SCOPE (a hosted domain, or a mailbox's address).
+    Add {
+        scope: String,
+        sender: String,
+    },
+    Remove {
+        scope: String,
+        sender: String,
+    },
+    /// Every entry, or a domain's (its mailboxes' too) or a mailbox's.
+    List {
+        scope: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QuarantineCmd {
+    /// Quarantined messages: queue id, held since, sender, recipients, why.
+    List {
+        /// Only those for this domain's recipients.
+        #[arg(long)]
+        domain: Option<String>,
+        /// One JSON object per message, a line each.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The message as it was held, and the filter's report.
+    Show { id: String },
+    /// Deliver it, unchanged, to the mailboxes it was for.
+    Release { id: String },
+    /// Delete it (no bounce).
+    Delete { id: String },
 }
 
 #[derive(Subcommand, Debug)]

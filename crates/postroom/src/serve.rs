@@ -289,6 +289,7 @@ impl Protocol {
 /// address) stops the start with its message.
 fn content_filter(
     cfg: &Config,
+    store: &Store,
     classifier: Option<Arc<postroom_filter::classifier::Classifier>>,
 ) -> Result<Arc<dyn Filter>, String> {
     if !cfg.filter.enabled {
@@ -297,15 +298,17 @@ fn content_filter(
     let deps = postroom_filter::Deps {
         hostname: cfg.server.hostname.clone(),
         classifier,
+        offline: false,
     };
     let mut chain = postroom_filter::chain(&cfg.filter, &deps).map_err(|e| format!("[filter]: {e}"))?;
     if std::env::var_os("POSTROOM_TEST_FILTER_SCORES").is_some() {
         chain = chain.with_check(Box::new(postroom_pipeline::content::TestScore));
     }
+    let policy = postroom_pipeline::filter_store::StorePolicy::new(store.clone(), true);
     Ok(Arc::new(ChainFilter::new(
         chain,
         postroom_filter::Thresholds::from(&cfg.filter.policy),
-        None,
+        Some(Arc::new(policy)),
     )))
 }
 
@@ -353,7 +356,11 @@ async fn serve(
         None
     };
     let classifier = crate::classifier::start(&cfg, &store).await;
-    let filter = content_filter(&cfg, classifier.clone())?;
+    let filter = content_filter(&cfg, &store, classifier.clone())?;
+    let filter_results = cfg
+        .filter
+        .enabled
+        .then(|| postroom_pipeline::filter_store::ResultWriter::start(store.clone()));
     let pipeline = Arc::new(MxPipeline {
         sender_dns,
         limits: Some(Arc::new(SendLimits::new(LimitSettings {
@@ -376,6 +383,7 @@ async fn serve(
         store: store.clone(),
         filter,
         filter_time: postroom_pipeline::filter_deadline(Duration::from_secs(smtp.data_timeout_secs)),
+        results: filter_results,
         memory: postroom_pipeline::MemoryBudget::new(smtp.max_in_memory_bytes),
         spam_reports: crate::classifier::spam_reports(&cfg, classifier.as_ref()),
     });
@@ -641,6 +649,17 @@ async fn serve(
             removal_grace_secs: postroom_admin::REMOVAL_GRACE_SECS,
         },
     )));
+    tokio::spawn(expire_filtered(
+        postroom_admin::AdminService::for_store(
+            store.clone(),
+            postroom_admin::Policy {
+                hostname: cfg.server.hostname.clone(),
+                min_password_length: cfg.auth.min_password_length,
+                removal_grace_secs: postroom_admin::REMOVAL_GRACE_SECS,
+            },
+        ),
+        cfg.filter.quarantine_days,
+    ));
     tokio::spawn(look_for_foreign_changes(store.clone()));
     if let Some(tls) = &tls {
         start_acme(&cfg, &data_dir, tls, sockets.acme_http, &shutdown)?;
@@ -852,6 +871,27 @@ async fn purge_removed_mailboxes(admin: postroom_admin::AdminService) {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "deleting removed mailboxes failed"),
+        }
+    }
+}
+
+/// Quarantined mail past `[filter] quarantine_days` and filter reports
+/// past 30 days are deleted, at start and hourly.
+async fn expire_filtered(admin: postroom_admin::AdminService, quarantine_days: u64) {
+    let mut tick = tokio::time::interval(REMOVED_MAILBOX_PURGE_EVERY);
+    let max_age = i64::try_from(quarantine_days.saturating_mul(86_400)).unwrap_or(i64::MAX);
+    loop {
+        tick.tick().await;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        if let Err(e) = admin.quarantine_expire(now, max_age).await {
+            tracing::warn!(error = %e, "deleting expired quarantined mail failed");
+        }
+        match admin.expire_filter_reports().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(reports = n, "filter reports past 30 days deleted"),
+            Err(e) => tracing::warn!(error = %e, "deleting old filter reports failed"),
         }
     }
 }

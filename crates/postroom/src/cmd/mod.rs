@@ -7,6 +7,7 @@ mod config;
 mod console;
 mod directory;
 mod dkim;
+mod filter;
 mod init;
 mod mail;
 mod migrate;
@@ -96,6 +97,10 @@ fn run_command(ctx: &Context, command: Command) -> CmdResult {
         Command::Spam(crate::cli::SpamCmd::Report { ham, files }) => spam::report(ctx, &files, ham),
         Command::Spam(crate::cli::SpamCmd::Stats { json }) => spam::stats(ctx, json),
         Command::Check(crate::cli::CheckCmd::Smtp { target }) => check::smtp(ctx, &target),
+        Command::Filter(c) => filter::filter(ctx, c),
+        Command::Whitelist(c) => filter::whitelist(ctx, c),
+        Command::Quarantine(c) => filter::quarantine(ctx, c),
+        Command::Explain { id, json } => filter::explain(ctx, &id, json),
         Command::Tls(TlsCmd::SelfSigned { host, dir }) => {
             postroom_core::Domain::parse(&host).map_err(|e| format!("`{host}`: {e}"))?;
             let cfg = ctx.config()?;

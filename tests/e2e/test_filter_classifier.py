@@ -226,3 +226,15 @@ def test_cli_report_trains_ham_and_spam(cserver):
     assert (st["spam"], st["ham"]) == (1, 1)
     r = cserver.cli("spam", "report", "-", input="just some text\n", check=False)
     assert r.returncode != 0 and "full headers" in r.stderr
+
+
+def test_filter_check_scores_with_the_trained_classifier(cserver):
+    spam_dir = cserver.folder([spam(i) for i in range(6)])
+    ham_dir = cserver.folder([ham(i) for i in range(6)])
+    cserver.cli("spam", "train", "--spam", spam_dir, "--ham", ham_dir)
+    probe = cserver.folder([spam(50)])
+    out = cserver.cli("filter", "check", "--json", os.path.join(probe, "0.eml")).stdout
+    [line] = [json.loads(l) for l in out.splitlines() if l.strip()]
+    names = {s["name"]: s for s in line["symbols"]}
+    assert "BAYES_999" in names or "BAYES_99" in names, line
+    assert line["action"] == "junk", line

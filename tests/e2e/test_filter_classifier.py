@@ -170,13 +170,20 @@ def test_moving_into_and_out_of_junk_trains(cserver):
     typ, _ = m.uid("COPY", uid, "INBOX")
     assert typ == "OK"
     wait_for(lambda: stats(cserver)["ham"] == 1, "ham trained")
-    # Between two other folders: nothing.
+    # Between two other folders, or out of Junk into the Trash (spam
+    # deleted): nothing. A last move into Junk shows the hook ran after
+    # them, in order.
     [uid] = uids(m, "INBOX")
     typ, _ = m.uid("MOVE", uid, "Trash")
     assert typ == "OK"
-    time.sleep(0.3)
-    st = stats(cserver)
-    assert (st["spam"], st["ham"]) == (1, 1)
+    [uid] = uids(m, "Junk")
+    typ, _ = m.uid("MOVE", uid, "Trash")
+    assert typ == "OK"
+    [first, _] = uids(m, "Trash")
+    typ, _ = m.uid("COPY", first, "Junk")
+    assert typ == "OK"
+    st = wait_for(lambda: (lambda s: s if s["spam"] == 2 else None)(stats(cserver)), "spam trained again")
+    assert st["ham"] == 1, st
     m.logout()
 
 

@@ -407,9 +407,15 @@ async fn train_copied(
             return;
         }
     };
+    let trash = dst
+        .as_ref()
+        .and_then(|f| f.special_use.as_deref())
+        .is_some_and(|u| u.eq_ignore_ascii_case(postroom_store::SpecialUse::Trash.attribute()));
     let spam = match (junk(&src), junk(&dst)) {
         (false, true) => true,
-        (true, false) => false,
+        // Out of Junk into the Trash is how spam is deleted, not a
+        // rescued message.
+        (true, false) if !trash => false,
         _ => return,
     };
     let mut rows = Vec::with_capacity(uids.len());

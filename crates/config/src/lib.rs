@@ -662,9 +662,60 @@ impl FilterClamavConfig {
 }
 
 /// The statistical classifier (`crates/filter/src/classifier.rs`).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct FilterClassifierConfig {}
+pub struct FilterClassifierConfig {
+    /// false: the classifier neither scores nor trains from IMAP moves or
+    /// the report address (`postroom spam train` still trains).
+    pub enabled: bool,
+    /// The classifier votes only once trained on this many spam and this
+    /// many ham messages: with fewer, a handful of messages would decide
+    /// (SpamAssassin waits for 200 of each, `bayes_min_spam_num`).
+    pub min_spam: u32,
+    pub min_ham: u32,
+    /// How often (seconds) the server looks for training made by other
+    /// nodes on the same PostgreSQL database (or by `postroom spam`) and
+    /// reloads the model when there is some.
+    pub reload_secs: u64,
+    /// An address (on a hosted domain) that authenticated users forward
+    /// spam to, attached as message/rfc822: each attached message trains
+    /// the classifier as spam; the forward itself is not delivered.
+    /// Empty: none.
+    pub report_address: String,
+    /// Moving a message into a `\Junk` folder over IMAP trains it as spam,
+    /// moving it out of one trains it as ham.
+    pub train_on_move: bool,
+}
+
+impl Default for FilterClassifierConfig {
+    fn default() -> Self {
+        FilterClassifierConfig {
+            enabled: true,
+            min_spam: 200,
+            min_ham: 200,
+            reload_secs: 60,
+            report_address: String::new(),
+            train_on_move: true,
+        }
+    }
+}
+
+impl FilterClassifierConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.reload_secs == 0 {
+            return Err(ConfigError(
+                "filter.classifier.reload_secs: must be at least 1".into(),
+            ));
+        }
+        let a = self.report_address.trim();
+        if !a.is_empty() && postroom_core::Address::parse(a, true).is_err() {
+            return Err(ConfigError(format!(
+                "filter.classifier.report_address: `{a}` is not an address"
+            )));
+        }
+        Ok(())
+    }
+}
 
 /// The web console and the HTTP API (`crates/http`).
 #[derive(Clone, Debug, Deserialize)]
@@ -982,6 +1033,7 @@ impl Config {
         self.filter.sender.validate()?;
         self.filter.clamav.validate()?;
         self.filter.attachments.validate()?;
+        self.filter.classifier.validate()?;
         if self.filter.quarantine_days == 0 || self.filter.quarantine_days > 3650 {
             return Err(ConfigError(
                 "filter.quarantine_days: must be between 1 and 3650".into(),

@@ -22,6 +22,10 @@ pub struct Deps {
     /// `[smtp] trusted_networks`: this provider's own relays, whose mail
     /// skips the sender checks as a logged-in user's does.
     pub trusted_networks: postroom_core::IpNetList,
+    /// The statistical classifier, its model loaded from the store; the
+    /// server also hands it to the trainers (IMAP moves, the report
+    /// address). `None`: no classifier check.
+    pub classifier: Option<std::sync::Arc<crate::classifier::Classifier>>,
     /// `postroom filter check`: scoring files offline, so no check may
     /// reach the network (no DNS, no clamd); such checks leave themselves
     /// out of the chain.

@@ -29,6 +29,8 @@ pub struct ImapService {
     pub max_append: u32,
     /// Sessions per account.
     pub per_account: Arc<AccountLimiter>,
+    /// Trains the classifier on moves into and out of `\\Junk`.
+    pub trainer: Option<Arc<dyn crate::storage::JunkTrainer>>,
 }
 
 /// Read buffer while a command is arriving; released between commands so
@@ -51,7 +53,7 @@ impl ImapService {
             max_errors: 50,
         };
         let mut session = Session::new(cfg, stream.is_tls());
-        let mut glue = Glue::new(self.store.clone());
+        let mut glue = Glue::new(self.store.clone()).with_trainer(self.trainer.clone());
         let mut out = session.greeting();
         let mut buf: Vec<u8> = Vec::new();
         // The selected folder's changes, for IDLE.

@@ -286,11 +286,36 @@ pub struct Glue {
     /// `Err`: writing failed (logged then); the APPEND answers
     /// `NO [UNAVAILABLE]`.
     upload: Option<Result<Upload, ()>>,
+    trainer: Option<Arc<dyn JunkTrainer>>,
 }
+
+/// The content filter's classifier, taught by the user's own sorting: a
+/// message copied or moved into a `\Junk` folder is spam, one taken out
+/// of it into another folder is ham. Handed the messages as stored (full
+/// headers); it trains in the background and logs a failure, since the
+/// COPY or MOVE itself has succeeded.
+pub trait JunkTrainer: Send + Sync {
+    fn train(&self, messages: Vec<Vec<u8>>, spam: bool);
+}
+
+/// Messages read for training per COPY/MOVE: a user emptying a Junk
+/// folder of 100,000 messages teaches the classifier the first 500 (its
+/// batch), not a day of reads.
+pub const TRAIN_PER_COPY: usize = 500;
 
 impl Glue {
     pub fn new(store: Store) -> Self {
-        Glue { store, upload: None }
+        Glue {
+            store,
+            upload: None,
+            trainer: None,
+        }
+    }
+
+    /// With a trainer for moves into and out of `\Junk`.
+    pub fn with_trainer(mut self, trainer: Option<Arc<dyn JunkTrainer>>) -> Self {
+        self.trainer = trainer;
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -344,7 +369,77 @@ impl Glue {
             },
             q => q,
         };
-        ask(&self.store, query).await
+        let copy = match (&query, &self.trainer) {
+            (Query::Copy { from, to, .. }, Some(t)) => Some((*from, *to, Arc::clone(t))),
+            _ => None,
+        };
+        let answer = ask(&self.store, query).await?;
+        if let (Some((from, to, trainer)), Answer::Copied { pairs, .. }) = (copy, &answer) {
+            let uids: Vec<Uid> = pairs.iter().map(|p| p.1).take(TRAIN_PER_COPY).collect();
+            tokio::spawn(train_copied(self.store.clone(), from, to, uids, trainer));
+        }
+        Ok(answer)
+    }
+}
+
+/// After a COPY or MOVE (a MOVE is a copy, then an expunge): when exactly
+/// one side is a `\Junk` folder, the copies (read from the target, which
+/// the expunge does not touch) train the classifier.
+async fn train_copied(
+    store: Store,
+    from: FolderId,
+    to: FolderId,
+    uids: Vec<Uid>,
+    trainer: Arc<dyn JunkTrainer>,
+) {
+    let junk = |f: &Option<postroom_store::mailbox::FolderRow>| {
+        f.as_ref()
+            .and_then(|f| f.special_use.as_deref())
+            .is_some_and(|u| u.eq_ignore_ascii_case(postroom_store::SpecialUse::Junk.attribute()))
+    };
+    let (src, dst) = match (
+        store.meta().folder_by_id(from).await,
+        store.meta().folder_by_id(to).await,
+    ) {
+        (Ok(s), Ok(d)) => (s, d),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(target: "imap", error = %e, "not trained: the folders could not be read");
+            return;
+        }
+    };
+    let trash = dst
+        .as_ref()
+        .and_then(|f| f.special_use.as_deref())
+        .is_some_and(|u| u.eq_ignore_ascii_case(postroom_store::SpecialUse::Trash.attribute()));
+    let spam = match (junk(&src), junk(&dst)) {
+        (false, true) => true,
+        // Out of Junk into the Trash is how spam is deleted, not a
+        // rescued message.
+        (true, false) if !trash => false,
+        _ => return,
+    };
+    let mut rows = Vec::with_capacity(uids.len());
+    for uid in uids {
+        match store.meta().message(to, uid).await {
+            Ok(Some(row)) => rows.push(row),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(target: "imap", error = %e, "not trained: the messages could not be read");
+                return;
+            }
+        }
+    }
+    let reader = store.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        rows.iter()
+            .filter_map(|r| reader.message_bytes(r).ok())
+            .collect::<Vec<_>>()
+    })
+    .await;
+    match read {
+        Ok(messages) if !messages.is_empty() => trainer.train(messages, spam),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(target: "imap", error = %e, "not trained: the messages could not be read"),
     }
 }
 

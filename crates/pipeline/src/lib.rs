@@ -13,6 +13,7 @@ pub mod limits;
 pub mod mx;
 pub mod policy;
 pub mod router;
+pub mod spam_report;
 pub mod srs;
 
 pub use content::{ChainFilter, PolicySource, RcptPolicy};

@@ -45,6 +45,9 @@ pub struct MxPipeline {
     /// The cap on message bytes held whole in memory at once (see
     /// [`MemoryBudget`]).
     pub memory: Arc<MemoryBudget>,
+    /// The spam report address and the classifier it trains
+    /// (`crate::spam_report`); `None`: no such address.
+    pub spam_reports: Option<Arc<dyn crate::spam_report::SpamReports>>,
 }
 
 /// A message body as it arrives: a spool file in the blob store
@@ -124,6 +127,18 @@ impl MxPipeline {
                 };
             }
             RcptTarget::Mailbox(addr) if self.is_srs_bounce(&addr) => return self.srs_bounce(&addr).await,
+            // A logged-in user's spam report: no mailbox, nothing
+            // routed; `accept` trains on it (crate::spam_report).
+            RcptTarget::Mailbox(addr)
+                if peer.auth.is_some()
+                    && crate::spam_report::is_report_address(self.spam_reports.as_deref(), &addr) =>
+            {
+                return RcptVerdict::Accept(AcceptedRcpt {
+                    rcpt: addr.to_string(),
+                    routes: Vec::new(),
+                    forwarded: false,
+                });
+            }
             RcptTarget::Mailbox(addr) => addr,
         };
         let lookup = match self.directory.resolve(&addr).await {
@@ -222,6 +237,13 @@ impl MxPipeline {
             None => None,
         };
         let rcpts: Vec<AcceptedRcpt> = env.recipients.into_iter().map(|(_, r)| r).collect();
+        if let Some(reports) = &self.spam_reports {
+            if let Some(answer) =
+                crate::spam_report::take_report(reports.as_ref(), env.auth.as_deref(), &rcpts, &body).await
+            {
+                return answer;
+            }
+        }
         let rcpt_names: Vec<String> = rcpts.iter().map(|r| r.rcpt.clone()).collect();
         let filter_rcpts: Vec<FilterRecipient> = rcpts.iter().map(filter_recipient).collect();
         let started = Instant::now();

@@ -54,6 +54,7 @@ fn setup() -> Setup {
         store,
         filter: Arc::new(NoFilter),
         filter_time: std::time::Duration::from_secs(60),
+        spam_reports: None,
         results: None,
         memory: MemoryBudget::new(1 << 30),
     });

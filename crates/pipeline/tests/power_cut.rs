@@ -84,6 +84,7 @@ async fn setup(careless: Option<bool>, pg: Option<&str>) -> Setup {
         store,
         filter: Arc::new(NoFilter),
         filter_time: std::time::Duration::from_secs(60),
+        spam_reports: None,
         results: None,
         memory: MemoryBudget::new(1 << 30),
     });

@@ -41,6 +41,7 @@ async fn setup(dir: &std::path::Path) -> (Arc<MxPipeline>, FaultSwitch, postroom
         store,
         filter: Arc::new(NoFilter),
         filter_time: std::time::Duration::from_secs(60),
+        spam_reports: None,
         results: None,
         memory: MemoryBudget::new(1 << 30),
     });

@@ -87,6 +87,10 @@ pub enum Command {
     /// forwarded under the previous one are still accepted.
     #[command(subcommand)]
     Srs(SrsCmd),
+    /// The content filter's statistical classifier: `spam train --spam
+    /// DIR --ham DIR`, `spam report [--ham] FILE`, `spam stats`.
+    #[command(subcommand)]
+    Spam(SpamCmd),
     /// Checks: `check smtp HOST[:PORT]` tests a mail server as we would
     /// reach it (banner, EHLO, STARTTLS, certificate).
     #[command(subcommand)]
@@ -165,6 +169,35 @@ pub enum Command {
     Sendmail {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SpamCmd {
+    /// Train on folders of messages: Maildirs (cur/ and new/) or folders
+    /// with one message a file, with their full headers.
+    Train {
+        /// A folder of spam (repeatable).
+        #[arg(long, value_name = "DIR")]
+        spam: Vec<PathBuf>,
+        /// A folder of ham, wanted mail (repeatable).
+        #[arg(long, value_name = "DIR")]
+        ham: Vec<PathBuf>,
+    },
+    /// Report spam the filter did not catch (or, with --ham, wanted mail
+    /// it took for spam): the message as saved, with its full headers;
+    /// `-` reads standard input.
+    Report {
+        #[arg(long)]
+        ham: bool,
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// What the classifier was trained on: messages, tokens, whether it
+    /// votes yet.
+    Stats {
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -1,5 +1,6 @@
 //! `postroom`: the server and its administration CLI.
 
+mod classifier;
 mod cli;
 mod cmd;
 mod control;

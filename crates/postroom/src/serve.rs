@@ -287,7 +287,12 @@ impl Protocol {
 /// The content filter `[filter]` describes, or none with `enabled =
 /// false`; a configuration error (an unreadable blocklist, a bad clamd
 /// address) stops the start with its message.
-fn content_filter(cfg: &Config, store: &Store, dns: Option<&MxResolver>) -> Result<Arc<dyn Filter>, String> {
+fn content_filter(
+    cfg: &Config,
+    store: &Store,
+    dns: Option<&MxResolver>,
+    classifier: Option<Arc<postroom_filter::classifier::Classifier>>,
+) -> Result<Arc<dyn Filter>, String> {
     if !cfg.filter.enabled {
         return Ok(Arc::new(NoFilter));
     }
@@ -308,6 +313,7 @@ fn content_filter(cfg: &Config, store: &Store, dns: Option<&MxResolver>) -> Resu
         // cache, the same settings.
         dns: dns.and_then(|r| r.resolver().cloned()),
         trusted_networks: postroom_core::IpNetList::parse(&cfg.smtp.trusted_networks)?,
+        classifier,
         offline: false,
     };
     let mut chain = postroom_filter::chain(&cfg.filter, &deps).map_err(|e| format!("[filter]: {e}"))?;
@@ -365,7 +371,8 @@ async fn serve(
     } else {
         None
     };
-    let filter = content_filter(&cfg, &store, sender_dns.as_deref())?;
+    let classifier = crate::classifier::start(&cfg, &store).await;
+    let filter = content_filter(&cfg, &store, sender_dns.as_deref(), classifier.clone())?;
     let filter_results = cfg
         .filter
         .enabled
@@ -394,6 +401,7 @@ async fn serve(
         filter_time: postroom_pipeline::filter_deadline(Duration::from_secs(smtp.data_timeout_secs)),
         results: filter_results,
         memory: postroom_pipeline::MemoryBudget::new(smtp.max_in_memory_bytes),
+        spam_reports: crate::classifier::spam_reports(&cfg, classifier.as_ref()),
     });
     let smtp_session = SessionConfig {
         hostname: cfg.server.hostname.clone(),
@@ -505,6 +513,7 @@ async fn serve(
         idle_timeout: Duration::from_secs(cfg.imap.idle_timeout_secs),
         max_append: cfg.imap.max_append,
         per_account: AccountLimiter::new(cfg.imap.max_connections_per_user),
+        trainer: crate::classifier::junk_trainer(&cfg, classifier.as_ref()),
     }));
     // Each protocol has its own exemptions: an address exempt on the MX
     // (a relay, a benchmark) is not thereby exempt on IMAP or POP3.

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 
 use crate::admin::{AuditEntry, AuditQuery, AuditRow};
 use crate::cache::FolderSnapshot;
+use crate::classifier::{TrainingBatch, TrainingModel, TrainingTotals};
 use crate::committer::Delivery;
 use crate::console::{ApiTokenRow, NewApiToken, ProviderAdminRow};
 use crate::directory::{AccountRow, AliasRow, DomainRow, ImportedAlias};
@@ -346,9 +347,31 @@ pub trait FilterMeta: Send + Sync {
     async fn expire_filter_results(&self, before: i64) -> Result<usize>;
 }
 
+/// What the content filter's statistical classifier keeps
+/// (`postroom_filter::classifier`): token counts and totals. The server
+/// holds the model in memory and reloads it when the generation moved
+/// (another node's training); `postroom spam` and the training hooks
+/// (IMAP moves to and from Junk, the report address) write batches.
+#[async_trait]
+pub trait ClassifierMeta: Send + Sync {
+    async fn classifier_totals(&self) -> Result<TrainingTotals>;
+    /// Every token with its counts, and the totals, read together.
+    async fn classifier_model(&self) -> Result<TrainingModel>;
+    /// Adds a batch in one transaction; returns the totals after it.
+    async fn classifier_train(&self, batch: &TrainingBatch) -> Result<TrainingTotals>;
+}
+
 /// A whole back end.
 pub trait Metadata:
-    DirectoryMeta + AdminMeta + MailboxMeta + QueueMeta + DeliveryMeta + Watch + ConsoleMeta + FilterMeta
+    DirectoryMeta
+    + AdminMeta
+    + MailboxMeta
+    + QueueMeta
+    + DeliveryMeta
+    + Watch
+    + ConsoleMeta
+    + FilterMeta
+    + ClassifierMeta
 {
     /// A short name for logs and `status`: `sqlite` or `postgresql`.
     fn kind(&self) -> &'static str;

@@ -13,10 +13,11 @@ use async_trait::async_trait;
 
 use crate::admin::{AuditEntry, AuditQuery, AuditRow};
 use crate::backend::{
-    AdminMeta, Appended, ConsoleMeta, DeliveryMeta, DirectoryMeta, FilterMeta, MailboxMeta, Metadata,
-    QueueMeta, Watch,
+    AdminMeta, Appended, ClassifierMeta, ConsoleMeta, DeliveryMeta, DirectoryMeta, FilterMeta, MailboxMeta,
+    Metadata, QueueMeta, Watch,
 };
 use crate::cache::FolderSnapshot;
+use crate::classifier::{TrainingBatch, TrainingModel, TrainingTotals};
 use crate::committer::Delivery;
 use crate::console::{ApiTokenRow, NewApiToken, ProviderAdminRow};
 use crate::directory::{AccountRow, AliasRow, DomainRow, ImportedAlias};
@@ -564,6 +565,22 @@ impl ConsoleMeta for FaultyMeta {
     async fn remove_api_token(&self, id: i64) -> Result<bool> {
         self.check()?;
         self.inner.remove_api_token(id).await
+    }
+}
+
+#[async_trait]
+impl ClassifierMeta for FaultyMeta {
+    async fn classifier_totals(&self) -> Result<TrainingTotals> {
+        self.check()?;
+        self.inner.classifier_totals().await
+    }
+    async fn classifier_model(&self) -> Result<TrainingModel> {
+        self.check()?;
+        self.inner.classifier_model().await
+    }
+    async fn classifier_train(&self, batch: &TrainingBatch) -> Result<TrainingTotals> {
+        self.check()?;
+        self.inner.classifier_train(batch).await
     }
 }
 

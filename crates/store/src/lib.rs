@@ -13,6 +13,7 @@ pub mod backend;
 pub mod backup;
 pub mod blob;
 pub mod cache;
+pub mod classifier;
 pub mod committer;
 pub mod console;
 pub mod db;
@@ -45,6 +46,7 @@ pub use backend::{
     AdminMeta, Appended, DeliveryMeta, DirectoryMeta, FilterMeta, MailboxMeta, Metadata, QueueMeta, Watch,
 };
 pub use blob::{BlobStore, FsBlobStore, MemSpool};
+pub use classifier::{TokenCounts, TrainingBatch, TrainingModel, TrainingTotals};
 pub use committer::{Delivery, LocalDelivery, OutboundItem};
 pub use console::{ApiTokenRow, NewApiToken, ProviderAdminRow};
 pub use db::Db;

@@ -226,6 +226,16 @@ pub(crate) const TABLES: &[Table] = &[
         columns: &["queue_id", "message_id", "at", "report"],
         has_id: false,
     },
+    Table {
+        name: "classifier_tokens",
+        columns: &["token", "spam", "ham"],
+        has_id: false,
+    },
+    Table {
+        name: "classifier_totals",
+        columns: &["id", "spam", "ham", "generation"],
+        has_id: false,
+    },
 ];
 
 /// What a copy did.
@@ -352,14 +362,18 @@ pub async fn copy_sqlite_to(
         let mut after = if table.has_id {
             pg.migration_last_id(table.name).await?
         } else {
-            0
+            // The lowest rowid: classifier_tokens' rowid is the token's
+            // hash, negative for half of them.
+            i64::MIN
         };
         let mut done = if after > 0 {
             pg.migration_count(table.name).await?
         } else {
             0
         };
-        let mut replace = table.name == "sent_copies";
+        // classifier_totals' one row exists on both sides from the start:
+        // SQLite's replaces PostgreSQL's zeros.
+        let mut replace = table.name == "sent_copies" || table.name == "classifier_totals";
         loop {
             let chunk = read_chunk(db, table, after)?;
             let Some(&(last, _)) = chunk.last() else {

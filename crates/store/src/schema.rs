@@ -321,7 +321,26 @@ CREATE INDEX filter_results_message_id ON filter_results(message_id);
 CREATE INDEX filter_results_at ON filter_results(at);
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11];
+/// Version 12 (the content filter's classifier, issue #10): per token (a
+/// 64-bit hash made by the filter's tokenizer), the spam and ham messages
+/// it was seen in; and the messages trained, with a generation that every
+/// training moves so other nodes know to reload.
+const V12: &str = r#"
+CREATE TABLE classifier_tokens (
+    token INTEGER PRIMARY KEY,            -- the tokenizer's 64-bit hash
+    spam INTEGER NOT NULL DEFAULT 0,      -- spam messages trained that had it
+    ham INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE classifier_totals (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    spam INTEGER NOT NULL DEFAULT 0,      -- spam messages trained
+    ham INTEGER NOT NULL DEFAULT 0,
+    generation INTEGER NOT NULL DEFAULT 0 -- moved by every training batch
+);
+INSERT INTO classifier_totals (id, spam, ham, generation) VALUES (1, 0, 0, 0);
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12];
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -12,10 +12,11 @@ use async_trait::async_trait;
 
 use crate::admin::{AuditEntry, AuditQuery, AuditRow};
 use crate::backend::{
-    AdminMeta, Appended, ConsoleMeta, DeliveryMeta, DirectoryMeta, FilterMeta, MailboxMeta, Metadata,
-    QueueMeta, Watch,
+    AdminMeta, Appended, ClassifierMeta, ConsoleMeta, DeliveryMeta, DirectoryMeta, FilterMeta, MailboxMeta,
+    Metadata, QueueMeta, Watch,
 };
 use crate::cache::FolderSnapshot;
+use crate::classifier::{TrainingBatch, TrainingModel, TrainingTotals};
 use crate::committer::{Delivery, Work};
 use crate::console::{ApiTokenRow, NewApiToken, ProviderAdminRow};
 use crate::directory::{AccountRow, AliasRow, DomainRow, ImportedAlias};
@@ -459,6 +460,19 @@ impl ConsoleMeta for Sqlite {
     }
     async fn remove_api_token(&self, id: i64) -> Result<bool> {
         self.db.remove_api_token(id)
+    }
+}
+
+#[async_trait]
+impl ClassifierMeta for Sqlite {
+    async fn classifier_totals(&self) -> Result<TrainingTotals> {
+        self.db.classifier_totals()
+    }
+    async fn classifier_model(&self) -> Result<TrainingModel> {
+        bulk(|| self.db.classifier_model())
+    }
+    async fn classifier_train(&self, batch: &TrainingBatch) -> Result<TrainingTotals> {
+        bulk(|| self.db.classifier_train(batch))
     }
 }
 

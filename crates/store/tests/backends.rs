@@ -171,6 +171,7 @@ suite!(
     provider_admins,
     appends_and_copies_count_as_deliveries_do,
     concurrent_appends_copies_and_deliveries,
+    classifier_training_counts,
     filter_settings_whitelists_and_reports,
 );
 
@@ -247,6 +248,78 @@ async fn filter_settings_whitelists_and_reports(f: &Fixture) {
     assert_eq!(m.expire_filter_results(250).await.unwrap(), 2);
     assert!(m.filter_results("m1@x").await.unwrap().is_empty());
     assert_eq!(m.filter_results("Q3").await.unwrap().len(), 1);
+}
+
+/// The classifier's training: batches add (and take back) counts in one
+/// transaction, never below 0; every batch moves the generation other
+/// nodes reload on; the model reads tokens and totals together; tokens
+/// are whole 64-bit hashes, negative ones included.
+async fn classifier_training_counts(f: &Fixture) {
+    use postroom_store::{TokenCounts, TrainingBatch, TrainingTotals};
+    let m = meta(f);
+    let start = m.classifier_totals().await.unwrap();
+    assert_eq!((start.spam, start.ham), (0, 0));
+    assert!(m.classifier_model().await.unwrap().tokens.is_empty());
+    let tok = |token, spam, ham| TokenCounts { token, spam, ham };
+    let t1 = m
+        .classifier_train(&TrainingBatch {
+            spam: 2,
+            ham: 1,
+            tokens: vec![tok(i64::MIN, 2, 0), tok(-7, 1, 1), tok(i64::MAX, 0, 1)],
+        })
+        .await
+        .unwrap();
+    assert_eq!((t1.spam, t1.ham), (2, 1));
+    assert!(t1.generation > start.generation);
+    let t2 = m
+        .classifier_train(&TrainingBatch {
+            spam: 0,
+            ham: 1,
+            tokens: vec![tok(-7, 0, 1), tok(42, 0, 1)],
+        })
+        .await
+        .unwrap();
+    assert!(t2.generation > t1.generation);
+    let mut model = m.classifier_model().await.unwrap();
+    model.tokens.sort_by_key(|t| t.token);
+    assert_eq!(model.totals, t2);
+    assert_eq!(
+        model.tokens,
+        vec![
+            tok(i64::MIN, 2, 0),
+            tok(-7, 1, 2),
+            tok(42, 0, 1),
+            tok(i64::MAX, 0, 1)
+        ]
+    );
+    // Taking back more than was trained stops at 0; a token no message
+    // counts any more is gone, and a new token's negative change is 0.
+    let t3 = m
+        .classifier_train(&TrainingBatch {
+            spam: -5,
+            ham: 0,
+            tokens: vec![tok(i64::MIN, -3, 0), tok(-7, -1, 0), tok(99, -1, 0)],
+        })
+        .await
+        .unwrap();
+    assert_eq!((t3.spam, t3.ham), (0, 2));
+    let mut model = m.classifier_model().await.unwrap();
+    model.tokens.sort_by_key(|t| t.token);
+    assert_eq!(
+        model.tokens,
+        vec![tok(-7, 0, 2), tok(42, 0, 1), tok(i64::MAX, 0, 1)]
+    );
+    assert_eq!(m.classifier_totals().await.unwrap(), TrainingTotals { ..t3 });
+    // A large batch is one call.
+    let many: Vec<_> = (0..20_000).map(|i| tok(i * 7919, 1, 0)).collect();
+    m.classifier_train(&TrainingBatch {
+        spam: 1,
+        ham: 0,
+        tokens: many,
+    })
+    .await
+    .unwrap();
+    assert_eq!(m.classifier_model().await.unwrap().tokens.len(), 20_003);
 }
 
 /// `postroom status`: per state and hold reason, how many and the oldest,
@@ -2121,6 +2194,7 @@ async fn postgres_upgrades_a_v7_database() {
          DROP TABLE api_tokens;
          DROP TABLE filter_domains, filter_whitelist, filter_results;
          DROP INDEX messages_modseq; DROP INDEX expunged_modseq;
+         DROP TABLE classifier_tokens; DROP TABLE classifier_totals;
          UPDATE schema_version SET version = 7;
          INSERT INTO outbound (queue_id, blob_id, prefix, sender, recipient, state, reason, next_attempt, created)
              VALUES ('q', 'b', '', 's@x.example', 'r@y.example', 'held', 'alias target does not exist', 0, 0),
@@ -2165,8 +2239,9 @@ async fn postgres_upgrades_a_v7_database() {
 }
 
 /// A PostgreSQL database at schema version 9 (the console's tables, as
-/// main released it) gets version 10's MODSEQ indexes on open and keeps
-/// its rows.
+/// main released it) gets version 10's MODSEQ indexes, version 11's
+/// filter tables and version 12's classifier tables on open and keeps its
+/// rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_upgrades_a_v9_database() {
     let Some(pg) = PgDatabase::create("v9").await else {
@@ -2183,6 +2258,7 @@ async fn postgres_upgrades_a_v9_database() {
     c.batch_execute(
         "DROP INDEX messages_modseq; DROP INDEX expunged_modseq;
          DROP TABLE filter_domains, filter_whitelist, filter_results;
+         DROP TABLE classifier_tokens; DROP TABLE classifier_totals;
          UPDATE schema_version SET version = 9;
          INSERT INTO provider_admins (address, display, password_hash, created)
              VALUES ('ops@example.com', 'ops@example.com', 'x', 0);",
@@ -2205,7 +2281,7 @@ async fn postgres_upgrades_a_v9_database() {
         (r.get(0), r.get(1))
     };
     assert_eq!((v, indexes), (SCHEMA_VERSION, 2));
-    assert_eq!(SCHEMA_VERSION, 11);
+    assert_eq!(SCHEMA_VERSION, 12);
     // Version 11's tables came with the upgrade.
     store
         .meta()
@@ -2213,6 +2289,8 @@ async fn postgres_upgrades_a_v9_database() {
         .await
         .unwrap();
     assert_eq!(store.meta().whitelist(None).await.unwrap().len(), 1);
+    // Version 12: the classifier's tables, its totals row made.
+    assert_eq!(store.meta().classifier_totals().await.unwrap().spam, 0);
     drop(store);
     pg.drop_database().await;
 }

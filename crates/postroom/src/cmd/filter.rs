@@ -115,6 +115,26 @@ fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     Ok(out)
 }
 
+/// The classifier as the server would load it, when there is a store
+/// (scoring files needs none: without one the classifier is left out).
+fn offline_classifier(
+    ctx: &Context,
+    cfg: &postroom_config::Config,
+) -> Option<std::sync::Arc<postroom_filter::classifier::Classifier>> {
+    if !cfg.filter.classifier.enabled {
+        return None;
+    }
+    let store = ctx.store().ok()?;
+    let c = postroom_filter::classifier::Classifier::new(&cfg.filter.classifier, store.meta_handle());
+    match super::wait(c.load()) {
+        Ok(()) => Some(std::sync::Arc::new(c)),
+        Err(e) => {
+            eprintln!("warning: the classifier's training could not be read ({e}): scored without it");
+            None
+        }
+    }
+}
+
 /// `filter check`: the chain `[filter]` describes, offline, on files.
 fn check(ctx: &Context, paths: &[PathBuf], json: bool) -> CmdResult {
     let cfg = ctx.config()?;
@@ -123,6 +143,7 @@ fn check(ctx: &Context, paths: &[PathBuf], json: bool) -> CmdResult {
         // No resolver: the sender checks look nothing up offline.
         dns: None,
         offline: true,
+        classifier: offline_classifier(ctx, &cfg),
         ..Default::default()
     };
     let mut chain = postroom_filter::chain(&cfg.filter, &deps).map_err(|e| format!("[filter]: {e}"))?;

@@ -12,6 +12,7 @@ mod init;
 mod mail;
 mod migrate;
 pub mod sendmail;
+mod spam;
 mod status;
 
 use std::path::PathBuf;
@@ -92,6 +93,9 @@ fn run_command(ctx: &Context, command: Command) -> CmdResult {
             );
             Ok(())
         }
+        Command::Spam(crate::cli::SpamCmd::Train { spam, ham }) => spam::train(ctx, &spam, &ham),
+        Command::Spam(crate::cli::SpamCmd::Report { ham, files }) => spam::report(ctx, &files, ham),
+        Command::Spam(crate::cli::SpamCmd::Stats { json }) => spam::stats(ctx, json),
         Command::Check(crate::cli::CheckCmd::Smtp { target }) => check::smtp(ctx, &target),
         Command::Filter(c) => filter::filter(ctx, c),
         Command::Whitelist(c) => filter::whitelist(ctx, c),

@@ -194,6 +194,7 @@ pub fn run(ctx: &Context, args: &[String]) -> CmdResult {
         store,
         filter: Arc::new(NoFilter),
         filter_time: std::time::Duration::from_secs(60),
+        spam_reports: None,
         results: None,
         memory: postroom_pipeline::MemoryBudget::new(cfg.smtp.max_in_memory_bytes),
     };

@@ -12,6 +12,7 @@
 //! No driver type leaves this module: errors become
 //! [`StoreError::Backend`], rows the structs of the traits.
 
+mod classifier;
 mod committer;
 mod console;
 mod directory;

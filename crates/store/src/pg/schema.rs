@@ -8,10 +8,10 @@ use super::{pg_err, PgClient};
 use crate::schema::SCHEMA_VERSION;
 use crate::{Result, StoreError};
 
-// This schema is version 11 of crate::schema. A new SQLite migration must
+// This schema is version 12 of crate::schema. A new SQLite migration must
 // come with its PostgreSQL form here (and a migration step): this fails to
 // compile until it does.
-const _: () = assert!(SCHEMA_VERSION == 11, "add the new schema version to pg/schema.rs");
+const _: () = assert!(SCHEMA_VERSION == 12, "add the new schema version to pg/schema.rs");
 
 /// The oldest PostgreSQL schema released (with the first PostgreSQL back end).
 const FIRST_VERSION: i64 = 7;
@@ -78,6 +78,22 @@ CREATE TABLE filter_results (
 CREATE INDEX filter_results_message_id ON filter_results(message_id);
 CREATE INDEX filter_results_at ON filter_results(at);
 ",
+    ),
+    (
+        11,
+        // crate::schema V12: the classifier's token counts and totals.
+        "CREATE TABLE classifier_tokens (
+             token BIGINT PRIMARY KEY,
+             spam BIGINT NOT NULL DEFAULT 0,
+             ham BIGINT NOT NULL DEFAULT 0
+         );
+         CREATE TABLE classifier_totals (
+             id BIGINT PRIMARY KEY CHECK (id = 1),
+             spam BIGINT NOT NULL DEFAULT 0,
+             ham BIGINT NOT NULL DEFAULT 0,
+             generation BIGINT NOT NULL DEFAULT 0
+         );
+         INSERT INTO classifier_totals (id, spam, ham, generation) VALUES (1, 0, 0, 0);",
     ),
 ];
 
@@ -320,6 +336,19 @@ CREATE TABLE filter_results (
 );
 CREATE INDEX filter_results_message_id ON filter_results(message_id);
 CREATE INDEX filter_results_at ON filter_results(at);
+-- Version 12: the classifier's token counts and totals (issue #10).
+CREATE TABLE classifier_tokens (
+    token BIGINT PRIMARY KEY,
+    spam BIGINT NOT NULL DEFAULT 0,
+    ham BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE classifier_totals (
+    id BIGINT PRIMARY KEY CHECK (id = 1),
+    spam BIGINT NOT NULL DEFAULT 0,
+    ham BIGINT NOT NULL DEFAULT 0,
+    generation BIGINT NOT NULL DEFAULT 0
+);
+INSERT INTO classifier_totals (id, spam, ham, generation) VALUES (1, 0, 0, 0);
 CREATE TABLE schema_version (
     version BIGINT NOT NULL
 );

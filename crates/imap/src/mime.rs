@@ -3,13 +3,13 @@
 //! stored message (raw RFC 5322 bytes, CRLF line endings; bare LF is
 //! tolerated). Pure: no I/O, no panics on malformed input.
 //!
-//! The MIME tree is parsed here, from the raw bytes, so that every size and
-//! section is exact: the CRLF before a boundary delimiter belongs to the
-//! delimiter (RFC 2046 5.1.1), a part's body ends before it, a boundary line
-//! is any line starting with `--boundary` (the longest boundary of the
-//! enclosing multiparts wins, as in Dovecot), an outer boundary ends inner
-//! multiparts, and a missing close delimiter ends everything at the end of
-//! the message. `mail-parser` is used for charset conversion only.
+//! The MIME tree, its offsets, transfer decoding, charsets, RFC 2047 words
+//! and dates come from `postroom_message` (the one place for the message
+//! format, shared with the 7-bit conversion and the filter), whose tree
+//! follows Dovecot: the CRLF before a boundary delimiter belongs to the
+//! delimiter (RFC 2046 5.1.1), the longest boundary of the enclosing
+//! multiparts wins, a missing close delimiter ends everything at the end of
+//! the message. What is IMAP's own stays here.
 //!
 //! Conventions follow Dovecot where the RFCs leave a choice:
 //! - strings are quoted unless they hold 8-bit bytes, CR/LF or more than four

@@ -413,6 +413,26 @@ def pop3_session():
 
 
 
+def message():
+    """Raw messages for postroom-message (issue #10): the empty-line forms
+    the header-end readers disagreed on, nested multiparts with a boundary
+    that prefixes another, message/rfc822, digest, every transfer encoding,
+    RFC 2047 words, RFC 2231 parameters and dates in obsolete forms."""
+    write("message", "bare-lf-empty-line", b"Subject: a\nDate: 6 Nov 94 09:49 +0100 (CET)\n\nGr\xc3\xbc\xc3\x9fe\n")
+    write("message", "crlf-then-lf", b"Subject: a\r\n\nbody\r\n\r\nSubject: b\r\n")
+    write("message", "nested-prefix-boundaries",
+          b"Content-Type: multipart/mixed; boundary=ab\r\n\r\npre\r\n--ab\r\n"
+          b"Content-Type: multipart/alternative; boundary=a\r\n\r\n--a\r\n"
+          b"Content-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\ncaf=E9=\r\n\r\n"
+          b"--a\r\nContent-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n\r\nPGI+eDwvYj4=\r\n--ab--\r\nepi\r\n")
+    write("message", "rfc822-and-digest",
+          b"Content-Type: multipart/digest; boundary=d\r\n\r\n--d\r\n\r\nSubject: =?UTF-8?B?SGVsbG8=?= =?iso-8859-1?q?caf=E9?=\r\n"
+          b"Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\ninner\r\n--d\r\nContent-Type: message/rfc822\r\n\r\n"
+          b"Content-Type: text/plain;\r\n title*0*=us-ascii'en'a%20b; title*1=c\r\n\r\nx\r\n--d--\r\n")
+    write("message", "header-runs-into-delimiter",
+          b"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Type: message/rfc822\r\n--x--\r\n")
+
+
 def header_fields():
     """Raw messages for the one header reader (issue #8: two From fields,
     `From :`, a quoted local part)."""
@@ -433,3 +453,4 @@ imap_session()
 imap_framing()
 pop3_session()
 header_fields()
+message()

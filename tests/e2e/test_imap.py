@@ -246,6 +246,24 @@ def test_idle_sees_mail_delivered_by_another_process(server):
     watcher.logout()
 
 
+def test_sendmail_t_drops_a_bcc_written_with_space_before_the_colon(server):
+    """`Bcc :` is a Bcc field (RFC 5322 4.5.1 obs-optional, as the one
+    header reader of postroom-message reads it): `sendmail -t` sends to it
+    and removes it, so no recipient sees who else got the message."""
+    server.cli("sendmail", "-t", "-i",
+               input="From: cron@esoomllub.com\nTo: undisclosed-recipients:;\n"
+                     "Bcc : customseo@esoomllub.com\nSubject: hidden copy\n\nbody\n")
+    m = imaps(server)
+    m.select("INBOX")
+    typ, data = m.search(None, "SUBJECT", '"hidden copy"')
+    assert typ == "OK" and data[0], data
+    typ, data = m.fetch(data[0].split()[-1], "(BODY.PEEK[HEADER])")
+    header = data[0][1]
+    assert b"Subject: hidden copy" in header
+    assert b"bcc" not in header.lower(), header
+    m.logout()
+
+
 def test_recent_is_for_the_first_session_only(server):
     deliver(server, 1)
     a = imaps(server)

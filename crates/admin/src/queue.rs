@@ -2,9 +2,9 @@
 
 use std::collections::HashSet;
 
-use postroom_core::header::final_delivery_lines;
 use postroom_core::Address;
 use postroom_directory::{Lookup, Route};
+use postroom_message::header::final_delivery_lines;
 use postroom_store::queue::OutboundRow;
 use postroom_store::{Delivery, FolderTarget, LocalDelivery, OutboundItem};
 
@@ -45,10 +45,7 @@ impl AdminService {
             .get_head(&first.blob_id)
             .map_err(|e| AdminError::Storage(e.into()))?;
         let body = &body[..body.len().min(MAX_HEAD_BYTES)];
-        let head_end = body
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map_or(body.len(), |i| i + 2);
+        let head_end = postroom_message::header::header_section(body).len();
         let mut head = first.prefix.clone();
         head.extend_from_slice(&body[..head_end]);
         Ok((rows, head))

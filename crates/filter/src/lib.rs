@@ -27,6 +27,10 @@ pub mod rules;
 pub mod sender;
 pub mod symbol;
 
+/// The parser whose `Message` a [`Scan`] carries, for callers that build
+/// one.
+pub use mail_parser;
+
 pub use build::{chain, Deps};
 pub use chain::{Chain, CheckReport, Report};
 pub use check::{Check, Envelope, Findings, Forced, Recipient, Rewriter, Rewritten, Scan};

@@ -75,7 +75,7 @@ fn may_contain(head: &[u8], needle: &[u8]) -> bool {
 /// stands for a name (`user@host (Name)`), white space inside an address
 /// (`user @ host`, `< user@host >`).
 fn address_may_contain(head: &[u8], name: &str, needle: &[u8]) -> bool {
-    postroom_core::header::fields(head)
+    postroom_message::header::fields(head)
         .filter(|f| f.name.is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes())))
         .any(|f| {
             let v = f.value;
@@ -179,8 +179,8 @@ pub fn matches(
         }
         SearchKey::Body(s) => body(raw).is_some_and(|b| contains(&crate::mime::body_text(&b), s.as_ref())),
         SearchKey::Text(s) => body(raw).is_some_and(|b| {
-            let head_end = memchr::memmem::find(&b, b"\r\n\r\n").map_or(b.len(), |i| i + 2);
-            contains(&String::from_utf8_lossy(&b[..head_end]), s.as_ref())
+            let head = postroom_message::header::header_section(&b);
+            contains(&String::from_utf8_lossy(head), s.as_ref())
                 || contains(&crate::mime::body_text(&b), s.as_ref())
         }),
         SearchKey::ModSequence { modseq, .. } => m.modseq >= modseq_arg(*modseq),

@@ -674,7 +674,7 @@ async fn append(
     // copy would be a duplicate (the "move a copy to Sent" done
     // once). Its UID is the APPENDUID (RFC 4315 3).
     if f.special_use.as_deref() == Some(postroom_store::SpecialUse::Sent.attribute()) {
-        if let Some(message_id) = postroom_core::header::header_value(head, "message-id") {
+        if let Some(message_id) = postroom_message::header::header_value(head, "message-id") {
             if let Some(uid) = store.meta().recent_sent_copy(f.id, &message_id).await? {
                 return Ok(stored(uid));
             }

@@ -34,9 +34,13 @@ const SIGNED: [&str; 14] = [
 pub async fn sign(directory: &Directory, message: &[u8]) -> Result<Vec<u8>, postroom_store::StoreError> {
     // The From: the submission check verified and the ENVELOPE shows: the
     // one header reader's (the check refuses a second From:).
-    let Some(from) = postroom_core::header::fields(message)
+    let Some(from) = postroom_message::header::fields(message)
         .find(|f| f.is("from"))
-        .and_then(|f| postroom_core::header::mailboxes(&f.unfolded()).into_iter().next())
+        .and_then(|f| {
+            postroom_message::header::mailboxes(&f.unfolded())
+                .into_iter()
+                .next()
+        })
         .and_then(|m| m.addr_spec())
     else {
         return Ok(Vec::new());

@@ -2,18 +2,6 @@
 //! that read the message's own headers.
 
 use std::net::IpAddr;
-use std::time::SystemTime;
-
-/// RFC 5322 3.3 date-time in UTC.
-pub fn rfc5322_date(t: SystemTime) -> String {
-    // httpdate gives `Sun, 06 Nov 1994 08:49:37 GMT`; RFC 5322 prefers a
-    // numeric zone.
-    let s = httpdate::fmt_http_date(t);
-    match s.strip_suffix(" GMT") {
-        Some(base) => format!("{base} +0000"),
-        None => s,
-    }
-}
 
 pub struct ReceivedInfo<'a> {
     pub helo: &'a str,
@@ -36,7 +24,7 @@ pub fn delivery_prefix(
 ) -> Vec<u8> {
     let helo = sanitize(info.helo);
     let rcpt = sanitize(rcpt);
-    let mut out = postroom_core::header::final_delivery_lines(return_path, delivered_to);
+    let mut out = postroom_message::header::final_delivery_lines(return_path, delivered_to);
     out.extend_from_slice(&received_line_for(info, &helo, &rcpt));
     out
 }
@@ -74,11 +62,11 @@ pub struct TraceHeaders {
     pub delivered_to: Vec<String>,
 }
 
-/// Read with the one header reader (`postroom_core::header`), so that
+/// Read with the one header reader (`postroom_message::header`), so that
 /// `Received :` counts as it does everywhere else.
 pub fn trace_headers(message: &[u8]) -> TraceHeaders {
     let mut t = TraceHeaders::default();
-    for field in postroom_core::header::fields(message) {
+    for field in postroom_message::header::fields(message) {
         if field.is("received") {
             t.received += 1;
         } else if field.is("delivered-to") {
@@ -127,7 +115,7 @@ mod tests {
         assert!(p.contains("id QID123"));
         assert!(p.ends_with("+0000\r\n"));
         assert_eq!(
-            rfc5322_date(std::time::UNIX_EPOCH),
+            postroom_message::date::format(std::time::UNIX_EPOCH),
             "Thu, 01 Jan 1970 00:00:00 +0000"
         );
     }

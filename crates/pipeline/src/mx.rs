@@ -15,7 +15,7 @@ use postroom_store::{
 };
 
 use crate::filter::{Filter, FilterInput, FilterRecipient, Verdict};
-use crate::headers::{rfc5322_date, trace_headers, ReceivedInfo};
+use crate::headers::{trace_headers, ReceivedInfo};
 use crate::limits::{LimitVerdict, SendLimits};
 use crate::policy::{AcceptedRcpt, QuotaState, RelayPolicy};
 use crate::router::route;
@@ -200,9 +200,9 @@ impl MxPipeline {
             let read = if whole {
                 spool.0.read_all()
             } else {
-                spool.0.read_head(MAX_HEAD, &|b: &[u8]| {
-                    b.starts_with(b"\r\n") || memchr::memmem::find(b, b"\r\n\r\n").is_some()
-                })
+                spool
+                    .0
+                    .read_head(MAX_HEAD, &|b: &[u8]| postroom_message::header_len(b).is_some())
             };
             read.map(|body| (spool, body))
         })
@@ -286,7 +286,7 @@ impl MxPipeline {
             .unwrap_or(0);
         let queue_id = QueueId::generate(micros);
         let message_id = match (&self.results, &outcome.report) {
-            (Some(_), Some(_)) => postroom_core::header::header_value(&body, "message-id")
+            (Some(_), Some(_)) => postroom_message::header::header_value(&body, "message-id")
                 .map(|m| m.trim().trim_start_matches('<').trim_end_matches('>').to_string())
                 .unwrap_or_default(),
             _ => String::new(),
@@ -364,7 +364,7 @@ impl MxPipeline {
         }
         let rcpt_headers = &outcome.headers;
         let body_changed = outcome.changed;
-        let date = rfc5322_date(now);
+        let date = postroom_message::date::format(now);
         // RFC 3848 and RFC 6531 3.7.3 protocol names.
         // RFC 3848 and RFC 6531 3.7.3 protocol names.
         let protocol = match (env.smtputf8, env.esmtp, peer.tls, env.auth.is_some()) {
@@ -381,10 +381,10 @@ impl MxPipeline {
         if submitted {
             // RFC 6409 8.3, 8.4: a submission server adds what is missing.
             let mut fixes = Vec::new();
-            if !has_header(&body, "message-id") {
+            if !postroom_message::header::has(&body, "message-id") {
                 fixes.extend_from_slice(format!("Message-ID: <{queue_id}@{}>\r\n", self.hostname).as_bytes());
             }
-            if !has_header(&body, "date") {
+            if !postroom_message::header::has(&body, "date") {
                 fixes.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
             }
             if !fixes.is_empty() {
@@ -685,12 +685,6 @@ pub fn filter_deadline(data_timeout: std::time::Duration) -> std::time::Duration
     )
 }
 
-/// Whether the message has a field called `name` (the one header reader:
-/// `Date :` counts as a Date, as everywhere else).
-fn has_header(message: &[u8], name: &str) -> bool {
-    postroom_core::header::count(message, name) > 0
-}
-
 impl MxPipeline {
     fn today() -> i64 {
         SystemTime::now()
@@ -823,7 +817,7 @@ impl MxPipeline {
         // `jimbob@x`.
         let visible: std::collections::HashSet<String> = ["to", "cc"]
             .iter()
-            .filter_map(|h| postroom_core::header::header_value(body, h))
+            .filter_map(|h| postroom_message::header::header_value(body, h))
             .flat_map(|v| {
                 v.split([',', ';', '<', '>', ' ', '\t', '"', '(', ')'])
                     .filter(|t| t.contains('@'))
@@ -850,7 +844,7 @@ impl MxPipeline {
             flags: SEEN,
             keywords: String::new(),
             internal_date: None,
-            sent_copy_of: postroom_core::header::header_value(body, "message-id"),
+            sent_copy_of: postroom_message::header::header_value(body, "message-id"),
         })
     }
 
@@ -869,7 +863,7 @@ impl MxPipeline {
         };
         let mut addresses = Vec::new();
         for name in ["From", "Sender"] {
-            let found: Vec<_> = postroom_core::header::fields(body)
+            let found: Vec<_> = postroom_message::header::fields(body)
                 .filter(|f| f.is(name))
                 .collect();
             // RFC 5322 3.6: exactly one From: and at most one Sender:. With
@@ -885,7 +879,7 @@ impl MxPipeline {
                 ));
             }
             for field in found {
-                for m in postroom_core::header::mailboxes(&field.unfolded()) {
+                for m in postroom_message::header::mailboxes(&field.unfolded()) {
                     // Echoed in the reply: printable only, and short (the
                     // longest address is 254 octets, RFC 5321 4.5.3.1.3).
                     let shown: String = format!(

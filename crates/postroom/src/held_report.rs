@@ -124,7 +124,7 @@ async fn collect(store: &Store, since: i64, until: i64) -> Result<Vec<Report>, S
 }
 
 fn date(secs: i64) -> String {
-    postroom_pipeline::headers::rfc5322_date(std::time::UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64))
+    postroom_message::date::format_unix(secs)
 }
 
 fn cut(s: &str, max: usize) -> String {

@@ -13,11 +13,6 @@ pub struct Failure<'a> {
     pub remote_mta: Option<&'a str>,
 }
 
-fn date(t: SystemTime) -> String {
-    let s = httpdate::fmt_http_date(t);
-    s.strip_suffix(" GMT").map_or(s.clone(), |b| format!("{b} +0000"))
-}
-
 /// The status code inside a reply text (`550 5.1.1 ...` → `5.1.1`), or a
 /// generic one for its class.
 pub fn status_of(code: u16, text: &str) -> String {
@@ -74,17 +69,16 @@ fn report(
         Some(_) => ("delay", "Delayed Mail (still being retried)", "delayed"),
     };
     let boundary = format!("{queue_id}/{hostname}/{kind}");
-    let head_end = original
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(original.len(), |i| i + 2);
+    // The header section as the one header reader ends it (a bare-LF
+    // empty line included), without that empty line.
+    let head_end = postroom_message::header::header_section(original).len();
     let mut m = String::new();
     m.push_str(&format!(
         "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n"
     ));
     m.push_str(&format!("To: <{sender}>\r\n"));
     m.push_str(&format!("Subject: {subject}\r\n"));
-    m.push_str(&format!("Date: {}\r\n", date(now)));
+    m.push_str(&format!("Date: {}\r\n", postroom_message::date::format(now)));
     // One message may get several reports (a warning, then a bounce; one
     // per destination domain): each needs its own Message-ID (RFC 5322 3.6.4).
     let unique = now
@@ -112,7 +106,7 @@ fn report(
             "This is the mail system at {hostname}.\r\n\r\nYour message could not be delivered yet to the \
              recipients below. This is only a warning: you do not need to send it again. Delivery will be \
              tried until {}; you will be told if it fails.\r\n\r\n",
-            date(until)
+            postroom_message::date::format(until)
         )),
     }
     for f in failures {
@@ -134,7 +128,10 @@ fn report(
             f.recipient, f.status
         ));
         if let Some(until) = delayed_until {
-            m.push_str(&format!("Will-Retry-Until: {}\r\n", date(until)));
+            m.push_str(&format!(
+                "Will-Retry-Until: {}\r\n",
+                postroom_message::date::format(until)
+            ));
         }
         if let Some(mta) = f.remote_mta {
             m.push_str(&format!("Remote-MTA: dns; {mta}\r\n"));

@@ -6,7 +6,9 @@
 //!
 //! Pure functions over the message bytes (CRLF line ends): no I/O.
 
-use base64::Engine;
+use postroom_message::decode;
+use postroom_message::header::{self, Field};
+use postroom_message::mime::{self, Entity, Kind};
 
 /// True when any octet has the high bit set (or is NUL), so the message is
 /// not 7bit data (RFC 5321 2.3.1, RFC 6152).
@@ -20,159 +22,84 @@ pub fn is_8bit(message: &[u8]) -> bool {
 /// subject) do not make a message internationalized; they are sent as they
 /// are, as every MTA does.
 pub fn headers_need_smtputf8(message: &[u8]) -> bool {
-    let head = &message[..header_end(message).0];
+    let head = header::header_section(message);
     !head.is_ascii() && std::str::from_utf8(head).is_ok()
-}
-
-/// Where the header section ends: (end of the headers incl. the last
-/// field's CRLF, start of the body).
-fn header_end(entity: &[u8]) -> (usize, usize) {
-    if entity.starts_with(b"\r\n") {
-        return (0, 2);
-    }
-    match memfind(entity, b"\r\n\r\n") {
-        Some(i) => (i + 2, i + 4),
-        None => (entity.len(), entity.len()),
-    }
-}
-
-fn memfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// One header field, folded lines included, and its name.
-struct Field<'a> {
-    name: String,
-    raw: &'a [u8],
-}
-
-fn fields(head: &[u8]) -> Vec<Field<'_>> {
-    let mut out: Vec<Field<'_>> = Vec::new();
-    let mut start = 0;
-    let mut i = 0;
-    while i < head.len() {
-        let end = memfind(&head[i..], b"\r\n").map_or(head.len(), |p| i + p + 2);
-        let line = &head[i..end];
-        let continuation = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
-        if !continuation && i > start {
-            out.push(field(&head[start..i]));
-            start = i;
-        }
-        i = end;
-    }
-    if start < head.len() {
-        out.push(field(&head[start..]));
-    }
-    out
-}
-
-fn field(raw: &[u8]) -> Field<'_> {
-    let name = raw
-        .iter()
-        .position(|b| *b == b':')
-        .map(|p| String::from_utf8_lossy(&raw[..p]).trim().to_ascii_lowercase())
-        .unwrap_or_default();
-    Field { name, raw }
-}
-
-/// The unfolded value of a field.
-fn value(f: &Field<'_>) -> String {
-    let v = f
-        .raw
-        .iter()
-        .position(|b| *b == b':')
-        .map_or(&f.raw[..0], |p| &f.raw[p + 1..]);
-    String::from_utf8_lossy(v).replace("\r\n", "").trim().to_string()
-}
-
-/// `type/subtype` (lower case) and the `boundary` parameter of a
-/// Content-Type value (RFC 2045 5.1).
-fn content_type(v: &str) -> (String, Option<String>) {
-    let mut parts = v.split(';');
-    let ty = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-    let mut boundary = None;
-    for p in parts {
-        if let Some((k, val)) = p.split_once('=') {
-            if k.trim().eq_ignore_ascii_case("boundary") {
-                let val = val.trim();
-                let val = val
-                    .strip_prefix('"')
-                    .and_then(|s| s.strip_suffix('"'))
-                    .unwrap_or(val);
-                boundary = Some(val.to_string());
-            }
-        }
-    }
-    (ty, boundary)
 }
 
 /// The message converted so that it holds 7-bit data only (header
 /// sections are left alone: UTF-8 there is SMTPUTF8's business, RFC 6532).
 /// A message without 8-bit content comes back unchanged.
+///
+/// The MIME structure is postroom-message's tree (the one IMAP shows), so
+/// the parts converted are the parts a reader will see; every byte between
+/// them (delimiter lines, preamble, epilogue) is copied from its offsets.
 pub fn to_7bit(message: &[u8]) -> Vec<u8> {
     if !is_8bit(message) {
         return message.to_vec();
     }
     let mut out = Vec::with_capacity(message.len() * 4 / 3 + 256);
-    entity(message, "text/plain", true, &mut out);
+    let root = mime::parse(message);
+    entity(message, &root, true, &mut out);
+    out.extend_from_slice(&message[root.end.min(message.len())..]);
     out
 }
 
-/// Converts one MIME entity (header section + body) into `out`.
-/// `default_type`: text/plain, or message/rfc822 inside multipart/digest
-/// (RFC 2046 5.1.5). `top`: the message itself, which gets MIME-Version and
-/// a Content-Type when it had none (a plain RFC 5322 message with 8-bit
-/// text).
-fn entity(ent: &[u8], default_type: &str, top: bool, out: &mut Vec<u8>) {
-    let (head_end, body_start) = header_end(ent);
-    let head = &ent[..head_end];
-    let body = &ent[body_start.min(ent.len())..];
+/// Converts one MIME entity (`raw[e.start..e.end]`) into `out`. `top`: the
+/// message itself, which gets MIME-Version and a Content-Type when it had
+/// none (a plain RFC 5322 message with 8-bit text).
+fn entity(raw: &[u8], e: &Entity, top: bool, out: &mut Vec<u8>) {
+    let body = &raw[e.header_end..e.end];
     if !is_8bit(body) {
-        out.extend_from_slice(ent);
+        out.extend_from_slice(&raw[e.start..e.end]);
         return;
     }
-    let fs = fields(head);
-    let ct = fs.iter().find(|f| f.name == "content-type").map(value);
+    match &e.kind {
+        Kind::Multipart(children) => {
+            // The header, then each gap (preamble, delimiter lines,
+            // epilogue) and each converted part.
+            out.extend_from_slice(&raw[e.start..e.header_end]);
+            let mut pos = e.header_end;
+            for c in children {
+                between_parts(&raw[pos..c.start.max(pos)], out);
+                entity(raw, c, false, out);
+                pos = c.end.max(pos);
+            }
+            between_parts(&raw[pos..e.end.max(pos)], out);
+            return;
+        }
+        Kind::Message(inner) => {
+            // RFC 2046 5.2.1: message/rfc822 may not be encoded itself; its
+            // content is converted instead.
+            out.extend_from_slice(&raw[e.start..inner.start]);
+            entity(raw, inner, false, out);
+            out.extend_from_slice(&raw[inner.end..e.end]);
+            return;
+        }
+        Kind::Leaf => {}
+    }
+    let head = &raw[e.start..e.header_end];
+    let fs: Vec<Field<'_>> = header::fields(head).collect();
+    let has_ct = fs.iter().any(|f| f.is("content-type"));
     let cte = fs
         .iter()
-        .find(|f| f.name == "content-transfer-encoding")
-        .map(|f| value(f).to_ascii_lowercase());
-    let (ty, boundary) = match &ct {
-        Some(v) => content_type(v),
-        None => (default_type.to_string(), None),
-    };
-    if let (true, Some(b)) = (ty.starts_with("multipart/"), boundary) {
-        out.extend_from_slice(&ent[..body_start]);
-        let inner_default = if ty == "multipart/digest" {
-            "message/rfc822"
-        } else {
-            "text/plain"
-        };
-        multipart(body, &b, inner_default, out);
-        return;
-    }
-    if ty == "message/rfc822" || ty == "message/global" {
-        // RFC 2046 5.2.1: message/rfc822 may not be encoded itself; its
-        // content is converted instead.
-        out.extend_from_slice(&ent[..body_start]);
-        entity(body, "text/plain", false, out);
-        return;
-    }
+        .find(|f| f.is("content-transfer-encoding"))
+        .map(|f| String::from_utf8_lossy(&f.unfolded()).to_ascii_lowercase());
     if matches!(cte.as_deref(), Some("quoted-printable" | "base64")) {
         // Already encoded yet with 8-bit octets: broken; nothing sensible
         // to do but drop the high bit would corrupt it more. Sent as is.
-        out.extend_from_slice(ent);
+        out.extend_from_slice(&raw[e.start..e.end]);
         return;
     }
-    let text = ty.starts_with("text/");
     for f in &fs {
-        if f.name != "content-transfer-encoding" {
+        if !f.is("content-transfer-encoding") {
             out.extend_from_slice(f.raw);
+            if !f.raw.ends_with(b"\n") {
+                out.extend_from_slice(b"\r\n");
+            }
         }
     }
-    if top && ct.is_none() {
-        let has_version = fs.iter().any(|f| f.name == "mime-version");
-        if !has_version {
+    if top && !has_ct {
+        if !fs.iter().any(|f| f.is("mime-version")) {
             out.extend_from_slice(b"MIME-Version: 1.0\r\n");
         }
         // RFC 1428: 8-bit text of unknown charset is `unknown-8bit`.
@@ -183,61 +110,24 @@ fn entity(ent: &[u8], default_type: &str, top: bool, out: &mut Vec<u8>) {
         };
         out.extend_from_slice(format!("Content-Type: text/plain; charset={charset}\r\n").as_bytes());
     }
-    if text {
+    if e.ct.is_text() {
         out.extend_from_slice(b"Content-Transfer-Encoding: quoted-printable\r\n\r\n");
-        quoted_printable(body, out);
+        decode::encode_quoted_printable(body, out);
     } else {
         out.extend_from_slice(b"Content-Transfer-Encoding: base64\r\n\r\n");
-        base64_lines(body, out);
+        decode::encode_base64_lines(body, out);
     }
 }
 
-/// The parts of a multipart body, each converted; delimiter lines, the
-/// preamble and the epilogue kept (RFC 2046 5.1.1).
-fn multipart(body: &[u8], boundary: &str, default_type: &str, out: &mut Vec<u8>) {
-    let delim = format!("--{boundary}");
-    // Line starts of delimiter lines, and whether each is the close one.
-    let mut marks: Vec<(usize, usize, bool)> = Vec::new(); // (line start, line end incl. CRLF, close)
-    let mut i = 0;
-    while i < body.len() {
-        let end = memfind(&body[i..], b"\r\n").map_or(body.len(), |p| i + p + 2);
-        let line = &body[i..end];
-        if let Some(rest) = line.strip_prefix(delim.as_bytes()) {
-            let close = rest.starts_with(b"--");
-            let tail = if close { &rest[2..] } else { rest };
-            // Only white space may follow the boundary (RFC 2046 5.1.1).
-            if tail.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n')) {
-                marks.push((i, end, close));
-                if close {
-                    break;
-                }
-            }
-        }
-        i = end;
-    }
-    let Some(&(first, _, _)) = marks.first() else {
-        // No delimiter at all: not really multipart; encode as opaque data
-        // would change its type; keep the octets 7-bit by escaping instead.
-        seven_bit_lossy(body, out);
-        return;
-    };
-    seven_bit_lossy(&body[..first], out);
-    for w in 0..marks.len() {
-        let (start, end, close) = marks[w];
-        out.extend_from_slice(&body[start..end]);
-        if close {
-            seven_bit_lossy(&body[end..], out);
-            return;
-        }
-        // The CRLF before the next delimiter belongs to the delimiter.
-        let next = marks.get(w + 1).map_or(body.len(), |m| m.0);
-        let part_end = if next >= end + 2 && body[..next].ends_with(b"\r\n") {
-            next - 2
+/// Bytes between the parts of a multipart: delimiter lines (`--` at the
+/// start) are copied, the preamble and epilogue made 7-bit.
+fn between_parts(gap: &[u8], out: &mut Vec<u8>) {
+    for line in gap.split_inclusive(|&b| b == b'\n') {
+        if line.starts_with(b"--") {
+            out.extend_from_slice(line);
         } else {
-            next
-        };
-        entity(&body[end..part_end.max(end)], default_type, false, out);
-        out.extend_from_slice(&body[part_end.max(end)..next]);
+            seven_bit_lossy(line, out);
+        }
     }
 }
 
@@ -247,71 +137,12 @@ fn seven_bit_lossy(data: &[u8], out: &mut Vec<u8>) {
     out.extend(data.iter().map(|b| if *b >= 0x80 || *b == 0 { b'?' } else { *b }));
 }
 
-/// RFC 2045 6.7: line breaks (CRLF) stay hard breaks; `=`, controls and
-/// 8-bit octets become `=XX`; white space before a line end is encoded;
-/// lines are at most 76 characters, soft-broken with a trailing `=`.
-pub fn quoted_printable(data: &[u8], out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut col = 0usize;
-    let mut i = 0;
-    while i < data.len() {
-        let b = data[i];
-        if b == b'\r' && data.get(i + 1) == Some(&b'\n') {
-            out.extend_from_slice(b"\r\n");
-            col = 0;
-            i += 2;
-            continue;
-        }
-        let at_line_end = matches!(data.get(i + 1), None | Some(b'\r'));
-        let literal = (b == b' ' || b == b'\t') && !at_line_end || (33..=126).contains(&b) && b != b'=';
-        let width = if literal { 1 } else { 3 };
-        // Room for the soft break `=` at column 76.
-        if col + width > 75 {
-            out.extend_from_slice(b"=\r\n");
-            col = 0;
-        }
-        if literal {
-            out.push(b);
-        } else {
-            out.extend_from_slice(&[b'=', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
-        }
-        col += width;
-        i += 1;
-    }
-}
-
-/// RFC 2045 6.8: base64 in lines of 76 characters.
-fn base64_lines(data: &[u8], out: &mut Vec<u8>) {
-    let enc = base64::engine::general_purpose::STANDARD.encode(data);
-    for chunk in enc.as_bytes().chunks(76) {
-        out.extend_from_slice(chunk);
-        out.extend_from_slice(b"\r\n");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn qp(s: &[u8]) -> String {
-        let mut out = Vec::new();
-        quoted_printable(s, &mut out);
-        String::from_utf8(out).unwrap()
-    }
-
-    #[test]
-    fn quoted_printable_rules() {
-        assert_eq!(qp("café = ok\r\n".as_bytes()), "caf=C3=A9 =3D ok\r\n");
-        // White space before a line end is encoded, elsewhere not.
-        assert_eq!(qp(b"a \r\nb\t"), "a=20\r\nb=09");
-        let long = "é".repeat(40);
-        let enc = qp(long.as_bytes());
-        assert!(enc.lines().all(|l| l.len() <= 76), "{enc}");
-        assert!(enc.contains("=\r\n"));
-        assert!(enc.is_ascii());
-        // A bare LF is data, not a line break.
-        assert_eq!(qp(b"a\nb"), "a=0Ab");
-    }
+    // The quoted-printable encoder's own rules are tested where it lives,
+    // postroom_message::decode (quoted_printable_rules).
 
     #[test]
     fn plain_message_gets_mime_headers_and_qp() {
@@ -363,6 +194,27 @@ mod tests {
         assert!(c.starts_with("Content-Type: message/rfc822\r\n\r\nSubject: inner\r\n"));
         assert!(c.contains("na=C3=AFve"), "{c}");
         assert!(!c.contains("Content-Transfer-Encoding: quoted-printable\r\n\r\nSubject"));
+    }
+
+    #[test]
+    fn a_bare_lf_empty_line_ends_the_header_as_for_imap() {
+        // Issue #10: this reader ended the header at CRLF CRLF only, so a
+        // bare-LF message was all header: its 8-bit body went out
+        // unconverted and its body's UTF-8 asked for SMTPUTF8.
+        let m = "Subject: x\nFrom: a@b.example\n\nGrüße\r\n".as_bytes();
+        let c = to_7bit(m);
+        assert!(!is_8bit(&c), "{}", String::from_utf8_lossy(&c));
+        assert!(!headers_need_smtputf8(m));
+    }
+
+    #[test]
+    fn parts_are_the_parts_imap_shows() {
+        // Inner boundary `a` inside outer `ab`: the longest boundary wins
+        // (the tree IMAP's BODYSTRUCTURE shows), so the 8-bit part is the
+        // inner text part and is converted, delimiters kept.
+        let m = b"Content-Type: multipart/mixed; boundary=ab\r\n\r\n--ab\r\nContent-Type: multipart/alternative; boundary=a\r\n\r\n--a\r\nContent-Type: text/plain\r\n\r\ncaf\xc3\xa9\r\n--a--\r\n--ab--\r\n";
+        let c = String::from_utf8(to_7bit(m)).unwrap();
+        assert!(c.contains("--a\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\ncaf=C3=A9\r\n--a--\r\n--ab--\r\n"), "{c}");
     }
 
     #[test]

@@ -330,27 +330,10 @@ impl HeaderCache {
     }
 }
 
-/// Where the header of a message ends: after its first blank line (`CRLF`
-/// or a lone `LF`, at the start of a line), as the IMAP parser counts it;
-/// `None` when `buf` (the message's beginning) has no blank line yet.
-pub fn header_len(buf: &[u8]) -> Option<usize> {
-    if buf.starts_with(b"\r\n") {
-        return Some(2);
-    }
-    if buf.starts_with(b"\n") {
-        return Some(1);
-    }
-    let mut from = 0;
-    while let Some(i) = memchr::memchr(b'\n', &buf[from..]) {
-        let at = from + i;
-        match buf.get(at + 1) {
-            Some(b'\n') => return Some(at + 2),
-            Some(b'\r') if buf.get(at + 2) == Some(&b'\n') => return Some(at + 3),
-            _ => from = at + 1,
-        }
-    }
-    None
-}
+/// Where the header of a message ends, or `None` while `buf` (the
+/// message's beginning) has no empty line yet: the one rule of
+/// postroom-message, so the cached header is the one IMAP parses.
+pub use postroom_message::header_len;
 
 #[cfg(test)]
 mod tests {

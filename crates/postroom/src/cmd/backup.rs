@@ -240,7 +240,7 @@ pub fn restore(ctx: &Context, from: &Path) -> CmdResult {
 }
 
 fn when(secs: u64) -> String {
-    postroom_pipeline::headers::rfc5322_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+    postroom_message::date::format_unix(i64::try_from(secs).unwrap_or(i64::MAX))
 }
 
 /// Restored as root into a folder root owns: the server, running as

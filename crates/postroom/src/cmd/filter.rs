@@ -152,7 +152,7 @@ fn check(ctx: &Context, paths: &[PathBuf], json: bool) -> CmdResult {
         chain = chain.with_check(Box::new(postroom_pipeline::content::TestScore));
     }
     let thresholds = Thresholds::from(&cfg.filter.policy);
-    let parser = mail_parser::MessageParser::default();
+    let parser = postroom_filter::mail_parser::MessageParser::default();
     let max = cfg.smtp.max_message_size;
     let mut failed = false;
     for file in files(paths)? {
@@ -187,7 +187,7 @@ fn check(ctx: &Context, paths: &[PathBuf], json: bool) -> CmdResult {
             recipients: Vec::new(),
             deadline: Instant::now() + FILE_DEADLINE,
         };
-        let fallback = mail_parser::Message::default();
+        let fallback = postroom_filter::mail_parser::Message::default();
         let parsed = parser.parse(&raw[..]);
         let scan = postroom_filter::Scan {
             envelope: &envelope,

@@ -1,11 +1,28 @@
 use std::io::Write;
 
-use mail_parser::MessageParser;
 use postroom_store::mailbox::FolderRow;
 use postroom_store::Store;
 
 use super::{parse_address, wait, CmdResult, Context};
 use crate::cli::{MailCmd, QueueCmd};
+
+/// The first From address and the decoded Subject (RFC 2047), as `mail
+/// list` shows them.
+fn summary(message: &[u8]) -> (String, String) {
+    use postroom_message::header;
+    let fields: Vec<_> = header::fields(message).collect();
+    let from = header::first_value(&fields, b"from")
+        .and_then(|v| {
+            header::mailboxes(&header::unfold(v))
+                .first()
+                .and_then(|m| m.addr_spec())
+        })
+        .unwrap_or_default();
+    let subject = header::first_value(&fields, b"subject")
+        .map(|v| postroom_message::decode::decode_rfc2047(&header::unfold(v)))
+        .unwrap_or_default();
+    (from, subject)
+}
 
 fn folder_of(store: &Store, address: &str, folder: &str) -> Result<FolderRow, String> {
     let addr = parse_address(address)?;
@@ -59,21 +76,8 @@ pub fn mail(ctx: &Context, cmd: MailCmd) -> CmdResult {
     let db = store.meta();
     for m in wait(db.messages(f.id)).map_err(|e| e.to_string())? {
         let bytes = store.message_bytes(&m).map_err(|e| e.to_string())?;
-        let parsed = MessageParser::default().parse_headers(&bytes[..]);
-        let (from, subject) = match &parsed {
-            Some(p) => (
-                p.from()
-                    .and_then(|a| a.first())
-                    .and_then(|a| a.address())
-                    .unwrap_or("")
-                    .to_string(),
-                p.subject().unwrap_or("").to_string(),
-            ),
-            None => (String::new(), String::new()),
-        };
-        let date = postroom_pipeline::headers::rfc5322_date(
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(m.internal_date.max(0) as u64),
-        );
+        let (from, subject) = summary(&bytes);
+        let date = postroom_message::date::format_unix(m.internal_date);
         println!("{}\t{}\t{}\t{}\t{}", m.uid, date, from, subject, m.size);
     }
     Ok(())

@@ -79,32 +79,25 @@ fn read_message(ignore_dots: bool) -> Result<Vec<u8>, String> {
 }
 
 /// Recipients named in To/Cc/Bcc (for -t), and the message without Bcc.
+/// Fields are read by the one header reader (postroom_message::header), so
+/// `Bcc :` is a Bcc field here as in the submission checks, and is removed
+/// (it was kept, and its addresses shown to every recipient).
 fn header_recipients(message: &[u8]) -> (Vec<String>, Vec<u8>) {
+    use postroom_message::header;
     let mut rcpts = Vec::new();
-    if let Some(h) = mail_parser::MessageParser::default().parse_headers(message) {
-        for list in [h.to(), h.cc(), h.bcc()].into_iter().flatten() {
-            for a in list.iter() {
-                if let Some(addr) = a.address() {
-                    rcpts.push(addr.to_string());
-                }
-            }
+    for name in ["to", "cc", "bcc"] {
+        for f in header::fields(message).filter(|f| f.is(name)) {
+            rcpts.extend(
+                header::mailboxes(&f.unfolded())
+                    .iter()
+                    .filter_map(|m| m.addr_spec()),
+            );
         }
     }
-    // Drop Bcc: (and its continuation lines) from the header section.
-    let head_end = message
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(message.len(), |i| i + 2);
+    let head_end = header::header_section(message).len();
     let mut out = Vec::with_capacity(message.len());
-    let mut skipping = false;
-    for line in message[..head_end].split_inclusive(|&b| b == b'\n') {
-        let continuation = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
-        if !continuation {
-            skipping = line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"bcc:");
-        }
-        if !skipping {
-            out.extend_from_slice(line);
-        }
+    for f in header::fields(message).filter(|f| !f.is("bcc")) {
+        out.extend_from_slice(f.raw);
     }
     out.extend_from_slice(&message[head_end..]);
     (rcpts, out)
@@ -158,13 +151,9 @@ pub fn run(ctx: &Context, args: &[String]) -> CmdResult {
                 .map_err(|e| format!("-f {sender_text}: {e}"))?,
         )
     };
-    let head_end = message
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(message.len(), |i| i + 2);
-    let has_from = message[..head_end]
-        .split(|&b| b == b'\n')
-        .any(|l| l.len() >= 5 && l[..5].eq_ignore_ascii_case(b"from:"));
+    // The one header reader: `From :` is a From (RFC 5322 4.5.1), which
+    // this check missed, adding a second From: that submission refuses.
+    let has_from = postroom_message::header::has(&message, "from");
     if !has_from {
         if let Some(s) = &sender {
             let from = match &opts.full_name {
@@ -258,5 +247,15 @@ mod tests {
         let (r, out) = header_recipients(m);
         assert_eq!(r, ["a@x.example", "secret@x.example", "other@x.example"]);
         assert_eq!(out, b"To: a@x.example\r\nSubject: s\r\n\r\nBcc: body\r\n");
+    }
+
+    #[test]
+    fn bcc_with_space_before_the_colon_is_removed_too() {
+        // RFC 5322 4.5.1 obs-optional: `Bcc :` is a Bcc field; it was kept
+        // in the message sent to every recipient (issue #10).
+        let m = b"To: a@x.example\r\nBcc : secret@x.example\r\nSubject: s\r\n\r\nbody\r\n";
+        let (r, out) = header_recipients(m);
+        assert_eq!(r, ["a@x.example", "secret@x.example"]);
+        assert_eq!(out, b"To: a@x.example\r\nSubject: s\r\n\r\nbody\r\n");
     }
 }

@@ -128,7 +128,11 @@ pub fn report(ctx: &Context, files: &[PathBuf], ham: bool) -> CmdResult {
         } else {
             std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?
         };
-        if !looks_like_a_message(&raw) || mail_parser::MessageParser::default().parse(&raw[..]).is_none() {
+        if !looks_like_a_message(&raw)
+            || postroom_filter::mail_parser::MessageParser::default()
+                .parse(&raw[..])
+                .is_none()
+        {
             return Err(format!(
                 "{}: not a message with its headers (report it as saved, \"with full headers\")",
                 f.display()

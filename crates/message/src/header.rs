@@ -1,13 +1,17 @@
-//! The one reader of header fields (RFC 5322 2.2): which lines make up the
-//! header section, where each field starts and ends, and what its name is.
-//! The submission From: check, DKIM's From: domain, the Sent copy and the
+//! The one reader of header fields (RFC 5322 2.2): where the header section
+//! ends, which lines make up each field, where it starts and ends, and what
+//! its name is. The submission From: check, DKIM's From: domain, the Sent
+//! copy, the loop checks, the 7-bit conversion, the header cache and the
 //! IMAP ENVELOPE / HEADER.FIELDS / SEARCH all read fields here, so they
 //! agree on which field is the From: (issue #8: the submission check read
-//! the last `From:` and skipped `From :`, the ENVELOPE showed the first).
+//! the last `From:` and skipped `From :`, the ENVELOPE showed the first)
+//! and on where the body starts (issue #10: six header-end finders, three
+//! of them blind to a bare-LF empty line).
 //!
 //! Rules, for stored and submitted messages alike:
 //! - a line ends at LF (CRLF or, tolerated, bare LF); the header section
-//!   ends at the first empty line (`CRLF` or `LF`) or at the end;
+//!   ends at the first empty line (`CRLF` or `LF`) or at the end (see
+//!   [`header_end`] for why a bare LF counts);
 //! - a line starting with a space or tab continues the field before it
 //!   (RFC 5322 2.2.3 folding);
 //! - the name is everything before the first colon, with white space before
@@ -78,24 +82,56 @@ pub fn strip_eol(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
+/// The first empty line at or after `from` (which starts a line), as (its
+/// start, its end); None when there is none.
+fn blank_line(message: &[u8], from: usize) -> Option<(usize, usize)> {
+    // An empty line right at `from`; then every LF followed by LF or CRLF.
+    // memchr from LF to LF, not line by line: the header cache runs this on
+    // every message of a FETCH of header fields.
+    match message.get(from..) {
+        Some([b'\n', ..]) => return Some((from, from + 1)),
+        Some([b'\r', b'\n', ..]) => return Some((from, from + 2)),
+        _ => {}
+    }
+    let mut pos = from;
+    while let Some(i) = message.get(pos..).and_then(|rest| memchr::memchr(b'\n', rest)) {
+        let at = pos + i + 1;
+        match message.get(at..) {
+            Some([b'\n', ..]) => return Some((at, at + 1)),
+            Some([b'\r', b'\n', ..]) => return Some((at, at + 2)),
+            _ => pos = at,
+        }
+    }
+    None
+}
+
 /// (end of the last field, end of the header): the second is after the
 /// empty line when there is one; both are the end of the message without.
 fn split(message: &[u8]) -> (usize, usize) {
-    let mut pos = 0;
-    while pos < message.len() {
-        let end = line_end(message, pos);
-        if is_blank_line(&message[pos..end]) {
-            return (pos, end);
-        }
-        pos = end;
-    }
-    (message.len(), message.len())
+    blank_line(message, 0).unwrap_or((message.len(), message.len()))
 }
 
 /// The end of the header: after its empty line when there is one, else the
-/// end of the message.
+/// end of the message. This is the one rule every part of Postroom uses.
+///
+/// RFC 5322 2.1 separates header and body by an empty line, and lines end
+/// in CRLF (RFC 5321 2.3.8: a bare LF is not a line end on the wire).
+/// Stored messages can still hold bare LFs (an IMAP APPEND from a Unix
+/// client, a file piped to `postroom sendmail`), and Dovecot, mail-parser
+/// and most MUAs take `LF LF` as the end of the header. So a bare LF ends
+/// a line here too, and an empty line is `CRLF` or `LF` at a line start:
+/// had the 7-bit conversion (CRLF only) and the IMAP parser (LF too)
+/// disagreed, a body line could be a header field to one and body to the
+/// other. A lone CR ends nothing.
 pub fn header_end(message: &[u8]) -> usize {
     split(message).1
+}
+
+/// [`header_end`] for the beginning of a message that may not be complete
+/// yet (a spool read in pieces, the header cache's read of a blob's start):
+/// `Some` once the empty line is in `buf`, `None` while it may still come.
+pub fn header_len(buf: &[u8]) -> Option<usize> {
+    blank_line(buf, 0).map(|(_, end)| end)
 }
 
 /// The header section: its fields, the line end of the last one included,
@@ -177,6 +213,44 @@ pub fn header_value(message: &[u8], name: &str) -> Option<String> {
 /// How many fields are called `name`.
 pub fn count(message: &[u8], name: &str) -> usize {
     fields(message).filter(|f| f.is(name)).count()
+}
+
+/// The value of the first of `fields` named `name` (ASCII case-insensitive).
+pub fn first_value<'a>(fields: &[Field<'a>], name: &[u8]) -> Option<&'a [u8]> {
+    fields
+        .iter()
+        .find(|f| f.name.is_some_and(|n| n.eq_ignore_ascii_case(name)))
+        .map(|f| f.value)
+}
+
+/// A value unfolded for display (Dovecot's "clean one line", what IMAP
+/// ENVELOPE and SEARCH show): a line break and the white space character
+/// after it become one space (RFC 5322 2.2.3), stray CR and LF go, and
+/// surrounding white space is trimmed. [`Field::unfolded`] keeps the white
+/// space after a break as written (the submission checks compare values
+/// as sent).
+pub fn unfold(value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len());
+    let mut i = 0;
+    while i < value.len() {
+        match value[i] {
+            b'\r' => {}
+            b'\n' => {
+                if value.get(i + 1).is_some_and(|&next| is_wsp(next)) {
+                    out.push(b' ');
+                    i += 1;
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    trim_wsp(&out).to_vec()
+}
+
+/// Whether any field is called `name` (ASCII case-insensitive).
+pub fn has(message: &[u8], name: &str) -> bool {
+    fields(message).any(|f| f.is(name))
 }
 
 // ---------------------------------------------------------------------------

@@ -147,6 +147,7 @@ fn main() {
         hostname: "mx.provider.example".into(),
         classifier: Some(Arc::clone(&classifier)),
         offline: true,
+        ..Default::default()
     };
     let chain = postroom_filter::chain(&config, &deps).expect("the default chain");
     let spam_msgs = read(&spam_test);

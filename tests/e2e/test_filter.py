@@ -107,6 +107,12 @@ def test_over_the_junk_threshold_lands_in_junk(fserver):
     assert junk[0]["X-Spam-Flag"] == "YES"
     status = re.sub(r"\s+", " ", junk[0]["X-Spam-Status"])
     assert status.startswith("Yes, score=7.5 required=6.0 tests=TEST_SCORE"), status
+    # Counted at /metrics.
+    from test_metrics import scrape
+
+    status, _, text = scrape(fserver)
+    assert status == 200
+    assert 'postroom_filter_actions_total{action="junk"} 1' in text, text
 
 
 def test_over_the_high_threshold_is_refused_at_smtp_time(fserver):

@@ -258,6 +258,7 @@ fn rcpt_headers(report: &Report, score: f64, action: Action, t: &Thresholds) -> 
         .collect();
     names.sort_unstable();
     names.dedup();
+    names.truncate(MAX_STORED_SYMBOLS);
     let tests = if names.is_empty() {
         "NONE".to_string()
     } else {
@@ -390,6 +391,28 @@ pub fn report_json(ctx: &ReportContext<'_>, r: &FilterReport) -> String {
             })
         })
         .collect();
+    // Bounded: a check's detail quotes what matched (a URL, a file name),
+    // which the sender chose.
+    let checks: Vec<serde_json::Value> = r
+        .report
+        .checks
+        .iter()
+        .map(|c| {
+            let symbols: Vec<serde_json::Value> = c
+                .symbols
+                .iter()
+                .take(MAX_STORED_SYMBOLS)
+                .map(|s| {
+                    serde_json::json!({
+                        "name": s.name,
+                        "score": s.score,
+                        "detail": bounded(&s.detail, MAX_DETAIL),
+                    })
+                })
+                .collect();
+            serde_json::json!({"check": c.check, "symbols": symbols})
+        })
+        .collect();
     serde_json::json!({
         "queue_id": ctx.queue_id,
         "at": ctx.at,
@@ -397,13 +420,31 @@ pub fn report_json(ctx: &ReportContext<'_>, r: &FilterReport) -> String {
         "helo": ctx.helo,
         "from": ctx.sender,
         "message_id": ctx.message_id,
-        "checks": r.report.checks,
+        "checks": checks,
         "forced": r.report.forced,
         "changes": r.changes,
         "recipients": recipients,
         "reply": ctx.reply,
     })
     .to_string()
+}
+
+/// The longest detail kept in a stored report, in bytes.
+const MAX_DETAIL: usize = 500;
+/// The most symbols of one check kept in a stored report or named in
+/// `X-Spam-Status` (a check finding 100 links names a few of them).
+const MAX_STORED_SYMBOLS: usize = 100;
+
+/// `s` cut to at most `max` bytes, at a character boundary, marked `…`.
+fn bounded(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &s[..cut])
 }
 
 /// What a verdict list says as one word per recipient, for the log.
@@ -609,6 +650,16 @@ mod tests {
         let h = header_line("Authentication-Results", "mx; spf=pass\r\nX-Evil: 1").unwrap();
         assert_eq!(h, "Authentication-Results: mx; spf=pass\r\n\tX-Evil: 1\r\n");
         assert!(header_line("Bad Name", "x").is_none());
+    }
+
+    #[test]
+    fn stored_details_are_bounded() {
+        assert_eq!(bounded("abc", 5), "abc");
+        assert_eq!(bounded("ééé", 3), "é…");
+        assert_eq!(
+            bounded(&"x".repeat(600), MAX_DETAIL).len(),
+            MAX_DETAIL + '…'.len_utf8()
+        );
     }
 
     #[test]

@@ -202,8 +202,14 @@ def test_a_whitelisted_sender_is_delivered_but_not_past_a_forced_reject(fserver)
     for sender in ["anyone@friend.example", "boss@partner.example"]:
         code, reply = send(fserver, message(score=15, subject=f"from {sender}", sender=sender), sender=sender)
         assert code == 250, reply
+    # The From: counts as well as the envelope sender (a newsletter's is
+    # its provider's bounce address).
+    code, _ = send(fserver, message(score=15, subject="via a mailer", sender="boss@partner.example"),
+                   sender="bounce+77@mailer.example")
+    assert code == 250
     inbox = imap_folder(fserver, "INBOX")
-    assert sorted(m["Subject"] for m in inbox) == ["from anyone@friend.example", "from boss@partner.example"]
+    assert sorted(m["Subject"] for m in inbox) == ["from anyone@friend.example", "from boss@partner.example",
+                                                   "via a mailer"]
     assert all(m["X-Spam-Score"] == "0.0" for m in inbox)
     # Another mailbox's whitelist is not this one's.
     code, reply = send(fserver, message(score=15, sender="other@partner.example"), sender="other@partner.example")

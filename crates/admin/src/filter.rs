@@ -111,7 +111,8 @@ impl AdminService {
     }
 
     /// A sender (an address, or a domain for all its addresses), lower
-    /// case, as the filter compares it with the envelope sender.
+    /// case, as the filter compares it with the envelope sender and the
+    /// `From:` addresses.
     fn whitelist_sender(sender: &str) -> Result<String> {
         let s = sender.trim().to_lowercase();
         let ok = match s.rsplit_once('@') {

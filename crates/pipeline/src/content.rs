@@ -41,12 +41,40 @@ pub struct RcptPolicy {
 /// settings and whitelists); without one, `[filter.policy]` applies to
 /// everyone and nobody is whitelisted.
 pub trait PolicySource: Send + Sync {
+    /// `senders`: the envelope sender and the `From:` addresses, lower
+    /// case (either may be whitelisted: a newsletter's envelope sender is
+    /// often its provider's bounce address).
     fn policies<'a>(
         &'a self,
-        sender: Option<&'a str>,
+        senders: &'a [String],
         recipients: &'a [FilterRecipient],
         defaults: &'a Thresholds,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<RcptPolicy>> + Send + 'a>>;
+}
+
+/// The most `From:` addresses looked up (RFC 5322 allows a list; mail
+/// has one).
+const MAX_FROM: usize = 5;
+
+/// The envelope sender and the `From:` addresses, lower case, once each.
+fn senders(mail_from: Option<&str>, message: &[u8]) -> Vec<String> {
+    let mut out: Vec<String> = mail_from
+        .filter(|s| !s.is_empty())
+        .map(str::to_lowercase)
+        .into_iter()
+        .collect();
+    let from = postroom_core::header::fields(message)
+        .filter(|f| f.is("from"))
+        .flat_map(|f| postroom_core::header::mailboxes(&f.unfolded()))
+        .filter_map(|m| m.addr_spec())
+        .take(MAX_FROM);
+    for a in from {
+        let a = a.to_lowercase();
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    out
 }
 
 pub struct ChainFilter {
@@ -73,8 +101,8 @@ impl ChainFilter {
         let mut changed = strip_own_fields(input.body);
         let policies = match &self.policy {
             Some(p) => {
-                p.policies(input.mail_from, input.recipients, &self.defaults)
-                    .await
+                let senders = senders(input.mail_from, input.body);
+                p.policies(&senders, input.recipients, &self.defaults).await
             }
             None => Vec::new(),
         };
@@ -488,7 +516,7 @@ mod tests {
     impl PolicySource for Whitelist {
         fn policies<'a>(
             &'a self,
-            _: Option<&'a str>,
+            _: &'a [String],
             _: &'a [FilterRecipient],
             defaults: &'a Thresholds,
         ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<RcptPolicy>> + Send + 'a>> {
@@ -650,6 +678,25 @@ mod tests {
         let h = header_line("Authentication-Results", "mx; spf=pass\r\nX-Evil: 1").unwrap();
         assert_eq!(h, "Authentication-Results: mx; spf=pass\r\n\tX-Evil: 1\r\n");
         assert!(header_line("Bad Name", "x").is_none());
+    }
+
+    #[test]
+    fn whitelists_are_looked_up_by_envelope_sender_and_from() {
+        let m = b"From: \"News\" <News@Letter.example>, b@x.example\r\nFrom: c@y.example\r\n\r\nFrom: body@z.example\r\n";
+        assert_eq!(
+            senders(Some("Bounce+1@Mailer.example"), m),
+            [
+                "bounce+1@mailer.example",
+                "news@letter.example",
+                "b@x.example",
+                "c@y.example"
+            ]
+        );
+        assert_eq!(senders(None, b"From: a@b.example\r\n\r\n"), ["a@b.example"]);
+        assert_eq!(
+            senders(Some("a@b.example"), b"From: A@b.example\r\n\r\n"),
+            ["a@b.example"]
+        );
     }
 
     #[test]

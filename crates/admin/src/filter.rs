@@ -93,7 +93,9 @@ impl AdminService {
         if scope.contains('@') {
             let a = Address::parse(scope.trim(), true)
                 .map_err(|e| AdminError::Invalid(format!("`{scope}`: {e}")))?;
-            let Some(d) = self.meta().domain(a.domain().canonical()).await? else {
+            // An alias domain's mailboxes are its target's.
+            let primary = self.primary_domain(a.domain().canonical()).await?;
+            let Some(d) = self.meta().domain(&primary).await? else {
                 return Err(AdminError::NotFound(format!(
                     "domain of {scope} is not hosted here"
                 )));
@@ -101,7 +103,6 @@ impl AdminService {
             let Some(acct) = self.meta().account(d.id, a.local_canonical()).await? else {
                 return Err(AdminError::NotFound(format!("no mailbox {scope}")));
             };
-            let primary = self.primary_domain(&d.name).await?;
             Ok((format!("{}@{primary}", acct.local), primary))
         } else {
             let d = self.primary_domain(scope).await?;
@@ -110,7 +111,8 @@ impl AdminService {
     }
 
     /// A sender (an address, or a domain for all its addresses), lower
-    /// case, as the filter compares it with the envelope sender.
+    /// case, as the filter compares it with the envelope sender and the
+    /// `From:` addresses.
     fn whitelist_sender(sender: &str) -> Result<String> {
         let s = sender.trim().to_lowercase();
         let ok = match s.rsplit_once('@') {

@@ -973,3 +973,87 @@ async fn api_tokens_are_shown_once_stored_hashed_and_expire() {
     assert!(audit.iter().all(|r| !r.entry.detail.contains(&token[4..])));
     assert_eq!(audit[0].entry.operation, "token.revoke");
 }
+
+/// The filter's administration (issue #10): whitelists are kept under the
+/// primary domain and the canonical mailbox, whatever was typed; a
+/// domain's policy is checked against the server's thresholds.
+#[tokio::test]
+async fn whitelists_and_domain_filter_policy() {
+    let (_d, s) = with_domain().await;
+    s.domain_add(&cli(), "abc.net", Some("abc.com"), None, false)
+        .await
+        .unwrap();
+    s.user_add(&cli(), "Kent@abc.com", plain(), None, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.whitelist_add(&cli(), "ABC.net", "Friend.Example")
+            .await
+            .unwrap(),
+        ("abc.com".to_string(), "friend.example".to_string())
+    );
+    assert_eq!(
+        s.whitelist_add(&cli(), "kent@abc.net", "a@b.example")
+            .await
+            .unwrap()
+            .0,
+        "kent@abc.com"
+    );
+    assert!(matches!(
+        s.whitelist_add(&cli(), "abc.com", "friend.example").await,
+        Err(AdminError::AlreadyExists(_))
+    ));
+    for bad in ["", "a b.example", "@x.example", "<a@b.example>"] {
+        assert!(
+            matches!(
+                s.whitelist_add(&cli(), "abc.com", bad).await,
+                Err(AdminError::Invalid(_))
+            ),
+            "{bad}"
+        );
+    }
+    assert!(matches!(
+        s.whitelist_add(&cli(), "nobody@abc.com", "x.example").await,
+        Err(AdminError::NotFound(_))
+    ));
+    assert_eq!(s.whitelist_list(Some("abc.com")).await.unwrap().len(), 2);
+    assert_eq!(s.whitelist_list(Some("kent@abc.com")).await.unwrap().len(), 1);
+    s.whitelist_remove(&cli(), "abc.com", "friend.example")
+        .await
+        .unwrap();
+    assert_eq!(s.whitelist_list(None).await.unwrap().len(), 1);
+
+    let defaults = postroom_filter::Thresholds::default();
+    let change = postroom_filter::DomainPolicy {
+        junk_at: Some(4.0),
+        cleaned: Some(false),
+        ..Default::default()
+    };
+    let p = s
+        .filter_policy_set(&cli(), "abc.net", change, false, &defaults)
+        .await
+        .unwrap();
+    assert_eq!((p.junk_at, p.cleaned), (Some(4.0), Some(false)));
+    assert_eq!(
+        s.filter_policy("abc.com").await.unwrap(),
+        ("abc.com".to_string(), p)
+    );
+    let bad = postroom_filter::DomainPolicy {
+        quarantine_at: Some(30.0),
+        ..Default::default()
+    };
+    assert!(matches!(
+        s.filter_policy_set(&cli(), "abc.com", bad, false, &defaults)
+            .await,
+        Err(AdminError::Invalid(_))
+    ));
+    let reset = s
+        .filter_policy_set(&cli(), "abc.com", Default::default(), true, &defaults)
+        .await
+        .unwrap();
+    assert_eq!(reset, Default::default());
+    assert_eq!(
+        s.store().meta().filter_domain_settings("abc.com").await.unwrap(),
+        None
+    );
+}

@@ -42,12 +42,40 @@ pub struct RcptPolicy {
 /// settings and whitelists); without one, `[filter.policy]` applies to
 /// everyone and nobody is whitelisted.
 pub trait PolicySource: Send + Sync {
+    /// `senders`: the envelope sender and the `From:` addresses, lower
+    /// case (either may be whitelisted: a newsletter's envelope sender is
+    /// often its provider's bounce address).
     fn policies<'a>(
         &'a self,
-        sender: Option<&'a str>,
+        senders: &'a [String],
         recipients: &'a [FilterRecipient],
         defaults: &'a Thresholds,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<RcptPolicy>> + Send + 'a>>;
+}
+
+/// The most `From:` addresses looked up (RFC 5322 allows a list; mail
+/// has one).
+const MAX_FROM: usize = 5;
+
+/// The envelope sender and the `From:` addresses, lower case, once each.
+fn senders(mail_from: Option<&str>, message: &[u8]) -> Vec<String> {
+    let mut out: Vec<String> = mail_from
+        .filter(|s| !s.is_empty())
+        .map(str::to_lowercase)
+        .into_iter()
+        .collect();
+    let from = postroom_core::header::fields(message)
+        .filter(|f| f.is("from"))
+        .flat_map(|f| postroom_core::header::mailboxes(&f.unfolded()))
+        .filter_map(|m| m.addr_spec())
+        .take(MAX_FROM);
+    for a in from {
+        let a = a.to_lowercase();
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    out
 }
 
 pub struct ChainFilter {
@@ -74,8 +102,8 @@ impl ChainFilter {
         let mut changed = strip_own_fields(input.body);
         let policies = match &self.policy {
             Some(p) => {
-                p.policies(input.mail_from, input.recipients, &self.defaults)
-                    .await
+                let senders = senders(input.mail_from, input.body);
+                p.policies(&senders, input.recipients, &self.defaults).await
             }
             None => Vec::new(),
         };
@@ -259,6 +287,7 @@ fn rcpt_headers(report: &Report, score: f64, action: Action, t: &Thresholds) -> 
         .collect();
     names.sort_unstable();
     names.dedup();
+    names.truncate(MAX_STORED_SYMBOLS);
     let tests = if names.is_empty() {
         "NONE".to_string()
     } else {
@@ -391,6 +420,28 @@ pub fn report_json(ctx: &ReportContext<'_>, r: &FilterReport) -> String {
             })
         })
         .collect();
+    // Bounded: a check's detail quotes what matched (a URL, a file name),
+    // which the sender chose.
+    let checks: Vec<serde_json::Value> = r
+        .report
+        .checks
+        .iter()
+        .map(|c| {
+            let symbols: Vec<serde_json::Value> = c
+                .symbols
+                .iter()
+                .take(MAX_STORED_SYMBOLS)
+                .map(|s| {
+                    serde_json::json!({
+                        "name": s.name,
+                        "score": s.score,
+                        "detail": bounded(&s.detail, MAX_DETAIL),
+                    })
+                })
+                .collect();
+            serde_json::json!({"check": c.check, "symbols": symbols})
+        })
+        .collect();
     serde_json::json!({
         "queue_id": ctx.queue_id,
         "at": ctx.at,
@@ -398,13 +449,31 @@ pub fn report_json(ctx: &ReportContext<'_>, r: &FilterReport) -> String {
         "helo": ctx.helo,
         "from": ctx.sender,
         "message_id": ctx.message_id,
-        "checks": r.report.checks,
+        "checks": checks,
         "forced": r.report.forced,
         "changes": r.changes,
         "recipients": recipients,
         "reply": ctx.reply,
     })
     .to_string()
+}
+
+/// The longest detail kept in a stored report, in bytes.
+const MAX_DETAIL: usize = 500;
+/// The most symbols of one check kept in a stored report or named in
+/// `X-Spam-Status` (a check finding 100 links names a few of them).
+const MAX_STORED_SYMBOLS: usize = 100;
+
+/// `s` cut to at most `max` bytes, at a character boundary, marked `…`.
+fn bounded(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &s[..cut])
 }
 
 /// What a verdict list says as one word per recipient, for the log.
@@ -448,7 +517,7 @@ mod tests {
     impl PolicySource for Whitelist {
         fn policies<'a>(
             &'a self,
-            _: Option<&'a str>,
+            _: &'a [String],
             _: &'a [FilterRecipient],
             defaults: &'a Thresholds,
         ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<RcptPolicy>> + Send + 'a>> {
@@ -610,6 +679,35 @@ mod tests {
         let h = header_line("Authentication-Results", "mx; spf=pass\r\nX-Evil: 1").unwrap();
         assert_eq!(h, "Authentication-Results: mx; spf=pass\r\n\tX-Evil: 1\r\n");
         assert!(header_line("Bad Name", "x").is_none());
+    }
+
+    #[test]
+    fn whitelists_are_looked_up_by_envelope_sender_and_from() {
+        let m = b"From: \"News\" <News@Letter.example>, b@x.example\r\nFrom: c@y.example\r\n\r\nFrom: body@z.example\r\n";
+        assert_eq!(
+            senders(Some("Bounce+1@Mailer.example"), m),
+            [
+                "bounce+1@mailer.example",
+                "news@letter.example",
+                "b@x.example",
+                "c@y.example"
+            ]
+        );
+        assert_eq!(senders(None, b"From: a@b.example\r\n\r\n"), ["a@b.example"]);
+        assert_eq!(
+            senders(Some("a@b.example"), b"From: A@b.example\r\n\r\n"),
+            ["a@b.example"]
+        );
+    }
+
+    #[test]
+    fn stored_details_are_bounded() {
+        assert_eq!(bounded("abc", 5), "abc");
+        assert_eq!(bounded("ééé", 3), "é…");
+        assert_eq!(
+            bounded(&"x".repeat(600), MAX_DETAIL).len(),
+            MAX_DETAIL + '…'.len_utf8()
+        );
     }
 
     #[test]

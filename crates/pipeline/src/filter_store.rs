@@ -79,23 +79,28 @@ impl StorePolicy {
 impl PolicySource for StorePolicy {
     fn policies<'a>(
         &'a self,
-        sender: Option<&'a str>,
+        senders: &'a [String],
         recipients: &'a [FilterRecipient],
         defaults: &'a Thresholds,
     ) -> Pin<Box<dyn Future<Output = Vec<RcptPolicy>> + Send + 'a>> {
         Box::pin(async move {
-            // The envelope sender and its domain; `<>` matches nothing.
-            let senders: Vec<String> = match sender.map(str::to_lowercase) {
-                Some(s) if !s.is_empty() => match s.rsplit_once('@') {
-                    Some((_, d)) => vec![d.to_string(), s.clone()],
-                    None => vec![s],
-                },
-                _ => Vec::new(),
-            };
-            let entries = if senders.is_empty() {
+            // Each address and its domain, in one look-up; `<>` matches
+            // nothing.
+            let mut keys: Vec<String> = Vec::with_capacity(senders.len() * 2);
+            for s in senders {
+                for k in [Some(s.as_str()), s.rsplit_once('@').map(|(_, d)| d)]
+                    .into_iter()
+                    .flatten()
+                {
+                    if !k.is_empty() && !keys.iter().any(|x| x == k) {
+                        keys.push(k.to_string());
+                    }
+                }
+            }
+            let entries = if keys.is_empty() {
                 Vec::new()
             } else {
-                match self.store.meta().whitelist_matches(&senders).await {
+                match self.store.meta().whitelist_matches(&keys).await {
                     Ok(e) => e,
                     Err(e) => {
                         tracing::error!(error = %e, "reading the whitelists failed: nobody is whitelisted");

@@ -560,8 +560,9 @@ pub enum FilterCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum WhitelistCmd {
-    /// Whitelist SENDER (an address, or a domain for all its addresses)
-    /// for SCOPE (a hosted domain, or a mailbox's address).
+    /// Whitelist SENDER (an address, or a domain for all its addresses;
+    /// matched against the envelope sender and the From: addresses) for
+    /// SCOPE (a hosted domain, or a mailbox's address).
     Add {
         scope: String,
         sender: String,

@@ -36,6 +36,7 @@ async fn filter_stage_messages_per_second() {
     let deps = postroom_filter::Deps {
         hostname: "mx.x.example".into(),
         offline: true,
+        ..Default::default()
     };
     let chain = postroom_filter::chain(&Default::default(), &deps).unwrap();
     let filter = Arc::new(ChainFilter::new(chain, Thresholds::default(), None));

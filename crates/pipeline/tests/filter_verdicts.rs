@@ -64,6 +64,7 @@ fn pipeline(dir: &tempfile::TempDir, high_discards: bool) -> (Arc<MxPipeline>, p
         filter: Arc::new(ChainFilter::new(chain, thresholds, None)),
         filter_time: std::time::Duration::from_secs(60),
         results: None,
+        spam_reports: None,
         memory: MemoryBudget::new(1 << 30),
     });
     (pipeline, acct.id)

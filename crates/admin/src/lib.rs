@@ -10,6 +10,7 @@
 //! change).
 
 mod alias;
+mod customer;
 mod domain;
 mod error;
 mod keys;
@@ -30,6 +31,7 @@ use postroom_store::directory::{AccountRow, DomainRow};
 use postroom_store::{AuditEntry, AuditQuery, AuditRow, Metadata, Store};
 
 pub use alias::AliasInfo;
+pub use customer::{parse_customer_name, CustomerChange, CustomerInfo, MAX_CUSTOMER_NAME};
 pub use domain::{DomainChange, DomainInfo};
 pub use error::AdminError;
 pub use keys::txt_record;

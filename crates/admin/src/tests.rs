@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use postroom_core::Secret;
-use postroom_store::{Delivery, LocalDelivery, OutboundItem, Store, StoreError};
+use postroom_store::{CustomerCaps, Delivery, LocalDelivery, OutboundItem, Store, StoreError};
 
 use crate::*;
 
@@ -972,4 +972,230 @@ async fn api_tokens_are_shown_once_stored_hashed_and_expire() {
     let audit = s.audit(Some("kent@abc.com"), None, 10).await.unwrap();
     assert!(audit.iter().all(|r| !r.entry.detail.contains(&token[4..])));
     assert_eq!(audit[0].entry.operation, "token.revoke");
+}
+
+// ---------------------------------------------------------------------
+// Customers and their caps (issue #11)
+
+fn caps(
+    domains: Option<i64>,
+    mailboxes: Option<i64>,
+    aliases: Option<i64>,
+    storage: Option<i64>,
+) -> CustomerCaps {
+    CustomerCaps {
+        max_domains: domains,
+        max_mailboxes: mailboxes,
+        max_aliases: aliases,
+        max_storage: storage,
+    }
+}
+
+fn cap_reached<T: std::fmt::Debug>(r: Result<T>, cap: &str) {
+    match r {
+        Err(AdminError::CapReached(m)) => assert!(m.contains(cap), "{m} does not name the {cap} cap"),
+        other => panic!("expected the {cap} cap, got {other:?}"),
+    }
+}
+
+/// A customer "acme" owning abc.com, with these caps.
+async fn customer_with(c: CustomerCaps) -> (tempfile::TempDir, AdminService) {
+    let (dir, s) = with_domain().await;
+    s.customer_add(&cli(), "Acme", c).await.unwrap();
+    s.customer_set(
+        &cli(),
+        "acme",
+        CustomerChange {
+            add_domains: vec!["abc.com".into()],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    (dir, s)
+}
+
+#[tokio::test]
+async fn mailbox_cap_refuses_the_next_mailbox() {
+    let (_d, s) = customer_with(caps(None, Some(2), None, None)).await;
+    s.user_add(&cli(), "a@abc.com", plain(), None, false)
+        .await
+        .unwrap();
+    s.user_add(&cli(), "b@abc.com", plain(), None, false)
+        .await
+        .unwrap();
+    cap_reached(
+        s.user_add(&cli(), "c@abc.com", plain(), None, false).await,
+        "mailboxes",
+    );
+    assert_eq!(AdminError::CapReached(String::new()).http_status(), 409);
+    // Nothing was made, and a domain with no customer has no cap.
+    assert!(s.user_show("c@abc.com").await.is_err());
+    s.domain_add(&cli(), "free.example", None, None, false)
+        .await
+        .unwrap();
+    for i in 0..3 {
+        s.user_add(&cli(), &format!("u{i}@free.example"), plain(), None, false)
+            .await
+            .unwrap();
+    }
+    // A raised cap lets the next one in.
+    s.customer_set(
+        &cli(),
+        "acme",
+        CustomerChange {
+            max_mailboxes: Some(Some(3)),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    s.user_add(&cli(), "c@abc.com", plain(), None, false)
+        .await
+        .unwrap();
+    assert_eq!(s.customer_show("acme").await.unwrap().usage.mailboxes, 3);
+}
+
+#[tokio::test]
+async fn alias_cap_counts_new_aliases_only() {
+    let (_d, s) = customer_with(caps(None, None, Some(1), None)).await;
+    s.alias_add(&cli(), "sales@abc.com", "x@remote.example")
+        .await
+        .unwrap();
+    // More targets on the same alias add no alias.
+    s.alias_add(&cli(), "sales@abc.com", "y@remote.example")
+        .await
+        .unwrap();
+    cap_reached(
+        s.alias_add(&cli(), "info@abc.com", "x@remote.example").await,
+        "aliases",
+    );
+}
+
+#[tokio::test]
+async fn domain_cap_covers_new_given_and_alias_domains() {
+    let (_d, s) = customer_with(caps(Some(2), None, None, None)).await;
+    s.domain_add_for(&cli(), "two.example", None, None, false, Some("acme"))
+        .await
+        .unwrap();
+    assert_eq!(s.domain_owner("two.example").await.unwrap().unwrap().name, "acme");
+    cap_reached(
+        s.domain_add_for(&cli(), "three.example", None, None, false, Some("acme"))
+            .await,
+        "domains",
+    );
+    assert!(s.domain_owner("three.example").await.is_err(), "not made");
+    // An alias domain belongs to its target's customer, and counts.
+    cap_reached(
+        s.domain_add(&cli(), "abc.net", Some("abc.com"), None, false)
+            .await,
+        "domains",
+    );
+    s.domain_add(&cli(), "other.example", None, None, false)
+        .await
+        .unwrap();
+    cap_reached(
+        s.customer_set(
+            &cli(),
+            "acme",
+            CustomerChange {
+                add_domains: vec!["other.example".into()],
+                ..Default::default()
+            },
+        )
+        .await,
+        "domains",
+    );
+    assert_eq!(s.domain_owner("other.example").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn storage_cap_is_the_sum_of_quotas() {
+    let (_d, s) = customer_with(caps(None, None, None, Some(3 << 30))).await;
+    // No quota at all is unlimited: refused under a storage cap.
+    cap_reached(
+        s.user_add(&cli(), "a@abc.com", plain(), None, false).await,
+        "storage",
+    );
+    s.user_add(&cli(), "a@abc.com", plain(), Some(2 << 30), false)
+        .await
+        .unwrap();
+    cap_reached(
+        s.user_add(&cli(), "b@abc.com", plain(), Some(2 << 30), false)
+            .await,
+        "storage",
+    );
+    s.user_add(&cli(), "b@abc.com", plain(), Some(1 << 30), false)
+        .await
+        .unwrap();
+    // Raising a quota past the cap is refused; lowering is always allowed.
+    cap_reached(
+        s.user_set_quota(&cli(), "b@abc.com", Some(2 << 30)).await,
+        "storage",
+    );
+    cap_reached(s.user_set_quota(&cli(), "b@abc.com", None).await, "storage");
+    s.user_set_quota(&cli(), "a@abc.com", Some(1 << 30))
+        .await
+        .unwrap();
+    s.user_set_quota(&cli(), "b@abc.com", Some(2 << 30))
+        .await
+        .unwrap();
+    assert_eq!(s.customer_show("acme").await.unwrap().usage.storage, 3 << 30);
+}
+
+#[tokio::test]
+async fn customers_own_domains_one_at_a_time() {
+    let (_d, s) = customer_with(CustomerCaps::default()).await;
+    assert!(matches!(
+        s.customer_add(&cli(), "ACME", CustomerCaps::default()).await,
+        Err(AdminError::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        s.customer_add(&cli(), "bad name", CustomerCaps::default()).await,
+        Err(AdminError::Invalid(_))
+    ));
+    assert!(matches!(
+        s.customer_add(&cli(), "neg", caps(Some(-1), None, None, None))
+            .await,
+        Err(AdminError::Invalid(_))
+    ));
+    s.customer_add(&cli(), "globex", CustomerCaps::default())
+        .await
+        .unwrap();
+    let give = |d: &str| CustomerChange {
+        add_domains: vec![d.into()],
+        ..Default::default()
+    };
+    assert!(matches!(
+        s.customer_set(&cli(), "globex", give("abc.com")).await,
+        Err(AdminError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.customer_remove(&cli(), "acme").await,
+        Err(AdminError::Conflict(_))
+    ));
+    s.customer_set(
+        &cli(),
+        "acme",
+        CustomerChange {
+            remove_domains: vec!["abc.com".into()],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    s.customer_set(&cli(), "globex", give("abc.com")).await.unwrap();
+    s.customer_remove(&cli(), "acme").await.unwrap();
+    let names: Vec<String> = s
+        .customers()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.row.name)
+        .collect();
+    assert_eq!(names, ["globex"]);
+    let audit = s.audit(Some("globex"), None, 10).await.unwrap();
+    assert!(audit
+        .iter()
+        .any(|r| r.entry.operation == "customer.set" && r.entry.detail.contains("+abc.com")));
 }

@@ -16,6 +16,7 @@ use crate::admin::{AuditEntry, AuditQuery, AuditRow};
 use crate::cache::FolderSnapshot;
 use crate::committer::Delivery;
 use crate::console::{ApiTokenRow, NewApiToken, ProviderAdminRow};
+use crate::customers::{CustomerCaps, CustomerRow, CustomerUsage};
 use crate::directory::{AccountRow, AliasRow, DomainRow, ImportedAlias};
 use crate::dkim::DkimKeyRow;
 use crate::folders::{FlagOp, FolderChanges, MessageMeta};
@@ -316,9 +317,32 @@ pub trait ConsoleMeta: Send + Sync {
     async fn remove_api_token(&self, id: i64) -> Result<bool>;
 }
 
+/// Customers (tenants) and the domains they own (`crate::customers`).
+#[async_trait]
+pub trait CustomerMeta: Send + Sync {
+    /// Refused with `StoreError::Invalid("... exists already")` when the
+    /// name is taken.
+    async fn add_customer(&self, name: &str, caps: &CustomerCaps) -> Result<CustomerRow>;
+    async fn customer(&self, name: &str) -> Result<Option<CustomerRow>>;
+    /// Every customer, by name.
+    async fn customers(&self) -> Result<Vec<CustomerRow>>;
+    /// False when there is no such customer.
+    async fn set_customer_caps(&self, id: i64, caps: &CustomerCaps) -> Result<bool>;
+    /// Refused with `StoreError::Conflict` while it owns a domain; false
+    /// when there is no such customer.
+    async fn remove_customer(&self, id: i64) -> Result<bool>;
+    /// Gives a domain to a customer, or (`None`) takes it from its owner.
+    /// A removed domain leaves its customer by itself.
+    async fn set_domain_customer(&self, domain: DomainId, customer: Option<i64>) -> Result<()>;
+    async fn domain_customer(&self, domain: DomainId) -> Result<Option<CustomerRow>>;
+    /// The domains a customer owns, by name.
+    async fn customer_domains(&self, customer: i64) -> Result<Vec<DomainId>>;
+    async fn customer_usage(&self, customer: i64) -> Result<CustomerUsage>;
+}
+
 /// A whole back end.
 pub trait Metadata:
-    DirectoryMeta + AdminMeta + MailboxMeta + QueueMeta + DeliveryMeta + Watch + ConsoleMeta
+    DirectoryMeta + AdminMeta + MailboxMeta + QueueMeta + DeliveryMeta + Watch + ConsoleMeta + CustomerMeta
 {
     /// A short name for logs and `status`: `sqlite` or `postgresql`.
     fn kind(&self) -> &'static str;

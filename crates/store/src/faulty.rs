@@ -13,11 +13,13 @@ use async_trait::async_trait;
 
 use crate::admin::{AuditEntry, AuditQuery, AuditRow};
 use crate::backend::{
-    AdminMeta, Appended, ConsoleMeta, DeliveryMeta, DirectoryMeta, MailboxMeta, Metadata, QueueMeta, Watch,
+    AdminMeta, Appended, ConsoleMeta, CustomerMeta, DeliveryMeta, DirectoryMeta, MailboxMeta, Metadata,
+    QueueMeta, Watch,
 };
 use crate::cache::FolderSnapshot;
 use crate::committer::Delivery;
 use crate::console::{ApiTokenRow, NewApiToken, ProviderAdminRow};
+use crate::customers::{CustomerCaps, CustomerRow, CustomerUsage};
 use crate::directory::{AccountRow, AliasRow, DomainRow, ImportedAlias};
 use crate::dkim::DkimKeyRow;
 use crate::folders::{FlagOp, FolderChanges, MessageMeta};
@@ -562,5 +564,45 @@ impl ConsoleMeta for FaultyMeta {
     async fn remove_api_token(&self, id: i64) -> Result<bool> {
         self.check()?;
         self.inner.remove_api_token(id).await
+    }
+}
+
+#[async_trait]
+impl CustomerMeta for FaultyMeta {
+    async fn add_customer(&self, name: &str, caps: &CustomerCaps) -> Result<CustomerRow> {
+        self.check()?;
+        self.inner.add_customer(name, caps).await
+    }
+    async fn customer(&self, name: &str) -> Result<Option<CustomerRow>> {
+        self.check()?;
+        self.inner.customer(name).await
+    }
+    async fn customers(&self) -> Result<Vec<CustomerRow>> {
+        self.check()?;
+        self.inner.customers().await
+    }
+    async fn set_customer_caps(&self, id: i64, caps: &CustomerCaps) -> Result<bool> {
+        self.check()?;
+        self.inner.set_customer_caps(id, caps).await
+    }
+    async fn remove_customer(&self, id: i64) -> Result<bool> {
+        self.check()?;
+        self.inner.remove_customer(id).await
+    }
+    async fn set_domain_customer(&self, domain: DomainId, customer: Option<i64>) -> Result<()> {
+        self.check()?;
+        self.inner.set_domain_customer(domain, customer).await
+    }
+    async fn domain_customer(&self, domain: DomainId) -> Result<Option<CustomerRow>> {
+        self.check()?;
+        self.inner.domain_customer(domain).await
+    }
+    async fn customer_domains(&self, customer: i64) -> Result<Vec<DomainId>> {
+        self.check()?;
+        self.inner.customer_domains(customer).await
+    }
+    async fn customer_usage(&self, customer: i64) -> Result<CustomerUsage> {
+        self.check()?;
+        self.inner.customer_usage(customer).await
     }
 }

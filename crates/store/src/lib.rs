@@ -15,6 +15,7 @@ pub mod blob;
 pub mod cache;
 pub mod committer;
 pub mod console;
+pub mod customers;
 pub mod db;
 pub mod directory;
 pub mod dkim;
@@ -41,11 +42,12 @@ use std::sync::Arc;
 
 pub use admin::{AuditEntry, AuditQuery, AuditRow};
 pub use backend::{
-    AdminMeta, Appended, DeliveryMeta, DirectoryMeta, MailboxMeta, Metadata, QueueMeta, Watch,
+    AdminMeta, Appended, CustomerMeta, DeliveryMeta, DirectoryMeta, MailboxMeta, Metadata, QueueMeta, Watch,
 };
 pub use blob::{BlobStore, FsBlobStore, MemSpool};
 pub use committer::{Delivery, LocalDelivery, OutboundItem};
 pub use console::{ApiTokenRow, NewApiToken, ProviderAdminRow};
+pub use customers::{CustomerCaps, CustomerRow, CustomerUsage};
 pub use db::Db;
 pub use fs::{DurableFs, RealFs, SimulatedFs, TempFile};
 pub use held::{HeldLocal, Hold, HoldReason};

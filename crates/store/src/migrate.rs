@@ -211,6 +211,24 @@ pub(crate) const TABLES: &[Table] = &[
         ],
         has_id: true,
     },
+    Table {
+        name: "customers",
+        columns: &[
+            "id",
+            "name",
+            "max_domains",
+            "max_mailboxes",
+            "max_aliases",
+            "max_storage",
+            "created",
+        ],
+        has_id: true,
+    },
+    Table {
+        name: "customer_domains",
+        columns: &["domain_id", "customer_id"],
+        has_id: false,
+    },
 ];
 
 /// What a copy did.

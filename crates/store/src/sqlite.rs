@@ -12,11 +12,13 @@ use async_trait::async_trait;
 
 use crate::admin::{AuditEntry, AuditQuery, AuditRow};
 use crate::backend::{
-    AdminMeta, Appended, ConsoleMeta, DeliveryMeta, DirectoryMeta, MailboxMeta, Metadata, QueueMeta, Watch,
+    AdminMeta, Appended, ConsoleMeta, CustomerMeta, DeliveryMeta, DirectoryMeta, MailboxMeta, Metadata,
+    QueueMeta, Watch,
 };
 use crate::cache::FolderSnapshot;
 use crate::committer::{Delivery, Work};
 use crate::console::{ApiTokenRow, NewApiToken, ProviderAdminRow};
+use crate::customers::{CustomerCaps, CustomerRow, CustomerUsage};
 use crate::directory::{AccountRow, AliasRow, DomainRow, ImportedAlias};
 use crate::dkim::DkimKeyRow;
 use crate::folders::{FlagOp, FolderChanges, MessageMeta};
@@ -457,5 +459,36 @@ impl ConsoleMeta for Sqlite {
     }
     async fn remove_api_token(&self, id: i64) -> Result<bool> {
         self.db.remove_api_token(id)
+    }
+}
+
+#[async_trait]
+impl CustomerMeta for Sqlite {
+    async fn add_customer(&self, name: &str, caps: &CustomerCaps) -> Result<CustomerRow> {
+        self.db.add_customer(name, caps)
+    }
+    async fn customer(&self, name: &str) -> Result<Option<CustomerRow>> {
+        self.db.customer(name)
+    }
+    async fn customers(&self) -> Result<Vec<CustomerRow>> {
+        self.db.customers()
+    }
+    async fn set_customer_caps(&self, id: i64, caps: &CustomerCaps) -> Result<bool> {
+        self.db.set_customer_caps(id, caps)
+    }
+    async fn remove_customer(&self, id: i64) -> Result<bool> {
+        self.db.remove_customer(id)
+    }
+    async fn set_domain_customer(&self, domain: DomainId, customer: Option<i64>) -> Result<()> {
+        self.db.set_domain_customer(domain, customer)
+    }
+    async fn domain_customer(&self, domain: DomainId) -> Result<Option<CustomerRow>> {
+        self.db.domain_customer(domain)
+    }
+    async fn customer_domains(&self, customer: i64) -> Result<Vec<DomainId>> {
+        self.db.customer_domains(customer)
+    }
+    async fn customer_usage(&self, customer: i64) -> Result<CustomerUsage> {
+        self.db.customer_usage(customer)
     }
 }

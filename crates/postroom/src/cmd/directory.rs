@@ -24,9 +24,17 @@ pub fn domain(ctx: &Context, cmd: DomainCmd) -> CmdResult {
                 alias_of,
                 relay_to,
                 verify,
+                customer,
             } => {
                 let d = admin
-                    .domain_add(&me, &domain, alias_of.as_deref(), relay_to.as_deref(), verify)
+                    .domain_add_for(
+                        &me,
+                        &domain,
+                        alias_of.as_deref(),
+                        relay_to.as_deref(),
+                        verify,
+                        customer.as_deref(),
+                    )
                     .await
                     .map_err(text)?;
                 match (alias_of, &d.relay_to) {

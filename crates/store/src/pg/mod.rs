@@ -14,6 +14,7 @@
 
 mod committer;
 mod console;
+mod customers;
 mod directory;
 mod mailbox;
 mod migrate;

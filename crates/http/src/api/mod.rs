@@ -21,12 +21,14 @@ use crate::session::{fingerprint, Role};
 use crate::State;
 
 mod aliases;
+mod customers;
 mod domains;
 mod mailboxes;
 
 pub(crate) use mailboxes::{change_mailbox_as, remove_mailbox_as};
 // The handlers' generated `__path_*` descriptions, for the OpenAPI document.
 use aliases::*;
+use customers::*;
 use domains::*;
 use mailboxes::*;
 
@@ -175,6 +177,11 @@ pub fn routes() -> Router<State> {
     Router::new()
         .route("/session", get(session))
         .route("/password", post(change_password))
+        .route("/customers", get(list_customers).post(create_customer))
+        .route(
+            "/customers/{customer}",
+            get(show_customer).patch(change_customer).delete(remove_customer),
+        )
         .route("/domains", get(list_domains).post(create_domain))
         .route(
             "/domains/{domain}",
@@ -256,13 +263,18 @@ pub(super) fn canonical(address: &str) -> String {
 #[openapi(
     info(
         title = "Postroom API",
-        description = "Domains, mailboxes and aliases. Send `Authorization: Bearer TOKEN` (postroom \
+        description = "Customers, domains, mailboxes and aliases. Send `Authorization: Bearer TOKEN` (postroom \
         api-token create), or log in with the console's form (POST /login) and send the session cookie and, \
         with every change, the X-CSRF-Token from GET /api/v1/session."
     ),
     paths(
         session,
         change_password,
+        list_customers,
+        create_customer,
+        show_customer,
+        change_customer,
+        remove_customer,
         list_domains,
         create_domain,
         show_domain,
@@ -282,6 +294,11 @@ pub(super) fn canonical(address: &str) -> String {
     ),
     components(schemas(
         SessionInfo,
+        Customer,
+        Caps,
+        Usage,
+        NewCustomer,
+        CustomerPatch,
         Domain,
         DomainDetail,
         NewDomain,

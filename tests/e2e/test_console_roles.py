@@ -1,0 +1,120 @@
+"""Issue #11's roles and limits over the real server: customers with caps
+made by a provider admin through the API, the caps refusing the next
+mailbox with a 4xx (never a 5xx) whoever asks, and a domain admin of one
+customer unable to see or change another customer's domain."""
+
+import pytest
+
+from conftest import discard, make_server
+from test_console import Browser
+
+PROVIDER = "staff@provider.example"
+PROVIDER_PW = "provider-secret-2"
+ANNA = "anna@a-customer.example"
+ANNA_PW = "anna-secret-1"
+
+
+@pytest.fixture(scope="module")
+def roles():
+    s = make_server()
+    s.cli("admin", "add", PROVIDER, "--password-stdin", input=PROVIDER_PW + "\n")
+    s.cli("domain", "add", "a-customer.example")
+    s.cli("domain", "add", "b-customer.example")
+    s.cli("user", "add", ANNA, "--password-stdin", "--domain-admin", input=ANNA_PW + "\n")
+    s.cli("user", "add", "bob@b-customer.example", "--password-stdin", input="bob-secret-12\n")
+    s.start()
+    yield s
+    discard(s)
+
+
+def login(s, who, pw):
+    b = Browser(s.http_port)
+    status, _, _, _ = b.login(who, pw)
+    assert status == 303, status
+    return b
+
+
+def test_customers_and_caps_over_the_api(roles):
+    p = login(roles, PROVIDER, PROVIDER_PW)
+    status, body = p.api("POST", "/customers", {"name": "acme", "max_mailboxes": 2, "max_domains": 1})
+    assert status == 201, body
+    assert body["caps"]["max_mailboxes"] == 2 and body["usage"]["mailboxes"] == 0
+    status, body = p.api("POST", "/customers", {"name": "acme"})
+    assert status == 409, body
+    status, body = p.api("POST", "/customers", {"name": "x", "unknown": 1})
+    assert 400 <= status < 500, body
+    status, body = p.api("PATCH", "/customers/acme", {"add_domains": ["a-customer.example"]})
+    assert status == 200 and body["domains"] == ["a-customer.example"], body
+    assert body["usage"]["mailboxes"] == 1
+    # The domains cap: a second domain is refused, naming the cap.
+    status, body = p.api("POST", "/domains", {"name": "a-second.example", "customer": "acme"})
+    assert status == 409 and "domains cap" in body["error"], body
+    status, body = p.api("PATCH", "/customers/acme", {"add_domains": ["b-customer.example"]})
+    assert status == 409 and "domains cap" in body["error"], body
+    # The mailboxes cap: the second fits, the third is refused with a 4xx
+    # (never 5xx), and nothing is made.
+    status, body = p.api("POST", "/domains/a-customer.example/mailboxes",
+                         {"local": "two", "password": "two-secret-123"})
+    assert status == 201, body
+    status, body = p.api("POST", "/domains/a-customer.example/mailboxes",
+                         {"local": "three", "password": "three-secret-123"})
+    assert status == 409 and "mailboxes cap" in body["error"], body
+    status, _ = p.api("GET", "/domains/a-customer.example/mailboxes/three")
+    assert status == 404
+    # The CLI is refused by the same check.
+    r = roles.cli("user", "add", "three@a-customer.example", "--password-stdin",
+                  input="three-secret-123\n", check=False)
+    assert r.returncode != 0 and "mailboxes cap" in r.stderr, r.stderr
+    # A domain admin is refused too: the cap is the customer's, not the
+    # session's.
+    anna = login(roles, ANNA, ANNA_PW)
+    status, body = anna.api("POST", "/domains/a-customer.example/mailboxes",
+                            {"local": "four", "password": "four-secret-123"})
+    assert status == 409 and "mailboxes cap" in body["error"], body
+    # Raised, the next one fits.
+    status, body = p.api("PATCH", "/customers/acme", {"max_mailboxes": None})
+    assert status == 200 and body["caps"]["max_mailboxes"] is None, body
+    status, body = anna.api("POST", "/domains/a-customer.example/mailboxes",
+                            {"local": "four", "password": "four-secret-123"})
+    assert status == 201, body
+    status, body = p.api("GET", "/customers/acme")
+    assert status == 200 and body["usage"]["mailboxes"] == 3, body
+    audit = roles.cli("audit", "--object", "acme").stdout
+    assert "customer.add" in audit and "customer.set" in audit and f"api:{PROVIDER}" in audit, audit
+
+
+def test_customers_are_for_provider_staff_only(roles):
+    anna = login(roles, ANNA, ANNA_PW)
+    for method, path, body in (
+        ("GET", "/customers", None),
+        ("POST", "/customers", {"name": "mine", "max_mailboxes": 1000}),
+        ("GET", "/customers/acme", None),
+        ("PATCH", "/customers/acme", {"max_mailboxes": 1000}),
+        ("DELETE", "/customers/acme", None),
+    ):
+        status, answer = anna.api(method, path, body)
+        assert status == 403, (method, path, status, answer)
+
+
+def test_a_domain_admin_never_reaches_another_customers_domain(roles):
+    p = login(roles, PROVIDER, PROVIDER_PW)
+    p.api("POST", "/customers", {"name": "globex"})
+    status, body = p.api("PATCH", "/customers/globex", {"add_domains": ["b-customer.example"]})
+    assert status == 200, body
+    anna = login(roles, ANNA, ANNA_PW)
+    status, body = anna.api("GET", "/domains")
+    assert status == 200 and [d["name"] for d in body] == ["a-customer.example"], body
+    for method, path, body in (
+        ("GET", "/domains/b-customer.example", None),
+        ("GET", "/domains/b-customer.example/mailboxes", None),
+        ("GET", "/domains/b-customer.example/mailboxes/bob", None),
+        ("PATCH", "/domains/b-customer.example/mailboxes/bob", {"enabled": False}),
+        ("DELETE", "/domains/b-customer.example/mailboxes/bob", None),
+        ("POST", "/domains/b-customer.example/mailboxes", {"local": "evil", "password": "evil-secret-123"}),
+        ("POST", "/domains/b-customer.example/aliases", {"local": "evil", "members": ["anna@a-customer.example"]}),
+    ):
+        status, answer = anna.api(method, path, body)
+        assert status in (403, 404), (method, path, status, answer)
+    assert "evil" not in roles.cli("user", "list", "b-customer.example").stdout
+    status, body = p.api("GET", "/domains/b-customer.example/mailboxes/bob")
+    assert status == 200 and body["enabled"] is True, body

@@ -118,3 +118,28 @@ def test_a_domain_admin_never_reaches_another_customers_domain(roles):
     assert "evil" not in roles.cli("user", "list", "b-customer.example").stdout
     status, body = p.api("GET", "/domains/b-customer.example/mailboxes/bob")
     assert status == 200 and body["enabled"] is True, body
+
+
+def test_the_customers_page(roles):
+    p = login(roles, PROVIDER, PROVIDER_PW)
+    status, _, page, _ = p.request("GET", "/customers")
+    assert status == 200 and b"Customers" in page
+    csrf = p.csrf()
+    status, headers, _, _ = p.request("POST", "/customers", {
+        "csrf": csrf, "name": "initech", "max_mailboxes": "5", "max_storage": "10G", "add_domain": ""})
+    assert status == 303 and headers["Location"] == "/customers?done=created", status
+    status, _, page, _ = p.request("GET", "/customers")
+    assert b"initech" in page and b"0 of 5" in page and b"0 bytes of 10G" in page, page
+    # Without the CSRF token nothing changes; HTML in a name is refused.
+    status, _, _, _ = p.request("POST", "/customers", {"csrf": "wrong", "name": "evil"})
+    assert status == 403
+    status, _, page, _ = p.request("POST", "/customers", {"csrf": csrf, "name": "<b>x</b>"})
+    assert 400 <= status < 500 and b"<b>x</b>" not in page, status
+    assert "evil" not in roles.cli("customer", "list").stdout
+    # A domain admin is refused the page and its form.
+    anna = login(roles, ANNA, ANNA_PW)
+    status, _, _, _ = anna.request("GET", "/customers")
+    assert status == 403
+    status, _, _, _ = anna.request("POST", "/customers", {"csrf": anna.csrf(), "name": "mine"})
+    assert status == 403
+    assert "mine" not in roles.cli("customer", "list").stdout

@@ -143,3 +143,46 @@ def test_the_customers_page(roles):
     status, _, _, _ = anna.request("POST", "/customers", {"csrf": anna.csrf(), "name": "mine"})
     assert status == 403
     assert "mine" not in roles.cli("customer", "list").stdout
+
+
+def test_domain_admin_permissions(roles):
+    p = login(roles, PROVIDER, PROVIDER_PW)
+    anna = login(roles, ANNA, ANNA_PW)
+    s, body = p.api("POST", "/domains/a-customer.example/mailboxes", {"local": "carl", "password": "carl-secret-123"})
+    assert s in (201, 409), body
+    # Without the quotas permission a domain admin sets no quota.
+    s, body = anna.api("PATCH", "/domains/a-customer.example/mailboxes/carl", {"quota": "1G"})
+    assert s == 403 and "quotas" in body["error"], body
+    # Nobody grants what they do not hold, nor changes their own role.
+    s, body = anna.api("PUT", "/domains/a-customer.example/mailboxes/carl/role",
+                       {"domain_admin": True, "permissions": ["quotas"]})
+    assert s == 403 and "quotas" in body["error"], body
+    s, body = anna.api("PUT", "/domains/a-customer.example/mailboxes/anna/role",
+                       {"domain_admin": True, "permissions": ["quotas"]})
+    assert s == 403, body
+    # The provider gives anna quotas (and the CLI shows the same rule).
+    s, body = p.api("PUT", "/domains/a-customer.example/mailboxes/anna/role",
+                    {"domain_admin": True, "permissions": ["quotas", "quarantine"]})
+    assert s == 200 and body["permissions"] == ["quarantine", "quotas"], body
+    s, body = anna.api("PATCH", "/domains/a-customer.example/mailboxes/carl", {"quota": "1G"})
+    assert s == 200 and body["quota"] == 1 << 30, body
+    # Now anna may pass quotas on, but not gateway.
+    s, body = anna.api("PUT", "/domains/a-customer.example/mailboxes/carl/role",
+                       {"domain_admin": True, "permissions": ["quotas", "gateway"]})
+    assert s == 403 and "gateway" in body["error"], body
+    s, body = anna.api("PUT", "/domains/a-customer.example/mailboxes/carl/role",
+                       {"domain_admin": True, "permissions": ["quotas"]})
+    assert s == 200 and body == {"domain_admin": True, "permissions": ["quotas"]}, body
+    s, body = anna.api("GET", "/domains/a-customer.example/mailboxes/carl/role")
+    assert s == 200 and body["permissions"] == ["quotas"], body
+    # Another customer's mailbox: as if it did not exist.
+    s, body = anna.api("PUT", "/domains/b-customer.example/mailboxes/bob/role",
+                       {"domain_admin": True, "permissions": []})
+    assert s == 404, body
+    s, body = anna.api("PUT", "/domains/a-customer.example/mailboxes/carl/role",
+                       {"domain_admin": True, "permissions": ["root"]})
+    assert s == 422, body
+    audit = roles.cli("audit", "--object", "carl@a-customer.example").stdout
+    assert "user.role" in audit and f"api:{ANNA}" in audit, audit
+    r = roles.cli("user", "admin", "carl@a-customer.example", "--permissions", "gateway")
+    assert "permissions: gateway" in r.stdout, r.stdout

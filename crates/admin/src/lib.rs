@@ -14,6 +14,7 @@ mod customer;
 mod domain;
 mod error;
 mod keys;
+mod permissions;
 mod provider;
 mod queue;
 mod tokens;
@@ -35,6 +36,7 @@ pub use customer::{parse_customer_name, CustomerChange, CustomerInfo, MAX_CUSTOM
 pub use domain::{DomainChange, DomainInfo};
 pub use error::AdminError;
 pub use keys::txt_record;
+pub use permissions::{Grantor, Permissions};
 pub use tokens::{token_digest, MAX_TOKEN_DAYS, TOKEN_PREFIX};
 pub use user::{NewPassword, Removal, UserInfo};
 

@@ -1199,3 +1199,200 @@ async fn customers_own_domains_one_at_a_time() {
         .iter()
         .any(|r| r.entry.operation == "customer.set" && r.entry.detail.contains("+abc.com")));
 }
+
+// ---------------------------------------------------------------------
+// Domain admins' permissions (issue #11)
+
+/// abc.com with `boss` (a domain admin with quotas and quarantine) and
+/// `kent`; other.example with `eve`, a domain admin with every flag.
+async fn admins() -> (tempfile::TempDir, AdminService, Grantor, Grantor) {
+    let (dir, s) = with_domain().await;
+    s.domain_add(&cli(), "other.example", None, None, false)
+        .await
+        .unwrap();
+    for a in [
+        "boss@abc.com",
+        "kent@abc.com",
+        "eve@other.example",
+        "bob@other.example",
+    ] {
+        s.user_add(&cli(), a, plain(), None, false).await.unwrap();
+    }
+    let given = Permissions::QUOTAS.0 | Permissions::QUARANTINE.0;
+    s.user_set_role(
+        &cli(),
+        Grantor::Provider,
+        "boss@abc.com",
+        true,
+        Permissions(given),
+    )
+    .await
+    .unwrap();
+    s.user_set_role(
+        &cli(),
+        Grantor::Provider,
+        "eve@other.example",
+        true,
+        Permissions::parse("all").unwrap(),
+    )
+    .await
+    .unwrap();
+    let id = |a: &str| {
+        let s = s.clone();
+        let a = a.to_string();
+        async move { s.user_show(&a).await.unwrap().account.id }
+    };
+    let boss = Grantor::DomainAdmin {
+        account: id("boss@abc.com").await,
+    };
+    let eve = Grantor::DomainAdmin {
+        account: id("eve@other.example").await,
+    };
+    (dir, s, boss, eve)
+}
+
+fn forbidden<T: std::fmt::Debug>(r: Result<T>) -> String {
+    match r {
+        Err(AdminError::Forbidden(m)) => m,
+        other => panic!("expected Forbidden, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn nobody_grants_a_permission_they_do_not_hold() {
+    let (_d, s, boss, _) = admins().await;
+    // Within its own flags: allowed.
+    let set = s
+        .user_set_role(&cli(), boss, "kent@abc.com", true, Permissions::QUOTAS)
+        .await
+        .unwrap();
+    assert_eq!(set, Permissions::QUOTAS);
+    assert_eq!(
+        s.admin_permissions("kent@abc.com").await.unwrap(),
+        Permissions::QUOTAS
+    );
+    // Beyond them: refused, naming what it lacks, and nothing changes.
+    let m = forbidden(
+        s.user_set_role(
+            &cli(),
+            boss,
+            "kent@abc.com",
+            true,
+            Permissions::parse("quotas,gateway").unwrap(),
+        )
+        .await,
+    );
+    assert!(m.contains("gateway") && !m.contains("quotas"), "{m}");
+    assert_eq!(
+        s.admin_permissions("kent@abc.com").await.unwrap(),
+        Permissions::QUOTAS
+    );
+    // A permission boss lacks is the provider's to give.
+    s.user_set_role(
+        &cli(),
+        Grantor::Provider,
+        "kent@abc.com",
+        true,
+        Permissions::GATEWAY,
+    )
+    .await
+    .unwrap();
+    // ... and then boss may not change kent's role at all.
+    forbidden(
+        s.user_set_role(&cli(), boss, "kent@abc.com", false, Permissions::default())
+            .await,
+    );
+    assert!(s.user_show("kent@abc.com").await.unwrap().account.domain_admin);
+}
+
+#[tokio::test]
+async fn nobody_raises_their_own_role() {
+    let (_d, s, boss, _) = admins().await;
+    let m = forbidden(
+        s.user_set_role(
+            &cli(),
+            boss,
+            "boss@abc.com",
+            true,
+            Permissions::parse("quotas").unwrap(),
+        )
+        .await,
+    );
+    assert!(m.contains("own"), "{m}");
+    forbidden(
+        s.user_set_role(
+            &cli(),
+            boss,
+            "boss@abc.com",
+            true,
+            Permissions::parse("all").unwrap(),
+        )
+        .await,
+    );
+    assert_eq!(
+        s.admin_permissions("boss@abc.com").await.unwrap(),
+        Permissions(Permissions::QUOTAS.0 | Permissions::QUARANTINE.0)
+    );
+    // A removed role takes its permissions with it.
+    s.user_set_admin(&cli(), "boss@abc.com", false).await.unwrap();
+    forbidden(s.require_permission(boss, Permissions::QUOTAS).await);
+    s.user_set_admin(&cli(), "boss@abc.com", true).await.unwrap();
+    assert_eq!(
+        s.admin_permissions("boss@abc.com").await.unwrap(),
+        Permissions::default()
+    );
+}
+
+#[tokio::test]
+async fn a_domain_admin_reaches_only_its_own_domain() {
+    let (_d, s, boss, eve) = admins().await;
+    // eve holds every flag, but abc.com is not hers: as if not there.
+    assert!(matches!(
+        s.user_set_role(&cli(), eve, "kent@abc.com", true, Permissions::default())
+            .await,
+        Err(AdminError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.user_set_role(&cli(), boss, "bob@other.example", true, Permissions::default())
+            .await,
+        Err(AdminError::NotFound(_))
+    ));
+    assert!(
+        !s.user_show("bob@other.example")
+            .await
+            .unwrap()
+            .account
+            .domain_admin
+    );
+}
+
+#[tokio::test]
+async fn permissions_are_read_from_the_store_at_each_use() {
+    let (_d, s, boss, _) = admins().await;
+    s.require_permission(boss, Permissions::QUOTAS).await.unwrap();
+    s.require_permission(Grantor::Provider, Permissions::GATEWAY)
+        .await
+        .unwrap();
+    let m = forbidden(s.require_permission(boss, Permissions::FORWARD_OUTSIDE).await);
+    assert!(m.contains("forward-outside"), "{m}");
+    // Taken away by the provider: refused at once.
+    s.user_set_role(
+        &cli(),
+        Grantor::Provider,
+        "boss@abc.com",
+        true,
+        Permissions::default(),
+    )
+    .await
+    .unwrap();
+    forbidden(s.require_permission(boss, Permissions::QUOTAS).await);
+    assert!(matches!(
+        Permissions::parse("quotas,root"),
+        Err(AdminError::Invalid(_))
+    ));
+    assert_eq!(Permissions::parse("none").unwrap(), Permissions::default());
+    assert_eq!(
+        Permissions::parse("Quotas, gateway").unwrap().to_string(),
+        "quotas,gateway"
+    );
+}

@@ -231,6 +231,10 @@ impl AdminService {
     pub async fn user_set_admin(&self, actor: &Actor, address: &str, admin: bool) -> Result<()> {
         let (d, a) = self.find_account(&parse_address(address)?).await?;
         self.meta().set_domain_admin(a.id, admin).await?;
+        if !admin {
+            // Given again later, the role starts with no permissions.
+            self.meta().set_admin_permissions(a.id, 0).await?;
+        }
         self.record(
             actor,
             "user.admin",

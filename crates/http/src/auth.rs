@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use postroom_admin::{Actor, AdminError};
+use postroom_admin::{Actor, AdminError, Grantor};
 use postroom_core::{Address, Secret};
 use postroom_directory::auth::LoginError;
 use postroom_store::directory::DomainRow;
@@ -53,6 +53,16 @@ impl Principal {
         Actor::Api {
             login: self.login.clone(),
             ip: self.ip,
+        }
+    }
+
+    /// Who this principal is when it gives a role or needs a
+    /// permission: the admin service reads a domain admin's flags from
+    /// the store, never from the session.
+    pub fn grantor(&self) -> Grantor {
+        match &self.role {
+            Role::Provider => Grantor::Provider,
+            Role::DomainAdmin { account, .. } => Grantor::DomainAdmin { account: *account },
         }
     }
 

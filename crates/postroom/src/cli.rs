@@ -399,6 +399,11 @@ pub enum UserCmd {
         address: String,
         #[arg(long)]
         off: bool,
+        /// The domain admin's permissions, comma-separated: quarantine,
+        /// spam-policy, forward-outside, quotas, gateway (or all, none).
+        /// Not given: as they were.
+        #[arg(long, conflicts_with = "off", value_name = "LIST")]
+        permissions: Option<String>,
     },
     /// Forward a mailbox's mail to other addresses (comma-separated),
     /// keeping a copy unless --no-copy; --off stops forwarding. Outside

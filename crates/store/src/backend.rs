@@ -317,7 +317,8 @@ pub trait ConsoleMeta: Send + Sync {
     async fn remove_api_token(&self, id: i64) -> Result<bool>;
 }
 
-/// Customers (tenants) and the domains they own (`crate::customers`).
+/// Customers (tenants) and the domains they own, and domain admins'
+/// permission flags (`crate::customers`).
 #[async_trait]
 pub trait CustomerMeta: Send + Sync {
     /// Refused with `StoreError::Invalid("... exists already")` when the
@@ -338,6 +339,10 @@ pub trait CustomerMeta: Send + Sync {
     /// The domains a customer owns, by name.
     async fn customer_domains(&self, customer: i64) -> Result<Vec<DomainId>>;
     async fn customer_usage(&self, customer: i64) -> Result<CustomerUsage>;
+    /// A domain admin's permission flags (a bit set the admin service
+    /// defines); 0 when none were given.
+    async fn admin_permissions(&self, account: AccountId) -> Result<i64>;
+    async fn set_admin_permissions(&self, account: AccountId, permissions: i64) -> Result<()>;
 }
 
 /// A whole back end.

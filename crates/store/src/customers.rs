@@ -7,7 +7,7 @@
 use rusqlite::{params, OptionalExtension};
 
 use crate::directory::now;
-use crate::ids::DomainId;
+use crate::ids::{AccountId, DomainId};
 use crate::{Db, Result, StoreError};
 
 /// The caps of a customer; `None` is no cap.
@@ -219,6 +219,29 @@ impl Db {
                     unlimited_mailboxes: r.get(4)?,
                 })
             })?)
+        })
+    }
+
+    pub fn admin_permissions(&self, account: AccountId) -> Result<i64> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT permissions FROM domain_admin_permissions WHERE account_id = ?1",
+                [account.0],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0))
+        })
+    }
+
+    pub fn set_admin_permissions(&self, account: AccountId, permissions: i64) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO domain_admin_permissions (account_id, permissions) VALUES (?1, ?2)
+                 ON CONFLICT (account_id) DO UPDATE SET permissions = excluded.permissions",
+                params![account.0, permissions],
+            )?;
+            Ok(())
         })
     }
 }

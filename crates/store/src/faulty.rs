@@ -605,4 +605,12 @@ impl CustomerMeta for FaultyMeta {
         self.check()?;
         self.inner.customer_usage(customer).await
     }
+    async fn admin_permissions(&self, account: AccountId) -> Result<i64> {
+        self.check()?;
+        self.inner.admin_permissions(account).await
+    }
+    async fn set_admin_permissions(&self, account: AccountId, permissions: i64) -> Result<()> {
+        self.check()?;
+        self.inner.set_admin_permissions(account, permissions).await
+    }
 }

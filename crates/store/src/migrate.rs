@@ -229,6 +229,11 @@ pub(crate) const TABLES: &[Table] = &[
         columns: &["domain_id", "customer_id"],
         has_id: false,
     },
+    Table {
+        name: "domain_admin_permissions",
+        columns: &["account_id", "permissions"],
+        has_id: false,
+    },
 ];
 
 /// What a copy did.

@@ -301,6 +301,7 @@ const V11: &str = "";
 /// Version 12 (issue #11, roles and limits): customers (tenants) with the
 /// caps the provider sets, and which customer owns which domain. A domain
 /// has at most one owner; a removed domain leaves its customer with it.
+/// And the permission flags the provider gives a domain admin.
 const V12: &str = r#"
 CREATE TABLE customers (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -316,6 +317,10 @@ CREATE TABLE customer_domains (
     customer_id INTEGER NOT NULL REFERENCES customers(id)
 );
 CREATE INDEX customer_domains_customer ON customer_domains(customer_id);
+CREATE TABLE domain_admin_permissions (
+    account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    permissions INTEGER NOT NULL          -- bit set: postroom_admin::Permissions
+);
 "#;
 
 const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12];

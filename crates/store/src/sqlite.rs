@@ -491,4 +491,10 @@ impl CustomerMeta for Sqlite {
     async fn customer_usage(&self, customer: i64) -> Result<CustomerUsage> {
         self.db.customer_usage(customer)
     }
+    async fn admin_permissions(&self, account: AccountId) -> Result<i64> {
+        self.db.admin_permissions(account)
+    }
+    async fn set_admin_permissions(&self, account: AccountId, permissions: i64) -> Result<()> {
+        self.db.set_admin_permissions(account, permissions)
+    }
 }

@@ -314,6 +314,16 @@ async fn customers_caps_and_usage(f: &Fixture) {
     assert_eq!(m.customer("acme").await.unwrap().map(|c| c.caps), Some(lower));
     assert!(!m.set_customer_caps(9999, &lower).await.unwrap());
 
+    // A domain admin's permission flags: none until given; gone with the
+    // mailbox.
+    let (_, admin) = mailbox(f, "a.example", "admin").await;
+    assert_eq!(m.admin_permissions(admin).await.unwrap(), 0);
+    m.set_admin_permissions(admin, 0b1010).await.unwrap();
+    m.set_admin_permissions(admin, 0b0110).await.unwrap();
+    assert_eq!(m.admin_permissions(admin).await.unwrap(), 0b0110);
+    m.remove_account(admin).await.unwrap();
+    assert_eq!(m.admin_permissions(admin).await.unwrap(), 0);
+
     // A customer that owns a domain stays; a removed domain leaves it.
     assert!(matches!(
         m.remove_customer(other.id).await,
@@ -2124,7 +2134,7 @@ async fn postgres_upgrades_a_v7_database() {
          DROP TABLE provider_admins;
          DROP TABLE api_tokens;
          DROP INDEX messages_modseq; DROP INDEX expunged_modseq;
-         DROP TABLE customer_domains; DROP TABLE customers;
+         DROP TABLE customer_domains; DROP TABLE customers; DROP TABLE domain_admin_permissions;
          UPDATE schema_version SET version = 7;
          INSERT INTO outbound (queue_id, blob_id, prefix, sender, recipient, state, reason, next_attempt, created)
              VALUES ('q', 'b', '', 's@x.example', 'r@y.example', 'held', 'alias target does not exist', 0, 0),
@@ -2187,7 +2197,7 @@ async fn postgres_upgrades_a_v9_database() {
     let c = connect(&pg.url).await;
     c.batch_execute(
         "DROP INDEX messages_modseq; DROP INDEX expunged_modseq;
-         DROP TABLE customer_domains; DROP TABLE customers;
+         DROP TABLE customer_domains; DROP TABLE customers; DROP TABLE domain_admin_permissions;
          UPDATE schema_version SET version = 9;
          INSERT INTO provider_admins (address, display, password_hash, created)
              VALUES ('ops@example.com', 'ops@example.com', 'x', 0);",

@@ -195,6 +195,10 @@ pub fn routes() -> Router<State> {
             "/domains/{domain}/mailboxes/{local}",
             get(show_mailbox).patch(change_mailbox).delete(remove_mailbox),
         )
+        .route(
+            "/domains/{domain}/mailboxes/{local}/role",
+            get(show_role).put(set_role),
+        )
         .route("/domains/{domain}/aliases", get(list_aliases).post(create_alias))
         .route(
             "/domains/{domain}/aliases/{local}",
@@ -285,6 +289,8 @@ pub(super) fn canonical(address: &str) -> String {
         show_mailbox,
         change_mailbox,
         remove_mailbox,
+        show_role,
+        set_role,
         list_aliases,
         create_alias,
         show_alias,
@@ -307,6 +313,7 @@ pub(super) fn canonical(address: &str) -> String {
         MailboxPage,
         NewMailbox,
         MailboxPatch,
+        MailboxRole,
         Alias,
         NewAlias,
         Members,

@@ -227,7 +227,19 @@ pub fn user(ctx: &Context, cmd: UserCmd) -> CmdResult {
                 admin.user_set_enabled(&me, &address, true).await.map_err(text)?;
                 println!("enabled {address}");
             }
-            UserCmd::Admin { address, off } => {
+            UserCmd::Admin {
+                address,
+                off,
+                permissions: Some(list),
+            } if !off => {
+                let perms = postroom_admin::Permissions::parse(&list).map_err(text)?;
+                let set = admin
+                    .user_set_role(&me, postroom_admin::Grantor::Provider, &address, true, perms)
+                    .await
+                    .map_err(text)?;
+                println!("{address} is a domain admin (permissions: {set})");
+            }
+            UserCmd::Admin { address, off, .. } => {
                 admin.user_set_admin(&me, &address, !off).await.map_err(text)?;
                 println!("{address} is {}a domain admin", if off { "no longer " } else { "" });
             }

@@ -7,7 +7,7 @@ use tokio_postgres::Row;
 use super::{now, Postgres};
 use crate::backend::CustomerMeta;
 use crate::customers::{usage_sql, CustomerCaps, CustomerRow, CustomerUsage, CUSTOMER_COLS};
-use crate::ids::DomainId;
+use crate::ids::{AccountId, DomainId};
 use crate::{Result, StoreError};
 
 fn customer_row(r: &Row) -> Result<CustomerRow> {
@@ -178,5 +178,28 @@ impl CustomerMeta for Postgres {
             storage: r.try_get(3)?,
             unlimited_mailboxes: r.try_get(4)?,
         })
+    }
+
+    async fn admin_permissions(&self, account: AccountId) -> Result<i64> {
+        let c = self.client().await?;
+        Ok(c.query_opt(
+            "SELECT permissions FROM domain_admin_permissions WHERE account_id = $1",
+            &[&account.0],
+        )
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?
+        .unwrap_or(0))
+    }
+
+    async fn set_admin_permissions(&self, account: AccountId, permissions: i64) -> Result<()> {
+        let c = self.client().await?;
+        c.execute(
+            "INSERT INTO domain_admin_permissions (account_id, permissions) VALUES ($1, $2)
+             ON CONFLICT (account_id) DO UPDATE SET permissions = excluded.permissions",
+            &[&account.0, &permissions],
+        )
+        .await?;
+        Ok(())
     }
 }

@@ -72,7 +72,11 @@ const UPGRADES: &[(i64, &str)] = &[
              domain_id BIGINT PRIMARY KEY REFERENCES domains(id) ON DELETE CASCADE,
              customer_id BIGINT NOT NULL REFERENCES customers(id)
          );
-         CREATE INDEX customer_domains_customer ON customer_domains(customer_id);",
+         CREATE INDEX customer_domains_customer ON customer_domains(customer_id);
+         CREATE TABLE domain_admin_permissions (
+             account_id BIGINT PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+             permissions BIGINT NOT NULL
+         );",
     ),
 ];
 
@@ -309,6 +313,10 @@ CREATE TABLE customer_domains (
     customer_id BIGINT NOT NULL REFERENCES customers(id)
 );
 CREATE INDEX customer_domains_customer ON customer_domains(customer_id);
+CREATE TABLE domain_admin_permissions (
+    account_id BIGINT PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    permissions BIGINT NOT NULL
+);
 CREATE TABLE schema_version (
     version BIGINT NOT NULL
 );

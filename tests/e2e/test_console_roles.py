@@ -186,3 +186,39 @@ def test_domain_admin_permissions(roles):
     assert "user.role" in audit and f"api:{ANNA}" in audit, audit
     r = roles.cli("user", "admin", "carl@a-customer.example", "--permissions", "gateway")
     assert "permissions: gateway" in r.stdout, r.stdout
+
+
+def test_manage_this_domain(roles):
+    roles.cli("admin", "add", "aide@provider.example", "--password-stdin", input="aide-secret-123\n")
+    aide = login(roles, "aide@provider.example", "aide-secret-123")
+    # Without the permission: refused, whatever the session asks.
+    s, body = aide.api("POST", "/domains/a-customer.example/act-as")
+    assert s == 403 and "manage-domains" in body["error"], body
+    roles.cli("admin", "set", "aide@provider.example", "--manage-domains")
+    s, body = aide.api("POST", "/domains/a-customer.example/act-as")
+    assert s == 200 and body["role"] == "acting-domain-admin" and body["domain"] == "a-customer.example", body
+    # Now scoped as the domain's admin: its domain only, no customers.
+    s, body = aide.api("GET", "/domains")
+    assert s == 200 and [d["name"] for d in body] == ["a-customer.example"], body
+    s, _ = aide.api("GET", "/domains/b-customer.example/mailboxes/bob")
+    assert s == 404
+    s, _ = aide.api("GET", "/customers")
+    assert s == 403
+    s, body = aide.api("GET", "/domains/a-customer.example/mailboxes/anna")
+    assert s == 200, body
+    audit = roles.cli("audit", "--domain", "a-customer.example").stdout
+    line = [l for l in audit.splitlines() if "domain.act-as" in l]
+    assert line and "api:aide@provider.example" in line[0] and "127.0.0.1" in line[0], audit
+    s, body = aide.api("POST", "/act-as/end")
+    assert s == 200 and body["role"] == "provider", body
+    s, body = aide.api("GET", "/customers")
+    assert s == 200
+    # Taken away while acting: the session ends at the next request.
+    aide.api("POST", "/domains/a-customer.example/act-as")
+    roles.cli("admin", "set", "aide@provider.example", "--manage-domains=false")
+    s, _ = aide.api("GET", "/domains")
+    assert s == 401
+    # A domain admin cannot act as another domain's admin.
+    anna = login(roles, ANNA, ANNA_PW)
+    s, _ = anna.api("POST", "/domains/b-customer.example/act-as")
+    assert s == 403

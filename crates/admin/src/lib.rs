@@ -37,6 +37,7 @@ pub use domain::{DomainChange, DomainInfo};
 pub use error::AdminError;
 pub use keys::txt_record;
 pub use permissions::{Grantor, Permissions};
+pub use provider::ProviderPermissions;
 pub use tokens::{token_digest, MAX_TOKEN_DAYS, TOKEN_PREFIX};
 pub use user::{NewPassword, Removal, UserInfo};
 

@@ -1396,3 +1396,48 @@ async fn permissions_are_read_from_the_store_at_each_use() {
         "quotas,gateway"
     );
 }
+
+#[tokio::test]
+async fn manage_this_domain_is_a_separate_audited_permission() {
+    let (_d, s) = with_domain().await;
+    s.provider_admin_add(&cli(), "staff@provider.example", plain())
+        .await
+        .unwrap();
+    let api = Actor::Api {
+        login: "staff@provider.example".into(),
+        ip: "192.0.2.7".parse().unwrap(),
+    };
+    // A provider admin without it is refused, and may not give it itself.
+    forbidden(
+        s.provider_act_as(&api, "staff@provider.example", Some("abc.com"))
+            .await,
+    );
+    forbidden(
+        s.provider_admin_set_manage_domains(&api, "staff@provider.example", true)
+            .await,
+    );
+    s.provider_admin_set_manage_domains(&cli(), "staff@provider.example", true)
+        .await
+        .unwrap();
+    let d = s
+        .provider_act_as(&api, "staff@provider.example", Some("abc.com"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.name, "abc.com");
+    let rows = s.audit(None, Some("abc.com"), 10).await.unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r.entry.operation == "domain.act-as")
+        .unwrap();
+    assert_eq!(row.entry.actor, "api:staff@provider.example");
+    assert_eq!(row.entry.origin, "192.0.2.7");
+    assert!(row.at > 0);
+    s.provider_admin_set_manage_domains(&cli(), "staff@provider.example", false)
+        .await
+        .unwrap();
+    forbidden(
+        s.provider_act_as(&api, "staff@provider.example", Some("abc.com"))
+            .await,
+    );
+}

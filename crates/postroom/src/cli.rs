@@ -289,6 +289,14 @@ pub enum AdminCmd {
     },
     /// The provider admins.
     List,
+    /// A provider admin's permissions: --manage-domains lets them act as
+    /// a domain's admin in the console and API ("manage this domain"),
+    /// every use audited; --manage-domains=false takes it away.
+    Set {
+        address: String,
+        #[arg(long, num_args = 0..=1, default_missing_value = "true", required = true)]
+        manage_domains: Option<bool>,
+    },
     /// Remove a provider admin; their console sessions end.
     Remove { address: String },
 }

@@ -343,6 +343,11 @@ pub trait CustomerMeta: Send + Sync {
     /// defines); 0 when none were given.
     async fn admin_permissions(&self, account: AccountId) -> Result<i64>;
     async fn set_admin_permissions(&self, account: AccountId, permissions: i64) -> Result<()>;
+    /// A provider admin's permission flags (canonical address); 0 when
+    /// none were given. Gone with the admin.
+    async fn provider_permissions(&self, address: &str) -> Result<i64>;
+    /// False when there is no such provider admin.
+    async fn set_provider_permissions(&self, address: &str, permissions: i64) -> Result<bool>;
 }
 
 /// A whole back end.

@@ -244,4 +244,27 @@ impl Db {
             Ok(())
         })
     }
+
+    pub fn provider_permissions(&self, address: &str) -> Result<i64> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT permissions FROM provider_admin_permissions WHERE address = ?1",
+                [address],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0))
+        })
+    }
+
+    pub fn set_provider_permissions(&self, address: &str, permissions: i64) -> Result<bool> {
+        self.write(|tx| {
+            Ok(tx.execute(
+                "INSERT INTO provider_admin_permissions (address, permissions)
+                 SELECT address, ?2 FROM provider_admins WHERE address = ?1
+                 ON CONFLICT (address) DO UPDATE SET permissions = excluded.permissions",
+                params![address, permissions],
+            )? > 0)
+        })
+    }
 }

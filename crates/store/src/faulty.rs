@@ -613,4 +613,12 @@ impl CustomerMeta for FaultyMeta {
         self.check()?;
         self.inner.set_admin_permissions(account, permissions).await
     }
+    async fn provider_permissions(&self, address: &str) -> Result<i64> {
+        self.check()?;
+        self.inner.provider_permissions(address).await
+    }
+    async fn set_provider_permissions(&self, address: &str, permissions: i64) -> Result<bool> {
+        self.check()?;
+        self.inner.set_provider_permissions(address, permissions).await
+    }
 }

@@ -234,6 +234,11 @@ pub(crate) const TABLES: &[Table] = &[
         columns: &["account_id", "permissions"],
         has_id: false,
     },
+    Table {
+        name: "provider_admin_permissions",
+        columns: &["address", "permissions"],
+        has_id: false,
+    },
 ];
 
 /// What a copy did.

@@ -321,6 +321,10 @@ CREATE TABLE domain_admin_permissions (
     account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
     permissions INTEGER NOT NULL          -- bit set: postroom_admin::Permissions
 );
+CREATE TABLE provider_admin_permissions (
+    address TEXT PRIMARY KEY REFERENCES provider_admins(address) ON DELETE CASCADE,
+    permissions INTEGER NOT NULL          -- bit set: postroom_admin::ProviderPermissions
+);
 "#;
 
 const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12];

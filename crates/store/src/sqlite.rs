@@ -497,4 +497,10 @@ impl CustomerMeta for Sqlite {
     async fn set_admin_permissions(&self, account: AccountId, permissions: i64) -> Result<()> {
         self.db.set_admin_permissions(account, permissions)
     }
+    async fn provider_permissions(&self, address: &str) -> Result<i64> {
+        self.db.provider_permissions(address)
+    }
+    async fn set_provider_permissions(&self, address: &str, permissions: i64) -> Result<bool> {
+        self.db.set_provider_permissions(address, permissions)
+    }
 }

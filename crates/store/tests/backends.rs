@@ -324,6 +324,28 @@ async fn customers_caps_and_usage(f: &Fixture) {
     m.remove_account(admin).await.unwrap();
     assert_eq!(m.admin_permissions(admin).await.unwrap(), 0);
 
+    // A provider admin's flags: none until given, only for an admin that
+    // exists, gone with the admin.
+    assert!(!m
+        .set_provider_permissions("staff@provider.example", 1)
+        .await
+        .unwrap());
+    m.add_provider_admin("staff@provider.example", "staff@provider.example", "$x")
+        .await
+        .unwrap();
+    assert_eq!(m.provider_permissions("staff@provider.example").await.unwrap(), 0);
+    assert!(m
+        .set_provider_permissions("staff@provider.example", 1)
+        .await
+        .unwrap());
+    assert!(m
+        .set_provider_permissions("staff@provider.example", 3)
+        .await
+        .unwrap());
+    assert_eq!(m.provider_permissions("staff@provider.example").await.unwrap(), 3);
+    m.remove_provider_admin("staff@provider.example").await.unwrap();
+    assert_eq!(m.provider_permissions("staff@provider.example").await.unwrap(), 0);
+
     // A customer that owns a domain stays; a removed domain leaves it.
     assert!(matches!(
         m.remove_customer(other.id).await,
@@ -2131,10 +2153,10 @@ async fn postgres_upgrades_a_v7_database() {
     let c = connect(&pg.url).await;
     c.batch_execute(
         "ALTER TABLE outbound DROP COLUMN hold_reason, DROP COLUMN local_account, DROP COLUMN local_folder;
+         DROP TABLE customer_domains; DROP TABLE customers; DROP TABLE domain_admin_permissions; DROP TABLE provider_admin_permissions;
          DROP TABLE provider_admins;
          DROP TABLE api_tokens;
          DROP INDEX messages_modseq; DROP INDEX expunged_modseq;
-         DROP TABLE customer_domains; DROP TABLE customers; DROP TABLE domain_admin_permissions;
          UPDATE schema_version SET version = 7;
          INSERT INTO outbound (queue_id, blob_id, prefix, sender, recipient, state, reason, next_attempt, created)
              VALUES ('q', 'b', '', 's@x.example', 'r@y.example', 'held', 'alias target does not exist', 0, 0),
@@ -2197,7 +2219,7 @@ async fn postgres_upgrades_a_v9_database() {
     let c = connect(&pg.url).await;
     c.batch_execute(
         "DROP INDEX messages_modseq; DROP INDEX expunged_modseq;
-         DROP TABLE customer_domains; DROP TABLE customers; DROP TABLE domain_admin_permissions;
+         DROP TABLE customer_domains; DROP TABLE customers; DROP TABLE domain_admin_permissions; DROP TABLE provider_admin_permissions;
          UPDATE schema_version SET version = 9;
          INSERT INTO provider_admins (address, display, password_hash, created)
              VALUES ('ops@example.com', 'ops@example.com', 'x', 0);",

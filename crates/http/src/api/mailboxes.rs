@@ -153,7 +153,7 @@ pub(super) async fn scoped_mailbox(
     let u = state.admin.user_show(&address).await?;
     // The row the service found must be in a domain this principal
     // manages (it is the path's domain: belt and braces).
-    if let Role::DomainAdmin { domain, .. } = p.role {
+    if let Role::DomainAdmin { domain, .. } | Role::Acting { domain } = p.role {
         if u.account.domain_id != domain {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,

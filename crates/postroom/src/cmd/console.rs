@@ -38,8 +38,32 @@ pub fn admin(ctx: &Context, cmd: AdminCmd) -> CmdResult {
             }
             AdminCmd::List => {
                 for a in admin.provider_admins().await.map_err(|e| e.to_string())? {
-                    println!("{}\tadded {}", a.display, format_utc(a.created));
+                    let may = admin
+                        .provider_permissions(&a.address)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .contains(postroom_admin::ProviderPermissions::MANAGE_DOMAINS);
+                    println!(
+                        "{}\tadded {}{}",
+                        a.display,
+                        format_utc(a.created),
+                        if may { "\tmanage-domains" } else { "" }
+                    );
                 }
+            }
+            AdminCmd::Set {
+                address,
+                manage_domains,
+            } => {
+                let on = manage_domains.unwrap_or(true);
+                admin
+                    .provider_admin_set_manage_domains(&me, &address, on)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!(
+                    "{address} {} manage a domain as its admin",
+                    if on { "may" } else { "may no longer" }
+                );
             }
             AdminCmd::Remove { address } => {
                 admin

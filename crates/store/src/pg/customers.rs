@@ -202,4 +202,28 @@ impl CustomerMeta for Postgres {
         .await?;
         Ok(())
     }
+
+    async fn provider_permissions(&self, address: &str) -> Result<i64> {
+        let c = self.client().await?;
+        Ok(c.query_opt(
+            "SELECT permissions FROM provider_admin_permissions WHERE address = $1",
+            &[&address],
+        )
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?
+        .unwrap_or(0))
+    }
+
+    async fn set_provider_permissions(&self, address: &str, permissions: i64) -> Result<bool> {
+        let c = self.client().await?;
+        Ok(c.execute(
+            "INSERT INTO provider_admin_permissions (address, permissions)
+             SELECT address, $2 FROM provider_admins WHERE address = $1
+             ON CONFLICT (address) DO UPDATE SET permissions = excluded.permissions",
+            &[&address, &permissions],
+        )
+        .await?
+            > 0)
+    }
 }

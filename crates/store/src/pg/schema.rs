@@ -76,6 +76,10 @@ const UPGRADES: &[(i64, &str)] = &[
          CREATE TABLE domain_admin_permissions (
              account_id BIGINT PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
              permissions BIGINT NOT NULL
+         );
+         CREATE TABLE provider_admin_permissions (
+             address TEXT PRIMARY KEY REFERENCES provider_admins(address) ON DELETE CASCADE,
+             permissions BIGINT NOT NULL
          );",
     ),
 ];
@@ -315,6 +319,10 @@ CREATE TABLE customer_domains (
 CREATE INDEX customer_domains_customer ON customer_domains(customer_id);
 CREATE TABLE domain_admin_permissions (
     account_id BIGINT PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    permissions BIGINT NOT NULL
+);
+CREATE TABLE provider_admin_permissions (
+    address TEXT PRIMARY KEY REFERENCES provider_admins(address) ON DELETE CASCADE,
     permissions BIGINT NOT NULL
 );
 CREATE TABLE schema_version (

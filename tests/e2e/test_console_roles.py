@@ -222,3 +222,26 @@ def test_manage_this_domain(roles):
     anna = login(roles, ANNA, ANNA_PW)
     s, _ = anna.api("POST", "/domains/b-customer.example/act-as")
     assert s == 403
+
+
+def test_manage_this_domain_from_the_console(roles):
+    roles.cli("admin", "add", "desk@provider.example", "--password-stdin", input="desk-secret-123\n")
+    roles.cli("admin", "set", "desk@provider.example", "--manage-domains")
+    desk = login(roles, "desk@provider.example", "desk-secret-123")
+    status, _, page, _ = desk.request("GET", "/domains/a-customer.example")
+    assert status == 200 and b"Manage this domain as its admin" in page
+    csrf = desk.csrf()
+    status, _, _, _ = desk.request("POST", "/domains/a-customer.example/act-as", {"csrf": "wrong"})
+    assert status == 403
+    status, headers, _, _ = desk.request("POST", "/domains/a-customer.example/act-as", {"csrf": csrf})
+    assert status == 303 and headers["Location"] == "/domains/a-customer.example", status
+    status, _, page, _ = desk.request("GET", "/domains")
+    assert b"a-customer.example" in page and b"b-customer.example" not in page
+    status, _, page, _ = desk.request("GET", "/domains/a-customer.example")
+    assert b"You are managing this domain" in page
+    status, headers, _, _ = desk.request("POST", "/act-as/end", {"csrf": csrf})
+    assert status == 303
+    status, _, page, _ = desk.request("GET", "/domains")
+    assert b"b-customer.example" in page
+    audit = roles.cli("audit", "--domain", "a-customer.example").stdout
+    assert "api:desk@provider.example" in audit, audit

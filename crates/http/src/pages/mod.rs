@@ -46,6 +46,8 @@ pub fn routes() -> Router<State> {
         .route("/logout", post(logout))
         .route("/password", get(password_form).post(password_submit))
         .route("/customers", get(customers).post(customer_save))
+        .route("/domains/{domain}/act-as", post(act_as_page))
+        .route("/act-as/end", post(act_as_end_page))
         .route("/domains", get(domains).post(domain_create))
         .route("/domains/{domain}", get(domain_page))
         .route("/domains/{domain}/mailboxes", post(mailbox_create))

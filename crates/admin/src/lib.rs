@@ -18,6 +18,7 @@ mod permissions;
 mod provider;
 mod queue;
 mod tokens;
+pub mod totp;
 mod user;
 
 #[cfg(test)]

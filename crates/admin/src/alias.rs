@@ -5,6 +5,7 @@ use postroom_directory::Origin;
 use postroom_store::directory::{AliasRow, DomainRow};
 use postroom_store::StoreError;
 
+use crate::customer::Adding;
 use crate::{
     parse_address, parse_domain, qualify_targets, Actor, AdminError, AdminService, Result, MAX_ATTEMPTS,
 };
@@ -59,6 +60,16 @@ impl AdminService {
                 name_of(&display, &d),
                 name_of(&display, &d)
             )));
+        }
+        if self.meta().alias(d.id, &local).await?.is_none() {
+            self.check_domain_caps(
+                &d,
+                Adding {
+                    aliases: 1,
+                    ..Adding::default()
+                },
+            )
+            .await?;
         }
         let row = self.add_targets_checked(&d, &local, &display, &targets).await?;
         let warning = (local.is_empty()

@@ -3,6 +3,7 @@
 use postroom_core::Domain;
 use postroom_store::directory::{AliasRow, DomainRow};
 
+use crate::customer::Adding;
 use crate::{parse_address, parse_domain, qualify_targets, Actor, AdminError, AdminService, Result};
 
 /// What `domain set` changes; `None` leaves a setting as it is.
@@ -66,6 +67,22 @@ impl AdminService {
         relay_to: Option<&str>,
         verify: bool,
     ) -> Result<DomainRow> {
+        self.domain_add_for(actor, name, alias_of, relay_to, verify, None)
+            .await
+    }
+
+    /// `domain_add` for a customer (`--customer`), checked against its
+    /// domains cap. An alias domain always belongs to its target's
+    /// customer (and counts against that customer's cap).
+    pub async fn domain_add_for(
+        &self,
+        actor: &Actor,
+        name: &str,
+        alias_of: Option<&str>,
+        relay_to: Option<&str>,
+        verify: bool,
+        customer: Option<&str>,
+    ) -> Result<DomainRow> {
         let d = self.hosted_name(name)?;
         let target = alias_of.map(parse_domain).transpose()?;
         if target.is_some() && relay_to.is_some() {
@@ -82,24 +99,63 @@ impl AdminService {
         if self.meta().domain(d.canonical()).await?.is_some() {
             return Err(AdminError::AlreadyExists(format!("domain {d} exists already")));
         }
+        let mut owner = match customer {
+            Some(c) => Some(self.customer_show(c).await?.row),
+            None => None,
+        };
         if let Some(t) = &target {
             let row = self.hosted(t).await?;
             if row.alias_of.is_some() {
                 return Err(AdminError::Invalid(format!("{t} is itself an alias domain")));
             }
+            let target_owner = self.meta().domain_customer(row.id).await?;
+            match (&owner, &target_owner) {
+                (Some(o), Some(t)) if o.id != t.id => {
+                    return Err(AdminError::Conflict(format!(
+                        "{} belongs to customer {}: its alias domains do too",
+                        row.display, t.name
+                    )))
+                }
+                (Some(o), None) => {
+                    return Err(AdminError::Conflict(format!(
+                        "{} belongs to no customer: give it to {} first",
+                        row.display, o.name
+                    )))
+                }
+                _ => owner = target_owner,
+            }
+        }
+        if let Some(o) = &owner {
+            self.check_caps(
+                o,
+                Adding {
+                    domains: 1,
+                    ..Adding::default()
+                },
+            )
+            .await?;
         }
         let row = self
             .meta()
             .add_domain(d.canonical(), d.display(), target.as_ref().map(Domain::canonical))
             .await?;
+        if let Some(o) = &owner {
+            self.meta().set_domain_customer(row.id, Some(o.id)).await?;
+        }
         if let Some(hop) = &hop {
             self.meta().set_domain_relay(row.id, Some(hop), verify).await?;
         }
-        let detail = match (&target, &hop) {
+        let mut detail = match (&target, &hop) {
             (Some(t), _) => format!("alias of {t}"),
             (None, Some(h)) => format!("gateway to {h}{}", if verify { ", verify" } else { "" }),
             (None, None) => String::new(),
         };
+        if let Some(o) = &owner {
+            if !detail.is_empty() {
+                detail.push_str(", ");
+            }
+            detail.push_str(&format!("customer {}", o.name));
+        }
         self.record(actor, "domain.add", d.display(), d.canonical(), detail)
             .await;
         Ok(self.meta().domain_by_id(row.id).await?.unwrap_or(row))

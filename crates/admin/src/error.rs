@@ -17,6 +17,10 @@ pub enum AdminError {
     Conflict(String),
     /// The actor may not do this (403).
     Forbidden(String),
+    /// A customer's cap (domains, mailboxes, aliases, storage) would be
+    /// passed; the message names the cap (409: the request is sound, the
+    /// customer's state refuses it, as for `Conflict`).
+    CapReached(String),
     /// The store failed (503).
     Storage(StoreError),
 }
@@ -28,7 +32,8 @@ impl std::fmt::Display for AdminError {
             | AdminError::AlreadyExists(s)
             | AdminError::Invalid(s)
             | AdminError::Conflict(s)
-            | AdminError::Forbidden(s) => f.write_str(s),
+            | AdminError::Forbidden(s)
+            | AdminError::CapReached(s) => f.write_str(s),
             AdminError::Storage(e) => write!(f, "storage failed: {e}"),
         }
     }
@@ -39,7 +44,7 @@ impl AdminError {
     pub fn http_status(&self) -> u16 {
         match self {
             AdminError::NotFound(_) => 404,
-            AdminError::AlreadyExists(_) | AdminError::Conflict(_) => 409,
+            AdminError::AlreadyExists(_) | AdminError::Conflict(_) | AdminError::CapReached(_) => 409,
             AdminError::Invalid(_) => 422,
             AdminError::Forbidden(_) => 403,
             AdminError::Storage(_) => 503,

@@ -10,13 +10,16 @@
 //! change).
 
 mod alias;
+mod customer;
 mod domain;
 mod error;
 mod filter;
 mod keys;
+mod permissions;
 mod provider;
 mod queue;
 mod tokens;
+pub mod totp;
 mod user;
 
 #[cfg(test)]
@@ -31,10 +34,13 @@ use postroom_store::directory::{AccountRow, DomainRow};
 use postroom_store::{AuditEntry, AuditQuery, AuditRow, Metadata, Store};
 
 pub use alias::AliasInfo;
+pub use customer::{parse_customer_name, CustomerChange, CustomerInfo, MAX_CUSTOMER_NAME};
 pub use domain::{DomainChange, DomainInfo};
 pub use error::AdminError;
 pub use filter::{Quarantined, REPORT_DAYS};
 pub use keys::txt_record;
+pub use permissions::{Grantor, Permissions};
+pub use provider::ProviderPermissions;
 pub use tokens::{token_digest, MAX_TOKEN_DAYS, TOKEN_PREFIX};
 pub use user::{NewPassword, Removal, UserInfo};
 

@@ -2,9 +2,10 @@
 //! manage every domain (`postroom admin add|list|remove`). They log in to
 //! nothing else: IMAP, POP3 and SMTP know only mailboxes.
 
+use postroom_store::directory::DomainRow;
 use postroom_store::ProviderAdminRow;
 
-use crate::{parse_address, Actor, AdminError, AdminService, NewPassword, Result};
+use crate::{parse_address, parse_domain, Actor, AdminError, AdminService, NewPassword, Result};
 
 impl AdminService {
     /// Adds a provider administrator with a typed password (checked
@@ -76,5 +77,97 @@ impl AdminService {
         self.record(actor, "admin.remove", &addr.to_string(), "", String::new())
             .await;
         Ok(())
+    }
+}
+
+/// A provider admin's permissions beyond managing every domain.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProviderPermissions(pub i64);
+
+impl ProviderPermissions {
+    /// "Manage this domain": act in the console and API as the domain's
+    /// admin would, within a domain admin's limits, every use audited.
+    pub const MANAGE_DOMAINS: ProviderPermissions = ProviderPermissions(1);
+
+    pub fn contains(self, other: ProviderPermissions) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl AdminService {
+    pub async fn provider_permissions(&self, address: &str) -> Result<ProviderPermissions> {
+        let addr = parse_address(address)?;
+        Ok(ProviderPermissions(
+            self.meta().provider_permissions(&addr.canonical()).await?,
+        ))
+    }
+
+    /// Gives or takes "manage this domain". From the server's CLI only:
+    /// a provider session may not give itself more.
+    pub async fn provider_admin_set_manage_domains(
+        &self,
+        actor: &Actor,
+        address: &str,
+        on: bool,
+    ) -> Result<()> {
+        if matches!(actor, Actor::Api { .. }) {
+            return Err(AdminError::Forbidden(
+                "provider admins' permissions are set with `postroom admin set` on the server".into(),
+            ));
+        }
+        let addr = parse_address(address)?;
+        let mut p = self.meta().provider_permissions(&addr.canonical()).await?;
+        if on {
+            p |= ProviderPermissions::MANAGE_DOMAINS.0;
+        } else {
+            p &= !ProviderPermissions::MANAGE_DOMAINS.0;
+        }
+        if !self.meta().set_provider_permissions(&addr.canonical(), p).await? {
+            return Err(AdminError::NotFound(format!("no provider admin {addr}")));
+        }
+        self.record(
+            actor,
+            "admin.set",
+            &addr.to_string(),
+            "",
+            format!("manage-domains {on}"),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// A provider admin starts (or, `domain` None, ends) acting as a
+    /// domain's admin: refused without the permission (read from the
+    /// store now); every start and end is in the audit log with who,
+    /// which domain, when and from where (the actor's address).
+    pub async fn provider_act_as(
+        &self,
+        actor: &Actor,
+        login: &str,
+        domain: Option<&str>,
+    ) -> Result<Option<DomainRow>> {
+        let Some(domain) = domain else {
+            self.record(actor, "domain.act-as.end", login, "", String::new())
+                .await;
+            return Ok(None);
+        };
+        let held = self.provider_permissions(login).await?;
+        if self.provider_admin(login).await?.is_none() || !held.contains(ProviderPermissions::MANAGE_DOMAINS)
+        {
+            return Err(AdminError::Forbidden(
+                "you do not hold the manage-domains permission: ask for `postroom admin set --manage-domains`"
+                    .into(),
+            ));
+        }
+        let d = self.home_domain(&parse_domain(domain)?).await?;
+        self.record(
+            actor,
+            "domain.act-as",
+            &d.display,
+            &d.name,
+            format!("{login} acts as the domain's admin"),
+        )
+        .await;
+        Ok(Some(d))
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use postroom_core::Secret;
-use postroom_store::{Delivery, LocalDelivery, OutboundItem, Store, StoreError};
+use postroom_store::{CustomerCaps, Delivery, LocalDelivery, OutboundItem, Store, StoreError};
 
 use crate::*;
 
@@ -1055,5 +1055,473 @@ async fn whitelists_and_domain_filter_policy() {
     assert_eq!(
         s.store().meta().filter_domain_settings("abc.com").await.unwrap(),
         None
+    );
+}
+
+// ---------------------------------------------------------------------
+// Customers and their caps (issue #11)
+
+fn caps(
+    domains: Option<i64>,
+    mailboxes: Option<i64>,
+    aliases: Option<i64>,
+    storage: Option<i64>,
+) -> CustomerCaps {
+    CustomerCaps {
+        max_domains: domains,
+        max_mailboxes: mailboxes,
+        max_aliases: aliases,
+        max_storage: storage,
+    }
+}
+
+fn cap_reached<T: std::fmt::Debug>(r: Result<T>, cap: &str) {
+    match r {
+        Err(AdminError::CapReached(m)) => assert!(m.contains(cap), "{m} does not name the {cap} cap"),
+        other => panic!("expected the {cap} cap, got {other:?}"),
+    }
+}
+
+/// A customer "acme" owning abc.com, with these caps.
+async fn customer_with(c: CustomerCaps) -> (tempfile::TempDir, AdminService) {
+    let (dir, s) = with_domain().await;
+    s.customer_add(&cli(), "Acme", c).await.unwrap();
+    s.customer_set(
+        &cli(),
+        "acme",
+        CustomerChange {
+            add_domains: vec!["abc.com".into()],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    (dir, s)
+}
+
+#[tokio::test]
+async fn mailbox_cap_refuses_the_next_mailbox() {
+    let (_d, s) = customer_with(caps(None, Some(2), None, None)).await;
+    s.user_add(&cli(), "a@abc.com", plain(), None, false)
+        .await
+        .unwrap();
+    s.user_add(&cli(), "b@abc.com", plain(), None, false)
+        .await
+        .unwrap();
+    cap_reached(
+        s.user_add(&cli(), "c@abc.com", plain(), None, false).await,
+        "mailboxes",
+    );
+    assert_eq!(AdminError::CapReached(String::new()).http_status(), 409);
+    // Nothing was made, and a domain with no customer has no cap.
+    assert!(s.user_show("c@abc.com").await.is_err());
+    s.domain_add(&cli(), "free.example", None, None, false)
+        .await
+        .unwrap();
+    for i in 0..3 {
+        s.user_add(&cli(), &format!("u{i}@free.example"), plain(), None, false)
+            .await
+            .unwrap();
+    }
+    // A raised cap lets the next one in.
+    s.customer_set(
+        &cli(),
+        "acme",
+        CustomerChange {
+            max_mailboxes: Some(Some(3)),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    s.user_add(&cli(), "c@abc.com", plain(), None, false)
+        .await
+        .unwrap();
+    assert_eq!(s.customer_show("acme").await.unwrap().usage.mailboxes, 3);
+}
+
+#[tokio::test]
+async fn alias_cap_counts_new_aliases_only() {
+    let (_d, s) = customer_with(caps(None, None, Some(1), None)).await;
+    s.alias_add(&cli(), "sales@abc.com", "x@remote.example")
+        .await
+        .unwrap();
+    // More targets on the same alias add no alias.
+    s.alias_add(&cli(), "sales@abc.com", "y@remote.example")
+        .await
+        .unwrap();
+    cap_reached(
+        s.alias_add(&cli(), "info@abc.com", "x@remote.example").await,
+        "aliases",
+    );
+}
+
+#[tokio::test]
+async fn domain_cap_covers_new_given_and_alias_domains() {
+    let (_d, s) = customer_with(caps(Some(2), None, None, None)).await;
+    s.domain_add_for(&cli(), "two.example", None, None, false, Some("acme"))
+        .await
+        .unwrap();
+    assert_eq!(s.domain_owner("two.example").await.unwrap().unwrap().name, "acme");
+    cap_reached(
+        s.domain_add_for(&cli(), "three.example", None, None, false, Some("acme"))
+            .await,
+        "domains",
+    );
+    assert!(s.domain_owner("three.example").await.is_err(), "not made");
+    // An alias domain belongs to its target's customer, and counts.
+    cap_reached(
+        s.domain_add(&cli(), "abc.net", Some("abc.com"), None, false)
+            .await,
+        "domains",
+    );
+    s.domain_add(&cli(), "other.example", None, None, false)
+        .await
+        .unwrap();
+    cap_reached(
+        s.customer_set(
+            &cli(),
+            "acme",
+            CustomerChange {
+                add_domains: vec!["other.example".into()],
+                ..Default::default()
+            },
+        )
+        .await,
+        "domains",
+    );
+    assert_eq!(s.domain_owner("other.example").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn storage_cap_is_the_sum_of_quotas() {
+    let (_d, s) = customer_with(caps(None, None, None, Some(3 << 30))).await;
+    // No quota at all is unlimited: refused under a storage cap.
+    cap_reached(
+        s.user_add(&cli(), "a@abc.com", plain(), None, false).await,
+        "storage",
+    );
+    s.user_add(&cli(), "a@abc.com", plain(), Some(2 << 30), false)
+        .await
+        .unwrap();
+    cap_reached(
+        s.user_add(&cli(), "b@abc.com", plain(), Some(2 << 30), false)
+            .await,
+        "storage",
+    );
+    s.user_add(&cli(), "b@abc.com", plain(), Some(1 << 30), false)
+        .await
+        .unwrap();
+    // Raising a quota past the cap is refused; lowering is always allowed.
+    cap_reached(
+        s.user_set_quota(&cli(), "b@abc.com", Some(2 << 30)).await,
+        "storage",
+    );
+    cap_reached(s.user_set_quota(&cli(), "b@abc.com", None).await, "storage");
+    s.user_set_quota(&cli(), "a@abc.com", Some(1 << 30))
+        .await
+        .unwrap();
+    s.user_set_quota(&cli(), "b@abc.com", Some(2 << 30))
+        .await
+        .unwrap();
+    assert_eq!(s.customer_show("acme").await.unwrap().usage.storage, 3 << 30);
+}
+
+#[tokio::test]
+async fn customers_own_domains_one_at_a_time() {
+    let (_d, s) = customer_with(CustomerCaps::default()).await;
+    assert!(matches!(
+        s.customer_add(&cli(), "ACME", CustomerCaps::default()).await,
+        Err(AdminError::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        s.customer_add(&cli(), "bad name", CustomerCaps::default()).await,
+        Err(AdminError::Invalid(_))
+    ));
+    assert!(matches!(
+        s.customer_add(&cli(), "neg", caps(Some(-1), None, None, None))
+            .await,
+        Err(AdminError::Invalid(_))
+    ));
+    s.customer_add(&cli(), "globex", CustomerCaps::default())
+        .await
+        .unwrap();
+    let give = |d: &str| CustomerChange {
+        add_domains: vec![d.into()],
+        ..Default::default()
+    };
+    assert!(matches!(
+        s.customer_set(&cli(), "globex", give("abc.com")).await,
+        Err(AdminError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.customer_remove(&cli(), "acme").await,
+        Err(AdminError::Conflict(_))
+    ));
+    s.customer_set(
+        &cli(),
+        "acme",
+        CustomerChange {
+            remove_domains: vec!["abc.com".into()],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    s.customer_set(&cli(), "globex", give("abc.com")).await.unwrap();
+    s.customer_remove(&cli(), "acme").await.unwrap();
+    let names: Vec<String> = s
+        .customers()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.row.name)
+        .collect();
+    assert_eq!(names, ["globex"]);
+    let audit = s.audit(Some("globex"), None, 10).await.unwrap();
+    assert!(audit
+        .iter()
+        .any(|r| r.entry.operation == "customer.set" && r.entry.detail.contains("+abc.com")));
+}
+
+// ---------------------------------------------------------------------
+// Domain admins' permissions (issue #11)
+
+/// abc.com with `boss` (a domain admin with quotas and quarantine) and
+/// `kent`; other.example with `eve`, a domain admin with every flag.
+async fn admins() -> (tempfile::TempDir, AdminService, Grantor, Grantor) {
+    let (dir, s) = with_domain().await;
+    s.domain_add(&cli(), "other.example", None, None, false)
+        .await
+        .unwrap();
+    for a in [
+        "boss@abc.com",
+        "kent@abc.com",
+        "eve@other.example",
+        "bob@other.example",
+    ] {
+        s.user_add(&cli(), a, plain(), None, false).await.unwrap();
+    }
+    let given = Permissions::QUOTAS.0 | Permissions::QUARANTINE.0;
+    s.user_set_role(
+        &cli(),
+        Grantor::Provider,
+        "boss@abc.com",
+        true,
+        Permissions(given),
+    )
+    .await
+    .unwrap();
+    s.user_set_role(
+        &cli(),
+        Grantor::Provider,
+        "eve@other.example",
+        true,
+        Permissions::parse("all").unwrap(),
+    )
+    .await
+    .unwrap();
+    let id = |a: &str| {
+        let s = s.clone();
+        let a = a.to_string();
+        async move { s.user_show(&a).await.unwrap().account.id }
+    };
+    let boss = Grantor::DomainAdmin {
+        account: id("boss@abc.com").await,
+    };
+    let eve = Grantor::DomainAdmin {
+        account: id("eve@other.example").await,
+    };
+    (dir, s, boss, eve)
+}
+
+fn forbidden<T: std::fmt::Debug>(r: Result<T>) -> String {
+    match r {
+        Err(AdminError::Forbidden(m)) => m,
+        other => panic!("expected Forbidden, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn nobody_grants_a_permission_they_do_not_hold() {
+    let (_d, s, boss, _) = admins().await;
+    // Within its own flags: allowed.
+    let set = s
+        .user_set_role(&cli(), boss, "kent@abc.com", true, Permissions::QUOTAS)
+        .await
+        .unwrap();
+    assert_eq!(set, Permissions::QUOTAS);
+    assert_eq!(
+        s.admin_permissions("kent@abc.com").await.unwrap(),
+        Permissions::QUOTAS
+    );
+    // Beyond them: refused, naming what it lacks, and nothing changes.
+    let m = forbidden(
+        s.user_set_role(
+            &cli(),
+            boss,
+            "kent@abc.com",
+            true,
+            Permissions::parse("quotas,gateway").unwrap(),
+        )
+        .await,
+    );
+    assert!(m.contains("gateway") && !m.contains("quotas"), "{m}");
+    assert_eq!(
+        s.admin_permissions("kent@abc.com").await.unwrap(),
+        Permissions::QUOTAS
+    );
+    // A permission boss lacks is the provider's to give.
+    s.user_set_role(
+        &cli(),
+        Grantor::Provider,
+        "kent@abc.com",
+        true,
+        Permissions::GATEWAY,
+    )
+    .await
+    .unwrap();
+    // ... and then boss may not change kent's role at all.
+    forbidden(
+        s.user_set_role(&cli(), boss, "kent@abc.com", false, Permissions::default())
+            .await,
+    );
+    assert!(s.user_show("kent@abc.com").await.unwrap().account.domain_admin);
+}
+
+#[tokio::test]
+async fn nobody_raises_their_own_role() {
+    let (_d, s, boss, _) = admins().await;
+    let m = forbidden(
+        s.user_set_role(
+            &cli(),
+            boss,
+            "boss@abc.com",
+            true,
+            Permissions::parse("quotas").unwrap(),
+        )
+        .await,
+    );
+    assert!(m.contains("own"), "{m}");
+    forbidden(
+        s.user_set_role(
+            &cli(),
+            boss,
+            "boss@abc.com",
+            true,
+            Permissions::parse("all").unwrap(),
+        )
+        .await,
+    );
+    assert_eq!(
+        s.admin_permissions("boss@abc.com").await.unwrap(),
+        Permissions(Permissions::QUOTAS.0 | Permissions::QUARANTINE.0)
+    );
+    // A removed role takes its permissions with it.
+    s.user_set_admin(&cli(), "boss@abc.com", false).await.unwrap();
+    forbidden(s.require_permission(boss, Permissions::QUOTAS).await);
+    s.user_set_admin(&cli(), "boss@abc.com", true).await.unwrap();
+    assert_eq!(
+        s.admin_permissions("boss@abc.com").await.unwrap(),
+        Permissions::default()
+    );
+}
+
+#[tokio::test]
+async fn a_domain_admin_reaches_only_its_own_domain() {
+    let (_d, s, boss, eve) = admins().await;
+    // eve holds every flag, but abc.com is not hers: as if not there.
+    assert!(matches!(
+        s.user_set_role(&cli(), eve, "kent@abc.com", true, Permissions::default())
+            .await,
+        Err(AdminError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.user_set_role(&cli(), boss, "bob@other.example", true, Permissions::default())
+            .await,
+        Err(AdminError::NotFound(_))
+    ));
+    assert!(
+        !s.user_show("bob@other.example")
+            .await
+            .unwrap()
+            .account
+            .domain_admin
+    );
+}
+
+#[tokio::test]
+async fn permissions_are_read_from_the_store_at_each_use() {
+    let (_d, s, boss, _) = admins().await;
+    s.require_permission(boss, Permissions::QUOTAS).await.unwrap();
+    s.require_permission(Grantor::Provider, Permissions::GATEWAY)
+        .await
+        .unwrap();
+    let m = forbidden(s.require_permission(boss, Permissions::FORWARD_OUTSIDE).await);
+    assert!(m.contains("forward-outside"), "{m}");
+    // Taken away by the provider: refused at once.
+    s.user_set_role(
+        &cli(),
+        Grantor::Provider,
+        "boss@abc.com",
+        true,
+        Permissions::default(),
+    )
+    .await
+    .unwrap();
+    forbidden(s.require_permission(boss, Permissions::QUOTAS).await);
+    assert!(matches!(
+        Permissions::parse("quotas,root"),
+        Err(AdminError::Invalid(_))
+    ));
+    assert_eq!(Permissions::parse("none").unwrap(), Permissions::default());
+    assert_eq!(
+        Permissions::parse("Quotas, gateway").unwrap().to_string(),
+        "quotas,gateway"
+    );
+}
+
+#[tokio::test]
+async fn manage_this_domain_is_a_separate_audited_permission() {
+    let (_d, s) = with_domain().await;
+    s.provider_admin_add(&cli(), "staff@provider.example", plain())
+        .await
+        .unwrap();
+    let api = Actor::Api {
+        login: "staff@provider.example".into(),
+        ip: "192.0.2.7".parse().unwrap(),
+    };
+    // A provider admin without it is refused, and may not give it itself.
+    forbidden(
+        s.provider_act_as(&api, "staff@provider.example", Some("abc.com"))
+            .await,
+    );
+    forbidden(
+        s.provider_admin_set_manage_domains(&api, "staff@provider.example", true)
+            .await,
+    );
+    s.provider_admin_set_manage_domains(&cli(), "staff@provider.example", true)
+        .await
+        .unwrap();
+    let d = s
+        .provider_act_as(&api, "staff@provider.example", Some("abc.com"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.name, "abc.com");
+    let rows = s.audit(None, Some("abc.com"), 10).await.unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r.entry.operation == "domain.act-as")
+        .unwrap();
+    assert_eq!(row.entry.actor, "api:staff@provider.example");
+    assert_eq!(row.entry.origin, "192.0.2.7");
+    assert!(row.at > 0);
+    s.provider_admin_set_manage_domains(&cli(), "staff@provider.example", false)
+        .await
+        .unwrap();
+    forbidden(
+        s.provider_act_as(&api, "staff@provider.example", Some("abc.com"))
+            .await,
     );
 }

@@ -5,6 +5,7 @@ use postroom_directory::{password, Origin};
 use postroom_store::directory::{AccountRow, DomainRow};
 use postroom_store::StoreError;
 
+use crate::customer::Adding;
 use crate::{
     now, parse_address, parse_domain, qualify_targets, Actor, AdminError, AdminService, Result, MAX_ATTEMPTS,
 };
@@ -99,8 +100,19 @@ impl AdminService {
                 "{addr} is an alias: remove it first (postroom alias remove {addr})"
             )));
         }
-        let hash = self.hash(pw).await?;
         let quota = quota.or(d.default_quota);
+        // Before the (slow) hash: a refused mailbox costs no argon2 run.
+        self.check_domain_caps(
+            &d,
+            Adding {
+                mailboxes: 1,
+                storage: quota.unwrap_or(0),
+                unlimited: quota.is_none(),
+                ..Adding::default()
+            },
+        )
+        .await?;
+        let hash = self.hash(pw).await?;
         let a = self
             .meta()
             .add_account(d.id, local, addr.local_display(), Some(&hash), quota)
@@ -219,6 +231,10 @@ impl AdminService {
     pub async fn user_set_admin(&self, actor: &Actor, address: &str, admin: bool) -> Result<()> {
         let (d, a) = self.find_account(&parse_address(address)?).await?;
         self.meta().set_domain_admin(a.id, admin).await?;
+        if !admin {
+            // Given again later, the role starts with no permissions.
+            self.meta().set_admin_permissions(a.id, 0).await?;
+        }
         self.record(
             actor,
             "user.admin",
@@ -247,6 +263,17 @@ impl AdminService {
     /// `user set --quota`: bytes, or None for the domain's default.
     pub async fn user_set_quota(&self, actor: &Actor, address: &str, quota: Option<i64>) -> Result<UserInfo> {
         let (d, a) = self.find_account(&parse_address(address)?).await?;
+        let before = a.quota.or(d.default_quota);
+        let after = quota.or(d.default_quota);
+        self.check_domain_caps(
+            &d,
+            Adding {
+                storage: after.unwrap_or(0) - before.unwrap_or(0),
+                unlimited: after.is_none() && before.is_some(),
+                ..Adding::default()
+            },
+        )
+        .await?;
         self.meta().set_quota(a.id, quota).await?;
         let object = format!("{}@{}", a.display, d.display);
         self.record(

@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use postroom_admin::{Actor, AdminError};
+use postroom_admin::{Actor, AdminError, Grantor};
 use postroom_core::{Address, Secret};
 use postroom_directory::auth::LoginError;
 use postroom_store::directory::DomainRow;
@@ -56,6 +56,18 @@ impl Principal {
         }
     }
 
+    /// Who this principal is when it gives a role or needs a
+    /// permission: the admin service reads a domain admin's flags from
+    /// the store, never from the session.
+    pub fn grantor(&self) -> Grantor {
+        match &self.role {
+            // Staff acting for a domain hold the provider's permissions;
+            // `manages` keeps them to the domain.
+            Role::Provider | Role::Acting { .. } => Grantor::Provider,
+            Role::DomainAdmin { account, .. } => Grantor::DomainAdmin { account: *account },
+        }
+    }
+
     pub fn is_provider(&self) -> bool {
         self.role == Role::Provider
     }
@@ -65,7 +77,9 @@ impl Principal {
     pub fn manages(&self, d: &DomainRow) -> bool {
         match &self.role {
             Role::Provider => true,
-            Role::DomainAdmin { domain, .. } => d.id == *domain || d.alias_of == Some(*domain),
+            Role::DomainAdmin { domain, .. } | Role::Acting { domain } => {
+                d.id == *domain || d.alias_of == Some(*domain)
+            }
         }
     }
 
@@ -157,6 +171,23 @@ pub async fn principal(state: &State, parts: &Parts) -> Result<Principal, NoPrin
             .await
             .map_err(|_| NoPrincipal::Unavailable)?
             .map(|a| fingerprint(&a.password_hash)),
+        Role::Acting { .. } => {
+            // The permission is read again on every request: taken away,
+            // the session ends.
+            let may = state
+                .admin
+                .provider_permissions(&session.login)
+                .await
+                .map_err(|_| NoPrincipal::Unavailable)?
+                .contains(postroom_admin::ProviderPermissions::MANAGE_DOMAINS);
+            state
+                .admin
+                .provider_admin(&session.login)
+                .await
+                .map_err(|_| NoPrincipal::Unavailable)?
+                .filter(|_| may)
+                .map(|a| fingerprint(&a.password_hash))
+        }
         Role::DomainAdmin { account, domain } => state
             .admin
             .store()

@@ -29,6 +29,9 @@ pub enum Role {
         domain: DomainId,
         account: postroom_store::AccountId,
     },
+    /// A provider administrator acting as this domain's admin ("manage
+    /// this domain"): the domain's scope, audited when it starts and ends.
+    Acting { domain: DomainId },
 }
 
 #[derive(Clone, Debug)]
@@ -167,6 +170,18 @@ impl Sessions {
         map.retain(|k, s| *k == keep || s.login != login);
         if let Some(s) = map.get_mut(&keep) {
             s.fingerprint = fingerprint;
+        }
+    }
+
+    /// Changes a live session's role (a provider admin starting or ending
+    /// "manage this domain"); the CSRF token and lifetimes stay.
+    pub fn set_role(&self, token: &str, role: Role) -> bool {
+        match self.lock().get_mut(&key(token)) {
+            Some(s) => {
+                s.role = role;
+                true
+            }
+            None => false,
         }
     }
 

@@ -61,6 +61,10 @@ pub enum Command {
     /// admin`).
     #[command(subcommand)]
     Admin(AdminCmd),
+    /// Customers (tenants): they own domains, within caps on domains,
+    /// mailboxes, aliases and storage set here.
+    #[command(subcommand)]
+    Customer(CustomerCmd),
     /// API tokens (`Authorization: Bearer`), acting as a provider or
     /// domain admin; never valid for IMAP, POP3 or SMTP.
     #[command(subcommand)]
@@ -263,6 +267,10 @@ pub enum DomainCmd {
         /// customer's server accepts them (a callout, cached).
         #[arg(long, requires = "relay_to")]
         verify: bool,
+        /// The customer that owns the domain (checked against its
+        /// domains cap). An alias domain belongs to its target's customer.
+        #[arg(long)]
+        customer: Option<String>,
     },
     /// Change a domain's settings.
     Set {
@@ -337,8 +345,64 @@ pub enum AdminCmd {
     },
     /// The provider admins.
     List,
+    /// A provider admin's permissions: --manage-domains lets them act as
+    /// a domain's admin in the console and API ("manage this domain"),
+    /// every use audited; --manage-domains=false takes it away.
+    Set {
+        address: String,
+        #[arg(long, num_args = 0..=1, default_missing_value = "true", required = true)]
+        manage_domains: Option<bool>,
+    },
     /// Remove a provider admin; their console sessions end.
     Remove { address: String },
+}
+
+/// A customer's caps as typed: a number, or `none` for no cap.
+#[derive(Args, Debug, Default)]
+pub struct CapArgs {
+    /// The most domains (alias domains included), or `none`.
+    #[arg(long, value_name = "N|none")]
+    pub max_domains: Option<String>,
+    /// The most mailboxes, or `none`.
+    #[arg(long, value_name = "N|none")]
+    pub max_mailboxes: Option<String>,
+    /// The most aliases (lists and catch-alls included), or `none`.
+    #[arg(long, value_name = "N|none")]
+    pub max_aliases: Option<String>,
+    /// The most the mailboxes' quotas may add up to (e.g. 50G), or
+    /// `none`. Under a storage cap every mailbox needs a quota.
+    #[arg(long, value_name = "SIZE|none")]
+    pub max_storage: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CustomerCmd {
+    /// Add a customer (no caps unless given).
+    Add {
+        name: String,
+        #[command(flatten)]
+        caps: CapArgs,
+    },
+    /// Change a customer's caps, give it domains or take them away.
+    /// Lowering a cap below what is used takes nothing away; it stops
+    /// further additions.
+    Set {
+        name: String,
+        #[command(flatten)]
+        caps: CapArgs,
+        /// Give a hosted domain (with its alias domains) to the customer.
+        #[arg(long, value_name = "DOMAIN")]
+        add_domain: Vec<String>,
+        /// Take a domain (with its alias domains) from the customer.
+        #[arg(long, value_name = "DOMAIN")]
+        remove_domain: Vec<String>,
+    },
+    /// The customers with their usage against their caps.
+    List,
+    /// A customer's caps, usage and domains.
+    Show { name: String },
+    /// Remove a customer; refused while it owns domains.
+    Remove { name: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -399,6 +463,11 @@ pub enum UserCmd {
         address: String,
         #[arg(long)]
         off: bool,
+        /// The domain admin's permissions, comma-separated: quarantine,
+        /// spam-policy, forward-outside, quotas, gateway (or all, none).
+        /// Not given: as they were.
+        #[arg(long, conflicts_with = "off", value_name = "LIST")]
+        permissions: Option<String>,
     },
     /// Forward a mailbox's mail to other addresses (comma-separated),
     /// keeping a copy unless --no-copy; --off stops forwarding. Outside

@@ -17,6 +17,7 @@ use crate::cache::FolderSnapshot;
 use crate::classifier::{TrainingBatch, TrainingModel, TrainingTotals};
 use crate::committer::Delivery;
 use crate::console::{ApiTokenRow, NewApiToken, ProviderAdminRow};
+use crate::customers::{CustomerCaps, CustomerRow, CustomerUsage};
 use crate::directory::{AccountRow, AliasRow, DomainRow, ImportedAlias};
 use crate::dkim::DkimKeyRow;
 use crate::filter::{FilterResultRow, WhitelistRow};
@@ -361,6 +362,39 @@ pub trait ClassifierMeta: Send + Sync {
     async fn classifier_train(&self, batch: &TrainingBatch) -> Result<TrainingTotals>;
 }
 
+/// Customers (tenants) and the domains they own, and domain admins'
+/// permission flags (`crate::customers`).
+#[async_trait]
+pub trait CustomerMeta: Send + Sync {
+    /// Refused with `StoreError::Invalid("... exists already")` when the
+    /// name is taken.
+    async fn add_customer(&self, name: &str, caps: &CustomerCaps) -> Result<CustomerRow>;
+    async fn customer(&self, name: &str) -> Result<Option<CustomerRow>>;
+    /// Every customer, by name.
+    async fn customers(&self) -> Result<Vec<CustomerRow>>;
+    /// False when there is no such customer.
+    async fn set_customer_caps(&self, id: i64, caps: &CustomerCaps) -> Result<bool>;
+    /// Refused with `StoreError::Conflict` while it owns a domain; false
+    /// when there is no such customer.
+    async fn remove_customer(&self, id: i64) -> Result<bool>;
+    /// Gives a domain to a customer, or (`None`) takes it from its owner.
+    /// A removed domain leaves its customer by itself.
+    async fn set_domain_customer(&self, domain: DomainId, customer: Option<i64>) -> Result<()>;
+    async fn domain_customer(&self, domain: DomainId) -> Result<Option<CustomerRow>>;
+    /// The domains a customer owns, by name.
+    async fn customer_domains(&self, customer: i64) -> Result<Vec<DomainId>>;
+    async fn customer_usage(&self, customer: i64) -> Result<CustomerUsage>;
+    /// A domain admin's permission flags (a bit set the admin service
+    /// defines); 0 when none were given.
+    async fn admin_permissions(&self, account: AccountId) -> Result<i64>;
+    async fn set_admin_permissions(&self, account: AccountId, permissions: i64) -> Result<()>;
+    /// A provider admin's permission flags (canonical address); 0 when
+    /// none were given. Gone with the admin.
+    async fn provider_permissions(&self, address: &str) -> Result<i64>;
+    /// False when there is no such provider admin.
+    async fn set_provider_permissions(&self, address: &str, permissions: i64) -> Result<bool>;
+}
+
 /// A whole back end.
 pub trait Metadata:
     DirectoryMeta
@@ -372,6 +406,7 @@ pub trait Metadata:
     + ConsoleMeta
     + FilterMeta
     + ClassifierMeta
+    + CustomerMeta
 {
     /// A short name for logs and `status`: `sqlite` or `postgresql`.
     fn kind(&self) -> &'static str;

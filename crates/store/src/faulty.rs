@@ -13,13 +13,14 @@ use async_trait::async_trait;
 
 use crate::admin::{AuditEntry, AuditQuery, AuditRow};
 use crate::backend::{
-    AdminMeta, Appended, ClassifierMeta, ConsoleMeta, DeliveryMeta, DirectoryMeta, FilterMeta, MailboxMeta,
-    Metadata, QueueMeta, Watch,
+    AdminMeta, Appended, ClassifierMeta, ConsoleMeta, CustomerMeta, DeliveryMeta, DirectoryMeta, FilterMeta,
+    MailboxMeta, Metadata, QueueMeta, Watch,
 };
 use crate::cache::FolderSnapshot;
 use crate::classifier::{TrainingBatch, TrainingModel, TrainingTotals};
 use crate::committer::Delivery;
 use crate::console::{ApiTokenRow, NewApiToken, ProviderAdminRow};
+use crate::customers::{CustomerCaps, CustomerRow, CustomerUsage};
 use crate::directory::{AccountRow, AliasRow, DomainRow, ImportedAlias};
 use crate::dkim::DkimKeyRow;
 use crate::filter::{FilterResultRow, WhitelistRow};
@@ -621,5 +622,61 @@ impl FilterMeta for FaultyMeta {
     async fn expire_filter_results(&self, before: i64) -> Result<usize> {
         self.check()?;
         self.inner.expire_filter_results(before).await
+    }
+}
+
+#[async_trait]
+impl CustomerMeta for FaultyMeta {
+    async fn add_customer(&self, name: &str, caps: &CustomerCaps) -> Result<CustomerRow> {
+        self.check()?;
+        self.inner.add_customer(name, caps).await
+    }
+    async fn customer(&self, name: &str) -> Result<Option<CustomerRow>> {
+        self.check()?;
+        self.inner.customer(name).await
+    }
+    async fn customers(&self) -> Result<Vec<CustomerRow>> {
+        self.check()?;
+        self.inner.customers().await
+    }
+    async fn set_customer_caps(&self, id: i64, caps: &CustomerCaps) -> Result<bool> {
+        self.check()?;
+        self.inner.set_customer_caps(id, caps).await
+    }
+    async fn remove_customer(&self, id: i64) -> Result<bool> {
+        self.check()?;
+        self.inner.remove_customer(id).await
+    }
+    async fn set_domain_customer(&self, domain: DomainId, customer: Option<i64>) -> Result<()> {
+        self.check()?;
+        self.inner.set_domain_customer(domain, customer).await
+    }
+    async fn domain_customer(&self, domain: DomainId) -> Result<Option<CustomerRow>> {
+        self.check()?;
+        self.inner.domain_customer(domain).await
+    }
+    async fn customer_domains(&self, customer: i64) -> Result<Vec<DomainId>> {
+        self.check()?;
+        self.inner.customer_domains(customer).await
+    }
+    async fn customer_usage(&self, customer: i64) -> Result<CustomerUsage> {
+        self.check()?;
+        self.inner.customer_usage(customer).await
+    }
+    async fn admin_permissions(&self, account: AccountId) -> Result<i64> {
+        self.check()?;
+        self.inner.admin_permissions(account).await
+    }
+    async fn set_admin_permissions(&self, account: AccountId, permissions: i64) -> Result<()> {
+        self.check()?;
+        self.inner.set_admin_permissions(account, permissions).await
+    }
+    async fn provider_permissions(&self, address: &str) -> Result<i64> {
+        self.check()?;
+        self.inner.provider_permissions(address).await
+    }
+    async fn set_provider_permissions(&self, address: &str, permissions: i64) -> Result<bool> {
+        self.check()?;
+        self.inner.set_provider_permissions(address, permissions).await
     }
 }

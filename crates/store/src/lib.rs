@@ -16,6 +16,7 @@ pub mod cache;
 pub mod classifier;
 pub mod committer;
 pub mod console;
+pub mod customers;
 pub mod db;
 pub mod directory;
 pub mod dkim;
@@ -43,12 +44,14 @@ use std::sync::Arc;
 
 pub use admin::{AuditEntry, AuditQuery, AuditRow};
 pub use backend::{
-    AdminMeta, Appended, DeliveryMeta, DirectoryMeta, FilterMeta, MailboxMeta, Metadata, QueueMeta, Watch,
+    AdminMeta, Appended, CustomerMeta, DeliveryMeta, DirectoryMeta, FilterMeta, MailboxMeta, Metadata,
+    QueueMeta, Watch,
 };
 pub use blob::{BlobStore, FsBlobStore, MemSpool};
 pub use classifier::{TokenCounts, TrainingBatch, TrainingModel, TrainingTotals};
 pub use committer::{Delivery, LocalDelivery, OutboundItem};
 pub use console::{ApiTokenRow, NewApiToken, ProviderAdminRow};
+pub use customers::{CustomerCaps, CustomerRow, CustomerUsage};
 pub use db::Db;
 pub use filter::{FilterResultRow, WhitelistRow};
 pub use fs::{DurableFs, RealFs, SimulatedFs, TempFile};

@@ -236,6 +236,34 @@ pub(crate) const TABLES: &[Table] = &[
         columns: &["id", "spam", "ham", "generation"],
         has_id: false,
     },
+    Table {
+        name: "customers",
+        columns: &[
+            "id",
+            "name",
+            "max_domains",
+            "max_mailboxes",
+            "max_aliases",
+            "max_storage",
+            "created",
+        ],
+        has_id: true,
+    },
+    Table {
+        name: "customer_domains",
+        columns: &["domain_id", "customer_id"],
+        has_id: false,
+    },
+    Table {
+        name: "domain_admin_permissions",
+        columns: &["account_id", "permissions"],
+        has_id: false,
+    },
+    Table {
+        name: "provider_admin_permissions",
+        columns: &["address", "permissions"],
+        has_id: false,
+    },
 ];
 
 /// What a copy did.

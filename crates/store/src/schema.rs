@@ -340,7 +340,36 @@ CREATE TABLE classifier_totals (
 INSERT INTO classifier_totals (id, spam, ham, generation) VALUES (1, 0, 0, 0);
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12];
+/// Version 13 (issue #11, roles and limits): customers (tenants) with the
+/// caps the provider sets, and which customer owns which domain. A domain
+/// has at most one owner; a removed domain leaves its customer with it.
+/// And the permission flags the provider gives a domain admin.
+const V13: &str = r#"
+CREATE TABLE customers (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,            -- lower case
+    max_domains INTEGER,                  -- NULL = no cap
+    max_mailboxes INTEGER,
+    max_aliases INTEGER,
+    max_storage INTEGER,                  -- bytes: the sum of the mailboxes' quotas
+    created INTEGER NOT NULL              -- unix seconds
+);
+CREATE TABLE customer_domains (
+    domain_id INTEGER PRIMARY KEY REFERENCES domains(id) ON DELETE CASCADE,
+    customer_id INTEGER NOT NULL REFERENCES customers(id)
+);
+CREATE INDEX customer_domains_customer ON customer_domains(customer_id);
+CREATE TABLE domain_admin_permissions (
+    account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    permissions INTEGER NOT NULL          -- bit set: postroom_admin::Permissions
+);
+CREATE TABLE provider_admin_permissions (
+    address TEXT PRIMARY KEY REFERENCES provider_admins(address) ON DELETE CASCADE,
+    permissions INTEGER NOT NULL          -- bit set: postroom_admin::ProviderPermissions
+);
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12, V13];
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

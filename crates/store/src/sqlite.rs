@@ -12,13 +12,14 @@ use async_trait::async_trait;
 
 use crate::admin::{AuditEntry, AuditQuery, AuditRow};
 use crate::backend::{
-    AdminMeta, Appended, ClassifierMeta, ConsoleMeta, DeliveryMeta, DirectoryMeta, FilterMeta, MailboxMeta,
-    Metadata, QueueMeta, Watch,
+    AdminMeta, Appended, ClassifierMeta, ConsoleMeta, CustomerMeta, DeliveryMeta, DirectoryMeta, FilterMeta,
+    MailboxMeta, Metadata, QueueMeta, Watch,
 };
 use crate::cache::FolderSnapshot;
 use crate::classifier::{TrainingBatch, TrainingModel, TrainingTotals};
 use crate::committer::{Delivery, Work};
 use crate::console::{ApiTokenRow, NewApiToken, ProviderAdminRow};
+use crate::customers::{CustomerCaps, CustomerRow, CustomerUsage};
 use crate::directory::{AccountRow, AliasRow, DomainRow, ImportedAlias};
 use crate::dkim::DkimKeyRow;
 use crate::filter::{FilterResultRow, WhitelistRow};
@@ -504,5 +505,48 @@ impl FilterMeta for Sqlite {
     }
     async fn expire_filter_results(&self, before: i64) -> Result<usize> {
         self.db.expire_filter_results(before)
+    }
+}
+
+#[async_trait]
+impl CustomerMeta for Sqlite {
+    async fn add_customer(&self, name: &str, caps: &CustomerCaps) -> Result<CustomerRow> {
+        self.db.add_customer(name, caps)
+    }
+    async fn customer(&self, name: &str) -> Result<Option<CustomerRow>> {
+        self.db.customer(name)
+    }
+    async fn customers(&self) -> Result<Vec<CustomerRow>> {
+        self.db.customers()
+    }
+    async fn set_customer_caps(&self, id: i64, caps: &CustomerCaps) -> Result<bool> {
+        self.db.set_customer_caps(id, caps)
+    }
+    async fn remove_customer(&self, id: i64) -> Result<bool> {
+        self.db.remove_customer(id)
+    }
+    async fn set_domain_customer(&self, domain: DomainId, customer: Option<i64>) -> Result<()> {
+        self.db.set_domain_customer(domain, customer)
+    }
+    async fn domain_customer(&self, domain: DomainId) -> Result<Option<CustomerRow>> {
+        self.db.domain_customer(domain)
+    }
+    async fn customer_domains(&self, customer: i64) -> Result<Vec<DomainId>> {
+        self.db.customer_domains(customer)
+    }
+    async fn customer_usage(&self, customer: i64) -> Result<CustomerUsage> {
+        self.db.customer_usage(customer)
+    }
+    async fn admin_permissions(&self, account: AccountId) -> Result<i64> {
+        self.db.admin_permissions(account)
+    }
+    async fn set_admin_permissions(&self, account: AccountId, permissions: i64) -> Result<()> {
+        self.db.set_admin_permissions(account, permissions)
+    }
+    async fn provider_permissions(&self, address: &str) -> Result<i64> {
+        self.db.provider_permissions(address)
+    }
+    async fn set_provider_permissions(&self, address: &str, permissions: i64) -> Result<bool> {
+        self.db.set_provider_permissions(address, permissions)
     }
 }

@@ -10,8 +10,8 @@ use postroom_store::directory::ImportedAlias;
 use postroom_store::folders::{FlagOp, MAX_FOLDERS, MAX_KEYWORDS};
 use postroom_store::schema::SCHEMA_VERSION;
 use postroom_store::{
-    AccountId, Delivery, DomainId, FolderId, FolderTarget, HeldLocal, Hold, HoldReason, LocalDelivery,
-    Metadata, ModSeq, OutboundItem, SpecialUse, Store, StoreError, Uid,
+    AccountId, CustomerCaps, CustomerUsage, Delivery, DomainId, FolderId, FolderTarget, HeldLocal, Hold,
+    HoldReason, LocalDelivery, Metadata, ModSeq, OutboundItem, SpecialUse, Store, StoreError, Uid,
 };
 
 const SEEN: i64 = 1;
@@ -169,6 +169,7 @@ suite!(
     schema_too_new,
     admin_life_cycle_and_audit,
     provider_admins,
+    customers_caps_and_usage,
     appends_and_copies_count_as_deliveries_do,
     concurrent_appends_copies_and_deliveries,
     classifier_training_counts,
@@ -393,6 +394,117 @@ async fn queue_summary_counts_by_state_and_reason(f: &Fixture) {
             count("queued", None, 2, 1_000),
         ]
     );
+}
+
+/// Schema version 12: customers, the domains they own and what they use
+/// of their caps (the admin service compares the two).
+async fn customers_caps_and_usage(f: &Fixture) {
+    let m = meta(f);
+    assert!(m.customers().await.unwrap().is_empty());
+    let caps = CustomerCaps {
+        max_domains: Some(2),
+        max_mailboxes: Some(3),
+        max_aliases: None,
+        max_storage: Some(10 << 30),
+    };
+    let acme = m.add_customer("acme", &caps).await.unwrap();
+    assert_eq!((acme.name.as_str(), acme.caps), ("acme", caps));
+    assert!(invalid(m.add_customer("acme", &CustomerCaps::default()).await).contains("exists already"));
+    let other = m.add_customer("other", &CustomerCaps::default()).await.unwrap();
+    let names: Vec<String> = m.customers().await.unwrap().into_iter().map(|c| c.name).collect();
+    assert_eq!(names, ["acme", "other"]);
+    assert_eq!(m.customer("nobody").await.unwrap(), None);
+    assert_eq!(m.customer_usage(acme.id).await.unwrap(), CustomerUsage::default());
+
+    // Two domains of acme's: one with a default quota, one without.
+    let (a, _) = mailbox(f, "a.example", "one").await;
+    let (b, _) = mailbox(f, "b.example", "two").await;
+    let (c, three) = mailbox(f, "c.example", "three").await;
+    m.update_domain(a, None, Some(Some(1000))).await.unwrap();
+    m.add_account(a, "big", "big", Some("h"), Some(5000))
+        .await
+        .unwrap();
+    m.add_alias_targets(a, "sales", "sales", &["one@a.example".to_string()])
+        .await
+        .unwrap();
+    m.set_domain_customer(a, Some(acme.id)).await.unwrap();
+    m.set_domain_customer(b, Some(acme.id)).await.unwrap();
+    m.set_domain_customer(c, Some(other.id)).await.unwrap();
+    assert_eq!(
+        m.domain_customer(a).await.unwrap().map(|c| c.name),
+        Some("acme".into())
+    );
+    assert_eq!(m.customer_domains(acme.id).await.unwrap(), vec![a, b]);
+    assert_eq!(
+        m.customer_usage(acme.id).await.unwrap(),
+        CustomerUsage {
+            domains: 2,
+            mailboxes: 3,
+            aliases: 1,
+            // one@a: the default (1000); big@a: its own (5000); two@b: none.
+            storage: 6000,
+            unlimited_mailboxes: 1,
+        }
+    );
+    assert_eq!(m.customer_usage(other.id).await.unwrap().mailboxes, 1);
+
+    // A domain changes hands; one is given up.
+    m.set_domain_customer(b, Some(other.id)).await.unwrap();
+    assert_eq!(m.customer_domains(acme.id).await.unwrap(), vec![a]);
+    m.set_domain_customer(b, None).await.unwrap();
+    assert_eq!(m.domain_customer(b).await.unwrap(), None);
+    assert_eq!(m.customer_domains(other.id).await.unwrap(), vec![c]);
+
+    let lower = CustomerCaps {
+        max_mailboxes: Some(1),
+        ..caps
+    };
+    assert!(m.set_customer_caps(acme.id, &lower).await.unwrap());
+    assert_eq!(m.customer("acme").await.unwrap().map(|c| c.caps), Some(lower));
+    assert!(!m.set_customer_caps(9999, &lower).await.unwrap());
+
+    // A domain admin's permission flags: none until given; gone with the
+    // mailbox.
+    let (_, admin) = mailbox(f, "a.example", "admin").await;
+    assert_eq!(m.admin_permissions(admin).await.unwrap(), 0);
+    m.set_admin_permissions(admin, 0b1010).await.unwrap();
+    m.set_admin_permissions(admin, 0b0110).await.unwrap();
+    assert_eq!(m.admin_permissions(admin).await.unwrap(), 0b0110);
+    m.remove_account(admin).await.unwrap();
+    assert_eq!(m.admin_permissions(admin).await.unwrap(), 0);
+
+    // A provider admin's flags: none until given, only for an admin that
+    // exists, gone with the admin.
+    assert!(!m
+        .set_provider_permissions("staff@provider.example", 1)
+        .await
+        .unwrap());
+    m.add_provider_admin("staff@provider.example", "staff@provider.example", "$x")
+        .await
+        .unwrap();
+    assert_eq!(m.provider_permissions("staff@provider.example").await.unwrap(), 0);
+    assert!(m
+        .set_provider_permissions("staff@provider.example", 1)
+        .await
+        .unwrap());
+    assert!(m
+        .set_provider_permissions("staff@provider.example", 3)
+        .await
+        .unwrap());
+    assert_eq!(m.provider_permissions("staff@provider.example").await.unwrap(), 3);
+    m.remove_provider_admin("staff@provider.example").await.unwrap();
+    assert_eq!(m.provider_permissions("staff@provider.example").await.unwrap(), 0);
+
+    // A customer that owns a domain stays; a removed domain leaves it.
+    assert!(matches!(
+        m.remove_customer(other.id).await,
+        Err(StoreError::Conflict(_))
+    ));
+    m.remove_account(three).await.unwrap();
+    m.remove_domain(c).await.unwrap();
+    assert!(m.customer_domains(other.id).await.unwrap().is_empty());
+    assert!(m.remove_customer(other.id).await.unwrap());
+    assert!(!m.remove_customer(other.id).await.unwrap());
 }
 
 /// Schema version 9: the provider's administrators (the web console).
@@ -2190,6 +2302,7 @@ async fn postgres_upgrades_a_v7_database() {
     let c = connect(&pg.url).await;
     c.batch_execute(
         "ALTER TABLE outbound DROP COLUMN hold_reason, DROP COLUMN local_account, DROP COLUMN local_folder;
+         DROP TABLE customer_domains; DROP TABLE customers; DROP TABLE domain_admin_permissions; DROP TABLE provider_admin_permissions;
          DROP TABLE provider_admins;
          DROP TABLE api_tokens;
          DROP TABLE filter_domains, filter_whitelist, filter_results;
@@ -2218,6 +2331,7 @@ async fn postgres_upgrades_a_v7_database() {
     // Version 9's tables are there too.
     assert!(store.meta().provider_admins().await.unwrap().is_empty());
     assert!(store.meta().api_tokens(None).await.unwrap().is_empty());
+    assert!(store.meta().customers().await.unwrap().is_empty());
     let v: i64 = c
         .query_one("SELECT max(version) FROM schema_version", &[])
         .await
@@ -2259,6 +2373,7 @@ async fn postgres_upgrades_a_v9_database() {
         "DROP INDEX messages_modseq; DROP INDEX expunged_modseq;
          DROP TABLE filter_domains, filter_whitelist, filter_results;
          DROP TABLE classifier_tokens; DROP TABLE classifier_totals;
+         DROP TABLE customer_domains; DROP TABLE customers; DROP TABLE domain_admin_permissions; DROP TABLE provider_admin_permissions;
          UPDATE schema_version SET version = 9;
          INSERT INTO provider_admins (address, display, password_hash, created)
              VALUES ('ops@example.com', 'ops@example.com', 'x', 0);",
@@ -2281,7 +2396,7 @@ async fn postgres_upgrades_a_v9_database() {
         (r.get(0), r.get(1))
     };
     assert_eq!((v, indexes), (SCHEMA_VERSION, 2));
-    assert_eq!(SCHEMA_VERSION, 12);
+    assert_eq!(SCHEMA_VERSION, 13);
     // Version 11's tables came with the upgrade.
     store
         .meta()

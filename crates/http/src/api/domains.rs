@@ -46,6 +46,8 @@ pub struct NewDomain {
     relay_to: Option<String>,
     #[serde(default)]
     verify: bool,
+    /// The customer that owns it (checked against its domains cap).
+    customer: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -101,12 +103,13 @@ pub(super) async fn create_domain(
     provider_only(&p)?;
     let row = state
         .admin
-        .domain_add(
+        .domain_add_for(
             &p.actor(),
             &b.name,
             b.alias_of.as_deref(),
             b.relay_to.as_deref(),
             b.verify,
+            b.customer.as_deref(),
         )
         .await?;
     let all = state.admin.domains().await?;

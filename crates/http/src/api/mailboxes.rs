@@ -3,7 +3,7 @@
 
 use axum::http::StatusCode;
 use axum::Json;
-use postroom_admin::{NewPassword, UserInfo};
+use postroom_admin::{NewPassword, Permissions, UserInfo};
 use postroom_core::Secret;
 use postroom_store::directory::DomainRow;
 use serde::{Deserialize, Serialize};
@@ -122,6 +122,12 @@ pub(super) async fn create_mailbox(
     let d = scoped_domain(&state, &p, &domain).await?;
     let address = address_in(&b.local, &d)?;
     let quota = b.quota.as_deref().map(postroom_admin::parse_size).transpose()?;
+    if quota.is_some() {
+        state
+            .admin
+            .require_permission(p.grantor(), Permissions::QUOTAS)
+            .await?;
+    }
     let u = state
         .admin
         .user_add(
@@ -147,7 +153,7 @@ pub(super) async fn scoped_mailbox(
     let u = state.admin.user_show(&address).await?;
     // The row the service found must be in a domain this principal
     // manages (it is the path's domain: belt and braces).
-    if let Role::DomainAdmin { domain, .. } = p.role {
+    if let Role::DomainAdmin { domain, .. } | Role::Acting { domain } = p.role {
         if u.account.domain_id != domain {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -211,6 +217,10 @@ pub(crate) async fn change_mailbox_as(
     }
     let actor = p.actor();
     if let Some(q) = quota {
+        state
+            .admin
+            .require_permission(p.grantor(), Permissions::QUOTAS)
+            .await?;
         state.admin.user_set_quota(&actor, &u.address, q).await?;
     }
     if let Some(pw) = password {
@@ -264,4 +274,67 @@ pub(crate) async fn remove_mailbox_as(
     state.admin.user_remove(&p.actor(), &u.address, now).await?;
     state.sessions.end_all(&canonical(&u.address));
     Ok(())
+}
+
+/// A mailbox's role: domain admin or not, and its permission flags.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MailboxRole {
+    domain_admin: bool,
+    /// Flag names: quarantine, spam-policy, forward-outside, quotas,
+    /// gateway.
+    #[serde(default)]
+    permissions: Vec<String>,
+}
+
+/// The most flag names one request may carry (there are five).
+const MAX_PERMISSION_NAMES: usize = 16;
+
+#[utoipa::path(get, path = "/api/v1/domains/{domain}/mailboxes/{local}/role",
+    params(("domain" = String, Path), ("local" = String, Path)),
+    responses((status = 200, body = MailboxRole), (status = 404)))]
+pub(super) async fn show_role(
+    axum::extract::State(state): S,
+    ApiPrincipal(p): ApiPrincipal,
+    ApiPath((domain, local)): ApiPath<(String, String)>,
+) -> ApiResult<Json<MailboxRole>> {
+    let (_, u) = scoped_mailbox(&state, &p, &domain, &local).await?;
+    let perms = state.admin.admin_permissions(&u.address).await?;
+    Ok(Json(MailboxRole {
+        domain_admin: u.account.domain_admin,
+        permissions: perms.names().into_iter().map(String::from).collect(),
+    }))
+}
+
+/// Makes a mailbox a domain admin with these permissions, or not. A
+/// domain admin may grant only permissions it holds, never to itself.
+#[utoipa::path(put, path = "/api/v1/domains/{domain}/mailboxes/{local}/role",
+    params(("domain" = String, Path), ("local" = String, Path)), request_body = MailboxRole,
+    responses((status = 200, body = MailboxRole), (status = 403), (status = 404), (status = 422)))]
+pub(super) async fn set_role(
+    axum::extract::State(state): S,
+    ApiPrincipal(p): ApiPrincipal,
+    ApiPath((domain, local)): ApiPath<(String, String)>,
+    ApiJson(b): ApiJson<MailboxRole>,
+) -> ApiResult<Json<MailboxRole>> {
+    let (_, u) = scoped_mailbox(&state, &p, &domain, &local).await?;
+    if b.permissions.len() > MAX_PERMISSION_NAMES {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "too many permissions",
+        ));
+    }
+    let perms = Permissions::parse(&b.permissions.join(","))?;
+    let set = state
+        .admin
+        .user_set_role(&p.actor(), p.grantor(), &u.address, b.domain_admin, perms)
+        .await?;
+    if !b.domain_admin {
+        // Their console sessions end with the role.
+        state.sessions.end_all(&canonical(&u.address));
+    }
+    Ok(Json(MailboxRole {
+        domain_admin: b.domain_admin,
+        permissions: set.names().into_iter().map(String::from).collect(),
+    }))
 }

@@ -21,12 +21,14 @@ use crate::session::{fingerprint, Role};
 use crate::State;
 
 mod aliases;
+mod customers;
 mod domains;
 mod mailboxes;
 
 pub(crate) use mailboxes::{change_mailbox_as, remove_mailbox_as};
 // The handlers' generated `__path_*` descriptions, for the OpenAPI document.
 use aliases::*;
+use customers::*;
 use domains::*;
 use mailboxes::*;
 
@@ -87,7 +89,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 pub struct SessionInfo {
     /// The login address.
     login: String,
-    /// `provider` or `domain-admin`.
+    /// `provider`, `domain-admin`, or `acting-domain-admin` (provider
+    /// staff managing one domain).
     role: String,
     /// The domain a domain admin manages.
     domain: Option<String>,
@@ -175,6 +178,13 @@ pub fn routes() -> Router<State> {
     Router::new()
         .route("/session", get(session))
         .route("/password", post(change_password))
+        .route("/domains/{domain}/act-as", post(act_as))
+        .route("/act-as/end", post(act_as_end))
+        .route("/customers", get(list_customers).post(create_customer))
+        .route(
+            "/customers/{customer}",
+            get(show_customer).patch(change_customer).delete(remove_customer),
+        )
         .route("/domains", get(list_domains).post(create_domain))
         .route(
             "/domains/{domain}",
@@ -187,6 +197,10 @@ pub fn routes() -> Router<State> {
         .route(
             "/domains/{domain}/mailboxes/{local}",
             get(show_mailbox).patch(change_mailbox).delete(remove_mailbox),
+        )
+        .route(
+            "/domains/{domain}/mailboxes/{local}/role",
+            get(show_role).put(set_role),
         )
         .route("/domains/{domain}/aliases", get(list_aliases).post(create_alias))
         .route(
@@ -208,8 +222,12 @@ async fn session(
 ) -> ApiResult<Json<SessionInfo>> {
     let (role, domain) = match &p.role {
         Role::Provider => ("provider", None),
-        Role::DomainAdmin { domain, .. } => (
-            "domain-admin",
+        Role::DomainAdmin { domain, .. } | Role::Acting { domain } => (
+            if matches!(p.role, Role::Acting { .. }) {
+                "acting-domain-admin"
+            } else {
+                "domain-admin"
+            },
             state
                 .admin
                 .store()
@@ -248,6 +266,58 @@ async fn change_password(
     Ok(done())
 }
 
+/// "Manage this domain": a provider admin holding the manage-domains
+/// permission turns this session into the domain's admin (audited). A
+/// session only: a token keeps the role it was made for.
+#[utoipa::path(post, path = "/api/v1/domains/{domain}/act-as", params(("domain" = String, Path)),
+    responses((status = 200, body = SessionInfo), (status = 403), (status = 404)))]
+async fn act_as(
+    axum::extract::State(state): S,
+    ApiPrincipal(p): ApiPrincipal,
+    ApiPath(domain): ApiPath<String>,
+) -> ApiResult<Json<SessionInfo>> {
+    if p.via_token || !p.is_provider() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "only a provider admin's session may manage a domain as its admin",
+        ));
+    }
+    let d = state
+        .admin
+        .provider_act_as(&p.actor(), &p.login, Some(&domain))
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such domain"))?;
+    state.sessions.set_role(&p.token, Role::Acting { domain: d.id });
+    Ok(Json(SessionInfo {
+        login: p.login,
+        role: "acting-domain-admin".into(),
+        domain: Some(d.name),
+        csrf_token: p.csrf,
+    }))
+}
+
+/// Ends "manage this domain": the session is the provider admin's again.
+#[utoipa::path(post, path = "/api/v1/act-as/end", responses((status = 200, body = SessionInfo), (status = 403)))]
+async fn act_as_end(
+    axum::extract::State(state): S,
+    ApiPrincipal(p): ApiPrincipal,
+) -> ApiResult<Json<SessionInfo>> {
+    if !matches!(p.role, Role::Acting { .. }) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "this session is not managing a domain",
+        ));
+    }
+    state.admin.provider_act_as(&p.actor(), &p.login, None).await?;
+    state.sessions.set_role(&p.token, Role::Provider);
+    Ok(Json(SessionInfo {
+        login: p.login,
+        role: "provider".into(),
+        domain: None,
+        csrf_token: p.csrf,
+    }))
+}
+
 pub(super) fn canonical(address: &str) -> String {
     postroom_admin::parse_address(address).map_or_else(|_| address.to_lowercase(), |a| a.canonical())
 }
@@ -256,13 +326,20 @@ pub(super) fn canonical(address: &str) -> String {
 #[openapi(
     info(
         title = "Postroom API",
-        description = "Domains, mailboxes and aliases. Send `Authorization: Bearer TOKEN` (postroom \
+        description = "Customers, domains, mailboxes and aliases. Send `Authorization: Bearer TOKEN` (postroom \
         api-token create), or log in with the console's form (POST /login) and send the session cookie and, \
         with every change, the X-CSRF-Token from GET /api/v1/session."
     ),
     paths(
         session,
         change_password,
+        act_as,
+        act_as_end,
+        list_customers,
+        create_customer,
+        show_customer,
+        change_customer,
+        remove_customer,
         list_domains,
         create_domain,
         show_domain,
@@ -273,6 +350,8 @@ pub(super) fn canonical(address: &str) -> String {
         show_mailbox,
         change_mailbox,
         remove_mailbox,
+        show_role,
+        set_role,
         list_aliases,
         create_alias,
         show_alias,
@@ -282,6 +361,11 @@ pub(super) fn canonical(address: &str) -> String {
     ),
     components(schemas(
         SessionInfo,
+        Customer,
+        Caps,
+        Usage,
+        NewCustomer,
+        CustomerPatch,
         Domain,
         DomainDetail,
         NewDomain,
@@ -290,6 +374,7 @@ pub(super) fn canonical(address: &str) -> String {
         MailboxPage,
         NewMailbox,
         MailboxPatch,
+        MailboxRole,
         Alias,
         NewAlias,
         Members,

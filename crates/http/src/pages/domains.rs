@@ -134,6 +134,11 @@ pub(super) struct DomainPage {
     next: Option<usize>,
     mailboxes: Vec<MailboxLine>,
     aliases: Vec<AliasLine>,
+    /// Provider staff may start "manage this domain" (the service checks
+    /// the permission when they do).
+    provider: bool,
+    /// This session is provider staff managing the domain.
+    acting: bool,
 }
 
 #[derive(Deserialize)]
@@ -211,6 +216,62 @@ pub(super) async fn domain_page(
             next: (page < pages).then(|| page + 1),
             mailboxes,
             aliases,
+            provider: p.is_provider(),
+            acting: matches!(p.role, crate::session::Role::Acting { .. }),
         },
     )
+}
+
+/// "Manage this domain" from the console: the same service call as the
+/// API's, then the domain's page in the domain admin's scope.
+pub(super) async fn act_as_page(
+    axum::extract::State(state): S,
+    PagePrincipal(p): PagePrincipal,
+    Path(domain): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if let Err(r) = check_csrf(&p, &f.csrf) {
+        return r;
+    }
+    if !p.is_provider() {
+        return refusal(
+            &p,
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "Only provider staff manage a domain as its admin.",
+            ),
+            "/domains",
+        );
+    }
+    match state
+        .admin
+        .provider_act_as(&p.actor(), &p.login, Some(&domain))
+        .await
+    {
+        Ok(Some(d)) => {
+            state
+                .sessions
+                .set_role(&p.token, crate::session::Role::Acting { domain: d.id });
+            Redirect::to(&format!("/domains/{}", urlencode(&d.name))).into_response()
+        }
+        Ok(None) => Redirect::to("/domains").into_response(),
+        Err(e) => refusal(&p, e.into(), "/domains"),
+    }
+}
+
+pub(super) async fn act_as_end_page(
+    axum::extract::State(state): S,
+    PagePrincipal(p): PagePrincipal,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if let Err(r) = check_csrf(&p, &f.csrf) {
+        return r;
+    }
+    if matches!(p.role, crate::session::Role::Acting { .. }) {
+        if let Err(e) = state.admin.provider_act_as(&p.actor(), &p.login, None).await {
+            return refusal(&p, e.into(), "/domains");
+        }
+        state.sessions.set_role(&p.token, crate::session::Role::Provider);
+    }
+    Redirect::to("/domains").into_response()
 }

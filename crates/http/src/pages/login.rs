@@ -197,7 +197,7 @@ pub(crate) async fn change_own_password(
     }
     let pw = NewPassword::Plain(Secret::new(new.to_string()));
     let hash = match &p.role {
-        Role::Provider => {
+        Role::Provider | Role::Acting { .. } => {
             state
                 .admin
                 .provider_admin_passwd(&p.actor(), &p.login, pw)

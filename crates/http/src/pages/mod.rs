@@ -17,10 +17,12 @@ use serde::Deserialize;
 use crate::auth::{self, ApiError, NoPrincipal, Principal};
 use crate::State;
 
+mod customers;
 mod domains;
 mod login;
 mod mailboxes;
 
+use customers::*;
 use domains::*;
 pub(crate) use login::change_own_password;
 use login::*;
@@ -43,6 +45,9 @@ pub fn routes() -> Router<State> {
         .route("/login", get(login_form).post(login_submit))
         .route("/logout", post(logout))
         .route("/password", get(password_form).post(password_submit))
+        .route("/customers", get(customers).post(customer_save))
+        .route("/domains/{domain}/act-as", post(act_as_page))
+        .route("/act-as/end", post(act_as_end_page))
         .route("/domains", get(domains).post(domain_create))
         .route("/domains/{domain}", get(domain_page))
         .route("/domains/{domain}/mailboxes", post(mailbox_create))

@@ -24,9 +24,17 @@ pub fn domain(ctx: &Context, cmd: DomainCmd) -> CmdResult {
                 alias_of,
                 relay_to,
                 verify,
+                customer,
             } => {
                 let d = admin
-                    .domain_add(&me, &domain, alias_of.as_deref(), relay_to.as_deref(), verify)
+                    .domain_add_for(
+                        &me,
+                        &domain,
+                        alias_of.as_deref(),
+                        relay_to.as_deref(),
+                        verify,
+                        customer.as_deref(),
+                    )
                     .await
                     .map_err(text)?;
                 match (alias_of, &d.relay_to) {
@@ -219,7 +227,19 @@ pub fn user(ctx: &Context, cmd: UserCmd) -> CmdResult {
                 admin.user_set_enabled(&me, &address, true).await.map_err(text)?;
                 println!("enabled {address}");
             }
-            UserCmd::Admin { address, off } => {
+            UserCmd::Admin {
+                address,
+                off,
+                permissions: Some(list),
+            } if !off => {
+                let perms = postroom_admin::Permissions::parse(&list).map_err(text)?;
+                let set = admin
+                    .user_set_role(&me, postroom_admin::Grantor::Provider, &address, true, perms)
+                    .await
+                    .map_err(text)?;
+                println!("{address} is a domain admin (permissions: {set})");
+            }
+            UserCmd::Admin { address, off, .. } => {
                 admin.user_set_admin(&me, &address, !off).await.map_err(text)?;
                 println!("{address} is {}a domain admin", if off { "no longer " } else { "" });
             }

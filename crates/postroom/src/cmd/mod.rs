@@ -64,6 +64,7 @@ fn run_command(ctx: &Context, command: Command) -> CmdResult {
         Command::User(c) => directory::user(ctx, c),
         Command::Admin(c) => console::admin(ctx, c),
         Command::ApiToken(c) => console::api_token(ctx, c),
+        Command::Customer(c) => console::customer(ctx, c),
         Command::Alias(c) => directory::alias(ctx, c),
         Command::Import(c) => directory::import(ctx, c),
         Command::Mail(c) => mail::mail(ctx, c),

@@ -15,6 +15,7 @@
 mod classifier;
 mod committer;
 mod console;
+mod customers;
 mod directory;
 mod filter;
 mod mailbox;

@@ -36,16 +36,12 @@ fn main() {
             .unwrap()
             .unwrap(),
     );
-    let env = Envelope {
-        peer: "192.0.2.10".parse().unwrap(),
-        peer_rdns: None,
-        helo: "mail.example".into(),
-        tls: false,
-        auth_user: None,
-        mail_from: None,
-        recipients: Vec::new(),
-        deadline: Instant::now() + Duration::from_secs(3600),
-    };
+    let env = Envelope::unauthenticated(
+        "192.0.2.10".parse().unwrap(),
+        "mail.example",
+        None,
+        Instant::now() + Duration::from_secs(3600),
+    );
     let arg = std::env::args().nth(1).unwrap_or_else(|| "2000".into());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()

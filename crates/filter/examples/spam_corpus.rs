@@ -78,16 +78,12 @@ fn read(paths: &[PathBuf]) -> Vec<Vec<u8>> {
 }
 
 fn envelope() -> Envelope {
-    Envelope {
-        peer: "192.0.2.1".parse().unwrap(),
-        peer_rdns: None,
-        helo: "mail.example.com".into(),
-        tls: false,
-        auth_user: None,
-        mail_from: Some("a@example.com".into()),
-        recipients: Vec::new(),
-        deadline: std::time::Instant::now() + Duration::from_secs(3600),
-    }
+    Envelope::unauthenticated(
+        "192.0.2.1".parse().unwrap(),
+        "mail.example.com",
+        Some("a@example.com"),
+        std::time::Instant::now() + Duration::from_secs(3600),
+    )
 }
 
 fn main() {

@@ -170,16 +170,12 @@ mod tests {
     }
 
     fn envelope(deadline: Instant) -> Envelope {
-        Envelope {
-            peer: "192.0.2.1".parse().unwrap(),
-            peer_rdns: None,
-            helo: "mail.example.com".into(),
-            tls: false,
-            auth_user: None,
-            mail_from: Some("a@example.com".into()),
-            recipients: Vec::new(),
+        Envelope::unauthenticated(
+            "192.0.2.1".parse().unwrap(),
+            "mail.example.com",
+            Some("a@example.com"),
             deadline,
-        }
+        )
     }
 
     #[tokio::test]

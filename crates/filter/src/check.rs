@@ -28,6 +28,24 @@ pub struct Envelope {
     pub deadline: Instant,
 }
 
+impl Envelope {
+    /// A message from a client that did not log in, over plain SMTP, with
+    /// no recipients named (what `postroom filter check`, the examples and
+    /// the tests score).
+    pub fn unauthenticated(peer: IpAddr, helo: &str, mail_from: Option<&str>, deadline: Instant) -> Envelope {
+        Envelope {
+            peer,
+            peer_rdns: None,
+            helo: helo.to_string(),
+            tls: false,
+            auth_user: None,
+            mail_from: mail_from.map(str::to_string),
+            recipients: Vec::new(),
+            deadline,
+        }
+    }
+}
+
 /// One accepted recipient.
 #[derive(Clone, Debug)]
 pub struct Recipient {

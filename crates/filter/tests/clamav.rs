@@ -12,16 +12,12 @@ use postroom_filter::{clamav, Action, Chain, Deps, Envelope, Forced, Report, Sca
 use support::{Clamd, EICAR};
 
 fn envelope(wait: Duration) -> Envelope {
-    Envelope {
-        peer: "192.0.2.10".parse().unwrap(),
-        peer_rdns: None,
-        helo: "mail.example.com".into(),
-        tls: false,
-        auth_user: None,
-        mail_from: Some("a@example.com".into()),
-        recipients: Vec::new(),
-        deadline: Instant::now() + wait,
-    }
+    Envelope::unauthenticated(
+        "192.0.2.10".parse().unwrap(),
+        "mail.example.com",
+        Some("a@example.com"),
+        Instant::now() + wait,
+    )
 }
 
 fn with_attachment(content: &[u8]) -> Vec<u8> {

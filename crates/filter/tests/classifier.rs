@@ -52,16 +52,12 @@ async fn trained(c: &Classifier, n: usize) {
 }
 
 fn envelope() -> Envelope {
-    Envelope {
-        peer: "192.0.2.1".parse().unwrap(),
-        peer_rdns: None,
-        helo: "mail.example.com".into(),
-        tls: false,
-        auth_user: None,
-        mail_from: None,
-        recipients: Vec::new(),
-        deadline: Instant::now() + Duration::from_secs(5),
-    }
+    Envelope::unauthenticated(
+        "192.0.2.1".parse().unwrap(),
+        "mail.example.com",
+        None,
+        Instant::now() + Duration::from_secs(5),
+    )
 }
 
 async fn run(chain: &Chain, raw: &[u8]) -> postroom_filter::Report {
@@ -97,7 +93,15 @@ async fn below_the_minimum_it_does_not_vote() {
     let report = run(&chain_with(c), &raw).await;
     let s = report.symbols().find(|s| s.name == UNTRAINED).unwrap();
     assert_eq!(s.score, 0.0);
-    assert_eq!(report.score(false), 0.0);
+    // The classifier adds nothing (the header rules may score the
+    // fixture's missing Date on their own).
+    let classifier: f64 = report
+        .checks
+        .iter()
+        .filter(|c| c.check == "classifier")
+        .flat_map(|c| c.symbols.iter().map(|s| s.score))
+        .sum();
+    assert_eq!(classifier, 0.0);
 }
 
 #[tokio::test]

@@ -35,16 +35,12 @@ pub fn content_chain(config: &FilterConfig) -> Chain {
 }
 
 fn envelope() -> Envelope {
-    Envelope {
-        peer: "192.0.2.10".parse().unwrap(),
-        peer_rdns: None,
-        helo: "mail.shop.example".into(),
-        tls: false,
-        auth_user: None,
-        mail_from: Some("sender@shop.example".into()),
-        recipients: Vec::new(),
-        deadline: Instant::now() + Duration::from_secs(30),
-    }
+    Envelope::unauthenticated(
+        "192.0.2.10".parse().unwrap(),
+        "mail.shop.example",
+        Some("sender@shop.example"),
+        Instant::now() + Duration::from_secs(30),
+    )
 }
 
 #[derive(serde::Deserialize)]

@@ -79,16 +79,12 @@ fn signed(key: &[u8], from: &str, body: &str) -> Vec<u8> {
 }
 
 fn envelope(mail_from: Option<&str>, wait: Duration) -> Envelope {
-    Envelope {
-        peer: PEER.parse().unwrap(),
-        peer_rdns: None,
-        helo: "mail.good.test".into(),
-        tls: false,
-        auth_user: None,
-        mail_from: mail_from.map(str::to_string),
-        recipients: Vec::new(),
-        deadline: Instant::now() + wait,
-    }
+    Envelope::unauthenticated(
+        PEER.parse().unwrap(),
+        "mail.good.test",
+        mail_from,
+        Instant::now() + wait,
+    )
 }
 
 fn chain(dns: Option<hickory_resolver::TokioResolver>, zones: &[&str]) -> Chain {

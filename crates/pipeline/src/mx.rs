@@ -314,34 +314,9 @@ impl MxPipeline {
                 });
             }
         };
-        if let Some(why) = &outcome.tempfail {
-            let reply = Reply::new(
-                451,
-                "4.7.1",
-                format!("Message not accepted for now: {why}; try again later [{queue_id}]"),
-            );
-            keep_report(&outcome.verdicts, &reply.summary());
-            self.log_filtered(
-                peer,
-                &queue_id,
-                &env.helo,
-                &sender,
-                &rcpt_names,
-                env.size,
-                &filter_note,
-                &actions,
-                "tempfail",
-            );
-            postroom_core::metrics::filter_action("tempfail");
-            return Err(reply);
-        }
-        let verdicts = &outcome.verdicts;
-        if !verdicts.is_empty() && verdicts.iter().all(|v| matches!(v, Verdict::Reject(_))) {
-            let why = match &verdicts[0] {
-                Verdict::Reject(why) => why.clone(),
-                _ => String::new(),
-            };
-            let reply = Reply::new(550, "5.7.1", format!("Message refused: {why} [{queue_id}]"));
+        // A refusal at SMTP time: its report kept for `explain`, its log
+        // line, its count.
+        let refuse = |reply: Reply, verdicts: &[Verdict], action: &'static str| {
             keep_report(verdicts, &reply.summary());
             self.log_filtered(
                 peer,
@@ -352,10 +327,27 @@ impl MxPipeline {
                 env.size,
                 &filter_note,
                 &actions,
-                "reject",
+                action,
             );
-            postroom_core::metrics::filter_action("reject");
-            return Err(reply);
+            postroom_core::metrics::filter_action(action);
+            reply
+        };
+        if let Some(why) = &outcome.tempfail {
+            let reply = Reply::new(
+                451,
+                "4.7.1",
+                format!("Message not accepted for now: {why}; try again later [{queue_id}]"),
+            );
+            return Err(refuse(reply, &outcome.verdicts, "tempfail"));
+        }
+        let verdicts = &outcome.verdicts;
+        if !verdicts.is_empty() && verdicts.iter().all(|v| matches!(v, Verdict::Reject(_))) {
+            let why = match &verdicts[0] {
+                Verdict::Reject(why) => why.clone(),
+                _ => String::new(),
+            };
+            let reply = Reply::new(550, "5.7.1", format!("Message refused: {why} [{queue_id}]"));
+            return Err(refuse(reply, verdicts, "reject"));
         }
         if outcome.report.is_some() {
             for v in verdicts {
@@ -365,7 +357,6 @@ impl MxPipeline {
         let rcpt_headers = &outcome.headers;
         let body_changed = outcome.changed;
         let date = postroom_message::date::format(now);
-        // RFC 3848 and RFC 6531 3.7.3 protocol names.
         // RFC 3848 and RFC 6531 3.7.3 protocol names.
         let protocol = match (env.smtputf8, env.esmtp, peer.tls, env.auth.is_some()) {
             (true, _, true, true) => "UTF8SMTPSA",

@@ -295,10 +295,14 @@ pub fn checks(
     policy: &FilterPolicyConfig,
     deps: &Deps,
 ) -> Result<Vec<Box<dyn Check>>, String> {
-    if !config.enabled {
+    // Offline (`postroom filter check`), a file has no SMTP transaction:
+    // no client, no HELO, nothing to look up. The settings are still
+    // checked.
+    let check = SenderCheck::new(config, policy, deps)?;
+    if !config.enabled || deps.offline {
         return Ok(Vec::new());
     }
-    Ok(vec![Box::new(SenderCheck::new(config, policy, deps)?)])
+    Ok(vec![Box::new(check)])
 }
 
 /// How long before the client's deadline the lookups stop, so the

@@ -177,16 +177,14 @@ fn check(ctx: &Context, paths: &[PathBuf], json: bool) -> CmdResult {
         let mail_from = postroom_core::header::header_value(&raw, "return-path")
             .map(|r| r.trim().trim_start_matches('<').trim_end_matches('>').to_string())
             .filter(|r| !r.is_empty());
-        let envelope = postroom_filter::Envelope {
-            peer: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-            peer_rdns: None,
-            helo: "localhost".into(),
-            tls: false,
-            auth_user: None,
-            mail_from,
-            recipients: Vec::new(),
-            deadline: Instant::now() + FILE_DEADLINE,
-        };
+        // A file has no SMTP transaction: the sender checks are left out
+        // offline, so the client and HELO here score nothing.
+        let envelope = postroom_filter::Envelope::unauthenticated(
+            std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            "localhost",
+            mail_from.as_deref(),
+            Instant::now() + FILE_DEADLINE,
+        );
         let fallback = postroom_filter::mail_parser::Message::default();
         let parsed = parser.parse(&raw[..]);
         let scan = postroom_filter::Scan {

@@ -22,7 +22,12 @@ pub const AUTH_FAIL_SYMBOLS: &[&str] = postroom_filter::sender::AUTH_FAILURES;
 /// Header fields the filter writes; the same fields arriving with a
 /// message are removed, so a sender cannot pass its own
 /// `X-Spam-Status: No` to the recipient's rules.
-const OWN_FIELDS: &[&str] = &["x-spam-status", "x-spam-score", "x-spam-flag"];
+const OWN_FIELDS: &[&str] = &[
+    "x-spam-status",
+    "x-spam-score",
+    "x-spam-flag",
+    "x-postroom-cleaned",
+];
 
 /// How many symbols the log line and a refusal's reason name (the highest
 /// scores first): enough to see why, short enough for one line.
@@ -85,6 +90,12 @@ pub struct ChainFilter {
     /// Built once: its table of header parsers is a `HashMap` that
     /// `MessageParser::default()` would fill again for every message.
     parser: mail_parser::MessageParser,
+    /// `[filter.html] subject_tag` and a space, as the rewriter writes it,
+    /// for taking it out again when no recipient's domain wants it.
+    subject_tag: Vec<u8>,
+    /// Our authserv-id (`[server] hostname`): an arriving
+    /// `Authentication-Results` in its name is forged.
+    authserv_id: Option<String>,
 }
 
 impl ChainFilter {
@@ -94,12 +105,27 @@ impl ChainFilter {
             defaults,
             policy,
             parser: mail_parser::MessageParser::default(),
+            subject_tag: b"{Cleaned} ".to_vec(),
+            authserv_id: None,
         }
+    }
+
+    /// The Subject tag the rewriter adds (`[filter.html] subject_tag`).
+    pub fn with_subject_tag(mut self, tag: &str) -> ChainFilter {
+        self.subject_tag = format!("{tag} ").into_bytes();
+        self
+    }
+
+    /// RFC 8601 5: `Authentication-Results` fields that arrive in our
+    /// name are removed before the checks add ours.
+    pub fn with_authserv_id(mut self, hostname: &str) -> ChainFilter {
+        self.authserv_id = Some(hostname.trim_end_matches('.').to_ascii_lowercase());
+        self
     }
 
     async fn run(&self, input: FilterInput<'_>) -> FilterOutcome {
         let n = input.recipients.len();
-        let mut changed = strip_own_fields(input.body);
+        let mut changed = strip_own_fields(input.body, self.authserv_id.as_deref());
         let policies = match &self.policy {
             Some(p) => {
                 let senders = senders(input.mail_from, input.body);
@@ -153,7 +179,7 @@ impl ChainFilter {
         if let Some(rw) = rewritten {
             let mut message = rw.message;
             if !(0..n).any(|i| policy_of(i).cleaned_tag) {
-                untag_subject(&mut message);
+                untag_subject(&mut message, &self.subject_tag);
             }
             *input.body = message;
             changes = rw.changes;
@@ -353,11 +379,28 @@ fn header_line(name: &str, value: &str) -> Option<String> {
 }
 
 /// Removes the fields the filter writes itself from the message's header
-/// section; whether anything was removed.
-fn strip_own_fields(body: &mut Vec<u8>) -> bool {
+/// section, and the `Authentication-Results` claiming our authserv-id
+/// (RFC 8601 5); whether anything was removed.
+fn strip_own_fields(body: &mut Vec<u8>, authserv_id: Option<&str>) -> bool {
     let base = body.as_ptr() as usize;
+    let ours = |f: &postroom_core::header::Field<'_>| {
+        let Some(id) = authserv_id else {
+            return false;
+        };
+        if !f.is("authentication-results") {
+            return false;
+        }
+        // RFC 8601 2.2: the value starts with the authserv-id, then `;`.
+        let value = f.unfolded();
+        let value = String::from_utf8_lossy(&value);
+        let first = value.split(';').next().unwrap_or_default();
+        first
+            .split_whitespace()
+            .next()
+            .is_some_and(|v| v.eq_ignore_ascii_case(id))
+    };
     let ranges: Vec<(usize, usize)> = postroom_core::header::fields(body)
-        .filter(|f| OWN_FIELDS.iter().any(|n| f.is(n)))
+        .filter(|f| OWN_FIELDS.iter().any(|n| f.is(n)) || ours(f))
         .map(|f| {
             let start = f.raw.as_ptr() as usize - base;
             (start, start + f.raw.len())
@@ -371,17 +414,19 @@ fn strip_own_fields(body: &mut Vec<u8>) -> bool {
 
 /// Takes `{Cleaned}` out of the Subject when no recipient's domain wants
 /// it (per-domain setting; the body is one for all recipients).
-fn untag_subject(message: &mut Vec<u8>) {
-    const TAG: &[u8] = b"{Cleaned} ";
+fn untag_subject(message: &mut Vec<u8>, tag: &[u8]) {
+    if tag.trim_ascii().is_empty() {
+        return;
+    }
     let base = message.as_ptr() as usize;
     let found = postroom_core::header::fields(message)
         .find(|f| f.is("subject"))
         .and_then(|f| {
-            let at = memchr::memmem::find(f.raw, TAG)?;
+            let at = memchr::memmem::find(f.raw, tag)?;
             Some(f.raw.as_ptr() as usize - base + at)
         });
     if let Some(at) = found {
-        message.drain(at..at + TAG.len());
+        message.drain(at..at + tag.len());
     }
 }
 
@@ -658,9 +703,23 @@ mod tests {
         let mut m =
             b"X-Spam-Status: No\r\nSubject: a\r\nx-spam-score :\r\n -5\r\n\r\nX-Spam-Status: body\r\n"
                 .to_vec();
-        assert!(strip_own_fields(&mut m));
+        assert!(strip_own_fields(&mut m, None));
         assert_eq!(m, b"Subject: a\r\n\r\nX-Spam-Status: body\r\n");
-        assert!(!strip_own_fields(&mut m));
+        assert!(!strip_own_fields(&mut m, None));
+    }
+
+    #[test]
+    fn forged_results_in_our_name_and_a_forged_cleaned_list_are_removed() {
+        let mut m = b"Authentication-Results: MX.Ours.example; spf=pass\r\n\
+Authentication-Results: mx.other.example; dkim=pass\r\n\
+Authentication-Results:\r\n mx.ours.example;\r\n dmarc=pass\r\n\
+X-Postroom-Cleaned: nothing\r\nSubject: a\r\n\r\n"
+            .to_vec();
+        assert!(strip_own_fields(&mut m, Some("mx.ours.example")));
+        assert_eq!(
+            m,
+            b"Authentication-Results: mx.other.example; dkim=pass\r\nSubject: a\r\n\r\n"
+        );
     }
 
     #[test]
@@ -713,7 +772,11 @@ mod tests {
     #[test]
     fn the_cleaned_tag_comes_out_of_the_subject() {
         let mut m = b"Subject: {Cleaned} hello\r\n\r\n{Cleaned} body".to_vec();
-        untag_subject(&mut m);
+        untag_subject(&mut m, b"{Cleaned} ");
         assert_eq!(m, b"Subject: hello\r\n\r\n{Cleaned} body");
+        // A provider's own tag comes out the same way.
+        let mut m = b"Subject: [SAFE] hello\r\n\r\n".to_vec();
+        untag_subject(&mut m, b"[SAFE] ");
+        assert_eq!(m, b"Subject: hello\r\n\r\n");
     }
 }

@@ -321,11 +321,15 @@ fn content_filter(
         chain = chain.with_check(Box::new(postroom_pipeline::content::TestScore));
     }
     let policy = postroom_pipeline::filter_store::StorePolicy::new(store.clone(), true);
-    Ok(Arc::new(ChainFilter::new(
-        chain,
-        postroom_filter::Thresholds::from(&cfg.filter.policy),
-        Some(Arc::new(policy)),
-    )))
+    Ok(Arc::new(
+        ChainFilter::new(
+            chain,
+            postroom_filter::Thresholds::from(&cfg.filter.policy),
+            Some(Arc::new(policy)),
+        )
+        .with_subject_tag(&cfg.filter.html.subject_tag)
+        .with_authserv_id(&cfg.server.hostname),
+    ))
 }
 
 async fn serve(

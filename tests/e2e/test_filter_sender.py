@@ -85,6 +85,12 @@ def dns():
 
 
 def filtered_server(dns_port, extra="", extra_smtp=""):
+    # The test's client is on loopback, which the sender checks leave
+    # alone unless told otherwise.
+    if "[filter.sender]\n" in extra:
+        extra = extra.replace("[filter.sender]\n", "[filter.sender]\ncheck_local_clients = true\n")
+    else:
+        extra += "\n[filter.sender]\ncheck_local_clients = true\n"
     s = make_server(extra_toml=extra, extra_smtp=extra_smtp)
     with open(s.config) as f:
         cfg = f.read().replace("[dns]\nenabled = false", f'[dns]\nenabled = true\nresolvers = ["127.0.0.1:{dns_port}"]')

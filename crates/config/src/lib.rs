@@ -481,12 +481,19 @@ pub struct FilterSenderConfig {
     /// valid DKIM signature of that domain vouches for the message. false:
     /// it only scores (`SPF_FAIL`).
     pub spf_fail_rejects: bool,
+    /// false: mail from this machine itself (a loopback client: a local
+    /// application, `swaks` on the host) skips the sender checks, as
+    /// rspamd's `local_addrs` do. Its reverse name is `localhost`, no SPF
+    /// record lists 127.0.0.1, and blocklists answer for 127.0.0.2 as
+    /// their test entry: every such check would only mislead.
+    pub check_local_clients: bool,
 }
 
 impl Default for FilterSenderConfig {
     fn default() -> Self {
         FilterSenderConfig {
             enabled: true,
+            check_local_clients: false,
             dnsbl_zones: Vec::new(),
             // What Postfix's policyd-spf does by default, which the
             // installations Postroom replaces run.

@@ -325,6 +325,8 @@ pub struct SenderCheck {
     quarantine_score: f64,
     spf_fail_rejects: bool,
     trusted: postroom_core::IpNetList,
+    /// `[filter.sender] check_local_clients`.
+    check_local_clients: bool,
 }
 
 impl SenderCheck {
@@ -353,6 +355,7 @@ impl SenderCheck {
             quarantine_score: policy.quarantine_at,
             spf_fail_rejects: config.spf_fail_rejects,
             trusted: deps.trusted_networks.clone(),
+            check_local_clients: config.check_local_clients,
         })
     }
 
@@ -405,6 +408,10 @@ impl Check for SenderCheck {
         // which their SPF does not list): not judged by where it comes
         // from.
         if env.auth_user.is_some() || self.trusted.contains(env.peer) {
+            return;
+        }
+        // This machine itself (see `check_local_clients`).
+        if env.peer.is_loopback() && !self.check_local_clients {
             return;
         }
         let peer = env.peer;
@@ -680,6 +687,48 @@ mod tests {
     use super::*;
 
     const PEER: &str = "192.0.2.10";
+
+    /// The symbols the sender check finds for a client naming itself
+    /// `server1.local`, with no DNS.
+    async fn local_findings(peer: &str, check_local_clients: bool) -> Vec<String> {
+        let config = FilterSenderConfig {
+            check_local_clients,
+            ..Default::default()
+        };
+        let deps = Deps {
+            hostname: "mx.example.net".into(),
+            ..Default::default()
+        };
+        let check = SenderCheck::new(&config, &FilterPolicyConfig::default(), &deps).unwrap();
+        let raw = b"From: a@example.com\r\nSubject: x\r\n\r\nbody\r\n";
+        let message = mail_parser::MessageParser::default().parse(&raw[..]).unwrap();
+        let env = crate::check::Envelope::unauthenticated(
+            peer.parse().unwrap(),
+            "server1.local",
+            Some("a@example.com"),
+            Instant::now() + Duration::from_secs(5),
+        );
+        let scan = Scan {
+            envelope: &env,
+            raw,
+            message: &message,
+        };
+        let mut out = Findings::default();
+        check.check(&scan, &mut out).await;
+        out.symbols.iter().map(|s| s.name.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn this_machines_own_mail_is_not_judged_by_where_it_comes_from() {
+        assert!(local_findings("127.0.0.1", false).await.is_empty());
+        assert!(local_findings("::1", false).await.is_empty());
+        assert!(local_findings("127.0.0.1", true)
+            .await
+            .contains(&HELO_LOCAL.to_string()));
+        assert!(local_findings(PEER, false)
+            .await
+            .contains(&HELO_LOCAL.to_string()));
+    }
 
     fn helo(h: &str) -> Vec<&'static str> {
         helo_findings(

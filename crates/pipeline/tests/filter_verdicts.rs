@@ -3,15 +3,17 @@
 //! `451 4.7.1`, a refusal for every recipient `550 5.7.1` and nothing
 //! stored or queued (never a bounce), a discard `250` with nothing stored.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use postroom_core::Address;
-use postroom_directory::{Directory, Route};
+use postroom_directory::Route;
 use postroom_filter::{Chain, Check, Findings, Forced, Scan, Thresholds};
 use postroom_pipeline::policy::AcceptedRcpt;
-use postroom_pipeline::{ChainFilter, MemoryBudget, MxPipeline, RelayPolicy};
+use postroom_pipeline::{ChainFilter, MxPipeline};
 use postroom_smtp::service::{BodySpool, PeerContext, SmtpHandler};
 use postroom_smtp::{BodyType, DeliveryOutcome, Envelope, RcptTarget};
 use postroom_store::Store;
@@ -46,27 +48,11 @@ fn pipeline(dir: &tempfile::TempDir, high_discards: bool) -> (Arc<MxPipeline>, p
         high_discards,
         ..Thresholds::default()
     };
-    let pipeline = Arc::new(MxPipeline {
-        sender_dns: None,
-        limits: None,
-        auth: None,
-        expose_client_ip: false,
-        hostname: "mx.probe.test".into(),
-        max_received_headers: 100,
-        policy: RelayPolicy {
-            trusted_networks: Default::default(),
-            relay_denied_code: 554,
-            reject_disabled_accounts: false,
-            quota_code: 452,
-        },
-        directory: Directory::new(store.meta_handle(), None),
+    let pipeline = Arc::new(common::test_pipeline(
         store,
-        filter: Arc::new(ChainFilter::new(chain, thresholds, None)),
-        filter_time: std::time::Duration::from_secs(60),
-        results: None,
-        spam_reports: None,
-        memory: MemoryBudget::new(1 << 30),
-    });
+        "mx.probe.test",
+        Arc::new(ChainFilter::new(chain, thresholds, None)),
+    ));
     (pipeline, acct.id)
 }
 

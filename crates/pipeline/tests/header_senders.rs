@@ -2,13 +2,15 @@
 //! read as the IMAP ENVELOPE reads it (`From :` included), and a quoted
 //! local part is an address, not a display name.
 
+mod common;
+
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use postroom_core::Address;
-use postroom_directory::{Directory, Route};
+use postroom_directory::Route;
 use postroom_pipeline::policy::AcceptedRcpt;
-use postroom_pipeline::{MemoryBudget, MxPipeline, NoFilter, RelayPolicy};
+use postroom_pipeline::{MxPipeline, NoFilter};
 use postroom_smtp::service::{BodySpool, PeerContext, SmtpHandler};
 use postroom_smtp::{BodyType, DeliveryOutcome, Envelope, RcptTarget};
 use postroom_store::Store;
@@ -37,27 +39,7 @@ fn setup() -> Setup {
         .unwrap()
         .add_account(d.id, "bob", "bob", None, None)
         .unwrap();
-    let pipeline = Arc::new(MxPipeline {
-        sender_dns: None,
-        limits: None,
-        auth: None,
-        expose_client_ip: false,
-        hostname: "mx.probe.test".into(),
-        max_received_headers: 100,
-        policy: RelayPolicy {
-            trusted_networks: Default::default(),
-            relay_denied_code: 554,
-            reject_disabled_accounts: false,
-            quota_code: 452,
-        },
-        directory: Directory::new(store.meta_handle(), None),
-        store,
-        filter: Arc::new(NoFilter),
-        filter_time: std::time::Duration::from_secs(60),
-        spam_reports: None,
-        results: None,
-        memory: MemoryBudget::new(1 << 30),
-    });
+    let pipeline = Arc::new(common::test_pipeline(store, "mx.probe.test", Arc::new(NoFilter)));
     Setup {
         _dir: dir,
         pipeline,

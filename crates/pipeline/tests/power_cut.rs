@@ -6,15 +6,17 @@
 //! Every delivery acknowledged before the cut must be readable afterwards,
 //! byte for byte.
 
+mod common;
+
 use std::io;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use postroom_core::Address;
-use postroom_directory::{Directory, Route};
+use postroom_directory::Route;
 use postroom_pipeline::policy::AcceptedRcpt;
-use postroom_pipeline::{MemoryBudget, MxPipeline, NoFilter, RelayPolicy};
+use postroom_pipeline::{MxPipeline, NoFilter};
 use postroom_smtp::service::{BodySpool, PeerContext, SmtpHandler};
 use postroom_smtp::{BodyType, DeliveryOutcome, Envelope, RcptTarget};
 use postroom_store::{BlobStore, DurableFs, FsBlobStore, SimulatedFs, Store};
@@ -67,27 +69,7 @@ async fn setup(careless: Option<bool>, pg: Option<&str>) -> Setup {
         .add_account(d.id, "user", "user", None, None)
         .await
         .unwrap();
-    let pipeline = Arc::new(MxPipeline {
-        sender_dns: None,
-        limits: None,
-        auth: None,
-        expose_client_ip: false,
-        hostname: "mx.example.com".into(),
-        max_received_headers: 100,
-        policy: RelayPolicy {
-            trusted_networks: Default::default(),
-            relay_denied_code: 554,
-            reject_disabled_accounts: false,
-            quota_code: 452,
-        },
-        directory: Directory::new(store.meta_handle(), None),
-        store,
-        filter: Arc::new(NoFilter),
-        filter_time: std::time::Duration::from_secs(60),
-        spam_reports: None,
-        results: None,
-        memory: MemoryBudget::new(1 << 30),
-    });
+    let pipeline = Arc::new(common::test_pipeline(store, "mx.example.com", Arc::new(NoFilter)));
     Setup {
         _dir: dir,
         data,

@@ -2,12 +2,13 @@
 //! trip to the database server, at every RCPT: profiled at 9868598, RCPT
 //! to a mailbox made four (the domain, the mailbox twice, its usage).
 
+mod common;
+
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use postroom_core::Address;
-use postroom_directory::Directory;
-use postroom_pipeline::{MemoryBudget, MxPipeline, NoFilter, RelayPolicy};
+use postroom_pipeline::{MxPipeline, NoFilter};
 use postroom_smtp::service::{PeerContext, SmtpHandler};
 use postroom_smtp::{RcptTarget, RcptVerdict};
 use postroom_store::faulty::{FaultSwitch, FaultyMeta};
@@ -24,27 +25,7 @@ async fn setup(dir: &std::path::Path) -> (Arc<MxPipeline>, FaultSwitch, postroom
     meta.set_quota(limited.id, Some(1 << 20)).await.unwrap();
     let (counted, switch) = FaultyMeta::new(meta);
     let store = Store::with_backend(Arc::new(counted), Arc::clone(&plain.blobs), dir);
-    let pipeline = Arc::new(MxPipeline {
-        sender_dns: None,
-        limits: None,
-        auth: None,
-        expose_client_ip: false,
-        hostname: "mx.probe.test".into(),
-        max_received_headers: 100,
-        policy: RelayPolicy {
-            trusted_networks: Default::default(),
-            relay_denied_code: 554,
-            reject_disabled_accounts: false,
-            quota_code: 452,
-        },
-        directory: Directory::new(store.meta_handle(), None),
-        store,
-        filter: Arc::new(NoFilter),
-        filter_time: std::time::Duration::from_secs(60),
-        spam_reports: None,
-        results: None,
-        memory: MemoryBudget::new(1 << 30),
-    });
+    let pipeline = Arc::new(common::test_pipeline(store, "mx.probe.test", Arc::new(NoFilter)));
     (pipeline, switch, limited.id)
 }
 
